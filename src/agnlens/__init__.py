@@ -1,0 +1,26 @@
+"""agnlens: classify AGN optical spectra and explain every decision.
+
+The package is organised as a one-way flow of stages::
+
+    spectra, lines -> io -> preprocess -> models / explain / embed -> plot -> report -> pipeline -> cli
+"""
+
+from importlib.metadata import PackageNotFoundError, version
+
+from agnlens.errors import AgnlensError, AgnlensWarning, ReadError, RejectedSpectrum
+from agnlens.spectra import Spectrum, SpectrumSet
+
+try:
+    __version__ = version("agnlens")
+except PackageNotFoundError:  # running from a source tree that was not installed
+    __version__ = "0+unknown"
+
+__all__ = [
+    "AgnlensError",
+    "AgnlensWarning",
+    "ReadError",
+    "RejectedSpectrum",
+    "Spectrum",
+    "SpectrumSet",
+    "__version__",
+]

@@ -1,0 +1,5 @@
+import sys
+
+from agnlens.cli import main
+
+sys.exit(main())
