@@ -34,5 +34,9 @@ class ModelFileError(AgnlensError, ValueError):
     """A model file is not an agnlens model, was tampered with, or does not fit the data."""
 
 
+class UsageError(AgnlensError):
+    """A command or function was called wrongly (the CLI exits with status 2)."""
+
+
 class AgnlensWarning(UserWarning):
     """Recoverable trouble: the result is usable but the user should know."""

@@ -311,8 +311,6 @@ def preprocess(
     rejected : list of Rejection
         One entry per spectrum that could not be used, with the reason.
     """
-    from agnlens import __version__
-
     grid = get_grid(grid)
     fluxes, ivars, masks, metas, rejected = [], [], [], [], []
     for spectrum in spectra:
@@ -327,13 +325,7 @@ def preprocess(
         masks.append(m)
         metas.append(meta)
     n_pix = grid.wavelength.size
-    prov = {
-        "grid": grid.describe(),
-        "normalisation": f"median good flux in {grid.norm_window[0]:.0f}–{grid.norm_window[1]:.0f} Å (rest)",
-        "resampling": "flux-conserving, overlap-weighted, inverse variance propagated",
-        "max_bad_fraction": max_bad_fraction,
-        "software": f"agnlens {__version__}",
-    }
+    prov = preprocessing_provenance(grid, max_bad_fraction)
     prov.update(provenance or {})
     result = SpectrumSet(
         wavelength=grid.wavelength,
@@ -345,6 +337,19 @@ def preprocess(
         provenance=prov,
     )
     return result, rejected
+
+
+def preprocessing_provenance(grid: Grid, max_bad_fraction: float) -> dict:
+    """How spectra were put on ``grid``: stored with every set, store and model."""
+    from agnlens import __version__
+
+    return {
+        "grid": grid.describe(),
+        "normalisation": f"median good flux in {grid.norm_window[0]:.0f}–{grid.norm_window[1]:.0f} Å (rest)",
+        "resampling": "flux-conserving, overlap-weighted, inverse variance propagated",
+        "max_bad_fraction": max_bad_fraction,
+        "software": f"agnlens {__version__}",
+    }
 
 
 def _source(spectrum: Spectrum) -> str:

@@ -14,7 +14,7 @@ import logging
 import sys
 
 from agnlens import __version__
-from agnlens.errors import AgnlensError
+from agnlens.errors import AgnlensError, UsageError
 
 #: Subcommands, in the order ``--help`` lists them (module names in this package).
 COMMANDS = ["simulate", "ingest", "info"]
@@ -79,10 +79,6 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, PermissionError, IsADirectoryError) as exc:
         print(f"agnlens {args.command}: error: {exc}", file=sys.stderr)
         return 2
-
-
-class UsageError(AgnlensError):
-    """The command was called wrongly (exit status 2)."""
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,0 +1,197 @@
+"""Ingest: read spectrum files, attach labels, preprocess onto a grid, write a dataset store.
+
+A bad file never stops the batch: it becomes a :class:`~agnlens.preprocess.Rejection` with the
+file's path and the reason, and the summary counts it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from agnlens.errors import AgnlensError, RejectedSpectrum
+from agnlens.preprocess import Grid, Rejection, get_grid, preprocess_one, preprocessing_provenance
+from agnlens.spectra import SpectrumSet
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class IngestSummary:
+    """What an ingest did: counts, rejections with reasons, catalogue matching."""
+
+    n_inputs: int = 0
+    accepted: int = 0
+    rejected: list[Rejection] = field(default_factory=list)
+    unlabelled: int = 0
+    catalog_rows: int = 0
+    catalog_unmatched: int = 0
+    out: str = ""
+
+    @property
+    def exit_status(self) -> int:
+        """0 when every input was accepted, 1 when some were rejected."""
+        return 1 if self.rejected else 0
+
+    def lines(self) -> list[str]:
+        """A human summary, one fact per line."""
+        out = [
+            f"inputs: {self.n_inputs}  accepted: {self.accepted}  rejected: {len(self.rejected)}",
+            f"stored without a label (no catalogue row): {self.unlabelled}",
+        ]
+        if self.catalog_rows:
+            out.append(
+                f"catalogue rows: {self.catalog_rows}  matching no input: {self.catalog_unmatched}"
+            )
+        if self.out:
+            out.append(f"store: {self.out}")
+        return out
+
+
+def ingest_one(
+    path: str | Path,
+    *,
+    grid: str | Grid = "paper",
+    labels: pd.DataFrame | None = None,
+    allow_zwarning: bool = False,
+    max_bad_fraction: float = 0.1,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
+    """Read, label, check and preprocess one file.
+
+    Parameters
+    ----------
+    path : path-like
+        An SDSS spectrum (DR7 ``spSpec``, DR8+ ``spec``) or a plain table.
+    grid : str or Grid
+    labels : DataFrame, optional
+        From :func:`agnlens.io.read_catalog`, indexed or keyed by ``spec_id`` with ``label``
+        and ``z_override``.
+    allow_zwarning : bool
+        Keep spectra whose ZWARNING has bits that make the redshift unreliable.
+    max_bad_fraction : float
+        Reject when a larger share of the grid is bad or uncovered.
+
+    Returns
+    -------
+    flux, ivar : ndarray of shape (n_pixels,)
+    mask : ndarray of bool, shape (n_pixels,)
+    meta : dict
+
+    Raises
+    ------
+    ReadError, RejectedSpectrum
+        With the file and the reason.
+    """
+    from agnlens.io import read_spectrum, zwarning_problem
+
+    spectrum = read_spectrum(path)
+    row = _catalog_row(labels, spectrum.spec_id)
+    if row is not None:
+        spectrum.meta["label"] = str(row["label"])
+        z_override = row.get("z_override", np.nan)
+        if pd.notna(z_override):
+            spectrum.meta["z"] = float(z_override)
+    else:
+        spectrum.meta.setdefault("label", "")
+    if not allow_zwarning:
+        problem = zwarning_problem(int(spectrum.meta.get("zwarning", 0) or 0))
+        if problem:
+            raise RejectedSpectrum(path, problem)
+    return preprocess_one(spectrum, grid, max_bad_fraction)
+
+
+def ingest(
+    inputs: Iterable[str | Path],
+    *,
+    labels: str | Path | pd.DataFrame | None = None,
+    grid: str | Grid = "paper",
+    allow_zwarning: bool = False,
+    max_bad_fraction: float = 0.1,
+    progress: Callable[[Iterable], Iterable] | None = None,
+) -> tuple[SpectrumSet, IngestSummary]:
+    """Ingest spectrum files into a :class:`SpectrumSet` on ``grid``.
+
+    Parameters
+    ----------
+    inputs : iterable of path-like
+        Files, directories or glob patterns (see :func:`agnlens.io.expand_inputs`).
+    labels : path or DataFrame, optional
+        A label catalogue (see :func:`agnlens.io.read_catalog`).
+    grid, allow_zwarning, max_bad_fraction
+        See :func:`ingest_one`.
+    progress : callable, optional
+        Wraps the iterable of paths, e.g. ``tqdm.tqdm``.
+
+    Returns
+    -------
+    spectra : SpectrumSet
+    summary : IngestSummary
+    """
+    from agnlens.io import expand_inputs, read_catalog
+
+    grid = get_grid(grid)
+    paths = expand_inputs(inputs)
+    catalog = read_catalog(labels) if isinstance(labels, (str, Path)) else labels
+    if catalog is not None:
+        catalog = catalog.drop_duplicates("spec_id").set_index("spec_id", drop=False)
+    summary = IngestSummary(n_inputs=len(paths), catalog_rows=0 if catalog is None else len(catalog))
+    rows: list[tuple[np.ndarray, np.ndarray, np.ndarray, dict]] = []
+    seen: dict[str, str] = {}
+    for path in progress(paths) if progress else paths:
+        try:
+            flux, ivar, mask, meta = ingest_one(
+                path, grid=grid, labels=catalog, allow_zwarning=allow_zwarning,
+                max_bad_fraction=max_bad_fraction,
+            )
+            if meta["spec_id"] in seen:
+                raise RejectedSpectrum(
+                    path, f"duplicate spec_id {meta['spec_id']} (already read from {seen[meta['spec_id']]})"
+                )
+        except AgnlensError as exc:
+            reason = getattr(exc, "reason", str(exc))
+            log.error("%s: %s", path, reason)
+            summary.rejected.append(Rejection(str(path), reason))
+            continue
+        seen[meta["spec_id"]] = str(path)
+        rows.append((flux, ivar, mask, meta))
+
+    spectra = _stack(rows, grid)
+    simulated = "simulated" in spectra.meta and bool(len(spectra)) and bool(spectra.meta["simulated"].all())
+    spectra.provenance.update(preprocessing_provenance(grid, max_bad_fraction))
+    spectra.provenance.update(
+        {
+            "allow_zwarning": allow_zwarning,
+            "simulated": simulated,
+            "n_sources": len(paths),
+            "labels": str(labels) if isinstance(labels, (str, Path)) else None,
+        }
+    )
+    summary.accepted = len(spectra)
+    summary.unlabelled = int((spectra.labels == "").sum())
+    if catalog is not None:
+        summary.catalog_unmatched = int((~catalog["spec_id"].isin(seen)).sum())
+    return spectra, summary
+
+
+def _catalog_row(catalog: pd.DataFrame | None, spec_id: str):
+    if catalog is None or spec_id not in catalog.index:
+        return None
+    return catalog.loc[spec_id]
+
+
+def _stack(rows: Sequence[tuple], grid: Grid) -> SpectrumSet:
+    n_pix = grid.wavelength.size
+    return SpectrumSet(
+        wavelength=grid.wavelength,
+        flux=np.array([r[0] for r in rows], dtype=np.float32).reshape(-1, n_pix),
+        ivar=np.array([r[1] for r in rows], dtype=np.float32).reshape(-1, n_pix),
+        mask=np.array([r[2] for r in rows], dtype=bool).reshape(-1, n_pix),
+        meta=pd.DataFrame([r[3] for r in rows]),
+        grid=grid.name,
+        provenance={},
+    )
