@@ -1,0 +1,376 @@
+"""The reference study end to end — what ``agnlens demo`` runs.
+
+simulate (or load a store) → split → tune and test, two-class and three-class → exact saliency for
+every misclassified test spectrum and a seeded random sample → line table, centre-vs-wings,
+faithfulness → t-SNE → results folder (docs/results-layout.md) → HTML report.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import platform
+import time
+from collections.abc import Callable
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from agnlens.atomic import atomic_path, write_text
+from agnlens.spectra import SpectrumSet
+
+log = logging.getLogger(__name__)
+
+CLASSES = {"binary": ["type1", "type2"], "multiclass": ["type1", "type2", "intermediate"]}
+
+
+@dataclass
+class StudyResult:
+    """What :func:`run_study` produced: the metrics dictionary and where the files are."""
+
+    out: Path
+    metrics: dict
+    report: Path | None = None
+    timings: dict = field(default_factory=dict)
+
+    def summary_lines(self) -> list[str]:
+        """The one-screen summary printed at the end of ``agnlens demo``."""
+        m = self.metrics
+        kind = "SIMULATED" if m["dataset"]["simulated"] else "real"
+        lines = [
+            f"{m['dataset']['n_spectra']} {kind} spectra {m['dataset']['counts']} on the "
+            f"{m['dataset']['grid']['name']} grid; split {m['split']['train']}/"
+            f"{m['split']['validation']}/{m['split']['test']} (train/validation/test)",
+        ]
+        for task in ("binary", "multiclass"):
+            t = m[task]
+            lo, hi = t["test"]["f1_ci95"]
+            lines.append(
+                f"{task:>10}: best {_fmt_params(t['best_params'])}; test F1 {t['test']['f1']:.3f} "
+                f"[{lo:.3f}, {hi:.3f}], precision {t['test']['precision']:.3f}, recall "
+                f"{t['test']['recall']:.3f}" + (" (simulated)" if m["dataset"]["simulated"] else "")
+            )
+        s = m["saliency"]
+        lines.append(
+            f"  saliency: {s['n_maps']} exact maps ({s['n_misclassified']} misclassified, "
+            f"{s['n_random']} random); max relative error vs finite differences "
+            f"{s['max_rel_error_vs_finite_differences']:.1e}"
+        )
+        lines.append(f" embedding: t-SNE k-NN accuracy {m['embedding']['knn_accuracy']:.3f}")
+        lines.append(f"     total: {m['timings_s']['total']:.0f} s")
+        if self.report is not None:
+            lines.append(f"    report: {self.report}")
+        return lines
+
+
+def _fmt_params(p: dict) -> str:
+    return ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in p.items() if v is not None)
+
+
+class _Timer:
+    def __init__(self, callback: Callable[[str], None] | None):
+        self.timings: dict[str, float] = {}
+        self.callback = callback
+
+    @contextmanager
+    def stage(self, name: str):
+        if self.callback:
+            self.callback(name)
+        t0 = time.perf_counter()
+        yield
+        self.timings[name] = round(time.perf_counter() - t0, 3)
+        log.info("%s: %.1f s", name, self.timings[name])
+
+
+def data_hash(spectra: SpectrumSet) -> str:
+    """sha256 of the flux bytes and labels: identifies the exact data a result came from."""
+    h = hashlib.sha256()
+    h.update(np.ascontiguousarray(np.asarray(spectra.flux, dtype=np.float32)).tobytes())
+    h.update("\n".join(spectra.labels).encode())
+    return "sha256:" + h.hexdigest()
+
+
+def versions() -> dict:
+    """Versions of agnlens and the libraries that shape its numbers."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": platform.python_version()}
+    for name in ("agnlens", "numpy", "scipy", "scikit-learn", "openTSNE", "astropy", "zarr", "dask", "matplotlib"):
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def run_study(
+    out: str | Path,
+    *,
+    spectra: SpectrumSet | None = None,
+    n: int = 3346,
+    seed: int = 0,
+    grid: str = "paper",
+    n_random_saliency: int = 30,
+    perplexity: float = 50.0,
+    on_stage: Callable[[str], None] | None = None,
+    report: bool = True,
+) -> StudyResult:
+    """Run the study and write the results folder ``out``.
+
+    Parameters
+    ----------
+    out : path-like
+        Results folder (created; files inside are replaced atomically).
+    spectra : SpectrumSet, optional
+        Labelled spectra to study; default: the built-in simulated sample of ``n`` spectra.
+    n, seed, grid
+        Size, seed and grid of the simulated sample; ``seed`` also fixes the split, the tuning,
+        the random saliency sample and t-SNE.
+    n_random_saliency : int
+        Random test spectra explained in addition to every misclassified one.
+    perplexity : float
+        t-SNE perplexity (50 as in the study).
+    on_stage : callable, optional
+        Called with each stage's name as it starts (the CLI drives a progress bar with it).
+    report : bool
+        Build ``out/report.html`` at the end.
+    """
+    from agnlens.embed import tsne
+    from agnlens.explain.faithfulness import faithfulness
+    from agnlens.explain.gradient import verify
+    from agnlens.explain.linestats import centre_wings, line_table
+    from agnlens.explain.saliency import saliency
+    from agnlens.models.metrics import evaluate
+    from agnlens.models.persistence import save_model
+    from agnlens.models.tuning import split, tune
+
+    out = Path(out)
+    (out / "models").mkdir(parents=True, exist_ok=True)
+    (out / "figures" / "saliency").mkdir(parents=True, exist_ok=True)
+    timer = _Timer(on_stage)
+    t_start = time.perf_counter()
+
+    with timer.stage("simulate"):
+        if spectra is None:
+            from agnlens.simulate import simulate_set
+
+            spectra = simulate_set(n, seed=seed, grid=grid)
+        scored = np.isin(spectra.labels, CLASSES["multiclass"])
+        if not np.all(scored):
+            log.info("leaving out %d spectra whose label is not a class", int((~scored).sum()))
+            spectra = spectra[scored]
+    X = np.asarray(spectra.flux, dtype=np.float64)
+    y = spectra.labels
+    simulated = spectra.simulated
+
+    with timer.stage("split"):
+        parts = split(y, seed=seed)
+
+    metrics: dict = {
+        "dataset": {
+            "n_spectra": len(spectra),
+            "counts": {c: int((y == c).sum()) for c in CLASSES["multiclass"]},
+            "simulated": simulated,
+            "grid": spectra.provenance.get("grid", {"name": spectra.grid}),
+            "seed": seed,
+            "data_hash": data_hash(spectra),
+        },
+        "split": {name: int(len(idx)) for name, idx in parts.items()} | {"seed": seed},
+    }
+    models = {}
+    predictions = pd.DataFrame({"spec_id": spectra.spec_id, "label": y, "split": ""})
+    for name, idx in parts.items():
+        predictions.loc[idx, "split"] = name
+
+    for task, classes in CLASSES.items():
+        with timer.stage(f"tune_{task}"):
+            keep = np.isin(y, classes)
+            sub = {k: v[keep[v]] for k, v in parts.items()}
+            result = tune(X, y, train_idx=sub["train"], val_idx=sub["validation"], random_state=seed)
+            model = result.best_estimator
+            models[task] = model
+            val_pred = model.predict(X[sub["validation"]])
+            val_proba = model.predict_proba(X[sub["validation"]])
+            test_pred = model.predict(X[sub["test"]])
+            test_proba = model.predict_proba(X[sub["test"]])
+            val_scores = evaluate(y[sub["validation"]], val_pred, val_proba, list(model.classes_), n_boot=0, seed=seed)
+            test_scores = evaluate(y[sub["test"]], test_pred, test_proba, list(model.classes_), seed=seed)
+            _write_csv(result.table, out / f"tuning_{task}.csv")
+            metrics[task] = {
+                "classes": list(model.classes_),
+                "best_params": _jsonable(result.best_params),
+                "validation": val_scores,
+                "test": test_scores,
+                "n": {k: int(len(v)) for k, v in sub.items()},
+            }
+            save_model(
+                model,
+                out / "models" / f"{task}.skops",
+                metadata={
+                    "task": task,
+                    "classes": list(model.classes_),
+                    "grid": spectra.provenance.get("grid"),
+                    "preprocessing": spectra.provenance,
+                    "split_seed": seed,
+                    "split_sizes": metrics[task]["n"],
+                    "data_hash": metrics["dataset"]["data_hash"],
+                    "simulated": simulated,
+                    "tuning": result.table.to_dict(orient="records"),
+                    "validation": val_scores,
+                    "test": test_scores,
+                },
+            )
+
+    model = models["multiclass"]
+    with timer.stage("classify"):
+        proba = model.predict_proba(X)
+        predicted = model.classes_[np.argmax(proba, axis=1)]
+        predictions["predicted"] = predicted
+        for k, c in enumerate(model.classes_):
+            predictions[f"p_{c}"] = proba[:, k]
+        test = parts["test"]
+        wrong = test[predicted[test] != y[test]]
+        rng = np.random.default_rng(seed)
+        right = np.setdiff1d(test, wrong)
+        random_pick = np.sort(rng.choice(right, size=min(n_random_saliency, right.size), replace=False))
+        explained = np.concatenate([wrong, random_pick])
+        reasons = ["misclassified"] * len(wrong) + ["random"] * len(random_pick)
+
+    with timer.stage("saliency"):
+        sal = saliency(model, spectra[explained], method="gradient")
+        check = verify(model, X[explained[: min(10, explained.size)]])
+        sal.save(out / "saliency", reason=reasons)
+        figure_paths = _saliency_figures(sal, out)
+
+    with timer.stage("lines"):
+        type2_mean = X[parts["train"]][y[parts["train"]] == "type2"].mean(axis=0)
+        table = line_table(sal)
+        _write_csv(table, out / "line_table.csv")
+        cw = centre_wings(sal)
+        _write_csv(cw.table, out / "centre_wings.csv")
+        faith = faithfulness(model, spectra[explained], baseline_spectra=type2_mean, seed=seed)
+        _write_csv(faith.table, out / "faithfulness.csv")
+        _figures_lines(out, table, cw, faith)
+
+    with timer.stage("embedding"):
+        emb = tsne(X, perplexity=perplexity, seed=seed)
+        knn = float(emb.knn_accuracy(y))
+        misclassified = np.zeros(len(y), bool)
+        misclassified[wrong] = True
+        has_sal = np.zeros(len(y), bool)
+        has_sal[explained] = True
+        saliency_figure = np.full(len(y), "", dtype=object)
+        saliency_figure[explained] = figure_paths
+        embedding = predictions.assign(
+            x=emb.coords[:, 0], y=emb.coords[:, 1], misclassified=misclassified,
+            has_saliency=has_sal, saliency_figure=saliency_figure,
+        )
+        _write_csv(embedding, out / "embedding.csv")
+        _write_csv(predictions, out / "predictions.csv")
+        _figures_results(out, metrics, emb, y, predicted, misclassified, has_sal, simulated)
+
+    metrics["saliency"] = {
+        "n_maps": int(explained.size),
+        "method": "gradient",
+        "target": "predicted class",
+        "n_misclassified": int(len(wrong)),
+        "n_random": int(len(random_pick)),
+        "max_rel_error_vs_finite_differences": float(check["max_rel_error"]),
+        "mean_rel_error_vs_finite_differences": float(check["mean_rel_error"]),
+        "centre_wings": _jsonable(cw.summary),
+        "faithfulness_ranking": list(faith.ranking),
+    }
+    metrics["embedding"] = {
+        "knn_accuracy": knn,
+        "perplexity": perplexity,
+        "method": emb.method,
+        "n": int(len(y)),
+    }
+    metrics["versions"] = versions()
+    metrics["timings_s"] = dict(timer.timings)
+    metrics["timings_s"]["total"] = round(time.perf_counter() - t_start, 3)
+    _write_json(metrics, out / "metrics.json")
+
+    report_path = None
+    if report:
+        from agnlens.report import build_report
+
+        with timer.stage("report"):
+            report_path = build_report(out)
+        metrics["timings_s"]["report"] = timer.timings["report"]
+        metrics["timings_s"]["total"] = round(time.perf_counter() - t_start, 3)
+        _write_json(metrics, out / "metrics.json")
+    return StudyResult(out=out, metrics=metrics, report=report_path, timings=metrics["timings_s"])
+
+
+def _saliency_figures(sal, out: Path) -> list[str]:
+    paths = []
+    for i, spec_id in enumerate(sal.spec_id):
+        rel = f"figures/saliency/{_safe(spec_id)}.png"
+        fig = sal.plot(i).figure
+        _save_figure(fig, out / rel, dpi=90)
+        paths.append(rel)
+    return paths
+
+
+def _figures_lines(out: Path, table, cw, faith) -> None:
+    from agnlens.plot.saliency import plot_centre_wings, plot_faithfulness, plot_line_table
+
+    _save_figure(plot_line_table(table).figure, out / "figures" / "line_table.png")
+    _save_figure(plot_centre_wings(cw).figure, out / "figures" / "centre_wings.png")
+    _save_figure(plot_faithfulness(faith).figure, out / "figures" / "faithfulness.png")
+
+
+def _figures_results(out: Path, metrics, emb, y, predicted, misclassified, has_sal, simulated) -> None:
+    from agnlens.plot.embedding import plot_embedding
+    from agnlens.plot.metrics import plot_confusion
+
+    tag = " (simulated)" if simulated else ""
+    for task in CLASSES:
+        ax = plot_confusion(
+            np.asarray(metrics[task]["test"]["confusion_matrix"]),
+            metrics[task]["classes"],
+            title=f"{task}: test set{tag}",
+        )
+        _save_figure(ax.figure, out / "figures" / f"confusion_{task}.png")
+    ax = plot_embedding(
+        emb.coords, y, predicted=predicted, misclassified=misclassified, explained=has_sal,
+        simulated=simulated,
+    )
+    _save_figure(ax.figure, out / "figures" / "tsne.png")
+
+
+def _safe(name: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in str(name))
+
+
+def _save_figure(fig, path: Path, dpi: int = 110) -> None:
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=dpi, format="png", bbox_inches="tight")
+
+
+def _write_csv(frame: pd.DataFrame, path: Path) -> None:
+    with atomic_path(path) as tmp:
+        frame.to_csv(tmp, index=False)
+
+
+def _write_json(obj: dict, path: Path) -> None:
+    write_text(path, json.dumps(_jsonable(obj), indent=2))
+
+
+def _jsonable(obj):
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return _jsonable(obj.tolist())
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, float) and not np.isfinite(obj):
+        return None
+    return obj
