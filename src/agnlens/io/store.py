@@ -1,0 +1,597 @@
+"""The dataset store: a chunked Zarr (v3) directory holding a :class:`~agnlens.spectra.SpectrumSet`.
+
+Layout of ``STORE/`` (one Zarr v3 group)::
+
+    zarr.json          group attributes: the format marker, the committed row count, the grid name,
+                       the chunk size, the metadata column list and the provenance (JSON)
+    flux/              float32 (n_rows, n_pixels), chunks (chunk_size, n_pixels)
+    ivar/              float32 (n_rows, n_pixels), same chunks
+    mask/              bool    (n_rows, n_pixels), same chunks
+    wavelength/        float64 (n_pixels,)
+    meta/<column>/     one 1-D array per metadata column, chunks (chunk_size,); numeric and bool
+                       columns keep their numpy dtype, everything else is stored as UTF-8 strings
+
+Safety against interruption
+---------------------------
+* :func:`write_store` writes into a hidden temporary sibling directory (``.NAME.tmp-XXXX``) and
+  renames it into place only when every chunk and the attributes are written, so a killed write
+  leaves either no store or the previous one. (With ``overwrite=True`` the old store is first
+  renamed aside, then the new one renamed in, then the old one deleted; a kill between the two
+  renames leaves the old store under ``.NAME.old-XXXX``.) A killed write may leave the hidden
+  temporary directory behind; it is never mistaken for a store and can be deleted.
+* :func:`append_store` relies on the committed row count ``attrs["agnlens"]["n_spectra"]``, which
+  is updated *last*, in one atomic rewrite of ``zarr.json``. New rows are written after the
+  committed ones (arrays are grown first); readers only ever see the first ``n_spectra`` rows, so
+  an append killed half way leaves the store readable and unchanged, and the next append simply
+  overwrites the uncommitted rows. Zarr's local store replaces each chunk file atomically, and the
+  committed rows of a partly filled last chunk are rewritten with their own values, so no committed
+  value is ever at risk. Concurrent appends to one store are not supported.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+import shutil
+import uuid
+from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from agnlens.errors import ReadError
+from agnlens.spectra import SpectrumSet
+
+log = logging.getLogger(__name__)
+
+#: Marker in the root attributes that says "this Zarr group is an agnlens store".
+FORMAT_NAME = "agnlens-store"
+#: Version of the layout above; bump on incompatible changes.
+FORMAT_VERSION = 1
+#: Source file names are listed in the provenance up to this many; beyond, a count and a hash.
+MAX_LISTED_SOURCES = 100
+
+_ARRAYS = ("flux", "ivar", "mask")
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9_.\-]+$")
+
+ProgressCallback = Callable[[int, int], None]
+
+
+# --------------------------------------------------------------------------------------- writing
+def write_store(
+    spectra: SpectrumSet,
+    path: str | os.PathLike,
+    *,
+    chunk_size: int = 1024,
+    overwrite: bool = False,
+    progress: ProgressCallback | None = None,
+) -> Path:
+    """Write a spectrum set to a new Zarr store, atomically.
+
+    Parameters
+    ----------
+    spectra : SpectrumSet
+        The spectra; ``flux``/``ivar``/``mask`` of shape (n_spectra, n_pixels) may be numpy or
+        dask arrays (they are written one chunk of rows at a time, so a lazily opened store can
+        be copied with bounded memory).
+    path : str or path-like
+        The store directory to create (conventionally ``*.zarr``).
+    chunk_size : int, default 1024
+        Spectra per chunk (rows); flux chunks have shape (chunk_size, n_pixels).
+    overwrite : bool, default False
+        Replace an existing store at ``path``; otherwise an existing path is an error.
+    progress : callable, optional
+        Called as ``progress(rows_written, n_spectra)`` after each chunk (for progress bars).
+
+    Returns
+    -------
+    pathlib.Path
+        The store path.
+
+    Raises
+    ------
+    FileExistsError
+        ``path`` exists and ``overwrite`` is False.
+    ValueError
+        Bad ``chunk_size``, duplicate spec_ids, or a metadata column name Zarr cannot hold.
+    """
+    path = Path(path)
+    chunk_size = _check_chunk_size(chunk_size)
+    if not isinstance(spectra, SpectrumSet):
+        raise TypeError(f"write_store: expected a SpectrumSet, got {type(spectra).__name__}")
+    if path.exists() and not overwrite:
+        raise FileExistsError(
+            f"{path}: already exists; pass overwrite=True (CLI: --overwrite) to replace it, or "
+            f"append_store to add spectra"
+        )
+    _check_unique_ids(spectra.meta, where=f"write_store {path}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:8]}"
+    try:
+        _write_new(spectra, tmp, chunk_size, progress)
+        _swap_into_place(tmp, path, overwrite)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    log.info("wrote %d spectra to %s", len(spectra), path)
+    return path
+
+
+def append_store(
+    spectra: SpectrumSet,
+    path: str | os.PathLike,
+    *,
+    progress: ProgressCallback | None = None,
+) -> Path:
+    """Append spectra to an existing store, safely against interruption.
+
+    The new rows are written after the committed ones and the committed row count is updated
+    last, so an interrupted append leaves the store as it was (see the module docstring).
+
+    Parameters
+    ----------
+    spectra : SpectrumSet
+        Spectra on exactly the store's grid (same wavelength array and grid name) with the same
+        metadata columns.
+    path : str or path-like
+        An existing agnlens store.
+    progress : callable, optional
+        Called as ``progress(rows_written, n_new)`` after each chunk.
+
+    Returns
+    -------
+    pathlib.Path
+
+    Raises
+    ------
+    ReadError
+        ``path`` is not an agnlens store.
+    ValueError
+        The grid or the metadata columns differ, or a spec_id is already in the store (or
+        repeated among the new spectra); the message names the spec_ids.
+    """
+    path = Path(path)
+    if not isinstance(spectra, SpectrumSet):
+        raise TypeError(f"append_store: expected a SpectrumSet, got {type(spectra).__name__}")
+    group, info = _open_group(path, mode="r+")
+    n_old = info["n_spectra"]
+    wavelength = np.asarray(group["wavelength"][:])
+    if spectra.grid != info["grid"] or not np.array_equal(spectra.wavelength, wavelength):
+        raise ValueError(
+            f"{path}: the spectra are on grid {spectra.grid!r} ({spectra.n_pixels} px) but the store "
+            f"holds grid {info['grid']!r} ({wavelength.size} px); append only spectra preprocessed "
+            f"onto exactly the store's grid, or write a new store"
+        )
+    columns = info["columns"]
+    new_meta = spectra.meta
+    stored_names = [c["name"] for c in columns]
+    extra = [c for c in new_meta.columns if c not in stored_names]
+    if extra:
+        raise ValueError(
+            f"{path}: the spectra have metadata columns {extra} that the store does not hold "
+            f"(store columns: {stored_names}); drop them or write a new store"
+        )
+    existing = _read_column(group["meta"], _column_entry(columns, "spec_id"), 0, n_old)
+    new_ids = new_meta["spec_id"].astype(str)
+    _check_unique_ids(new_meta, where=f"append_store {path}")
+    clash = sorted(set(new_ids[new_ids != ""]) & set(existing[existing != ""]))
+    if clash:
+        shown = ", ".join(clash[:10]) + (f" and {len(clash) - 10} more" if len(clash) > 10 else "")
+        raise ValueError(
+            f"{path}: {len(clash)} spec_id(s) already in the store: {shown}; drop them from the "
+            f"new spectra before appending"
+        )
+    m = len(spectra)
+    if m == 0:
+        return path
+    n_new = n_old + m
+    chunk = info["chunk_size"]
+    arrays = {name: group[name] for name in _ARRAYS}
+    meta_group = group["meta"]
+    meta_arrays = {c["name"]: meta_group[c["array"]] for c in columns}
+    prepared = {c["name"]: _column_values(new_meta, c, m, path) for c in columns}
+    try:
+        # grow first (uncommitted rows are invisible to readers), write, then commit the count
+        for arr in (*arrays.values(), *meta_arrays.values()):
+            arr.resize((n_new, *arr.shape[1:]))
+        done = 0
+        # the first block only fills the partly written last chunk, so later blocks are aligned
+        first = min(m, chunk - n_old % chunk) if n_old % chunk else min(m, chunk)
+        bounds = [(0, first)] + [(a, min(a + chunk, m)) for a in range(first, m, chunk)]
+        for a, b in bounds:
+            for name, arr in arrays.items():
+                arr[n_old + a : n_old + b] = _block(getattr(spectra, name), a, b, arr.dtype)
+            for name, arr in meta_arrays.items():
+                arr[n_old + a : n_old + b] = prepared[name][a:b]
+            done = b
+            if progress is not None:
+                progress(done, m)
+        all_sources = np.concatenate(
+            [_read_column(meta_group, _column_entry(columns, "source"), 0, n_old), prepared["source"]]
+        )
+        attrs = dict(group.attrs["agnlens"])
+        prov = dict(attrs.get("provenance", {}))
+        prov["source_files"] = _describe_sources(all_sources)
+        prov.setdefault("appends", []).append(
+            {"n": int(m), "time": _now(), "software": _software(), "provenance": _jsonable(spectra.provenance)}
+        )
+        attrs["provenance"] = prov
+        attrs["n_spectra"] = int(n_new)
+        group.attrs["agnlens"] = attrs  # the commit: one atomic rewrite of zarr.json
+    except BaseException:
+        # best effort roll-back of the shapes; if even this fails, readers still see n_old rows
+        try:
+            for arr in (*arrays.values(), *meta_arrays.values()):
+                arr.resize((n_old, *arr.shape[1:]))
+        except Exception:  # pragma: no cover - the store stays valid without it
+            log.debug("could not shrink %s back after a failed append", path, exc_info=True)
+        raise
+    log.info("appended %d spectra to %s (now %d)", m, path, n_new)
+    return path
+
+
+# --------------------------------------------------------------------------------------- reading
+def open_store(path: str | os.PathLike, *, lazy: bool = True) -> SpectrumSet:
+    """Open a store as a :class:`SpectrumSet`.
+
+    Parameters
+    ----------
+    path : str or path-like
+        An agnlens store directory.
+    lazy : bool, default True
+        If True, ``flux``, ``ivar`` and ``mask`` are dask arrays backed by the Zarr chunks (nothing
+        is read until computed); if False they are numpy arrays. The metadata table is always read.
+
+    Returns
+    -------
+    SpectrumSet
+        flux, ivar of shape (n_spectra, n_pixels) float32, mask bool, wavelength float64.
+
+    Raises
+    ------
+    ReadError
+        ``path`` does not exist or is not an agnlens store (missing arrays or attributes, other
+        format version).
+    """
+    group, info = _open_group(Path(path), mode="r")
+    n = info["n_spectra"]
+    if lazy:
+        import dask.array as da
+
+        data = {name: da.from_zarr(group[name])[:n] for name in _ARRAYS}
+    else:
+        data = {name: np.asarray(group[name][:n]) for name in _ARRAYS}
+    return SpectrumSet(
+        wavelength=np.asarray(group["wavelength"][:]),
+        meta=_read_meta(group, info, 0, n),
+        grid=info["grid"],
+        provenance=info["provenance"],
+        **data,
+    )
+
+
+def read_rows(path: str | os.PathLike, start: int, stop: int) -> SpectrumSet:
+    """Read rows ``start:stop`` of a store into memory (numpy), touching only their chunks.
+
+    This is what parallel workers call: each opens the store itself and reads only its chunk.
+
+    Returns
+    -------
+    SpectrumSet
+        ``stop - start`` spectra (fewer if ``stop`` is past the end).
+    """
+    group, info = _open_group(Path(path), mode="r")
+    n = info["n_spectra"]
+    start, stop = max(0, int(start)), min(n, int(stop))
+    if stop < start:
+        stop = start
+    return SpectrumSet(
+        wavelength=np.asarray(group["wavelength"][:]),
+        flux=np.asarray(group["flux"][start:stop]),
+        ivar=np.asarray(group["ivar"][start:stop]),
+        mask=np.asarray(group["mask"][start:stop]),
+        meta=_read_meta(group, info, start, stop),
+        grid=info["grid"],
+        provenance=info["provenance"],
+    )
+
+
+def store_chunks(path: str | os.PathLike, chunk_size: int | None = None) -> list[tuple[int, int]]:
+    """Row ranges ``(start, stop)`` covering the store, aligned to its chunks.
+
+    Parameters
+    ----------
+    chunk_size : int, optional
+        Rows per range; default the store's chunk size. Use a multiple of it so that no two
+        ranges share a Zarr chunk.
+    """
+    _, info = _open_group(Path(path), mode="r")
+    size = info["chunk_size"] if chunk_size is None else _check_chunk_size(chunk_size)
+    n = info["n_spectra"]
+    return [(a, min(a + size, n)) for a in range(0, n, size)]
+
+
+def store_info(path: str | os.PathLike) -> dict[str, Any]:
+    """Summarise a store without reading its spectra (for ``agnlens info``).
+
+    Returns
+    -------
+    dict
+        ``path``, ``n_spectra``, ``counts`` (spectra per label; ``""`` = unlabelled), ``grid``
+        (name, n_pixels, lo, hi, spacing...), ``grid_name``, ``chunk_size``, ``simulated``,
+        ``provenance``, ``format_version``, ``columns`` (metadata column names).
+    """
+    path = Path(path)
+    group, info = _open_group(path, mode="r")
+    n = info["n_spectra"]
+    labels = _read_column(group["meta"], _column_entry(info["columns"], "label"), 0, n)
+    counts = pd.Series(labels, dtype=object).value_counts()
+    prov = info["provenance"]
+    grid = prov.get("grid") if isinstance(prov.get("grid"), dict) else None
+    if grid is None:
+        wl = np.asarray(group["wavelength"][:])
+        grid = {"name": info["grid"], "n_pixels": int(wl.size), "lo": float(wl[0]), "hi": float(wl[-1])}
+    return {
+        "path": str(path),
+        "n_spectra": int(n),
+        "counts": {str(k): int(v) for k, v in counts.items()},
+        "grid": grid,
+        "grid_name": info["grid"],
+        "chunk_size": int(info["chunk_size"]),
+        "simulated": bool(prov.get("simulated", False)),
+        "provenance": prov,
+        "format_version": int(info["version"]),
+        "columns": [c["name"] for c in info["columns"]],
+    }
+
+
+# ------------------------------------------------------------------------------------- internals
+def _write_new(spectra: SpectrumSet, tmp: Path, chunk_size: int, progress: ProgressCallback | None) -> None:
+    import zarr
+
+    n, n_pix = len(spectra), spectra.n_pixels
+    group = zarr.open_group(str(tmp), mode="w-", zarr_format=3)
+    group.create_array("wavelength", data=np.asarray(spectra.wavelength, dtype=np.float64), chunks=(max(n_pix, 1),))
+    arrays = {
+        name: group.create_array(name, shape=(n, n_pix), dtype=dtype, chunks=(chunk_size, max(n_pix, 1)))
+        for name, dtype in (("flux", np.float32), ("ivar", np.float32), ("mask", bool))
+    }
+    meta_group = group.create_group("meta")
+    columns = _column_specs(spectra.meta, where=str(tmp))
+    meta_arrays = {}
+    for spec in columns:
+        values = _column_values(spectra.meta, spec, n, tmp)
+        arr = meta_group.create_array(
+            spec["array"], shape=(n,), dtype=_zarr_dtype(spec), chunks=(chunk_size,)
+        )
+        meta_arrays[spec["name"]] = (arr, values)
+    for a in range(0, n, chunk_size):
+        b = min(a + chunk_size, n)
+        for name, arr in arrays.items():
+            arr[a:b] = _block(getattr(spectra, name), a, b, arr.dtype)
+        for arr, values in meta_arrays.values():
+            arr[a:b] = values[a:b]
+        if progress is not None:
+            progress(b, n)
+    prov = _jsonable(spectra.provenance)
+    prov.setdefault("grid", spectra.grid)
+    prov.setdefault("software", _software())
+    prov.setdefault("simulated", spectra.simulated)
+    prov.setdefault("created", _now())
+    if "source_files" not in prov:
+        prov["source_files"] = _describe_sources(spectra.meta["source"].astype(str).to_numpy())
+    group.attrs["agnlens"] = {
+        "format": FORMAT_NAME,
+        "version": FORMAT_VERSION,
+        "n_spectra": int(n),
+        "grid": spectra.grid,
+        "chunk_size": int(chunk_size),
+        "columns": columns,
+        "provenance": prov,
+    }
+
+
+def _swap_into_place(tmp: Path, path: Path, overwrite: bool) -> None:
+    if not path.exists():
+        os.rename(tmp, path)
+        return
+    if not overwrite:  # appeared while we were writing
+        raise FileExistsError(f"{path}: appeared while the store was being written; not replaced")
+    if path.is_dir():
+        old = path.parent / f".{path.name}.old-{uuid.uuid4().hex[:8]}"
+        os.rename(path, old)
+        os.rename(tmp, path)
+        shutil.rmtree(old, ignore_errors=True)
+    else:  # a plain file in the way: os.replace cannot put a directory over it
+        path.unlink()
+        os.rename(tmp, path)
+
+
+def _open_group(path: Path, mode: str):
+    import zarr
+
+    if not path.exists():
+        raise ReadError(path, "no such store; create one with `agnlens ingest` or `agnlens simulate --out`")
+    if not (path / "zarr.json").is_file():
+        raise ReadError(path, "not an agnlens store (no zarr.json: not a Zarr v3 group); expected a directory written by agnlens")
+    try:
+        group = zarr.open_group(str(path), mode=mode, zarr_format=3)
+    except Exception as exc:  # zarr raises several kinds on a broken group
+        raise ReadError(path, f"not a readable Zarr v3 group ({type(exc).__name__}: {exc})") from exc
+    attrs = group.attrs.get("agnlens")
+    if not isinstance(attrs, dict) or attrs.get("format") != FORMAT_NAME:
+        raise ReadError(path, "a Zarr group but not an agnlens store (no 'agnlens' format marker in its attributes)")
+    if attrs.get("version") != FORMAT_VERSION:
+        raise ReadError(
+            path,
+            f"agnlens store format version {attrs.get('version')!r}, this agnlens reads version "
+            f"{FORMAT_VERSION}; rewrite the store with this version",
+        )
+    for key in ("n_spectra", "grid", "chunk_size", "columns", "provenance"):
+        if key not in attrs:
+            raise ReadError(path, f"agnlens store attributes lack {key!r}; the store is damaged, rewrite it")
+    n = attrs["n_spectra"]
+    try:
+        members = set(group.array_keys())
+        meta_members = set(group["meta"].array_keys()) if "meta" in set(group.group_keys()) else None
+    except Exception as exc:
+        raise ReadError(path, f"cannot list the store's arrays ({type(exc).__name__}: {exc})") from exc
+    missing = [name for name in (*_ARRAYS, "wavelength") if name not in members]
+    if meta_members is None:
+        missing.append("meta/")
+    else:
+        missing += [f"meta/{c['array']}" for c in attrs["columns"] if c["array"] not in meta_members]
+    if missing:
+        raise ReadError(path, f"agnlens store is missing {', '.join(missing)}; the store is damaged, rewrite it")
+    n_pix = group["wavelength"].shape[0]
+    for name in _ARRAYS:
+        shape = group[name].shape
+        if len(shape) != 2 or shape[1] != n_pix or shape[0] < n:
+            raise ReadError(
+                path, f"array {name!r} has shape {shape}, expected at least ({n}, {n_pix}); the store is damaged"
+            )
+    return group, attrs
+
+
+def _check_chunk_size(chunk_size) -> int:
+    if isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1:
+        raise ValueError(f"chunk_size must be a positive integer (spectra per chunk), got {chunk_size!r}")
+    return int(chunk_size)
+
+
+def _check_unique_ids(meta: pd.DataFrame, where: str) -> None:
+    ids = meta["spec_id"].astype(str)
+    ids = ids[ids != ""]
+    dup = ids[ids.duplicated()].unique().tolist()
+    if dup:
+        shown = ", ".join(dup[:10]) + (f" and {len(dup) - 10} more" if len(dup) > 10 else "")
+        raise ValueError(f"{where}: duplicate spec_id(s) {shown}; every spectrum needs its own spec_id")
+
+
+def _column_specs(meta: pd.DataFrame, where: str) -> list[dict]:
+    """How each metadata column is stored: name, array name, kind, numpy dtype, pandas dtype."""
+    specs, used = [], set()
+    for i, name in enumerate(meta.columns):
+        if not isinstance(name, str):
+            raise ValueError(f"{where}: metadata column names must be strings, got {name!r}")
+        array = name if _SAFE_NAME.match(name) and not name.startswith("__") else f"col{i:03d}"
+        if array in used:
+            array = f"col{i:03d}"
+        used.add(array)
+        col = meta[name]
+        dtype = col.dtype
+        if pd.api.types.is_bool_dtype(dtype) and not col.isna().any():
+            kind, np_dtype = "bool", "bool"
+        elif isinstance(dtype, np.dtype) and dtype.kind in "iuf":
+            kind, np_dtype = ("int" if dtype.kind in "iu" else "float"), dtype.str
+        elif pd.api.types.is_integer_dtype(dtype) or pd.api.types.is_float_dtype(dtype):
+            # pandas nullable numbers: missing values become NaN
+            kind, np_dtype = "float", "<f8"
+        else:
+            kind, np_dtype = "str", "str"
+        specs.append({"name": name, "array": array, "kind": kind, "dtype": np_dtype, "pandas_dtype": str(dtype)})
+    return specs
+
+
+def _column_entry(columns: list[dict], name: str) -> dict:
+    for c in columns:
+        if c["name"] == name:
+            return c
+    raise KeyError(name)
+
+
+def _zarr_dtype(spec: dict):
+    return str if spec["kind"] == "str" else np.dtype(spec["dtype"])
+
+
+def _column_values(meta: pd.DataFrame, spec: dict, n: int, where) -> np.ndarray:
+    """The column as the numpy array to store (missing columns get the kind's empty value)."""
+    name, kind = spec["name"], spec["kind"]
+    if name not in meta.columns:
+        fill = {"str": "", "float": np.nan, "int": 0, "bool": False}[kind]
+        if kind == "int":
+            log.debug("%s: column %r missing; filled with 0", where, name)
+        return np.full(n, fill, dtype=object if kind == "str" else np.dtype(spec["dtype"]))
+    col = meta[name]
+    if kind == "str":
+        return np.array(["" if _isna(v) else str(v) for v in col], dtype=object)
+    try:
+        if kind == "int" and col.isna().any():
+            raise ValueError("missing values")
+        return col.to_numpy(dtype=np.dtype(spec["dtype"]))
+    except (ValueError, TypeError) as exc:
+        raise ValueError(
+            f"{where}: metadata column {name!r} must hold {spec['dtype']} values like the store "
+            f"({exc}); convert it before appending"
+        ) from exc
+
+
+def _isna(v) -> bool:
+    try:
+        return bool(pd.isna(v))
+    except (TypeError, ValueError):
+        return False
+
+
+def _block(arr, a: int, b: int, dtype) -> np.ndarray:
+    return np.asarray(arr[a:b]).astype(dtype, copy=False)
+
+
+def _read_column(meta_group, spec: dict, start: int, stop: int) -> np.ndarray:
+    values = np.asarray(meta_group[spec["array"]][start:stop])
+    if spec["kind"] == "str":
+        return values.astype(object)
+    return values
+
+
+def _read_meta(group, info: dict, start: int, stop: int) -> pd.DataFrame:
+    meta_group = group["meta"]
+    data = {}
+    for spec in info["columns"]:
+        values = _read_column(meta_group, spec, start, stop)
+        series = pd.Series(values, name=spec["name"])
+        if spec["kind"] == "str":
+            try:
+                series = series.astype(spec.get("pandas_dtype", "object"))
+            except (TypeError, ValueError):
+                series = series.astype(object)
+        data[spec["name"]] = series
+    return pd.DataFrame(data, index=pd.RangeIndex(stop - start))
+
+
+def _describe_sources(sources) -> dict:
+    names = sorted({str(s) for s in sources if str(s)})
+    digest = hashlib.sha256("\n".join(names).encode()).hexdigest()
+    out: dict[str, Any] = {"count": len(names), "sha256": digest}
+    if len(names) <= MAX_LISTED_SOURCES:
+        out["files"] = names
+    return out
+
+
+def _jsonable(obj) -> dict:
+    """A JSON-safe deep copy (numpy scalars and paths become plain values or strings)."""
+
+    def default(o):
+        if isinstance(o, np.generic):
+            return o.item()
+        if isinstance(o, np.ndarray):
+            return o.tolist()
+        return str(o)
+
+    return json.loads(json.dumps(dict(obj or {}), default=default))
+
+
+def _software() -> str:
+    from agnlens import __version__
+
+    return f"agnlens {__version__}"
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
