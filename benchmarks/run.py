@@ -1,0 +1,67 @@
+"""Run the benchmarks and print one table of ratios against each peer.
+
+Usage: python benchmarks/run.py [NAME ...] [--quick]
+Each module ``bench_<name>.py`` here has ``run(quick: bool) -> list[dict]`` whose rows hold
+``benchmark``, ``ours``, ``peer``, ``peer_name``, ``unit`` and ``ratio`` (> 1: agnlens is better).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ORDER = ["ingest", "tuning", "predict", "saliency", "tsne", "flops", "scaling", "demo"]
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return f"{cpu}, {os.cpu_count()} cores, {mem:.0f} GiB, Python {platform.python_version()}"
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("names", nargs="*", help=f"benchmarks to run (default all: {', '.join(ORDER)})")
+    parser.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
+    args = parser.parse_args(argv)
+    names = args.names or [n for n in ORDER if (HERE / f"bench_{n}.py").exists()]
+    sys.path.insert(0, str(HERE))
+    rows = []
+    for name in names:
+        module = importlib.import_module(f"bench_{name}")
+        t0 = time.perf_counter()
+        print(f"running {name}...", file=sys.stderr, flush=True)
+        rows.extend(module.run(quick=args.quick))
+        print(f"  {name} done in {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
+    header = "| benchmark | agnlens | peer | ratio |\n|---|---|---|---|"
+    lines = [header] + [
+        f"| {r['benchmark']} | {r['ours']:.4g} {r['unit']} | {r['peer_name']}: {r['peer']:.4g} {r['unit']} | "
+        f"**{r['ratio']:.3g}×** |"
+        for r in rows
+    ]
+    table = "\n".join(lines)
+    print(f"\nmachine: {machine()}\n")
+    print(table)
+    out = HERE / "results"
+    out.mkdir(exist_ok=True)
+    (out / "latest.json").write_text(json.dumps({"machine": machine(), "rows": rows}, indent=2))
+    (out / "latest.md").write_text(f"machine: {machine()}\n\n{table}\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
