@@ -1,0 +1,5 @@
+"""Models: the SVM classifier with exact probabilities."""
+
+from agnlens.models.svm import SpectrumSVC
+
+__all__ = ["SpectrumSVC"]
