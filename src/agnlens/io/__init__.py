@@ -1,8 +1,53 @@
-"""Input/output: SDSS readers, catalogues and the dataset store.
+"""Input/output: SDSS readers, plain tables, label catalogues, input expansion and the dataset store.
 
-The readers engineer adds the reader exports here; the store exports are below.
+Readers (this package's ``sdss``, ``table``, ``inputs`` and ``catalog`` modules):
+
+* :func:`read_spectrum` — any supported file, format detected from the content;
+* :func:`read_sdss` / :func:`read_spec` / :func:`read_spspec` — SDSS DR8+ and DR7 files;
+* :func:`read_table` — a FITS/CSV/ECSV table with wavelength, flux and error columns;
+* :func:`read_catalog` — a label catalogue;
+* :func:`expand_inputs` — files, directories and glob patterns to a list of files;
+* :func:`zwarning_problem` — whether a ZWARNING makes the redshift unreliable.
 """
 
+from agnlens.io.catalog import CANONICAL_LABELS, LABEL_ALIASES, normalise_label, read_catalog
+from agnlens.io.inputs import expand_inputs, read_spectrum
+from agnlens.io.sdss import (
+    DEFAULT_BAD_BITS,
+    SPPIXMASK_BITS,
+    UNRELIABLE_Z_BITS,
+    ZWARNING_BITS,
+    read_sdss,
+    read_spec,
+    read_spspec,
+    zwarning_problem,
+)
+from agnlens.io.table import read_table
+
+# The dataset store's names are exported by the store's owner (io/store.py):
 from agnlens.io.store import append_store, open_store, read_rows, store_chunks, store_info, write_store
 
-__all__ = ["append_store", "open_store", "read_rows", "store_chunks", "store_info", "write_store"]
+__all__ = [
+    "CANONICAL_LABELS",
+    "DEFAULT_BAD_BITS",
+    "LABEL_ALIASES",
+    "SPPIXMASK_BITS",
+    "UNRELIABLE_Z_BITS",
+    "ZWARNING_BITS",
+    "expand_inputs",
+    "normalise_label",
+    "read_catalog",
+    "read_sdss",
+    "read_spec",
+    "read_spectrum",
+    "read_spspec",
+    "read_table",
+    "zwarning_problem",
+    # store (exported by its owner)
+    "append_store",
+    "open_store",
+    "read_rows",
+    "store_chunks",
+    "store_info",
+    "write_store",
+]
