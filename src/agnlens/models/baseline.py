@@ -43,6 +43,7 @@ _NARROW_VELOCITY = 500.0
 _BROAD_VELOCITY = 3000.0
 # Starting broad σ (km/s): the better of the fits from each start is kept (local minima).
 BROAD_STARTS = (1000.0, 2500.0)
+NARROW_BROAD_START = 550.0
 # Least fraction of good pixels a fitting window needs.
 _MIN_GOOD_FRACTION = 0.5
 
@@ -618,6 +619,13 @@ def _fit_complex(wl, flux, ivar, cx: _Complex, instrumental_sigma: float) -> dic
         fit = _solve(lam, x, data, w, cx, start, lo_b, hi_b, broad=True)
         if best is None or fit[1] < best[1]:
             best = fit
+    if best[0][6 + k] < 1.2 * _BROAD_SIGMA[0]:
+        # Stuck at the narrow end: a broad line of 1,000–2,000 km/s between the [N II] lines is
+        # reached better from a narrow start.
+        start = np.concatenate([p_n, [f_b0, 0.0, NARROW_BROAD_START]])
+        start[3 + k] = min(start[3 + k], sig0)
+        fit = _solve(lam, x, data, w, cx, start, lo_b, hi_b, broad=True)
+        best = fit if fit[1] < best[1] else best
     if best[1] > chi2_n:
         # Both starts fell into a worse local minimum; the nested model cannot be worse than the
         # narrow one, so start from it with a faint broad line.
