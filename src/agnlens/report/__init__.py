@@ -1,0 +1,607 @@
+"""One self-contained HTML report from a results folder (see ``docs/results-layout.md``).
+
+:func:`build_report` reads only the files of the results folder — ``metrics.json`` (required), the
+CSV tables and the PNG figures — and writes ``report.html`` beside them, atomically. The page has
+no external references: figures are embedded as ``data:`` URIs (downscaled), the CSS and the
+JavaScript of the interactive t-SNE map are inlined, and the map's points travel as JSON inside a
+``<script type="application/json">`` block. All text goes through Jinja2 with autoescaping on.
+
+A section whose files are missing is shown with a short "not computed" note.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as _dt
+import io
+import json
+import logging
+import math
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from agnlens.errors import AgnlensError
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["ResultsFolderError", "build_report"]
+
+#: Section ids of the page, in order (the browser test checks each of them).
+SECTIONS = ("summary", "data-and-split", "tuning", "results", "saliency", "lines", "map", "provenance")
+TASKS = ("binary", "multiclass")
+TASK_TITLES = {"binary": "Two classes: type 1 vs type 2", "multiclass": "Three classes: type 1, type 2, intermediate"}
+CLASS_NAMES = {"type1": "type 1", "type2": "type 2", "intermediate": "intermediate"}
+_METHOD_NAMES = {"bh": "openTSNE Barnes-Hut", "fft": "openTSNE FFT"}
+
+
+class ResultsFolderError(AgnlensError, ValueError):
+    """The results folder cannot be reported on (no folder, or no valid ``metrics.json``)."""
+
+
+# ----------------------------------------------------------------------------------------------
+# formatting helpers (also registered as Jinja filters)
+
+
+def _finite(x: Any) -> float | None:
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        return None
+    return v if math.isfinite(v) else None
+
+
+def fmt(x: Any, digits: int = 3) -> str:
+    """A number with ``digits`` decimals, or "—" when missing; non-numbers as text."""
+    if x is None:
+        return "—"
+    if isinstance(x, bool):
+        return "yes" if x else "no"
+    if isinstance(x, (int, np.integer)):
+        return f"{int(x):,}"
+    v = _finite(x)
+    if v is None:
+        return "—" if isinstance(x, (float, np.floating)) or str(x).lower() in ("", "nan", "none") else str(x)
+    return f"{v:.{digits}f}"
+
+
+def fmt_g(x: Any, digits: int = 3) -> str:
+    """A number with ``digits`` significant figures (for C, γ, errors), or "—"."""
+    if x is None:
+        return "—"
+    v = _finite(x)
+    if v is None:
+        return "—" if str(x).lower() in ("", "nan", "none") else str(x)
+    if v != 0 and (abs(v) < 1e-3 or abs(v) >= 1e5):
+        return f"{v:.{max(digits - 1, 0)}e}"
+    return f"{v:.{digits}g}"
+
+
+def fmt_ci(ci: Any, digits: int = 3) -> str:
+    """A 95 % interval as "[lo, hi]", or "" when missing."""
+    if not isinstance(ci, (list, tuple)) or len(ci) != 2:
+        return ""
+    lo, hi = (_finite(v) for v in ci)
+    if lo is None or hi is None:
+        return ""
+    return f"[{lo:.{digits}f}, {hi:.{digits}f}]"
+
+
+def fmt_s(x: Any) -> str:
+    """Seconds, with sensible precision."""
+    v = _finite(x)
+    if v is None:
+        return "—"
+    if v >= 100:
+        return f"{v:.0f} s"
+    if v >= 1:
+        return f"{v:.1f} s"
+    return f"{v:.2f} s"
+
+
+def class_name(label: Any) -> str:
+    """Human-readable class name ("type1" → "type 1")."""
+    return CLASS_NAMES.get(str(label), str(label))
+
+
+# ----------------------------------------------------------------------------------------------
+# reading the folder
+
+
+def _read_metrics(folder: Path) -> dict:
+    path = folder / "metrics.json"
+    if not path.is_file():
+        raise ResultsFolderError(
+            f"{path}: no metrics.json in the results folder; expected the output of "
+            "`agnlens demo --out DIR` (run it first, or pass the folder it wrote)"
+        )
+    try:
+        metrics = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ResultsFolderError(
+            f"{path}: not valid JSON ({exc}); rerun `agnlens demo` to rewrite the results folder"
+        ) from None
+    if not isinstance(metrics, dict):
+        raise ResultsFolderError(
+            f"{path}: expected a JSON object with keys dataset, binary, multiclass..., "
+            f"got a {type(metrics).__name__}; rerun `agnlens demo` to rewrite the results folder"
+        )
+    return metrics
+
+
+def _read_csv(folder: Path, name: str) -> pd.DataFrame | None:
+    path = folder / name
+    if not path.is_file():
+        logger.info("report: %s not found, section marked as not computed", path)
+        return None
+    try:
+        return pd.read_csv(path, dtype={"spec_id": str, "label": str, "predicted": str})
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as exc:
+        logger.warning("report: %s could not be read (%s), section marked as not computed", path, exc)
+        return None
+
+
+def _as_bool(series: pd.Series) -> np.ndarray:
+    if series.dtype == bool:
+        return series.to_numpy()
+    return series.astype(str).str.strip().str.lower().isin(["true", "1", "1.0", "yes"]).to_numpy()
+
+
+def _png_data_uri(path: Path, max_width: int, palette: bool = False) -> tuple[str, int, int] | None:
+    """Read a PNG, downscale it to ``max_width`` pixels and return (data URI, width, height)."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            im.load()
+            if im.width > max_width:
+                height = max(1, round(im.height * max_width / im.width))
+                im = im.resize((max_width, height), Image.Resampling.LANCZOS)
+            if im.mode not in ("RGB", "RGBA", "P", "L"):
+                im = im.convert("RGBA")
+            if palette and im.mode in ("RGB", "RGBA"):
+                # figures are flat colours on white: 256-colour palettes keep them crisp at ~1/3 size
+                im = im.convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
+            buf = io.BytesIO()
+            im.save(buf, format="PNG", optimize=True)
+            width, height = im.size
+    except (OSError, UnidentifiedImageError, ValueError) as exc:
+        logger.warning("report: %s is not a readable PNG (%s); left out", path, exc)
+        return None
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii"), width, height
+
+
+def _figure(folder: Path, rel: str, max_width: int = 900, palette: bool = True) -> dict | None:
+    path = (folder / rel).resolve()
+    if not path.is_relative_to(folder.resolve()) or not path.is_file():
+        return None
+    out = _png_data_uri(path, max_width, palette=palette)
+    if out is None:
+        return None
+    uri, w, h = out
+    return {"src": uri, "width": w, "height": h, "name": rel}
+
+
+def _matplotlib_figure_uri(ax: Any, max_width: int = 900) -> dict:
+    buf = io.BytesIO()
+    ax.figure.savefig(buf, format="png", dpi=100)
+    from PIL import Image
+
+    buf.seek(0)
+    with Image.open(buf) as im:
+        im.load()
+        if im.width > max_width:
+            im = im.resize((max_width, round(im.height * max_width / im.width)), Image.Resampling.LANCZOS)
+        im = im.convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
+        out = io.BytesIO()
+        im.save(out, format="PNG", optimize=True)
+        w, h = im.size
+    return {"src": "data:image/png;base64," + base64.b64encode(out.getvalue()).decode("ascii"),
+            "width": w, "height": h, "name": "tuning figure"}
+
+
+def _safe(name: str) -> str:
+    # the pipeline's file-name rule for figures/saliency/<spec_id>.png
+    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in str(name))
+
+
+def _records(frame: pd.DataFrame) -> list[dict]:
+    return [{k: (None if (isinstance(v, float) and not math.isfinite(v)) else v) for k, v in row.items()}
+            for row in frame.to_dict(orient="records")]
+
+
+# ----------------------------------------------------------------------------------------------
+# section contexts
+
+
+def _task_context(metrics: dict, task: str, folder: Path, tuning: pd.DataFrame | None) -> dict:
+    m = metrics.get(task)
+    ctx: dict[str, Any] = {"name": task, "title": TASK_TITLES[task], "computed": isinstance(m, dict)}
+    if not isinstance(m, dict):
+        return ctx
+    classes = [str(c) for c in m.get("classes") or []]
+    test = m.get("test") or {}
+    val = m.get("validation") or {}
+    rows = []
+    for key, label in (("f1", "F1 (macro)"), ("precision", "precision (macro)"), ("recall", "recall (macro)"),
+                       ("accuracy", "accuracy"), ("balanced_accuracy", "balanced accuracy"), ("roc_auc", "ROC AUC")):
+        if key in test or key in val:
+            rows.append({"name": label, "test": test.get(key), "ci": fmt_ci(test.get(f"{key}_ci95")),
+                         "validation": val.get(key)})
+    per_class = []
+    for cls, vals in (test.get("per_class") or {}).items():
+        if isinstance(vals, dict):
+            per_class.append({"cls": class_name(cls), "precision": vals.get("precision"),
+                              "recall": vals.get("recall"), "f1": vals.get("f1", vals.get("f1-score")),
+                              "support": vals.get("support")})
+    cm = test.get("confusion_matrix")
+    confusion = None
+    if isinstance(cm, list) and cm and all(isinstance(r, list) for r in cm):
+        arr = np.asarray(cm, dtype=float)
+        if arr.ndim == 2 and arr.shape[0] == arr.shape[1]:
+            names = classes if len(classes) == arr.shape[0] else [str(i) for i in range(arr.shape[0])]
+            row_sum = arr.sum(axis=1, keepdims=True)
+            share = np.divide(arr, row_sum, out=np.zeros_like(arr), where=row_sum > 0)
+            confusion = {"classes": [class_name(c) for c in names],
+                         "rows": [[{"n": int(arr[i, j]), "share": 100 * share[i, j], "diag": i == j}
+                                   for j in range(arr.shape[1])] for i in range(arr.shape[0])]}
+    best = m.get("best_params") or {}
+    ctx.update(
+        classes=[class_name(c) for c in classes],
+        best_params=[{"name": k, "value": fmt_g(v) if isinstance(v, (int, float)) and not isinstance(v, bool)
+                      else ("—" if v is None else str(v))} for k, v in best.items()],
+        validation_f1=val.get("f1"),
+        test_f1=test.get("f1"),
+        test_f1_ci=fmt_ci(test.get("f1_ci95")),
+        test_accuracy=test.get("accuracy"),
+        rows=rows,
+        per_class=per_class,
+        confusion=confusion,
+        confusion_figure=_figure(folder, f"figures/confusion_{task}.png", max_width=520),
+        tuning_s=m.get("tuning_s"),
+        tuning=None,
+    )
+    if tuning is not None and len(tuning):
+        cols = [c for c in ("kernel", "C", "gamma", "class_weight", "validation_f1", "fit_s") if c in tuning]
+        df = tuning.copy()
+        if "validation_f1" in df:
+            df = df.sort_values("validation_f1", ascending=False, kind="stable")
+        best_mask = _as_bool(df["best"]) if "best" in df else np.zeros(len(df), bool)
+        shown = df.head(12)
+        table_rows = []
+        for (_, row), is_best in zip(shown.iterrows(), best_mask[: len(shown)]):
+            cells = []
+            for c in cols:
+                v = row[c]
+                if c == "validation_f1":
+                    cells.append(fmt(v))
+                elif c == "fit_s":
+                    cells.append(fmt_s(v))
+                elif c in ("C", "gamma"):
+                    cells.append(fmt_g(v))
+                else:
+                    cells.append("—" if v is None or (isinstance(v, float) and math.isnan(v)) else str(v))
+            table_rows.append({"cells": cells, "best": bool(is_best)})
+        figure = None
+        if {"kernel", "C", "validation_f1"} <= set(tuning.columns):
+            from agnlens.plot.metrics import plot_tuning
+
+            try:
+                figure = _matplotlib_figure_uri(plot_tuning(tuning, title=TASK_TITLES[task]))
+            except (ValueError, TypeError) as exc:
+                logger.warning("report: tuning figure for %s failed (%s)", task, exc)
+        ctx["tuning"] = {
+            "columns": [{"C": "C", "gamma": "γ", "class_weight": "class weights", "validation_f1": "validation F1",
+                         "fit_s": "fit time"}.get(c, c) for c in cols],
+            "score_col": cols.index("validation_f1") if "validation_f1" in cols else -1,
+            "rows": table_rows,
+            "n_total": len(tuning),
+            "kernels": sorted({str(k) for k in tuning["kernel"]}) if "kernel" in tuning else [],
+            "figure": figure,
+        }
+    return ctx
+
+
+def _saliency_context(metrics: dict, folder: Path, embedding: pd.DataFrame | None, max_per_reason: int) -> dict:
+    s = metrics.get("saliency") if isinstance(metrics.get("saliency"), dict) else {}
+    index = _read_csv(folder / "saliency", "index.csv")
+    figure_of: dict[str, str] = {}
+    if embedding is not None and {"spec_id", "saliency_figure"} <= set(embedding.columns):
+        for sid, rel in zip(embedding["spec_id"], embedding["saliency_figure"]):
+            if isinstance(rel, str) and rel:
+                figure_of[str(sid)] = rel
+    groups = {"misclassified": [], "random": []}
+    n_left_out = {"misclassified": 0, "random": 0}
+    figure_ids: dict[str, str] = {}
+    if index is not None and "spec_id" in index:
+        for i, row in enumerate(index.to_dict(orient="records")):
+            reason = str(row.get("reason", "random"))
+            reason = reason if reason in groups else "random"
+            if len(groups[reason]) >= max_per_reason:
+                n_left_out[reason] += 1
+                continue
+            sid = str(row["spec_id"])
+            rel = figure_of.get(sid, f"figures/saliency/{_safe(sid)}.png")
+            fig = _figure(folder, rel, max_width=560)
+            fig_id = f"sal-{i}"
+            if fig is not None:
+                figure_ids[sid] = fig_id
+            groups[reason].append({
+                "id": fig_id, "spec_id": sid, "label": class_name(row.get("label", "")),
+                "predicted": class_name(row.get("predicted", "")),
+                "target": class_name(row.get("target_class", row.get("predicted", ""))),
+                "figure": fig, "rel": rel,
+            })
+    return {
+        "computed": bool(s) or index is not None,
+        "n_maps": s.get("n_maps"),
+        "method": s.get("method"),
+        "target": s.get("target", "predicted class"),
+        "max_rel_error": s.get("max_rel_error_vs_finite_differences"),
+        "mean_rel_error": s.get("mean_rel_error_vs_finite_differences"),
+        "n_misclassified": s.get("n_misclassified"),
+        "n_random": s.get("n_random"),
+        "groups": groups,
+        "n_left_out": n_left_out,
+        "index_found": index is not None,
+        "figure_ids": figure_ids,
+    }
+
+
+def _lines_context(metrics: dict, folder: Path) -> dict:
+    s = metrics.get("saliency") if isinstance(metrics.get("saliency"), dict) else {}
+    ctx: dict[str, Any] = {}
+    table = _read_csv(folder, "line_table.csv")
+    ctx["line_table"] = None
+    if table is not None and {"line", "class"} <= set(table.columns):
+        value = "share_abs" if "share_abs" in table else "mean_abs_saliency" if "mean_abs_saliency" in table else None
+        if value is not None:
+            wide = table.pivot_table(index="line", columns="class", values=value, aggfunc="first", sort=False)
+            signed = (table.pivot_table(index="line", columns="class", values="mean_saliency", aggfunc="first",
+                                        sort=False) if "mean_saliency" in table else None)
+            meta = table.drop_duplicates("line").set_index("line")
+            classes = [str(c) for c in wide.columns]
+            rows = []
+            for line in wide.index:
+                rec = meta.loc[line]
+                window = (f"{fmt(rec['lo'], 0)}–{fmt(rec['hi'], 0)}" if {"lo", "hi"} <= set(meta.columns) else "")
+                cells = []
+                for c in wide.columns:
+                    v = wide.loc[line, c]
+                    sign = None if signed is None or c not in signed.columns else _finite(signed.loc[line, c])
+                    cells.append({"value": (100 * v if value == "share_abs" else v), "sign": sign})
+                rows.append({"line": str(line), "kind": str(rec.get("kind", "")), "window": window, "cells": cells})
+            ctx["line_table"] = {"classes": [class_name(c) for c in classes], "rows": rows,
+                                 "value": value, "percent": value == "share_abs"}
+    ctx["line_figure"] = _figure(folder, "figures/line_table.png")
+    cw = _read_csv(folder, "centre_wings.csv")
+    ctx["centre_wings"] = None
+    if cw is not None and len(cw):
+        cols = [c for c in ("line", "class", "centre_mean", "wings_mean", "contrast", "n_spectra") if c in cw]
+        ctx["centre_wings"] = {
+            "columns": cols,
+            "rows": [[(class_name(r[c]) if c == "class" else fmt_g(r[c]) if c != "line" and c != "n_spectra"
+                       else fmt(r[c]) if c == "n_spectra" else str(r[c])) for c in cols] for r in _records(cw)],
+            "opposite": [str(r["line"]) + " / " + class_name(r.get("class", ""))
+                         for r in _records(cw)
+                         if _finite(r.get("centre_mean")) is not None and _finite(r.get("wings_mean")) is not None
+                         and _finite(r["centre_mean"]) * _finite(r["wings_mean"]) < 0],
+        }
+    ctx["centre_wings_figure"] = _figure(folder, "figures/centre_wings.png")
+    cw_summary = s.get("centre_wings")
+    ctx["centre_wings_summary"] = (
+        [{"key": str(k), "value": fmt_g(v) if _finite(v) is not None else str(v)} for k, v in cw_summary.items()
+         if not isinstance(v, (dict, list))]
+        if isinstance(cw_summary, dict) else []
+    )
+    faith = _read_csv(folder, "faithfulness.csv")
+    ctx["faithfulness"] = None
+    if faith is not None and len(faith) and "method" in faith:
+        cols = [c for c in ("deletion_auc", "insertion_auc", "random_deletion_auc", "n_spectra") if c in faith]
+        ctx["faithfulness"] = {
+            "columns": cols,
+            "rows": [{"method": str(r["method"]),
+                      "cells": [fmt(r[c]) if c == "n_spectra" else fmt(r[c], 3) for c in cols]}
+                     for r in _records(faith)],
+        }
+    ctx["faithfulness_figure"] = _figure(folder, "figures/faithfulness.png")
+    ranking = s.get("faithfulness_ranking")
+    ctx["ranking"] = [str(r) for r in ranking] if isinstance(ranking, list) else []
+    ctx["computed"] = any(ctx[k] for k in ("line_table", "line_figure", "centre_wings", "centre_wings_figure",
+                                           "faithfulness", "faithfulness_figure"))
+    return ctx
+
+
+def _map_context(metrics: dict, folder: Path, embedding: pd.DataFrame | None, figure_ids: dict[str, str]) -> dict:
+    e = metrics.get("embedding") if isinstance(metrics.get("embedding"), dict) else {}
+    method = e.get("method")
+    ctx: dict[str, Any] = {
+        "knn_accuracy": e.get("knn_accuracy"),
+        "trustworthiness": e.get("trustworthiness"),
+        "perplexity": e.get("perplexity"),
+        "method": _METHOD_NAMES.get(str(method), method),
+        "n": e.get("n"),
+        "figure": _figure(folder, "figures/tsne.png", max_width=900),
+        "data_json": None,
+        "n_points": 0,
+    }
+    if embedding is not None and {"x", "y"} <= set(embedding.columns):
+        df = embedding
+        n = len(df)
+        x = pd.to_numeric(df["x"], errors="coerce").to_numpy(float)
+        y = pd.to_numeric(df["y"], errors="coerce").to_numpy(float)
+        ok = np.isfinite(x) & np.isfinite(y)
+
+        def col(name: str, default: str = "") -> list:
+            if name not in df:
+                return [default] * n
+            return ["" if (v is None or (isinstance(v, float) and math.isnan(v))) else str(v) for v in df[name]]
+
+        def prob(name: str) -> list:
+            if name not in df:
+                return [None] * n
+            vals = pd.to_numeric(df[name], errors="coerce").to_numpy(float)
+            return [round(float(v), 4) if math.isfinite(v) else None for v in vals]
+
+        spec_ids = col("spec_id")
+        data = {
+            "x": [round(float(v), 3) for v in x[ok]],
+            "y": [round(float(v), 3) for v in y[ok]],
+            "id": [s for s, k in zip(spec_ids, ok) if k],
+            "label": [s for s, k in zip(col("label"), ok) if k],
+            "pred": [s for s, k in zip(col("predicted"), ok) if k],
+            "split": [s for s, k in zip(col("split"), ok) if k],
+            "p": {c: [p for p, k in zip(prob(f"p_{c}"), ok) if k] for c in ("type1", "type2", "intermediate")},
+            "mis": [bool(b) for b, k in zip(_as_bool(df["misclassified"]) if "misclassified" in df
+                                            else np.zeros(n, bool), ok) if k],
+            "fig": [figure_ids.get(s) for s, k in zip(spec_ids, ok) if k],
+        }
+        # JSON inside <script>: escape <, >, & so no text can close the element (autoescape does not apply)
+        text = json.dumps(data, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+        text = text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+        text = text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
+        from markupsafe import Markup
+
+        ctx["data_json"] = Markup(text)
+        ctx["n_points"] = int(ok.sum())
+        ctx["n_mis"] = int(sum(data["mis"]))
+        ctx["n_fig"] = int(sum(f is not None for f in data["fig"]))
+    return ctx
+
+
+def _provenance_context(metrics: dict, folder: Path) -> dict:
+    d = metrics.get("dataset") if isinstance(metrics.get("dataset"), dict) else {}
+    timings = metrics.get("timings_s") if isinstance(metrics.get("timings_s"), dict) else {}
+    versions = metrics.get("versions") if isinstance(metrics.get("versions"), dict) else {}
+    total = timings.get("total")
+    stages = [{"stage": str(k), "seconds": v, "share": (100 * v / total if _finite(v) is not None and _finite(total)
+                                                          else None)}
+              for k, v in timings.items() if k != "total"]
+    files = []
+    for rel in ("metrics.json", "models/binary.skops", "models/multiclass.skops", "tuning_binary.csv",
+                "tuning_multiclass.csv", "predictions.csv", "embedding.csv", "line_table.csv", "centre_wings.csv",
+                "faithfulness.csv", "saliency/values.npy", "saliency/index.csv", "saliency/wavelength.npy"):
+        path = folder / rel
+        files.append({"name": rel, "present": path.is_file(), "size": path.stat().st_size if path.is_file() else 0})
+    return {
+        "seed": d.get("seed", (metrics.get("split") or {}).get("seed") if isinstance(metrics.get("split"), dict) else None),
+        "data_hash": d.get("data_hash"),
+        "versions": [{"name": str(k), "value": str(v)} for k, v in versions.items()],
+        "stages": stages,
+        "total": total,
+        "files": files,
+    }
+
+
+def _human_size(n: int) -> str:
+    for unit in ("B", "kB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} B"
+
+
+# ----------------------------------------------------------------------------------------------
+
+
+def _environment():
+    import jinja2
+
+    env = jinja2.Environment(
+        loader=jinja2.FunctionLoader(lambda name: resources.files("agnlens.report").joinpath(name).read_text("utf-8")),
+        autoescape=True,  # every {{ value }} is HTML-escaped; only our own sanitised JSON is Markup
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters.update(fmt=fmt, fmt_g=fmt_g, fmt_ci=fmt_ci, fmt_s=fmt_s, class_name=class_name,
+                       human_size=_human_size)
+    return env
+
+
+def build_report(
+    results_dir: str | Path,
+    *,
+    max_gallery: int = 40,
+    output: str | Path | None = None,
+) -> Path:
+    """Write ``report.html``: one self-contained page built from a results folder.
+
+    Parameters
+    ----------
+    results_dir : str or Path
+        The folder written by ``agnlens demo --out DIR`` (layout in ``docs/results-layout.md``).
+        Only ``metrics.json`` is required; missing tables or figures are reported as not computed.
+    max_gallery : int, default 40
+        At most this many saliency figures per group (misclassified, random) are embedded, to keep
+        the page small; the others stay in ``figures/saliency/``.
+    output : str or Path, optional
+        Where to write the page (default ``results_dir/report.html``).
+
+    Returns
+    -------
+    Path
+        The written page.
+
+    Raises
+    ------
+    ResultsFolderError
+        If ``results_dir`` is not a folder, or its ``metrics.json`` is missing or not a JSON object.
+    """
+    from agnlens import __version__
+    from agnlens.atomic import write_text
+
+    folder = Path(results_dir)
+    if not folder.is_dir():
+        raise ResultsFolderError(
+            f"{folder}: not a folder; pass the results folder of `agnlens demo --out DIR`"
+        )
+    if not isinstance(max_gallery, (int, np.integer)) or max_gallery < 0:
+        raise ValueError(f"max_gallery must be a non-negative integer, got {max_gallery!r}")
+    metrics = _read_metrics(folder)
+    dataset = metrics.get("dataset") if isinstance(metrics.get("dataset"), dict) else {}
+    simulated = bool(dataset.get("simulated", False))
+    embedding = _read_csv(folder, "embedding.csv")
+
+    tasks = [_task_context(metrics, t, folder, _read_csv(folder, f"tuning_{t}.csv")) for t in TASKS]
+    saliency = _saliency_context(metrics, folder, embedding, int(max_gallery))
+    split = metrics.get("split") if isinstance(metrics.get("split"), dict) else {}
+    counts = dataset.get("counts") if isinstance(dataset.get("counts"), dict) else {}
+    n_total = sum(v for v in counts.values() if isinstance(v, (int, float))) or dataset.get("n_spectra")
+    grid = dataset.get("grid")
+    context = {
+        "title": "agnlens report" + (" — simulated data" if simulated else ""),
+        "simulated": simulated,
+        "generated": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "agnlens_version": __version__,
+        "folder_name": folder.resolve().name,
+        "dataset": {
+            "n_spectra": dataset.get("n_spectra"),
+            "counts": [{"cls": class_name(k), "n": v,
+                        "share": 100 * v / n_total if n_total and isinstance(v, (int, float)) else None}
+                       for k, v in counts.items()],
+            "grid": ([{"key": str(k), "value": fmt_g(v) if isinstance(v, float) else str(v)}
+                      for k, v in grid.items()] if isinstance(grid, dict) else
+                     ([{"key": "grid", "value": str(grid)}] if grid else [])),
+            "seed": dataset.get("seed"),
+            "source": dataset.get("source"),
+        },
+        "split": [{"name": k, "n": split.get(k)} for k in ("train", "validation", "test") if k in split],
+        "split_seed": split.get("seed"),
+        "tasks": tasks,
+        "saliency": saliency,
+        "lines": _lines_context(metrics, folder),
+        "map": _map_context(metrics, folder, embedding, saliency["figure_ids"]),
+        "provenance": _provenance_context(metrics, folder),
+        "css": resources.files("agnlens.report").joinpath("style.css").read_text("utf-8"),
+        "js": resources.files("agnlens.report").joinpath("map.js").read_text("utf-8"),
+        "sections": SECTIONS,
+    }
+    html = _environment().get_template("template.html").render(**context)
+    target = Path(output) if output is not None else folder / "report.html"
+    write_text(target, html)
+    logger.info("report: wrote %s (%s)", target, _human_size(len(html.encode("utf-8"))))
+    return target
