@@ -1,0 +1,425 @@
+"""Fetch the SDSS spectra a plate-mjd-fiber catalogue names from the Science Archive Server.
+
+:func:`download` is parallel with a polite limit, resumable (a file already present and valid is
+skipped; every file is written to ``NAME.part`` and renamed only once it is complete and opens),
+retries connection errors and server errors with exponential backoff, verifies that each file
+opens as a FITS file with a ``COADD`` table, and reports what it could not get and why. Only the
+standard library's :mod:`urllib` is used.
+
+Where a spectrum lives on the SAS (DR17)::
+
+    Legacy (SDSS-I/II, run2d 26):   {base}/dr17/sdss/spectro/redux/26/spectra/lite/PPPP/spec-PPPP-MMMMM-FFFF.fits
+    Legacy special plates:          {base}/dr17/sdss/spectro/redux/103/... and .../104/...
+    BOSS / eBOSS (run2d v5_13_2):   {base}/dr17/eboss/spectro/redux/v5_13_2/spectra/lite/PPPP/spec-....fits
+
+The plate number decides the order in which these are tried: Legacy plates are numbered below
+:data:`FIRST_BOSS_PLATE` (3509 is the last SDSS-II plate), BOSS/eBOSS plates from there on. A 404
+at the first location moves on to the next, so a plate in an unusual reduction is still found.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import socket
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+import warnings
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from http.client import HTTPException
+from pathlib import Path
+
+import pandas as pd
+
+from agnlens import __version__
+from agnlens.errors import AgnlensError, ReadError
+from agnlens.spectra import format_spec_id
+
+log = logging.getLogger(__name__)
+
+#: The SDSS Science Archive Server.
+DEFAULT_BASE_URL = "https://data.sdss.org/sas"
+
+#: First plate number of BOSS; lower numbers are SDSS-I/II Legacy plates.
+FIRST_BOSS_PLATE = 3510
+
+#: Reduction versions (run2d) per data release: Legacy ones in the order they are tried, BOSS.
+RELEASES: dict[str, tuple[tuple[str, ...], str]] = {
+    "dr17": (("26", "103", "104"), "v5_13_2"),
+    "dr16": (("26", "103", "104"), "v5_13_0"),
+}
+
+_USER_AGENT = f"agnlens/{__version__} (+https://github.com/agnlens; polite bulk download)"
+
+
+class NetworkError(AgnlensError, ConnectionError):
+    """The archive cannot be reached at all (no network, wrong base URL)."""
+
+
+@dataclass
+class DownloadReport:
+    """What :func:`download` did.
+
+    Attributes
+    ----------
+    out_dir : Path
+    done : list of str
+        spec_ids fetched in this run.
+    skipped : list of str
+        spec_ids whose valid file was already present.
+    failed : dict of str to str
+        spec_id → reason (last HTTP status or error, the URLs tried, or why verification failed).
+    files : dict of str to Path
+        spec_id → local file, for every spectrum done or skipped.
+    """
+
+    out_dir: Path
+    done: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+    files: dict[str, Path] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        """True when every spectrum is now present."""
+        return not self.failed
+
+    def summary(self) -> str:
+        """One line: counts and the first failures."""
+        text = (
+            f"{len(self.done)} downloaded, {len(self.skipped)} already present, "
+            f"{len(self.failed)} failed, into {self.out_dir}"
+        )
+        if self.failed:
+            first = "; ".join(f"{k}: {v}" for k, v in list(self.failed.items())[:3])
+            more = f" (and {len(self.failed) - 3} more)" if len(self.failed) > 3 else ""
+            text += f" — {first}{more}"
+        return text
+
+    def __str__(self) -> str:
+        return self.summary()
+
+
+def spectrum_urls(spec_id: str, *, release: str = "dr17", base_url: str = DEFAULT_BASE_URL) -> list[str]:
+    """The SAS URLs at which the spectrum ``PLATE-MJD-FIBER`` may be, in the order to try.
+
+    Parameters
+    ----------
+    spec_id : str
+        ``PLATE-MJD-FIBER`` (any zero padding).
+    release : str
+        One of :data:`RELEASES`.
+    base_url : str
+        Root of the archive (``https://data.sdss.org/sas`` or a mirror with the same layout).
+
+    Returns
+    -------
+    list of str
+        Legacy locations first for plates below :data:`FIRST_BOSS_PLATE`, BOSS first otherwise.
+    """
+    plate, mjd, fiber = _split(spec_id)
+    rel = release.lower()
+    if rel not in RELEASES:
+        raise ValueError(f"unknown SDSS release {release!r}; choose one of {sorted(RELEASES)}")
+    legacy_runs, boss_run = RELEASES[rel]
+    name = f"spec-{plate:04d}-{mjd:05d}-{fiber:04d}.fits"
+    root = base_url.rstrip("/")
+    legacy = [f"{root}/{rel}/sdss/spectro/redux/{run}/spectra/lite/{plate:04d}/{name}" for run in legacy_runs]
+    boss = [f"{root}/{rel}/eboss/spectro/redux/{boss_run}/spectra/lite/{plate:04d}/{name}"]
+    return legacy + boss if plate < FIRST_BOSS_PLATE else boss + legacy
+
+
+def download(
+    catalog_path_or_frame: str | os.PathLike | pd.DataFrame,
+    out_dir: str | os.PathLike,
+    *,
+    release: str = "dr17",
+    base_url: str = DEFAULT_BASE_URL,
+    max_workers: int = 4,
+    retries: int = 3,
+    timeout: float = 30.0,
+    progress: bool = False,
+    delay: float = 0.2,
+    backoff: float = 1.0,
+    on_item: Callable[[str, str], None] | None = None,
+) -> DownloadReport:
+    """Download the spectra a catalogue names into ``out_dir``.
+
+    Parameters
+    ----------
+    catalog_path_or_frame : path-like or pandas.DataFrame
+        A catalogue file (read with :func:`agnlens.io.catalog.read_catalog`, or, for a bare list
+        without labels, any CSV with ``plate``, ``mjd`` and ``fiber``/``fiberid`` columns) or a
+        DataFrame with a ``spec_id`` column or those three columns.
+    out_dir : path-like
+        Created if needed; files land as ``out_dir/spec-PLATE-MJD-FIBER.fits``.
+    release : {"dr17", "dr16"}
+    base_url : str
+        Archive root; a local mirror with the SAS layout works too.
+    max_workers : int, default 4
+        Parallel downloads. The SAS asks for moderation: keep this small.
+    retries : int, default 3
+        Extra attempts after a connection error, a timeout, an incomplete transfer or an HTTP 5xx
+        (waiting ``backoff · 2^attempt`` seconds, jittered). 404 moves to the next location; other
+        4xx fail at once.
+    timeout : float, default 30
+        Seconds per request.
+    progress : bool
+        Show a tqdm progress bar.
+    delay : float, default 0.2
+        Pause (s) of each worker before each request, to stay polite.
+    backoff : float, default 1
+        Base of the retry wait (s).
+    on_item : callable, optional
+        Called as ``on_item(spec_id, status)`` with status ``"done"``, ``"skipped"`` or
+        ``"failed"`` after each spectrum (for a CLI's progress).
+
+    Returns
+    -------
+    DownloadReport
+
+    Raises
+    ------
+    NetworkError
+        If the archive host cannot be reached at all (checked once, before any download, with a
+        short timeout): ``cannot reach https://data.sdss.org: <reason>; this machine has no
+        network?``.
+    ValueError
+        On a bad release, worker count or catalogue without keys.
+    """
+    if int(max_workers) < 1:
+        raise ValueError(f"max_workers must be at least 1, got {max_workers}")
+    if int(retries) < 0:
+        raise ValueError(f"retries must be 0 or more, got {retries}")
+    if release.lower() not in RELEASES:
+        raise ValueError(f"unknown SDSS release {release!r}; choose one of {sorted(RELEASES)}")
+    spec_ids = _catalog_ids(catalog_path_or_frame)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    report = DownloadReport(out_dir=out)
+
+    todo = []
+    for spec_id in spec_ids:
+        path = out / _file_name(spec_id)
+        if path.exists():
+            problem = verify_spectrum_file(path)
+            if problem is None:
+                report.skipped.append(spec_id)
+                report.files[spec_id] = path
+                if on_item:
+                    on_item(spec_id, "skipped")
+                continue
+            log.warning("%s: present but invalid (%s); downloading it again", path, problem)
+            path.unlink()
+        todo.append(spec_id)
+    log.info("%d spectra in the catalogue: %d present, %d to download", len(spec_ids), len(report.skipped), len(todo))
+    if not todo:
+        return report
+
+    check_reachable(base_url, timeout=min(float(timeout), 5.0))
+    lock = threading.Lock()
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(todo), desc="download", unit="spec")
+
+    def work(spec_id: str) -> None:
+        ok, detail = _fetch_one(spec_id, out, release, base_url, retries, timeout, delay, backoff)
+        with lock:
+            if ok:
+                report.done.append(spec_id)
+                report.files[spec_id] = Path(detail)
+            else:
+                report.failed[spec_id] = detail
+                log.warning("%s: %s", spec_id, detail)
+            if bar is not None:
+                bar.update(1)
+        if on_item:
+            on_item(spec_id, "done" if ok else "failed")
+
+    try:
+        with ThreadPoolExecutor(max_workers=int(max_workers), thread_name_prefix="agnlens-dl") as pool:
+            for future in [pool.submit(work, s) for s in todo]:
+                future.result()
+    finally:
+        if bar is not None:
+            bar.close()
+    # Report in catalogue order, whatever order the workers finished in.
+    order = {s: i for i, s in enumerate(spec_ids)}
+    report.done.sort(key=order.__getitem__)
+    report.failed = dict(sorted(report.failed.items(), key=lambda kv: order[kv[0]]))
+    log.info("%s", report.summary())
+    return report
+
+
+def check_reachable(base_url: str, *, timeout: float = 5.0) -> None:
+    """Raise :class:`NetworkError` unless the host of ``base_url`` answers (any HTTP status).
+
+    Raises
+    ------
+    NetworkError
+        ``cannot reach SCHEME://HOST: <reason>; this machine has no network?``
+    """
+    parsed = urllib.parse.urlsplit(base_url)
+    if parsed.scheme not in ("http", "https") or not parsed.netloc:
+        raise ValueError(f"base URL {base_url!r} is not an http(s) URL such as {DEFAULT_BASE_URL}")
+    host = f"{parsed.scheme}://{parsed.netloc}"
+    request = urllib.request.Request(host + "/", method="HEAD", headers={"User-Agent": _USER_AGENT})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout):
+            pass
+    except urllib.error.HTTPError as exc:
+        exc.close()
+        return  # the host answered; a 403/404 on "/" is fine
+    except (urllib.error.URLError, OSError, HTTPException) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise NetworkError(f"cannot reach {host}: {reason}; this machine has no network?") from None
+
+
+def verify_spectrum_file(path: str | os.PathLike) -> str | None:
+    """Return ``None`` if ``path`` opens as a FITS file with a readable ``COADD`` table, else why not.
+
+    Truncation is caught: the size must be a whole number of 2880-byte FITS blocks and astropy
+    must not warn while reading every HDU header and the COADD data.
+    """
+    from astropy.io import fits
+
+    path = Path(path)
+    size = path.stat().st_size
+    if size == 0 or size % 2880:
+        return f"size {size} bytes is not a whole number of 2880-byte FITS blocks (truncated?)"
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            with fits.open(path, memmap=False, lazy_load_hdus=False) as hdul:
+                names = [hdu.name for hdu in hdul]
+                if "COADD" not in names:
+                    return f"no COADD table (HDUs: {', '.join(names)}); not an SDSS spec file"
+                data = hdul["COADD"].data
+                if data is None or "loglam" not in [c.lower() for c in data.columns.names]:
+                    return "the COADD table has no loglam column"
+                len(data)
+    except Exception as exc:  # astropy raises OSError, ValueError, VerifyError, warnings...
+        return f"does not open as FITS: {type(exc).__name__}: {exc}"
+    return None
+
+
+# ----------------------------------------------------------------------------------- internals
+class _Retryable(Exception):
+    pass
+
+
+def _fetch_one(spec_id, out: Path, release, base_url, retries, timeout, delay, backoff) -> tuple[bool, str]:
+    """Fetch one spectrum; ``(True, path)`` or ``(False, reason)``."""
+    target = out / _file_name(spec_id)
+    part = target.with_name(target.name + ".part")
+    tried = []
+    for url in spectrum_urls(spec_id, release=release, base_url=base_url):
+        status = _get(url, part, retries, timeout, delay, backoff)
+        if status == "ok":
+            problem = verify_spectrum_file(part)
+            if problem is not None:
+                part.unlink(missing_ok=True)
+                return False, f"downloaded from {url} but {problem}; not kept"
+            os.replace(part, target)
+            log.debug("%s: %s", spec_id, url)
+            return True, str(target)
+        part.unlink(missing_ok=True)
+        tried.append(f"{url} ({status})")
+        if status != "HTTP 404":
+            break  # only "not here" moves on to the next location
+    return False, "not fetched: " + ", ".join(tried)
+
+
+def _get(url: str, part: Path, retries: int, timeout: float, delay: float, backoff: float) -> str:
+    """Download ``url`` into ``part``; return ``"ok"`` or the final status/error text."""
+    last = ""
+    for attempt in range(retries + 1):
+        if attempt:
+            time.sleep(backoff * 2 ** (attempt - 1) * (0.5 + random.random()))
+        if delay > 0:
+            time.sleep(delay)
+        request = urllib.request.Request(url, headers={"User-Agent": _USER_AGENT})
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as response, open(part, "wb") as fh:
+                expected = response.headers.get("Content-Length")
+                n = 0
+                while chunk := response.read(1 << 16):
+                    fh.write(chunk)
+                    n += len(chunk)
+            if expected is not None and n != int(expected):
+                raise _Retryable(f"incomplete transfer ({n} of {expected} bytes)")
+            return "ok"
+        except urllib.error.HTTPError as exc:
+            last = f"HTTP {exc.code}"
+            exc.close()
+            if exc.code < 500:
+                return last
+        except (_Retryable, urllib.error.URLError, socket.timeout, ConnectionError, HTTPException) as exc:
+            last = f"{type(exc).__name__}: {getattr(exc, 'reason', exc)}"
+        log.debug("%s: attempt %d failed (%s)", url, attempt + 1, last)
+    return f"{last} after {retries + 1} attempts"
+
+
+def _file_name(spec_id: str) -> str:
+    plate, mjd, fiber = _split(spec_id)
+    return f"spec-{plate:04d}-{mjd:05d}-{fiber:04d}.fits"
+
+
+def _split(spec_id: str) -> tuple[int, int, int]:
+    parts = str(spec_id).strip().split("-")
+    try:
+        plate, mjd, fiber = (int(p) for p in parts)
+    except ValueError:
+        raise ValueError(f"spec_id {spec_id!r} is not PLATE-MJD-FIBER (e.g. 0266-51602-0013)") from None
+    return plate, mjd, fiber
+
+
+def _catalog_ids(source) -> list[str]:
+    """Canonical spec_ids, in catalogue order, without duplicates."""
+    if isinstance(source, pd.DataFrame):
+        frame, name = source, "the catalogue DataFrame"
+    else:
+        path = Path(source)
+        if not path.exists():
+            raise FileNotFoundError(f"{path}: catalogue not found")
+        from agnlens.io.catalog import read_catalog
+
+        try:
+            frame = read_catalog(path)
+        except ReadError as exc:
+            # A bare plate/mjd/fiber list has no label: read its key columns ourselves.
+            try:
+                frame = pd.read_csv(path, comment="#", dtype=str, keep_default_na=False)
+            except Exception:
+                raise exc from None
+            if not _has_pmf(frame):
+                raise exc from None
+        name = str(path)
+    cols = {c.lower().strip(): c for c in frame.columns}
+    if "spec_id" in cols:
+        ids = [format_spec_id(*_split(s)) for s in frame[cols["spec_id"]].astype(str)]
+    elif _has_pmf(frame):
+        fib = cols.get("fiber", cols.get("fiberid"))
+        ids = [
+            format_spec_id(int(p), int(m), int(f))
+            for p, m, f in zip(frame[cols["plate"]], frame[cols["mjd"]], frame[fib], strict=True)
+        ]
+    else:
+        raise ValueError(
+            f"{name}: no spec_id column and no plate, mjd and fiber/fiberid columns (it has "
+            f"{', '.join(map(str, frame.columns))}); add them to name the spectra to download"
+        )
+    return list(dict.fromkeys(ids))
+
+
+def _has_pmf(frame: pd.DataFrame) -> bool:
+    cols = {c.lower().strip() for c in frame.columns}
+    return {"plate", "mjd"} <= cols and bool({"fiber", "fiberid"} & cols)
