@@ -127,5 +127,8 @@ def plot_embedding(
     ax.set_title(title)
     ax.set_xticks([])
     ax.set_yticks([])
-    ax.legend(loc="best", fontsize="small", markerscale=max(1.0, 20.0 / size) ** 0.5, framealpha=0.85)
+    legend = ax.legend(loc="best", fontsize="small", framealpha=0.85)
+    for handle in getattr(legend, "legend_handles", []):
+        if hasattr(handle, "set_sizes"):  # same, readable marker size in the legend whatever the point size
+            handle.set_sizes([30.0])
     return ax

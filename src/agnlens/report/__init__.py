@@ -75,8 +75,10 @@ def fmt_g(x: Any, digits: int = 3) -> str:
     v = _finite(x)
     if v is None:
         return "—" if str(x).lower() in ("", "nan", "none") else str(x)
-    if v != 0 and (abs(v) < 1e-3 or abs(v) >= 1e5):
+    if v != 0 and (abs(v) < 1e-3 or abs(v) >= 1e6):
         return f"{v:.{max(digits - 1, 0)}e}"
+    if abs(v) >= 10 ** digits:  # 3729.0 reads better as 3,729 than as 3.73e+03
+        return f"{v:,.0f}" if v == round(v) else f"{v:,.1f}"
     return f"{v:.{digits}g}"
 
 
