@@ -217,28 +217,22 @@ class SpectrumSVC(ClassifierMixin, BaseEstimator):
         self._sv_sqnorm = np.einsum("ij,ij->i", self.support_vectors_, self.support_vectors_)
         self._linear_w = self.pair_coef_ @ self.support_vectors_ if self.kernel == "linear" else None
 
-        f_cal, y_cal = self._calibration_values(Z, y_enc, class_weight)
-        weights = _class_weights(class_weight, y_enc, n_classes)[y_cal]
-        cal = np.empty((self.pairs_.shape[0], 2))
-        for q, (a, b) in enumerate(self.pairs_):
-            sel = (y_cal == a) | (y_cal == b)
-            cal[q] = fit_sigmoid(f_cal[sel, q], y_cal[sel] == a, weights[sel])
-        self.calibration_ = cal
+        self.calibration_ = self._calibrate(Z, y_enc, class_weight)
         return self
 
-    def _calibration_values(self, Z, y_enc, class_weight):
-        """Held-out (out-of-fold) pairwise decision values and their labels."""
-        counts = np.bincount(y_enc)
-        n_splits = None if self.calibration_cv is None else min(int(self.calibration_cv), int(counts.min()))
-        if n_splits is None or n_splits < 2:
-            log.debug("calibration on in-sample decision values (smallest class has %d samples)", counts.min())
-            return self._pairwise_from_scaled(Z), y_enc
-        folds = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=self.random_state)
-        f = np.empty((Z.shape[0], self.pairs_.shape[0]))
-        for train, held in folds.split(Z, y_enc):
-            svc = self._svc(class_weight).fit(Z[train], y_enc[train])
-            f[held] = svc.decision_function(Z[held]).reshape(held.size, -1)
-        return f, y_enc
+    def _calibrate(self, Z, y_enc, class_weight) -> np.ndarray:
+        """Platt parameters per pair from held-out (out-of-fold) decision values."""
+        n_splits = calibration_folds(self.calibration_cv, y_enc)
+        if n_splits is None:
+            log.debug("calibration on in-sample decision values (smallest class: %d)", np.bincount(y_enc).min())
+            f = self._pairwise_from_scaled(Z)
+        else:
+            folds = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=self.random_state)
+            f = np.empty((Z.shape[0], self.pairs_.shape[0]))
+            for train, held in folds.split(Z, y_enc):
+                svc = self._svc(class_weight).fit(Z[train], y_enc[train])
+                f[held] = svc.decision_function(Z[held]).reshape(held.size, -1)
+        return fit_calibration(f, y_enc, self.pairs_, class_weights(class_weight, y_enc, self.classes_.size))
 
     # ------------------------------------------------------------------ prediction
     def _transform(self, X) -> np.ndarray:
@@ -287,10 +281,7 @@ class SpectrumSVC(ClassifierMixin, BaseEstimator):
         return self._pairwise_from_scaled(self._transform(X))
 
     def _proba_from_pairwise(self, f: np.ndarray) -> np.ndarray:
-        r = sigmoid_proba(f, self.calibration_[:, 0], self.calibration_[:, 1])
-        if self.classes_.size == 2:
-            return np.column_stack([1.0 - r[:, 0], r[:, 0]])
-        return couple(r, self.pairs_, self.classes_.size)
+        return proba_from_pairwise(f, self.calibration_, self.pairs_, self.classes_.size)
 
     def predict_proba(self, X) -> np.ndarray:
         """Class probabilities (closed form, differentiable; rows sum to 1).
@@ -345,7 +336,44 @@ class SpectrumSVC(ClassifierMixin, BaseEstimator):
         return tags
 
 
-def _class_weights(class_weight, y_enc: np.ndarray, n_classes: int) -> np.ndarray:
+def calibration_folds(calibration_cv: int | None, y_enc: np.ndarray) -> int | None:
+    """Number of stratified calibration folds (None: calibrate in-sample)."""
+    if calibration_cv is None:
+        return None
+    n = min(int(calibration_cv), int(np.bincount(y_enc).min()))
+    return n if n >= 2 else None
+
+
+def fit_calibration(f: np.ndarray, y_enc: np.ndarray, pairs: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Platt parameters ``(A, B)`` per pair, shape (n_pairs, 2), from held-out decision values.
+
+    Parameters
+    ----------
+    f : ndarray of shape (n, n_pairs)
+        Held-out pairwise decision values.
+    y_enc : ndarray of int, shape (n,)
+        Class indices.
+    pairs : ndarray of int, shape (n_pairs, 2)
+    weights : ndarray of shape (n_classes,)
+        Class weights (sample weights of the sigmoid fits).
+    """
+    cal = np.empty((pairs.shape[0], 2))
+    w = weights[y_enc]
+    for q, (a, b) in enumerate(pairs):
+        sel = (y_enc == a) | (y_enc == b)
+        cal[q] = fit_sigmoid(f[sel, q], y_enc[sel] == a, w[sel])
+    return cal
+
+
+def proba_from_pairwise(f: np.ndarray, calibration: np.ndarray, pairs: np.ndarray, n_classes: int) -> np.ndarray:
+    """Class probabilities, shape (n, n_classes), from pairwise decision values ``f`` (n, n_pairs)."""
+    r = sigmoid_proba(f, calibration[:, 0], calibration[:, 1])
+    if n_classes == 2:
+        return np.column_stack([1.0 - r[:, 0], r[:, 0]])
+    return couple(r, pairs, n_classes)
+
+
+def class_weights(class_weight, y_enc: np.ndarray, n_classes: int) -> np.ndarray:
     """Weight per class index, as libsvm applies them to C (1 when no class weighting)."""
     if class_weight is None:
         return np.ones(n_classes)

@@ -1,0 +1,393 @@
+"""Stratified splits and a fast hyper-parameter search on a validation split.
+
+The search reuses kernel matrices: for every (kernel, gamma) one Gram matrix of the training
+spectra and one cross block (validation x training) are computed with BLAS, then every C and
+class-weight value is fitted by ``sklearn.svm.SVC(kernel="precomputed")`` and scored on the
+validation block. Ranges are scaled to the data (gamma around scikit-learn's "scale" value) and a
+range whose edge wins is widened once in that direction. The test split is never touched here.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from sklearn.model_selection import StratifiedKFold
+from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score
+from sklearn.preprocessing import StandardScaler
+from sklearn.svm import SVC
+
+from agnlens.models.svm import (
+    KERNELS,
+    SpectrumSVC,
+    _pair_structure,
+    calibration_folds,
+    class_weights,
+    fit_calibration,
+    proba_from_pairwise,
+)
+
+log = logging.getLogger(__name__)
+
+SPLIT_NAMES = ("train", "validation", "test")
+SCORINGS = ("macro_f1", "accuracy", "balanced_accuracy")
+#: Default C grid, log-spaced.
+DEFAULT_C = tuple(10.0 ** np.arange(-3, 3))
+#: Default gamma grid, as multiples of 1 / (n_features * Var(X_train)).
+DEFAULT_GAMMA_FACTORS = tuple(10.0 ** np.arange(-2, 3))
+#: How many decades a winning edge is extended by.
+WIDEN_DECADES = 2
+
+
+def split(labels, *, fractions=(0.64, 0.16, 0.20), seed: int = 0) -> dict[str, np.ndarray]:
+    """Stratified train / validation / test split, fixed by a seed.
+
+    Every class is shuffled with ``numpy.random.default_rng(seed)`` and cut in the given
+    fractions (largest-remainder rounding, so the parts add up to the class size).
+
+    Parameters
+    ----------
+    labels : array-like of shape (n_spectra,)
+    fractions : (float, float, float)
+        Shares of train, validation and test; positive, summing to 1.
+    seed : int
+
+    Returns
+    -------
+    dict
+        ``{"train": idx, "validation": idx, "test": idx}``, sorted integer index arrays that
+        partition ``range(n_spectra)``.
+    """
+    labels = np.asarray(labels)
+    fr = np.asarray(fractions, dtype=np.float64)
+    if fr.shape != (3,) or np.any(fr <= 0) or not np.isclose(fr.sum(), 1.0):
+        raise ValueError(
+            f"split: fractions must be three positive shares (train, validation, test) summing to 1, got {fractions!r}"
+        )
+    if labels.ndim != 1 or labels.size == 0:
+        raise ValueError(f"split: labels must be a non-empty 1-D array, got shape {labels.shape}")
+    rng = np.random.default_rng(seed)
+    parts: dict[str, list] = {name: [] for name in SPLIT_NAMES}
+    for cls in np.unique(labels):
+        idx = rng.permutation(np.flatnonzero(labels == cls))
+        exact = fr * idx.size
+        counts = np.floor(exact).astype(int)
+        for k in np.argsort(-(exact - counts), kind="stable")[: idx.size - counts.sum()]:
+            counts[k] += 1
+        bounds = np.concatenate([[0], np.cumsum(counts)])
+        for k, name in enumerate(SPLIT_NAMES):
+            parts[name].append(idx[bounds[k] : bounds[k + 1]])
+    return {name: np.sort(np.concatenate(p)).astype(np.int64) for name, p in parts.items()}
+
+
+@dataclass
+class TuningResult:
+    """Outcome of :func:`tune`.
+
+    Attributes
+    ----------
+    table : pandas.DataFrame
+        One row per (kernel, C, gamma, class_weight): kernel, C, gamma, degree, class_weight,
+        validation_f1, validation_accuracy, validation_balanced_accuracy, vote_f1, n_support, fit_s
+        (the SVM fit alone), total_s (with calibration and scoring), best. ``validation_*`` score
+        the cell's calibrated model exactly as :meth:`SpectrumSVC.predict` would (argmax of the
+        probabilities); ``vote_f1`` is the macro F1 of libsvm's one-vs-one vote, for comparison.
+    best_params : dict
+        kernel, C, gamma (None for linear), degree (None unless poly), class_weight.
+    best_estimator : SpectrumSVC
+        The best cell refitted (with probability calibration) on the training split.
+    widened : list of str
+        Notes on ranges widened because their edge won.
+    scoring : str
+    tuning_s : float
+        Wall time of the search (without the final refit).
+    """
+
+    table: pd.DataFrame
+    best_params: dict
+    best_estimator: SpectrumSVC
+    widened: list[str] = field(default_factory=list)
+    scoring: str = "macro_f1"
+    tuning_s: float = 0.0
+
+
+def _score(scoring: str, y_true, y_pred) -> float:
+    if scoring == "macro_f1":
+        return float(f1_score(y_true, y_pred, average="macro"))
+    if scoring == "accuracy":
+        return float(accuracy_score(y_true, y_pred))
+    return float(balanced_accuracy_score(y_true, y_pred))
+
+
+class _Search:
+    """Grid cells evaluated on precomputed kernels, cached per (kernel, gamma).
+
+    Each cell is scored exactly as the refitted :class:`SpectrumSVC` would predict: the SVM on the
+    whole training split, Platt sigmoids on out-of-fold decision values from the same stratified
+    folds (same seed), coupling, argmax.
+    """
+
+    def __init__(self, Xtr, ytr, Xva, yva, scoring, degree, coef0, calibration_cv, random_state):
+        self.classes, self.ytr = np.unique(ytr, return_inverse=True)
+        self.yva = np.searchsorted(self.classes, yva)
+        self.yva[~np.isin(yva, self.classes)] = -1  # validation classes unseen in training never match
+        self.scoring, self.degree, self.coef0 = scoring, degree, coef0
+        self.G_tr = Xtr @ Xtr.T
+        self.G_va = Xva @ Xtr.T
+        self.n_tr = np.einsum("ij,ij->i", Xtr, Xtr)
+        self.n_va = np.einsum("ij,ij->i", Xva, Xva)
+        n_splits = calibration_folds(calibration_cv, self.ytr)
+        self.folds = (
+            list(StratifiedKFold(n_splits, shuffle=True, random_state=random_state).split(self.G_tr, self.ytr))
+            if n_splits is not None
+            else None
+        )
+        self.rows: list[dict] = []
+        self.done: set = set()
+
+    def kernels(self, kernel, gamma):
+        if kernel == "linear":
+            return self.G_tr, self.G_va
+        if kernel == "poly":
+            return (gamma * self.G_tr + self.coef0) ** self.degree, (gamma * self.G_va + self.coef0) ** self.degree
+        d_tr = np.maximum(self.n_tr[:, None] + self.n_tr[None, :] - 2.0 * self.G_tr, 0.0)
+        d_va = np.maximum(self.n_va[:, None] + self.n_tr[None, :] - 2.0 * self.G_va, 0.0)
+        return np.exp(-gamma * d_tr), np.exp(-gamma * d_va)
+
+    def _class_weight(self, cw):
+        if isinstance(cw, dict):
+            index = {c: i for i, c in enumerate(self.classes.tolist())}
+            return {index[c]: float(w) for c, w in cw.items() if c in index}
+        return cw
+
+    def run(self, kernel, gammas, Cs, class_weights_):
+        n_classes = self.classes.size
+        for gamma in gammas:
+            todo = [(C, cw) for C in Cs for cw in class_weights_ if (kernel, gamma, C, _key(cw)) not in self.done]
+            if not todo:
+                continue
+            K_tr, K_va = self.kernels(kernel, gamma)
+            blocks = (
+                [(K_tr[np.ix_(tr, tr)], K_tr[np.ix_(held, tr)], tr, held) for tr, held in self.folds]
+                if self.folds is not None
+                else None
+            )
+            for C, cw in todo:
+                t0 = time.perf_counter()
+                cwi = self._class_weight(cw)
+
+                def svc():
+                    return SVC(kernel="precomputed", C=C, class_weight=cwi, decision_function_shape="ovo", cache_size=500)
+
+                full = svc().fit(K_tr, self.ytr)
+                fit_s = time.perf_counter() - t0
+                pairs = _pair_structure(full.dual_coef_, full.n_support_)[0]
+                if blocks is None:
+                    f_cal = full.decision_function(K_tr).reshape(K_tr.shape[0], -1)
+                else:
+                    f_cal = np.empty((K_tr.shape[0], pairs.shape[0]))
+                    for K_ff, K_hf, tr, held in blocks:
+                        f_cal[held] = svc().fit(K_ff, self.ytr[tr]).decision_function(K_hf).reshape(held.size, -1)
+                cal = fit_calibration(f_cal, self.ytr, pairs, class_weights(cwi, self.ytr, n_classes))
+                f_va = full.decision_function(K_va).reshape(K_va.shape[0], -1)
+                pred = np.argmax(proba_from_pairwise(f_va, cal, pairs, n_classes), axis=1)
+                vote = full.predict(K_va)
+                self.done.add((kernel, gamma, C, _key(cw)))
+                self.rows.append(
+                    {
+                        "kernel": kernel,
+                        "C": float(C),
+                        "gamma": None if kernel == "linear" else float(gamma),
+                        "degree": self.degree if kernel == "poly" else None,
+                        "class_weight": cw,
+                        "validation_f1": float(f1_score(self.yva, pred, average="macro")),
+                        "validation_accuracy": float(accuracy_score(self.yva, pred)),
+                        "validation_balanced_accuracy": float(balanced_accuracy_score(self.yva, pred)),
+                        "vote_f1": float(f1_score(self.yva, vote, average="macro")),
+                        "n_support": int(full.support_.size),
+                        "fit_s": fit_s,
+                        "total_s": time.perf_counter() - t0,
+                        "score": _score(self.scoring, self.yva, pred),
+                    }
+                )
+                log.debug("%s C=%g gamma=%s cw=%s: %.4f", kernel, C, gamma, cw, self.rows[-1]["score"])
+
+    def best(self) -> dict:
+        # highest score, then accuracy; ties go to the earliest cell (smaller gamma, smaller C)
+        order = sorted(
+            range(len(self.rows)), key=lambda i: (-self.rows[i]["score"], -self.rows[i]["validation_accuracy"], i)
+        )
+        return self.rows[order[0]]
+
+
+def _key(cw):
+    return tuple(sorted(cw.items())) if isinstance(cw, dict) else cw
+
+
+def tune(
+    X,
+    y,
+    *,
+    train_idx,
+    val_idx,
+    kernels=("linear", "rbf", "poly"),
+    C=None,
+    gamma=None,
+    class_weight=(None, "balanced"),
+    scoring: str = "macro_f1",
+    standardize: bool = False,
+    degree: int = 3,
+    coef0: float = 0.0,
+    calibration_cv: int | None = 5,
+    random_state: int | None = 0,
+) -> TuningResult:
+    """Search kernel, C, gamma and class weight on a validation split; refit the best on train.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_spectra, n_features)
+    y : array-like of shape (n_spectra,)
+        Labels; only ``y[train_idx]`` and ``y[val_idx]`` are used.
+    train_idx, val_idx : array-like of int
+        Rows of the training and validation splits (the test split is not touched).
+    kernels : sequence of {"linear", "rbf", "poly"}
+    C : sequence of float, optional
+        Default ``10^-3 .. 10^2`` (one per decade).
+    gamma : sequence of float, optional
+        Used by rbf. Default ``gamma0 * 10^-2 .. 10^2`` with ``gamma0 = 1 / (n_features *
+        Var(X_train))`` (scikit-learn's "scale"). The polynomial kernel uses ``gamma0`` only: with
+        ``coef0 = 0`` its gamma merely rescales C.
+    class_weight : sequence of {None, "balanced"} or dicts
+    scoring : {"macro_f1", "accuracy", "balanced_accuracy"}
+        Validation score that picks the best cell.
+    standardize : bool
+        Standardise features (fitted on the training split) before the kernels, and in the
+        refitted model.
+    degree, coef0 : polynomial kernel parameters.
+    calibration_cv : int or None
+        Calibration folds of every cell and of the refitted model (see :class:`SpectrumSVC`).
+    random_state : int or None
+        Seed of the calibration folds.
+
+    Returns
+    -------
+    TuningResult
+
+    Notes
+    -----
+    Every cell is calibrated (out-of-fold Platt sigmoids on sub-blocks of the same precomputed
+    kernel) and scored by the argmax of its probabilities, so the table's best validation score
+    is the refitted model's own validation score. If the best cell sits on the
+    edge of the C or gamma range (of its kernel), that range is extended by
+    ``WIDEN_DECADES`` decades in that direction, once, and the search goes on; the notes say so.
+    """
+    if scoring not in SCORINGS:
+        raise ValueError(f"tune: scoring must be one of {SCORINGS}, got {scoring!r}")
+    kernels = tuple(kernels)
+    bad = [k for k in kernels if k not in KERNELS]
+    if not kernels or bad:
+        raise ValueError(f"tune: kernels must be a non-empty subset of {KERNELS}, got {list(kernels)}")
+    X = np.asarray(X, dtype=np.float64)
+    y = np.asarray(y)
+    train_idx = np.asarray(train_idx, dtype=np.int64)
+    val_idx = np.asarray(val_idx, dtype=np.int64)
+    if X.ndim != 2 or X.shape[0] != y.shape[0]:
+        raise ValueError(f"tune: X must be 2-D with one row per label, got X {X.shape} and y {y.shape}")
+    if train_idx.size == 0 or val_idx.size == 0:
+        raise ValueError("tune: train_idx and val_idx must both be non-empty (see agnlens.models.tuning.split)")
+    if np.intersect1d(train_idx, val_idx).size:
+        raise ValueError("tune: train_idx and val_idx overlap; the validation spectra must not be trained on")
+    ytr, yva = y[train_idx], y[val_idx]
+    if np.unique(ytr).size < 2:
+        raise ValueError(f"tune: the training split holds fewer than two classes ({np.unique(ytr).tolist()})")
+    t_start = time.perf_counter()
+    Xtr, Xva = X[train_idx], X[val_idx]
+    if standardize:
+        scaler = StandardScaler().fit(Xtr)
+        Xtr, Xva = scaler.transform(Xtr), scaler.transform(Xva)
+    var = Xtr.var()
+    gamma0 = 1.0 / (Xtr.shape[1] * var) if var > 0 else 1.0
+    Cs = sorted(float(c) for c in (DEFAULT_C if C is None else C))
+    gammas = sorted(float(g) for g in (np.multiply(gamma0, DEFAULT_GAMMA_FACTORS) if gamma is None else gamma))
+    if not Cs or min(Cs) <= 0 or not gammas or min(gammas) <= 0:
+        raise ValueError(f"tune: C and gamma values must be positive, got C={C!r}, gamma={gamma!r}")
+    class_weights = list(class_weight)
+    ranges = {k: {"C": list(Cs), "gamma": list(gammas) if k == "rbf" else [gamma0]} for k in kernels}
+    search = _Search(Xtr, ytr, Xva, yva, scoring, degree, coef0, calibration_cv, random_state)
+    for k in kernels:
+        search.run(k, ranges[k]["gamma"], ranges[k]["C"], class_weights)
+
+    widened: list[str] = []
+    done_dirs: set = set()
+    while True:
+        best = search.best()
+        k = best["kernel"]
+        grew = False
+        for name, value in (("C", best["C"]), ("gamma", best["gamma"])):
+            if value is None or (name == "gamma" and k != "rbf"):
+                continue
+            values = ranges[k][name]
+            if len(values) < 2:
+                continue
+            for side, edge in (("low", values[0]), ("high", values[-1])):
+                if not np.isclose(value, edge) or (k, name, side) in done_dirs:
+                    continue
+                done_dirs.add((k, name, side))
+                step = values[1] / values[0] if side == "low" else values[-1] / values[-2]
+                new = [edge * step ** (i if side == "high" else -i) for i in range(1, WIDEN_DECADES + 1)]
+                ranges[k][name] = sorted(values + new)
+                widened.append(
+                    f"{k}: best {name}={value:.3g} sat at the {side} edge; range widened to "
+                    f"{min(ranges[k][name]):.3g}..{max(ranges[k][name]):.3g}"
+                )
+                log.info("%s", widened[-1])
+                grew = True
+        if not grew:
+            break
+        search.run(k, ranges[k]["gamma"], ranges[k]["C"], class_weights)
+    best = search.best()
+    for name, side in (("C", "low"), ("C", "high"), ("gamma", "low"), ("gamma", "high")):
+        values = ranges[best["kernel"]][name]
+        v = best[name]
+        if v is not None and len(values) > 1 and np.isclose(v, values[0 if side == "low" else -1]) and (
+            best["kernel"], name, side) in done_dirs:
+            widened.append(f"{best['kernel']}: best {name}={v:.3g} still at the {side} edge after widening")
+    tuning_s = time.perf_counter() - t_start
+
+    table = pd.DataFrame(search.rows)
+    table["best"] = False
+    table.loc[search.rows.index(best), "best"] = True
+    table = table.drop(columns="score")
+    best_params = {
+        "kernel": best["kernel"],
+        "C": best["C"],
+        "gamma": best["gamma"],
+        "degree": best["degree"],
+        "class_weight": best["class_weight"],
+    }
+    estimator = SpectrumSVC(
+        kernel=best["kernel"],
+        C=best["C"],
+        gamma=best["gamma"] if best["gamma"] is not None else "scale",
+        degree=degree,
+        coef0=coef0,
+        class_weight=best["class_weight"],
+        standardize=standardize,
+        calibration_cv=calibration_cv,
+        random_state=random_state,
+    ).fit(X[train_idx], ytr)
+    log.info(
+        "best of %d cells: %s (validation %s %.4f) in %.1f s",
+        len(table), best_params, scoring, best["score"], tuning_s,
+    )
+    return TuningResult(
+        table=table,
+        best_params=best_params,
+        best_estimator=estimator,
+        widened=widened,
+        scoring=scoring,
+        tuning_s=tuning_s,
+    )

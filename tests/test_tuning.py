@@ -1,0 +1,107 @@
+"""Splits and the precomputed-kernel search: reference against plain SVC, invariants, quality gate."""
+
+import numpy as np
+import pytest
+from sklearn.datasets import make_classification
+from sklearn.metrics import f1_score
+from sklearn.svm import SVC
+
+from agnlens.models.tuning import split, tune
+
+
+def test_split_is_stratified_partition_and_seeded():
+    labels = np.array(["type1"] * 680 + ["type2"] * 2145 + ["intermediate"] * 521)
+    parts = split(labels, seed=0)
+    allidx = np.concatenate(list(parts.values()))
+    np.testing.assert_array_equal(np.sort(allidx), np.arange(labels.size))
+    assert {k: len(v) for k, v in parts.items()} == pytest.approx({"train": 2141, "validation": 535, "test": 670}, abs=2)
+    for cls in np.unique(labels):
+        n = (labels == cls).sum()
+        for name, frac in zip(("train", "validation", "test"), (0.64, 0.16, 0.20)):
+            assert abs((labels[parts[name]] == cls).sum() - frac * n) <= 1
+    again = split(labels, seed=0)
+    other = split(labels, seed=1)
+    for name in parts:
+        np.testing.assert_array_equal(parts[name], again[name])
+    assert not np.array_equal(parts["test"], other["test"])
+
+
+@pytest.mark.parametrize("fractions", [(0.5, 0.5), (0.7, 0.2, 0.2), (0.8, 0.3, -0.1)])
+def test_split_rejects_bad_fractions(fractions):
+    with pytest.raises(ValueError, match="fractions"):
+        split(np.array(["a", "b"] * 10), fractions=fractions)
+
+
+def _problem(n_classes=3, seed=0):
+    X, y = make_classification(
+        400, 60, n_informative=12, n_classes=n_classes, n_clusters_per_class=1, class_sep=1.2, random_state=seed
+    )
+    return X, np.array(["type1", "type2", "intermediate"])[y]
+
+
+def test_cells_equal_plain_svc_and_best_model_reproduces_its_score():
+    X, y = _problem()
+    parts = split(y, seed=0)
+    X_poisoned = X.copy()
+    X_poisoned[parts["test"]] = np.nan  # the test split must not be touched
+    result = tune(X_poisoned, y, train_idx=parts["train"], val_idx=parts["validation"], kernels=("linear", "rbf"),
+                  C=[0.1, 1.0, 10.0], class_weight=(None, "balanced"))
+    table = result.table
+    assert {"kernel", "C", "gamma", "degree", "class_weight", "validation_f1", "validation_accuracy", "fit_s"} <= set(table)
+    assert table["best"].sum() == 1
+    Xtr, ytr, Xva, yva = X[parts["train"]], y[parts["train"]], X[parts["validation"]], y[parts["validation"]]
+    # every cell's libsvm vote equals a from-scratch sklearn SVC on the raw features
+    for row in table.sample(6, random_state=0).itertuples():
+        gamma = row.gamma if row.kernel != "linear" else "scale"
+        cw = row.class_weight if isinstance(row.class_weight, str) else None
+        ref = SVC(kernel=row.kernel, C=row.C, gamma=gamma, class_weight=cw).fit(Xtr, ytr)
+        assert row.vote_f1 == pytest.approx(f1_score(yva, ref.predict(Xva), average="macro"), abs=1e-9)
+    # the table's best validation score is exactly the refitted model's own validation score
+    best = table[table["best"]].iloc[0]
+    model = result.best_estimator
+    assert best["validation_f1"] == pytest.approx(f1_score(yva, model.predict(Xva), average="macro"), abs=1e-9)
+    assert best["validation_f1"] == table["validation_f1"].max()
+    assert result.best_params["kernel"] == best["kernel"] and result.best_params["C"] == best["C"]
+
+
+def test_winning_edge_is_widened_once():
+    X, y = _problem(2)
+    parts = split(y, seed=0)
+    result = tune(X, y, train_idx=parts["train"], val_idx=parts["validation"], kernels=("rbf",),
+                  C=[1e-3, 1e-2], gamma=[1e-4, 1e-3], class_weight=(None,))
+    # on this problem the corner (C=1e-3, gamma=1e-3) beats the other three cells
+    assert any("C=0.001 sat at the low edge" in note for note in result.widened), result.widened
+    assert result.table["C"].min() < 1e-3
+    assert len([n for n in result.widened if "sat at the low edge" in n and "C=" in n]) == 1
+    assert result.table.duplicated(["kernel", "C", "gamma"]).sum() == 0
+
+
+def test_tune_rejects_bad_input():
+    X, y = _problem()
+    parts = split(y, seed=0)
+    with pytest.raises(ValueError, match="overlap"):
+        tune(X, y, train_idx=parts["train"], val_idx=parts["train"][:10])
+    with pytest.raises(ValueError, match="kernels"):
+        tune(X, y, train_idx=parts["train"], val_idx=parts["validation"], kernels=("sigmoid",))
+    with pytest.raises(ValueError, match="scoring"):
+        tune(X, y, train_idx=parts["train"], val_idx=parts["validation"], scoring="auc")
+
+
+@pytest.fixture(scope="module")
+def simulated():
+    from agnlens.simulate import simulate_set
+
+    return simulate_set(700, seed=1, grid="paper")
+
+
+@pytest.mark.parametrize("task, gate", [("binary", 0.95), ("multiclass", 0.75)])
+def test_quality_gate_on_simulated_spectra(simulated, task, gate):
+    X = np.asarray(simulated.flux, dtype=np.float64)
+    y = simulated.labels
+    parts = split(y, seed=0)
+    keep = np.isin(y, ["type1", "type2"]) if task == "binary" else np.ones(y.size, bool)
+    sub = {k: v[keep[v]] for k, v in parts.items()}
+    result = tune(X, y, train_idx=sub["train"], val_idx=sub["validation"], kernels=("linear", "rbf"),
+                  C=[0.01, 0.1, 1.0, 10.0], class_weight=(None,))
+    pred = result.best_estimator.predict(X[sub["test"]])
+    assert f1_score(y[sub["test"]], pred, average="macro") >= gate
