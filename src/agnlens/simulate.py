@@ -224,13 +224,8 @@ def _resolve_counts(n: int, counts: Mapping[str, int] | None) -> dict[str, int]:
     if counts is None:
         if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 1:
             raise ValueError(f"simulate: n must be a positive integer, got {n!r}")
-        total = sum(DEFAULT_COUNTS.values())
-        raw = {c: n * v / total for c, v in DEFAULT_COUNTS.items()}
-        out = {c: int(np.floor(v)) for c, v in raw.items()}
-        # largest remainder, so that the counts add up to n
-        for c in sorted(raw, key=lambda c: raw[c] - out[c], reverse=True)[: n - sum(out.values())]:
-            out[c] += 1
-        return out
+        labels = _label_sequence(int(n), DEFAULT_COUNTS)
+        return {c: labels.count(c) for c in DEFAULT_COUNTS}
     if not isinstance(counts, Mapping):
         raise TypeError(f"simulate: counts must be a dict like {DEFAULT_COUNTS}, got {type(counts).__name__}")
     bad = [c for c in counts if c not in CLASSES]
@@ -299,28 +294,28 @@ def _resolve_redshift(redshift, grid) -> dict[str, tuple[float, float]]:
 
 
 def _resolve_snr(snr) -> tuple[float, float]:
-    """(log10 median, sd in dex); sd 0 means fixed."""
+    """(median, sd in dex); sd 0 means fixed at the median."""
     if snr is None:
-        return np.log10(14.0), 0.24
+        return 14.0, 0.24
     if np.ndim(snr) == 0:
         value = float(snr)
         if not np.isfinite(value) or value <= 0:
             raise ValueError(f"simulate: snr must be a positive number, got {snr!r}")
-        return np.log10(value), 0.0
+        return value, 0.0
     try:
         median, sd = (float(v) for v in snr)
     except (TypeError, ValueError):
         raise ValueError(f"simulate: snr must be None, a number or a (median, sigma_dex) pair, got {snr!r}") from None
     if median <= 0 or sd < 0:
         raise ValueError(f"simulate: snr (median, sigma_dex) needs median > 0 and sigma >= 0, got {snr!r}")
-    return np.log10(median), sd
+    return median, sd
 
 
 def _draw_parameters(rng: np.random.Generator, label: str, zrange: tuple[float, float], snr: tuple[float, float]) -> dict[str, Any]:
     """Draw one spectrum's physical parameters (see the module docstring)."""
     p: dict[str, Any] = {}
     p["z"] = float(rng.uniform(*zrange)) if zrange[1] > zrange[0] else zrange[0]
-    p["snr_target"] = _ln10(rng, snr[0], snr[1], 3.0, 100.0) if snr[1] > 0 else float(10.0 ** snr[0])
+    p["snr_target"] = _ln10(rng, np.log10(snr[0]), snr[1], 3.0, 100.0) if snr[1] > 0 else float(snr[0])
     p["sigma_inst"] = float(rng.normal(69.0, 4.0))
     p["sigma_star"] = float(rng.uniform(100.0, 250.0))
     p["flux_scale"] = _ln10(rng, np.log10(30.0), 0.3)
@@ -421,86 +416,111 @@ def _draw_parameters(rng: np.random.Generator, label: str, zrange: tuple[float, 
     return p
 
 
-def _sticks(values: np.ndarray, rest_wl: np.ndarray, z: float, shift_kms: float, group: int, out: np.ndarray) -> None:
-    """Add sticks of integrated ``values`` at ``rest_wl`` to row ``group`` of ``out`` (pixel units).
+#: Spectra modelled together (vectorised over the block). Each row's arithmetic is elementwise or
+#: along its own row, so a spectrum's values do not depend on the block it shares.
+_BLOCK = 64
 
-    Each stick is split linearly between its two neighbouring pixels (centroid exact).
+_ABS_WL = np.array([a[1] for a in HOST_ABSORPTION])
+_ABS_OLD = np.array([a[2] for a in HOST_ABSORPTION])
+_ABS_YOUNG = np.array([a[3] for a in HOST_ABSORPTION])
+_ABS_WIDE = np.array([a[4] for a in HOST_ABSORPTION])
+_NARROW_WL = np.array([_EMISSION[k] for k in _NARROW_NAMES])
+_BROAD_WL = np.array([_EMISSION[k] for k in _BROAD_NAMES])
+
+
+def _stick_entries(group: int, rest_wl: np.ndarray, values: np.ndarray, z: np.ndarray, shift_kms: np.ndarray):
+    """Flat indices and weights of sticks for a block.
+
+    ``values`` (n_block, n_lines) are integrated amounts; each stick is split linearly between
+    its two neighbouring log-λ pixels (centroid exact), ``dens = value / Δλ_pixel`` so that the
+    integral over rest-frame Å equals ``value``.
     """
-    pos = (np.log10(rest_wl * (1.0 + z) * (1.0 + shift_kms / C_KMS)) - LOGLAM0) / DLOGLAM + _PAD
-    keep = (pos >= 0) & (pos < _NFFT - 1) & (values != 0)
-    pos, values = pos[keep], values[keep]
+    n_block = values.shape[0]
+    obs = rest_wl[None, :] * ((1.0 + z) * (1.0 + shift_kms / C_KMS))[:, None]
+    pos = (np.log10(obs) - LOGLAM0) / DLOGLAM + _PAD
+    dens = values / (rest_wl[None, :] * np.log(10.0) * DLOGLAM)
     i = np.floor(pos).astype(np.int64)
     f = pos - i
-    row = out[group]
-    np.add.at(row, i, values * (1.0 - f))
-    np.add.at(row, i + 1, values * f)
+    keep = (i >= 0) & (i < _NFFT - 1) & (values != 0)
+    base = (np.arange(n_block)[:, None] * len(_GROUPS) + group) * _NFFT
+    idx = (base + i)[keep]
+    w0 = (dens * (1.0 - f))[keep]
+    w1 = (dens * f)[keep]
+    return np.concatenate([idx, idx + 1]), np.concatenate([w0, w1])
 
 
-def _model(p: dict[str, Any]) -> tuple[np.ndarray, float]:
-    """Noise-free observed flux (3838 px) of one spectrum and its continuum flux at rest 5100 Å."""
-    z = p["z"]
-    rest = _WAVE / (1.0 + z)
-    # Rest-frame width of a pixel in Å at each stick; flux (EW × continuum) per pixel = F / Δλ.
-    sticks = np.zeros((len(_GROUPS), _NFFT))
+def _col(params: list[dict[str, Any]], key: str) -> np.ndarray:
+    return np.array([p[key] for p in params], dtype=np.float64)
 
-    # host absorption: dimensionless depth, integrated over rest Å = EW
-    ab = np.array([[w, (1 - p["young_fraction"]) * eo + p["young_fraction"] * ey, wide] for _, w, eo, ey, wide in HOST_ABSORPTION])
-    ew = ab[:, 1] * p["abs_scale"]
-    dl = ab[:, 0] * np.log(10.0) * DLOGLAM
-    wide = ab[:, 2].astype(bool)
-    _sticks(ew[~wide] / dl[~wide], ab[~wide, 0], z, 0.0, 0, sticks)
-    _sticks(ew[wide] / dl[wide], ab[wide, 0], z, 0.0, 1, sticks)
 
-    names = _NARROW_NAMES
-    wl = np.array([_EMISSION[k] for k in names])
-    flux = np.array([p["narrow"][k] for k in names])
-    _sticks(flux / (wl * np.log(10.0) * DLOGLAM), wl, z, 0.0, 2, sticks)
-    if p["fwhm_broad"] > 0:
-        wl = np.array([_EMISSION[k] for k in _BROAD_NAMES])
-        flux = np.array([p["broad"][k] for k in _BROAD_NAMES])
-        dens = flux / (wl * np.log(10.0) * DLOGLAM)
-        w = p["broad_wing_fraction"]
-        _sticks(dens * (1.0 - w), wl, z, p["broad_shift"], 3, sticks)
-        _sticks(dens * w, wl, z, p["broad_shift"] + p["broad_wing_shift"], 4, sticks)
-        if p["feii_ratio"] > 0:
-            fe = p["feii_ratio"] * p["broad"]["Hbeta"] * _FEII_STRENGTH
-            _sticks(fe / (_FEII_WL * np.log(10.0) * DLOGLAM), _FEII_WL, z, 0.0, 5, sticks)
+def _models(params: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
+    """Noise-free observed flux of a block of spectra.
 
-    s_inst = p["sigma_inst"]
-    s_star = p["sigma_star"]
-    s_n = p["fwhm_narrow"] / _FWHM
-    s_b = p["fwhm_broad"] / _FWHM
-    sig_kms = np.array([
+    Returns
+    -------
+    model : ndarray of shape (n_block, 3838)
+    cont5100 : ndarray of shape (n_block,)
+        The observed continuum flux density at rest 5100 Å (sets the noise level).
+    """
+    nb = len(params)
+    z = _col(params, "z")
+    zero = np.zeros(nb)
+    y = _col(params, "young_fraction")
+    ew = ((1.0 - y)[:, None] * _ABS_OLD + y[:, None] * _ABS_YOUNG) * _col(params, "abs_scale")[:, None]
+    narrow = np.array([[p["narrow"][k] for k in _NARROW_NAMES] for p in params])
+    broad = np.array([[p["broad"][k] for k in _BROAD_NAMES] for p in params])
+    wing = _col(params, "broad_wing_fraction")[:, None]
+    shift = _col(params, "broad_shift")
+    hb_b = broad[:, _BROAD_NAMES.index("Hbeta")]
+    feii = (_col(params, "feii_ratio") * hb_b)[:, None] * _FEII_STRENGTH[None, :]
+    entries = [
+        _stick_entries(0, _ABS_WL[~_ABS_WIDE], ew[:, ~_ABS_WIDE], z, zero),
+        _stick_entries(1, _ABS_WL[_ABS_WIDE], ew[:, _ABS_WIDE], z, zero),
+        _stick_entries(2, _NARROW_WL, narrow, z, zero),
+        _stick_entries(3, _BROAD_WL, broad * (1.0 - wing), z, shift),
+        _stick_entries(4, _BROAD_WL, broad * wing, z, shift + _col(params, "broad_wing_shift")),
+        _stick_entries(5, _FEII_WL, feii, z, zero),
+    ]
+    idx = np.concatenate([e[0] for e in entries])
+    wts = np.concatenate([e[1] for e in entries])
+    sticks = np.bincount(idx, wts, minlength=nb * len(_GROUPS) * _NFFT).reshape(nb, len(_GROUPS), _NFFT)
+
+    s_inst = _col(params, "sigma_inst")
+    s_star = _col(params, "sigma_star")
+    s_n = _col(params, "fwhm_narrow") / _FWHM
+    s_b = _col(params, "fwhm_broad") / _FWHM
+    sig = np.stack([
         np.hypot(s_star, s_inst),
         np.sqrt(s_star**2 + s_inst**2 + 600.0**2),
         np.hypot(s_n, s_inst),
         np.hypot(s_b, s_inst),
-        np.hypot(s_b * p["broad_wing_width"], s_inst),
-        np.hypot(p["feii_fwhm"] / _FWHM, s_inst),
-    ]) / KMS_PER_PIXEL
-    # Convolution is linear: transform only the groups that hold sticks, sum the absorption and
-    # the emission groups in Fourier space, and transform back twice.
-    used = np.flatnonzero(np.any(sticks != 0, axis=1))
-    kernel = np.exp(-2.0 * np.pi**2 * sig_kms[used, None] ** 2 * _FREQ2[None, :])
-    spec = np.fft.rfft(sticks[used], axis=1) * kernel
-    is_abs = used < 2
-    both = np.stack([spec[is_abs].sum(axis=0), spec[~is_abs].sum(axis=0)])
-    absorption, emission = np.fft.irfft(both, n=_NFFT, axis=1)[:, _PAD : _PAD + N_PIX]
+        np.hypot(s_b * _col(params, "broad_wing_width"), s_inst),
+        np.hypot(_col(params, "feii_fwhm") / _FWHM, s_inst),
+    ], axis=1) / KMS_PER_PIXEL  # (nb, groups), pixels
+    # Convolution is linear: sum the absorption groups and the emission groups in Fourier space
+    # and transform back twice.
+    spec = np.fft.rfft(sticks, axis=2) * np.exp(-2.0 * np.pi**2 * sig[:, :, None] ** 2 * _FREQ2)
+    both = np.stack([spec[:, 0] + spec[:, 1], spec[:, 2] + spec[:, 3] + spec[:, 4] + spec[:, 5]], axis=1)
+    conv = np.fft.irfft(both, n=_NFFT, axis=2)[:, :, _PAD : _PAD + N_PIX]
+    absorption = np.clip(conv[:, 0], 0.0, 0.95)
+    emission = conv[:, 1]
 
     # continuum (rest frame, normalised to 1 at 5100 Å)
+    rest = _WAVE[None, :] / (1.0 + z)[:, None]
     step = 1.0 / (1.0 + np.exp((rest - 4000.0) / 15.0))
-    y = p["young_fraction"]
-    old = _planck(rest, p["t_old"]) / _planck(5100.0, p["t_old"]) * (1.0 - p["break_old"] * step)
-    young = _planck(rest, p["t_young"]) / _planck(5100.0, p["t_young"]) * (1.0 - 0.08 * step)
-    host = (1 - y) * old + y * young
-    absorption = np.clip(absorption, 0.0, 0.95)
-    h = p["host_fraction"]
-    agn = (1.0 - h) * (rest / 5100.0) ** p["alpha"]
+    t_old = _col(params, "t_old")[:, None]
+    t_young = _col(params, "t_young")[:, None]
+    old = _planck(rest, t_old) / _planck(5100.0, t_old) * (1.0 - _col(params, "break_old")[:, None] * step)
+    young = _planck(rest, t_young) / _planck(5100.0, t_young) * (1.0 - 0.08 * step)
+    host = (1.0 - y)[:, None] * old + y[:, None] * young
+    h = _col(params, "host_fraction")[:, None]
+    agn = (1.0 - h) * (rest / 5100.0) ** _col(params, "alpha")[:, None]
     rest_flux = h * host * (1.0 - absorption) + agn + emission
-    tilt = (_WAVE / 6000.0) ** p["tilt"]
-    scale = p["flux_scale"] * tilt / (1.0 + z)
-    cont5100 = float(p["flux_scale"] * (5100.0 * (1 + z) / 6000.0) ** p["tilt"] / (1.0 + z))
-    return rest_flux * scale, cont5100
+    tilt = _col(params, "tilt")
+    scale = _col(params, "flux_scale") / (1.0 + z)
+    model = rest_flux * scale[:, None] * (_WAVE[None, :] / 6000.0) ** tilt[:, None]
+    cont5100 = scale * (5100.0 * (1.0 + z) / 6000.0) ** tilt
+    return model, cont5100
 
 
 def _throughput(wave: np.ndarray) -> np.ndarray:
@@ -510,31 +530,52 @@ def _throughput(wave: np.ndarray) -> np.ndarray:
 
 _SKY_CONT = 0.15 * (_WAVE / 7000.0) ** 4
 _INV_THROUGHPUT2 = 1.0 / _throughput(_WAVE) ** 2
+_SKY_PIX = [np.arange(max(j - 2, 0), min(j + 3, N_PIX)) for j in np.searchsorted(_WAVE, SKY_LINES)]
 
 
-def _noise(rng: np.random.Generator, model: np.ndarray, cont5100: float, p: dict[str, Any], noise: bool):
-    """Variance model, noisy flux, ivar and mask for one spectrum."""
-    shape = (0.5 + 0.5 * np.maximum(model / cont5100, 0.0) + _SKY_CONT) * _INV_THROUGHPUT2
-    i5100 = int(np.clip(np.searchsorted(_WAVE, 5100.0 * (1.0 + p["z"])), 0, N_PIX - 1))
-    var = shape * (cont5100 / p["snr_target"]) ** 2 / shape[i5100]
-    # sky-line residuals: noisier pixels (±2 px), the noise drawn with the boosted variance
-    boost = rng.uniform(4.0, 40.0, size=len(SKY_LINES))
-    for wl, b in zip(SKY_LINES, boost):
-        j = int(np.searchsorted(_WAVE, wl))
-        lo, hi = max(j - 2, 0), min(j + 3, N_PIX)
-        var[lo:hi] *= b
-    eps = rng.standard_normal(N_PIX)
-    mask = np.zeros(N_PIX, dtype=bool)
-    mask[rng.integers(0, N_PIX, size=rng.poisson(3.0))] = True
-    if rng.random() < 0.1:
-        start = int(rng.integers(0, N_PIX - 30))
-        mask[start : start + int(rng.integers(5, 31))] = True
+def _noise(rngs: list[np.random.Generator], model: np.ndarray, cont5100: np.ndarray, params: list[dict[str, Any]], noise: bool):
+    """Variance model, noisy flux, ivar and mask for a block of spectra."""
+    nb = len(params)
+    snr = _col(params, "snr_target")
+    shape = (0.5 + 0.5 * np.maximum(model / cont5100[:, None], 0.0) + _SKY_CONT) * _INV_THROUGHPUT2
+    i5100 = np.clip(np.searchsorted(_WAVE, 5100.0 * (1.0 + _col(params, "z"))), 0, N_PIX - 1)
+    var = shape * ((cont5100 / snr) ** 2 / shape[np.arange(nb), i5100])[:, None]
+    eps = np.empty((nb, N_PIX))
+    mask = np.zeros((nb, N_PIX), dtype=bool)
+    for b, rng in enumerate(rngs):
+        # sky-line residuals: noisier pixels (±2 px), the noise drawn with the boosted variance
+        boost = rng.uniform(4.0, 40.0, size=len(SKY_LINES))
+        for pix, factor in zip(_SKY_PIX, boost):
+            var[b, pix] *= factor
+        eps[b] = rng.standard_normal(N_PIX)
+        mask[b, rng.integers(0, N_PIX, size=rng.poisson(3.0))] = True
+        if rng.random() < 0.1:
+            start = int(rng.integers(0, N_PIX - 30))
+            mask[b, start : start + int(rng.integers(5, 31))] = True
     ivar = 1.0 / var
     if not noise:
-        return model.copy(), ivar, np.zeros(N_PIX, dtype=bool)
+        return model.copy(), ivar, np.zeros_like(mask)
     flux = model + eps * np.sqrt(var)
     ivar[mask] = 0.0
     return flux, ivar, mask
+
+
+def _meta(i: int, label: str, p: dict[str, Any], seed: int) -> dict[str, Any]:
+    plate, fiber = 9000 + i // 640, i % 640 + 1
+    mjd = 55000 + int(seed) % 10000
+    return {
+        "spec_id": format_spec_id(plate, mjd, fiber), "plate": plate, "mjd": mjd, "fiber": fiber,
+        "z": p["z"], "zwarning": 0, "label": label, "subtype": p["subtype"],
+        "fwhm_broad": p["fwhm_broad"], "fwhm_narrow": p["fwhm_narrow"], "snr_target": p["snr_target"],
+        "host_fraction": p["host_fraction"], "oiii_hbeta": p["oiii_hbeta"],
+        "oiii_hbeta_total": p["oiii_hbeta_total"], "feii_ratio": p["feii_ratio"],
+        "broad_wing_fraction": p["broad_wing_fraction"], "broad_halpha_hbeta": p["broad_halpha_hbeta"],
+        "alpha": p["alpha"], "sigma_star": p["sigma_star"], "sigma_inst": p["sigma_inst"],
+        "source": f"simulated:seed={seed}:{i}",
+        "sdss_class": "QSO" if label == "type1" else "GALAXY",
+        "sdss_subclass": "BROADLINE" if label == "type1" else "AGN" if label == "type2" else "AGN BROADLINE",
+        "survey": "sdss", "simulated": True,
+    }
 
 
 def simulate(
@@ -590,32 +631,24 @@ def simulate(
         raise ValueError(f"simulate: seed must be a non-negative integer, got {seed!r}")
     cnt = _resolve_counts(n, counts)
     total = sum(cnt.values())
-    labels = _label_sequence(total, cnt)
+    # The interleaving uses the shares (the study's by default), not this n's rounded counts, so
+    # that spectrum i is the same whatever n; its prefix counts are within one of each share.
+    labels = _label_sequence(total, DEFAULT_COUNTS if counts is None else cnt)
     zranges = _resolve_redshift(redshift, grid)
     snr_ln = _resolve_snr(snr)
     children = np.random.SeedSequence(int(seed)).spawn(total)
-    mjd = 55000 + int(seed) % 10000
     out = []
-    for i, (label, child) in enumerate(zip(labels, children)):
-        param_ss, noise_ss = child.spawn(2)
-        p = _draw_parameters(np.random.Generator(np.random.PCG64(param_ss)), label, zranges[label], snr_ln)
-        model, cont5100 = _model(p)
-        flux, ivar, mask = _noise(np.random.Generator(np.random.PCG64(noise_ss)), model, cont5100, p, noise)
-        plate, fiber = 9000 + i // 640, i % 640 + 1
-        meta = {
-            "spec_id": format_spec_id(plate, mjd, fiber), "plate": plate, "mjd": mjd, "fiber": fiber,
-            "z": p["z"], "zwarning": 0, "label": label, "subtype": p["subtype"],
-            "fwhm_broad": p["fwhm_broad"], "fwhm_narrow": p["fwhm_narrow"], "snr_target": p["snr_target"],
-            "host_fraction": p["host_fraction"], "oiii_hbeta": p["oiii_hbeta"],
-            "oiii_hbeta_total": p["oiii_hbeta_total"], "feii_ratio": p["feii_ratio"],
-            "broad_wing_fraction": p["broad_wing_fraction"], "broad_halpha_hbeta": p["broad_halpha_hbeta"],
-            "alpha": p["alpha"], "sigma_star": p["sigma_star"], "sigma_inst": p["sigma_inst"],
-            "source": f"simulated:seed={seed}:{i}",
-            "sdss_class": "QSO" if label == "type1" else "GALAXY",
-            "sdss_subclass": "BROADLINE" if label == "type1" else "AGN" if label == "type2" else "AGN BROADLINE",
-            "survey": "sdss", "simulated": True,
-        }
-        out.append(Spectrum(wavelength=_WAVE.copy(), flux=flux, ivar=ivar, mask=mask, meta=meta))
+    for b0 in range(0, total, _BLOCK):
+        idx = range(b0, min(b0 + _BLOCK, total))
+        params, noise_rngs = [], []
+        for i in idx:
+            param_ss, noise_ss = children[i].spawn(2)
+            params.append(_draw_parameters(np.random.Generator(np.random.PCG64(param_ss)), labels[i], zranges[labels[i]], snr_ln))
+            noise_rngs.append(np.random.Generator(np.random.PCG64(noise_ss)))
+        model, cont5100 = _models(params)
+        flux, ivar, mask = _noise(noise_rngs, model, cont5100, params, noise)
+        for k, (i, p) in enumerate(zip(idx, params)):
+            out.append(Spectrum(wavelength=_WAVE.copy(), flux=flux[k], ivar=ivar[k], mask=mask[k], meta=_meta(i, labels[i], p, seed)))
     log.debug("simulated %d spectra (seed %d): %s", total, seed, cnt)
     return out
 

@@ -1,0 +1,274 @@
+"""Tests of the spectrum simulator: reproducibility, sample make-up, physics, noise, learnability."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+from scipy.optimize import curve_fit
+
+from agnlens.lines import C_KMS
+from agnlens.simulate import DEFAULT_COUNTS, REDSHIFT_PRESETS, _resolve_counts, simulate, simulate_set
+
+META_KEYS = {
+    "spec_id", "z", "zwarning", "label", "subtype", "fwhm_broad", "fwhm_narrow", "snr_target",
+    "host_fraction", "oiii_hbeta", "source", "sdss_class", "simulated",
+}
+
+
+def _same(a, b) -> bool:
+    return (
+        np.array_equal(a.flux, b.flux)
+        and np.array_equal(a.ivar, b.ivar)
+        and np.array_equal(a.mask, b.mask)
+        and np.array_equal(a.wavelength, b.wavelength)
+        and a.meta == b.meta
+    )
+
+
+def _rest(sp):
+    return sp.wavelength / (1 + sp.z), sp.flux * (1 + sp.z)
+
+
+def _gauss(x, a, mu, sig):
+    return a * np.exp(-0.5 * ((x - mu) / sig) ** 2)
+
+
+# --- reproducibility -------------------------------------------------------------------------
+
+
+def test_same_seed_is_bitwise_identical_and_other_seed_differs():
+    a = simulate(40, seed=11)
+    b = simulate(40, seed=11)
+    c = simulate(40, seed=12)
+    assert all(_same(x, y) for x, y in zip(a, b))
+    assert not any(np.array_equal(x.flux, y.flux) for x, y in zip(a, c))
+
+
+def test_prefix_stable_across_blocks():
+    # 70 and 150 cut the internal blocks of 64 at different places
+    short = simulate(70, seed=3)
+    long = simulate(150, seed=3)
+    assert all(_same(x, y) for x, y in zip(short, long))
+
+
+def test_noise_free_shares_parameters_with_noisy():
+    noisy = simulate(12, seed=4)
+    clean = simulate(12, seed=4, noise=False)
+    for a, b in zip(noisy, clean):
+        assert a.meta == b.meta
+        assert np.array_equal(a.ivar[~a.mask], b.ivar[~a.mask])
+        assert not np.array_equal(a.flux, b.flux)
+
+
+# --- sample make-up --------------------------------------------------------------------------
+
+
+def test_default_counts_mirror_the_study_and_scale():
+    assert _resolve_counts(3346, None) == DEFAULT_COUNTS
+    spectra = simulate(100, seed=0)
+    labels = [s.meta["label"] for s in spectra]
+    for cls, count in DEFAULT_COUNTS.items():
+        assert abs(labels.count(cls) - 100 * count / 3346) < 1
+    spectra = simulate(counts={"type1": 5, "intermediate": 3}, seed=0)
+    labels = [s.meta["label"] for s in spectra]
+    assert labels.count("type1") == 5 and labels.count("intermediate") == 3 and len(labels) == 8
+
+
+def test_meta_columns_and_ids():
+    spectra = simulate(60, seed=7)
+    ids = [s.meta["spec_id"] for s in spectra]
+    assert len(set(ids)) == len(ids)
+    for i, s in enumerate(spectra):
+        m = s.meta
+        assert META_KEYS <= set(m)
+        assert re.fullmatch(r"\d{4}-\d{5}-\d{4}", m["spec_id"])
+        assert int(m["spec_id"][:4]) >= 9000
+        assert m["source"] == f"simulated:seed=7:{i}"
+        assert m["simulated"] is True and m["zwarning"] == 0
+        lo, hi = REDSHIFT_PRESETS["balmer"][m["label"]]
+        assert lo <= m["z"] <= hi
+        assert m["sdss_class"] == ("QSO" if m["label"] == "type1" else "GALAXY")
+        expected = {"type1": {"1.0"}, "type2": {"2"}, "intermediate": {"1.2", "1.5", "1.8", "1.9"}}
+        assert m["subtype"] in expected[m["label"]]
+        assert (m["fwhm_broad"] > 0) == (m["label"] != "type2")
+        assert 200 <= m["fwhm_narrow"] <= 700
+        assert s.wavelength[0] == pytest.approx(3802, abs=3) and s.wavelength[-1] == pytest.approx(9204, abs=3)
+        assert np.allclose(np.diff(np.log10(s.wavelength)), 1e-4, atol=5e-7)  # float32 loglam, as SDSS
+
+
+def test_intermediate_subtypes_follow_osterbrock_winkler():
+    spectra = simulate(counts={"intermediate": 120}, seed=2)
+    subtypes = set()
+    for s in spectra:
+        m = s.meta
+        subtypes.add(m["subtype"])
+        r = m["oiii_hbeta_total"]
+        if m["subtype"] == "1.9":
+            assert m["broad_halpha_hbeta"] == 0  # no broad Hβ at all
+        elif m["subtype"] == "1.2":
+            assert r < 1
+        elif m["subtype"] == "1.5":
+            assert 1 <= r < 4
+        else:
+            assert r >= 4
+    assert subtypes == {"1.2", "1.5", "1.8", "1.9"}
+
+
+def test_paper_preset_and_bad_settings():
+    spectra = simulate(30, seed=1, redshift="paper", grid="paper")
+    for s in spectra:
+        lo, hi = REDSHIFT_PRESETS["paper"][s.meta["label"]]
+        assert lo <= s.meta["z"] <= hi
+    with pytest.raises(ValueError, match="does not keep the balmer grid"):
+        simulate(5, redshift="paper", grid="balmer")
+    with pytest.raises(ValueError, match="unknown redshift preset 'nope'"):
+        simulate(5, redshift="nope")
+    with pytest.raises(ValueError, match="unknown class"):
+        simulate(counts={"type3": 4})
+    with pytest.raises(ValueError, match="n must be a positive integer"):
+        simulate(0)
+    with pytest.raises(ValueError, match="snr must be a positive number"):
+        simulate(5, snr=-1)
+    fixed = simulate(5, seed=0, snr=25.0, redshift=(0.1, 0.1))
+    assert all(s.meta["snr_target"] == 25.0 and s.meta["z"] == 0.1 for s in fixed)
+
+
+# --- physics ---------------------------------------------------------------------------------
+
+
+def test_flux_positive_on_average_and_masks():
+    for s in simulate(80, seed=9):
+        assert s.flux.mean() > 0
+        assert np.all(s.ivar[s.mask] == 0) and np.all(s.ivar[~s.mask] > 0)
+        # sky-line residual pixels are noisier than their neighbours
+        j = np.searchsorted(s.wavelength, 5578.9)
+        assert s.ivar[j] < 0.5 * np.median(s.ivar[j + 10 : j + 40])
+
+
+def test_ivar_matches_the_noise():
+    noisy = simulate(60, seed=21)
+    clean = simulate(60, seed=21, noise=False)
+    pulls = []
+    for a, b in zip(noisy, clean):
+        good = ~a.mask
+        pull = (a.flux - b.flux)[good] * np.sqrt(a.ivar[good])
+        assert np.std(pull) == pytest.approx(1.0, abs=0.08)  # 3838 pixels: sd of the sd ~ 0.011
+        pulls.append(pull)
+    assert np.std(np.concatenate(pulls)) == pytest.approx(1.0, abs=0.05)
+    assert abs(np.mean(np.concatenate(pulls))) < 0.01
+
+
+def test_snr_target_is_the_continuum_snr_at_5100():
+    for s in simulate(20, seed=5):
+        wl, _ = _rest(s)
+        sel = (wl > 5080) & (wl < 5120) & ~s.mask
+        snr = np.median(s.flux[sel] * np.sqrt(s.ivar[sel]))
+        assert snr == pytest.approx(s.meta["snr_target"], rel=0.25)
+
+
+def _fit_broad_hbeta(sp) -> float:
+    """FWHM (km/s, instrument removed) of a Gaussian + linear fit to broad Hβ, narrow lines cut."""
+    wl, f = _rest(sp)
+    v = C_KMS * (wl / 4862.68 - 1)
+    sel = (wl > 4560) & (wl < 5150)
+    for centre in (4862.68, 4960.30, 5008.24):
+        sel &= np.abs(C_KMS * (wl / centre - 1)) > 3 * sp.meta["fwhm_narrow"]
+
+    def model(v, c0, c1, a, mu, sig):
+        return c0 + c1 * v / 1e4 + _gauss(v, a, mu, sig)
+
+    base = np.median(f[sel])
+    p, _ = curve_fit(model, v[sel], f[sel], p0=[base, 0, f[sel].max() - base, 0, 1700], maxfev=20000)
+    fwhm = 2.3548 * abs(p[4])
+    return float(np.sqrt(fwhm**2 - (2.3548 * sp.meta["sigma_inst"]) ** 2))
+
+
+def test_type1_broad_hbeta_width_is_recovered():
+    spectra = simulate(counts={"type1": 40}, seed=5, noise=False)
+    clean = [s for s in spectra if 2000 < s.meta["fwhm_broad"] < 6000 and s.meta["broad_wing_fraction"] < 0.05]
+    assert len(clean) >= 10
+    for s in clean:
+        assert _fit_broad_hbeta(s) == pytest.approx(s.meta["fwhm_broad"], rel=0.15)
+
+
+def _wing_excess(sp, centre: float) -> float:
+    """Mean flux 1500–3500 km/s blueward of ``centre`` above a line through the continuum at
+    -7000…-5000 km/s and at the line centre's far side, relative to that continuum."""
+    wl, f = _rest(sp)
+    v = C_KMS * (wl / centre - 1)
+    side = (v > -7000) & (v < -5000)
+    wing = (v > -3500) & (v < -1500)
+    cont = np.median(f[side])
+    return float((np.mean(f[wing]) - cont) / cont)
+
+
+def test_type2_has_no_broad_component_and_type1_has():
+    t2 = simulate(counts={"type2": 30}, seed=8, noise=False)
+    t1 = simulate(counts={"type1": 30}, seed=8, noise=False)
+    # Hβ's blue side is clean of narrow lines (He II 4687 is at -10,900 km/s)
+    ex2 = np.array([_wing_excess(s, 4862.68) for s in t2])
+    ex1 = np.array([_wing_excess(s, 4862.68) for s in t1])
+    assert np.all(np.abs(ex2) < 0.03)
+    assert np.median(ex1) > 0.1
+    assert all(s.meta["fwhm_broad"] == 0 for s in t2)
+
+
+def test_oiii_hbeta_ratio_as_drawn():
+    for s in simulate(counts={"type2": 20}, seed=13, noise=False):
+        wl, f = _rest(s)
+        sig0 = s.meta["fwhm_narrow"] / 2.3548
+
+        def flux_of(centre, lo, hi, absorption):
+            v = C_KMS * (wl / centre - 1)
+            sel = (v > lo) & (v < hi)
+
+            def model(v, c0, c1, a, sig, b=0.0, sb=1.0):
+                return c0 + c1 * v / 1e4 + _gauss(v, a, 0.0, sig) - _gauss(v, b, 0.0, sb)
+
+            base = np.median(f[sel])
+            p0 = [base, 0, f[sel].max() - base, sig0] + ([0.05 * base, 700] if absorption else [])
+            p, _ = curve_fit(model, v[sel], f[sel], p0=p0, maxfev=20000)
+            return p[2] * abs(p[3]) * np.sqrt(2 * np.pi) * centre / C_KMS
+
+        oiii = flux_of(5008.24, -1800, 1800, False)
+        hbeta = flux_of(4862.68, -4000, 3000, True)
+        assert oiii / hbeta == pytest.approx(s.meta["oiii_hbeta"], rel=0.05)
+
+
+def test_host_fraction_orders_the_classes():
+    spectra = simulate(300, seed=1)
+    h = {c: np.median([s.meta["host_fraction"] for s in spectra if s.meta["label"] == c]) for c in DEFAULT_COUNTS}
+    assert h["type1"] < h["intermediate"] < h["type2"]
+
+
+# --- simulate_set and the learnability gate ----------------------------------------------------
+
+
+def test_simulate_set_provenance_and_grid():
+    spectra = simulate_set(40, seed=2, grid="balmer")
+    assert len(spectra) == 40 and spectra.grid == "balmer"
+    assert spectra.provenance["simulated"] is True and spectra.simulated
+    assert spectra.provenance["seed"] == 2
+    assert spectra.provenance["simulator"]["n"] == 40
+    assert bool(spectra.meta["simulated"].all())
+    assert np.isfinite(spectra.flux).all()
+
+
+def test_linear_svm_learns_but_does_not_saturate():
+    from sklearn.metrics import f1_score
+    from sklearn.model_selection import train_test_split
+    from sklearn.svm import SVC
+
+    spectra = simulate_set(1500, seed=0, grid="paper")
+    X, y = spectra.flux, spectra.labels
+    Xtr, Xte, ytr, yte = train_test_split(X, y, test_size=0.2, stratify=y, random_state=0)
+    svm = SVC(kernel="linear", C=0.07, class_weight="balanced").fit(Xtr, ytr)
+    macro = f1_score(yte, svm.predict(Xte), average="macro")
+    assert 0.75 <= macro <= 0.99, macro
+
+    two = y != "intermediate"
+    Xtr, Xte, ytr, yte = train_test_split(X[two], y[two], test_size=0.2, stratify=y[two], random_state=0)
+    svm = SVC(kernel="linear", C=0.07, class_weight="balanced").fit(Xtr, ytr)
+    assert f1_score(yte, svm.predict(Xte), pos_label="type1") >= 0.97
