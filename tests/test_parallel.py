@@ -207,3 +207,93 @@ def test_errors(store, model, tmp_path):
         map_chunks(record_calls, store, tmp_path / "d", retries=-1)
     with pytest.raises(RuntimeError, match="chunks failed.*TypeError.*must return a DataFrame"):
         map_chunks(len, store, tmp_path / "e", retries=0)
+
+
+# ------------------------------------------------------------------------------------ ingest
+REAL = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+
+
+def real_inputs(tmp_path: Path) -> list[str]:
+    """The 95 real spectra, the real DR7 quasar (rejected for coverage), a non-FITS file and a
+    copy of a real file under another name (a duplicate spec_id)."""
+    import shutil
+
+    bad = tmp_path / "inputs" / "spec-0000-00000-0000.fits"
+    bad.parent.mkdir(parents=True, exist_ok=True)
+    bad.write_text("this is not a FITS file\n")
+    dup = tmp_path / "inputs" / "copy-of-spec-0266-51602-0013.fits"
+    shutil.copy(REAL / "sdss" / "spectra" / "spec-0266-51602-0013.fits", dup)
+    return [str(REAL / "sdss" / "spectra"), str(REAL / "sdss-dr7"), str(bad), str(dup)]
+
+
+def test_ingest_files_on_cluster_matches_serial_ingest(cluster, tmp_path):
+    from agnlens.ingest import ingest
+    from agnlens.parallel import ingest_files
+
+    inputs = real_inputs(tmp_path)
+    labels = str(REAL / "sdss" / "labels.csv")
+    serial, serial_summary = ingest(inputs, labels=labels, grid="balmer")
+    path, summary = ingest_files(inputs, tmp_path / "out.zarr", labels=labels, grid="balmer", scheduler=cluster, batch_size=16)
+    got = open_store(path, lazy=False)
+    assert len(got) == 95 and got.grid == "balmer"
+    for name in ("flux", "ivar", "mask"):
+        np.testing.assert_array_equal(getattr(got, name), getattr(serial, name))
+    pd.testing.assert_frame_equal(got.meta, serial.meta, check_dtype=False)
+    assert (summary.n_inputs, summary.accepted, summary.unlabelled) == (98, 95, 0)
+    assert sorted(map(str, summary.rejected)) == sorted(map(str, serial_summary.rejected))
+    reasons = {Path(r.source).name: r.reason for r in summary.rejected}
+    assert len(reasons) == 3 and "grid" in reasons["spSpec-51993-0542-631.fit"]
+    assert "not a FITS file" in reasons["spec-0000-00000-0000.fits"]
+    # the two files with spec_id 0266-51602-0013: the first in input order is kept, the other rejected
+    assert sum("duplicate spec_id 0266-51602-0013" in r for r in reasons.values()) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["inputs", "out.zarr"]  # work directory removed
+
+
+_INGEST_SCRIPT = """
+import os, sys
+import agnlens.ingest
+from agnlens.parallel import ingest_files
+calls, die_at = [0], int(sys.argv[3])
+real_one = agnlens.ingest.ingest_one
+def counted(*a, **k):
+    calls[0] += 1
+    if calls[0] == die_at:
+        os._exit(9)   # killed in the middle of a batch: no clean-up runs
+    return real_one(*a, **k)
+agnlens.ingest.ingest_one = counted   # ingest_batch looks it up at call time
+if __name__ == "__main__":
+    ingest_files(sys.argv[1].split(os.pathsep), sys.argv[2], batch_size=4)
+    print(calls[0])
+"""
+
+
+def test_killed_ingest_leaves_no_store_and_resumes(tmp_path):
+    import subprocess
+    import sys
+
+    from agnlens.ingest import ingest
+
+    inputs = real_inputs(tmp_path)
+    out = tmp_path / "s.zarr"
+    script = tmp_path / "run_ingest.py"
+    script.write_text(_INGEST_SCRIPT)
+
+    def run(die_at: int) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, str(script), os.pathsep.join(inputs), str(out), str(die_at)],
+            capture_output=True, text=True, timeout=300,
+        )
+
+    killed = run(die_at=30)  # files 1–28 are 7 finished batches of 4; file 30 is in batch 8
+    assert killed.returncode == 9
+    assert not out.exists()
+    work = tmp_path / ".s.zarr.ingest-work"
+    assert len(list((work / "parts").glob("*.done"))) == 7
+    resumed = run(die_at=0)
+    assert resumed.returncode == 0, resumed.stderr
+    assert int(resumed.stdout.split()[-1]) == 98 - 28  # nothing finished was read again
+    serial, _ = ingest(inputs)
+    got = open_store(out, lazy=False)
+    np.testing.assert_array_equal(got.flux, serial.flux)
+    pd.testing.assert_frame_equal(got.meta, serial.meta, check_dtype=False)
+    assert not work.exists()

@@ -229,19 +229,9 @@ def map_chunks(
         log.info("%s: resuming, %d of %d chunks already done", out_path, result.n_skipped, len(ranges))
 
     bar = _progress_bar(progress, len(ranges), result.n_skipped)
-    failures: list[tuple[int, BaseException]] = []
+    tasks = [(i, (func, str(store_path), str(parts), i, a, b)) for i, a, b in todo]
     try:
-        with get_client(scheduler, retries=retries) as client:
-            if client is None:
-                for i, a, b in todo:
-                    try:
-                        _run_local(func, args, store_path, parts, i, a, b, retries)
-                    except Exception as exc:  # keep going: finished chunks stay for a resume
-                        log.error("chunk %d (rows %d–%d) failed: %s", i, a, b, exc)
-                        failures.append((i, exc))
-                    bar.update(1)
-            elif todo:
-                failures = _run_distributed(client, func, args, store_path, parts, todo, retries, bar)
+        failures = _execute(scheduler, run_chunk, tasks, args, retries, bar)
     finally:
         bar.close()
     result.n_computed = len(todo) - len(failures)
@@ -270,39 +260,49 @@ def map_chunks(
     return result
 
 
-def _run_local(func, args, store_path: Path, parts: Path, i: int, a: int, b: int, retries: int) -> dict:
-    for attempt in range(retries + 1):
-        try:
-            return run_chunk(func, str(store_path), str(parts), i, a, b, *args)
-        except Exception:
-            if attempt == retries:
-                raise
-            log.warning("chunk %d failed (attempt %d of %d); retrying", i, attempt + 1, retries + 1, exc_info=True)
-    raise RuntimeError("unreachable")  # pragma: no cover
+def _execute(scheduler, fn: Callable, tasks: list[tuple[int, tuple]], shared: Sequence, retries: int, bar) -> list:
+    """Run ``fn(*task_args, *shared)`` for every task; return the failures as (index, exception).
 
-
-def _run_distributed(client, func, args, store_path: Path, parts: Path, todo, retries: int, bar) -> list:
-    import distributed
-
-    # large arguments (a model) travel to each worker once, not inside every task
-    shared = client.scatter(list(args), broadcast=True) if args else []
-    futures = {}
-    for i, a, b in todo:
-        fut = client.submit(
-            run_chunk, func, str(store_path), str(parts), i, a, b, *shared,
-            retries=retries, pure=False, key=f"agnlens-chunk-{i:06d}-{uuid.uuid4().hex[:8]}",
-        )
-        futures[fut] = i
+    A failing task never stops the others (their results stay on disk for a resume).
+    """
     failures = []
-    for fut in distributed.as_completed(futures):
-        i = futures[fut]
-        try:
-            fut.result()
-        except Exception as exc:  # includes KilledWorker when a chunk kills workers repeatedly
-            log.error("chunk %d failed: %s", i, exc)
-            failures.append((i, exc))
-        bar.update(1)
-        fut.release()
+    with get_client(scheduler, retries=retries) as client:
+        if client is None:
+            for i, task_args in tasks:
+                for attempt in range(retries + 1):
+                    try:
+                        fn(*task_args, *shared)
+                        break
+                    except Exception as exc:
+                        if attempt == retries:
+                            log.error("task %d failed: %s", i, exc)
+                            failures.append((i, exc))
+                        else:
+                            log.warning("task %d failed (attempt %d of %d): %s; retrying", i, attempt + 1, retries + 1, exc)
+                bar.update(1)
+            return failures
+        if not tasks:
+            return failures
+        import distributed
+
+        # large shared arguments (a model, a catalogue) travel to each worker once, not per task
+        shared_futures = client.scatter(list(shared), broadcast=True) if shared else []
+        futures = {}
+        for i, task_args in tasks:
+            fut = client.submit(
+                fn, *task_args, *shared_futures, retries=retries, pure=False,
+                key=f"agnlens-{getattr(fn, '__name__', 'task')}-{i:06d}-{uuid.uuid4().hex[:8]}",
+            )
+            futures[fut] = i
+        for fut in distributed.as_completed(futures):
+            i = futures[fut]
+            try:
+                fut.result()
+            except Exception as exc:  # includes KilledWorker when a task kills workers repeatedly
+                log.error("task %d failed: %s", i, exc)
+                failures.append((i, exc))
+            bar.update(1)
+            fut.release()
     return failures
 
 
@@ -659,3 +659,250 @@ def _fingerprint(h, obj, depth: int) -> None:
         _fingerprint(h, {k: v for k, v in vars(obj).items() if not k.startswith("__")}, depth + 1)
     else:
         h.update(type(obj).__name__.encode())
+
+
+# ------------------------------------------------------------------------------------ ingest
+def ingest_batch(
+    paths: Sequence[str],
+    parts_dir: str,
+    index: int,
+    grid,
+    catalog: pd.DataFrame | None,
+    allow_zwarning: bool,
+    max_bad_fraction: float,
+) -> dict:
+    """Read, label, check and preprocess one batch of files (the task a worker runs).
+
+    Writes ``batch-NNNNNN.npz`` (flux, ivar, mask of the accepted spectra), ``batch-NNNNNN.json``
+    (their metadata and the rejections) and then the ``.done`` marker, each atomically. A bad file
+    becomes a rejection with its reason; it never fails the batch.
+    """
+    from agnlens.errors import AgnlensError
+    from agnlens.ingest import ingest_one
+
+    parts = Path(parts_dir)
+    marker = parts / f"batch-{index:06d}.done"
+    done = _read_json(marker)
+    if done is not None:
+        return done
+    n_pix = grid.wavelength.size
+    fluxes, ivars, masks, metas, rejected = [], [], [], [], []
+    for path in paths:
+        try:
+            flux, ivar, mask, meta = ingest_one(
+                path, grid=grid, labels=catalog, allow_zwarning=allow_zwarning, max_bad_fraction=max_bad_fraction
+            )
+        except AgnlensError as exc:
+            rejected.append([str(path), getattr(exc, "reason", str(exc))])
+            continue
+        fluxes.append(np.asarray(flux, dtype=np.float32))
+        ivars.append(np.asarray(ivar, dtype=np.float32))
+        masks.append(np.asarray(mask, dtype=bool))
+        metas.append(meta)
+    stem = f"batch-{index:06d}"
+    arrays = {
+        "flux": np.array(fluxes, dtype=np.float32).reshape(-1, n_pix),
+        "ivar": np.array(ivars, dtype=np.float32).reshape(-1, n_pix),
+        "mask": np.array(masks, dtype=bool).reshape(-1, n_pix),
+    }
+    _atomic_save(parts / f"{stem}.npz", lambda f: np.savez(f, **arrays))
+    payload = json.dumps({"meta": metas, "rejected": rejected}, default=_json_default)
+    _atomic_save(parts / f"{stem}.json", lambda f: f.write(payload.encode()))
+    content = {"index": index, "accepted": len(metas), "rejected": len(rejected), "pid": os.getpid()}
+    _atomic_save(marker, lambda f: f.write(json.dumps(content).encode()))
+    return content
+
+
+def ingest_files(
+    paths,
+    out_store: str | os.PathLike,
+    *,
+    grid="paper",
+    labels=None,
+    scheduler="local",
+    batch_size: int = 256,
+    allow_zwarning: bool = False,
+    max_bad_fraction: float = 0.1,
+    chunk_size: int = 1024,
+    overwrite: bool = False,
+    progress: bool = False,
+    retries: int = 2,
+):
+    """Ingest spectrum files into a store, reading and preprocessing batches in parallel.
+
+    Same result as :func:`agnlens.ingest.ingest` followed by
+    :func:`~agnlens.io.store.write_store`, but batches of files run as tasks on ``scheduler``.
+    Finished batches are kept in a hidden work directory beside ``out_store``
+    (``.NAME.ingest-work/``), so a rerun of the same command skips them; the store itself is
+    written in one atomic step at the end (a killed ingest leaves no half store) and the work
+    directory is then removed.
+
+    Parameters
+    ----------
+    paths : iterable of path-like
+        Files, directories or glob patterns (see :func:`agnlens.io.expand_inputs`).
+    out_store : path-like
+        The store to write.
+    grid : str or Grid
+    labels : path or DataFrame, optional
+        A label catalogue (see :func:`agnlens.io.read_catalog`).
+    scheduler : {"local", "processes"}, address or distributed.Client
+        See :func:`get_client`.
+    batch_size : int, default 256
+        Files per task.
+    allow_zwarning, max_bad_fraction
+        See :func:`agnlens.ingest.ingest_one`.
+    chunk_size : int, default 1024
+        Spectra per chunk of the store.
+    overwrite : bool
+        Replace an existing store.
+    progress : bool
+        Show a tqdm bar over batches.
+    retries : int
+        Extra attempts of a failing batch.
+
+    Returns
+    -------
+    spectra_path : Path or None
+        The store, or None when no spectrum was accepted (no store is written).
+    summary : agnlens.ingest.IngestSummary
+        Counts, rejections with reasons, catalogue matching.
+
+    Raises
+    ------
+    FileExistsError
+        ``out_store`` exists and ``overwrite`` is False (checked before any work).
+    RuntimeError
+        A batch failed after the retries (the finished ones are kept for a resume).
+    """
+    import hashlib
+
+    import dask
+    import dask.array as da
+
+    from agnlens.ingest import IngestSummary
+    from agnlens.io import expand_inputs, read_catalog
+    from agnlens.io.store import write_store
+    from agnlens.preprocess import Rejection, get_grid, preprocessing_provenance
+
+    out_store = Path(out_store)
+    batch_size = _check_chunk_size(batch_size) if batch_size else 256
+    retries = _check_retries(retries)
+    if out_store.exists() and not overwrite:
+        raise FileExistsError(f"{out_store}: already exists; pass overwrite=True (CLI: --overwrite) to replace it")
+    grid = get_grid(grid)
+    files = [str(p) for p in expand_inputs(paths)]
+    catalog = read_catalog(labels) if isinstance(labels, (str, os.PathLike)) else labels
+    if catalog is not None:
+        catalog = catalog.drop_duplicates("spec_id").set_index("spec_id", drop=False)
+    summary = IngestSummary(n_inputs=len(files), catalog_rows=0 if catalog is None else len(catalog))
+    batches = [files[a : a + batch_size] for a in range(0, len(files), batch_size)]
+
+    work = out_store.parent / f".{out_store.name}.ingest-work"
+    parts = work / "parts"
+    h = hashlib.sha256("\n".join(files).encode())
+    if catalog is not None:
+        h.update(pd.util.hash_pandas_object(catalog.astype(str), index=False).to_numpy().tobytes())
+    description = {
+        "files_sha256": h.hexdigest(), "n_files": len(files), "batch_size": batch_size,
+        "grid": grid.describe(), "allow_zwarning": bool(allow_zwarning), "max_bad_fraction": float(max_bad_fraction),
+    }
+    if _read_json(work / "job.json") != description:
+        if work.exists():
+            log.info("%s: discarding the work of a different ingest", work)
+            shutil.rmtree(work)
+        parts.mkdir(parents=True)
+        from agnlens.atomic import write_text
+
+        write_text(work / "job.json", json.dumps(description, indent=2))
+    todo = [i for i in range(len(batches)) if not (parts / f"batch-{i:06d}.done").exists()]
+    if len(todo) < len(batches):
+        log.info("%s: resuming, %d of %d batches already done", out_store, len(batches) - len(todo), len(batches))
+    bar = _progress_bar(progress, len(batches), len(batches) - len(todo))
+    tasks = [(i, (batches[i], str(parts), i)) for i in todo]
+    try:
+        failures = _execute(
+            scheduler, ingest_batch, tasks, (grid, catalog, allow_zwarning, max_bad_fraction), retries, bar
+        )
+    finally:
+        bar.close()
+    if failures:
+        i, first = sorted(failures, key=lambda f: f[0])[0]
+        raise RuntimeError(
+            f"{out_store}: {len(failures)} of {len(batches)} batches failed (first: batch {i}: "
+            f"{type(first).__name__}: {first}); finished batches are kept in {work}, rerun to resume"
+        ) from first
+
+    # assemble in input order: drop duplicate spec_ids (first file wins), then one atomic write
+    seen: dict[str, str] = {}
+    records, keep_rows, sources = [], [], []
+    for i in range(len(batches)):
+        info = json.loads((parts / f"batch-{i:06d}.json").read_text())
+        for source, reason in info["rejected"]:
+            log.error("%s: %s", source, reason)
+            summary.rejected.append(Rejection(source, reason))
+        keep = []
+        for meta in info["meta"]:
+            sid, src = str(meta.get("spec_id", "")), str(meta.get("source", ""))
+            if sid and sid in seen:
+                reason = f"duplicate spec_id {sid} (already read from {seen[sid]})"
+                log.error("%s: %s", src, reason)
+                summary.rejected.append(Rejection(src, reason, sid))
+                keep.append(False)
+                continue
+            seen[sid] = src
+            records.append(meta)
+            keep.append(True)
+        keep_rows.append(np.asarray(keep, dtype=bool))
+    summary.accepted = len(records)
+    if catalog is not None:
+        summary.catalog_unmatched = int((~catalog["spec_id"].isin(seen)).sum())
+    if not records:
+        shutil.rmtree(work, ignore_errors=True)
+        return None, summary
+    meta = pd.DataFrame.from_records(records)
+    if "label" not in meta:
+        meta["label"] = ""
+    meta["label"] = meta["label"].fillna("")
+    summary.unlabelled = int((meta["label"].astype(str) == "").sum())
+    n_pix = grid.wavelength.size
+    stacks = {}
+    for name, dtype in (("flux", np.float32), ("ivar", np.float32), ("mask", bool)):
+        pieces = []
+        for i, keep in enumerate(keep_rows):
+            if keep.any():
+                arr = da.from_delayed(
+                    dask.delayed(_load_npz)(str(parts / f"batch-{i:06d}.npz"), name),
+                    shape=(keep.size, n_pix), dtype=dtype,
+                )
+                pieces.append(arr if keep.all() else arr[np.flatnonzero(keep)])
+        stacks[name] = da.concatenate(pieces)
+    simulated = "simulated" in meta and bool(meta["simulated"].fillna(False).astype(bool).all())
+    prov = preprocessing_provenance(grid, max_bad_fraction)
+    prov.update(
+        {
+            "allow_zwarning": bool(allow_zwarning),
+            "simulated": simulated,
+            "n_sources": len(files),
+            "labels": str(labels) if isinstance(labels, (str, os.PathLike)) else None,
+        }
+    )
+    spectra = SpectrumSet(wavelength=grid.wavelength, meta=meta, grid=grid.name, provenance=prov, **stacks)
+    with dask.config.set(scheduler="synchronous"):  # one part at a time: bounded memory
+        write_store(spectra, out_store, chunk_size=chunk_size, overwrite=overwrite)
+    shutil.rmtree(work, ignore_errors=True)
+    summary.out = str(out_store)
+    return out_store, summary
+
+
+def _load_npz(path: str, name: str) -> np.ndarray:
+    with np.load(path) as data:
+        return data[name]
+
+
+def _json_default(o):
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    return str(o)
