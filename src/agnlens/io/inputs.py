@@ -136,6 +136,10 @@ def read_spectrum(path: str | os.PathLike | IO[bytes], **kw) -> Spectrum:
     from agnlens.io.table import read_table
 
     lower = source.lower()
+    if kind == "fits":
+        # Our walker checks the structure first, so astropy never meets a truncated file or a
+        # header that promises gigabytes.
+        _Fits(data, source).check_complete()
     if kind == "fits" or lower.endswith((".csv", ".ecsv")):
         buf = io.BytesIO(data)
         buf.name = source

@@ -206,7 +206,11 @@ class _Hdu:
 
     @property
     def name(self) -> str:
-        v = self.get("EXTNAME", "")
+        raw = self.cards.get("EXTNAME")
+        try:
+            v = _parse_value(raw) if raw is not None else ""
+        except ValueError:
+            return ""
         return v.strip().upper() if isinstance(v, str) else ""
 
     @property
@@ -350,6 +354,14 @@ class _Fits:
             raise self.error(f"{hdu.label}: header keyword {key} = {v!r}, expected a number")
         return float(v)
 
+    def check_complete(self) -> int:
+        """Walk every HDU and check its data lies within the file; return the number of HDUs."""
+        i = 0
+        while (h := self.hdu(i)) is not None:
+            self.data_bytes(h)
+            i += 1
+        return i
+
     def data_bytes(self, hdu: _Hdu, nbytes: int | None = None) -> memoryview:
         """The first ``nbytes`` (default all) of the HDU's data; ReadError if the file ends early."""
         n = hdu.data_size if nbytes is None else nbytes
@@ -426,16 +438,34 @@ class _Table:
         arr = np.ndarray((1,), dtype=_TFORM_DTYPE[code], buffer=raw, offset=start)
         return self._scale(arr, i)[0].item()
 
+    def number(self, name: str, row: int = 0) -> float:
+        """One numeric cell as a float (NaN allowed); ReadError if the column holds text."""
+        v = self.scalar(name, row)
+        if isinstance(v, str):
+            raise self.f.error(f"{self.hdu.label}: column {name!r} holds text ({v[:20]!r}), expected a number")
+        return float(v)
+
+    def integer(self, name: str, row: int = 0) -> int:
+        """One integer cell; ReadError if it is text, not finite or not whole."""
+        v = self.number(name, row)
+        if not math.isfinite(v) or v != int(v):
+            raise self.f.error(f"{self.hdu.label}: column {name!r} = {v!r}, expected an integer")
+        return int(v)
+
     def _scale(self, arr: np.ndarray, i: int) -> np.ndarray:
         tscal = self.f.float_key(self.hdu, f"TSCAL{i}", default=1.0)
         tzero = self.f.float_key(self.hdu, f"TZERO{i}", default=0.0)
         if arr.dtype.kind == "f":
             out = arr.astype(np.float64)
-            return out * tscal + tzero if (tscal != 1.0 or tzero != 0.0) else out
+            if tscal == 1.0 and tzero == 0.0:
+                return out
+            with np.errstate(over="ignore", invalid="ignore"):
+                return out * tscal + tzero
         out = arr.astype(np.int64)
         if tscal == 1.0 and tzero == int(tzero) and abs(tzero) < 2**62:
             return out + int(tzero) if tzero else out
-        return out * tscal + tzero
+        with np.errstate(over="ignore", invalid="ignore"):
+            return out * tscal + tzero
 
 
 def _load(path: str | os.PathLike | IO[bytes]) -> tuple[bytes, str]:
@@ -617,6 +647,7 @@ def _mask(source: str, wavelength: np.ndarray, flux: np.ndarray, ivar: np.ndarra
     return mask, ivar
 
 
+@np.errstate(all="ignore")  # NaN/inf in the data are masked or reported explicitly below
 def _read_spec(f: _Fits, bad_bits: int) -> Spectrum:
     source = f.source
     primary = f.hdu(0)
@@ -636,10 +667,9 @@ def _read_spec(f: _Fits, bad_bits: int) -> Spectrum:
     mask, ivar = _mask(source, wavelength, flux, ivar, bits, bad_bits)
 
     obj = _object_table(f)
-    z = obj.scalar("Z")
-    meta: dict[str, Any] = {"z": float(z)}
-    meta["z_err"] = float(obj.scalar("Z_ERR")) if obj.has("Z_ERR") else float("nan")
-    meta["zwarning"] = int(obj.scalar("ZWARNING")) if obj.has("ZWARNING") else 0
+    meta: dict[str, Any] = {"z": obj.number("Z")}
+    meta["z_err"] = obj.number("Z_ERR") if obj.has("Z_ERR") else float("nan")
+    meta["zwarning"] = obj.integer("ZWARNING") if obj.has("ZWARNING") else 0
     meta["sdss_class"] = str(obj.scalar("CLASS")) if obj.has("CLASS") else ""
     meta["sdss_subclass"] = str(obj.scalar("SUBCLASS")) if obj.has("SUBCLASS") else ""
     run2d = str(obj.scalar("RUN2D")) if obj.has("RUN2D") else ""
@@ -680,11 +710,14 @@ def _id_value(f: _Fits, obj: _Table, column: str, primary: _Hdu, keyword: str) -
         v = primary.get(keyword)
         if v is None:
             raise f.error(f"{obj.hdu.label} has no column {column!r} and the primary header no {keyword}")
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0 or v != int(v):
+    if isinstance(v, float) and math.isfinite(v) and v == int(v):
+        v = int(v)
+    if isinstance(v, bool) or not isinstance(v, int) or v < 0:
         raise f.error(f"{column} = {v!r}, expected a non-negative integer")
-    return int(v)
+    return v
 
 
+@np.errstate(all="ignore")  # NaN/inf in the data are masked or reported explicitly below
 def _read_spspec(f: _Fits, bad_bits: int) -> Spectrum:
     source = f.source
     hdu = f.hdu(0)
@@ -720,15 +753,13 @@ def _read_spspec(f: _Fits, bad_bits: int) -> Spectrum:
     bits = np.where(np.isfinite(mask_row), np.clip(mask_row, 0, 2.0**40), 0).astype(np.int64)
     mask, ivar = _mask(source, wavelength, flux, ivar, bits, bad_bits)
 
-    z = hdu.value("Z", source)
-    if isinstance(z, bool) or not isinstance(z, (int, float)):
-        z = float("nan")  # preprocess rejects it ("no redshift")
+    z = hdu.value("Z", source)  # a missing Z gives NaN: preprocess then rejects "no redshift"
     cls = hdu.get("SPEC_CLN")
     meta: dict[str, Any] = {
-        "z": float(z),
-        "z_err": float(hdu.get("Z_ERR", float("nan"))) if isinstance(hdu.get("Z_ERR"), (int, float)) else float("nan"),
-        "zwarning": int(hdu.get("ZWARNING", 0)) if isinstance(hdu.get("ZWARNING"), int) else 0,
-        "zwarning_dr7": int(hdu.get("Z_WARNIN", 0)) if isinstance(hdu.get("Z_WARNIN"), int) else 0,
+        "z": _as_float(z),
+        "z_err": _as_float(hdu.get("Z_ERR")),
+        "zwarning": _flag_word(f, hdu, "ZWARNING"),
+        "zwarning_dr7": _flag_word(f, hdu, "Z_WARNIN"),
         "sdss_class": SPEC_CLN.get(cls, f"SPEC_CLN={cls}") if isinstance(cls, int) else "",
         "sdss_subclass": "",
         "survey": "sdss",
@@ -742,6 +773,25 @@ def _read_spspec(f: _Fits, bad_bits: int) -> Spectrum:
             raise f.error(f"primary header keyword {key} = {v!r}, expected a non-negative integer")
     meta.update(plate=plate, mjd=mjd, fiber=fiber)
     return _spectrum(wavelength, flux, ivar, mask, meta, source, "spSpec")
+
+
+def _as_float(v: Any) -> float:
+    """A header value as float; NaN when absent or not a number."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return float("nan")
+    try:
+        return float(v)
+    except OverflowError:
+        return float("nan")
+
+
+def _flag_word(f: _Fits, hdu: _Hdu, key: str) -> int:
+    v = hdu.get(key)
+    if v is None:
+        return 0
+    if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v < 2**63:
+        raise f.error(f"primary header keyword {key} = {v!r}, expected a bit mask (non-negative integer)")
+    return v
 
 
 def _spectrum(wavelength, flux, ivar, mask, meta: dict, source: str, fmt: str) -> Spectrum:
