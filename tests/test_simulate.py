@@ -272,3 +272,20 @@ def test_linear_svm_learns_but_does_not_saturate():
     Xtr, Xte, ytr, yte = train_test_split(X[two], y[two], test_size=0.2, stratify=y[two], random_state=0)
     svm = SVC(kernel="linear", C=0.07, class_weight="balanced").fit(Xtr, ytr)
     assert f1_score(yte, svm.predict(Xte), pos_label="type1") >= 0.97
+
+
+def test_plot_spectra_draws_rest_frame_normalised():
+    from agnlens.plot import plot_spectra
+
+    spectra = simulate(3, seed=0)
+    ax = plot_spectra(spectra, xlim=(3700, 6800), labels=["a", "b", "c"])
+    assert len(ax.lines) >= 3 and ax.get_xlim() == (3700, 6800)
+    x, y = ax.lines[0].get_data()
+    sel = (x > 5075) & (x < 5125)
+    assert np.nanmedian(y[sel]) == pytest.approx(1.0, abs=0.02)  # first spectrum is not offset
+    with pytest.raises(ValueError, match="2 labels for 3 spectra"):
+        plot_spectra(spectra, labels=["a", "b"])
+    with pytest.raises(TypeError, match="expected a Spectrum"):
+        plot_spectra([1, 2])
+    ax = plot_spectra(simulate_set(4, seed=0, grid="paper"))
+    assert len(ax.lines) >= 4

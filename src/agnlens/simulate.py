@@ -50,8 +50,8 @@ Distributions (``U`` uniform, ``N`` normal, ``LN10(m, s)`` = 10**N(m, s), ``Beta
   Hαn·U(0.05, 0.25), 6365 = 6302/3; [O II] 3727+3730 = Hβn·U(1.5, 4.5) (ratio U(0.7, 1.3));
   [Ne III] 3870 = Hβn·U(0.6, 1.4); [O III] 4364 = Hβn·U(0.05, 0.25); He II 4687 = Hβn·U(0.1, 0.4);
   He I 5877 = Hβn·U(0.08, 0.15); Hγn, Hδn = Hβn·0.47, 0.26. Equivalent widths (Å, against the
-  5100 Å continuum): [O III] 5008 ~ LN10(log10 15, 0.4) (type 2), LN10(log10 20, 0.35)
-  (intermediate); in type 1, Hβn = Hβb·LN10(−1.2, 0.3).
+  5100 Å continuum): [O III] 5008 ~ LN10(log10 25, 0.4) (type 2), LN10(log10 20, 0.35)
+  (intermediate); in type 1, Hβn = Hβb·LN10(−1.3, 0.3).
 * **Broad lines** (type 1 and intermediate): Gaussian core, FWHM_b (``fwhm_broad``) — type 1
   LN10(log10 4000, 0.2) clipped [1000, 15000]; intermediate LN10(3.52, 0.155) clipped
   [1500, 9000] (catalogue ``FWHM_6564``: log-mean 3.52, log-sd 0.155). Core shift N(0, 300) km/s;
@@ -351,7 +351,7 @@ def _draw_parameters(rng: np.random.Generator, label: str, zrange: tuple[float, 
         r_n = _ln10(rng, 0.80, 0.18, 3.0, 15.0)
         fwhm_b = _ln10(rng, np.log10(4000.0), 0.2, 1000.0, 15000.0)
         hb_b = _ln10(rng, np.log10(80.0), 0.15)
-        hb_n = hb_b * _ln10(rng, -1.2, 0.3)
+        hb_n = hb_b * _ln10(rng, -1.3, 0.3)
         ha_b = hb_b * rng.uniform(2.8, 4.0)
         feii = _ln10(rng, -0.3, 0.25)
         subtype = "1.0"
@@ -372,7 +372,7 @@ def _draw_parameters(rng: np.random.Generator, label: str, zrange: tuple[float, 
         subtype = ""  # set from R below
     else:
         r_n = _ln10(rng, 0.80, 0.18, 3.0, 15.0)
-        oiii = _ln10(rng, np.log10(15.0), 0.4)
+        oiii = _ln10(rng, np.log10(25.0), 0.4)
         hb_n = oiii / r_n
         hb_b = ha_b = 0.0
         subtype = "2"
