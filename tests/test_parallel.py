@@ -59,15 +59,12 @@ def model():
 
 @pytest.fixture(scope="module")
 def cluster():
-    """One real 2-process LocalCluster shared by the module's tests; yields its address."""
-    import dask
-    import distributed
+    """One real LocalCluster, started by ``scheduler="processes"`` (2 worker processes, 1 thread
+    each), shared by the module's tests, which reach it through its address."""
+    from agnlens.parallel import get_client
 
-    with dask.config.set({"distributed.scheduler.allowed-failures": 3}):
-        with distributed.LocalCluster(
-            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0"
-        ) as lc:
-            yield lc.scheduler_address
+    with get_client("processes", retries=3) as client:
+        yield client.scheduler.address
 
 
 def read_csv(path) -> pd.DataFrame:
@@ -189,10 +186,14 @@ def test_resume_redoes_nothing_finished(store, cluster, tmp_path):
     assert len(table) == 300 and set(table["n_in_chunk"]) == {50}  # workers saw only their chunk
 
 
-def test_processes_scheduler(store, model, tmp_path):
-    local = classify_store(model, store, tmp_path / "local", chunk_size=150)
-    procs = classify_store(model, store, tmp_path / "procs", scheduler="processes", chunk_size=150)
-    pd.testing.assert_frame_equal(read_csv(local), read_csv(procs), check_exact=True)
+def test_processes_scheduler_is_two_single_thread_processes(cluster):
+    import distributed
+
+    with distributed.Client(cluster) as client:
+        info = client.scheduler_info()
+        assert sorted(client.nthreads().values()) == [1, 1]
+        pids = client.run(os.getpid)
+    assert len(info["workers"]) == 2 and len(set(pids.values())) == 2 and os.getpid() not in pids.values()
 
 
 def test_errors(store, model, tmp_path):
