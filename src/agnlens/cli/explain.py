@@ -1,0 +1,259 @@
+"""``agnlens explain``: saliency maps, figures and the line table for a model and some spectra."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+#: ``--verify`` fails when the exact gradient differs from central finite differences of the
+#: model's own ``predict_proba`` by more than this, relative to the largest |finite difference|
+#: of the map. Exact gradients agree to ~1e-7 (the differences' own truncation and round-off
+#: error); a wrong gradient (a missing scaler, a sign) is off by order 1.
+VERIFY_TOLERANCE = 1e-4
+#: ... or when the absolute error is below this (saturated probabilities, see ``_verify``).
+VERIFY_ABS_TOLERANCE = 1e-9
+#: Spectra checked by ``--verify`` (each costs 2 × n_pixels predictions).
+VERIFY_SPECTRA = 10
+#: Spectra per saliency call (keeps memory bounded and drives the progress bar).
+CHUNK = 256
+
+METHODS = ["gradient", "finite-difference", "smoothgrad", "integrated-gradients", "occlusion"]
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser(
+        "explain",
+        help="saliency maps (which pixels drive the predicted type), figures and a line table",
+        description="Explain a classifier's decisions: for every input spectrum, the saliency map "
+        "of the predicted class's probability (or of --class), one figure per spectrum with the "
+        "spectrum coloured by signed saliency, and a line-level table. Writes DIR/saliency/ "
+        "(values.npy, wavelength.npy, index.csv), DIR/figures/saliency/<spec_id>.png, "
+        "DIR/line_table.csv and DIR/centre_wings.csv. Rejected inputs are reported one line each "
+        "(exit status 1).",
+        epilog="examples:\n"
+        "  agnlens explain default spectra/*.fits --out explained\n"
+        "  agnlens explain demo-out/models/multiclass.skops my.zarr --out expl --class type2 --verify\n"
+        "  agnlens explain model.skops spec-0266-51602-0001.fits --out expl --method integrated-gradients",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("model", metavar="MODEL", help="a model file (.skops) or 'default' for the built-in model")
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="spectrum files, directories, glob patterns or a store")
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    p.add_argument("--method", default="gradient", choices=METHODS, help="attribution method (default: gradient, exact)")
+    p.add_argument("--class", dest="target", metavar="K", help="class to explain (label or index; default: the predicted class)")
+    p.add_argument("--verify", action="store_true",
+                   help=f"check the exact gradient against finite differences on up to {VERIFY_SPECTRA} "
+                   f"spectra; exit 1 if the max relative error exceeds {VERIFY_TOLERANCE:g}")
+    p.add_argument("--max-figures", type=int, default=50, metavar="N", help="figures for at most N spectra (default 50; 0: none)")
+    p.add_argument("--labels", metavar="CATALOG", help="label catalogue, to show true types in titles")
+    p.set_defaults(run=run)
+
+
+def run(args) -> int:
+    import numpy as np
+
+    from agnlens.atomic import atomic_path
+    from agnlens.cli._common import report_rejections
+    from agnlens.errors import UsageError
+    from agnlens.explain.linestats import centre_wings, covered_lines, line_table
+    from agnlens.explain.saliency import Saliency, saliency
+
+    if args.max_figures < 0:
+        raise UsageError(f"--max-figures must be 0 or more, got {args.max_figures}")
+    model, metadata = _load_model(args.model)
+    spectra, rejected = _read_inputs(args, model, metadata)
+    report_rejections("explain", rejected)
+    if not len(spectra):
+        print("agnlens explain: no spectrum could be used; nothing written", file=sys.stderr)
+        return 1
+    X = np.asarray(spectra.flux, dtype=np.float64)
+    n_features = getattr(model, "n_features_in_", X.shape[1])
+    if X.shape[1] != n_features:
+        raise UsageError(
+            f"the model expects {n_features} pixels, the spectra have {X.shape[1]} on grid "
+            f"{spectra.grid!r}; use inputs on the model's grid"
+        )
+    target = _parse_target(args.target, model)
+    out = Path(args.out)
+
+    parts = []
+    starts = range(0, len(spectra), CHUNK)
+    if args.progress:
+        from tqdm.auto import tqdm
+
+        starts = tqdm(starts, desc="explain", unit="chunk", file=sys.stderr, leave=False)
+    for start in starts:
+        chunk = spectra[np.arange(start, min(start + CHUNK, len(spectra)))]
+        parts.append(saliency(model, chunk, method=args.method, target=target))
+    sal = _concat(parts, Saliency)
+    sal.save(out / "saliency")
+
+    table = line_table(sal)
+    with atomic_path(out / "line_table.csv") as tmp:
+        table.to_csv(tmp, index=False)
+    lines = covered_lines(sal)
+    cws = [centre_wings(sal, name) for name in lines]
+    if cws:
+        import pandas as pd
+
+        with atomic_path(out / "centre_wings.csv") as tmp:
+            pd.concat([c.table for c in cws], ignore_index=True).to_csv(tmp, index=False)
+
+    n_fig = min(args.max_figures, len(sal))
+    if n_fig:
+        _figures(sal, cws, table, out, n_fig, args.progress)
+
+    status = 1 if rejected else 0
+    print(
+        f"explained {len(sal)} spectra with {args.method} saliency of "
+        f"{'the predicted class' if target is None else 'class ' + str(args.target)} → {out / 'saliency'}"
+    )
+    print(f"figures: {n_fig} in {out / 'figures' / 'saliency'}; line table: {out / 'line_table.csv'}")
+    for cw in cws:
+        for rec in cw.table.to_dict(orient="records"):
+            print(
+                f"{cw.line} {rec['class']}: centre {rec['centre_mean']:+.3g}, wings {rec['wings_mean']:+.3g}, "
+                f"opposite signs in {100 * rec['contrast']:.0f}% of {rec['n_spectra']} spectra"
+            )
+    if rejected:
+        print(f"rejected: {len(rejected)} input(s)")
+    if args.verify:
+        status = max(status, _verify(model, X, sal))
+    return status
+
+
+def _verify(model, X, sal) -> int:
+    """Check the exact gradient on the least saturated spectra.
+
+    Where p_target is within ~1e-12 of 0 or 1 the gradient itself is ~1e-13, below the round-off
+    of the finite differences (~1e-16 / step), so a relative error there says nothing; the check
+    therefore takes the spectra whose explained probability is furthest from 0 and 1, and also
+    passes when the absolute error is below :data:`VERIFY_ABS_TOLERANCE`.
+    """
+    import numpy as np
+
+    from agnlens.explain.gradient import verify
+
+    k = min(VERIFY_SPECTRA, X.shape[0])
+    p = sal.p_target
+    rows = np.sort(np.argsort(-np.minimum(p, 1.0 - p), kind="stable")[:k])
+    check = verify(model, X[rows], target=sal.target_index[rows])
+    ok = check["max_rel_error"] <= VERIFY_TOLERANCE or check["max_abs_error"] <= VERIFY_ABS_TOLERANCE
+    print(
+        f"verify: max relative error of the exact gradient vs finite differences "
+        f"{check['max_rel_error']:.2e} (mean {check['mean_rel_error']:.2e}, max absolute "
+        f"{check['max_abs_error']:.1e}) on {k} spectra; tolerance {VERIFY_TOLERANCE:g}: "
+        f"{'ok' if ok else 'FAILED'}"
+    )
+    return 0 if ok else 1
+
+
+def _load_model(name: str):
+    """The model and its metadata (``{}`` for the built-in default model)."""
+    if name == "default":
+        from agnlens.models.default import default_model
+
+        loaded = default_model()
+    else:
+        from agnlens.models.persistence import load_model
+
+        loaded = load_model(name)
+    if isinstance(loaded, tuple):
+        return loaded[0], dict(loaded[1] or {})
+    return loaded, dict(getattr(loaded, "metadata_", None) or {})
+
+
+def _read_inputs(args, model, metadata):
+    """Spectra on the model's grid, and the inputs that could not be used."""
+    from agnlens.ingest import ingest
+    from agnlens.io.store import open_store
+    from agnlens.preprocess import GRIDS
+
+    if len(args.inputs) == 1 and _is_store(Path(args.inputs[0])):
+        spectra, rejected = open_store(args.inputs[0], lazy=False), []
+    else:
+        spectra, summary = ingest(args.inputs, labels=args.labels, grid=_model_grid(model, metadata, GRIDS))
+        rejected = summary.rejected
+    if len(spectra) and isinstance(metadata.get("grid"), dict):
+        from agnlens.models.persistence import check_grid
+
+        check_grid(metadata, spectra)
+    return spectra, rejected
+
+
+def _is_store(path: Path) -> bool:
+    return path.is_dir() and (path / "zarr.json").is_file()
+
+
+def _model_grid(model, metadata, grids) -> str:
+    """The grid a model was trained on: from its metadata, else by its number of pixels."""
+    grid = metadata.get("grid")
+    if isinstance(grid, dict) and grid.get("name") in grids:
+        return grid["name"]
+    if isinstance(grid, str) and grid in grids:
+        return grid
+    n = getattr(model, "n_features_in_", None)
+    for name, make in grids.items():
+        if make().wavelength.size == n:
+            return name
+    return "paper"
+
+
+def _parse_target(text, model):
+    if text is None:
+        return None
+    classes = [str(c) for c in getattr(model, "classes_", [])]
+    if text in classes:
+        return list(model.classes_)[classes.index(text)]
+    if text.isdigit() and int(text) < len(classes):
+        return int(text)
+    from agnlens.errors import UsageError
+
+    raise UsageError(f"--class {text!r} is not a class of the model ({', '.join(classes)}) nor an index 0..{len(classes) - 1}")
+
+
+def _concat(parts, cls):
+    import numpy as np
+
+    if len(parts) == 1:
+        return parts[0]
+    first = parts[0]
+    return cls(
+        values=np.concatenate([p.values for p in parts]),
+        wavelength=first.wavelength,
+        flux=np.concatenate([p.flux for p in parts]),
+        target_index=np.concatenate([p.target_index for p in parts]),
+        probabilities=np.concatenate([p.probabilities for p in parts]),
+        classes=first.classes,
+        method=first.method,
+        options=first.options,
+        spec_id=np.concatenate([p.spec_id for p in parts]),
+        labels=np.concatenate([p.labels for p in parts]),
+        predicted=np.concatenate([p.predicted for p in parts]),
+        completeness=None if first.completeness is None else np.concatenate([p.completeness for p in parts]),
+    )
+
+
+def _figures(sal, cws, table, out: Path, n_fig: int, progress: bool) -> None:
+    import re
+
+    from agnlens.atomic import atomic_path
+    from agnlens.plot.saliency import plot_centre_wings, plot_line_table
+
+    def save(fig, path: Path, dpi=100):
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png", dpi=dpi)
+
+    rows = range(n_fig)
+    if progress:
+        from tqdm.auto import tqdm
+
+        rows = tqdm(rows, desc="figures", unit="figure", file=sys.stderr, leave=False)
+    folder = out / "figures" / "saliency"
+    for i in rows:
+        name = re.sub(r"[^A-Za-z0-9._-]", "_", str(sal.spec_id[i])) or f"row{i}"
+        save(sal.plot(i).figure, folder / f"{name}.png", dpi=90)
+    save(plot_line_table(table).figure, out / "figures" / "line_table.png")
+    if cws:
+        save(plot_centre_wings(cws if len(cws) > 1 else cws[0]).figure, out / "figures" / "centre_wings.png")

@@ -1,0 +1,115 @@
+"""``agnlens explain`` end to end: real SDSS files, simulated FITS files, a store; outputs, figures,
+--verify, --class, rejections and exit status."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from agnlens.cli import main
+from agnlens.explain.gradient import proba_gradient
+from agnlens.explain.saliency import Saliency
+from agnlens.models.svm import SpectrumSVC
+from agnlens.simulate import simulate, simulate_set
+
+DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+REAL = DATA / "sdss" / "spectra"
+DR7 = DATA / "sdss-dr7" / "spSpec-51993-0542-631.fit"
+
+
+@pytest.fixture(scope="module")
+def model_file(tmp_path_factory):
+    from agnlens.models.persistence import save_model
+
+    train = simulate_set(counts={"type1": 30, "type2": 40, "intermediate": 30}, seed=11)
+    model = SpectrumSVC(kernel="linear", C=0.07, class_weight="balanced", random_state=0).fit(
+        np.asarray(train.flux, float), train.labels
+    )
+    path = tmp_path_factory.mktemp("model") / "model.skops"
+    save_model(model, path, metadata={"grid": train.provenance.get("grid"), "classes": list(model.classes_)})
+    return path, model
+
+
+@pytest.fixture(scope="module")
+def fits_dir(tmp_path_factory):
+    from agnlens.io.sdss_write import write_sdss_many
+
+    out = tmp_path_factory.mktemp("fits")
+    write_sdss_many(simulate(counts={"type1": 2, "type2": 2, "intermediate": 2}, seed=5), out)
+    return out
+
+
+def test_explain_writes_values_index_figures_and_line_table(model_file, fits_dir, tmp_path, capsys):
+    path, model = model_file
+    out = tmp_path / "out"
+    status = main(["explain", str(path), str(fits_dir), "--out", str(out), "--max-figures", "4"])
+    captured = capsys.readouterr()
+    assert status == 0, captured.err
+    sal = Saliency.load(out / "saliency")
+    assert sal.values.shape == (6, 1000)
+    index = pd.read_csv(out / "saliency" / "index.csv")
+    assert list(index.columns[:6]) == ["row", "spec_id", "label", "predicted", "target_class", "reason"]
+    np.testing.assert_array_equal(np.load(out / "saliency" / "wavelength.npy"), sal.wavelength)
+    # the values are the exact gradient of the predicted class (stored as float32)
+    exact = proba_gradient(model, sal.flux, target=sal.target_index)
+    np.testing.assert_allclose(sal.values, exact, rtol=1e-4, atol=1e-7 * np.abs(exact).max())
+    figures = sorted(p.name for p in (out / "figures" / "saliency").iterdir())
+    assert len(figures) == 4 and figures[0].endswith(".png") and figures[0][:-4] in set(sal.spec_id)
+    table = pd.read_csv(out / "line_table.csv")
+    assert {"line", "kind", "lo", "hi", "class", "mean_saliency", "mean_abs_saliency", "share_abs"} <= set(table.columns)
+    assert "Hbeta" in set(table["line"])
+    cw = pd.read_csv(out / "centre_wings.csv")
+    assert set(cw["line"]) == {"Hbeta"}
+    assert "explained 6 spectra" in captured.out
+
+
+def test_explain_real_sdss_spectra_with_verify_and_class(model_file, tmp_path, capsys):
+    path, model = model_file
+    files = sorted(REAL.glob("spec-*.fits"))[:3]
+    out = tmp_path / "real"
+    status = main(["explain", str(path), *map(str, files), "--out", str(out), "--class", "type1",
+                   "--verify", "--max-figures", "1", "--method", "integrated-gradients"])
+    captured = capsys.readouterr()
+    assert status == 0, captured.err + captured.out
+    assert "verify: max relative error" in captured.out and "ok" in captured.out
+    sal = Saliency.load(out / "saliency")
+    assert len(sal) == 3 and set(sal.target) == {"type1"} and sal.method == "integrated-gradients"
+    assert sal.completeness is not None and np.abs(sal.completeness).max() < 0.02
+
+
+def test_rejected_inputs_are_reported_one_line_each(model_file, tmp_path, capsys):
+    path, _ = model_file
+    good = sorted(REAL.glob("spec-*.fits"))[0]
+    status = main(["explain", str(path), str(good), str(DR7), "--out", str(tmp_path / "o"), "--max-figures", "0"])
+    captured = capsys.readouterr()
+    assert status == 1
+    rejected = [line for line in captured.err.splitlines() if line.startswith("agnlens explain: rejected")]
+    assert len(rejected) == 1 and "spSpec-51993-0542-631.fit" in rejected[0]
+    assert len(Saliency.load(tmp_path / "o" / "saliency")) == 1
+
+
+def test_explain_a_store(model_file, tmp_path, capsys):
+    from agnlens.io.store import write_store
+
+    path, _ = model_file
+    store = tmp_path / "s.zarr"
+    write_store(simulate_set(counts={"type1": 3, "type2": 3, "intermediate": 2}, seed=2), store)
+    status = main(["explain", str(path), str(store), "--out", str(tmp_path / "o"), "--method", "occlusion",
+                   "--max-figures", "0"])
+    assert status == 0, capsys.readouterr().err
+    sal = Saliency.load(tmp_path / "o" / "saliency")
+    assert len(sal) == 8 and sal.method == "occlusion"
+    assert set(sal.labels) == {"type1", "type2", "intermediate"}
+
+
+def test_usage_errors(model_file, fits_dir, tmp_path, capsys):
+    path, _ = model_file
+    status = main(["explain", str(path), str(fits_dir), "--out", str(tmp_path / "o"), "--class", "type9"])
+    assert status == 2
+    assert "--class 'type9' is not a class of the model" in capsys.readouterr().err
+    status = main(["explain", str(path), str(tmp_path / "nothing-here"), "--out", str(tmp_path / "o")])
+    assert status == 2
+    assert "nothing-here" in capsys.readouterr().err
