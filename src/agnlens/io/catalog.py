@@ -206,8 +206,13 @@ def _read_frame(path, source: str) -> pd.DataFrame:
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # unit/format chatter from astropy; errors still raise
-            table = Table.read(path, format="ascii.ecsv") if name.endswith(".ecsv") else Table.read(path)
-    except (OSError, ValueError, TypeError, KeyError, IndexError, UnicodeDecodeError, pd.errors.ParserError) as exc:
+            if name.endswith(".ecsv"):
+                table = Table.read(path, format="ascii.ecsv")
+            elif name.endswith((".fits", ".fit", ".fits.gz", ".fit.gz")):
+                table = Table.read(path, format="fits")
+            else:
+                table = Table.read(path)
+    except Exception as exc:  # pandas and astropy raise many types (ParserError, IORegistryError, OSError...)
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise ReadError(source, f"cannot read the catalogue as a table ({reason[:200]})") from None
     data = {}
