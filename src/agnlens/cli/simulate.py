@@ -16,7 +16,8 @@ def add_parser(sub) -> None:
         "Peruzzi et al. 2021 (3,346 spectra: 680 type 1, 2,145 type 2, 521 intermediate). "
         "Everything derived from these spectra is labelled SIMULATED.",
         epilog="examples:\n  agnlens simulate --n 3346 --seed 0 --out sim.zarr\n"
-        "  agnlens simulate --n 100 --fits-dir sim-fits/   # then: agnlens ingest sim-fits/ ...",
+        "  agnlens simulate --n 100 --fits-dir sim-fits/   # spec-*.fits + labels.csv\n"
+        "  agnlens ingest sim-fits/ --labels sim-fits/labels.csv --out sim.zarr",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--n", type=int, default=3346, help="number of spectra (default 3346)")
@@ -38,8 +39,23 @@ def run(args) -> int:
     if args.fits_dir:
         from agnlens.io.sdss_write import write_sdss_many
 
-        paths = write_sdss_many(simulate(args.n, seed=args.seed, grid=args.grid), args.fits_dir)
-        print(f"wrote {len(paths)} simulated spec-*.fits files to {args.fits_dir}")
+        from pathlib import Path
+
+        import pandas as pd
+
+        from agnlens.atomic import atomic_path
+
+        spectra = simulate(args.n, seed=args.seed, grid=args.grid)
+        paths = write_sdss_many(spectra, args.fits_dir)
+        labels = pd.DataFrame(
+            [{k: s.meta[k] for k in ("spec_id", "label", "subtype", "z", "fwhm_broad")} for s in spectra]
+        )
+        with atomic_path(Path(args.fits_dir) / "labels.csv") as tmp:
+            labels.to_csv(tmp, index=False)
+        print(
+            f"wrote {len(paths)} SIMULATED spec-*.fits files and their labels.csv to {args.fits_dir}\n"
+            f"next: agnlens ingest {args.fits_dir} --labels {Path(args.fits_dir) / 'labels.csv'} --out STORE"
+        )
     if args.out:
         from agnlens.io.store import write_store
 
