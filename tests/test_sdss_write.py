@@ -10,7 +10,8 @@ import pytest
 from astropy.io import fits
 
 from agnlens.io.sdss import read_sdss
-from agnlens.io.sdss_write import FULLREJECT, sdss_filename, write_sdss, write_sdss_many
+from agnlens.io.catalog import read_catalog
+from agnlens.io.sdss_write import FULLREJECT, sdss_filename, write_labels, write_sdss, write_sdss_many
 from agnlens.preprocess import preprocess, to_rest_frame
 from agnlens.simulate import simulate
 
@@ -100,3 +101,11 @@ def test_atomic_overwrite_and_errors(spectra, tmp_path):
         sdss_filename(bare)
     with pytest.raises(ValueError, match="model has shape"):
         write_sdss(s, tmp_path / "m.fits", model=np.zeros(3))
+
+
+def test_labels_catalogue_is_read_by_the_catalogue_reader(spectra, tmp_path):
+    path = write_labels(spectra, tmp_path / "labels.csv")
+    table = read_catalog(path)
+    assert list(table["spec_id"]) == [s.spec_id for s in spectra]
+    assert list(table["label"]) == [s.meta["label"] for s in spectra]
+    np.testing.assert_allclose(table["z_override"], [s.meta["z"] for s in spectra], rtol=1e-12)

@@ -197,7 +197,7 @@ _FREQ2 = np.fft.rfftfreq(_NFFT) ** 2  # (cycles per pixel)²
 
 
 def _ln10(rng: np.random.Generator, mean: float, sd: float, lo: float = -np.inf, hi: float = np.inf) -> float:
-    return float(np.clip(10.0 ** rng.normal(mean, sd), lo, hi))
+    return min(max(10.0 ** float(rng.normal(mean, sd)), lo), hi)
 
 
 def _planck(wave: np.ndarray, temperature: float) -> np.ndarray:
@@ -328,7 +328,7 @@ def _draw_parameters(rng: np.random.Generator, label: str, zrange: tuple[float, 
     host_ab = {"type1": (2.0, 5.0), "intermediate": (4.0, 3.5), "type2": (8.0, 2.0)}[label]
     p["host_fraction"] = float(rng.beta(*host_ab))
     alpha_ms = {"type1": (-1.5, 0.5), "intermediate": (-1.2, 0.6), "type2": (-1.0, 0.7)}[label]
-    p["alpha"] = float(np.clip(rng.normal(*alpha_ms), -3.0, 1.0))
+    p["alpha"] = min(max(float(rng.normal(*alpha_ms)), -3.0), 1.0)
     p["fwhm_narrow"] = _ln10(rng, 2.47, 0.15, 200.0, 700.0)
 
     # narrow-line ratios

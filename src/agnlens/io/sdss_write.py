@@ -33,7 +33,7 @@ from agnlens.spectra import Spectrum
 
 log = logging.getLogger(__name__)
 
-__all__ = ["write_sdss", "write_sdss_many", "sdss_filename"]
+__all__ = ["write_sdss", "write_sdss_many", "write_labels", "sdss_filename"]
 
 #: and_mask bit for a rejected pixel (SDSS SPPIXMASK FULLREJECT).
 FULLREJECT = 1 << 18
@@ -276,3 +276,41 @@ def write_sdss_many(spectra: Iterable[Spectrum], directory: str | os.PathLike, *
         paths.append(write_sdss(spectrum, directory / name, overwrite=overwrite))
     log.info("wrote %d spec-*.fits files to %s", len(paths), directory)
     return paths
+
+
+#: Columns of the catalogue written by :func:`write_labels` (those present in the metadata).
+LABEL_COLUMNS = ("spec_id", "file", "z", "label", "subtype", "fwhm_broad", "snr_target", "simulated", "source")
+
+
+def write_labels(spectra: Iterable[Spectrum], path: str | os.PathLike) -> Path:
+    """Write a label catalogue (CSV keyed by ``spec_id``) for spectra written with :func:`write_sdss_many`.
+
+    ``agnlens ingest DIR --labels PATH`` then recovers the labels (and ``io.read_catalog`` the
+    redshifts) of the simulated files. Keep the catalogue outside DIR, so that it is not taken
+    for a spectrum.
+
+    Returns
+    -------
+    Path
+        The written CSV (written atomically).
+    """
+    import pandas as pd
+
+    rows = []
+    for spectrum in spectra:
+        row = {k: spectrum.meta.get(k) for k in LABEL_COLUMNS if k in spectrum.meta}
+        row["spec_id"] = spectrum.spec_id
+        row["file"] = sdss_filename(spectrum)
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", newline="") as fh:
+            table.to_csv(fh, index=False)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
