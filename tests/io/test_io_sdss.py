@@ -377,3 +377,19 @@ def test_no_warnings_leak_on_damaged_files(tmp_path, recwarn):
         except ReadError:
             pass
     assert not recwarn.list
+
+
+def test_simulated_flag(tmp_path, all_spectra):
+    assert not any(s.meta["simulated"] for s in all_spectra)
+    with fits.open(LEGACY) as hdul:
+        hdul[0].header["SIMULATE"] = True
+        hdul.writeto(tmp_path / "sim-primary.fits")
+        cols = hdul[2].columns + fits.ColDefs([fits.Column("SIMULATED", "L", array=np.array([True]))])
+        obj = fits.BinTableHDU.from_columns(cols, name="SPECOBJ")
+        _write([fits.PrimaryHDU(header=fits.getheader(LEGACY)), hdul[1].copy(), obj], tmp_path / "sim-col.fits")
+        cols = hdul[2].columns + fits.ColDefs([fits.Column("SIMULATED", "L", array=np.array([False]))])
+        obj = fits.BinTableHDU.from_columns(cols, name="SPECOBJ")
+        _write([fits.PrimaryHDU(header=fits.getheader(LEGACY)), hdul[1].copy(), obj], tmp_path / "real-col.fits")
+    assert read_spectrum(tmp_path / "sim-primary.fits").meta["simulated"] is True
+    assert read_spectrum(tmp_path / "sim-col.fits").meta["simulated"] is True
+    assert read_spectrum(tmp_path / "real-col.fits").meta["simulated"] is False

@@ -433,6 +433,8 @@ class _Table:
         start = row * self.row_bytes + offset
         if code == "A":
             return bytes(raw[start : start + repeat]).decode("ascii", "replace").strip("\0 ")
+        if code == "L":
+            return bytes(raw[start : start + 1]) == b"T"
         if code not in _TFORM_DTYPE or repeat < 1:
             raise self.f.error(f"{self.hdu.label}: column {name!r} has format {repeat}{code}, expected a number")
         arr = np.ndarray((1,), dtype=_TFORM_DTYPE[code], buffer=raw, offset=start)
@@ -555,7 +557,8 @@ def read_sdss(path: str | os.PathLike | IO[bytes], *, bad_bits: int = DEFAULT_BA
     -------
     Spectrum
         Observed frame; ``meta`` holds spec_id, z, z_err, zwarning, sdss_class, sdss_subclass,
-        survey, plate, mjd, fiber, source and format.
+        survey, run2d, plate, mjd, fiber, source, format (``"spec"`` or ``"spSpec"``) and
+        simulated (True for files that :mod:`agnlens.io.sdss_write` wrote from simulated spectra).
 
     Raises
     ------
@@ -678,6 +681,11 @@ def _read_spec(f: _Fits, bad_bits: int) -> Spectrum:
     else:
         meta["survey"] = "boss" if run2d.startswith("v") else "sdss" if run2d else ""
     meta["run2d"] = run2d
+    # Files written by agnlens.io.sdss_write from simulated spectra say so; keep that flag.
+    simulated = primary.get("SIMULATE") is True
+    if obj.has("SIMULATED"):
+        simulated = simulated or obj.scalar("SIMULATED") is True
+    meta["simulated"] = simulated
     plate = _id_value(f, obj, "PLATE", primary, "PLATEID")
     mjd = _id_value(f, obj, "MJD", primary, "MJD")
     fiber = _id_value(f, obj, "FIBERID", primary, "FIBERID")
@@ -764,6 +772,7 @@ def _read_spspec(f: _Fits, bad_bits: int) -> Spectrum:
         "sdss_subclass": "",
         "survey": "sdss",
         "run2d": "dr7",
+        "simulated": False,
     }
     plate = hdu.get("PLATEID")
     mjd = hdu.get("MJD")

@@ -128,6 +128,7 @@ def read_table(
         "survey": "",
         "source": source,
         "format": "table",
+        "simulated": False,
     }
     return Spectrum(wavelength=wl, flux=fl, ivar=iv, mask=mask, meta=meta, frame="observed")
 
