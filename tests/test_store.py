@@ -320,3 +320,33 @@ def test_write_lazy_set_copies_store(tmp_path):
     dst = write_store(open_store(src), tmp_path / "b.zarr", chunk_size=40)
     assert_sets_equal(spectra, open_store(dst, lazy=False))
     assert os.path.isdir(dst)
+
+
+def test_empty_store_then_append(tmp_path):
+    empty = make_set(0)
+    path = write_store(empty, tmp_path / "s.zarr", chunk_size=16)
+    assert len(open_store(path)) == 0 and store_info(path)["counts"] == {}
+    full = make_set(40, seed=4)
+    full.meta["snr"] = full.meta["snr"].astype(np.float64)  # an empty table stores snr as float64
+    append_store(full, path)
+    assert_sets_equal(full, open_store(path, lazy=False))
+
+
+def test_append_fills_missing_columns_and_checks_dtypes(tmp_path):
+    a = make_set(10)
+    path = write_store(a, tmp_path / "s.zarr")
+    b = make_set(5, start=100).meta.drop(columns=["flagged", "snr"])
+    b_set = make_set(5, start=100)
+    b_set.meta = b
+    append_store(b_set, path)
+    back = open_store(path, lazy=False).meta
+    assert not back["flagged"].iloc[10:].any() and back["snr"].iloc[10:].isna().all()
+    c = make_set(3, start=200)
+    c.meta["zwarning"] = ["a", "b", "c"]
+    with pytest.raises(ValueError, match="column 'zwarning' must hold <i8 values"):
+        append_store(c, path)
+    d = make_set(3, start=300)
+    d.meta["extra"] = 1.0
+    with pytest.raises(ValueError, match=r"metadata columns \['extra'\] that the store does not hold"):
+        append_store(d, path)
+    assert len(open_store(path)) == 15

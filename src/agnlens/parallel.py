@@ -786,7 +786,8 @@ def ingest_files(
     from agnlens.preprocess import Rejection, get_grid, preprocessing_provenance
 
     out_store = Path(out_store)
-    batch_size = _check_chunk_size(batch_size) if batch_size else 256
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer (files per task), got {batch_size!r}")
     retries = _check_retries(retries)
     if out_store.exists() and not overwrite:
         raise FileExistsError(f"{out_store}: already exists; pass overwrite=True (CLI: --overwrite) to replace it")

@@ -62,6 +62,18 @@ _SAFE_NAME = re.compile(r"^[A-Za-z0-9_.\-]+$")
 
 ProgressCallback = Callable[[int, int], None]
 
+#: Storage of the standard metadata columns (used when a table is empty and cannot tell).
+_CANONICAL_KINDS = {
+    "spec_id": ("str", "str"),
+    "label": ("str", "str"),
+    "sdss_class": ("str", "str"),
+    "sdss_subclass": ("str", "str"),
+    "source": ("str", "str"),
+    "z": ("float", "<f8"),
+    "snr": ("float", "<f8"),
+    "zwarning": ("int", "<i8"),
+}
+
 
 # --------------------------------------------------------------------------------------- writing
 def write_store(
@@ -137,8 +149,9 @@ def append_store(
     Parameters
     ----------
     spectra : SpectrumSet
-        Spectra on exactly the store's grid (same wavelength array and grid name) with the same
-        metadata columns.
+        Spectra on exactly the store's grid (same wavelength array and grid name). Their metadata
+        columns must be among the store's; store columns they lack are filled with empty values
+        (NaN, 0, ``""``, False), and values must convert to the stored column's dtype.
     path : str or path-like
         An existing agnlens store.
     progress : callable, optional
@@ -486,6 +499,11 @@ def _column_specs(meta: pd.DataFrame, where: str) -> list[dict]:
         used.add(array)
         col = meta[name]
         dtype = col.dtype
+        if len(col) == 0 and name in _CANONICAL_KINDS:
+            # an empty table has no values to infer from; the standard columns' kinds are known
+            kind, np_dtype = _CANONICAL_KINDS[name]
+            specs.append({"name": name, "array": array, "kind": kind, "dtype": np_dtype, "pandas_dtype": "str" if kind == "str" else np_dtype})
+            continue
         if pd.api.types.is_bool_dtype(dtype) and not col.isna().any():
             kind, np_dtype = "bool", "bool"
         elif isinstance(dtype, np.dtype) and dtype.kind in "iuf":
