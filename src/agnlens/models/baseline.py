@@ -377,7 +377,7 @@ class PhysicsBaseline(ClassifierMixin, BaseEstimator):
         out["hb_flux_narrow"] = out.pop("hb_flux_narrow_0")
         out["oiii_flux"] = oiii_flux
         out["oiii_fwhm"] = out["hb_fwhm_narrow"]
-        hb_total = out["hb_flux_narrow"] + out["hb_flux_broad"]
+        hb_total = out["hb_flux_narrow"] + max(out["hb_flux_broad"], 0.0)
         out["r_oiii_hb"] = oiii_flux / hb_total if hb_total > 0 else np.inf
         covered = _covers(wl, HALPHA)
         out["halpha_covered"] = covered
@@ -553,7 +553,8 @@ def _solve(lam, x, data, w, cx: _Complex, p0, lo, hi, broad: bool):
     def jac(t):
         return evaluate(t)["j"] * dphys(t)
 
-    res = least_squares(fun, t0, jac=jac, method="lm", x_scale="jac", max_nfev=400)
+    # Tolerances: 1e-6 of χ² is far below what model selection can notice.
+    res = least_squares(fun, t0, jac=jac, method="lm", x_scale="jac", ftol=1e-6, xtol=1e-6, max_nfev=150)
     p = to_phys(res.x)
     model, jac_p = _model(p, lam, x, cx, broad)
     r = w * (model - data)
@@ -603,35 +604,46 @@ def _fit_complex(wl, flux, ivar, cx: _Complex, instrumental_sigma: float) -> dic
     inf = np.inf
     lo_n = np.array([-inf, -inf] + [0.0] * k + [-_NARROW_VELOCITY, _NARROW_SIGMA[0]])
     hi_n = np.array([inf, inf] + [inf] * k + [_NARROW_VELOCITY, _NARROW_SIGMA[1]])
-    p_n, chi2_n, _ = _solve(lam, x, data, w, cx, np.array(p_n, dtype=float), lo_n, hi_n, broad=False)
+    p_init = np.array(p_n, dtype=float)
+    p_n, chi2_n, _ = _solve(lam, x, data, w, cx, p_init, lo_n, hi_n, broad=False)
 
-    # Broad start: the flux left over under the broad line after the narrow fit.
-    resid = data - _model(p_n, lam, x, cx, False)[0]
-    near_b = np.abs(lam - cx.broad_centre) < cx.broad_centre * 3000.0 / C_KMS
-    f_b0 = max(float(np.sum(resid[near_b] * np.gradient(lam)[near_b])), 0.05 * scale)
-    lo_b = np.concatenate([lo_n, [0.0, -_BROAD_VELOCITY, _BROAD_SIGMA[0]]])
+    # Broad start: the flux and width of what the narrow fit leaves under the broad line. The
+    # broad flux may take either sign, so that a broad absorption trough (the host's stellar
+    # Balmer absorption) is modelled rather than forced into the narrow lines; only a positive
+    # broad component can count as a broad line. A free linear amplitude also converges much
+    # faster than one held at a bound when there is no broad line at all.
+    # The narrow fit may have widened the narrow lines to swallow a broad one, so the start
+    # takes the narrow fit's continuum and velocity with the first-guess narrow fluxes and width,
+    # and gives the broad line what is left in the window.
+    start_n = p_n.copy()
+    start_n[2 : 2 + k] = p_init[2 : 2 + k]
+    start_n[3 + k] = min(p_n[3 + k], sig0)
+    resid = data - _model(start_n, lam, x, cx, False)[0]
+    v = (lam / cx.broad_centre - 1.0) * C_KMS
+    near_b = np.abs(v) < 6000.0
+    f_b0 = float(np.sum(resid[near_b] * np.gradient(lam)[near_b]))
+    if abs(f_b0) < 0.02 * scale:
+        f_b0 = 0.05 * scale
+    pos = np.clip(resid[near_b], 0.0, None)
+    s_est = np.sqrt(np.sum(pos * v[near_b] ** 2) / np.sum(pos)) if np.sum(pos) > 0 else BROAD_STARTS[0]
+    lo_b = np.concatenate([lo_n, [-inf, -_BROAD_VELOCITY, _BROAD_SIGMA[0]]])
     hi_b = np.concatenate([hi_n, [inf, _BROAD_VELOCITY, _BROAD_SIGMA[1]]])
-    best = None
-    for s_b0 in BROAD_STARTS:
-        start = np.concatenate([p_n, [f_b0, 0.0, s_b0]])
-        # A narrow width pushed to its bound by an unfitted broad line restarts from the usual.
-        start[3 + k] = min(start[3 + k], sig0)
-        fit = _solve(lam, x, data, w, cx, start, lo_b, hi_b, broad=True)
-        if best is None or fit[1] < best[1]:
-            best = fit
-    if best[0][6 + k] < 1.2 * _BROAD_SIGMA[0]:
-        # Stuck at the narrow end: a broad line of 1,000–2,000 km/s between the [N II] lines is
-        # reached better from a narrow start.
-        start = np.concatenate([p_n, [f_b0, 0.0, NARROW_BROAD_START]])
-        start[3 + k] = min(start[3 + k], sig0)
-        fit = _solve(lam, x, data, w, cx, start, lo_b, hi_b, broad=True)
-        best = fit if fit[1] < best[1] else best
-    if best[1] > chi2_n:
-        # Both starts fell into a worse local minimum; the nested model cannot be worse than the
-        # narrow one, so start from it with a faint broad line.
-        start = np.concatenate([p_n, [1e-3 * scale, 0.0, BROAD_STARTS[-1]]])
-        fit = _solve(lam, x, data, w, cx, start, lo_b, hi_b, broad=True)
-        best = fit if fit[1] < best[1] else best
+    penalty = 3.0 * np.log(lam.size)
+
+    def broad_fit(sigma_start):
+        start = np.concatenate([start_n, [f_b0, 0.0, sigma_start]])
+        return _solve(lam, x, data, w, cx, start, lo_b, hi_b, broad=True)
+
+    best = broad_fit(float(np.clip(s_est, 600.0, 4000.0)))
+    s_b = best[0][6 + k]
+    at_bound = s_b < 1.1 * _BROAD_SIGMA[0] or s_b > 0.9 * _BROAD_SIGMA[1]
+    if best[1] > chi2_n or (at_bound and chi2_n - best[1] > penalty):
+        # Worse than the nested narrow model, or a broad line stuck at a width bound (a local
+        # minimum: a 1,000–2,000 km/s Hα between the [N II] lines, a very broad line trading
+        # with the continuum): start from the other widths and keep the best.
+        for sigma_start in BROAD_STARTS + (NARROW_BROAD_START,):
+            fit = broad_fit(sigma_start)
+            best = fit if fit[1] < best[1] else best
     p_b, chi2_b, jac_b = best
     chi2_b = min(chi2_b, chi2_n)
 
@@ -655,12 +667,13 @@ def _fit_complex(wl, flux, ivar, cx: _Complex, instrumental_sigma: float) -> dic
     # Report the narrow-line measurements of the model that the selection prefers.
     use_broad = delta_bic > 0
     p = p_b if use_broad else p_n
+    f_pos = max(f_b, 0.0) if use_broad else 0.0
     s_n = p[3 + k]
     out = {
         "fwhm_broad": float(fwhm_b),
         "fwhm_broad_err": float(fwhm_b_err),
         "velocity_broad": float(p_b[5 + k]),
-        "flux_broad": float(f_b) if use_broad else 0.0,
+        "flux_broad": float(f_b) if use_broad else 0.0,  # < 0: a broad absorption trough
         "flux_broad_err": float(f_b_err),
         "broad_snr": float(f_b / f_b_err) if f_b_err > 0 else 0.0,
         "delta_bic": float(delta_bic),
@@ -669,6 +682,6 @@ def _fit_complex(wl, flux, ivar, cx: _Complex, instrumental_sigma: float) -> dic
     }
     for j in range(k):
         out[f"flux_narrow_{j}"] = float(p[2 + j])
-    total = out["flux_narrow_0"] + out["flux_broad"]
-    out["broad_fraction"] = out["flux_broad"] / total if total > 0 else 0.0
+    total = out["flux_narrow_0"] + f_pos
+    out["broad_fraction"] = f_pos / total if total > 0 else 0.0
     return out
