@@ -252,3 +252,23 @@ def test_real_type1_spectra_show_broad_lines_with_the_independent_width(real_bal
     others = table[np.isin(truth, ["type2", "intermediate"])]
     assert len(others) >= 4
     assert (others["label"] != "type1").all(), others[["spec_id", "subtype"]]
+
+
+def test_cli_baseline_writes_the_measurement_table(tmp_path, capsys):
+    from agnlens.cli import main
+    from agnlens.io.store import write_store
+
+    spectra = SpectrumSet.concat(
+        [make_set(3, "paper", seed=31), make_set(3, "paper", hb_broad=0.0, ha_broad=0.0, seed=32)]
+    )
+    spectra.meta["spec_id"] = [f"s{i}" for i in range(len(spectra))]
+    spectra.meta["label"] = ["type1"] * 3 + ["type2"] * 3
+    store = write_store(spectra, tmp_path / "set.zarr")
+    out = tmp_path / "baseline.csv"
+    assert main(["baseline", str(store), "--out", str(out)]) == 0
+    table = pd.read_csv(out)
+    assert list(table["spec_id"]) == [f"s{i}" for i in range(6)]
+    assert list(table["label"]) == list(table["true_label"])
+    expected = PhysicsBaseline().fit(spectra).measure(spectra)
+    np.testing.assert_allclose(table["hb_fwhm_broad"], expected["hb_fwhm_broad"], rtol=1e-6)
+    assert "6 spectra classified" in capsys.readouterr().out
