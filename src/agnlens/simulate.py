@@ -90,7 +90,7 @@ a rerun with the same seed is bitwise identical.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -627,6 +627,13 @@ def simulate(
     ValueError, TypeError
         For impossible counts, redshift ranges or S/N settings.
     """
+    spectra = list(_generate(n, counts, seed, redshift, snr, noise, grid))
+    log.debug("simulated %d spectra (seed %d)", len(spectra), seed)
+    return spectra
+
+
+def _generate(n, counts, seed, redshift, snr, noise, grid) -> Iterator[Spectrum]:
+    """Validate the settings, then yield the spectra block by block (see :func:`simulate`)."""
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"simulate: seed must be a non-negative integer, got {seed!r}")
     cnt = _resolve_counts(n, counts)
@@ -636,8 +643,11 @@ def simulate(
     labels = _label_sequence(total, DEFAULT_COUNTS if counts is None else cnt)
     zranges = _resolve_redshift(redshift, grid)
     snr_ln = _resolve_snr(snr)
-    children = np.random.SeedSequence(int(seed)).spawn(total)
-    out = []
+    return _blocks(labels, np.random.SeedSequence(int(seed)).spawn(total), zranges, snr_ln, noise, int(seed))
+
+
+def _blocks(labels, children, zranges, snr_ln, noise, seed) -> Iterator[Spectrum]:
+    total = len(labels)
     for b0 in range(0, total, _BLOCK):
         idx = range(b0, min(b0 + _BLOCK, total))
         params, noise_rngs = [], []
@@ -648,9 +658,7 @@ def simulate(
         model, cont5100 = _models(params)
         flux, ivar, mask = _noise(noise_rngs, model, cont5100, params, noise)
         for k, (i, p) in enumerate(zip(idx, params)):
-            out.append(Spectrum(wavelength=_WAVE.copy(), flux=flux[k], ivar=ivar[k], mask=mask[k], meta=_meta(i, labels[i], p, seed)))
-    log.debug("simulated %d spectra (seed %d): %s", total, seed, cnt)
-    return out
+            yield Spectrum(wavelength=_WAVE.copy(), flux=flux[k], ivar=ivar[k], mask=mask[k], meta=_meta(i, labels[i], p, seed))
 
 
 def simulate_set(
@@ -681,9 +689,10 @@ def simulate_set(
     from agnlens.preprocess import get_grid, preprocess
 
     g = get_grid(grid)
-    spectra = simulate(n, counts=counts, seed=seed, redshift=redshift, snr=snr, grid=g)
+    # a generator: preprocessing consumes the spectra block by block, so memory stays small
+    spectra = _generate(n, counts, seed, redshift, snr, True, g)
     settings = {
-        "n": len(spectra),
+        "n": sum(_resolve_counts(n, counts).values()),
         "counts": _resolve_counts(n, counts),
         "redshift": redshift if isinstance(redshift, (str, type(None))) else str(redshift),
         "snr": snr if isinstance(snr, (int, float, type(None))) else list(snr),
