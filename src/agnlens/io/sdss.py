@@ -8,7 +8,8 @@ about 50 ms, almost all of it spent building ``Column`` objects for the 126–23
 SPECOBJ/SPALL row, and 9 ms to parse the headers alone. Ingest has to run at hundreds of spectra
 per second, so this module walks the FITS structure itself (2880-byte blocks, 80-character cards,
 big-endian binary table rows; FITS standard 4.0, sections 4, 5 and 7.3) and reads only the cards
-and fields it needs, straight into numpy (≈ 0.5 ms per file). Every structural problem becomes a
+and fields it needs, straight into numpy (≈ 1.2 ms per file, ~40× faster than astropy on the
+95 shared real files). Every structural problem becomes a
 :class:`~agnlens.errors.ReadError` naming the file, the HDU and what was wrong. Plain tables from
 other instruments go through astropy in :mod:`agnlens.io.table`.
 """
@@ -153,6 +154,8 @@ def zwarning_problem(zwarning: int) -> str | None:
 _INT_RE = re.compile(r"[+-]?\d+")
 _FLOAT_RE = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[EeDd][+-]?\d+)?")
 _TFORM_RE = re.compile(r"\s*(\d*)([LXBIJKAEDCMPQ])")
+_QUOTED_TFORM_RE = re.compile(r"\s*'\s*(\d*)([LXBIJKAEDCMPQ])[^']*'(?!')")
+_QUOTED_NAME_RE = re.compile(r"\s*'([^']*)'(?!')")
 _TFORM_SIZE = {"L": 1, "B": 1, "I": 2, "J": 4, "K": 8, "A": 1, "E": 4, "D": 8, "C": 8, "M": 16, "P": 8, "Q": 16}
 _TFORM_DTYPE = {"L": "i1", "B": "u1", "I": ">i2", "J": ">i4", "K": ">i8", "E": ">f4", "D": ">f8"}
 _BITPIX_DTYPE = {8: "u1", 16: ">i2", 32: ">i4", 64: ">i8", -32: ">f4", -64: ">f8"}
@@ -386,16 +389,26 @@ class _Table:
         self.columns: dict[str, tuple[int, str, int, int]] = {}  # name -> (offset, code, repeat, n)
         self.names: list[str] = []
         offset = 0
+        cards = hdu.cards
         for i in range(1, n_fields + 1):
-            tform = hdu.value(f"TFORM{i}", f.source)
-            m = _TFORM_RE.match(tform) if isinstance(tform, str) else None
+            # Fast path for the usual 'FORM    ' / 'name    ' strings; anything else is parsed fully.
+            raw = cards.get(f"TFORM{i}")
+            m = _QUOTED_TFORM_RE.match(raw) if raw is not None else None
             if m is None:
-                raise f.error(f"{hdu.label}: TFORM{i} = {tform!r} is not a binary table format")
+                tform = hdu.value(f"TFORM{i}", f.source)
+                m = _TFORM_RE.match(tform) if isinstance(tform, str) else None
+                if m is None:
+                    raise f.error(f"{hdu.label}: TFORM{i} = {tform!r} is not a binary table format")
             repeat = int(m.group(1)) if m.group(1) else 1
             code = m.group(2)
             width = (repeat + 7) // 8 if code == "X" else repeat * _TFORM_SIZE[code]
-            name = hdu.value(f"TTYPE{i}", f.source)
-            name = name.strip() if isinstance(name, str) else ""
+            raw = cards.get(f"TTYPE{i}")
+            m = _QUOTED_NAME_RE.match(raw) if raw is not None else None
+            if m is not None:
+                name = m.group(1).strip()
+            else:
+                name = hdu.value(f"TTYPE{i}", f.source)
+                name = name.strip() if isinstance(name, str) else ""
             if name:
                 self.names.append(name)
                 self.columns.setdefault(name.lower(), (offset, code, repeat, i))
@@ -508,6 +521,11 @@ def sniff_fits(path: str | os.PathLike | IO[bytes]) -> str:
     str
         ``"spec"`` (DR8+ SDSS spectrum), ``"spSpec"`` (DR7), ``"fits"`` (another FITS file) or
         ``"other"`` (not FITS).
+
+    Raises
+    ------
+    ReadError
+        If the file starts like FITS but its primary or first extension header is damaged.
     """
     data, source = _load(path)
     return _sniff(data, source)
