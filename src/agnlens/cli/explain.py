@@ -236,8 +236,6 @@ def _concat(parts, cls):
 
 
 def _figures(sal, cws, table, out: Path, n_fig: int, progress: bool) -> None:
-    import re
-
     from agnlens.atomic import atomic_path
     from agnlens.plot.saliency import plot_centre_wings, plot_line_table
 
@@ -252,7 +250,8 @@ def _figures(sal, cws, table, out: Path, n_fig: int, progress: bool) -> None:
         rows = tqdm(rows, desc="figures", unit="figure", file=sys.stderr, leave=False)
     folder = out / "figures" / "saliency"
     for i in rows:
-        name = re.sub(r"[^A-Za-z0-9._-]", "_", str(sal.spec_id[i])) or f"row{i}"
+        # the pipeline's and report's file-name rule for figures/saliency/<spec_id>.png
+        name = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in str(sal.spec_id[i])) or f"row{i}"
         save(sal.plot(i).figure, folder / f"{name}.png", dpi=90)
     save(plot_line_table(table).figure, out / "figures" / "line_table.png")
     if cws:

@@ -737,7 +737,10 @@ def _inputs(X, wavelength, spec_id, labels):
 
 def _predicted(model, X, proba, classes) -> np.ndarray:
     """The model's predicted labels (``predict`` when it has one, argmax of probabilities else)."""
-    if hasattr(model, "predict"):
+    from agnlens.models.svm import SpectrumSVC
+
+    # SpectrumSVC.predict is defined as the argmax of predict_proba: skip the second prediction
+    if hasattr(model, "predict") and not isinstance(model, SpectrumSVC):
         return np.asarray(model.predict(X)).astype(str)
     return classes[np.argmax(proba, axis=1)].astype(str)
 
