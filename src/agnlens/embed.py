@@ -123,8 +123,11 @@ class Embedding:
         """
         X = _as_matrix(X_new, "X_new")
         Z = self._reduce(X)
-        placed = self._tsne.transform(Z)
-        return np.array(placed, dtype=np.float64)
+        placed = np.array(self._tsne.transform(Z), dtype=np.float64)
+        # openTSNE re-centres the reference embedding in place before placing new points
+        # (prepare_interpolation_grid); shift the new points back into the frame of ``coords``
+        offset = (self.coords - np.asarray(self._tsne, dtype=np.float64)).mean(axis=0)
+        return placed + offset
 
     def knn_accuracy(self, labels: Any, k: int = 10) -> float:
         """Leave-one-out k-nearest-neighbour label accuracy in the map.
@@ -209,6 +212,15 @@ class Embedding:
         )
 
 
+def resolve_method(method: str, n: int) -> str:
+    """The gradient method ``tsne`` uses for ``n`` spectra: "auto" is "bh" up to 10⁴ spectra, "fft" above."""
+    if method not in ("auto", "bh", "fft"):
+        raise ValueError(f"method must be 'auto', 'bh' or 'fft', got {method!r}")
+    if method != "auto":
+        return method
+    return "fft" if n > FFT_THRESHOLD else "bh"
+
+
 def tsne(
     X: Any,
     *,
@@ -263,7 +275,7 @@ def tsne(
         raise ValueError(f"method must be 'auto', 'bh' or 'fft', got {method!r}")
     if pca_components is not None and (not isinstance(pca_components, (int, np.integer)) or pca_components < 1):
         raise ValueError(f"pca_components must be a positive integer or None, got {pca_components!r}")
-    resolved = method if method != "auto" else ("fft" if n > FFT_THRESHOLD else "bh")
+    resolved = resolve_method(method, n)
 
     t0 = time.perf_counter()
     pca = None

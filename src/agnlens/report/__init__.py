@@ -287,8 +287,8 @@ def _task_context(metrics: dict, task: str, folder: Path, tuning: pd.DataFrame |
                 else:
                     cells.append("—" if v is None or (isinstance(v, float) and math.isnan(v)) else str(v))
             table_rows.append({"cells": cells, "best": bool(is_best)})
-        figure = None
-        if {"kernel", "C", "validation_f1"} <= set(tuning.columns):
+        figure = _figure(folder, f"figures/tuning_{task}.png")  # the pipeline's own, if it wrote one
+        if figure is None and {"kernel", "C", "validation_f1"} <= set(tuning.columns):
             from agnlens.plot.metrics import plot_tuning
 
             try:
