@@ -257,3 +257,42 @@ def check_grid(metadata: dict, spectra) -> None:
             f"spectra with `agnlens ingest ... --grid {name}` (or classify the FITS files directly), "
             "or train a model on this grid"
         )
+
+
+def grid_from_metadata(metadata: dict):
+    """The :class:`agnlens.preprocess.Grid` a model was trained on, to preprocess raw spectra onto.
+
+    Parameters
+    ----------
+    metadata : dict
+        From :func:`load_model`.
+
+    Returns
+    -------
+    Grid
+
+    Raises
+    ------
+    ModelFileError
+        When the file records no grid, or a custom grid that cannot be rebuilt from its description.
+    """
+    from agnlens.preprocess import GRIDS, Grid, get_grid
+
+    g = metadata.get("grid")
+    if not isinstance(g, dict) or "n_pixels" not in g:
+        raise ModelFileError("the model file records no wavelength grid; retrain it with `agnlens train`")
+    n, lo, hi = int(g["n_pixels"]), float(g["lo"]), float(g["hi"])
+    if g.get("name") in GRIDS:
+        grid = get_grid(g["name"])
+        if grid.wavelength.size == n and math.isclose(grid.wavelength[0], lo) and math.isclose(grid.wavelength[-1], hi):
+            return grid
+    norm = tuple(g.get("norm_window") or ())
+    kw = {"norm_window": norm} if len(norm) == 2 else {}
+    if g.get("spacing") == "linear":
+        return Grid(str(g.get("name", "custom")), np.linspace(lo, hi, n), spacing="linear", **kw)
+    if g.get("spacing") == "log":
+        return Grid(str(g.get("name", "custom")), np.logspace(np.log10(lo), np.log10(hi), n), spacing="log", **kw)
+    raise ModelFileError(
+        f"the model was trained on a custom grid ({n} px {lo:.1f}–{hi:.1f} Å) that cannot be rebuilt from "
+        "its description; ingest the spectra onto that grid yourself and classify the store"
+    )

@@ -412,3 +412,117 @@ def tune(
         scoring=scoring,
         tuning_s=tuning_s,
     )
+
+
+#: Classes of each task (the binary task leaves intermediates out, as the reference study did).
+TASK_CLASSES = {"binary": ("type1", "type2"), "multiclass": ("type1", "type2", "intermediate")}
+
+
+@dataclass
+class TrainResult:
+    """Outcome of :func:`train`: the tuned model, its scores and everything a model file carries.
+
+    Attributes
+    ----------
+    model : SpectrumSVC
+    tuning : TuningResult
+    split : dict of str to ndarray
+        Row indices (into the spectra given to :func:`train`) of train, validation and test.
+    validation, test : dict
+        :func:`agnlens.models.metrics.evaluate` of the model's ``predict`` on each split.
+    metadata : dict
+        For :func:`agnlens.models.persistence.save_model`.
+    """
+
+    model: SpectrumSVC
+    tuning: TuningResult
+    split: dict
+    validation: dict
+    test: dict
+    metadata: dict
+
+
+def train(
+    spectra,
+    *,
+    task: str = "multiclass",
+    seed: int = 0,
+    fractions=(0.64, 0.16, 0.20),
+    kernels=("linear", "rbf", "poly"),
+    n_boot: int = 1000,
+    n_jobs: int | None = None,
+) -> TrainResult:
+    """Split, tune on validation, score once on test: the study's training protocol.
+
+    Parameters
+    ----------
+    spectra : SpectrumSet
+        Labelled spectra on one grid (labels ``type1``, ``type2``, ``intermediate``; others and
+        unlabelled spectra are left out; the binary task also leaves intermediates out).
+    task : {"binary", "multiclass"}
+    seed : int
+        Seed of the split and of the calibration folds.
+    fractions : (float, float, float)
+        Train, validation, test shares.
+    kernels : sequence of str
+    n_boot : int
+        Bootstrap resamples for the test intervals.
+    n_jobs : int or None
+
+    Returns
+    -------
+    TrainResult
+    """
+    from agnlens.models.metrics import evaluate
+    from agnlens.models.persistence import training_data_hash
+
+    if task not in TASK_CLASSES:
+        raise ValueError(f"train: task must be one of {sorted(TASK_CLASSES)}, got {task!r}")
+    classes = TASK_CLASSES[task]
+    labels = spectra.labels
+    keep = np.flatnonzero(np.isin(labels, classes))
+    present = sorted(set(labels[keep].tolist()))
+    if len(present) < len(classes) or keep.size < 20:
+        raise ValueError(
+            f"train: the {task} task needs labelled spectra of every class {list(classes)}; the spectra "
+            f"hold {keep.size} usable ones of classes {present} — label them with `agnlens ingest --labels`"
+        )
+    X = np.asarray(spectra.flux[keep], dtype=np.float64)
+    y = labels[keep]
+    if not np.all(np.isfinite(X)):
+        raise ValueError("train: the flux holds NaN or infinite values; re-ingest the spectra with agnlens ingest")
+    parts = split(y, fractions=fractions, seed=seed)
+    result = tune(X, y, train_idx=parts["train"], val_idx=parts["validation"], kernels=kernels,
+                  random_state=seed, n_jobs=n_jobs)
+    model = result.best_estimator
+    scores = {}
+    for name in ("validation", "test"):
+        idx = parts[name]
+        proba = model.predict_proba(X[idx])
+        pred = model.classes_[np.argmax(proba, axis=1)]
+        scores[name] = evaluate(y[idx], pred, proba, list(model.classes_), n_boot=0 if name == "validation" else n_boot,
+                                seed=seed)
+    wl = np.asarray(spectra.wavelength)
+    grid = spectra.provenance.get("grid") or {
+        "name": spectra.grid, "n_pixels": int(wl.size), "lo": float(wl[0]), "hi": float(wl[-1]), "spacing": "custom",
+    }
+    metadata = {
+        "task": task,
+        "grid": grid,
+        "preprocessing": {k: v for k, v in spectra.provenance.items() if k != "grid"},
+        "simulated": bool(spectra.simulated),
+        "split_seed": int(seed),
+        "split_fractions": list(fractions),
+        "split_sizes": {k: int(len(v)) for k, v in parts.items()},
+        "data_hash": training_data_hash(spectra.flux[keep], y),
+        "n_spectra": int(keep.size),
+        "best_params": result.best_params,
+        "tuning": result.table.to_dict(orient="records"),
+        "tuning_widened": result.widened,
+        "tuning_s": result.tuning_s,
+        "validation": scores["validation"],
+        "test": scores["test"],
+    }
+    log.info("%s: validation F1 %.3f, test F1 %.3f", task, scores["validation"]["f1"], scores["test"]["f1"])
+    return TrainResult(model, result, {k: keep[v] for k, v in parts.items()}, scores["validation"], scores["test"],
+                       metadata)

@@ -1,0 +1,66 @@
+"""``agnlens evaluate``: score a model file on the labelled spectra of a store."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser(
+        "evaluate",
+        help="score a model on a labelled store (precision, recall, F1, confusion matrix, ROC AUC)",
+        description="Classify the labelled spectra of STORE with MODEL and print the scores with bootstrap "
+        "95 %% intervals; --json writes them.",
+        epilog="example:\n  agnlens evaluate multiclass.skops real.zarr --json real-scores.json",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("model", metavar="MODEL", help="a model file (agnlens train)")
+    p.add_argument("store", metavar="STORE", help="an agnlens store with labelled spectra on the model's grid")
+    p.add_argument("--json", metavar="OUT", help="write the scores as JSON")
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    p.set_defaults(run=run)
+
+
+def run(args) -> int:
+    import json
+
+    import numpy as np
+
+    from agnlens.atomic import write_text
+    from agnlens.cli.train import format_scores
+    from agnlens.errors import UsageError
+    from agnlens.io.store import open_store
+    from agnlens.models.metrics import evaluate
+    from agnlens.models.persistence import check_grid, load_model, training_data_hash
+
+    model, meta = load_model(args.model)
+    spectra = open_store(args.store, lazy=False)
+    check_grid(meta, spectra)
+    labels = spectra.labels
+    keep = np.flatnonzero(np.isin(labels, model.classes_))
+    if keep.size == 0:
+        raise UsageError(
+            f"{args.store}: no spectrum is labelled with one of the model's classes {list(model.classes_)}; "
+            "ingest it with --labels"
+        )
+    X = np.asarray(spectra.flux[keep], dtype=np.float64)
+    y = labels[keep]
+    proba = model.predict_proba(X)
+    pred = model.classes_[np.argmax(proba, axis=1)]
+    scores = evaluate(y, pred, proba, list(model.classes_), seed=args.seed)
+    kind = "SIMULATED " if spectra.simulated else ""
+    print(f"{args.model} on {args.store}: {keep.size} labelled spectra "
+          f"({len(labels) - keep.size} left out: unlabelled or another class)")
+    if training_data_hash(spectra.flux[keep], y) == meta.get("data_hash"):
+        print("note: these are the spectra the model was trained and tuned on; only its test split "
+              f"(test F1 {meta.get('test', {}).get('f1', float('nan')):.3f}) is an unbiased score")
+    print(format_scores(f"{kind}scores", scores))
+    classes = [str(c) for c in model.classes_]
+    print("confusion matrix (rows true, columns predicted): " + ", ".join(classes))
+    for c, row in zip(classes, scores["confusion_matrix"]):
+        print(f"  {c:>12}: " + " ".join(f"{v:6d}" for v in row))
+    if args.json:
+        write_text(args.json, json.dumps({"model": str(args.model), "store": str(args.store), "classes": classes,
+                                          "simulated": spectra.simulated, **scores}, indent=1))
+        print(f"wrote {args.json}")
+    return 0

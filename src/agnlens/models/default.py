@@ -1,0 +1,79 @@
+"""The built-in default model: three-class (or two-class) SVM trained on the simulator.
+
+It is not shipped as a binary: the first call of :func:`default_model` builds it — simulate the
+reference sample (``simulate_set(3346, seed=0, grid="paper")``), then :func:`agnlens.models.tuning.train`
+with ``seed=0`` — and caches it as a skops model file under ``$AGNLENS_CACHE`` (default
+``~/.cache/agnlens``), written atomically. Later calls load the cached file (checked like any model
+file). Rebuilding it by hand gives the same model::
+
+    agnlens simulate --n 3346 --seed 0 --grid paper --out sim.zarr
+    agnlens train sim.zarr --task multiclass --seed 0 --out default-multiclass.skops
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from agnlens.errors import ModelFileError
+
+log = logging.getLogger(__name__)
+
+#: The recipe of the default model.
+DEFAULT_RECIPE = {"n": 3346, "seed": 0, "grid": "paper"}
+
+
+def cache_dir() -> Path:
+    """``$AGNLENS_CACHE`` if set, else ``~/.cache/agnlens``."""
+    env = os.environ.get("AGNLENS_CACHE")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "agnlens"
+
+
+def default_model_path(task: str = "multiclass") -> Path:
+    """Where the cached default model of ``task`` lives (versioned by the agnlens version)."""
+    from agnlens import __version__
+
+    return cache_dir() / f"default-{task}-agnlens-{__version__}.skops"
+
+
+def default_model(task: str = "multiclass", *, rebuild: bool = False) -> tuple[Any, dict]:
+    """The built-in default model, built on first use and cached.
+
+    Parameters
+    ----------
+    task : {"multiclass", "binary"}
+    rebuild : bool
+        Build it again even if a cached file exists.
+
+    Returns
+    -------
+    model : SpectrumSVC
+    metadata : dict
+        As in :func:`agnlens.models.persistence.load_model`; ``default_model`` holds the recipe.
+    """
+    from agnlens.models.persistence import load_model, save_model
+    from agnlens.models.tuning import TASK_CLASSES, train
+
+    if task not in TASK_CLASSES:
+        raise ValueError(f"default_model: task must be one of {sorted(TASK_CLASSES)}, got {task!r}")
+    path = default_model_path(task)
+    if path.exists() and not rebuild:
+        try:
+            return load_model(path)
+        except ModelFileError as exc:
+            log.warning("cached default model unusable (%s); rebuilding it", exc)
+    from agnlens.simulate import simulate_set
+
+    log.info("building the default %s model (first use; cached in %s)", task, path)
+    spectra = simulate_set(DEFAULT_RECIPE["n"], seed=DEFAULT_RECIPE["seed"], grid=DEFAULT_RECIPE["grid"])
+    result = train(spectra, task=task, seed=DEFAULT_RECIPE["seed"])
+    metadata = dict(result.metadata)
+    metadata["default_model"] = {
+        **DEFAULT_RECIPE,
+        "rebuild": "agnlens simulate --n 3346 --seed 0 --grid paper --out sim.zarr && "
+        f"agnlens train sim.zarr --task {task} --seed 0 --out MODEL",
+    }
+    save_model(result.model, path, metadata=metadata)
+    return load_model(path)
