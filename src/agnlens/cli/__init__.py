@@ -17,7 +17,7 @@ from agnlens import __version__
 from agnlens.errors import AgnlensError, UsageError
 
 #: Subcommands, in the order ``--help`` lists them (module names in this package).
-COMMANDS = ["demo", "simulate", "ingest", "info", "report", "download", "explain", "baseline"]
+COMMANDS = ["demo", "simulate", "ingest", "info", "report", "download", "explain", "train", "evaluate", "classify"]
 
 EPILOG = """\
 example, the whole study on the built-in simulated sample:
