@@ -9,8 +9,11 @@ structure lives) and some replacing a card's value with random text.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import random
+import signal
+import threading
 import time
 from pathlib import Path
 
@@ -110,13 +113,38 @@ def _random_plan(rnd: random.Random) -> list[tuple[int, bool, int, int, int]]:
     ]
 
 
+class _Hang(BaseException):
+    """Raised by the alarm when one read runs past the limit (BaseException: never swallowed)."""
+
+
+@contextlib.contextmanager
+def _time_limit(seconds: float, what: str):
+    """Interrupt a read that hangs (SIGALRM; the main thread on Unix), else just time it."""
+    usable = hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread()
+    if not usable:
+        yield
+        return
+
+    def _alarm(signum, frame):
+        raise _Hang(f"{what}: reading did not finish within {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, _alarm)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
 def _check(name: str, data: bytes, plan=None) -> None:
     suffix = ".csv" if name == "csv" else ".fits"
     f = io.BytesIO(data)
     f.name = f"fuzz-{name}{suffix}"
     t0 = time.perf_counter()
     try:
-        s = read_spectrum(f)
+        with _time_limit(MAX_SECONDS, f"{name} with plan {plan}"):
+            s = read_spectrum(f)
     except ReadError:
         s = None
     except Exception as exc:  # report the plan that broke it, then fail
@@ -177,3 +205,11 @@ def _named(name: str) -> io.BytesIO:
     f = io.BytesIO(_sample(name)[0])
     f.name = f"sample-{name}{'.csv' if name == 'csv' else '.fits'}"
     return f
+
+
+def test_hang_guard_interrupts():
+    if not hasattr(signal, "setitimer"):
+        pytest.skip("no SIGALRM on this platform")
+    with pytest.raises(_Hang, match="did not finish"):
+        with _time_limit(0.05, "sleep"):
+            time.sleep(2)
