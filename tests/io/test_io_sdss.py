@@ -393,3 +393,24 @@ def test_simulated_flag(tmp_path, all_spectra):
     assert read_spectrum(tmp_path / "sim-primary.fits").meta["simulated"] is True
     assert read_spectrum(tmp_path / "sim-col.fits").meta["simulated"] is True
     assert read_spectrum(tmp_path / "real-col.fits").meta["simulated"] is False
+
+
+@pytest.mark.parametrize("value, ok", [("2147483648", True), ("1E999", False), ("'text'", False)])
+def test_column_offsets_tzero(tmp_path, value, ok):
+    """TZERO on an integer column (unsigned convention) is applied; a non-finite one is an error."""
+    data = bytearray(LEGACY.read_bytes())
+    with fits.open(LEGACY) as hdul:
+        start = hdul.fileinfo(1)["hdrLoc"]
+    i = data.index(b"COMMENT Coadded spectrum", start)
+    data[i : i + 80] = f"TZERO4  = {value:>20}".ljust(80).encode()
+    p = tmp_path / "tzero.fits"
+    p.write_bytes(bytes(data))
+    if ok:
+        with fits.open(p) as hdul:  # astropy applies the same offset
+            expected = hdul[1].data["and_mask"].astype(np.int64)
+        s = read_spectrum(p, bad_bits=1 << 31)
+        assert expected.min() >= 2**31
+        np.testing.assert_array_equal(s.mask, ((expected & (1 << 31)) != 0) | ~(read_spectrum(LEGACY).ivar > 0))
+    else:
+        with pytest.raises(ReadError, match="TZERO4"):
+            read_spectrum(p)

@@ -470,6 +470,8 @@ class _Table:
     def _scale(self, arr: np.ndarray, i: int) -> np.ndarray:
         tscal = self.f.float_key(self.hdu, f"TSCAL{i}", default=1.0)
         tzero = self.f.float_key(self.hdu, f"TZERO{i}", default=0.0)
+        if not (math.isfinite(tscal) and math.isfinite(tzero)):
+            raise self.f.error(f"{self.hdu.label}: TSCAL{i}/TZERO{i} = {tscal}/{tzero}, expected finite numbers")
         if arr.dtype.kind == "f":
             out = arr.astype(np.float64)
             if tscal == 1.0 and tzero == 0.0:
