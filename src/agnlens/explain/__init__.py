@@ -1,5 +1,12 @@
 """Explaining decisions: exact saliency (gradients) and other attribution methods."""
 
+from agnlens.explain.faithfulness import Faithfulness, deletion_curve, faithfulness, insertion_curve
 from agnlens.explain.gradient import decision_gradient, proba_gradient, verify
+from agnlens.explain.linestats import CentreWings, centre_wings, line_table
+from agnlens.explain.saliency import Saliency, continuum, saliency
 
-__all__ = ["decision_gradient", "proba_gradient", "verify"]
+__all__ = [
+    "CentreWings", "Faithfulness", "Saliency", "centre_wings", "continuum", "decision_gradient",
+    "deletion_curve", "faithfulness", "insertion_curve", "line_table", "proba_gradient", "saliency",
+    "verify",
+]

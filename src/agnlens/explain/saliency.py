@@ -251,6 +251,7 @@ class Saliency:
         directory.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.tmp-", dir=directory.parent))
         try:
+            tmp.chmod(0o755)  # mkdtemp makes it private; the results folder is meant to be shared
             np.save(tmp / "values.npy", self.values.astype(np.float32))
             np.save(tmp / "wavelength.npy", self.wavelength.astype(np.float64))
             np.save(tmp / "flux.npy", self.flux.astype(np.float32))
