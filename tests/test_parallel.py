@@ -190,6 +190,7 @@ def test_processes_scheduler_is_two_single_thread_processes(cluster):
     import distributed
 
     with distributed.Client(cluster) as client:
+        client.wait_for_workers(2, timeout=120)  # a worker killed by an earlier test may be restarting
         info = client.scheduler_info()
         assert sorted(client.nthreads().values()) == [1, 1]
         pids = client.run(os.getpid)
@@ -202,6 +203,12 @@ def test_errors(store, model, tmp_path):
     classify_store(model, store, tmp_path / "b")
     with pytest.raises(ValueError, match="holds results of a different run.*chunk_size"):
         classify_store(model, store, tmp_path / "b", chunk_size=100)
+    # a store rewritten with other spectra (same size) is not mistaken for the one classified
+    other = write_store(synthetic(300, seed=7), tmp_path / "other.zarr", chunk_size=50)
+    classify_store(model, other, tmp_path / "o")
+    write_store(synthetic(300, seed=8), other, chunk_size=50, overwrite=True)
+    with pytest.raises(ValueError, match="different run.*store_uid"):
+        classify_store(model, other, tmp_path / "o")
     with pytest.raises(TypeError, match="predict_proba"):
         classify_store(object(), store, tmp_path / "c")
     with pytest.raises(ValueError, match="retries must be"):

@@ -247,8 +247,11 @@ def test_append_matches_one_write(tmp_path):
     assert_sets_equal(whole, back)
     info = store_info(path)
     assert info["n_spectra"] == 145 and len(info["provenance"]["appends"]) == 2
+    uid = info["uid"]
+    append_store(make_set(1, start=999), path)
+    assert store_info(path)["uid"] != uid
     assert info["provenance"]["source_files"]["count"] == 145
-    assert store_chunks(path) == [(i, min(i + 20, 145)) for i in range(0, 145, 20)]
+    assert store_chunks(path) == [(i, min(i + 20, 146)) for i in range(0, 146, 20)]
 
 
 def test_append_interrupted_by_exception_is_rolled_back(tmp_path):

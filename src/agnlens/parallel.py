@@ -209,7 +209,7 @@ def map_chunks(
         "n_spectra": info["n_spectra"],
         "chunk_size": size,
         "n_chunks": len(ranges),
-        "store_created": info["provenance"].get("created", ""),
+        "store_uid": info["uid"],
     }
     parts = out_path / "parts"
     result = MapResult(out_path=out_path, n_rows=info["n_spectra"], n_chunks=len(ranges))

@@ -236,6 +236,7 @@ def append_store(
         )
         attrs["provenance"] = prov
         attrs["n_spectra"] = int(n_new)
+        attrs["uid"] = uuid.uuid4().hex  # new content, new identity (results of the old one are stale)
         group.attrs["agnlens"] = attrs  # the commit: one atomic rewrite of zarr.json
     except BaseException:
         # best effort roll-back of the shapes; if even this fails, readers still see n_old rows
@@ -338,7 +339,8 @@ def store_info(path: str | os.PathLike) -> dict[str, Any]:
     dict
         ``path``, ``n_spectra``, ``counts`` (spectra per label; ``""`` = unlabelled), ``grid``
         (name, n_pixels, lo, hi, spacing...), ``grid_name``, ``chunk_size``, ``simulated``,
-        ``provenance``, ``format_version``, ``columns`` (metadata column names).
+        ``provenance``, ``format_version``, ``uid`` (changes with every write and append),
+        ``columns`` (metadata column names).
     """
     path = Path(path)
     group, info = _open_group(path, mode="r")
@@ -360,6 +362,7 @@ def store_info(path: str | os.PathLike) -> dict[str, Any]:
         "simulated": bool(prov.get("simulated", False)),
         "provenance": prov,
         "format_version": int(info["version"]),
+        "uid": str(info.get("uid", "")),
         "columns": [c["name"] for c in info["columns"]],
     }
 
@@ -403,6 +406,7 @@ def _write_new(spectra: SpectrumSet, tmp: Path, chunk_size: int, progress: Progr
         "format": FORMAT_NAME,
         "version": FORMAT_VERSION,
         "n_spectra": int(n),
+        "uid": uuid.uuid4().hex,
         "grid": spectra.grid,
         "chunk_size": int(chunk_size),
         "columns": columns,
