@@ -268,3 +268,16 @@ def test_save_load_round_trip(model, data, tmp_path):
 def test_load_of_a_wrong_folder_says_what_is_missing(tmp_path):
     with pytest.raises(FileNotFoundError, match="not a saliency folder, missing values.npy"):
         Saliency.load(tmp_path)
+
+
+def test_binary_model_gradients_of_the_two_classes_cancel(data):
+    # p0 + p1 = 1, so their saliency maps are exact opposites; integer labels work as targets
+    keep = data.labels != "intermediate"
+    X = np.asarray(data.flux[keep], float)
+    y = np.where(data.labels[keep] == "type1", 1, 2)
+    m = SpectrumSVC(kernel="rbf", C=1.0, random_state=0).fit(X, y)
+    a = saliency(m, X[:4], wavelength=WL, target=1)
+    b = saliency(m, X[:4], wavelength=WL, target=2)
+    assert set(a.target) == {"1"} and set(b.target) == {"2"}
+    np.testing.assert_allclose(a.values, -b.values, atol=1e-12 * np.abs(a.values).max())
+    np.testing.assert_allclose(a.p_target + b.p_target, 1.0)

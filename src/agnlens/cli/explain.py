@@ -165,36 +165,51 @@ def _load_model(name: str):
 
 
 def _read_inputs(args, model, metadata):
-    """Spectra on the model's grid, and the inputs that could not be used."""
+    """Spectra on the model's grid, and the inputs that could not be used.
+
+    The same reading rules as ``agnlens classify`` (stores must be on the model's grid; FITS
+    files are preprocessed onto it; each rejection is reported once, by the command).
+    """
+    import logging
+
+    from agnlens.cli.classify import is_store
     from agnlens.ingest import ingest
     from agnlens.io.store import open_store
+    from agnlens.models.persistence import check_grid
+    from agnlens.spectra import SpectrumSet
+
+    has_grid = isinstance(metadata.get("grid"), dict)
+    stores = [s for s in args.inputs if is_store(s)]
+    files = [s for s in args.inputs if not is_store(s)]
+    sets, rejected = [], []
+    for s in stores:
+        spectra = open_store(s, lazy=False)
+        if has_grid:
+            check_grid(metadata, spectra)
+        sets.append(spectra)
+    if files:
+        ingest_log = logging.getLogger("agnlens.ingest")
+        was_disabled, ingest_log.disabled = ingest_log.disabled, True
+        try:
+            spectra, summary = ingest(files, labels=args.labels, grid=_model_grid(model, metadata))
+        finally:
+            ingest_log.disabled = was_disabled
+        rejected.extend(summary.rejected)
+        sets.append(spectra)
+    full = [s for s in sets if len(s)]
+    return (SpectrumSet.concat(full) if full else sets[0]), rejected
+
+
+def _model_grid(model, metadata):
+    """The grid a model was trained on: from its metadata, else guessed by its number of pixels."""
     from agnlens.preprocess import GRIDS
 
-    if len(args.inputs) == 1 and _is_store(Path(args.inputs[0])):
-        spectra, rejected = open_store(args.inputs[0], lazy=False), []
-    else:
-        spectra, summary = ingest(args.inputs, labels=args.labels, grid=_model_grid(model, metadata, GRIDS))
-        rejected = summary.rejected
-    if len(spectra) and isinstance(metadata.get("grid"), dict):
-        from agnlens.models.persistence import check_grid
+    if isinstance(metadata.get("grid"), dict):
+        from agnlens.models.persistence import grid_from_metadata
 
-        check_grid(metadata, spectra)
-    return spectra, rejected
-
-
-def _is_store(path: Path) -> bool:
-    return path.is_dir() and (path / "zarr.json").is_file()
-
-
-def _model_grid(model, metadata, grids) -> str:
-    """The grid a model was trained on: from its metadata, else by its number of pixels."""
-    grid = metadata.get("grid")
-    if isinstance(grid, dict) and grid.get("name") in grids:
-        return grid["name"]
-    if isinstance(grid, str) and grid in grids:
-        return grid
+        return grid_from_metadata(metadata)
     n = getattr(model, "n_features_in_", None)
-    for name, make in grids.items():
+    for name, make in GRIDS.items():
         if make().wavelength.size == n:
             return name
     return "paper"
