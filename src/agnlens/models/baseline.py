@@ -378,7 +378,7 @@ class PhysicsBaseline(ClassifierMixin, BaseEstimator):
         out["oiii_flux"] = oiii_flux
         out["oiii_fwhm"] = out["hb_fwhm_narrow"]
         hb_total = out["hb_flux_narrow"] + max(out["hb_flux_broad"], 0.0)
-        out["r_oiii_hb"] = oiii_flux / hb_total if hb_total > 0 else np.inf
+        out["r_oiii_hb"] = _ratio(oiii_flux, hb_total)
         covered = _covers(wl, HALPHA)
         out["halpha_covered"] = covered
         if covered:
@@ -387,7 +387,7 @@ class PhysicsBaseline(ClassifierMixin, BaseEstimator):
                 out[f"ha_{key}"] = value
             out["ha_flux_narrow"] = out.pop("ha_flux_narrow_0")
             nii = out.pop("ha_flux_narrow_1")
-            out["nii_ha"] = nii / out["ha_flux_narrow"] if out["ha_flux_narrow"] > 0 else np.inf
+            out["nii_ha"] = _ratio(nii, out["ha_flux_narrow"])
         else:
             for key in hb:
                 if key not in ("flux_narrow_0", "flux_narrow_1"):
@@ -461,6 +461,19 @@ def _n_workers(n_jobs: int | None, n: int) -> int:
 def _measure_rows(est: PhysicsBaseline, wl, flux, ivar) -> list[dict]:
     """Measure a block of spectra (module level so that worker processes can run it)."""
     return [est._measure_one(wl, flux[i], None if ivar is None else ivar[i]) for i in range(flux.shape[0])]
+
+
+#: Line fluxes (normalised flux × Å, i.e. equivalent widths in units of the 5100 Å continuum)
+#: below this are "no line" when they divide: a ratio over a vanishing line is reported as inf.
+_MIN_RATIO_FLUX = 1e-3
+
+
+def _ratio(num: float, den: float) -> float:
+    if not (np.isfinite(num) and np.isfinite(den)):
+        return np.nan
+    if den < _MIN_RATIO_FLUX:
+        return np.inf if num >= _MIN_RATIO_FLUX else np.nan
+    return num / den
 
 
 def _covers(wl: np.ndarray, cx: _Complex) -> bool:
