@@ -98,11 +98,12 @@ def test_explain_a_store(model_file, tmp_path, capsys):
     store = tmp_path / "s.zarr"
     write_store(simulate_set(counts={"type1": 3, "type2": 3, "intermediate": 2}, seed=2), store)
     status = main(["explain", str(path), str(store), "--out", str(tmp_path / "o"), "--method", "occlusion",
-                   "--max-figures", "0"])
+                   "--max-figures", "1", "--panels"])
     assert status == 0, capsys.readouterr().err
     sal = Saliency.load(tmp_path / "o" / "saliency")
     assert len(sal) == 8 and sal.method == "occlusion"
     assert set(sal.labels) == {"type1", "type2", "intermediate"}
+    assert len(list((tmp_path / "o" / "figures" / "saliency").glob("*.png"))) == 1
 
 
 def test_usage_errors(model_file, fits_dir, tmp_path, capsys):

@@ -46,6 +46,7 @@ def add_parser(sub) -> None:
                    help=f"check the exact gradient against finite differences on up to {VERIFY_SPECTRA} "
                    f"spectra; exit 1 if the max relative error exceeds {VERIFY_TOLERANCE:g}")
     p.add_argument("--max-figures", type=int, default=50, metavar="N", help="figures for at most N spectra (default 50; 0: none)")
+    p.add_argument("--panels", action="store_true", help="figures with one panel per class (the saliency of every class's probability)")
     p.add_argument("--labels", metavar="CATALOG", help="label catalogue, to show true types in titles")
     p.set_defaults(run=run)
 
@@ -102,7 +103,8 @@ def run(args) -> int:
 
     n_fig = min(args.max_figures, len(sal))
     if n_fig:
-        _figures(sal, cws, table, out, n_fig, args.progress)
+        panels = _all_classes(model, spectra[np.arange(n_fig)], args.method) if args.panels else None
+        _figures(sal, cws, table, out, n_fig, args.progress, panels)
 
     status = 1 if rejected else 0
     print(
@@ -250,9 +252,16 @@ def _concat(parts, cls):
     )
 
 
-def _figures(sal, cws, table, out: Path, n_fig: int, progress: bool) -> None:
+def _all_classes(model, spectra, method):
+    """Saliency of every class's probability, {class: Saliency}, for ``--panels``."""
+    from agnlens.explain.saliency import saliency
+
+    return {str(c): saliency(model, spectra, method=method, target=k) for k, c in enumerate(model.classes_)}
+
+
+def _figures(sal, cws, table, out: Path, n_fig: int, progress: bool, panels=None) -> None:
     from agnlens.atomic import atomic_path
-    from agnlens.plot.saliency import plot_centre_wings, plot_line_table
+    from agnlens.plot.saliency import plot_centre_wings, plot_line_table, plot_saliency_panels
 
     def save(fig, path: Path, dpi=100):
         with atomic_path(path) as tmp:
@@ -267,7 +276,15 @@ def _figures(sal, cws, table, out: Path, n_fig: int, progress: bool) -> None:
     for i in rows:
         # the pipeline's and report's file-name rule for figures/saliency/<spec_id>.png
         name = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in str(sal.spec_id[i])) or f"row{i}"
-        save(sal.plot(i).figure, folder / f"{name}.png", dpi=90)
+        if panels:
+            title = f"{sal.spec_id[i]}  true: {sal.labels[i] or '?'}  predicted: {sal.predicted[i]}"
+            fig = plot_saliency_panels(
+                sal.wavelength, sal.flux[i], {c: p.values[i] for c, p in panels.items()},
+                probabilities=sal.probabilities[i], title=title,
+            )
+        else:
+            fig = sal.plot(i).figure
+        save(fig, folder / f"{name}.png", dpi=90)
     save(plot_line_table(table).figure, out / "figures" / "line_table.png")
     if cws:
         save(plot_centre_wings(cws if len(cws) > 1 else cws[0]).figure, out / "figures" / "centre_wings.png")
