@@ -272,3 +272,23 @@ def test_cli_baseline_writes_the_measurement_table(tmp_path, capsys):
     expected = PhysicsBaseline().fit(spectra).measure(spectra)
     np.testing.assert_allclose(table["hb_fwhm_broad"], expected["hb_fwhm_broad"], rtol=1e-6)
     assert "6 spectra classified" in capsys.readouterr().out
+
+
+def test_on_the_project_simulator():
+    """Spectra of agnlens.simulate (host light, Fe II, [O III] wings): broad FWHM within 10 % for
+    single-Gaussian broad lines at good S/N, and type 2 stays type 2."""
+    from agnlens.simulate import simulate_set
+
+    spectra = simulate_set(200, seed=5, grid="balmer", counts={"type1": 100, "type2": 100})
+    table = PhysicsBaseline().fit(spectra).measure(spectra)
+    meta = spectra.meta
+    type2 = meta["label"].to_numpy() == "type2"
+    assert (table.loc[type2, "label"] == "type2").mean() >= 0.98
+    single = (meta["label"] == "type1") & (meta["broad_wing_fraction"] == 0) & (meta["snr"] > 15)
+    single &= (meta["fwhm_broad"] > 1500).to_numpy()
+    assert single.sum() >= 20
+    for col in ("hb_fwhm_broad", "ha_fwhm_broad"):
+        ratio = table.loc[single, col] / meta.loc[single, "fwhm_broad"]
+        assert (np.abs(ratio - 1.0) < 0.10).mean() >= 0.85, (col, ratio.describe())
+        assert abs(ratio.median() - 1.0) < 0.05
+    assert (table.loc[meta["label"] == "type1", "label"] != "type2").mean() >= 0.95
