@@ -251,6 +251,9 @@ def test_report_sections_images_and_no_external_urls(built):
         assert url.startswith(("data:", "#")), url
     assert not re.search(r"url\(\s*['\"]?(?!data:)", html)
     assert not re.search(r"<(link|iframe|object|embed)\b", html)
+    # the only URL-looking text is the SVG namespace name in the map code (never fetched)
+    assert "https://" not in html
+    assert html.replace('"http://www.w3.org/2000/svg"', "").count("http://") == 0
     # the saliency figures the map refers to exist in the page
     data = json.loads(next(body for attrs, body in page.scripts if attrs.get("id") == "map-data"))
     figs = {f for f in data["fig"] if f}

@@ -99,7 +99,7 @@ def plot_embedding(
 
     if ax is None:
         ax = new_axes()
-    size = float(np.clip(2000.0 / max(n, 1), 3.0, 25.0))
+    size = float(np.clip(3000.0 / max(n, 1), 4.0, 25.0))
     others = ~np.isin(y, list(CLASS_COLOURS))
     if others.any():
         ax.scatter(*xy[others].T, s=size, c=OTHER_COLOUR, linewidths=0, label=f"other ({others.sum()})")

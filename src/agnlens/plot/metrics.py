@@ -102,13 +102,24 @@ def plot_tuning(table: pd.DataFrame, *, ax: Axes | None = None, title: str | Non
     df = table.copy()
     df["_gamma"] = df["gamma"].map(_gamma_key) if "gamma" in df else ""
     df["_cw"] = df["class_weight"].fillna("none").astype(str) if "class_weight" in df else ""
+    df["_deg"] = (df["degree"].map(lambda d: "" if _gamma_key(d) == "" else f"degree {int(float(d))}")
+                  if "degree" in df else "")
     if ax is None:
-        ax = new_axes((6.4, 4.2))
-    groups = df.groupby(["kernel", "_gamma", "_cw"], sort=True, dropna=False)
-    for (kernel, gamma, cw), g in groups:
+        ax = new_axes((8.4, 4.2))
+    groups = df.groupby(["kernel", "_deg", "_gamma", "_cw"], sort=True, dropna=False)
+    # one colour per kernel setting, one line style per class weighting
+    settings = sorted({key[:3] for key in groups.groups})
+    weights = sorted({key[3] for key in groups.groups})
+    import matplotlib
+
+    cmap = matplotlib.colormaps["tab10" if len(settings) <= 10 else "tab20"]
+    styles = ["-", "--", ":", "-."]
+    for (kernel, deg, gamma, cw), g in groups:
         g = g.sort_values("C")
-        label = ", ".join(p for p in (str(kernel), gamma, f"weights {cw}" if cw else "") if p)
-        ax.plot(g["C"].astype(float), g["validation_f1"].astype(float), marker="o", ms=3, lw=1, label=label)
+        label = ", ".join(p for p in (str(kernel), deg, gamma, f"weights {cw}" if cw else "") if p)
+        ax.plot(g["C"].astype(float), g["validation_f1"].astype(float), marker="o", ms=3, lw=1, label=label,
+                color=cmap(settings.index((kernel, deg, gamma)) % cmap.N),
+                linestyle=styles[weights.index(cw) % len(styles)])
     if "best" in df:
         best = df[df["best"].astype(str).str.lower().isin(["true", "1"])]
     else:
@@ -121,6 +132,8 @@ def plot_tuning(table: pd.DataFrame, *, ax: Axes | None = None, title: str | Non
     ax.set_ylabel("validation macro F1")
     if title:
         ax.set_title(title)
-    ax.legend(fontsize="x-small", ncol=2 if groups.ngroups > 6 else 1)
+    # beside the axes: a search has many configurations and the curves fill the plot
+    ax.legend(fontsize="x-small", loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0,
+              ncol=2 if groups.ngroups > 14 else 1, frameon=False)
     ax.grid(alpha=0.3)
     return ax

@@ -166,9 +166,9 @@ def _png_data_uri(path: Path, max_width: int, palette: bool = False) -> tuple[st
                 im = im.convert("RGBA")
             if palette and im.mode in ("RGB", "RGBA"):
                 # figures are flat colours on white: 256-colour palettes keep them crisp at ~1/3 size
-                im = im.convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
+                im = im.convert("RGB").quantize(colors=256, method=Image.Quantize.FASTOCTREE, dither=Image.Dither.NONE)
             buf = io.BytesIO()
-            im.save(buf, format="PNG", optimize=True)
+            im.save(buf, format="PNG", compress_level=6)
             width, height = im.size
     except (OSError, UnidentifiedImageError, ValueError) as exc:
         logger.warning("report: %s is not a readable PNG (%s); left out", path, exc)
@@ -187,19 +187,25 @@ def _figure(folder: Path, rel: str, max_width: int = 900, palette: bool = True) 
     return {"src": uri, "width": w, "height": h, "name": rel}
 
 
-def _matplotlib_figure_uri(ax: Any, max_width: int = 900) -> dict:
-    buf = io.BytesIO()
-    ax.figure.savefig(buf, format="png", dpi=100)
+def _tuning_figure(tuning: pd.DataFrame, title: str) -> dict:
+    """Validation F1 against C, drawn here from the search table (the results folder has no such figure)."""
+    from matplotlib.figure import Figure
     from PIL import Image
 
+    from agnlens.plot.metrics import plot_tuning
+
+    n_groups = len(tuning.drop_duplicates([c for c in ("kernel", "gamma", "degree", "class_weight") if c in tuning]))
+    wide = n_groups > 14  # two legend columns
+    fig = Figure(figsize=(9.6 if wide else 8.0, 4.2))  # fixed margins: constrained layout would double the cost
+    fig.subplots_adjust(left=0.08, right=0.52 if wide else 0.62, bottom=0.12, top=0.92)
+    ax = plot_tuning(tuning, ax=fig.add_subplot(), title=title)
+    buf = io.BytesIO()
+    ax.figure.savefig(buf, format="png", dpi=90)
     buf.seek(0)
     with Image.open(buf) as im:
-        im.load()
-        if im.width > max_width:
-            im = im.resize((max_width, round(im.height * max_width / im.width)), Image.Resampling.LANCZOS)
-        im = im.convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
+        im = im.convert("RGB").quantize(colors=256, method=Image.Quantize.FASTOCTREE, dither=Image.Dither.NONE)
         out = io.BytesIO()
-        im.save(out, format="PNG", optimize=True)
+        im.save(out, format="PNG", compress_level=6)
         w, h = im.size
     return {"src": "data:image/png;base64," + base64.b64encode(out.getvalue()).decode("ascii"),
             "width": w, "height": h, "name": "tuning figure"}
@@ -254,7 +260,7 @@ def _task_context(metrics: dict, task: str, folder: Path, tuning: pd.DataFrame |
     ctx.update(
         classes=[class_name(c) for c in classes],
         best_params=[{"name": k, "value": fmt_g(v) if isinstance(v, (int, float)) and not isinstance(v, bool)
-                      else ("—" if v is None else str(v))} for k, v in best.items()],
+                      else str(v)} for k, v in best.items() if v is not None],
         validation_f1=val.get("f1"),
         test_f1=test.get("f1"),
         test_f1_ci=fmt_ci(test.get("f1_ci95")),
@@ -267,7 +273,7 @@ def _task_context(metrics: dict, task: str, folder: Path, tuning: pd.DataFrame |
         tuning=None,
     )
     if tuning is not None and len(tuning):
-        cols = [c for c in ("kernel", "C", "gamma", "class_weight", "validation_f1", "fit_s") if c in tuning]
+        cols = [c for c in ("kernel", "C", "gamma", "degree", "class_weight", "validation_f1", "fit_s") if c in tuning]
         df = tuning.copy()
         if "validation_f1" in df:
             df = df.sort_values("validation_f1", ascending=False, kind="stable")
@@ -282,17 +288,15 @@ def _task_context(metrics: dict, task: str, folder: Path, tuning: pd.DataFrame |
                     cells.append(fmt(v))
                 elif c == "fit_s":
                     cells.append(fmt_s(v))
-                elif c in ("C", "gamma"):
+                elif c in ("C", "gamma", "degree"):
                     cells.append(fmt_g(v))
                 else:
                     cells.append("—" if v is None or (isinstance(v, float) and math.isnan(v)) else str(v))
             table_rows.append({"cells": cells, "best": bool(is_best)})
         figure = _figure(folder, f"figures/tuning_{task}.png")  # the pipeline's own, if it wrote one
         if figure is None and {"kernel", "C", "validation_f1"} <= set(tuning.columns):
-            from agnlens.plot.metrics import plot_tuning
-
             try:
-                figure = _matplotlib_figure_uri(plot_tuning(tuning, title=TASK_TITLES[task]))
+                figure = _tuning_figure(tuning, TASK_TITLES[task])
             except (ValueError, TypeError) as exc:
                 logger.warning("report: tuning figure for %s failed (%s)", task, exc)
         ctx["tuning"] = {
@@ -327,7 +331,7 @@ def _saliency_context(metrics: dict, folder: Path, embedding: pd.DataFrame | Non
                 continue
             sid = str(row["spec_id"])
             rel = figure_of.get(sid, f"figures/saliency/{_safe(sid)}.png")
-            fig = _figure(folder, rel, max_width=560)
+            fig = _figure(folder, rel, max_width=900)
             fig_id = f"sal-{i}"
             if fig is not None:
                 figure_ids[sid] = fig_id

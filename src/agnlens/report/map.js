@@ -227,9 +227,24 @@
     host.setAttribute("data-ready", "true");
   }
 
-  if (document.readyState === "loading") {
-    document.addEventListener("DOMContentLoaded", init);
-  } else {
+  // saliency gallery: a click on a thumbnail shows it at full width (and back)
+  function initGallery() {
+    var thumbs = document.querySelectorAll(".thumb img.saliency");
+    for (var i = 0; i < thumbs.length; i++) {
+      thumbs[i].addEventListener("click", function (evt) {
+        evt.currentTarget.parentNode.classList.toggle("zoom");
+      });
+    }
+  }
+
+  function start() {
+    initGallery();
     init();
+  }
+
+  if (document.readyState === "loading") {
+    document.addEventListener("DOMContentLoaded", start);
+  } else {
+    start();
   }
 })();
