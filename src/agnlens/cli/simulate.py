@@ -37,21 +37,13 @@ def run(args) -> int:
     from agnlens.simulate import simulate, simulate_set
 
     if args.fits_dir:
-        from agnlens.io.sdss_write import write_sdss_many
-
         from pathlib import Path
 
-        import pandas as pd
-
-        from agnlens.atomic import atomic_path
+        from agnlens.io.sdss_write import write_labels, write_sdss_many
 
         spectra = simulate(args.n, seed=args.seed, grid=args.grid)
         paths = write_sdss_many(spectra, args.fits_dir)
-        labels = pd.DataFrame(
-            [{k: s.meta[k] for k in ("spec_id", "label", "subtype", "z", "fwhm_broad")} for s in spectra]
-        )
-        with atomic_path(Path(args.fits_dir) / "labels.csv") as tmp:
-            labels.to_csv(tmp, index=False)
+        write_labels(spectra, Path(args.fits_dir) / "labels.csv")
         print(
             f"wrote {len(paths)} SIMULATED spec-*.fits files and their labels.csv to {args.fits_dir}\n"
             f"next: agnlens ingest {args.fits_dir} --labels {Path(args.fits_dir) / 'labels.csv'} --out STORE"
