@@ -97,11 +97,18 @@ class PhysicsBaseline(ClassifierMixin, BaseEstimator):
     For each rest-frame, normalised spectrum (as :func:`agnlens.preprocess.preprocess` makes them)
     :func:`scipy.optimize.least_squares` fits two models to the 4640–5080 Å window: (a) a linear
     continuum, narrow Hβ and the [O III] 4960/5008 doublet (one velocity and width for all narrow
-    lines, 4960 = 5008 / 2.98), and (b) the same plus a broad Hβ Gaussian (FWHM 1,000–20,000
-    km/s, free velocity within ±3,000 km/s). Where the grid reaches 6690 Å (the ``balmer`` grid)
-    the 6400–6690 Å window is fitted the same way with narrow Hα, [N II] 6550/6585 (ratio 1/3.05,
-    width and velocity tied to narrow Hα) and an optional broad Hα. Pixels are weighted by their
-    inverse variance.
+    lines, 4960 = 5008 / 2.98, narrow FWHM up to 940 km/s), and (b) the same plus a broad Hβ
+    Gaussian (FWHM 1,000–15,000 km/s, velocity within ±3,000 km/s). Where the grid reaches 6690 Å
+    (the ``balmer`` grid) the 6400–6690 Å window is fitted the same way with narrow Hα, [N II]
+    6550/6585 (ratio 1/3.05, width and velocity tied to narrow Hα) and an optional broad Hα.
+    Pixels are weighted by their inverse variance. The broad flux may take either sign: a
+    negative one models a broad absorption trough (the host's stellar Balmer absorption under a
+    type 2's narrow lines) and never counts as a broad line. The fit is MINPACK's
+    Levenberg–Marquardt (``least_squares(method="lm")``) with analytic Jacobian, bounds imposed by
+    a change of variables; the broad model starts from the width and flux of what the narrow fit
+    leaves, and restarts from fixed widths when it ends on a width bound or above the narrow χ².
+    About 5 ms of CPU per spectrum on the ``paper`` grid, 10 ms on ``balmer``; ``n_jobs`` spreads
+    the spectra over processes.
 
     **Model selection** by ΔBIC = (χ²_narrow − χ²_broad) / s² − 3 ln n, where n is the number of
     good pixels in the window and s² = max(1, χ²_broad / dof) rescales the χ² when the model does not
@@ -109,7 +116,8 @@ class PhysicsBaseline(ClassifierMixin, BaseEstimator):
     criterion an F-test in that case. When only a bare flux array is given, without ivar, all
     pixels weigh the same and s² is the residual variance of the broad model.
 
-    **Rules** (after Osterbrock & Winkler 1992; R = [O III] 5008 / Hβ(narrow + broad)):
+    **Rules** (after Osterbrock & Winkler 1992; R = [O III] 5008 / Hβ(narrow + positive broad),
+    ``inf`` when Hβ vanishes):
 
     * a broad Hβ component counts when ΔBIC ≥ ``min_delta_bic``, its intrinsic FWHM ≥
       ``min_broad_fwhm`` (km/s, after removing the instrumental σ in quadrature) and its flux is at
@@ -256,7 +264,9 @@ class PhysicsBaseline(ClassifierMixin, BaseEstimator):
             (``"1.0"``, ``"1.2"``, ``"1.5"``, ``"1.8"``, ``"1.9"``, ``"2"`` or ``"?"``), ``label``,
             ``confidence``; for Hβ (prefix ``hb_``) and Hα (prefix ``ha_``, NaN when not covered):
             ``fwhm_broad`` (intrinsic, km/s), ``fwhm_broad_err``, ``velocity_broad`` (km/s),
-            ``flux_broad`` and ``flux_narrow`` (normalised flux × Å), ``flux_broad_err``,
+            ``flux_broad`` (negative: an absorption trough; 0 when ΔBIC ≤ 0) and ``flux_narrow``
+            (normalised flux × Å, i.e. equivalent width in units of the 5100 Å continuum),
+            ``flux_broad_err``,
             ``broad_snr`` (flux / error), ``broad_fraction`` (broad / total), ``delta_bic``,
             ``broad`` (counts by the rules), ``strong`` (strong by the rules), ``fwhm_narrow``,
             ``good_pixels``; ``oiii_flux``, ``oiii_fwhm`` (5008, intrinsic km/s), ``r_oiii_hb``
@@ -269,10 +279,16 @@ class PhysicsBaseline(ClassifierMixin, BaseEstimator):
         if n_workers == 1:
             rows = _measure_rows(self, wl, flux, ivar)
         else:
+            import multiprocessing
+            import threading
             from concurrent.futures import ProcessPoolExecutor
 
             chunks = np.array_split(np.arange(n), n_workers * 4)
-            with ProcessPoolExecutor(max_workers=n_workers) as pool:
+            # Fork is fast and safe from a single-threaded caller; with other threads alive (dask,
+            # tqdm...) a forked child could inherit a held lock, so use a clean forkserver.
+            single = threading.active_count() == 1 and "fork" in multiprocessing.get_all_start_methods()
+            context = multiprocessing.get_context("fork" if single else "forkserver")
+            with ProcessPoolExecutor(max_workers=n_workers, mp_context=context) as pool:
                 futures = [
                     pool.submit(_measure_rows, self, wl, flux[c], None if ivar is None else ivar[c])
                     for c in chunks
@@ -315,6 +331,8 @@ class PhysicsBaseline(ClassifierMixin, BaseEstimator):
         """
         check_is_fitted(self, "classes_")
         n = len(table)
+        if n == 0:
+            return np.zeros((0, len(self.classes_)))
         proba = np.full((n, len(self.classes_)), 1.0 / len(self.classes_))
         for i, (label, conf) in enumerate(zip(table["label"], table["confidence"], strict=True)):
             if label in self.classes_:
