@@ -56,6 +56,7 @@ def test_explain_writes_values_index_figures_and_line_table(model_file, fits_dir
     # the values are the exact gradient of the predicted class (stored as float32)
     exact = proba_gradient(model, sal.flux, target=sal.target_index)
     np.testing.assert_allclose(sal.values, exact, rtol=1e-4, atol=1e-7 * np.abs(exact).max())
+    assert (out / "figures" / "gallery.png").is_file() and (out / "figures" / "line_table.png").is_file()
     figures = sorted(p.name for p in (out / "figures" / "saliency").iterdir())
     assert len(figures) == 4 and figures[0].endswith(".png") and figures[0][:-4] in set(sal.spec_id)
     table = pd.read_csv(out / "line_table.csv")

@@ -289,3 +289,14 @@ def test_binary_model_gradients_of_the_two_classes_cancel(data):
     assert set(a.target) == {"1"} and set(b.target) == {"2"}
     np.testing.assert_allclose(a.values, -b.values, atol=1e-12 * np.abs(a.values).max())
     np.testing.assert_allclose(a.p_target + b.p_target, 1.0)
+
+
+def test_study_sample_takes_every_misclassified_and_a_seeded_random_sample(model, data):
+    sal = saliency(model, data)
+    sal.predicted[[0, 5, 40]] = "intermediate"  # force three errors (labels type1, type1, type2)
+    rows, reason = sal.study_sample(n_random=10, seed=3)
+    wrong = np.flatnonzero(sal.labels != sal.predicted)
+    np.testing.assert_array_equal(rows[: wrong.size], wrong)
+    assert list(reason).count("misclassified") == wrong.size and list(reason).count("random") == 10
+    assert not set(rows[wrong.size:]) & set(wrong)
+    np.testing.assert_array_equal(sal.study_sample(n_random=10, seed=3)[0], rows)

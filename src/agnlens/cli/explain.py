@@ -261,7 +261,7 @@ def _all_classes(model, spectra, method):
 
 def _figures(sal, cws, table, out: Path, n_fig: int, progress: bool, panels=None) -> None:
     from agnlens.atomic import atomic_path
-    from agnlens.plot.saliency import plot_centre_wings, plot_line_table, plot_saliency_panels
+    from agnlens.plot.saliency import plot_centre_wings, plot_gallery, plot_line_table, plot_saliency_panels
 
     def save(fig, path: Path, dpi=100):
         with atomic_path(path) as tmp:
@@ -285,6 +285,9 @@ def _figures(sal, cws, table, out: Path, n_fig: int, progress: bool, panels=None
         else:
             fig = sal.plot(i).figure
         save(fig, folder / f"{name}.png", dpi=90)
+    rows, _ = sal.study_sample(n_random=max(0, 30 - int(sal.misclassified.sum())), seed=0)
+    title = "misclassified spectra and a random sample" if sal.misclassified.any() else "a random sample"
+    save(plot_gallery(sal, rows[:30], title=title), out / "figures" / "gallery.png", dpi=80)
     save(plot_line_table(table).figure, out / "figures" / "line_table.png")
     if cws:
         save(plot_centre_wings(cws if len(cws) > 1 else cws[0]).figure, out / "figures" / "centre_wings.png")

@@ -182,6 +182,30 @@ class Saliency:
             f"{self.wavelength[0]:.0f}–{self.wavelength[-1]:.0f} Å, classes {list(self.classes)})"
         )
 
+    @property
+    def misclassified(self) -> np.ndarray:
+        """Boolean (n_spectra,): labelled spectra whose predicted class differs from the label."""
+        return (self.labels != "") & (self.labels != self.predicted)
+
+    def study_sample(self, n_random: int = 30, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """The reference study's selection: every misclassified spectrum plus a seeded random
+        sample of ``n_random`` of the others.
+
+        Returns
+        -------
+        rows : ndarray of int
+            Misclassified rows first, then the random ones (each group in row order).
+        reason : ndarray of str
+            ``"misclassified"`` or ``"random"`` per returned row.
+        """
+        wrong = np.flatnonzero(self.misclassified)
+        rest = np.flatnonzero(~self.misclassified)
+        rng = np.random.default_rng(seed)
+        pick = np.sort(rng.choice(rest, size=min(int(n_random), rest.size), replace=False))
+        rows = np.concatenate([wrong, pick]).astype(int)
+        reason = np.array(["misclassified"] * wrong.size + ["random"] * pick.size, dtype=str)
+        return rows, reason
+
     def index(self, spec_id: str) -> int:
         """Row of the spectrum ``spec_id``."""
         hits = np.flatnonzero(self.spec_id == str(spec_id))
