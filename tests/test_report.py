@@ -92,7 +92,8 @@ def make_results(folder: Path, *, simulated: bool = True, n: int = 240, seed: in
                      "precision": precision_score(yt, yp, average="macro", zero_division=0),
                      "recall": recall_score(yt, yp, average="macro"), "accuracy": accuracy_score(yt, yp),
                      "confusion_matrix": confusion_matrix(yt, yp, labels=classes).tolist(),
-                     "f1_ci95": [float(np.percentile(boots, 2.5)), float(np.percentile(boots, 97.5))]},
+                     "f1_ci95": [float(np.percentile(boots, 2.5)), float(np.percentile(boots, 97.5))],
+                     "n_boot": 50},
             "tuning_s": 0.3,
         }
         ax = plot_confusion(metrics[task]["test"]["confusion_matrix"], classes, title=task)
@@ -328,6 +329,7 @@ def test_metrics_json_missing_or_invalid(tmp_path):
 def test_report_numbers_match_metrics(built, results_master):
     metrics = json.loads((results_master / "metrics.json").read_text())
     html = built
+    assert "percentile bootstrap, 50 resamples" in html
     for task in ("binary", "multiclass"):
         t = metrics[task]["test"]
         assert f'<span class="score">{t["f1"]:.3f}</span>' in html

@@ -227,7 +227,7 @@ def _records(frame: pd.DataFrame) -> list[dict]:
 
 def _task_context(metrics: dict, task: str, folder: Path, tuning: pd.DataFrame | None) -> dict:
     m = metrics.get(task)
-    ctx: dict[str, Any] = {"name": task, "title": TASK_TITLES[task], "computed": isinstance(m, dict)}
+    ctx: dict[str, Any] = {"name": task, "title": TASK_TITLES[task], "computed": isinstance(m, dict), "n_boot": None}
     if not isinstance(m, dict):
         return ctx
     classes = [str(c) for c in m.get("classes") or []]
@@ -270,6 +270,7 @@ def _task_context(metrics: dict, task: str, folder: Path, tuning: pd.DataFrame |
         confusion=confusion,
         confusion_figure=_figure(folder, f"figures/confusion_{task}.png", max_width=520),
         tuning_s=m.get("tuning_s"),
+        n_boot=test.get("n_boot"),
         tuning=None,
     )
     if tuning is not None and len(tuning):
