@@ -179,7 +179,7 @@ class Saliency:
     def __repr__(self) -> str:
         return (
             f"Saliency(method={self.method!r}, {len(self)} spectra × {self.wavelength.size} px "
-            f"{self.wavelength[0]:.0f}–{self.wavelength[-1]:.0f} Å, classes {list(self.classes)})"
+            f"{self.wavelength[0]:.0f}–{self.wavelength[-1]:.0f} Å, classes {[str(c) for c in self.classes]})"
         )
 
     @property
@@ -451,7 +451,7 @@ def saliency(
         probabilities=proba,
         classes=classes,
         method=method,
-        options={k: v for k, v in options.items() if not _is_array(v)},
+        options={k: ("array" if _is_array(v) else v) for k, v in options.items() if k != "baseline_spectra"},
         spec_id=spec_id,
         labels=labels,
         predicted=predicted,
