@@ -40,6 +40,7 @@ class Band:
 LINES: tuple[Line, ...] = (
     Line("OII_3727", 3727.09, "narrow", "[O II]"),
     Line("OII_3730", 3729.88, "narrow", "[O II]"),
+    Line("NeIII_3870", 3869.86, "narrow", "[Ne III]"),
     Line("CaII_K", 3934.78, "absorption", "Ca K"),
     Line("CaII_H", 3969.59, "absorption", "Ca H"),
     Line("Hdelta", 4102.89, "broad", "Hδ"),
