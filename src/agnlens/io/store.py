@@ -37,7 +37,7 @@ import os
 import re
 import shutil
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -290,30 +290,78 @@ def open_store(path: str | os.PathLike, *, lazy: bool = True) -> SpectrumSet:
     )
 
 
-def read_rows(path: str | os.PathLike, start: int, stop: int) -> SpectrumSet:
+def read_rows(
+    path: str | os.PathLike, start: int, stop: int, *, columns: Sequence[str] | None = None
+) -> SpectrumSet:
     """Read rows ``start:stop`` of a store into memory (numpy), touching only their chunks.
 
     This is what parallel workers call: each opens the store itself and reads only its chunk.
+    The opened arrays are cached per process for as long as the store's ``uid`` is unchanged,
+    so reading many chunks of one store costs one small metadata read per chunk.
+
+    Parameters
+    ----------
+    columns : sequence of str, optional
+        Metadata columns to read (default all); the standard ones not read get empty values.
 
     Returns
     -------
     SpectrumSet
         ``stop - start`` spectra (fewer if ``stop`` is past the end).
     """
-    group, info = _open_group(Path(path), mode="r")
+    handles, info = _cached_handles(Path(path))
     n = info["n_spectra"]
     start, stop = max(0, int(start)), min(n, int(stop))
     if stop < start:
         stop = start
+    specs = info["columns"]
+    if columns is not None:
+        unknown = sorted(set(columns) - {c["name"] for c in specs})
+        if unknown:
+            raise ValueError(f"{path}: no metadata column(s) {unknown}; the store has {[c['name'] for c in specs]}")
+        specs = [c for c in specs if c["name"] in set(columns)]
     return SpectrumSet(
-        wavelength=np.asarray(group["wavelength"][:]),
-        flux=np.asarray(group["flux"][start:stop]),
-        ivar=np.asarray(group["ivar"][start:stop]),
-        mask=np.asarray(group["mask"][start:stop]),
-        meta=_read_meta(group, info, start, stop),
+        wavelength=handles["wavelength"],
+        flux=np.asarray(handles["flux"][start:stop]),
+        ivar=np.asarray(handles["ivar"][start:stop]),
+        mask=np.asarray(handles["mask"][start:stop]),
+        meta=_meta_frame({c["name"]: _column_from(handles["meta/" + c["array"]], c, start, stop) for c in specs}, specs, stop - start),
         grid=info["grid"],
         provenance=info["provenance"],
     )
+
+
+#: Per-process cache of opened stores: resolved path -> (uid, array handles).
+_HANDLES: dict[str, tuple[str, dict]] = {}
+
+
+def _cached_handles(path: Path) -> tuple[dict, dict]:
+    import zarr
+
+    key = str(path.resolve())
+    try:
+        # one read of the root zarr.json says whether the cached handles are still this store
+        attrs = zarr.open_group(key, mode="r", zarr_format=3).attrs.get("agnlens")
+    except Exception:
+        attrs = None
+    cached = _HANDLES.get(key)
+    if (
+        cached is not None
+        and isinstance(attrs, dict)
+        and attrs.get("uid")
+        and attrs.get("uid") == cached[0]
+        and attrs.get("version") == FORMAT_VERSION
+    ):
+        return cached[1], attrs
+    group, attrs = _open_group(path, mode="r")  # full validation, clear errors
+    handles = {name: group[name] for name in _ARRAYS}
+    handles["wavelength"] = np.asarray(group["wavelength"][:])
+    meta_group = group["meta"]
+    for c in attrs["columns"]:
+        handles["meta/" + c["array"]] = meta_group[c["array"]]
+    if attrs.get("uid"):
+        _HANDLES[key] = (attrs["uid"], handles)
+    return handles, attrs
 
 
 def store_chunks(path: str | os.PathLike, chunk_size: int | None = None) -> list[tuple[int, int]]:
@@ -566,7 +614,11 @@ def _block(arr, a: int, b: int, dtype) -> np.ndarray:
 
 
 def _read_column(meta_group, spec: dict, start: int, stop: int) -> np.ndarray:
-    values = np.asarray(meta_group[spec["array"]][start:stop])
+    return _column_from(meta_group[spec["array"]], spec, start, stop)
+
+
+def _column_from(array, spec: dict, start: int, stop: int) -> np.ndarray:
+    values = np.asarray(array[start:stop])
     if spec["kind"] == "str":
         return values.astype(object)
     return values
@@ -574,17 +626,21 @@ def _read_column(meta_group, spec: dict, start: int, stop: int) -> np.ndarray:
 
 def _read_meta(group, info: dict, start: int, stop: int) -> pd.DataFrame:
     meta_group = group["meta"]
+    specs = info["columns"]
+    return _meta_frame({c["name"]: _read_column(meta_group, c, start, stop) for c in specs}, specs, stop - start)
+
+
+def _meta_frame(values: dict, specs: list[dict], n: int) -> pd.DataFrame:
     data = {}
-    for spec in info["columns"]:
-        values = _read_column(meta_group, spec, start, stop)
-        series = pd.Series(values, name=spec["name"])
+    for spec in specs:
+        series = pd.Series(values[spec["name"]], name=spec["name"])
         if spec["kind"] == "str":
             try:
                 series = series.astype(spec.get("pandas_dtype", "object"))
             except (TypeError, ValueError):
                 series = series.astype(object)
         data[spec["name"]] = series
-    return pd.DataFrame(data, index=pd.RangeIndex(stop - start))
+    return pd.DataFrame(data, index=pd.RangeIndex(n))
 
 
 def _describe_sources(sources) -> dict:
