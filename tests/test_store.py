@@ -353,3 +353,21 @@ def test_append_fills_missing_columns_and_checks_dtypes(tmp_path):
     with pytest.raises(ValueError, match=r"metadata columns \['extra'\] that the store does not hold"):
         append_store(d, path)
     assert len(open_store(path)) == 15
+
+
+def test_read_rows_columns_and_cache_follow_changes(tmp_path):
+    a = make_set(30, seed=1)
+    path = write_store(a, tmp_path / "s.zarr", chunk_size=10)
+    part = read_rows(path, 0, 10, columns=["spec_id", "z"])
+    np.testing.assert_array_equal(part.spec_id, a.spec_id[:10])
+    np.testing.assert_array_equal(part.meta["z"], a.meta["z"][:10])
+    assert (part.labels == "").all() and "flagged" not in part.meta  # not read
+    with pytest.raises(ValueError, match=r"no metadata column\(s\) \['nope'\]"):
+        read_rows(path, 0, 10, columns=["nope"])
+    # the per-process cache of opened arrays must follow appends and rewrites
+    b = make_set(15, start=100, seed=2)
+    append_store(b, path)
+    assert_sets_equal(b, read_rows(path, 30, 45))
+    c = make_set(30, seed=3)
+    write_store(c, path, chunk_size=10, overwrite=True)
+    assert_sets_equal(c[:10], read_rows(path, 0, 10))
