@@ -15,8 +15,8 @@ def add_parser(sub) -> None:
     p.add_argument("results_dir", metavar="DIR", help="results folder (contains metrics.json)")
     p.add_argument("-o", "--output", metavar="HTML", default=None,
                    help="write the page here instead of DIR/report.html")
-    p.add_argument("--max-gallery", type=int, default=40, metavar="N",
-                   help="embed at most N saliency figures per gallery group (default 40)")
+    p.add_argument("--max-gallery", type=int, default=60, metavar="N",
+                   help="embed at most N saliency figures per gallery group (default 60)")
     p.set_defaults(run=run)
 
 

@@ -291,6 +291,8 @@ def _task_context(metrics: dict, task: str, folder: Path, tuning: pd.DataFrame |
                     cells.append(fmt_s(v))
                 elif c in ("C", "gamma", "degree"):
                     cells.append(fmt_g(v))
+                elif c == "class_weight":  # empty means unweighted in the search table
+                    cells.append("none" if v is None or (isinstance(v, float) and math.isnan(v)) else str(v))
                 else:
                     cells.append("—" if v is None or (isinstance(v, float) and math.isnan(v)) else str(v))
             table_rows.append({"cells": cells, "best": bool(is_best)})
@@ -532,7 +534,7 @@ def _environment():
 def build_report(
     results_dir: str | Path,
     *,
-    max_gallery: int = 40,
+    max_gallery: int = 60,
     output: str | Path | None = None,
 ) -> Path:
     """Write ``report.html``: one self-contained page built from a results folder.
@@ -542,7 +544,7 @@ def build_report(
     results_dir : str or Path
         The folder written by ``agnlens demo --out DIR`` (layout in ``docs/results-layout.md``).
         Only ``metrics.json`` is required; missing tables or figures are reported as not computed.
-    max_gallery : int, default 40
+    max_gallery : int, default 60
         At most this many saliency figures per group (misclassified, random) are embedded, to keep
         the page small; the others stay in ``figures/saliency/``.
     output : str or Path, optional
