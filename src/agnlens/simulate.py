@@ -128,6 +128,8 @@ _AIR = 1.00028  # approximate air -> vacuum factor in the optical (enough for te
 
 # Emission lines (vacuum Å). Narrow and broad sets index into these names.
 _EMISSION = {
+    "H12": 3751.22, "H11": 3771.70, "H10": 3798.98, "H9": 3836.47, "H8": 3890.17, "Hepsilon": 3971.20,
+    "NeIII_3968": 3968.59,
     "OII_3727": 3727.09, "OII_3730": 3729.88, "NeIII_3870": 3869.86, "Hdelta": 4102.89,
     "Hgamma": 4341.68, "OIII_4364": 4364.44, "HeII_4687": 4687.02, "Hbeta": 4862.68,
     "OIII_4960": 4960.30, "OIII_5008": 5008.24, "HeI_5877": 5877.25, "OI_6302": 6302.05,
@@ -135,7 +137,13 @@ _EMISSION = {
     "SII_6718": 6718.29, "SII_6733": 6732.67,
 }
 _NARROW_NAMES = tuple(_EMISSION)
-_BROAD_NAMES = ("Hdelta", "Hgamma", "HeII_4687", "Hbeta", "HeI_5877", "Halpha")
+_BROAD_NAMES = ("H12", "H11", "H10", "H9", "H8", "Hepsilon", "Hdelta", "Hgamma", "HeII_4687", "Hbeta", "HeI_5877",
+                "Halpha")
+#: Broad lines of the red complex, whose width is FWHM(Hβ)·``halpha_width_ratio`` (Hα is narrower
+#: than Hβ: Greene & Ho 2005, FWHM(Hβ) ≈ 1.07·FWHM(Hα)^1.03 in 10^3 km/s, and more in some samples).
+_BROAD_RED = ("HeI_5877", "Halpha")
+#: Case B (10^4 K) intensities of the high-order Balmer lines relative to Hβ (Storey & Hummer 1995).
+_HIGH_BALMER = {"Hepsilon": 0.159, "H8": 0.105, "H9": 0.0731, "H10": 0.0530, "H11": 0.0397, "H12": 0.0305}
 
 #: Stellar absorption features: (name, vacuum Å, EW old population Å, EW young population Å,
 #: wide). "wide" features (Balmer, Ca H&K, G band) get an extra intrinsic 600 km/s.
@@ -184,7 +192,7 @@ _FEII_STRENGTH = _FEII_STRENGTH / _FEII_STRENGTH[(_FEII_WL >= 4434) & (_FEII_WL 
 #: Observed-frame (vacuum Å) sky lines whose subtraction leaves noisy residuals.
 SKY_LINES = (5578.9, 5891.6, 5897.6, 6302.0, 6365.5, 7246.0, 7821.5, 8401.0, 8829.0)
 
-_GROUPS = ("abs_sharp", "abs_wide", "narrow", "broad", "broad_wing", "feii")
+_GROUPS = ("abs_sharp", "abs_wide", "narrow", "broad", "broad_wing", "feii", "broad_red", "broad_red_wing")
 
 
 def observed_grid() -> np.ndarray:
@@ -298,7 +306,7 @@ def _resolve_redshift(redshift, grid) -> dict[str, tuple[float, float]]:
 def _resolve_snr(snr) -> tuple[float, float]:
     """(median, sd in dex); sd 0 means fixed at the median."""
     if snr is None:
-        return 14.0, 0.24
+        return 22.0, 0.25
     if np.ndim(snr) == 0:
         value = float(snr)
         if not np.isfinite(value) or value <= 0:
@@ -325,11 +333,11 @@ def _draw_parameters(rng: np.random.Generator, label: str, zrange: tuple[float, 
     p["t_old"] = float(rng.uniform(4300.0, 5000.0))
     p["t_young"] = float(rng.uniform(8500.0, 12000.0))
     p["break_old"] = float(rng.uniform(0.35, 0.55))
-    p["young_fraction"] = float(rng.beta(1.2, 4.0))
+    p["young_fraction"] = float(rng.beta(1.5, 3.0))
     p["abs_scale"] = float(rng.uniform(0.7, 1.3))
     host_ab = {"type1": (2.0, 5.0), "intermediate": (4.0, 3.5), "type2": (8.0, 2.0)}[label]
     p["host_fraction"] = float(rng.beta(*host_ab))
-    alpha_ms = {"type1": (-1.5, 0.5), "intermediate": (-1.2, 0.6), "type2": (-1.0, 0.7)}[label]
+    alpha_ms = {"type1": (-1.1, 0.8), "intermediate": (-1.2, 0.6), "type2": (-1.0, 0.7)}[label]
     p["alpha"] = min(max(float(rng.normal(*alpha_ms)), -3.0), 1.0)
     p["fwhm_narrow"] = _ln10(rng, 2.47, 0.15, 200.0, 700.0)
 
@@ -349,17 +357,19 @@ def _draw_parameters(rng: np.random.Generator, label: str, zrange: tuple[float, 
     broad = dict.fromkeys(_BROAD_NAMES, 0.0)
     fwhm_b = 0.0
     feii = 0.0
+    ha_ratio = _ln10(rng, -0.09, 0.06, 0.6, 1.05)  # FWHM(broad Hα) / FWHM(broad Hβ)
     if label == "type1":
         r_n = _ln10(rng, 0.80, 0.18, 3.0, 15.0)
-        fwhm_b = _ln10(rng, np.log10(4000.0), 0.2, 1000.0, 15000.0)
+        fwhm_b = _ln10(rng, 3.82, 0.21, 1200.0, 16000.0)
         hb_b = _ln10(rng, np.log10(80.0), 0.15)
-        hb_n = hb_b * _ln10(rng, -1.3, 0.3)
+        hb_n = hb_b * _ln10(rng, -1.3, 0.35)
         ha_b = hb_b * rng.uniform(2.8, 4.0)
         feii = _ln10(rng, -0.3, 0.25)
         subtype = "1.0"
     elif label == "intermediate":
         r_n = _ln10(rng, 0.60, 0.30, 1.0, 20.0)
-        fwhm_b = _ln10(rng, 3.52, 0.155, 1500.0, 9000.0)
+        # the catalogue measured broad Hα: Hβ's width follows from the ratio
+        fwhm_b = _ln10(rng, 3.52, 0.155, 1500.0, 9000.0) / ha_ratio
         oiii = _ln10(rng, np.log10(20.0), 0.35)
         hb_n = oiii / r_n
         if rng.random() < 0.37:  # type 1.9: broad Hα only
@@ -373,7 +383,7 @@ def _draw_parameters(rng: np.random.Generator, label: str, zrange: tuple[float, 
         feii = feii_draw if (has_feii and hb_b > 0) else 0.0
         subtype = ""  # set from R below
     else:
-        r_n = _ln10(rng, 0.80, 0.18, 3.0, 15.0)
+        r_n = _ln10(rng, 0.78, 0.20, 2.0, 20.0)
         oiii = _ln10(rng, np.log10(25.0), 0.4)
         hb_n = oiii / r_n
         hb_b = ha_b = 0.0
@@ -385,14 +395,19 @@ def _draw_parameters(rng: np.random.Generator, label: str, zrange: tuple[float, 
         broad["Hdelta"] = hb_b * rng.uniform(0.18, 0.3)
         broad["HeI_5877"] = hb_b * rng.uniform(0.05, 0.12)
         broad["HeII_4687"] = hb_b * rng.uniform(0.02, 0.1)
-        p["broad_shift"] = float(rng.normal(0.0, 300.0))
-        has_wing = rng.random() < 0.5
-        wing = (rng.uniform(0.0, 0.35), rng.uniform(1.3, 2.2), rng.normal(0.0, 1200.0))
+        high = rng.uniform(0.6, 1.2)
+        for name, ratio in _HIGH_BALMER.items():
+            broad[name] = hb_b * ratio * high
+        p["broad_shift"] = float(rng.normal(100.0, 500.0))
+        has_wing = rng.random() < 0.6
+        wing = (rng.uniform(0.1, 0.5), rng.uniform(1.2, 2.2), rng.normal(400.0, 1500.0))
         p["broad_wing_fraction"] = float(wing[0]) if has_wing else 0.0
         p["broad_wing_width"] = float(wing[1])
         p["broad_wing_shift"] = float(wing[2])
         p["feii_fwhm"] = max(fwhm_b * rng.uniform(0.7, 1.0), 1000.0)
+        p["halpha_width_ratio"] = float(ha_ratio)
     else:
+        p["halpha_width_ratio"] = 1.0
         p["broad_shift"] = p["broad_wing_fraction"] = p["broad_wing_shift"] = 0.0
         p["broad_wing_width"] = 1.0
         p["feii_fwhm"] = 0.0
@@ -400,7 +415,8 @@ def _draw_parameters(rng: np.random.Generator, label: str, zrange: tuple[float, 
     ha_n = hb_n * ha_hb
     narrow = {
         "OII_3727": hb_n * oii * oii_ratio / (1 + oii_ratio), "OII_3730": hb_n * oii / (1 + oii_ratio),
-        "NeIII_3870": hb_n * neiii, "Hdelta": hb_n * 0.26, "Hgamma": hb_n * 0.47,
+        "NeIII_3870": hb_n * neiii, "NeIII_3968": hb_n * neiii / 3.32, "Hdelta": hb_n * 0.26, "Hgamma": hb_n * 0.47,
+        **{name: hb_n * ratio for name, ratio in _HIGH_BALMER.items()},
         "OIII_4364": hb_n * oiii4364, "HeII_4687": hb_n * heii_n, "Hbeta": hb_n,
         "OIII_4960": oiii / 2.98, "OIII_5008": oiii, "HeI_5877": hb_n * hei_n,
         "OI_6302": ha_n * oi, "OI_6365": ha_n * oi / 3.0, "NII_6550": ha_n * nii_ha / 3.05,
@@ -428,6 +444,7 @@ _ABS_YOUNG = np.array([a[3] for a in HOST_ABSORPTION])
 _ABS_WIDE = np.array([a[4] for a in HOST_ABSORPTION])
 _NARROW_WL = np.array([_EMISSION[k] for k in _NARROW_NAMES])
 _BROAD_WL = np.array([_EMISSION[k] for k in _BROAD_NAMES])
+_RED = np.array([k in _BROAD_RED for k in _BROAD_NAMES])
 
 
 def _stick_entries(group: int, rest_wl: np.ndarray, values: np.ndarray, z: np.ndarray, shift_kms: np.ndarray):
@@ -479,9 +496,11 @@ def _models(params: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
         _stick_entries(0, _ABS_WL[~_ABS_WIDE], ew[:, ~_ABS_WIDE], z, zero),
         _stick_entries(1, _ABS_WL[_ABS_WIDE], ew[:, _ABS_WIDE], z, zero),
         _stick_entries(2, _NARROW_WL, narrow, z, zero),
-        _stick_entries(3, _BROAD_WL, broad * (1.0 - wing), z, shift),
-        _stick_entries(4, _BROAD_WL, broad * wing, z, shift + _col(params, "broad_wing_shift")),
+        _stick_entries(3, _BROAD_WL[~_RED], (broad * (1.0 - wing))[:, ~_RED], z, shift),
+        _stick_entries(4, _BROAD_WL[~_RED], (broad * wing)[:, ~_RED], z, shift + _col(params, "broad_wing_shift")),
         _stick_entries(5, _FEII_WL, feii, z, zero),
+        _stick_entries(6, _BROAD_WL[_RED], (broad * (1.0 - wing))[:, _RED], z, shift),
+        _stick_entries(7, _BROAD_WL[_RED], (broad * wing)[:, _RED], z, shift + _col(params, "broad_wing_shift")),
     ]
     idx = np.concatenate([e[0] for e in entries])
     wts = np.concatenate([e[1] for e in entries])
@@ -491,6 +510,7 @@ def _models(params: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
     s_star = _col(params, "sigma_star")
     s_n = _col(params, "fwhm_narrow") / _FWHM
     s_b = _col(params, "fwhm_broad") / _FWHM
+    s_r = s_b * _col(params, "halpha_width_ratio")
     sig = np.stack([
         np.hypot(s_star, s_inst),
         np.sqrt(s_star**2 + s_inst**2 + 600.0**2),
@@ -498,11 +518,13 @@ def _models(params: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
         np.hypot(s_b, s_inst),
         np.hypot(s_b * _col(params, "broad_wing_width"), s_inst),
         np.hypot(_col(params, "feii_fwhm") / _FWHM, s_inst),
+        np.hypot(s_r, s_inst),
+        np.hypot(s_r * _col(params, "broad_wing_width"), s_inst),
     ], axis=1) / KMS_PER_PIXEL  # (nb, groups), pixels
     # Convolution is linear: sum the absorption groups and the emission groups in Fourier space
     # and transform back twice.
     spec = np.fft.rfft(sticks, axis=2) * np.exp(-2.0 * np.pi**2 * sig[:, :, None] ** 2 * _FREQ2)
-    both = np.stack([spec[:, 0] + spec[:, 1], spec[:, 2] + spec[:, 3] + spec[:, 4] + spec[:, 5]], axis=1)
+    both = np.stack([spec[:, 0] + spec[:, 1], spec[:, 2:].sum(axis=1)], axis=1)
     conv = np.fft.irfft(both, n=_NFFT, axis=2)[:, :, _PAD : _PAD + N_PIX]
     absorption = np.clip(conv[:, 0], 0.0, 0.95)
     emission = conv[:, 1]
@@ -568,7 +590,8 @@ def _meta(i: int, label: str, p: dict[str, Any], seed: int) -> dict[str, Any]:
     return {
         "spec_id": format_spec_id(plate, mjd, fiber), "plate": plate, "mjd": mjd, "fiber": fiber,
         "z": p["z"], "zwarning": 0, "label": label, "subtype": p["subtype"],
-        "fwhm_broad": p["fwhm_broad"], "fwhm_narrow": p["fwhm_narrow"], "snr_target": p["snr_target"],
+        "fwhm_broad": p["fwhm_broad"], "fwhm_broad_halpha": p["fwhm_broad"] * p["halpha_width_ratio"],
+        "fwhm_narrow": p["fwhm_narrow"], "snr_target": p["snr_target"],
         "host_fraction": p["host_fraction"], "oiii_hbeta": p["oiii_hbeta"],
         "oiii_hbeta_total": p["oiii_hbeta_total"], "feii_ratio": p["feii_ratio"],
         "broad_wing_fraction": p["broad_wing_fraction"], "broad_halpha_hbeta": p["broad_halpha_hbeta"],
