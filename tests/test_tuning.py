@@ -60,7 +60,11 @@ def test_cells_equal_plain_svc_and_best_model_reproduces_its_score():
     best = table[table["best"]].iloc[0]
     model = result.best_estimator
     assert best["validation_f1"] == pytest.approx(f1_score(yva, model.predict(Xva), average="macro"), abs=1e-9)
-    assert best["validation_f1"] == table["validation_f1"].max()
+    calibrated = table[table["scored_by"] == "calibrated"]
+    assert len(calibrated) == 8 and best["scored_by"] == "calibrated"
+    assert best["validation_f1"] == calibrated["validation_f1"].max()
+    # the refined cells are the leading ones by the vote
+    assert calibrated["vote_f1"].min() >= table.loc[table["scored_by"] == "vote", "vote_f1"].max()
     assert result.best_params["kernel"] == best["kernel"] and result.best_params["C"] == best["C"]
 
 
@@ -105,3 +109,15 @@ def test_quality_gate_on_simulated_spectra(simulated, task, gate):
                   C=[0.01, 0.1, 1.0, 10.0], class_weight=(None,))
     pred = result.best_estimator.predict(X[sub["test"]])
     assert f1_score(y[sub["test"]], pred, average="macro") >= gate
+
+
+def test_refine_none_calibrates_every_cell_and_agrees_with_the_model():
+    X, y = _problem(3, seed=4)
+    parts = split(y, seed=2)
+    result = tune(X, y, train_idx=parts["train"], val_idx=parts["validation"], kernels=("rbf",), C=[0.1, 1.0, 10.0],
+                  gamma=[0.003, 0.03], class_weight=(None,), refine=None, n_jobs=1, random_state=3)
+    table = result.table
+    assert (table["scored_by"] == "calibrated").all()
+    best = table[table["best"]].iloc[0]
+    Xva, yva = X[parts["validation"]], y[parts["validation"]]
+    assert best["validation_f1"] == pytest.approx(f1_score(yva, result.best_estimator.predict(Xva), average="macro"))
