@@ -40,7 +40,7 @@ SCORINGS = ("macro_f1", "accuracy", "balanced_accuracy")
 DEFAULT_C = tuple(10.0 ** np.arange(-3, 3))
 #: Default gamma grid, as multiples of 1 / (n_features * Var(X_train)).
 DEFAULT_GAMMA_FACTORS = tuple(10.0 ** np.arange(-2, 3))
-#: How many decades a winning edge is extended by.
+#: How many grid steps (one decade each on the default grids) a winning edge is extended by.
 WIDEN_DECADES = 2
 
 
@@ -345,11 +345,13 @@ def tune(
     folds as in :class:`SpectrumSVC`) and re-scored by the argmax of their probabilities
     (``scored_by = "calibrated"``); the best calibrated cell wins, and its validation scores are
     exactly those of the refitted model's own ``predict``. If the best vote cell sits on the
-    edge of the C or gamma range (of its kernel), that range is extended by
-    ``WIDEN_DECADES`` decades in that direction, once, and the search goes on; the notes say so.
+    edge of the C or gamma range (of its kernel), that range is extended by ``WIDEN_DECADES``
+    grid steps in that direction, once, and the search goes on; the notes say so.
     """
     if scoring not in SCORINGS:
         raise ValueError(f"tune: scoring must be one of {SCORINGS}, got {scoring!r}")
+    if refine is not None and (not isinstance(refine, (int, np.integer)) or refine < 1):
+        raise ValueError(f"tune: refine must be a positive integer or None (all cells), got {refine!r}")
     kernels = tuple(kernels)
     bad = [k for k in kernels if k not in KERNELS]
     if not kernels or bad:
