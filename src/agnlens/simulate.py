@@ -28,41 +28,52 @@ Distributions (``U`` uniform, ``N`` normal, ``LN10(m, s)`` = 10**N(m, s), ``Beta
   ``"paper"``: the reference study's samples, type 1 quasars z ~ U(0.40, 0.74) and Seyferts
   (type 2, intermediate) z ~ U(0.025, 0.10) — this reproduces the study's continuum shortcut and
   only covers the paper grid. A ``(lo, hi)`` pair or a ``{label: (lo, hi)}`` dict gives U(lo, hi).
-* **S/N** (``snr=``, per pixel of the continuum at rest 5100 Å): default LN10(log10 14, 0.24)
-  (median 14, 5–95 % about 5–35), clipped to [3, 100], the same for all classes. A number fixes
+* **S/N** (``snr=``, per pixel of the continuum at rest 5100 Å): default LN10(log10 22, 0.25)
+  (median 22, 5–95 % about 8–57; the real SDSS set has a median 29 in rest 4800–6600 Å),
+  clipped to [3, 100], the same for all classes. A number fixes
   it; a ``(median, sigma_dex)`` pair changes the log-normal.
 * **Host galaxy** (fraction ``h`` of the 5100 Å continuum): type 1 Beta(2, 5) (mean 0.29),
   intermediate Beta(4, 3.5) (0.53), type 2 Beta(8, 2) (0.80) — overlapping. Starlight is a mix of
   an old population (blackbody T ~ U(4300, 5000) K with a 4000 Å break of depth U(0.35, 0.55))
-  and a young one (T ~ U(8500, 12000) K, break depth 0.08), young share at 5100 Å Beta(1.2, 4).
+  and a young one (T ~ U(8500, 12000) K, break depth 0.08), young share at 5100 Å Beta(1.5, 3)
+  (mean 0.33: AGN hosts are younger than inactive galaxies, Kauffmann et al. 2003).
   Absorption features (:data:`HOST_ABSORPTION`, equivalent widths per population mixed by the
   young share, scaled by U(0.7, 1.3)): Ca II K and H, H8, H9, Hε, Hδ, Ca I 4227, the G band,
   Hγ, Fe 4383/4531/5270/5335/5406, Hβ, Mg b triplet, Na D, Ca I 6162, Hα; broadened by a stellar
   velocity dispersion σ* ~ U(100, 250) km/s (the wide features — Balmer, Ca H&K, G band — also by
   an intrinsic 600 km/s).
-* **AGN continuum** F_λ ∝ λ^α, α ~ N(−1.5, 0.5) (type 1), N(−1.2, 0.6) (intermediate),
+* **AGN continuum** F_λ ∝ λ^α, α ~ N(−1.1, 0.8) (type 1: some reddened), N(−1.2, 0.6) (intermediate),
   N(−1.0, 0.7) (type 2), clipped to [−3, 1].
 * **Narrow lines**, FWHM ~ LN10(2.47, 0.15) km/s clipped to [200, 700] (the catalogue's narrow
-  Hβ/[O III] widths, log-mean 2.36–2.47 dex). [O III] 5008/Hβn = R_n: type 1 and type 2
-  LN10(0.80, 0.18) clipped [3, 15]; intermediates LN10(0.60, 0.30) clipped [1, 20] (catalogue
+  Hβ/[O III] widths, log-mean 2.36–2.47 dex). [O III] 5008/Hβn = R_n: type 1
+  LN10(0.80, 0.18) clipped [3, 15], type 2 LN10(0.78, 0.20) clipped [2, 20]; intermediates LN10(0.60, 0.30) clipped [1, 20] (catalogue
   ``Fratio_5007``). [O III] 4960 = 5008/2.98; Hαn/Hβn ~ LN10(log10 3.1, 0.06) ≥ 2.86 (Balmer
   decrement with scatter; the catalogue's ``Fratio_6563`` has median 4.2, i.e. some reddening);
   [N II] 6585/Hαn ~ LN10(−0.08, 0.15) clipped [0.5, 2.5] (catalogue ratio 0.8); [N II] 6550 =
   6585/3.05; [S II] 6718+6733 = Hαn·U(0.35, 0.7), 6718/6733 ~ U(0.8, 1.4); [O I] 6302 =
   Hαn·U(0.05, 0.25), 6365 = 6302/3; [O II] 3727+3730 = Hβn·U(1.5, 4.5) (ratio U(0.7, 1.3));
-  [Ne III] 3870 = Hβn·U(0.6, 1.4); [O III] 4364 = Hβn·U(0.05, 0.25); He II 4687 = Hβn·U(0.1, 0.4);
-  He I 5877 = Hβn·U(0.08, 0.15); Hγn, Hδn = Hβn·0.47, 0.26. Equivalent widths (Å, against the
+  [Ne III] 3870 = Hβn·U(0.6, 1.4), 3968 = 3870/3.32; [O III] 4364 = Hβn·U(0.05, 0.25); He II 4687 = Hβn·U(0.1, 0.4);
+  He I 5877 = Hβn·U(0.08, 0.15); Hγn, Hδn = Hβn·0.47, 0.26; Hε, H8…H12 at Case B
+  (:data:`_HIGH_BALMER`). Equivalent widths (Å, against the
   5100 Å continuum): [O III] 5008 ~ LN10(log10 25, 0.4) (type 2), LN10(log10 20, 0.35)
-  (intermediate); in type 1, Hβn = Hβb·LN10(−1.3, 0.3).
-* **Broad lines** (type 1 and intermediate): Gaussian core, FWHM_b (``fwhm_broad``) — type 1
-  LN10(log10 4000, 0.2) clipped [1000, 15000]; intermediate LN10(3.52, 0.155) clipped
-  [1500, 9000] (catalogue ``FWHM_6564``: log-mean 3.52, log-sd 0.155). Core shift N(0, 300) km/s;
-  in half of the spectra a second, wider (×U(1.3, 2.2)) and shifted (N(0, 1200) km/s) component
-  carries a share U(0, 0.35) of the broad flux (``broad_wing_fraction``). Type 1: EW(Hβb) ~
-  LN10(log10 80, 0.15); Hαb/Hβb ~ U(2.8, 4.0). Intermediate (catalogue ``Fratio_*``, relative to
+  (intermediate); in type 1, Hβn = Hβb·LN10(−1.3, 0.35).
+* **Broad lines** (type 1 and intermediate): Gaussian core, FWHM_b of Hβ (``fwhm_broad``) —
+  type 1 LN10(3.82, 0.21) clipped [1200, 16000] (median 6,600 km/s, 16–84 % 4,100–10,700, 18 %
+  above 10,000: the real SDSS type 1 in ``shared/data/sdss`` have broad Hβ 7,100–7,700 km/s
+  median, a quarter above 10,000; DR7 quasars in general are narrower, about 4,500, so the
+  distribution spans both); intermediate: broad Hα LN10(3.52, 0.155) clipped [1500, 9000]
+  (catalogue ``FWHM_6564``: log-mean 3.52, log-sd 0.155) and Hβ's from the ratio below. Broad Hα
+  and He I 5877 are narrower than the blue lines by ``halpha_width_ratio`` LN10(−0.09, 0.06)
+  clipped [0.6, 1.05] (median 0.81; Greene & Ho 2005 find about 0.93, the real set here 0.7;
+  meta ``fwhm_broad_halpha``). Core shift N(+150, 700) km/s; in 60 % of the spectra a second,
+  wider (×U(1.2, 2.2)) and shifted (N(+400, 1500) km/s: red asymmetries dominate) component
+  carries a share U(0.1, 0.5) of the broad flux (``broad_wing_fraction``). Type 1: EW(Hβb) ~
+  LN10(log10 62, 0.22); Hαb/Hβb ~ U(2.8, 4.0). Intermediate (catalogue ``Fratio_*``, relative to
   narrow Hβ): 37 % are type 1.9 — broad Hα only, Hαb/Hβn ~ LN10(1.0, 0.3); the others have
   Hβb/Hβn ~ LN10(0.50, 0.42) and Hαb/Hβb ~ LN10(0.72, 0.25) clipped [2.8, 20]. Hγb, Hδb =
-  Hβb·U(0.35, 0.5), U(0.18, 0.3); He I 5877 = Hβb·U(0.05, 0.12); He II 4687 = Hβb·U(0.02, 0.1).
+  Hβb·U(0.35, 0.5), U(0.18, 0.3); He I 5877 = Hβb·U(0.05, 0.12); He II 4687 = Hβb·U(0.02, 0.1);
+  the high-order Balmer lines Hε, H8…H12 (which merge into the pseudo-continuum below 4000 Å) =
+  Hβb × Case B ratio × U(0.6, 1.2).
 * **Subtype** of intermediates from R = [O III] 5008 / Hβ(total) (Osterbrock, Winkler 1992): 1.2
   for R < 1, 1.5 for 1 ≤ R < 4, 1.8 for R ≥ 4, 1.9 when there is no broad Hβ. Type 1 is "1.0",
   type 2 "2".
@@ -361,7 +372,7 @@ def _draw_parameters(rng: np.random.Generator, label: str, zrange: tuple[float, 
     if label == "type1":
         r_n = _ln10(rng, 0.80, 0.18, 3.0, 15.0)
         fwhm_b = _ln10(rng, 3.82, 0.21, 1200.0, 16000.0)
-        hb_b = _ln10(rng, np.log10(80.0), 0.15)
+        hb_b = _ln10(rng, np.log10(62.0), 0.22)
         hb_n = hb_b * _ln10(rng, -1.3, 0.35)
         ha_b = hb_b * rng.uniform(2.8, 4.0)
         feii = _ln10(rng, -0.3, 0.25)
@@ -398,7 +409,7 @@ def _draw_parameters(rng: np.random.Generator, label: str, zrange: tuple[float, 
         high = rng.uniform(0.6, 1.2)
         for name, ratio in _HIGH_BALMER.items():
             broad[name] = hb_b * ratio * high
-        p["broad_shift"] = float(rng.normal(100.0, 500.0))
+        p["broad_shift"] = float(rng.normal(150.0, 700.0))
         has_wing = rng.random() < 0.6
         wing = (rng.uniform(0.1, 0.5), rng.uniform(1.2, 2.2), rng.normal(400.0, 1500.0))
         p["broad_wing_fraction"] = float(wing[0]) if has_wing else 0.0
