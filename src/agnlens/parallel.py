@@ -70,6 +70,8 @@ class MapResult:
         Chunks computed in this run.
     seconds : float
         Wall time of this run.
+    assemble_seconds : float
+        Of which concatenating the parts into the outputs.
     """
 
     out_path: Path
@@ -79,6 +81,7 @@ class MapResult:
     n_skipped: int = 0
     n_computed: int = 0
     seconds: float = 0.0
+    assemble_seconds: float = 0.0
 
 
 # ---------------------------------------------------------------------------------- schedulers
@@ -247,7 +250,9 @@ def map_chunks(
             f"(first: chunk {i}: {type(first).__name__}: {first}); the finished chunks are kept in "
             f"{parts}, fix the cause and rerun the same command to resume"
         ) from first
+    t_assemble = time.perf_counter()
     result.outputs = _assemble(parts, out_path, len(ranges), size, info["n_spectra"])
+    result.assemble_seconds = time.perf_counter() - t_assemble
     from agnlens.atomic import write_text
 
     write_text(
