@@ -325,6 +325,18 @@ def test_write_lazy_set_copies_store(tmp_path):
     assert os.path.isdir(dst)
 
 
+def test_subset_provenance_describes_its_own_content(tmp_path):
+    a, b = make_set(40, seed=1), make_set(20, start=100, seed=1)
+    big = write_store(a, tmp_path / "big.zarr")
+    append_store(b, big)
+    prov = store_info(big)["provenance"]
+    assert prov["source_files"]["count"] == 60 and prov["appends"][0]["differs"] == {}
+    small = write_store(open_store(big)[:10], tmp_path / "small.zarr")
+    prov = store_info(small)["provenance"]
+    assert prov["source_files"]["files"] == sorted(a.meta["source"][:10]) and "appends" not in prov
+    assert prov["seed"] == 1 and prov["normalisation"] == "none"  # the rest is carried over
+
+
 def test_empty_store_then_append(tmp_path):
     empty = make_set(0)
     path = write_store(empty, tmp_path / "s.zarr", chunk_size=16)

@@ -231,9 +231,12 @@ def append_store(
         attrs = dict(group.attrs["agnlens"])
         prov = dict(attrs.get("provenance", {}))
         prov["source_files"] = _describe_sources(all_sources)
-        prov.setdefault("appends", []).append(
-            {"n": int(m), "time": _now(), "software": _software(), "provenance": _jsonable(spectra.provenance)}
-        )
+        # record how the appended spectra differ from the store's own provenance (usually nothing)
+        differs = {
+            k: v for k, v in _jsonable(spectra.provenance).items()
+            if k not in ("created", "source_files", "appends") and prov.get(k) != v
+        }
+        prov.setdefault("appends", []).append({"n": int(m), "time": _now(), "software": _software(), "differs": differs})
         attrs["provenance"] = prov
         attrs["n_spectra"] = int(n_new)
         attrs["uid"] = uuid.uuid4().hex  # new content, new identity (results of the old one are stale)
@@ -447,9 +450,11 @@ def _write_new(spectra: SpectrumSet, tmp: Path, chunk_size: int, progress: Progr
     prov.setdefault("grid", spectra.grid)
     prov.setdefault("software", _software())
     prov.setdefault("simulated", spectra.simulated)
-    prov.setdefault("created", _now())
-    if "source_files" not in prov:
-        prov["source_files"] = _describe_sources(spectra.meta["source"].astype(str).to_numpy())
+    # facts about this store's own content, never inherited from the set's origin (a subset of
+    # another store must not claim that store's files, creation time or appends)
+    prov.pop("appends", None)
+    prov["created"] = _now()
+    prov["source_files"] = _describe_sources(spectra.meta["source"].astype(str).to_numpy())
     group.attrs["agnlens"] = {
         "format": FORMAT_NAME,
         "version": FORMAT_VERSION,
