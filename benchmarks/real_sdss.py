@@ -307,13 +307,17 @@ def evaluate_real(args) -> int:
             res[f"robustness_{name}"] = {k: float(st.attrs[k]) for k in ("flip_fraction", "spectra_flipping")}
 
     if not args.no_mixed:
-        res["mixed"] = mixed_training(real, labels, args)
+        res["mixed"] = mixed_training(real, labels, args, meta.get("best_params"))
     print(f"\ndone in {time.perf_counter() - t0:.0f} s")
     return 0
 
 
-def mixed_training(real, labels, args) -> dict:
-    """Simulated-only vs simulated + real training, scored on 5 folds of the real objects."""
+def mixed_training(real, labels, args, best_params=None) -> dict:
+    """Simulated-only vs simulated + real training, scored on 5 folds of the real objects.
+
+    Both arms use the default model's tuned kernel, C, gamma and class weight (``best_params``;
+    a linear SVM with C = 0.1 when there are none), without probability calibration.
+    """
     from sklearn.model_selection import StratifiedGroupKFold
 
     from agnlens.models.svm import SpectrumSVC
@@ -326,7 +330,11 @@ def mixed_training(real, labels, args) -> dict:
     groups = np.asarray(real.spec_id)[keep]  # one spectrum per object in this set
     # 2 type 2 and 3 intermediates: stratify so that each fold sees at most one of them
     folds = StratifiedGroupKFold(n_splits=5, shuffle=True, random_state=0)
-    only = SpectrumSVC(kernel="linear", C=0.1, class_weight="balanced", calibration_cv=None).fit(Xs, ys)
+    params = {"kernel": "linear", "C": 0.1, "class_weight": "balanced"}
+    if best_params:
+        params = {k: best_params[k] for k in ("kernel", "C", "gamma", "degree", "class_weight")
+                  if best_params.get(k) is not None}
+    only = SpectrumSVC(**params, calibration_cv=None).fit(Xs, ys)
     pred_only = np.empty(len(yr), dtype=object)
     pred_mix = np.empty(len(yr), dtype=object)
     import warnings
@@ -338,12 +346,12 @@ def mixed_training(real, labels, args) -> dict:
         # each real training spectrum repeated REAL_WEIGHT times: for an SVM the same optimum as
         # a sample weight (its C scaled), so ~65 real spectra are not drowned by 3,346 simulated
         rep = np.repeat(tr, REAL_WEIGHT)
-        mix = SpectrumSVC(kernel="linear", C=0.1, class_weight="balanced", calibration_cv=None)
+        mix = SpectrumSVC(**params, calibration_cv=None)
         mix.fit(np.vstack([Xs, Xr[rep]]), np.concatenate([ys, yr[rep]]))
         pred_mix[te] = mix.predict(Xr[te])
         pred_only[te] = only.predict(Xr[te])
     print("\nsimulated + real training, 5 folds of the real type 1/2/intermediate objects "
-          "(linear SVM, C=0.1, balanced; the same folds scored with the simulated-only SVM):")
+          f"({params}; the same folds scored with the simulated-only SVM of the same settings):")
     _print_table("simulated only", yr, pred_only.astype(str))
     _print_table(f"simulated + real (training folds, each real spectrum x{REAL_WEIGHT})", yr, pred_mix.astype(str))
     return {"sim_only": _recall_line("sim only      ", yr, pred_only.astype(str)),
