@@ -640,7 +640,7 @@ def simulate(
         ``"paper"`` (the reference study's per-class ranges), a ``(lo, hi)`` range for all classes
         or ``{label: (lo, hi)}``.
     snr : float or (float, float), optional
-        S/N per pixel of the continuum at rest 5100 Å: default log-normal (median 14); a number
+        S/N per pixel of the continuum at rest 5100 Å: default log-normal (median 22); a number
         fixes it; ``(median, sigma_dex)`` sets the log-normal.
     noise : bool, default True
         False returns the noise-free model (same parameters, same ivar, nothing masked): for tests.
@@ -652,7 +652,8 @@ def simulate(
     list of Spectrum
         Observed frame, 3838 log-λ pixels 3802–9204 Å. ``meta`` holds ``spec_id`` (fake but valid
         PLATE-MJD-FIBER, plates from 9000), ``plate``, ``mjd``, ``fiber``, ``z``, ``zwarning`` (0),
-        ``label``, ``subtype``, ``fwhm_broad`` (km/s, 0 if none), ``fwhm_narrow``, ``snr_target``,
+        ``label``, ``subtype``, ``fwhm_broad`` (broad Hβ, km/s, 0 if none), ``fwhm_broad_halpha``
+        (broad Hα), ``fwhm_narrow``, ``snr_target``,
         ``host_fraction``, ``oiii_hbeta`` ([O III] 5008/narrow Hβ), ``oiii_hbeta_total``,
         ``feii_ratio``, ``broad_wing_fraction``, ``alpha``, ``sigma_star``, ``sigma_inst``,
         ``source`` (``"simulated:seed=S:i"``), ``sdss_class`` (QSO/GALAXY), ``sdss_subclass``,
