@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import math
 import os
 import platform
 import sys
@@ -33,6 +34,11 @@ def machine() -> str:
     return f"{cpu}, {os.cpu_count()} cores, {mem:.0f} GiB, Python {platform.python_version()}"
 
 
+def fmt(value: float, unit: str) -> str:
+    """A measured value with its unit, or "not run" for NaN (a peer that was skipped)."""
+    return f"{value:.4g} {unit}" if math.isfinite(value) else "not run"
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("names", nargs="*", help=f"benchmarks to run (default all: {', '.join(ORDER)})")
@@ -49,11 +55,12 @@ def main(argv=None) -> int:
         print(f"  {name} done in {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
     header = "| benchmark | agnlens | peer | ratio |\n|---|---|---|---|"
     lines = [header] + [
-        f"| {r['benchmark']} | {r['ours']:.4g} {r['unit']} | {r['peer_name']}: {r['peer']:.4g} {r['unit']} | "
-        f"**{r['ratio']:.3g}×** |"
+        f"| {r['benchmark']} | {r['ours']:.4g} {r['unit']} | {r['peer_name']}: {fmt(r['peer'], r['unit'])} | "
+        f"{'**' + format(r['ratio'], '.3g') + '×**' if math.isfinite(r['ratio']) else 'n/a (peer not run)'} |"
         for r in rows
     ]
-    table = "\n".join(lines)
+    notes = [f"- {r['benchmark']}: {r['note']}" for r in rows if r.get("note")]
+    table = "\n".join(lines) + ("\n\nNotes:\n" + "\n".join(notes) if notes else "")
     print(f"\nmachine: {machine()}\n")
     print(table)
     out = HERE / "results"
