@@ -19,6 +19,9 @@ Everything here works in chunks of rows of a Zarr store (:mod:`agnlens.io.store`
   process dies is rescheduled by the Dask scheduler (on the cluster this module starts, up to
   ``retries`` times; an external cluster uses its own ``distributed.scheduler.allowed-failures``).
   Since a chunk's result depends only on its rows, a retried run gives identical results.
+* **where the files are** — workers open the store and write the parts themselves, so on a
+  multi-machine cluster the store and the output directory must be on a file system every
+  worker sees (as is usual on HPC); paths are made absolute before they are sent.
 """
 
 from __future__ import annotations
@@ -202,8 +205,9 @@ def map_chunks(
         resumes.
     """
     t0 = time.perf_counter()
+    # absolute paths: workers may run with another working directory
     store_path = Path(store_path).resolve()
-    out_path = Path(out_path)
+    out_path = Path(out_path).resolve()
     retries = _check_retries(retries)
     info = store_info(store_path)  # raises ReadError when it is not a store
     size = info["chunk_size"] if chunk_size is None else _check_chunk_size(chunk_size)
@@ -753,7 +757,9 @@ def ingest_files(
     Parameters
     ----------
     paths : iterable of path-like
-        Files, directories or glob patterns (see :func:`agnlens.io.expand_inputs`).
+        Files, directories or glob patterns (see :func:`agnlens.io.expand_inputs`). They are
+        sent to the workers as given (and recorded so in the ``source`` column): use absolute
+        paths when the workers run in another directory or on other machines.
     out_store : path-like
         The store to write.
     grid : str or Grid
@@ -798,7 +804,7 @@ def ingest_files(
     from agnlens.io.store import write_store
     from agnlens.preprocess import Rejection, get_grid, preprocessing_provenance
 
-    out_store = Path(out_store)
+    out_store = Path(out_store).resolve()
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer (files per task), got {batch_size!r}")
     retries = _check_retries(retries)
