@@ -37,14 +37,19 @@ def test_same_seed_bitwise_identical_other_seed_differs(data, emb):
     again = tsne(X, perplexity=20, seed=3)
     assert again.coords.dtype == np.float64 and again.coords.shape == (240, 2)
     assert np.array_equal(again.coords, emb.coords)
-    other = tsne(X, perplexity=20, seed=4)
-    assert not np.array_equal(other.coords, emb.coords)
+    assert emb.n_jobs == 1  # small maps default to one thread
+    # another seed gives another map; two threads are bitwise reproducible too (small subsets:
+    # openTSNE's threads are slow to synchronise on a busy machine)
+    assert not np.array_equal(tsne(X[:80], perplexity=10, seed=5).coords, tsne(X[:80], perplexity=10, seed=6).coords)
+    a = tsne(X[:60], perplexity=5, seed=4, n_jobs=2)
+    assert a.n_jobs == 2
+    assert np.array_equal(a.coords, tsne(X[:60], perplexity=5, seed=4, n_jobs=2).coords)
 
 
 def test_resolved_settings(data, emb):
     assert emb.method == "bh" and emb.method_name == "openTSNE Barnes-Hut"
     assert emb.n_pca == 50 and emb.n == 240 and emb.perplexity == 20 and emb.fit_s > 0
-    small = tsne(data[0][:120, :20], perplexity=10, pca_components=None, seed=0)
+    small = tsne(data[0][:60, :20], perplexity=5, pca_components=None, seed=0)
     assert small.n_pca is None and small.method == "bh"
     assert np.all(np.isfinite(small.coords))
     assert resolve_method("auto", 3346) == "bh" and resolve_method("auto", 20_000) == "fft"
@@ -99,17 +104,24 @@ def test_transform_places_near_duplicates_next_to_their_originals(data, emb):
     assert np.allclose(emb.transform(noisy), placed, atol=0.05)
 
 
-def test_simulated_spectra_map(tmp_path):
+def test_simulated_spectra_map_matches_sklearn_tsne():
+    """On simulated spectra the map separates the classes as well as scikit-learn's t-SNE does."""
+    from sklearn.decomposition import PCA
+    from sklearn.manifold import TSNE
+
     from agnlens.simulate import simulate_set
 
-    s = simulate_set(300, seed=2)
+    s = simulate_set(240, seed=2)
     y = s.meta["label"].to_numpy()
-    e = tsne(s.flux, perplexity=30, seed=0)
-    # type 1 separates from type 2 in the map of simulated spectra
-    t12 = np.isin(y, ["type1", "type2"])
-    sub = Embedding(coords=e.coords[t12], perplexity=30, method="bh", seed=0, n_jobs=1, n_pca=50, fit_s=0.0)
-    assert sub.knn_accuracy(y[t12]) >= 0.95
-    assert e.knn_accuracy(y) >= 0.7
+    e = tsne(s.flux, perplexity=20, seed=0)
+    # reference: scikit-learn's Barnes-Hut t-SNE on the same 50 PCA components
+    Z = PCA(50, random_state=0).fit_transform(s.flux)
+    ref = TSNE(perplexity=20, init="pca", random_state=0).fit_transform(Z)
+    ref_knn = Embedding(coords=ref, perplexity=30, method="bh", seed=0, n_jobs=1, n_pca=50, fit_s=0.0).knn_accuracy(y)
+    chance = max(np.mean(y == c) for c in np.unique(y))
+    assert abs(e.knn_accuracy(y) - ref_knn) <= 0.06, (e.knn_accuracy(y), ref_knn)
+    assert e.knn_accuracy(y) > chance
+    assert e.trustworthiness(s.flux, k=10) > 0.9
 
 
 def test_errors_name_the_problem(data, emb):
@@ -126,6 +138,8 @@ def test_errors_name_the_problem(data, emb):
         tsne(X, method="exact")
     with pytest.raises(ValueError, match="n_components"):
         tsne(X, n_components=3)
+    with pytest.raises(ValueError, match="n_jobs must be"):
+        tsne(X, n_jobs=0)
     with pytest.raises(ValueError, match="fitted on spectra with 60 pixels, got 59"):
         emb.transform(X[:3, :59])
     with pytest.raises(ValueError, match=r"labels must have shape \(240,\)"):

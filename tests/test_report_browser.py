@@ -27,6 +27,7 @@ from pathlib import Path
 import pytest
 
 from agnlens.report import SECTIONS, build_report
+from test_report import results_master  # noqa: F401  (the complete results folder, shared fixture)
 
 pytestmark = pytest.mark.browser
 
@@ -171,11 +172,8 @@ def selfcheck(report: Path, workdir: Path) -> dict:
 
 
 @pytest.fixture(scope="module")
-def report(tmp_path_factory) -> Path:
-    from test_report import make_results  # the complete results folder of the report tests
-
-    folder = make_results(tmp_path_factory.mktemp("browser") / "run")
-    return build_report(folder)
+def report(results_master, tmp_path_factory) -> Path:
+    return build_report(results_master, output=tmp_path_factory.mktemp("browser") / "report.html")
 
 
 def test_report_renders_in_chromium(report, tmp_path):

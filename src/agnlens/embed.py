@@ -31,6 +31,9 @@ logger = logging.getLogger(__name__)
 #: Above this many spectra, "auto" switches from Barnes-Hut to FFT-interpolated gradients.
 FFT_THRESHOLD = 10_000
 
+#: Below this many spectra the default is one thread (thread start-up outweighs the gain).
+SMALL_MAP = 2_000
+
 _METHOD_NAMES = {"bh": "openTSNE Barnes-Hut", "fft": "openTSNE FFT"}
 
 
@@ -231,7 +234,7 @@ def tsne(
     pca_components: int | None = 50,
     method: str = "auto",
     seed: int = 0,
-    n_jobs: int = 2,
+    n_jobs: int | None = None,
 ) -> Embedding:
     """Embed spectra in a t-SNE map (PCA → openTSNE with PCA initialisation).
 
@@ -252,10 +255,11 @@ def tsne(
     seed : int, default 0
         Seeds the PCA, the approximate neighbour search and the optimisation. Same seed, data and
         ``n_jobs`` give a bitwise identical map.
-    n_jobs : int, default 2
-        Threads for openTSNE (-1: all cores). The map depends on the number of threads (the
-        neighbour search and gradient sums are split between them), so the default is a fixed
-        number rather than "all cores": the same seed gives the same map on every machine.
+    n_jobs : int, optional
+        Threads for openTSNE (-1: all cores). The map can depend on the number of threads (the
+        approximate neighbour search is split between them), so the default is not "all cores"
+        but a function of the data size only — 1 thread below 2,000 spectra (where threads cost
+        more than they save), 2 above — and the same seed gives the same map on every machine.
 
     Returns
     -------
@@ -280,6 +284,10 @@ def tsne(
     if pca_components is not None and (not isinstance(pca_components, (int, np.integer)) or pca_components < 1):
         raise ValueError(f"pca_components must be a positive integer or None, got {pca_components!r}")
     resolved = resolve_method(method, n)
+    if n_jobs is None:
+        n_jobs = 1 if n < SMALL_MAP else 2
+    if not isinstance(n_jobs, (int, np.integer)) or n_jobs == 0 or n_jobs < -1:
+        raise ValueError(f"n_jobs must be a positive integer, -1 (all cores) or None, got {n_jobs!r}")
 
     t0 = time.perf_counter()
     pca = None
