@@ -139,3 +139,14 @@ def test_usage_errors_exit_2(tmp_path, capsys):
     assert main(["ingest", str(tmp_path / "nothing-here-*.fits"), "--out", str(tmp_path / "x.zarr")]) == 2
     assert main(["frobnicate"]) == 2
     assert main(["--version"]) == 0
+
+
+def test_ingest_command_on_a_local_cluster_matches_in_process(tmp_path):
+    labels = str(SHARED / "sdss" / "labels.csv")
+    a, b = tmp_path / "local.zarr", tmp_path / "cluster.zarr"
+    assert main(["ingest", str(REAL), "--labels", labels, "--out", str(a)]) == 0
+    assert main(["ingest", str(REAL), "--labels", labels, "--out", str(b), "--scheduler", "processes", "--batch-size", "20"]) == 0
+    sa, sb = open_store(a, lazy=False), open_store(b, lazy=False)
+    np.testing.assert_array_equal(sa.spec_id, sb.spec_id)
+    np.testing.assert_array_equal(sa.flux, sb.flux)
+    np.testing.assert_array_equal(sa.labels, sb.labels)

@@ -17,7 +17,10 @@ from agnlens import __version__
 from agnlens.errors import AgnlensError, UsageError
 
 #: Subcommands, in the order ``--help`` lists them (module names in this package).
-COMMANDS = ["demo", "simulate", "ingest", "info", "report", "download", "explain", "train", "evaluate", "classify"]
+COMMANDS = [
+    "demo", "simulate", "ingest", "info", "train", "evaluate", "classify", "explain", "baseline",
+    "report", "download",
+]
 
 EPILOG = """\
 example, the whole study on the built-in simulated sample:

@@ -22,3 +22,14 @@ def report_rejections(command: str, rejected) -> None:
     """One stderr line per rejected input: the file and the reason."""
     for item in rejected:
         print(f"agnlens {command}: rejected {item}", file=sys.stderr)
+
+
+def add_scheduler_argument(parser) -> None:
+    """``--scheduler``: where the work runs (see :func:`agnlens.parallel.get_client`)."""
+    parser.add_argument(
+        "--scheduler",
+        default="local",
+        metavar="WHERE",
+        help="local (in this process, default), processes (a Dask LocalCluster of 2 workers on this "
+        "machine) or tcp://HOST:PORT (an existing Dask cluster; dask-jobqueue clusters work too)",
+    )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from agnlens.cli._common import progress_bar, report_rejections
+from agnlens.cli._common import add_scheduler_argument, progress_bar, report_rejections
 
 
 def add_parser(sub) -> None:
@@ -26,32 +26,37 @@ def add_parser(sub) -> None:
     p.add_argument("--max-bad-fraction", type=float, default=0.1, metavar="F", help="reject spectra with a larger share of the grid bad or uncovered (default 0.1)")
     p.add_argument("--overwrite", action="store_true", help="replace STORE if it exists")
     p.add_argument("--append", action="store_true", help="add to an existing STORE on the same grid")
+    add_scheduler_argument(p)
+    p.add_argument("--batch-size", type=int, default=256, metavar="N", help="files per parallel task (default 256)")
     p.set_defaults(run=run)
 
 
 def run(args) -> int:
-    from agnlens.ingest import ingest
-    from agnlens.io import expand_inputs
-    from agnlens.io.store import append_store, write_store
-
-    total = len(expand_inputs(args.inputs))
-    spectra, summary = ingest(
-        args.inputs,
-        labels=args.labels,
-        grid=args.grid,
-        allow_zwarning=args.allow_zwarning,
+    options = dict(
+        labels=args.labels, grid=args.grid, allow_zwarning=args.allow_zwarning,
         max_bad_fraction=args.max_bad_fraction,
-        progress=progress_bar(args, "ingest", total),
     )
-    report_rejections("ingest", summary.rejected)
-    if len(spectra):
-        if args.append:
+    if args.append:
+        from agnlens.ingest import ingest
+        from agnlens.io import expand_inputs
+        from agnlens.io.store import append_store
+
+        total = len(expand_inputs(args.inputs))
+        spectra, summary = ingest(args.inputs, progress=progress_bar(args, "ingest", total), **options)
+        if len(spectra):
             append_store(spectra, args.out)
-        else:
-            write_store(spectra, args.out, overwrite=args.overwrite)
-        summary.out = str(args.out)
+            summary.out = str(args.out)
+    else:
+        from agnlens.parallel import ingest_files
+
+        written, summary = ingest_files(
+            args.inputs, args.out, scheduler=args.scheduler, batch_size=args.batch_size,
+            overwrite=args.overwrite, progress=args.progress, **options,
+        )
+        summary.out = str(written) if written else ""
+    report_rejections("ingest", summary.rejected)
     for line in summary.lines():
         print(line)
-    if not len(spectra):
+    if not summary.accepted:
         print("nothing was accepted; no store written")
     return summary.exit_status
