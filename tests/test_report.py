@@ -166,7 +166,8 @@ def make_results(folder: Path, *, simulated: bool = True, n: int = 240, seed: in
     metrics["saliency"] = {"n_maps": len(explained), "method": "gradient", "target": "predicted class",
                            "max_rel_error_vs_finite_differences": 3.2e-8, "n_misclassified": len(wrong),
                            "n_random": len(random_pick) + 1, "faithfulness_ranking": ["gradient", "occlusion"]}
-    metrics["embedding"] = {"knn_accuracy": emb.knn_accuracy(labels), "perplexity": 20, "method": emb.method, "n": n}
+    metrics["embedding"] = {"knn_accuracy": emb.knn_accuracy(labels), "perplexity": 20, "method": emb.method, "n": n,
+                            "trustworthiness": emb.trustworthiness(X, k=10)}
     metrics["timings_s"] = {"simulate": 0.5, "tune_binary": 0.3, "tune_multiclass": 0.4, "embedding": emb.fit_s,
                             "total": 3.0}
     metrics["versions"] = {"agnlens": "0.1.0", "numpy": np.__version__, "python": "3.x <&>"}
@@ -330,6 +331,9 @@ def test_report_numbers_match_metrics(built, results_master):
     metrics = json.loads((results_master / "metrics.json").read_text())
     html = built
     assert "percentile bootstrap, 50 resamples" in html
+    assert f'trustworthiness is <span class="score">{metrics["embedding"]["trustworthiness"]:.3f}</span>' in html
+    assert f'<span class="score">{metrics["embedding"]["knn_accuracy"]:.3f}</span>' in html
+    assert "openTSNE Barnes-Hut" in html
     for task in ("binary", "multiclass"):
         t = metrics[task]["test"]
         assert f'<span class="score">{t["f1"]:.3f}</span>' in html
