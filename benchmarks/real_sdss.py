@@ -29,6 +29,7 @@ import os
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -133,11 +134,9 @@ def stats_table(n_sim: int = 3346, seed: int = 0) -> tuple[pd.DataFrame, str]:
                 st["true_fwhm_broad"] = s.meta["fwhm_broad"] or np.nan
             rows.append(st)
     df = pd.DataFrame(rows)
-    real_cat = labels.set_index(labels.index)
-    df.loc[df["kind"] == "real", "cat_fwhm_hbeta"] = real_cat["fwhm_broad_hbeta_kms"].where(
-        real_cat["fwhm_broad_hbeta_kms"] > 1300).to_numpy()
-    df.loc[df["kind"] == "real", "cat_fwhm_halpha"] = real_cat["fwhm_broad_halpha_kms"].where(
-        real_cat["fwhm_broad_halpha_kms"] > 1300).to_numpy()
+    # labels.csv's independent quick fits (0 or ~1,200 km/s where no broad line was found)
+    for col, src in (("cat_fwhm_hbeta", "fwhm_broad_hbeta_kms"), ("cat_fwhm_halpha", "fwhm_broad_halpha_kms")):
+        df.loc[df["kind"] == "real", col] = labels[src].where(labels[src] > 1300).to_numpy()
     cols = ["snr", "slope", "d4000", "cak_depth", "mgb_depth", "hb_fwhm_broad", "ha_fwhm_broad",
             "hb_broad_velocity", "hb_broad_ew", "hb_narrow_ew", "oiii_ew", "r_oiii_hb"]
     lines = ["| class | set | n | " + " | ".join(cols) + " |", "|" + "---|" * (len(cols) + 3)]
@@ -337,8 +336,6 @@ def mixed_training(real, labels, args, best_params=None) -> dict:
     only = SpectrumSVC(**params, calibration_cv=None).fit(Xs, ys)
     pred_only = np.empty(len(yr), dtype=object)
     pred_mix = np.empty(len(yr), dtype=object)
-    import warnings
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # "least populated class" of the 5 folds
         splits = list(folds.split(Xr, yr, groups))
