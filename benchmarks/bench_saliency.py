@@ -22,6 +22,8 @@ import numpy as np
 
 #: Spectra explained by the per-pixel loops (each costs n_pixels predict_proba calls).
 N_LOOP = 2
+#: Calls timed (best of) for the gradient and the prediction of the whole set.
+REPEAT = 7
 
 
 def study_finite_difference(predict_proba, x: np.ndarray, target: int, step: float = 0.01) -> np.ndarray:
@@ -62,8 +64,9 @@ def run(quick: bool = False) -> list[dict]:
     ours, peer = fitted(quick)
     n, d = X.shape
     proba_gradient(ours, X[:50])  # warm-up
-    t_grad = best_time(lambda: proba_gradient(ours, X), 3) / n
-    t_pred = best_time(lambda: ours.predict_proba(X), 3) / n
+    # best of several calls: two-thread BLAS on a busy machine varies by 10x from call to call
+    t_grad = best_time(lambda: proba_gradient(ours, X), REPEAT) / n
+    t_pred = best_time(lambda: ours.predict_proba(X), REPEAT) / n
 
     print(f"  study-style finite differences on {N_LOOP} spectra ({d} predict_proba calls each)...",
           file=sys.stderr, flush=True)

@@ -100,7 +100,7 @@ def run(quick: bool = False) -> list[dict]:
                                   f"{model.support_vectors_.shape[0]} SV; {rss}",
                         ours=1e3 * per[n], peer=1e3 * per[sizes[0]], peer_name=f"agnlens at N={sizes[0]}",
                         unit="ms/spectrum", ratio=per[sizes[0]] / per[n],
-                        note=f"{seconds:.1f} s in all; {rss}",
+                        note=f"{seconds:.1f} s in all",
                     ))
     return rows
 
