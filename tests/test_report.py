@@ -175,9 +175,15 @@ def make_results(folder: Path, *, simulated: bool = True, n: int = 240, seed: in
     return folder
 
 
+_MASTER: dict[str, Path] = {}
+
+
 @pytest.fixture(scope="session")
 def results_master(tmp_path_factory) -> Path:
-    return make_results(tmp_path_factory.mktemp("results") / "run")
+    """The complete results folder, made once per session (test_report_browser imports this fixture)."""
+    if "run" not in _MASTER:
+        _MASTER["run"] = make_results(tmp_path_factory.mktemp("results") / "run")
+    return _MASTER["run"]
 
 
 @pytest.fixture(scope="session")
