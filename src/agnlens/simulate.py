@@ -42,23 +42,25 @@ Distributions (``U`` uniform, ``N`` normal, ``LN10(m, s)`` = 10**N(m, s), ``Beta
   Hγ, Fe 4383/4531/5270/5335/5406, Hβ, Mg b triplet, Na D, Ca I 6162, Hα; broadened by a stellar
   velocity dispersion σ* ~ U(100, 250) km/s (the wide features — Balmer, Ca H&K, G band — also by
   an intrinsic 600 km/s).
-* **AGN continuum** F_λ ∝ λ^α, α ~ N(−1.1, 0.8) (type 1: some reddened), N(−1.2, 0.6) (intermediate),
-  N(−1.0, 0.7) (type 2), clipped to [−3, 1].
+* **AGN continuum** F_λ ∝ λ^α, α ~ N(−1.1, 0.8) (type 1: some reddened), N(−1.2, 0.6)
+  (intermediate), N(−1.0, 0.7) (type 2), clipped to [−3, 1].
 * **Narrow lines**, FWHM ~ LN10(2.47, 0.15) km/s clipped to [200, 700] (the catalogue's narrow
   Hβ/[O III] widths, log-mean 2.36–2.47 dex). [O III] 5008/Hβn = R_n: type 1
-  LN10(0.80, 0.18) clipped [3, 15], type 2 LN10(0.78, 0.20) clipped [2, 20]; intermediates LN10(0.60, 0.30) clipped [1, 20] (catalogue
+  LN10(0.80, 0.18) clipped [3, 15], type 2 LN10(0.78, 0.20) clipped [2, 20]; intermediates
+  LN10(0.60, 0.30) clipped [1, 20] (catalogue
   ``Fratio_5007``). [O III] 4960 = 5008/2.98; Hαn/Hβn ~ LN10(log10 3.1, 0.06) ≥ 2.86 (Balmer
   decrement with scatter; the catalogue's ``Fratio_6563`` has median 4.2, i.e. some reddening);
   [N II] 6585/Hαn ~ LN10(−0.08, 0.15) clipped [0.5, 2.5] (catalogue ratio 0.8); [N II] 6550 =
   6585/3.05; [S II] 6718+6733 = Hαn·U(0.35, 0.7), 6718/6733 ~ U(0.8, 1.4); [O I] 6302 =
   Hαn·U(0.05, 0.25), 6365 = 6302/3; [O II] 3727+3730 = Hβn·U(1.5, 4.5) (ratio U(0.7, 1.3));
-  [Ne III] 3870 = Hβn·U(0.6, 1.4), 3968 = 3870/3.32; [O III] 4364 = Hβn·U(0.05, 0.25); He II 4687 = Hβn·U(0.1, 0.4);
+  [Ne III] 3870 = Hβn·U(0.6, 1.4), 3968 = 3870/3.32; [O III] 4364 = Hβn·U(0.05, 0.25);
+  He II 4687 = Hβn·U(0.1, 0.4);
   He I 5877 = Hβn·U(0.08, 0.15); Hγn, Hδn = Hβn·0.47, 0.26; Hε, H8…H12 at Case B
   (:data:`_HIGH_BALMER`). Equivalent widths (Å, against the
   5100 Å continuum): [O III] 5008 ~ LN10(log10 25, 0.4) (type 2), LN10(log10 20, 0.35)
   (intermediate); in type 1, Hβn = Hβb·LN10(−1.3, 0.35).
 * **Broad lines** (type 1 and intermediate): Gaussian core, FWHM_b of Hβ (``fwhm_broad``) —
-  type 1 LN10(3.82, 0.21) clipped [1200, 16000] (median 6,600 km/s, 16–84 % 4,100–10,700, 18 %
+  type 1 LN10(3.82, 0.21) clipped [1200, 16000] (median 6,600 km/s, 16–84 % 4,100–10,700, 20 %
   above 10,000: the real SDSS type 1 in ``shared/data/sdss`` have broad Hβ 7,100–7,700 km/s
   median, a quarter above 10,000; DR7 quasars in general are narrower, about 4,500, so the
   distribution spans both); intermediate: broad Hα LN10(3.52, 0.155) clipped [1500, 9000]
