@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+
 
 def add_parser(sub) -> None:
     p = sub.add_parser(
@@ -11,6 +13,7 @@ def add_parser(sub) -> None:
         "files of a results folder written by `agnlens demo --out DIR`: metrics.json (required), the "
         "CSV tables and the figures. Sections whose files are missing are marked 'not computed'.",
         epilog="example:\n  agnlens report demo-out && xdg-open demo-out/report.html",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("results_dir", metavar="DIR", help="results folder (contains metrics.json)")
     p.add_argument("-o", "--output", metavar="HTML", default=None,

@@ -612,5 +612,5 @@ def build_report(
     html = _environment().get_template("template.html").render(**context)
     target = Path(output) if output is not None else folder / "report.html"
     write_text(target, html)
-    logger.info("report: wrote %s (%s)", target, _human_size(len(html.encode("utf-8"))))
+    logger.debug("report: wrote %s (%s)", target, _human_size(len(html.encode("utf-8"))))
     return target
