@@ -97,7 +97,7 @@ def _chunk_gradient(model, Z: np.ndarray, t: np.ndarray | None) -> tuple[np.ndar
         f = Z @ model._linear_w.T + model.intercept_
     else:
         G = Z @ SV.T
-        K = model._kernel_from_gram(Z, G)
+        K = model._kernel_from_gram(Z, G, overwrite=model.kernel == "rbf")  # poly needs G below
         f = K @ model.pair_coef_.T + model.intercept_
     r = sigmoid_proba(f, A, B)
     drdf = -A * r * (1.0 - r)
@@ -118,8 +118,11 @@ def _chunk_gradient(model, Z: np.ndarray, t: np.ndarray | None) -> tuple[np.ndar
     else:
         C = w @ model.pair_coef_  # (n, n_SV): per-row coefficient of every support vector
         if model.kernel == "rbf":
-            KC = K * C
-            gz = -2.0 * model.gamma_ * (KC.sum(axis=1)[:, None] * Z - KC @ SV)
+            KC = np.multiply(K, C, out=C)
+            # -2 gamma (sum_s KC_is z_i - (KC @ SV)_i), with in-place elementwise passes
+            gz = KC @ SV
+            gz -= KC.sum(axis=1)[:, None] * Z
+            gz *= 2.0 * model.gamma_
         else:  # poly
             Kd = (model.gamma_ * G + model.coef0) ** (model.degree - 1)
             gz = (model.degree * model.gamma_) * ((Kd * C) @ SV)
@@ -190,7 +193,7 @@ def decision_gradient(model, X, *, chunk_size: int = 256) -> np.ndarray:
             continue
         G = Zc @ SV.T
         if model.kernel == "rbf":
-            K = model._kernel_from_gram(Zc, G)
+            K = model._kernel_from_gram(Zc, G, overwrite=True)
             for q in range(n_pairs):
                 KC = K * model.pair_coef_[q]
                 out[sl, q] = -2.0 * model.gamma_ * (KC.sum(axis=1)[:, None] * Zc - KC @ SV)

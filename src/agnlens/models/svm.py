@@ -243,17 +243,24 @@ class SpectrumSVC(ClassifierMixin, BaseEstimator):
 
     def _kernel(self, Z: np.ndarray) -> np.ndarray:
         """Kernel matrix K(Z, SV), shape (n, n_SV), one BLAS product."""
-        return self._kernel_from_gram(Z, Z @ self.support_vectors_.T)
+        return self._kernel_from_gram(Z, Z @ self.support_vectors_.T, overwrite=True)
 
-    def _kernel_from_gram(self, Z: np.ndarray, G: np.ndarray) -> np.ndarray:
-        """Kernel matrix from the Gram block ``G = Z @ SV.T``."""
+    def _kernel_from_gram(self, Z: np.ndarray, G: np.ndarray, overwrite: bool = False) -> np.ndarray:
+        """Kernel matrix from the Gram block ``G = Z @ SV.T`` (computed in place if ``overwrite``)."""
         if self.kernel == "linear":
             return G
         if self.kernel == "poly":
             return (self.gamma_ * G + self.coef0) ** self.degree
         zz = np.einsum("ij,ij->i", Z, Z)
-        d2 = np.maximum(zz[:, None] + self._sv_sqnorm[None, :] - 2.0 * G, 0.0)
-        return np.exp(-self.gamma_ * d2)
+        K = G if overwrite else G.copy()
+        # exp(-gamma * max(|z|^2 + |s|^2 - 2 z.s, 0)), in place: the elementwise passes cost as much
+        # as the matrix product itself
+        K *= -2.0
+        K += zz[:, None]
+        K += self._sv_sqnorm[None, :]
+        np.maximum(K, 0.0, out=K)
+        K *= -self.gamma_
+        return np.exp(K, out=K)
 
     def _pairwise_from_scaled(self, Z: np.ndarray) -> np.ndarray:
         out = np.empty((Z.shape[0], self.pairs_.shape[0]))
