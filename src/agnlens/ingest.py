@@ -154,7 +154,7 @@ def ingest(
                 )
         except AgnlensError as exc:
             reason = getattr(exc, "reason", str(exc))
-            log.error("%s: %s", path, reason)
+            log.debug("rejected %s: %s", path, reason)
             summary.rejected.append(Rejection(str(path), reason))
             continue
         seen[meta["spec_id"]] = str(path)
@@ -176,6 +176,49 @@ def ingest(
     if catalog is not None:
         summary.catalog_unmatched = int((~catalog["spec_id"].isin(seen)).sum())
     return spectra, summary
+
+
+def read_inputs(
+    inputs: Iterable[str | Path],
+    *,
+    grid: str | Grid,
+    labels: str | Path | pd.DataFrame | None = None,
+    check=None,
+) -> tuple[SpectrumSet, list[Rejection]]:
+    """Spectra from files and stores, on ``grid``, as ``classify`` and ``explain`` take them.
+
+    Parameters
+    ----------
+    inputs : iterable of path-like
+        Stores (directories holding a Zarr store) are opened as they are; everything else is read
+        and preprocessed onto ``grid`` (see :func:`ingest`).
+    grid : str or Grid
+    labels : path or DataFrame, optional
+        A label catalogue for the files.
+    check : callable, optional
+        Called with each store's SpectrumSet; raises when it does not fit (e.g. another grid).
+
+    Returns
+    -------
+    spectra : SpectrumSet
+    rejected : list of Rejection
+    """
+    from agnlens.io.store import is_store, open_store
+
+    inputs = [str(p) for p in inputs]
+    sets, rejected = [], []
+    for path in (p for p in inputs if is_store(p)):
+        spectra = open_store(path, lazy=False)
+        if check is not None:
+            check(spectra)
+        sets.append(spectra)
+    files = [p for p in inputs if not is_store(p)]
+    if files:
+        spectra, summary = ingest(files, labels=labels, grid=grid)
+        rejected.extend(summary.rejected)
+        sets.append(spectra)
+    full = [s for s in sets if len(s)]
+    return (SpectrumSet.concat(full) if full else sets[0]), rejected
 
 
 def _catalog_row(catalog: pd.DataFrame | None, spec_id: str):

@@ -859,14 +859,14 @@ def ingest_files(
     for i in range(len(batches)):
         info = json.loads((parts / f"batch-{i:06d}.json").read_text())
         for source, reason in info["rejected"]:
-            log.error("%s: %s", source, reason)
+            log.debug("rejected %s: %s", source, reason)
             summary.rejected.append(Rejection(source, reason))
         keep = []
         for meta in info["meta"]:
             sid, src = str(meta.get("spec_id", "")), str(meta.get("source", ""))
             if sid and sid in seen:
                 reason = f"duplicate spec_id {sid} (already read from {seen[sid]})"
-                log.error("%s: %s", src, reason)
+                log.debug("rejected %s: %s", src, reason)
                 summary.rejected.append(Rejection(src, reason, sid))
                 keep.append(False)
                 continue

@@ -142,11 +142,10 @@ def run_study(
     from agnlens.embed import tsne
     from agnlens.explain.faithfulness import faithfulness
     from agnlens.explain.gradient import verify
-    from agnlens.explain.linestats import centre_wings, line_table
+    from agnlens.explain.linestats import centre_wings, covered_lines, line_table
     from agnlens.explain.saliency import saliency
-    from agnlens.models.metrics import evaluate
     from agnlens.models.persistence import save_model
-    from agnlens.models.tuning import split, tune
+    from agnlens.models.tuning import train
 
     out = Path(out)
     (out / "models").mkdir(parents=True, exist_ok=True)
@@ -167,9 +166,6 @@ def run_study(
     y = spectra.labels
     simulated = spectra.simulated
 
-    with timer.stage("split"):
-        parts = split(y, seed=seed)
-
     metrics: dict = {
         "dataset": {
             "n_spectra": len(spectra),
@@ -179,51 +175,27 @@ def run_study(
             "seed": seed,
             "data_hash": data_hash(spectra),
         },
-        "split": {name: int(len(idx)) for name, idx in parts.items()} | {"seed": seed},
     }
-    models = {}
+    models, splits = {}, {}
+    for task in CLASSES:
+        with timer.stage(f"tune_{task}"):
+            result = train(spectra, task=task, seed=seed)
+            models[task], splits[task] = result.model, result.split
+            _write_csv(result.tuning.table, out / f"tuning_{task}.csv")
+            metrics[task] = {
+                "classes": list(result.model.classes_),
+                "best_params": _jsonable(result.tuning.best_params),
+                "validation": result.validation,
+                "test": result.test,
+                "n": result.metadata["split_sizes"],
+                "tuning_s": result.tuning.tuning_s,
+            }
+            save_model(result.model, out / "models" / f"{task}.skops", metadata=result.metadata)
+    parts = splits["multiclass"]
+    metrics["split"] = {name: int(len(idx)) for name, idx in parts.items()} | {"seed": seed}
     predictions = pd.DataFrame({"spec_id": spectra.spec_id, "label": y, "split": ""})
     for name, idx in parts.items():
         predictions.loc[idx, "split"] = name
-
-    for task, classes in CLASSES.items():
-        with timer.stage(f"tune_{task}"):
-            keep = np.isin(y, classes)
-            sub = {k: v[keep[v]] for k, v in parts.items()}
-            result = tune(X, y, train_idx=sub["train"], val_idx=sub["validation"], random_state=seed)
-            model = result.best_estimator
-            models[task] = model
-            val_pred = model.predict(X[sub["validation"]])
-            val_proba = model.predict_proba(X[sub["validation"]])
-            test_pred = model.predict(X[sub["test"]])
-            test_proba = model.predict_proba(X[sub["test"]])
-            val_scores = evaluate(y[sub["validation"]], val_pred, val_proba, list(model.classes_), n_boot=0, seed=seed)
-            test_scores = evaluate(y[sub["test"]], test_pred, test_proba, list(model.classes_), seed=seed)
-            _write_csv(result.table, out / f"tuning_{task}.csv")
-            metrics[task] = {
-                "classes": list(model.classes_),
-                "best_params": _jsonable(result.best_params),
-                "validation": val_scores,
-                "test": test_scores,
-                "n": {k: int(len(v)) for k, v in sub.items()},
-            }
-            save_model(
-                model,
-                out / "models" / f"{task}.skops",
-                metadata={
-                    "task": task,
-                    "classes": list(model.classes_),
-                    "grid": spectra.provenance.get("grid"),
-                    "preprocessing": spectra.provenance,
-                    "split_seed": seed,
-                    "split_sizes": metrics[task]["n"],
-                    "data_hash": metrics["dataset"]["data_hash"],
-                    "simulated": simulated,
-                    "tuning": result.table.to_dict(orient="records"),
-                    "validation": val_scores,
-                    "test": test_scores,
-                },
-            )
 
     model = models["multiclass"]
     with timer.stage("classify"):
@@ -242,7 +214,9 @@ def run_study(
 
     with timer.stage("saliency"):
         sal = saliency(model, spectra[explained], method="gradient")
-        check = verify(model, X[explained[: min(10, explained.size)]])
+        p = sal.p_target
+        rows = np.argsort(-np.minimum(p, 1.0 - p), kind="stable")[: min(10, p.size)]
+        check = verify(model, X[explained[rows]], target=sal.target_index[rows])
         sal.save(out / "saliency", reason=reasons)
         figure_paths = _saliency_figures(sal, out)
 
@@ -250,8 +224,9 @@ def run_study(
         type2_mean = X[parts["train"]][y[parts["train"]] == "type2"].mean(axis=0)
         table = line_table(sal)
         _write_csv(table, out / "line_table.csv")
-        cw = centre_wings(sal)
-        _write_csv(cw.table, out / "centre_wings.csv")
+        cws = {name: centre_wings(sal, name) for name in covered_lines(sal)}
+        cw = cws["Hbeta"]
+        _write_csv(pd.concat([c.table for c in cws.values()], ignore_index=True), out / "centre_wings.csv")
         faith = faithfulness(model, spectra[explained], baseline_spectra=type2_mean, seed=seed)
         _write_csv(faith.table, out / "faithfulness.csv")
         _figures_lines(out, table, cw, faith)
@@ -259,6 +234,7 @@ def run_study(
     with timer.stage("embedding"):
         emb = tsne(X, perplexity=perplexity, seed=seed)
         knn = float(emb.knn_accuracy(y))
+        trust = float(emb.trustworthiness(X, 10))
         misclassified = np.zeros(len(y), bool)
         misclassified[wrong] = True
         has_sal = np.zeros(len(y), bool)
@@ -282,12 +258,14 @@ def run_study(
         "max_rel_error_vs_finite_differences": float(check["max_rel_error"]),
         "mean_rel_error_vs_finite_differences": float(check["mean_rel_error"]),
         "centre_wings": _jsonable(cw.summary),
+        "centre_wings_by_line": {name: _jsonable(c.summary) for name, c in cws.items()},
         "faithfulness_ranking": list(faith.ranking),
     }
     metrics["embedding"] = {
         "knn_accuracy": knn,
         "perplexity": perplexity,
-        "method": emb.method,
+        "method": emb.method_name,
+        "trustworthiness": trust,
         "n": int(len(y)),
     }
     metrics["versions"] = versions()

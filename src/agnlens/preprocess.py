@@ -317,7 +317,7 @@ def preprocess(
         try:
             f, iv, m, meta = preprocess_one(spectrum, grid, max_bad_fraction)
         except RejectedSpectrum as exc:
-            log.warning("%s", exc)
+            log.debug("rejected %s", exc)
             rejected.append(Rejection(exc.source, exc.reason, spectrum.spec_id))
             continue
         fluxes.append(f.astype(np.float32))

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
+
+from agnlens.cli._common import add_scheduler_argument
 
 
 def add_parser(sub) -> None:
@@ -21,67 +22,44 @@ def add_parser(sub) -> None:
     p.add_argument("inputs", nargs="+", metavar="INPUTS", help="FITS files, directories, glob patterns or stores")
     p.add_argument("--model", metavar="MODEL", help="model file (default: the built-in three-class model)")
     p.add_argument("--out", metavar="CSV", required=True, help="results file to write")
+    add_scheduler_argument(p)
     p.set_defaults(run=run)
 
 
-def is_store(path) -> bool:
-    """A directory that is a Zarr (v3) store."""
-    path = Path(path)
-    return path.is_dir() and (path / "zarr.json").is_file()
-
-
 def run(args) -> int:
-    import logging
+    import shutil
+    from pathlib import Path
 
-    import numpy as np
     import pandas as pd
 
     from agnlens.atomic import atomic_path
-    from agnlens.cli._common import progress_bar, report_rejections
-    from agnlens.ingest import ingest
-    from agnlens.io.store import open_store
-    from agnlens.models.persistence import check_grid, grid_from_metadata, load_model
-    from agnlens.spectra import SpectrumSet
+    from agnlens.cli._common import report_rejections
+    from agnlens.ingest import read_inputs
+    from agnlens.io.store import is_store, open_store
+    from agnlens.models.default import resolve_model
+    from agnlens.models.persistence import check_grid, grid_from_metadata
+    from agnlens.parallel import classify_chunk, classify_store
 
-    log = logging.getLogger("agnlens.cli.classify")
-    if args.model:
-        model, meta = load_model(args.model)
-    else:
-        from agnlens.models.default import default_model
-
-        log.info("no --model: using the built-in default model (trained on SIMULATED spectra)")
-        model, meta = default_model("multiclass")
-    stores = [s for s in args.inputs if is_store(s)]
-    files = [s for s in args.inputs if not is_store(s)]
-    sets, rejected = [], []
-    for s in stores:
-        spectra = open_store(s, lazy=False)
-        check_grid(meta, spectra)
-        sets.append(spectra)
+    model, meta = resolve_model(args.model)
+    out = Path(args.out)
+    tables, rejected = [], []
+    # stores go chunk by chunk on the scheduler (resumable: the work folder keeps finished chunks)
+    for store in [p for p in args.inputs if is_store(p)]:
+        check_grid(meta, open_store(store))
+        work = out.parent / f".{out.name}.{Path(store).name}.work"
+        tables.append(pd.read_csv(classify_store(
+            model, store, work, scheduler=args.scheduler, progress=args.progress
+        ), dtype={"spec_id": str}))
+        shutil.rmtree(work)
+    files = [p for p in args.inputs if not is_store(p)]
     if files:
-        # ingest logs each rejection itself; we report them once, below, with the command's prefix
-        ingest_log = logging.getLogger("agnlens.ingest")
-        was_disabled, ingest_log.disabled = ingest_log.disabled, True
-        try:
-            spectra, summary = ingest(files, grid=grid_from_metadata(meta), allow_zwarning=False,
-                                      progress=progress_bar(args, "reading"))
-        finally:
-            ingest_log.disabled = was_disabled
-        rejected.extend(summary.rejected)
-        sets.append(spectra)
-    sets = [s for s in sets if len(s)]
+        spectra, rejected = read_inputs(files, grid=grid_from_metadata(meta))
+        tables.append(classify_chunk(spectra, model))
     columns = ["spec_id", "predicted_label"] + [f"p_{c}" for c in model.classes_]
-    if sets:
-        spectra = SpectrumSet.concat(sets)
-        proba = model.predict_proba(np.asarray(spectra.flux, dtype=np.float64))
-        table = pd.DataFrame({"spec_id": spectra.spec_id, "predicted_label": model.classes_[np.argmax(proba, axis=1)]})
-        for k, c in enumerate(model.classes_):
-            table[f"p_{c}"] = proba[:, k]
-    else:
-        table = pd.DataFrame(columns=columns)
-    with atomic_path(args.out) as tmp:
+    table = pd.concat(tables, ignore_index=True).rename(columns={"predicted": "predicted_label"})[columns]
+    with atomic_path(out) as tmp:
         table.to_csv(tmp, index=False, float_format="%.6g")
     report_rejections("classify", rejected)
-    counts = table["predicted_label"].value_counts().to_dict() if len(table) else {}
-    print(f"classified {len(table)} spectra ({counts}); {len(rejected)} rejected; wrote {args.out}")
+    counts = table["predicted_label"].value_counts().to_dict()
+    print(f"classified {len(table)} spectra ({counts}); {len(rejected)} rejected; wrote {out}")
     return 1 if rejected else 0

@@ -6,7 +6,7 @@ import argparse
 import sys
 
 STAGES = [
-    "simulate", "split", "tune_binary", "tune_multiclass", "classify", "saliency", "lines",
+    "simulate", "tune_binary", "tune_multiclass", "classify", "saliency", "lines",
     "embedding", "report",
 ]
 

@@ -48,6 +48,12 @@ def add_parser(sub) -> None:
     p.add_argument("--max-figures", type=int, default=50, metavar="N", help="figures for at most N spectra (default 50; 0: none)")
     p.add_argument("--panels", action="store_true", help="figures with one panel per class (the saliency of every class's probability)")
     p.add_argument("--labels", metavar="CATALOG", help="label catalogue, to show true types in titles")
+    p.add_argument(
+        "--scheduler", metavar="WHERE",
+        help="survey scale: explain STORE inputs chunk by chunk on 'processes' (a Dask LocalCluster) or "
+        "tcp://HOST:PORT, resumably, into DIR/<store>/saliency.zarr and index.csv (no figures or line "
+        "table in this mode; run without --scheduler on a subset for those)",
+    )
     p.set_defaults(run=run)
 
 
@@ -59,11 +65,19 @@ def run(args) -> int:
     from agnlens.errors import UsageError
     from agnlens.explain.linestats import centre_wings, covered_lines, line_table
     from agnlens.explain.saliency import Saliency, saliency
+    from agnlens.ingest import read_inputs
+    from agnlens.models.default import resolve_model
+    from agnlens.models.persistence import check_grid, grid_from_metadata
 
     if args.max_figures < 0:
         raise UsageError(f"--max-figures must be 0 or more, got {args.max_figures}")
-    model, metadata = _load_model(args.model)
-    spectra, rejected = _read_inputs(args, model, metadata)
+    model, metadata = resolve_model(args.model)
+    if args.scheduler:
+        return _explain_stores(args, model, metadata)
+    spectra, rejected = read_inputs(
+        args.inputs, grid=grid_from_metadata(metadata), labels=args.labels,
+        check=lambda s: check_grid(metadata, s),
+    )
     report_rejections("explain", rejected)
     if not len(spectra):
         print("agnlens explain: no spectrum could be used; nothing written", file=sys.stderr)
@@ -151,70 +165,29 @@ def _verify(model, X, sal) -> int:
     return 0 if ok else 1
 
 
-def _load_model(name: str):
-    """The model and its metadata (``{}`` for the built-in default model)."""
-    if name == "default":
-        from agnlens.models.default import default_model
+def _explain_stores(args, model, metadata) -> int:
+    """``--scheduler``: every store input through :func:`agnlens.parallel.explain_store`."""
+    from pathlib import Path
 
-        loaded = default_model()
-    else:
-        from agnlens.models.persistence import load_model
-
-        loaded = load_model(name)
-    if isinstance(loaded, tuple):
-        return loaded[0], dict(loaded[1] or {})
-    return loaded, dict(getattr(loaded, "metadata_", None) or {})
-
-
-def _read_inputs(args, model, metadata):
-    """Spectra on the model's grid, and the inputs that could not be used.
-
-    The same reading rules as ``agnlens classify`` (stores must be on the model's grid; FITS
-    files are preprocessed onto it; each rejection is reported once, by the command).
-    """
-    import logging
-
-    from agnlens.cli.classify import is_store
-    from agnlens.ingest import ingest
-    from agnlens.io.store import open_store
+    from agnlens.errors import UsageError
+    from agnlens.io.store import is_store, open_store
     from agnlens.models.persistence import check_grid
-    from agnlens.spectra import SpectrumSet
+    from agnlens.parallel import explain_store
 
-    has_grid = isinstance(metadata.get("grid"), dict)
-    stores = [s for s in args.inputs if is_store(s)]
-    files = [s for s in args.inputs if not is_store(s)]
-    sets, rejected = [], []
-    for s in stores:
-        spectra = open_store(s, lazy=False)
-        if has_grid:
-            check_grid(metadata, spectra)
-        sets.append(spectra)
-    if files:
-        ingest_log = logging.getLogger("agnlens.ingest")
-        was_disabled, ingest_log.disabled = ingest_log.disabled, True
-        try:
-            spectra, summary = ingest(files, labels=args.labels, grid=_model_grid(model, metadata))
-        finally:
-            ingest_log.disabled = was_disabled
-        rejected.extend(summary.rejected)
-        sets.append(spectra)
-    full = [s for s in sets if len(s)]
-    return (SpectrumSet.concat(full) if full else sets[0]), rejected
-
-
-def _model_grid(model, metadata):
-    """The grid a model was trained on: from its metadata, else guessed by its number of pixels."""
-    from agnlens.preprocess import GRIDS
-
-    if isinstance(metadata.get("grid"), dict):
-        from agnlens.models.persistence import grid_from_metadata
-
-        return grid_from_metadata(metadata)
-    n = getattr(model, "n_features_in_", None)
-    for name, make in GRIDS.items():
-        if make().wavelength.size == n:
-            return name
-    return "paper"
+    not_stores = [p for p in args.inputs if not is_store(p)]
+    if not_stores:
+        raise UsageError(
+            f"--scheduler explains stores only; {not_stores[0]} is not one (make one with agnlens ingest)"
+        )
+    target = _parse_target(args.target, model)
+    for store in args.inputs:
+        check_grid(metadata, open_store(store))
+        out = explain_store(
+            model, store, Path(args.out) / Path(store).name, method=args.method, target=target,
+            scheduler=args.scheduler, progress=args.progress,
+        )
+        print(f"explained {store} with {args.method} saliency: {out['saliency']} (index {out['index']})")
+    return 0
 
 
 def _parse_target(text, model):

@@ -254,6 +254,12 @@ def append_store(
 
 
 # --------------------------------------------------------------------------------------- reading
+def is_store(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a directory holding a Zarr (v3) group (an agnlens store or not)."""
+    path = Path(path)
+    return path.is_dir() and (path / "zarr.json").is_file()
+
+
 def open_store(path: str | os.PathLike, *, lazy: bool = True) -> SpectrumSet:
     """Open a store as a :class:`SpectrumSet`.
 

@@ -38,6 +38,16 @@ def default_model_path(task: str = "multiclass") -> Path:
     return cache_dir() / f"default-{task}-agnlens-{__version__}.skops"
 
 
+def resolve_model(name: str | None) -> tuple[Any, dict]:
+    """The model a command was given: a model file, or the built-in default for None/"default"."""
+    if name in (None, "default"):
+        log.info("using the built-in default model (trained on SIMULATED spectra)")
+        return default_model("multiclass")
+    from agnlens.models.persistence import load_model
+
+    return load_model(name)
+
+
 def default_model(task: str = "multiclass", *, rebuild: bool = False) -> tuple[Any, dict]:
     """The built-in default model, built on first use and cached.
 
