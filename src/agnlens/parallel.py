@@ -42,6 +42,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from agnlens.atomic import atomic_path
 from agnlens.io.store import _check_chunk_size, read_rows, store_chunks, store_info
 from agnlens.spectra import SpectrumSet
 
@@ -480,14 +481,8 @@ def _read_json(path: Path):
 
 
 def _atomic_save(path: Path, write: Callable) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
-    try:
-        with open(tmp, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        write(f)
 
 
 def _check_retries(retries) -> int:
@@ -855,7 +850,7 @@ def ingest_files(
 
     # assemble in input order: drop duplicate spec_ids (first file wins), then one atomic write
     seen: dict[str, str] = {}
-    records, keep_rows, sources = [], [], []
+    records, keep_rows = [], []
     for i in range(len(batches)):
         info = json.loads((parts / f"batch-{i:06d}.json").read_text())
         for source, reason in info["rejected"]:

@@ -8,7 +8,6 @@ faithfulness → t-SNE → results folder (docs/results-layout.md) → HTML repo
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import platform
 import time
@@ -20,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from agnlens.atomic import atomic_path, write_text
+from agnlens.atomic import atomic_path, jsonable, write_json
 from agnlens.spectra import SpectrumSet
 
 log = logging.getLogger(__name__)
@@ -184,7 +183,7 @@ def run_study(
             _write_csv(result.tuning.table, out / f"tuning_{task}.csv")
             metrics[task] = {
                 "classes": list(result.model.classes_),
-                "best_params": _jsonable(result.tuning.best_params),
+                "best_params": jsonable(result.tuning.best_params),
                 "validation": result.validation,
                 "test": result.test,
                 "n": result.metadata["split_sizes"],
@@ -257,8 +256,8 @@ def run_study(
         "n_random": int(len(random_pick)),
         "max_rel_error_vs_finite_differences": float(check["max_rel_error"]),
         "mean_rel_error_vs_finite_differences": float(check["mean_rel_error"]),
-        "centre_wings": _jsonable(cw.summary),
-        "centre_wings_by_line": {name: _jsonable(c.summary) for name, c in cws.items()},
+        "centre_wings": jsonable(cw.summary),
+        "centre_wings_by_line": {name: jsonable(c.summary) for name, c in cws.items()},
         "faithfulness_ranking": list(faith.ranking),
     }
     metrics["embedding"] = {
@@ -271,7 +270,7 @@ def run_study(
     metrics["versions"] = versions()
     metrics["timings_s"] = dict(timer.timings)
     metrics["timings_s"]["total"] = round(time.perf_counter() - t_start, 3)
-    _write_json(metrics, out / "metrics.json")
+    write_json(out / "metrics.json", metrics)
 
     report_path = None
     if report:
@@ -281,7 +280,7 @@ def run_study(
             report_path = build_report(out)
         metrics["timings_s"]["report"] = timer.timings["report"]
         metrics["timings_s"]["total"] = round(time.perf_counter() - t_start, 3)
-        _write_json(metrics, out / "metrics.json")
+        write_json(out / "metrics.json", metrics)
     return StudyResult(out=out, metrics=metrics, report=report_path, timings=metrics["timings_s"])
 
 
@@ -335,20 +334,3 @@ def _write_csv(frame: pd.DataFrame, path: Path) -> None:
     with atomic_path(path) as tmp:
         frame.to_csv(tmp, index=False)
 
-
-def _write_json(obj: dict, path: Path) -> None:
-    write_text(path, json.dumps(_jsonable(obj), indent=2))
-
-
-def _jsonable(obj):
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return _jsonable(obj.tolist())
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, float) and not np.isfinite(obj):
-        return None
-    return obj

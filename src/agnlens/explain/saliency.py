@@ -42,6 +42,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from agnlens.atomic import jsonable
 from agnlens.lines import LINES, window
 from agnlens.spectra import SpectrumSet
 
@@ -282,8 +283,8 @@ class Saliency:
             self.to_frame().to_csv(tmp / "index.csv", index=False)
             info = {
                 "method": self.method,
-                "options": _jsonable(self.options),
-                "classes": [_jsonable(c) for c in self.classes.tolist()],
+                "options": jsonable(self.options),
+                "classes": [jsonable(c) for c in self.classes.tolist()],
                 "n_spectra": len(self),
                 "n_pixels": int(self.wavelength.size),
             }
@@ -781,15 +782,3 @@ def _strings(values, n: int, default=None) -> np.ndarray:
 
 def _is_array(value) -> bool:
     return isinstance(value, (np.ndarray, list, tuple))
-
-
-def _jsonable(value):
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, (str, int, float, bool)) or value is None:
-        return value
-    return str(value)

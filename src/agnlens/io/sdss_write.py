@@ -22,13 +22,13 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from agnlens.atomic import atomic_path, write_bytes
 from agnlens.spectra import Spectrum
 
 log = logging.getLogger(__name__)
@@ -240,15 +240,7 @@ def write_sdss(
     if path.exists() and not overwrite:
         raise FileExistsError(f"write_sdss: {path} exists; pass overwrite=True to replace it")
     data = _fits_bytes(spectrum, model, sky)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_bytes(path, data)
     log.debug("wrote %s", path)
     return path
 
@@ -303,14 +295,6 @@ def write_labels(spectra: Iterable[Spectrum], path: str | os.PathLike) -> Path:
         row["file"] = sdss_filename(spectrum)
         rows.append(row)
     table = pd.DataFrame(rows)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", newline="") as fh:
-            table.to_csv(fh, index=False)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    with atomic_path(path) as tmp:
+        table.to_csv(tmp, index=False)
+    return Path(path)

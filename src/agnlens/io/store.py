@@ -31,7 +31,6 @@ Safety against interruption
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 import re
@@ -45,6 +44,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from agnlens.atomic import jsonable
 from agnlens.errors import ReadError
 from agnlens.spectra import SpectrumSet
 
@@ -233,7 +233,7 @@ def append_store(
         prov["source_files"] = _describe_sources(all_sources)
         # record how the appended spectra differ from the store's own provenance (usually nothing)
         differs = {
-            k: v for k, v in _jsonable(spectra.provenance).items()
+            k: v for k, v in jsonable(spectra.provenance).items()
             if k not in ("created", "source_files", "appends") and prov.get(k) != v
         }
         prov.setdefault("appends", []).append({"n": int(m), "time": _now(), "software": _software(), "differs": differs})
@@ -452,7 +452,7 @@ def _write_new(spectra: SpectrumSet, tmp: Path, chunk_size: int, progress: Progr
             arr[a:b] = values[a:b]
         if progress is not None:
             progress(b, n)
-    prov = _jsonable(spectra.provenance)
+    prov = jsonable(spectra.provenance)
     prov.setdefault("grid", spectra.grid)
     prov.setdefault("software", _software())
     prov.setdefault("simulated", spectra.simulated)
@@ -662,18 +662,6 @@ def _describe_sources(sources) -> dict:
         out["files"] = names
     return out
 
-
-def _jsonable(obj) -> dict:
-    """A JSON-safe deep copy (numpy scalars and paths become plain values or strings)."""
-
-    def default(o):
-        if isinstance(o, np.generic):
-            return o.item()
-        if isinstance(o, np.ndarray):
-            return o.tolist()
-        return str(o)
-
-    return json.loads(json.dumps(dict(obj or {}), default=default))
 
 
 def _software() -> str:

@@ -546,7 +546,6 @@ def _solve(lam, x, data, w, cx: _Complex, p0, lo, hi, broad: bool):
     costs about four times as much Python overhead per spectrum. Returns the physical parameters,
     the χ² and the weighted Jacobian (n_pix, n_par) in physical parameters at the optimum.
     """
-    free = ~np.isfinite(lo) & ~np.isfinite(hi)
     pos = (lo == 0.0) & ~np.isfinite(hi)
     box = np.isfinite(lo) & np.isfinite(hi)
     half = np.where(box, 0.5 * (hi - lo), 1.0)

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from agnlens.atomic import atomic_path
+from agnlens.atomic import atomic_path, jsonable
 from agnlens.errors import ModelFileError
 
 log = logging.getLogger(__name__)
@@ -59,24 +59,6 @@ def _payload_hash(zf: zipfile.ZipFile) -> str:
         h.update(zf.read(name))
     return "sha256:" + h.hexdigest()
 
-
-def _jsonable(obj: Any) -> Any:
-    """Plain JSON types: numpy scalars/arrays to Python, NaN/inf to None, tuples to lists."""
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return _jsonable(obj.tolist())
-    if isinstance(obj, np.generic):
-        return _jsonable(obj.item())
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if obj is None or isinstance(obj, (str, int, float, bool)):
-        return obj
-    if hasattr(obj, "to_dict"):  # pandas objects
-        return _jsonable(obj.to_dict(orient="records") if hasattr(obj, "columns") else obj.to_dict())
-    return str(obj)
 
 
 def package_versions() -> dict[str, str]:
@@ -130,9 +112,9 @@ def save_model(model, path, *, metadata: dict) -> Path:
     buf = io.BytesIO(payload)
     with zipfile.ZipFile(buf) as zf:
         digest = _payload_hash(zf)
-    meta = _jsonable(dict(metadata))
+    meta = jsonable(dict(metadata))
     meta.setdefault("task", "binary" if len(model.classes_) == 2 else "multiclass")
-    meta["classes"] = _jsonable(list(model.classes_))
+    meta["classes"] = jsonable(list(model.classes_))
     meta["versions"] = {**package_versions(), **(meta.get("versions") or {})}
     meta["agnlens_model_format"] = FORMAT_VERSION
     meta["payload_sha256"] = digest
