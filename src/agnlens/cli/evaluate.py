@@ -10,7 +10,7 @@ def add_parser(sub) -> None:
         "evaluate",
         help="score a model on a labelled store (precision, recall, F1, confusion matrix, ROC AUC)",
         description="Classify the labelled spectra of STORE with MODEL and print the scores with bootstrap "
-        "95 %% intervals; --json writes them.",
+        "95 % intervals; --json writes them.",
         epilog="example:\n  agnlens evaluate multiclass.skops real.zarr --json real-scores.json",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -9,7 +9,7 @@ def add_parser(sub) -> None:
     p = sub.add_parser(
         "train",
         help="train an SVM on a labelled store (tuned on a validation split, scored on a test split)",
-        description="Split the labelled spectra of STORE (stratified 64/16/20 %%, fixed by --seed), search "
+        description="Split the labelled spectra of STORE (stratified 64/16/20 %, fixed by --seed), search "
         "kernel, C, gamma and class weights on the validation split, score the best model once on the "
         "test split, and write MODEL (skops) plus MODEL's metrics next to it (same stem + .metrics.json).",
         epilog="example:\n  agnlens simulate --n 3346 --seed 0 --out sim.zarr\n"
