@@ -13,11 +13,11 @@ Layout of ``STORE/`` (one Zarr v3 group)::
 
 Safety against interruption
 ---------------------------
-* :func:`write_store` writes into a hidden temporary sibling directory (``.NAME.tmp-XXXX``) and
+* :func:`write_store` writes into a hidden temporary sibling directory (``.NAME.tmp-<random>``) and
   renames it into place only when every chunk and the attributes are written, so a killed write
   leaves either no store or the previous one. (With ``overwrite=True`` the old store is first
   renamed aside, then the new one renamed in, then the old one deleted; a kill between the two
-  renames leaves the old store under ``.NAME.old-XXXX``.) A killed write may leave the hidden
+  renames leaves the old store under ``.NAME.old-<random>``.) A killed write may leave the hidden
   temporary directory behind; it is never mistaken for a store and can be deleted.
 * :func:`append_store` relies on the committed row count ``attrs["agnlens"]["n_spectra"]``, which
   is updated *last*, in one atomic rewrite of ``zarr.json``. New rows are written after the
