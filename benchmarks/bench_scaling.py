@@ -9,7 +9,8 @@ workers, started once per scheduler and not timed). The model is that of ``bench
 Each row gives the wall time per spectrum at N, the peer being the same at N = 10³, so
 ratio = t(10³) / t(N) (1 = flat per-spectrum cost; > 1 means larger runs are cheaper per spectrum
 as fixed costs amortise), and the peak resident memory during the run: of this process for
-"local", of this process (scheduler, output assembly) and of the busiest worker for "processes".
+"local", of this process (scheduler, output assembly) and of the busiest worker for "processes";
+the resident size of this process just before the run is given too (the flat part of its peak).
 Peak RSS is Linux's ``VmHWM``, reset before every run through ``/proc/<pid>/clear_refs``
 (``psutil`` is not a dependency).
 """
@@ -40,12 +41,17 @@ def reset_peak(pid: int) -> None:
     Path(f"/proc/{pid}/clear_refs").write_text("5")
 
 
-def peak_mib(pid: int) -> float:
-    """Peak resident set size of a process since the last :func:`reset_peak`, MiB."""
+def status_mib(pid: int, field: str) -> float:
+    """A memory field of ``/proc/<pid>/status`` in MiB (``VmHWM``: peak since :func:`reset_peak`)."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
+        if line.startswith(f"{field}:"):
             return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def peak_mib(pid: int) -> float:
+    """Peak resident set size of a process since the last :func:`reset_peak`, MiB."""
+    return status_mib(pid, "VmHWM")
 
 
 def classify_and_explain(model, store: Path, out: Path, scheduler) -> float:
@@ -89,10 +95,12 @@ def run(quick: bool = False) -> list[dict]:
                 for n in sizes:
                     for pid in [os.getpid(), *workers]:
                         reset_peak(pid)
+                    # what the process held before the run (model, imports, earlier benchmarks' data)
+                    base = status_mib(os.getpid(), "VmRSS")
                     print(f"  {scheduler}: classify + saliency of {n} spectra...", file=sys.stderr, flush=True)
                     seconds = classify_and_explain(model, stores[n], tmp / f"out-{scheduler}-{n}", target)
                     per[n] = seconds / n
-                    rss = f"peak RSS {peak_mib(os.getpid()):.0f} MiB"
+                    rss = f"peak RSS {peak_mib(os.getpid()):.0f} MiB (before: {base:.0f})"
                     if workers:
                         rss = f"{rss} (client), {max(peak_mib(p) for p in workers):.0f} MiB (worker)"
                     rows.append(dict(
