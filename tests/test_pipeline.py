@@ -1,0 +1,87 @@
+"""The study end to end (what `agnlens demo` runs): metrics schema, files, bitwise reproducibility."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from agnlens.cli import main
+from agnlens.pipeline import run_study
+
+
+@pytest.fixture(scope="module")
+def two_runs(tmp_path_factory):
+    a = tmp_path_factory.mktemp("study-a")
+    b = tmp_path_factory.mktemp("study-b")
+    # a small sample: every stage runs, the whole module stays well under a minute
+    kw = dict(n=240, seed=3, n_random_saliency=5, perplexity=20.0)
+    return run_study(a, **kw), run_study(b, report=False, **kw)
+
+
+def test_metrics_schema(two_runs):
+    m = json.loads((two_runs[0].out / "metrics.json").read_text())
+    assert m["dataset"]["n_spectra"] == 240 and m["dataset"]["simulated"] is True
+    assert sum(m["dataset"]["counts"].values()) == 240
+    for task, classes in (("binary", ["type1", "type2"]), ("multiclass", ["intermediate", "type1", "type2"])):
+        t = m[task]
+        assert sorted(t["classes"]) == classes
+        assert {"kernel", "C", "class_weight"} <= set(t["best_params"])
+        for key in ("f1", "precision", "recall", "accuracy", "balanced_accuracy", "roc_auc"):
+            assert 0.0 <= t["test"][key] <= 1.0, (task, key)
+        lo, hi = t["test"]["f1_ci95"]
+        assert lo <= t["test"]["f1"] <= hi
+        cm = np.asarray(t["test"]["confusion_matrix"])
+        assert cm.shape == (len(classes), len(classes)) and cm.sum() == t["n"]["test"]
+        assert 0.0 <= t["validation"]["f1"] <= 1.0
+    s = m["saliency"]
+    assert s["n_maps"] == s["n_misclassified"] + s["n_random"] and s["n_random"] == 5
+    assert s["max_rel_error_vs_finite_differences"] < 1e-4
+    assert 0.0 <= m["embedding"]["knn_accuracy"] <= 1.0
+    assert m["timings_s"]["total"] > 0 and {"tune_binary", "saliency", "embedding"} <= set(m["timings_s"])
+    assert m["versions"]["agnlens"] and m["versions"]["numpy"]
+
+
+def test_results_folder_is_complete(two_runs):
+    out = two_runs[0].out
+    for name in ("report.html", "models/binary.skops", "models/multiclass.skops", "tuning_binary.csv",
+                 "tuning_multiclass.csv", "predictions.csv", "embedding.csv", "line_table.csv",
+                 "centre_wings.csv", "faithfulness.csv", "saliency/values.npy", "saliency/index.csv",
+                 "figures/tsne.png", "figures/confusion_multiclass.png", "figures/centre_wings.png"):
+        assert (out / name).is_file(), name
+    index = pd.read_csv(out / "saliency" / "index.csv")
+    values = np.load(out / "saliency" / "values.npy")
+    assert values.shape == (len(index), 1000)
+    emb = pd.read_csv(out / "embedding.csv")
+    assert emb["has_saliency"].sum() == len(index)
+    # every misclassified test spectrum is explained
+    assert set(emb.loc[emb["misclassified"], "spec_id"]) <= set(index["spec_id"])
+    figures = emb.loc[emb["has_saliency"], "saliency_figure"]
+    assert all((out / f).is_file() for f in figures)
+    assert "SIMULATED" in (out / "report.html").read_text()
+    assert not list(out.rglob("*.part")), "temporary files left behind"
+
+
+def test_same_seed_gives_bitwise_identical_results(two_runs):
+    a, b = (r.out for r in two_runs)
+    ma, mb = (json.loads((x / "metrics.json").read_text()) for x in (a, b))
+    for m in (ma, mb):
+        m.pop("timings_s")
+        for task in ("binary", "multiclass"):
+            m[task].pop("tuning_s", None)
+    assert ma == mb
+    assert np.array_equal(np.load(a / "saliency" / "values.npy"), np.load(b / "saliency" / "values.npy"))
+    for name in ("embedding.csv", "predictions.csv", "line_table.csv"):
+        assert (a / name).read_bytes() == (b / name).read_bytes(), name
+
+
+def test_report_command_rebuilds_the_report(two_runs, capsys):
+    out = two_runs[1].out
+    assert not (out / "report.html").exists()
+    assert main(["report", str(out)]) == 0
+    assert (out / "report.html").stat().st_size > 10_000
+
+
+def test_demo_refuses_a_sample_too_small_to_split(tmp_path, capsys):
+    assert main(["demo", "--n", "10", "--out", str(tmp_path / "x")]) == 2
+    assert "--n must be at least 60" in capsys.readouterr().err
