@@ -101,7 +101,7 @@ def run(args) -> int:
     for start in starts:
         chunk = spectra[np.arange(start, min(start + CHUNK, len(spectra)))]
         parts.append(saliency(model, chunk, method=args.method, target=target))
-    sal = _concat(parts, Saliency)
+    sal = Saliency.concat(parts)
     sal.save(out / "saliency")
 
     table = line_table(sal)
@@ -201,28 +201,6 @@ def _parse_target(text, model):
     from agnlens.errors import UsageError
 
     raise UsageError(f"--class {text!r} is not a class of the model ({', '.join(classes)}) nor an index 0..{len(classes) - 1}")
-
-
-def _concat(parts, cls):
-    import numpy as np
-
-    if len(parts) == 1:
-        return parts[0]
-    first = parts[0]
-    return cls(
-        values=np.concatenate([p.values for p in parts]),
-        wavelength=first.wavelength,
-        flux=np.concatenate([p.flux for p in parts]),
-        target_index=np.concatenate([p.target_index for p in parts]),
-        probabilities=np.concatenate([p.probabilities for p in parts]),
-        classes=first.classes,
-        method=first.method,
-        options=first.options,
-        spec_id=np.concatenate([p.spec_id for p in parts]),
-        labels=np.concatenate([p.labels for p in parts]),
-        predicted=np.concatenate([p.predicted for p in parts]),
-        completeness=None if first.completeness is None else np.concatenate([p.completeness for p in parts]),
-    )
 
 
 def _all_classes(model, spectra, method):

@@ -74,6 +74,10 @@ CONTINUUM_MASK_KMS = {"broad": 5000.0, "narrow": 800.0, "absorption": 600.0}
 # the result object
 
 
+#: The per-spectrum fields of a :class:`Saliency` (first axis = spectra).
+_ROWS = ("values", "flux", "target_index", "probabilities", "spec_id", "labels", "predicted", "reason", "completeness")
+
+
 class Saliency:
     """Saliency maps of many spectra, with everything needed to read them.
 
@@ -161,20 +165,22 @@ class Saliency:
         if isinstance(index, (int, np.integer)):
             index = [int(index)]
         idx = np.arange(len(self))[index]
+        return self._with_rows({f: None if getattr(self, f) is None else getattr(self, f)[idx] for f in _ROWS})
+
+    @classmethod
+    def concat(cls, parts: Sequence[Saliency]) -> Saliency:
+        """Stack results of one model and method (e.g. computed chunk by chunk)."""
+        if not parts:
+            raise ValueError("Saliency.concat needs at least one Saliency")
+        first = parts[0]
+        return first._with_rows({
+            f: None if getattr(first, f) is None else np.concatenate([getattr(p, f) for p in parts])
+            for f in _ROWS
+        })
+
+    def _with_rows(self, rows: dict) -> Saliency:
         return Saliency(
-            values=self.values[idx],
-            wavelength=self.wavelength,
-            flux=self.flux[idx],
-            target_index=self.target_index[idx],
-            probabilities=self.probabilities[idx],
-            classes=self.classes,
-            method=self.method,
-            options=self.options,
-            spec_id=self.spec_id[idx],
-            labels=self.labels[idx],
-            predicted=self.predicted[idx],
-            reason=self.reason[idx],
-            completeness=None if self.completeness is None else self.completeness[idx],
+            wavelength=self.wavelength, classes=self.classes, method=self.method, options=self.options, **rows
         )
 
     def __repr__(self) -> str:
