@@ -107,3 +107,18 @@ def test_default_model_is_built_once_and_cached(tmp_path, monkeypatch, capsys):
     assert meta["test"]["f1"] >= 0.8 and meta["validation"]["f1"] >= 0.8
     table = pd.read_csv(tmp_path / "res.csv")
     assert len(table) == 3 and set(table["predicted_label"]) <= set(model.classes_)
+
+
+def test_default_model_cache_is_keyed_by_the_code_that_builds_it(monkeypatch, tmp_path):
+    """A model cached by other code (e.g. an older simulator) must not be reused."""
+    from agnlens.models import default
+
+    monkeypatch.setenv("AGNLENS_CACHE", str(tmp_path))
+    path = default.default_model_path("multiclass")
+    assert path.parent == tmp_path and default.recipe_key() in path.name
+    assert default.default_model_path("multiclass") == path  # stable
+    monkeypatch.setitem(default.DEFAULT_RECIPE, "n", 1000)
+    assert default.default_model_path("multiclass") != path
+    monkeypatch.undo()
+    monkeypatch.setattr(default, "RECIPE_MODULES", default.RECIPE_MODULES[:-1])
+    assert default.default_model_path("multiclass").name != path.name

@@ -31,11 +31,33 @@ def cache_dir() -> Path:
     return Path(env).expanduser() if env else Path.home() / ".cache" / "agnlens"
 
 
-def default_model_path(task: str = "multiclass") -> Path:
-    """Where the cached default model of ``task`` lives (versioned by the agnlens version)."""
+#: The modules whose code decides what the default model is: a change to any of them (a new
+#: simulator, say) must not reuse a model cached by the old code.
+RECIPE_MODULES = (
+    "agnlens.simulate", "agnlens.preprocess", "agnlens.lines", "agnlens.models.svm",
+    "agnlens.models.coupling", "agnlens.models.tuning",
+)
+
+
+def recipe_key() -> str:
+    """A short hash of the agnlens version, the recipe and the source of :data:`RECIPE_MODULES`."""
+    import hashlib
+    import importlib.util
+
     from agnlens import __version__
 
-    return cache_dir() / f"default-{task}-agnlens-{__version__}.skops"
+    h = hashlib.sha256(f"{__version__} {sorted(DEFAULT_RECIPE.items())}".encode())
+    for name in RECIPE_MODULES:
+        h.update(Path(importlib.util.find_spec(name).origin).read_bytes())
+    return h.hexdigest()[:12]
+
+
+def default_model_path(task: str = "multiclass") -> Path:
+    """Where the cached default model of ``task`` lives: keyed by :func:`recipe_key`, so that a
+    model built by other code (an older simulator) is never reused."""
+    from agnlens import __version__
+
+    return cache_dir() / f"default-{task}-agnlens-{__version__}-{recipe_key()}.skops"
 
 
 def resolve_model(name: str | None) -> tuple[Any, dict]:
