@@ -305,3 +305,14 @@ def test_killed_ingest_leaves_no_store_and_resumes(tmp_path):
     np.testing.assert_array_equal(got.flux, serial.flux)
     pd.testing.assert_frame_equal(got.meta, serial.meta, check_dtype=False)
     assert not work.exists()
+
+
+def test_a_chunk_failing_on_the_cluster_is_reported_and_the_rest_kept(store, cluster, tmp_path):
+    calls, flag = tmp_path / "calls", tmp_path / "fail"
+    calls.mkdir()
+    flag.touch()
+    with pytest.raises(RuntimeError, match="1 of 6 chunks failed.*planned failure"):
+        map_chunks(record_calls, store, tmp_path / "out", args=(str(calls), str(flag)), retries=1, scheduler=cluster)
+    assert len(list((tmp_path / "out" / "parts").glob("*.done"))) == 5
+    # the failing chunk ran twice (retries=1), every other chunk once
+    assert sorted(p.name[:6] for p in calls.iterdir()).count("000100") == 2

@@ -300,7 +300,8 @@ def _execute(scheduler, fn: Callable, tasks: list[tuple[int, tuple]], shared: Se
         import distributed
 
         # large shared arguments (a model, a catalogue) travel to each worker once, not per task
-        shared_futures = client.scatter(list(shared), broadcast=True) if shared else []
+        # (hash=False: fresh keys, so nothing is shared with futures of an earlier client)
+        shared_futures = client.scatter(list(shared), broadcast=True, hash=False) if shared else []
         futures = {}
         for i, task_args in tasks:
             fut = client.submit(
@@ -308,11 +309,12 @@ def _execute(scheduler, fn: Callable, tasks: list[tuple[int, tuple]], shared: Se
                 key=f"agnlens-{getattr(fn, '__name__', 'task')}-{i:06d}-{uuid.uuid4().hex[:8]}",
             )
             futures[fut] = i
-        for fut in distributed.as_completed(futures):
+        # results come with the iterator (no blocking fut.result() from this thread, which could
+        # meet an asyncio primitive bound to another event loop after a worker died)
+        for fut, result in distributed.as_completed(futures, with_results=True, raise_errors=False):
             i = futures[fut]
-            try:
-                fut.result()
-            except Exception as exc:  # includes KilledWorker when a task kills workers repeatedly
+            if fut.status in ("error", "cancelled"):  # incl. KilledWorker (a task that kills workers)
+                exc = result[1] if isinstance(result, tuple) else result
                 log.error("task %d failed: %s", i, exc)
                 failures.append((i, exc))
             bar.update(1)
