@@ -85,3 +85,16 @@ def test_report_command_rebuilds_the_report(two_runs, capsys):
 def test_demo_refuses_a_sample_too_small_to_split(tmp_path, capsys):
     assert main(["demo", "--n", "10", "--out", str(tmp_path / "x")]) == 2
     assert "--n must be at least 60" in capsys.readouterr().err
+
+
+def test_demo_on_real_spectra_with_too_few_type2_says_so_in_one_line(tmp_path, capsys):
+    from pathlib import Path
+
+    shared = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "sdss"
+    store = tmp_path / "real.zarr"
+    assert main(["ingest", str(shared / "spectra"), "--labels", str(shared / "labels.csv"), "--out", str(store)]) == 0
+    capsys.readouterr()
+    assert main(["demo", "--store", str(store), "--out", str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err
+    assert "agnlens demo: error: train: the binary task needs at least 5 spectra of every class" in err
+    assert "'type2': 2" in err and "Traceback" not in err

@@ -231,6 +231,9 @@ def run_study(
         _figures_lines(out, table, cw, faith)
 
     with timer.stage("embedding"):
+        if perplexity >= (len(y) - 1) / 3:  # openTSNE's limit: a small sample gets a smaller one
+            perplexity = max(1.0, float(np.floor((len(y) - 1) / 3 - 1)))
+            log.info("t-SNE perplexity lowered to %g for %d spectra", perplexity, len(y))
         emb = tsne(X, perplexity=perplexity, seed=seed)
         knn = float(emb.knn_accuracy(y))
         trust = float(emb.trustworthiness(X, 10))

@@ -79,6 +79,11 @@ def main(argv: list[str] | None = None) -> int:
     except AgnlensError as exc:
         print(f"agnlens {args.command}: error: {exc}", file=sys.stderr)
         return 2 if isinstance(exc, UsageError) else 1
+    except (ValueError, TypeError) as exc:  # the library's word on bad input; -v shows the traceback
+        if args.verbose:
+            raise
+        print(f"agnlens {args.command}: error: {exc}", file=sys.stderr)
+        return 1
     except (FileNotFoundError, PermissionError, IsADirectoryError) as exc:
         print(f"agnlens {args.command}: error: {exc}", file=sys.stderr)
         return 2

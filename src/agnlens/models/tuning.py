@@ -36,6 +36,9 @@ log = logging.getLogger(__name__)
 
 SPLIT_NAMES = ("train", "validation", "test")
 SCORINGS = ("macro_f1", "accuracy", "balanced_accuracy")
+#: Fewest spectra of a class that a stratified 64/16/20 split can put in every part.
+MIN_PER_CLASS = 5
+
 #: Default C grid, log-spaced.
 DEFAULT_C = tuple(10.0 ** np.arange(-3, 3))
 #: Default gamma grid, as multiples of 1 / (n_features * Var(X_train)).
@@ -532,6 +535,15 @@ def train(
         raise ValueError(
             f"train: the {task} task needs labelled spectra of every class {list(classes)}; the spectra "
             f"hold {keep.size} usable ones of classes {present} — label them with `agnlens ingest --labels`"
+        )
+    counts = {c: int(np.sum(labels[keep] == c)) for c in classes}
+    scarce = {c: k for c, k in counts.items() if k < MIN_PER_CLASS}
+    if scarce:
+        raise ValueError(
+            f"train: the {task} task needs at least {MIN_PER_CLASS} spectra of every class for a "
+            f"stratified train/validation/test split; the spectra hold {counts} — add labelled spectra "
+            f"of {', '.join(scarce)} (e.g. simulated ones: agnlens simulate --fits-dir sim/, then agnlens ingest "
+            f"sim/ --labels sim/labels.csv --append --out STORE)"
         )
     X = np.asarray(spectra.flux[keep], dtype=np.float64)
     y = labels[keep]
