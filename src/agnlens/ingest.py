@@ -7,7 +7,7 @@ file's path and the reason, and the summary counts it.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from agnlens.errors import AgnlensError, RejectedSpectrum
-from agnlens.preprocess import Grid, Rejection, get_grid, preprocess_one, preprocessing_provenance
+from agnlens.preprocess import Grid, Rejection, get_grid, preprocess_one, preprocessing_provenance, stack
 from agnlens.spectra import SpectrumSet
 
 log = logging.getLogger(__name__)
@@ -160,7 +160,7 @@ def ingest(
         seen[meta["spec_id"]] = str(path)
         rows.append((flux, ivar, mask, meta))
 
-    spectra = _stack(rows, grid)
+    spectra = stack(rows, grid)
     simulated = "simulated" in spectra.meta and bool(len(spectra)) and bool(spectra.meta["simulated"].all())
     spectra.provenance.update(preprocessing_provenance(grid, max_bad_fraction))
     spectra.provenance.update(
@@ -225,16 +225,3 @@ def _catalog_row(catalog: pd.DataFrame | None, spec_id: str):
     if catalog is None or spec_id not in catalog.index:
         return None
     return catalog.loc[spec_id]
-
-
-def _stack(rows: Sequence[tuple], grid: Grid) -> SpectrumSet:
-    n_pix = grid.wavelength.size
-    return SpectrumSet(
-        wavelength=grid.wavelength,
-        flux=np.array([r[0] for r in rows], dtype=np.float32).reshape(-1, n_pix),
-        ivar=np.array([r[1] for r in rows], dtype=np.float32).reshape(-1, n_pix),
-        mask=np.array([r[2] for r in rows], dtype=bool).reshape(-1, n_pix),
-        meta=pd.DataFrame([r[3] for r in rows]),
-        grid=grid.name,
-        provenance={},
-    )

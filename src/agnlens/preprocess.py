@@ -312,31 +312,31 @@ def preprocess(
         One entry per spectrum that could not be used, with the reason.
     """
     grid = get_grid(grid)
-    fluxes, ivars, masks, metas, rejected = [], [], [], [], []
+    rows, rejected = [], []
     for spectrum in spectra:
         try:
-            f, iv, m, meta = preprocess_one(spectrum, grid, max_bad_fraction)
+            rows.append(preprocess_one(spectrum, grid, max_bad_fraction))
         except RejectedSpectrum as exc:
             log.debug("rejected %s", exc)
             rejected.append(Rejection(exc.source, exc.reason, spectrum.spec_id))
-            continue
-        fluxes.append(f.astype(np.float32))
-        ivars.append(iv.astype(np.float32))
-        masks.append(m)
-        metas.append(meta)
-    n_pix = grid.wavelength.size
     prov = preprocessing_provenance(grid, max_bad_fraction)
     prov.update(provenance or {})
-    result = SpectrumSet(
-        wavelength=grid.wavelength,
-        flux=np.array(fluxes, dtype=np.float32).reshape(-1, n_pix),
-        ivar=np.array(ivars, dtype=np.float32).reshape(-1, n_pix),
-        mask=np.array(masks, dtype=bool).reshape(-1, n_pix),
-        meta=pd.DataFrame(metas),
-        grid=grid.name,
-        provenance=prov,
-    )
+    result = stack(rows, grid, prov)
     return result, rejected
+
+
+def stack(rows, grid: Grid, provenance: dict | None = None) -> SpectrumSet:
+    """A SpectrumSet (float32 flux and ivar) from ``(flux, ivar, mask, meta)`` rows on ``grid``."""
+    n_pix = grid.wavelength.size
+    return SpectrumSet(
+        wavelength=grid.wavelength,
+        flux=np.array([r[0] for r in rows], dtype=np.float32).reshape(-1, n_pix),
+        ivar=np.array([r[1] for r in rows], dtype=np.float32).reshape(-1, n_pix),
+        mask=np.array([r[2] for r in rows], dtype=bool).reshape(-1, n_pix),
+        meta=pd.DataFrame([r[3] for r in rows]),
+        grid=grid.name,
+        provenance=dict(provenance or {}),
+    )
 
 
 def preprocessing_provenance(grid: Grid, max_bad_fraction: float) -> dict:
