@@ -261,6 +261,15 @@ class Saliency:
         )
         return plot_saliency(self.wavelength, self.flux[row], self.values[row], ax=ax, title=title, **kwargs)
 
+    def to_specutils(self):
+        """The maps as a specutils ``Spectrum`` on the model's grid, shape (n_spectra, n_pixels).
+
+        See :func:`agnlens.io.specutils.saliency_to_specutils`; needs ``agnlens[specutils]``.
+        """
+        from agnlens.io.specutils import saliency_to_specutils
+
+        return saliency_to_specutils(self)
+
     # ---- persistence
     def save(self, directory: str | os.PathLike, *, reason: Sequence[str] | None = None) -> Path:
         """Write ``values.npy`` (float32), ``wavelength.npy``, ``flux.npy``, ``index.csv`` and
@@ -370,11 +379,13 @@ def saliency(
         Needs ``predict_proba`` and ``classes_``; the gradient methods (``"gradient"``,
         ``"smoothgrad"``, ``"integrated-gradients"``) also need a model that
         :func:`agnlens.explain.gradient.proba_gradient` supports (``SpectrumSVC``).
-    X : ndarray of shape (n_spectra, n_pixels) or SpectrumSet
+    X : ndarray of shape (n_spectra, n_pixels), SpectrumSet, or spectra
         Preprocessed flux on ``wavelength``. A SpectrumSet brings its own wavelength, spec_id and
-        labels.
+        labels. An agnlens ``Spectrum``, a specutils ``Spectrum`` or a list of them is first
+        preprocessed onto the model's grid by :func:`agnlens.io.as_spectrum_set`.
     wavelength : ndarray of shape (n_pixels,), optional
-        Rest-frame grid in Å; required when ``X`` is an array.
+        Rest-frame grid in Å; required when ``X`` is an array. For spectra objects, the grid to
+        preprocess onto (default: the preset grid with the model's pixel count).
     method : {"gradient", "finite-difference", "smoothgrad", "integrated-gradients", "occlusion"}
     target : None, int, class label, or array of shape (n_spectra,)
         The class to explain: None = the predicted class of each spectrum; an int is a column of
@@ -406,6 +417,10 @@ def saliency(
     >>> sal = saliency(model, spectra, method="gradient")          # doctest: +SKIP
     >>> sal.plot(0); sal.save("out/saliency")                       # doctest: +SKIP
     """
+    from agnlens.io import as_spectrum_set, is_spectrum_like
+
+    if is_spectrum_like(X):  # agnlens or specutils spectra: onto the model's grid first
+        X, wavelength = as_spectrum_set(X, wavelength, n_pixels=getattr(model, "n_features_in_", None)), None
     flux, wavelength, spec_id, labels = _inputs(X, wavelength, spec_id, labels)
     if method not in METHODS:
         raise ValueError(f"unknown saliency method {method!r}; choose one of {', '.join(METHODS)}")

@@ -8,8 +8,17 @@ Readers (this package's ``sdss``, ``table``, ``inputs`` and ``catalog`` modules)
 * :func:`read_catalog` — a label catalogue;
 * :func:`expand_inputs` — files, directories and glob patterns to a list of files;
 * :func:`zwarning_problem` — whether a ZWARNING makes the redshift unreliable.
+
+specutils in and out (optional extra ``agnlens[specutils]``):
+
+* :func:`from_specutils` / :func:`to_specutils` — specutils ``Spectrum`` ⇄ agnlens ``Spectrum`` /
+  ``SpectrumSet``;
+* :func:`as_spectrum_set` — what every stage calls on its input: a SpectrumSet, agnlens or
+  specutils spectra, or lists of them, preprocessed onto the model's grid.
 """
 
+from agnlens.io.coerce import as_spectrum_set, is_spectrum_like
+from agnlens.io.specutils import from_specutils, is_specutils, to_specutils
 from agnlens.io.catalog import CANONICAL_LABELS, LABEL_ALIASES, normalise_label, read_catalog
 from agnlens.io.inputs import expand_inputs, read_spectrum
 from agnlens.io.sdss import (
@@ -34,7 +43,11 @@ __all__ = [
     "SPPIXMASK_BITS",
     "UNRELIABLE_Z_BITS",
     "ZWARNING_BITS",
+    "as_spectrum_set",
     "expand_inputs",
+    "from_specutils",
+    "is_specutils",
+    "is_spectrum_like",
     "normalise_label",
     "read_catalog",
     "read_sdss",
@@ -42,6 +55,7 @@ __all__ = [
     "read_spectrum",
     "read_spspec",
     "read_table",
+    "to_specutils",
     "zwarning_problem",
     # store (exported by its owner)
     "append_store",
