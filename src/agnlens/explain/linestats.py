@@ -57,8 +57,8 @@ def line_table(
           the class's spectra — a per-pixel quantity, so a wide window does not win by its size.
         * ``share_abs``: ``mean_abs_saliency`` divided by its sum over all windows of the class
           (sums to 1 per class; overlapping windows share pixels): which window holds the most
-          |saliency| per pixel.
-        * ``enrichment``: the window's mean |saliency| over the whole spectrum's mean |saliency|,
+          ``|saliency|`` per pixel.
+        * ``enrichment``: the window's mean ``|saliency|`` over the whole spectrum's mean ``|saliency|``,
           averaged over spectra (1 = a typical pixel; 5 = five times as salient as average).
     """
     widths = dict(LINE_HALF_WIDTH_KMS)
@@ -183,9 +183,9 @@ def centre_wings(
         A line name of :data:`agnlens.lines.LINES` (``"Hbeta"``, ``"Halpha"``...); the window
         ±``wing_kms[1]`` must lie inside the grid.
     core_kms : float
-        The core is |v| < core_kms.
+        The core is ``|v| < core_kms``.
     wing_kms : (float, float)
-        The wings are wing_kms[0] ≤ |v| ≤ wing_kms[1], both sides pooled.
+        The wings are ``wing_kms[0] ≤ |v| ≤ wing_kms[1]``, both sides pooled.
     by : {"target", "label", "predicted"}
         How spectra are grouped; a class ``"all"`` pools them.
     velocity_step : float

@@ -17,9 +17,8 @@ specutils in and out (optional extra ``agnlens[specutils]``):
   specutils spectra, or lists of them, preprocessed onto the model's grid.
 """
 
-from agnlens.io.coerce import as_spectrum_set, is_spectrum_like
-from agnlens.io.specutils import from_specutils, is_specutils, to_specutils
 from agnlens.io.catalog import CANONICAL_LABELS, LABEL_ALIASES, normalise_label, read_catalog
+from agnlens.io.coerce import as_spectrum_set, is_spectrum_like
 from agnlens.io.inputs import expand_inputs, read_spectrum
 from agnlens.io.sdss import (
     DEFAULT_BAD_BITS,
@@ -31,10 +30,11 @@ from agnlens.io.sdss import (
     read_spspec,
     zwarning_problem,
 )
-from agnlens.io.table import read_table
+from agnlens.io.specutils import from_specutils, is_specutils, to_specutils
 
 # The dataset store's names are exported by the store's owner (io/store.py):
 from agnlens.io.store import append_store, open_store, read_rows, store_chunks, store_info, write_store
+from agnlens.io.table import read_table
 
 __all__ = [
     "CANONICAL_LABELS",

@@ -12,7 +12,7 @@ steps, both differentiable:
    that its solution is non-negative whenever every ``r_ij`` lies in (0, 1), so the constraint
    ``p >= 0`` of the original problem is never active: solving the (K+1) x (K+1) system *exactly*
    gives the coupled probabilities (libsvm instead iterates and clips, which is neither exact nor
-   smooth). We clip rounding noise at 0 (|error| ~ 1e-16).
+   smooth). We clip rounding noise at 0 (``|error|`` ~ 1e-16).
 
 The derivative of ``p`` with respect to ``r`` follows by implicit differentiation of the linear
 system: ``M dp~ = -(dM) p~``, hence ``dp_t/dr_q = -lambda^T (dM/dr_q) p~`` with ``lambda = M^-1 e_t``
