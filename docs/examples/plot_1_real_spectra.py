@@ -1,6 +1,6 @@
 """
-Real SDSS spectra: ingest, classify, explain, baseline
-=======================================================
+Real SDSS spectra: ingest, classify, explain, baseline, report
+===============================================================
 
 The library's stages, in the order ``agnlens`` runs them, on real SDSS spectra. Each stage is
 also a command (``agnlens ingest``, ``classify``, ``explain``, ``baseline``, ``report``); the
@@ -15,7 +15,8 @@ from tutorial_data import small_model, spectra_folder
 
 folder, simulated = spectra_folder()
 files = sorted(folder.rglob("spec-*.fits"))
-print(f"{len(files)} {'SIMULATED' if simulated else 'real'} SDSS spectra in {folder.name}/")
+kind = "SIMULATED" if simulated else "real"
+print(f"{len(files)} {kind} SDSS spectra in {folder.name}/")
 
 # %%
 # Ingest
@@ -41,8 +42,8 @@ import pandas as pd
 model = small_model()
 proba = model.predict_proba(spectra.flux)
 predicted = model.classes_[proba.argmax(axis=1)]
-table = pd.crosstab(pd.Series(spectra.labels, name="label"), pd.Series(predicted, name="SVM"))
-print(table)
+label = pd.Series(spectra.labels, name="label")
+print(pd.crosstab(label, pd.Series(predicted, name="SVM")))
 
 # %%
 # Explain
@@ -66,7 +67,8 @@ from agnlens.explain.linestats import line_table
 
 lines = line_table(sal)
 columns = ["line", "class", "mean_saliency", "share_abs"]
-print(lines[lines["class"] != "all"].sort_values("share_abs", ascending=False)[columns].head(10).round(4))
+top = lines[lines["class"] != "all"].sort_values("share_abs", ascending=False)
+print(top[columns].head(10).round(4))
 
 # %%
 # Baseline
@@ -77,7 +79,7 @@ from agnlens.models.baseline import PhysicsBaseline
 
 baseline = PhysicsBaseline().fit(spectra)
 physics = baseline.predict(spectra)
-print(pd.crosstab(pd.Series(spectra.labels, name="label"), pd.Series(physics, name="baseline")))
+print(pd.crosstab(label, pd.Series(physics, name="baseline")))
 print(f"SVM and baseline agree on {np.mean(physics == predicted):.0%} of the spectra")
 
 # %%
@@ -112,7 +114,9 @@ metrics = {
     },
 }
 (results / "metrics.json").write_text(json.dumps(jsonable(metrics), indent=1))
-frame = pd.DataFrame({"spec_id": spectra.spec_id, "label": spectra.labels, "split": "test", "predicted": predicted})
+frame = pd.DataFrame(
+    {"spec_id": spectra.spec_id, "label": spectra.labels, "split": "test", "predicted": predicted}
+)
 for k, c in enumerate(classes):
     frame[f"p_{c}"] = proba[:, k]
 frame.to_csv(results / "predictions.csv", index=False)

@@ -7,7 +7,8 @@ In order of preference:
 3. neither: a few simulated spectra written as SDSS ``spec-*.fits`` files by
    ``agnlens simulate --fits-dir`` (labelled simulated wherever a score is shown).
 
-Set ``AGNLENS_DOCS_SPECTRA`` to a folder with ``labels.csv`` and ``spectra/`` to use other spectra.
+Set ``AGNLENS_DOCS_SPECTRA`` to a folder with ``labels.csv`` and the spectra to use other spectra,
+or to ``simulated`` to force the third choice.
 """
 
 from __future__ import annotations
@@ -22,8 +23,9 @@ CANDIDATES = [ROOT.parent / "shared" / "data" / "sdss", ROOT / "tests" / "data" 
 
 def spectra_folder() -> tuple[Path, bool]:
     """Return ``(folder, simulated)``: a folder holding ``labels.csv`` and the spectra it lists."""
-    chosen = os.environ.get("AGNLENS_DOCS_SPECTRA")
-    for folder in ([Path(chosen)] if chosen else []) + CANDIDATES:
+    chosen = os.environ.get("AGNLENS_DOCS_SPECTRA", "")
+    candidates = [] if chosen == "simulated" else ([Path(chosen)] if chosen else []) + CANDIDATES
+    for folder in candidates:
         if (folder / "labels.csv").is_file():
             return folder, False
     from agnlens.cli import main
