@@ -14,7 +14,7 @@ from docutils import nodes
 from sphinx.application import Sphinx
 from sphinx.util.docutils import SphinxDirective
 
-WIDTH = "100"  # argparse wraps help at $COLUMNS
+WIDTH = "88"  # argparse wraps help at $COLUMNS; 88 fits the page
 
 
 def _subcommands(parser: argparse.ArgumentParser) -> list[tuple[str, str, argparse.ArgumentParser]]:
@@ -24,6 +24,10 @@ def _subcommands(parser: argparse.ArgumentParser) -> list[tuple[str, str, argpar
             helps = {a.dest: a.help or "" for a in action._choices_actions}
             out += [(name, helps.get(name, ""), sub) for name, sub in action.choices.items()]
     return out
+
+
+def _block(text: str) -> nodes.literal_block:
+    return nodes.literal_block(text=text, language="text")  # terminal text: no highlighting
 
 
 class AgnlensCli(SphinxDirective):
@@ -36,13 +40,13 @@ class AgnlensCli(SphinxDirective):
         os.environ["COLUMNS"] = WIDTH
         try:
             parser = build_parser()
-            result: list[nodes.Node] = [nodes.literal_block(text=parser.format_help())]
+            result: list[nodes.Node] = [_block(parser.format_help())]
             for name, summary, sub in _subcommands(parser):
                 section = nodes.section(ids=[f"agnlens-{name}"])
                 section += nodes.title(text=f"agnlens {name}")
                 if summary:
                     section += nodes.paragraph(text=summary[0].upper() + summary[1:] + ".")
-                section += nodes.literal_block(text=sub.format_help())
+                section += _block(sub.format_help())
                 result.append(section)
         finally:
             if old is None:
