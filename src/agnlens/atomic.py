@@ -20,6 +20,7 @@ import fcntl
 import json
 import math
 import os
+import threading
 import time
 import uuid
 from collections.abc import Iterable, Iterator
@@ -206,21 +207,30 @@ def exclusive_lock(path: str | os.PathLike, *, timeout: float | None = None) -> 
     :data:`LOCK_TIMEOUT`, or ``$AGNLENS_LOCK_TIMEOUT``), then gets a :class:`BlockingIOError`
     naming the path and the process that holds it.
     """
-    path = Path(path)
+    path = Path(os.path.abspath(path))
     if timeout is None:
         timeout = float(os.environ.get("AGNLENS_LOCK_TIMEOUT", LOCK_TIMEOUT))
     path.parent.mkdir(parents=True, exist_ok=True)
     name = path.name.encode()[: _MAX_NAME_BYTES - 6].decode(errors="ignore")
     lock_file = path.parent / f".{name}.lock"
-    deadline = time.monotonic() + timeout
-    fd = _acquire(lock_file, path, deadline, timeout)
+    key = (str(lock_file), threading.get_ident())
+    if key in _HELD:  # re-entered by the same thread (ingest_files -> write_store)
+        yield
+        return
+    fd = _acquire(lock_file, path, time.monotonic() + timeout, timeout)
+    _HELD.add(key)
     try:
         os.ftruncate(fd, 0)
         os.pwrite(fd, str(os.getpid()).encode(), 0)
         yield
     finally:
+        _HELD.discard(key)
         lock_file.unlink(missing_ok=True)  # while still locked: waiters see the inode change
         os.close(fd)  # releases the lock
+
+
+#: Locks this process holds, as (lock file, thread id).
+_HELD: set[tuple[str, int]] = set()
 
 
 def _acquire(lock_file: Path, path: Path, deadline: float, timeout: float) -> int:
