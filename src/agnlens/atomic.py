@@ -44,17 +44,22 @@ _MAX_NAME_BYTES = 255
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
+def hidden_sibling(path: str | Path, tag: str) -> Path:
+    """The hidden name ``.NAME.TAG`` beside ``path``, NAME cut so that it fits 255 bytes (the same
+    name on every call: work folders and lock files are found again by it)."""
+    path = Path(path)
+    room = _MAX_NAME_BYTES - 2 - len(tag.encode())
+    name = path.name.encode()[:room].decode(errors="ignore")
+    return path.parent / f".{name}.{tag}"
+
+
 def temp_sibling(path: str | Path, tag: str) -> Path:
     """A fresh hidden name beside ``path`` (``.NAME.TAG-xxxxxxxx``), shortened to fit 255 bytes.
 
     The target's name is cut (never the random part), so a 249-character output name still gets
     a legal temporary name.
     """
-    path = Path(path)
-    suffix = f".{tag}-{uuid.uuid4().hex[:8]}"
-    room = _MAX_NAME_BYTES - 1 - len(suffix.encode())
-    name = path.name.encode()[:room].decode(errors="ignore")
-    return path.parent / f".{name}{suffix}"
+    return hidden_sibling(path, f"{tag}-{uuid.uuid4().hex[:8]}")
 
 
 @contextmanager
@@ -142,6 +147,7 @@ def check_output(
     *,
     overwrite: bool = True,
     option: str = "--out",
+    adds_to_folder: bool = False,
 ) -> Path:
     """The one check of an output path, before any work: never onto an input, never over what
     the caller may not replace.
@@ -157,6 +163,9 @@ def check_output(
         Whether an existing ``out`` may be replaced (``False``: it is an error).
     option : str
         The option's name, for the message.
+    adds_to_folder : bool, default False
+        ``out`` is a folder the command adds files to (never replaces as a whole), so inputs
+        inside it are safe; only ``out`` being an input itself is refused.
 
     Returns
     -------
@@ -176,7 +185,7 @@ def check_output(
         source = _real(Path(text))
         if source == target or (out.exists() and Path(text).exists() and _same_file(out, Path(text))):
             raise UsageError(f"{option} {out} is also an input; write the output somewhere else")
-        if target in source.parents:
+        if target in source.parents and not adds_to_folder:
             raise UsageError(
                 f"{option} {out} holds the input {text}; replacing it would delete the input, "
                 f"write the output somewhere else"
@@ -211,8 +220,7 @@ def exclusive_lock(path: str | os.PathLike, *, timeout: float | None = None) -> 
     if timeout is None:
         timeout = float(os.environ.get("AGNLENS_LOCK_TIMEOUT", LOCK_TIMEOUT))
     path.parent.mkdir(parents=True, exist_ok=True)
-    name = path.name.encode()[: _MAX_NAME_BYTES - 6].decode(errors="ignore")
-    lock_file = path.parent / f".{name}.lock"
+    lock_file = hidden_sibling(path, "lock")
     key = (str(lock_file), threading.get_ident())
     if key in _HELD:  # re-entered by the same thread (ingest_files -> write_store)
         yield

@@ -42,7 +42,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from agnlens.atomic import atomic_path, check_output, csv_safe, exclusive_lock
+from agnlens.atomic import atomic_path, check_output, csv_safe, exclusive_lock, hidden_sibling
 from agnlens.io.store import _check_chunk_size, _check_replaceable, read_rows, store_chunks, store_info
 from agnlens.spectra import SpectrumSet
 
@@ -890,7 +890,7 @@ def _ingest_locked(
     summary = IngestSummary(n_inputs=len(files), catalog_rows=0 if catalog is None else len(catalog))
     batches = [files[a : a + batch_size] for a in range(0, len(files), batch_size)]
 
-    work = out_store.parent / f".{out_store.name}.ingest-work"
+    work = hidden_sibling(out_store, "ingest-work")
     parts = work / "parts"
     # each file by name, size and modification time: a file changed since a killed run is
     # not answered with that run's results
