@@ -347,18 +347,26 @@ def test_a_changed_input_is_not_answered_with_the_killed_runs_results(tmp_path):
     np.testing.assert_array_equal(open_store(out, lazy=False).flux, open_store(fresh, lazy=False).flux)
 
 
-def test_the_same_store_given_twice_is_classified_once(tmp_path, capsys):
+@pytest.fixture(scope="module")
+def small(tmp_path_factory):
+    """60 simulated spectra in a store, a linear SpectrumSVC fitted on them and its model file."""
     from agnlens.models.persistence import save_model
     from agnlens.models.svm import SpectrumSVC
     from agnlens.simulate import simulate_set
 
+    d = tmp_path_factory.mktemp("small")
     spectra = simulate_set(60, seed=4)
     model = SpectrumSVC(kernel="linear").fit(np.asarray(spectra.flux, float), spectra.labels)
-    save_model(model, tmp_path / "m.skops", metadata={"grid": spectra.provenance["grid"]})
+    save_model(model, d / "m.skops", metadata={"grid": spectra.provenance["grid"]})
+    return spectra, model, d / "m.skops"
+
+
+def test_the_same_store_given_twice_is_classified_once(small, tmp_path, capsys):
+    spectra, _, model_file = small
     store = write_store(spectra, tmp_path / "s.zarr")
     out = tmp_path / "r.csv"
     spelled = str(tmp_path / "." / "s.zarr")
-    assert main(["-q", "classify", "--model", str(tmp_path / "m.skops"), str(store), spelled, "--out", str(out)]) == 0
+    assert main(["-q", "classify", "--model", str(model_file), str(store), spelled, "--out", str(out)]) == 0
     assert len(pd.read_csv(out)) == 60
     err = capsys.readouterr().err
     assert err.count("given more than once") == 1 and spelled in err
@@ -387,6 +395,9 @@ def test_os_errors_are_one_line_and_exit_2(tmp_path, capsys):
     (tmp_path / "file").write_text("x")
     assert main(["simulate", "--n", "3", "--out", str(tmp_path / "file" / "s.zarr")]) == 2
     _one_error_line(capsys.readouterr().err, "simulate")
+    assert main(["-v", "simulate", "--n", "3", "--out", str(tmp_path / "file" / "s.zarr")]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" in err and err.rstrip().splitlines()[-1].startswith("agnlens simulate: error:")
 
 
 # ------------------------------------------------------------------------------ CSV injection
@@ -403,20 +414,49 @@ def test_csv_cells_cannot_run_as_spreadsheet_formulas(tmp_path):
     np.testing.assert_array_equal(back["score"], table["score"])  # negative numbers stay numbers
 
 
-def test_classify_store_escapes_formula_spec_ids(tmp_path):
-    from agnlens.models.svm import SpectrumSVC
+def test_classify_store_escapes_formula_spec_ids(small, tmp_path):
     from agnlens.parallel import classify_store
-    from agnlens.simulate import simulate_set
 
-    spectra = simulate_set(60, seed=4)
+    spectra, model, _ = small
     meta = spectra.meta.copy()
     meta.loc[0, "spec_id"] = "=cmd|' /C calc'!A0"
     meta.loc[1, "spec_id"] = "@evil"
     spectra = SpectrumSet(wavelength=spectra.wavelength, flux=spectra.flux, ivar=spectra.ivar, mask=spectra.mask,
                           meta=meta, grid=spectra.grid, provenance=spectra.provenance)
-    model = SpectrumSVC(kernel="linear").fit(np.asarray(spectra.flux, float), spectra.labels)
     store = write_store(spectra, tmp_path / "s.zarr")
     out = classify_store(model, store, tmp_path / "out")
     ids = pd.read_csv(out, dtype={"spec_id": str})["spec_id"]
     assert ids[0] == "'=cmd|' /C calc'!A0" and ids[1] == "'@evil"
     assert not ids.str.match(r"^[=+\-@]").any()
+
+
+# ------------------------------------------------------------------- a worker killed at start-up
+_DIE_ONCE = """
+import os
+from pathlib import Path
+
+def dask_setup(worker):
+    flag = Path({flag!r})
+    if not flag.exists():      # the first worker to start is killed; later ones live
+        flag.touch()
+        os._exit(9)
+"""
+
+
+@pytest.mark.slow
+def test_a_worker_killed_during_cluster_start_up_is_retried(small, tmp_path):
+    """A LocalCluster whose first worker dies while starting (~30 s on 2 busy cores)."""
+    import dask
+
+    from agnlens.parallel import classify_store
+
+    spectra, model, _ = small
+    store = write_store(spectra, tmp_path / "s.zarr", chunk_size=20)
+    flag = tmp_path / "died"
+    preload = tmp_path / "die_once.py"
+    preload.write_text(_DIE_ONCE.format(flag=str(flag)))
+    with dask.config.set({"distributed.worker.preload": [str(preload)]}):
+        got = classify_store(model, store, tmp_path / "cluster", scheduler="processes")
+    assert flag.exists()  # a worker did die while the cluster started
+    want = classify_store(model, store, tmp_path / "local", scheduler="local")
+    pd.testing.assert_frame_equal(pd.read_csv(got), pd.read_csv(want))

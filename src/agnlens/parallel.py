@@ -14,7 +14,11 @@ Everything here works in chunks of rows of a Zarr store (:mod:`agnlens.io.store`
   arrays as ``.npz``) followed by a ``.done`` marker. A rerun with the same store, chunk size and
   job skips every chunk that has its marker; when all are done the parts are assembled into
   ``OUT/<name>.csv`` (tables) and ``OUT/<name>.zarr`` (arrays), one part at a time, and
-  ``OUT/complete.json`` is written; a rerun then does nothing.
+  ``OUT/complete.json`` is written; a rerun then does nothing. One protocol (:func:`_claim`) serves
+  every resumable run here: ``job.json`` records what the run is (the job, the store's identity,
+  which changes with every write; for ingest every input's name, size and modification time), the
+  same run resumes, and a different one is refused with a message saying what differs, never
+  silently discarded.
 * **failures** — a chunk whose function raises is retried ``retries`` times; a chunk whose worker
   process dies is rescheduled by the Dask scheduler (on the cluster this module starts, up to
   ``retries`` times; an external cluster uses its own ``distributed.scheduler.allowed-failures``).

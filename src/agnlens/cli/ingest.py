@@ -26,7 +26,7 @@ def add_parser(sub) -> None:
     p.add_argument("--out", required=True, metavar="STORE", help="output Zarr store (directory)")
     p.add_argument("--allow-zwarning", action="store_true", help="keep spectra whose ZWARNING makes the redshift unreliable")
     p.add_argument("--max-bad-fraction", type=fraction, default=0.1, metavar="F", help="reject spectra with a larger share of the grid bad or uncovered (default 0.1)")
-    p.add_argument("--overwrite", action="store_true", help="replace STORE if it exists")
+    p.add_argument("--overwrite", action="store_true", help="replace STORE if it exists (only an agnlens store is ever replaced, never an input)")
     p.add_argument("--append", action="store_true", help="add to an existing STORE on the same grid")
     add_scheduler_argument(p)
     p.add_argument("--batch-size", type=positive_int, default=256, metavar="N", help="files per parallel task (default 256)")
