@@ -74,7 +74,7 @@ def test_classify_store_and_refuse_other_grid(workdir, tmp_path, capsys):
     rc = main(["-q", "classify", "--model", str(workdir / "m.skops"), str(workdir / "balmer.zarr"), "--out",
                str(tmp_path / "no.csv")])
     err = capsys.readouterr().err
-    assert rc == 1 and "--grid paper" in err and not (tmp_path / "no.csv").exists()
+    assert rc == 2 and "--grid paper" in err and not (tmp_path / "no.csv").exists()
 
 
 def test_classify_refuses_tampered_model(workdir, tmp_path, capsys):
@@ -87,7 +87,7 @@ def test_classify_refuses_tampered_model(workdir, tmp_path, capsys):
                 data = data.replace(b'\\"rbf\\"', b'\\"poly\\"').replace(b'\\"linear\\"', b'\\"poly\\"')
             dst.writestr(info, data)
     rc = main(["-q", "classify", "--model", str(tampered), str(workdir / "sim.zarr"), "--out", str(tmp_path / "r.csv")])
-    assert rc == 1 and "tampered" in capsys.readouterr().err
+    assert rc == 2 and "tampered" in capsys.readouterr().err
 
 
 @pytest.mark.slow

@@ -183,5 +183,5 @@ def test_cli_download(server, tmp_path, capsys):
     assert f"failed {MISSING}" in captured.err and "1 already present" in captured.out
 
     status = main(["download", str(bad), "--out", str(tmp_path / "x"), "--base-url", "http://127.0.0.1:9"])
-    assert status == 1
+    assert status == 2  # nothing could be fetched: an unusable --base-url (README: exit 2)
     assert "cannot reach http://127.0.0.1:9" in capsys.readouterr().err

@@ -109,7 +109,7 @@ def test_catalogue_missing_key_columns_is_refused_naming_the_file(sim_files, tmp
     catalog = tmp_path / "nokey.csv"
     pd.DataFrame({"name": ["x"], "label": ["type1"]}).to_csv(catalog, index=False)
     status = main(["ingest", str(sim_files[1][0]), "--labels", str(catalog), "--out", str(tmp_path / "s.zarr")])
-    assert status == 1
+    assert status == 2  # an unusable input (README: exit 2)
     assert "nokey.csv" in capsys.readouterr().err
     assert not (tmp_path / "s.zarr").exists()
 

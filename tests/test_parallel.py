@@ -201,7 +201,7 @@ def test_errors(store, model, tmp_path):
     with pytest.raises(ValueError, match="scheduler must be 'local', 'processes' or an address"):
         classify_store(model, store, tmp_path / "a", scheduler="threads")
     classify_store(model, store, tmp_path / "b")
-    with pytest.raises(ValueError, match="holds results of a different run.*chunk_size"):
+    with pytest.raises(ValueError, match="holds the work of a different run.*chunk_size"):
         classify_store(model, store, tmp_path / "b", chunk_size=100)
     # a store rewritten with other spectra (same size) is not mistaken for the one classified
     other = write_store(synthetic(300, seed=7), tmp_path / "other.zarr", chunk_size=50)

@@ -94,7 +94,7 @@ def test_demo_on_real_spectra_with_too_few_type2_says_so_in_one_line(tmp_path, c
     store = tmp_path / "real.zarr"
     assert main(["ingest", str(shared / "spectra"), "--labels", str(shared / "labels.csv"), "--out", str(store)]) == 0
     capsys.readouterr()
-    assert main(["demo", "--store", str(store), "--out", str(tmp_path / "out")]) == 1
+    assert main(["demo", "--store", str(store), "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
     assert "agnlens demo: error: train: the binary task needs at least 5 spectra of every class" in err
     assert "'type2': 2" in err and "Traceback" not in err

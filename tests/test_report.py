@@ -363,6 +363,6 @@ def test_cli_report(results, capsys):
     assert main(["report", str(results)]) == 0
     assert (results / "report.html").is_file()
     assert "report.html" in capsys.readouterr().out
-    assert main(["report", str(results / "nope")]) == 1
+    assert main(["report", str(results / "nope")]) == 2
     assert "not a folder" in capsys.readouterr().err
     assert main(["report", str(results), "--max-gallery", "-1"]) == 2

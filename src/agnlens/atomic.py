@@ -1,24 +1,65 @@
-"""Atomic writes: write to a temporary name beside the target, then rename.
+"""Atomic writes, the one check of every output path, writer locks and safe CSV.
 
-An interrupted run never leaves a half-written file: the target is either the old file or the
-new one.
+* :func:`atomic_path` (and ``write_text``/``write_bytes``/``write_json``/``write_csv``): write to a
+  temporary name beside the target, then rename. An interrupted run never leaves a half-written
+  file: the target is either the old file or the new one. Temporary names are kept short
+  (:func:`temp_sibling`), so any legal output name works.
+* :func:`check_output`: an output never lands on an input or on a folder that holds one, and an
+  existing output is replaced only when the caller says so.
+* :func:`exclusive_lock`: one writer at a time per path, across processes (``fcntl.flock`` on a
+  hidden lock file beside the path; a second writer waits, then is refused with one clear line).
+* :func:`write_csv`: string cells that a spreadsheet would run as a formula (``=``, ``+``, ``-``,
+  ``@``, tab, carriage return) are written with a leading ``'`` (OWASP's advice); numbers stay
+  numbers.
 """
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import json
 import math
 import os
-import tempfile
-from collections.abc import Iterator
+import threading
+import time
+import uuid
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from agnlens.errors import UsageError
+
 _UMASK = os.umask(0)
 os.umask(_UMASK)
+
+#: Seconds a writer waits for another writer of the same path before it gives up
+#: (environment variable ``AGNLENS_LOCK_TIMEOUT`` overrides it).
+LOCK_TIMEOUT = 60.0
+#: The longest name a temporary sibling may have (most file systems allow 255 bytes).
+_MAX_NAME_BYTES = 255
+#: Leading characters that make a spreadsheet treat a cell as a formula.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def hidden_sibling(path: str | Path, tag: str) -> Path:
+    """The hidden name ``.NAME.TAG`` beside ``path``, NAME cut so that it fits 255 bytes (the same
+    name on every call: work folders and lock files are found again by it)."""
+    path = Path(path)
+    room = _MAX_NAME_BYTES - 2 - len(tag.encode())
+    name = path.name.encode()[:room].decode(errors="ignore")
+    return path.parent / f".{name}.{tag}"
+
+
+def temp_sibling(path: str | Path, tag: str) -> Path:
+    """A fresh hidden name beside ``path`` (``.NAME.TAG-xxxxxxxx``), shortened to fit 255 bytes.
+
+    The target's name is cut (never the random part), so a 249-character output name still gets
+    a legal temporary name.
+    """
+    return hidden_sibling(path, f"{tag}-{uuid.uuid4().hex[:8]}")
 
 
 @contextmanager
@@ -29,13 +70,11 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    tmp = temp_sibling(path, "part")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666 & ~_UMASK)
     os.close(fd)
-    tmp = Path(tmp)
     try:
         yield tmp
-        # mkstemp makes the file private (0600); give it the permissions a plain open() would
-        os.chmod(tmp, 0o666 & ~_UMASK)
         os.replace(tmp, path)
     finally:
         if tmp.exists():
@@ -59,6 +98,175 @@ def write_bytes(path: str | Path, data: bytes) -> Path:
 def write_json(path: str | Path, obj: Any) -> Path:
     """Write ``obj`` as indented JSON (through :func:`jsonable`) to ``path`` atomically."""
     return write_text(path, json.dumps(jsonable(obj), indent=2))
+
+
+def write_csv(path: str | Path, table, **to_csv) -> Path:
+    """Write a DataFrame as CSV atomically, its string cells made spreadsheet-safe.
+
+    Parameters
+    ----------
+    path : path-like
+    table : pandas.DataFrame
+    **to_csv
+        Passed to :meth:`pandas.DataFrame.to_csv` (default ``index=False``).
+    """
+    to_csv.setdefault("index", False)
+    with atomic_path(path) as tmp:
+        csv_safe(table).to_csv(tmp, **to_csv)
+    return Path(path)
+
+
+def csv_safe(table):
+    """A copy of ``table`` whose string cells cannot run as spreadsheet formulas.
+
+    A string cell starting with ``=``, ``+``, ``-``, ``@``, tab or carriage return gets a leading
+    ``'`` unless it reads as a plain number (``"-1.5"`` stays); numeric columns are untouched.
+    """
+    out = table.copy()
+    for name in out.columns:
+        col = out[name]
+        if col.dtype.kind in "biufcmM":
+            continue
+        out[name] = col.map(_safe_cell)
+    return out
+
+
+def _safe_cell(value):
+    if not isinstance(value, str) or not value.startswith(_FORMULA_START):
+        return value
+    try:
+        float(value)
+        return value  # a number written as text, e.g. "-1.5"
+    except ValueError:
+        return "'" + value
+
+
+def check_output(
+    out: str | os.PathLike,
+    inputs: Iterable[str | os.PathLike] = (),
+    *,
+    overwrite: bool = True,
+    option: str = "--out",
+    adds_to_folder: bool = False,
+) -> Path:
+    """The one check of an output path, before any work: never onto an input, never over what
+    the caller may not replace.
+
+    Parameters
+    ----------
+    out : path-like
+        Where the command will write (a file or a folder).
+    inputs : iterable of path-like
+        What the command reads (files, folders, stores; glob patterns are skipped, their matches
+        are checked by the reader).
+    overwrite : bool, default True
+        Whether an existing ``out`` may be replaced (``False``: it is an error).
+    option : str
+        The option's name, for the message.
+    adds_to_folder : bool, default False
+        ``out`` is a folder the command adds files to (never replaces as a whole), so inputs
+        inside it are safe; only ``out`` being an input itself is refused.
+
+    Returns
+    -------
+    Path
+
+    Raises
+    ------
+    UsageError
+        ``out`` is an input, holds an input, or exists and ``overwrite`` is False.
+    """
+    out = Path(out)
+    target = _real(out)
+    for item in inputs:
+        text = os.fspath(item)
+        if any(c in text for c in "*?["):
+            continue
+        source = _real(Path(text))
+        if source == target or (out.exists() and Path(text).exists() and _same_file(out, Path(text))):
+            raise UsageError(f"{option} {out} is also an input; write the output somewhere else")
+        if target in source.parents and not adds_to_folder:
+            raise UsageError(
+                f"{option} {out} holds the input {text}; replacing it would delete the input, "
+                f"write the output somewhere else"
+            )
+    if out.exists() and not overwrite:
+        raise UsageError(f"{option} {out} already exists; pass --overwrite to replace it, or choose another name")
+    return out
+
+
+def _real(path: Path) -> Path:
+    return Path(os.path.realpath(os.path.expanduser(path)))
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+@contextmanager
+def exclusive_lock(path: str | os.PathLike, *, timeout: float | None = None) -> Iterator[None]:
+    """Hold the writer lock of ``path`` (a store or file) for the ``with`` block.
+
+    The lock is ``fcntl.flock`` on a hidden file beside ``path`` (``.NAME.lock``, removed on
+    release; a waiter that locked a removed file tries again). The kernel releases it when the
+    process ends, however it ends. A second writer waits up to ``timeout`` seconds (default
+    :data:`LOCK_TIMEOUT`, or ``$AGNLENS_LOCK_TIMEOUT``), then gets a :class:`BlockingIOError`
+    naming the path and the process that holds it.
+    """
+    path = Path(os.path.abspath(path))
+    if timeout is None:
+        timeout = float(os.environ.get("AGNLENS_LOCK_TIMEOUT", LOCK_TIMEOUT))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock_file = hidden_sibling(path, "lock")
+    key = (str(lock_file), threading.get_ident())
+    if key in _HELD:  # re-entered by the same thread (ingest_files -> write_store)
+        yield
+        return
+    fd = _acquire(lock_file, path, time.monotonic() + timeout, timeout)
+    _HELD.add(key)
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        yield
+    finally:
+        _HELD.discard(key)
+        lock_file.unlink(missing_ok=True)  # while still locked: waiters see the inode change
+        os.close(fd)  # releases the lock
+
+
+#: Locks this process holds, as (lock file, thread id).
+_HELD: set[tuple[str, int]] = set()
+
+
+def _acquire(lock_file: Path, path: Path, deadline: float, timeout: float) -> int:
+    while True:
+        fd = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o666 & ~_UMASK)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                os.close(fd)
+                raise
+            if time.monotonic() >= deadline:
+                holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "?"
+                os.close(fd)
+                raise BlockingIOError(
+                    errno.EAGAIN,
+                    f"{path}: another agnlens process (pid {holder}) is writing it; waited "
+                    f"{timeout:g} s (AGNLENS_LOCK_TIMEOUT); try again when it has finished",
+                ) from None
+            os.close(fd)
+            time.sleep(0.05)
+            continue
+        try:
+            if os.fstat(fd).st_ino == os.stat(lock_file).st_ino:
+                return fd
+        except FileNotFoundError:
+            pass
+        os.close(fd)  # locked a file the previous holder had already removed: try again
 
 
 def jsonable(obj: Any) -> Any:

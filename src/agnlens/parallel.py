@@ -14,7 +14,11 @@ Everything here works in chunks of rows of a Zarr store (:mod:`agnlens.io.store`
   arrays as ``.npz``) followed by a ``.done`` marker. A rerun with the same store, chunk size and
   job skips every chunk that has its marker; when all are done the parts are assembled into
   ``OUT/<name>.csv`` (tables) and ``OUT/<name>.zarr`` (arrays), one part at a time, and
-  ``OUT/complete.json`` is written; a rerun then does nothing.
+  ``OUT/complete.json`` is written; a rerun then does nothing. One protocol (:func:`_claim`) serves
+  every resumable run here: ``job.json`` records what the run is (the job, the store's identity,
+  which changes with every write; for ingest every input's name, size and modification time), the
+  same run resumes, and a different one is refused with a message saying what differs, never
+  silently discarded.
 * **failures** — a chunk whose function raises is retried ``retries`` times; a chunk whose worker
   process dies is rescheduled by the Dask scheduler (on the cluster this module starts, up to
   ``retries`` times; an external cluster uses its own ``distributed.scheduler.allowed-failures``).
@@ -42,8 +46,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from agnlens.atomic import atomic_path
-from agnlens.io.store import _check_chunk_size, read_rows, store_chunks, store_info
+from agnlens.atomic import atomic_path, check_output, csv_safe, exclusive_lock, hidden_sibling
+from agnlens.io.store import _check_chunk_size, _check_replaceable, read_rows, store_chunks, store_info
 from agnlens.spectra import SpectrumSet
 
 log = logging.getLogger(__name__)
@@ -111,15 +115,7 @@ def get_client(scheduler, *, retries: int = 2) -> Iterator[Any]:
         yield scheduler
         return
     if scheduler == "processes":
-        import dask
-
-        with dask.config.set({"distributed.scheduler.allowed-failures": int(retries)}):
-            cluster = distributed.LocalCluster(
-                n_workers=N_WORKERS,
-                threads_per_worker=THREADS_PER_WORKER,
-                processes=True,
-                dashboard_address=":0",
-            )
+        cluster = _start_cluster(retries)
         try:
             with distributed.Client(cluster) as client:
                 yield client
@@ -142,6 +138,48 @@ def get_client(scheduler, *, retries: int = 2) -> Iterator[Any]:
     raise ValueError(
         f"scheduler must be 'local', 'processes' or an address like 'tcp://host:8786', got {scheduler!r}"
     )
+
+
+def _start_cluster(retries: int, attempts: int = 2):
+    """A LocalCluster; a start-up that fails (a worker killed while starting...) is tried again
+    once, then reported in one line."""
+    import dask
+    import distributed
+
+    for attempt in range(1, attempts + 1):
+        try:
+            with dask.config.set({"distributed.scheduler.allowed-failures": int(retries)}):
+                return distributed.LocalCluster(
+                    n_workers=N_WORKERS,
+                    threads_per_worker=THREADS_PER_WORKER,
+                    processes=True,
+                    dashboard_address=":0",
+                )
+        except Exception as exc:  # distributed raises several kinds when a worker dies at start
+            if attempt == attempts:
+                raise RuntimeError(
+                    f"could not start the local Dask cluster ({type(exc).__name__}: {exc}) after "
+                    f"{attempts} attempts; rerun, or use --scheduler local"
+                ) from exc
+            log.warning("starting the local Dask cluster failed (%s: %s); trying again", type(exc).__name__, exc)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _scatter(client, shared: list, attempts: int = 2) -> list:
+    """Send the shared arguments to every worker; a worker lost meanwhile → one retry, then one line."""
+    for attempt in range(1, attempts + 1):
+        try:
+            # hash=False: fresh keys, so nothing is shared with futures of an earlier client
+            return client.scatter(shared, broadcast=True, hash=False)
+        except Exception as exc:
+            if attempt == attempts:
+                raise RuntimeError(
+                    f"could not send the model and arguments to the Dask workers "
+                    f"({type(exc).__name__}: {exc}); a worker died or is unreachable; rerun to resume"
+                ) from exc
+            log.warning("sending the arguments to the workers failed (%s: %s); trying again", type(exc).__name__, exc)
+            client.wait_for_workers(1, timeout=60)
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 # --------------------------------------------------------------------------------- map_chunks
@@ -209,6 +247,7 @@ def map_chunks(
     # absolute paths: workers may run with another working directory
     store_path = Path(store_path).resolve()
     out_path = Path(out_path).resolve()
+    check_output(out_path, [store_path], option="out_path")
     retries = _check_retries(retries)
     info = store_info(store_path)  # raises ReadError when it is not a store
     size = info["chunk_size"] if chunk_size is None else _check_chunk_size(chunk_size)
@@ -300,8 +339,7 @@ def _execute(scheduler, fn: Callable, tasks: list[tuple[int, tuple]], shared: Se
         import distributed
 
         # large shared arguments (a model, a catalogue) travel to each worker once, not per task
-        # (hash=False: fresh keys, so nothing is shared with futures of an earlier client)
-        shared_futures = client.scatter(list(shared), broadcast=True, hash=False) if shared else []
+        shared_futures = _scatter(client, list(shared)) if shared else []
         futures = {}
         for i, task_args in tasks:
             fut = client.submit(
@@ -345,7 +383,7 @@ def run_chunk(
     for name, value in outputs.items():
         if isinstance(value, pd.DataFrame):
             target = parts / f"{stem}.{name}.csv"
-            _atomic_save(target, lambda f, v=value: v.to_csv(f, index=False))
+            _atomic_save(target, lambda f, v=value: csv_safe(v).to_csv(f, index=False))
             tables[name] = target.name
         else:
             arrays[name] = value
@@ -452,23 +490,40 @@ def _assemble(parts: Path, out_path: Path, n_chunks: int, chunk_size: int, n_row
     return outputs
 
 
-def _claim(out_path: Path, description: dict) -> None:
-    """Record which run owns ``out_path``; refuse to mix parts of different runs."""
+def _claim(out_path: Path, description: dict, *, discard: bool = False) -> None:
+    """Record which run owns ``out_path`` (its ``job.json``); refuse to mix parts of different runs.
+
+    The one resume protocol of this module (map_chunks' output folders and ingest's work folder):
+    the same run resumes, a different one is refused with a message that says what differs.
+    ``discard=True`` (the caller was told to replace its output) deletes the other run's work,
+    with a log line, instead of refusing.
+    """
     from agnlens.atomic import write_text
 
     job_file = out_path / "job.json"
     existing = _read_json(job_file)
     if existing is not None and existing != description:
         changed = sorted(k for k in description if existing.get(k) != description[k])
-        raise ValueError(
-            f"{out_path}: holds results of a different run (differs in {', '.join(changed)}: "
-            f"{ {k: existing.get(k) for k in changed} } vs { {k: description[k] for k in changed} }); "
-            f"use another output directory or delete this one"
-        )
+        if not discard:
+            shown = {k: existing.get(k) for k in changed[:3]}
+            raise ValueError(
+                f"{out_path}: holds the work of a different run (differs in {', '.join(changed)}: "
+                f"{_short(shown)} there vs {_short({k: description[k] for k in changed[:3]})} now); "
+                f"rerun the original command to finish it, or delete {out_path} (ingest: --overwrite) "
+                f"to start afresh"
+            )
+        log.warning("%s: discarding the unfinished work of a different run (differs in %s)", out_path, ", ".join(changed))
+        shutil.rmtree(out_path)
+        existing = None
     out_path.mkdir(parents=True, exist_ok=True)
     if existing is None:
         (out_path / "complete.json").unlink(missing_ok=True)
         write_text(job_file, json.dumps(description, indent=2))
+
+
+def _short(obj, limit: int = 200) -> str:
+    text = repr(obj)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _marker(parts: Path, index: int) -> Path:
@@ -749,7 +804,7 @@ def ingest_files(
     Finished batches are kept in a hidden work directory beside ``out_store``
     (``.NAME.ingest-work/``), so a rerun of the same command skips them; the store itself is
     written in one atomic step at the end (a killed ingest leaves no half store) and the work
-    directory is then removed.
+    directory is then removed. The whole ingest holds the store's writer lock.
 
     Parameters
     ----------
@@ -787,10 +842,39 @@ def ingest_files(
     Raises
     ------
     FileExistsError
-        ``out_store`` exists and ``overwrite`` is False (checked before any work).
+        ``out_store`` exists and ``overwrite`` is False, or it is not an agnlens store (only a
+        store is ever replaced); checked before any work.
+    UsageError
+        ``out_store`` is one of the inputs or holds one.
+    BlockingIOError
+        Another process kept writing ``out_store`` longer than the lock timeout.
+    ValueError
+        The work folder holds the unfinished work of a different ingest (other files, sizes,
+        modification times, options) and ``overwrite`` is False.
     RuntimeError
         A batch failed after the retries (the finished ones are kept for a resume).
     """
+    out_store = Path(out_store).resolve()
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer (files per task), got {batch_size!r}")
+    retries = _check_retries(retries)
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    paths = list(paths)
+    check_output(out_store, paths)  # never onto an input or a folder that holds one
+    _check_replaceable(out_store, overwrite)  # only an agnlens store, only with overwrite
+    with exclusive_lock(out_store):
+        return _ingest_locked(
+            paths, out_store, grid=grid, labels=labels, scheduler=scheduler, batch_size=batch_size,
+            allow_zwarning=allow_zwarning, max_bad_fraction=max_bad_fraction, chunk_size=chunk_size,
+            overwrite=overwrite, progress=progress, retries=retries,
+        )
+
+
+def _ingest_locked(
+    paths, out_store: Path, *, grid, labels, scheduler, batch_size, allow_zwarning, max_bad_fraction,
+    chunk_size, overwrite, progress, retries,
+):
     import hashlib
 
     import dask
@@ -801,12 +885,7 @@ def ingest_files(
     from agnlens.io.store import write_store
     from agnlens.preprocess import Rejection, get_grid, preprocessing_provenance
 
-    out_store = Path(out_store).resolve()
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer (files per task), got {batch_size!r}")
-    retries = _check_retries(retries)
-    if out_store.exists() and not overwrite:
-        raise FileExistsError(f"{out_store}: already exists; pass overwrite=True (CLI: --overwrite) to replace it")
+    _check_replaceable(out_store, overwrite)  # again, under the lock
     grid = get_grid(grid)
     files = [str(p) for p in expand_inputs(paths)]
     catalog = read_catalog(labels) if isinstance(labels, (str, os.PathLike)) else labels
@@ -815,23 +894,23 @@ def ingest_files(
     summary = IngestSummary(n_inputs=len(files), catalog_rows=0 if catalog is None else len(catalog))
     batches = [files[a : a + batch_size] for a in range(0, len(files), batch_size)]
 
-    work = out_store.parent / f".{out_store.name}.ingest-work"
+    work = hidden_sibling(out_store, "ingest-work")
     parts = work / "parts"
-    h = hashlib.sha256("\n".join(files).encode())
+    # each file by name, size and modification time: a file changed since a killed run is
+    # not answered with that run's results
+    h = hashlib.sha256()
+    for f in files:
+        st = os.stat(f)
+        h.update(f"{f}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
     if catalog is not None:
         h.update(pd.util.hash_pandas_object(catalog.astype(str), index=False).to_numpy().tobytes())
     description = {
+        "job": "ingest", "out": str(out_store),
         "files_sha256": h.hexdigest(), "n_files": len(files), "batch_size": batch_size,
         "grid": grid.describe(), "allow_zwarning": bool(allow_zwarning), "max_bad_fraction": float(max_bad_fraction),
     }
-    if _read_json(work / "job.json") != description:
-        if work.exists():
-            log.info("%s: discarding the work of a different ingest", work)
-            shutil.rmtree(work)
-        parts.mkdir(parents=True)
-        from agnlens.atomic import write_text
-
-        write_text(work / "job.json", json.dumps(description, indent=2))
+    _claim(work, description, discard=overwrite)
+    parts.mkdir(parents=True, exist_ok=True)
     todo = [i for i in range(len(batches)) if not (parts / f"batch-{i:06d}.done").exists()]
     if len(todo) < len(batches):
         log.info("%s: resuming, %d of %d batches already done", out_store, len(batches) - len(todo), len(batches))

@@ -3,7 +3,10 @@
 Each subcommand lives in its own module of this package, which provides ``add_parser(subparsers)``
 and ``run(args) -> int``; heavy imports stay inside ``run`` so that ``agnlens --help`` is fast.
 
-Exit status: 0 success, 1 some inputs were rejected or a check failed, 2 usage error.
+Exit status: 0 all inputs accepted, 1 some were rejected (or some chunks of a parallel run failed
+and were kept for a resume), 2 a usage error or an unusable input (a bad option, a missing or
+damaged store or model, an output that would overwrite an input...). Every error is one line on
+stderr; ``-v`` adds the traceback.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import logging
 import sys
 
 from agnlens import __version__
-from agnlens.errors import AgnlensError, UsageError
+from agnlens.errors import AgnlensError
 
 #: Subcommands, in the order ``--help`` lists them (module names in this package).
 COMMANDS = [
@@ -32,8 +35,15 @@ example, your own spectra:
 """
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with usage errors in one line (``agnlens ingest: error: ...``; ``--help`` for more)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="agnlens",
         description="Classify AGN optical spectra (type 1 / type 2 / intermediate) with an SVM and "
         "explain every decision with exact saliency maps.",
@@ -76,17 +86,22 @@ def main(argv: list[str] | None = None) -> int:
     args.progress = not args.quiet and sys.stderr.isatty()
     try:
         return int(args.run(args))
-    except AgnlensError as exc:
-        print(f"agnlens {args.command}: error: {exc}", file=sys.stderr)
-        return 2 if isinstance(exc, UsageError) else 1
-    except (ValueError, TypeError) as exc:  # the library's word on bad input; -v shows the traceback
+    except (AgnlensError, ValueError, TypeError, OSError, RuntimeError) as exc:
+        # the library's word on bad input or a failed run: one line; -v adds the traceback
         if args.verbose:
-            raise
-        print(f"agnlens {args.command}: error: {exc}", file=sys.stderr)
-        return 1
-    except (FileNotFoundError, PermissionError, IsADirectoryError) as exc:
-        print(f"agnlens {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+            import traceback
+
+            traceback.print_exc(file=sys.stderr)
+        print(f"agnlens {args.command}: error: {_one_line(exc)}", file=sys.stderr)
+        # a run whose parts failed after the retries kept the rest for a resume: "some rejected"
+        return 1 if isinstance(exc, RuntimeError) and not isinstance(exc, AgnlensError) else 2
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    if isinstance(exc, OSError) and exc.strerror:  # "[Errno 2] No such file..." -> "x: No such file..."
+        text = f"{exc.filename}: {exc.strerror}" if exc.filename is not None else exc.strerror
+    return " ".join(text.split())
 
 
 if __name__ == "__main__":  # pragma: no cover

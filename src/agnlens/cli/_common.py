@@ -1,9 +1,12 @@
-"""Helpers shared by the subcommands: progress bars and rejection reporting."""
+"""Helpers shared by the subcommands: progress bars, rejection reporting, argument checks,
+the output-path check and de-duplication of inputs."""
 
 from __future__ import annotations
 
+import argparse
+import os
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 
 def progress_bar(args, desc: str, total: int | None = None):
@@ -24,12 +27,92 @@ def report_rejections(command: str, rejected) -> None:
         print(f"agnlens {command}: rejected {item}", file=sys.stderr)
 
 
+# ------------------------------------------------------------------ argument types (exit 2 on bad)
+def positive_int(text: str) -> int:
+    """argparse type: an integer of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a finite number above 0 (seconds, sizes)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number above 0, got {text}")
+    return value
+
+
+def fraction(text: str) -> float:
+    """argparse type: a number from 0 to 1."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number from 0 to 1, got {text!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be from 0 to 1, got {text}")
+    return value
+
+
+def nonnegative_int(text: str) -> int:
+    """argparse type: an integer of 0 or more."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer of 0 or more, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
+def scheduler(text: str) -> str:
+    """argparse type of ``--scheduler``: local, processes or a Dask scheduler address."""
+    from agnlens.parallel import _ADDRESS_PREFIXES
+
+    if text in ("local", "processes") or (text.startswith(_ADDRESS_PREFIXES) and "://" in text and not text.endswith("://")):
+        return text
+    raise argparse.ArgumentTypeError(f"expected local, processes or an address like tcp://host:8786, got {text!r}")
+
+
 def add_scheduler_argument(parser) -> None:
     """``--scheduler``: where the work runs (see :func:`agnlens.parallel.get_client`)."""
     parser.add_argument(
         "--scheduler",
         default="local",
+        type=scheduler,
         metavar="WHERE",
         help="local (in this process, default), processes (a Dask LocalCluster of 2 workers on this "
         "machine) or tcp://HOST:PORT (an existing Dask cluster; dask-jobqueue clusters work too)",
     )
+
+
+# -------------------------------------------------------------------------- inputs and outputs
+def check_output(out, inputs: Iterable = (), *, overwrite: bool = True, option: str = "--out", adds_to_folder: bool = False):
+    """The output-path check of every command (:func:`agnlens.atomic.check_output`): never onto
+    an input (or over a folder holding one); an existing output only with ``overwrite``."""
+    from agnlens.atomic import check_output as check
+
+    return check(out, [i for i in inputs if i is not None], overwrite=overwrite, option=option, adds_to_folder=adds_to_folder)
+
+
+def unique_inputs(command: str, inputs: Sequence[str]) -> list[str]:
+    """``inputs`` with repeats removed (the same file or store under any spelling of its path),
+    and one stderr line naming them."""
+    seen: dict[str, str] = {}
+    repeated = []
+    for item in inputs:
+        key = os.path.realpath(os.path.expanduser(item)) if os.path.exists(item) else item
+        if key in seen:
+            repeated.append(item if item == seen[key] else f"{item} (= {seen[key]})")
+            continue
+        seen[key] = item
+    if repeated:
+        print(f"agnlens {command}: warning: inputs given more than once, used once: {', '.join(repeated)}", file=sys.stderr)
+    return list(seen.values())

@@ -27,10 +27,12 @@ def run(args) -> int:
     import numpy as np
     import pandas as pd
 
-    from agnlens.atomic import atomic_path
+    from agnlens.atomic import write_csv
+    from agnlens.cli._common import check_output
     from agnlens.io.store import open_store
     from agnlens.models.baseline import PhysicsBaseline
 
+    check_output(args.out, [args.store])
     spectra = open_store(args.store, lazy=False)
     if len(spectra) == 0:
         print(f"agnlens baseline: error: {args.store} holds no spectra", file=sys.stderr)
@@ -40,8 +42,7 @@ def run(args) -> int:
     truth = spectra.labels
     if np.any(truth != ""):
         table.insert(1, "true_label", truth)
-    with atomic_path(args.out) as tmp:
-        table.to_csv(tmp, index=False)
+    write_csv(args.out, table)
     counts = table["label"].replace("", "unclassified").value_counts().to_dict()
     print(f"{len(table)} spectra classified by the physics baseline -> {args.out}: {counts}")
     if "true_label" in table:

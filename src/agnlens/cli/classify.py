@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from agnlens.cli._common import add_scheduler_argument
+from agnlens.cli._common import add_scheduler_argument, check_output, unique_inputs
 
 
 def add_parser(sub) -> None:
@@ -32,7 +32,7 @@ def run(args) -> int:
 
     import pandas as pd
 
-    from agnlens.atomic import atomic_path
+    from agnlens.atomic import write_csv
     from agnlens.cli._common import report_rejections
     from agnlens.ingest import read_inputs
     from agnlens.io.store import is_store, open_store
@@ -40,13 +40,14 @@ def run(args) -> int:
     from agnlens.models.persistence import check_grid, grid_from_metadata
     from agnlens.parallel import classify_chunk, classify_store
 
+    args.inputs = unique_inputs("classify", args.inputs)
+    out = check_output(args.out, [*args.inputs, args.model])
     model, meta = resolve_model(args.model)
-    out = Path(args.out)
     tables, rejected = [], []
     # stores go chunk by chunk on the scheduler (resumable: the work folder keeps finished chunks)
     for store in [p for p in args.inputs if is_store(p)]:
         check_grid(meta, open_store(store))
-        work = out.parent / f".{out.name}.{Path(store).name}.work"
+        work = out.parent / f".{out.name[:100]}.{Path(store).name[:100]}.work"
         tables.append(pd.read_csv(classify_store(
             model, store, work, scheduler=args.scheduler, progress=args.progress
         ), dtype={"spec_id": str}))
@@ -57,8 +58,7 @@ def run(args) -> int:
         tables.append(classify_chunk(spectra, model))
     columns = ["spec_id", "predicted_label"] + [f"p_{c}" for c in model.classes_]
     table = pd.concat(tables, ignore_index=True).rename(columns={"predicted": "predicted_label"})[columns]
-    with atomic_path(out) as tmp:
-        table.to_csv(tmp, index=False, float_format="%.6g")
+    write_csv(out, table, float_format="%.6g")
     report_rejections("classify", rejected)
     counts = table["predicted_label"].value_counts().to_dict()
     print(f"classified {len(table)} spectra ({counts}); {len(rejected)} rejected; wrote {out}")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from agnlens.cli._common import check_output, nonnegative_int
+
 STAGES = [
     "simulate", "tune_binary", "tune_multiclass", "classify", "saliency", "lines",
     "embedding", "report",
@@ -30,7 +32,7 @@ def add_parser(sub) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the sample, split, tuning, saliency sample and t-SNE")
     p.add_argument("--grid", default="paper", choices=["paper", "balmer"], help="wavelength grid (default paper)")
     p.add_argument("--store", metavar="STORE", help="study a labelled store instead of the simulated sample")
-    p.add_argument("--n-random", type=int, default=30, metavar="N", help="random test spectra to explain besides the misclassified (default 30)")
+    p.add_argument("--n-random", type=nonnegative_int, default=30, metavar="N", help="random test spectra to explain besides the misclassified (default 30)")
     p.set_defaults(run=run)
 
 
@@ -40,6 +42,7 @@ def run(args) -> int:
 
     if args.n < 60:
         raise UsageError(f"--n must be at least 60 to split three classes, got {args.n}")
+    check_output(args.out, [args.store], adds_to_folder=True)
     spectra = None
     if args.store:
         from agnlens.io.store import open_store

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import sys
 
+from agnlens.cli._common import check_output, nonnegative_int, positive_float, positive_int
+
 
 def add_parser(sub) -> None:
     p = sub.add_parser(
@@ -20,9 +22,9 @@ def add_parser(sub) -> None:
     p.add_argument("--out", required=True, metavar="DIR", help="directory for the spec-*.fits files")
     p.add_argument("--release", default="dr17", choices=["dr17", "dr16"], help="SDSS data release")
     p.add_argument("--base-url", default=None, metavar="URL", help="archive root (default the SAS)")
-    p.add_argument("--workers", type=int, default=4, metavar="N", help="parallel downloads (default 4)")
-    p.add_argument("--retries", type=int, default=3, metavar="N", help="retries per file (default 3)")
-    p.add_argument("--timeout", type=float, default=30.0, metavar="S", help="seconds per request")
+    p.add_argument("--workers", type=positive_int, default=4, metavar="N", help="parallel downloads (default 4)")
+    p.add_argument("--retries", type=nonnegative_int, default=3, metavar="N", help="retries per file (default 3)")
+    p.add_argument("--timeout", type=positive_float, default=30.0, metavar="S", help="seconds per request")
     p.set_defaults(run=run)
 
 
@@ -32,6 +34,7 @@ def run(args) -> int:
     if args.workers < 1:
         print(f"agnlens download: error: --workers must be at least 1, got {args.workers}", file=sys.stderr)
         return 2
+    check_output(args.out, [args.catalog], adds_to_folder=True)
     report = download(
         args.catalog,
         args.out,

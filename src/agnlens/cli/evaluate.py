@@ -33,6 +33,10 @@ def run(args) -> int:
     from agnlens.models.metrics import evaluate
     from agnlens.models.persistence import check_grid, load_model, training_data_hash
 
+    from agnlens.cli._common import check_output
+
+    if args.json:
+        check_output(args.json, [args.model, args.store], option="--json")
     model, meta = load_model(args.model)
     spectra = open_store(args.store, lazy=False)
     check_grid(meta, spectra)

@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from agnlens.cli._common import scheduler
+
 #: ``--verify`` fails when the exact gradient differs from central finite differences of the
 #: model's own ``predict_proba`` by more than this, relative to the largest |finite difference|
 #: of the map. Exact gradients agree to ~1e-7 (the differences' own truncation and round-off
@@ -49,7 +51,7 @@ def add_parser(sub) -> None:
     p.add_argument("--panels", action="store_true", help="figures with one panel per class (the saliency of every class's probability)")
     p.add_argument("--labels", metavar="CATALOG", help="label catalogue, to show true types in titles")
     p.add_argument(
-        "--scheduler", metavar="WHERE",
+        "--scheduler", metavar="WHERE", type=scheduler,
         help="survey scale: explain STORE inputs chunk by chunk on 'processes' (a Dask LocalCluster) or "
         "tcp://HOST:PORT, resumably, into DIR/<store>/saliency.zarr and index.csv (no figures or line "
         "table in this mode; run without --scheduler on a subset for those)",
@@ -61,7 +63,7 @@ def run(args) -> int:
     import numpy as np
 
     from agnlens.atomic import atomic_path
-    from agnlens.cli._common import report_rejections
+    from agnlens.cli._common import check_output, report_rejections, unique_inputs
     from agnlens.errors import UsageError
     from agnlens.explain.linestats import centre_wings, covered_lines, line_table
     from agnlens.explain.saliency import Saliency, saliency
@@ -71,6 +73,8 @@ def run(args) -> int:
 
     if args.max_figures < 0:
         raise UsageError(f"--max-figures must be 0 or more, got {args.max_figures}")
+    args.inputs = unique_inputs("explain", args.inputs)
+    check_output(args.out, [*args.inputs, args.model], adds_to_folder=True)
     model, metadata = resolve_model(args.model)
     if args.scheduler:
         return _explain_stores(args, model, metadata)

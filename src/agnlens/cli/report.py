@@ -30,6 +30,14 @@ def run(args) -> int:
         from agnlens.errors import UsageError
 
         raise UsageError(f"--max-gallery must be 0 or more, got {args.max_gallery}")
+    if args.output is not None:
+        from pathlib import Path
+
+        from agnlens.cli._common import check_output
+
+        results = Path(args.results_dir)
+        inputs = [p for p in results.rglob("*") if p.is_file()] if results.is_dir() else []
+        check_output(args.output, [results, *inputs], option="--output")
     path = build_report(args.results_dir, max_gallery=args.max_gallery, output=args.output)
     size = path.stat().st_size / 1024**2
     print(f"report: {path} ({size:.1f} MB)")

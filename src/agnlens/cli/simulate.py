@@ -34,7 +34,11 @@ def run(args) -> int:
         raise UsageError("say where to write: --out STORE and/or --fits-dir DIR")
     if args.n < 1:
         raise UsageError(f"--n must be at least 1, got {args.n}")
+    from agnlens.cli._common import check_output
     from agnlens.simulate import simulate, simulate_set
+
+    if args.out:
+        check_output(args.out, overwrite=args.overwrite)
 
     if args.fits_dir:
         from pathlib import Path

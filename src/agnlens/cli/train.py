@@ -55,6 +55,10 @@ def run(args) -> int:
     from agnlens.models.persistence import save_model
     from agnlens.models.tuning import train
 
+    from agnlens.cli._common import check_output
+
+    check_output(args.out, [args.store])
+    check_output(metrics_path(args.out), [args.store])
     spectra = open_store(args.store, lazy=False)
     result = train(spectra, task=args.task, seed=args.seed, kernels=args.kernels)
     table = result.tuning.table

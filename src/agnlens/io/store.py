@@ -25,12 +25,28 @@ Safety against interruption
   an append killed half way leaves the store readable and unchanged, and the next append simply
   overwrites the uncommitted rows. Zarr's local store replaces each chunk file atomically, and the
   committed rows of a partly filled last chunk are rewritten with their own values, so no committed
-  value is ever at risk. Concurrent appends to one store are not supported.
+  value is ever at risk.
+
+Safety against other writers and damage
+---------------------------------------
+* Every writer (:func:`write_store`, :func:`append_store`) holds the store's exclusive lock
+  (:func:`agnlens.atomic.exclusive_lock`, ``fcntl.flock`` on ``.NAME.lock`` beside the store) from
+  reading the committed row count to committing the new one; a second writer waits, then is
+  refused with one line. The commit also compares the row count and identity it started from
+  with the ones on disk (compare-and-swap), so a writer that ignores the lock cannot be silently
+  overwritten.
+* ``overwrite=True`` replaces only an agnlens store (recognised by its format marker): never a
+  plain file or a folder of other things.
+* Every chunk carries a CRC32C checksum (the Zarr v3 ``crc32c`` codec) and every chunk is
+  written, even an all-zero one, so a corrupted chunk and a missing chunk are both errors naming
+  the array and the chunk (never silently zeros). Stores written before this (no ``integrity``
+  entry in their attributes) are read as before.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import re
@@ -44,7 +60,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from agnlens.atomic import jsonable
+from agnlens.atomic import exclusive_lock, jsonable, temp_sibling
 from agnlens.errors import ReadError
 from agnlens.spectra import SpectrumSet
 
@@ -58,6 +74,8 @@ FORMAT_VERSION = 1
 MAX_LISTED_SOURCES = 100
 
 _ARRAYS = ("flux", "ivar", "mask")
+#: What a store written by this version guarantees (readers verify it when present).
+INTEGRITY = "crc32c chunks, all written"
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9_.\-]+$")
 
 ProgressCallback = Callable[[int, int], None]
@@ -109,7 +127,10 @@ def write_store(
     Raises
     ------
     FileExistsError
-        ``path`` exists and ``overwrite`` is False.
+        ``path`` exists and ``overwrite`` is False, or it exists and is not an agnlens store
+        (only a store is ever replaced).
+    BlockingIOError
+        Another process kept writing ``path`` for longer than the lock timeout.
     ValueError
         Bad ``chunk_size``, duplicate spec_ids, or a metadata column name Zarr cannot hold.
     """
@@ -117,20 +138,18 @@ def write_store(
     chunk_size = _check_chunk_size(chunk_size)
     if not isinstance(spectra, SpectrumSet):
         raise TypeError(f"write_store: expected a SpectrumSet, got {type(spectra).__name__}")
-    if path.exists() and not overwrite:
-        raise FileExistsError(
-            f"{path}: already exists; pass overwrite=True (CLI: --overwrite) to replace it, or "
-            f"append_store to add spectra"
-        )
+    _check_replaceable(path, overwrite)
     _check_unique_ids(spectra.meta, where=f"write_store {path}")
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:8]}"
-    try:
-        _write_new(spectra, tmp, chunk_size, progress)
-        _swap_into_place(tmp, path, overwrite)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    with exclusive_lock(path):
+        _check_replaceable(path, overwrite)  # again, now that no other writer can change it
+        tmp = temp_sibling(path, "tmp")
+        try:
+            _write_new(spectra, tmp, chunk_size, progress)
+            _swap_into_place(tmp, path)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
     log.info("wrote %d spectra to %s", len(spectra), path)
     return path
 
@@ -165,6 +184,10 @@ def append_store(
     ------
     ReadError
         ``path`` is not an agnlens store.
+    BlockingIOError
+        Another process kept writing ``path`` for longer than the lock timeout.
+    RuntimeError
+        The store changed under the append (a writer that ignored the lock); nothing is committed.
     ValueError
         The grid or the metadata columns differ, or a spec_id is already in the store (or
         repeated among the new spectra); the message names the spec_ids.
@@ -172,9 +195,17 @@ def append_store(
     path = Path(path)
     if not isinstance(spectra, SpectrumSet):
         raise TypeError(f"append_store: expected a SpectrumSet, got {type(spectra).__name__}")
+    import zarr
+
+    _open_group(path, mode="r")  # a clear error before taking the lock of a path that is no store
+    with exclusive_lock(path), zarr.config.set({"array.write_empty_chunks": True}):
+        return _append_locked(spectra, path, progress)
+
+
+def _append_locked(spectra: SpectrumSet, path: Path, progress: ProgressCallback | None) -> Path:
     group, info = _open_group(path, mode="r+")
-    n_old = info["n_spectra"]
-    wavelength = np.asarray(group["wavelength"][:])
+    n_old, uid_old = info["n_spectra"], info.get("uid")
+    wavelength = _read(group["wavelength"], 0, None, path)
     if spectra.grid != info["grid"] or not np.array_equal(spectra.wavelength, wavelength):
         raise ValueError(
             f"{path}: the spectra are on grid {spectra.grid!r} ({spectra.n_pixels} px) but the store "
@@ -190,7 +221,7 @@ def append_store(
             f"{path}: the spectra have metadata columns {extra} that the store does not hold "
             f"(store columns: {stored_names}); drop them or write a new store"
         )
-    existing = _read_column(group["meta"], _column_entry(columns, "spec_id"), 0, n_old)
+    existing = _read_column(group["meta"], _column_entry(columns, "spec_id"), 0, n_old, path)
     new_ids = new_meta["spec_id"].astype(str)
     _check_unique_ids(new_meta, where=f"append_store {path}")
     clash = sorted(set(new_ids[new_ids != ""]) & set(existing[existing != ""]))
@@ -226,9 +257,15 @@ def append_store(
             if progress is not None:
                 progress(done, m)
         all_sources = np.concatenate(
-            [_read_column(meta_group, _column_entry(columns, "source"), 0, n_old), prepared["source"]]
+            [_read_column(meta_group, _column_entry(columns, "source"), 0, n_old, path), prepared["source"]]
         )
-        attrs = dict(group.attrs["agnlens"])
+        attrs = _current_attrs(path)
+        if attrs.get("n_spectra") != n_old or attrs.get("uid") != uid_old:
+            raise RuntimeError(
+                f"{path}: the store changed while spectra were being appended (it had {n_old} "
+                f"rows, now {attrs.get('n_spectra')}); another program wrote it without agnlens' "
+                f"lock. Nothing was committed; check the store and append again"
+            )
         prov = dict(attrs.get("provenance", {}))
         prov["source_files"] = _describe_sources(all_sources)
         # record how the appended spectra differ from the store's own provenance (usually nothing)
@@ -243,6 +280,9 @@ def append_store(
         group.attrs["agnlens"] = attrs  # the commit: one atomic rewrite of zarr.json
     except BaseException:
         # best effort roll-back of the shapes; if even this fails, readers still see n_old rows
+        # (not after a failed compare-and-swap: the shapes then belong to the other writer)
+        if _current_attrs(path).get("uid") != uid_old:
+            raise
         try:
             for arr in (*arrays.values(), *meta_arrays.values()):
                 arr.resize((n_old, *arr.shape[1:]))
@@ -282,17 +322,24 @@ def open_store(path: str | os.PathLike, *, lazy: bool = True) -> SpectrumSet:
         ``path`` does not exist or is not an agnlens store (missing arrays or attributes, other
         format version).
     """
-    group, info = _open_group(Path(path), mode="r")
+    path = Path(path)
+    group, info = _open_group(path, mode="r")
     n = info["n_spectra"]
     if lazy:
         import dask.array as da
 
-        data = {name: da.from_zarr(group[name])[:n] for name in _ARRAYS}
+        data = {
+            name: da.from_array(
+                _Checked(group[name], path), chunks=group[name].chunks, asarray=True, lock=False,
+                name=f"agnlens-store-{info.get('uid') or uuid.uuid4().hex}-{name}",
+            )[:n]
+            for name in _ARRAYS
+        }
     else:
-        data = {name: np.asarray(group[name][:n]) for name in _ARRAYS}
+        data = {name: _read(group[name], 0, n, path) for name in _ARRAYS}
     return SpectrumSet(
-        wavelength=np.asarray(group["wavelength"][:]),
-        meta=_read_meta(group, info, 0, n),
+        wavelength=_read(group["wavelength"], 0, None, path),
+        meta=_read_meta(group, info, 0, n, path),
         grid=info["grid"],
         provenance=info["provenance"],
         **data,
@@ -331,10 +378,10 @@ def read_rows(
         specs = [c for c in specs if c["name"] in set(columns)]
     return SpectrumSet(
         wavelength=handles["wavelength"],
-        flux=np.asarray(handles["flux"][start:stop]),
-        ivar=np.asarray(handles["ivar"][start:stop]),
-        mask=np.asarray(handles["mask"][start:stop]),
-        meta=_meta_frame({c["name"]: _column_from(handles["meta/" + c["array"]], c, start, stop) for c in specs}, specs, stop - start),
+        flux=_read(handles["flux"], start, stop, path),
+        ivar=_read(handles["ivar"], start, stop, path),
+        mask=_read(handles["mask"], start, stop, path),
+        meta=_meta_frame({c["name"]: _column_from(handles["meta/" + c["array"]], c, start, stop, path) for c in specs}, specs, stop - start),
         grid=info["grid"],
         provenance=info["provenance"],
     )
@@ -364,7 +411,7 @@ def _cached_handles(path: Path) -> tuple[dict, dict]:
         return cached[1], attrs
     group, attrs = _open_group(path, mode="r")  # full validation, clear errors
     handles = {name: group[name] for name in _ARRAYS}
-    handles["wavelength"] = np.asarray(group["wavelength"][:])
+    handles["wavelength"] = _read(group["wavelength"], 0, None, path)
     meta_group = group["meta"]
     for c in attrs["columns"]:
         handles["meta/" + c["array"]] = meta_group[c["array"]]
@@ -402,12 +449,12 @@ def store_info(path: str | os.PathLike) -> dict[str, Any]:
     path = Path(path)
     group, info = _open_group(path, mode="r")
     n = info["n_spectra"]
-    labels = _read_column(group["meta"], _column_entry(info["columns"], "label"), 0, n)
+    labels = _read_column(group["meta"], _column_entry(info["columns"], "label"), 0, n, path)
     counts = pd.Series(labels, dtype=object).value_counts()
     prov = info["provenance"]
     grid = prov.get("grid") if isinstance(prov.get("grid"), dict) else None
     if grid is None:
-        wl = np.asarray(group["wavelength"][:])
+        wl = _read(group["wavelength"], 0, None, path)
         grid = {"name": info["grid"], "n_pixels": int(wl.size), "lo": float(wl[0]), "hi": float(wl[-1])}
     return {
         "path": str(path),
@@ -430,9 +477,11 @@ def _write_new(spectra: SpectrumSet, tmp: Path, chunk_size: int, progress: Progr
 
     n, n_pix = len(spectra), spectra.n_pixels
     group = zarr.open_group(str(tmp), mode="w-", zarr_format=3)
-    group.create_array("wavelength", data=np.asarray(spectra.wavelength, dtype=np.float64), chunks=(max(n_pix, 1),))
+    group.create_array(
+        "wavelength", data=np.asarray(spectra.wavelength, dtype=np.float64), chunks=(max(n_pix, 1),), **_checked_codecs()
+    )
     arrays = {
-        name: group.create_array(name, shape=(n, n_pix), dtype=dtype, chunks=(chunk_size, max(n_pix, 1)))
+        name: group.create_array(name, shape=(n, n_pix), dtype=dtype, chunks=(chunk_size, max(n_pix, 1)), **_checked_codecs())
         for name, dtype in (("flux", np.float32), ("ivar", np.float32), ("mask", bool))
     }
     meta_group = group.create_group("meta")
@@ -441,7 +490,7 @@ def _write_new(spectra: SpectrumSet, tmp: Path, chunk_size: int, progress: Progr
     for spec in columns:
         values = _column_values(spectra.meta, spec, n, tmp)
         arr = meta_group.create_array(
-            spec["array"], shape=(n,), dtype=_zarr_dtype(spec), chunks=(chunk_size,)
+            spec["array"], shape=(n,), dtype=_zarr_dtype(spec), chunks=(chunk_size,), **_checked_codecs()
         )
         meta_arrays[spec["name"]] = (arr, values)
     for a in range(0, n, chunk_size):
@@ -470,23 +519,116 @@ def _write_new(spectra: SpectrumSet, tmp: Path, chunk_size: int, progress: Progr
         "chunk_size": int(chunk_size),
         "columns": columns,
         "provenance": prov,
+        "integrity": INTEGRITY,
     }
 
 
-def _swap_into_place(tmp: Path, path: Path, overwrite: bool) -> None:
+def _swap_into_place(tmp: Path, path: Path) -> None:
+    """Rename ``tmp`` to ``path`` (an absent path, or a store :func:`_check_replaceable` passed)."""
     if not path.exists():
         os.rename(tmp, path)
         return
-    if not overwrite:  # appeared while we were writing
-        raise FileExistsError(f"{path}: appeared while the store was being written; not replaced")
-    if path.is_dir():
-        old = path.parent / f".{path.name}.old-{uuid.uuid4().hex[:8]}"
-        os.rename(path, old)
-        os.rename(tmp, path)
-        shutil.rmtree(old, ignore_errors=True)
-    else:  # a plain file in the way: os.replace cannot put a directory over it
-        path.unlink()
-        os.rename(tmp, path)
+    old = temp_sibling(path, "old")
+    os.rename(path, old)
+    os.rename(tmp, path)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _check_replaceable(path: Path, overwrite: bool) -> None:
+    """Only an agnlens store is ever replaced, and only with ``overwrite``."""
+    if not os.path.lexists(path):
+        return
+    if not overwrite:
+        raise FileExistsError(
+            f"{path}: already exists; pass overwrite=True (CLI: --overwrite) to replace it, or "
+            f"append_store (CLI: --append) to add spectra"
+        )
+    if path.is_symlink() or not _is_agnlens_store(path):
+        raise FileExistsError(
+            f"{path}: exists and is not an agnlens store; --overwrite only ever replaces a store "
+            f"agnlens wrote. Move it away or choose another output name"
+        )
+
+
+def _is_agnlens_store(path: Path) -> bool:
+    try:
+        meta = json.loads((path / "zarr.json").read_text())
+    except (OSError, ValueError):
+        return False
+    marker = meta.get("attributes", {}).get("agnlens") if isinstance(meta, dict) else None
+    return isinstance(marker, dict) and marker.get("format") == FORMAT_NAME
+
+
+def _current_attrs(path: Path) -> dict:
+    """The committed attributes as they are on disk now (no cache)."""
+    try:
+        return json.loads((path / "zarr.json").read_text())["attributes"]["agnlens"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+
+
+def _checked_codecs() -> dict:
+    """Codecs and config of every array: zstd, then a CRC32C checksum of the compressed chunk; every
+    chunk written (an absent chunk is then damage, never "all zeros")."""
+    from zarr.codecs import Crc32cCodec, ZstdCodec
+
+    return {"compressors": (ZstdCodec(level=0), Crc32cCodec()), "config": {"write_empty_chunks": True}}
+
+
+class _Checked:
+    """A Zarr array seen through :func:`_read` (what dask reads lazily opened stores through)."""
+
+    def __init__(self, array, path: Path):
+        self.array, self.path = array, path
+        self.shape, self.dtype, self.ndim = array.shape, array.dtype, array.ndim
+
+    def __getitem__(self, key):
+        rows = key[0] if isinstance(key, tuple) else key
+        if not isinstance(rows, slice) or rows.step not in (None, 1):
+            return np.asarray(self.array[key])
+        start, stop, _ = rows.indices(self.shape[0])
+        values = _read(self.array, start, stop, self.path)
+        return values[(slice(None), *key[1:])] if isinstance(key, tuple) else values
+
+
+def _read(array, start: int, stop: int | None, path) -> np.ndarray:
+    """Rows ``start:stop`` of a store array; a chunk that fails its checksum or cannot be decoded
+    is a :class:`ReadError` naming the store, the array and the chunk."""
+    try:
+        return np.asarray(array[start:stop])
+    except Exception as exc:  # zarr raises ValueError on a bad checksum, others on garbage
+        size = array.chunks[0]
+        stop = array.shape[0] if stop is None else stop
+        bad = start // size
+        for i in range(start // size, max(start, stop - 1) // size + 1):
+            try:
+                array[i * size : min((i + 1) * size, array.shape[0])]
+            except Exception:
+                bad = i
+                break
+        raise ReadError(
+            path,
+            f"array {array.path!r}, chunk {bad} (rows {bad * size}-{min((bad + 1) * size, array.shape[0]) - 1}) "
+            f"is damaged ({type(exc).__name__}: {exc}); restore the store from a copy or rebuild it",
+        ) from exc
+
+
+def _check_chunks(group, attrs: dict, path: Path) -> None:
+    """Every chunk of the committed rows exists (stores with the integrity marker write all)."""
+    n = attrs["n_spectra"]
+    names = [*_ARRAYS, "wavelength"] + [f"meta/{c['array']}" for c in attrs["columns"]]
+    for name in names:
+        array = group[name]
+        rows = array.shape[0] if name == "wavelength" else n
+        size = array.chunks[0]
+        for i in range(-(-rows // size)):
+            key = array.metadata.encode_chunk_key((i,) + (0,) * (array.ndim - 1))
+            if not (path / name / key).is_file():
+                raise ReadError(
+                    path,
+                    f"array {name!r} has lost chunk {i} (rows {i * size}-{min((i + 1) * size, rows) - 1}, "
+                    f"file {name}/{key}); restore the store from a copy or rebuild it",
+                )
 
 
 def _open_group(path: Path, mode: str):
@@ -532,6 +674,8 @@ def _open_group(path: Path, mode: str):
             raise ReadError(
                 path, f"array {name!r} has shape {shape}, expected at least ({n}, {n_pix}); the store is damaged"
             )
+    if attrs.get("integrity") == INTEGRITY:
+        _check_chunks(group, attrs, path)
     return group, attrs
 
 
@@ -624,21 +768,21 @@ def _block(arr, a: int, b: int, dtype) -> np.ndarray:
     return np.asarray(arr[a:b]).astype(dtype, copy=False)
 
 
-def _read_column(meta_group, spec: dict, start: int, stop: int) -> np.ndarray:
-    return _column_from(meta_group[spec["array"]], spec, start, stop)
+def _read_column(meta_group, spec: dict, start: int, stop: int, path) -> np.ndarray:
+    return _column_from(meta_group[spec["array"]], spec, start, stop, path)
 
 
-def _column_from(array, spec: dict, start: int, stop: int) -> np.ndarray:
-    values = np.asarray(array[start:stop])
+def _column_from(array, spec: dict, start: int, stop: int, path) -> np.ndarray:
+    values = _read(array, start, stop, path)
     if spec["kind"] == "str":
         return values.astype(object)
     return values
 
 
-def _read_meta(group, info: dict, start: int, stop: int) -> pd.DataFrame:
+def _read_meta(group, info: dict, start: int, stop: int, path) -> pd.DataFrame:
     meta_group = group["meta"]
     specs = info["columns"]
-    return _meta_frame({c["name"]: _read_column(meta_group, c, start, stop) for c in specs}, specs, stop - start)
+    return _meta_frame({c["name"]: _read_column(meta_group, c, start, stop, path) for c in specs}, specs, stop - start)
 
 
 def _meta_frame(values: dict, specs: list[dict], n: int) -> pd.DataFrame:
