@@ -50,7 +50,7 @@ def run(args) -> int:
     from agnlens.io.store import is_store, open_store
     from agnlens.models.default import resolve_models
     from agnlens.models.persistence import check_grid
-    from agnlens.stages import classify, classify_files
+    from agnlens.stages import classify, classify_files, model_for_grid
 
     stores = [p for p in args.inputs if is_store(p)]
     files = [p for p in args.inputs if not is_store(p)]
@@ -59,7 +59,7 @@ def run(args) -> int:
     tables, rejected = [], []
     for store in stores:
         spectra = open_store(store, lazy=args.scheduler != "local")
-        model, meta = _model_for(models, spectra)
+        model, meta = model_for_grid(models, spectra.grid)
         check_grid(meta, spectra)
         if args.scheduler == "local":
             tables.append(classify(model, spectra))
@@ -87,11 +87,3 @@ def run(args) -> int:
     print(f"classified {len(table)} spectra ({counts}; grids {grids}); {n_flagged} not applicable "
           f"(see the flags column); {len(rejected)} rejected; wrote {out}")
     return 1 if rejected else 0
-
-
-def _model_for(models, spectra):
-    """The (model, metadata) whose grid is the store's; the first one if none matches (checked later)."""
-    for model, meta in models:
-        if (meta.get("grid") or {}).get("name") == spectra.grid:
-            return model, meta
-    return models[0]

@@ -81,7 +81,7 @@ def classify(model, spectra: SpectrumSet, *, check_redshift: bool = True, grid: 
     table["grid"] = grid or spectra.grid
     table["z"] = spectra.meta["z"].to_numpy(dtype=float)
     table["source"] = spectra.meta["source"].to_numpy()
-    for col in judged.columns.drop(["applicable", "flags"]):
+    for col in judged.columns.drop(["applicable", "flags"]):  # diagnostics
         table[col] = judged[col].to_numpy()
     return table
 
@@ -123,34 +123,67 @@ def classify_files(
 
     paths = [str(p) for p in expand_inputs(inputs)]
     catalog = read_catalog(labels) if isinstance(labels, (str, Path)) else labels
-    tables, rejected = _route(models, paths, catalog, check_redshift)
+    groups, rejected = read_for_models(models, paths, labels=catalog)
+    tables = [classify(model, spectra, check_redshift=check_redshift) for model, _, spectra in groups]
     table = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=list(COLUMNS))
     if refine_z and len(table):
         table = _refine(models, table, catalog)
     return table, rejected
 
 
-def _route(models, paths: list[str], catalog, check_redshift: bool):
-    """Each file to the first model whose grid accepts it; returns (tables, final rejections)."""
+def read_for_models(models: Sequence[tuple[Any, dict]], paths: Iterable[str | Path], *, labels=None):
+    """Read spectrum files onto the grid of the first model that can use each.
+
+    Parameters
+    ----------
+    models : sequence of (model, metadata)
+        In order of preference.
+    paths : iterable of path-like
+        Files, directories or glob patterns.
+    labels : path or DataFrame, optional
+        A label catalogue.
+
+    Returns
+    -------
+    groups : list of (model, metadata, SpectrumSet)
+        One per model that received spectra, in order of preference.
+    rejected : list of Rejection
+        Files no model could use, with the reason given by the last model's grid.
+    """
     from agnlens.ingest import ingest
     from agnlens.models.persistence import grid_from_metadata
 
-    tables, todo, rejected = [], list(paths), []
+    groups, todo, rejected = [], [str(p) for p in paths], []
     for k, (model, meta) in enumerate(models):
         if not todo:
             break
         grid = grid_from_metadata(meta)
-        spectra, summary = ingest(todo, labels=catalog, grid=grid)
+        spectra, summary = ingest(todo, labels=labels, grid=grid)
         if len(spectra):
-            tables.append(classify(model, spectra, check_redshift=check_redshift, grid=grid.name))
-        last = k == len(models) - 1
-        failed = [r.source for r in summary.rejected]
-        if last:
+            groups.append((model, meta, spectra))
+        todo = [r.source for r in summary.rejected]
+        if k == len(models) - 1:
             rejected = summary.rejected
-        else:
-            log.debug("%d file(s) not usable on the %s grid, trying the next model", len(failed), grid.name)
-        todo = failed
-    return tables, rejected
+        elif todo:
+            log.debug("%d file(s) not usable on the %s grid, trying the next model", len(todo), grid.name)
+    return groups, rejected
+
+
+def model_for_grid(models: Sequence[tuple[Any, dict]], grid: str) -> tuple[Any, dict]:
+    """The first (model, metadata) trained on the grid named ``grid``; the first one when none is
+    (the caller's grid check then says what is wrong)."""
+    for model, meta in models:
+        if (meta.get("grid") or {}).get("name") == grid:
+            return model, meta
+    return models[0]
+
+
+def merge_groups(groups: Sequence[tuple[Any, dict, SpectrumSet]]) -> list[tuple[Any, dict, SpectrumSet]]:
+    """Join the (model, metadata, spectra) groups that share a model, keeping the first's order."""
+    merged: dict[int, tuple[Any, dict, list]] = {}
+    for model, meta, spectra in groups:
+        merged.setdefault(id(model), (model, meta, []))[2].append(spectra)
+    return [(m, md, sets[0] if len(sets) == 1 else SpectrumSet.concat(sets)) for m, md, sets in merged.values()]
 
 
 def _refine(models, table: pd.DataFrame, catalog) -> pd.DataFrame:
@@ -167,8 +200,10 @@ def _refine(models, table: pd.DataFrame, catalog) -> pd.DataFrame:
     over = pd.DataFrame({"spec_id": rows["spec_id"], "label": rows["label"], "z_override": z_new})
     if catalog is not None:
         over = over.merge(catalog.drop(columns=["label", "z_override"], errors="ignore"), on="spec_id", how="left")
-    again, _ = _route(models, list(rows["source"]), over, check_redshift=True)
-    redo = pd.concat(again, ignore_index=True).set_index("spec_id")
+    groups, _ = read_for_models(models, list(rows["source"]), labels=over)
+    if not groups:
+        return table
+    redo = pd.concat([classify(m, s) for m, _, s in groups], ignore_index=True).set_index("spec_id")
     for i in rows.index:
         sid = table.at[i, "spec_id"]
         if sid not in redo.index:
