@@ -117,14 +117,14 @@ def check_redshift(wavelength, flux, ivar, mask=None) -> RedshiftCheck:
     wl = np.asarray(wavelength, dtype=np.float64)
     flux = np.asarray(flux, dtype=np.float64)
     ivar = np.asarray(ivar, dtype=np.float64)
-    good = (ivar > 0) & np.isfinite(flux) & np.isfinite(ivar)
-    if mask is not None:
-        good &= ~np.asarray(mask, dtype=bool)
     if wl.ndim != 1 or flux.shape != wl.shape or ivar.shape != wl.shape:
         raise ValueError(
             f"check_redshift needs wavelength, flux and ivar of one shape (n_pixels,), got "
             f"{wl.shape}, {flux.shape} and {ivar.shape}"
         )
+    good = (ivar > 0) & np.isfinite(flux) & np.isfinite(ivar)
+    if mask is not None:
+        good &= ~np.asarray(mask, dtype=bool)
     reach = SEARCH_KMS + 5 * TEMPLATE_SIGMA_KMS
     names = [n for n in NARROW_LINES
              if wl[0] < line(n).wavelength * np.exp(-reach / C_KMS)

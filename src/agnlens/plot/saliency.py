@@ -101,7 +101,7 @@ def _collapsed_note(ax: Axes, values: np.ndarray, note: str | None) -> None:
 
 
 def _note(ax: Axes, text: str) -> None:
-    ax.text(0.01, 0.97, text, transform=ax.transAxes, ha="left", va="top", fontsize=8, color="#b2182b",
+    ax.text(0.01, 0.10, text, transform=ax.transAxes, ha="left", va="bottom", fontsize=8, color="#b2182b",
             bbox=dict(facecolor="white", edgecolor="#b2182b", alpha=0.85, lw=0.6))
 
 
