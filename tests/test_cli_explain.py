@@ -140,7 +140,7 @@ def test_collapsed_spectra_are_marked_and_reported_not_failed_by_verify(model_fi
     status = main(["explain", "--model", str(narrow), *map(str, files), "--out", str(out), "--verify"])
     captured = capsys.readouterr()
     assert status == 0, captured.out + captured.err
-    table = pd.read_csv(out / "applicability.csv", dtype={"spec_id": str}).fillna({"flags": ""})
+    table = pd.read_csv(out / "applicability.csv", dtype={"spec_id": str, "flags": str}).fillna({"flags": ""})
     assert (~table["applicable"]).all() and table["flags"].str.contains("kernel-collapse").all()
     assert "collapsed spectra reported, not checked" in captured.out
     assert (out / "figures" / "saliency" / "1163-52669-0292.png").is_file()

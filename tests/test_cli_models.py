@@ -79,6 +79,27 @@ def test_classify_store_and_refuse_other_grid(workdir, tmp_path, capsys):
     assert rc == 1 and "--grid paper" in err and not (tmp_path / "no.csv").exists()
 
 
+def test_classify_refine_z_reprocesses_a_spectrum_at_the_wrong_redshift(workdir, tmp_path, capsys):
+    """2031-53848-0060 sits ~4,900 km/s off its SDSS redshift: flagged, then re-measured."""
+    from agnlens.redshift import corrected_z
+
+    files = [SDSS / "spec-2031-53848-0060.fits", SDSS / "spec-0332-52367-0639.fits"]
+    plain, refined = tmp_path / "plain.csv", tmp_path / "refined.csv"
+    assert main(["-q", "classify", "--model", str(workdir / "m.skops"), *map(str, files), "--out", str(plain)]) == 0
+    assert main(["-q", "classify", "--model", str(workdir / "m.skops"), *map(str, files), "--refine-z",
+                 "--out", str(refined)]) == 0
+    before = pd.read_csv(plain, dtype={"spec_id": str, "flags": str}).fillna({"flags": ""}).set_index("spec_id")
+    after = pd.read_csv(refined, dtype={"spec_id": str, "flags": str}).fillna({"flags": ""}).set_index("spec_id")
+    off = before.loc["2031-53848-0060"]
+    assert "redshift-offset" in off["flags"] and not off["applicable"]
+    assert abs(off["z_offset_kms"] - 4900) < 500
+    row = after.loc["2031-53848-0060"]
+    assert row["z_refined"] == pytest.approx(corrected_z(off["z"], off["z_offset_kms"]), rel=1e-9)
+    assert "redshift-offset" not in row["flags"] and row["z_offset_kms"] == pytest.approx(off["z_offset_kms"])
+    assert np.isnan(after.loc["0332-52367-0639", "z_refined"])
+    assert after.loc["0332-52367-0639", "predicted_label"] == before.loc["0332-52367-0639", "predicted_label"]
+
+
 def test_classify_refuses_tampered_model(workdir, tmp_path, capsys):
     tampered = tmp_path / "t.skops"
     with zipfile.ZipFile(workdir / "m.skops") as src, zipfile.ZipFile(tampered, "w") as dst:

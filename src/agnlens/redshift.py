@@ -41,7 +41,7 @@ MAX_SHIFT_FROM_PEAK_KMS = 600.0
 MEDIAN_KMS = 3000.0
 #: Cross-correlation search range ± (km/s) and step.
 SEARCH_KMS = 8000.0
-STEP_KMS = 20.0
+STEP_KMS = 40.0
 #: Template line width (Gaussian sigma, km/s): a typical narrow line at SDSS resolution.
 TEMPLATE_SIGMA_KMS = 150.0
 #: A line counts when its fitted amplitude is at least this many standard errors.

@@ -58,7 +58,7 @@ def mark_lines(ax: Axes, wavelength: np.ndarray, *, labels: bool = True, min_sep
     """Dotted vertical lines at every line of :data:`agnlens.lines.LINES` inside the axis range,
     labelled at the top without overlaps, and the Fe II blends of :data:`agnlens.lines.BANDS` shaded.
 
-    Labels sharing a name (the [O III] or [N II] pair) are written once; a label closer than
+    Labels sharing a name (the [O III] or [N II] pair) are written once (on wide axes); a label closer than
     ``min_sep_aa`` (default: the width of a label at ``fontsize`` on this axis) to the previous one
     goes one row lower (three rows), and is dropped only when every row is taken.
     """
@@ -79,7 +79,8 @@ def mark_lines(ax: Axes, wavelength: np.ndarray, *, labels: bool = True, min_sep
     for item in lines_in(wavelength):
         style = ":" if item.kind != "absorption" else "--"
         ax.axvline(item.wavelength, color="0.55", lw=0.6, ls=style, zorder=0)
-        if not labels or item.wavelength - seen.get(item.label, -np.inf) < 150.0:
+        # a pair sharing a label ([O III], [N II]) is labelled once, unless the axis is a zoom
+        if not labels or item.wavelength - seen.get(item.label, -np.inf) < min(150.0, 0.1 * (hi - lo)):
             continue
         free = [r for r, last in enumerate(rows_last) if item.wavelength - last >= min_sep_aa]
         if not free:

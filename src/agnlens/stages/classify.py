@@ -209,10 +209,8 @@ def _refine(models, table: pd.DataFrame, catalog) -> pd.DataFrame:
         if sid not in redo.index:
             continue
         new = redo.loc[sid]
-        found = table.at[i, "z_offset_kms"]
-        for col in redo.columns:
+        for col in redo.columns.drop(["z", "z_offset_kms", "z_offset_err_kms"]):
             if col in table.columns:
                 table.at[i, col] = new[col]
-        table.at[i, "z_refined"] = float(new["z"])
-        table.at[i, "z_offset_kms"] = found
+        table.at[i, "z_refined"] = float(new["z"])  # z_offset_kms keeps the offset that was found
     return table
