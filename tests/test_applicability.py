@@ -105,13 +105,13 @@ def test_at_most_one_percent_of_simulated_test_spectra_are_flagged():
     """Simulated test spectra (never seen by the PCA nor by the thresholds) are like the training
     ones: the applicability check must leave ≥ 99 % of them applicable. The model is fitted as
     :func:`train` fits its best cell (train split; domain thresholds on the validation split)."""
-    spectra = simulate_set(1200, seed=7, grid="paper")
+    spectra = simulate_set(1500, seed=7, grid="paper")
     parts = split(spectra.labels, seed=7)
     X = np.asarray(spectra.flux, dtype=np.float64)
     model = SpectrumSVC(kernel="rbf", C=100.0, calibration_cv=None).fit(X[parts["train"]], spectra.labels[parts["train"]])
     model.training_domain_ = TrainingDomain().fit(X[parts["train"]], X[parts["validation"]])
     judged = applicability(model, spectra[parts["test"]]).table
-    assert len(judged) >= 230
+    assert len(judged) >= 290
     assert (~judged["applicable"]).mean() <= 0.01, judged["flags"].value_counts()
     # and the per-spectrum redshift check on some of them: lines at the simulated redshift
     table = classify(model, spectra[parts["test"][:6]])
