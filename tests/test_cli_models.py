@@ -94,7 +94,7 @@ def test_classify_refine_z_reprocesses_a_spectrum_at_the_wrong_redshift(workdir,
     assert "redshift-offset" in off["flags"] and not off["applicable"]
     assert abs(off["z_offset_kms"] - 4900) < 500
     row = after.loc["2031-53848-0060"]
-    assert row["z_refined"] == pytest.approx(corrected_z(off["z"], off["z_offset_kms"]), rel=1e-9)
+    assert row["z_refined"] == pytest.approx(corrected_z(off["z"], off["z_offset_kms"]), rel=1e-5)  # CSV: 6 digits
     assert "redshift-offset" not in row["flags"] and row["z_offset_kms"] == pytest.approx(off["z_offset_kms"])
     assert np.isnan(after.loc["0332-52367-0639", "z_refined"])
     assert after.loc["0332-52367-0639", "predicted_label"] == before.loc["0332-52367-0639", "predicted_label"]
