@@ -64,8 +64,15 @@ def run(args) -> int:
         if args.scheduler == "local":
             tables.append(classify(model, spectra))
             continue
-        # survey scale: chunk by chunk on the scheduler, resumably (no applicability columns yet)
+        # survey scale: chunk by chunk on the scheduler, resumably; the Dask engine does not judge
+        # applicability yet (it will once it calls the classify stage), so say so
+        import sys
+
         from agnlens.parallel import classify_store
+
+        print(f"agnlens classify: {store}: --scheduler {args.scheduler} writes predictions without the "
+              "applicability columns (applicable, flags, z_offset_kms); run with --scheduler local for them",
+              file=sys.stderr)
 
         work = out.parent / f".{out.name}.{Path(store).name}.work"
         part = pd.read_csv(classify_store(model, store, work, scheduler=args.scheduler, progress=args.progress),
