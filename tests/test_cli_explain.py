@@ -45,7 +45,7 @@ def fits_dir(tmp_path_factory):
 def test_explain_writes_values_index_figures_and_line_table(model_file, fits_dir, tmp_path, capsys):
     path, model = model_file
     out = tmp_path / "out"
-    status = main(["explain", str(path), str(fits_dir), "--out", str(out), "--max-figures", "4"])
+    status = main(["explain", "--model", str(path), str(fits_dir), "--out", str(out), "--max-figures", "4"])
     captured = capsys.readouterr()
     assert status == 0, captured.err
     sal = Saliency.load(out / "saliency")
@@ -71,11 +71,11 @@ def test_explain_real_sdss_spectra_with_verify_and_class(model_file, tmp_path, c
     path, model = model_file
     files = sorted(REAL.glob("spec-*.fits"))[:3]
     out = tmp_path / "real"
-    status = main(["explain", str(path), *map(str, files), "--out", str(out), "--class", "type1",
+    status = main(["explain", "--model", str(path), *map(str, files), "--out", str(out), "--class", "type1",
                    "--verify", "--max-figures", "1", "--method", "integrated-gradients"])
     captured = capsys.readouterr()
     assert status == 0, captured.err + captured.out
-    assert "verify: max relative error" in captured.out and "ok" in captured.out
+    assert "verify: exact gradient vs finite differences on" in captured.out and ": ok" in captured.out
     sal = Saliency.load(out / "saliency")
     assert len(sal) == 3 and set(sal.target) == {"type1"} and sal.method == "integrated-gradients"
     assert sal.completeness is not None and np.abs(sal.completeness).max() < 0.02
@@ -84,7 +84,7 @@ def test_explain_real_sdss_spectra_with_verify_and_class(model_file, tmp_path, c
 def test_rejected_inputs_are_reported_one_line_each(model_file, tmp_path, capsys):
     path, _ = model_file
     good = sorted(REAL.glob("spec-*.fits"))[0]
-    status = main(["explain", str(path), str(good), str(DR7), "--out", str(tmp_path / "o"), "--max-figures", "0"])
+    status = main(["explain", "--model", str(path), str(good), str(DR7), "--out", str(tmp_path / "o"), "--max-figures", "0"])
     captured = capsys.readouterr()
     assert status == 1
     rejected = [line for line in captured.err.splitlines() if line.startswith("agnlens explain: rejected")]
@@ -98,7 +98,7 @@ def test_explain_a_store(model_file, tmp_path, capsys):
     path, _ = model_file
     store = tmp_path / "s.zarr"
     write_store(simulate_set(counts={"type1": 3, "type2": 3, "intermediate": 2}, seed=2), store)
-    status = main(["explain", str(path), str(store), "--out", str(tmp_path / "o"), "--method", "occlusion",
+    status = main(["explain", "--model", str(path), str(store), "--out", str(tmp_path / "o"), "--method", "occlusion",
                    "--max-figures", "1", "--panels"])
     assert status == 0, capsys.readouterr().err
     sal = Saliency.load(tmp_path / "o" / "saliency")
@@ -109,9 +109,38 @@ def test_explain_a_store(model_file, tmp_path, capsys):
 
 def test_usage_errors(model_file, fits_dir, tmp_path, capsys):
     path, _ = model_file
-    status = main(["explain", str(path), str(fits_dir), "--out", str(tmp_path / "o"), "--class", "type9"])
+    status = main(["explain", "--model", str(path), str(fits_dir), "--out", str(tmp_path / "o"), "--class", "type9"])
     assert status == 2
     assert "--class 'type9' is not a class of the model" in capsys.readouterr().err
-    status = main(["explain", str(path), str(tmp_path / "nothing-here"), "--out", str(tmp_path / "o")])
+    status = main(["explain", "--model", str(path), str(tmp_path / "nothing-here"), "--out", str(tmp_path / "o")])
     assert status == 2
     assert "nothing-here" in capsys.readouterr().err
+
+
+def test_positional_model_still_works_with_a_deprecation_line(model_file, fits_dir, tmp_path, capsys):
+    path, _ = model_file
+    status = main(["explain", str(path), str(fits_dir), "--out", str(tmp_path / "o"), "--max-figures", "0"])
+    captured = capsys.readouterr()
+    assert status == 0 and "positional MODEL is deprecated; use --model" in captured.err
+    assert len(Saliency.load(tmp_path / "o" / "saliency")) == 6
+
+
+def test_collapsed_spectra_are_marked_and_reported_not_failed_by_verify(model_file, tmp_path, capsys):
+    """A model trained with a tiny RBF width collapses on real spectra: every kernel value to its
+    support vectors underflows, the output is the constant prior. explain must say so (figure,
+    applicability.csv) and --verify must report such spectra, not fail on them."""
+    from agnlens.models.persistence import save_model
+
+    train = simulate_set(counts={"type1": 20, "type2": 20, "intermediate": 20}, seed=3)
+    model = SpectrumSVC(kernel="rbf", gamma=50.0, random_state=0).fit(np.asarray(train.flux, float), train.labels)
+    narrow = tmp_path / "narrow.skops"
+    save_model(model, narrow, metadata={"grid": train.provenance.get("grid")})
+    files = [REAL / "spec-1163-52669-0292.fits", REAL / "spec-0332-52367-0639.fits"]
+    out = tmp_path / "c"
+    status = main(["explain", "--model", str(narrow), *map(str, files), "--out", str(out), "--verify"])
+    captured = capsys.readouterr()
+    assert status == 0, captured.out + captured.err
+    table = pd.read_csv(out / "applicability.csv", dtype={"spec_id": str, "flags": str}).fillna({"flags": ""})
+    assert (~table["applicable"]).all() and table["flags"].str.contains("kernel-collapse").all()
+    assert "collapsed spectra reported, not checked" in captured.out
+    assert (out / "figures" / "saliency" / "1163-52669-0292.png").is_file()

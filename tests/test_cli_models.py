@@ -60,7 +60,9 @@ def test_classify_fits_names_rejected_files(workdir, tmp_path, capsys):
     assert rc == 1
     assert err.count("broken.fits") == 1 and "rejected" in err
     table = pd.read_csv(out_csv)
-    assert list(table.columns) == ["spec_id", "predicted_label", "p_intermediate", "p_type1", "p_type2"]
+    assert list(table.columns[:5]) == ["spec_id", "label", "predicted_label", "p_intermediate", "p_type1"]
+    assert {"p_type2", "applicable", "flags", "z_offset_kms", "grid"} <= set(table.columns)
+    assert set(table["grid"]) == {"paper"} and table["applicable"].dtype == bool
     assert len(table) == 6
     p = table[["p_intermediate", "p_type1", "p_type2"]].to_numpy()
     np.testing.assert_allclose(p.sum(1), 1.0, atol=1e-5)
@@ -77,6 +79,27 @@ def test_classify_store_and_refuse_other_grid(workdir, tmp_path, capsys):
     assert rc == 2 and "--grid paper" in err and not (tmp_path / "no.csv").exists()
 
 
+def test_classify_refine_z_reprocesses_a_spectrum_at_the_wrong_redshift(workdir, tmp_path, capsys):
+    """2031-53848-0060 sits ~4,900 km/s off its SDSS redshift: flagged, then re-measured."""
+    from agnlens.redshift import corrected_z
+
+    files = [SDSS / "spec-2031-53848-0060.fits", SDSS / "spec-0332-52367-0639.fits"]
+    plain, refined = tmp_path / "plain.csv", tmp_path / "refined.csv"
+    assert main(["-q", "classify", "--model", str(workdir / "m.skops"), *map(str, files), "--out", str(plain)]) == 0
+    assert main(["-q", "classify", "--model", str(workdir / "m.skops"), *map(str, files), "--refine-z",
+                 "--out", str(refined)]) == 0
+    before = pd.read_csv(plain, dtype={"spec_id": str, "flags": str}).fillna({"flags": ""}).set_index("spec_id")
+    after = pd.read_csv(refined, dtype={"spec_id": str, "flags": str}).fillna({"flags": ""}).set_index("spec_id")
+    off = before.loc["2031-53848-0060"]
+    assert "redshift-offset" in off["flags"] and not off["applicable"]
+    assert abs(off["z_offset_kms"] - 4900) < 500
+    row = after.loc["2031-53848-0060"]
+    assert row["z_refined"] == pytest.approx(corrected_z(off["z"], off["z_offset_kms"]), rel=1e-5)  # CSV: 6 digits
+    assert "redshift-offset" not in row["flags"] and row["z_offset_kms"] == pytest.approx(off["z_offset_kms"])
+    assert np.isnan(after.loc["0332-52367-0639", "z_refined"])
+    assert after.loc["0332-52367-0639", "predicted_label"] == before.loc["0332-52367-0639", "predicted_label"]
+
+
 def test_classify_refuses_tampered_model(workdir, tmp_path, capsys):
     tampered = tmp_path / "t.skops"
     with zipfile.ZipFile(workdir / "m.skops") as src, zipfile.ZipFile(tampered, "w") as dst:
@@ -91,22 +114,35 @@ def test_classify_refuses_tampered_model(workdir, tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_default_model_is_built_once_and_cached(tmp_path, monkeypatch, capsys):
-    """Builds the real default model (simulated 3,346 spectra, full search): ~1 min on 2 cores."""
-    from agnlens.models.default import default_model, default_model_path
+def test_default_models_are_built_once_cached_and_chosen_by_coverage(tmp_path, monkeypatch, capsys):
+    """Builds both default models (balmer and paper grids) the real way on a smaller simulated
+    sample (600 instead of 3,346 spectra, to keep the suite fast): a spectrum that reaches Hα goes to
+    the balmer model, one whose Hα left the spectrograph to the paper model."""
+    from agnlens.models import default
 
     monkeypatch.setenv("AGNLENS_CACHE", str(tmp_path))
-    files = sorted(SDSS.glob("spec-*.fits"))[:3]
-    rc = main(["-q", "classify", *map(str, files), "--out", str(tmp_path / "res.csv")])
+    monkeypatch.setitem(default.DEFAULT_RECIPE, "n", 600)
+    from agnlens.io.sdss_write import write_sdss_many
+    from agnlens.simulate import simulate
+
+    low_z = SDSS / "spec-0332-52367-0639.fits"  # z = 0.10
+    # a simulated SDSS file at z > 0.4: Hα (6565 Å) beyond the spectrograph's 9,200 Å red end
+    (high,) = simulate(counts={"type1": 1}, seed=2, redshift=(0.6, 0.65))
+    write_sdss_many([high], tmp_path / "fits")
+    (high_z,) = sorted((tmp_path / "fits").glob("spec-*.fits"))
+    rc = main(["-q", "classify", str(low_z), str(high_z), "--out", str(tmp_path / "res.csv")])
     assert rc == 0
-    path = default_model_path("multiclass")
-    assert path.parent == tmp_path and path.exists()
-    model, meta = default_model("multiclass")  # loads from the cache
-    assert meta["default_model"]["n"] == 3346 and meta["simulated"] is True
-    # quality gate on the default simulated set (its untouched test split)
-    assert meta["test"]["f1"] >= 0.8 and meta["validation"]["f1"] >= 0.8
-    table = pd.read_csv(tmp_path / "res.csv")
-    assert len(table) == 3 and set(table["predicted_label"]) <= set(model.classes_)
+    for grid in ("balmer", "paper"):
+        path = default.default_model_path("multiclass", grid)
+        assert path.parent == tmp_path and path.exists()
+        model, meta = default.default_model("multiclass", grid=grid)  # loads from the cache
+        assert meta["default_model"]["n"] == 600 and meta["default_model"]["grid"] == grid
+        assert meta["simulated"] is True and meta["grid"]["name"] == grid
+        # quality gate on the simulated set (its untouched test split)
+        assert meta["test"]["f1"] >= 0.8
+    table = pd.read_csv(tmp_path / "res.csv", dtype={"spec_id": str}).set_index("spec_id")
+    assert table.loc["0332-52367-0639", "grid"] == "balmer"
+    assert table.loc[high.spec_id, "grid"] == "paper"
 
 
 def test_default_model_cache_is_keyed_by_the_code_that_builds_it(monkeypatch, tmp_path):
@@ -116,6 +152,7 @@ def test_default_model_cache_is_keyed_by_the_code_that_builds_it(monkeypatch, tm
     monkeypatch.setenv("AGNLENS_CACHE", str(tmp_path))
     path = default.default_model_path("multiclass")
     assert path.parent == tmp_path and default.recipe_key() in path.name
+    assert default.default_model_path("multiclass", "balmer") != path
     assert default.default_model_path("multiclass") == path  # stable
     monkeypatch.setitem(default.DEFAULT_RECIPE, "n", 1000)
     assert default.default_model_path("multiclass") != path

@@ -52,7 +52,8 @@ def test_plot_saliency_draws_a_coloured_line_with_symmetric_limits(sal):
     assert lc.get_cmap().name == "RdBu_r"
     assert len(lc.get_segments()) == WL.size - 1
     # a colour bar with the label, and the lines marked
-    assert any(a.get_ylabel() == "∂p/∂flux" for a in ax.figure.axes if a is not ax)
+    assert any(a.get_ylabel().startswith("∂p/∂flux") for a in ax.figure.axes if a is not ax)
+    assert ax.get_xlabel() == "rest wavelength (Å)" and "5100" in ax.get_ylabel()
     texts = [t.get_text() for t in ax.texts]
     assert "Hβ" in texts and "[O III]" in texts and "Hα" not in texts
     assert "0266-51602-0000" in ax.get_title()
@@ -88,8 +89,11 @@ def test_panels_one_per_class_share_a_scale(sal):
 
 def test_gallery_has_one_panel_per_spectrum(sal):
     fig = plot_gallery(sal, [0, 2, 4, 5], ncols=3)
-    visible = [a for a in fig.axes if a.get_visible()]
-    assert len(visible) == 4 and len(fig.axes) == 6
+    panels = [a for a in fig.axes if a.get_label() != "<colorbar>"]
+    visible = [a for a in panels if a.get_visible()]
+    assert len(visible) == 4 and len(panels) == 6
+    assert len(fig.axes) - len(panels) == 4  # one colour bar per panel: scales differ
+    assert all("Å" in a.get_xlabel() for a in visible)
     assert all(_collections(a) for a in visible)
     assert "0266-51602-0004" in visible[2].get_title()
 
@@ -133,3 +137,52 @@ def test_line_table_heat_map(sal):
     assert ax.images[0].norm.vmin == 0
     with pytest.raises(ValueError, match="no column 'nope'"):
         plot_line_table(table, value="nope")
+
+
+def test_a_map_zero_to_round_off_has_no_stretched_colour_bar_but_its_true_scale(sal):
+    tiny = sal.values[0] * 1e-33
+    ax = plot_saliency(WL, sal.flux[0], tiny, note="not applicable: kernel collapse")
+    assert [a for a in ax.figure.axes if a is not ax] == []  # no colour bar
+    (lc,) = _collections(ax)
+    assert lc.get_array() is None  # drawn in one grey, not coloured by noise
+    text = " ".join(t.get_text() for t in ax.texts)
+    assert "not applicable: kernel collapse" in text
+    assert f"{np.abs(tiny).max():.1e}" in text
+
+
+def test_zoom_panels_fe_ii_bands_and_labels_that_do_not_overlap(sal):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from agnlens.preprocess import get_grid
+
+    wl = get_grid("balmer").wavelength
+    flux = 1 + np.exp(-0.5 * ((wl - 5008.24) / 2.0) ** 2) + 3 * np.exp(-0.5 * ((wl - 6564.61) / 30) ** 2)
+    values = np.gradient(flux)
+    ax = plot_saliency(wl, flux, values, zoom=True, title="x")
+    fig = ax.figure
+    traced = [a for a in fig.axes if _collections(a)]
+    assert len(traced) == 3
+    assert sorted(a.get_title() for a in traced[1:]) == ["zoom: Hα–[N II]", "zoom: Hβ–[O III]"]
+    zoom = next(a for a in traced[1:] if "Hα" in a.get_title())
+    assert _collections(zoom)[0].get_linewidth()[0] > _collections(ax)[0].get_linewidth()[0]
+    assert zoom.get_xlim()[1] - zoom.get_xlim()[0] < 150
+    spans = [p for p in ax.patches if p.get_x() in (4400.0, 5100.0)]
+    assert len(spans) == 2 and sum(t.get_text() == "Fe II" for t in ax.texts) == 2
+    FigureCanvasAgg(fig).draw()
+    renderer = fig.canvas.get_renderer()
+    for axes in traced:
+        boxes = [t.get_window_extent(renderer) for t in axes.texts if t.get_rotation() == 90]
+        assert len(boxes) >= 2
+        for i in range(len(boxes)):
+            for j in range(i + 1, len(boxes)):
+                assert not boxes[i].overlaps(boxes[j]), (axes.texts[i].get_text(), axes.texts[j].get_text())
+    # the study's grid has no Hα: one zoom panel only
+    ax = plot_saliency(WL, sal.flux[0], sal.values[0], zoom=True)
+    assert len([a for a in ax.figure.axes if _collections(a)]) == 2
+
+
+def test_gallery_marks_not_applicable_panels(sal):
+    fig = plot_gallery(sal, [0, 1], flags=["kernel-collapse;out-of-distribution", ""] + [""] * 4)
+    first, second = [a for a in fig.axes if a.get_label() != "<colorbar>"][:2]
+    assert any("not applicable: kernel collapse, out of distribution" in t.get_text() for t in first.texts)
+    assert not any("not applicable" in t.get_text() for t in second.texts)

@@ -1,4 +1,4 @@
-"""``agnlens classify``: predicted type and class probabilities for spectra files or a store."""
+"""``agnlens classify``: predicted type, class probabilities and applicability for files or a store."""
 
 from __future__ import annotations
 
@@ -11,17 +11,30 @@ def add_parser(sub) -> None:
     p = sub.add_parser(
         "classify",
         help="classify spectra (FITS files, directories, globs or a store) into AGN types",
-        description="Classify spectra with MODEL (default: the built-in model trained on simulated spectra, "
-        "built and cached on first use). FITS inputs are read and preprocessed onto the model's grid; a "
-        "store must already be on it. Writes a CSV with spec_id, predicted_label and p_<class> per class. "
-        "Rejected inputs are named on stderr (exit status 1), the rest are classified.",
+        description="Classify spectra with MODEL (default: the built-in models trained on SIMULATED "
+        "spectra, built and cached on first use: the 'balmer'-grid model, which sees Hα, for spectra "
+        "that cover 4000–6700 Å rest, the 'paper'-grid model otherwise). FITS inputs are read and "
+        "preprocessed onto the model's grid; a store must already be on it. Writes a CSV with spec_id, "
+        "predicted_label, p_<class> per class, and whether to trust each prediction: applicable "
+        "(true/false), flags (';'-separated: kernel-collapse — the spectrum is so far from every "
+        "support vector that the output is the model's constant prior; out-of-distribution — unlike "
+        "the training spectra; redshift-offset — the narrow lines sit more than 500 km/s from the "
+        "redshift; low-coverage — over 10%% of the grid masked), z_offset_kms (narrow-line velocity "
+        "offset) and grid. Flagged predictions are written, never dropped. Rejected inputs are named "
+        "on stderr (exit status 1), the rest are classified.",
         epilog="examples:\n  agnlens classify spectra/*.fits --out results.csv\n"
+        "  agnlens classify spectra/ --refine-z --out results.csv\n"
         "  agnlens classify --model multiclass.skops my.zarr --out results.csv",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("inputs", nargs="+", metavar="INPUTS", help="FITS files, directories, glob patterns or stores")
-    p.add_argument("--model", metavar="MODEL", help="model file (default: the built-in three-class model)")
+    p.add_argument("--model", metavar="MODEL", default="default",
+                   help="model file (default: the built-in models, balmer grid where Hα is covered, else paper)")
     p.add_argument("--out", metavar="CSV", required=True, help="results file to write")
+    p.add_argument("--labels", metavar="CATALOG", help="label catalogue for FITS inputs (fills the label column)")
+    p.add_argument("--refine-z", action="store_true",
+                   help="FITS inputs: re-measure the redshift of spectra whose narrow lines are offset "
+                   "(redshift-offset), reprocess and classify them again (z_refined column)")
     add_scheduler_argument(p)
     p.set_defaults(run=run)
 
@@ -34,32 +47,50 @@ def run(args) -> int:
 
     from agnlens.atomic import write_csv
     from agnlens.cli._common import report_rejections
-    from agnlens.ingest import read_inputs
     from agnlens.io.store import is_store, open_store
-    from agnlens.models.default import resolve_model
-    from agnlens.models.persistence import check_grid, grid_from_metadata
-    from agnlens.parallel import classify_chunk, classify_store
+    from agnlens.models.default import resolve_models
+    from agnlens.models.persistence import check_grid
+    from agnlens.stages import classify, classify_files, model_for_grid
 
     args.inputs = unique_inputs("classify", args.inputs)
-    out = check_output(args.out, [*args.inputs, args.model])
-    model, meta = resolve_model(args.model)
-    tables, rejected = [], []
-    # stores go chunk by chunk on the scheduler (resumable: the work folder keeps finished chunks)
-    for store in [p for p in args.inputs if is_store(p)]:
-        check_grid(meta, open_store(store))
-        work = out.parent / f".{out.name[:100]}.{Path(store).name[:100]}.work"
-        tables.append(pd.read_csv(classify_store(
-            model, store, work, scheduler=args.scheduler, progress=args.progress
-        ), dtype={"spec_id": str}))
-        shutil.rmtree(work)
+    out = check_output(args.out, [*args.inputs, args.labels, None if args.model == "default" else args.model])
+    stores = [p for p in args.inputs if is_store(p)]
     files = [p for p in args.inputs if not is_store(p)]
+    models = resolve_models(args.model)
+    tables, rejected = [], []
+    for store in stores:
+        spectra = open_store(store, lazy=args.scheduler != "local")
+        model, meta = model_for_grid(models, spectra.grid)
+        check_grid(meta, spectra)
+        if args.scheduler == "local":
+            tables.append(classify(model, spectra))
+            continue
+        # survey scale: chunk by chunk on the scheduler, resumably; the Dask engine does not judge
+        # applicability yet (it will once it calls the classify stage), so say so
+        import sys
+
+        from agnlens.parallel import classify_store
+
+        print(f"agnlens classify: {store}: --scheduler {args.scheduler} writes predictions without the "
+              "applicability columns (applicable, flags, z_offset_kms); run with --scheduler local for them",
+              file=sys.stderr)
+
+        work = out.parent / f".{out.name[:100]}.{Path(store).name[:100]}.work"
+        part = pd.read_csv(classify_store(model, store, work, scheduler=args.scheduler, progress=args.progress),
+                           dtype={"spec_id": str}).rename(columns={"predicted": "predicted_label"})
+        part["grid"] = spectra.grid
+        tables.append(part)
+        shutil.rmtree(work)
     if files:
-        spectra, rejected = read_inputs(files, grid=grid_from_metadata(meta))
-        tables.append(classify_chunk(spectra, model))
-    columns = ["spec_id", "predicted_label"] + [f"p_{c}" for c in model.classes_]
-    table = pd.concat(tables, ignore_index=True).rename(columns={"predicted": "predicted_label"})[columns]
+        table, rejected = classify_files(models, files, labels=args.labels, refine_z=args.refine_z)
+        tables.append(table)
+    table = pd.concat(tables, ignore_index=True)
+    # (a place for further per-spectrum columns, e.g. physical measurements, joined on spec_id)
     write_csv(out, table, float_format="%.6g")
     report_rejections("classify", rejected)
     counts = table["predicted_label"].value_counts().to_dict()
-    print(f"classified {len(table)} spectra ({counts}); {len(rejected)} rejected; wrote {out}")
+    n_flagged = int((~table["applicable"].astype(bool)).sum()) if "applicable" in table else 0
+    grids = table["grid"].value_counts().to_dict() if "grid" in table else {}
+    print(f"classified {len(table)} spectra ({counts}; grids {grids}); {n_flagged} not applicable "
+          f"(see the flags column); {len(rejected)} rejected; wrote {out}")
     return 1 if rejected else 0

@@ -31,22 +31,28 @@ def add_parser(sub) -> None:
         "of the predicted class's probability (or of --class), one figure per spectrum with the "
         "spectrum coloured by signed saliency, and a line-level table. Writes DIR/saliency/ "
         "(values.npy, wavelength.npy, index.csv), DIR/figures/saliency/<spec_id>.png, "
-        "DIR/line_table.csv and DIR/centre_wings.csv. Rejected inputs are reported one line each "
-        "(exit status 1).",
+        "DIR/line_table.csv, DIR/centre_wings.csv and DIR/applicability.csv (applicable, flags, "
+        "z_offset_kms per spectrum, as in classify; figures of not-applicable predictions say so). "
+        "Without --model the built-in models are used (balmer grid where Hα is covered, paper "
+        "otherwise); when both are used each grid's results go to DIR/grid-<name>/. Rejected inputs "
+        "are reported one line each (exit status 1).",
         epilog="examples:\n"
-        "  agnlens explain default spectra/*.fits --out explained\n"
-        "  agnlens explain demo-out/models/multiclass.skops my.zarr --out expl --class type2 --verify\n"
-        "  agnlens explain model.skops spec-0266-51602-0001.fits --out expl --method integrated-gradients",
+        "  agnlens explain spectra/*.fits --out explained\n"
+        "  agnlens explain --model demo-out/models/multiclass.skops my.zarr --out expl --class type2 --verify\n"
+        "  agnlens explain --model model.skops spec-0266-51602-0001.fits --out expl --method integrated-gradients",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("model", metavar="MODEL", help="a model file (.skops) or 'default' for the built-in model")
+    p.add_argument("--model", metavar="MODEL", default=None,
+                   help="a model file (.skops) or 'default' (the default: the built-in models)")
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="spectrum files, directories, glob patterns or a store")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
     p.add_argument("--method", default="gradient", choices=METHODS, help="attribution method (default: gradient, exact)")
     p.add_argument("--class", dest="target", metavar="K", help="class to explain (label or index; default: the predicted class)")
     p.add_argument("--verify", action="store_true",
                    help=f"check the exact gradient against finite differences on up to {VERIFY_SPECTRA} "
-                   f"spectra; exit 1 if the max relative error exceeds {VERIFY_TOLERANCE:g}")
+                   f"spectra, each passing when its relative error is ≤ {VERIFY_TOLERANCE:g} or its absolute "
+                   f"error ≤ {VERIFY_ABS_TOLERANCE:g}; collapsed spectra are reported, not failed; exit 1 "
+                   "if any spectrum fails")
     p.add_argument("--max-figures", type=int, default=50, metavar="N", help="figures for at most N spectra (default 50; 0: none)")
     p.add_argument("--panels", action="store_true", help="figures with one panel per class (the saliency of every class's probability)")
     p.add_argument("--labels", metavar="CATALOG", help="label catalogue, to show true types in titles")
@@ -60,41 +66,73 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    import numpy as np
-
-    from agnlens.atomic import atomic_path
     from agnlens.cli._common import check_output, report_rejections, unique_inputs
     from agnlens.errors import UsageError
-    from agnlens.explain.linestats import centre_wings, covered_lines, line_table
-    from agnlens.explain.saliency import Saliency, saliency
-    from agnlens.ingest import read_inputs
-    from agnlens.models.default import resolve_model
-    from agnlens.models.persistence import check_grid, grid_from_metadata
+    from agnlens.io.store import is_store, open_store
+    from agnlens.models.default import resolve_models
+    from agnlens.models.persistence import check_grid
+    from agnlens.stages import merge_groups, model_for_grid, read_for_models
 
     if args.max_figures < 0:
         raise UsageError(f"--max-figures must be 0 or more, got {args.max_figures}")
+    _deprecated_positional_model(args)
     args.inputs = unique_inputs("explain", args.inputs)
-    check_output(args.out, [*args.inputs, args.model], adds_to_folder=True)
-    model, metadata = resolve_model(args.model)
+    check_output(args.out, [*args.inputs, args.labels, None if args.model in (None, "default") else args.model],
+                 adds_to_folder=True)
+    models = resolve_models(args.model)
     if args.scheduler:
-        return _explain_stores(args, model, metadata)
-    spectra, rejected = read_inputs(
-        args.inputs, grid=grid_from_metadata(metadata), labels=args.labels,
-        check=lambda s: check_grid(metadata, s),
-    )
+        return _explain_stores(args, models)
+    groups, rejected = [], []
+    for store in (p for p in args.inputs if is_store(p)):
+        spectra = open_store(store, lazy=False)
+        model, meta = model_for_grid(models, spectra.grid)
+        check_grid(meta, spectra)
+        groups.append((model, meta, spectra))
+    files = [p for p in args.inputs if not is_store(p)]
+    if files:
+        found, rejected = read_for_models(models, files, labels=args.labels)
+        groups.extend(found)
+    groups = merge_groups(groups)
     report_rejections("explain", rejected)
-    if not len(spectra):
+    if not groups:
         print("agnlens explain: no spectrum could be used; nothing written", file=sys.stderr)
         return 1
-    X = np.asarray(spectra.flux, dtype=np.float64)
-    n_features = getattr(model, "n_features_in_", X.shape[1])
-    if X.shape[1] != n_features:
-        raise UsageError(
-            f"the model expects {n_features} pixels, the spectra have {X.shape[1]} on grid "
-            f"{spectra.grid!r}; use inputs on the model's grid"
-        )
-    target = _parse_target(args.target, model)
+    status = 1 if rejected else 0
     out = Path(args.out)
+    for model, meta, spectra in groups:
+        where = out if len(groups) == 1 else out / f"grid-{spectra.grid}"
+        status = max(status, _explain(args, model, spectra, where))
+    if rejected:
+        print(f"rejected: {len(rejected)} input(s)")
+    return status
+
+
+def _deprecated_positional_model(args) -> None:
+    """``explain MODEL INPUTS`` (the old form): take MODEL from the first input, with a warning."""
+    if args.model is not None or len(args.inputs) < 2:
+        return
+    first = args.inputs[0]
+    if first == "default" or (first.endswith(".skops") and Path(first).is_file()):
+        print(f"agnlens explain: a positional MODEL is deprecated; use --model {first}", file=sys.stderr)
+        args.model = first
+        args.inputs = args.inputs[1:]
+
+
+def _explain(args, model, spectra, out: Path) -> int:
+    """Saliency, line tables, applicability and figures of ``spectra`` (on ``model``'s grid) in ``out``."""
+    import numpy as np
+
+    from agnlens.atomic import write_csv
+    from agnlens.explain.linestats import centre_wings, covered_lines, line_table
+    from agnlens.explain.saliency import Saliency, saliency
+    from agnlens.stages import classify
+
+    X = np.asarray(spectra.flux, dtype=np.float64)
+    target = _parse_target(args.target, model)
+    judged = classify(model, spectra)
+    write_csv(out / "applicability.csv", judged[["spec_id", "predicted_label", "applicable", "flags", "z_offset_kms",
+              "z_offset_err_kms", "grid", "max_kernel", "pca_residual", "mahalanobis", "masked_share"]],
+              float_format="%.6g")
 
     parts = []
     starts = range(0, len(spectra), CHUNK)
@@ -109,26 +147,26 @@ def run(args) -> int:
     sal.save(out / "saliency")
 
     table = line_table(sal)
-    with atomic_path(out / "line_table.csv") as tmp:
-        table.to_csv(tmp, index=False)
+    write_csv(out / "line_table.csv", table)
     lines = covered_lines(sal)
     cws = [centre_wings(sal, name) for name in lines]
     if cws:
         import pandas as pd
 
-        with atomic_path(out / "centre_wings.csv") as tmp:
-            pd.concat([c.table for c in cws], ignore_index=True).to_csv(tmp, index=False)
+        write_csv(out / "centre_wings.csv", pd.concat([c.table for c in cws], ignore_index=True))
 
     n_fig = min(args.max_figures, len(sal))
+    flags = judged["flags"].fillna("").astype(str).to_numpy()
     if n_fig:
         panels = _all_classes(model, spectra[np.arange(n_fig)], args.method) if args.panels else None
-        _figures(sal, cws, table, out, n_fig, args.progress, panels)
+        _figures(sal, cws, table, out, n_fig, args.progress, panels, flags)
 
-    status = 1 if rejected else 0
+    n_bad = int((flags != "").sum())
     print(
-        f"explained {len(sal)} spectra with {args.method} saliency of "
+        f"explained {len(sal)} spectra on the {spectra.grid} grid with {args.method} saliency of "
         f"{'the predicted class' if target is None else 'class ' + str(args.target)} → {out / 'saliency'}"
     )
+    print(f"not applicable: {n_bad} of {len(sal)} (flags in {out / 'applicability.csv'})")
     print(f"figures: {n_fig} in {out / 'figures' / 'saliency'}; line table: {out / 'line_table.csv'}")
     for cw in cws:
         for rec in cw.table.to_dict(orient="records"):
@@ -136,20 +174,20 @@ def run(args) -> int:
                 f"{cw.line} {rec['class']}: centre {rec['centre_mean']:+.3g}, wings {rec['wings_mean']:+.3g}, "
                 f"opposite signs in {100 * rec['contrast']:.0f}% of {rec['n_spectra']} spectra"
             )
-    if rejected:
-        print(f"rejected: {len(rejected)} input(s)")
     if args.verify:
-        status = max(status, _verify(model, X, sal))
-    return status
+        return _verify(model, X, sal, flags)
+    return 0
 
 
-def _verify(model, X, sal) -> int:
-    """Check the exact gradient on the least saturated spectra.
+def _verify(model, X, sal, flags) -> int:
+    """Check the exact gradient spectrum by spectrum on the least saturated spectra.
 
-    Where p_target is within ~1e-12 of 0 or 1 the gradient itself is ~1e-13, below the round-off
-    of the finite differences (~1e-16 / step), so a relative error there says nothing; the check
-    therefore takes the spectra whose explained probability is furthest from 0 and 1, and also
-    passes when the absolute error is below :data:`VERIFY_ABS_TOLERANCE`.
+    A spectrum passes when its relative error (against the largest |finite difference| of its own
+    map) is ≤ :data:`VERIFY_TOLERANCE` or its absolute error ≤ :data:`VERIFY_ABS_TOLERANCE`: where
+    p_target is within ~1e-12 of 0 or 1 the gradient itself is ~1e-13, below the round-off of the
+    finite differences, so only the absolute error says something. A collapsed spectrum (flag
+    ``kernel-collapse``, or a map that is zero to round-off) is reported, not failed: its map is
+    the derivative of a constant.
     """
     import numpy as np
 
@@ -158,34 +196,48 @@ def _verify(model, X, sal) -> int:
     k = min(VERIFY_SPECTRA, X.shape[0])
     p = sal.p_target
     rows = np.sort(np.argsort(-np.minimum(p, 1.0 - p), kind="stable")[:k])
-    check = verify(model, X[rows], target=sal.target_index[rows])
-    ok = check["max_rel_error"] <= VERIFY_TOLERANCE or check["max_abs_error"] <= VERIFY_ABS_TOLERANCE
+    failed, collapsed, worst = [], [], (0.0, 0.0)
+    for i in rows:
+        check = verify(model, X[[i]], target=sal.target_index[[i]])
+        rel, err = check["max_rel_error"], check["max_abs_error"]
+        if "kernel-collapse" in str(flags[i]):
+            collapsed.append(f"{sal.spec_id[i]} (relative {rel:.1e}, absolute {err:.1e})")
+            continue
+        worst = (max(worst[0], rel), max(worst[1], err))
+        if not (rel <= VERIFY_TOLERANCE or err <= VERIFY_ABS_TOLERANCE):
+            failed.append(f"{sal.spec_id[i]} (relative {rel:.2e}, absolute {err:.1e})")
+    n_checked = len(rows) - len(collapsed)
     print(
-        f"verify: max relative error of the exact gradient vs finite differences "
-        f"{check['max_rel_error']:.2e} (mean {check['mean_rel_error']:.2e}, max absolute "
-        f"{check['max_abs_error']:.1e}) on {k} spectra; tolerance {VERIFY_TOLERANCE:g}: "
-        f"{'ok' if ok else 'FAILED'}"
+        f"verify: exact gradient vs finite differences on {n_checked} spectra, each passing at relative "
+        f"error ≤ {VERIFY_TOLERANCE:g} or absolute ≤ {VERIFY_ABS_TOLERANCE:g}: {n_checked - len(failed)} pass, "
+        f"{len(failed)} fail (worst relative {worst[0]:.2e}, worst absolute {worst[1]:.1e}): "
+        f"{'ok' if not failed else 'FAILED'}"
     )
-    return 0 if ok else 1
+    if collapsed:
+        print(f"verify: {len(collapsed)} collapsed spectra reported, not checked: {', '.join(collapsed)}")
+    for item in failed:
+        print(f"verify: FAILED {item}")
+    return 1 if failed else 0
 
 
-def _explain_stores(args, model, metadata) -> int:
+def _explain_stores(args, models) -> int:
     """``--scheduler``: every store input through :func:`agnlens.parallel.explain_store`."""
-    from pathlib import Path
-
     from agnlens.errors import UsageError
     from agnlens.io.store import is_store, open_store
     from agnlens.models.persistence import check_grid
     from agnlens.parallel import explain_store
+    from agnlens.stages import model_for_grid
 
     not_stores = [p for p in args.inputs if not is_store(p)]
     if not_stores:
         raise UsageError(
             f"--scheduler explains stores only; {not_stores[0]} is not one (make one with agnlens ingest)"
         )
-    target = _parse_target(args.target, model)
     for store in args.inputs:
-        check_grid(metadata, open_store(store))
+        spectra = open_store(store)
+        model, metadata = model_for_grid(models, spectra.grid)
+        check_grid(metadata, spectra)
+        target = _parse_target(args.target, model)
         out = explain_store(
             model, store, Path(args.out) / Path(store).name, method=args.method, target=target,
             scheduler=args.scheduler, progress=args.progress,
@@ -214,8 +266,9 @@ def _all_classes(model, spectra, method):
     return {str(c): saliency(model, spectra, method=method, target=k) for k, c in enumerate(model.classes_)}
 
 
-def _figures(sal, cws, table, out: Path, n_fig: int, progress: bool, panels=None) -> None:
+def _figures(sal, cws, table, out: Path, n_fig: int, progress: bool, panels=None, flags=None) -> None:
     from agnlens.atomic import atomic_path
+    from agnlens.models.applicability import reason
     from agnlens.plot.saliency import plot_centre_wings, plot_gallery, plot_line_table, plot_saliency_panels
 
     def save(fig, path: Path, dpi=100):
@@ -231,18 +284,19 @@ def _figures(sal, cws, table, out: Path, n_fig: int, progress: bool, panels=None
     for i in rows:
         # the pipeline's and report's file-name rule for figures/saliency/<spec_id>.png
         name = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in str(sal.spec_id[i])) or f"row{i}"
+        note = f"not applicable: {reason(flags[i])}" if flags is not None and flags[i] else None
         if panels:
             title = f"{sal.spec_id[i]}  true: {sal.labels[i] or '?'}  predicted: {sal.predicted[i]}"
             fig = plot_saliency_panels(
                 sal.wavelength, sal.flux[i], {c: p.values[i] for c, p in panels.items()},
-                probabilities=sal.probabilities[i], title=title,
+                probabilities=sal.probabilities[i], title=title, note=note,
             )
         else:
-            fig = sal.plot(i).figure
+            fig = sal.plot(i, note=note, zoom=True).figure
         save(fig, folder / f"{name}.png", dpi=90)
     rows, _ = sal.study_sample(n_random=max(0, 30 - int(sal.misclassified.sum())), seed=0)
     title = "misclassified spectra and a random sample" if sal.misclassified.any() else "a random sample"
-    save(plot_gallery(sal, rows[:30], title=title), out / "figures" / "gallery.png", dpi=80)
+    save(plot_gallery(sal, rows[:30], title=title, flags=flags), out / "figures" / "gallery.png", dpi=80)
     save(plot_line_table(table).figure, out / "figures" / "line_table.png")
     if cws:
         save(plot_centre_wings(cws if len(cws) > 1 else cws[0]).figure, out / "figures" / "centre_wings.png")

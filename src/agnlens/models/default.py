@@ -1,13 +1,18 @@
-"""The built-in default model: three-class (or two-class) SVM trained on the simulator.
+"""The built-in default models: three-class (or two-class) SVMs trained on the simulator.
 
-It is not shipped as a binary: the first call of :func:`default_model` builds it — simulate the
-reference sample (``simulate_set(3346, seed=0, grid="paper")``), then :func:`agnlens.models.tuning.train`
-with ``seed=0`` — and caches it as a skops model file under ``$AGNLENS_CACHE`` (default
-``~/.cache/agnlens``), written atomically. Later calls load the cached file (checked like any model
-file). Rebuilding it by hand gives the same model::
+There is one per grid: ``balmer`` (4000–6700 Å, sees Hα and [N II]) and ``paper`` (the reference
+study's 3729–5266 Å). ``classify`` and ``explain`` without ``--model`` use the ``balmer`` model for
+spectra that cover its grid and the ``paper`` model otherwise (Hα leaves the SDSS spectrograph above
+z ≈ 0.37, BOSS above z ≈ 0.55): see :func:`resolve_models` and :data:`DEFAULT_GRIDS`.
 
-    agnlens simulate --n 3346 --seed 0 --grid paper --out sim.zarr
-    agnlens train sim.zarr --task multiclass --seed 0 --out default-multiclass.skops
+They are not shipped as binaries: the first call of :func:`default_model` builds one — simulate the
+reference sample (``simulate_set(3346, seed=0, grid=GRID)``), then
+:func:`agnlens.models.tuning.train` with ``seed=0`` — and caches it as a skops model file under
+``$AGNLENS_CACHE`` (default ``~/.cache/agnlens``), written atomically. Later calls load the cached
+file (checked like any model file). Rebuilding one by hand gives the same model::
+
+    agnlens simulate --n 3346 --seed 0 --grid balmer --out sim.zarr
+    agnlens train sim.zarr --task multiclass --seed 0 --out default-multiclass-balmer.skops
 """
 
 from __future__ import annotations
@@ -21,8 +26,10 @@ from agnlens.errors import ModelFileError
 
 log = logging.getLogger(__name__)
 
-#: The recipe of the default model.
-DEFAULT_RECIPE = {"n": 3346, "seed": 0, "grid": "paper"}
+#: The recipe of the default models (one per grid).
+DEFAULT_RECIPE = {"n": 3346, "seed": 0}
+#: The default models' grids, in order of preference: a spectrum goes to the first one it covers.
+DEFAULT_GRIDS = ("balmer", "paper")
 
 
 def cache_dir() -> Path:
@@ -35,47 +42,73 @@ def cache_dir() -> Path:
 #: simulator, say) must not reuse a model cached by the old code.
 RECIPE_MODULES = (
     "agnlens.simulate", "agnlens.preprocess", "agnlens.lines", "agnlens.models.svm",
-    "agnlens.models.coupling", "agnlens.models.tuning",
+    "agnlens.models.coupling", "agnlens.models.tuning", "agnlens.models.domain",
 )
 
 
-def recipe_key() -> str:
-    """A short hash of the agnlens version, the recipe and the source of :data:`RECIPE_MODULES`."""
+def recipe_key(grid: str = "paper") -> str:
+    """A short hash of the agnlens version, the recipe, the grid and the source of
+    :data:`RECIPE_MODULES`."""
     import hashlib
     import importlib.util
 
     from agnlens import __version__
 
-    h = hashlib.sha256(f"{__version__} {sorted(DEFAULT_RECIPE.items())}".encode())
+    h = hashlib.sha256(f"{__version__} {sorted({**DEFAULT_RECIPE, 'grid': grid}.items())}".encode())
     for name in RECIPE_MODULES:
         h.update(Path(importlib.util.find_spec(name).origin).read_bytes())
     return h.hexdigest()[:12]
 
 
-def default_model_path(task: str = "multiclass") -> Path:
-    """Where the cached default model of ``task`` lives: keyed by :func:`recipe_key`, so that a
-    model built by other code (an older simulator) is never reused."""
+def default_model_path(task: str = "multiclass", grid: str = "paper") -> Path:
+    """Where the cached default model of ``task`` on ``grid`` lives: keyed by :func:`recipe_key`, so
+    that a model built by other code (an older simulator) is never reused."""
     from agnlens import __version__
 
-    return cache_dir() / f"default-{task}-agnlens-{__version__}-{recipe_key()}.skops"
+    return cache_dir() / f"default-{task}-{grid}-agnlens-{__version__}-{recipe_key(grid)}.skops"
 
 
-def resolve_model(name: str | None) -> tuple[Any, dict]:
-    """The model a command was given: a model file, or the built-in default for None/"default"."""
-    if name in (None, "default"):
-        log.info("using the built-in default model (trained on SIMULATED spectra)")
-        return default_model("multiclass")
+def is_default(name: str | None) -> bool:
+    """True for the names that mean the built-in default models (None, "default")."""
+    return name in (None, "default")
+
+
+def resolve_model(name: str | None, grid: str = "paper") -> tuple[Any, dict]:
+    """One model: a model file, or the built-in default on ``grid`` for None/"default"."""
+    if is_default(name):
+        log.info("using the built-in default %s-grid model (trained on SIMULATED spectra)", grid)
+        return default_model("multiclass", grid=grid)
     from agnlens.models.persistence import load_model
 
     return load_model(name)
 
 
-def default_model(task: str = "multiclass", *, rebuild: bool = False) -> tuple[Any, dict]:
+def resolve_models(name: str | None) -> list[tuple[Any, dict]]:
+    """The models a command was given, in order of preference.
+
+    Parameters
+    ----------
+    name : str or None
+        A model file, or None/"default" for the built-in models.
+
+    Returns
+    -------
+    list of (model, metadata)
+        A model file: that one. The default: one per :data:`DEFAULT_GRIDS` (``balmer`` first); a
+        spectrum is classified by the first model whose grid it covers.
+    """
+    if is_default(name):
+        return [resolve_model(None, grid) for grid in DEFAULT_GRIDS]
+    return [resolve_model(name)]
+
+
+def default_model(task: str = "multiclass", *, grid: str = "paper", rebuild: bool = False) -> tuple[Any, dict]:
     """The built-in default model, built on first use and cached.
 
     Parameters
     ----------
     task : {"multiclass", "binary"}
+    grid : {"paper", "balmer"}
     rebuild : bool
         Build it again even if a cached file exists.
 
@@ -90,7 +123,9 @@ def default_model(task: str = "multiclass", *, rebuild: bool = False) -> tuple[A
 
     if task not in TASK_CLASSES:
         raise ValueError(f"default_model: task must be one of {sorted(TASK_CLASSES)}, got {task!r}")
-    path = default_model_path(task)
+    if grid not in DEFAULT_GRIDS:
+        raise ValueError(f"default_model: grid must be one of {list(DEFAULT_GRIDS)}, got {grid!r}")
+    path = default_model_path(task, grid)
     if path.exists() and not rebuild:
         try:
             return load_model(path)
@@ -98,13 +133,14 @@ def default_model(task: str = "multiclass", *, rebuild: bool = False) -> tuple[A
             log.warning("cached default model unusable (%s); rebuilding it", exc)
     from agnlens.simulate import simulate_set
 
-    log.info("building the default %s model (first use; cached in %s)", task, path)
-    spectra = simulate_set(DEFAULT_RECIPE["n"], seed=DEFAULT_RECIPE["seed"], grid=DEFAULT_RECIPE["grid"])
+    log.info("building the default %s model on the %s grid (first use; cached in %s)", task, grid, path)
+    spectra = simulate_set(DEFAULT_RECIPE["n"], seed=DEFAULT_RECIPE["seed"], grid=grid)
     result = train(spectra, task=task, seed=DEFAULT_RECIPE["seed"])
     metadata = dict(result.metadata)
     metadata["default_model"] = {
         **DEFAULT_RECIPE,
-        "rebuild": "agnlens simulate --n 3346 --seed 0 --grid paper --out sim.zarr && "
+        "grid": grid,
+        "rebuild": f"agnlens simulate --n 3346 --seed 0 --grid {grid} --out sim.zarr && "
         f"agnlens train sim.zarr --task {task} --seed 0 --out MODEL",
     }
     save_model(result.model, path, metadata=metadata)

@@ -33,6 +33,7 @@ METADATA_MEMBER = "agnlens.json"
 ALLOWED_TYPES = frozenset(
     {
         "agnlens.models.svm.SpectrumSVC",
+        "agnlens.models.domain.TrainingDomain",
         "sklearn.preprocessing._data.StandardScaler",
     }
 )

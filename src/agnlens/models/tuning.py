@@ -522,6 +522,7 @@ def train(
     -------
     TrainResult
     """
+    from agnlens.models.domain import TrainingDomain
     from agnlens.models.metrics import evaluate
     from agnlens.models.persistence import training_data_hash
 
@@ -553,6 +554,8 @@ def train(
     result = tune(X, y, train_idx=parts["train"], val_idx=parts["validation"], kernels=kernels,
                   random_state=seed, n_jobs=n_jobs)
     model = result.best_estimator
+    # what the training spectra look like, for the applicability check (thresholds on validation)
+    model.training_domain_ = TrainingDomain().fit(X[parts["train"]], X[parts["validation"]])
     scores = {}
     for name in ("validation", "test"):
         idx = parts[name]

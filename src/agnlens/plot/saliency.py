@@ -5,7 +5,11 @@ state). Functions drawing one panel take ``ax=None`` and return the Axes; functi
 several panels return the Figure. Nothing is shown or saved here.
 
 Colours: a diverging map (``"RdBu_r"``) with symmetric limits ±max|s|, so white is exactly zero,
-red pixels raise the explained probability and blue ones lower it.
+red pixels raise the explained probability and blue ones lower it. A map that is zero to round-off
+(|s| < :data:`ZERO_SCALE`, e.g. a collapsed kernel) is drawn grey with its true scale written on the
+panel, never with a colour bar stretched over 1e-33. Fe II blends are shaded, lines are labelled
+without overlaps, and single-spectrum figures zoom on Hβ–[O III] and Hα–[N II] so that the narrow
+lines can be read.
 """
 
 from __future__ import annotations
@@ -15,14 +19,19 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from agnlens.lines import lines_in
+from agnlens.lines import BANDS, lines_in
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
 CMAP = "RdBu_r"
-COLORBAR_LABEL = "∂p/∂flux"
+COLORBAR_LABEL = "∂p/∂flux (per unit normalised flux)"
+#: A map whose largest |value| is below this is zero to round-off: drawn grey, scale written out.
+ZERO_SCALE = 1e-12
+#: Zoom windows of the single-spectrum figures (rest Å): Hβ–[O III] and Hα–[N II].
+ZOOMS = ((4820.0, 5030.0, "Hβ–[O III]"), (6520.0, 6610.0, "Hα–[N II]"))
+FEII_COLOUR = "#efe3c2"
 #: Colours of the classes (Okabe-Ito), as in :mod:`agnlens.plot.embedding`.
 CLASS_COLOURS = {"type1": "#0072B2", "type2": "#D55E00", "intermediate": "#009E73", "all": "#444444"}
 
@@ -44,22 +53,57 @@ def _limit(values: np.ndarray, vmax: float | None) -> float:
     return m if m > 0 and np.isfinite(m) else 1.0
 
 
-def mark_lines(ax: Axes, wavelength: np.ndarray, *, labels: bool = True, min_sep_aa: float = 12.0) -> list:
+def mark_lines(ax: Axes, wavelength: np.ndarray, *, labels: bool = True, min_sep_aa: float | None = None,
+               bands: bool = True, fontsize: float = 7) -> list:
     """Dotted vertical lines at every line of :data:`agnlens.lines.LINES` inside the axis range,
-    labelled at the top (labels closer than ``min_sep_aa`` to the previous one are skipped)."""
+    labelled at the top without overlaps, and the Fe II blends of :data:`agnlens.lines.BANDS` shaded.
+
+    Labels sharing a name (the [O III] or [N II] pair) are written once (on wide axes); a label closer than
+    ``min_sep_aa`` (default: the width of a label at ``fontsize`` on this axis) to the previous one
+    goes one row lower (three rows), and is dropped only when every row is taken.
+    """
     texts = []
-    last = -np.inf
+    lo, hi = float(np.min(wavelength)), float(np.max(wavelength))
     trans = ax.get_xaxis_transform()
+    if bands:
+        for band in BANDS:
+            if band.kind == "feii" and band.hi > lo and band.lo < hi:
+                ax.axvspan(max(band.lo, lo), min(band.hi, hi), color=FEII_COLOUR, alpha=0.6, lw=0, zorder=-1)
+                ax.text(0.5 * (max(band.lo, lo) + min(band.hi, hi)), 0.02, "Fe II", transform=trans, ha="center",
+                        va="bottom", fontsize=fontsize, color="#8a6d1f")
+    if min_sep_aa is None:
+        width_in = ax.get_position().width * ax.figure.get_figwidth() or 1.0
+        min_sep_aa = 1.6 * fontsize / 72.0 * (hi - lo) / width_in
+    rows_last = [-np.inf, -np.inf, -np.inf]
+    seen: dict[str, float] = {}
     for item in lines_in(wavelength):
         style = ":" if item.kind != "absorption" else "--"
         ax.axvline(item.wavelength, color="0.55", lw=0.6, ls=style, zorder=0)
-        if labels and item.wavelength - last >= min_sep_aa:
-            texts.append(
-                ax.text(item.wavelength, 0.98, item.label, transform=trans, rotation=90, ha="right",
-                        va="top", fontsize=7, color="0.3")
-            )
-            last = item.wavelength
+        # a pair sharing a label ([O III], [N II]) is labelled once, unless the axis is a zoom
+        if not labels or item.wavelength - seen.get(item.label, -np.inf) < min(150.0, 0.1 * (hi - lo)):
+            continue
+        free = [r for r, last in enumerate(rows_last) if item.wavelength - last >= min_sep_aa]
+        if not free:
+            continue
+        row = free[0]
+        texts.append(
+            ax.text(item.wavelength, 0.98 - 0.16 * row, item.label, transform=trans, rotation=90, ha="right",
+                    va="top", fontsize=fontsize, color="0.3")
+        )
+        rows_last[row] = item.wavelength
+        seen[item.label] = item.wavelength
     return texts
+
+
+def _collapsed_note(ax: Axes, values: np.ndarray, note: str | None) -> None:
+    scale = float(np.nanmax(np.abs(values))) if np.size(values) else 0.0
+    text = f"saliency zero to round-off: max |∂p/∂flux| = {scale:.1e}"
+    _note(ax, f"{note}\n{text}" if note else text)
+
+
+def _note(ax: Axes, text: str) -> None:
+    ax.text(0.01, 0.10, text, transform=ax.transAxes, ha="left", va="bottom", fontsize=8, color="#b2182b",
+            bbox=dict(facecolor="white", edgecolor="#b2182b", alpha=0.85, lw=0.6))
 
 
 def plot_saliency(
@@ -75,6 +119,8 @@ def plot_saliency(
     colorbar: bool = True,
     colorbar_label: str = COLORBAR_LABEL,
     linewidth: float = 1.6,
+    note: str | None = None,
+    zoom: bool = False,
 ) -> Axes:
     """Draw a spectrum as a line coloured by its signed saliency.
 
@@ -91,15 +137,20 @@ def plot_saliency(
     cmap : str
         Diverging colour map; the limits are symmetric, ±``vmax`` (default max |values|).
     colorbar : bool
-        Add a colour bar labelled ``colorbar_label``.
+        Add a colour bar labelled ``colorbar_label`` (not for a map that is zero to round-off,
+        whose true scale is written on the panel instead).
+    linewidth : float
+        Width of the trace (points).
+    note : str, optional
+        A warning written on the panel, e.g. ``"not applicable: kernel collapse"``.
+    zoom : bool
+        With ``ax=None``: add panels zoomed on Hβ–[O III] and Hα–[N II] (those inside the grid)
+        below the spectrum, with a thicker trace, so that the narrow lines can be read.
 
     Returns
     -------
     matplotlib.axes.Axes
     """
-    from matplotlib.collections import LineCollection
-    from matplotlib.colors import Normalize
-
     wavelength = np.asarray(wavelength, dtype=float)
     flux = np.asarray(flux, dtype=float)
     values = np.asarray(values, dtype=float)
@@ -108,26 +159,66 @@ def plot_saliency(
             f"plot_saliency needs wavelength, flux and values of one shape (n_pixels,), got "
             f"{wavelength.shape}, {flux.shape} and {values.shape}"
         )
-    if ax is None:
+    windows = [(lo, hi, name) for lo, hi, name in ZOOMS if lo >= wavelength[0] and hi <= wavelength[-1]]
+    zoom_axes = []
+    if ax is None and zoom and windows:
+        fig = _new_figure((10.0, 6.0))
+        grid = fig.add_gridspec(2, len(windows), height_ratios=(1.4, 1.0))
+        ax = fig.add_subplot(grid[0, :])
+        zoom_axes = [fig.add_subplot(grid[1, k]) for k in range(len(windows))]
+    elif ax is None:
         ax = _new_axes()
-    points = np.column_stack([wavelength, flux])
-    segments = np.stack([points[:-1], points[1:]], axis=1)
+    collapsed = vmax is None and _limit(values, None) < ZERO_SCALE
     limit = _limit(values, vmax)
-    lc = LineCollection(segments, cmap=cmap, norm=Normalize(-limit, limit), linewidths=linewidth)
-    lc.set_array(0.5 * (values[:-1] + values[1:]))
-    ax.add_collection(lc)
+    lc = _trace(ax, wavelength, flux, values, cmap, limit, linewidth, collapsed)
     ax.set_xlim(wavelength[0], wavelength[-1])
     pad = 0.05 * (np.nanmax(flux) - np.nanmin(flux) or 1.0)
-    ax.set_ylim(np.nanmin(flux) - pad, np.nanmax(flux) + 3 * pad)
+    ax.set_ylim(np.nanmin(flux) - pad, np.nanmax(flux) + 6 * pad)
     ax.set_xlabel("rest wavelength (Å)")
-    ax.set_ylabel("normalised flux")
+    ax.set_ylabel("flux / flux(5100 Å)")
     if lines:
         mark_lines(ax, wavelength)
-    if colorbar:
-        ax.figure.colorbar(lc, ax=ax, label=colorbar_label, pad=0.01)
+    if collapsed:
+        _collapsed_note(ax, values, note)
+    elif note:
+        _note(ax, note)
+    if colorbar and not collapsed:
+        ax.figure.colorbar(lc, ax=[ax, *zoom_axes], label=colorbar_label, pad=0.01)
+    for zax, window in zip(zoom_axes, windows):
+        _zoom(zax, window, wavelength, flux, values, cmap, limit, collapsed)
     if title:
         ax.set_title(title, fontsize=9)
     return ax
+
+
+def _trace(ax, wavelength, flux, values, cmap, limit, linewidth, collapsed):
+    from matplotlib.collections import LineCollection
+    from matplotlib.colors import Normalize
+
+    points = np.column_stack([wavelength, flux])
+    segments = np.stack([points[:-1], points[1:]], axis=1)
+    if collapsed:
+        lc = LineCollection(segments, colors="0.45", linewidths=linewidth)
+    else:
+        lc = LineCollection(segments, cmap=cmap, norm=Normalize(-limit, limit), linewidths=linewidth)
+        lc.set_array(0.5 * (values[:-1] + values[1:]))
+    ax.add_collection(lc)
+    return lc
+
+
+def _zoom(ax, window, wavelength, flux, values, cmap, limit, collapsed) -> None:
+    """One zoomed panel on ``window = (lo, hi, name)``, same colour scale, thicker trace."""
+    lo, hi, name = window
+    sel = (wavelength >= lo) & (wavelength <= hi)
+    _trace(ax, wavelength[sel], flux[sel], values[sel], cmap, limit, 2.6, collapsed)
+    f = flux[sel]
+    pad = 0.08 * (f.max() - f.min() or 1.0)
+    ax.set_xlim(lo, hi)
+    ax.set_ylim(f.min() - pad, f.max() + 5 * pad)
+    mark_lines(ax, wavelength[sel], bands=False)
+    ax.set_title(f"zoom: {name}", fontsize=8)
+    ax.set_xlabel("rest wavelength (Å)")
+    ax.set_ylabel("flux / flux(5100 Å)")
 
 
 def plot_saliency_panels(
@@ -140,6 +231,7 @@ def plot_saliency_panels(
     title: str | None = None,
     shared_scale: bool = True,
     figsize: tuple[float, float] | None = None,
+    note: str | None = None,
 ) -> Figure:
     """One panel per class: the same spectrum coloured by the saliency of each class's probability.
 
@@ -155,6 +247,8 @@ def plot_saliency_panels(
         Figure title (e.g. spec_id, true and predicted type).
     shared_scale : bool
         One symmetric colour scale for all panels, so that their colours compare.
+    note : str, optional
+        A warning written on every panel (e.g. ``"not applicable: kernel collapse"``).
 
     Returns
     -------
@@ -170,11 +264,11 @@ def plot_saliency_panels(
         raise ValueError(f"got {maps.shape[0]} saliency maps but {len(classes)} class names")
     fig = _new_figure(figsize or (9.0, 2.6 * len(classes)))
     axes = fig.subplots(len(classes), 1, sharex=True, squeeze=False)[:, 0]
-    vmax = _limit(maps, None) if shared_scale else None
+    vmax = _limit(maps, None) if shared_scale and _limit(maps, None) >= ZERO_SCALE else None
     for k, (ax, cls) in enumerate(zip(axes, classes)):
         p = f", p = {probabilities[k]:.3f}" if probabilities is not None else ""
         plot_saliency(wavelength, flux, maps[k], ax=ax, title=f"saliency of p({cls}){p}", vmax=vmax,
-                      colorbar_label=f"∂p({cls})/∂flux")
+                      colorbar_label=f"∂p({cls})/∂flux", note=note)
         if k < len(classes) - 1:
             ax.set_xlabel("")
     if title:
@@ -190,6 +284,7 @@ def plot_gallery(
     panel_size: tuple[float, float] = (4.2, 2.4),
     max_panels: int = 60,
     title: str | None = None,
+    flags: Sequence[str] | None = None,
 ) -> Figure:
     """A grid of small saliency panels (e.g. every misclassified spectrum plus a random sample).
 
@@ -201,11 +296,17 @@ def plot_gallery(
     ncols : int
     panel_size : (float, float)
         Size of one panel in inches.
+    flags : sequence of str, shape (n_spectra,), optional
+        Applicability flags per spectrum (as in ``classify``); flagged panels say "not applicable".
+
+    Each panel has its own colour bar (scales differ from spectrum to spectrum).
 
     Returns
     -------
     matplotlib.figure.Figure
     """
+    from agnlens.models.applicability import reason
+
     idx = list(range(len(saliency))) if indices is None else [int(i) for i in indices]
     idx = idx[:max_panels]
     if not idx:
@@ -220,17 +321,25 @@ def plot_gallery(
             f"{saliency.spec_id[i]}\ntrue {saliency.labels[i] or '?'} → {saliency.predicted[i]}, "
             f"p({saliency.target[i]}) = {p:.2f}"
         )
+        note = f"not applicable: {reason(flags[i])}" if flags is not None and flags[i] else None
         plot_saliency(saliency.wavelength, saliency.flux[i], saliency.values[i], ax=ax, title=head,
-                      colorbar=False, linewidth=1.0)
-        ax.set_xlabel("")
-        ax.set_ylabel("")
-        ax.tick_params(labelsize=7)
+                      colorbar=False, linewidth=1.2, note=note, lines=False)
+        mark_lines(ax, saliency.wavelength, fontsize=5)
+        values = saliency.values[i]
+        if _limit(values, None) >= ZERO_SCALE:
+            cb = fig.colorbar(ax.collections[0], ax=ax, pad=0.01, fraction=0.05)
+            cb.ax.tick_params(labelsize=5)
+            cb.formatter.set_powerlimits((-2, 2))
+        ax.set_xlabel("rest λ (Å)", fontsize=6)
+        ax.set_ylabel("flux / f(5100)", fontsize=6)
+        ax.tick_params(labelsize=6)
         for text in ax.texts:
-            text.set_fontsize(5)
+            if text.get_fontsize() > 6:
+                text.set_fontsize(6)
     for ax in axes[len(idx):]:
         ax.set_visible(False)
     if title:
-        fig.suptitle(title)
+        fig.suptitle(f"{title}   (colour: ∂p/∂flux per unit normalised flux)")
     return fig
 
 

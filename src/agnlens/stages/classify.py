@@ -1,0 +1,216 @@
+"""The ``classify`` stage: predicted type, class probabilities and whether to trust them.
+
+:func:`classify` takes spectra already on a model's grid; :func:`classify_files` reads spectrum
+files, sends each to the first model whose grid it covers (the default models: ``balmer`` where the
+spectrum reaches Hα, ``paper`` otherwise), optionally re-measures the redshift of spectra whose
+narrow lines are offset (``refine_z``) and reprocesses them, and calls :func:`classify` per grid.
+Every prediction is kept; the ones that should not be trusted say why in ``flags``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from agnlens.spectra import SpectrumSet
+
+log = logging.getLogger(__name__)
+
+#: Columns of the predictions table, before the per-class ``p_<class>`` columns are inserted
+#: after ``predicted_label``.
+COLUMNS = ("spec_id", "label", "predicted_label", "applicable", "flags", "z_offset_kms",
+           "z_offset_err_kms", "grid")
+
+
+def classify(model, spectra: SpectrumSet, *, check_redshift: bool = True, grid: str | None = None) -> pd.DataFrame:
+    """Classify spectra and judge every prediction.
+
+    Parameters
+    ----------
+    model : fitted SpectrumSVC
+        On the grid of ``spectra``.
+    spectra : SpectrumSet
+        Preprocessed onto the model's grid (rest frame).
+    check_redshift : bool
+        Measure the narrow lines' velocity offset (:mod:`agnlens.redshift`) and flag
+        ``redshift-offset`` beyond :data:`agnlens.redshift.MAX_OFFSET_KMS`.
+    grid : str, optional
+        Name written in the ``grid`` column (default ``spectra.grid``).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per spectrum, in order: ``spec_id, label, predicted_label, p_<class>...,
+        applicable, flags, z_offset_kms, z_offset_err_kms, grid, z, source``, then the diagnostics of
+        :func:`agnlens.models.applicability.applicability` (``max_kernel``, ``intercept_share``,
+        ``pca_residual``, ``mahalanobis``, ``masked_share``, ``ood_check``).
+    """
+    from agnlens.models.applicability import applicability
+    from agnlens.redshift import check_set
+
+    X = np.asarray(spectra.flux, dtype=np.float64)
+    n_features = getattr(model, "n_features_in_", X.shape[1])
+    if X.shape[1] != n_features:
+        raise ValueError(
+            f"classify: the model expects {n_features} pixels, the spectra have {X.shape[1]} on grid "
+            f"{spectra.grid!r}; preprocess them onto the model's grid"
+        )
+    classes = np.asarray(model.classes_).astype(str)
+    proba = np.asarray(model.predict_proba(X), dtype=np.float64) if len(spectra) else np.empty((0, classes.size))
+    checks = check_set(spectra) if check_redshift else []
+    offsets = np.array([c.offset_kms for c in checks]) if checks else np.full(len(spectra), np.nan)
+    errors = np.array([c.error_kms for c in checks]) if checks else np.full(len(spectra), np.nan)
+    extra = [("redshift-offset",) if c.flagged else () for c in checks] if checks else None
+    judged = applicability(model, spectra, extra_flags=extra).table
+    table = pd.DataFrame({
+        "spec_id": spectra.spec_id,
+        "label": spectra.labels,
+        "predicted_label": classes[np.argmax(proba, axis=1)] if len(spectra) else np.array([], dtype=str),
+    })
+    for j, c in enumerate(classes):
+        table[f"p_{c}"] = proba[:, j]
+    table["applicable"] = judged["applicable"].to_numpy()
+    table["flags"] = judged["flags"].to_numpy()
+    table["z_offset_kms"] = offsets
+    table["z_offset_err_kms"] = errors
+    table["grid"] = grid or spectra.grid
+    table["z"] = spectra.meta["z"].to_numpy(dtype=float)
+    table["source"] = spectra.meta["source"].to_numpy()
+    for col in judged.columns.drop(["applicable", "flags"]):  # diagnostics
+        table[col] = judged[col].to_numpy()
+    return table
+
+
+def classify_files(
+    models: Sequence[tuple[Any, dict]],
+    inputs: Iterable[str | Path],
+    *,
+    labels=None,
+    refine_z: bool = False,
+    check_redshift: bool = True,
+) -> tuple[pd.DataFrame, list]:
+    """Read spectrum files and classify each with the first model whose grid it covers.
+
+    Parameters
+    ----------
+    models : sequence of (model, metadata)
+        In order of preference (e.g. :func:`agnlens.models.default.resolve_models`); each
+        metadata records the model's grid.
+    inputs : iterable of path-like
+        Files, directories or glob patterns.
+    labels : path or DataFrame, optional
+        A label catalogue (fills the ``label`` column; its ``z`` overrides the file's redshift).
+    refine_z : bool
+        Re-measure the redshift of spectra flagged ``redshift-offset`` from their narrow lines,
+        reprocess and classify them again; the corrected redshift goes into ``z_refined`` and
+        ``z_offset_kms`` keeps the offset that was found.
+    check_redshift : bool
+        See :func:`classify`.
+
+    Returns
+    -------
+    table : pandas.DataFrame
+        As :func:`classify`, rows in input order within each grid, grids in order of preference.
+    rejected : list of Rejection
+        Files no model could use (the reason given by the last model's grid).
+    """
+    from agnlens.io import expand_inputs, read_catalog
+
+    paths = [str(p) for p in expand_inputs(inputs)]
+    catalog = read_catalog(labels) if isinstance(labels, (str, Path)) else labels
+    groups, rejected = read_for_models(models, paths, labels=catalog)
+    tables = [classify(model, spectra, check_redshift=check_redshift) for model, _, spectra in groups]
+    table = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=list(COLUMNS))
+    if refine_z and len(table):
+        table = _refine(models, table, catalog)
+    return table, rejected
+
+
+def read_for_models(models: Sequence[tuple[Any, dict]], paths: Iterable[str | Path], *, labels=None):
+    """Read spectrum files onto the grid of the first model that can use each.
+
+    Parameters
+    ----------
+    models : sequence of (model, metadata)
+        In order of preference.
+    paths : iterable of path-like
+        Files, directories or glob patterns.
+    labels : path or DataFrame, optional
+        A label catalogue.
+
+    Returns
+    -------
+    groups : list of (model, metadata, SpectrumSet)
+        One per model that received spectra, in order of preference.
+    rejected : list of Rejection
+        Files no model could use, with the reason given by the last model's grid.
+    """
+    from agnlens.ingest import ingest
+    from agnlens.models.persistence import grid_from_metadata
+
+    groups, todo, rejected = [], [str(p) for p in paths], []
+    for k, (model, meta) in enumerate(models):
+        if not todo:
+            break
+        grid = grid_from_metadata(meta)
+        spectra, summary = ingest(todo, labels=labels, grid=grid)
+        if len(spectra):
+            groups.append((model, meta, spectra))
+        todo = [r.source for r in summary.rejected]
+        if k == len(models) - 1:
+            rejected = summary.rejected
+        elif todo:
+            log.debug("%d file(s) not usable on the %s grid, trying the next model", len(todo), grid.name)
+    return groups, rejected
+
+
+def model_for_grid(models: Sequence[tuple[Any, dict]], grid: str) -> tuple[Any, dict]:
+    """The first (model, metadata) trained on the grid named ``grid``; the first one when none is
+    (the caller's grid check then says what is wrong)."""
+    for model, meta in models:
+        if (meta.get("grid") or {}).get("name") == grid:
+            return model, meta
+    return models[0]
+
+
+def merge_groups(groups: Sequence[tuple[Any, dict, SpectrumSet]]) -> list[tuple[Any, dict, SpectrumSet]]:
+    """Join the (model, metadata, spectra) groups that share a model, keeping the first's order."""
+    merged: dict[int, tuple[Any, dict, list]] = {}
+    for model, meta, spectra in groups:
+        merged.setdefault(id(model), (model, meta, []))[2].append(spectra)
+    return [(m, md, sets[0] if len(sets) == 1 else SpectrumSet.concat(sets)) for m, md, sets in merged.values()]
+
+
+def _refine(models, table: pd.DataFrame, catalog) -> pd.DataFrame:
+    """Reprocess the ``redshift-offset`` spectra at their measured redshift and classify them again."""
+    from agnlens.redshift import corrected_z
+
+    offset = table["flags"].str.contains("redshift-offset", regex=False)
+    table = table.copy()
+    table["z_refined"] = np.nan
+    if not offset.any():
+        return table
+    rows = table[offset]
+    z_new = [corrected_z(z, v) for z, v in zip(rows["z"], rows["z_offset_kms"])]
+    over = pd.DataFrame({"spec_id": rows["spec_id"], "label": rows["label"], "z_override": z_new})
+    if catalog is not None:
+        over = over.merge(catalog.drop(columns=["label", "z_override"], errors="ignore"), on="spec_id", how="left")
+    groups, _ = read_for_models(models, list(rows["source"]), labels=over)
+    if not groups:
+        return table
+    redo = pd.concat([classify(m, s) for m, _, s in groups], ignore_index=True).set_index("spec_id")
+    for i in rows.index:
+        sid = table.at[i, "spec_id"]
+        if sid not in redo.index:
+            continue
+        new = redo.loc[sid]
+        for col in redo.columns.drop(["z", "z_offset_kms", "z_offset_err_kms"]):
+            if col in table.columns:
+                table.at[i, col] = new[col]
+        table.at[i, "z_refined"] = float(new["z"])  # z_offset_kms keeps the offset that was found
+    return table
