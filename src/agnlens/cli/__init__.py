@@ -19,7 +19,7 @@ from agnlens.errors import AgnlensError, UsageError
 #: Subcommands, in the order ``--help`` lists them (module names in this package).
 COMMANDS = [
     "demo", "simulate", "ingest", "info", "train", "evaluate", "classify", "explain", "baseline",
-    "report", "download",
+    "report", "download", "realism",
 ]
 
 EPILOG = """\
