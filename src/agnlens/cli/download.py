@@ -22,16 +22,25 @@ def add_parser(sub) -> None:
     p.add_argument("--base-url", default=None, metavar="URL", help="archive root (default the SAS)")
     p.add_argument("--workers", type=int, default=4, metavar="N", help="parallel downloads (default 4)")
     p.add_argument("--retries", type=int, default=3, metavar="N", help="retries per file (default 3)")
-    p.add_argument("--timeout", type=float, default=30.0, metavar="S", help="seconds per request")
+    p.add_argument("--timeout", type=float, default=30.0, metavar="S", help="seconds a single network read may wait (default 30)")
+    p.add_argument("--deadline", type=float, default=300.0, metavar="S",
+                   help="seconds one file's transfer may take in total (default 300)")
+    p.add_argument("--max-bytes", type=int, default=50_000_000, metavar="N",
+                   help="largest file accepted, bytes (default 50,000,000)")
     p.set_defaults(run=run)
 
 
 def run(args) -> int:
     from agnlens.io.download import DEFAULT_BASE_URL, download
 
-    if args.workers < 1:
-        print(f"agnlens download: error: --workers must be at least 1, got {args.workers}", file=sys.stderr)
-        return 2
+    for flag, value, least in (("--workers", args.workers, 1), ("--retries", args.retries, 0)):
+        if value < least:
+            print(f"agnlens download: error: {flag} must be at least {least}, got {value}", file=sys.stderr)
+            return 2
+    for flag, value in (("--timeout", args.timeout), ("--deadline", args.deadline), ("--max-bytes", args.max_bytes)):
+        if not value > 0:
+            print(f"agnlens download: error: {flag} must be positive, got {value}", file=sys.stderr)
+            return 2
     report = download(
         args.catalog,
         args.out,
@@ -40,6 +49,8 @@ def run(args) -> int:
         max_workers=args.workers,
         retries=args.retries,
         timeout=args.timeout,
+        deadline=args.deadline,
+        max_bytes=args.max_bytes,
         progress=args.progress,
     )
     for spec_id, reason in report.failed.items():
