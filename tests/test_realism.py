@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from agnlens.cli import main
+from agnlens.errors import AgnlensWarning
 from agnlens.features import FEATURES, spectral_features
 from agnlens.realism import realism
 from agnlens.simulate import simulate_set
@@ -46,7 +47,11 @@ def test_an_obviously_different_set_is_recognised(two_draws):
 
 def test_small_class_says_why_there_is_no_test(tmp_path):
     real = simulate_set(counts={"type1": 8, "type2": 2}, seed=3, grid="balmer")
-    result = realism(real, n_repeats=1)
+    first = int(np.flatnonzero(real.labels == "type1")[0])
+    real.meta.loc[first, "z"] = np.nan  # no twin can be made for it: left out with a warning
+    with pytest.warns(AgnlensWarning, match="1 real spectra have no usable redshift"):
+        result = realism(real, n_repeats=1)
+    assert result.classes["type1"]["n_real"] == 7
     t2 = result.classes["type2"]
     assert not t2["tested"] and t2["auc"] == {} and "needs at least 5" in t2["reason"]
     assert result.classes["type1"]["tested"]

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,7 @@ import numpy as np
 import pandas as pd
 
 from agnlens.classes import CLASSES
+from agnlens.errors import AgnlensWarning
 from agnlens.preprocess import Grid, preprocess_one, stack
 from agnlens.spectra import SpectrumSet
 
@@ -187,6 +189,15 @@ def _realism(real, simulated, n_splits, n_repeats, per_real, seed, features, dis
         )
     real = real[np.isin(labels, present)]
     if simulated is None:
+        z = pd.to_numeric(real.meta["z"], errors="coerce").to_numpy(float)
+        unusable = ~(np.isfinite(z) & (z >= 0))
+        if unusable.any():
+            warnings.warn(
+                f"realism: {int(unusable.sum())} real spectra have no usable redshift (e.g. "
+                f"{real.spec_id[unusable][0]}); no twin can be simulated for them, they are left out",
+                AgnlensWarning, stacklevel=3,
+            )
+            real = real[~unusable]
         real, simulated = simulate_matched(real, per_real=per_real, seed=seed)
     elif simulated.n_pixels != real.n_pixels or not np.allclose(simulated.wavelength, real.wavelength):
         raise ValueError(
@@ -369,7 +380,9 @@ def _compare_features(real: pd.DataFrame, sim: pd.DataFrame) -> list[dict[str, A
                                "median_simulated": float(np.median(b)) if b.size else None,
                                "ks": None, "ks_p": None, "wasserstein_rank": None}
         if a.size >= 3 and b.size >= 3:
-            ks = ks_2samp(a, b)
+            with warnings.catch_warnings():  # exact p may fall back to the asymptotic one: fine
+                warnings.filterwarnings("ignore", "ks_2samp: Exact calculation unsuccessful", RuntimeWarning)
+                ks = ks_2samp(a, b)
             row["ks"], row["ks_p"] = float(ks.statistic), float(ks.pvalue)
             # W1 between the two samples after mapping both through their pooled empirical CDF:
             # scale-free, in [0, 1], and a ratio with a near-zero denominator cannot dominate it.
