@@ -185,3 +185,118 @@ def test_cli_download(server, tmp_path, capsys):
     status = main(["download", str(bad), "--out", str(tmp_path / "x"), "--base-url", "http://127.0.0.1:9"])
     assert status == 2  # nothing could be fetched: an unusable --base-url (README: exit 2)
     assert "cannot reach http://127.0.0.1:9" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ the peruzzi2021 sample
+SHARED = SPECTRA.parent
+
+
+class _ArchiveAndSkyServer(SimpleHTTPRequestHandler):
+    """Plays the SAS (real files by name, whatever the run directory) and the SQL search service."""
+
+    queries: list
+
+    def log_message(self, *args) -> None:
+        pass
+
+    def do_GET(self) -> None:  # noqa: N802
+        import re
+        import urllib.parse
+
+        path, _, query = self.path.partition("?")
+        if path.endswith("/SqlSearch"):
+            sql = urllib.parse.parse_qs(query)["cmd"][0]
+            self.queries.append(sql)
+            top = int(re.search(r"TOP (\d+)", sql).group(1))
+            lo, hi = map(float, re.search(r"z BETWEEN ([\d.]+) AND ([\d.]+)", sql).groups())
+            labels = pd.read_csv(SHARED / "labels.csv", dtype={"spec_id": str})
+            rows = labels[(labels.label == "type1") & labels.z.between(lo, hi)].head(top)
+            lines = ["#Table1", "plate,mjd,fiberID,z"] + [
+                ",".join([str(int(p)) for p in s.split("-")] + [str(z)]) for s, z in zip(rows.spec_id, rows.z)
+            ]
+            data = ("\n".join(lines) + "\n").encode()
+        else:
+            local = SPECTRA / path.rsplit("/", 1)[-1]
+            if not local.is_file():
+                self.send_error(404)
+                return
+            data = local.read_bytes()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
+@pytest.fixture
+def archive():
+    if not (SHARED / "labels.csv").exists():
+        pytest.skip(f"the real SDSS spectra are not at {SHARED} (a plain clone has no ../shared)")
+    handler = type("H", (_ArchiveAndSkyServer,), {"queries": []})
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}", handler.queries
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(5)
+
+
+def test_download_sample_end_to_end(archive, tmp_path, capsys):
+    url, queries = archive
+    labels = pd.read_csv(SHARED / "labels.csv", dtype={"spec_id": str})
+    # the shipped catalogues' format, naming real spectra the local archive holds
+    type2 = labels[labels.label == "type2"].spec_id
+    pd.DataFrame({"plate": [int(s.split("-")[0]) for s in type2], "mjd": [int(s.split("-")[1]) for s in type2],
+                  "fiberid": [int(s.split("-")[2]) for s in type2], "pmf": type2, "label": "seyfert2"}
+                 ).to_csv(tmp_path / "t2.csv", index=False)
+    inter = labels[labels.label == "intermediate"]
+    pd.DataFrame({"pmf": inter.spec_id, "z": inter.z, "label": "intermediate_seyfert"}).to_csv(tmp_path / "int.csv", index=False)
+    out = tmp_path / "peruzzi"
+    status = main(["download", "--sample", "peruzzi2021", "--out", str(out), "--quasars", "5",
+                   "--skyserver-url", f"{url}/dr17/SkyServerWS/SearchTools/SqlSearch", "--archive-url", f"{url}/sas",
+                   "--type2-catalog", str(tmp_path / "t2.csv"), "--intermediate-catalog", str(tmp_path / "int.csv"),
+                   "--workers", "2"])
+    printed = capsys.readouterr().out
+    assert status == 0, printed
+    assert "labels for 10 spectra (intermediate 3, type1 5, type2 2)" in printed
+    (sql,) = queries
+    assert "TOP 5" in sql and "z BETWEEN 0.4 AND 0.75" in sql and "s.class = 'QSO'" in sql
+    written = pd.read_csv(out / "labels.csv", dtype={"spec_id": str})
+    assert written.groupby("label").size().to_dict() == {"intermediate": 3, "type1": 5, "type2": 2}
+    assert (written.z[written.label == "type1"] >= 0.4).all()
+    for spec_id, name in zip(written.spec_id, written.file):
+        assert (out / name).read_bytes() == (SPECTRA / f"spec-{spec_id}.fits").read_bytes()
+    # the labels file is what ingest takes: a store to train on (agnlens demo --store)
+    store = tmp_path / "peruzzi.zarr"
+    assert main(["ingest", str(out), "--labels", str(out / "labels.csv"), "--grid", "paper", "--out", str(store)]) == 0
+    from agnlens.io.store import open_store
+
+    stored = open_store(store)
+    assert dict(zip(stored.spec_id, stored.labels)) == dict(zip(written.spec_id, written.label))
+
+
+def test_download_sample_without_network_fails_fast_in_one_line(tmp_path, capsys):
+    start = time.monotonic()
+    status = main(["download", "--sample", "peruzzi2021", "--out", str(tmp_path / "o"),
+                   "--skyserver-url", "http://127.0.0.1:9/SqlSearch", "--archive-url", "http://127.0.0.1:9"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert status == 2 and len(err) == 1  # nothing could be done: unusable input
+    assert err[0].startswith("agnlens download: error: cannot reach http://127.0.0.1:9:")
+    assert time.monotonic() - start < 10.0
+
+
+def test_shipped_peruzzi_catalogues():
+    from agnlens.io.samples import sample_catalog
+
+    catalog, quasars = sample_catalog("peruzzi2021", n_quasars=0)  # no query: the shipped lists only
+    counts = catalog.groupby("label").size().to_dict()
+    assert counts["type2"] == 2153 and counts["intermediate"] <= 521 and counts["intermediate"] > 500
+    assert catalog.spec_id.is_unique and quasars.empty
+    assert catalog.spec_id.str.fullmatch(r"\d{4,5}-\d{5}-\d{4}").all()
+
+
+def test_cli_catalog_or_sample(tmp_path, capsys):
+    assert main(["download", "--out", str(tmp_path)]) == 2
+    assert "give a CATALOG or --sample" in capsys.readouterr().err

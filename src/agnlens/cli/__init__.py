@@ -22,7 +22,7 @@ from agnlens.errors import AgnlensError
 #: Subcommands, in the order ``--help`` lists them (module names in this package).
 COMMANDS = [
     "demo", "simulate", "ingest", "info", "train", "evaluate", "classify", "explain", "baseline",
-    "report", "download",
+    "report", "download", "realism",
 ]
 
 EPILOG = """\

@@ -3,7 +3,9 @@
 :func:`download` is parallel with a polite limit, resumable (a file already present and valid is
 skipped; every file is written to ``NAME.part`` and renamed only once it is complete and opens),
 retries connection errors and server errors with exponential backoff, verifies that each file
-opens as a FITS file with a ``COADD`` table, and reports what it could not get and why. Only the
+reads as an SDSS spectrum whose PLATE, MJD and FIBERID are the ones asked for, bounds every
+transfer in size (``max_bytes``) and total time (``deadline``), and reports what it could not get
+and why. Only the
 standard library's :mod:`urllib` is used.
 
 Where a spectrum lives on the SAS (DR17)::
@@ -54,6 +56,12 @@ RELEASES: dict[str, tuple[tuple[str, ...], str]] = {
     "dr17": (("26", "103", "104"), "v5_13_2"),
     "dr16": (("26", "103", "104"), "v5_13_0"),
 }
+
+#: Largest response accepted per spectrum (bytes): generous for an SDSS spec file (lite ≈ 0.3 MB).
+DEFAULT_MAX_BYTES = 50_000_000
+
+#: Total seconds one transfer may take (``timeout`` bounds a single read only).
+DEFAULT_DEADLINE = 300.0
 
 _USER_AGENT = f"agnlens/{__version__} (+https://github.com/agnlens; polite bulk download)"
 
@@ -147,6 +155,8 @@ def download(
     progress: bool = False,
     delay: float = 0.2,
     backoff: float = 1.0,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    deadline: float = DEFAULT_DEADLINE,
     on_item: Callable[[str, str], None] | None = None,
 ) -> DownloadReport:
     """Download the spectra a catalogue names into ``out_dir``.
@@ -169,7 +179,13 @@ def download(
         (waiting ``backoff · 2^attempt`` seconds, jittered). 404 moves to the next location; other
         4xx fail at once.
     timeout : float, default 30
-        Seconds per request.
+        Seconds a single network read may wait.
+    max_bytes : int, default 50 MB
+        Largest response accepted for one spectrum (an SDSS lite file is about 0.2–0.5 MB, a full
+        one a few MB): a larger one is cut off, deleted and reported, never retried.
+    deadline : float, default 300
+        Seconds one transfer may take in total, however slowly the server drips its bytes: past it
+        the transfer is cut off, deleted and reported.
     progress : bool
         Show a tqdm progress bar.
     delay : float, default 0.2
@@ -197,6 +213,9 @@ def download(
         raise ValueError(f"max_workers must be at least 1, got {max_workers}")
     if int(retries) < 0:
         raise ValueError(f"retries must be 0 or more, got {retries}")
+    for name, value in (("timeout", timeout), ("deadline", deadline), ("max_bytes", max_bytes)):
+        if not (float(value) > 0):
+            raise ValueError(f"{name} must be a positive number, got {value}")
     if release.lower() not in RELEASES:
         raise ValueError(f"unknown SDSS release {release!r}; choose one of {sorted(RELEASES)}")
     spec_ids = _catalog_ids(catalog_path_or_frame)
@@ -208,7 +227,7 @@ def download(
     for spec_id in spec_ids:
         path = out / _file_name(spec_id)
         if path.exists():
-            problem = verify_spectrum_file(path)
+            problem = verify_spectrum_file(path, spec_id=spec_id)
             if problem is None:
                 report.skipped.append(spec_id)
                 report.files[spec_id] = path
@@ -231,7 +250,8 @@ def download(
         bar = tqdm(total=len(todo), desc="download", unit="spec")
 
     def work(spec_id: str) -> None:
-        ok, detail = _fetch_one(spec_id, out, release, base_url, retries, timeout, delay, backoff)
+        limits = _Limits(timeout=float(timeout), deadline=float(deadline), max_bytes=int(max_bytes))
+        ok, detail = _fetch_one(spec_id, out, release, base_url, retries, limits, delay, backoff)
         with lock:
             if ok:
                 report.done.append(spec_id)
@@ -283,11 +303,13 @@ def check_reachable(base_url: str, *, timeout: float = 5.0) -> None:
         raise NetworkError(f"cannot reach {host}: {reason}; this machine has no network?") from None
 
 
-def verify_spectrum_file(path: str | os.PathLike) -> str | None:
-    """Return ``None`` if ``path`` opens as a FITS file with a readable ``COADD`` table, else why not.
+def verify_spectrum_file(path: str | os.PathLike, *, spec_id: str | None = None) -> str | None:
+    """Return ``None`` if ``path`` is a readable SDSS spectrum (of ``spec_id``), else why not.
 
     Truncation is caught: the size must be a whole number of 2880-byte FITS blocks and astropy
-    must not warn while reading every HDU header and the COADD data.
+    must not warn while reading every HDU header and the COADD data. With ``spec_id``, the file
+    must also read as a spectrum (:func:`agnlens.io.read_sdss`) whose PLATE, MJD and FIBERID are
+    those of ``spec_id`` — a server that answers with another spectrum's file is caught.
     """
     from astropy.io import fits
 
@@ -308,6 +330,17 @@ def verify_spectrum_file(path: str | os.PathLike) -> str | None:
                 len(data)
     except Exception as exc:  # astropy raises OSError, ValueError, VerifyError, warnings...
         return f"does not open as FITS: {type(exc).__name__}: {exc}"
+    if spec_id is None:
+        return None
+    from agnlens.io.sdss import read_sdss
+
+    try:
+        got = read_sdss(path)
+    except AgnlensError as exc:
+        return f"does not read as an SDSS spectrum: {exc.reason if isinstance(exc, ReadError) else exc}"
+    want = format_spec_id(*_split(spec_id))
+    if got.spec_id != want:
+        return f"it is the spectrum {got.spec_id} (PLATE-MJD-FIBERID in the file), not {want}"
     return None
 
 
@@ -316,29 +349,42 @@ class _Retryable(Exception):
     pass
 
 
-def _fetch_one(spec_id, out: Path, release, base_url, retries, timeout, delay, backoff) -> tuple[bool, str]:
+@dataclass(frozen=True)
+class _Limits:
+    timeout: float  # one read
+    deadline: float  # one whole transfer
+    max_bytes: int
+
+
+class _Refused(Exception):
+    """A response that must not be kept and must not be asked for again (too big, too slow)."""
+
+
+def _fetch_one(spec_id, out: Path, release, base_url, retries, limits: _Limits, delay, backoff) -> tuple[bool, str]:
     """Fetch one spectrum; ``(True, path)`` or ``(False, reason)``."""
     target = out / _file_name(spec_id)
     part = target.with_name(target.name + ".part")
     tried = []
-    for url in spectrum_urls(spec_id, release=release, base_url=base_url):
-        status = _get(url, part, retries, timeout, delay, backoff)
-        if status == "ok":
-            problem = verify_spectrum_file(part)
-            if problem is not None:
-                part.unlink(missing_ok=True)
-                return False, f"downloaded from {url} but {problem}; not kept"
-            os.replace(part, target)
-            log.debug("%s: %s", spec_id, url)
-            return True, str(target)
-        part.unlink(missing_ok=True)
-        tried.append(f"{url} ({status})")
-        if status != "HTTP 404":
-            break  # only "not here" moves on to the next location
-    return False, "not fetched: " + ", ".join(tried)
+    try:
+        for url in spectrum_urls(spec_id, release=release, base_url=base_url):
+            status = _get(url, part, retries, limits, delay, backoff)
+            if status == "ok":
+                problem = verify_spectrum_file(part, spec_id=spec_id)
+                if problem is not None:
+                    return False, f"downloaded from {url} but {problem}; not kept"
+                os.replace(part, target)
+                log.debug("%s: %s", spec_id, url)
+                return True, str(target)
+            part.unlink(missing_ok=True)
+            tried.append(f"{url} ({status})")
+            if status != "HTTP 404":
+                break  # only "not here" moves on to the next location
+        return False, "not fetched: " + ", ".join(tried)
+    finally:
+        part.unlink(missing_ok=True)  # nothing half-written stays, whatever happened
 
 
-def _get(url: str, part: Path, retries: int, timeout: float, delay: float, backoff: float) -> str:
+def _get(url: str, part: Path, retries: int, limits: _Limits, delay: float, backoff: float) -> str:
     """Download ``url`` into ``part``; return ``"ok"`` or the final status/error text."""
     last = ""
     for attempt in range(retries + 1):
@@ -348,15 +394,11 @@ def _get(url: str, part: Path, retries: int, timeout: float, delay: float, backo
             time.sleep(delay)
         request = urllib.request.Request(url, headers={"User-Agent": _USER_AGENT})
         try:
-            with urllib.request.urlopen(request, timeout=timeout) as response, open(part, "wb") as fh:
-                expected = response.headers.get("Content-Length")
-                n = 0
-                while chunk := response.read(1 << 16):
-                    fh.write(chunk)
-                    n += len(chunk)
-            if expected is not None and n != int(expected):
-                raise _Retryable(f"incomplete transfer ({n} of {expected} bytes)")
+            _transfer(request, part, limits)
             return "ok"
+        except _Refused as exc:
+            part.unlink(missing_ok=True)
+            return str(exc)
         except urllib.error.HTTPError as exc:
             last = f"HTTP {exc.code}"
             exc.close()
@@ -366,6 +408,34 @@ def _get(url: str, part: Path, retries: int, timeout: float, delay: float, backo
             last = f"{type(exc).__name__}: {getattr(exc, 'reason', exc)}"
         log.debug("%s: attempt %d failed (%s)", url, attempt + 1, last)
     return f"{last} after {retries + 1} attempts"
+
+
+def _transfer(request, part: Path, limits: _Limits) -> None:
+    """One GET into ``part`` within ``limits``; raises on anything short of a complete file."""
+    start = time.monotonic()
+    with urllib.request.urlopen(request, timeout=limits.timeout) as response, open(part, "wb") as fh:
+        length = (response.headers.get("Content-Length") or "").strip()
+        expected = int(length) if length.isdigit() else None
+        if expected is not None and expected > limits.max_bytes:
+            raise _Refused(
+                f"the server announces {expected:,} bytes, more than the limit of "
+                f"{limits.max_bytes:,} (max_bytes / --max-bytes)"
+            )
+        n = 0
+        # read1 returns what has arrived (at most one socket read), so a server that drips its
+        # bytes cannot hold one call for long and the total deadline is checked between reads.
+        while chunk := response.read1(1 << 16):
+            n += len(chunk)
+            if n > limits.max_bytes:
+                raise _Refused(f"the response exceeds the limit of {limits.max_bytes:,} bytes (max_bytes / --max-bytes); cut off")
+            fh.write(chunk)
+            if time.monotonic() - start > limits.deadline:
+                raise _Refused(
+                    f"the transfer exceeded the total deadline of {limits.deadline:g} s ({n:,} bytes "
+                    f"received; deadline / --deadline); cut off"
+                )
+    if expected is not None and n != expected:
+        raise _Retryable(f"incomplete transfer ({n} of {expected} bytes)")
 
 
 def _file_name(spec_id: str) -> str:
@@ -400,7 +470,7 @@ def _catalog_ids(source) -> list[str]:
                 frame = pd.read_csv(path, comment="#", dtype=str, keep_default_na=False)
             except Exception:
                 raise exc from None
-            if not _has_pmf(frame):
+            if not (_has_pmf(frame) or "spec_id" in {c.lower().strip() for c in frame.columns}):
                 raise exc from None
         name = str(path)
     cols = {c.lower().strip(): c for c in frame.columns}

@@ -1,0 +1,393 @@
+"""Realism as a number: how well can a classifier tell real spectra from simulated ones?
+
+:func:`realism` runs, for every class that has real spectra, a *classifier two-sample test*
+(Lopez-Paz & Oquab 2017): discriminators are trained to tell the real spectra of that class from
+simulated ones at matched redshift and S/N, with repeated stratified cross-validation; their
+ROC AUC is the number. 0.5 means the simulator cannot be told apart from the data; 1.0 means every
+real spectrum is recognised. Beside it, a feature table compares real and simulated
+distributions of S/N, continuum slope, Dn4000, broad-line widths and line ratios
+(:mod:`agnlens.features`) with a two-sample distance each, and the class median spectra can be
+plotted (:meth:`RealismResult.plot`).
+
+Matching: each real spectrum gets ``per_real`` simulated twins of its class drawn at its redshift
+and its S/N at 5100 Å (:func:`agnlens.simulate.simulate`), preprocessed onto the real spectra's
+grid. A real spectrum and its twins then share one mask — a pixel bad or uncovered in either is
+bad in both and filled the same way — so the wavelength coverage of the instrument (BOSS reaches
+further than the simulated SDSS Legacy range) and masks cannot give the simulator away; what is
+left is the shape of the spectra and their noise.
+
+The simulated set is always labelled as such (``simulated: True`` in the JSON).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from agnlens.classes import CLASSES
+from agnlens.errors import AgnlensWarning
+from agnlens.preprocess import Grid, preprocess_one, stack
+from agnlens.spectra import SpectrumSet
+
+log = logging.getLogger(__name__)
+
+__all__ = ["DISCRIMINATORS", "MIN_REAL", "REALISM_GRID", "RealismResult", "realism", "simulate_matched"]
+
+#: The discriminators of the two-sample test (name → what it is).
+DISCRIMINATORS: dict[str, str] = {
+    "pca_logistic": "PCA (≤ 20 whitened components) + logistic regression",
+    "pca_forest": "PCA (≤ 20 whitened components) + random forest (100 trees)",
+    "pca_knn": "PCA (≤ 20 whitened components) + 5-nearest neighbours",
+}
+
+#: Fewest real spectra of a class for the cross-validated test (one per fold at 5 folds).
+MIN_REAL = 5
+
+#: The grid ``agnlens realism`` puts files on: 3700–6800 Å rest, log-λ at the SDSS pixel size,
+#: so that the 4000 Å break, Hβ + [O III] and Hα + [N II] are all on it.
+REALISM_GRID = Grid(
+    "realism", 10.0 ** np.arange(np.log10(3700.0), np.log10(6800.0), 1e-4), spacing="log"
+)
+
+# The rest-frame size (Å) of one SDSS pixel (1e-4 dex) at 5100 Å: the simulator's S/N is per
+# observed pixel, the measured one per grid pixel.
+_SDSS_PIXEL_5100 = 5100.0 * np.log(10.0) * 1e-4
+
+
+@dataclass
+class RealismResult:
+    """What :func:`realism` measured.
+
+    Attributes
+    ----------
+    classes : dict of str to dict
+        Per class: ``n_real``, ``n_simulated``, ``tested`` (bool), ``reason`` (why not, or ""),
+        ``auc`` (discriminator → ``mean``, ``std``, ``min``, ``max``, ``n_folds``) and
+        ``features`` (a list of rows: ``feature``, ``n_real``, ``n_simulated``,
+        ``median_real``, ``median_simulated``, ``ks``, ``ks_p``, ``wasserstein_rank``: W1
+        between the samples mapped through their pooled empirical CDF, 0 to 1).
+    wavelength : ndarray of shape (n_pixels,)
+        The rest-frame grid of the spectra compared.
+    medians : dict of str to (ndarray, ndarray)
+        Per class, the median real and median simulated spectrum on ``wavelength``.
+    settings : dict
+        Grid, folds, repeats, seed, twins per real spectrum, the discriminators.
+    """
+
+    classes: dict[str, dict[str, Any]]
+    wavelength: np.ndarray
+    medians: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: settings and per-class results (medians are left to the figure)."""
+        return {
+            "simulated": True,
+            "what": "classifier two-sample test: real vs simulated spectra of each class; ROC AUC "
+            "0.5 = indistinguishable, 1.0 = every real spectrum recognised",
+            "settings": self.settings,
+            "classes": self.classes,
+        }
+
+    def to_json(self, path: str | os.PathLike) -> Path:
+        """Write :meth:`to_dict` to ``path`` atomically."""
+        from agnlens.atomic import write_json
+
+        return write_json(path, self.to_dict())
+
+    def plot(self, ax=None):
+        """Median real vs median simulated spectrum per class (see :func:`agnlens.plot.realism.plot_realism`)."""
+        from agnlens.plot.realism import plot_realism
+
+        return plot_realism(self, ax=ax)
+
+    def lines(self) -> list[str]:
+        """One line per class: AUC per discriminator (mean ± std), or why there is no test."""
+        out = []
+        for label, c in self.classes.items():
+            head = f"{label}: {c['n_real']} real vs {c['n_simulated']} simulated"
+            if not c["tested"]:
+                out.append(f"{head}: no test ({c['reason']})")
+                continue
+            aucs = ", ".join(f"{k} {v['mean']:.3f} ± {v['std']:.3f}" for k, v in c["auc"].items())
+            out.append(f"{head}: ROC AUC {aucs}")
+        return out
+
+
+def realism(
+    real: SpectrumSet,
+    simulated: SpectrumSet | None = None,
+    *,
+    n_splits: int = 5,
+    n_repeats: int = 5,
+    per_real: int = 1,
+    seed: int = 0,
+    features: bool = True,
+    discriminators: tuple[str, ...] = tuple(DISCRIMINATORS),
+) -> RealismResult:
+    """Measure how far simulated spectra are from real ones, class by class.
+
+    Parameters
+    ----------
+    real : SpectrumSet
+        Rest-frame normalised real spectra with ``label`` and ``z`` in ``meta``. Classes the
+        simulator does not make (``non-agn``, ``ambiguous``, unlabelled) are left out.
+    simulated : SpectrumSet, optional
+        The set to compare with, on the same grid. Default: :func:`simulate_matched` twins.
+    n_splits, n_repeats : int, default 5 and 5
+        Repeated stratified K-fold cross-validation of each discriminator (folds are reduced to
+        the smaller side's size when a class is small).
+    per_real : int, default 1
+        Simulated twins per real spectrum (when ``simulated`` is None).
+    seed : int, default 0
+        Simulator and cross-validation seed.
+    features : bool, default True
+        Measure and compare :data:`agnlens.features.FEATURES` (line fits: ~10 ms per spectrum).
+    discriminators : tuple of str
+        Names from :data:`DISCRIMINATORS`.
+
+    Returns
+    -------
+    RealismResult
+
+    Raises
+    ------
+    ValueError
+        If ``real`` has no spectrum of a simulated class, the sets are on different grids, or a
+        setting is out of range.
+    """
+    from threadpoolctl import threadpool_limits
+
+    # Many small matrices: threaded BLAS only oversubscribes the cores (20x slower on 2 busy cores).
+    with threadpool_limits(limits=1):
+        return _realism(real, simulated, n_splits, n_repeats, per_real, seed, features, tuple(discriminators))
+
+
+def _realism(real, simulated, n_splits, n_repeats, per_real, seed, features, discriminators) -> RealismResult:
+    unknown = sorted(set(discriminators) - set(DISCRIMINATORS))
+    if unknown or not discriminators:
+        raise ValueError(f"realism: unknown discriminators {unknown}; choose from {list(DISCRIMINATORS)}")
+    if n_splits < 2 or n_repeats < 1 or per_real < 1:
+        raise ValueError(
+            f"realism: need n_splits >= 2, n_repeats >= 1 and per_real >= 1, got {n_splits}, "
+            f"{n_repeats}, {per_real}"
+        )
+    labels = real.labels
+    present = [c for c in CLASSES if np.any(labels == c)]
+    if not present:
+        found = sorted(set(labels) - {""}) or ["no labels"]
+        raise ValueError(
+            f"realism: the real set has no spectrum of the simulated classes {list(CLASSES)} (it has "
+            f"{', '.join(found)}); give a labels catalogue (--labels) that names type1, type2 or intermediate"
+        )
+    real = real[np.isin(labels, present)]
+    if simulated is None:
+        z = pd.to_numeric(real.meta["z"], errors="coerce").to_numpy(float)
+        unusable = ~(np.isfinite(z) & (z >= 0))
+        if unusable.any():
+            warnings.warn(
+                f"realism: {int(unusable.sum())} real spectra have no usable redshift (e.g. "
+                f"{real.spec_id[unusable][0]}); no twin can be simulated for them, they are left out",
+                AgnlensWarning, stacklevel=3,
+            )
+            real = real[~unusable]
+        real, simulated = simulate_matched(real, per_real=per_real, seed=seed)
+    elif simulated.n_pixels != real.n_pixels or not np.allclose(simulated.wavelength, real.wavelength):
+        raise ValueError(
+            f"realism: the simulated set is on grid {simulated.grid!r} ({simulated.n_pixels} px), the real "
+            f"one on {real.grid!r} ({real.n_pixels} px); preprocess both onto one grid"
+        )
+    feat_real = feat_sim = None
+    if features:
+        from agnlens.features import spectral_features
+
+        feat_real, feat_sim = spectral_features(real), spectral_features(simulated)
+    classes: dict[str, dict[str, Any]] = {}
+    medians = {}
+    for label in present:
+        r_idx = np.flatnonzero(real.labels == label)
+        s_idx = np.flatnonzero(simulated.labels == label)
+        entry: dict[str, Any] = {"n_real": int(r_idx.size), "n_simulated": int(s_idx.size), "tested": False,
+                                 "reason": "", "auc": {}, "features": []}
+        if r_idx.size < MIN_REAL or s_idx.size < MIN_REAL:
+            entry["reason"] = (
+                f"{r_idx.size} real and {s_idx.size} simulated spectra; a cross-validated two-sample "
+                f"test needs at least {MIN_REAL} of each"
+            )
+        else:
+            X = np.vstack([real.flux[r_idx], simulated.flux[s_idx]]).astype(np.float64)
+            y = np.r_[np.ones(r_idx.size, int), np.zeros(s_idx.size, int)]
+            folds = int(min(n_splits, r_idx.size, s_idx.size))
+            entry["auc"] = _cv_auc(discriminators, X, y, folds, n_repeats, seed)
+            entry["tested"] = True
+        if features:
+            entry["features"] = _compare_features(feat_real.iloc[r_idx], feat_sim.iloc[s_idx])
+        medians[label] = (np.median(real.flux[r_idx], axis=0), np.median(simulated.flux[s_idx], axis=0)
+                          if s_idx.size else np.full(real.n_pixels, np.nan))
+        classes[label] = entry
+    settings = {
+        "grid": real.grid, "grid_range": [float(real.wavelength[0]), float(real.wavelength[-1])],
+        "n_pixels": int(real.n_pixels), "n_splits": int(n_splits), "n_repeats": int(n_repeats),
+        "per_real": int(per_real), "seed": int(seed),
+        "discriminators": {k: DISCRIMINATORS[k] for k in discriminators},
+        "simulator": simulated.provenance.get("simulator", "given"),
+        "matching": simulated.provenance.get("matching", "none (simulated set given)"),
+    }
+    return RealismResult(classes=classes, wavelength=real.wavelength, medians=medians, settings=settings)
+
+
+def simulate_matched(real: SpectrumSet, *, per_real: int = 1, seed: int = 0) -> tuple[SpectrumSet, SpectrumSet]:
+    """Simulated twins of every real spectrum: same class, redshift and S/N at 5100 Å.
+
+    Parameters
+    ----------
+    real : SpectrumSet
+        Labelled (``type1``, ``type2`` or ``intermediate``) rest-frame normalised spectra.
+    per_real : int
+        Twins per real spectrum.
+    seed : int
+        The twins of real spectrum ``i`` are simulated with seed ``seed + i·per_real``.
+
+    Returns
+    -------
+    real, simulated : SpectrumSet
+        ``real`` with each spectrum's mask widened by its twins' masks; the twins (``provenance``
+        ``simulated: True``), masked like their real spectrum, ``meta["real_spec_id"]`` naming it.
+    """
+    from agnlens.features import spectral_features
+
+    grid = Grid(real.grid, real.wavelength, spacing="custom")
+    snr_grid = spectral_features(real, lines=False)["snr_5100"].to_numpy(float)
+    fallback = pd.to_numeric(real.meta.get("snr", pd.Series(np.nan, index=real.meta.index)), errors="coerce")
+    snr_grid = np.where(np.isfinite(snr_grid), snr_grid, fallback.to_numpy(float))
+    pixel = float(np.interp(5100.0, real.wavelength[1:], np.diff(real.wavelength)))
+    snr_obs = np.clip(np.nan_to_num(snr_grid, nan=20.0) * np.sqrt(_SDSS_PIXEL_5100 / pixel), 1.0, 300.0)
+    # The simulator's S/N is per observed pixel of its own continuum model; calibrate it on the
+    # grid: simulate once, measure the twins as the real spectra were measured, rescale, redo
+    # (same seeds, so only the noise level changes).
+    rows, owners = _twins(real, snr_obs, grid, per_real, seed)
+    got = spectral_features(stack(rows, grid), lines=False)["snr_5100"].to_numpy(float)
+    want = np.repeat(snr_grid, per_real)
+    factor = np.where(np.isfinite(got) & np.isfinite(want) & (got > 0), want / got, 1.0)
+    snr_obs = np.clip(snr_obs * factor.reshape(-1, per_real).mean(axis=1), 1.0, 300.0)
+    rows, owners = _twins(real, snr_obs, grid, per_real, seed)
+    flux_r, ivar_r, mask_r = (np.array(a, dtype=np.float64) for a in (real.flux, real.ivar, real.mask))
+    mask_r = mask_r.astype(bool)
+    for row, i in zip(rows, owners):
+        mask_r[i] |= row[2]
+    for row, i in zip(rows, owners):
+        row[2] = row[2] | mask_r[i]
+        row[0], row[1] = _apply_mask(real.wavelength, row[0], row[1], row[2])
+    for i in range(len(real)):
+        flux_r[i], ivar_r[i] = _apply_mask(real.wavelength, flux_r[i], ivar_r[i], mask_r[i])
+    matched = SpectrumSet(wavelength=real.wavelength, flux=flux_r.astype(np.float32), ivar=ivar_r.astype(np.float32),
+                          mask=mask_r, meta=real.meta.copy(), grid=real.grid, provenance=dict(real.provenance))
+    from agnlens import __version__
+
+    sim = stack([tuple(r) for r in rows], grid, {
+        "simulated": True, "seed": int(seed),
+        "simulator": f"agnlens {__version__} simulate, {per_real} twin(s) per real spectrum",
+        "matching": "class, redshift and S/N at 5100 Å of each real spectrum; masks shared",
+    })
+    return matched, sim
+
+
+def _twins(real, snr_obs, grid, per_real, seed):
+    from agnlens.simulate import simulate
+
+    rows, owners = [], []
+    for i in range(len(real)):
+        label, z = real.labels[i], float(real.meta["z"].iloc[i])
+        twins = simulate(counts={label: per_real}, seed=int(seed) + i * per_real, redshift=(z, z), snr=float(snr_obs[i]))
+        for k, twin in enumerate(twins):
+            f, v, m, meta = preprocess_one(twin, grid, max_bad_fraction=1.0)
+            meta["spec_id"] = f"{meta['spec_id']}-sim{i}.{k}"
+            meta["real_spec_id"] = real.spec_id[i]
+            rows.append([f, v, m, meta])
+            owners.append(i)
+    return rows, owners
+
+
+def _apply_mask(wl, flux, ivar, bad):
+    """Bad pixels filled by linear interpolation from the good ones (as preprocessing does), ivar 0."""
+    good = ~bad
+    if good.sum() < 2:
+        return flux, np.zeros_like(ivar)
+    return np.where(good, flux, np.interp(wl, wl[good], flux[good])), np.where(good, ivar, 0.0)
+
+
+def _heads(seed: int, n_train: int) -> dict[str, Any]:
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.neighbors import KNeighborsClassifier
+
+    return {
+        "pca_logistic": LogisticRegression(max_iter=5000),
+        "pca_forest": RandomForestClassifier(n_estimators=100, random_state=seed, n_jobs=1),
+        "pca_knn": KNeighborsClassifier(n_neighbors=int(min(5, max(1, n_train // 2)))),
+    }
+
+
+def _cv_auc(names, X: np.ndarray, y: np.ndarray, folds: int, repeats: int, seed: int) -> dict[str, dict[str, float]]:
+    """ROC AUC of each discriminator over repeated stratified K-fold: mean, std, min, max.
+
+    The PCA is fitted once per training fold (never on the test fold) and its whitened
+    components are shared by the heads.
+    """
+    from sklearn.base import clone
+    from sklearn.decomposition import PCA
+    from sklearn.metrics import roc_auc_score
+    from sklearn.model_selection import RepeatedStratifiedKFold
+
+    cv = RepeatedStratifiedKFold(n_splits=folds, n_repeats=repeats, random_state=seed)
+    scores: dict[str, list[float]] = {name: [] for name in names}
+    for train, test in cv.split(X, y):
+        k = int(max(1, min(20, train.size - 1)))
+        pca = PCA(n_components=k, svd_solver="randomized", random_state=seed).fit(X[train])
+        z_train, z_test = pca.transform(X[train]), pca.transform(X[test])
+        scale = np.sqrt(np.maximum(pca.explained_variance_, 1e-300))
+        heads = _heads(seed, train.size)
+        for name in names:
+            model = clone(heads[name]).fit(z_train / scale, y[train])
+            scores[name].append(float(roc_auc_score(y[test], model.predict_proba(z_test / scale)[:, 1])))
+    return {
+        name: {"mean": float(np.mean(v)), "std": float(np.std(v)), "min": float(np.min(v)),
+               "max": float(np.max(v)), "n_folds": len(v)}
+        for name, v in scores.items()
+    }
+
+
+def _compare_features(real: pd.DataFrame, sim: pd.DataFrame) -> list[dict[str, Any]]:
+    """Per feature: medians, KS statistic and p, Wasserstein distance on pooled ranks."""
+    from scipy.stats import ks_2samp, wasserstein_distance
+
+    from agnlens.features import FEATURES
+
+    rows = []
+    for name in FEATURES:
+        a = real[name].to_numpy(float)
+        b = sim[name].to_numpy(float)
+        a, b = a[np.isfinite(a)], b[np.isfinite(b)]
+        row: dict[str, Any] = {"feature": name, "n_real": int(a.size), "n_simulated": int(b.size),
+                               "median_real": float(np.median(a)) if a.size else None,
+                               "median_simulated": float(np.median(b)) if b.size else None,
+                               "ks": None, "ks_p": None, "wasserstein_rank": None}
+        if a.size >= 3 and b.size >= 3:
+            with warnings.catch_warnings():  # exact p may fall back to the asymptotic one: fine
+                warnings.filterwarnings("ignore", "ks_2samp: Exact calculation unsuccessful", RuntimeWarning)
+                ks = ks_2samp(a, b)
+            row["ks"], row["ks_p"] = float(ks.statistic), float(ks.pvalue)
+            # W1 between the two samples after mapping both through their pooled empirical CDF:
+            # scale-free, in [0, 1], and a ratio with a near-zero denominator cannot dominate it.
+            both = np.sort(np.concatenate([a, b]))
+            rank = lambda v: np.searchsorted(both, v, side="right") / both.size  # noqa: E731
+            row["wasserstein_rank"] = float(wasserstein_distance(rank(a), rank(b)))
+        rows.append(row)
+    return rows

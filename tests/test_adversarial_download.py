@@ -1,0 +1,151 @@
+"""A hostile or broken archive: another spectrum's file, an endless response, a server that drips.
+
+Each case is served by a local HTTP server with the SAS layout and real SDSS files; nothing wrong
+may be saved under a requested name, and nothing half-written may be left.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from agnlens.cli import main
+from agnlens.io.download import download
+
+SPECTRA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "sdss" / "spectra"
+ASKED = "0266-51602-0107"  # the archive answers with OTHER's file for this one
+OTHER = "0332-52367-0639"
+BIG = "0266-51602-0013"  # an endless response, announced or not
+DRIP = "0392-51793-0517"  # one byte every 50 ms
+
+pytestmark = pytest.mark.skipif(
+    not (SPECTRA / f"spec-{ASKED}.fits").exists(),
+    reason=f"the real SDSS spectra are not at {SPECTRA} (a plain clone has no ../shared)",
+)
+
+
+class _Hostile(BaseHTTPRequestHandler):
+    requests: list
+    announce: bool
+
+    def log_message(self, *args) -> None:
+        pass
+
+    def do_HEAD(self) -> None:  # noqa: N802 (http.server naming)
+        self.send_response(200)
+        self.end_headers()
+
+    def do_GET(self) -> None:  # noqa: N802
+        name = self.path.rsplit("/", 1)[-1]
+        self.requests.append(name)
+        try:
+            if ASKED in name or OTHER in name:
+                self._send((SPECTRA / f"spec-{OTHER}.fits").read_bytes())
+            elif BIG in name:
+                self.send_response(200)
+                if self.announce:
+                    self.send_header("Content-Length", str(400_000_000))
+                self.end_headers()
+                block = b"\0" * 65536
+                for _ in range(400):  # 26 MB at most, then give up
+                    self.wfile.write(block)
+            elif DRIP in name:
+                self.send_response(200)
+                self.send_header("Content-Length", "300000")
+                self.end_headers()
+                for _ in range(200):  # 10 s at most
+                    self.wfile.write(b"S")
+                    self.wfile.flush()
+                    time.sleep(0.05)
+            else:
+                self.send_error(404)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client hung up, as it should
+
+    def _send(self, data: bytes) -> None:
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
+@pytest.fixture
+def hostile(request):
+    announce = getattr(request, "param", True)  # does the endless response announce its length?
+    handler = type("H", (_Hostile,), {"requests": [], "announce": announce})
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    httpd.daemon_threads = True
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}", handler.requests
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def _get(url, out, ids, **kw):
+    return download(pd.DataFrame({"spec_id": ids}), out, base_url=url, delay=0.0, backoff=0.01, retries=1,
+                    timeout=10, **kw)
+
+
+def test_another_spectrums_file_is_not_saved_under_the_requested_name(hostile, tmp_path):
+    url, _ = hostile
+    out = tmp_path / "out"
+    report = _get(url, out, [ASKED, OTHER])
+    assert report.done == [OTHER]
+    assert f"it is the spectrum {OTHER}" in report.failed[ASKED] and "not kept" in report.failed[ASKED]
+    assert sorted(p.name for p in out.iterdir()) == [f"spec-{OTHER}.fits"]
+
+
+def test_a_local_file_of_another_spectrum_is_not_taken_as_present(hostile, tmp_path):
+    url, _ = hostile
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / f"spec-{ASKED}.fits").write_bytes((SPECTRA / f"spec-{OTHER}.fits").read_bytes())
+    report = _get(url, out, [ASKED])
+    assert report.skipped == [] and ASKED in report.failed
+    assert not (out / f"spec-{ASKED}.fits").exists()
+
+
+@pytest.mark.parametrize("hostile", [True, False], ids=["announced", "unannounced"], indirect=True)
+def test_an_endless_response_is_cut_off_at_the_size_cap(hostile, tmp_path):
+    url, requests = hostile
+    out = tmp_path / "out"
+    report = _get(url, out, [BIG, OTHER], max_bytes=2_000_000)
+    assert report.done == [OTHER]
+    assert "2,000,000" in report.failed[BIG] and ("announces" in report.failed[BIG] or "exceeds" in report.failed[BIG])
+    assert requests.count(f"spec-{BIG}.fits") == 1  # refused, not retried
+    assert sorted(p.name for p in out.iterdir()) == [f"spec-{OTHER}.fits"]
+
+
+def test_a_dripping_server_is_cut_off_at_the_total_deadline(hostile, tmp_path):
+    url, _ = hostile
+    out = tmp_path / "out"
+    report = _get(url, out, [DRIP], deadline=1.0)
+    assert "total deadline of 1 s" in report.failed[DRIP]
+    assert list(out.iterdir()) == []
+
+
+@pytest.mark.parametrize("flag", ["--max-bytes", "--deadline", "--timeout"])
+def test_cli_limits_must_be_positive(tmp_path, capsys, flag):
+    catalog = tmp_path / "c.csv"
+    pd.DataFrame({"spec_id": [ASKED]}).to_csv(catalog, index=False)
+    assert main(["download", str(catalog), "--out", str(tmp_path / "o"), flag, "0"]) == 2
+    err = capsys.readouterr().err
+    assert f"argument {flag}: must be" in err
+
+
+def test_cli_reports_the_wrong_file_and_exits_1(hostile, tmp_path, capsys):
+    url, _ = hostile
+    catalog = tmp_path / "c.csv"
+    pd.DataFrame({"spec_id": [ASKED]}).to_csv(catalog, index=False)
+    status = main(["download", str(catalog), "--out", str(tmp_path / "o"), "--base-url", url, "--retries", "0",
+                   "--max-bytes", "5000000", "--deadline", "20"])
+    assert status == 1
+    assert f"failed {ASKED}: downloaded from" in capsys.readouterr().err
