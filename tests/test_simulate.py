@@ -395,3 +395,12 @@ def test_plot_spectra_draws_rest_frame_normalised():
         plot_spectra([1, 2])
     ax = plot_spectra(simulate_set(4, seed=0, grid="paper"))
     assert len(ax.lines) >= 4
+
+
+def test_cli_bounds_n_with_a_reason(tmp_path, capsys):
+    from agnlens.cli import main
+
+    assert main(["simulate", "--n", str(MAX_SPECTRA + 1), "--out", str(tmp_path / "s.zarr")]) == 2
+    err = capsys.readouterr().err
+    assert "more than 10,000,000 spectra" in err and "different --seed" in err
+    assert not (tmp_path / "s.zarr").exists()
