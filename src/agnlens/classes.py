@@ -32,6 +32,7 @@ __all__ = [
     "CLASS_NAMES",
     "QUASAR_SUBTYPES",
     "R_THRESHOLDS",
+    "SDSS_CLASS",
     "SUBTYPES",
     "TASK_CLASSES",
     "class_of_subtype",
@@ -53,6 +54,14 @@ SUBTYPES: tuple[str, ...] = ("1.0", "1.2", "1.5", "1.8", "1.9", "2")
 R_THRESHOLDS: tuple[float, float, float] = (0.3, 1.0, 4.0)
 #: Subtypes a luminous quasar (a study type 1) can have while keeping the class ``type1``.
 QUASAR_SUBTYPES: tuple[str, ...] = ("1.0", "1.2", "1.5")
+
+#: The SDSS pipeline ``CLASS`` and ``SUBCLASS`` typical of each class (what the simulator writes
+#: into its SDSS-format files): quasars are ``QSO BROADLINE``, Seyferts are galaxies.
+SDSS_CLASS: dict[str, tuple[str, str]] = {
+    "type1": ("QSO", "BROADLINE"),
+    "type2": ("GALAXY", "AGN"),
+    "intermediate": ("GALAXY", "AGN BROADLINE"),
+}
 
 _SUBTYPE_CLASS = {"1.0": "type1", "1.2": "intermediate", "1.5": "intermediate", "1.8": "intermediate",
                   "1.9": "intermediate", "2": "type2"}

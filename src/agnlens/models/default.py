@@ -42,7 +42,7 @@ def cache_dir() -> Path:
 #: simulator, say) must not reuse a model cached by the old code.
 RECIPE_MODULES = (
     "agnlens.simulate", "agnlens.preprocess", "agnlens.lines", "agnlens.models.svm",
-    "agnlens.models.coupling", "agnlens.models.tuning", "agnlens.models.domain",
+    "agnlens.models.coupling", "agnlens.models.tuning", "agnlens.models.domain", "agnlens.classes", "agnlens.data",
 )
 
 
@@ -56,7 +56,16 @@ def recipe_key(grid: str = "paper") -> str:
 
     h = hashlib.sha256(f"{__version__} {sorted({**DEFAULT_RECIPE, 'grid': grid}.items())}".encode())
     for name in RECIPE_MODULES:
-        h.update(Path(importlib.util.find_spec(name).origin).read_bytes())
+        spec = importlib.util.find_spec(name)
+        if spec is None:  # a module the recipe no longer has
+            continue
+        origin = Path(spec.origin)
+        # a package counts with every file in it (its submodules and data files), in a stable order
+        files = sorted(f for f in origin.parent.rglob("*") if f.is_file() and "__pycache__" not in f.parts) \
+            if origin.name == "__init__.py" else [origin]
+        for f in files:
+            h.update(f.relative_to(origin.parent).as_posix().encode())
+            h.update(f.read_bytes())
     return h.hexdigest()[:12]
 
 
