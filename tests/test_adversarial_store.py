@@ -15,7 +15,6 @@ array is a ReadError (``test_store.py``).
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import textwrap
@@ -410,7 +409,9 @@ def test_csv_cells_cannot_run_as_spreadsheet_formulas(tmp_path):
     })
     write_csv(tmp_path / "t.csv", table)
     back = pd.read_csv(tmp_path / "t.csv", keep_default_na=False)
-    assert back["spec_id"].tolist() == ["'=HYPERLINK(\"http://x\")", "'+1+1", "'-2+3", "'@SUM(A1)", "'\tx", "plain", "-1.5"]
+    assert back["spec_id"].tolist() == [
+        "'=HYPERLINK(\"http://x\")", "'+1+1", "'-2+3", "'@SUM(A1)", "'\tx", "plain", "-1.5"
+    ]
     np.testing.assert_array_equal(back["score"], table["score"])  # negative numbers stay numbers
 
 

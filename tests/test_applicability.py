@@ -17,8 +17,8 @@ from agnlens.models.applicability import (
     reason,
 )
 from agnlens.models.domain import TrainingDomain
-from agnlens.models.tuning import split, train
 from agnlens.models.svm import SpectrumSVC
+from agnlens.models.tuning import split, train
 from agnlens.simulate import simulate_set
 from agnlens.stages import classify
 
@@ -108,7 +108,8 @@ def test_at_most_one_percent_of_simulated_test_spectra_are_flagged():
     spectra = simulate_set(1500, seed=7, grid="paper")
     parts = split(spectra.labels, seed=7)
     X = np.asarray(spectra.flux, dtype=np.float64)
-    model = SpectrumSVC(kernel="rbf", C=100.0, calibration_cv=None).fit(X[parts["train"]], spectra.labels[parts["train"]])
+    model = SpectrumSVC(kernel="rbf", C=100.0, calibration_cv=None)
+    model.fit(X[parts["train"]], spectra.labels[parts["train"]])
     model.training_domain_ = TrainingDomain().fit(X[parts["train"]], X[parts["validation"]])
     judged = applicability(model, spectra[parts["test"]]).table
     assert len(judged) >= 290

@@ -60,7 +60,8 @@ def test_explain_writes_values_index_figures_and_line_table(model_file, fits_dir
     figures = sorted(p.name for p in (out / "figures" / "saliency").iterdir())
     assert len(figures) == 4 and figures[0].endswith(".png") and figures[0][:-4] in set(sal.spec_id)
     table = pd.read_csv(out / "line_table.csv")
-    assert {"line", "kind", "lo", "hi", "class", "mean_saliency", "mean_abs_saliency", "share_abs"} <= set(table.columns)
+    columns = {"line", "kind", "lo", "hi", "class", "mean_saliency", "mean_abs_saliency", "share_abs"}
+    assert columns <= set(table.columns)
     assert "Hbeta" in set(table["line"])
     cw = pd.read_csv(out / "centre_wings.csv")
     assert set(cw["line"]) == {"Hbeta"}
@@ -84,7 +85,9 @@ def test_explain_real_sdss_spectra_with_verify_and_class(model_file, tmp_path, c
 def test_rejected_inputs_are_reported_one_line_each(model_file, tmp_path, capsys):
     path, _ = model_file
     good = sorted(REAL.glob("spec-*.fits"))[0]
-    status = main(["explain", "--model", str(path), str(good), str(DR7), "--out", str(tmp_path / "o"), "--max-figures", "0"])
+    status = main(
+        ["explain", "--model", str(path), str(good), str(DR7), "--out", str(tmp_path / "o"), "--max-figures", "0"]
+    )
     captured = capsys.readouterr()
     assert status == 1
     rejected = [line for line in captured.err.splitlines() if line.startswith("agnlens explain: rejected")]

@@ -43,7 +43,9 @@ def test_train_writes_model_and_metrics(workdir, capsys):
 
 
 def test_evaluate_prints_and_writes_json(workdir, capsys):
-    rc = main(["-q", "evaluate", str(workdir / "m.skops"), str(workdir / "sim.zarr"), "--json", str(workdir / "ev.json")])
+    rc = main(
+        ["-q", "evaluate", str(workdir / "m.skops"), str(workdir / "sim.zarr"), "--json", str(workdir / "ev.json")]
+    )
     out = capsys.readouterr().out
     assert rc == 0 and "confusion matrix" in out and "trained and tuned on" in out
     ev = json.loads((workdir / "ev.json").read_text())
@@ -55,7 +57,9 @@ def test_classify_fits_names_rejected_files(workdir, tmp_path, capsys):
     bad = tmp_path / "broken.fits"
     bad.write_text("not a FITS file")
     out_csv = tmp_path / "res.csv"
-    rc = main(["-q", "classify", "--model", str(workdir / "m.skops"), *map(str, files), str(bad), "--out", str(out_csv)])
+    rc = main(
+        ["-q", "classify", "--model", str(workdir / "m.skops"), *map(str, files), str(bad), "--out", str(out_csv)]
+    )
     err = capsys.readouterr().err
     assert rc == 1
     assert err.count("broken.fits") == 1 and "rejected" in err
@@ -71,7 +75,8 @@ def test_classify_fits_names_rejected_files(workdir, tmp_path, capsys):
 
 def test_classify_store_and_refuse_other_grid(workdir, tmp_path, capsys):
     out_csv = tmp_path / "res.csv"
-    assert main(["-q", "classify", "--model", str(workdir / "m.skops"), str(workdir / "sim.zarr"), "--out", str(out_csv)]) == 0
+    argv = ["-q", "classify", "--model", str(workdir / "m.skops"), str(workdir / "sim.zarr"), "--out", str(out_csv)]
+    assert main(argv) == 0
     assert len(pd.read_csv(out_csv)) == 300
     rc = main(["-q", "classify", "--model", str(workdir / "m.skops"), str(workdir / "balmer.zarr"), "--out",
                str(tmp_path / "no.csv")])

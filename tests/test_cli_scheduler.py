@@ -13,14 +13,16 @@ from agnlens.simulate import simulate_set
 def test_classify_store_on_a_cluster_matches_in_process(tmp_path, capsys):
     train = simulate_set(150, seed=11)
     model = SpectrumSVC(kernel="rbf", C=10.0, random_state=0).fit(np.asarray(train.flux, float), train.labels)
-    model_path = save_model(model, tmp_path / "m.skops", metadata={"task": "multiclass", "grid": train.provenance["grid"]})
+    metadata = {"task": "multiclass", "grid": train.provenance["grid"]}
+    model_path = save_model(model, tmp_path / "m.skops", metadata=metadata)
     store = tmp_path / "s.zarr"
     write_store(simulate_set(300, seed=12), store, chunk_size=64)
 
     outs = {}
     for scheduler in ("local", "processes"):
         out = tmp_path / f"{scheduler}.csv"
-        assert main(["classify", "--model", str(model_path), str(store), "--out", str(out), "--scheduler", scheduler]) == 0
+        argv = ["classify", "--model", str(model_path), str(store), "--out", str(out), "--scheduler", scheduler]
+        assert main(argv) == 0
         outs[scheduler] = pd.read_csv(out, dtype={"spec_id": str})
         assert not any(p.name.endswith(".work") for p in tmp_path.iterdir()), "work folder left behind"
     # the scheduler path writes the predictions; the applicability columns come from the in-process stage
@@ -30,7 +32,8 @@ def test_classify_store_on_a_cluster_matches_in_process(tmp_path, capsys):
     # the same numbers as calling the model directly
     spectra = simulate_set(300, seed=12)
     proba = model.predict_proba(np.asarray(spectra.flux, float))
-    np.testing.assert_allclose(outs["local"][["p_intermediate", "p_type1", "p_type2"]].to_numpy(), proba, rtol=1e-5, atol=1e-6)
+    local = outs["local"][["p_intermediate", "p_type1", "p_type2"]].to_numpy()
+    np.testing.assert_allclose(local, proba, rtol=1e-5, atol=1e-6)
 
 
 def test_explain_store_on_a_cluster_matches_exact_gradients(tmp_path):
@@ -40,7 +43,8 @@ def test_explain_store_on_a_cluster_matches_exact_gradients(tmp_path):
 
     train = simulate_set(150, seed=11)
     model = SpectrumSVC(kernel="linear", C=1.0, random_state=0).fit(np.asarray(train.flux, float), train.labels)
-    model_path = save_model(model, tmp_path / "m.skops", metadata={"task": "multiclass", "grid": train.provenance["grid"]})
+    metadata = {"task": "multiclass", "grid": train.provenance["grid"]}
+    model_path = save_model(model, tmp_path / "m.skops", metadata=metadata)
     spectra = simulate_set(130, seed=13)
     write_store(spectra, tmp_path / "s.zarr", chunk_size=50)
     out = tmp_path / "expl"
@@ -49,4 +53,5 @@ def test_explain_store_on_a_cluster_matches_exact_gradients(tmp_path):
     values = zarr.open_array(out / "s.zarr" / "saliency.zarr", mode="r")[:]
     expected = proba_gradient(model, np.asarray(spectra.flux, float))
     np.testing.assert_allclose(values, expected, rtol=1e-5, atol=1e-7 * np.abs(expected).max())
-    assert main(["explain", str(model_path), str(tmp_path / "m.skops"), "--out", str(out), "--scheduler", "processes"]) == 2
+    argv = ["explain", str(model_path), str(tmp_path / "m.skops"), "--out", str(out), "--scheduler", "processes"]
+    assert main(argv) == 2

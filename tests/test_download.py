@@ -252,7 +252,8 @@ def test_download_sample_end_to_end(archive, tmp_path, capsys):
                   "fiberid": [int(s.split("-")[2]) for s in type2], "pmf": type2, "label": "seyfert2"}
                  ).to_csv(tmp_path / "t2.csv", index=False)
     inter = labels[labels.label == "intermediate"]
-    pd.DataFrame({"pmf": inter.spec_id, "z": inter.z, "label": "intermediate_seyfert"}).to_csv(tmp_path / "int.csv", index=False)
+    inter_table = pd.DataFrame({"pmf": inter.spec_id, "z": inter.z, "label": "intermediate_seyfert"})
+    inter_table.to_csv(tmp_path / "int.csv", index=False)
     out = tmp_path / "peruzzi"
     status = main(["download", "--sample", "peruzzi2021", "--out", str(out), "--quasars", "5",
                    "--skyserver-url", f"{url}/dr17/SkyServerWS/SearchTools/SqlSearch", "--archive-url", f"{url}/sas",

@@ -21,7 +21,8 @@ def study():
     order = rng.permutation(len(spectra))
     train, test = order[:100], order[100:]
     X = np.asarray(spectra.flux, float)
-    model = SpectrumSVC(kernel="linear", C=0.07, class_weight="balanced", random_state=0).fit(X[train], spectra.labels[train])
+    model = SpectrumSVC(kernel="linear", C=0.07, class_weight="balanced", random_state=0)
+    model.fit(X[train], spectra.labels[train])
     return model, spectra[test]
 
 
@@ -66,7 +67,9 @@ def test_abs_ranking_orders_by_magnitude(study):
     sub = spectra[:2]
     sal = saliency(model, sub)
     signed = deletion_curve(model, sub, sal, steps=20, rank="signed")
-    magnitude = deletion_curve(model, sub, -sal.values, sal.target_index, steps=20, rank="abs", wavelength=sub.wavelength)
+    magnitude = deletion_curve(
+        model, sub, -sal.values, sal.target_index, steps=20, rank="abs", wavelength=sub.wavelength
+    )
     same = deletion_curve(model, sub, sal.values, sal.target_index, steps=20, rank="abs")
     np.testing.assert_allclose(magnitude.probability, same.probability)  # the sign does not matter
     assert not np.allclose(signed.probability, same.probability)

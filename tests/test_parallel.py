@@ -32,7 +32,9 @@ def synthetic(n: int, seed: int, start: int = 0) -> SpectrumSet:
     flux += rng.normal(0, 0.08, flux.shape)
     meta = pd.DataFrame(
         {
-            "spec_id": [f"{9000 + i // 600:04d}-{55000 + i % 600:05d}-{i % 1000 + 1:04d}" for i in range(start, start + n)],
+            "spec_id": [
+                f"{9000 + i // 600:04d}-{55000 + i % 600:05d}-{i % 1000 + 1:04d}" for i in range(start, start + n)
+            ],
             "label": CLASSES[y],
             "z": rng.uniform(0.02, 0.1, n),
             "source": [f"synthetic-{i}" for i in range(start, start + n)],
@@ -241,7 +243,9 @@ def test_ingest_files_on_cluster_matches_serial_ingest(cluster, tmp_path):
     inputs = real_inputs(tmp_path)
     labels = str(REAL / "sdss" / "labels.csv")
     serial, serial_summary = ingest(inputs, labels=labels, grid="balmer")
-    path, summary = ingest_files(inputs, tmp_path / "out.zarr", labels=labels, grid="balmer", scheduler=cluster, batch_size=16)
+    path, summary = ingest_files(
+        inputs, tmp_path / "out.zarr", labels=labels, grid="balmer", scheduler=cluster, batch_size=16
+    )
     got = open_store(path, lazy=False)
     assert len(got) == 95 and got.grid == "balmer"
     for name in ("flux", "ivar", "mask"):

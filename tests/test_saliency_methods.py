@@ -49,7 +49,9 @@ def toy_spectra(n_per_class: int = 30, seed: int = 0) -> SpectrumSet:
         labels += [label] * n
     flux = np.vstack(rows)
     meta = pd.DataFrame({"spec_id": [f"toy-{i:04d}" for i in range(len(labels))], "label": labels})
-    return SpectrumSet(WL, flux.astype(np.float32), np.ones_like(flux, np.float32), np.zeros(flux.shape, bool), meta, grid="paper")
+    return SpectrumSet(
+        WL, flux.astype(np.float32), np.ones_like(flux, np.float32), np.zeros(flux.shape, bool), meta, grid="paper"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +74,8 @@ def logistic(data):
 
 @pytest.fixture(scope="module")
 def rbf_model(data):
-    return SpectrumSVC(kernel="rbf", C=1.0, standardize=True, random_state=0).fit(np.asarray(data.flux, float), data.labels)
+    model = SpectrumSVC(kernel="rbf", C=1.0, standardize=True, random_state=0)
+    return model.fit(np.asarray(data.flux, float), data.labels)
 
 
 @pytest.mark.parametrize("method", METHODS)
@@ -255,7 +258,8 @@ def test_occlusion_of_a_region_the_model_ignores_is_zero(data, logistic):
 def test_save_load_round_trip(model, data, tmp_path):
     sal = saliency(model, data[[0, 31, 62]])
     out = sal.save(tmp_path / "saliency", reason=["misclassified", "random", "random"])
-    assert sorted(p.name for p in out.iterdir()) == ["flux.npy", "index.csv", "saliency.json", "values.npy", "wavelength.npy"]
+    expected = ["flux.npy", "index.csv", "saliency.json", "values.npy", "wavelength.npy"]
+    assert sorted(p.name for p in out.iterdir()) == expected
     index = pd.read_csv(out / "index.csv")
     assert list(index.columns[:6]) == ["row", "spec_id", "label", "predicted", "target_class", "reason"]
     assert np.load(out / "values.npy").dtype == np.float32

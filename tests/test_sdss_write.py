@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
-from agnlens.io.sdss import read_sdss
 from agnlens.io.catalog import read_catalog
+from agnlens.io.sdss import read_sdss
 from agnlens.io.sdss_write import FULLREJECT, sdss_filename, write_labels, write_sdss, write_sdss_many
 from agnlens.preprocess import preprocess, to_rest_frame
 from agnlens.simulate import simulate

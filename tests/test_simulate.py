@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from scipy.optimize import curve_fit
 
-from agnlens.lines import C_KMS
 from agnlens.classes import class_of_subtype, winkler_subtype
+from agnlens.lines import C_KMS
 from agnlens.simulate import DEFAULT_COUNTS, MAX_SPECTRA, REDSHIFT_PRESETS, _resolve_counts, simulate, simulate_set
 from agnlens.simulate.narrow import kewley01, schawinski07
 from agnlens.simulate.noise import noise_library
@@ -313,6 +313,20 @@ def test_type2_has_no_broad_component_and_type1_has():
     assert all(s.meta["fwhm_broad"] == 0 for s in t2)
 
 
+def _line_flux(wl, f, sig0, centre, lo, hi, absorption):
+    """Flux of one line from a single-Gaussian fit (plus a Gaussian absorption trough if asked)."""
+    v = C_KMS * (wl / centre - 1)
+    sel = (v > lo) & (v < hi)
+
+    def model(v, c0, c1, a, sig, b=0.0, sb=1.0):
+        return c0 + c1 * v / 1e4 + _gauss(v, a, 0.0, sig) - _gauss(v, b, 0.0, sb)
+
+    base = np.median(f[sel])
+    p0 = [base, 0, f[sel].max() - base, sig0] + ([0.05 * base, 700] if absorption else [])
+    p, _ = curve_fit(model, v[sel], f[sel], p0=p0, maxfev=20000)
+    return p[2] * abs(p[3]) * np.sqrt(2 * np.pi) * centre / C_KMS
+
+
 def test_oiii_hbeta_ratio_as_drawn():
     # single-Gaussian fits: spectra without an [O III] blue wing
     # and a narrow Hβ well above the host's Balmer absorption (EW > 6 Å; a Gaussian trough is only
@@ -323,21 +337,8 @@ def test_oiii_hbeta_ratio_as_drawn():
     for s in spectra[:12]:
         wl, f = _rest(s)
         sig0 = s.meta["fwhm_narrow"] / 2.3548
-
-        def flux_of(centre, lo, hi, absorption):
-            v = C_KMS * (wl / centre - 1)
-            sel = (v > lo) & (v < hi)
-
-            def model(v, c0, c1, a, sig, b=0.0, sb=1.0):
-                return c0 + c1 * v / 1e4 + _gauss(v, a, 0.0, sig) - _gauss(v, b, 0.0, sb)
-
-            base = np.median(f[sel])
-            p0 = [base, 0, f[sel].max() - base, sig0] + ([0.05 * base, 700] if absorption else [])
-            p, _ = curve_fit(model, v[sel], f[sel], p0=p0, maxfev=20000)
-            return p[2] * abs(p[3]) * np.sqrt(2 * np.pi) * centre / C_KMS
-
-        oiii = flux_of(5008.24, -1800, 1800, False)
-        hbeta = flux_of(4862.68, -4000, 3000, True)
+        oiii = _line_flux(wl, f, sig0, 5008.24, -1800, 1800, False)
+        hbeta = _line_flux(wl, f, sig0, 4862.68, -4000, 3000, True)
         cont = np.median(f[(wl > 5075) & (wl < 5125)])
         assert oiii / cont == pytest.approx(s.meta["oiii_ew"], rel=0.05)  # EW against 5100 Å
         assert oiii / hbeta == pytest.approx(s.meta["oiii_hbeta"], rel=0.2)  # Gaussian trough: rough

@@ -68,7 +68,7 @@ def test_round_trip_exact_with_dtypes(tmp_path):
     assert isinstance(eager.flux, np.ndarray) and eager.flux.dtype == np.float32
     assert eager.mask.dtype == bool and eager.wavelength.dtype == np.float64
     dtypes = eager.meta.dtypes
-    assert dtypes["zwarning"] == np.int64 and dtypes["snr"] == np.float32 and dtypes["flagged"] == bool
+    assert dtypes["zwarning"] == np.int64 and dtypes["snr"] == np.float32 and dtypes["flagged"] == np.bool_
     assert eager.meta.loc[3, "sdss_subclass"] == "é ünïcode"
     assert eager.provenance["seed"] == 0 and eager.simulated
 

@@ -44,7 +44,7 @@ _MAX_NAME_BYTES = 255
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
-def hidden_sibling(path: str | Path, tag: str) -> Path:
+def hidden_sibling(path: str | os.PathLike[str], tag: str) -> Path:
     """The hidden name ``.NAME.TAG`` beside ``path``, NAME cut so that it fits 255 bytes (the same
     name on every call: work folders and lock files are found again by it)."""
     path = Path(path)
@@ -53,7 +53,7 @@ def hidden_sibling(path: str | Path, tag: str) -> Path:
     return path.parent / f".{name}.{tag}"
 
 
-def temp_sibling(path: str | Path, tag: str) -> Path:
+def temp_sibling(path: str | os.PathLike[str], tag: str) -> Path:
     """A fresh hidden name beside ``path`` (``.NAME.TAG-xxxxxxxx``), shortened to fit 255 bytes.
 
     The target's name is cut (never the random part), so a 249-character output name still gets
@@ -63,7 +63,7 @@ def temp_sibling(path: str | Path, tag: str) -> Path:
 
 
 @contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
+def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success rename it to ``path``.
 
     On an exception the temporary file is removed and ``path`` is left as it was.
@@ -81,26 +81,26 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
             tmp.unlink()
 
 
-def write_text(path: str | Path, text: str) -> Path:
+def write_text(path: str | os.PathLike[str], text: str) -> Path:
     """Write ``text`` (UTF-8) to ``path`` atomically."""
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
     return Path(path)
 
 
-def write_bytes(path: str | Path, data: bytes) -> Path:
+def write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
     """Write ``data`` to ``path`` atomically."""
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)
     return Path(path)
 
 
-def write_json(path: str | Path, obj: Any) -> Path:
+def write_json(path: str | os.PathLike[str], obj: Any) -> Path:
     """Write ``obj`` as indented JSON (through :func:`jsonable`) to ``path`` atomically."""
     return write_text(path, json.dumps(jsonable(obj), indent=2))
 
 
-def write_csv(path: str | Path, table, **to_csv) -> Path:
+def write_csv(path: str | os.PathLike[str], table, **to_csv) -> Path:
     """Write a DataFrame as CSV atomically, its string cells made spreadsheet-safe.
 
     Parameters

@@ -331,7 +331,9 @@ def _execute(scheduler, fn: Callable, tasks: list[tuple[int, tuple]], shared: Se
                             log.error("task %d failed: %s", i, exc)
                             failures.append((i, exc))
                         else:
-                            log.warning("task %d failed (attempt %d of %d): %s; retrying", i, attempt + 1, retries + 1, exc)
+                            log.warning(
+                                "task %d failed (attempt %d of %d): %s; retrying", i, attempt + 1, retries + 1, exc
+                            )
                 bar.update(1)
             return failures
         if not tasks:
@@ -352,9 +354,9 @@ def _execute(scheduler, fn: Callable, tasks: list[tuple[int, tuple]], shared: Se
         for fut, result in distributed.as_completed(futures, with_results=True, raise_errors=False):
             i = futures[fut]
             if fut.status in ("error", "cancelled"):  # incl. KilledWorker (a task that kills workers)
-                exc = result[1] if isinstance(result, tuple) else result
-                log.error("task %d failed: %s", i, exc)
-                failures.append((i, exc))
+                error = result[1] if isinstance(result, tuple) else result
+                log.error("task %d failed: %s", i, error)
+                failures.append((i, error))
             bar.update(1)
             fut.release()
     return failures
@@ -365,9 +367,10 @@ def run_chunk(
 ) -> dict:
     """Compute one chunk and write its parts (this is the task a worker runs).
 
-    Reads rows ``start:stop`` of the store (metadata ``columns``, default all), calls ``func(chunk, *args)``, writes every output
-    atomically into ``parts_dir`` and then the chunk's ``.done`` marker; returns the marker's
-    content (a few numbers, never the data). A chunk whose marker exists is not recomputed.
+    Reads rows ``start:stop`` of the store (metadata ``columns``, default all), calls
+    ``func(chunk, *args)``, writes every output atomically into ``parts_dir`` and then the chunk's
+    ``.done`` marker; returns the marker's content (a few numbers, never the data). A chunk whose
+    marker exists is not recomputed.
     """
     parts = Path(parts_dir)
     marker = _marker(parts, index)
@@ -440,7 +443,7 @@ def _assemble(parts: Path, out_path: Path, n_chunks: int, chunk_size: int, n_row
         raise RuntimeError(f"{parts}: chunks {missing[:10]} have no results; rerun to compute them")
     outputs: dict[str, Path] = {}
     table_names = sorted({k for m in markers for k in m["tables"]})
-    array_specs = {}
+    array_specs: dict[str, tuple[str, tuple[int, ...]]] = {}
     for m in markers:
         for k, (dtype, trailing) in m["arrays"].items():
             array_specs.setdefault(k, (dtype, tuple(trailing)))
@@ -512,7 +515,9 @@ def _claim(out_path: Path, description: dict, *, discard: bool = False) -> None:
                 f"rerun the original command to finish it, or delete {out_path} (ingest: --overwrite) "
                 f"to start afresh"
             )
-        log.warning("%s: discarding the unfinished work of a different run (differs in %s)", out_path, ", ".join(changed))
+        log.warning(
+            "%s: discarding the unfinished work of a different run (differs in %s)", out_path, ", ".join(changed)
+        )
         shutil.rmtree(out_path)
         existing = None
     out_path.mkdir(parents=True, exist_ok=True)
@@ -621,7 +626,9 @@ def _classify_output(chunk: SpectrumSet, model) -> dict:
     return {"predictions": classify_chunk(chunk, model)}
 
 
-def explain_chunk(chunk: SpectrumSet, model, method: str = "gradient", target=None, options: dict | None = None) -> dict:
+def explain_chunk(
+    chunk: SpectrumSet, model, method: str = "gradient", target=None, options: dict | None = None
+) -> dict:
     """Saliency maps of every spectrum of a chunk (:func:`agnlens.explain.saliency.saliency`).
 
     Returns
@@ -769,12 +776,10 @@ def ingest_batch(
         masks.append(np.asarray(mask, dtype=bool))
         metas.append(meta)
     stem = f"batch-{index:06d}"
-    arrays = {
-        "flux": np.array(fluxes, dtype=np.float32).reshape(-1, n_pix),
-        "ivar": np.array(ivars, dtype=np.float32).reshape(-1, n_pix),
-        "mask": np.array(masks, dtype=bool).reshape(-1, n_pix),
-    }
-    _atomic_save(parts / f"{stem}.npz", lambda f: np.savez(f, **arrays))
+    flux_rows = np.array(fluxes, dtype=np.float32).reshape(-1, n_pix)
+    ivar_rows = np.array(ivars, dtype=np.float32).reshape(-1, n_pix)
+    mask_rows = np.array(masks, dtype=bool).reshape(-1, n_pix)
+    _atomic_save(parts / f"{stem}.npz", lambda f: np.savez(f, flux=flux_rows, ivar=ivar_rows, mask=mask_rows))
     payload = json.dumps({"meta": metas, "rejected": rejected}, default=_json_default)
     _atomic_save(parts / f"{stem}.json", lambda f: f.write(payload.encode()))
     content = {"index": index, "accepted": len(metas), "rejected": len(rejected), "pid": os.getpid()}
@@ -937,19 +942,19 @@ def _ingest_locked(
         for source, reason in info["rejected"]:
             log.debug("rejected %s: %s", source, reason)
             summary.rejected.append(Rejection(source, reason))
-        keep = []
+        flags = []
         for meta in info["meta"]:
             sid, src = str(meta.get("spec_id", "")), str(meta.get("source", ""))
             if sid and sid in seen:
                 reason = f"duplicate spec_id {sid} (already read from {seen[sid]})"
                 log.debug("rejected %s: %s", src, reason)
                 summary.rejected.append(Rejection(src, reason, sid))
-                keep.append(False)
+                flags.append(False)
                 continue
             seen[sid] = src
             records.append(meta)
-            keep.append(True)
-        keep_rows.append(np.asarray(keep, dtype=bool))
+            flags.append(True)
+        keep_rows.append(np.asarray(flags, dtype=bool))
     summary.accepted = len(records)
     if catalog is not None:
         summary.catalog_unmatched = int((~catalog["spec_id"].isin(seen)).sum())

@@ -227,7 +227,7 @@ def _realism(real, simulated, n_splits, n_repeats, per_real, seed, features, dis
             folds = int(min(n_splits, r_idx.size, s_idx.size))
             entry["auc"] = _cv_auc(discriminators, X, y, folds, n_repeats, seed)
             entry["tested"] = True
-        if features:
+        if feat_real is not None and feat_sim is not None:  # set exactly when ``features``
             entry["features"] = _compare_features(feat_real.iloc[r_idx], feat_sim.iloc[s_idx])
         medians[label] = (np.median(real.flux[r_idx], axis=0), np.median(simulated.flux[s_idx], axis=0)
                           if s_idx.size else np.full(real.n_pixels, np.nan))
@@ -305,7 +305,9 @@ def _twins(real, snr_obs, grid, per_real, seed):
     rows, owners = [], []
     for i in range(len(real)):
         label, z = real.labels[i], float(real.meta["z"].iloc[i])
-        twins = simulate(counts={label: per_real}, seed=int(seed) + i * per_real, redshift=(z, z), snr=float(snr_obs[i]))
+        twins = simulate(
+            counts={label: per_real}, seed=int(seed) + i * per_real, redshift=(z, z), snr=float(snr_obs[i])
+        )
         for k, twin in enumerate(twins):
             f, v, m, meta = preprocess_one(twin, grid, max_bad_fraction=1.0)
             meta["spec_id"] = f"{meta['spec_id']}-sim{i}.{k}"
@@ -387,7 +389,7 @@ def _compare_features(real: pd.DataFrame, sim: pd.DataFrame) -> list[dict[str, A
             # W1 between the two samples after mapping both through their pooled empirical CDF:
             # scale-free, in [0, 1], and a ratio with a near-zero denominator cannot dominate it.
             both = np.sort(np.concatenate([a, b]))
-            rank = lambda v: np.searchsorted(both, v, side="right") / both.size  # noqa: E731
-            row["wasserstein_rank"] = float(wasserstein_distance(rank(a), rank(b)))
+            rank_a, rank_b = (np.searchsorted(both, v, side="right") / both.size for v in (a, b))
+            row["wasserstein_rank"] = float(wasserstein_distance(rank_a, rank_b))
         rows.append(row)
     return rows

@@ -94,12 +94,16 @@ def add_scheduler_argument(parser) -> None:
 
 
 # -------------------------------------------------------------------------- inputs and outputs
-def check_output(out, inputs: Iterable = (), *, overwrite: bool = True, option: str = "--out", adds_to_folder: bool = False):
+def check_output(
+    out, inputs: Iterable = (), *, overwrite: bool = True, option: str = "--out", adds_to_folder: bool = False
+):
     """The output-path check of every command (:func:`agnlens.atomic.check_output`): never onto
     an input (or over a folder holding one); an existing output only with ``overwrite``."""
     from agnlens.atomic import check_output as check
 
-    return check(out, [i for i in inputs if i is not None], overwrite=overwrite, option=option, adds_to_folder=adds_to_folder)
+    return check(
+        out, [i for i in inputs if i is not None], overwrite=overwrite, option=option, adds_to_folder=adds_to_folder
+    )
 
 
 def unique_inputs(command: str, inputs: Sequence[str]) -> list[str]:
@@ -114,5 +118,8 @@ def unique_inputs(command: str, inputs: Sequence[str]) -> list[str]:
             continue
         seen[key] = item
     if repeated:
-        print(f"agnlens {command}: warning: inputs given more than once, used once: {', '.join(repeated)}", file=sys.stderr)
+        print(
+            f"agnlens {command}: warning: inputs given more than once, used once: {', '.join(repeated)}",
+            file=sys.stderr,
+        )
     return list(seen.values())

@@ -57,7 +57,8 @@ def run(args) -> int:
     stores = [p for p in args.inputs if is_store(p)]
     files = [p for p in args.inputs if not is_store(p)]
     models = resolve_models(args.model)
-    tables, rejected = [], []
+    tables: list[pd.DataFrame] = []
+    rejected: list = []
     for store in stores:
         spectra = open_store(store, lazy=args.scheduler != "local")
         model, meta = model_for_grid(models, spectra.grid)

@@ -30,7 +30,8 @@ def add_parser(sub) -> None:
                    "its labels written to DIR/labels.csv")
     p.add_argument("--skyserver-url", default=None, metavar="URL",
                    help="SDSS SkyServer SQL search service for --sample (default the DR17 SqlSearch)")
-    p.add_argument("--quasars", type=nonnegative_int, default=680, metavar="N", help="type 1 quasars of --sample (default 680)")
+    p.add_argument("--quasars", type=nonnegative_int, default=680, metavar="N",
+                   help="type 1 quasars of --sample (default 680)")
     p.add_argument("--type2-catalog", metavar="CSV", help="for --sample: another type 2 list in the shipped "
                    "catalogues' format (pmf or plate/mjd/fiberid)")
     p.add_argument("--intermediate-catalog", metavar="CSV", help="for --sample: another intermediate list")
@@ -40,7 +41,8 @@ def add_parser(sub) -> None:
                    help="archive root (default the SAS, https://data.sdss.org/sas)")
     p.add_argument("--workers", type=positive_int, default=4, metavar="N", help="parallel downloads (default 4)")
     p.add_argument("--retries", type=nonnegative_int, default=3, metavar="N", help="retries per file (default 3)")
-    p.add_argument("--timeout", type=positive_float, default=30.0, metavar="S", help="seconds a single network read may wait (default 30)")
+    p.add_argument("--timeout", type=positive_float, default=30.0, metavar="S",
+                   help="seconds a single network read may wait (default 30)")
     p.add_argument("--deadline", type=positive_float, default=300.0, metavar="S",
                    help="seconds one file's transfer may take in total (default 300)")
     p.add_argument("--max-bytes", type=positive_int, default=50_000_000, metavar="N",

@@ -27,13 +27,12 @@ def run(args) -> int:
     import numpy as np
 
     from agnlens.atomic import write_text
+    from agnlens.cli._common import check_output
     from agnlens.cli.train import format_scores
     from agnlens.errors import UsageError
     from agnlens.io.store import open_store
     from agnlens.models.metrics import evaluate
     from agnlens.models.persistence import check_grid, load_model, training_data_hash
-
-    from agnlens.cli._common import check_output
 
     if args.json:
         check_output(args.json, [args.model, args.store], option="--json")

@@ -46,15 +46,19 @@ def add_parser(sub) -> None:
                    help="a model file (.skops) or 'default' (the default: the built-in models)")
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="spectrum files, directories, glob patterns or a store")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
-    p.add_argument("--method", default="gradient", choices=METHODS, help="attribution method (default: gradient, exact)")
-    p.add_argument("--class", dest="target", metavar="K", help="class to explain (label or index; default: the predicted class)")
+    p.add_argument("--method", default="gradient", choices=METHODS,
+                   help="attribution method (default: gradient, exact)")
+    p.add_argument("--class", dest="target", metavar="K",
+                   help="class to explain (label or index; default: the predicted class)")
     p.add_argument("--verify", action="store_true",
                    help=f"check the exact gradient against finite differences on up to {VERIFY_SPECTRA} "
                    f"spectra, each passing when its relative error is ≤ {VERIFY_TOLERANCE:g} or its absolute "
                    f"error ≤ {VERIFY_ABS_TOLERANCE:g}; collapsed spectra are reported, not failed; exit 1 "
                    "if any spectrum fails")
-    p.add_argument("--max-figures", type=int, default=50, metavar="N", help="figures for at most N spectra (default 50; 0: none)")
-    p.add_argument("--panels", action="store_true", help="figures with one panel per class (the saliency of every class's probability)")
+    p.add_argument("--max-figures", type=int, default=50, metavar="N",
+                   help="figures for at most N spectra (default 50; 0: none)")
+    p.add_argument("--panels", action="store_true",
+                   help="figures with one panel per class (the saliency of every class's probability)")
     p.add_argument("--labels", metavar="CATALOG", help="label catalogue, to show true types in titles")
     p.add_argument(
         "--scheduler", metavar="WHERE", type=scheduler,
@@ -99,7 +103,7 @@ def run(args) -> int:
         return 1
     status = 1 if rejected else 0
     out = Path(args.out)
-    for model, meta, spectra in groups:
+    for model, _meta, spectra in groups:
         where = out if len(groups) == 1 else out / f"grid-{spectra.grid}"
         status = max(status, _explain(args, model, spectra, where))
     if rejected:
@@ -256,7 +260,9 @@ def _parse_target(text, model):
         return int(text)
     from agnlens.errors import UsageError
 
-    raise UsageError(f"--class {text!r} is not a class of the model ({', '.join(classes)}) nor an index 0..{len(classes) - 1}")
+    raise UsageError(
+        f"--class {text!r} is not a class of the model ({', '.join(classes)}) nor an index 0..{len(classes) - 1}"
+    )
 
 
 def _all_classes(model, spectra, method):

@@ -5,7 +5,13 @@ from __future__ import annotations
 import argparse
 
 from agnlens.cli._common import (
-    add_scheduler_argument, check_output, fraction, positive_int, progress_bar, report_rejections, unique_inputs,
+    add_scheduler_argument,
+    check_output,
+    fraction,
+    positive_int,
+    progress_bar,
+    report_rejections,
+    unique_inputs,
 )
 
 
@@ -21,15 +27,21 @@ def add_parser(sub) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="files, directories or glob patterns")
-    p.add_argument("--labels", metavar="CATALOG", help="label catalogue (CSV/ECSV/FITS) keyed by spec_id, plate/mjd/fiber or file name")
-    p.add_argument("--grid", default="paper", choices=["paper", "balmer"], help="wavelength grid (default: paper, 3729–5266 Å as in Peruzzi et al. 2021)")
+    p.add_argument("--labels", metavar="CATALOG",
+                   help="label catalogue (CSV/ECSV/FITS) keyed by spec_id, plate/mjd/fiber or file name")
+    p.add_argument("--grid", default="paper", choices=["paper", "balmer"],
+                   help="wavelength grid (default: paper, 3729–5266 Å as in Peruzzi et al. 2021)")
     p.add_argument("--out", required=True, metavar="STORE", help="output Zarr store (directory)")
-    p.add_argument("--allow-zwarning", action="store_true", help="keep spectra whose ZWARNING makes the redshift unreliable")
-    p.add_argument("--max-bad-fraction", type=fraction, default=0.1, metavar="F", help="reject spectra with a larger share of the grid bad or uncovered (default 0.1)")
-    p.add_argument("--overwrite", action="store_true", help="replace STORE if it exists (only an agnlens store is ever replaced, never an input)")
+    p.add_argument("--allow-zwarning", action="store_true",
+                   help="keep spectra whose ZWARNING makes the redshift unreliable")
+    p.add_argument("--max-bad-fraction", type=fraction, default=0.1, metavar="F",
+                   help="reject spectra with a larger share of the grid bad or uncovered (default 0.1)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace STORE if it exists (only an agnlens store is ever replaced, never an input)")
     p.add_argument("--append", action="store_true", help="add to an existing STORE on the same grid")
     add_scheduler_argument(p)
-    p.add_argument("--batch-size", type=positive_int, default=256, metavar="N", help="files per parallel task (default 256)")
+    p.add_argument("--batch-size", type=positive_int, default=256, metavar="N",
+                   help="files per parallel task (default 256)")
     p.set_defaults(run=run)
 
 

@@ -27,7 +27,8 @@ def add_parser(sub) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--n", type=int, default=3346,
-                   help=f"number of spectra (default 3346, at most {MAX_SPECTRA:,}; a bar shows progress above {PROGRESS_FROM:,})")
+                   help=f"number of spectra (default 3346, at most {MAX_SPECTRA:,}; "
+                        f"a bar shows progress above {PROGRESS_FROM:,})")
     p.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives identical spectra")
     p.add_argument("--out", metavar="STORE", help="write a preprocessed Zarr store")
     p.add_argument("--fits-dir", metavar="DIR", help="write SDSS-format spec-*.fits files")
@@ -44,7 +45,8 @@ def run(args) -> int:
     if args.n > MAX_SPECTRA:
         raise UsageError(
             f"--n {args.n:,} is more than {MAX_SPECTRA:,} spectra: they would need over "
-            f"{args.n * 8 // 10**6:,} GB of memory; run several smaller simulations with different --seed values instead"
+            f"{args.n * 8 // 10**6:,} GB of memory; run several smaller simulations with different --seed values "
+            "instead"
         )
     from agnlens.cli._common import check_output
     from agnlens.simulate import simulate, simulate_set
@@ -80,10 +82,10 @@ def run(args) -> int:
         from agnlens.io.store import write_store
 
         progress = bar("simulate + preprocess")
-        spectra = simulate_set(args.n, seed=args.seed, grid=args.grid, progress=progress and progress.update)
+        spectrum_set = simulate_set(args.n, seed=args.seed, grid=args.grid, progress=progress and progress.update)
         if progress:
             progress.close()
-        write_store(spectra, args.out, overwrite=args.overwrite)
-        counts = spectra.meta["label"].value_counts().to_dict()
-        print(f"wrote {len(spectra)} SIMULATED spectra on the {args.grid} grid to {args.out}: {counts}")
+        write_store(spectrum_set, args.out, overwrite=args.overwrite)
+        counts = spectrum_set.meta["label"].value_counts().to_dict()
+        print(f"wrote {len(spectrum_set)} SIMULATED spectra on the {args.grid} grid to {args.out}: {counts}")
     return 0

@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -192,7 +193,9 @@ def faithfulness(
     """
     flux, wavelength = _flux_and_wavelength(X, wavelength, None)
     if methods is None or (not isinstance(methods, Mapping) and not isinstance(methods, np.ndarray)):
-        methods = _compute_methods(model, X, list(methods or DEFAULT_METHODS), target, wavelength, seed, baseline_spectra)
+        methods = _compute_methods(
+            model, X, list(methods or DEFAULT_METHODS), target, wavelength, seed, baseline_spectra
+        )
     if not methods:
         raise ValueError("faithfulness needs at least one method: methods={'gradient': values, ...}")
     first = next(iter(methods.values()))
@@ -203,7 +206,8 @@ def faithfulness(
     if target is None:
         target = np.argmax(np.asarray(model.predict_proba(flux)), axis=1)
     rng = np.random.default_rng(seed)
-    rows, curves = [], {"deletion": {}, "insertion": {}}
+    rows = []
+    curves: dict[str, Any] = {"deletion": {}, "insertion": {}}
     opts = dict(baseline=baseline, steps=steps, wavelength=wavelength)
     rand_del, rand_ins = [], []
     for _ in range(max(1, int(random_repeats))):

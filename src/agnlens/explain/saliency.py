@@ -41,6 +41,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from numpy.typing import ArrayLike
 
 from agnlens.atomic import jsonable
 from agnlens.lines import LINES, window
@@ -115,13 +116,13 @@ class Saliency:
         flux: np.ndarray,
         target_index: np.ndarray,
         probabilities: np.ndarray,
-        classes: Sequence,
+        classes: ArrayLike,
         method: str,
         options: dict | None = None,
-        spec_id: Sequence | None = None,
-        labels: Sequence | None = None,
-        predicted: Sequence | None = None,
-        reason: Sequence | None = None,
+        spec_id: ArrayLike | None = None,
+        labels: ArrayLike | None = None,
+        predicted: ArrayLike | None = None,
+        reason: ArrayLike | None = None,
         completeness: np.ndarray | None = None,
     ) -> None:
         self.values = np.asarray(values, dtype=np.float64)
@@ -336,7 +337,10 @@ class Saliency:
         flux = np.load(flux_path, allow_pickle=False) if flux_path.is_file() else np.full(values.shape, np.nan)
         pcols = [c for c in index.columns if c.startswith("p_") and c != "p_target"]
         classes = np.asarray(info.get("classes") or [c[2:] for c in pcols])
-        probs = index[[f"p_{c}" for c in classes]].to_numpy(float) if pcols else np.full((len(index), len(classes)), np.nan)
+        probs = (
+            index[[f"p_{c}" for c in classes]].to_numpy(float) if pcols
+            else np.full((len(index), len(classes)), np.nan)
+        )
         cls_str = classes.astype(str)
         target_index = np.array([int(np.flatnonzero(cls_str == str(t))[0]) for t in index["target_class"]], dtype=int)
         return cls(
@@ -733,10 +737,10 @@ def _occlusion(model, X, t_idx, fill, *, width: int, stride: int, batch_size: in
     width, stride = int(width), int(stride)
     if not 1 <= width <= n_pix or stride < 1:
         raise ValueError(f"occlusion needs 1 ≤ window ≤ {n_pix} pixels and stride ≥ 1, got {width} and {stride}")
-    starts = list(range(0, n_pix - width + 1, stride))
-    if starts[-1] != n_pix - width:
-        starts.append(n_pix - width)  # cover the last pixels too
-    starts = np.asarray(starts)
+    positions = list(range(0, n_pix - width + 1, stride))
+    if positions[-1] != n_pix - width:
+        positions.append(n_pix - width)  # cover the last pixels too
+    starts = np.asarray(positions)
     n_win = starts.size
     cover = np.zeros((n_win, n_pix), dtype=bool)
     for w, s in enumerate(starts):

@@ -24,7 +24,6 @@ from __future__ import annotations
 import logging
 import os
 import random
-import socket
 import threading
 import time
 import urllib.error
@@ -404,7 +403,7 @@ def _get(url: str, part: Path, retries: int, limits: _Limits, delay: float, back
             exc.close()
             if exc.code < 500:
                 return last
-        except (_Retryable, urllib.error.URLError, socket.timeout, ConnectionError, HTTPException) as exc:
+        except (TimeoutError, _Retryable, urllib.error.URLError, ConnectionError, HTTPException) as exc:
             last = f"{type(exc).__name__}: {getattr(exc, 'reason', exc)}"
         log.debug("%s: attempt %d failed (%s)", url, attempt + 1, last)
     return f"{last} after {retries + 1} attempts"
@@ -427,7 +426,9 @@ def _transfer(request, part: Path, limits: _Limits) -> None:
         while chunk := response.read1(1 << 16):
             n += len(chunk)
             if n > limits.max_bytes:
-                raise _Refused(f"the response exceeds the limit of {limits.max_bytes:,} bytes (max_bytes / --max-bytes); cut off")
+                raise _Refused(
+                    f"the response exceeds the limit of {limits.max_bytes:,} bytes (max_bytes / --max-bytes); cut off"
+                )
             fh.write(chunk)
             if time.monotonic() - start > limits.deadline:
                 raise _Refused(

@@ -30,7 +30,7 @@ from pathlib import Path
 import pandas as pd
 
 from agnlens.errors import AgnlensError
-from agnlens.io.download import DEFAULT_BASE_URL, NetworkError, DownloadReport, _USER_AGENT, download
+from agnlens.io.download import _USER_AGENT, DEFAULT_BASE_URL, DownloadReport, NetworkError, download
 from agnlens.spectra import format_spec_id
 
 log = logging.getLogger(__name__)
@@ -158,11 +158,12 @@ def sample_catalog(name: str = "peruzzi2021", *, skyserver_url: str = DEFAULT_SK
         if "pmf" in cols:
             ids = [format_spec_id(*(int(v) for v in str(s).split("-"))) for s in frame[cols["pmf"]]]
         else:
+            fibers = frame[cols.get("fiberid", cols.get("fiber"))]
             ids = [format_spec_id(int(p), int(m), int(f)) for p, m, f in
-                   zip(frame[cols["plate"]], frame[cols["mjd"]], frame[cols.get("fiberid", cols.get("fiber"))], strict=True)]
+                   zip(frame[cols["plate"]], frame[cols["mjd"]], fibers, strict=True)]
         z = pd.to_numeric(frame[cols["z"]], errors="coerce") if "z" in cols else float("nan")
-        parts.append(pd.DataFrame({"spec_id": ids, "label": label, "z": z,
-                                   "source": f"Peruzzi et al. 2021 {label} list ({_CATALOGS[label] if given is None else given})"}))
+        source = f"Peruzzi et al. 2021 {label} list ({_CATALOGS[label] if given is None else given})"
+        parts.append(pd.DataFrame({"spec_id": ids, "label": label, "z": z, "source": source}))
     catalog = pd.concat(parts, ignore_index=True).drop_duplicates("spec_id", keep="first")
     return catalog.reset_index(drop=True), quasars
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -109,10 +109,14 @@ def _pad(data: bytes) -> bytes:
     return data + b"\0" * (-len(data) % 2880)
 
 
-def _bintable(name: str, columns: list[tuple[str, str, np.ndarray]], extra: list[str] = ()) -> bytes:
+#: One binary-table column: (name, TFORM, values).
+_Column = tuple[str, str, Sequence[Any] | np.ndarray]
+
+
+def _bintable(name: str, columns: Sequence[_Column], extra: Sequence[str] = ()) -> bytes:
     """A binary-table HDU (header and data) from (name, TFORM, array) columns."""
     dtypes = []
-    for col, fmt, arr in columns:
+    for col, fmt, _ in columns:
         if fmt == "E":
             dtypes.append((col, ">f4"))
         elif fmt == "J":
@@ -175,7 +179,7 @@ def _fits_bytes(spectrum: Spectrum, model: np.ndarray | None, sky: np.ndarray | 
         ("model", "E", zeros if model is None else np.asarray(model, dtype=float)),
     ]
     z = float(meta.get("z", np.nan))
-    specobj = [
+    specobj: list[_Column] = [
         ("PLATE", "J", [plate]), ("MJD", "J", [mjd]), ("FIBERID", "J", [fiber]),
         ("Z", "E", [z]),
         ("Z_ERR", "E", [float(meta.get("z_err", 1e-5 if simulated else np.nan))]),

@@ -53,9 +53,9 @@ import re
 import shutil
 import uuid
 from collections.abc import Callable, Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -273,7 +273,9 @@ def _append_locked(spectra: SpectrumSet, path: Path, progress: ProgressCallback 
             k: v for k, v in jsonable(spectra.provenance).items()
             if k not in ("created", "source_files", "appends") and prov.get(k) != v
         }
-        prov.setdefault("appends", []).append({"n": int(m), "time": _now(), "software": _software(), "differs": differs})
+        prov.setdefault("appends", []).append(
+            {"n": int(m), "time": _now(), "software": _software(), "differs": differs}
+        )
         attrs["provenance"] = prov
         attrs["n_spectra"] = int(n_new)
         attrs["uid"] = uuid.uuid4().hex  # new content, new identity (results of the old one are stale)
@@ -381,7 +383,10 @@ def read_rows(
         flux=_read(handles["flux"], start, stop, path),
         ivar=_read(handles["ivar"], start, stop, path),
         mask=_read(handles["mask"], start, stop, path),
-        meta=_meta_frame({c["name"]: _column_from(handles["meta/" + c["array"]], c, start, stop, path) for c in specs}, specs, stop - start),
+        meta=_meta_frame(
+            {c["name"]: _column_from(handles["meta/" + c["array"]], c, start, stop, path) for c in specs},
+            specs, stop - start,
+        ),
         grid=info["grid"],
         provenance=info["provenance"],
     )
@@ -478,10 +483,13 @@ def _write_new(spectra: SpectrumSet, tmp: Path, chunk_size: int, progress: Progr
     n, n_pix = len(spectra), spectra.n_pixels
     group = zarr.open_group(str(tmp), mode="w-", zarr_format=3)
     group.create_array(
-        "wavelength", data=np.asarray(spectra.wavelength, dtype=np.float64), chunks=(max(n_pix, 1),), **_checked_codecs()
+        "wavelength", data=np.asarray(spectra.wavelength, dtype=np.float64), chunks=(max(n_pix, 1),),
+        **_checked_codecs(),
     )
     arrays = {
-        name: group.create_array(name, shape=(n, n_pix), dtype=dtype, chunks=(chunk_size, max(n_pix, 1)), **_checked_codecs())
+        name: group.create_array(
+            name, shape=(n, n_pix), dtype=dtype, chunks=(chunk_size, max(n_pix, 1)), **_checked_codecs()
+        )
         for name, dtype in (("flux", np.float32), ("ivar", np.float32), ("mask", bool))
     }
     meta_group = group.create_group("meta")
@@ -631,13 +639,15 @@ def _check_chunks(group, attrs: dict, path: Path) -> None:
                 )
 
 
-def _open_group(path: Path, mode: str):
+def _open_group(path: Path, mode: Literal["r", "r+"]):
     import zarr
 
     if not path.exists():
         raise ReadError(path, "no such store; create one with `agnlens ingest` or `agnlens simulate --out`")
     if not (path / "zarr.json").is_file():
-        raise ReadError(path, "not an agnlens store (no zarr.json: not a Zarr v3 group); expected a directory written by agnlens")
+        raise ReadError(
+            path, "not an agnlens store (no zarr.json: not a Zarr v3 group); expected a directory written by agnlens"
+        )
     try:
         group = zarr.open_group(str(path), mode=mode, zarr_format=3)
     except Exception as exc:  # zarr raises several kinds on a broken group
@@ -656,20 +666,21 @@ def _open_group(path: Path, mode: str):
             raise ReadError(path, f"agnlens store attributes lack {key!r}; the store is damaged, rewrite it")
     n = attrs["n_spectra"]
     try:
-        members = set(group.array_keys())
-        meta_members = set(group["meta"].array_keys()) if "meta" in set(group.group_keys()) else None
+        arrays = dict(group.arrays())
+        groups = dict(group.groups())
+        meta_members = set(groups["meta"].array_keys()) if "meta" in groups else None
     except Exception as exc:
         raise ReadError(path, f"cannot list the store's arrays ({type(exc).__name__}: {exc})") from exc
-    missing = [name for name in (*_ARRAYS, "wavelength") if name not in members]
+    missing = [name for name in (*_ARRAYS, "wavelength") if name not in arrays]
     if meta_members is None:
         missing.append("meta/")
     else:
         missing += [f"meta/{c['array']}" for c in attrs["columns"] if c["array"] not in meta_members]
     if missing:
         raise ReadError(path, f"agnlens store is missing {', '.join(missing)}; the store is damaged, rewrite it")
-    n_pix = group["wavelength"].shape[0]
+    n_pix = arrays["wavelength"].shape[0]
     for name in _ARRAYS:
-        shape = group[name].shape
+        shape = arrays[name].shape
         if len(shape) != 2 or shape[1] != n_pix or shape[0] < n:
             raise ReadError(
                 path, f"array {name!r} has shape {shape}, expected at least ({n}, {n_pix}); the store is damaged"
@@ -709,7 +720,8 @@ def _column_specs(meta: pd.DataFrame, where: str) -> list[dict]:
         if len(col) == 0 and name in _CANONICAL_KINDS:
             # an empty table has no values to infer from; the standard columns' kinds are known
             kind, np_dtype = _CANONICAL_KINDS[name]
-            specs.append({"name": name, "array": array, "kind": kind, "dtype": np_dtype, "pandas_dtype": "str" if kind == "str" else np_dtype})
+            specs.append({"name": name, "array": array, "kind": kind, "dtype": np_dtype,
+                          "pandas_dtype": "str" if kind == "str" else np_dtype})
             continue
         if pd.api.types.is_bool_dtype(dtype) and not col.isna().any():
             kind, np_dtype = "bool", "bool"
@@ -815,4 +827,4 @@ def _software() -> str:
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")

@@ -160,8 +160,8 @@ def applicability(model, spectra, *, extra_flags=None) -> Applicability:
     extra = list(extra_flags) if extra_flags is not None else [()] * n
     flags = []
     for i in range(n):
-        codes = set(extra[i]) | {code for code, on in (("kernel-collapse", collapse[i]), ("out-of-distribution", ood[i]),
-                                                      ("low-coverage", low_cov[i])) if on}
+        checks = (("kernel-collapse", collapse[i]), ("out-of-distribution", ood[i]), ("low-coverage", low_cov[i]))
+        codes = set(extra[i]) | {code for code, on in checks if on}
         # known codes in the order of FLAG_CODES, any others after them
         flags.append(";".join([c for c in FLAG_CODES if c in codes] + sorted(codes - set(FLAG_CODES))))
     table = pd.DataFrame({

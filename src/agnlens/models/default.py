@@ -57,7 +57,7 @@ def recipe_key(grid: str = "paper") -> str:
     h = hashlib.sha256(f"{__version__} {sorted({**DEFAULT_RECIPE, 'grid': grid}.items())}".encode())
     for name in RECIPE_MODULES:
         spec = importlib.util.find_spec(name)
-        if spec is None:  # a module the recipe no longer has
+        if spec is None or spec.origin is None:  # a module the recipe no longer has, or has no file
             continue
         origin = Path(spec.origin)
         # a package counts with every file in it (its submodules and data files), in a stable order

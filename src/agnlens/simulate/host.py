@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from importlib import resources
+from typing import Any
 
 import numpy as np
 
@@ -30,7 +31,7 @@ TEMPLATE_SIGMA_KMS = 2.51 / 2.3548 / 5000.0 * 299_792.458
 
 
 @lru_cache(maxsize=1)
-def host_templates() -> dict:
+def host_templates() -> dict[str, Any]:
     """The shipped SSP subset on the rest-frame table grid (:data:`~.instrument.REST_LOGLAM`).
 
     ``flux`` (n_Z, n_age, n_rest) float64, held constant beyond the templates' 2900–8950 Å;
@@ -39,9 +40,11 @@ def host_templates() -> dict:
     with resources.files("agnlens.data").joinpath("emiles_ssp.npz").open("rb") as fh:
         d = np.load(fh)
         flux, loglam = np.asarray(d["flux"], dtype=np.float64), np.asarray(d["loglam"], dtype=np.float64)
-        out = {k: np.asarray(d[k], dtype=np.float64) for k in ("metallicity", "age_gyr")}
+        out: dict[str, Any] = {k: np.asarray(d[k], dtype=np.float64) for k in ("metallicity", "age_gyr")}
     out["flux"] = np.stack([[np.interp(REST_LOGLAM, loglam, f) for f in row] for row in flux])
-    out["bins"] = {name: np.flatnonzero((out["age_gyr"] >= lo) & (out["age_gyr"] <= hi)) for name, (lo, hi) in AGE_BINS.items()}
+    out["bins"] = {
+        name: np.flatnonzero((out["age_gyr"] >= lo) & (out["age_gyr"] <= hi)) for name, (lo, hi) in AGE_BINS.items()
+    }
     out["calzetti"] = calzetti(10.0**REST_LOGLAM) - calzetti(np.array(5100.0))
     return out
 

@@ -63,7 +63,9 @@ METALLICITY_SHARES = (0.1, 0.2, 0.4, 0.3)
 POPULATION_DIRICHLET = (1.0, 1.2, 3.0)
 
 
-def draw_parameters(rng: np.random.Generator, label: str, zrange: tuple[float, float], snr: tuple[float, float]) -> dict[str, Any]:
+def draw_parameters(
+    rng: np.random.Generator, label: str, zrange: tuple[float, float], snr: tuple[float, float]
+) -> dict[str, Any]:
     """Draw one spectrum's physical parameters (see the module docstring for the sources)."""
     p: dict[str, Any] = {"label": label}
     p["z"] = float(rng.uniform(*zrange)) if zrange[1] > zrange[0] else zrange[0]
