@@ -380,3 +380,20 @@ def test_on_the_project_simulator():
         assert (np.abs(ratio - 1.0) < tol).mean() >= 0.85, (col, ratio.describe())
         assert abs(ratio.median() - 1.0) < (0.07 if col == "hb_fwhm_broad" else 0.05)
     assert (table.loc[meta["label"] == "type1", "label"] != "type2").mean() >= 0.95
+
+
+def test_cli_baseline_reads_fits_files_and_reports_a_bad_one(tmp_path, capsys):
+    from agnlens.cli import main
+
+    bad = tmp_path / "spec-0000-00000-0000.fits"
+    bad.write_bytes(b"not a FITS file")
+    files = [str(SDSS / "spectra" / "spec-0332-52367-0639.fits"), str(SDSS / "spectra" / "spec-0392-51793-0517.fits")]
+    out = tmp_path / "b.csv"
+    assert main(["baseline", *files, str(bad), "--out", str(out), "--labels", str(SDSS / "labels.csv")]) == 1
+    err = capsys.readouterr().err
+    assert "spec-0000-00000-0000.fits" in err and err.count("rejected") == 1
+    table = pd.read_csv(out, dtype={"spec_id": str})
+    assert list(table["spec_id"]) == ["0332-52367-0639", "0392-51793-0517"]
+    assert list(table["true_label"]) == ["type1", "type2"]
+    assert list(table["label"]) == ["type1", "type2"]
+    assert table["halpha_covered"].all() and {"bpt_class", "flags"} <= set(table.columns)
