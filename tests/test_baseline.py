@@ -397,3 +397,17 @@ def test_cli_baseline_reads_fits_files_and_reports_a_bad_one(tmp_path, capsys):
     assert list(table["true_label"]) == ["type1", "type2"]
     assert list(table["label"]) == ["type1", "type2"]
     assert table["halpha_covered"].all() and {"bpt_class", "flags"} <= set(table.columns)
+
+
+def test_measure_inputs_puts_the_measurements_beside_predictions():
+    """What ``classify --measure`` does: FITS files re-read onto the balmer grid, matched by spec_id."""
+    from agnlens.study_real import measure_inputs
+
+    files = [str(SDSS / "spectra" / "spec-0332-52367-0639.fits"), str(SDSS / "spectra" / "spec-0392-51793-0517.fits")]
+    predictions = pd.DataFrame({"spec_id": ["0392-51793-0517", "0332-52367-0639"],
+                                "predicted_label": ["type1", "type1"]})
+    table = measure_inputs(files, predictions)
+    assert list(table["spec_id"]) == list(predictions["spec_id"])  # the predictions' order is kept
+    assert list(table["baseline_label"]) == ["type2", "type1"]
+    assert list(table["agrees_with_baseline"]) == [False, True]
+    assert np.isfinite(table["ha_fwhm_broad"].iloc[1]) and np.isnan(table["ha_fwhm_broad"].iloc[0])

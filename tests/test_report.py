@@ -412,7 +412,7 @@ def test_real_data_section(built, results_master):
     shown = real[real["saliency_figure"].notna()]
     disagree = (real["predicted"] != real["baseline_label"]) | (
         real["label"].isin(CLASSES3) & (real["predicted"] != real["label"]))
-    assert list(shown["spec_id"]) == list(real.loc[disagree, "spec_id"])
+    assert set(shown["spec_id"]) == set(real.loc[disagree, "spec_id"])  # 5 spectra: fewer than MAX_FIGURES
     assert section.count('alt="saliency map of ') == len(shown)
     # the baseline finds the type 1's broad Hβ and the intermediate's broad Hα (balmer grid)
     row = real.set_index("spec_id")

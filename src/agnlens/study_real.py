@@ -8,7 +8,8 @@ their own widths (:func:`agnlens.explain.linestats.centre_wings_test`), and writ
 * ``real/predictions.csv`` — one row per spectrum: ``spec_id, label, predicted, p_<class>``, the
   measurement columns (:data:`agnlens.models.baseline.MEASURE_COLUMNS`) and, when the input table
   carries them, the applicability columns ``applicable, flags, z_offset_kms``;
-* ``real/figures/<spec_id>.png`` — the saliency figure of every disagreement;
+* ``real/figures/<spec_id>.png`` — the saliency figures of the disagreements (at most
+  :data:`MAX_FIGURES`, label contradictions first);
 * ``real/figures/thumbnails.png`` — small spectra with their probabilities;
 
 and returns the ``real`` entry of ``metrics.json``. ``build_report`` shows it as the real-data
@@ -28,12 +29,14 @@ from agnlens.spectra import SpectrumSet
 
 log = logging.getLogger(__name__)
 
-__all__ = ["TRUST_COLUMNS", "real_section"]
+__all__ = ["TRUST_COLUMNS", "measure_inputs", "real_section"]
 
 #: Columns of the applicability check (``classify``'s trust stage), copied when present.
 TRUST_COLUMNS = ("applicable", "flags", "z_offset_kms")
 #: Most thumbnails in the one small-multiples figure.
 MAX_THUMBNAILS = 24
+#: Most saliency figures of disagreements (label contradictions first).
+MAX_FIGURES = 12
 
 
 def real_section(
@@ -45,6 +48,7 @@ def real_section(
     trust: pd.DataFrame | None = None,
     seed: int = 0,
     source: str = "",
+    max_figures: int = MAX_FIGURES,
 ) -> dict:
     """Classify, measure and explain labelled real spectra; write ``out/real/``.
 
@@ -66,6 +70,9 @@ def real_section(
         Seed of the null test.
     source : str
         Where the spectra came from (shown in the report).
+    max_figures : int
+        At most this many saliency figures: spectra whose label the SVM contradicts first, then
+        those where SVM and baseline disagree.
 
     Returns
     -------
@@ -100,7 +107,9 @@ def real_section(
     labelled = np.isin(table["label"], classes)
     disagree = (baseline != "") & (predicted != baseline)
     wrong = labelled & (predicted != table["label"].to_numpy(dtype=str))
-    explain = np.flatnonzero(disagree | wrong)
+    # contradictions of the label first, then disagreements with the baseline; at most MAX_FIGURES
+    # figures (each costs more than classifying and measuring a spectrum)
+    explain = np.concatenate([np.flatnonzero(wrong), np.flatnonzero(disagree & ~wrong)])[:max_figures]
     figures = np.full(len(table), "", dtype=object)
     sal_all = saliency(model, spectra, method="gradient")  # every map: cheap (one gradient each)
     for i in explain:
@@ -129,10 +138,44 @@ def real_section(
         })
     return {
         "n_spectra": int(len(table)), "source": source, "classes": classes, "per_label": per_label,
-        "n_disagree": int(disagree.sum()), "n_svm_wrong": int(wrong.sum()),
+        "n_disagree": int(disagree.sum()), "n_svm_wrong": int(wrong.sum()), "n_figures": int(explain.size),
+        "n_explainable": int((disagree | wrong).sum()),
         "trust_columns": [c for c in TRUST_COLUMNS if c in table],
         "measure_grid": str(target.grid), "centre_wings_type1": None if cw is None else cw.summary,
     }
+
+
+def measure_inputs(inputs, predictions: pd.DataFrame, *, grid: str = "balmer") -> pd.DataFrame:
+    """``predictions`` with the physics baseline's measurements beside each row (``classify --measure``).
+
+    Parameters
+    ----------
+    inputs : iterable of path-like
+        The FITS files, folders, globs or stores that were classified. Files are read again onto
+        ``grid`` (default ``balmer``, which reaches Hα); a store is measured on its own grid.
+    predictions : DataFrame
+        ``spec_id`` and ``predicted_label`` (or ``predicted``), one row per classified spectrum.
+    grid : str
+
+    Returns
+    -------
+    DataFrame
+        ``predictions`` with :data:`agnlens.models.baseline.MEASURE_COLUMNS` appended (matched by
+        ``spec_id``; NaN / "" for a spectrum the baseline could not read), including
+        ``agrees_with_baseline``.
+    """
+    from agnlens.ingest import read_inputs
+    from agnlens.models.baseline import measure
+
+    spectra, _ = read_inputs(inputs, grid=grid)  # rejections were reported by the classify pass
+    measured = measure(spectra).drop_duplicates("spec_id")
+    out = predictions.merge(measured, on="spec_id", how="left")
+    pred = out["predicted_label" if "predicted_label" in out else "predicted"].astype(str).to_numpy()
+    base = out["baseline_label"].fillna("").astype(str).to_numpy()
+    agree = pd.array(pred == base, dtype="boolean")
+    agree[base == ""] = pd.NA
+    out["agrees_with_baseline"] = agree
+    return out
 
 
 def _thumbnails(spectra: SpectrumSet, table: pd.DataFrame, classes: list[str], path: Path) -> None:

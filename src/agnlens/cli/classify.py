@@ -22,6 +22,9 @@ def add_parser(sub) -> None:
     p.add_argument("inputs", nargs="+", metavar="INPUTS", help="FITS files, directories, glob patterns or stores")
     p.add_argument("--model", metavar="MODEL", help="model file (default: the built-in three-class model)")
     p.add_argument("--out", metavar="CSV", required=True, help="results file to write")
+    p.add_argument("--measure", action="store_true", help="add the physics baseline's measurements beside each "
+                   "prediction (broad FWHM of Hβ/Hα, line ratios, BPT class, subtype, baseline label, "
+                   "agrees_with_baseline); FITS inputs are measured on the balmer grid")
     add_scheduler_argument(p)
     p.set_defaults(run=run)
 
@@ -57,6 +60,10 @@ def run(args) -> int:
         tables.append(classify_chunk(spectra, model))
     columns = ["spec_id", "predicted_label"] + [f"p_{c}" for c in model.classes_]
     table = pd.concat(tables, ignore_index=True).rename(columns={"predicted": "predicted_label"})[columns]
+    if args.measure:
+        from agnlens.study_real import measure_inputs
+
+        table = measure_inputs(args.inputs, table)
     with atomic_path(out) as tmp:
         table.to_csv(tmp, index=False, float_format="%.6g")
     report_rejections("classify", rejected)

@@ -140,5 +140,6 @@ def real_context(metrics: dict, folder: Path) -> dict:
                                       "subtype": str(rec.get("subtype", "") or ""),
                                       "p": rec.get("p_max"), "figure": _figure(folder, rel, max_width=700)})
     ctx["disagreements"] = disagreements
+    ctx["n_explainable"] = int(r.get("n_explainable") or len(disagreements))
     ctx["measurements"] = _measure_rows(table, ["spec_id", "label", "predicted", "p_max", "agrees_with_baseline"])
     return ctx
