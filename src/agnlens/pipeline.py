@@ -248,7 +248,9 @@ def run_study(
         _write_csv(measured, out / "measurements.csv")
         cwt = centre_wings_test(sal, measured, seed=seed)
         _write_csv(cwt.table, out / "centre_wings_test.csv")
-        _figures_physics(out, sal, spectra, test, predicted, y)
+        from agnlens.plot.spectra import plot_class_saliency
+
+        _save_figure(plot_class_saliency(sal).figure, out / "figures" / "class_saliency.png")
 
     with timer.stage("embedding"):
         if perplexity >= (len(y) - 1) / 3:  # openTSNE's limit: a small sample gets a smaller one
@@ -373,12 +375,6 @@ def _by_subtype(spectra: SpectrumSet, test: np.ndarray, predicted: np.ndarray) -
         sel = inter & (sub == st)
         out[st] = {c: int((predicted[test][sel] == c).sum()) for c in CLASSES["multiclass"]}
     return out
-
-
-def _figures_physics(out: Path, sal, spectra: SpectrumSet, test, predicted, y) -> None:
-    from agnlens.plot.spectra import plot_class_saliency
-
-    _save_figure(plot_class_saliency(sal).figure, out / "figures" / "class_saliency.png")
 
 
 #: Quantities the t-SNE map is coloured by, where the spectra's metadata has them (simulated truth).

@@ -117,7 +117,12 @@ def real_section(
         _save(sal_all.plot(int(i)).figure, Path(out) / rel, dpi=80)
         figures[i] = rel
     table["saliency_figure"] = figures
-    _thumbnails(spectra, table, classes, Path(out) / "real" / "figures" / "thumbnails.png")
+    from agnlens.plot.spectra import plot_thumbnails
+
+    order = np.argsort(~table["saliency_figure"].astype(bool).to_numpy(), kind="stable")[:MAX_THUMBNAILS]
+    titles = [f"{table['spec_id'].iloc[i]}  {table['label'].iloc[i]} → {table['predicted'].iloc[i]}\n"
+              + " ".join(f"p({c}) {table[f'p_{c}'].iloc[i]:.2f}" for c in classes) for i in order]
+    _save(plot_thumbnails(spectra[order], titles), Path(out) / "real" / "figures" / "thumbnails.png", dpi=80)
     with atomic_path(folder / "predictions.csv") as tmp:
         table.to_csv(tmp, index=False, float_format="%.6g")
 
@@ -176,28 +181,6 @@ def measure_inputs(inputs, predictions: pd.DataFrame, *, grid: str = "balmer") -
     agree[base == ""] = pd.NA
     out["agrees_with_baseline"] = agree
     return out
-
-
-def _thumbnails(spectra: SpectrumSet, table: pd.DataFrame, classes: list[str], path: Path) -> None:
-    """Small multiples: the first spectra (disagreements first) with label, prediction and probabilities."""
-    from matplotlib.figure import Figure
-
-    order = np.argsort(~table["saliency_figure"].astype(bool).to_numpy(), kind="stable")[:MAX_THUMBNAILS]
-    n_col = 4
-    n_row = max(1, int(np.ceil(order.size / n_col)))
-    fig = Figure(figsize=(12.0, 1.9 * n_row))
-    fig.subplots_adjust(left=0.03, right=0.99, bottom=0.04, top=0.97, hspace=0.6, wspace=0.08)
-    for k, i in enumerate(order):
-        ax = fig.add_subplot(n_row, n_col, k + 1)
-        good = ~spectra.mask[i]
-        ax.plot(spectra.wavelength[good], spectra.flux[i][good], lw=0.5, color="0.2")
-        p = " ".join(f"{c.replace('type', 't').replace('intermediate', 'int')} {table[f'p_{c}'].iloc[i]:.2f}"
-                     for c in classes)
-        ax.set_title(f"{table['spec_id'].iloc[i]}  {table['label'].iloc[i]} → {table['predicted'].iloc[i]}\n{p}",
-                     fontsize=6.5)
-        ax.tick_params(labelsize=5)
-        ax.set_yticks([])
-    _save(fig, path, dpi=80)
 
 
 def _safe(name: str) -> str:

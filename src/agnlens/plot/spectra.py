@@ -195,3 +195,33 @@ def plot_class_saliency(saliency, *, ax: Axes | None = None, title: str | None =
     ax.set_title(title or "class-averaged saliency (mean over the explained spectra of each predicted class)",
                  fontsize=9, pad=26)
     return ax
+
+
+def plot_thumbnails(spectra: SpectrumSet, titles: Sequence[str], *, n_col: int = 4) -> Any:
+    """Small multiples: one small panel per spectrum with its title (e.g. label, prediction, probabilities).
+
+    Parameters
+    ----------
+    spectra : SpectrumSet
+    titles : sequence of str, one per spectrum
+    n_col : int
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    from matplotlib.figure import Figure
+
+    if len(titles) != len(spectra):
+        raise ValueError(f"plot_thumbnails: {len(spectra)} spectra but {len(titles)} titles")
+    n_row = max(1, int(np.ceil(len(spectra) / n_col)))
+    fig = Figure(figsize=(12.0, 1.9 * n_row))
+    fig.subplots_adjust(left=0.03, right=0.99, bottom=0.04, top=0.97, hspace=0.7, wspace=0.08)
+    for k in range(len(spectra)):
+        ax = fig.add_subplot(n_row, n_col, k + 1)
+        good = ~spectra.mask[k]
+        ax.plot(spectra.wavelength[good], spectra.flux[k][good], lw=0.5, color="0.2")
+        ax.set_title(titles[k], fontsize=6.5)
+        ax.tick_params(labelsize=5)
+        ax.set_yticks([])
+    return fig
