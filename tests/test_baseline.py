@@ -411,3 +411,18 @@ def test_measure_inputs_puts_the_measurements_beside_predictions():
     assert list(table["baseline_label"]) == ["type2", "type1"]
     assert list(table["agrees_with_baseline"]) == [False, True]
     assert np.isfinite(table["ha_fwhm_broad"].iloc[1]) and np.isnan(table["ha_fwhm_broad"].iloc[0])
+
+
+def test_cli_baseline_help_prints_the_rules(capsys):
+    from agnlens.cli import main
+    from agnlens.models.baseline import rules
+
+    try:
+        code = main(["baseline", "--help"])
+    except SystemExit as exc:  # argparse's --help
+        code = exc.code
+    assert code == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "rules:" in out
+    for rule in rules():
+        assert " ".join(rule.split()) in out

@@ -6,11 +6,22 @@ import argparse
 import textwrap
 
 
-def add_parser(sub) -> None:
-    from agnlens.models.baseline import rules
+_RULES = "{rules}"
 
-    rule_text = "\n".join(textwrap.fill(r, width=96, initial_indent="  - ", subsequent_indent="    ")
-                          for r in rules())
+
+class _RulesFormatter(argparse.RawDescriptionHelpFormatter):
+    """Fills in the baseline's rules only when help is printed (importing the models costs ~1 s)."""
+
+    def add_text(self, text):
+        if text and _RULES in text:
+            from agnlens.models.baseline import rules
+
+            text = text.replace(_RULES, "\n".join(
+                textwrap.fill(r, width=96, initial_indent="  - ", subsequent_indent="    ", break_on_hyphens=False) for r in rules()))
+        super().add_text(text)
+
+
+def add_parser(sub) -> None:
     p = sub.add_parser(
         "baseline",
         help="classify by Gaussian fits of Hβ/Hα (physics rule) and write the measurements",
@@ -20,9 +31,9 @@ def add_parser(sub) -> None:
         "label, flags, broad FWHM with errors, broad flux share, ΔBIC, [O III]/Hβ, [N II]/Hα, BPT class...). "
         "FITS inputs are read and preprocessed onto --grid; a store is used on its own grid. Rejected inputs "
         "are named on stderr (exit status 1), the rest are measured.",
-        epilog="rules:\n" + rule_text + "\n\nexamples:\n  agnlens baseline spectra/*.fits --out baseline.csv\n"
+        epilog="rules:\n" + _RULES + "\n\nexamples:\n  agnlens baseline spectra/*.fits --out baseline.csv\n"
         "  agnlens baseline my.zarr --out baseline.csv --seyfert",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=_RulesFormatter,
     )
     p.add_argument("inputs", nargs="+", metavar="INPUTS", help="FITS files, directories, glob patterns or stores")
     p.add_argument("--out", required=True, metavar="CSV", help="table of measurements to write")
