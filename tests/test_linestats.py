@@ -114,3 +114,56 @@ def test_line_table_groups_by_true_label(paper_saliency):
     assert set(table["class"]) == {"type1", "type2", "all"}
     with pytest.raises(ValueError, match="by must be"):
         line_table(paper_saliency, by="colour")
+
+
+def _object_maps(wl, widths, seed=0, sign_pattern=True):
+    """Maps with a negative core of each object's narrow width and positive wings over each
+    object's broad line (sign_pattern), or smooth random maps with no such pattern."""
+    rng = np.random.default_rng(seed)
+    v = velocity(wl, 4862.68)
+    values = []
+    for narrow, broad in widths:
+        if sign_pattern:
+            core = np.exp(-0.5 * (v / (narrow / 2.355)) ** 2)
+            wings = np.exp(-0.5 * ((np.abs(v) - 0.75 * broad) / (0.15 * broad)) ** 2)
+            values.append(-core + 0.4 * wings + 0.02 * rng.standard_normal(wl.size))
+        else:  # wiggles on the scale of the windows
+            values.append(np.convolve(rng.standard_normal(wl.size), np.ones(15) / 15, mode="same"))
+    values = np.array(values)
+    n = len(values)
+    return Saliency(values, wl, np.ones_like(values), np.zeros(n, int), np.full((n, 2), 0.5), ["type1", "type2"],
+                    "synthetic", spec_id=[f"s{i}" for i in range(n)])
+
+
+def test_centre_wings_test_uses_each_objects_widths_and_a_null():
+    import pandas as pd
+
+    from agnlens.explain.linestats import centre_wings_test, object_windows
+
+    wl = get_grid("paper").wavelength
+    rng = np.random.default_rng(1)
+    widths = list(zip(rng.uniform(250, 600, 30), rng.uniform(2000, 12000, 30)))
+    table = pd.DataFrame({"spec_id": [f"s{i}" for i in range(30)] + ["t2"],
+                          "hb_fwhm_narrow": [w[0] for w in widths] + [400.0],
+                          "hb_fwhm_broad": [w[1] for w in widths] + [np.nan]})
+    sal = _object_maps(wl, widths)
+    res = centre_wings_test(sal, table, n_draws=500, n_boot=200)
+    assert res.n_tested == 30 and res.n_opposite == 30 and res.n_untestable == 0
+    assert res.p_value < 0.01 and res.null_fraction < 0.8
+    assert res.centre_ci[1] < 0 < res.wings_ci[0]
+    # the windows follow the widths: a 12,000 km/s line's wings reach far beyond a 3,000 km/s one's
+    row = res.table.set_index("spec_id")
+    wide, narrow = row["fwhm_broad"].idxmax(), row["fwhm_broad"].idxmin()
+    assert row.loc[wide, "wing_hi_kms"] > 2 * row.loc[narrow, "wing_hi_kms"]
+    # Fe II 4925 (+3,800 km/s) and [O III] 4960 are kept out of Hβ's wings
+    _, wings = object_windows(wl, "Hbeta", 400.0, 12000.0)
+    assert not wings[np.abs(velocity(wl, 4925.3)) < 1000].any()
+    assert not wings[np.abs(velocity(wl, 4960.30)) < 400].any()
+
+    # no pattern: opposite signs as often as random pairs, p not small
+    noise = _object_maps(wl, widths, seed=2, sign_pattern=False)
+    res0 = centre_wings_test(noise, table, n_draws=500, n_boot=200)
+    assert res0.p_value > 0.05
+    # a spectrum without a broad component is not testable
+    only_t2 = centre_wings_test(sal, table.assign(hb_fwhm_broad=np.nan), n_draws=10)
+    assert only_t2.n_tested == 0 and only_t2.n_untestable == 30 and "not testable" in only_t2.note

@@ -171,8 +171,32 @@ def make_results(folder: Path, *, simulated: bool = True, n: int = 240, seed: in
     metrics["timings_s"] = {"simulate": 0.5, "tune_binary": 0.3, "tune_multiclass": 0.4, "embedding": emb.fit_s,
                             "total": 3.0}
     metrics["versions"] = {"agnlens": "0.1.0", "numpy": np.__version__, "python": "3.x <&>"}
+    metrics["real"] = add_real_section(folder, seed=seed)
     (folder / "metrics.json").write_text(json.dumps(metrics, indent=1))
     return folder
+
+
+SDSS = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "sdss"
+#: Real spectra of the fixture's real-data section: type 1, type 2, intermediate, a non-AGN control.
+REAL_IDS = ("0332-52367-0639", "0392-51793-0517", "1163-52669-0292", "0266-51602-0107", "0461-51910-0361")
+
+
+def add_real_section(folder: Path, *, seed: int = 0) -> dict:
+    """The real-data section made for real: a linear SpectrumSVC trained on simulated spectra
+    classifies real SDSS files, the physics baseline measures them (agnlens.study_real)."""
+    from agnlens.atomic import jsonable
+    from agnlens.ingest import read_inputs
+    from agnlens.models.svm import SpectrumSVC
+    from agnlens.simulate import simulate_set
+    from agnlens.study_real import real_section
+
+    train = simulate_set(150, seed=seed, grid="paper")
+    model = SpectrumSVC(C=0.1, class_weight="balanced", calibration_cv=3, random_state=seed)
+    model.fit(np.asarray(train.flux, dtype=np.float64), train.labels)
+    files = [str(SDSS / "spectra" / f"spec-{sid}.fits") for sid in REAL_IDS]
+    real, _ = read_inputs(files, grid="paper", labels=SDSS / "labels.csv")
+    balmer, _ = read_inputs(files, grid="balmer", labels=SDSS / "labels.csv")
+    return jsonable(real_section(folder, real, model, measure_spectra=balmer, seed=seed, source="shared/data/sdss"))
 
 
 _MASTER: dict[str, Path] = {}
@@ -366,3 +390,56 @@ def test_cli_report(results, capsys):
     assert main(["report", str(results / "nope")]) == 2
     assert "not a folder" in capsys.readouterr().err
     assert main(["report", str(results), "--max-gallery", "-1"]) == 2
+
+
+def test_real_data_section(built, results_master):
+    """The real-data section: SVM vs baseline per label, flags with reasons, measurements, figures."""
+    real = pd.read_csv(results_master / "real" / "predictions.csv", dtype={"spec_id": str, "subtype": str})
+    assert sorted(real["spec_id"]) == sorted(REAL_IDS)
+    from agnlens.models.baseline import MEASURE_COLUMNS
+
+    assert set(MEASURE_COLUMNS) <= set(real.columns)
+    section = built[built.index('<section id="real">'):]
+    section = section[: section.index("</section>")]
+    assert "SVM vs baseline per label" in section and "Measurements of the real spectra" in section
+    # every real prediction carries the classify stage's applicability verdict, and the section says
+    # which are flagged (or that none is), never "not computed"
+    from agnlens.study_real import TRUST_COLUMNS
+
+    assert set(TRUST_COLUMNS) <= set(real.columns)
+    assert 'id="real-trust"' not in section  # the "not computed" note
+    flagged = section[section.index("<h3>Flagged predictions</h3>"):section.index("<h3>Centre vs wings")]
+    for spec_id in real.loc[~real["applicable"].astype(bool), "spec_id"]:
+        row = flagged[flagged.index(f"<td>{spec_id}</td>"):]
+        assert "not applicable" in row[: row.index("</tr>")]
+    metrics = json.loads((results_master / "metrics.json").read_text())
+    for row in metrics["real"]["per_label"]:
+        sub = real[real["label"] == row["label"]]
+        assert row["n"] == len(sub) and row["svm"].get("type1", 0) == int((sub["predicted"] == "type1").sum())
+    # every disagreement has its saliency figure, embedded in the page
+    shown = real[real["saliency_figure"].notna()]
+    disagree = (real["predicted"] != real["baseline_label"]) | (
+        real["label"].isin(CLASSES3) & (real["predicted"] != real["label"]))
+    assert set(shown["spec_id"]) == set(real.loc[disagree, "spec_id"])  # 5 spectra: fewer than MAX_FIGURES
+    assert section.count('alt="saliency map of ') == len(shown)
+    # the baseline finds the type 1's broad Hβ and the intermediate's broad Hα (balmer grid)
+    row = real.set_index("spec_id")
+    assert row.loc["0332-52367-0639", "hb_fwhm_broad"] > 1200 and row.loc["0332-52367-0639", "baseline_label"] == "type1"
+    assert np.isfinite(row.loc["1163-52669-0292", "ha_fwhm_broad"])
+    assert "physics" in SECTIONS and "real" in SECTIONS and '<section id="physics">' in built
+
+
+def test_real_section_reads_applicability_columns(results, tmp_path):
+    """When classify's applicability columns are in the table, flagged predictions list their reasons."""
+    path = results / "real" / "predictions.csv"
+    real = pd.read_csv(path, dtype={"spec_id": str})
+    real["applicable"] = [True, True, False, True, True]
+    real["flags"] = ["", "", "kernel-collapse", "", "redshift-offset"]
+    real["z_offset_kms"] = [10.0, -20.0, float("nan"), 5.0, 4900.0]
+    real.to_csv(path, index=False)
+    html = build_report(results, output=tmp_path / "r.html").read_text("utf-8")
+    section = html[html.index('<section id="real">'):]
+    section = section[: section.index("</section>")]
+    assert "not computed" not in section.split("Flagged predictions")[1].split("</table>")[0]
+    assert "not applicable; kernel-collapse" in section
+    assert "redshift-offset; narrow lines at +4,900 km/s" in section

@@ -75,6 +75,12 @@ window.addEventListener("load", function () {
                        shown: img.getBoundingClientRect().width});
     });
     var api = window.agnlensMap, plot = document.getElementById("map-plot");
+    var real = document.getElementById("real");
+    out.real = {perLabel: !!real && !!real.querySelector("#real-per-label tbody tr"),
+                rows: real ? real.querySelectorAll("table.measurements tbody tr").length : 0,
+                images: real ? Array.prototype.filter.call(real.querySelectorAll("img"), function (im) {
+                  return im.complete && im.naturalWidth > 0 && im.getBoundingClientRect().width > 50; }).length : 0,
+                cw: !!real && !!real.querySelector("#cw-test-real"), height: real ? real.offsetHeight : 0};
     out.map.ready = !!api && !!plot && plot.getAttribute("data-ready") === "true";
     if (!out.map.ready) { finish(); return; }
     out.map.n = api.n;
@@ -188,6 +194,11 @@ def test_report_renders_in_chromium(report, tmp_path):
     broken = [img for img in res["images"] if not (img["complete"] and img["w"] > 0 and img["h"] > 0)]
     assert not broken, f"images not loaded: {broken}"
     assert all(img["shown"] > 50 for img in res["images"]), res["images"]
+
+    real = res["real"]  # the real-data section: per-label table, measurements, figures, centre vs wings
+    assert real["perLabel"] and real["cw"] and real["height"] > 400, real
+    assert real["rows"] == 5, real
+    assert real["images"] >= 2, real  # thumbnails and at least one disagreement map
 
     m = res["map"]
     assert m["ready"], "the interactive map did not initialise"

@@ -117,6 +117,9 @@ def run_study(
     perplexity: float = 50.0,
     on_stage: Callable[[str], None] | None = None,
     report: bool = True,
+    real: SpectrumSet | None = None,
+    real_measure: SpectrumSet | None = None,
+    real_source: str = "",
 ) -> StudyResult:
     """Run the study and write the results folder ``out``.
 
@@ -137,12 +140,21 @@ def run_study(
         Called with each stage's name as it starts (the CLI drives a progress bar with it).
     report : bool
         Build ``out/report.html`` at the end.
+    real : SpectrumSet, optional
+        Labelled real spectra on the study's grid, classified, measured and explained beside the
+        study (:func:`agnlens.study_real.real_section`, the report's real-data section). When the
+        studied ``spectra`` are themselves real, their test split is used.
+    real_measure : SpectrumSet, optional
+        The same real spectra on the ``balmer`` grid, for the Hα measurements.
+    real_source : str
+        Where the real spectra came from (shown in the report).
     """
     from agnlens.embed import tsne
     from agnlens.explain.faithfulness import faithfulness
     from agnlens.explain.gradient import verify
-    from agnlens.explain.linestats import centre_wings, covered_lines, line_table
+    from agnlens.explain.linestats import centre_wings, centre_wings_test, covered_lines, line_table
     from agnlens.explain.saliency import saliency
+    from agnlens.models.baseline import measure
     from agnlens.models.persistence import save_model
     from agnlens.models.tuning import train
 
@@ -230,6 +242,16 @@ def run_study(
         _write_csv(faith.table, out / "faithfulness.csv")
         _figures_lines(out, table, cw, faith)
 
+    with timer.stage("measure"):
+        # the physics beside every explained prediction, and centre vs wings with each object's widths
+        measured = measure(spectra[explained], predicted[explained])
+        _write_csv(measured, out / "measurements.csv")
+        cwt = centre_wings_test(sal, measured, seed=seed)
+        _write_csv(cwt.table, out / "centre_wings_test.csv")
+        from agnlens.plot.spectra import plot_class_saliency
+
+        _save_figure(plot_class_saliency(sal).figure, out / "figures" / "class_saliency.png")
+
     with timer.stage("embedding"):
         if perplexity >= (len(y) - 1) / 3:  # openTSNE's limit: a small sample gets a smaller one
             perplexity = max(1.0, float(np.floor((len(y) - 1) / 3 - 1)))
@@ -250,6 +272,7 @@ def run_study(
         _write_csv(embedding, out / "embedding.csv")
         _write_csv(predictions, out / "predictions.csv")
         _figures_results(out, metrics, emb, y, predicted, misclassified, has_sal, simulated)
+        _figure_tsne_physics(out, emb.coords, spectra, simulated)
 
     metrics["saliency"] = {
         "n_maps": int(explained.size),
@@ -261,6 +284,8 @@ def run_study(
         "mean_rel_error_vs_finite_differences": float(check["mean_rel_error"]),
         "centre_wings": jsonable(cw.summary),
         "centre_wings_by_line": {name: jsonable(c.summary) for name, c in cws.items()},
+        "centre_wings_test": jsonable(cwt.summary),
+        "baseline_agreement": _agreement(measured),
         "faithfulness_ranking": list(faith.ranking),
     }
     metrics["embedding"] = {
@@ -270,6 +295,16 @@ def run_study(
         "trustworthiness": trust,
         "n": int(len(y)),
     }
+    metrics["multiclass"]["intermediate_by_subtype"] = _by_subtype(spectra, test, predicted)
+    if real is not None or not simulated:
+        from agnlens.study_real import real_section
+
+        with timer.stage("real"):
+            own = real is None
+            metrics["real"] = jsonable(real_section(
+                out, spectra[test] if own else real, model, measure_spectra=None if own else real_measure,
+                seed=seed, source=("the test split of the studied real spectra" if own else real_source),
+            ))
     metrics["versions"] = versions()
     metrics["timings_s"] = dict(timer.timings)
     metrics["timings_s"]["total"] = round(time.perf_counter() - t_start, 3)
@@ -322,6 +357,42 @@ def _figures_results(out: Path, metrics, emb, y, predicted, misclassified, has_s
         simulated=simulated,
     )
     _save_figure(ax.figure, out / "figures" / "tsne.png")
+
+
+def _agreement(measured: pd.DataFrame) -> dict:
+    known = measured["agrees_with_baseline"].dropna()
+    return {"n": int(len(measured)), "n_compared": int(len(known)), "n_agree": int(known.sum())}
+
+
+def _by_subtype(spectra: SpectrumSet, test: np.ndarray, predicted: np.ndarray) -> dict:
+    """Predictions of the test intermediates by their (simulated or catalogued) subtype."""
+    if "subtype" not in spectra.meta:
+        return {}
+    sub = spectra.meta["subtype"].astype(str).to_numpy()[test]
+    inter = spectra.labels[test] == "intermediate"
+    out = {}
+    for st in sorted(set(sub[inter])):
+        sel = inter & (sub == st)
+        out[st] = {c: int((predicted[test][sel] == c).sum()) for c in CLASSES["multiclass"]}
+    return out
+
+
+#: Quantities the t-SNE map is coloured by, where the spectra's metadata has them (simulated truth).
+TSNE_COLOUR_BY = {"fwhm_broad": "broad FWHM (km/s)", "oiii_hbeta_total": "[O III]/Hβ", "host_fraction": "host fraction"}
+
+
+def _figure_tsne_physics(out: Path, coords, spectra: SpectrumSet, simulated: bool) -> None:
+    from agnlens.plot.embedding import plot_embedding_values
+
+    values = {name: pd.to_numeric(spectra.meta[col], errors="coerce").to_numpy(float)
+              for col, name in TSNE_COLOUR_BY.items() if col in spectra.meta}
+    if "broad FWHM (km/s)" in values:  # no broad line: no width
+        values["broad FWHM (km/s)"] = np.where(spectra.labels == "type2", np.nan, values["broad FWHM (km/s)"])
+    if "[O III]/Hβ" in values:
+        values["log [O III]/Hβ"] = np.log10(np.clip(values.pop("[O III]/Hβ"), 1e-3, None))
+    if values:
+        _save_figure(plot_embedding_values(coords, values, simulated=simulated), out / "figures" / "tsne_physics.png",
+                     dpi=80)
 
 
 def _safe(name: str) -> str:

@@ -1,23 +1,48 @@
-"""``agnlens baseline``: classify a store by the physics rule and write the measurements."""
+"""``agnlens baseline``: classify spectra by the physics rule and write the measurements."""
 
 from __future__ import annotations
 
-import sys
+import argparse
+import textwrap
+
+
+_RULES = "{rules}"
+
+
+class _RulesFormatter(argparse.RawDescriptionHelpFormatter):
+    """Fills in the baseline's rules only when help is printed (importing the models costs ~1 s)."""
+
+    def add_text(self, text):
+        if text and _RULES in text:
+            from agnlens.models.baseline import rules
+
+            text = text.replace(_RULES, "\n".join(
+                textwrap.fill(r, width=96, initial_indent="  - ", subsequent_indent="    ", break_on_hyphens=False) for r in rules()))
+        super().add_text(text)
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser(
         "baseline",
         help="classify by Gaussian fits of Hβ/Hα (physics rule) and write the measurements",
-        description="Fit narrow and broad Gaussian components to Hβ + [O III] (and Hα + [N II] on "
-        "the balmer grid) of every spectrum in a store, classify them by the Osterbrock-Winkler "
-        "rules of agnlens.models.baseline.PhysicsBaseline, and write one row of measurements per "
-        "spectrum (subtype, label, broad FWHM, broad flux share, ΔBIC, [O III]/Hβ, ...).",
-        epilog="example:\n  agnlens baseline my.zarr --out baseline.csv",
+        description="Fit narrow and broad Gaussian components (and Fe II) to Hβ + [O III] and, on the balmer "
+        "grid, Hα + [N II] of every spectrum, classify by the Osterbrock-Winkler rules of "
+        "agnlens.models.baseline.PhysicsBaseline, and write one row of measurements per spectrum (subtype, "
+        "label, flags, broad FWHM with errors, broad flux share, ΔBIC, [O III]/Hβ, [N II]/Hα, BPT class...). "
+        "FITS inputs are read and preprocessed onto --grid; a store is used on its own grid. Rejected inputs "
+        "are named on stderr (exit status 1), the rest are measured.",
+        epilog="rules:\n" + _RULES + "\n\nexamples:\n  agnlens baseline spectra/*.fits --out baseline.csv\n"
+        "  agnlens baseline my.zarr --out baseline.csv --seyfert",
+        formatter_class=_RulesFormatter,
     )
-    p.add_argument("store", metavar="STORE", help="a dataset store (agnlens ingest / simulate)")
+    p.add_argument("inputs", nargs="+", metavar="INPUTS", help="FITS files, directories, glob patterns or stores")
     p.add_argument("--out", required=True, metavar="CSV", help="table of measurements to write")
-    p.add_argument("--jobs", type=int, default=1, metavar="N", help="worker processes (-1: all CPUs)")
+    p.add_argument("--grid", default="balmer", choices=["paper", "balmer"],
+                   help="grid FITS inputs are preprocessed onto (default balmer: it reaches Hα)")
+    p.add_argument("--labels", metavar="CSV", help="label catalogue for FITS inputs (adds true_label)")
+    p.add_argument("--seyfert", action="store_true",
+                   help="map subtypes 1.2 and 1.5 to intermediate (Seyferts) instead of type 1 (quasars)")
+    p.add_argument("--jobs", type=int, default=1, metavar="N", help="parallel jobs (-1: all CPUs)")
     p.add_argument("--min-fwhm", type=float, default=1200.0, metavar="KMS", help="least broad FWHM (km/s)")
     p.add_argument("--min-delta-bic", type=float, default=10.0, metavar="X", help="least ΔBIC of a broad line")
     p.set_defaults(run=run)
@@ -28,23 +53,29 @@ def run(args) -> int:
     import pandas as pd
 
     from agnlens.atomic import write_csv
-    from agnlens.cli._common import check_output
-    from agnlens.io.store import open_store
+    from agnlens.cli._common import check_output, report_rejections
+    from agnlens.errors import UsageError
+    from agnlens.ingest import read_inputs
     from agnlens.models.baseline import PhysicsBaseline
+    from agnlens.models.bpt import bpt_class
 
-    check_output(args.out, [args.store])
-    spectra = open_store(args.store, lazy=False)
+    check_output(args.out, [*args.inputs, args.labels])
+    spectra, rejected = read_inputs(args.inputs, grid=args.grid, labels=args.labels)
+    report_rejections("baseline", rejected)
     if len(spectra) == 0:
-        print(f"agnlens baseline: error: {args.store} holds no spectra", file=sys.stderr)
-        return 1
-    model = PhysicsBaseline(min_broad_fwhm=args.min_fwhm, min_delta_bic=args.min_delta_bic, n_jobs=args.jobs)
+        raise UsageError(f"no spectra to measure in {' '.join(args.inputs)}")
+    model = PhysicsBaseline(min_broad_fwhm=args.min_fwhm, min_delta_bic=args.min_delta_bic,
+                            quasar=not args.seyfert, n_jobs=args.jobs)
     table = model.fit(spectra).measure(spectra)
+    table.insert(table.columns.get_loc("flags") + 1, "bpt_class", bpt_class(table["nii_ha"], table["oiii_hb_narrow"]))
     truth = spectra.labels
     if np.any(truth != ""):
         table.insert(1, "true_label", truth)
     write_csv(args.out, table)
     counts = table["label"].replace("", "unclassified").value_counts().to_dict()
-    print(f"{len(table)} spectra classified by the physics baseline -> {args.out}: {counts}")
+    n_flagged = int((table["flags"] != "").sum())
+    print(f"{len(table)} spectra classified by the physics baseline -> {args.out}: {counts}; "
+          f"{n_flagged} flagged; {len(rejected)} rejected")
     if "true_label" in table:
         print(pd.crosstab(table["true_label"], table["label"]).to_string())
-    return 0
+    return 1 if rejected else 0

@@ -35,6 +35,9 @@ def add_parser(sub) -> None:
     p.add_argument("--refine-z", action="store_true",
                    help="FITS inputs: re-measure the redshift of spectra whose narrow lines are offset "
                    "(redshift-offset), reprocess and classify them again (z_refined column)")
+    p.add_argument("--measure", action="store_true", help="add the physics baseline's measurements beside each "
+                   "prediction (broad FWHM of Hβ/Hα, line ratios, BPT class, subtype, baseline label, "
+                   "agrees_with_baseline); FITS inputs are measured on the balmer grid")
     add_scheduler_argument(p)
     p.set_defaults(run=run)
 
@@ -86,7 +89,10 @@ def run(args) -> int:
         table, rejected = classify_files(models, files, labels=args.labels, refine_z=args.refine_z)
         tables.append(table)
     table = pd.concat(tables, ignore_index=True)
-    # (a place for further per-spectrum columns, e.g. physical measurements, joined on spec_id)
+    if args.measure:  # the physics baseline's measurements beside each prediction
+        from agnlens.study_real import measure_inputs
+
+        table = measure_inputs(args.inputs, table)
     write_csv(out, table, float_format="%.6g")
     report_rejections("classify", rejected)
     counts = table["predicted_label"].value_counts().to_dict()

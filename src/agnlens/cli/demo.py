@@ -9,7 +9,7 @@ from agnlens.cli._common import check_output, nonnegative_int
 
 STAGES = [
     "simulate", "tune_binary", "tune_multiclass", "classify", "saliency", "lines",
-    "embedding", "report",
+    "measure", "embedding", "real", "report",
 ]
 
 
@@ -24,7 +24,8 @@ def add_parser(sub) -> None:
         "explanations, a t-SNE map, and one self-contained report. Every score is labelled "
         "SIMULATED.",
         epilog="example:\n  agnlens demo --out demo-out && xdg-open demo-out/report.html\n"
-        "  agnlens demo --out small --n 600 --seed 3 --grid balmer",
+        "  agnlens demo --out small --n 600 --seed 3 --grid balmer\n"
+        "  agnlens demo --out demo-out --real ../shared/data/sdss/spectra --labels ../shared/data/sdss/labels.csv",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--out", default="demo-out", metavar="DIR", help="results folder (default demo-out)")
@@ -32,6 +33,9 @@ def add_parser(sub) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the sample, split, tuning, saliency sample and t-SNE")
     p.add_argument("--grid", default="paper", choices=["paper", "balmer"], help="wavelength grid (default paper)")
     p.add_argument("--store", metavar="STORE", help="study a labelled store instead of the simulated sample")
+    p.add_argument("--real", metavar="DIR", help="real spectra (FITS files, folders, globs) to classify, measure and "
+                   "explain beside the study: the report's real-data section")
+    p.add_argument("--labels", metavar="CSV", help="label catalogue of the --real spectra (spec_id, label)")
     p.add_argument("--n-random", type=nonnegative_int, default=30, metavar="N", help="random test spectra to explain besides the misclassified (default 30)")
     p.set_defaults(run=run)
 
@@ -42,8 +46,21 @@ def run(args) -> int:
 
     if args.n < 60:
         raise UsageError(f"--n must be at least 60 to split three classes, got {args.n}")
-    check_output(args.out, [args.store], adds_to_folder=True)
+    check_output(args.out, [args.store, args.real, args.labels], adds_to_folder=True)
     spectra = None
+    real = real_measure = None
+    if args.labels and not args.real:
+        raise UsageError("--labels goes with --real DIR (the labels of the real spectra)")
+    if args.real:
+        from agnlens.cli._common import report_rejections
+        from agnlens.ingest import read_inputs
+
+        real, rejected = read_inputs([args.real], grid=args.grid, labels=args.labels)
+        report_rejections("demo", rejected)
+        if len(real) == 0:
+            raise UsageError(f"--real {args.real}: no spectrum could be read onto the {args.grid} grid")
+        if args.grid != "balmer":  # the Hα measurements need the balmer grid
+            real_measure, _ = read_inputs([args.real], grid="balmer", labels=args.labels)
     if args.store:
         from agnlens.io.store import open_store
 
@@ -63,7 +80,8 @@ def run(args) -> int:
     try:
         result = run_study(
             args.out, spectra=spectra, n=args.n, seed=args.seed, grid=args.grid,
-            n_random_saliency=args.n_random, on_stage=on_stage,
+            n_random_saliency=args.n_random, on_stage=on_stage, real=real, real_measure=real_measure,
+            real_source=args.real or "",
         )
     finally:
         if bar is not None:

@@ -1,11 +1,15 @@
 """A physics baseline: classify AGN spectra by fitting their Balmer lines, not by learning.
 
-:class:`PhysicsBaseline` fits, for every spectrum, the Hβ + [O III] 4960/5008 complex (and the
-Hα + [N II] 6550/6585 complex where the wavelength grid covers it) with narrow and optional broad
-Gaussian components, measures the broad-line width, flux share and significance and the
-[O III]/Hβ ratio, and classifies by fixed rules in the spirit of Osterbrock & Winkler (1992). It has
+:class:`PhysicsBaseline` fits every spectrum's Hβ + [O III] complex (and Hα + [N II] where the grid
+covers it) with :func:`agnlens.models.linefit.fit_complex` and classifies by Winkler's subtypes
+(:func:`agnlens.classes.winkler_subtype`) mapped to classes by
+:func:`agnlens.classes.class_of_subtype` — the definitions the simulator and the docs use. It has
 the scikit-learn estimator interface so that it can stand beside the SVM in every evaluation, but
 nothing in it is learned: ``fit`` only records the classes and the wavelength grid.
+
+:func:`measure` is the short table of physical measurements that ``classify --measure``, the demo
+and the report put beside every prediction (broad FWHMs with errors, line ratios, BPT class,
+subtype, the baseline's label and whether it agrees with the SVM).
 
 Why a baseline: it tells a user whether the machine learning adds anything over the astronomer's
 rule of thumb, and where the two disagree is where to look.
@@ -15,138 +19,90 @@ from __future__ import annotations
 
 import logging
 import warnings
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy.optimize import least_squares
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.validation import check_is_fitted
 
+from agnlens.classes import R_THRESHOLDS, class_of_subtype, winkler_subtype
 from agnlens.errors import AgnlensWarning
-from agnlens.lines import C_KMS, line
+from agnlens.models.bpt import bpt_class
+from agnlens.models.linefit import FWHM_PER_SIGMA, HALPHA, HBETA, MIN_GOOD_FRACTION, covers, fit_complex
 from agnlens.spectra import SpectrumSet
 
 log = logging.getLogger(__name__)
 
-#: FWHM = this factor × Gaussian σ.
-FWHM_PER_SIGMA = 2.0 * np.sqrt(2.0 * np.log(2.0))
+__all__ = ["CLASSES", "FWHM_PER_SIGMA", "MEASURE_COLUMNS", "PhysicsBaseline", "measure", "rules"]
 
 #: The labels the baseline can give, sorted as ``classes_`` (and ``predict_proba`` columns).
-CLASSES = np.array(["intermediate", "type1", "type2"])
-
-# Bounds on the fitted components, in km/s. The narrow and broad width ranges do not overlap, so
-# the broad Gaussian can never take over a narrow line (and vice versa).
-_NARROW_SIGMA = (25.0, 400.0)  # FWHM 60–940 km/s
-_BROAD_SIGMA = (425.0, 6400.0)  # FWHM 1,000–15,000 km/s
-_NARROW_VELOCITY = 500.0
-_BROAD_VELOCITY = 3000.0
-# Starting broad σ (km/s): the better of the fits from each start is kept (local minima).
-BROAD_STARTS = (1000.0, 2500.0)
-NARROW_BROAD_START = 550.0
-# Least fraction of good pixels a fitting window needs.
-_MIN_GOOD_FRACTION = 0.5
+CLASSES = np.array(sorted(["type1", "type2", "intermediate"]))
 
 
-@dataclass(frozen=True)
-class _Complex:
-    """One line complex fitted as a unit: a linear continuum over ``lo``–``hi`` Å, narrow lines
-    sharing one velocity and width, and an optional broad Gaussian at ``broad_centre``.
-
-    ``narrow`` lists ``(wavelength, free_flux_index, flux_factor)``: lines with the same index
-    share one flux parameter scaled by the factor (the fixed doublet ratios).
-    """
-
-    name: str
-    lo: float
-    hi: float
-    narrow: tuple[tuple[float, int, float], ...]
-    n_free_flux: int
-    broad_centre: float
-
-
-_HB = line("Hbeta").wavelength
-_HA = line("Halpha").wavelength
-_O3 = line("OIII_5008").wavelength
-_N2 = line("NII_6585").wavelength
-
-HB_LO = 4640.0
-#: Hβ + [O III]: the 4960/5008 ratio is fixed at 1/2.98 (atomic physics).
-HBETA = _Complex(
-    "hbeta",
-    HB_LO,
-    5080.0,
-    ((_HB, 0, 1.0), (_O3, 1, 1.0), (line("OIII_4960").wavelength, 1, 1.0 / 2.98)),
-    2,
-    _HB,
-)
-#: Hα + [N II]: the 6550/6585 ratio is fixed at 1/3.05; [S II] 6718 and [O I] 6302 stay outside.
-HALPHA = _Complex(
-    "halpha",
-    6400.0,
-    6690.0,
-    ((_HA, 0, 1.0), (_N2, 1, 1.0), (line("NII_6550").wavelength, 1, 1.0 / 3.05)),
-    2,
-    _HA,
-)
+def rules(estimator: PhysicsBaseline | None = None) -> list[str]:
+    """The baseline's rules as sentences, with the estimator's thresholds (for ``--help`` and the report)."""
+    e = estimator if estimator is not None else PhysicsBaseline()
+    low, mid, high = R_THRESHOLDS
+    mapping = ("1.0, 1.2 and 1.5 → type 1 (quasar mapping: a luminous quasar keeps class type 1 whatever "
+               "its [O III]/Hβ); 1.8, 1.9 → intermediate" if e.quasar else
+               "1.0 → type 1; 1.2, 1.5, 1.8, 1.9 → intermediate (the Seyfert mapping of "
+               "agnlens.classes, as the simulator and the study's intermediate catalogue count them)")
+    return [
+        "Fit Hβ + [O III] 4960/5008 + Fe II 4668/4925/5020 over 4640–5080 Å and, where the grid covers it, "
+        "Hα + [N II] 6550/6585 over 6400–6690 Å: narrow lines with one velocity and width, and an optional "
+        "broad Gaussian (FWHM 1,000–15,070 km/s).",
+        f"A broad line counts when ΔBIC ≥ {e.min_delta_bic:g}, its intrinsic FWHM ≥ {e.min_broad_fwhm:,.0f} km/s "
+        f"and its flux ≥ {e.min_broad_snr:g} × its error.",
+        f"Subtype (Winkler 1992, agnlens.classes.winkler_subtype), R = [O III] 5008 / Hβ(narrow + broad): broad Hβ "
+        f"and R ≤ {low:g} → 1.0, ≤ {mid:g} → 1.2, ≤ {high:g} → 1.5, above → 1.8; broad Hα only → 1.9; "
+        "no broad line → 2.",
+        f"Class: {mapping}; 2 → type 2.",
+        "A broad width within 1 % of its bound (1,000 or 15,070 km/s) with ΔBIC above the threshold is flagged "
+        "(flags hb-broad-width-at-bound, ha-broad-width-at-bound): the true width may lie beyond, and the flux and "
+        "verdict with it.",
+        "On a grid without Hα (paper) a 1.9 cannot be told from a type 2.",
+    ]
 
 
 class PhysicsBaseline(ClassifierMixin, BaseEstimator):
     """Rule-based AGN classifier from Gaussian fits to Hβ (and Hα where the grid covers it).
 
     For each rest-frame, normalised spectrum (as :func:`agnlens.preprocess.preprocess` makes them)
-    :func:`scipy.optimize.least_squares` fits two models to the 4640–5080 Å window: (a) a linear
+    :func:`agnlens.models.linefit.fit_complex` fits the 4640–5080 Å window with (a) a linear
     continuum, narrow Hβ and the [O III] 4960/5008 doublet (one velocity and width for all narrow
     lines, 4960 = 5008 / 2.98, narrow FWHM up to 940 km/s), and (b) the same plus a broad Hβ
-    Gaussian (FWHM 1,000–15,000 km/s, velocity within ±3,000 km/s). Where the grid reaches 6690 Å
+    Gaussian (FWHM 1,000–15,070 km/s, velocity within ±3,000 km/s) and an Fe II component (lines
+    4668, 4925, 5020 Å with the broad line's width and velocity). Where the grid reaches 6690 Å
     (the ``balmer`` grid) the 6400–6690 Å window is fitted the same way with narrow Hα, [N II]
-    6550/6585 (ratio 1/3.05, width and velocity tied to narrow Hα) and an optional broad Hα.
-    Pixels are weighted by their inverse variance. The broad flux may take either sign: a
-    negative one models a broad absorption trough (the host's stellar Balmer absorption under a
-    type 2's narrow lines) and never counts as a broad line. The fit is MINPACK's
-    Levenberg–Marquardt (``least_squares(method="lm")``) with analytic Jacobian, bounds imposed by
-    a change of variables; the broad model starts from the width and flux of what the narrow fit
-    leaves, and restarts from fixed widths when it ends on a width bound or above the narrow χ².
-    About 5 ms of CPU per spectrum on the ``paper`` grid, 10 ms on ``balmer``; ``n_jobs`` spreads
-    the spectra over processes.
+    6550/6585 (ratio 1/3.05) and an optional broad Hα. Pixels are weighted by their inverse
+    variance. About 5 ms of CPU per spectrum on the ``paper`` grid, 10 ms on ``balmer``.
 
-    **Model selection** by ΔBIC = (χ²_narrow − χ²_broad) / s² − 3 ln n, where n is the number of
-    good pixels in the window and s² = max(1, χ²_broad / dof) rescales the χ² when the model does not
-    describe the data to the noise level (real spectra: Fe II, asymmetric lines), which makes the
-    criterion an F-test in that case. When only a bare flux array is given, without ivar, all
-    pixels weigh the same and s² is the residual variance of the broad model.
+    **Model selection** by ΔBIC = (χ²_narrow − χ²_broad) / s² − k ln n, where k is the number of
+    extra parameters of the broad model (4 for Hβ with Fe II, 3 for Hα), n the number of good
+    pixels in the window and s² = max(1, χ²_broad / dof) rescales the χ² when the model does not
+    describe the data to the noise level (real spectra: asymmetric lines), which makes the
+    criterion an F-test in that case. Without ivar all pixels weigh the same and s² is the
+    residual variance of the broad model.
 
-    **Rules** (after Osterbrock & Winkler 1992; R = [O III] 5008 / Hβ(narrow + positive broad),
-    ``inf`` when Hβ vanishes):
-
-    * a broad Hβ component counts when ΔBIC ≥ ``min_delta_bic``, its intrinsic FWHM ≥
-      ``min_broad_fwhm`` (km/s, after removing the instrumental σ in quadrature) and its flux is at
-      least ``min_broad_snr`` times its error; it is *weak* when it carries less than
-      ``weak_broad_fraction`` of the total Hβ flux, *strong* otherwise;
-    * strong broad Hβ and R ≤ 0.3 → subtype ``"1.0"``, 0.3 < R ≤ ``max_r_type1`` (1) → ``"1.2"``:
-      label ``type1``;
-    * strong broad Hβ and ``max_r_type1`` < R ≤ ``max_r_type15`` (4) → ``"1.5"``; R above that →
-      ``"1.8"``; a weak broad Hβ → ``"1.8"`` whatever R:
-      label ``intermediate``;
-    * no broad Hβ, but broad Hα by the same tests → ``"1.9"``: label ``intermediate``;
-    * no broad component at all → ``"2"``: label ``type2``. On a grid without Hα (the ``paper``
-      grid) a type 1.9 cannot be told from a type 2; ``measure`` says so in ``halpha_covered``.
-    * a spectrum whose Hβ window has too few good pixels to fit gets subtype ``"?"``, a uniform
-      probability and a warning.
+    **Rules**: see :func:`rules` (also printed by ``agnlens baseline --help`` and in the report).
+    The subtype is :func:`agnlens.classes.winkler_subtype` of R = [O III] 5008 / Hβ(narrow +
+    positive broad) and the broad-line detections; the class is
+    :func:`agnlens.classes.class_of_subtype` (``quasar=True``, the default: 1.2 and 1.5 are type 1,
+    as for the study's luminous quasars; ``quasar=False``: they are intermediate, as the
+    simulator's and the study's intermediate Seyferts are). A spectrum whose Hβ window has too few good
+    pixels gets subtype ``"?"``, a uniform probability and a warning.
 
     **Probabilities** are a fixed, documented mapping of the rule's confidence, not a learned
     calibration: the deciding significance is ΔBIC of the broad component that decided (Hβ, or Hα
     for 1.9 and type 2 on a grid with Hα); its distance from the threshold gives the confidence
-    ``c = 1 / (1 + exp(-|ΔBIC − min_delta_bic| / bic_scale))`` (0.5 at the threshold, → 1 far from
-    it); the predicted class gets ``c`` and the two others ``(1 − c) / 2`` each, so the argmax of
-    ``predict_proba`` is always ``predict``.
+    ``c = 1 / (1 + exp(-|ΔBIC − min_delta_bic| / bic_scale))``; the predicted class gets ``c`` and
+    the two others ``(1 − c) / 2`` each, so the argmax of ``predict_proba`` is always ``predict``.
 
     Parameters
     ----------
     wavelength : ndarray of shape (n_pixels,), optional
         The rest-frame grid (Å) of bare arrays passed as ``X``. Not needed when ``X`` is a
-        :class:`~agnlens.spectra.SpectrumSet`, which carries its grid (and its ivar, which bare
-        arrays lack: prefer passing the SpectrumSet).
+        :class:`~agnlens.spectra.SpectrumSet`, which carries its grid (and its ivar).
     min_broad_fwhm : float, default 1200
         Least intrinsic FWHM (km/s) of a broad component.
     min_delta_bic : float, default 10
@@ -154,17 +110,21 @@ class PhysicsBaseline(ClassifierMixin, BaseEstimator):
     min_broad_snr : float, default 2
         Least broad flux / its error. Kept low on purpose: very broad lines (FWHM > 10,000 km/s)
         trade flux with the continuum slope, which inflates the flux error though ΔBIC is large.
-    weak_broad_fraction : float, default 0.5
-        A broad Hβ carrying less than this share of the total Hβ flux is *weak* (type 1.8).
-    max_r_type1, max_r_type15 : float, default 1 and 4
-        [O III]/Hβ boundaries between types 1.2 / 1.5 and 1.5 / 1.8.
+    quasar : bool, default True
+        Map subtypes 1.2 and 1.5 to ``type1``, as for the study's luminous quasars
+        (:data:`agnlens.classes.QUASAR_SUBTYPES`); False: to ``intermediate``, as for Seyferts.
+        Measured on the simulated reference sample (3,346 spectra, ``paper`` grid): the quasar
+        mapping is right for 83.8 % of the spectra, the Seyfert mapping for 77.8 % (the simulated
+        type 1 have R spread over 0.3–4: 394 of 680 are 1.2–1.5 by R); on the 78 real type 1 of
+        ``shared/data/sdss`` (``balmer`` grid) 73 against 36 keep the label type 1. The subtype
+        column always says which it is.
     instrumental_sigma : float, default 69
         Instrumental Gaussian σ (km/s) removed in quadrature from the fitted widths (SDSS).
     bic_scale : float, default 10
         Width of the probability mapping (see above).
     n_jobs : int, optional
-        Worker processes for ``measure`` (``None`` or 1: in this process; -1: one per CPU). The
-        fits are independent, so the work splits evenly; worth it above a few hundred spectra.
+        Parallel jobs for ``measure`` through :class:`joblib.Parallel` (``None`` or 1: in this
+        process; -1: all CPUs). Worth it above a few hundred spectra.
 
     Attributes
     ----------
@@ -191,9 +151,7 @@ class PhysicsBaseline(ClassifierMixin, BaseEstimator):
         min_broad_fwhm: float = 1200.0,
         min_delta_bic: float = 10.0,
         min_broad_snr: float = 2.0,
-        weak_broad_fraction: float = 0.5,
-        max_r_type1: float = 1.0,
-        max_r_type15: float = 4.0,
+        quasar: bool = True,
         instrumental_sigma: float = 69.0,
         bic_scale: float = 10.0,
         n_jobs: int | None = None,
@@ -202,9 +160,7 @@ class PhysicsBaseline(ClassifierMixin, BaseEstimator):
         self.min_broad_fwhm = min_broad_fwhm
         self.min_delta_bic = min_delta_bic
         self.min_broad_snr = min_broad_snr
-        self.weak_broad_fraction = weak_broad_fraction
-        self.max_r_type1 = max_r_type1
-        self.max_r_type15 = max_r_type15
+        self.quasar = quasar
         self.instrumental_sigma = instrumental_sigma
         self.bic_scale = bic_scale
         self.n_jobs = n_jobs
@@ -225,7 +181,7 @@ class PhysicsBaseline(ClassifierMixin, BaseEstimator):
         self
         """
         wl, flux, _ = self._unpack(X, fitted=False)
-        if not _covers(wl, HBETA):
+        if not covers(wl, HBETA):
             raise ValueError(
                 f"PhysicsBaseline: the grid {wl[0]:.0f}–{wl[-1]:.0f} Å does not cover the Hβ + "
                 f"[O III] window {HBETA.lo:.0f}–{HBETA.hi:.0f} Å (rest frame); use the 'paper' or "
@@ -246,7 +202,7 @@ class PhysicsBaseline(ClassifierMixin, BaseEstimator):
         self.wavelength_ = wl
         self.n_features_in_ = int(wl.size)
         self.classes_ = CLASSES.copy()
-        self.halpha_covered_ = _covers(self.wavelength_, HALPHA)
+        self.halpha_covered_ = covers(self.wavelength_, HALPHA)
         return self
 
     def measure(self, X: SpectrumSet | np.ndarray) -> pd.DataFrame:
@@ -261,39 +217,30 @@ class PhysicsBaseline(ClassifierMixin, BaseEstimator):
         -------
         pandas.DataFrame
             One row per spectrum (``spec_id`` first when ``X`` is a SpectrumSet): ``subtype``
-            (``"1.0"``, ``"1.2"``, ``"1.5"``, ``"1.8"``, ``"1.9"``, ``"2"`` or ``"?"``), ``label``,
-            ``confidence``; for Hβ (prefix ``hb_``) and Hα (prefix ``ha_``, NaN when not covered):
-            ``fwhm_broad`` (intrinsic, km/s), ``fwhm_broad_err``, ``velocity_broad`` (km/s),
-            ``flux_broad`` (negative: an absorption trough; 0 when ΔBIC ≤ 0) and ``flux_narrow``
-            (normalised flux × Å, i.e. equivalent width in units of the 5100 Å continuum),
-            ``flux_broad_err``,
-            ``broad_snr`` (flux / error), ``broad_fraction`` (broad / total), ``delta_bic``,
-            ``broad`` (counts by the rules), ``strong`` (strong by the rules), ``fwhm_narrow``,
-            ``good_pixels``; ``oiii_flux``, ``oiii_fwhm`` (5008, intrinsic km/s), ``r_oiii_hb``
-            ([O III] 5008 / Hβ total), ``nii_ha`` ([N II] 6585 / narrow Hα) and
-            ``halpha_covered``.
+            (one of :data:`agnlens.classes.SUBTYPES` or ``"?"``), ``label``, ``confidence``,
+            ``flags`` (``;``-separated: ``hb-broad-width-at-bound``, ``ha-broad-width-at-bound``,
+            ``hb-not-fitted``); for Hβ (prefix ``hb_``) and Hα (prefix ``ha_``, NaN when not
+            covered) the outputs of :func:`~agnlens.models.linefit.fit_complex` (``fwhm_broad``,
+            ``fwhm_broad_err``, ``velocity_broad``, ``flux_broad``, ``flux_broad_err``,
+            ``broad_snr``, ``broad_fraction``, ``delta_bic``, ``fwhm_narrow``,
+            ``broad_at_bound``, ``good_pixels``; ``flux_narrow``: narrow Hβ / Hα in normalised
+            flux × Å) and ``broad`` (counts by the rules); ``hb_feii_flux`` (Fe II 4668+4925+5020
+            in the broad model); ``oiii_flux``, ``oiii_fwhm``, ``r_oiii_hb`` ([O III] 5008 / Hβ
+            total), ``oiii_hb_narrow`` ([O III] 5008 / narrow Hβ), ``nii_ha`` ([N II] 6585 /
+            narrow Hα), ``balmer_decrement_narrow`` (narrow Hα / narrow Hβ) and ``halpha_covered``.
         """
         wl, flux, ivar = self._unpack(X, fitted=True)
         n = flux.shape[0]
-        n_workers = _n_workers(self.n_jobs, n)
-        if n_workers == 1:
+        if self.n_jobs in (None, 0, 1) or n < 100:
             rows = _measure_rows(self, wl, flux, ivar)
         else:
-            import multiprocessing
-            import threading
-            from concurrent.futures import ProcessPoolExecutor
+            from joblib import Parallel, delayed
 
-            chunks = np.array_split(np.arange(n), n_workers * 4)
-            # Fork is fast and safe from a single-threaded caller; with other threads alive (dask,
-            # tqdm...) a forked child could inherit a held lock, so use a clean forkserver.
-            single = threading.active_count() == 1 and "fork" in multiprocessing.get_all_start_methods()
-            context = multiprocessing.get_context("fork" if single else "forkserver")
-            with ProcessPoolExecutor(max_workers=n_workers, mp_context=context) as pool:
-                futures = [
-                    pool.submit(_measure_rows, self, wl, flux[c], None if ivar is None else ivar[c])
-                    for c in chunks
-                ]
-                rows = [row for future in futures for row in future.result()]
+            chunks = np.array_split(np.arange(n), 16)
+            parts = Parallel(n_jobs=self.n_jobs)(
+                delayed(_measure_rows)(self, wl, flux[c], None if ivar is None else ivar[c]) for c in chunks
+            )
+            rows = [row for part in parts for row in part]
         table = pd.DataFrame(rows)
         if isinstance(X, SpectrumSet):
             table.insert(0, "spec_id", X.spec_id)
@@ -301,7 +248,7 @@ class PhysicsBaseline(ClassifierMixin, BaseEstimator):
         if n_bad:
             warnings.warn(
                 f"PhysicsBaseline: {n_bad} of {n} spectra have fewer than "
-                f"{100 * _MIN_GOOD_FRACTION:.0f}% good pixels in the Hβ window "
+                f"{100 * MIN_GOOD_FRACTION:.0f}% good pixels in the Hβ window "
                 f"{HBETA.lo:.0f}–{HBETA.hi:.0f} Å; they are unclassified (subtype '?', uniform "
                 f"probabilities)",
                 AgnlensWarning,
@@ -319,8 +266,7 @@ class PhysicsBaseline(ClassifierMixin, BaseEstimator):
 
         See the class docstring for the mapping; it is not a calibrated probability.
         """
-        table = self.measure(X)
-        return self.proba_from_table(table)
+        return self.proba_from_table(self.measure(X))
 
     def proba_from_table(self, table: pd.DataFrame) -> np.ndarray:
         """The ``predict_proba`` mapping applied to a ``measure`` table (saves refitting).
@@ -387,97 +333,56 @@ class PhysicsBaseline(ClassifierMixin, BaseEstimator):
         return wl, flux, ivar
 
     def _measure_one(self, wl: np.ndarray, flux: np.ndarray, ivar: np.ndarray | None) -> dict:
-        hb = _fit_complex(wl, flux, ivar, HBETA, self.instrumental_sigma)
-        out: dict = {}
-        for key, value in hb.items():
-            out[f"hb_{key}"] = value
-        oiii_flux = out.pop("hb_flux_narrow_1")
+        hb = fit_complex(wl, flux, ivar, HBETA, self.instrumental_sigma)
+        out = {f"hb_{key}": value for key, value in hb.items()}
         out["hb_flux_narrow"] = out.pop("hb_flux_narrow_0")
-        out["oiii_flux"] = oiii_flux
+        out["oiii_flux"] = out.pop("hb_flux_narrow_1")
         out["oiii_fwhm"] = out["hb_fwhm_narrow"]
         hb_total = out["hb_flux_narrow"] + max(out["hb_flux_broad"], 0.0)
-        out["r_oiii_hb"] = _ratio(oiii_flux, hb_total)
-        covered = _covers(wl, HALPHA)
+        out["r_oiii_hb"] = _ratio(out["oiii_flux"], hb_total)
+        out["oiii_hb_narrow"] = _ratio(out["oiii_flux"], out["hb_flux_narrow"])
+        covered = covers(wl, HALPHA)
         out["halpha_covered"] = covered
-        if covered:
-            ha = _fit_complex(wl, flux, ivar, HALPHA, self.instrumental_sigma)
-            for key, value in ha.items():
-                out[f"ha_{key}"] = value
-            out["ha_flux_narrow"] = out.pop("ha_flux_narrow_0")
-            nii = out.pop("ha_flux_narrow_1")
-            out["nii_ha"] = _ratio(nii, out["ha_flux_narrow"])
-        else:
-            for key in hb:
-                if key not in ("flux_narrow_0", "flux_narrow_1"):
-                    out[f"ha_{key}"] = np.nan
-            out["ha_flux_narrow"] = np.nan
-            out["nii_ha"] = np.nan
+        ha = (fit_complex(wl, flux, ivar, HALPHA, self.instrumental_sigma) if covered
+              else dict.fromkeys(hb, np.nan))
+        out.update({f"ha_{key}": value for key, value in ha.items() if key != "feii_flux"})
+        out["ha_flux_narrow"] = out.pop("ha_flux_narrow_0")
+        out["nii_ha"] = _ratio(out.pop("ha_flux_narrow_1"), out["ha_flux_narrow"])
+        out["balmer_decrement_narrow"] = _ratio(out["ha_flux_narrow"], out["hb_flux_narrow"])
         for prefix in ("hb", "ha"):
-            b, s = self._broad_flags(out, prefix)
-            out[f"{prefix}_broad"] = b
-            out[f"{prefix}_strong"] = s
-        subtype, label, decider = self._rule(out)
-        out["subtype"] = subtype
-        out["label"] = label
+            out[f"{prefix}_broad"] = self._counts(out, prefix)
+        flags = []
+        if not np.isfinite(out["hb_delta_bic"]):
+            flags.append("hb-not-fitted")
+            subtype, label, decider = "?", "", "hb"
+        else:
+            subtype = winkler_subtype(out["r_oiii_hb"], out["hb_broad"], covered and out["ha_broad"])
+            label = class_of_subtype(subtype, quasar=self.quasar)
+            decider = "hb" if out["hb_broad"] or not covered else "ha"
+            if subtype == "2" and covered and out["hb_delta_bic"] < out["ha_delta_bic"]:
+                decider = "hb"  # "no broad line": the larger of the two margins below threshold
+        for prefix in ("hb", "ha"):
+            # the evidence wants a broad line but its width sits at a bound: width, flux and maybe the verdict are suspect
+            if out[f"{prefix}_broad_at_bound"] is True and out[f"{prefix}_delta_bic"] >= self.min_delta_bic:
+                flags.append(f"{prefix}-broad-width-at-bound")
+        out["subtype"], out["label"], out["flags"] = subtype, label, ";".join(flags)
         if label:
             dbic = out[f"{decider}_delta_bic"]
             out["confidence"] = float(1.0 / (1.0 + np.exp(-abs(dbic - self.min_delta_bic) / self.bic_scale)))
         else:
             out["confidence"] = 1.0 / 3.0
-        first = ["subtype", "label", "confidence"]
+        first = ["subtype", "label", "confidence", "flags"]
         return {k: out[k] for k in first + sorted(k for k in out if k not in first)}
 
-    def _broad_flags(self, m: dict, prefix: str) -> tuple[bool, bool]:
-        dbic = m[f"{prefix}_delta_bic"]
-        fwhm = m[f"{prefix}_fwhm_broad"]
-        snr = m[f"{prefix}_broad_snr"]
+    def _counts(self, m: dict, prefix: str) -> bool:
+        dbic, fwhm, snr = m[f"{prefix}_delta_bic"], m[f"{prefix}_fwhm_broad"], m[f"{prefix}_broad_snr"]
         if not (np.isfinite(dbic) and np.isfinite(fwhm) and np.isfinite(snr)):
-            return False, False
-        counts = dbic >= self.min_delta_bic and fwhm >= self.min_broad_fwhm and snr >= self.min_broad_snr
-        strong = counts and m[f"{prefix}_broad_fraction"] >= self.weak_broad_fraction
-        return bool(counts), bool(strong)
-
-    def _rule(self, m: dict) -> tuple[str, str, str]:
-        """(subtype, label, which complex decided); label '' when Hβ could not be fitted."""
-        if not np.isfinite(m["hb_delta_bic"]):
-            return "?", "", "hb"
-        r = m["r_oiii_hb"]
-        if m["hb_broad"]:
-            if not m["hb_strong"]:
-                return "1.8", "intermediate", "hb"
-            if r <= 0.3:
-                return "1.0", "type1", "hb"
-            if r <= self.max_r_type1:
-                return "1.2", "type1", "hb"
-            if r <= self.max_r_type15:
-                return "1.5", "intermediate", "hb"
-            return "1.8", "intermediate", "hb"
-        if m["halpha_covered"] and m["ha_broad"]:
-            return "1.9", "intermediate", "ha"
-        decider = "ha" if m["halpha_covered"] and np.isfinite(m["ha_delta_bic"]) else "hb"
-        # The confidence of "no broad line" is the larger of the two margins below threshold.
-        if decider == "ha" and m["hb_delta_bic"] < m["ha_delta_bic"]:
-            decider = "hb"
-        return "2", "type2", decider
-
-
-# ---------------------------------------------------------------------------------- fitting
-#: Below this many spectra per worker, extra processes cost more than they save.
-_MIN_PER_WORKER = 50
-
-
-def _n_workers(n_jobs: int | None, n: int) -> int:
-    import os
-
-    if n_jobs is None or n_jobs == 0:
-        return 1
-    cpus = os.cpu_count() or 1
-    wanted = cpus + 1 + n_jobs if n_jobs < 0 else n_jobs
-    return int(max(1, min(wanted, cpus, n // _MIN_PER_WORKER)))
+            return False
+        return bool(dbic >= self.min_delta_bic and fwhm >= self.min_broad_fwhm and snr >= self.min_broad_snr)
 
 
 def _measure_rows(est: PhysicsBaseline, wl, flux, ivar) -> list[dict]:
-    """Measure a block of spectra (module level so that worker processes can run it)."""
+    """Measure a block of spectra (module level so that joblib's workers can run it)."""
     return [est._measure_one(wl, flux[i], None if ivar is None else ivar[i]) for i in range(flux.shape[0])]
 
 
@@ -494,224 +399,62 @@ def _ratio(num: float, den: float) -> float:
     return num / den
 
 
-def _covers(wl: np.ndarray, cx: _Complex) -> bool:
-    step = np.median(np.diff(wl))
-    return bool(wl[0] <= cx.lo + step and wl[-1] >= cx.hi - step)
+# ------------------------------------------------------------------------- the measurements table
+#: The columns of :func:`measure`, in order (``agrees_with_baseline`` only when predictions are given).
+MEASURE_COLUMNS = (
+    "spec_id", "hb_fwhm_broad", "hb_fwhm_broad_err", "ha_fwhm_broad", "ha_fwhm_broad_err", "hb_fwhm_narrow",
+    "ha_fwhm_narrow", "r_oiii_hb",
+    "oiii_hb_narrow", "balmer_decrement_narrow", "nii_ha", "bpt_class", "subtype", "baseline_label",
+    "baseline_confidence", "baseline_flags", "agrees_with_baseline",
+)
 
 
-def _profiles(lam: np.ndarray, centre: float, v: float, sigma_kms: float):
-    """Unit-flux Gaussian at ``centre`` shifted by ``v`` (km/s) with width ``sigma_kms``, and its
-    derivatives with respect to ``v`` and ``sigma_kms``."""
-    mu = centre * (1.0 + v / C_KMS)
-    s = centre * sigma_kms / C_KMS
-    u = (lam - mu) / s
-    g = np.exp(-0.5 * u * u) / (np.sqrt(2.0 * np.pi) * s)
-    dmu = centre / C_KMS
-    return g, g * u / s * dmu, g * (u * u - 1.0) / s * dmu
+def measure(spectra: SpectrumSet, predicted=None, *, baseline: PhysicsBaseline | None = None) -> pd.DataFrame:
+    """Physical measurements beside each prediction: the baseline's widths, ratios and verdict.
 
+    Parameters
+    ----------
+    spectra : SpectrumSet
+        Rest-frame normalised spectra on any grid covering Hβ + [O III] (4640–5080 Å); Hα
+        quantities need the ``balmer`` grid (NaN otherwise).
+    predicted : array-like of str, shape (n_spectra,), optional
+        The SVM's predicted labels, in the order of ``spectra``; adds ``agrees_with_baseline``.
+    baseline : PhysicsBaseline, optional
+        The rules' thresholds (default ``PhysicsBaseline()``); refitted on ``spectra``'s grid.
 
-def _model(p: np.ndarray, lam: np.ndarray, x: np.ndarray, cx: _Complex, broad: bool):
-    """Model flux and Jacobian (n_pix, n_par) for parameters
-    ``[c0, c1, F_0..F_{k-1}, v_n, sigma_n, (F_b, v_b, sigma_b)]``."""
-    k = cx.n_free_flux
-    n_par = 4 + k + (3 if broad else 0)
-    jac = np.zeros((lam.size, n_par))
-    model = p[0] + p[1] * x
-    jac[:, 0] = 1.0
-    jac[:, 1] = x
-    v_n, s_n = p[2 + k], p[3 + k]
-    for centre, idx, factor in cx.narrow:
-        g, dv, ds = _profiles(lam, centre, v_n, s_n)
-        flux = p[2 + idx] * factor
-        model = model + flux * g
-        jac[:, 2 + idx] += factor * g
-        jac[:, 2 + k] += flux * dv
-        jac[:, 3 + k] += flux * ds
-    if broad:
-        f_b, v_b, s_b = p[4 + k], p[5 + k], p[6 + k]
-        g, dv, ds = _profiles(lam, cx.broad_centre, v_b, s_b)
-        model = model + f_b * g
-        jac[:, 4 + k] = g
-        jac[:, 5 + k] = f_b * dv
-        jac[:, 6 + k] = f_b * ds
-    return model, jac
-
-
-def _solve(lam, x, data, w, cx: _Complex, p0, lo, hi, broad: bool):
-    """Weighted least squares of one complex with box bounds.
-
-    The bounds are imposed by a change of variables (flux = t², bounded widths and velocities
-    through a sine, as MINUIT does) so that the fast MINPACK Levenberg–Marquardt of
-    ``least_squares(method="lm")`` can run unconstrained; the trust-region method with bounds
-    costs about four times as much Python overhead per spectrum. Returns the physical parameters,
-    the χ² and the weighted Jacobian (n_pix, n_par) in physical parameters at the optimum.
+    Returns
+    -------
+    pandas.DataFrame
+        One row per spectrum, columns :data:`MEASURE_COLUMNS`: broad FWHM of Hβ and Hα (intrinsic,
+        km/s; NaN where the rules find no broad line) with errors, the narrow FWHM of Hβ and Hα, ``r_oiii_hb`` ([O III] 5008 /
+        Hβ total: Winkler's R), ``oiii_hb_narrow`` and ``nii_ha`` (the BPT ratios),
+        ``balmer_decrement_narrow`` (narrow Hα / Hβ), ``bpt_class`` (:func:`agnlens.models.bpt.bpt_class`;
+        "" without Hα), ``subtype``, ``baseline_label`` ("" when Hβ could not be fitted),
+        ``baseline_confidence``, ``baseline_flags`` and, with ``predicted``, ``agrees_with_baseline``
+        (nullable boolean: missing when the baseline gives no label).
     """
-    pos = (lo == 0.0) & ~np.isfinite(hi)
-    box = np.isfinite(lo) & np.isfinite(hi)
-    half = np.where(box, 0.5 * (hi - lo), 1.0)
-    base = np.where(box, lo, 0.0)
-
-    def to_phys(t):
-        p = t.copy()
-        p[pos] = t[pos] ** 2
-        p[box] = base[box] + half[box] * (1.0 + np.sin(t[box]))
-        return p
-
-    def dphys(t):
-        d = np.ones_like(t)
-        d[pos] = 2.0 * t[pos]
-        d[box] = half[box] * np.cos(t[box])
-        return d
-
-    p0 = np.clip(p0, lo, hi)
-    t0 = p0.copy()
-    t0[pos] = np.sqrt(p0[pos])
-    # Keep the start off the bounds, where the sine's derivative (hence the Jacobian column) is 0.
-    t0[box] = np.arcsin(np.clip((p0[box] - base[box]) / half[box] - 1.0, -0.98, 0.98))
-    cache: dict = {}
-
-    def evaluate(t):
-        key = t.tobytes()
-        if cache.get("key") != key:
-            model, jac = _model(to_phys(t), lam, x, cx, broad)
-            cache.update(key=key, r=w * (model - data), j=w[:, None] * jac)
-        return cache
-
-    def fun(t):
-        return evaluate(t)["r"]
-
-    def jac(t):
-        return evaluate(t)["j"] * dphys(t)
-
-    # Tolerances: 1e-6 of χ² is far below what model selection can notice.
-    res = least_squares(fun, t0, jac=jac, method="lm", x_scale="jac", ftol=1e-6, xtol=1e-6, max_nfev=150)
-    p = to_phys(res.x)
-    model, jac_p = _model(p, lam, x, cx, broad)
-    r = w * (model - data)
-    return p, float(r @ r), w[:, None] * jac_p
-
-
-def _fit_complex(wl, flux, ivar, cx: _Complex, instrumental_sigma: float) -> dict:
-    """Fit narrow-only and narrow+broad models to one complex; return the measurements."""
-    sel = (wl >= cx.lo) & (wl <= cx.hi)
-    lam = wl[sel]
-    data = flux[sel]
-    if ivar is None:
-        good = np.ones(lam.size, dtype=bool)
-    else:
-        good = ivar[sel] > 0
-    k = cx.n_free_flux
-    nan = np.nan
-    empty = {
-        "fwhm_broad": nan, "fwhm_broad_err": nan, "velocity_broad": nan, "flux_broad": nan,
-        "flux_broad_err": nan, "broad_snr": nan, "broad_fraction": nan, "delta_bic": nan,
-        "fwhm_narrow": nan, "good_pixels": int(good.sum()),
-    }
-    for j in range(k):
-        empty[f"flux_narrow_{j}"] = nan
-    if good.sum() < max(_MIN_GOOD_FRACTION * lam.size, 4 + k + 3 + 5):
-        return empty
-    lam, data = lam[good], data[good]
-    w = np.ones(lam.size) if ivar is None else np.sqrt(ivar[sel][good])
-    mid = 0.5 * (cx.lo + cx.hi)
-    x = (lam - mid) / 100.0
-
-    # Starting point: a straight continuum through the window's edges (line-free at 3 sigma of
-    # any broad line of moderate width), narrow fluxes from the peak heights.
-    edge = (lam < cx.lo + 40.0) | (lam > cx.hi - 30.0)
-    xe, de = (x[edge], data[edge]) if edge.sum() >= 4 else (x, data)
-    c1, c0 = np.polyfit(xe, de, 1)
-    cont = c0 + c1 * x
-    sig0 = 150.0
-    p_n = [c0, c1]
-    for j in range(k):
-        centre = next(c for c, idx, f in cx.narrow if idx == j and f == 1.0)
-        near = np.abs(lam - centre) < centre * 300.0 / C_KMS
-        peak = float(np.max(data[near] - cont[near])) if near.any() else 0.0
-        p_n.append(max(peak, 0.0) * np.sqrt(2.0 * np.pi) * centre * sig0 / C_KMS)
-    p_n += [0.0, sig0]
-    scale = max(float(np.max(np.abs(data))), 1e-3)
-    inf = np.inf
-    lo_n = np.array([-inf, -inf] + [0.0] * k + [-_NARROW_VELOCITY, _NARROW_SIGMA[0]])
-    hi_n = np.array([inf, inf] + [inf] * k + [_NARROW_VELOCITY, _NARROW_SIGMA[1]])
-    p_init = np.array(p_n, dtype=float)
-    p_n, chi2_n, _ = _solve(lam, x, data, w, cx, p_init, lo_n, hi_n, broad=False)
-
-    # Broad start: the flux and width of what the narrow fit leaves under the broad line. The
-    # broad flux may take either sign, so that a broad absorption trough (the host's stellar
-    # Balmer absorption) is modelled rather than forced into the narrow lines; only a positive
-    # broad component can count as a broad line. A free linear amplitude also converges much
-    # faster than one held at a bound when there is no broad line at all.
-    # The narrow fit may have widened the narrow lines to swallow a broad one, so the start
-    # takes the narrow fit's continuum and velocity with the first-guess narrow fluxes and width,
-    # and gives the broad line what is left in the window.
-    start_n = p_n.copy()
-    start_n[2 : 2 + k] = p_init[2 : 2 + k]
-    start_n[3 + k] = min(p_n[3 + k], sig0)
-    resid = data - _model(start_n, lam, x, cx, False)[0]
-    v = (lam / cx.broad_centre - 1.0) * C_KMS
-    near_b = np.abs(v) < 6000.0
-    f_b0 = float(np.sum(resid[near_b] * np.gradient(lam)[near_b]))
-    if abs(f_b0) < 0.02 * scale:
-        f_b0 = 0.05 * scale
-    pos = np.clip(resid[near_b], 0.0, None)
-    s_est = np.sqrt(np.sum(pos * v[near_b] ** 2) / np.sum(pos)) if np.sum(pos) > 0 else BROAD_STARTS[0]
-    lo_b = np.concatenate([lo_n, [-inf, -_BROAD_VELOCITY, _BROAD_SIGMA[0]]])
-    hi_b = np.concatenate([hi_n, [inf, _BROAD_VELOCITY, _BROAD_SIGMA[1]]])
-    penalty = 3.0 * np.log(lam.size)
-
-    def broad_fit(sigma_start):
-        start = np.concatenate([start_n, [f_b0, 0.0, sigma_start]])
-        return _solve(lam, x, data, w, cx, start, lo_b, hi_b, broad=True)
-
-    best = broad_fit(float(np.clip(s_est, 600.0, 4000.0)))
-    s_b = best[0][6 + k]
-    at_bound = s_b < 1.1 * _BROAD_SIGMA[0] or s_b > 0.9 * _BROAD_SIGMA[1]
-    if best[1] > chi2_n or (at_bound and chi2_n - best[1] > penalty):
-        # Worse than the nested narrow model, or a broad line stuck at a width bound (a local
-        # minimum: a 1,000–2,000 km/s Hα between the [N II] lines, a very broad line trading
-        # with the continuum): start from the other widths and keep the best.
-        for sigma_start in BROAD_STARTS + (NARROW_BROAD_START,):
-            fit = broad_fit(sigma_start)
-            best = fit if fit[1] < best[1] else best
-    p_b, chi2_b, jac_b = best
-    chi2_b = min(chi2_b, chi2_n)
-
-    n_pix = lam.size
-    dof = max(n_pix - p_b.size, 1)
-    s2 = chi2_b / dof
-    if ivar is not None:
-        s2 = max(s2, 1.0)
-    s2 = max(s2, np.finfo(float).tiny)
-    delta_bic = (chi2_n - chi2_b) / s2 - 3.0 * np.log(n_pix)
-
-    # Parameter errors from the Jacobian at the optimum, scaled like the χ².
-    jtj = jac_b.T @ jac_b
-    cov = np.linalg.pinv(jtj) * s2
-    err = np.sqrt(np.clip(np.diag(cov), 0.0, None))
-    f_b, s_b = p_b[4 + k], p_b[6 + k]
-    f_b_err, s_b_err = err[4 + k], err[6 + k]
-    inst2 = instrumental_sigma**2
-    fwhm_b = FWHM_PER_SIGMA * np.sqrt(max(s_b**2 - inst2, 0.0))
-    fwhm_b_err = FWHM_PER_SIGMA * s_b * s_b_err / max(np.sqrt(max(s_b**2 - inst2, 0.0)), 1e-9)
-    # Report the narrow-line measurements of the model that the selection prefers.
-    use_broad = delta_bic > 0
-    p = p_b if use_broad else p_n
-    f_pos = max(f_b, 0.0) if use_broad else 0.0
-    s_n = p[3 + k]
-    out = {
-        "fwhm_broad": float(fwhm_b),
-        "fwhm_broad_err": float(fwhm_b_err),
-        "velocity_broad": float(p_b[5 + k]),
-        "flux_broad": float(f_b) if use_broad else 0.0,  # < 0: a broad absorption trough
-        "flux_broad_err": float(f_b_err),
-        "broad_snr": float(f_b / f_b_err) if f_b_err > 0 else 0.0,
-        "delta_bic": float(delta_bic),
-        "fwhm_narrow": float(FWHM_PER_SIGMA * np.sqrt(max(s_n**2 - inst2, 0.0))),
-        "good_pixels": int(n_pix),
-    }
-    for j in range(k):
-        out[f"flux_narrow_{j}"] = float(p[2 + j])
-    total = out["flux_narrow_0"] + f_pos
-    out["broad_fraction"] = f_pos / total if total > 0 else 0.0
+    if not isinstance(spectra, SpectrumSet):
+        raise TypeError(f"measure: expected a SpectrumSet, got {type(spectra).__name__}; read files with "
+                        "agnlens.ingest.read_inputs or a store with agnlens.io.store.open_store")
+    base = PhysicsBaseline() if baseline is None else baseline
+    full = base.fit(spectra).measure(spectra)
+    out = pd.DataFrame({"spec_id": spectra.spec_id})
+    for prefix in ("hb", "ha"):
+        has = full[f"{prefix}_broad"].to_numpy(dtype=bool)
+        out[f"{prefix}_fwhm_broad"] = np.where(has, full[f"{prefix}_fwhm_broad"], np.nan)
+        out[f"{prefix}_fwhm_broad_err"] = np.where(has, full[f"{prefix}_fwhm_broad_err"], np.nan)
+    for col in ("hb_fwhm_narrow", "ha_fwhm_narrow", "r_oiii_hb", "oiii_hb_narrow", "balmer_decrement_narrow", "nii_ha"):
+        out[col] = full[col].to_numpy(dtype=float)
+    out["bpt_class"] = bpt_class(out["nii_ha"], out["oiii_hb_narrow"])
+    out["subtype"] = full["subtype"].to_numpy()
+    out["baseline_label"] = full["label"].to_numpy()
+    out["baseline_confidence"] = full["confidence"].to_numpy()
+    out["baseline_flags"] = full["flags"].to_numpy()
+    if predicted is not None:
+        predicted = np.asarray(predicted).astype(str)
+        if predicted.shape != (len(spectra),):
+            raise ValueError(f"measure: {len(spectra)} spectra but predicted has shape {predicted.shape}")
+        agree = pd.array(predicted == out["baseline_label"].to_numpy(), dtype="boolean")
+        agree[out["baseline_label"].to_numpy() == ""] = pd.NA
+        out["agrees_with_baseline"] = agree
     return out

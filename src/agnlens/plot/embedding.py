@@ -132,3 +132,37 @@ def plot_embedding(
         if hasattr(handle, "set_sizes"):  # same, readable marker size in the legend whatever the point size
             handle.set_sizes([30.0])
     return ax
+
+
+def plot_embedding_values(coords: Any, values: dict[str, Any], *, simulated: bool = False) -> Any:
+    """The t-SNE map once per quantity, points coloured by its value (e.g. broad FWHM, [O III]/Hβ).
+
+    Parameters
+    ----------
+    coords : array-like of shape (n, 2)
+    values : dict name → array-like of shape (n,)
+        One panel per entry; NaN points are drawn grey underneath.
+    simulated : bool
+        Say so in the titles.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    from matplotlib.figure import Figure
+
+    coords = np.asarray(coords, dtype=float)
+    fig = Figure(figsize=(4.2 * max(len(values), 1), 3.9), layout="constrained")
+    for k, (name, vals) in enumerate(values.items()):
+        ax = fig.add_subplot(1, len(values), k + 1)
+        v = np.asarray(vals, dtype=float)
+        if v.shape != (coords.shape[0],):
+            raise ValueError(f"values[{name!r}] must have shape ({coords.shape[0]},) like coords, got {v.shape}")
+        ok = np.isfinite(v)
+        ax.scatter(coords[~ok, 0], coords[~ok, 1], s=3, color="#dddddd", lw=0)
+        sc = ax.scatter(coords[ok, 0], coords[ok, 1], c=v[ok], s=4, lw=0, cmap="viridis")
+        fig.colorbar(sc, ax=ax, shrink=0.8)
+        ax.set_title(name + (" (simulated truth)" if simulated else ""), fontsize=9)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    return fig

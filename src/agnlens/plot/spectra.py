@@ -154,3 +154,74 @@ def plot_spectra(
     if title:
         ax.set_title(title, fontsize=9, pad=28 if mark_lines else 6)
     return ax
+
+
+def plot_class_saliency(saliency, *, ax: Axes | None = None, title: str | None = None) -> Axes:
+    """Class-averaged saliency spectrum: the mean map of each explained class against wavelength.
+
+    Parameters
+    ----------
+    saliency : agnlens.explain.saliency.Saliency
+        Maps of shape (n_spectra, n_pixels); grouped by their target class.
+    ax : Axes, optional
+    title : str, optional
+
+    Returns
+    -------
+    Axes
+    """
+    from agnlens.plot.embedding import CLASS_COLOURS, CLASS_NAMES
+
+    if ax is None:
+        from matplotlib.figure import Figure
+
+        ax = Figure(figsize=(9.0, 3.4), layout="constrained").add_subplot()
+    wl = saliency.wavelength
+    for cls in saliency.classes:
+        sel = np.asarray(saliency.target) == cls
+        if sel.any():
+            ax.plot(wl, saliency.values[sel].mean(axis=0), lw=0.8, color=CLASS_COLOURS.get(str(cls), "0.4"),
+                    label=f"{CLASS_NAMES.get(str(cls), cls)} ({int(sel.sum())} maps)")
+    ax.axhline(0.0, color="0.6", lw=0.5)
+    for j, line in enumerate(item for item in LINES if wl[0] <= item.wavelength <= wl[-1]):
+        colour = LINE_COLOURS.get(line.kind, "0.5")
+        ax.axvline(line.wavelength, color=colour, lw=0.4, ls=":", alpha=0.8, zorder=0)
+        ax.text(line.wavelength, 1.0 + 0.04 * (j % 2), line.label, transform=ax.get_xaxis_transform(),
+                rotation=90, fontsize=6, color=colour, ha="center", va="bottom")
+    ax.set_xlim(wl[0], wl[-1])
+    ax.set_xlabel("rest-frame wavelength (Å)")
+    ax.set_ylabel("mean ∂p(target)/∂flux")
+    ax.legend(fontsize=7, loc="lower left")
+    ax.set_title(title or "class-averaged saliency (mean over the explained spectra of each predicted class)",
+                 fontsize=9, pad=26)
+    return ax
+
+
+def plot_thumbnails(spectra: SpectrumSet, titles: Sequence[str], *, n_col: int = 4) -> Any:
+    """Small multiples: one small panel per spectrum with its title (e.g. label, prediction, probabilities).
+
+    Parameters
+    ----------
+    spectra : SpectrumSet
+    titles : sequence of str, one per spectrum
+    n_col : int
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    from matplotlib.figure import Figure
+
+    if len(titles) != len(spectra):
+        raise ValueError(f"plot_thumbnails: {len(spectra)} spectra but {len(titles)} titles")
+    n_row = max(1, int(np.ceil(len(spectra) / n_col)))
+    fig = Figure(figsize=(12.0, 1.9 * n_row))
+    fig.subplots_adjust(left=0.03, right=0.99, bottom=0.04, top=0.97, hspace=0.7, wspace=0.08)
+    for k in range(len(spectra)):
+        ax = fig.add_subplot(n_row, n_col, k + 1)
+        good = ~spectra.mask[k]
+        ax.plot(spectra.wavelength[good], spectra.flux[k][good], lw=0.5, color="0.2")
+        ax.set_title(titles[k], fontsize=6.5)
+        ax.tick_params(labelsize=5)
+        ax.set_yticks([])
+    return fig

@@ -31,7 +31,8 @@ logger = logging.getLogger(__name__)
 __all__ = ["ResultsFolderError", "build_report"]
 
 #: Section ids of the page, in order (the browser test checks each of them).
-SECTIONS = ("summary", "data-and-split", "tuning", "results", "saliency", "lines", "map", "provenance")
+SECTIONS = ("summary", "data-and-split", "tuning", "results", "saliency", "lines", "physics", "map", "real",
+            "provenance")
 TASKS = ("binary", "multiclass")
 TASK_TITLES = {"binary": "Two classes: type 1 vs type 2", "multiclass": "Three classes: type 1, type 2, intermediate"}
 CLASS_NAMES = {"type1": "type 1", "type2": "type 2", "intermediate": "intermediate"}
@@ -492,7 +493,7 @@ def _provenance_context(metrics: dict, folder: Path) -> dict:
     files = []
     for rel in ("metrics.json", "models/binary.skops", "models/multiclass.skops", "tuning_binary.csv",
                 "tuning_multiclass.csv", "predictions.csv", "embedding.csv", "line_table.csv", "centre_wings.csv",
-                "faithfulness.csv", "saliency/values.npy", "saliency/index.csv", "saliency/wavelength.npy"):
+                "faithfulness.csv", "measurements.csv", "centre_wings_test.csv", "real/predictions.csv", "saliency/values.npy", "saliency/index.csv", "saliency/wavelength.npy"):
         path = folder / rel
         files.append({"name": rel, "present": path.is_file(), "size": path.stat().st_size if path.is_file() else 0})
     return {
@@ -562,6 +563,7 @@ def build_report(
     """
     from agnlens import __version__
     from agnlens.atomic import write_text
+    from agnlens.report.physics import physics_context, real_context
 
     folder = Path(results_dir)
     if not folder.is_dir():
@@ -604,6 +606,8 @@ def build_report(
         "saliency": saliency,
         "lines": _lines_context(metrics, folder),
         "map": _map_context(metrics, folder, embedding, saliency["figure_ids"]),
+        "physics": physics_context(metrics, folder),
+        "real": real_context(metrics, folder),
         "provenance": _provenance_context(metrics, folder),
         "css": resources.files("agnlens.report").joinpath("style.css").read_text("utf-8"),
         "js": resources.files("agnlens.report").joinpath("map.js").read_text("utf-8"),
