@@ -261,7 +261,20 @@ class SpectrumSVC(ClassifierMixin, BaseEstimator):
 
     # ------------------------------------------------------------------ prediction
     def _transform(self, X) -> np.ndarray:
-        """Validated float64 input, standardised when the model has a scaler."""
+        """Validated float64 input, standardised when the model has a scaler.
+
+        A finite float64 ndarray of the fitted width skips scikit-learn's validation (its fixed cost
+        dominated small batches); anything else goes through ``validate_data``, which converts or
+        explains what is wrong.
+        """
+        if (type(X) is np.ndarray and X.dtype == np.float64 and X.ndim == 2 and X.shape[0] > 0
+                and hasattr(self, "calibration_") and not hasattr(self, "feature_names_in_")
+                and X.shape[1] == self.n_features_in_ and np.isfinite(X.sum())):
+            if self.scaler_ is None:
+                return X
+            Z = X - self.scaler_.mean_
+            Z /= self.scaler_.scale_
+            return Z
         check_is_fitted(self)
         X = validate_data(self, X, dtype=np.float64, reset=False)
         return self.scaler_.transform(X) if self.scaler_ is not None else X
