@@ -1,6 +1,8 @@
 """The SVM classifier of agnlens: scikit-learn's SVC for the optimisation, closed-form probabilities.
 
-:class:`SpectrumSVC` trains ``sklearn.svm.SVC`` (libsvm) and then keeps only what the math needs —
+:class:`SpectrumSVC` trains ``sklearn.svm.SVC`` (libsvm) — on one precomputed kernel matrix shared by
+the model and its calibration folds (:mod:`agnlens.models.kernels`; up to ``MAX_PRECOMPUTED``
+training spectra) — and then keeps only what the math needs —
 support vectors, one-vs-one coefficients, intercepts, the effective ``gamma_``, an optional
 standardising scaler and the calibration sigmoids — and computes kernels, decision values and
 probabilities itself with BLAS in float64. The same formulas are differentiated exactly by
