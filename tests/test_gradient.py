@@ -89,3 +89,16 @@ def test_target_by_label_equals_target_by_index():
         proba_gradient(model, X[:5], np.array([0, 1]))
     with pytest.raises(TypeError, match="SpectrumSVC"):
         proba_gradient(object(), X[:5])
+
+
+@pytest.mark.parametrize("kernel", ["linear", "rbf", "poly"])
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_one_pass_probability_and_gradient_equal_the_separate_calls(kernel, n_classes):
+    from agnlens.explain.gradient import proba_and_gradient
+
+    model, X, _ = _model(kernel, n_classes, kernel == "rbf")
+    proba, g = proba_and_gradient(model, X)
+    np.testing.assert_array_equal(proba, model.predict_proba(X))  # same blocks: the very same numbers
+    np.testing.assert_allclose(proba_and_gradient(model, X, chunk_size=50)[0], proba, rtol=0, atol=1e-14)
+    np.testing.assert_array_equal(np.argmax(proba, axis=1), np.searchsorted(model.classes_, model.predict(X)))
+    np.testing.assert_allclose(g, proba_gradient(model, X, np.argmax(proba, axis=1)), rtol=1e-12, atol=1e-15)

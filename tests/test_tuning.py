@@ -121,3 +121,17 @@ def test_refine_none_calibrates_every_cell_and_agrees_with_the_model():
     best = table[table["best"]].iloc[0]
     Xva, yva = X[parts["validation"]], y[parts["validation"]]
     assert best["validation_f1"] == pytest.approx(f1_score(yva, result.best_estimator.predict(Xva), average="macro"))
+
+
+def test_train_command_ranks_the_table_best_first():
+    import pandas as pd
+
+    from agnlens.cli.train import leading_cells
+
+    table = pd.DataFrame({"kernel": ["linear"] * 12, "validation_f1": np.linspace(0.5, 0.9, 12),
+                          "validation_accuracy": np.linspace(0.5, 0.9, 12), "best": [False] * 12})
+    table.loc[3, "best"] = True  # the chosen (calibrated) cell leads even when a vote score is higher
+    top = leading_cells(table, 10)
+    assert len(top) == 10 and top.index[0] == 3
+    assert list(top.index[1:]) == [11, 10, 9, 8, 7, 6, 5, 4, 2]
+    assert len(leading_cells(table, None)) == 12

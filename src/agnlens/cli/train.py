@@ -26,6 +26,24 @@ def add_parser(sub) -> None:
     p.set_defaults(run=run)
 
 
+#: Tuning cells printed without -v.
+N_SHOWN = 10
+
+
+def leading_cells(table, n: int | None):
+    """The tuning table ranked best first (the chosen cell, then by validation F1 and accuracy), cut to ``n`` rows.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        :attr:`agnlens.models.tuning.TuningResult.table`.
+    n : int or None
+        Rows to keep (None: all).
+    """
+    ranked = table.sort_values(["best", "validation_f1", "validation_accuracy"], ascending=False, kind="stable")
+    return ranked if n is None else ranked.head(n)
+
+
 def metrics_path(model_path):
     """``MODEL``'s metrics file: same folder and stem, suffix ``.metrics.json``."""
     from pathlib import Path
@@ -62,9 +80,12 @@ def run(args) -> int:
     spectra = open_store(args.store, lazy=False)
     result = train(spectra, task=args.task, seed=args.seed, kernels=args.kernels)
     table = result.tuning.table
+    shown = leading_cells(table, None if args.verbose else N_SHOWN)
     with pd.option_context("display.max_rows", None, "display.width", 200):
-        print(table[["kernel", "C", "gamma", "class_weight", "validation_f1", "validation_accuracy", "fit_s", "best"]]
-              .to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+        print(shown[["kernel", "C", "gamma", "class_weight", "validation_f1", "validation_accuracy", "scored_by",
+                     "fit_s", "best"]].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    if len(shown) < len(table):
+        print(f"(the best {len(shown)} of {len(table)} tuning cells; -v shows all, the model's metadata holds all)")
     for note in result.tuning.widened:
         print(f"note: {note}")
     kind = "SIMULATED " if spectra.simulated else ""

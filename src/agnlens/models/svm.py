@@ -1,6 +1,8 @@
 """The SVM classifier of agnlens: scikit-learn's SVC for the optimisation, closed-form probabilities.
 
-:class:`SpectrumSVC` trains ``sklearn.svm.SVC`` (libsvm) and then keeps only what the math needs —
+:class:`SpectrumSVC` trains ``sklearn.svm.SVC`` (libsvm) — on one precomputed kernel matrix shared by
+the model and its calibration folds (:mod:`agnlens.models.kernels`; up to ``MAX_PRECOMPUTED``
+training spectra) — and then keeps only what the math needs —
 support vectors, one-vs-one coefficients, intercepts, the effective ``gamma_``, an optional
 standardising scaler and the calibration sigmoids — and computes kernels, decision values and
 probabilities itself with BLAS in float64. The same formulas are differentiated exactly by
@@ -21,6 +23,13 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from agnlens.models.coupling import couple, fit_sigmoid, sigmoid_proba
+from agnlens.models.kernels import (
+    MAX_PRECOMPUTED,
+    default_threads,
+    fit_with_folds,
+    kernel_from_gram,
+    sqnorms,
+)
 
 log = logging.getLogger(__name__)
 
@@ -207,36 +216,67 @@ class SpectrumSVC(ClassifierMixin, BaseEstimator):
             index = {c: i for i, c in enumerate(self.classes_.tolist())}
             class_weight = {index[c]: float(w) for c, w in class_weight.items()}
 
-        svc = self._svc(class_weight).fit(Z, y_enc)
-        self.support_vectors_ = np.ascontiguousarray(svc.support_vectors_, dtype=np.float64)
+        folds = self._folds(y_enc)
+        precomputed = Z.shape[0] <= MAX_PRECOMPUTED
+        if precomputed:
+            # one kernel matrix for the model and its calibration folds (fits on sub-blocks)
+            z_sq = sqnorms(Z)
+            K = kernel_from_gram(Z @ Z.T, self.kernel, self.gamma_, int(self.degree), float(self.coef0), z_sq, z_sq,
+                                 overwrite=True)
+            svc, f_oof = fit_with_folds(K, y_enc, self.C, class_weight, folds, n_jobs=default_threads())
+            del K
+            self.support_vectors_ = np.ascontiguousarray(Z[svc.support_])
+        else:
+            svc = self._svc(class_weight).fit(Z, y_enc)
+            self.support_vectors_ = np.ascontiguousarray(svc.support_vectors_, dtype=np.float64)
         self.support_ = svc.support_.copy()
         self.n_support_ = svc.n_support_.copy()
         self.dual_coef_ = np.asarray(svc.dual_coef_, dtype=np.float64).copy()
         self.intercept_ = np.asarray(svc.intercept_, dtype=np.float64).copy()
         self.pairs_, self.pair_coef_ = _pair_structure(self.dual_coef_, self.n_support_)
-        self._sv_sqnorm = np.einsum("ij,ij->i", self.support_vectors_, self.support_vectors_)
+        self._sv_sqnorm = sqnorms(self.support_vectors_)
         self._linear_w = self.pair_coef_ @ self.support_vectors_ if self.kernel == "linear" else None
 
-        self.calibration_ = self._calibrate(Z, y_enc, class_weight)
+        if not precomputed and folds is not None:
+            f_oof = self._oof_libsvm(Z, y_enc, class_weight, folds)
+        elif folds is None:
+            log.debug("calibration on in-sample decision values (smallest class: %d)", np.bincount(y_enc).min())
+            f_oof = self._pairwise_from_scaled(Z)
+        self.calibration_ = fit_calibration(f_oof, y_enc, self.pairs_,
+                                            class_weights(class_weight, y_enc, self.classes_.size))
         return self
 
-    def _calibrate(self, Z, y_enc, class_weight) -> np.ndarray:
-        """Platt parameters per pair from held-out (out-of-fold) decision values."""
+    def _folds(self, y_enc) -> list | None:
+        """Stratified calibration folds (row indices), or None to calibrate in-sample."""
         n_splits = calibration_folds(self.calibration_cv, y_enc)
         if n_splits is None:
-            log.debug("calibration on in-sample decision values (smallest class: %d)", np.bincount(y_enc).min())
-            f = self._pairwise_from_scaled(Z)
-        else:
-            folds = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=self.random_state)
-            f = np.empty((Z.shape[0], self.pairs_.shape[0]))
-            for train, held in folds.split(Z, y_enc):
-                svc = self._svc(class_weight).fit(Z[train], y_enc[train])
-                f[held] = svc.decision_function(Z[held]).reshape(held.size, -1)
-        return fit_calibration(f, y_enc, self.pairs_, class_weights(class_weight, y_enc, self.classes_.size))
+            return None
+        folds = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=self.random_state)
+        return list(folds.split(np.zeros((y_enc.size, 1)), y_enc))
+
+    def _oof_libsvm(self, Z, y_enc, class_weight, folds) -> np.ndarray:
+        """Out-of-fold decision values with libsvm evaluating the kernel (sets too large to precompute)."""
+        f = np.empty((Z.shape[0], self.pairs_.shape[0]))
+        for train, held in folds:
+            f[held] = self._svc(class_weight).fit(Z[train], y_enc[train]).decision_function(Z[held]).reshape(held.size, -1)
+        return f
 
     # ------------------------------------------------------------------ prediction
     def _transform(self, X) -> np.ndarray:
-        """Validated float64 input, standardised when the model has a scaler."""
+        """Validated float64 input, standardised when the model has a scaler.
+
+        A finite float64 ndarray of the fitted width skips scikit-learn's validation (its fixed cost
+        dominated small batches); anything else goes through ``validate_data``, which converts or
+        explains what is wrong.
+        """
+        if (type(X) is np.ndarray and X.dtype == np.float64 and X.ndim == 2 and X.shape[0] > 0
+                and hasattr(self, "calibration_") and not hasattr(self, "feature_names_in_")
+                and X.shape[1] == self.n_features_in_ and np.isfinite(X.sum())):
+            if self.scaler_ is None:
+                return X
+            Z = X - self.scaler_.mean_
+            Z /= self.scaler_.scale_
+            return Z
         check_is_fitted(self)
         X = validate_data(self, X, dtype=np.float64, reset=False)
         return self.scaler_.transform(X) if self.scaler_ is not None else X
@@ -247,20 +287,9 @@ class SpectrumSVC(ClassifierMixin, BaseEstimator):
 
     def _kernel_from_gram(self, Z: np.ndarray, G: np.ndarray, overwrite: bool = False) -> np.ndarray:
         """Kernel matrix from the Gram block ``G = Z @ SV.T`` (computed in place if ``overwrite``)."""
-        if self.kernel == "linear":
-            return G
-        if self.kernel == "poly":
-            return (self.gamma_ * G + self.coef0) ** self.degree
-        zz = np.einsum("ij,ij->i", Z, Z)
-        K = G if overwrite else G.copy()
-        # exp(-gamma * max(|z|^2 + |s|^2 - 2 z.s, 0)), in place: the elementwise passes cost as much
-        # as the matrix product itself
-        K *= -2.0
-        K += zz[:, None]
-        K += self._sv_sqnorm[None, :]
-        np.maximum(K, 0.0, out=K)
-        K *= -self.gamma_
-        return np.exp(K, out=K)
+        zz = sqnorms(Z) if self.kernel == "rbf" else None
+        return kernel_from_gram(G, self.kernel, self.gamma_, int(self.degree), float(self.coef0), zz,
+                                self._sv_sqnorm, overwrite=overwrite)
 
     def _pairwise_from_scaled(self, Z: np.ndarray) -> np.ndarray:
         out = np.empty((Z.shape[0], self.pairs_.shape[0]))

@@ -22,6 +22,14 @@ from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 
+from agnlens.models.kernels import (
+    fit_with_folds,
+    kernel_from_gram,
+    precomputed_svc,
+    rbf_from_distances,
+    sq_distances,
+    sqnorms,
+)
 from agnlens.models.svm import (
     KERNELS,
     SpectrumSVC,
@@ -146,8 +154,9 @@ class _Search:
         self.scoring, self.degree, self.coef0 = scoring, degree, coef0
         self.G_tr = Xtr @ Xtr.T
         self.G_va = Xva @ Xtr.T
-        self.n_tr = np.einsum("ij,ij->i", Xtr, Xtr)
-        self.n_va = np.einsum("ij,ij->i", Xva, Xva)
+        self.n_tr = sqnorms(Xtr)
+        self.n_va = sqnorms(Xva)
+        self._D = None  # squared distances (train x train, validation x train), for rbf
         n_splits = calibration_folds(calibration_cv, self.ytr)
         self.folds = (
             list(StratifiedKFold(n_splits, shuffle=True, random_state=random_state).split(self.G_tr, self.ytr))
@@ -155,16 +164,20 @@ class _Search:
             else None
         )
         self.rows: list[dict] = []
+        self.fits: dict[int, SVC] = {}  # stage-1 fits (row index -> SVC), reused by stage 2
         self.done: set = set()
 
     def kernels(self, kernel, gamma):
+        """Training and validation kernel blocks, computed as :class:`SpectrumSVC` computes them."""
         if kernel == "linear":
             return self.G_tr, self.G_va
         if kernel == "poly":
-            return (gamma * self.G_tr + self.coef0) ** self.degree, (gamma * self.G_va + self.coef0) ** self.degree
-        d_tr = np.maximum(self.n_tr[:, None] + self.n_tr[None, :] - 2.0 * self.G_tr, 0.0)
-        d_va = np.maximum(self.n_va[:, None] + self.n_tr[None, :] - 2.0 * self.G_va, 0.0)
-        return np.exp(-gamma * d_tr), np.exp(-gamma * d_va)
+            return (kernel_from_gram(self.G_tr, kernel, gamma, self.degree, self.coef0),
+                    kernel_from_gram(self.G_va, kernel, gamma, self.degree, self.coef0))
+        if self._D is None:
+            self._D = (sq_distances(self.G_tr.copy(), self.n_tr, self.n_tr),
+                       sq_distances(self.G_va.copy(), self.n_va, self.n_tr))
+        return rbf_from_distances(self._D[0], gamma), rbf_from_distances(self._D[1], gamma)
 
     def _class_weight(self, cw):
         if isinstance(cw, dict):
@@ -173,8 +186,7 @@ class _Search:
         return cw
 
     def _svc(self, C, cw):
-        return SVC(kernel="precomputed", C=C, class_weight=self._class_weight(cw), decision_function_shape="ovo",
-                   cache_size=500)
+        return precomputed_svc(C, self._class_weight(cw))
 
     def _map(self, fn, items):
         # libsvm releases the GIL, so threads fit cells in parallel; results keep the input order
@@ -212,10 +224,11 @@ class _Search:
                     "fit_s": fit_s,
                     "vote_score": _score(self.scoring, self.yva, vote),
                     "score": np.nan,
-                }
+                }, full
 
-            for (C, cw), row in zip(todo, self._map(cell, todo)):
+            for (C, cw), (row, full) in zip(todo, self._map(cell, todo)):
                 self.done.add((kernel, gamma, C, _key(cw)))
+                self.fits[len(self.rows)] = full
                 self.rows.append(row)
                 log.debug("%s C=%g gamma=%s cw=%s: vote %.4f", kernel, C, gamma, cw, row["vote_score"])
 
@@ -233,25 +246,17 @@ class _Search:
             groups.setdefault((self.rows[i]["kernel"], self.rows[i]["gamma"]), []).append(i)
         for (kernel, gamma), idx in groups.items():
             K_tr, K_va = self.kernels(kernel, gamma)
-            blocks = (
-                [(K_tr[np.ix_(tr, tr)], K_tr[np.ix_(held, tr)], tr, held) for tr, held in self.folds]
-                if self.folds is not None
-                else None
-            )
+            inner = self.n_jobs if len(idx) == 1 else 1  # a lone cell fits its folds in parallel instead
 
-            def cell(i, K_tr=K_tr, K_va=K_va, blocks=blocks):
+            def cell(i, K_tr=K_tr, K_va=K_va, inner=inner):
                 row = self.rows[i]
-                C, cw = row["C"], row["class_weight"]
-                full = self._svc(C, cw).fit(K_tr, self.ytr)
+                cw = self._class_weight(row["class_weight"])
+                full, f_cal = fit_with_folds(K_tr, self.ytr, row["C"], cw, self.folds, n_jobs=inner,
+                                             full=self.fits.pop(i))
                 pairs = _pair_structure(full.dual_coef_, full.n_support_)[0]
-                if blocks is None:
+                if f_cal is None:
                     f_cal = full.decision_function(K_tr).reshape(K_tr.shape[0], -1)
-                else:
-                    f_cal = np.empty((K_tr.shape[0], pairs.shape[0]))
-                    for K_ff, K_hf, tr, held in blocks:
-                        f_cal[held] = self._svc(C, cw).fit(K_ff, self.ytr[tr]).decision_function(K_hf).reshape(
-                            held.size, -1)
-                cal = fit_calibration(f_cal, self.ytr, pairs, class_weights(self._class_weight(cw), self.ytr, n_classes))
+                cal = fit_calibration(f_cal, self.ytr, pairs, class_weights(cw, self.ytr, n_classes))
                 f_va = full.decision_function(K_va).reshape(K_va.shape[0], -1)
                 return np.argmax(proba_from_pairwise(f_va, cal, pairs, n_classes), axis=1)
 

@@ -86,7 +86,9 @@ def _locus(rng: np.random.Generator, kind: str) -> tuple[float, float, float, fl
         o = max(rng.normal(-0.85, 0.20), (y - 1.30) / 1.18 + 0.02)
     else:  # composite: between Kauffmann 2003 and Kewley 2001
         x = _clip(rng.normal(-0.30, 0.08), -0.5, -0.08)
-        lo, hi = kauffmann03(x), kewley01(x)
+        # the Kauffmann curve plunges towards its asymptote at x = 0.05 (y = −3.4 at x = −0.08);
+        # the observed composites stay above y ≈ −0.5 (Kewley et al. 2006, Fig. 4), so does the draw
+        lo, hi = max(kauffmann03(x), -0.5), kewley01(x)
         y = lo + rng.uniform(0.1, 0.9) * (hi - lo)
         s = rng.normal(-0.45, 0.10)
         o = rng.normal(-1.40, 0.20)
