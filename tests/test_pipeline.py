@@ -90,7 +90,7 @@ def test_demo_refuses_a_sample_too_small_to_split(tmp_path, capsys):
 def test_demo_on_real_spectra_with_too_few_type2_says_so_in_one_line(tmp_path, capsys):
     from pathlib import Path
 
-    shared = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "sdss"
+    from realdata import SDSS as shared  # the in-repo real spectra (2 type 2 among them)
     store = tmp_path / "real.zarr"
     assert main(["ingest", str(shared / "spectra"), "--labels", str(shared / "labels.csv"), "--out", str(store)]) == 0
     capsys.readouterr()
