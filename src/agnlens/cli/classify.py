@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from agnlens.cli._common import add_scheduler_argument
+from agnlens.cli._common import add_model_sha256_argument, add_scheduler_argument
 
 
 def add_parser(sub) -> None:
@@ -22,6 +22,7 @@ def add_parser(sub) -> None:
     p.add_argument("inputs", nargs="+", metavar="INPUTS", help="FITS files, directories, glob patterns or stores")
     p.add_argument("--model", metavar="MODEL", help="model file (default: the built-in three-class model)")
     p.add_argument("--out", metavar="CSV", required=True, help="results file to write")
+    add_model_sha256_argument(p)
     add_scheduler_argument(p)
     p.set_defaults(run=run)
 
@@ -40,7 +41,7 @@ def run(args) -> int:
     from agnlens.models.persistence import check_grid, grid_from_metadata
     from agnlens.parallel import classify_chunk, classify_store
 
-    model, meta = resolve_model(args.model)
+    model, meta = resolve_model(args.model, args.model_sha256)
     out = Path(args.out)
     tables, rejected = [], []
     # stores go chunk by chunk on the scheduler (resumable: the work folder keeps finished chunks)
@@ -59,7 +60,20 @@ def run(args) -> int:
     table = pd.concat(tables, ignore_index=True).rename(columns={"predicted": "predicted_label"})[columns]
     with atomic_path(out) as tmp:
         table.to_csv(tmp, index=False, float_format="%.6g")
+    _write_provenance(out, meta, len(table), len(rejected))
     report_rejections("classify", rejected)
     counts = table["predicted_label"].value_counts().to_dict()
     print(f"classified {len(table)} spectra ({counts}); {len(rejected)} rejected; wrote {out}")
     return 1 if rejected else 0
+
+
+def _write_provenance(out, meta: dict, n: int, n_rejected: int) -> None:
+    """``OUT.provenance.json`` beside the CSV: which model file (SHA-256) made it, on what."""
+    import json
+
+    from agnlens import __version__
+    from agnlens.atomic import write_text
+    from agnlens.cli._common import model_provenance
+
+    prov = {**model_provenance(meta), "n_classified": n, "n_rejected": n_rejected, "software": f"agnlens {__version__}"}
+    write_text(out.with_name(out.stem + ".provenance.json"), json.dumps(prov, indent=1))

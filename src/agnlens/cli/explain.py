@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from agnlens.cli import _common
+
 #: ``--verify`` fails when the exact gradient differs from central finite differences of the
 #: model's own ``predict_proba`` by more than this, relative to the largest |finite difference|
 #: of the map. Exact gradients agree to ~1e-7 (the differences' own truncation and round-off
@@ -48,6 +50,7 @@ def add_parser(sub) -> None:
     p.add_argument("--max-figures", type=int, default=50, metavar="N", help="figures for at most N spectra (default 50; 0: none)")
     p.add_argument("--panels", action="store_true", help="figures with one panel per class (the saliency of every class's probability)")
     p.add_argument("--labels", metavar="CATALOG", help="label catalogue, to show true types in titles")
+    _common.add_model_sha256_argument(p)
     p.add_argument(
         "--scheduler", metavar="WHERE",
         help="survey scale: explain STORE inputs chunk by chunk on 'processes' (a Dask LocalCluster) or "
@@ -71,7 +74,8 @@ def run(args) -> int:
 
     if args.max_figures < 0:
         raise UsageError(f"--max-figures must be 0 or more, got {args.max_figures}")
-    model, metadata = resolve_model(args.model)
+    model, metadata = resolve_model(args.model, args.model_sha256)
+    _write_provenance(Path(args.out), metadata)
     if args.scheduler:
         return _explain_stores(args, model, metadata)
     spectra, rejected = read_inputs(
@@ -188,6 +192,17 @@ def _explain_stores(args, model, metadata) -> int:
         )
         print(f"explained {store} with {args.method} saliency: {out['saliency']} (index {out['index']})")
     return 0
+
+
+def _write_provenance(out: Path, metadata: dict) -> None:
+    """``DIR/provenance.json``: the model file (and its SHA-256) the explanations are of."""
+    import json
+
+    from agnlens import __version__
+    from agnlens.atomic import write_text
+
+    prov = {**_common.model_provenance(metadata), "software": f"agnlens {__version__}"}
+    write_text(out / "provenance.json", json.dumps(prov, indent=1))
 
 
 def _parse_target(text, model):

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import IO
 
 from agnlens.errors import ReadError
-from agnlens.io.sdss import DEFAULT_BAD_BITS, _Fits, _load, _read_spec, _read_spspec, _sniff
+from agnlens.io.sdss import DEFAULT_BAD_BITS, MAX_GUNZIP_BYTES, _Fits, _load, _read_spec, _read_spspec, _sniff
 from agnlens.spectra import Spectrum
 
 log = logging.getLogger(__name__)
@@ -117,7 +117,8 @@ def read_spectrum(path: str | os.PathLike | IO[bytes], **kw) -> Spectrum:
         messages and, for CSV/ECSV, for the format.
     **kw
         Passed to the reader: ``bad_bits`` for SDSS files; ``wavelength``, ``flux``, ``error``,
-        ``ivar``, ``z``, ``spec_id`` for tables.
+        ``ivar``, ``z``, ``spec_id`` for tables. ``max_bytes`` (any format) caps what a ``.gz``
+        file may decompress to (default :data:`agnlens.io.sdss.MAX_GUNZIP_BYTES`).
 
     Returns
     -------
@@ -131,7 +132,7 @@ def read_spectrum(path: str | os.PathLike | IO[bytes], **kw) -> Spectrum:
     TypeError
         If a keyword does not belong to the detected format's reader.
     """
-    data, source = _load(path)
+    data, source = _load(path, kw.pop("max_bytes", MAX_GUNZIP_BYTES))
     kind = _sniff(data, source)
     if kind in ("spec", "spSpec"):
         extra = set(kw) - {"bad_bits"}

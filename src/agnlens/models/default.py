@@ -17,7 +17,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from agnlens.errors import ModelFileError
+from agnlens.errors import ModelFileError, ModelPinError
 
 log = logging.getLogger(__name__)
 
@@ -60,17 +60,20 @@ def default_model_path(task: str = "multiclass") -> Path:
     return cache_dir() / f"default-{task}-agnlens-{__version__}-{recipe_key()}.skops"
 
 
-def resolve_model(name: str | None) -> tuple[Any, dict]:
-    """The model a command was given: a model file, or the built-in default for None/"default"."""
+def resolve_model(name: str | None, sha256: str | None = None) -> tuple[Any, dict]:
+    """The model a command was given: a model file, or the built-in default for None/"default".
+
+    ``sha256`` (default ``$AGNLENS_MODEL_SHA256``) pins the exact file, the cached default too.
+    """
     if name in (None, "default"):
         log.info("using the built-in default model (trained on SIMULATED spectra)")
-        return default_model("multiclass")
+        return default_model("multiclass", sha256=sha256)
     from agnlens.models.persistence import load_model
 
-    return load_model(name)
+    return load_model(name, sha256=sha256)
 
 
-def default_model(task: str = "multiclass", *, rebuild: bool = False) -> tuple[Any, dict]:
+def default_model(task: str = "multiclass", *, rebuild: bool = False, sha256: str | None = None) -> tuple[Any, dict]:
     """The built-in default model, built on first use and cached.
 
     Parameters
@@ -78,6 +81,8 @@ def default_model(task: str = "multiclass", *, rebuild: bool = False) -> tuple[A
     task : {"multiclass", "binary"}
     rebuild : bool
         Build it again even if a cached file exists.
+    sha256 : str, optional
+        Pin the cached file's SHA-256 (see :func:`agnlens.models.persistence.load_model`).
 
     Returns
     -------
@@ -93,7 +98,9 @@ def default_model(task: str = "multiclass", *, rebuild: bool = False) -> tuple[A
     path = default_model_path(task)
     if path.exists() and not rebuild:
         try:
-            return load_model(path)
+            return load_model(path, sha256=sha256)
+        except ModelPinError:
+            raise
         except ModelFileError as exc:
             log.warning("cached default model unusable (%s); rebuilding it", exc)
     from agnlens.simulate import simulate_set
@@ -108,4 +115,4 @@ def default_model(task: str = "multiclass", *, rebuild: bool = False) -> tuple[A
         f"agnlens train sim.zarr --task {task} --seed 0 --out MODEL",
     }
     save_model(result.model, path, metadata=metadata)
-    return load_model(path)
+    return load_model(path, sha256=sha256)
