@@ -524,7 +524,7 @@ def _gunzip(data: bytes, source: str, max_bytes: int) -> bytes:
             d = zlib.decompressobj(16 + zlib.MAX_WBITS)
             tail = rest
             while not d.eof:
-                chunk = d.decompress(tail, max_bytes + 1 - len(out))
+                chunk = d.decompress(tail, min(2**20, max_bytes + 1 - len(out)))  # 1 MiB steps
                 out += chunk
                 if len(out) > max_bytes:
                     raise ReadError(
