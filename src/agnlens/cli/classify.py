@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from agnlens.cli._common import add_scheduler_argument, check_output, unique_inputs
+from agnlens.cli._common import add_model_sha256_argument, add_scheduler_argument, check_output, unique_inputs
 
 
 def add_parser(sub) -> None:
@@ -38,6 +38,7 @@ def add_parser(sub) -> None:
     p.add_argument("--measure", action="store_true", help="add the physics baseline's measurements beside each "
                    "prediction (broad FWHM of Hβ/Hα, line ratios, BPT class, subtype, baseline label, "
                    "agrees_with_baseline); FITS inputs are measured on the balmer grid")
+    add_model_sha256_argument(p)
     add_scheduler_argument(p)
     p.set_defaults(run=run)
 
@@ -59,7 +60,7 @@ def run(args) -> int:
     out = check_output(args.out, [*args.inputs, args.labels, None if args.model == "default" else args.model])
     stores = [p for p in args.inputs if is_store(p)]
     files = [p for p in args.inputs if not is_store(p)]
-    models = resolve_models(args.model)
+    models = resolve_models(args.model, args.model_sha256)
     tables, rejected = [], []
     for store in stores:
         spectra = open_store(store, lazy=args.scheduler != "local")
@@ -93,6 +94,7 @@ def run(args) -> int:
 
         table = measure_inputs(args.inputs, table)
     write_csv(out, table, float_format="%.6g")
+    _write_provenance(out, models, len(table), len(rejected))
     report_rejections("classify", rejected)
     counts = table["predicted_label"].value_counts().to_dict()
     n_flagged = int((~table["applicable"].astype(bool)).sum()) if "applicable" in table else 0
@@ -100,3 +102,15 @@ def run(args) -> int:
     print(f"classified {len(table)} spectra ({counts}; grids {grids}); {n_flagged} not applicable "
           f"(see the flags column); {len(rejected)} rejected; wrote {out}")
     return 1 if rejected else 0
+
+
+def _write_provenance(out, models, n: int, n_rejected: int) -> None:
+    """``OUT.provenance.json`` beside the CSV: which model files (SHA-256) made it, on what."""
+    import json
+
+    from agnlens import __version__
+    from agnlens.atomic import write_text
+    from agnlens.cli._common import model_provenance
+
+    prov = {"models": [model_provenance(meta) for _, meta in models], "n_classified": n, "n_rejected": n_rejected, "software": f"agnlens {__version__}"}
+    write_text(out.with_name(out.stem + ".provenance.json"), json.dumps(prov, indent=1))
