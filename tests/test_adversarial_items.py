@@ -346,10 +346,10 @@ def test_a_pinned_model_is_used_and_its_sha256_recorded_in_every_results_folder(
     write_store(simulate_set(counts={"type1": 3, "type2": 3, "intermediate": 3}, seed=3, grid="paper"), store)
     out = tmp_path / "r.csv"
     assert main(["classify", "--model", str(model_file), "--model-sha256", digest.upper(), str(store), "--out", str(out)]) == 0
-    assert json.loads((tmp_path / "r.provenance.json").read_text())["model_sha256"] == digest
+    assert json.loads((tmp_path / "r.provenance.json").read_text())["models"][0]["model_sha256"] == digest
     assert main(["explain", str(model_file), str(store), "--out", str(tmp_path / "e"), "--max-figures", "0",
                  "--model-sha256", digest]) == 0
-    assert json.loads((tmp_path / "e" / "provenance.json").read_text())["model_sha256"] == digest
+    assert json.loads((tmp_path / "e" / "provenance.json").read_text())["models"][0]["model_sha256"] == digest
     assert main(["evaluate", str(model_file), str(store), "--json", str(tmp_path / "ev.json")]) == 0
     assert json.loads((tmp_path / "ev.json").read_text())["model_sha256"] == digest
     assert main(["classify", "--model", str(model_file), "--model-sha256", "abc", str(store), "--out", str(out)]) == 2

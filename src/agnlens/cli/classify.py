@@ -51,6 +51,7 @@ def run(args) -> int:
 
     from agnlens.atomic import write_csv
     from agnlens.cli._common import report_rejections
+    from agnlens.ingest import finite_rows
     from agnlens.io.store import is_store, open_store
     from agnlens.models.default import resolve_models
     from agnlens.models.persistence import check_grid
@@ -67,6 +68,8 @@ def run(args) -> int:
         model, meta = model_for_grid(models, spectra.grid)
         check_grid(meta, spectra)
         if args.scheduler == "local":
+            spectra, bad = finite_rows(spectra, store)
+            rejected.extend(bad)
             tables.append(classify(model, spectra))
             continue
         # survey scale: chunk by chunk on the scheduler, resumably; the Dask engine does not judge
@@ -86,7 +89,8 @@ def run(args) -> int:
         tables.append(part)
         shutil.rmtree(work)
     if files:
-        table, rejected = classify_files(models, files, labels=args.labels, refine_z=args.refine_z)
+        table, bad = classify_files(models, files, labels=args.labels, refine_z=args.refine_z)
+        rejected.extend(bad)
         tables.append(table)
     table = pd.concat(tables, ignore_index=True)
     if args.measure:  # the physics baseline's measurements beside each prediction

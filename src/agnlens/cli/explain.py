@@ -70,6 +70,7 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     from agnlens.cli._common import check_output, report_rejections, unique_inputs
     from agnlens.errors import UsageError
+    from agnlens.ingest import finite_rows
     from agnlens.io.store import is_store, open_store
     from agnlens.models.default import resolve_models
     from agnlens.models.persistence import check_grid
@@ -87,13 +88,15 @@ def run(args) -> int:
         return _explain_stores(args, models)
     groups, rejected = [], []
     for store in (p for p in args.inputs if is_store(p)):
-        spectra = open_store(store, lazy=False)
+        spectra, bad = finite_rows(open_store(store, lazy=False), store)
+        rejected.extend(bad)
         model, meta = model_for_grid(models, spectra.grid)
         check_grid(meta, spectra)
         groups.append((model, meta, spectra))
     files = [p for p in args.inputs if not is_store(p)]
     if files:
-        found, rejected = read_for_models(models, files, labels=args.labels)
+        found, bad = read_for_models(models, files, labels=args.labels)
+        rejected.extend(bad)
         groups.extend(found)
     groups = merge_groups(groups)
     report_rejections("explain", rejected)
