@@ -9,7 +9,6 @@ from __future__ import annotations
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -17,7 +16,7 @@ import pytest
 from agnlens.cli import main
 from agnlens.io.download import download
 
-SPECTRA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "sdss" / "spectra"
+from realdata import SPECTRA  # the in-repo real spectra (tests/data)
 ASKED = "0266-51602-0107"  # the archive answers with OTHER's file for this one
 OTHER = "0332-52367-0639"
 BIG = "0266-51602-0013"  # an endless response, announced or not

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -15,7 +14,7 @@ from agnlens.explain.saliency import Saliency
 from agnlens.models.svm import SpectrumSVC
 from agnlens.simulate import simulate, simulate_set
 
-DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+from realdata import DATA  # the in-repo real spectra (tests/data)
 REAL = DATA / "sdss" / "spectra"
 DR7 = DATA / "sdss-dr7" / "spSpec-51993-0542-631.fit"
 

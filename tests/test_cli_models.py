@@ -2,7 +2,6 @@
 
 import json
 import zipfile
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -10,7 +9,7 @@ import pytest
 
 from agnlens.cli import main
 
-SDSS = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "sdss" / "spectra"
+from realdata import SPECTRA as SDSS  # the in-repo real spectra (tests/data)
 
 
 @pytest.fixture(scope="module")

@@ -220,7 +220,7 @@ def test_errors(store, model, tmp_path):
 
 
 # ------------------------------------------------------------------------------------ ingest
-REAL = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+from realdata import FULL_DATA as REAL, needs_full_set  # noqa: E402  (counts below are of the 95-spectrum set)
 
 
 def real_inputs(tmp_path: Path) -> list[str]:
@@ -236,6 +236,7 @@ def real_inputs(tmp_path: Path) -> list[str]:
     return [str(REAL / "sdss" / "spectra"), str(REAL / "sdss-dr7"), str(bad), str(dup)]
 
 
+@needs_full_set
 def test_ingest_files_on_cluster_matches_serial_ingest(cluster, tmp_path):
     from agnlens.ingest import ingest
     from agnlens.parallel import ingest_files
@@ -279,6 +280,7 @@ if __name__ == "__main__":
 """
 
 
+@needs_full_set
 def test_killed_ingest_leaves_no_store_and_resumes(tmp_path):
     import subprocess
     import sys

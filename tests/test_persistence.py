@@ -10,7 +10,7 @@ from sklearn.datasets import make_classification
 
 from agnlens.errors import ModelFileError
 from agnlens.models import SpectrumSVC
-from agnlens.models.persistence import check_grid, load_model, save_model, training_data_hash
+from agnlens.models.persistence import FORMAT_VERSION, check_grid, load_model, save_model, training_data_hash
 
 
 class NotAllowed:
@@ -41,7 +41,7 @@ def test_round_trip_keeps_predictions_and_metadata(fitted, tmp_path):
     path = save_model(model, tmp_path / "m.skops", metadata=_meta(X, y))
     loaded, meta = load_model(path)
     np.testing.assert_array_equal(loaded.predict_proba(X), model.predict_proba(X))
-    assert meta["agnlens_model_format"] == 1
+    assert meta["agnlens_model_format"] == FORMAT_VERSION == 2
     assert meta["task"] == "multiclass"
     assert meta["classes"] == list(model.classes_)
     assert meta["data_hash"] == training_data_hash(X, y) and meta["data_hash"].startswith("sha256:")

@@ -16,7 +16,7 @@ from agnlens.realism import realism
 from agnlens.simulate import simulate_set
 from agnlens.spectra import SpectrumSet
 
-SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "sdss"
+from realdata import SDSS as SHARED  # the in-repo real spectra (tests/data)
 
 
 @pytest.fixture(scope="module")

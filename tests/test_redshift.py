@@ -3,7 +3,6 @@ SDSS spectrum, and the corrected redshift."""
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,7 +11,7 @@ from agnlens.io import read_spectrum
 from agnlens.redshift import MAX_OFFSET_KMS, RedshiftCheck, check_redshift, check_spectrum, corrected_z
 from agnlens.simulate import simulate
 
-REAL = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "sdss" / "spectra"
+from realdata import SPECTRA as REAL  # the in-repo real spectra (tests/data)
 
 
 @pytest.fixture(scope="module")

@@ -176,7 +176,7 @@ def make_results(folder: Path, *, simulated: bool = True, n: int = 240, seed: in
     return folder
 
 
-SDSS = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "sdss"
+from realdata import SDSS  # the in-repo real spectra (tests/data)
 #: Real spectra of the fixture's real-data section: type 1, type 2, intermediate, a non-AGN control.
 REAL_IDS = ("0332-52367-0639", "0392-51793-0517", "1163-52669-0292", "0266-51602-0107", "0461-51910-0361")
 

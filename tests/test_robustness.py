@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -15,7 +14,7 @@ from agnlens.robustness import perturb, prediction_stability
 from agnlens.simulate import simulate, simulate_set
 from agnlens.spectra import Spectrum
 
-SDSS = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "sdss"
+from realdata import SDSS  # the in-repo real spectra (tests/data)
 
 
 @pytest.fixture(scope="module")

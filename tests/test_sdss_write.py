@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,7 +14,7 @@ from agnlens.io.sdss_write import FULLREJECT, sdss_filename, write_labels, write
 from agnlens.preprocess import preprocess, to_rest_frame
 from agnlens.simulate import simulate
 
-REAL = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "sdss" / "spectra"
+from realdata import SPECTRA as REAL  # the in-repo real spectra (tests/data)
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,6 @@ SDSS reader, and classify + explain on specutils input (skipped when specutils i
 from __future__ import annotations
 
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -25,7 +24,7 @@ from agnlens.preprocess import get_grid, preprocess  # noqa: E402
 from agnlens.simulate import simulate_set  # noqa: E402
 from agnlens.spectra import Spectrum, SpectrumSet  # noqa: E402
 
-SDSS = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "sdss"
+from realdata import SDSS  # noqa: E402  (the in-repo real spectra, tests/data)
 # two real spectra from different plates: a broad-line QSO (type 1) and a non-AGN galaxy
 FILES = ["spec-0332-52367-0639.fits", "spec-0266-51602-0013.fits"]
 

@@ -18,7 +18,7 @@ from agnlens.io.store import append_store, open_store, read_rows, store_chunks, 
 from agnlens.preprocess import get_grid, preprocess
 from agnlens.spectra import Spectrum, SpectrumSet
 
-DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+from realdata import DATA  # the in-repo real spectra (tests/data)
 
 
 def make_set(n: int, n_pix: int = 50, *, start: int = 0, seed: int = 0, grid: str = "custom") -> SpectrumSet:

@@ -38,5 +38,9 @@ class UsageError(AgnlensError):
     """A command or function was called wrongly (the CLI exits with status 2)."""
 
 
+class ModelPinError(ModelFileError, UsageError):
+    """A model file is not the one pinned by its SHA-256 (``--model-sha256``); the CLI exits 2."""
+
+
 class AgnlensWarning(UserWarning):
     """Recoverable trouble: the result is usable but the user should know."""

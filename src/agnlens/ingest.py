@@ -7,6 +7,8 @@ file's path and the reason, and the summary counts it.
 from __future__ import annotations
 
 import logging
+import os
+import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,7 +16,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from agnlens.errors import AgnlensError, RejectedSpectrum
+from agnlens.errors import AgnlensError, AgnlensWarning, RejectedSpectrum
+from agnlens.io.inputs import display_name
 from agnlens.preprocess import Grid, Rejection, get_grid, preprocess_one, preprocessing_provenance, stack
 from agnlens.spectra import SpectrumSet
 
@@ -89,6 +92,10 @@ def ingest_one(
     """
     from agnlens.io import read_spectrum, zwarning_problem
 
+    if display_name(path) != os.fspath(path):
+        raise RejectedSpectrum(
+            display_name(path), "the file name is not valid UTF-8 (shown with \\x escapes); rename the file"
+        )
     spectrum = read_spectrum(path)
     row = _catalog_row(labels, spectrum.spec_id)
     if row is not None:
@@ -154,8 +161,9 @@ def ingest(
                 )
         except AgnlensError as exc:
             reason = getattr(exc, "reason", str(exc))
-            log.debug("rejected %s: %s", path, reason)
-            summary.rejected.append(Rejection(str(path), reason))
+            source = getattr(exc, "source", None) or getattr(exc, "path", None) or display_name(path)
+            log.debug("rejected %s: %s", source, reason)
+            summary.rejected.append(Rejection(source, reason))
             continue
         seen[meta["spec_id"]] = str(path)
         rows.append((flux, ivar, mask, meta))
@@ -176,6 +184,63 @@ def ingest(
     if catalog is not None:
         summary.catalog_unmatched = int((~catalog["spec_id"].isin(seen)).sum())
     return spectra, summary
+
+
+def ingest_append(
+    inputs: Iterable[str | Path],
+    store: str | Path,
+    *,
+    progress: Callable[[Iterable], Iterable] | None = None,
+    **options,
+) -> IngestSummary:
+    """Ingest files and append them to an existing store, item by item.
+
+    A spectrum whose spec_id the store already holds is a rejection like any other (named, the
+    rest are appended). Metadata columns the store does not have (a DR7 file's extra fields
+    appended to a store built from DR8 files) are dropped with an :class:`AgnlensWarning`.
+
+    Parameters
+    ----------
+    inputs : iterable of path-like
+    store : path-like
+        An existing store on ``options["grid"]``.
+    progress : callable, optional
+    **options
+        ``labels``, ``grid``, ``allow_zwarning``, ``max_bad_fraction`` (see :func:`ingest`).
+
+    Returns
+    -------
+    IngestSummary
+        ``accepted`` counts the spectra appended; ``out`` is the store when any was.
+    """
+    from agnlens.io.store import append_store, open_store
+
+    spectra, summary = ingest(inputs, progress=progress, **options)
+    held = open_store(store)
+    stored = set(held.spec_id.tolist())
+    dup = np.isin(spectra.spec_id, list(stored))
+    for i in np.flatnonzero(dup):
+        source = str(spectra.meta["source"].iloc[i]) if "source" in spectra.meta else spectra.spec_id[i]
+        summary.rejected.append(
+            Rejection(source, f"spec_id {spectra.spec_id[i]} is already in {store}; not appended again",
+                      spectra.spec_id[i])
+        )
+    spectra = spectra[np.flatnonzero(~dup)]
+    extra = [c for c in spectra.meta.columns if c not in set(held.meta.columns)]
+    if extra:
+        warnings.warn(
+            f"{store}: dropping metadata column(s) {extra} that the store does not hold "
+            f"(its columns: {list(held.meta.columns)}); write a new store to keep them",
+            AgnlensWarning,
+            stacklevel=2,
+        )
+        spectra.meta = spectra.meta.drop(columns=extra)
+    summary.accepted = len(spectra)
+    summary.unlabelled = int((spectra.labels == "").sum())
+    if len(spectra):
+        append_store(spectra, store)
+        summary.out = str(store)
+    return summary
 
 
 def read_inputs(
@@ -211,6 +276,8 @@ def read_inputs(
         spectra = open_store(path, lazy=False)
         if check is not None:
             check(spectra)
+        spectra, bad = finite_rows(spectra, path)
+        rejected.extend(bad)
         sets.append(spectra)
     files = [p for p in inputs if not is_store(p)]
     if files:
@@ -219,6 +286,37 @@ def read_inputs(
         sets.append(spectra)
     full = [s for s in sets if len(s)]
     return (SpectrumSet.concat(full) if full else sets[0]), rejected
+
+
+def finite_rows(spectra: SpectrumSet, where: str | Path) -> tuple[SpectrumSet, list[Rejection]]:
+    """The spectra whose flux and ivar are all finite, and a rejection for each of the others.
+
+    Stores written by agnlens never hold NaN or ±inf (ingest rejects a spectrum whose values would
+    overflow float32), but a store written by other code or an older version may; one such row must
+    not take the whole batch down.
+
+    Parameters
+    ----------
+    spectra : SpectrumSet
+    where : path-like
+        The store, for the messages (``STORE[row]``).
+
+    Returns
+    -------
+    spectra : SpectrumSet
+    rejected : list of Rejection
+    """
+    flux, ivar = np.asarray(spectra.flux), np.asarray(spectra.ivar)
+    bad = ~np.isfinite(flux) | ~np.isfinite(ivar)
+    rows = np.flatnonzero(bad.any(axis=1)) if bad.size else np.array([], dtype=int)
+    if not rows.size:
+        return spectra, []
+    rejected = [
+        Rejection(f"{where}[{i}]", f"{int(bad[i].sum())} pixel(s) of flux or ivar are NaN or infinite",
+                  spectra.spec_id[i])
+        for i in rows
+    ]
+    return spectra[np.flatnonzero(~bad.any(axis=1))], rejected
 
 
 def _catalog_row(catalog: pd.DataFrame | None, spec_id: str):

@@ -754,7 +754,7 @@ def ingest_batch(
     becomes a rejection with its reason; it never fails the batch.
     """
     from agnlens.errors import AgnlensError
-    from agnlens.ingest import ingest_one
+    from agnlens.ingest import display_name, ingest_one
 
     parts = Path(parts_dir)
     marker = parts / f"batch-{index:06d}.done"
@@ -769,7 +769,7 @@ def ingest_batch(
                 path, grid=grid, labels=catalog, allow_zwarning=allow_zwarning, max_bad_fraction=max_bad_fraction
             )
         except AgnlensError as exc:
-            rejected.append([str(path), getattr(exc, "reason", str(exc))])
+            rejected.append([display_name(path), getattr(exc, "reason", str(exc))])
             continue
         fluxes.append(np.asarray(flux, dtype=np.float32))
         ivars.append(np.asarray(ivar, dtype=np.float32))
@@ -906,7 +906,7 @@ def _ingest_locked(
     h = hashlib.sha256()
     for f in files:
         st = os.stat(f)
-        h.update(f"{f}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+        h.update(f"{f}\0{st.st_size}\0{st.st_mtime_ns}\n".encode("utf-8", "surrogateescape"))  # names need not be UTF-8
     if catalog is not None:
         h.update(pd.util.hash_pandas_object(catalog.astype(str), index=False).to_numpy().tobytes())
     description = {

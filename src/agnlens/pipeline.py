@@ -155,7 +155,7 @@ def run_study(
     from agnlens.explain.linestats import centre_wings, centre_wings_test, covered_lines, line_table
     from agnlens.explain.saliency import saliency
     from agnlens.models.baseline import measure
-    from agnlens.models.persistence import save_model
+    from agnlens.models.persistence import file_sha256, save_model
     from agnlens.models.tuning import train
 
     out = Path(out)
@@ -201,7 +201,8 @@ def run_study(
                 "n": result.metadata["split_sizes"],
                 "tuning_s": result.tuning.tuning_s,
             }
-            save_model(result.model, out / "models" / f"{task}.skops", metadata=result.metadata)
+            model_path = save_model(result.model, out / "models" / f"{task}.skops", metadata=result.metadata)
+            metrics[task]["model_sha256"] = file_sha256(model_path)  # provenance: pin it with --model-sha256
     parts = splits["multiclass"]
     metrics["split"] = {name: int(len(idx)) for name, idx in parts.items()} | {"seed": seed}
     predictions = pd.DataFrame({"spec_id": spectra.spec_id, "label": y, "split": ""})

@@ -22,6 +22,8 @@ log = logging.getLogger(__name__)
 
 #: An output pixel is good when at least this share of it is covered by good input pixels.
 MIN_PIXEL_COVERAGE = 0.5
+#: Sets and stores hold float32: a normalised value beyond this would become ±inf there.
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 @dataclass(frozen=True, eq=False)
@@ -251,7 +253,8 @@ def preprocess_one(
     ------
     RejectedSpectrum
         With the reason: no or negative redshift, no good pixel, too little of the grid covered,
-        nothing to normalise by.
+        nothing to normalise by, or a normalised flux or ivar beyond the float32 range the sets
+        and stores hold (a finite float64 value there would turn into ±inf).
     """
     grid = get_grid(grid)
     source = _source(spectrum)
@@ -274,6 +277,7 @@ def preprocess_one(
         flux, ivar, scale = normalise(grid.wavelength, flux, ivar, good, grid.norm_window)
     except ValueError as exc:
         raise RejectedSpectrum(source, str(exc)) from None
+    _check_float32(source, grid.wavelength, flux, ivar, good, scale)
     # Fill bad pixels so that models see a continuous spectrum; their ivar stays 0.
     ivar = np.where(good, ivar, 0.0)
     flux = np.where(good, flux, np.interp(grid.wavelength, grid.wavelength[good], flux[good]))
@@ -282,6 +286,21 @@ def preprocess_one(
     meta["norm_flux"] = scale
     meta["bad_fraction"] = float(bad_fraction)
     return flux, ivar, ~good, meta
+
+
+def _check_float32(source: str, wavelength: np.ndarray, flux: np.ndarray, ivar: np.ndarray,
+                   good: np.ndarray, scale: float) -> None:
+    """Reject a spectrum whose normalised good pixels would not survive the cast to float32."""
+    for name, values in (("flux", flux), ("ivar", ivar)):
+        over = good & ~(np.abs(values) <= FLOAT32_MAX)
+        if np.any(over):
+            i = int(np.flatnonzero(over)[np.argmax(np.abs(values[over]))])
+            raise RejectedSpectrum(
+                source,
+                f"normalised {name} reaches {values[i]:.3g} at {wavelength[i]:.0f} Å (the spectrum was "
+                f"divided by {scale:.3g}), beyond the float32 range (±{FLOAT32_MAX:.3g}) of a spectrum "
+                f"set; a pixel or the continuum is wrong ({int(over.sum())} pixel(s) affected)",
+            )
 
 
 @dataclass

@@ -15,7 +15,6 @@ import random
 import signal
 import threading
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -27,15 +26,10 @@ from agnlens.errors import ReadError
 from agnlens.io import read_spectrum
 from agnlens.spectra import Spectrum
 
-DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
-LEGACY = DATA / "sdss" / "spectra" / "spec-2208-53880-0105.fits"  # SPECOBJ, lite
-BOSS = DATA / "sdss" / "spectra" / "spec-7184-56629-0734.fits"  # SPALL
-DR7 = DATA / "sdss-dr7" / "spSpec-51993-0542-631.fit"
+from realdata import BOSS, DR7, LEGACY  # Legacy lite (SPECOBJ), BOSS lite (SPALL), DR7 spSpec
 
 #: Seconds one read may take before we call it a hang (a clean read takes ~1 ms).
 MAX_SECONDS = 5.0
-
-pytestmark = pytest.mark.skipif(not DR7.exists(), reason="shared real data not available")
 
 
 def _header_cards(data: bytes) -> list[int]:

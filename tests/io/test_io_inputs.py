@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import pytest
 
 from agnlens.io import expand_inputs
 
-DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
+import realdata
 
 
 @pytest.fixture()
@@ -85,8 +84,15 @@ def test_empty_list_gives_empty_list():
     assert expand_inputs([]) == []
 
 
-@pytest.mark.skipif(not DATA.exists(), reason="shared real data not available")
+def test_real_data_folder():
+    data, n = realdata.DATA, realdata.N_SPECTRA
+    assert len(expand_inputs([data / "sdss" / "spectra"])) == n
+    assert len(expand_inputs([data])) == n + 1  # plus the DR7 spSpec; the CSV catalogues are not taken
+    assert len(expand_inputs([os.fspath(data / "sdss" / "spectra" / "spec-0*.fits")])) > 0
+
+
+@realdata.needs_full_set
 def test_shared_data():
-    assert len(expand_inputs([DATA / "sdss" / "spectra"])) == 95
-    assert len(expand_inputs([DATA])) == 96  # plus the DR7 spSpec; the CSV catalogues are not taken
-    assert len(expand_inputs([os.fspath(DATA / "sdss" / "spectra" / "spec-0*.fits")])) > 0
+    data = realdata.FULL_DATA
+    assert len(expand_inputs([data / "sdss" / "spectra"])) == 95
+    assert len(expand_inputs([data])) == 96

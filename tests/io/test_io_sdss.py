@@ -1,4 +1,5 @@
-"""SDSS readers on the 95 real spec files and the real DR7 spSpec file, checked against astropy.
+"""SDSS readers on real spec files (the in-repo subset; all 95 when ../shared is there) and the
+real DR7 spSpec file, checked against astropy.
 
 Bad inputs are real files mutated in tmp_path (truncated, a column or HDU removed with astropy,
 garbage bytes, NaN wavelengths...); each must give a ReadError with a telling reason.
@@ -9,7 +10,6 @@ from __future__ import annotations
 import gzip
 import io
 import re
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -31,14 +31,13 @@ from agnlens.io import (
 from agnlens.io.sdss import air_to_vacuum, sniff_fits
 from agnlens.preprocess import preprocess
 
-DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
-SPECTRA = sorted((DATA / "sdss" / "spectra").glob("spec-*.fits"))
-DR7 = DATA / "sdss-dr7" / "spSpec-51993-0542-631.fit"
-LEGACY = DATA / "sdss" / "spectra" / "spec-2208-53880-0105.fits"  # SPECOBJ, lite
-BOSS = DATA / "sdss" / "spectra" / "spec-7184-56629-0734.fits"  # SPALL
-FULL = DATA / "sdss" / "spectra" / "spec-4414-55882-0184.fits"  # SPALL, full (14 HDUs)
+import realdata
+from realdata import BOSS, DR7, FULL, LEGACY
 
-pytestmark = pytest.mark.skipif(len(SPECTRA) != 95 or not DR7.exists(), reason="shared real data not available")
+#: Every real file at hand: the full 95 when ../shared/data is beside the project, else the subset.
+SDSS = realdata.FULL_SDSS if realdata.HAVE_FULL_SET else realdata.SDSS
+SPECTRA = sorted((SDSS / "spectra").glob("spec-*.fits"))
+N = realdata.FULL_N_SPECTRA if realdata.HAVE_FULL_SET else realdata.N_SPECTRA
 
 
 @pytest.fixture(scope="module")
@@ -48,11 +47,11 @@ def all_spectra():
 
 @pytest.fixture(scope="module")
 def labels():
-    return pd.read_csv(DATA / "sdss" / "labels.csv", dtype={"spec_id": str}).set_index("spec_id")
+    return pd.read_csv(SDSS / "labels.csv", dtype={"spec_id": str}).set_index("spec_id")
 
 
 def test_every_real_file_reads(all_spectra, labels):
-    assert len(all_spectra) == 95
+    assert len(all_spectra) == N
     for path, s in zip(SPECTRA, all_spectra):
         plate, mjd, fiber = (int(x) for x in re.match(r"spec-(\d+)-(\d+)-(\d+)", path.name).groups())
         assert s.spec_id == f"{plate:04d}-{mjd:05d}-{fiber:04d}"
@@ -98,12 +97,12 @@ def test_matches_astropy(path):
 
 
 def test_informational_mask_bits_do_not_mask(all_spectra):
-    """Only NOPLUG, FULLREJECT and NODATA mark pixels bad: with them all 95 fit both grids."""
+    """Only NOPLUG, FULLREJECT and NODATA mark pixels bad: with them all (95) fit both grids."""
     assert DEFAULT_BAD_BITS == (1 << 0) | (1 << 18) | (1 << 24)
     assert SPPIXMASK_BITS["BRIGHTSKY"] == 23 and SPPIXMASK_BITS["NEARBADPIXEL"] == 16
     for grid in ("paper", "balmer"):
         accepted, rejected = preprocess(all_spectra, grid)
-        assert len(accepted) == 95 and not rejected, [str(r) for r in rejected]
+        assert len(accepted) == N and not rejected, [str(r) for r in rejected]
     # The and_mask really carries informational bits on many pixels: masking all of it would bite.
     strict = read_spec(SPECTRA[0], bad_bits=0xFFFFFFFF)
     assert strict.mask.sum() >= read_spec(SPECTRA[0]).mask.sum()

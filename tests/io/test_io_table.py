@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,10 +10,7 @@ from astropy.table import Table
 from agnlens.errors import ReadError
 from agnlens.io import read_spec, read_spectrum, read_table
 
-DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
-LEGACY = DATA / "sdss" / "spectra" / "spec-2208-53880-0105.fits"
-
-pytestmark = pytest.mark.skipif(not LEGACY.exists(), reason="shared real data not available")
+from realdata import LEGACY
 
 
 @pytest.fixture(scope="module")

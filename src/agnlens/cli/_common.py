@@ -123,3 +123,25 @@ def unique_inputs(command: str, inputs: Sequence[str]) -> list[str]:
             file=sys.stderr,
         )
     return list(seen.values())
+
+
+def add_model_sha256_argument(parser) -> None:
+    """``--model-sha256 HEX``: load the model only if the file has exactly this SHA-256."""
+    parser.add_argument(
+        "--model-sha256",
+        metavar="HEX",
+        help="refuse the model file unless its SHA-256 (sha256sum MODEL) is HEX (default "
+        "$AGNLENS_MODEL_SHA256); the file's own hash only detects corruption, a pin also an edit",
+    )
+
+
+def model_provenance(meta: dict) -> dict:
+    """Which model made a results folder: path, SHA-256 of the file, classes, grid, training data."""
+    return {
+        "model_file": meta.get("file", "default"),
+        "model_sha256": meta.get("file_sha256"),
+        "model_classes": meta.get("classes"),
+        "model_grid": meta.get("grid"),
+        "model_data_hash": meta.get("data_hash"),
+        "model_simulated_training_data": meta.get("simulated"),
+    }

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from agnlens.cli._common import add_scheduler_argument, check_output, unique_inputs
+from agnlens.cli._common import add_model_sha256_argument, add_scheduler_argument, check_output, unique_inputs
 
 
 def add_parser(sub) -> None:
@@ -38,6 +38,7 @@ def add_parser(sub) -> None:
     p.add_argument("--measure", action="store_true", help="add the physics baseline's measurements beside each "
                    "prediction (broad FWHM of Hβ/Hα, line ratios, BPT class, subtype, baseline label, "
                    "agrees_with_baseline); FITS inputs are measured on the balmer grid")
+    add_model_sha256_argument(p)
     add_scheduler_argument(p)
     p.set_defaults(run=run)
 
@@ -50,6 +51,7 @@ def run(args) -> int:
 
     from agnlens.atomic import write_csv
     from agnlens.cli._common import report_rejections
+    from agnlens.ingest import finite_rows
     from agnlens.io.store import is_store, open_store
     from agnlens.models.default import resolve_models
     from agnlens.models.persistence import check_grid
@@ -59,7 +61,7 @@ def run(args) -> int:
     out = check_output(args.out, [*args.inputs, args.labels, None if args.model == "default" else args.model])
     stores = [p for p in args.inputs if is_store(p)]
     files = [p for p in args.inputs if not is_store(p)]
-    models = resolve_models(args.model)
+    models = resolve_models(args.model, args.model_sha256)
     tables: list[pd.DataFrame] = []
     rejected: list = []
     for store in stores:
@@ -67,6 +69,8 @@ def run(args) -> int:
         model, meta = model_for_grid(models, spectra.grid)
         check_grid(meta, spectra)
         if args.scheduler == "local":
+            spectra, bad = finite_rows(spectra, store)
+            rejected.extend(bad)
             tables.append(classify(model, spectra))
             continue
         # survey scale: chunk by chunk on the scheduler, resumably; the Dask engine does not judge
@@ -86,7 +90,8 @@ def run(args) -> int:
         tables.append(part)
         shutil.rmtree(work)
     if files:
-        table, rejected = classify_files(models, files, labels=args.labels, refine_z=args.refine_z)
+        table, bad = classify_files(models, files, labels=args.labels, refine_z=args.refine_z)
+        rejected.extend(bad)
         tables.append(table)
     table = pd.concat(tables, ignore_index=True)
     if args.measure:  # the physics baseline's measurements beside each prediction
@@ -94,6 +99,7 @@ def run(args) -> int:
 
         table = measure_inputs(args.inputs, table)
     write_csv(out, table, float_format="%.6g")
+    _write_provenance(out, models, len(table), len(rejected))
     report_rejections("classify", rejected)
     counts = table["predicted_label"].value_counts().to_dict()
     n_flagged = int((~table["applicable"].astype(bool)).sum()) if "applicable" in table else 0
@@ -101,3 +107,15 @@ def run(args) -> int:
     print(f"classified {len(table)} spectra ({counts}; grids {grids}); {n_flagged} not applicable "
           f"(see the flags column); {len(rejected)} rejected; wrote {out}")
     return 1 if rejected else 0
+
+
+def _write_provenance(out, models, n: int, n_rejected: int) -> None:
+    """``OUT.provenance.json`` beside the CSV: which model files (SHA-256) made it, on what."""
+    import json
+
+    from agnlens import __version__
+    from agnlens.atomic import write_text
+    from agnlens.cli._common import model_provenance
+
+    prov = {"models": [model_provenance(meta) for _, meta in models], "n_classified": n, "n_rejected": n_rejected, "software": f"agnlens {__version__}"}
+    write_text(out.with_name(out.stem + ".provenance.json"), json.dumps(prov, indent=1))

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from agnlens.cli._common import add_model_sha256_argument
+
 
 def add_parser(sub) -> None:
     p = sub.add_parser(
@@ -18,6 +20,7 @@ def add_parser(sub) -> None:
     p.add_argument("store", metavar="STORE", help="an agnlens store with labelled spectra on the model's grid")
     p.add_argument("--json", metavar="OUT", help="write the scores as JSON")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    add_model_sha256_argument(p)
     p.set_defaults(run=run)
 
 
@@ -36,7 +39,7 @@ def run(args) -> int:
 
     if args.json:
         check_output(args.json, [args.model, args.store], option="--json")
-    model, meta = load_model(args.model)
+    model, meta = load_model(args.model, sha256=args.model_sha256)
     spectra = open_store(args.store, lazy=False)
     check_grid(meta, spectra)
     labels = spectra.labels
@@ -63,7 +66,8 @@ def run(args) -> int:
     for c, row in zip(classes, scores["confusion_matrix"]):
         print(f"  {c:>12}: " + " ".join(f"{v:6d}" for v in row))
     if args.json:
-        write_text(args.json, json.dumps({"model": str(args.model), "store": str(args.store), "classes": classes,
+        write_text(args.json, json.dumps({"model": str(args.model), "model_sha256": meta["file_sha256"],
+                                          "store": str(args.store), "classes": classes,
                                           "simulated": spectra.simulated, **scores}, indent=1))
         print(f"wrote {args.json}")
     return 0

@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from agnlens.cli import _common
 from agnlens.cli._common import scheduler
 
 #: ``--verify`` fails when the exact gradient differs from central finite differences of the
@@ -60,6 +61,7 @@ def add_parser(sub) -> None:
     p.add_argument("--panels", action="store_true",
                    help="figures with one panel per class (the saliency of every class's probability)")
     p.add_argument("--labels", metavar="CATALOG", help="label catalogue, to show true types in titles")
+    _common.add_model_sha256_argument(p)
     p.add_argument(
         "--scheduler", metavar="WHERE", type=scheduler,
         help="survey scale: explain STORE inputs chunk by chunk on 'processes' (a Dask LocalCluster) or "
@@ -72,6 +74,7 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     from agnlens.cli._common import check_output, report_rejections, unique_inputs
     from agnlens.errors import UsageError
+    from agnlens.ingest import finite_rows
     from agnlens.io.store import is_store, open_store
     from agnlens.models.default import resolve_models
     from agnlens.models.persistence import check_grid
@@ -83,18 +86,21 @@ def run(args) -> int:
     args.inputs = unique_inputs("explain", args.inputs)
     check_output(args.out, [*args.inputs, args.labels, None if args.model in (None, "default") else args.model],
                  adds_to_folder=True)
-    models = resolve_models(args.model)
+    models = resolve_models(args.model, args.model_sha256)
+    _write_provenance(Path(args.out), models)
     if args.scheduler:
         return _explain_stores(args, models)
     groups, rejected = [], []
     for store in (p for p in args.inputs if is_store(p)):
-        spectra = open_store(store, lazy=False)
+        spectra, bad = finite_rows(open_store(store, lazy=False), store)
+        rejected.extend(bad)
         model, meta = model_for_grid(models, spectra.grid)
         check_grid(meta, spectra)
         groups.append((model, meta, spectra))
     files = [p for p in args.inputs if not is_store(p)]
     if files:
-        found, rejected = read_for_models(models, files, labels=args.labels)
+        found, bad = read_for_models(models, files, labels=args.labels)
+        rejected.extend(bad)
         groups.extend(found)
     groups = merge_groups(groups)
     report_rejections("explain", rejected)
@@ -248,6 +254,17 @@ def _explain_stores(args, models) -> int:
         )
         print(f"explained {store} with {args.method} saliency: {out['saliency']} (index {out['index']})")
     return 0
+
+
+def _write_provenance(out: Path, models) -> None:
+    """``DIR/provenance.json``: the model files (and their SHA-256) the explanations are of."""
+    import json
+
+    from agnlens import __version__
+    from agnlens.atomic import write_text
+
+    prov = {"models": [_common.model_provenance(meta) for _, meta in models], "software": f"agnlens {__version__}"}
+    write_text(out / "provenance.json", json.dumps(prov, indent=1))
 
 
 def _parse_target(text, model):

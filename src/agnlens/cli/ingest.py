@@ -57,15 +57,11 @@ def run(args) -> int:
         max_bad_fraction=args.max_bad_fraction,
     )
     if args.append:
-        from agnlens.ingest import ingest
+        from agnlens.ingest import ingest_append
         from agnlens.io import expand_inputs
-        from agnlens.io.store import append_store
 
         total = len(expand_inputs(args.inputs))
-        spectra, summary = ingest(args.inputs, progress=progress_bar(args, "ingest", total), **options)
-        if len(spectra):
-            append_store(spectra, args.out)
-            summary.out = str(args.out)
+        summary = ingest_append(args.inputs, args.out, progress=progress_bar(args, "ingest", total), **options)
     else:
         from agnlens.parallel import ingest_files
 

@@ -74,6 +74,8 @@ _PMF_RE = re.compile(r"^\s*(\d{1,6})-(\d{1,6})-(\d{1,5})\s*$")
 _SPEC_FILE_RE = re.compile(r"spec-(\d{1,6})-(\d{1,6})-(\d{1,5})")
 _SPSPEC_FILE_RE = re.compile(r"spSpec-(\d{1,6})-(\d{1,6})-(\d{1,5})")
 _INT_RE = re.compile(r"^\s*(\d+)(?:\.0*)?\s*$")
+#: Rows with an unreadable key named one by one in the warning (the rest are counted).
+MAX_ROWS_NAMED = 20
 
 
 def normalise_label(label) -> str:
@@ -129,8 +131,9 @@ def read_catalog(
     Warns
     -----
     AgnlensWarning
-        When rows have an unreadable key (they are skipped) or a key occurs more than once (the
-        first row is kept).
+        When rows have an unreadable key (a blank or non-integer plate/mjd/fiber cell...: each
+        such row is named by its number and skipped, the others are read) or a key occurs more
+        than once (the first row is kept).
     """
     source = str(path)
     if not Path(path).exists():
@@ -175,9 +178,12 @@ def read_catalog(
     bad = out["spec_id"].isna()
     if bad.any():
         rows = out.loc[bad, "catalog_row"].to_numpy()
+        named = "; ".join(f"row {int(r) + 1}: {_key_text(frame, r, basis)}" for r in rows[:MAX_ROWS_NAMED])
+        more = f"; and {len(rows) - MAX_ROWS_NAMED} more" if len(rows) > MAX_ROWS_NAMED else ""
         warnings.warn(
-            f"{source}: {int(bad.sum())} row(s) have no readable {basis} key and were skipped "
-            f"(first at data row {int(rows[0])})",
+            f"{source}: {int(bad.sum())} row(s) have no readable {basis} key and were skipped, the "
+            f"other {len(out) - int(bad.sum())} were read (data rows counted from 1 after the header): "
+            f"{named}{more}",
             AgnlensWarning,
             stacklevel=2,
         )
@@ -241,7 +247,8 @@ def _keys(frame: pd.DataFrame, cols: dict[str, str], source: str) -> tuple[pd.Se
             return frame[name].map(_from_pmf), name
     fiber = cols.get("fiberid", cols.get("fiber"))
     if "plate" in cols and "mjd" in cols and fiber is not None:
-        parts = [frame[cols["plate"]].map(_as_int), frame[cols["mjd"]].map(_as_int), frame[fiber].map(_as_int)]
+        # lists, not Series.map: pandas turns a column of ints and None into floats and NaN
+        parts = [[_as_int(v) for v in frame[name]] for name in (cols["plate"], cols["mjd"], fiber)]
         ids = [
             format_spec_id(p, m, f) if None not in (p, m, f) else None
             for p, m, f in zip(*parts)
@@ -256,6 +263,12 @@ def _keys(frame: pd.DataFrame, cols: dict[str, str], source: str) -> tuple[pd.Se
         f"no key columns: expected a spec_id / pmf / plate-mjd-fiber column, plate + mjd + fiber(id) "
         f"columns, or a file / filename column; the catalogue has {_names(frame)}",
     )
+
+
+def _key_text(frame: pd.DataFrame, row: int, basis: str) -> str:
+    """The key cells of one row, as the file has them (blank shown as '')."""
+    names = [n for n in basis.split("/") if n in frame.columns] or [basis]
+    return ", ".join(f"{n}={str(frame[n].iloc[row])[:40]!r}" for n in names if n in frame.columns)
 
 
 def _from_pmf(value) -> str | None:

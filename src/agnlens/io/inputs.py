@@ -16,12 +16,12 @@ from pathlib import Path
 from typing import IO
 
 from agnlens.errors import ReadError
-from agnlens.io.sdss import DEFAULT_BAD_BITS, _Fits, _load, _read_spec, _read_spspec, _sniff
+from agnlens.io.sdss import DEFAULT_BAD_BITS, MAX_GUNZIP_BYTES, _Fits, _load, _read_spec, _read_spspec, _sniff
 from agnlens.spectra import Spectrum
 
 log = logging.getLogger(__name__)
 
-__all__ = ["FITS_SUFFIXES", "TABLE_SUFFIXES", "expand_inputs", "read_spectrum"]
+__all__ = ["FITS_SUFFIXES", "TABLE_SUFFIXES", "display_name", "expand_inputs", "read_spectrum"]
 
 #: Files picked up when a directory is given.
 FITS_SUFFIXES = (".fits", ".fit", ".fits.gz", ".fit.gz")
@@ -60,8 +60,7 @@ def expand_inputs(inputs: Iterable[str | os.PathLike]) -> list[Path]:
         )
     found: dict[Path, Path] = {}
     for item in inputs:
-        text = os.fspath(item)
-        text = text.decode() if isinstance(text, bytes) else text
+        text = os.fsdecode(item)  # bytes that are not UTF-8 become surrogates, as os.listdir gives
         matches = _expand_one(text)
         if not matches:
             if any(c in text for c in _GLOB_CHARS) and not Path(text).exists():
@@ -74,6 +73,16 @@ def expand_inputs(inputs: Iterable[str | os.PathLike]) -> list[Path]:
         for p in matches:
             found.setdefault(p.resolve(), p)
     return sorted(found.values(), key=lambda p: str(p))
+
+
+def display_name(path: str | os.PathLike | bytes) -> str:
+    """A path as printable text: bytes of a name that are not valid UTF-8 shown as ``\\xNN``.
+
+    A file name is bytes on POSIX; Python decodes the invalid ones to lone surrogates, which cannot
+    be printed, written to a CSV or stored. The result equals ``os.fspath(path)`` for every valid
+    name, so ``display_name(p) != os.fspath(p)`` tells that a name is not valid UTF-8.
+    """
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
 def _expand_one(text: str) -> list[Path]:
@@ -108,7 +117,8 @@ def read_spectrum(path: str | os.PathLike | IO[bytes], **kw) -> Spectrum:
         messages and, for CSV/ECSV, for the format.
     **kw
         Passed to the reader: ``bad_bits`` for SDSS files; ``wavelength``, ``flux``, ``error``,
-        ``ivar``, ``z``, ``spec_id`` for tables.
+        ``ivar``, ``z``, ``spec_id`` for tables. ``max_bytes`` (any format) caps what a ``.gz``
+        file may decompress to (default :data:`agnlens.io.sdss.MAX_GUNZIP_BYTES`).
 
     Returns
     -------
@@ -122,7 +132,7 @@ def read_spectrum(path: str | os.PathLike | IO[bytes], **kw) -> Spectrum:
     TypeError
         If a keyword does not belong to the detected format's reader.
     """
-    data, source = _load(path)
+    data, source = _load(path, kw.pop("max_bytes", MAX_GUNZIP_BYTES))
     kind = _sniff(data, source)
     if kind in ("spec", "spSpec"):
         extra = set(kw) - {"bad_bits"}

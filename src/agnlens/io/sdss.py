@@ -16,7 +16,6 @@ other instruments go through astropy in :mod:`agnlens.io.table`.
 
 from __future__ import annotations
 
-import gzip
 import logging
 import math
 import os
@@ -119,6 +118,10 @@ _BLOCK = 2880
 _CARD = 80
 #: Upper bound on header blocks per HDU (a SPALL header has 7); guards against garbage files.
 _MAX_HEADER_BLOCKS = 1000
+#: A ``.gz`` input may decompress to at most this many bytes (a full BOSS spec file is ~1.3 MB,
+#: a full Legacy one ~0.9 MB): a small gzip bomb must not cost gigabytes. Decompression is
+#: streamed and stops at the limit. Pass ``max_bytes=`` to :func:`agnlens.io.read_spectrum` to change it.
+MAX_GUNZIP_BYTES = 64 * 2**20
 
 
 def zwarning_problem(zwarning: int) -> str | None:
@@ -485,8 +488,8 @@ class _Table:
             return out * tscal + tzero
 
 
-def _load(path: str | os.PathLike | IO[bytes]) -> tuple[bytes, str]:
-    """The file's bytes (gunzipped if needed) and the name to use in messages."""
+def _load(path: str | os.PathLike | IO[bytes], max_bytes: int = MAX_GUNZIP_BYTES) -> tuple[bytes, str]:
+    """The file's bytes (gunzipped if needed, to at most ``max_bytes``) and the name for messages."""
     if hasattr(path, "read"):
         source = str(getattr(path, "name", "<file object>"))
         try:
@@ -508,11 +511,34 @@ def _load(path: str | os.PathLike | IO[bytes]) -> tuple[bytes, str]:
         except OSError as exc:
             raise ReadError(source, f"cannot read: {exc.strerror or exc}") from None
     if data[:2] == b"\x1f\x8b":
-        try:
-            data = gzip.decompress(data)
-        except (OSError, EOFError, zlib.error) as exc:
-            raise ReadError(source, f"corrupt gzip file ({exc})") from None
+        data = _gunzip(data, source, max_bytes)
     return data, source
+
+
+def _gunzip(data: bytes, source: str, max_bytes: int) -> bytes:
+    """Decompress gzip ``data`` (all members), streamed, stopping as soon as it passes ``max_bytes``."""
+    out = bytearray()
+    rest = data
+    try:
+        while rest[:2] == b"\x1f\x8b":
+            d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+            tail = rest
+            while not d.eof:
+                chunk = d.decompress(tail, min(2**20, max_bytes + 1 - len(out)))  # 1 MiB steps
+                out += chunk
+                if len(out) > max_bytes:
+                    raise ReadError(
+                        source,
+                        f"decompresses to more than {max_bytes:,} bytes, the limit for a .gz input "
+                        f"(a real SDSS spectrum is a few MB; a gzip bomb?); decompression stopped there",
+                    )
+                tail = d.unconsumed_tail
+                if not chunk and not tail:
+                    raise ReadError(source, "corrupt gzip file (truncated)")
+            rest = d.unused_data
+    except zlib.error as exc:
+        raise ReadError(source, f"corrupt gzip file ({exc})") from None
+    return bytes(out)
 
 
 def sniff_fits(path: str | os.PathLike | IO[bytes]) -> str:

@@ -22,7 +22,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from agnlens.errors import ModelFileError
+from agnlens.errors import ModelFileError, ModelPinError
 
 log = logging.getLogger(__name__)
 
@@ -83,23 +83,29 @@ def is_default(name: str | None) -> bool:
     return name in (None, "default")
 
 
-def resolve_model(name: str | None, grid: str = "paper") -> tuple[Any, dict]:
-    """One model: a model file, or the built-in default on ``grid`` for None/"default"."""
+def resolve_model(name: str | None, grid: str = "paper", sha256: str | None = None) -> tuple[Any, dict]:
+    """One model: a model file, or the built-in default on ``grid`` for None/"default".
+
+    ``sha256`` (default ``$AGNLENS_MODEL_SHA256``) pins the exact file, the cached default too.
+    """
     if is_default(name):
         log.info("using the built-in default %s-grid model (trained on SIMULATED spectra)", grid)
-        return default_model("multiclass", grid=grid)
+        return default_model("multiclass", grid=grid, sha256=sha256)
     from agnlens.models.persistence import load_model
 
-    return load_model(name)
+    return load_model(name, sha256=sha256)
 
 
-def resolve_models(name: str | None) -> list[tuple[Any, dict]]:
+def resolve_models(name: str | None, sha256: str | None = None) -> list[tuple[Any, dict]]:
     """The models a command was given, in order of preference.
 
     Parameters
     ----------
     name : str or None
         A model file, or None/"default" for the built-in models.
+    sha256 : str, optional
+        Pin the file's SHA-256 (default ``$AGNLENS_MODEL_SHA256``); with the built-in models it
+        can only match one of them, so a pin goes with one model file.
 
     Returns
     -------
@@ -108,11 +114,12 @@ def resolve_models(name: str | None) -> list[tuple[Any, dict]]:
         spectrum is classified by the first model whose grid it covers.
     """
     if is_default(name):
-        return [resolve_model(None, grid) for grid in DEFAULT_GRIDS]
-    return [resolve_model(name)]
+        return [resolve_model(None, grid, sha256) for grid in DEFAULT_GRIDS]
+    return [resolve_model(name, sha256=sha256)]
 
 
-def default_model(task: str = "multiclass", *, grid: str = "paper", rebuild: bool = False) -> tuple[Any, dict]:
+def default_model(task: str = "multiclass", *, grid: str = "paper", rebuild: bool = False,
+                  sha256: str | None = None) -> tuple[Any, dict]:
     """The built-in default model, built on first use and cached.
 
     Parameters
@@ -121,6 +128,8 @@ def default_model(task: str = "multiclass", *, grid: str = "paper", rebuild: boo
     grid : {"paper", "balmer"}
     rebuild : bool
         Build it again even if a cached file exists.
+    sha256 : str, optional
+        Pin the cached file's SHA-256 (see :func:`agnlens.models.persistence.load_model`).
 
     Returns
     -------
@@ -138,7 +147,9 @@ def default_model(task: str = "multiclass", *, grid: str = "paper", rebuild: boo
     path = default_model_path(task, grid)
     if path.exists() and not rebuild:
         try:
-            return load_model(path)
+            return load_model(path, sha256=sha256)
+        except ModelPinError:
+            raise
         except ModelFileError as exc:
             log.warning("cached default model unusable (%s); rebuilding it", exc)
     from agnlens.simulate import simulate_set
@@ -154,4 +165,4 @@ def default_model(task: str = "multiclass", *, grid: str = "paper", rebuild: boo
         f"agnlens train sim.zarr --task {task} --seed 0 --out MODEL",
     }
     save_model(result.model, path, metadata=metadata)
-    return load_model(path)
+    return load_model(path, sha256=sha256)

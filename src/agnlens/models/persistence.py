@@ -1,11 +1,19 @@
 """Safe model files: skops (never pickle), with provenance, an integrity hash and a type allow-list.
 
 A model file is the zip archive that ``skops.io.dumps(model)`` produces plus one extra member,
-``agnlens.json``, holding the metadata: the format marker ``agnlens_model_format: 1``, task,
+``agnlens.json``, holding the metadata: the format marker ``agnlens_model_format: 2``, task,
 classes, grid, preprocessing provenance, split seed and sizes, training-data hash, tuning table,
-scores, package versions, and ``payload_sha256`` — the SHA-256 of every skops member (name and
-bytes, in name order). :func:`load_model` refuses a file that is not a zip, lacks the marker, whose
-payload hash does not match (tampered) or that holds a type outside :data:`ALLOWED_TYPES`.
+scores, package versions, and ``content_sha256`` — the SHA-256 of every member of the file: each
+skops member (name and bytes, in name order) and the metadata itself (canonical JSON, without this
+one key). :func:`load_model` refuses a file that is not a zip, declares more than a size limit,
+lacks the marker, whose content hash does not match, or that holds a type outside
+:data:`ALLOWED_TYPES`.
+
+What the hash is for: it detects corruption and accidents (a truncated copy, a flipped bit, an
+edited grid in ``agnlens.json``). It is not a signature: whoever can edit the file can recompute
+it. To trust one exact file, pin its SHA-256 (:func:`file_sha256`; ``--model-sha256 HEX`` or
+``$AGNLENS_MODEL_SHA256`` on the command line): a file edited in any way, its internal hash
+recomputed or not, is then refused.
 """
 
 from __future__ import annotations
@@ -15,20 +23,32 @@ import io
 import json
 import logging
 import math
+import os
 import platform
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from agnlens.atomic import atomic_path, jsonable
-from agnlens.errors import ModelFileError
+from agnlens.errors import ModelFileError, ModelPinError
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 METADATA_MEMBER = "agnlens.json"
+#: The metadata key holding the content hash (the one key the hash does not cover).
+HASH_KEY = "content_sha256"
+#: Refuse a model file whose members declare more than this many bytes in total, uncompressed
+#: (a zip bomb); the default model is ~10 MB. Change with ``max_bytes=`` where a model is loaded.
+MAX_MODEL_BYTES = 512 * 2**20
+#: Refuse a model file with more members than this.
+MAX_MODEL_MEMBERS = 10_000
+#: The environment variable that pins the SHA-256 of the model file a user trusts.
+SHA256_ENV = "AGNLENS_MODEL_SHA256"
+_CHUNK = 2**20
 #: Types a model file may contain beyond what skops trusts by default (checked on load).
 ALLOWED_TYPES = frozenset(
     {
@@ -53,12 +73,68 @@ def training_data_hash(X, y) -> str:
     return "sha256:" + h.hexdigest()
 
 
-def _payload_hash(zf: zipfile.ZipFile) -> str:
+def _canonical(meta: dict) -> bytes:
+    """The metadata as hashed: sorted keys, no whitespace, without :data:`HASH_KEY`."""
+    body = {k: v for k, v in meta.items() if k != HASH_KEY}
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), allow_nan=False).encode()
+
+
+def _content_hash(zf: zipfile.ZipFile, meta: dict) -> str:
+    """SHA-256 of every skops member (name and bytes, in name order) and of the metadata."""
     h = hashlib.sha256()
     for name in sorted(n for n in zf.namelist() if n != METADATA_MEMBER):
         h.update(name.encode() + b"\0")
-        h.update(zf.read(name))
+        with zf.open(name) as fh:  # streamed: the declared sizes were checked, memory stays bounded
+            while chunk := fh.read(_CHUNK):
+                h.update(chunk)
+    h.update(METADATA_MEMBER.encode() + b"\0")
+    h.update(_canonical(meta))
     return "sha256:" + h.hexdigest()
+
+
+def file_sha256(path) -> str:
+    """The SHA-256 (hex) of a file's bytes, read in 1 MiB blocks: what ``--model-sha256`` pins."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(_CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def pinned_sha256(given: str | None = None) -> str | None:
+    """The SHA-256 a model file must have: ``given``, else ``$AGNLENS_MODEL_SHA256``, else None.
+
+    Raises
+    ------
+    ModelPinError
+        If the value is not 64 hexadecimal digits.
+    """
+    value = given if given else os.environ.get(SHA256_ENV) or None
+    if value is None:
+        return None
+    text = value.strip().lower().removeprefix("sha256:")
+    if len(text) != 64 or any(c not in "0123456789abcdef" for c in text):
+        where = "--model-sha256" if given else f"${SHA256_ENV}"
+        raise ModelPinError(f"{where} = {value!r} is not a SHA-256 (64 hexadecimal digits); "
+                            "get it with `sha256sum MODEL`")
+    return text
+
+
+def _check_sizes(path: Path, zf: zipfile.ZipFile, max_bytes: int) -> None:
+    """Refuse a zip whose members declare too much (a zip bomb) before anything is decompressed."""
+    infos = zf.infolist()
+    if len(infos) > MAX_MODEL_MEMBERS:
+        raise ModelFileError(f"{path}: {len(infos)} members, more than a model file has "
+                             f"({MAX_MODEL_MEMBERS}); refusing it")
+    total = sum(i.file_size for i in infos)
+    if total > max_bytes:
+        big = max(infos, key=lambda i: i.file_size)
+        raise ModelFileError(
+            f"{path}: its members declare {total / 2**20:.0f} MiB uncompressed ({big.filename}: "
+            f"{big.file_size / 2**20:.0f} MiB), more than the limit of {max_bytes / 2**20:.0f} MiB; "
+            "refusing it without decompressing (a zip bomb or not a model; raise max_bytes if you "
+            "trust it)"
+        )
 
 
 
@@ -111,14 +187,15 @@ def save_model(model, path, *, metadata: dict) -> Path:
     path = Path(path)
     payload = sio.dumps(model)
     buf = io.BytesIO(payload)
-    with zipfile.ZipFile(buf) as zf:
-        digest = _payload_hash(zf)
     meta = jsonable(dict(metadata))
+    meta.pop(HASH_KEY, None)
     meta.setdefault("task", "binary" if len(model.classes_) == 2 else "multiclass")
     meta["classes"] = jsonable(list(model.classes_))
     meta["versions"] = {**package_versions(), **(meta.get("versions") or {})}
     meta["agnlens_model_format"] = FORMAT_VERSION
-    meta["payload_sha256"] = digest
+    meta = json.loads(json.dumps(meta, allow_nan=False))  # exactly what a reader will parse
+    with zipfile.ZipFile(buf) as zf:
+        meta[HASH_KEY] = _content_hash(zf, meta)
     text = json.dumps(meta, indent=1, sort_keys=True, allow_nan=False)
     with atomic_path(path) as tmp:
         tmp.write_bytes(payload)
@@ -128,16 +205,46 @@ def save_model(model, path, *, metadata: dict) -> Path:
     return path
 
 
-def read_metadata(path) -> dict:
-    """Metadata of a model file, after checking the format marker and the payload hash."""
+def read_metadata(path, *, sha256: str | None = None, max_bytes: int = MAX_MODEL_BYTES) -> dict:
+    """Metadata of a model file, after checking its size, pin, format marker and content hash.
+
+    Parameters
+    ----------
+    path : str or Path
+    sha256 : str, optional
+        The SHA-256 (hex) the file must have; default ``$AGNLENS_MODEL_SHA256`` if set.
+    max_bytes : int
+        Refuse a file whose members declare more bytes than this, uncompressed.
+
+    Returns
+    -------
+    dict
+        The stored metadata plus ``file`` (the path) and ``file_sha256`` (of the whole file), for
+        the provenance of results.
+
+    Raises
+    ------
+    ModelPinError
+        The file's SHA-256 is not the pinned one (a :class:`~agnlens.errors.UsageError`).
+    ModelFileError
+        Missing, not a zip, too large, not ours, or its content hash does not match.
+    """
     path = Path(path)
     if not path.is_file():
         raise ModelFileError(f"{path}: no such model file")
+    pin = pinned_sha256(sha256)
+    digest = file_sha256(path)
+    if pin is not None and digest != pin:
+        raise ModelPinError(
+            f"{path}: SHA-256 {digest} is not the pinned {pin} (--model-sha256 / ${SHA256_ENV}); "
+            "refusing a model file other than the one you trust"
+        )
     try:
         zf = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError) as exc:
         raise ModelFileError(f"{path}: not an agnlens model file (not a skops zip archive: {exc})") from None
     with zf:
+        _check_sizes(path, zf, max_bytes)
         names = zf.namelist()
         if METADATA_MEMBER not in names or "schema.json" not in names:
             raise ModelFileError(
@@ -154,38 +261,52 @@ def read_metadata(path) -> dict:
                 f"{path}: agnlens_model_format is {found!r}, expected {FORMAT_VERSION}; "
                 "retrain the model with this version of agnlens (`agnlens train`)"
             )
-        if _payload_hash(zf) != meta.get("payload_sha256"):
+        try:
+            ok = _content_hash(zf, meta) == meta.get(HASH_KEY)
+        except (zipfile.BadZipFile, OSError, EOFError, ValueError, zlib.error) as exc:
+            raise ModelFileError(f"{path}: a member cannot be read ({exc}); the file is corrupted") from None
+        if not ok:
             raise ModelFileError(
-                f"{path}: the model payload does not match its recorded SHA-256 — the file was "
-                "tampered with or corrupted; do not use it, retrain or restore it"
+                f"{path}: the model file's content does not match its recorded SHA-256 — it was "
+                "corrupted or edited (tampered with); do not use it, retrain or restore it"
             )
+    meta["file"] = str(path)
+    meta["file_sha256"] = digest
     return meta
 
 
-def load_model(path) -> tuple[Any, dict]:
+def load_model(path, *, sha256: str | None = None, max_bytes: int = MAX_MODEL_BYTES) -> tuple[Any, dict]:
     """Load a model file written by :func:`save_model`.
 
     Parameters
     ----------
     path : str or Path
+    sha256 : str, optional
+        Pin: the SHA-256 (hex) of the exact file you trust (``sha256sum MODEL``); default
+        ``$AGNLENS_MODEL_SHA256`` if set. Only a pin guards against a deliberately edited file.
+    max_bytes : int
+        Refuse a file whose members declare more bytes than this, uncompressed (zip bombs).
 
     Returns
     -------
     model : SpectrumSVC
     metadata : dict
+        As stored, plus ``file`` and ``file_sha256`` (see :func:`read_metadata`).
 
     Raises
     ------
+    ModelPinError
+        The file is not the pinned one.
     ModelFileError
-        The file is missing, not a zip/skops file, not ours (no format marker), tampered with
-        (payload hash mismatch) or holds types outside :data:`ALLOWED_TYPES`.
+        The file is missing, not a zip/skops file, too large, not ours (no format marker),
+        corrupted or edited (content hash mismatch) or holds types outside :data:`ALLOWED_TYPES`.
     """
     import skops.io as sio
 
     from agnlens.models.svm import SpectrumSVC
 
     path = Path(path)
-    meta = read_metadata(path)
+    meta = read_metadata(path, sha256=sha256, max_bytes=max_bytes)
     try:
         untrusted = sio.get_untrusted_types(file=path)
     except Exception as exc:  # skops raises various errors on a malformed schema

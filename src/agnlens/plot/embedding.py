@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from agnlens.plot._text import plain
+
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.axes import Axes
 
@@ -124,7 +126,7 @@ def plot_embedding(
         title = f"t-SNE map of {n} {'simulated ' if simulated else ''}spectra"
     elif simulated and "simulated" not in title.lower():
         title = f"{title} (simulated)"
-    ax.set_title(title)
+    ax.set_title(plain(title))
     ax.set_xticks([])
     ax.set_yticks([])
     legend = ax.legend(loc="best", fontsize="small", framealpha=0.85)

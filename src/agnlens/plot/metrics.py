@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from agnlens.plot.embedding import CLASS_NAMES, new_axes
+from agnlens.plot._text import plain
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -60,13 +61,13 @@ def plot_confusion(
             colour = "white" if share[i, j] > 0.6 else "black"
             ax.text(j, i, f"{int(round(m[i, j]))}\n{100 * share[i, j]:.1f}%", ha="center", va="center",
                     color=colour, fontsize="small")
-    ticks = [CLASS_NAMES.get(c, c) for c in names]
+    ticks = [plain(CLASS_NAMES.get(c, c)) for c in names]
     ax.set_xticks(range(k), ticks)
     ax.set_yticks(range(k), ticks)
     ax.set_xlabel("predicted class")
     ax.set_ylabel("true class")
     if title:
-        ax.set_title(title)
+        ax.set_title(plain(title))
     return ax
 
 
@@ -131,7 +132,7 @@ def plot_tuning(table: pd.DataFrame, *, ax: Axes | None = None, title: str | Non
     ax.set_xlabel("C (regularisation)")
     ax.set_ylabel("validation macro F1")
     if title:
-        ax.set_title(title)
+        ax.set_title(plain(title))
     # beside the axes: a search has many configurations and the curves fill the plot
     ax.legend(fontsize="x-small", loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0,
               ncol=2 if groups.ngroups > 14 else 1, frameon=False)

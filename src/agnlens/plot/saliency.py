@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from agnlens.lines import BANDS, lines_in
+from agnlens.plot._text import plain
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.axes import Axes
@@ -183,11 +184,11 @@ def plot_saliency(
     elif note:
         _note(ax, note)
     if colorbar and not collapsed:
-        ax.figure.colorbar(lc, ax=[ax, *zoom_axes], label=colorbar_label, pad=0.01)
+        ax.figure.colorbar(lc, ax=[ax, *zoom_axes], label=plain(colorbar_label), pad=0.01)
     for zax, window in zip(zoom_axes, windows):
         _zoom(zax, window, wavelength, flux, values, cmap, limit, collapsed)
     if title:
-        ax.set_title(title, fontsize=9)
+        ax.set_title(plain(title), fontsize=9)
     return ax
 
 
@@ -272,7 +273,7 @@ def plot_saliency_panels(
         if k < len(classes) - 1:
             ax.set_xlabel("")
     if title:
-        fig.suptitle(title, fontsize=10)
+        fig.suptitle(plain(title), fontsize=10)
     return fig
 
 
@@ -339,7 +340,7 @@ def plot_gallery(
     for ax in axes[len(idx):]:
         ax.set_visible(False)
     if title:
-        fig.suptitle(f"{title}   (colour: ∂p/∂flux per unit normalised flux)")
+        fig.suptitle(f"{plain(title)}   (colour: ∂p/∂flux per unit normalised flux)")
     return fig
 
 
@@ -375,7 +376,7 @@ def plot_centre_wings(result, *, ax: Axes | None = None, band: str = "ci") -> Ax
         colour = CLASS_COLOURS.get(cls, None)
         mean = prof.mean(axis=0)
         (line,) = ax.plot(v, mean, color=colour, lw=1.6 if cls != "all" else 1.0,
-                          ls="-" if cls != "all" else "--", label=f"{cls} (n={prof.shape[0]})")
+                          ls="-" if cls != "all" else "--", label=plain(f"{cls} (n={prof.shape[0]})"))
         if band == "spread" and prof.shape[0] > 1:
             lo, hi = np.percentile(prof, [16, 84], axis=0)
             ax.fill_between(v, lo, hi, color=line.get_color(), alpha=0.15, lw=0)
@@ -392,7 +393,7 @@ def plot_centre_wings(result, *, ax: Axes | None = None, band: str = "ci") -> Ax
     ax.set_xlim(v[0], v[-1])
     ax.set_xlabel(f"velocity from {result.line} (km/s)")
     ax.set_ylabel("mean saliency  ∂p/∂flux")
-    ax.set_title(f"{result.line}: centre vs wings", fontsize=10)
+    ax.set_title(plain(f"{result.line}: centre vs wings"), fontsize=10)
     ax.legend(fontsize=7, loc="best")
     return ax
 
@@ -472,8 +473,8 @@ def plot_line_table(
     limit = _limit(data, None)
     norm = Normalize(-limit, limit) if signed else Normalize(0, limit)
     image = ax.imshow(data, aspect="auto", cmap=CMAP if signed else "viridis", norm=norm)
-    ax.set_xticks(range(data.shape[1]), [str(c) for c in pivot.columns], fontsize=8)
-    ax.set_yticks(range(data.shape[0]), [str(r) for r in pivot.index], fontsize=8)
+    ax.set_xticks(range(data.shape[1]), [plain(c) for c in pivot.columns], fontsize=8)
+    ax.set_yticks(range(data.shape[0]), [plain(r) for r in pivot.index], fontsize=8)
     if annotate:
         for (r, c), x in np.ndenumerate(data):
             if np.isfinite(x):

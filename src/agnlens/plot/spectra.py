@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from agnlens.lines import LINES, NORM_WINDOW
+from agnlens.plot._text import plain
 from agnlens.spectra import Spectrum, SpectrumSet
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -129,7 +130,7 @@ def plot_spectra(
             shift = float(offset) * k
         ax.plot(wave[inside], flux[inside] + shift, color=colors[k], lw=linewidth)
         text = labels[k] if labels is not None else name
-        ax.text(hi, np.nanmedian(flux[inside][-50:]) + shift, f" {text}", fontsize=7, va="center", ha="left",
+        ax.text(hi, np.nanmedian(flux[inside][-50:]) + shift, plain(f" {text}"), fontsize=7, va="center", ha="left",
                 color=colors[k], clip_on=False)
         base = y_hi + shift + 0.1 * max(y_hi - y_lo, 0.5)
         bottom = min(bottom, y_lo + shift)
@@ -152,7 +153,7 @@ def plot_spectra(
     ax.set_ylabel("flux / flux(5100 Å) + offset" if normalise else "flux + offset")
     ax.set_yticks([])
     if title:
-        ax.set_title(title, fontsize=9, pad=28 if mark_lines else 6)
+        ax.set_title(plain(title), fontsize=9, pad=28 if mark_lines else 6)
     return ax
 
 
