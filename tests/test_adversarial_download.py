@@ -17,6 +17,7 @@ from agnlens.cli import main
 from agnlens.io.download import download
 
 from realdata import SPECTRA  # the in-repo real spectra (tests/data)
+
 ASKED = "0266-51602-0107"  # the archive answers with OTHER's file for this one
 OTHER = "0332-52367-0639"
 BIG = "0266-51602-0013"  # an endless response, announced or not

@@ -31,6 +31,7 @@ from agnlens.io.store import write_store
 from agnlens.models.persistence import load_model, save_model
 from agnlens.models.svm import SpectrumSVC
 from agnlens.simulate import simulate, simulate_set
+
 from realdata import DR7, LEGACY, SPECTRA
 
 
@@ -95,7 +96,8 @@ def test_classify_and_explain_go_on_past_the_extreme_spectrum(model_file, tmp_pa
     err = capsys.readouterr().err
     assert "rejected" in err and "spike.csv" in err and "Traceback" not in err
     assert len(pd.read_csv(tmp_path / "r.csv")) == 1
-    assert main(["explain", str(model_file), str(bad), str(good), "--out", str(tmp_path / "e"), "--max-figures", "1"]) == 1
+    argv = ["explain", str(model_file), str(bad), str(good), "--out", str(tmp_path / "e"), "--max-figures", "1"]
+    assert main(argv) == 1
     assert "spike.csv" in capsys.readouterr().err
 
 
@@ -103,7 +105,9 @@ def test_a_store_row_with_inf_is_rejected_by_explain_not_fatal(model_file, tmp_p
     spectra = simulate_set(counts={"type1": 2, "type2": 2, "intermediate": 2}, seed=1, grid="paper")
     spectra.flux[3, 10] = np.inf  # a store written by other code
     write_store(spectra, tmp_path / "s.zarr")
-    status = main(["explain", str(model_file), str(tmp_path / "s.zarr"), "--out", str(tmp_path / "e"), "--max-figures", "0"])
+    status = main(
+        ["explain", str(model_file), str(tmp_path / "s.zarr"), "--out", str(tmp_path / "e"), "--max-figures", "0"]
+    )
     err = capsys.readouterr().err
     assert status == 1 and "s.zarr[3]" in err and "infinite" in err and "Traceback" not in err
 
@@ -328,7 +332,9 @@ def test_a_forged_file_passes_the_internal_hash_but_not_a_pin(model_file, tmp_pa
     assert trusted == hashlib.sha256(model_file.read_bytes()).hexdigest()
     store = tmp_path / "s.zarr"
     write_store(simulate_set(counts={"type1": 2, "type2": 2, "intermediate": 2}, seed=3, grid="paper"), store)
-    status = main(["classify", "--model", str(forged), "--model-sha256", trusted, str(store), "--out", str(tmp_path / "r.csv")])
+    status = main(
+        ["classify", "--model", str(forged), "--model-sha256", trusted, str(store), "--out", str(tmp_path / "r.csv")]
+    )
     err = capsys.readouterr().err
     assert status == 2 and len(err.strip().splitlines()) == 1 and "is not the pinned" in err
     assert not (tmp_path / "r.csv").exists()
@@ -345,7 +351,8 @@ def test_a_pinned_model_is_used_and_its_sha256_recorded_in_every_results_folder(
     store = tmp_path / "s.zarr"
     write_store(simulate_set(counts={"type1": 3, "type2": 3, "intermediate": 3}, seed=3, grid="paper"), store)
     out = tmp_path / "r.csv"
-    assert main(["classify", "--model", str(model_file), "--model-sha256", digest.upper(), str(store), "--out", str(out)]) == 0
+    argv = ["classify", "--model", str(model_file), "--model-sha256", digest.upper(), str(store), "--out", str(out)]
+    assert main(argv) == 0
     assert json.loads((tmp_path / "r.provenance.json").read_text())["models"][0]["model_sha256"] == digest
     assert main(["explain", str(model_file), str(store), "--out", str(tmp_path / "e"), "--max-figures", "0",
                  "--model-sha256", digest]) == 0

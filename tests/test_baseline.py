@@ -3,7 +3,6 @@ estimator interface, and a quality gate on the real SDSS spectra."""
 
 from __future__ import annotations
 
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -15,6 +14,7 @@ from agnlens.preprocess import get_grid, preprocess
 from agnlens.spectra import Spectrum, SpectrumSet
 
 from realdata import FULL_SDSS as SDSS, needs_full_set  # the quality gate wants all 95 real spectra
+
 INSTRUMENT_SIGMA = 69.0
 
 
@@ -59,7 +59,9 @@ def make_set(
     flux = f[None, :] + rng.normal(0.0, sigma, (n, wl.size))
     ivar = np.full((n, wl.size), 1.0 / sigma**2)
     meta = pd.DataFrame({"spec_id": [f"sim-{i}" for i in range(n)]})
-    return SpectrumSet(wl, flux.astype(np.float32), ivar.astype(np.float32), np.zeros((n, wl.size), bool), meta, grid=grid)
+    return SpectrumSet(
+        wl, flux.astype(np.float32), ivar.astype(np.float32), np.zeros((n, wl.size), bool), meta, grid=grid
+    )
 
 
 @pytest.mark.parametrize("grid", ["paper", "balmer"])

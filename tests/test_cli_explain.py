@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -15,6 +14,7 @@ from agnlens.models.svm import SpectrumSVC
 from agnlens.simulate import simulate, simulate_set
 
 from realdata import DATA  # the in-repo real spectra (tests/data)
+
 REAL = DATA / "sdss" / "spectra"
 DR7 = DATA / "sdss-dr7" / "spSpec-51993-0542-631.fit"
 

@@ -21,6 +21,7 @@ from agnlens.io.download import (
 )
 
 from realdata import SPECTRA  # the in-repo real spectra (tests/data)
+
 LEGACY = "0266-51602-0107"  # Legacy plate, served under redux/26
 BOSS = "4414-55882-0184"  # BOSS plate, served under eboss/.../v5_13_2
 FLAKY = "0332-52367-0639"  # answers 500 once, then the file

@@ -66,7 +66,8 @@ def test_bad_inputs_are_named_and_the_rest_stored(sim_files, tmp_path, capsys):
     shutil.copy(paths[0], d / "copy-of-first.fits")  # a duplicate spec_id
     shutil.copy(DR7, d)  # z = 2.23 quasar: no coverage of the paper grid
     catalog = tmp_path / "labels.csv"
-    pd.DataFrame({"spec_id": [s.name[5:20] for s in paths[:3]] + ["0001-50000-0001"], "label": "type2"}).to_csv(catalog, index=False)
+    ids = [s.name[5:20] for s in paths[:3]] + ["0001-50000-0001"]
+    pd.DataFrame({"spec_id": ids, "label": "type2"}).to_csv(catalog, index=False)
 
     store = tmp_path / "out.zarr"
     status = main(["ingest", str(d), "--labels", str(catalog), "--out", str(store)])
@@ -147,7 +148,8 @@ def test_ingest_command_on_a_local_cluster_matches_in_process(tmp_path):
     labels = str(SHARED / "sdss" / "labels.csv")
     a, b = tmp_path / "local.zarr", tmp_path / "cluster.zarr"
     assert main(["ingest", str(REAL), "--labels", labels, "--out", str(a)]) == 0
-    assert main(["ingest", str(REAL), "--labels", labels, "--out", str(b), "--scheduler", "processes", "--batch-size", "20"]) == 0
+    argv = ["ingest", str(REAL), "--labels", labels, "--out", str(b), "--scheduler", "processes", "--batch-size", "20"]
+    assert main(argv) == 0
     sa, sb = open_store(a, lazy=False), open_store(b, lazy=False)
     np.testing.assert_array_equal(sa.spec_id, sb.spec_id)
     np.testing.assert_array_equal(sa.flux, sb.flux)

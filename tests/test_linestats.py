@@ -83,7 +83,8 @@ def test_centre_wings_refuses_a_line_outside_the_grid(paper_saliency):
 
 def test_line_table_finds_the_salient_line(paper_saliency):
     table = line_table(paper_saliency)
-    assert list(table.columns[:8]) == ["line", "kind", "lo", "hi", "class", "mean_saliency", "mean_abs_saliency", "share_abs"]
+    expected = ["line", "kind", "lo", "hi", "class", "mean_saliency", "mean_abs_saliency", "share_abs"]
+    assert list(table.columns[:8]) == expected
     for cls in ("type1", "type2", "all"):
         rows = table[table["class"] == cls]
         assert rows.iloc[np.argmax(rows["share_abs"].to_numpy())]["line"] == "Hbeta"

@@ -8,6 +8,7 @@ import pytest
 
 from agnlens.cli import main
 from agnlens.pipeline import run_study
+
 from realdata import needs_full_set  # the one place real spectra come from (tests/realdata.py)
 
 
@@ -91,8 +92,6 @@ def test_demo_refuses_a_sample_too_small_to_split(tmp_path, capsys):
 
 @needs_full_set
 def test_demo_on_real_spectra_with_too_few_type2_says_so_in_one_line(tmp_path, capsys):
-    from pathlib import Path
-
     from realdata import FULL_SDSS as shared  # 20+ labelled type 1 / type 2, 2 of them type 2
     store = tmp_path / "real.zarr"
     assert main(["ingest", str(shared / "spectra"), "--labels", str(shared / "labels.csv"), "--out", str(store)]) == 0

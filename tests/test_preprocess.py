@@ -183,7 +183,8 @@ def test_spectrum_set_subsets_and_concat():
     with pytest.raises(ValueError, match="different grids"):
         SpectrumSet.concat([spectra, preprocess([sdss_like()], "balmer")[0]])
     with pytest.raises(ValueError, match="expected \\(n_spectra, n_pixels\\)"):
-        SpectrumSet(np.arange(3.0), np.zeros((2, 3)), np.zeros((2, 3)), np.zeros((1, 3), bool), pd.DataFrame({"spec_id": ["a", "b"]}))
+        meta = pd.DataFrame({"spec_id": ["a", "b"]})
+        SpectrumSet(np.arange(3.0), np.zeros((2, 3)), np.zeros((2, 3)), np.zeros((1, 3), bool), meta)
 
 
 def test_line_helpers():

@@ -3,7 +3,6 @@ SDSS spectrum, and the corrected redshift."""
 
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 

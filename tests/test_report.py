@@ -37,8 +37,8 @@ def _safe(name: str) -> str:
 
 def make_results(folder: Path, *, simulated: bool = True, n: int = 240, seed: int = 0) -> Path:
     """Write a small complete results folder (layout of docs/results-layout.md) into ``folder``."""
-    from sklearn.metrics import confusion_matrix, f1_score, precision_score, recall_score, accuracy_score
     from sklearn.calibration import CalibratedClassifierCV
+    from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_score, recall_score
     from sklearn.svm import SVC
 
     from agnlens.embed import tsne
@@ -177,6 +177,7 @@ def make_results(folder: Path, *, simulated: bool = True, n: int = 240, seed: in
 
 
 from realdata import SDSS  # the in-repo real spectra (tests/data)
+
 #: Real spectra of the fixture's real-data section: type 1, type 2, intermediate, a non-AGN control.
 REAL_IDS = ("0332-52367-0639", "0392-51793-0517", "1163-52669-0292", "0266-51602-0107", "0461-51910-0361")
 
@@ -273,8 +274,9 @@ def test_report_sections_images_and_no_external_urls(built):
         assert src.startswith("data:image/png;base64,")
         data = base64.b64decode(src.split(",", 1)[1], validate=True)
         assert data[:8] == b"\x89PNG\r\n\x1a\n"
-        from PIL import Image
         import io
+
+        from PIL import Image
 
         with Image.open(io.BytesIO(data)) as im:
             assert im.width == int(img["width"]) and im.height == int(img["height"])
@@ -424,7 +426,8 @@ def test_real_data_section(built, results_master):
     assert section.count('alt="saliency map of ') == len(shown)
     # the baseline finds the type 1's broad Hβ and the intermediate's broad Hα (balmer grid)
     row = real.set_index("spec_id")
-    assert row.loc["0332-52367-0639", "hb_fwhm_broad"] > 1200 and row.loc["0332-52367-0639", "baseline_label"] == "type1"
+    type1 = row.loc["0332-52367-0639"]
+    assert type1["hb_fwhm_broad"] > 1200 and type1["baseline_label"] == "type1"
     assert np.isfinite(row.loc["1163-52669-0292", "ha_fwhm_broad"])
     assert "physics" in SECTIONS and "real" in SECTIONS and '<section id="physics">' in built
 

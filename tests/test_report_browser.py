@@ -27,6 +27,7 @@ from pathlib import Path
 import pytest
 
 from agnlens.report import SECTIONS, build_report
+
 from test_report import results_master  # noqa: F401  (the complete results folder, shared fixture)
 
 pytestmark = pytest.mark.browser
@@ -178,7 +179,7 @@ def selfcheck(report: Path, workdir: Path) -> dict:
 
 
 @pytest.fixture(scope="module")
-def report(results_master, tmp_path_factory) -> Path:
+def report(results_master, tmp_path_factory) -> Path:  # noqa: F811  (the fixture imported above, by name)
     return build_report(results_master, output=tmp_path_factory.mktemp("browser") / "report.html")
 
 

@@ -25,6 +25,7 @@ from agnlens.simulate import simulate_set  # noqa: E402
 from agnlens.spectra import Spectrum, SpectrumSet  # noqa: E402
 
 from realdata import SDSS  # noqa: E402  (the in-repo real spectra, tests/data)
+
 # two real spectra from different plates: a broad-line QSO (type 1) and a non-AGN galaxy
 FILES = ["spec-0332-52367-0639.fits", "spec-0266-51602-0013.fits"]
 

@@ -14,7 +14,8 @@ def test_split_is_stratified_partition_and_seeded():
     parts = split(labels, seed=0)
     allidx = np.concatenate(list(parts.values()))
     np.testing.assert_array_equal(np.sort(allidx), np.arange(labels.size))
-    assert {k: len(v) for k, v in parts.items()} == pytest.approx({"train": 2141, "validation": 535, "test": 670}, abs=2)
+    sizes = {k: len(v) for k, v in parts.items()}
+    assert sizes == pytest.approx({"train": 2141, "validation": 535, "test": 670}, abs=2)
     for cls in np.unique(labels):
         n = (labels == cls).sum()
         for name, frac in zip(("train", "validation", "test"), (0.64, 0.16, 0.20)):
@@ -47,7 +48,8 @@ def test_cells_equal_plain_svc_and_best_model_reproduces_its_score():
     result = tune(X_poisoned, y, train_idx=parts["train"], val_idx=parts["validation"], kernels=("linear", "rbf"),
                   C=[0.1, 1.0, 10.0], class_weight=(None, "balanced"))
     table = result.table
-    assert {"kernel", "C", "gamma", "degree", "class_weight", "validation_f1", "validation_accuracy", "fit_s"} <= set(table)
+    columns = {"kernel", "C", "gamma", "degree", "class_weight", "validation_f1", "validation_accuracy", "fit_s"}
+    assert columns <= set(table)
     assert table["best"].sum() == 1
     Xtr, ytr, Xva, yva = X[parts["train"]], y[parts["train"]], X[parts["validation"]], y[parts["validation"]]
     # every cell's libsvm vote equals a from-scratch sklearn SVC on the raw features

@@ -97,7 +97,7 @@ def versions() -> dict:
     """Versions of agnlens and the libraries that shape its numbers."""
     from importlib.metadata import PackageNotFoundError, version
 
-    out = {"python": platform.python_version()}
+    out: dict[str, str | None] = {"python": platform.python_version()}
     for name in ("agnlens", "numpy", "scipy", "scikit-learn", "openTSNE", "astropy", "zarr", "dask", "matplotlib"):
         try:
             out[name] = version(name)
@@ -303,7 +303,7 @@ def run_study(
         with timer.stage("real"):
             own = real is None
             metrics["real"] = jsonable(real_section(
-                out, spectra[test] if own else real, model, measure_spectra=None if own else real_measure,
+                out, spectra[test] if real is None else real, model, measure_spectra=None if own else real_measure,
                 seed=seed, source=("the test split of the studied real spectra" if own else real_source),
             ))
     metrics["versions"] = versions()

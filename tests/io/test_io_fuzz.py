@@ -19,8 +19,7 @@ import time
 import numpy as np
 import pytest
 from astropy.io import fits
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 from agnlens.errors import ReadError
 from agnlens.io import read_spectrum

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 from astropy.table import Table
@@ -79,7 +78,8 @@ def test_unsorted_rows_are_sorted(tmp_path, real):
 def test_missing_flux_column(tmp_path, real):
     t, _ = _table(real, flux="counts")
     t.write(tmp_path / "nf.csv")
-    with pytest.raises(ReadError, match=r"nf.csv: no flux column: expected one named flux .*the table has wavelength, counts, error"):
+    message = r"nf.csv: no flux column: expected one named flux .*the table has wavelength, counts, error"
+    with pytest.raises(ReadError, match=message):
         read_table(tmp_path / "nf.csv")
 
 

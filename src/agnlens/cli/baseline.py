@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import textwrap
 
-
 _RULES = "{rules}"
 
 
@@ -17,7 +16,9 @@ class _RulesFormatter(argparse.RawDescriptionHelpFormatter):
             from agnlens.models.baseline import rules
 
             text = text.replace(_RULES, "\n".join(
-                textwrap.fill(r, width=96, initial_indent="  - ", subsequent_indent="    ", break_on_hyphens=False) for r in rules()))
+                textwrap.fill(r, width=96, initial_indent="  - ", subsequent_indent="    ", break_on_hyphens=False)
+                for r in rules()
+            ))
         super().add_text(text)
 
 

@@ -117,5 +117,6 @@ def _write_provenance(out, models, n: int, n_rejected: int) -> None:
     from agnlens.atomic import write_text
     from agnlens.cli._common import model_provenance
 
-    prov = {"models": [model_provenance(meta) for _, meta in models], "n_classified": n, "n_rejected": n_rejected, "software": f"agnlens {__version__}"}
+    prov = {"models": [model_provenance(meta) for _, meta in models], "n_classified": n, "n_rejected": n_rejected,
+            "software": f"agnlens {__version__}"}
     write_text(out.with_name(out.stem + ".provenance.json"), json.dumps(prov, indent=1))

@@ -36,7 +36,8 @@ def add_parser(sub) -> None:
     p.add_argument("--real", metavar="DIR", help="real spectra (FITS files, folders, globs) to classify, measure and "
                    "explain beside the study: the report's real-data section")
     p.add_argument("--labels", metavar="CSV", help="label catalogue of the --real spectra (spec_id, label)")
-    p.add_argument("--n-random", type=nonnegative_int, default=30, metavar="N", help="random test spectra to explain besides the misclassified (default 30)")
+    p.add_argument("--n-random", type=nonnegative_int, default=30, metavar="N",
+                   help="random test spectra to explain besides the misclassified (default 30)")
     p.set_defaults(run=run)
 
 

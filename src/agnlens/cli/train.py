@@ -69,11 +69,10 @@ def run(args) -> int:
     import pandas as pd
 
     from agnlens.atomic import write_text
+    from agnlens.cli._common import check_output
     from agnlens.io.store import open_store
     from agnlens.models.persistence import save_model
     from agnlens.models.tuning import train
-
-    from agnlens.cli._common import check_output
 
     check_output(args.out, [args.store])
     check_output(metrics_path(args.out), [args.store])

@@ -64,7 +64,7 @@ def resolve_target(model, target, n: int) -> np.ndarray | None:
     classes = model.classes_
     n_classes = classes.size
     if np.ndim(target) == 0:
-        matches = np.flatnonzero(classes == target) if not isinstance(target, (bool, np.bool_)) else []
+        matches = np.flatnonzero(classes == target) if not isinstance(target, (bool, np.bool_)) else np.empty(0, int)
         if len(matches):
             return np.full(n, int(matches[0]))
         if isinstance(target, (int, np.integer)) and not np.issubdtype(classes.dtype, np.integer):
@@ -114,7 +114,7 @@ def _chunk_gradient(model, Z: np.ndarray, t: np.ndarray | None) -> tuple[np.ndar
             t = np.argmax(p, axis=1)
         dpdr = couple(r, model.pairs_, n_classes, targets=t)[1]
         w = dpdr * drdf  # (n, n_pairs)
-    if model.kernel == "linear":
+    if K is None:  # the linear kernel (set above)
         gz = w @ model._linear_w
     else:
         C = w @ model.pair_coef_  # (n, n_SV): per-row coefficient of every support vector

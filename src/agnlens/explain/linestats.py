@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -87,7 +88,7 @@ def line_table(
     whole = absval.mean(axis=1)
     rows = []
     for cls, idx in groups.items():
-        class_rows = []
+        class_rows: list[dict[str, Any]] = []
         for name, kind, lo, hi in windows:
             sel = (wl >= lo) & (wl <= hi)
             if not np.any(sel):
@@ -151,7 +152,9 @@ class CentreWings:
     @property
     def summary(self) -> dict:
         """JSON-friendly summary: per class centre/wings means, intervals and contrast."""
-        out = {"line": self.line, "core_kms": self.core_kms, "wing_kms": list(self.wing_kms), "classes": {}}
+        out: dict[str, Any] = {
+            "line": self.line, "core_kms": self.core_kms, "wing_kms": list(self.wing_kms), "classes": {}
+        }
         for rec in self.table.to_dict(orient="records"):
             out["classes"][rec["class"]] = {
                 k: (bool(v) if isinstance(v, (bool, np.bool_)) else int(v) if k == "n_spectra" else float(v))

@@ -268,6 +268,13 @@ class _Fits:
             self._read_next()
         return self.hdus[index] if index < len(self.hdus) else None
 
+    def primary(self) -> _Hdu:
+        """The primary HDU (a damaged header raises :class:`ReadError`, as does an empty file)."""
+        hdu = self.hdu(0)
+        if hdu is None:
+            raise self.error("not a FITS file (it is empty)")
+        return hdu
+
     def find(self, names: tuple[str, ...]) -> _Hdu | None:
         """The first HDU whose EXTNAME is one of ``names``."""
         i = 0
@@ -564,7 +571,7 @@ def _sniff(data: bytes, source: str) -> str:
         return "other"
     f = _Fits(data, source)
     # A damaged structure raises ReadError here, with a better reason than any fallback reader.
-    primary = f.hdu(0)
+    primary = f.primary()
     if primary.has("COEFF0") and primary.get("NAXIS") == 2:
         return "spSpec"
     h1 = f.hdu(1)
@@ -699,7 +706,7 @@ def _mask(source: str, wavelength: np.ndarray, flux: np.ndarray, ivar: np.ndarra
 @np.errstate(all="ignore")  # NaN/inf in the data are masked or reported explicitly below
 def _read_spec(f: _Fits, bad_bits: int) -> Spectrum:
     source = f.source
-    primary = f.hdu(0)
+    primary = f.primary()
     coadd_hdu = f.hdu(1)
     if coadd_hdu is None:
         raise f.error("missing HDU 1 (COADD): the file has only a primary HDU")
@@ -742,9 +749,8 @@ def _read_spec(f: _Fits, bad_bits: int) -> Spectrum:
 def _object_table(f: _Fits) -> _Table:
     """The SPECOBJ/SPALL row: by EXTNAME, else HDU 2."""
     h2 = f.hdu(2)
-    if h2 is not None and h2.name in ("SPECOBJ", "SPALL"):
-        hdu = h2
-    else:
+    hdu: _Hdu | None = h2
+    if h2 is None or h2.name not in ("SPECOBJ", "SPALL"):
         hdu = f.find(("SPECOBJ", "SPALL")) or h2
     if hdu is None:
         raise f.error("missing HDU 2 (SPECOBJ or SPALL with the redshift): the file has only "
@@ -774,7 +780,7 @@ def _id_value(f: _Fits, obj: _Table, column: str, primary: _Hdu, keyword: str) -
 @np.errstate(all="ignore")  # NaN/inf in the data are masked or reported explicitly below
 def _read_spspec(f: _Fits, bad_bits: int) -> Spectrum:
     source = f.source
-    hdu = f.hdu(0)
+    hdu = f.primary()
     if f.int_key(hdu, "NAXIS") != 2:
         raise f.error("primary HDU is not a 2-D image (expected rows flux, continuum-subtracted flux, error, mask)")
     n_pix = f.int_key(hdu, "NAXIS1", lo=0)

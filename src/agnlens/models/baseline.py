@@ -362,7 +362,8 @@ class PhysicsBaseline(ClassifierMixin, BaseEstimator):
             if subtype == "2" and covered and out["hb_delta_bic"] < out["ha_delta_bic"]:
                 decider = "hb"  # "no broad line": the larger of the two margins below threshold
         for prefix in ("hb", "ha"):
-            # the evidence wants a broad line but its width sits at a bound: width, flux and maybe the verdict are suspect
+            # the evidence wants a broad line but its width sits at a bound: width, flux and maybe the
+            # verdict are suspect
             if out[f"{prefix}_broad_at_bound"] is True and out[f"{prefix}_delta_bic"] >= self.min_delta_bic:
                 flags.append(f"{prefix}-broad-width-at-bound")
         out["subtype"], out["label"], out["flags"] = subtype, label, ";".join(flags)
@@ -426,8 +427,8 @@ def measure(spectra: SpectrumSet, predicted=None, *, baseline: PhysicsBaseline |
     -------
     pandas.DataFrame
         One row per spectrum, columns :data:`MEASURE_COLUMNS`: broad FWHM of Hβ and Hα (intrinsic,
-        km/s; NaN where the rules find no broad line) with errors, the narrow FWHM of Hβ and Hα, ``r_oiii_hb`` ([O III] 5008 /
-        Hβ total: Winkler's R), ``oiii_hb_narrow`` and ``nii_ha`` (the BPT ratios),
+        km/s; NaN where the rules find no broad line) with errors, the narrow FWHM of Hβ and Hα,
+        ``r_oiii_hb`` ([O III] 5008 / Hβ total: Winkler's R), ``oiii_hb_narrow`` and ``nii_ha`` (the BPT ratios),
         ``balmer_decrement_narrow`` (narrow Hα / Hβ), ``bpt_class`` (:func:`agnlens.models.bpt.bpt_class`;
         "" without Hα), ``subtype``, ``baseline_label`` ("" when Hβ could not be fitted),
         ``baseline_confidence``, ``baseline_flags`` and, with ``predicted``, ``agrees_with_baseline``

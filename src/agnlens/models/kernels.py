@@ -59,6 +59,8 @@ def kernel_from_gram(G: np.ndarray, kernel: str, gamma: float, degree: int, coef
         return G
     if kernel == "poly":
         return (gamma * G + coef0) ** degree
+    if a_sq is None or b_sq is None:
+        raise ValueError("kernel_from_gram: the rbf kernel needs a_sq and b_sq (the squared row norms of A and B)")
     D = sq_distances(G if overwrite else G.copy(), a_sq, b_sq)
     return rbf_from_distances(D, gamma, overwrite=True)
 

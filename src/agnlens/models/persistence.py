@@ -141,8 +141,8 @@ def _check_sizes(path: Path, zf: zipfile.ZipFile, max_bytes: int) -> None:
 def package_versions() -> dict[str, str]:
     """Versions of the packages a model depends on."""
     import scipy
-    import skops
     import sklearn
+    import skops
 
     from agnlens import __version__
 

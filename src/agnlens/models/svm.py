@@ -228,6 +228,7 @@ class SpectrumSVC(ClassifierMixin, BaseEstimator):
             self.support_vectors_ = np.ascontiguousarray(Z[svc.support_])
         else:
             svc = self._svc(class_weight).fit(Z, y_enc)
+            f_oof = None
             self.support_vectors_ = np.ascontiguousarray(svc.support_vectors_, dtype=np.float64)
         self.support_ = svc.support_.copy()
         self.n_support_ = svc.n_support_.copy()
@@ -239,7 +240,7 @@ class SpectrumSVC(ClassifierMixin, BaseEstimator):
 
         if not precomputed and folds is not None:
             f_oof = self._oof_libsvm(Z, y_enc, class_weight, folds)
-        elif folds is None:
+        if f_oof is None:  # no calibration folds: in-sample decision values
             log.debug("calibration on in-sample decision values (smallest class: %d)", np.bincount(y_enc).min())
             f_oof = self._pairwise_from_scaled(Z)
         self.calibration_ = fit_calibration(f_oof, y_enc, self.pairs_,
@@ -258,7 +259,8 @@ class SpectrumSVC(ClassifierMixin, BaseEstimator):
         """Out-of-fold decision values with libsvm evaluating the kernel (sets too large to precompute)."""
         f = np.empty((Z.shape[0], self.pairs_.shape[0]))
         for train, held in folds:
-            f[held] = self._svc(class_weight).fit(Z[train], y_enc[train]).decision_function(Z[held]).reshape(held.size, -1)
+            svc = self._svc(class_weight).fit(Z[train], y_enc[train])
+            f[held] = svc.decision_function(Z[held]).reshape(held.size, -1)
         return f
 
     # ------------------------------------------------------------------ prediction

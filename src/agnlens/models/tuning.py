@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import StratifiedKFold
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score
+from sklearn.model_selection import StratifiedKFold
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 
@@ -146,7 +146,7 @@ class _Search:
     by the argmax of their probabilities, i.e. by the model's own ``predict``.
     """
 
-    def __init__(self, Xtr, ytr, Xva, yva, scoring, degree, coef0, calibration_cv, random_state, n_jobs):
+    def __init__(self, Xtr, ytr, Xva, yva, scoring, degree, coef0, calibration_cv, random_state, n_jobs) -> None:
         self.n_jobs = n_jobs
         self.classes, self.ytr = np.unique(ytr, return_inverse=True)
         self.yva = np.searchsorted(self.classes, yva)

@@ -104,21 +104,21 @@ def plot_embedding(
     size = float(np.clip(3000.0 / max(n, 1), 4.0, 25.0))
     others = ~np.isin(y, list(CLASS_COLOURS))
     if others.any():
-        ax.scatter(*xy[others].T, s=size, c=OTHER_COLOUR, linewidths=0, label=f"other ({others.sum()})")
+        ax.scatter(xy[others, 0], xy[others, 1], s=size, c=OTHER_COLOUR, linewidths=0, label=f"other ({others.sum()})")
     for cls in ("type2", "type1", "intermediate"):
         sel = y == cls
         if sel.any():
             ax.scatter(
-                *xy[sel].T, s=size, c=CLASS_COLOURS[cls], linewidths=0, alpha=0.8,
+                xy[sel, 0], xy[sel, 1], s=size, c=CLASS_COLOURS[cls], linewidths=0, alpha=0.8,
                 label=f"{CLASS_NAMES[cls]} ({sel.sum()})",
             )
     if expl.any():
         ax.scatter(
-            *xy[expl].T, s=size * 4 + 10, facecolors="none", edgecolors="black", linewidths=0.8,
+            xy[expl, 0], xy[expl, 1], s=size * 4 + 10, facecolors="none", edgecolors="black", linewidths=0.8,
             label=f"saliency map ({expl.sum()})",
         )
     if wrong.any():
-        ax.scatter(*xy[wrong].T, s=size * 2 + 12, c="black", marker="x", linewidths=1.0,
+        ax.scatter(xy[wrong, 0], xy[wrong, 1], s=size * 2 + 12, c="black", marker="x", linewidths=1.0,
                    label=f"misclassified ({wrong.sum()})")
     ax.set_xlabel("t-SNE 1")
     ax.set_ylabel("t-SNE 2")

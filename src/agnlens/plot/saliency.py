@@ -73,7 +73,7 @@ def mark_lines(ax: Axes, wavelength: np.ndarray, *, labels: bool = True, min_sep
                 ax.text(0.5 * (max(band.lo, lo) + min(band.hi, hi)), 0.02, "Fe II", transform=trans, ha="center",
                         va="bottom", fontsize=fontsize, color="#8a6d1f")
     if min_sep_aa is None:
-        width_in = ax.get_position().width * ax.figure.get_figwidth() or 1.0
+        width_in = ax.bbox.width / ax.figure.dpi or 1.0  # the axes' width in inches (also inside a SubFigure)
         min_sep_aa = 1.6 * fontsize / 72.0 * (hi - lo) / width_in
     rows_last = [-np.inf, -np.inf, -np.inf]
     seen: dict[str, float] = {}

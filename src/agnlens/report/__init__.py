@@ -55,6 +55,12 @@ def _finite(x: Any) -> float | None:
     return v if math.isfinite(v) else None
 
 
+def _opposite_signs(a: Any, b: Any) -> bool:
+    """Both finite numbers, one positive and one negative."""
+    x, y = _finite(a), _finite(b)
+    return x is not None and y is not None and x * y < 0
+
+
 def fmt(x: Any, digits: int = 3) -> str:
     """A number with ``digits`` decimals, or "—" when missing; non-numbers as text."""
     if x is None:
@@ -153,13 +159,20 @@ def _as_bool(series: pd.Series) -> np.ndarray:
     return series.astype(str).str.strip().str.lower().isin(["true", "1", "1.0", "yes"]).to_numpy()
 
 
+def _section(mapping: Any, key: str) -> dict:
+    """``mapping[key]`` when that is a dict, else an empty one (a metrics.json may lack any section)."""
+    value = mapping.get(key) if isinstance(mapping, dict) else None
+    return value if isinstance(value, dict) else {}
+
+
 def _png_data_uri(path: Path, max_width: int, palette: bool = False) -> tuple[str, int, int] | None:
     """Read a PNG, downscale it to ``max_width`` pixels and return (data URI, width, height)."""
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(path) as im:
-            im.load()
+        with Image.open(path) as opened:
+            opened.load()
+            im: Image.Image = opened
             if im.width > max_width:
                 height = max(1, round(im.height * max_width / im.width))
                 im = im.resize((max_width, height), Image.Resampling.LANCZOS)
@@ -199,12 +212,12 @@ def _tuning_figure(tuning: pd.DataFrame, title: str) -> dict:
     wide = n_groups > 14  # two legend columns
     fig = Figure(figsize=(9.6 if wide else 8.0, 4.2))  # fixed margins: constrained layout would double the cost
     fig.subplots_adjust(left=0.08, right=0.52 if wide else 0.62, bottom=0.12, top=0.92)
-    ax = plot_tuning(tuning, ax=fig.add_subplot(), title=title)
+    plot_tuning(tuning, ax=fig.add_subplot(), title=title)
     buf = io.BytesIO()
-    ax.figure.savefig(buf, format="png", dpi=90)
+    fig.savefig(buf, format="png", dpi=90)
     buf.seek(0)
-    with Image.open(buf) as im:
-        im = im.convert("RGB").quantize(colors=256, method=Image.Quantize.FASTOCTREE, dither=Image.Dither.NONE)
+    with Image.open(buf) as opened:
+        im = opened.convert("RGB").quantize(colors=256, method=Image.Quantize.FASTOCTREE, dither=Image.Dither.NONE)
         out = io.BytesIO()
         im.save(out, format="PNG", compress_level=6)
         w, h = im.size
@@ -316,14 +329,14 @@ def _task_context(metrics: dict, task: str, folder: Path, tuning: pd.DataFrame |
 
 
 def _saliency_context(metrics: dict, folder: Path, embedding: pd.DataFrame | None, max_per_reason: int) -> dict:
-    s = metrics.get("saliency") if isinstance(metrics.get("saliency"), dict) else {}
+    s = _section(metrics, "saliency")
     index = _read_csv(folder / "saliency", "index.csv")
     figure_of: dict[str, str] = {}
     if embedding is not None and {"spec_id", "saliency_figure"} <= set(embedding.columns):
         for sid, rel in zip(embedding["spec_id"], embedding["saliency_figure"]):
             if isinstance(rel, str) and rel:
                 figure_of[str(sid)] = rel
-    groups = {"misclassified": [], "random": []}
+    groups: dict[str, list[dict[str, Any]]] = {"misclassified": [], "random": []}
     n_left_out = {"misclassified": 0, "random": 0}
     figure_ids: dict[str, str] = {}
     if index is not None and "spec_id" in index:
@@ -362,7 +375,7 @@ def _saliency_context(metrics: dict, folder: Path, embedding: pd.DataFrame | Non
 
 
 def _lines_context(metrics: dict, folder: Path) -> dict:
-    s = metrics.get("saliency") if isinstance(metrics.get("saliency"), dict) else {}
+    s = _section(metrics, "saliency")
     ctx: dict[str, Any] = {}
     table = _read_csv(folder, "line_table.csv")
     ctx["line_table"] = None
@@ -396,9 +409,7 @@ def _lines_context(metrics: dict, folder: Path) -> dict:
             "rows": [[(class_name(r[c]) if c == "class" else fmt_g(r[c]) if c != "line" and c != "n_spectra"
                        else fmt(r[c]) if c == "n_spectra" else str(r[c])) for c in cols] for r in _records(cw)],
             "opposite": [str(r["line"]) + " / " + class_name(r.get("class", ""))
-                         for r in _records(cw)
-                         if _finite(r.get("centre_mean")) is not None and _finite(r.get("wings_mean")) is not None
-                         and _finite(r["centre_mean"]) * _finite(r["wings_mean"]) < 0],
+                         for r in _records(cw) if _opposite_signs(r.get("centre_mean"), r.get("wings_mean"))],
         }
     ctx["centre_wings_figure"] = _figure(folder, "figures/centre_wings.png")
     cw_summary = s.get("centre_wings")
@@ -426,7 +437,7 @@ def _lines_context(metrics: dict, folder: Path) -> dict:
 
 
 def _map_context(metrics: dict, folder: Path, embedding: pd.DataFrame | None, figure_ids: dict[str, str]) -> dict:
-    e = metrics.get("embedding") if isinstance(metrics.get("embedding"), dict) else {}
+    e = _section(metrics, "embedding")
     method = e.get("method")
     ctx: dict[str, Any] = {
         "knn_accuracy": e.get("knn_accuracy"),
@@ -483,9 +494,9 @@ def _map_context(metrics: dict, folder: Path, embedding: pd.DataFrame | None, fi
 
 
 def _provenance_context(metrics: dict, folder: Path) -> dict:
-    d = metrics.get("dataset") if isinstance(metrics.get("dataset"), dict) else {}
-    timings = metrics.get("timings_s") if isinstance(metrics.get("timings_s"), dict) else {}
-    versions = metrics.get("versions") if isinstance(metrics.get("versions"), dict) else {}
+    d = _section(metrics, "dataset")
+    timings = _section(metrics, "timings_s")
+    versions = _section(metrics, "versions")
     total = timings.get("total")
     stages = [{"stage": str(k), "seconds": v, "share": (100 * v / total if _finite(v) is not None and _finite(total)
                                                           else None)}
@@ -493,11 +504,12 @@ def _provenance_context(metrics: dict, folder: Path) -> dict:
     files = []
     for rel in ("metrics.json", "models/binary.skops", "models/multiclass.skops", "tuning_binary.csv",
                 "tuning_multiclass.csv", "predictions.csv", "embedding.csv", "line_table.csv", "centre_wings.csv",
-                "faithfulness.csv", "measurements.csv", "centre_wings_test.csv", "real/predictions.csv", "saliency/values.npy", "saliency/index.csv", "saliency/wavelength.npy"):
+                "faithfulness.csv", "measurements.csv", "centre_wings_test.csv", "real/predictions.csv",
+                "saliency/values.npy", "saliency/index.csv", "saliency/wavelength.npy"):
         path = folder / rel
         files.append({"name": rel, "present": path.is_file(), "size": path.stat().st_size if path.is_file() else 0})
     return {
-        "seed": d.get("seed", (metrics.get("split") or {}).get("seed") if isinstance(metrics.get("split"), dict) else None),
+        "seed": d.get("seed", _section(metrics, "split").get("seed")),
         "data_hash": d.get("data_hash"),
         "versions": [{"name": str(k), "value": str(v)} for k, v in versions.items()],
         "stages": stages,
@@ -506,7 +518,7 @@ def _provenance_context(metrics: dict, folder: Path) -> dict:
     }
 
 
-def _human_size(n: int) -> str:
+def _human_size(n: float) -> str:
     for unit in ("B", "kB", "MB", "GB"):
         if n < 1024 or unit == "GB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
@@ -573,20 +585,20 @@ def build_report(
     if not isinstance(max_gallery, (int, np.integer)) or max_gallery < 0:
         raise ValueError(f"max_gallery must be a non-negative integer, got {max_gallery!r}")
     metrics = _read_metrics(folder)
-    dataset = metrics.get("dataset") if isinstance(metrics.get("dataset"), dict) else {}
+    dataset = _section(metrics, "dataset")
     simulated = bool(dataset.get("simulated", False))
     embedding = _read_csv(folder, "embedding.csv")
 
     tasks = [_task_context(metrics, t, folder, _read_csv(folder, f"tuning_{t}.csv")) for t in TASKS]
     saliency = _saliency_context(metrics, folder, embedding, int(max_gallery))
-    split = metrics.get("split") if isinstance(metrics.get("split"), dict) else {}
-    counts = dataset.get("counts") if isinstance(dataset.get("counts"), dict) else {}
+    split = _section(metrics, "split")
+    counts = _section(dataset, "counts")
     n_total = sum(v for v in counts.values() if isinstance(v, (int, float))) or dataset.get("n_spectra")
     grid = dataset.get("grid")
     context = {
         "title": "agnlens report" + (" — simulated data" if simulated else ""),
         "simulated": simulated,
-        "generated": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "generated": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "agnlens_version": __version__,
         "folder_name": folder.resolve().name,
         "dataset": {

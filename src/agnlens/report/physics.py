@@ -74,9 +74,9 @@ def _measure_rows(table: pd.DataFrame, first: list[str]) -> dict:
 def physics_context(metrics: dict, folder: Path) -> dict:
     """Context of the physics section (see the module docstring)."""
     from agnlens.models.baseline import rules
-    from agnlens.report import _figure
+    from agnlens.report import _figure, _section
 
-    s = metrics.get("saliency") if isinstance(metrics.get("saliency"), dict) else {}
+    s = _section(metrics, "saliency")
     measured = _read(folder, "measurements.csv")
     ctx: dict[str, Any] = {"rules": rules(), "measurements": None, "agreement": s.get("baseline_agreement"),
                            "cw_test": s.get("centre_wings_test"),
@@ -85,7 +85,7 @@ def physics_context(metrics: dict, folder: Path) -> dict:
                            "by_subtype": None}
     if measured is not None and len(measured):
         ctx["measurements"] = _measure_rows(measured, ["spec_id", "agrees_with_baseline"])
-    sub = (metrics.get("multiclass") or {}).get("intermediate_by_subtype") if isinstance(metrics.get("multiclass"), dict) else None
+    sub = _section(metrics, "multiclass").get("intermediate_by_subtype")
     if isinstance(sub, dict) and sub:
         classes = ["type1", "type2", "intermediate"]
         ctx["by_subtype"] = {"classes": classes, "rows": [{"subtype": k, "n": sum(v.values()),
@@ -99,10 +99,10 @@ def real_context(metrics: dict, folder: Path) -> dict:
     """Context of the real-data section (see the module docstring)."""
     from agnlens.report import _as_bool, _figure
 
-    r = metrics.get("real") if isinstance(metrics.get("real"), dict) else None
+    r = metrics.get("real")
     table = _read(folder, "real/predictions.csv")
-    ctx: dict[str, Any] = {"computed": r is not None and table is not None}
-    if not ctx["computed"]:
+    ctx: dict[str, Any] = {"computed": isinstance(r, dict) and table is not None}
+    if not isinstance(r, dict) or table is None:
         return ctx
     classes = [str(c) for c in r.get("classes") or []]
     pcols = [f"p_{c}" for c in classes if f"p_{c}" in table]
