@@ -118,6 +118,13 @@ def test_classify_and_explain_specutils_input(model):
     np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-12)
     assert np.array_equal(model.classes_[proba.argmax(axis=1)], model.predict(native_set.flux))
 
+    # the classify stage takes them too, and judges them exactly as the preprocessed set
+    from agnlens.stages import classify
+
+    table = classify(model, converted)
+    reference = classify(model, ours)
+    pd.testing.assert_frame_equal(table, reference)
+
     # saliency takes specutils spectra (one or a list) and finds the model's grid by its pixel count
     sal = saliency(model, converted)
     ref = saliency(model, ours)

@@ -27,15 +27,17 @@ COLUMNS = ("spec_id", "label", "predicted_label", "applicable", "flags", "z_offs
            "z_offset_err_kms", "grid")
 
 
-def classify(model, spectra: SpectrumSet, *, check_redshift: bool = True, grid: str | None = None) -> pd.DataFrame:
+def classify(model, spectra, *, check_redshift: bool = True, grid: str | None = None) -> pd.DataFrame:
     """Classify spectra and judge every prediction.
 
     Parameters
     ----------
     model : fitted SpectrumSVC
         On the grid of ``spectra``.
-    spectra : SpectrumSet
-        Preprocessed onto the model's grid (rest frame).
+    spectra : SpectrumSet, or specutils.Spectrum / agnlens Spectrum (one or a list)
+        A SpectrumSet preprocessed onto the model's grid (rest frame); single spectra (observed
+        frame, with their redshift) are preprocessed onto it here
+        (:func:`agnlens.io.as_spectrum_set`).
     check_redshift : bool
         Measure the narrow lines' velocity offset (:mod:`agnlens.redshift`) and flag
         ``redshift-offset`` beyond :data:`agnlens.redshift.MAX_OFFSET_KMS`.
@@ -50,9 +52,12 @@ def classify(model, spectra: SpectrumSet, *, check_redshift: bool = True, grid: 
         :func:`agnlens.models.applicability.applicability` (``max_kernel``, ``intercept_share``,
         ``pca_residual``, ``mahalanobis``, ``masked_share``, ``ood_check``).
     """
+    from agnlens.io.coerce import as_spectrum_set, is_spectrum_like
     from agnlens.models.applicability import applicability
     from agnlens.redshift import check_set
 
+    if not isinstance(spectra, SpectrumSet) and is_spectrum_like(spectra):
+        spectra = as_spectrum_set(spectra, n_pixels=getattr(model, "n_features_in_", None))
     X = np.asarray(spectra.flux, dtype=np.float64)
     n_features = getattr(model, "n_features_in_", X.shape[1])
     if X.shape[1] != n_features:
