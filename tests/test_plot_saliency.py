@@ -12,6 +12,7 @@ from agnlens.explain.linestats import centre_wings, line_table
 from agnlens.explain.saliency import Saliency
 from agnlens.lines import velocity
 from agnlens.plot.saliency import (
+    mark_lines,
     plot_centre_wings,
     plot_faithfulness,
     plot_gallery,
@@ -186,3 +187,12 @@ def test_gallery_marks_not_applicable_panels(sal):
     first, second = [a for a in fig.axes if a.get_label() != "<colorbar>"][:2]
     assert any("not applicable: kernel collapse, out of distribution" in t.get_text() for t in first.texts)
     assert not any("not applicable" in t.get_text() for t in second.texts)
+
+
+def test_mark_lines_inside_a_subfigure():
+    # the label spacing needs the axes' width in inches; a SubFigure has no figure width of its own
+    wl = np.linspace(3729.0, 5266.0, 500)
+    ax = Figure(figsize=(8, 3)).subfigures(1, 2)[0].add_subplot()
+    ax.set_xlim(wl[0], wl[-1])
+    mark_lines(ax, wl)
+    assert "[O II]" in {t.get_text() for t in ax.texts}
