@@ -1,6 +1,6 @@
 """Where the test suite finds real SDSS spectra: the one place every test takes them from.
 
-``tests/data`` holds a curated 17-spectrum subset in the repository (see its README), laid out as
+``tests/data`` holds a curated 19-spectrum subset in the repository (see its README), laid out as
 ``../shared/data`` is (``sdss/spectra``, ``sdss/labels.csv``, ``sdss-dr7``), so a plain clone runs
 every test that needs real spectra. The full 95-spectrum reference sample lives beside the project
 in ``../shared/data``; tests that need all of it are marked :data:`needs_full_set` and skip, with
@@ -25,7 +25,7 @@ LEGACY = SPECTRA / "spec-2208-53880-0105.fits"  # Legacy lite, HDU 2 SPECOBJ, ty
 BOSS = SPECTRA / "spec-7184-56629-0734.fits"  # BOSS lite, HDU 2 SPALL, type 1
 FULL = SPECTRA / "spec-4414-55882-0184.fits"  # BOSS full (14 HDUs), type 1
 LEGACY_FULL = SPECTRA / "spec-0392-51793-0517.fits"  # Legacy full, type 2
-N_SPECTRA = 17
+N_SPECTRA = 19
 
 #: The full reference sample beside the project (absent on a plain clone).
 FULL_DATA = ROOT.parent / "shared" / "data"

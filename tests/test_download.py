@@ -262,11 +262,16 @@ def test_download_sample_end_to_end(archive, tmp_path, capsys):
                    "--workers", "2"])
     printed = capsys.readouterr().out
     assert status == 0, printed
-    assert "labels for 10 spectra (intermediate 3, type1 5, type2 2)" in printed
+    # what the local archive holds: every type 2 and intermediate named, the quasars the query selects
+    quasars = labels[(labels.label == "type1") & labels.z.between(0.4, 0.75)]
+    expected = {"intermediate": len(inter), "type1": min(5, len(quasars)), "type2": len(type2)}
+    assert expected["type1"] >= 2, "the test data must hold quasars at 0.4 <= z <= 0.75"
+    counts = ", ".join(f"{k} {v}" for k, v in sorted(expected.items()))
+    assert f"labels for {sum(expected.values())} spectra ({counts})" in printed
     (sql,) = queries
     assert "TOP 5" in sql and "z BETWEEN 0.4 AND 0.75" in sql and "s.class = 'QSO'" in sql
     written = pd.read_csv(out / "labels.csv", dtype={"spec_id": str})
-    assert written.groupby("label").size().to_dict() == {"intermediate": 3, "type1": 5, "type2": 2}
+    assert written.groupby("label").size().to_dict() == expected
     assert (written.z[written.label == "type1"] >= 0.4).all()
     for spec_id, name in zip(written.spec_id, written.file):
         assert (out / name).read_bytes() == (SPECTRA / f"spec-{spec_id}.fits").read_bytes()
