@@ -6,7 +6,8 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 
 def progress_bar(args, desc: str, total: int | None = None):
@@ -28,48 +29,29 @@ def report_rejections(command: str, rejected) -> None:
 
 
 # ------------------------------------------------------------------ argument types (exit 2 on bad)
-def positive_int(text: str) -> int:
-    """argparse type: an integer of at least 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
+def _argument_type(name: str, cast: Callable[[str], Any], valid: Callable[[Any], bool], expected: str, rule: str):
+    """An argparse ``type=`` that casts, checks and says in one line what it wanted."""
+
+    def parse(text: str):
+        try:
+            value = cast(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+        if not valid(value):
+            raise argparse.ArgumentTypeError(f"must be {rule}, got {text}")
+        return value
+
+    parse.__name__ = name
+    return parse
 
 
-def positive_float(text: str) -> float:
-    """argparse type: a finite number above 0 (seconds, sizes)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a finite number above 0, got {text}")
-    return value
-
-
-def fraction(text: str) -> float:
-    """argparse type: a number from 0 to 1."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number from 0 to 1, got {text!r}") from None
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be from 0 to 1, got {text}")
-    return value
-
-
-def nonnegative_int(text: str) -> int:
-    """argparse type: an integer of 0 or more."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer of 0 or more, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
-    return value
+#: argparse types (a bad value exits 2 with the rule): integers ≥ 1, finite numbers > 0 (seconds,
+#: sizes), numbers in [0, 1], integers ≥ 0.
+positive_int = _argument_type("positive_int", int, lambda v: v >= 1, "a positive integer", "at least 1")
+positive_float = _argument_type("positive_float", float, lambda v: 0 < v < float("inf"), "a number",
+                                "a finite number above 0")
+fraction = _argument_type("fraction", float, lambda v: 0.0 <= v <= 1.0, "a number from 0 to 1", "from 0 to 1")
+nonnegative_int = _argument_type("nonnegative_int", int, lambda v: v >= 0, "an integer of 0 or more", "0 or more")
 
 
 def scheduler(text: str) -> str:
