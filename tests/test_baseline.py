@@ -13,7 +13,11 @@ from agnlens.models.baseline import CLASSES, FWHM_PER_SIGMA, PhysicsBaseline
 from agnlens.preprocess import get_grid, preprocess
 from agnlens.spectra import Spectrum, SpectrumSet
 
-from realdata import FULL_SDSS as SDSS, needs_full_set  # the quality gate wants all 95 real spectra
+from realdata import (  # the quality gate wants all 95 real spectra
+    FULL_SDSS as SDSS,
+    SDSS as REPO_SDSS,  # the in-repo real spectra (tests/data)
+    needs_full_set,
+)
 
 INSTRUMENT_SIGMA = 69.0
 
@@ -393,9 +397,9 @@ def test_cli_baseline_reads_fits_files_and_reports_a_bad_one(tmp_path, capsys):
 
     bad = tmp_path / "spec-0000-00000-0000.fits"
     bad.write_bytes(b"not a FITS file")
-    files = [str(SDSS / "spectra" / "spec-0332-52367-0639.fits"), str(SDSS / "spectra" / "spec-0392-51793-0517.fits")]
+    files = [str(REPO_SDSS / "spectra" / f"spec-{i}.fits") for i in ("0332-52367-0639", "0392-51793-0517")]
     out = tmp_path / "b.csv"
-    assert main(["baseline", *files, str(bad), "--out", str(out), "--labels", str(SDSS / "labels.csv")]) == 1
+    assert main(["baseline", *files, str(bad), "--out", str(out), "--labels", str(REPO_SDSS / "labels.csv")]) == 1
     err = capsys.readouterr().err
     assert "spec-0000-00000-0000.fits" in err and err.count("rejected") == 1
     table = pd.read_csv(out, dtype={"spec_id": str})
@@ -409,7 +413,7 @@ def test_measure_inputs_puts_the_measurements_beside_predictions():
     """What ``classify --measure`` does: FITS files re-read onto the balmer grid, matched by spec_id."""
     from agnlens.study_real import measure_inputs
 
-    files = [str(SDSS / "spectra" / "spec-0332-52367-0639.fits"), str(SDSS / "spectra" / "spec-0392-51793-0517.fits")]
+    files = [str(REPO_SDSS / "spectra" / f"spec-{i}.fits") for i in ("0332-52367-0639", "0392-51793-0517")]
     predictions = pd.DataFrame({"spec_id": ["0392-51793-0517", "0332-52367-0639"],
                                 "predicted_label": ["type1", "type1"]})
     table = measure_inputs(files, predictions)
