@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import IO
 
 from agnlens.errors import ReadError
-from agnlens.io.sdss import DEFAULT_BAD_BITS, MAX_GUNZIP_BYTES, _Fits, _load, _read_spec, _read_spspec, _sniff
+from agnlens.io.fits import MAX_GUNZIP_BYTES, _Fits, _load, _sniff
+from agnlens.io.sdss import DEFAULT_BAD_BITS, _read_spec, _read_spspec
 from agnlens.spectra import Spectrum
 
 log = logging.getLogger(__name__)
@@ -118,7 +119,7 @@ def read_spectrum(path: str | os.PathLike | IO[bytes], **kw) -> Spectrum:
     **kw
         Passed to the reader: ``bad_bits`` for SDSS files; ``wavelength``, ``flux``, ``error``,
         ``ivar``, ``z``, ``spec_id`` for tables. ``max_bytes`` (any format) caps what a ``.gz``
-        file may decompress to (default :data:`agnlens.io.sdss.MAX_GUNZIP_BYTES`).
+        file may decompress to (default :data:`agnlens.io.fits.MAX_GUNZIP_BYTES`).
 
     Returns
     -------
