@@ -42,8 +42,8 @@ def cache_dir() -> Path:
 #: simulator, say) must not reuse a model cached by the old code.
 RECIPE_MODULES = (
     "agnlens.simulate", "agnlens.preprocess", "agnlens.lines", "agnlens.models.svm",
-    "agnlens.models.coupling", "agnlens.models.kernels", "agnlens.models.tuning", "agnlens.models.domain",
-    "agnlens.classes", "agnlens.data",
+    "agnlens.models.coupling", "agnlens.models.kernels", "agnlens.models.search", "agnlens.models.tuning",
+    "agnlens.models.domain", "agnlens.classes", "agnlens.data",
 )
 
 

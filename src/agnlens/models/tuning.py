@@ -12,32 +12,17 @@ from __future__ import annotations
 import logging
 import os
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score
-from sklearn.model_selection import StratifiedKFold
 from sklearn.preprocessing import StandardScaler
-from sklearn.svm import SVC
 
-from agnlens.models.kernels import (
-    fit_with_folds,
-    kernel_from_gram,
-    precomputed_svc,
-    rbf_from_distances,
-    sq_distances,
-    sqnorms,
-)
+from agnlens.classes import TASK_CLASSES
+from agnlens.models.search import _Search
 from agnlens.models.svm import (
     KERNELS,
     SpectrumSVC,
-    _pair_structure,
-    calibration_folds,
-    class_weights,
-    fit_calibration,
-    proba_from_pairwise,
 )
 
 log = logging.getLogger(__name__)
@@ -128,165 +113,12 @@ class TuningResult:
     tuning_s: float = 0.0
 
 
-def _score(scoring: str, y_true, y_pred) -> float:
-    if scoring == "macro_f1":
-        return float(f1_score(y_true, y_pred, average="macro"))
-    if scoring == "accuracy":
-        return float(accuracy_score(y_true, y_pred))
-    return float(balanced_accuracy_score(y_true, y_pred))
-
-
-class _Search:
-    """Grid cells evaluated on precomputed kernels, cached per (kernel, gamma).
-
-    Stage 1 (:meth:`run`): every cell is fitted once on the training Gram matrix and scored by
-    libsvm's one-vs-one vote on the validation block. Stage 2 (:meth:`refine`): the leading cells
-    are calibrated exactly as the refitted :class:`SpectrumSVC` would be — Platt sigmoids on
-    out-of-fold decision values from the same stratified folds (same seed), coupling — and scored
-    by the argmax of their probabilities, i.e. by the model's own ``predict``.
-    """
-
-    def __init__(self, Xtr, ytr, Xva, yva, scoring, degree, coef0, calibration_cv, random_state, n_jobs) -> None:
-        self.n_jobs = n_jobs
-        self.classes, self.ytr = np.unique(ytr, return_inverse=True)
-        self.yva = np.searchsorted(self.classes, yva)
-        self.yva[~np.isin(yva, self.classes)] = -1  # validation classes unseen in training never match
-        self.scoring, self.degree, self.coef0 = scoring, degree, coef0
-        self.G_tr = Xtr @ Xtr.T
-        self.G_va = Xva @ Xtr.T
-        self.n_tr = sqnorms(Xtr)
-        self.n_va = sqnorms(Xva)
-        self._D = None  # squared distances (train x train, validation x train), for rbf
-        n_splits = calibration_folds(calibration_cv, self.ytr)
-        self.folds = (
-            list(StratifiedKFold(n_splits, shuffle=True, random_state=random_state).split(self.G_tr, self.ytr))
-            if n_splits is not None
-            else None
-        )
-        self.rows: list[dict] = []
-        self.fits: dict[int, SVC] = {}  # stage-1 fits (row index -> SVC), reused by stage 2
-        self.done: set = set()
-
-    def kernels(self, kernel, gamma):
-        """Training and validation kernel blocks, computed as :class:`SpectrumSVC` computes them."""
-        if kernel == "linear":
-            return self.G_tr, self.G_va
-        if kernel == "poly":
-            return (kernel_from_gram(self.G_tr, kernel, gamma, self.degree, self.coef0),
-                    kernel_from_gram(self.G_va, kernel, gamma, self.degree, self.coef0))
-        if self._D is None:
-            self._D = (sq_distances(self.G_tr.copy(), self.n_tr, self.n_tr),
-                       sq_distances(self.G_va.copy(), self.n_va, self.n_tr))
-        return rbf_from_distances(self._D[0], gamma), rbf_from_distances(self._D[1], gamma)
-
-    def _class_weight(self, cw):
-        if isinstance(cw, dict):
-            index = {c: i for i, c in enumerate(self.classes.tolist())}
-            return {index[c]: float(w) for c, w in cw.items() if c in index}
-        return cw
-
-    def _svc(self, C, cw):
-        return precomputed_svc(C, self._class_weight(cw))
-
-    def _map(self, fn, items):
-        # libsvm releases the GIL, so threads fit cells in parallel; results keep the input order
-        if self.n_jobs > 1 and len(items) > 1:
-            with ThreadPoolExecutor(self.n_jobs) as pool:
-                return list(pool.map(fn, items))
-        return [fn(item) for item in items]
-
-    def run(self, kernel, gammas, Cs, class_weights_):
-        """Stage 1: fit and vote-score every new cell."""
-        for gamma in gammas:
-            todo = [(C, cw) for C in Cs for cw in class_weights_ if (kernel, gamma, C, _key(cw)) not in self.done]
-            if not todo:
-                continue
-            K_tr, K_va = self.kernels(kernel, gamma)
-
-            def cell(item, K_tr=K_tr, K_va=K_va, gamma=gamma):
-                C, cw = item
-                t0 = time.perf_counter()
-                full = self._svc(C, cw).fit(K_tr, self.ytr)
-                fit_s = time.perf_counter() - t0
-                vote = full.predict(K_va)
-                return {
-                    "kernel": kernel,
-                    "C": float(C),
-                    "gamma": None if kernel == "linear" else float(gamma),
-                    "degree": self.degree if kernel == "poly" else None,
-                    "class_weight": cw,
-                    "validation_f1": float(f1_score(self.yva, vote, average="macro")),
-                    "validation_accuracy": float(accuracy_score(self.yva, vote)),
-                    "validation_balanced_accuracy": float(balanced_accuracy_score(self.yva, vote)),
-                    "vote_f1": float(f1_score(self.yva, vote, average="macro")),
-                    "scored_by": "vote",
-                    "n_support": int(full.support_.size),
-                    "fit_s": fit_s,
-                    "vote_score": _score(self.scoring, self.yva, vote),
-                    "score": np.nan,
-                }, full
-
-            for (C, cw), (row, full) in zip(todo, self._map(cell, todo)):
-                self.done.add((kernel, gamma, C, _key(cw)))
-                self.fits[len(self.rows)] = full
-                self.rows.append(row)
-                log.debug("%s C=%g gamma=%s cw=%s: vote %.4f", kernel, C, gamma, cw, row["vote_score"])
-
-    def refine(self, n_best: int | None) -> None:
-        """Stage 2: calibrate and score by the model's own predict the ``n_best`` leading cells."""
-        order = sorted(
-            (i for i in range(len(self.rows)) if self.rows[i]["scored_by"] == "vote"),
-            key=lambda i: (-self.rows[i]["vote_score"], -self.rows[i]["validation_accuracy"], i),
-        )
-        n_refined = sum(r["scored_by"] == "calibrated" for r in self.rows)
-        todo = order if n_best is None else order[: max(0, n_best - n_refined)]
-        n_classes = self.classes.size
-        groups: dict = {}
-        for i in todo:
-            groups.setdefault((self.rows[i]["kernel"], self.rows[i]["gamma"]), []).append(i)
-        for (kernel, gamma), idx in groups.items():
-            K_tr, K_va = self.kernels(kernel, gamma)
-            inner = self.n_jobs if len(idx) == 1 else 1  # a lone cell fits its folds in parallel instead
-
-            def cell(i, K_tr=K_tr, K_va=K_va, inner=inner):
-                row = self.rows[i]
-                cw = self._class_weight(row["class_weight"])
-                full, f_cal = fit_with_folds(K_tr, self.ytr, row["C"], cw, self.folds, n_jobs=inner,
-                                             full=self.fits.pop(i))
-                pairs = _pair_structure(full.dual_coef_, full.n_support_)[0]
-                if f_cal is None:
-                    f_cal = full.decision_function(K_tr).reshape(K_tr.shape[0], -1)
-                cal = fit_calibration(f_cal, self.ytr, pairs, class_weights(cw, self.ytr, n_classes))
-                f_va = full.decision_function(K_va).reshape(K_va.shape[0], -1)
-                return np.argmax(proba_from_pairwise(f_va, cal, pairs, n_classes), axis=1)
-
-            for i, pred in zip(idx, self._map(cell, idx)):
-                self.rows[i].update(
-                    validation_f1=float(f1_score(self.yva, pred, average="macro")),
-                    validation_accuracy=float(accuracy_score(self.yva, pred)),
-                    validation_balanced_accuracy=float(balanced_accuracy_score(self.yva, pred)),
-                    scored_by="calibrated",
-                    score=_score(self.scoring, self.yva, pred),
-                )
-
-    def best(self, calibrated: bool) -> dict:
-        """Best cell by the calibrated score (or, before refining, by the vote); ties to the earliest."""
-        key = "score" if calibrated else "vote_score"
-        acc = "validation_accuracy"
-        cand = [i for i in range(len(self.rows)) if not calibrated or self.rows[i]["scored_by"] == "calibrated"]
-        return self.rows[min(cand, key=lambda i: (-self.rows[i][key], -self.rows[i][acc], i))]
-
-
 def _n_jobs(n_jobs) -> int:
     if n_jobs is None:
         return max(1, os.cpu_count() or 1)
     if not isinstance(n_jobs, (int, np.integer)) or n_jobs < 1:
         raise ValueError(f"tune: n_jobs must be a positive integer or None, got {n_jobs!r}")
     return int(n_jobs)
-
-
-def _key(cw):
-    return tuple(sorted(cw.items())) if isinstance(cw, dict) else cw
 
 
 def tune(
@@ -468,8 +300,6 @@ def tune(
     )
 
 
-#: Classes of each task (the binary task leaves intermediates out, as the reference study did).
-TASK_CLASSES = {"binary": ("type1", "type2"), "multiclass": ("type1", "type2", "intermediate")}
 
 
 @dataclass
