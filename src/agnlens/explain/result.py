@@ -1,0 +1,318 @@
+"""The saliency result object: maps with their spectra, grid, targets and provenance; it saves,
+loads, subsets, concatenates and plots itself."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from numpy.typing import ArrayLike
+
+from agnlens.atomic import jsonable
+
+# --------------------------------------------------------------------------------------------
+# the result object
+
+
+#: The per-spectrum fields of a :class:`Saliency` (first axis = spectra).
+_ROWS = ("values", "flux", "target_index", "probabilities", "spec_id", "labels", "predicted", "reason", "completeness")
+
+
+class Saliency:
+    """Saliency maps of many spectra, with everything needed to read them.
+
+    Attributes
+    ----------
+    values : ndarray of shape (n_spectra, n_pixels)
+        The attribution of every pixel to ``p_target`` (∂p/∂flux for the gradient methods).
+    wavelength : ndarray of shape (n_pixels,)
+        Rest-frame grid in Å.
+    flux : ndarray of shape (n_spectra, n_pixels)
+        The explained (preprocessed) spectra.
+    target : ndarray of str, shape (n_spectra,)
+        The class whose probability is explained, per spectrum.
+    target_index : ndarray of int, shape (n_spectra,)
+        Its column in ``probabilities`` / index in ``classes``.
+    probabilities : ndarray of shape (n_spectra, n_classes)
+    classes : ndarray of shape (n_classes,)
+    predicted : ndarray of str, shape (n_spectra,)
+    labels : ndarray of str, shape (n_spectra,)
+        True labels (``""`` when unknown).
+    spec_id : ndarray of str, shape (n_spectra,)
+    method : str
+    options : dict
+        The method's options as used (JSON-friendly).
+    reason : ndarray of str, shape (n_spectra,)
+        Why the spectrum was explained (e.g. ``"misclassified"``, ``"random"``; ``""`` if unset).
+    completeness : ndarray of shape (n_spectra,) or None
+        Integrated Gradients only: Σ values − (p(x) − p(baseline)).
+    """
+
+    def __init__(
+        self,
+        values: np.ndarray,
+        wavelength: np.ndarray,
+        flux: np.ndarray,
+        target_index: np.ndarray,
+        probabilities: np.ndarray,
+        classes: ArrayLike,
+        method: str,
+        options: dict | None = None,
+        spec_id: ArrayLike | None = None,
+        labels: ArrayLike | None = None,
+        predicted: ArrayLike | None = None,
+        reason: ArrayLike | None = None,
+        completeness: np.ndarray | None = None,
+    ) -> None:
+        self.values = np.asarray(values, dtype=np.float64)
+        self.wavelength = np.asarray(wavelength, dtype=np.float64)
+        self.flux = np.asarray(flux, dtype=np.float64)
+        n, n_pix = self.values.shape
+        if self.wavelength.shape != (n_pix,) or self.flux.shape != (n, n_pix):
+            raise ValueError(
+                f"Saliency: values {self.values.shape}, flux {self.flux.shape} and wavelength "
+                f"{self.wavelength.shape} do not match; expected (n, n_pixels) and (n_pixels,)"
+            )
+        self.classes = np.asarray(classes)
+        self.target_index = np.asarray(target_index, dtype=np.int64).reshape(n)
+        self.probabilities = np.asarray(probabilities, dtype=np.float64).reshape(n, len(self.classes))
+        self.method = str(method)
+        self.options = dict(options or {})
+        self.spec_id = _strings(spec_id, n, default=[str(i) for i in range(n)])
+        self.labels = _strings(labels, n)
+        if predicted is None:
+            predicted = self.classes[np.argmax(self.probabilities, axis=1)]
+        self.predicted = _strings(predicted, n)
+        self.reason = _strings(reason, n)
+        self.completeness = None if completeness is None else np.asarray(completeness, dtype=float)
+
+    # ---- views
+    @property
+    def target(self) -> np.ndarray:
+        """The explained class per spectrum (as strings)."""
+        return self.classes[self.target_index].astype(str)
+
+    @property
+    def p_target(self) -> np.ndarray:
+        """Probability of the explained class, shape (n_spectra,)."""
+        return self.probabilities[np.arange(len(self)), self.target_index]
+
+    def __len__(self) -> int:
+        return self.values.shape[0]
+
+    def __getitem__(self, index) -> Saliency:
+        """Subset by integer, integer array, boolean mask or slice."""
+        if isinstance(index, (int, np.integer)):
+            index = [int(index)]
+        idx = np.arange(len(self))[index]
+        return self._with_rows({f: None if getattr(self, f) is None else getattr(self, f)[idx] for f in _ROWS})
+
+    @classmethod
+    def concat(cls, parts: Sequence[Saliency]) -> Saliency:
+        """Stack results of one model and method (e.g. computed chunk by chunk)."""
+        if not parts:
+            raise ValueError("Saliency.concat needs at least one Saliency")
+        first = parts[0]
+        return first._with_rows({
+            f: None if getattr(first, f) is None else np.concatenate([getattr(p, f) for p in parts])
+            for f in _ROWS
+        })
+
+    def _with_rows(self, rows: dict) -> Saliency:
+        return Saliency(
+            wavelength=self.wavelength, classes=self.classes, method=self.method, options=self.options, **rows
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"Saliency(method={self.method!r}, {len(self)} spectra × {self.wavelength.size} px "
+            f"{self.wavelength[0]:.0f}–{self.wavelength[-1]:.0f} Å, classes {[str(c) for c in self.classes]})"
+        )
+
+    @property
+    def misclassified(self) -> np.ndarray:
+        """Boolean (n_spectra,): labelled spectra whose predicted class differs from the label."""
+        return (self.labels != "") & (self.labels != self.predicted)
+
+    def study_sample(self, n_random: int = 30, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """The reference study's selection: every misclassified spectrum plus a seeded random
+        sample of ``n_random`` of the others.
+
+        Returns
+        -------
+        rows : ndarray of int
+            Misclassified rows first, then the random ones (each group in row order).
+        reason : ndarray of str
+            ``"misclassified"`` or ``"random"`` per returned row.
+        """
+        wrong = np.flatnonzero(self.misclassified)
+        rest = np.flatnonzero(~self.misclassified)
+        rng = np.random.default_rng(seed)
+        pick = np.sort(rng.choice(rest, size=min(int(n_random), rest.size), replace=False))
+        rows = np.concatenate([wrong, pick]).astype(int)
+        reason = np.array(["misclassified"] * wrong.size + ["random"] * pick.size, dtype=str)
+        return rows, reason
+
+    def index(self, spec_id: str) -> int:
+        """Row of the spectrum ``spec_id``."""
+        hits = np.flatnonzero(self.spec_id == str(spec_id))
+        if hits.size == 0:
+            raise KeyError(f"spec_id {spec_id!r} is not among the {len(self)} explained spectra")
+        return int(hits[0])
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per spectrum: the index written by :meth:`save`.
+
+        Columns ``row, spec_id, label, predicted, target_class, reason`` (as in
+        ``docs/results-layout.md``), then ``p_<class>`` per class, ``p_target`` and, for
+        Integrated Gradients, ``completeness``.
+        """
+        frame = pd.DataFrame(
+            {
+                "row": np.arange(len(self)),
+                "spec_id": self.spec_id,
+                "label": self.labels,
+                "predicted": self.predicted,
+                "target_class": self.target,
+                "reason": self.reason,
+            }
+        )
+        for k, cls in enumerate(self.classes):
+            frame[f"p_{cls}"] = self.probabilities[:, k]
+        frame["p_target"] = self.p_target
+        if self.completeness is not None:
+            frame["completeness"] = self.completeness
+        return frame
+
+    # ---- figures
+    def plot(self, i: int | str = 0, ax=None, **kwargs):
+        """Plot spectrum ``i`` (row or spec_id) coloured by its saliency.
+
+        Keyword arguments go to :func:`agnlens.plot.saliency.plot_saliency`. Returns the Axes.
+        """
+        from agnlens.plot.saliency import plot_saliency
+
+        row = self.index(i) if isinstance(i, str) else int(i)
+        probs = ", ".join(f"p({c})={p:.2f}" for c, p in zip(self.classes, self.probabilities[row]))
+        title = kwargs.pop(
+            "title",
+            f"{self.spec_id[row]}  true: {self.labels[row] or '?'}  predicted: {self.predicted[row]}\n"
+            f"{probs}   saliency of p({self.target[row]}), {self.method}",
+        )
+        return plot_saliency(self.wavelength, self.flux[row], self.values[row], ax=ax, title=title, **kwargs)
+
+    def to_specutils(self):
+        """The maps as a specutils ``Spectrum`` on the model's grid, shape (n_spectra, n_pixels).
+
+        See :func:`agnlens.io.specutils.saliency_to_specutils`; needs ``agnlens[specutils]``.
+        """
+        from agnlens.io.specutils import saliency_to_specutils
+
+        return saliency_to_specutils(self)
+
+    # ---- persistence
+    def save(self, directory: str | os.PathLike, *, reason: Sequence[str] | None = None) -> Path:
+        """Write ``values.npy`` (float32), ``wavelength.npy``, ``flux.npy``, ``index.csv`` and
+        ``saliency.json`` (method, options, classes) into ``directory``, atomically.
+
+        The files are written into a temporary sibling folder which then replaces ``directory``,
+        so an interrupted save never leaves a half-written folder.
+
+        Parameters
+        ----------
+        directory : path-like
+        reason : sequence of str, shape (n_spectra,), optional
+            Why each spectrum was explained (``"misclassified"``, ``"random"``...); sets
+            :attr:`reason` before writing.
+        """
+        if reason is not None:
+            self.reason = _strings(reason, len(self))
+        directory = Path(directory)
+        directory.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.tmp-", dir=directory.parent))
+        try:
+            tmp.chmod(0o755)  # mkdtemp makes it private; the results folder is meant to be shared
+            np.save(tmp / "values.npy", self.values.astype(np.float32))
+            np.save(tmp / "wavelength.npy", self.wavelength.astype(np.float64))
+            np.save(tmp / "flux.npy", self.flux.astype(np.float32))
+            self.to_frame().to_csv(tmp / "index.csv", index=False)
+            info = {
+                "method": self.method,
+                "options": jsonable(self.options),
+                "classes": [jsonable(c) for c in self.classes.tolist()],
+                "n_spectra": len(self),
+                "n_pixels": int(self.wavelength.size),
+            }
+            (tmp / "saliency.json").write_text(json.dumps(info, indent=2))
+            if directory.exists():
+                old = directory.with_name(f".{directory.name}.old-{os.getpid()}")
+                os.replace(directory, old)
+                os.replace(tmp, directory)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                os.replace(tmp, directory)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return directory
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike) -> Saliency:
+        """Read a folder written by :meth:`save`."""
+        directory = Path(directory)
+        needed = ["values.npy", "wavelength.npy", "index.csv"]
+        missing = [name for name in needed if not (directory / name).is_file()]
+        if missing:
+            raise FileNotFoundError(
+                f"{directory}: not a saliency folder, missing {', '.join(missing)} "
+                f"(write one with Saliency.save or `agnlens explain`)"
+            )
+        values = np.load(directory / "values.npy", allow_pickle=False)
+        wavelength = np.load(directory / "wavelength.npy", allow_pickle=False)
+        index = pd.read_csv(directory / "index.csv", dtype={"spec_id": str}, keep_default_na=False)
+        info_path = directory / "saliency.json"
+        info = json.loads(info_path.read_text()) if info_path.is_file() else {}
+        flux_path = directory / "flux.npy"
+        flux = np.load(flux_path, allow_pickle=False) if flux_path.is_file() else np.full(values.shape, np.nan)
+        pcols = [c for c in index.columns if c.startswith("p_") and c != "p_target"]
+        classes = np.asarray(info.get("classes") or [c[2:] for c in pcols])
+        probs = (
+            index[[f"p_{c}" for c in classes]].to_numpy(float) if pcols
+            else np.full((len(index), len(classes)), np.nan)
+        )
+        cls_str = classes.astype(str)
+        target_index = np.array([int(np.flatnonzero(cls_str == str(t))[0]) for t in index["target_class"]], dtype=int)
+        return cls(
+            values=values,
+            wavelength=wavelength,
+            flux=flux,
+            target_index=target_index,
+            probabilities=probs,
+            classes=classes,
+            method=info.get("method", "unknown"),
+            options=info.get("options", {}),
+            spec_id=index["spec_id"].astype(str).to_numpy(),
+            labels=index["label"].astype(str).to_numpy(),
+            predicted=index["predicted"].astype(str).to_numpy(),
+            reason=index["reason"].astype(str).to_numpy() if "reason" in index else None,
+            completeness=index["completeness"].to_numpy(float) if "completeness" in index else None,
+        )
+
+
+def _strings(values, n: int, default=None) -> np.ndarray:
+    if values is None:
+        values = default if default is not None else [""] * n
+    arr = np.asarray(values).astype(str)
+    if arr.shape != (n,):
+        raise ValueError(f"expected {n} entries (one per spectrum), got shape {arr.shape}")
+    return arr
+
+
+def _is_array(value) -> bool:
+    return isinstance(value, (np.ndarray, list, tuple))
