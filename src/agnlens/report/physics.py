@@ -44,7 +44,7 @@ def _read(folder: Path, name: str) -> pd.DataFrame | None:
 
 
 def _cell(row: dict, col: str) -> str:
-    from agnlens.report import class_name, fmt
+    from agnlens.report.folder import class_name, fmt
 
     v = row.get(col)
     if v is None or (isinstance(v, float) and not np.isfinite(v)):
@@ -61,7 +61,7 @@ def _cell(row: dict, col: str) -> str:
 
 
 def _measure_rows(table: pd.DataFrame, first: list[str]) -> dict:
-    from agnlens.report import _records
+    from agnlens.report.folder import _records
 
     cols = [c for c in first if c in table] + [c for c in MEASURE_HEADINGS if c in table]
     heads = {"spec_id": "spectrum", "label": "label", "predicted": "SVM", "p_max": "p(SVM)",
@@ -74,7 +74,7 @@ def _measure_rows(table: pd.DataFrame, first: list[str]) -> dict:
 def physics_context(metrics: dict, folder: Path) -> dict:
     """Context of the physics section (see the module docstring)."""
     from agnlens.models.baseline import rules
-    from agnlens.report import _figure, _section
+    from agnlens.report.folder import _figure, _section
 
     s = _section(metrics, "saliency")
     measured = _read(folder, "measurements.csv")
@@ -97,7 +97,7 @@ def physics_context(metrics: dict, folder: Path) -> dict:
 
 def real_context(metrics: dict, folder: Path) -> dict:
     """Context of the real-data section (see the module docstring)."""
-    from agnlens.report import _as_bool, _figure
+    from agnlens.report.folder import _as_bool, _figure
 
     r = metrics.get("real")
     table = _read(folder, "real/predictions.csv")
