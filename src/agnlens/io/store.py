@@ -46,24 +46,25 @@ Safety against other writers and damage
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 import shutil
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from agnlens.atomic import exclusive_lock, jsonable, temp_sibling
-from agnlens.errors import ReadError
-from agnlens.io.store_format import (
+from agnlens.io.store_format import (  # noqa: F401  (FORMAT_*, INTEGRITY: re-exported)
     _ARRAYS,
+    FORMAT_NAME,
+    FORMAT_VERSION,
+    INTEGRITY,
     _block,
+    _check_chunk_size,
     _check_chunks,
     _check_unique_ids,
     _Checked,
@@ -72,25 +73,23 @@ from agnlens.io.store_format import (
     _column_from,
     _column_specs,
     _column_values,
+    _current_attrs,
+    _is_agnlens_store,
     _meta_frame,
+    _open_group,
     _read,
     _read_column,
     _read_meta,
     _zarr_dtype,
 )
+from agnlens.io.store_read import is_store, open_store, read_rows, store_chunks, store_info  # noqa: F401  (re-exported)
 from agnlens.spectra import SpectrumSet
 
 log = logging.getLogger(__name__)
 
-#: Marker in the root attributes that says "this Zarr group is an agnlens store".
-FORMAT_NAME = "agnlens-store"
-#: Version of the layout above; bump on incompatible changes.
-FORMAT_VERSION = 1
 #: Source file names are listed in the provenance up to this many; beyond, a count and a hash.
 MAX_LISTED_SOURCES = 100
 
-#: What a store written by this version guarantees (readers verify it when present).
-INTEGRITY = "crc32c chunks, all written"
 
 ProgressCallback = Callable[[int, int], None]
 
@@ -298,187 +297,6 @@ def _append_locked(spectra: SpectrumSet, path: Path, progress: ProgressCallback 
     return path
 
 
-# --------------------------------------------------------------------------------------- reading
-def is_store(path: str | os.PathLike) -> bool:
-    """Whether ``path`` is a directory holding a Zarr (v3) group (an agnlens store or not)."""
-    path = Path(path)
-    return path.is_dir() and (path / "zarr.json").is_file()
-
-
-def open_store(path: str | os.PathLike, *, lazy: bool = True) -> SpectrumSet:
-    """Open a store as a :class:`SpectrumSet`.
-
-    Parameters
-    ----------
-    path : str or path-like
-        An agnlens store directory.
-    lazy : bool, default True
-        If True, ``flux``, ``ivar`` and ``mask`` are dask arrays backed by the Zarr chunks (nothing
-        is read until computed); if False they are numpy arrays. The metadata table is always read.
-
-    Returns
-    -------
-    SpectrumSet
-        flux, ivar of shape (n_spectra, n_pixels) float32, mask bool, wavelength float64.
-
-    Raises
-    ------
-    ReadError
-        ``path`` does not exist or is not an agnlens store (missing arrays or attributes, other
-        format version).
-    """
-    path = Path(path)
-    group, info = _open_group(path, mode="r")
-    n = info["n_spectra"]
-    if lazy:
-        import dask.array as da
-
-        data = {
-            name: da.from_array(
-                _Checked(group[name], path), chunks=group[name].chunks, asarray=True, lock=False,
-                name=f"agnlens-store-{info.get('uid') or uuid.uuid4().hex}-{name}",
-            )[:n]
-            for name in _ARRAYS
-        }
-    else:
-        data = {name: _read(group[name], 0, n, path) for name in _ARRAYS}
-    return SpectrumSet(
-        wavelength=_read(group["wavelength"], 0, None, path),
-        meta=_read_meta(group, info, 0, n, path),
-        grid=info["grid"],
-        provenance=info["provenance"],
-        **data,
-    )
-
-
-def read_rows(
-    path: str | os.PathLike, start: int, stop: int, *, columns: Sequence[str] | None = None
-) -> SpectrumSet:
-    """Read rows ``start:stop`` of a store into memory (numpy), touching only their chunks.
-
-    This is what parallel workers call: each opens the store itself and reads only its chunk.
-    The opened arrays are cached per process for as long as the store's ``uid`` is unchanged,
-    so reading many chunks of one store costs one small metadata read per chunk.
-
-    Parameters
-    ----------
-    columns : sequence of str, optional
-        Metadata columns to read (default all); the standard ones not read get empty values.
-
-    Returns
-    -------
-    SpectrumSet
-        ``stop - start`` spectra (fewer if ``stop`` is past the end).
-    """
-    handles, info = _cached_handles(Path(path))
-    n = info["n_spectra"]
-    start, stop = max(0, int(start)), min(n, int(stop))
-    if stop < start:
-        stop = start
-    specs = info["columns"]
-    if columns is not None:
-        unknown = sorted(set(columns) - {c["name"] for c in specs})
-        if unknown:
-            raise ValueError(f"{path}: no metadata column(s) {unknown}; the store has {[c['name'] for c in specs]}")
-        specs = [c for c in specs if c["name"] in set(columns)]
-    return SpectrumSet(
-        wavelength=handles["wavelength"],
-        flux=_read(handles["flux"], start, stop, path),
-        ivar=_read(handles["ivar"], start, stop, path),
-        mask=_read(handles["mask"], start, stop, path),
-        meta=_meta_frame(
-            {c["name"]: _column_from(handles["meta/" + c["array"]], c, start, stop, path) for c in specs},
-            specs, stop - start,
-        ),
-        grid=info["grid"],
-        provenance=info["provenance"],
-    )
-
-
-#: Per-process cache of opened stores: resolved path -> (uid, array handles).
-_HANDLES: dict[str, tuple[str, dict]] = {}
-
-
-def _cached_handles(path: Path) -> tuple[dict, dict]:
-    import zarr
-
-    key = str(path.resolve())
-    try:
-        # one read of the root zarr.json says whether the cached handles are still this store
-        attrs = zarr.open_group(key, mode="r", zarr_format=3).attrs.get("agnlens")
-    except Exception:
-        attrs = None
-    cached = _HANDLES.get(key)
-    if (
-        cached is not None
-        and isinstance(attrs, dict)
-        and attrs.get("uid")
-        and attrs.get("uid") == cached[0]
-        and attrs.get("version") == FORMAT_VERSION
-    ):
-        return cached[1], attrs
-    group, attrs = _open_group(path, mode="r")  # full validation, clear errors
-    handles = {name: group[name] for name in _ARRAYS}
-    handles["wavelength"] = _read(group["wavelength"], 0, None, path)
-    meta_group = group["meta"]
-    for c in attrs["columns"]:
-        handles["meta/" + c["array"]] = meta_group[c["array"]]
-    if attrs.get("uid"):
-        _HANDLES[key] = (attrs["uid"], handles)
-    return handles, attrs
-
-
-def store_chunks(path: str | os.PathLike, chunk_size: int | None = None) -> list[tuple[int, int]]:
-    """Row ranges ``(start, stop)`` covering the store, aligned to its chunks.
-
-    Parameters
-    ----------
-    chunk_size : int, optional
-        Rows per range; default the store's chunk size. Use a multiple of it so that no two
-        ranges share a Zarr chunk.
-    """
-    _, info = _open_group(Path(path), mode="r")
-    size = info["chunk_size"] if chunk_size is None else _check_chunk_size(chunk_size)
-    n = info["n_spectra"]
-    return [(a, min(a + size, n)) for a in range(0, n, size)]
-
-
-def store_info(path: str | os.PathLike) -> dict[str, Any]:
-    """Summarise a store without reading its spectra (for ``agnlens info``).
-
-    Returns
-    -------
-    dict
-        ``path``, ``n_spectra``, ``counts`` (spectra per label; ``""`` = unlabelled), ``grid``
-        (name, n_pixels, lo, hi, spacing...), ``grid_name``, ``chunk_size``, ``simulated``,
-        ``provenance``, ``format_version``, ``uid`` (changes with every write and append),
-        ``columns`` (metadata column names).
-    """
-    path = Path(path)
-    group, info = _open_group(path, mode="r")
-    n = info["n_spectra"]
-    labels = _read_column(group["meta"], _column_entry(info["columns"], "label"), 0, n, path)
-    counts = pd.Series(labels, dtype=object).value_counts()
-    prov = info["provenance"]
-    grid = prov.get("grid") if isinstance(prov.get("grid"), dict) else None
-    if grid is None:
-        wl = _read(group["wavelength"], 0, None, path)
-        grid = {"name": info["grid"], "n_pixels": int(wl.size), "lo": float(wl[0]), "hi": float(wl[-1])}
-    return {
-        "path": str(path),
-        "n_spectra": int(n),
-        "counts": {str(k): int(v) for k, v in counts.items()},
-        "grid": grid,
-        "grid_name": info["grid"],
-        "chunk_size": int(info["chunk_size"]),
-        "simulated": bool(prov.get("simulated", False)),
-        "provenance": prov,
-        "format_version": int(info["version"]),
-        "uid": str(info.get("uid", "")),
-        "columns": [c["name"] for c in info["columns"]],
-    }
-
-
 # ------------------------------------------------------------------------------------- internals
 def _write_new(spectra: SpectrumSet, tmp: Path, chunk_size: int, progress: ProgressCallback | None) -> None:
     import zarr
@@ -559,80 +377,6 @@ def _check_replaceable(path: Path, overwrite: bool) -> None:
             f"{path}: exists and is not an agnlens store; --overwrite only ever replaces a store "
             f"agnlens wrote. Move it away or choose another output name"
         )
-
-
-def _is_agnlens_store(path: Path) -> bool:
-    try:
-        meta = json.loads((path / "zarr.json").read_text())
-    except (OSError, ValueError):
-        return False
-    marker = meta.get("attributes", {}).get("agnlens") if isinstance(meta, dict) else None
-    return isinstance(marker, dict) and marker.get("format") == FORMAT_NAME
-
-
-def _current_attrs(path: Path) -> dict:
-    """The committed attributes as they are on disk now (no cache)."""
-    try:
-        return json.loads((path / "zarr.json").read_text())["attributes"]["agnlens"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return {}
-
-
-def _open_group(path: Path, mode: Literal["r", "r+"]):
-    import zarr
-
-    if not path.exists():
-        raise ReadError(path, "no such store; create one with `agnlens ingest` or `agnlens simulate --out`")
-    if not (path / "zarr.json").is_file():
-        raise ReadError(
-            path, "not an agnlens store (no zarr.json: not a Zarr v3 group); expected a directory written by agnlens"
-        )
-    try:
-        group = zarr.open_group(str(path), mode=mode, zarr_format=3)
-    except Exception as exc:  # zarr raises several kinds on a broken group
-        raise ReadError(path, f"not a readable Zarr v3 group ({type(exc).__name__}: {exc})") from exc
-    attrs = group.attrs.get("agnlens")
-    if not isinstance(attrs, dict) or attrs.get("format") != FORMAT_NAME:
-        raise ReadError(path, "a Zarr group but not an agnlens store (no 'agnlens' format marker in its attributes)")
-    if attrs.get("version") != FORMAT_VERSION:
-        raise ReadError(
-            path,
-            f"agnlens store format version {attrs.get('version')!r}, this agnlens reads version "
-            f"{FORMAT_VERSION}; rewrite the store with this version",
-        )
-    for key in ("n_spectra", "grid", "chunk_size", "columns", "provenance"):
-        if key not in attrs:
-            raise ReadError(path, f"agnlens store attributes lack {key!r}; the store is damaged, rewrite it")
-    n = attrs["n_spectra"]
-    try:
-        arrays = dict(group.arrays())
-        groups = dict(group.groups())
-        meta_members = set(groups["meta"].array_keys()) if "meta" in groups else None
-    except Exception as exc:
-        raise ReadError(path, f"cannot list the store's arrays ({type(exc).__name__}: {exc})") from exc
-    missing = [name for name in (*_ARRAYS, "wavelength") if name not in arrays]
-    if meta_members is None:
-        missing.append("meta/")
-    else:
-        missing += [f"meta/{c['array']}" for c in attrs["columns"] if c["array"] not in meta_members]
-    if missing:
-        raise ReadError(path, f"agnlens store is missing {', '.join(missing)}; the store is damaged, rewrite it")
-    n_pix = arrays["wavelength"].shape[0]
-    for name in _ARRAYS:
-        shape = arrays[name].shape
-        if len(shape) != 2 or shape[1] != n_pix or shape[0] < n:
-            raise ReadError(
-                path, f"array {name!r} has shape {shape}, expected at least ({n}, {n_pix}); the store is damaged"
-            )
-    if attrs.get("integrity") == INTEGRITY:
-        _check_chunks(group, attrs, path)
-    return group, attrs
-
-
-def _check_chunk_size(chunk_size) -> int:
-    if isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1:
-        raise ValueError(f"chunk_size must be a positive integer (spectra per chunk), got {chunk_size!r}")
-    return int(chunk_size)
 
 
 def _describe_sources(sources) -> dict:

@@ -6,9 +6,11 @@ metadata table encoded as one 1-D array per column (kinds, dtypes, missing value
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -16,6 +18,13 @@ import pandas as pd
 from agnlens.errors import ReadError
 
 log = logging.getLogger(__name__)
+
+#: Marker in the root attributes that says "this Zarr group is an agnlens store".
+FORMAT_NAME = "agnlens-store"
+#: Version of the layout above; bump on incompatible changes.
+FORMAT_VERSION = 1
+#: What a store written by this version guarantees (readers verify it when present).
+INTEGRITY = "crc32c chunks, all written"
 
 #: The per-pixel arrays of a store, each (n_rows, n_pixels).
 _ARRAYS = ("flux", "ivar", "mask")
@@ -212,3 +221,75 @@ def _meta_frame(values: dict, specs: list[dict], n: int) -> pd.DataFrame:
     return pd.DataFrame(data, index=pd.RangeIndex(n))
 
 
+def _is_agnlens_store(path: Path) -> bool:
+    try:
+        meta = json.loads((path / "zarr.json").read_text())
+    except (OSError, ValueError):
+        return False
+    marker = meta.get("attributes", {}).get("agnlens") if isinstance(meta, dict) else None
+    return isinstance(marker, dict) and marker.get("format") == FORMAT_NAME
+
+
+def _current_attrs(path: Path) -> dict:
+    """The committed attributes as they are on disk now (no cache)."""
+    try:
+        return json.loads((path / "zarr.json").read_text())["attributes"]["agnlens"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+
+
+def _open_group(path: Path, mode: Literal["r", "r+"]):
+    import zarr
+
+    if not path.exists():
+        raise ReadError(path, "no such store; create one with `agnlens ingest` or `agnlens simulate --out`")
+    if not (path / "zarr.json").is_file():
+        raise ReadError(
+            path, "not an agnlens store (no zarr.json: not a Zarr v3 group); expected a directory written by agnlens"
+        )
+    try:
+        group = zarr.open_group(str(path), mode=mode, zarr_format=3)
+    except Exception as exc:  # zarr raises several kinds on a broken group
+        raise ReadError(path, f"not a readable Zarr v3 group ({type(exc).__name__}: {exc})") from exc
+    attrs = group.attrs.get("agnlens")
+    if not isinstance(attrs, dict) or attrs.get("format") != FORMAT_NAME:
+        raise ReadError(path, "a Zarr group but not an agnlens store (no 'agnlens' format marker in its attributes)")
+    if attrs.get("version") != FORMAT_VERSION:
+        raise ReadError(
+            path,
+            f"agnlens store format version {attrs.get('version')!r}, this agnlens reads version "
+            f"{FORMAT_VERSION}; rewrite the store with this version",
+        )
+    for key in ("n_spectra", "grid", "chunk_size", "columns", "provenance"):
+        if key not in attrs:
+            raise ReadError(path, f"agnlens store attributes lack {key!r}; the store is damaged, rewrite it")
+    n = attrs["n_spectra"]
+    try:
+        arrays = dict(group.arrays())
+        groups = dict(group.groups())
+        meta_members = set(groups["meta"].array_keys()) if "meta" in groups else None
+    except Exception as exc:
+        raise ReadError(path, f"cannot list the store's arrays ({type(exc).__name__}: {exc})") from exc
+    missing = [name for name in (*_ARRAYS, "wavelength") if name not in arrays]
+    if meta_members is None:
+        missing.append("meta/")
+    else:
+        missing += [f"meta/{c['array']}" for c in attrs["columns"] if c["array"] not in meta_members]
+    if missing:
+        raise ReadError(path, f"agnlens store is missing {', '.join(missing)}; the store is damaged, rewrite it")
+    n_pix = arrays["wavelength"].shape[0]
+    for name in _ARRAYS:
+        shape = arrays[name].shape
+        if len(shape) != 2 or shape[1] != n_pix or shape[0] < n:
+            raise ReadError(
+                path, f"array {name!r} has shape {shape}, expected at least ({n}, {n_pix}); the store is damaged"
+            )
+    if attrs.get("integrity") == INTEGRITY:
+        _check_chunks(group, attrs, path)
+    return group, attrs
+
+
+def _check_chunk_size(chunk_size) -> int:
+    if isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1:
+        raise ValueError(f"chunk_size must be a positive integer (spectra per chunk), got {chunk_size!r}")
+    return int(chunk_size)
