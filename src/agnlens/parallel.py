@@ -140,46 +140,44 @@ def get_client(scheduler, *, retries: int = 2) -> Iterator[Any]:
     )
 
 
+def _retried(action, what: str, advice: str, attempts: int = 2, between=None):
+    """``action()``, tried ``attempts`` times (a Dask worker killed meanwhile raises several kinds),
+    then one line: what failed, why, and ``advice``. ``between()`` runs before each new try."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return action()
+        except Exception as exc:
+            if attempt == attempts:
+                raise RuntimeError(f"could not {what} ({type(exc).__name__}: {exc}); {advice}") from exc
+            log.warning("could not %s (%s: %s); trying again", what, type(exc).__name__, exc)
+            if between is not None:
+                between()
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
 def _start_cluster(retries: int, attempts: int = 2):
     """A LocalCluster; a start-up that fails (a worker killed while starting...) is tried again
     once, then reported in one line."""
     import dask
     import distributed
 
-    for attempt in range(1, attempts + 1):
-        try:
-            with dask.config.set({"distributed.scheduler.allowed-failures": int(retries)}):
-                return distributed.LocalCluster(
-                    n_workers=N_WORKERS,
-                    threads_per_worker=THREADS_PER_WORKER,
-                    processes=True,
-                    dashboard_address=":0",
-                )
-        except Exception as exc:  # distributed raises several kinds when a worker dies at start
-            if attempt == attempts:
-                raise RuntimeError(
-                    f"could not start the local Dask cluster ({type(exc).__name__}: {exc}) after "
-                    f"{attempts} attempts; rerun, or use --scheduler local"
-                ) from exc
-            log.warning("starting the local Dask cluster failed (%s: %s); trying again", type(exc).__name__, exc)
-    raise AssertionError("unreachable")  # pragma: no cover
+    def start():
+        with dask.config.set({"distributed.scheduler.allowed-failures": int(retries)}):
+            return distributed.LocalCluster(
+                n_workers=N_WORKERS, threads_per_worker=THREADS_PER_WORKER, processes=True, dashboard_address=":0"
+            )
+
+    return _retried(start, "start the local Dask cluster", f"tried {attempts} times; rerun, or use --scheduler local",
+                    attempts)
 
 
 def _scatter(client, shared: list, attempts: int = 2) -> list:
     """Send the shared arguments to every worker; a worker lost meanwhile → one retry, then one line."""
-    for attempt in range(1, attempts + 1):
-        try:
-            # hash=False: fresh keys, so nothing is shared with futures of an earlier client
-            return client.scatter(shared, broadcast=True, hash=False)
-        except Exception as exc:
-            if attempt == attempts:
-                raise RuntimeError(
-                    f"could not send the model and arguments to the Dask workers "
-                    f"({type(exc).__name__}: {exc}); a worker died or is unreachable; rerun to resume"
-                ) from exc
-            log.warning("sending the arguments to the workers failed (%s: %s); trying again", type(exc).__name__, exc)
-            client.wait_for_workers(1, timeout=60)
-    raise AssertionError("unreachable")  # pragma: no cover
+    # hash=False: fresh keys, so nothing is shared with futures of an earlier client
+    return _retried(lambda: client.scatter(shared, broadcast=True, hash=False),
+                    "send the model and arguments to the Dask workers",
+                    "a worker died or is unreachable; rerun to resume", attempts,
+                    between=lambda: client.wait_for_workers(1, timeout=60))
 
 
 # --------------------------------------------------------------------------------- map_chunks
