@@ -161,7 +161,7 @@ def run_study(
     out = Path(out)
     folder = ResultsFolder(out)
     folder.model(TASKS[0]).parent.mkdir(parents=True, exist_ok=True)
-    folder.saliency_figure("x").parent.mkdir(parents=True, exist_ok=True)
+    folder.saliency_figures.mkdir(parents=True, exist_ok=True)
     timer = _Timer(on_stage)
     t_start = time.perf_counter()
 

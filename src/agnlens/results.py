@@ -137,6 +137,11 @@ class ResultsFolder:
         made safe by :func:`safe_name` (``row<row>`` when it is empty)."""
         return f"figures/saliency/{safe_name(spec_id, 'unnamed' if row is None else f'row{row}')}.png"
 
+    @property
+    def saliency_figures(self) -> Path:
+        """``figures/saliency/``: one figure per explained spectrum."""
+        return self.figures / "saliency"
+
     def saliency_figure(self, spec_id, row: int | None = None) -> Path:
         """The path of :meth:`saliency_figure_name`."""
         return self.root / self.saliency_figure_name(spec_id, row)

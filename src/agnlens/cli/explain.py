@@ -143,7 +143,7 @@ def _explain(args, model, spectra, out) -> int:
         f"{'the predicted class' if target is None else 'class ' + str(args.target)} → {out.saliency}"
     )
     print(f"not applicable: {n_bad} of {len(sal)} (flags in {out.applicability})")
-    print(f"figures: {result.n_figures} in {out.saliency_figure('x').parent}; line table: {out.line_table}")
+    print(f"figures: {result.n_figures} in {out.saliency_figures}; line table: {out.line_table}")
     for cw in result.centre_wings:
         for rec in cw.table.to_dict(orient="records"):
             print(
