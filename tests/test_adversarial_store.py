@@ -15,6 +15,8 @@ array is a ReadError (``test_store.py``).
 
 from __future__ import annotations
 
+import re
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -338,10 +340,13 @@ def test_a_changed_input_is_not_answered_with_the_killed_runs_results(tmp_path):
     by_id = {p.name: p for p in other}
     replacement = by_id.get(files[0].name) or other[0]
     files[0].write_bytes(replacement.read_bytes())
-    with pytest.raises(ValueError, match="holds the work of a different run.*files_sha256"):
-        ingest_files([d], out, batch_size=1)
-    assert not out.exists()
-    ingest_files([d], out, batch_size=1, overwrite=True)  # explicitly discards the old work
+    work = tmp_path / ".s.zarr.ingest-work"
+    for overwrite in (False, True):  # the killed run's work is never deleted, not even to overwrite
+        with pytest.raises(ValueError, match=f"holds the work of a different run.*files_sha256.*delete {re.escape(str(work))}"):
+            ingest_files([d], out, batch_size=1, overwrite=overwrite)
+        assert not out.exists() and work.is_dir()
+    shutil.rmtree(work)  # as the message says
+    ingest_files([d], out, batch_size=1)
     fresh, _ = ingest_files([d], tmp_path / "fresh.zarr", batch_size=1)
     np.testing.assert_array_equal(open_store(out, lazy=False).flux, open_store(fresh, lazy=False).flux)
 

@@ -1,57 +1,93 @@
-"""`agnlens classify --scheduler`: a store classified on a real LocalCluster equals the in-process run."""
+"""Every corridor gives the same bits: the same spectra classified and explained through the library
+stage (in this process), the command line (in this process and with ``--scheduler`` on a real Dask
+LocalCluster) and the Dask path of the stages give byte-identical probabilities, applicability
+columns and saliency maps; and those are the model's own numbers (independent references)."""
+
+from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from agnlens.cli import main
-from agnlens.io.store import write_store
+from agnlens.io.store import open_store, write_store
 from agnlens.models.persistence import save_model
 from agnlens.models.svm import SpectrumSVC
 from agnlens.simulate import simulate_set
+from agnlens.stages import Executor, classify, classify_store, explain_saliency, explain_store, read_predictions
+
+CHUNK = 40  # 100 spectra: chunks of 40, 40 and 20 rows
 
 
-def test_classify_store_on_a_cluster_matches_in_process(tmp_path, capsys):
+@pytest.fixture(scope="module")
+def cluster():
+    """A real LocalCluster (2 worker processes), reached by its address like an external one."""
+    from agnlens.engine import get_client
+
+    with get_client("processes") as client:
+        yield client.scheduler.address
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    """An RBF model (saved as a model file) and a store of 100 other simulated spectra."""
+    d = tmp_path_factory.mktemp("corridors")
     train = simulate_set(150, seed=11)
     model = SpectrumSVC(kernel="rbf", C=10.0, random_state=0).fit(np.asarray(train.flux, float), train.labels)
-    metadata = {"task": "multiclass", "grid": train.provenance["grid"]}
-    model_path = save_model(model, tmp_path / "m.skops", metadata=metadata)
-    store = tmp_path / "s.zarr"
-    write_store(simulate_set(300, seed=12), store, chunk_size=64)
+    model_path = save_model(model, d / "m.skops", metadata={"task": "multiclass", "grid": train.provenance["grid"]})
+    store = write_store(simulate_set(100, seed=12), d / "s.zarr", chunk_size=CHUNK)
+    return model, model_path, store
 
+
+def test_classify_is_the_same_bits_through_every_corridor(setup, cluster, tmp_path):
+    model, model_path, store = setup
+    spectra = open_store(store, lazy=False)
+    library = classify(model, spectra, executor=Executor.for_store(store))
+    dask = read_predictions(classify_store(model, store, tmp_path / "work", executor=Executor.for_store(store, cluster)))
+    # the Dask path gives the in-process stage's table: every column, applicability included, bit for bit
+    assert {"applicable", "flags", "z_offset_kms", "grid"} <= set(dask.columns)
+    pd.testing.assert_frame_equal(dask, library, check_exact=True, check_dtype=False)
+
+    # the command line, in this process and on the cluster, writes the same bytes
     outs = {}
-    for scheduler in ("local", "processes"):
-        out = tmp_path / f"{scheduler}.csv"
-        argv = ["classify", "--model", str(model_path), str(store), "--out", str(out), "--scheduler", scheduler]
-        assert main(argv) == 0
-        outs[scheduler] = pd.read_csv(out, dtype={"spec_id": str})
+    for scheduler in ("local", cluster):
+        out = tmp_path / f"{len(outs)}.csv"
+        assert main(["classify", "--model", str(model_path), str(store), "--out", str(out), "--scheduler", scheduler]) == 0
+        outs[scheduler] = out.read_bytes()
         assert not any(p.name.endswith(".work") for p in tmp_path.iterdir()), "work folder left behind"
-    # the scheduler path writes the predictions; the applicability columns come from the in-process stage
-    shared = ["spec_id", "predicted_label", "p_intermediate", "p_type1", "p_type2"]
-    pd.testing.assert_frame_equal(outs["local"][shared], outs["processes"][shared])
-    assert {"applicable", "flags", "z_offset_kms", "grid"} <= set(outs["local"].columns)
-    # the same numbers as calling the model directly
-    spectra = simulate_set(300, seed=12)
-    proba = model.predict_proba(np.asarray(spectra.flux, float))
-    local = outs["local"][["p_intermediate", "p_type1", "p_type2"]].to_numpy()
-    np.testing.assert_allclose(local, proba, rtol=1e-5, atol=1e-6)
+    assert outs["local"] == outs[cluster]
+    written = pd.read_csv(tmp_path / "0.csv", dtype={"spec_id": str})
+    np.testing.assert_array_equal(written["spec_id"], spectra.spec_id)
+
+    # independent reference: the model's own predict_proba on the same chunks, bit for bit
+    X = np.asarray(spectra.flux, np.float64)
+    proba = np.concatenate([model.predict_proba(X[a : a + CHUNK]) for a in range(0, len(X), CHUNK)])
+    classes = np.asarray(model.classes_).astype(str)
+    np.testing.assert_array_equal(library[[f"p_{c}" for c in classes]].to_numpy(), proba)
+    np.testing.assert_array_equal(library["predicted_label"], model.predict(X))
 
 
-def test_explain_store_on_a_cluster_matches_exact_gradients(tmp_path):
+def test_explain_is_the_same_bits_through_every_corridor(setup, cluster, tmp_path):
     import zarr
 
     from agnlens.explain.gradient import proba_gradient
 
-    train = simulate_set(150, seed=11)
-    model = SpectrumSVC(kernel="linear", C=1.0, random_state=0).fit(np.asarray(train.flux, float), train.labels)
-    metadata = {"task": "multiclass", "grid": train.provenance["grid"]}
-    model_path = save_model(model, tmp_path / "m.skops", metadata=metadata)
-    spectra = simulate_set(130, seed=13)
-    write_store(spectra, tmp_path / "s.zarr", chunk_size=50)
+    model, model_path, store = setup
+    spectra = open_store(store, lazy=False)
+    library = explain_saliency(model, spectra, executor=Executor.for_store(store)).values.astype(np.float32)
+    dask = explain_store(model, store, tmp_path / "work", executor=Executor.for_store(store, cluster))
+    on_cluster = zarr.open_array(str(dask["saliency"]), mode="r")[:]
+    assert on_cluster.dtype == np.float32 and on_cluster.shape == library.shape
+    np.testing.assert_array_equal(on_cluster, library)
+
     out = tmp_path / "expl"
-    argv = ["explain", str(model_path), str(tmp_path / "s.zarr"), "--out", str(out), "--scheduler", "processes"]
-    assert main(argv) == 0
-    values = zarr.open_array(out / "s.zarr" / "saliency.zarr", mode="r")[:]
+    assert main(["explain", "--model", str(model_path), str(store), "--out", str(out), "--max-figures", "0"]) == 0
+    np.testing.assert_array_equal(np.load(out / "saliency" / "values.npy"), library)
+    assert main(["explain", "--model", str(model_path), str(store), "--out", str(out), "--scheduler", cluster]) == 0
+    np.testing.assert_array_equal(zarr.open_array(str(out / "s.zarr" / "saliency.zarr"), mode="r")[:], library)
+
+    # independent reference: the exact gradient of the predicted class's probability
     expected = proba_gradient(model, np.asarray(spectra.flux, float))
-    np.testing.assert_allclose(values, expected, rtol=1e-5, atol=1e-7 * np.abs(expected).max())
-    argv = ["explain", str(model_path), str(tmp_path / "m.skops"), "--out", str(out), "--scheduler", "processes"]
-    assert main(argv) == 2
+    np.testing.assert_allclose(library, expected, rtol=1e-5, atol=1e-7 * np.abs(expected).max())
+    # a model file is not a store: --scheduler refuses it
+    assert main(["explain", "--model", str(model_path), str(model_path), "--out", str(out), "--scheduler", cluster]) == 2

@@ -109,8 +109,9 @@ def test_classify_local_matches_model(store, model, tmp_path):
     classes = np.asarray(model.classes_).astype(str)
     np.testing.assert_array_equal(got[[f"p_{c}" for c in classes]].to_numpy(), expected)
     np.testing.assert_array_equal(got["spec_id"], spectra.spec_id)
-    np.testing.assert_array_equal(got["predicted"], model.predict(np.asarray(spectra.flux, np.float64)))
-    assert (got["predicted"] == got["label"]).mean() > 0.9  # the synthetic classes are learnable
+    np.testing.assert_array_equal(got["predicted_label"], model.predict(np.asarray(spectra.flux, np.float64)))
+    assert (got["predicted_label"] == got["label"]).mean() > 0.9  # the synthetic classes are learnable
+    assert {"applicable", "flags", "z_offset_kms", "grid"} <= set(got.columns)  # the classify stage's table
     assert not (tmp_path / "out" / "parts").exists()
 
 

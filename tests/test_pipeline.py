@@ -58,6 +58,12 @@ def test_results_folder_is_complete(two_runs):
     assert emb["has_saliency"].sum() == len(index)
     # every misclassified test spectrum is explained
     assert set(emb.loc[emb["misclassified"], "spec_id"]) <= set(index["spec_id"])
+    # the names the report looks for are the names the study wrote
+    from agnlens.results import ResultsFolder
+
+    folder = ResultsFolder(out)
+    assert [folder.relative(p) for p in folder.files() if not p.is_file()] == ["real/predictions.csv"]  # no real set
+    assert all(folder.saliency_figure(s).is_file() for s in index["spec_id"].astype(str))
     figures = emb.loc[emb["has_saliency"], "saliency_figure"]
     assert all((out / f).is_file() for f in figures)
     assert "SIMULATED" in (out / "report.html").read_text()

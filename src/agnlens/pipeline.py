@@ -7,7 +7,6 @@ faithfulness → t-SNE → results folder (docs/results-layout.md) → HTML repo
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import platform
 import time
@@ -20,11 +19,12 @@ import numpy as np
 import pandas as pd
 
 from agnlens.atomic import atomic_path, jsonable, write_csv, write_json
+from agnlens.results import TASKS, ResultsFolder
 from agnlens.spectra import SpectrumSet
 
 log = logging.getLogger(__name__)
 
-CLASSES = {"binary": ["type1", "type2"], "multiclass": ["type1", "type2", "intermediate"]}
+CLASSES = dict(zip(TASKS, (["type1", "type2"], ["type1", "type2", "intermediate"])))
 
 
 @dataclass
@@ -86,11 +86,11 @@ class _Timer:
 
 
 def data_hash(spectra: SpectrumSet) -> str:
-    """sha256 of the flux bytes and labels: identifies the exact data a result came from."""
-    h = hashlib.sha256()
-    h.update(np.ascontiguousarray(np.asarray(spectra.flux, dtype=np.float32)).tobytes())
-    h.update("\n".join(spectra.labels).encode())
-    return "sha256:" + h.hexdigest()
+    """sha256 of the flux bytes and labels: identifies the exact data a result came from
+    (:func:`agnlens.models.persistence.training_data_hash`, the hash a model records)."""
+    from agnlens.models.persistence import training_data_hash
+
+    return training_data_hash(spectra.flux, spectra.labels)
 
 
 def versions() -> dict:
@@ -153,14 +153,15 @@ def run_study(
     from agnlens.explain.faithfulness import faithfulness
     from agnlens.explain.gradient import verify
     from agnlens.explain.linestats import centre_wings, centre_wings_test, covered_lines, line_table
-    from agnlens.explain.saliency import saliency
     from agnlens.models.baseline import measure
     from agnlens.models.persistence import file_sha256, save_model
     from agnlens.models.tuning import train
+    from agnlens.stages import explain_saliency
 
     out = Path(out)
-    (out / "models").mkdir(parents=True, exist_ok=True)
-    (out / "figures" / "saliency").mkdir(parents=True, exist_ok=True)
+    folder = ResultsFolder(out)
+    folder.model(TASKS[0]).parent.mkdir(parents=True, exist_ok=True)
+    folder.saliency_figures.mkdir(parents=True, exist_ok=True)
     timer = _Timer(on_stage)
     t_start = time.perf_counter()
 
@@ -192,7 +193,7 @@ def run_study(
         with timer.stage(f"tune_{task}"):
             result = train(spectra, task=task, seed=seed)
             models[task], splits[task] = result.model, result.split
-            _write_csv(result.tuning.table, out / f"tuning_{task}.csv")
+            _write_csv(result.tuning.table, folder.tuning(task))
             metrics[task] = {
                 "classes": list(result.model.classes_),
                 "best_params": jsonable(result.tuning.best_params),
@@ -201,7 +202,7 @@ def run_study(
                 "n": result.metadata["split_sizes"],
                 "tuning_s": result.tuning.tuning_s,
             }
-            model_path = save_model(result.model, out / "models" / f"{task}.skops", metadata=result.metadata)
+            model_path = save_model(result.model, folder.model(task), metadata=result.metadata)
             metrics[task]["model_sha256"] = file_sha256(model_path)  # provenance: pin it with --model-sha256
     parts = splits["multiclass"]
     metrics["split"] = {name: int(len(idx)) for name, idx in parts.items()} | {"seed": seed}
@@ -225,33 +226,33 @@ def run_study(
         reasons = ["misclassified"] * len(wrong) + ["random"] * len(random_pick)
 
     with timer.stage("saliency"):
-        sal = saliency(model, spectra[explained], method="gradient")
+        sal = explain_saliency(model, spectra[explained], method="gradient")
         p = sal.p_target
         rows = np.argsort(-np.minimum(p, 1.0 - p), kind="stable")[: min(10, p.size)]
         check = verify(model, X[explained[rows]], target=sal.target_index[rows])
-        sal.save(out / "saliency", reason=reasons)
-        figure_paths = _saliency_figures(sal, out)
+        sal.save(folder.saliency, reason=reasons)
+        figure_paths = _saliency_figures(sal, folder)
 
     with timer.stage("lines"):
         type2_mean = X[parts["train"]][y[parts["train"]] == "type2"].mean(axis=0)
         table = line_table(sal)
-        _write_csv(table, out / "line_table.csv")
+        _write_csv(table, folder.line_table)
         cws = {name: centre_wings(sal, name) for name in covered_lines(sal)}
         cw = cws["Hbeta"]
-        _write_csv(pd.concat([c.table for c in cws.values()], ignore_index=True), out / "centre_wings.csv")
+        _write_csv(pd.concat([c.table for c in cws.values()], ignore_index=True), folder.centre_wings)
         faith = faithfulness(model, spectra[explained], baseline_spectra=type2_mean, seed=seed)
-        _write_csv(faith.table, out / "faithfulness.csv")
-        _figures_lines(out, table, cw, faith)
+        _write_csv(faith.table, folder.faithfulness)
+        _figures_lines(folder, table, cw, faith)
 
     with timer.stage("measure"):
         # the physics beside every explained prediction, and centre vs wings with each object's widths
         measured = measure(spectra[explained], predicted[explained])
-        _write_csv(measured, out / "measurements.csv")
+        _write_csv(measured, folder.measurements)
         cwt = centre_wings_test(sal, measured, seed=seed)
-        _write_csv(cwt.table, out / "centre_wings_test.csv")
+        _write_csv(cwt.table, folder.centre_wings_test)
         from agnlens.plot.spectra import plot_class_saliency
 
-        _save_figure(plot_class_saliency(sal).figure, out / "figures" / "class_saliency.png")
+        _save_figure(plot_class_saliency(sal).figure, folder.figure("class_saliency"))
 
     with timer.stage("embedding"):
         if perplexity >= (len(y) - 1) / 3:  # openTSNE's limit: a small sample gets a smaller one
@@ -270,10 +271,10 @@ def run_study(
             x=emb.coords[:, 0], y=emb.coords[:, 1], misclassified=misclassified,
             has_saliency=has_sal, saliency_figure=saliency_figure,
         )
-        _write_csv(embedding, out / "embedding.csv")
-        _write_csv(predictions, out / "predictions.csv")
-        _figures_results(out, metrics, emb, y, predicted, misclassified, has_sal, simulated)
-        _figure_tsne_physics(out, emb.coords, spectra, simulated)
+        _write_csv(embedding, folder.embedding)
+        _write_csv(predictions, folder.predictions)
+        _figures_results(folder, metrics, emb, y, predicted, misclassified, has_sal, simulated)
+        _figure_tsne_physics(folder, emb.coords, spectra, simulated)
 
     metrics["saliency"] = {
         "n_maps": int(explained.size),
@@ -309,40 +310,40 @@ def run_study(
     metrics["versions"] = versions()
     metrics["timings_s"] = dict(timer.timings)
     metrics["timings_s"]["total"] = round(time.perf_counter() - t_start, 3)
-    write_json(out / "metrics.json", metrics)
+    write_json(folder.metrics, metrics)
 
     report_path = None
     if report:
-        from agnlens.report import build_report
+        from agnlens.stages import report as build_report
 
         with timer.stage("report"):
-            report_path = build_report(out)
+            report_path = build_report(folder)
         metrics["timings_s"]["report"] = timer.timings["report"]
         metrics["timings_s"]["total"] = round(time.perf_counter() - t_start, 3)
-        write_json(out / "metrics.json", metrics)
+        write_json(folder.metrics, metrics)
     return StudyResult(out=out, metrics=metrics, report=report_path, timings=metrics["timings_s"])
 
 
-def _saliency_figures(sal, out: Path) -> list[str]:
+def _saliency_figures(sal, folder: ResultsFolder) -> list[str]:
     paths = []
     for i, spec_id in enumerate(sal.spec_id):
-        rel = f"figures/saliency/{_safe(spec_id)}.png"
+        rel = folder.saliency_figure_name(spec_id, i)
         # the figure lays itself out (constrained layout): a second, "tight" layout pass at saving
         # costs a fifth of the saliency stage and changes nothing
-        _save_figure(sal.plot(i).figure, out / rel, dpi=90, tight=False)
+        _save_figure(sal.plot(i).figure, folder / rel, dpi=90, tight=False)
         paths.append(rel)
     return paths
 
 
-def _figures_lines(out: Path, table, cw, faith) -> None:
+def _figures_lines(folder: ResultsFolder, table, cw, faith) -> None:
     from agnlens.plot.saliency import plot_centre_wings, plot_faithfulness, plot_line_table
 
-    _save_figure(plot_line_table(table).figure, out / "figures" / "line_table.png")
-    _save_figure(plot_centre_wings(cw).figure, out / "figures" / "centre_wings.png")
-    _save_figure(plot_faithfulness(faith).figure, out / "figures" / "faithfulness.png")
+    _save_figure(plot_line_table(table).figure, folder.figure("line_table"))
+    _save_figure(plot_centre_wings(cw).figure, folder.figure("centre_wings"))
+    _save_figure(plot_faithfulness(faith).figure, folder.figure("faithfulness"))
 
 
-def _figures_results(out: Path, metrics, emb, y, predicted, misclassified, has_sal, simulated) -> None:
+def _figures_results(folder: ResultsFolder, metrics, emb, y, predicted, misclassified, has_sal, simulated) -> None:
     from agnlens.plot.embedding import plot_embedding
     from agnlens.plot.metrics import plot_confusion
 
@@ -353,12 +354,12 @@ def _figures_results(out: Path, metrics, emb, y, predicted, misclassified, has_s
             metrics[task]["classes"],
             title=f"{task}: test set{tag}",
         )
-        _save_figure(ax.figure, out / "figures" / f"confusion_{task}.png")
+        _save_figure(ax.figure, folder.figure(f"confusion_{task}"))
     ax = plot_embedding(
         emb.coords, y, predicted=predicted, misclassified=misclassified, explained=has_sal,
         simulated=simulated,
     )
-    _save_figure(ax.figure, out / "figures" / "tsne.png")
+    _save_figure(ax.figure, folder.figure("tsne"))
 
 
 def _agreement(measured: pd.DataFrame) -> dict:
@@ -383,7 +384,7 @@ def _by_subtype(spectra: SpectrumSet, test: np.ndarray, predicted: np.ndarray) -
 TSNE_COLOUR_BY = {"fwhm_broad": "broad FWHM (km/s)", "oiii_hbeta_total": "[O III]/Hβ", "host_fraction": "host fraction"}
 
 
-def _figure_tsne_physics(out: Path, coords, spectra: SpectrumSet, simulated: bool) -> None:
+def _figure_tsne_physics(folder: ResultsFolder, coords, spectra: SpectrumSet, simulated: bool) -> None:
     from agnlens.plot.embedding import plot_embedding_values
 
     values = {name: pd.to_numeric(spectra.meta[col], errors="coerce").to_numpy(float)
@@ -393,12 +394,8 @@ def _figure_tsne_physics(out: Path, coords, spectra: SpectrumSet, simulated: boo
     if "[O III]/Hβ" in values:
         values["log [O III]/Hβ"] = np.log10(np.clip(values.pop("[O III]/Hβ"), 1e-3, None))
     if values:
-        _save_figure(plot_embedding_values(coords, values, simulated=simulated), out / "figures" / "tsne_physics.png",
+        _save_figure(plot_embedding_values(coords, values, simulated=simulated), folder.figure("tsne_physics"),
                      dpi=80)
-
-
-def _safe(name: str) -> str:
-    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in str(name))
 
 
 def _save_figure(fig, path: Path, dpi: int = 110, tight: bool = True) -> None:

@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from agnlens.atomic import atomic_path
+from agnlens.results import safe_name
 from agnlens.spectra import SpectrumSet
 
 log = logging.getLogger(__name__)
@@ -117,7 +118,7 @@ def real_section(
     figures = np.full(len(table), "", dtype=object)
     sal_all = saliency(model, spectra, method="gradient")  # every map: cheap (one gradient each)
     for i in explain:
-        rel = f"real/figures/{_safe(table['spec_id'].iloc[i])}.png"
+        rel = f"real/figures/{safe_name(table['spec_id'].iloc[i])}.png"
         _save(sal_all.plot(int(i)).figure, Path(out) / rel, dpi=80)
         figures[i] = rel
     table["saliency_figure"] = figures
@@ -187,8 +188,6 @@ def measure_inputs(inputs, predictions: pd.DataFrame, *, grid: str = "balmer") -
     return out
 
 
-def _safe(name: str) -> str:
-    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in str(name))
 
 
 def _save(fig, path: Path, dpi: int = 90) -> None:

@@ -56,15 +56,15 @@ nonnegative_int = _argument_type("nonnegative_int", int, lambda v: v >= 0, "an i
 
 def scheduler(text: str) -> str:
     """argparse type of ``--scheduler``: local, processes or a Dask scheduler address."""
-    from agnlens.parallel import _ADDRESS_PREFIXES
+    from agnlens.engine import ADDRESS_PREFIXES
 
-    if text in ("local", "processes") or (text.startswith(_ADDRESS_PREFIXES) and "://" in text and not text.endswith("://")):
+    if text in ("local", "processes") or (text.startswith(ADDRESS_PREFIXES) and "://" in text and not text.endswith("://")):
         return text
     raise argparse.ArgumentTypeError(f"expected local, processes or an address like tcp://host:8786, got {text!r}")
 
 
 def add_scheduler_argument(parser) -> None:
-    """``--scheduler``: where the work runs (see :func:`agnlens.parallel.get_client`)."""
+    """``--scheduler``: where the work runs (see :func:`agnlens.engine.get_client`)."""
     parser.add_argument(
         "--scheduler",
         default="local",
@@ -115,15 +115,3 @@ def add_model_sha256_argument(parser) -> None:
         help="refuse the model file unless its SHA-256 (sha256sum MODEL) is HEX (default "
         "$AGNLENS_MODEL_SHA256); the file's own hash only detects corruption, a pin also an edit",
     )
-
-
-def model_provenance(meta: dict) -> dict:
-    """Which model made a results folder: path, SHA-256 of the file, classes, grid, training data."""
-    return {
-        "model_file": meta.get("file", "default"),
-        "model_sha256": meta.get("file_sha256"),
-        "model_classes": meta.get("classes"),
-        "model_grid": meta.get("grid"),
-        "model_data_hash": meta.get("data_hash"),
-        "model_simulated_training_data": meta.get("simulated"),
-    }

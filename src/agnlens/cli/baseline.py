@@ -50,28 +50,21 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    import numpy as np
     import pandas as pd
 
     from agnlens.atomic import write_csv
     from agnlens.cli._common import check_output, report_rejections
     from agnlens.errors import UsageError
     from agnlens.ingest import read_inputs
-    from agnlens.models.baseline import PhysicsBaseline
-    from agnlens.models.bpt import bpt_class
+    from agnlens.stages import baseline
 
     check_output(args.out, [*args.inputs, args.labels])
     spectra, rejected = read_inputs(args.inputs, grid=args.grid, labels=args.labels)
     report_rejections("baseline", rejected)
     if len(spectra) == 0:
         raise UsageError(f"no spectra to measure in {' '.join(args.inputs)}")
-    model = PhysicsBaseline(min_broad_fwhm=args.min_fwhm, min_delta_bic=args.min_delta_bic,
-                            quasar=not args.seyfert, n_jobs=args.jobs)
-    table = model.fit(spectra).measure(spectra)
-    table.insert(table.columns.get_loc("flags") + 1, "bpt_class", bpt_class(table["nii_ha"], table["oiii_hb_narrow"]))
-    truth = spectra.labels
-    if np.any(truth != ""):
-        table.insert(1, "true_label", truth)
+    table = baseline(spectra, min_broad_fwhm=args.min_fwhm, min_delta_bic=args.min_delta_bic,
+                     quasar=not args.seyfert, n_jobs=args.jobs)
     write_csv(args.out, table)
     counts = table["label"].replace("", "unclassified").value_counts().to_dict()
     n_flagged = int((table["flags"] != "").sum())

@@ -55,7 +55,9 @@ def run(args) -> int:
     from agnlens.io.store import is_store, open_store
     from agnlens.models.default import resolve_models
     from agnlens.models.persistence import check_grid
-    from agnlens.stages import classify, classify_files, model_for_grid
+    from agnlens.stages import (
+        Executor, classify, classify_files, classify_store, model_for_grid, read_predictions, write_provenance,
+    )
 
     args.inputs = unique_inputs("classify", args.inputs)
     out = check_output(args.out, [*args.inputs, args.labels, None if args.model == "default" else args.model])
@@ -65,29 +67,19 @@ def run(args) -> int:
     tables: list[pd.DataFrame] = []
     rejected: list = []
     for store in stores:
-        spectra = open_store(store, lazy=args.scheduler != "local")
+        # a store's rows in the store's chunks, here or on the scheduler: the same numbers either way
+        executor = Executor.for_store(store, args.scheduler, progress=args.progress)
+        spectra = open_store(store, lazy=not executor.local)
         model, meta = model_for_grid(models, spectra.grid)
         check_grid(meta, spectra)
-        if args.scheduler == "local":
+        if executor.local:
             spectra, bad = finite_rows(spectra, store)
             rejected.extend(bad)
-            tables.append(classify(model, spectra))
+            tables.append(classify(model, spectra, executor=executor))
             continue
-        # survey scale: chunk by chunk on the scheduler, resumably; the Dask engine does not judge
-        # applicability yet (it will once it calls the classify stage), so say so
-        import sys
-
-        from agnlens.parallel import classify_store
-
-        print(f"agnlens classify: {store}: --scheduler {args.scheduler} writes predictions without the "
-              "applicability columns (applicable, flags, z_offset_kms); run with --scheduler local for them",
-              file=sys.stderr)
-
+        # survey scale: chunk by chunk on the scheduler, resumably, into a work folder beside OUT
         work = out.parent / f".{out.name[:100]}.{Path(store).name[:100]}.work"
-        part = pd.read_csv(classify_store(model, store, work, scheduler=args.scheduler, progress=args.progress),
-                           dtype={"spec_id": str}).rename(columns={"predicted": "predicted_label"})
-        part["grid"] = spectra.grid
-        tables.append(part)
+        tables.append(read_predictions(classify_store(model, store, work, executor=executor)))
         shutil.rmtree(work)
     if files:
         table, bad = classify_files(models, files, labels=args.labels, refine_z=args.refine_z)
@@ -99,7 +91,8 @@ def run(args) -> int:
 
         table = measure_inputs(args.inputs, table)
     write_csv(out, table, float_format="%.6g")
-    _write_provenance(out, models, len(table), len(rejected))
+    write_provenance(out.with_name(out.stem + ".provenance.json"), models, n_classified=len(table),
+                     n_rejected=len(rejected))
     report_rejections("classify", rejected)
     counts = table["predicted_label"].value_counts().to_dict()
     n_flagged = int((~table["applicable"].astype(bool)).sum()) if "applicable" in table else 0
@@ -107,16 +100,3 @@ def run(args) -> int:
     print(f"classified {len(table)} spectra ({counts}; grids {grids}); {n_flagged} not applicable "
           f"(see the flags column); {len(rejected)} rejected; wrote {out}")
     return 1 if rejected else 0
-
-
-def _write_provenance(out, models, n: int, n_rejected: int) -> None:
-    """``OUT.provenance.json`` beside the CSV: which model files (SHA-256) made it, on what."""
-    import json
-
-    from agnlens import __version__
-    from agnlens.atomic import write_text
-    from agnlens.cli._common import model_provenance
-
-    prov = {"models": [model_provenance(meta) for _, meta in models], "n_classified": n, "n_rejected": n_rejected,
-            "software": f"agnlens {__version__}"}
-    write_text(out.with_name(out.stem + ".provenance.json"), json.dumps(prov, indent=1))

@@ -18,9 +18,6 @@ VERIFY_TOLERANCE = 1e-4
 VERIFY_ABS_TOLERANCE = 1e-9
 #: Spectra checked by ``--verify`` (each costs 2 × n_pixels predictions).
 VERIFY_SPECTRA = 10
-#: Spectra per saliency call (keeps memory bounded and drives the progress bar).
-CHUNK = 256
-
 METHODS = ["gradient", "finite-difference", "smoothgrad", "integrated-gradients", "occlusion"]
 
 
@@ -78,7 +75,8 @@ def run(args) -> int:
     from agnlens.io.store import is_store, open_store
     from agnlens.models.default import resolve_models
     from agnlens.models.persistence import check_grid
-    from agnlens.stages import merge_groups, model_for_grid, read_for_models
+    from agnlens.results import ResultsFolder
+    from agnlens.stages import merge_groups, model_for_grid, read_for_models, write_provenance
 
     if args.max_figures < 0:
         raise UsageError(f"--max-figures must be 0 or more, got {args.max_figures}")
@@ -87,7 +85,7 @@ def run(args) -> int:
     check_output(args.out, [*args.inputs, args.labels, None if args.model in (None, "default") else args.model],
                  adds_to_folder=True)
     models = resolve_models(args.model, args.model_sha256)
-    _write_provenance(Path(args.out), models)
+    write_provenance(ResultsFolder(args.out).provenance, models)
     if args.scheduler:
         return _explain_stores(args, models)
     groups, rejected = [], []
@@ -108,9 +106,9 @@ def run(args) -> int:
         print("agnlens explain: no spectrum could be used; nothing written", file=sys.stderr)
         return 1
     status = 1 if rejected else 0
-    out = Path(args.out)
+    out = ResultsFolder(args.out)
     for model, _meta, spectra in groups:
-        where = out if len(groups) == 1 else out / f"grid-{spectra.grid}"
+        where = out if len(groups) == 1 else out.grid(spectra.grid)
         status = max(status, _explain(args, model, spectra, where))
     if rejected:
         print(f"rejected: {len(rejected)} input(s)")
@@ -128,64 +126,32 @@ def _deprecated_positional_model(args) -> None:
         args.inputs = args.inputs[1:]
 
 
-def _explain(args, model, spectra, out: Path) -> int:
-    """Saliency, line tables, applicability and figures of ``spectra`` (on ``model``'s grid) in ``out``."""
+def _explain(args, model, spectra, out) -> int:
+    """:func:`agnlens.stages.explain` of ``spectra`` (on ``model``'s grid) into the results folder
+    ``out``, and what it found, on stdout."""
     import numpy as np
 
-    from agnlens.atomic import write_csv
-    from agnlens.explain.linestats import centre_wings, covered_lines, line_table
-    from agnlens.explain.saliency import Saliency, saliency
-    from agnlens.stages import classify
+    from agnlens.stages import Executor, explain
 
-    X = np.asarray(spectra.flux, dtype=np.float64)
     target = _parse_target(args.target, model)
-    judged = classify(model, spectra)
-    write_csv(out / "applicability.csv", judged[["spec_id", "predicted_label", "applicable", "flags", "z_offset_kms",
-              "z_offset_err_kms", "grid", "max_kernel", "pca_residual", "mahalanobis", "masked_share"]],
-              float_format="%.6g")
-
-    parts = []
-    starts = range(0, len(spectra), CHUNK)
-    if args.progress:
-        from tqdm.auto import tqdm
-
-        starts = tqdm(starts, desc="explain", unit="chunk", file=sys.stderr, leave=False)
-    for start in starts:
-        chunk = spectra[np.arange(start, min(start + CHUNK, len(spectra)))]
-        parts.append(saliency(model, chunk, method=args.method, target=target))
-    sal = Saliency.concat(parts)
-    sal.save(out / "saliency")
-
-    table = line_table(sal)
-    write_csv(out / "line_table.csv", table)
-    lines = covered_lines(sal)
-    cws = [centre_wings(sal, name) for name in lines]
-    if cws:
-        import pandas as pd
-
-        write_csv(out / "centre_wings.csv", pd.concat([c.table for c in cws], ignore_index=True))
-
-    n_fig = min(args.max_figures, len(sal))
-    flags = judged["flags"].fillna("").astype(str).to_numpy()
-    if n_fig:
-        panels = _all_classes(model, spectra[np.arange(n_fig)], args.method) if args.panels else None
-        _figures(sal, cws, table, out, n_fig, args.progress, panels, flags)
-
+    result = explain(model, spectra, out, method=args.method, target=target, max_figures=args.max_figures,
+                     panels=args.panels, executor=Executor(progress=args.progress))
+    sal, flags = result.saliency, result.flags
     n_bad = int((flags != "").sum())
     print(
         f"explained {len(sal)} spectra on the {spectra.grid} grid with {args.method} saliency of "
-        f"{'the predicted class' if target is None else 'class ' + str(args.target)} → {out / 'saliency'}"
+        f"{'the predicted class' if target is None else 'class ' + str(args.target)} → {out.saliency}"
     )
-    print(f"not applicable: {n_bad} of {len(sal)} (flags in {out / 'applicability.csv'})")
-    print(f"figures: {n_fig} in {out / 'figures' / 'saliency'}; line table: {out / 'line_table.csv'}")
-    for cw in cws:
+    print(f"not applicable: {n_bad} of {len(sal)} (flags in {out.applicability})")
+    print(f"figures: {result.n_figures} in {out.saliency_figures}; line table: {out.line_table}")
+    for cw in result.centre_wings:
         for rec in cw.table.to_dict(orient="records"):
             print(
                 f"{cw.line} {rec['class']}: centre {rec['centre_mean']:+.3g}, wings {rec['wings_mean']:+.3g}, "
                 f"opposite signs in {100 * rec['contrast']:.0f}% of {rec['n_spectra']} spectra"
             )
     if args.verify:
-        return _verify(model, X, sal, flags)
+        return _verify(model, np.asarray(spectra.flux, dtype=np.float64), sal, flags)
     return 0
 
 
@@ -231,12 +197,11 @@ def _verify(model, X, sal, flags) -> int:
 
 
 def _explain_stores(args, models) -> int:
-    """``--scheduler``: every store input through :func:`agnlens.parallel.explain_store`."""
+    """``--scheduler``: every store input through :func:`agnlens.stages.explain_store`."""
     from agnlens.errors import UsageError
     from agnlens.io.store import is_store, open_store
     from agnlens.models.persistence import check_grid
-    from agnlens.parallel import explain_store
-    from agnlens.stages import model_for_grid
+    from agnlens.stages import Executor, explain_store, model_for_grid
 
     not_stores = [p for p in args.inputs if not is_store(p)]
     if not_stores:
@@ -250,21 +215,10 @@ def _explain_stores(args, models) -> int:
         target = _parse_target(args.target, model)
         out = explain_store(
             model, store, Path(args.out) / Path(store).name, method=args.method, target=target,
-            scheduler=args.scheduler, progress=args.progress,
+            executor=Executor(args.scheduler, progress=args.progress),
         )
         print(f"explained {store} with {args.method} saliency: {out['saliency']} (index {out['index']})")
     return 0
-
-
-def _write_provenance(out: Path, models) -> None:
-    """``DIR/provenance.json``: the model files (and their SHA-256) the explanations are of."""
-    import json
-
-    from agnlens import __version__
-    from agnlens.atomic import write_text
-
-    prov = {"models": [_common.model_provenance(meta) for _, meta in models], "software": f"agnlens {__version__}"}
-    write_text(out / "provenance.json", json.dumps(prov, indent=1))
 
 
 def _parse_target(text, model):
@@ -280,46 +234,3 @@ def _parse_target(text, model):
     raise UsageError(
         f"--class {text!r} is not a class of the model ({', '.join(classes)}) nor an index 0..{len(classes) - 1}"
     )
-
-
-def _all_classes(model, spectra, method):
-    """Saliency of every class's probability, {class: Saliency}, for ``--panels``."""
-    from agnlens.explain.saliency import saliency
-
-    return {str(c): saliency(model, spectra, method=method, target=k) for k, c in enumerate(model.classes_)}
-
-
-def _figures(sal, cws, table, out: Path, n_fig: int, progress: bool, panels=None, flags=None) -> None:
-    from agnlens.atomic import atomic_path
-    from agnlens.models.applicability import reason
-    from agnlens.plot.saliency import plot_centre_wings, plot_gallery, plot_line_table, plot_saliency_panels
-
-    def save(fig, path: Path, dpi=100):
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, format="png", dpi=dpi)
-
-    rows = range(n_fig)
-    if progress:
-        from tqdm.auto import tqdm
-
-        rows = tqdm(rows, desc="figures", unit="figure", file=sys.stderr, leave=False)
-    folder = out / "figures" / "saliency"
-    for i in rows:
-        # the pipeline's and report's file-name rule for figures/saliency/<spec_id>.png
-        name = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in str(sal.spec_id[i])) or f"row{i}"
-        note = f"not applicable: {reason(flags[i])}" if flags is not None and flags[i] else None
-        if panels:
-            title = f"{sal.spec_id[i]}  true: {sal.labels[i] or '?'}  predicted: {sal.predicted[i]}"
-            fig = plot_saliency_panels(
-                sal.wavelength, sal.flux[i], {c: p.values[i] for c, p in panels.items()},
-                probabilities=sal.probabilities[i], title=title, note=note,
-            )
-        else:
-            fig = sal.plot(i, note=note, zoom=True).figure
-        save(fig, folder / f"{name}.png", dpi=90)
-    rows, _ = sal.study_sample(n_random=max(0, 30 - int(sal.misclassified.sum())), seed=0)
-    title = "misclassified spectra and a random sample" if sal.misclassified.any() else "a random sample"
-    save(plot_gallery(sal, rows[:30], title=title, flags=flags), out / "figures" / "gallery.png", dpi=80)
-    save(plot_line_table(table).figure, out / "figures" / "line_table.png")
-    if cws:
-        save(plot_centre_wings(cws if len(cws) > 1 else cws[0]).figure, out / "figures" / "centre_wings.png")

@@ -47,29 +47,22 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     from agnlens.errors import UsageError
+    from agnlens.stages import Executor, ingest
 
     if args.append and args.overwrite:
         raise UsageError("--append and --overwrite contradict each other; pass one of them")
     args.inputs = unique_inputs("ingest", args.inputs)
     check_output(args.out, args.inputs, overwrite=args.overwrite or args.append)
-    options = dict(
-        labels=args.labels, grid=args.grid, allow_zwarning=args.allow_zwarning,
-        max_bad_fraction=args.max_bad_fraction,
-    )
+    progress = None
     if args.append:
-        from agnlens.ingest import ingest_append
         from agnlens.io import expand_inputs
 
-        total = len(expand_inputs(args.inputs))
-        summary = ingest_append(args.inputs, args.out, progress=progress_bar(args, "ingest", total), **options)
-    else:
-        from agnlens.parallel import ingest_files
-
-        written, summary = ingest_files(
-            args.inputs, args.out, scheduler=args.scheduler, batch_size=args.batch_size,
-            overwrite=args.overwrite, progress=args.progress, **options,
-        )
-        summary.out = str(written) if written else ""
+        progress = progress_bar(args, "ingest", len(expand_inputs(args.inputs)))
+    summary = ingest(
+        args.inputs, args.out, labels=args.labels, grid=args.grid, allow_zwarning=args.allow_zwarning,
+        max_bad_fraction=args.max_bad_fraction, append=args.append, overwrite=args.overwrite,
+        executor=Executor(args.scheduler, progress=args.progress), batch_size=args.batch_size, progress=progress,
+    )
     report_rejections("ingest", summary.rejected)
     for line in summary.lines():
         print(line)

@@ -24,7 +24,7 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from agnlens.report import build_report
+    from agnlens.stages import report
 
     if args.max_gallery < 0:
         from agnlens.errors import UsageError
@@ -38,7 +38,7 @@ def run(args) -> int:
         results = Path(args.results_dir)
         inputs = [p for p in results.rglob("*") if p.is_file()] if results.is_dir() else []
         check_output(args.output, [results, *inputs], option="--output")
-    path = build_report(args.results_dir, max_gallery=args.max_gallery, output=args.output)
+    path = report(args.results_dir, args.output, max_gallery=args.max_gallery)
     size = path.stat().st_size / 1024**2
     print(f"report: {path} ({size:.1f} MB)")
     return 0

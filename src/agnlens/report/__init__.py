@@ -31,7 +31,6 @@ from agnlens.report.folder import (
     _read_csv,
     _read_metrics,
     _records,
-    _safe,
     _section,
     _tuning_figure,
     class_name,
@@ -40,6 +39,7 @@ from agnlens.report.folder import (
     fmt_g,
     fmt_s,
 )
+from agnlens.results import TASKS, ResultsFolder
 
 logger = logging.getLogger(__name__)
 
@@ -48,7 +48,6 @@ __all__ = ["ResultsFolderError", "build_report"]
 #: Section ids of the page, in order (the browser test checks each of them).
 SECTIONS = ("summary", "data-and-split", "tuning", "results", "saliency", "lines", "physics", "map", "real",
             "provenance")
-TASKS = ("binary", "multiclass")
 TASK_TITLES = {"binary": "Two classes: type 1 vs type 2", "multiclass": "Three classes: type 1, type 2, intermediate"}
 _METHOD_NAMES = {"bh": "openTSNE Barnes-Hut", "fft": "openTSNE FFT"}
 
@@ -101,7 +100,7 @@ def _task_context(metrics: dict, task: str, folder: Path, tuning: pd.DataFrame |
         rows=rows,
         per_class=per_class,
         confusion=confusion,
-        confusion_figure=_figure(folder, f"figures/confusion_{task}.png", max_width=520),
+        confusion_figure=_figure(folder, ResultsFolder(folder).figure(f"confusion_{task}"), max_width=520),
         tuning_s=m.get("tuning_s"),
         n_boot=test.get("n_boot"),
         tuning=None,
@@ -129,7 +128,7 @@ def _task_context(metrics: dict, task: str, folder: Path, tuning: pd.DataFrame |
                 else:
                     cells.append("—" if v is None or (isinstance(v, float) and math.isnan(v)) else str(v))
             table_rows.append({"cells": cells, "best": bool(is_best)})
-        figure = _figure(folder, f"figures/tuning_{task}.png")  # the pipeline's own, if it wrote one
+        figure = _figure(folder, ResultsFolder(folder).figure(f"tuning_{task}"))  # the pipeline's own, if it wrote one
         if figure is None and {"kernel", "C", "validation_f1"} <= set(tuning.columns):
             try:
                 figure = _tuning_figure(tuning, TASK_TITLES[task])
@@ -149,7 +148,7 @@ def _task_context(metrics: dict, task: str, folder: Path, tuning: pd.DataFrame |
 
 def _saliency_context(metrics: dict, folder: Path, embedding: pd.DataFrame | None, max_per_reason: int) -> dict:
     s = _section(metrics, "saliency")
-    index = _read_csv(folder / "saliency", "index.csv")
+    index = _read_csv(folder, ResultsFolder(folder).saliency_index)
     figure_of: dict[str, str] = {}
     if embedding is not None and {"spec_id", "saliency_figure"} <= set(embedding.columns):
         for sid, rel in zip(embedding["spec_id"], embedding["saliency_figure"]):
@@ -166,7 +165,7 @@ def _saliency_context(metrics: dict, folder: Path, embedding: pd.DataFrame | Non
                 n_left_out[reason] += 1
                 continue
             sid = str(row["spec_id"])
-            rel = figure_of.get(sid, f"figures/saliency/{_safe(sid)}.png")
+            rel = figure_of.get(sid) or ResultsFolder.saliency_figure_name(sid)
             fig = _figure(folder, rel, max_width=900)
             fig_id = f"sal-{i}"
             if fig is not None:
@@ -196,7 +195,7 @@ def _saliency_context(metrics: dict, folder: Path, embedding: pd.DataFrame | Non
 def _lines_context(metrics: dict, folder: Path) -> dict:
     s = _section(metrics, "saliency")
     ctx: dict[str, Any] = {}
-    table = _read_csv(folder, "line_table.csv")
+    table = _read_csv(folder, ResultsFolder(folder).line_table)
     ctx["line_table"] = None
     if table is not None and {"line", "class"} <= set(table.columns):
         value = "share_abs" if "share_abs" in table else "mean_abs_saliency" if "mean_abs_saliency" in table else None
@@ -218,8 +217,8 @@ def _lines_context(metrics: dict, folder: Path) -> dict:
                 rows.append({"line": str(line), "kind": str(rec.get("kind", "")), "window": window, "cells": cells})
             ctx["line_table"] = {"classes": [class_name(c) for c in classes], "rows": rows,
                                  "value": value, "percent": value == "share_abs"}
-    ctx["line_figure"] = _figure(folder, "figures/line_table.png")
-    cw = _read_csv(folder, "centre_wings.csv")
+    ctx["line_figure"] = _figure(folder, ResultsFolder(folder).figure("line_table"))
+    cw = _read_csv(folder, ResultsFolder(folder).centre_wings)
     ctx["centre_wings"] = None
     if cw is not None and len(cw):
         cols = [c for c in ("line", "class", "centre_mean", "wings_mean", "contrast", "n_spectra") if c in cw]
@@ -230,14 +229,14 @@ def _lines_context(metrics: dict, folder: Path) -> dict:
             "opposite": [str(r["line"]) + " / " + class_name(r.get("class", ""))
                          for r in _records(cw) if _opposite_signs(r.get("centre_mean"), r.get("wings_mean"))],
         }
-    ctx["centre_wings_figure"] = _figure(folder, "figures/centre_wings.png")
+    ctx["centre_wings_figure"] = _figure(folder, ResultsFolder(folder).figure("centre_wings"))
     cw_summary = s.get("centre_wings")
     ctx["centre_wings_summary"] = (
         [{"key": str(k), "value": fmt_g(v) if _finite(v) is not None else str(v)} for k, v in cw_summary.items()
          if not isinstance(v, (dict, list))]
         if isinstance(cw_summary, dict) else []
     )
-    faith = _read_csv(folder, "faithfulness.csv")
+    faith = _read_csv(folder, ResultsFolder(folder).faithfulness)
     ctx["faithfulness"] = None
     if faith is not None and len(faith) and "method" in faith:
         cols = [c for c in ("deletion_auc", "insertion_auc", "random_deletion_auc", "n_spectra") if c in faith]
@@ -247,7 +246,7 @@ def _lines_context(metrics: dict, folder: Path) -> dict:
                       "cells": [fmt(r[c]) if c == "n_spectra" else fmt(r[c], 3) for c in cols]}
                      for r in _records(faith)],
         }
-    ctx["faithfulness_figure"] = _figure(folder, "figures/faithfulness.png")
+    ctx["faithfulness_figure"] = _figure(folder, ResultsFolder(folder).figure("faithfulness"))
     ranking = s.get("faithfulness_ranking")
     ctx["ranking"] = [str(r) for r in ranking] if isinstance(ranking, list) else []
     ctx["computed"] = any(ctx[k] for k in ("line_table", "line_figure", "centre_wings", "centre_wings_figure",
@@ -264,7 +263,7 @@ def _map_context(metrics: dict, folder: Path, embedding: pd.DataFrame | None, fi
         "perplexity": e.get("perplexity"),
         "method": _METHOD_NAMES.get(str(method), method),
         "n": e.get("n"),
-        "figure": _figure(folder, "figures/tsne.png", max_width=900),
+        "figure": _figure(folder, ResultsFolder(folder).figure("tsne"), max_width=900),
         "data_json": None,
         "n_points": 0,
     }
@@ -321,11 +320,9 @@ def _provenance_context(metrics: dict, folder: Path) -> dict:
                                                           else None)}
               for k, v in timings.items() if k != "total"]
     files = []
-    for rel in ("metrics.json", "models/binary.skops", "models/multiclass.skops", "tuning_binary.csv",
-                "tuning_multiclass.csv", "predictions.csv", "embedding.csv", "line_table.csv", "centre_wings.csv",
-                "faithfulness.csv", "measurements.csv", "centre_wings_test.csv", "real/predictions.csv",
-                "saliency/values.npy", "saliency/index.csv", "saliency/wavelength.npy"):
-        path = folder / rel
+    results = ResultsFolder(folder)
+    for path in results.files():
+        rel = results.relative(path)
         files.append({"name": rel, "present": path.is_file(), "size": path.stat().st_size if path.is_file() else 0})
     return {
         "seed": d.get("seed", _section(metrics, "split").get("seed")),
@@ -406,9 +403,9 @@ def build_report(
     metrics = _read_metrics(folder)
     dataset = _section(metrics, "dataset")
     simulated = bool(dataset.get("simulated", False))
-    embedding = _read_csv(folder, "embedding.csv")
+    embedding = _read_csv(folder, ResultsFolder(folder).embedding)
 
-    tasks = [_task_context(metrics, t, folder, _read_csv(folder, f"tuning_{t}.csv")) for t in TASKS]
+    tasks = [_task_context(metrics, t, folder, _read_csv(folder, ResultsFolder(folder).tuning(t))) for t in TASKS]
     saliency = _saliency_context(metrics, folder, embedding, int(max_gallery))
     split = _section(metrics, "split")
     counts = _section(dataset, "counts")
@@ -445,7 +442,7 @@ def build_report(
         "sections": SECTIONS,
     }
     html = _environment().get_template("template.html").render(**context)
-    target = Path(output) if output is not None else folder / "report.html"
+    target = Path(output) if output is not None else ResultsFolder(folder).report
     write_text(target, html)
     logger.debug("report: wrote %s (%s)", target, _human_size(len(html.encode("utf-8"))))
     return target

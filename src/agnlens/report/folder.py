@@ -174,10 +174,12 @@ def _png_data_uri(path: Path, max_width: int, palette: bool = False) -> tuple[st
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii"), width, height
 
 
-def _figure(folder: Path, rel: str, max_width: int = 900, palette: bool = True) -> dict | None:
+def _figure(folder: Path, rel: str | Path, max_width: int = 900, palette: bool = True) -> dict | None:
+    """A figure of the folder as a data URI; ``rel`` a name inside it or a path under it."""
     path = (folder / rel).resolve()
     if not path.is_relative_to(folder.resolve()) or not path.is_file():
         return None
+    rel = path.relative_to(folder.resolve()).as_posix()
     out = _png_data_uri(path, max_width, palette=palette)
     if out is None:
         return None
@@ -207,11 +209,6 @@ def _tuning_figure(tuning: pd.DataFrame, title: str) -> dict:
         w, h = im.size
     return {"src": "data:image/png;base64," + base64.b64encode(out.getvalue()).decode("ascii"),
             "width": w, "height": h, "name": "tuning figure"}
-
-
-def _safe(name: str) -> str:
-    # the pipeline's file-name rule for figures/saliency/<spec_id>.png
-    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in str(name))
 
 
 def _records(frame: pd.DataFrame) -> list[dict]:

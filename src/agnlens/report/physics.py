@@ -19,6 +19,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from agnlens.results import ResultsFolder
+
 #: Columns of the applicability check written by ``classify`` (shown when present).
 TRUST_COLUMNS = ("applicable", "flags", "z_offset_kms")
 #: Measurement columns shown in the tables, with their headings.
@@ -77,11 +79,11 @@ def physics_context(metrics: dict, folder: Path) -> dict:
     from agnlens.report.folder import _figure, _section
 
     s = _section(metrics, "saliency")
-    measured = _read(folder, "measurements.csv")
+    measured = _read(folder, ResultsFolder(folder).measurements)
     ctx: dict[str, Any] = {"rules": rules(), "measurements": None, "agreement": s.get("baseline_agreement"),
                            "cw_test": s.get("centre_wings_test"),
-                           "class_saliency": _figure(folder, "figures/class_saliency.png"),
-                           "tsne_physics": _figure(folder, "figures/tsne_physics.png", max_width=1000),
+                           "class_saliency": _figure(folder, ResultsFolder(folder).figure("class_saliency")),
+                           "tsne_physics": _figure(folder, ResultsFolder(folder).figure("tsne_physics"), max_width=1000),
                            "by_subtype": None}
     if measured is not None and len(measured):
         ctx["measurements"] = _measure_rows(measured, ["spec_id", "agrees_with_baseline"])
@@ -100,7 +102,7 @@ def real_context(metrics: dict, folder: Path) -> dict:
     from agnlens.report.folder import _as_bool, _figure
 
     r = metrics.get("real")
-    table = _read(folder, "real/predictions.csv")
+    table = _read(folder, ResultsFolder(folder).real.predictions)
     ctx: dict[str, Any] = {"computed": isinstance(r, dict) and table is not None}
     if not isinstance(r, dict) or table is None:
         return ctx
@@ -109,7 +111,7 @@ def real_context(metrics: dict, folder: Path) -> dict:
     table = table.assign(p_max=table[pcols].max(axis=1) if pcols else np.nan)
     ctx.update(source=r.get("source") or "", n=len(table), per_label=r.get("per_label") or [], classes=classes,
                cw=r.get("centre_wings_type1"), measure_grid=r.get("measure_grid"),
-               thumbnails=_figure(folder, "real/figures/thumbnails.png", max_width=1000))
+               thumbnails=_figure(folder, ResultsFolder(folder).real.figure("thumbnails"), max_width=1000))
     trust = [c for c in TRUST_COLUMNS if c in table]
     ctx["trust_computed"] = len(trust) == len(TRUST_COLUMNS)
     flagged = []

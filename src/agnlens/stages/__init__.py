@@ -1,9 +1,41 @@
-"""Stages: one library function per user verb, called by the CLI (and, later, the pipeline).
+"""Stages: one library function per user verb, called by the command line, the study pipeline and
+the Dask path alike, so that a workflow is assembled once.
 
-So far: :func:`classify` (spectra on a model's grid → predictions with their applicability) and
-:func:`classify_files` (spectrum files → the first model whose grid they cover → :func:`classify`).
+=================  ==============================================================================
+:func:`ingest`     spectrum files → a dataset store (batches in parallel, resumable)
+:func:`classify`   spectra on a model's grid → predictions with their applicability
+                   (:func:`classify_files` for files, :func:`classify_store` for a store on Dask)
+:func:`explain`    spectra → saliency maps, line tables and figures in a results folder
+                   (:func:`explain_store` for a store on Dask)
+:func:`baseline`   spectra → the physics rule's measurements and labels
+:func:`report`     a results folder → its HTML report
+=================  ==============================================================================
+
+Each takes its spectra (a :class:`~agnlens.spectra.SpectrumSet`, or a store for the ``_store``
+forms), writes through a :class:`~agnlens.results.ResultsFolder` where it writes a folder, and runs
+on an :class:`Executor` (in this process, or chunk by chunk on Dask through :mod:`agnlens.engine`).
+The layer sits above the report and below :mod:`agnlens.pipeline` and :mod:`agnlens.cli`.
 """
 
-from agnlens.stages.classify import classify, classify_files, merge_groups, model_for_grid, read_for_models
+from agnlens.stages.baseline import baseline
+from agnlens.stages.classify import (
+    classify,
+    classify_chunk,
+    classify_files,
+    classify_store,
+    merge_groups,
+    model_for_grid,
+    read_for_models,
+    read_predictions,
+)
+from agnlens.stages.executor import LOCAL, Executor
+from agnlens.stages.explain import Explanation, explain, explain_chunk, explain_saliency, explain_store
+from agnlens.stages.ingest import ingest, ingest_files
+from agnlens.stages.provenance import model_provenance, write_provenance
+from agnlens.stages.report import report
 
-__all__ = ["classify", "classify_files", "merge_groups", "model_for_grid", "read_for_models"]
+__all__ = [
+    "LOCAL", "Executor", "Explanation", "baseline", "classify", "classify_chunk", "classify_files", "classify_store",
+    "explain", "explain_chunk", "explain_saliency", "explain_store", "ingest", "ingest_files", "merge_groups",
+    "model_for_grid", "model_provenance", "read_for_models", "read_predictions", "report", "write_provenance",
+]

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from agnlens.spectra import SpectrumSet
+from agnlens.stages.executor import Executor, as_executor
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +28,7 @@ COLUMNS = ("spec_id", "label", "predicted_label", "applicable", "flags", "z_offs
            "z_offset_err_kms", "grid")
 
 
-def classify(model, spectra, *, check_redshift: bool = True, grid: str | None = None) -> pd.DataFrame:
+def classify(model, spectra, *, check_redshift: bool = True, grid: str | None = None, executor=None) -> pd.DataFrame:
     """Classify spectra and judge every prediction.
 
     Parameters
@@ -43,6 +44,9 @@ def classify(model, spectra, *, check_redshift: bool = True, grid: str | None = 
         ``redshift-offset`` beyond :data:`agnlens.redshift.MAX_OFFSET_KMS`.
     grid : str, optional
         Name written in the ``grid`` column (default ``spectra.grid``).
+    executor : Executor, optional
+        Cuts the spectra into chunks (default :data:`agnlens.stages.executor.LOCAL`); a store's
+        spectra on Dask go through :func:`classify_store`, chunk by chunk in the same way.
 
     Returns
     -------
@@ -53,11 +57,20 @@ def classify(model, spectra, *, check_redshift: bool = True, grid: str | None = 
         ``pca_residual``, ``mahalanobis``, ``masked_share``, ``ood_check``).
     """
     from agnlens.io.coerce import as_spectrum_set, is_spectrum_like
-    from agnlens.models.applicability import applicability
-    from agnlens.redshift import check_set
 
     if not isinstance(spectra, SpectrumSet) and is_spectrum_like(spectra):
         spectra = as_spectrum_set(spectra, n_pixels=getattr(model, "n_features_in_", None))
+    if len(spectra) == 0:
+        return classify_chunk(spectra, model, check_redshift, grid)
+    tables = as_executor(executor).map(classify_chunk, spectra, model, check_redshift, grid, desc="classify")
+    return tables[0] if len(tables) == 1 else pd.concat(tables, ignore_index=True)
+
+
+def classify_chunk(spectra: SpectrumSet, model, check_redshift: bool = True, grid: str | None = None) -> pd.DataFrame:
+    """:func:`classify` of one chunk (the task the executor runs); same arguments, same table."""
+    from agnlens.models.applicability import applicability
+    from agnlens.redshift import check_set
+
     X = np.asarray(spectra.flux, dtype=np.float64)
     n_features = getattr(model, "n_features_in_", X.shape[1])
     if X.shape[1] != n_features:
@@ -89,6 +102,60 @@ def classify(model, spectra, *, check_redshift: bool = True, grid: str | None = 
     for col in judged.columns.drop(["applicable", "flags"]):  # diagnostics
         table[col] = judged[col].to_numpy()
     return table
+
+
+def classify_store(model, store: str | Path, out: str | Path, *, executor: Executor | str | None = None,
+                   check_redshift: bool = True) -> Path:
+    """:func:`classify` of every spectrum of a store, chunk by chunk on ``executor``; resumable.
+
+    Parameters
+    ----------
+    model : fitted SpectrumSVC
+        On the store's grid.
+    store : path-like
+        An agnlens store.
+    out : path-like
+        Output folder: ``parts/`` while running (a rerun resumes), then ``predictions.csv``.
+    executor : Executor or scheduler name, optional
+        Where the chunks run (default in this process); its chunk size defaults to the store's.
+    check_redshift : bool
+        See :func:`classify`.
+
+    Returns
+    -------
+    Path
+        ``OUT/predictions.csv``: the columns of :func:`classify`, rows in store order.
+    """
+    from agnlens.engine import fingerprint
+
+    _check_model(model)
+    result = as_executor(executor).map_store(
+        _predictions, store, out, args=(model, bool(check_redshift)),
+        job=f"classify check_redshift={bool(check_redshift)} {fingerprint(model)}",
+    )
+    return result.outputs["predictions"]
+
+
+def read_predictions(path: str | Path) -> pd.DataFrame:
+    """A predictions table written by :func:`classify_store`, with its numbers bit for bit."""
+    table = pd.read_csv(path, dtype={"spec_id": str, "label": str, "flags": str, "source": str},
+                        keep_default_na=False, na_values=[""])
+    for col in ("label", "flags"):
+        if col in table:
+            table[col] = table[col].fillna("")
+    return table
+
+
+def _predictions(chunk: SpectrumSet, model, check_redshift: bool) -> dict:
+    return {"predictions": classify_chunk(chunk, model, check_redshift)}
+
+
+def _check_model(model) -> None:
+    if not hasattr(model, "predict_proba") or not hasattr(model, "classes_"):
+        raise TypeError(
+            f"expected a fitted classifier with predict_proba and classes_ (a SpectrumSVC from "
+            f"agnlens.models), got {type(model).__name__}"
+        )
 
 
 def classify_files(

@@ -1,0 +1,160 @@
+"""Where the engine's tasks run: the in-process loop, a :class:`distributed.LocalCluster` this
+module starts, or a running Dask cluster; sending shared arguments once; collecting failures.
+
+See :mod:`agnlens.engine` for the guarantees (bounded memory, retries, killed workers).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+#: Worker processes and threads of the ``"processes"`` scheduler.
+N_WORKERS = 2
+THREADS_PER_WORKER = 1
+#: How long connecting to a running scheduler may take before it counts as unreachable.
+CONNECT_TIMEOUT = "20s"
+
+#: Scheme prefixes of a Dask scheduler address (``--scheduler tcp://host:8786``).
+ADDRESS_PREFIXES = ("tcp://", "tls://", "inproc://", "ucx://", "ws://", "wss://")
+
+
+@contextlib.contextmanager
+def get_client(scheduler, *, retries: int = 2) -> Iterator[Any]:
+    """Yield a :class:`distributed.Client` for ``scheduler`` (``None`` for ``"local"``).
+
+    Parameters
+    ----------
+    scheduler : {"local", "processes"}, str address, or distributed.Client
+        ``"processes"`` starts (and afterwards stops) a LocalCluster of :data:`N_WORKERS`
+        processes with :data:`THREADS_PER_WORKER` thread each; an address connects to a running
+        scheduler; a Client is used as it is (and not closed).
+    retries : int
+        For the cluster started here: how many worker deaths a task survives.
+    """
+    if scheduler is None or scheduler == "local":
+        yield None
+        return
+    import distributed
+
+    if isinstance(scheduler, distributed.Client):
+        yield scheduler
+        return
+    if scheduler == "processes":
+        cluster = _start_cluster(retries)
+        try:
+            with distributed.Client(cluster) as client:
+                yield client
+        finally:
+            cluster.close()
+        return
+    if isinstance(scheduler, str) and scheduler.startswith(ADDRESS_PREFIXES):
+        try:
+            client = distributed.Client(scheduler, timeout=CONNECT_TIMEOUT)
+        except OSError as exc:
+            raise ValueError(
+                f"cannot reach the Dask scheduler at {scheduler} ({exc}); start one (dask scheduler) "
+                f"or use --scheduler local|processes"
+            ) from exc
+        try:
+            yield client
+        finally:
+            client.close()
+        return
+    raise ValueError(
+        f"scheduler must be 'local', 'processes' or an address like 'tcp://host:8786', got {scheduler!r}"
+    )
+
+
+def _retried(action, what: str, advice: str, attempts: int = 2, between=None):
+    """``action()``, tried ``attempts`` times (a Dask worker killed meanwhile raises several kinds),
+    then one line: what failed, why, and ``advice``. ``between()`` runs before each new try."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return action()
+        except Exception as exc:
+            if attempt == attempts:
+                raise RuntimeError(f"could not {what} ({type(exc).__name__}: {exc}); {advice}") from exc
+            log.warning("could not %s (%s: %s); trying again", what, type(exc).__name__, exc)
+            if between is not None:
+                between()
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _start_cluster(retries: int, attempts: int = 2):
+    """A LocalCluster; a start-up that fails (a worker killed while starting...) is tried again
+    once, then reported in one line."""
+    import dask
+    import distributed
+
+    def start():
+        with dask.config.set({"distributed.scheduler.allowed-failures": int(retries)}):
+            return distributed.LocalCluster(
+                n_workers=N_WORKERS, threads_per_worker=THREADS_PER_WORKER, processes=True, dashboard_address=":0"
+            )
+
+    return _retried(start, "start the local Dask cluster", f"tried {attempts} times; rerun, or use --scheduler local",
+                    attempts)
+
+
+def _scatter(client, shared: list, attempts: int = 2) -> list:
+    """Send the shared arguments to every worker; a worker lost meanwhile → one retry, then one line."""
+    # hash=False: fresh keys, so nothing is shared with futures of an earlier client
+    return _retried(lambda: client.scatter(shared, broadcast=True, hash=False),
+                    "send the model and arguments to the Dask workers",
+                    "a worker died or is unreachable; rerun to resume", attempts,
+                    between=lambda: client.wait_for_workers(1, timeout=60))
+
+
+def execute(scheduler, fn: Callable, tasks: list[tuple[int, tuple]], shared: Sequence, retries: int, bar) -> list:
+    """Run ``fn(*task_args, *shared)`` for every task; return the failures as (index, exception).
+
+    A failing task never stops the others (their results stay on disk for a resume).
+    """
+    failures = []
+    with get_client(scheduler, retries=retries) as client:
+        if client is None:
+            for i, task_args in tasks:
+                for attempt in range(retries + 1):
+                    try:
+                        fn(*task_args, *shared)
+                        break
+                    except Exception as exc:
+                        if attempt == retries:
+                            log.error("task %d failed: %s", i, exc)
+                            failures.append((i, exc))
+                        else:
+                            log.warning(
+                                "task %d failed (attempt %d of %d): %s; retrying", i, attempt + 1, retries + 1, exc
+                            )
+                bar.update(1)
+            return failures
+        if not tasks:
+            return failures
+        import distributed
+
+        # large shared arguments (a model, a catalogue) travel to each worker once, not per task
+        shared_futures = _scatter(client, list(shared)) if shared else []
+        futures = {}
+        for i, task_args in tasks:
+            fut = client.submit(
+                fn, *task_args, *shared_futures, retries=retries, pure=False,
+                key=f"agnlens-{getattr(fn, '__name__', 'task')}-{i:06d}-{uuid.uuid4().hex[:8]}",
+            )
+            futures[fut] = i
+        # results come with the iterator (no blocking fut.result() from this thread, which could
+        # meet an asyncio primitive bound to another event loop after a worker died)
+        for fut, result in distributed.as_completed(futures, with_results=True, raise_errors=False):
+            i = futures[fut]
+            if fut.status in ("error", "cancelled"):  # incl. KilledWorker (a task that kills workers)
+                error = result[1] if isinstance(result, tuple) else result
+                log.error("task %d failed: %s", i, error)
+                failures.append((i, error))
+            bar.update(1)
+            fut.release()
+    return failures

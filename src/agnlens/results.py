@@ -1,0 +1,166 @@
+"""The results folder: every file name in it, and the rule that names a spectrum's figure.
+
+A results folder is what ``agnlens demo`` (the study, :mod:`agnlens.pipeline`) and ``agnlens
+explain`` write and what ``agnlens report`` (:mod:`agnlens.report`) reads; docs/results-layout.md
+describes it. Writers and the reader name files only through :class:`ResultsFolder`, so a file
+cannot be written under one name and looked for under another.
+
+This module sits on the ground floor beside :mod:`agnlens.atomic`: it knows names, never contents,
+imports nothing of the package, and both the report (below the stages) and the stages, the
+pipeline and the command line (above it) use it.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+#: The two tasks of the study, in the order they are written and reported.
+TASKS = ("binary", "multiclass")
+
+
+def safe_name(name, fallback: str = "unnamed") -> str:
+    """A file-name-safe form of ``name`` (a spec_id): letters, digits, ``- _ .`` kept, the rest ``_``.
+
+    Parameters
+    ----------
+    name : object
+        Usually a spec_id such as ``"0266-51602-0001"`` (kept as it is).
+    fallback : str
+        Used when ``name`` is empty.
+    """
+    text = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in str(name))
+    return text or fallback
+
+
+@dataclass(frozen=True)
+class ResultsFolder:
+    """The names of the files of a results folder ``root``.
+
+    Every attribute is an absolute-or-as-given :class:`~pathlib.Path` under ``root``;
+    :meth:`relative` gives the name as recorded inside the folder (``embedding.csv`` records
+    figure names relative to the folder).
+
+    Parameters
+    ----------
+    root : path-like
+        The folder.
+    """
+
+    root: Path
+
+    def __init__(self, root: str | os.PathLike) -> None:
+        object.__setattr__(self, "root", Path(root))
+
+    def __truediv__(self, rel: str) -> Path:
+        return self.root / rel
+
+    def relative(self, path: Path) -> str:
+        """``path`` as a name inside the folder (forward slashes)."""
+        return Path(path).relative_to(self.root).as_posix()
+
+    # ------------------------------------------------------------------ tables and metadata
+    @property
+    def metrics(self) -> Path:
+        return self.root / "metrics.json"
+
+    @property
+    def provenance(self) -> Path:
+        """Which models (and their SHA-256) made the folder's results (``agnlens explain``)."""
+        return self.root / "provenance.json"
+
+    @property
+    def predictions(self) -> Path:
+        return self.root / "predictions.csv"
+
+    @property
+    def embedding(self) -> Path:
+        return self.root / "embedding.csv"
+
+    @property
+    def line_table(self) -> Path:
+        return self.root / "line_table.csv"
+
+    @property
+    def centre_wings(self) -> Path:
+        return self.root / "centre_wings.csv"
+
+    @property
+    def centre_wings_test(self) -> Path:
+        return self.root / "centre_wings_test.csv"
+
+    @property
+    def faithfulness(self) -> Path:
+        return self.root / "faithfulness.csv"
+
+    @property
+    def measurements(self) -> Path:
+        return self.root / "measurements.csv"
+
+    @property
+    def applicability(self) -> Path:
+        return self.root / "applicability.csv"
+
+    @property
+    def report(self) -> Path:
+        return self.root / "report.html"
+
+    def tuning(self, task: str) -> Path:
+        return self.root / f"tuning_{task}.csv"
+
+    def model(self, task: str) -> Path:
+        return self.root / "models" / f"{task}.skops"
+
+    # -------------------------------------------------------------------------------- saliency
+    @property
+    def saliency(self) -> Path:
+        """The folder of :meth:`agnlens.explain.result.Saliency.save` (values, wavelength, index)."""
+        return self.root / "saliency"
+
+    @property
+    def saliency_index(self) -> Path:
+        return self.saliency / "index.csv"
+
+    # --------------------------------------------------------------------------------- figures
+    @property
+    def figures(self) -> Path:
+        return self.root / "figures"
+
+    def figure(self, name: str) -> Path:
+        """``figures/<name>.png`` (``"tsne"``, ``"line_table"``, ``"confusion_binary"``...)."""
+        return self.figures / f"{name}.png"
+
+    @staticmethod
+    def saliency_figure_name(spec_id, row: int | None = None) -> str:
+        """``figures/saliency/<spec_id>.png``, the name recorded in ``embedding.csv``: the spec_id
+        made safe by :func:`safe_name` (``row<row>`` when it is empty)."""
+        return f"figures/saliency/{safe_name(spec_id, 'unnamed' if row is None else f'row{row}')}.png"
+
+    @property
+    def saliency_figures(self) -> Path:
+        """``figures/saliency/``: one figure per explained spectrum."""
+        return self.figures / "saliency"
+
+    def saliency_figure(self, spec_id, row: int | None = None) -> Path:
+        """The path of :meth:`saliency_figure_name`."""
+        return self.root / self.saliency_figure_name(spec_id, row)
+
+    # ----------------------------------------------------------------------------- sub-folders
+    def grid(self, name: str) -> ResultsFolder:
+        """``grid-<name>/``: one grid's results when a run used models on several grids."""
+        return ResultsFolder(self.root / f"grid-{safe_name(name)}")
+
+    @property
+    def real(self) -> ResultsFolder:
+        """``real/``: the real spectra classified and explained beside a simulated study."""
+        return ResultsFolder(self.root / "real")
+
+    def files(self) -> list[Path]:
+        """The study's data files, in the order the report lists them."""
+        return [
+            self.metrics, *(self.model(t) for t in TASKS), *(self.tuning(t) for t in TASKS), self.predictions,
+            self.embedding, self.line_table, self.centre_wings, self.faithfulness, self.measurements,
+            self.centre_wings_test, self.real.predictions, self.saliency / "values.npy", self.saliency_index,
+            self.saliency / "wavelength.npy",
+        ]

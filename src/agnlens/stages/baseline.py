@@ -1,0 +1,52 @@
+"""The ``baseline`` stage: the physics rule's measurements and labels for spectra (the reference
+study's line-fitting classification, :class:`agnlens.models.baseline.PhysicsBaseline`)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from agnlens.spectra import SpectrumSet
+
+
+def baseline(
+    spectra: SpectrumSet,
+    *,
+    min_broad_fwhm: float = 1200.0,
+    min_delta_bic: float = 10.0,
+    quasar: bool = True,
+    n_jobs: int = 1,
+) -> pd.DataFrame:
+    """Measure every spectrum and label it by the physics rule.
+
+    Parameters
+    ----------
+    spectra : SpectrumSet
+        Preprocessed (rest frame); the ``balmer`` grid reaches Hα.
+    min_broad_fwhm : float
+        Least FWHM of a broad line (km/s).
+    min_delta_bic : float
+        Least ΔBIC for a broad component to count.
+    quasar : bool
+        Subtypes 1.2 and 1.5 are type 1 (quasars); False maps them to intermediate (Seyferts).
+    n_jobs : int
+        Parallel jobs of the line fits (-1: all CPUs).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per spectrum: the measurements and ``label`` of
+        :meth:`~agnlens.models.baseline.PhysicsBaseline.measure`, ``bpt_class`` after ``flags``,
+        and ``true_label`` second when the spectra carry labels.
+    """
+    from agnlens.models.baseline import PhysicsBaseline
+    from agnlens.models.bpt import bpt_class
+
+    model = PhysicsBaseline(min_broad_fwhm=min_broad_fwhm, min_delta_bic=min_delta_bic, quasar=quasar,
+                            n_jobs=n_jobs)
+    table = model.fit(spectra).measure(spectra)
+    table.insert(table.columns.get_loc("flags") + 1, "bpt_class", bpt_class(table["nii_ha"], table["oiii_hb_narrow"]))
+    truth = spectra.labels
+    if np.any(truth != ""):
+        table.insert(1, "true_label", truth)
+    return table

@@ -1,0 +1,257 @@
+"""The ``explain`` stage: saliency maps of spectra, the line tables, the applicability of every
+prediction and the figures, written into a results folder.
+
+:func:`explain` works on spectra in memory (what ``agnlens explain`` runs); :func:`explain_store`
+computes the maps of every spectrum of a store chunk by chunk on an executor (survey scale, no
+figures). Both compute a chunk's maps with :func:`explain_chunk`'s call of
+:func:`agnlens.explain.saliency.saliency`, so the maps of a spectrum are the same bits on either
+path for the same chunk size.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from agnlens.results import ResultsFolder
+from agnlens.spectra import SpectrumSet
+from agnlens.stages.executor import Executor, as_executor
+
+#: Columns of ``applicability.csv``: the judgement of :func:`agnlens.stages.classify` of each map.
+APPLICABILITY_COLUMNS = ["spec_id", "predicted_label", "applicable", "flags", "z_offset_kms", "z_offset_err_kms",
+                         "grid", "max_kernel", "pca_residual", "mahalanobis", "masked_share"]
+
+
+@dataclass
+class Explanation:
+    """What :func:`explain` wrote, and the results it wrote them from.
+
+    Attributes
+    ----------
+    saliency : Saliency
+        The maps, shape (n_spectra, n_pixels).
+    line_table : DataFrame
+        :func:`agnlens.explain.linestats.line_table` of the maps.
+    centre_wings : list of CentreWings
+        Centre vs wings of every broad line the grid covers.
+    judged : DataFrame
+        :func:`agnlens.stages.classify` of the spectra (``applicable``, ``flags``...).
+    folder : ResultsFolder
+    n_figures : int
+        Spectra with a figure in ``figures/saliency/``.
+    """
+
+    saliency: object
+    line_table: pd.DataFrame
+    centre_wings: list = field(default_factory=list)
+    judged: pd.DataFrame | None = None
+    folder: ResultsFolder | None = None
+    n_figures: int = 0
+
+    @property
+    def flags(self) -> np.ndarray:
+        """The ``flags`` of every explained spectrum ("" when its prediction is applicable)."""
+        return self.judged["flags"].fillna("").astype(str).to_numpy()
+
+
+def explain_saliency(model, spectra: SpectrumSet, *, method: str = "gradient", target=None, executor=None,
+                     **method_options):
+    """Saliency maps of ``spectra``, chunk by chunk on ``executor`` (in this process).
+
+    Returns
+    -------
+    Saliency
+        Values of shape (n_spectra, n_pixels).
+    """
+    from agnlens.explain.saliency import Saliency, saliency
+
+    def one(chunk):
+        return saliency(model, chunk, method=method, target=target, **method_options)
+
+    return Saliency.concat(as_executor(executor).map(one, spectra, desc="explain"))
+
+
+def explain(
+    model,
+    spectra: SpectrumSet,
+    folder: ResultsFolder | str | os.PathLike,
+    *,
+    method: str = "gradient",
+    target=None,
+    executor: Executor | None = None,
+    max_figures: int = 50,
+    panels: bool = False,
+) -> Explanation:
+    """Explain ``model``'s decisions on ``spectra`` and write the results into ``folder``.
+
+    Writes ``applicability.csv``, ``saliency/`` (values, wavelength, flux, index),
+    ``line_table.csv``, ``centre_wings.csv`` and the figures: one per spectrum for the first
+    ``max_figures`` (``figures/saliency/<spec_id>.png``, saying so when the prediction is not
+    applicable), ``figures/gallery.png``, ``figures/line_table.png`` and
+    ``figures/centre_wings.png``.
+
+    Parameters
+    ----------
+    model : fitted SpectrumSVC
+        On the grid of ``spectra``.
+    spectra : SpectrumSet
+        Preprocessed onto the model's grid.
+    folder : ResultsFolder or path-like
+    method : str
+        See :func:`agnlens.explain.saliency.saliency`.
+    target : None, class label or index
+        None explains each spectrum's predicted class.
+    executor : Executor, optional
+        Chunks of the maps (default in this process, :data:`~agnlens.stages.executor.CHUNK` rows).
+    max_figures : int
+        Spectra with a figure (0: none).
+    panels : bool
+        Figures with one panel per class.
+
+    Returns
+    -------
+    Explanation
+    """
+    from agnlens.atomic import write_csv
+    from agnlens.explain.linestats import centre_wings, covered_lines, line_table
+    from agnlens.stages.classify import classify
+
+    if isinstance(max_figures, bool) or not isinstance(max_figures, (int, np.integer)) or max_figures < 0:
+        raise ValueError(f"max_figures must be 0 or more, got {max_figures!r}")
+    folder = folder if isinstance(folder, ResultsFolder) else ResultsFolder(folder)
+    executor = as_executor(executor)
+    judged = classify(model, spectra, executor=executor)
+    write_csv(folder.applicability, judged[APPLICABILITY_COLUMNS], float_format="%.6g")
+    sal = explain_saliency(model, spectra, method=method, target=target, executor=executor)
+    sal.save(folder.saliency)
+    table = line_table(sal)
+    write_csv(folder.line_table, table)
+    cws = [centre_wings(sal, name) for name in covered_lines(sal)]
+    if cws:
+        write_csv(folder.centre_wings, pd.concat([c.table for c in cws], ignore_index=True))
+    result = Explanation(sal, table, cws, judged, folder, min(int(max_figures), len(sal)))
+    if result.n_figures:
+        shown = spectra[np.arange(result.n_figures)]
+        per_class = ({str(c): explain_saliency(model, shown, method=method, target=k, executor=executor)
+                      for k, c in enumerate(model.classes_)} if panels else None)
+        explain_figures(result, progress=executor.progress, panels=per_class)
+    return result
+
+
+def explain_figures(result: Explanation, *, progress: bool = False, panels: dict | None = None) -> None:
+    """The figures of :func:`explain` (``result.n_figures`` spectra, the gallery, the line tables)."""
+    from agnlens.atomic import atomic_path
+    from agnlens.models.applicability import reason
+    from agnlens.plot.saliency import plot_centre_wings, plot_gallery, plot_line_table, plot_saliency_panels
+
+    def save(fig, path: Path, dpi=100):
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png", dpi=dpi)
+
+    sal, folder, flags = result.saliency, result.folder, result.flags
+    rows = range(result.n_figures)
+    if progress:
+        from tqdm.auto import tqdm
+
+        rows = tqdm(rows, desc="figures", unit="figure", file=sys.stderr, leave=False)
+    for i in rows:
+        note = f"not applicable: {reason(flags[i])}" if flags[i] else None
+        if panels:
+            title = f"{sal.spec_id[i]}  true: {sal.labels[i] or '?'}  predicted: {sal.predicted[i]}"
+            fig = plot_saliency_panels(
+                sal.wavelength, sal.flux[i], {c: p.values[i] for c, p in panels.items()},
+                probabilities=sal.probabilities[i], title=title, note=note,
+            )
+        else:
+            fig = sal.plot(i, note=note, zoom=True).figure
+        save(fig, folder.saliency_figure(sal.spec_id[i], i), dpi=90)
+    picked, _ = sal.study_sample(n_random=max(0, 30 - int(sal.misclassified.sum())), seed=0)
+    title = "misclassified spectra and a random sample" if sal.misclassified.any() else "a random sample"
+    save(plot_gallery(sal, picked[:30], title=title, flags=flags), folder.figure("gallery"), dpi=80)
+    save(plot_line_table(result.line_table).figure, folder.figure("line_table"))
+    cws = result.centre_wings
+    if cws:
+        save(plot_centre_wings(cws if len(cws) > 1 else cws[0]).figure, folder.figure("centre_wings"))
+
+
+# ------------------------------------------------------------------------------ survey scale
+def explain_chunk(
+    chunk: SpectrumSet, model, method: str = "gradient", target=None, options: dict | None = None
+) -> dict:
+    """Saliency maps of every spectrum of a chunk (:func:`agnlens.explain.saliency.saliency`).
+
+    Returns
+    -------
+    dict
+        ``saliency``: float32 array of shape (n_chunk, n_pixels); ``index``: DataFrame with
+        ``spec_id, label, predicted, target_class, p_<class>...``.
+    """
+    from agnlens.explain.saliency import saliency
+
+    sal = saliency(model, chunk, method=method, target=target, **(options or {}))
+    index = pd.DataFrame(
+        {
+            "spec_id": chunk.spec_id,
+            "label": chunk.labels,
+            "predicted": np.asarray(sal.predicted).astype(str),
+            "target_class": np.asarray(sal.target).astype(str),
+        }
+    )
+    for j, c in enumerate(np.asarray(sal.classes).astype(str)):
+        index[f"p_{c}"] = sal.probabilities[:, j]
+    return {"saliency": sal.values.astype(np.float32), "index": index}
+
+
+def explain_store(
+    model,
+    store: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    method: str = "gradient",
+    target=None,
+    executor: Executor | str | None = None,
+    **method_options,
+) -> dict[str, Path]:
+    """Saliency maps of every spectrum of a store, chunk by chunk on ``executor``; resumable.
+
+    Parameters
+    ----------
+    model : fitted SpectrumSVC
+        (Any model :func:`agnlens.explain.saliency.saliency` supports for ``method``.)
+    store : path-like
+        An agnlens store on the model's grid.
+    out : path-like
+        Output folder (``parts/`` while running; a rerun resumes).
+    method : str, default "gradient"
+        The exact gradient of the explained class probability; see
+        :func:`agnlens.explain.saliency.saliency` for the others.
+    target : None or class label
+        None explains each spectrum's predicted class.
+    executor : Executor or scheduler name, optional
+        Where the chunks run (default in this process); its chunk size defaults to the store's.
+    **method_options
+        Passed to :func:`~agnlens.explain.saliency.saliency`.
+
+    Returns
+    -------
+    dict
+        ``"saliency"``: ``OUT/saliency.zarr``, a float32 Zarr array of shape (n_spectra, n_pixels)
+        in store order; ``"index"``: ``OUT/index.csv`` (``spec_id, label, predicted,
+        target_class, p_<class>...``).
+    """
+    from agnlens.engine import fingerprint
+    from agnlens.stages.classify import _check_model
+
+    _check_model(model)
+    options = dict(method_options)
+    res = as_executor(executor).map_store(
+        explain_chunk, store, out, args=(model, method, target, options),
+        job=f"explain {method} target={target!r} {sorted(options.items())!r} {fingerprint(model)}",
+        columns=("spec_id", "label"),
+    )
+    return {"saliency": res.outputs["saliency"], "index": res.outputs["index"]}

@@ -1,0 +1,32 @@
+"""Which models made a result: the provenance record written beside every stage's output."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+
+def model_provenance(meta: dict) -> dict:
+    """Which model made a result: path, SHA-256 of the file, classes, grid, training data."""
+    return {
+        "model_file": meta.get("file", "default"),
+        "model_sha256": meta.get("file_sha256"),
+        "model_classes": meta.get("classes"),
+        "model_grid": meta.get("grid"),
+        "model_data_hash": meta.get("data_hash"),
+        "model_simulated_training_data": meta.get("simulated"),
+    }
+
+
+def write_provenance(path: str | os.PathLike, models: Sequence[tuple[Any, dict]], **counts) -> Path:
+    """Write ``path`` (JSON): the model files (and their SHA-256) of ``models``, ``counts``
+    (``n_classified=...``) and the software version; atomically."""
+    from agnlens import __version__
+    from agnlens.atomic import write_text
+
+    prov = {"models": [model_provenance(meta) for _, meta in models], **counts, "software": f"agnlens {__version__}"}
+    write_text(Path(path), json.dumps(prov, indent=1))
+    return Path(path)
