@@ -86,7 +86,7 @@ def run(args) -> int:
         work = out.parent / f".{out.name[:100]}.{Path(store).name[:100]}.work"
         part = pd.read_csv(classify_store(model, store, work, scheduler=args.scheduler, progress=args.progress),
                            dtype={"spec_id": str}).rename(columns={"predicted": "predicted_label"})
-        part["grid"] = spectra.grid
+        part["grid"] = spectra.grid.name
         tables.append(part)
         shutil.rmtree(work)
     if files:

@@ -83,7 +83,7 @@ def classify(model, spectra, *, check_redshift: bool = True, grid: str | None = 
     table["flags"] = judged["flags"].to_numpy()
     table["z_offset_kms"] = offsets
     table["z_offset_err_kms"] = errors
-    table["grid"] = grid or spectra.grid
+    table["grid"] = grid or spectra.grid.name
     table["z"] = spectra.meta["z"].to_numpy(dtype=float)
     table["source"] = spectra.meta["source"].to_numpy()
     for col in judged.columns.drop(["applicable", "flags"]):  # diagnostics
@@ -174,11 +174,12 @@ def read_for_models(models: Sequence[tuple[Any, dict]], paths: Iterable[str | Pa
     return groups, rejected
 
 
-def model_for_grid(models: Sequence[tuple[Any, dict]], grid: str) -> tuple[Any, dict]:
-    """The first (model, metadata) trained on the grid named ``grid``; the first one when none is
-    (the caller's grid check then says what is wrong)."""
+def model_for_grid(models: Sequence[tuple[Any, dict]], grid) -> tuple[Any, dict]:
+    """The first (model, metadata) trained on the grid named ``grid`` (a name, or a Grid: its name);
+    the first one when none is (the caller's grid check then says what is wrong)."""
+    name = getattr(grid, "name", grid)
     for model, meta in models:
-        if (meta.get("grid") or {}).get("name") == grid:
+        if (meta.get("grid") or {}).get("name") == name:
             return model, meta
     return models[0]
 
