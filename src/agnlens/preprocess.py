@@ -268,9 +268,10 @@ def preprocessing_provenance(grid: Grid, max_bad_fraction: float) -> dict:
     """How spectra were put on ``grid``: stored with every set, store and model."""
     from agnlens import __version__
 
+    window = grid.norm_window
     return {
         "grid": grid.to_dict(),
-        "normalisation": f"median good flux in {grid.norm_window[0]:.0f}–{grid.norm_window[1]:.0f} Å (rest)",
+        "normalisation": "none" if window is None else f"median good flux in {window[0]:.0f}–{window[1]:.0f} Å (rest)",
         "resampling": "flux-conserving, overlap-weighted, inverse variance propagated",
         "max_bad_fraction": max_bad_fraction,
         "software": f"agnlens {__version__}",

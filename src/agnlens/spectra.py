@@ -200,10 +200,13 @@ class SpectrumSet:
             A spectrum is on no grid or on another one.
         """
         spectra = list(spectra)
-        if grid is None:
-            if not spectra:
-                raise ValueError("SpectrumSet.from_spectra: no spectra and no grid; pass grid=")
+        if grid is None and spectra:
             grid = spectra[0].grid
+        if grid is None:
+            raise ValueError(
+                "SpectrumSet.from_spectra: no grid; pass grid= or spectra preprocessed onto one "
+                "(agnlens.preprocess.preprocess_one)"
+            )
         for s in spectra:
             if s.grid is None or s.grid != grid:
                 raise ValueError(

@@ -83,14 +83,9 @@ from agnlens.io.store_format import (  # noqa: F401  (FORMAT_*, INTEGRITY: re-ex
     _read_meta,
     _zarr_dtype,
 )
-from agnlens.io.store_read import (  # noqa: F401  (re-exported)
-    is_store,
-    open_store,
-    read_rows,
-    store_chunks,
-    store_grid,
-    store_info,
-)
+
+# the readers, re-exported
+from agnlens.io.store_read import is_store, open_store, read_rows, store_chunks, store_grid, store_info  # noqa: F401
 from agnlens.spectra import SpectrumSet
 
 log = logging.getLogger(__name__)

@@ -103,8 +103,8 @@ def store_grid(info: dict, wavelength: np.ndarray, path: str | os.PathLike) -> G
     try:
         return grid_for(wavelength, record if isinstance(record, dict) else info["grid"])
     except ValueError as exc:
-        raise ReadError(path, f"the store's wavelengths and its grid record disagree ({exc}); the store is damaged, "
-                              f"rewrite it") from None
+        raise ReadError(path, f"its wavelength array and its grid record do not make one grid ({exc}); the store "
+                              f"is damaged, rewrite it") from None
 
 
 def read_rows(
