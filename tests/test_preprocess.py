@@ -118,8 +118,8 @@ def test_nan_flux_is_masked_not_fatal():
     s = sdss_like()
     s.flux[100:130] = np.nan
     s.flux[200] = np.inf
-    flux, ivar, mask, meta = preprocess_one(s)
-    assert np.all(np.isfinite(flux)) and np.all(ivar[mask] == 0)
+    out = preprocess_one(s)
+    assert np.all(np.isfinite(out.flux)) and np.all(out.ivar[out.mask] == 0)
 
 
 def test_coverage_rejection_names_grid_and_range():
@@ -132,12 +132,13 @@ def test_max_bad_fraction_is_configurable():
     s.ivar[(s.wavelength > 4400) & (s.wavelength < 4700)] = 0  # ~20 % of the paper grid
     with pytest.raises(RejectedSpectrum, match="more than 10%"):
         preprocess_one(s)
-    flux, ivar, mask, meta = preprocess_one(s, max_bad_fraction=0.3)
-    assert 0.1 < meta["bad_fraction"] < 0.3 and mask.mean() == pytest.approx(meta["bad_fraction"])
+    out = preprocess_one(s, max_bad_fraction=0.3)
+    assert 0.1 < out.meta["bad_fraction"] < 0.3 and out.mask.mean() == pytest.approx(out.meta["bad_fraction"])
 
 
 def test_normalisation_gives_unit_median_at_5100():
-    flux, ivar, mask, meta = preprocess_one(sdss_like(z=0.1), "paper")
+    out = preprocess_one(sdss_like(z=0.1), "paper")
+    flux, meta = out.flux, out.meta
     wl = get_grid("paper").wavelength
     sel = (wl >= NORM_WINDOW[0]) & (wl <= NORM_WINDOW[1])
     assert np.median(flux[sel]) == pytest.approx(1.0, abs=1e-6)

@@ -46,11 +46,11 @@ def test_matches_a_brute_force_loop(svm, raw):
     subset = raw[:6]
     table = prediction_stability(svm, subset, grid="paper", n_draws=3, seed=7)
     for i, spectrum in enumerate(subset):
-        ref = svm.predict(preprocess_one(spectrum, "paper")[0][None, :])[0]
+        ref = svm.predict(preprocess_one(spectrum, "paper").flux[None, :])[0]
         rng = np.random.default_rng([7, i])
         flips = 0
         for _ in range(3):
-            flux = preprocess_one(perturb(spectrum, rng), "paper")[0]
+            flux = preprocess_one(perturb(spectrum, rng), "paper").flux
             flips += svm.predict(flux[None, :])[0] != ref
         assert table.loc[i, "prediction"] == ref
         assert table.loc[i, "n_flips"] == flips

@@ -355,7 +355,7 @@ def test_host_fraction_orders_the_classes():
 
 def test_simulate_set_provenance_and_grid():
     spectra = simulate_set(40, seed=2, grid="balmer")
-    assert len(spectra) == 40 and spectra.grid == "balmer"
+    assert len(spectra) == 40 and spectra.grid.name == "balmer"
     assert spectra.provenance["simulated"] is True and spectra.simulated
     assert spectra.provenance["seed"] == 2
     assert spectra.provenance["simulator"]["n"] == 40

@@ -2,12 +2,13 @@
 
 The package is organised as a one-way flow of stages::
 
-    spectra, lines -> io -> preprocess -> models / explain / embed -> plot -> report -> pipeline -> cli
+    spectra, lines, grid -> io -> preprocess -> models / explain / embed -> plot -> report -> pipeline -> cli
 """
 
 from importlib.metadata import PackageNotFoundError, version
 
 from agnlens.errors import AgnlensError, AgnlensWarning, ReadError, RejectedSpectrum
+from agnlens.grid import Grid
 from agnlens.spectra import Spectrum, SpectrumSet
 
 try:
@@ -18,6 +19,7 @@ except PackageNotFoundError:  # running from a source tree that was not installe
 __all__ = [
     "AgnlensError",
     "AgnlensWarning",
+    "Grid",
     "ReadError",
     "RejectedSpectrum",
     "Spectrum",

@@ -1,5 +1,13 @@
 """Ingest: read spectrum files, attach labels, preprocess onto a grid, write a dataset store.
 
+A spectrum's walk from file to store, each step handing on an object that carries its wavelengths::
+
+    read_spectrum(path)               -> Spectrum (observed, its own pixels)       agnlens.io
+    read_labelled: label, z, ZWARNING -> the same Spectrum, labelled              here
+    preprocess(spectra, grid)         -> each a Spectrum on the Grid (rest frame,  agnlens.preprocess
+                                         normalised), stacked: SpectrumSet on the Grid
+    write_store / append_store        -> the store (wavelengths, Grid.to_dict())  agnlens.io.store
+
 A bad file never stops the batch: it becomes a :class:`~agnlens.preprocess.Rejection` with the
 file's path and the reason, and the summary counts it.
 """
@@ -9,7 +17,7 @@ from __future__ import annotations
 import logging
 import os
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,9 +25,10 @@ import numpy as np
 import pandas as pd
 
 from agnlens.errors import AgnlensError, AgnlensWarning, RejectedSpectrum
+from agnlens.grid import Grid, get_grid
 from agnlens.io.inputs import display_name
-from agnlens.preprocess import Grid, Rejection, get_grid, preprocess_one, preprocessing_provenance, stack
-from agnlens.spectra import SpectrumSet
+from agnlens.preprocess import Rejection, preprocess, preprocess_one
+from agnlens.spectra import Spectrum, SpectrumSet
 
 log = logging.getLogger(__name__)
 
@@ -56,34 +65,28 @@ class IngestSummary:
         return out
 
 
-def ingest_one(
+def read_labelled(
     path: str | Path,
     *,
-    grid: str | Grid = "paper",
     labels: pd.DataFrame | None = None,
     allow_zwarning: bool = False,
-    max_bad_fraction: float = 0.1,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
-    """Read, label, check and preprocess one file.
+) -> Spectrum:
+    """Read one file and label it from the catalogue (observed frame, on its own pixels).
 
     Parameters
     ----------
     path : path-like
         An SDSS spectrum (DR7 ``spSpec``, DR8+ ``spec``) or a plain table.
-    grid : str or Grid
     labels : DataFrame, optional
-        From :func:`agnlens.io.read_catalog`, indexed or keyed by ``spec_id`` with ``label``
-        and ``z_override``.
+        From :func:`agnlens.io.read_catalog`, indexed by ``spec_id``, with ``label`` and
+        ``z_override`` (which replaces the file's redshift).
     allow_zwarning : bool
         Keep spectra whose ZWARNING has bits that make the redshift unreliable.
-    max_bad_fraction : float
-        Reject when a larger share of the grid is bad or uncovered.
 
     Returns
     -------
-    flux, ivar : ndarray of shape (n_pixels,)
-    mask : ndarray of bool, shape (n_pixels,)
-    meta : dict
+    Spectrum
+        ``meta["label"]`` set (``""`` when the catalogue has no row for it).
 
     Raises
     ------
@@ -109,6 +112,38 @@ def ingest_one(
         problem = zwarning_problem(int(spectrum.meta.get("zwarning", 0) or 0))
         if problem:
             raise RejectedSpectrum(path, problem)
+    return spectrum
+
+
+def ingest_one(
+    path: str | Path,
+    *,
+    grid: str | Grid = "paper",
+    labels: pd.DataFrame | None = None,
+    allow_zwarning: bool = False,
+    max_bad_fraction: float = 0.1,
+) -> Spectrum:
+    """Read, label, check and preprocess one file (what a parallel worker does per file).
+
+    Parameters
+    ----------
+    path, labels, allow_zwarning
+        See :func:`read_labelled`.
+    grid : str or Grid
+    max_bad_fraction : float
+        Reject when a larger share of the grid is bad or uncovered.
+
+    Returns
+    -------
+    Spectrum
+        On ``grid`` (see :func:`agnlens.preprocess.preprocess_one`), labelled.
+
+    Raises
+    ------
+    ReadError, RejectedSpectrum
+        With the file and the reason.
+    """
+    spectrum = read_labelled(path, labels=labels, allow_zwarning=allow_zwarning)
     return preprocess_one(spectrum, grid, max_bad_fraction)
 
 
@@ -122,6 +157,10 @@ def ingest(
     progress: Callable[[Iterable], Iterable] | None = None,
 ) -> tuple[SpectrumSet, IngestSummary]:
     """Ingest spectrum files into a :class:`SpectrumSet` on ``grid``.
+
+    Each file is read and labelled here (:func:`read_labelled`) and handed, as a
+    :class:`~agnlens.spectra.Spectrum`, to :func:`agnlens.preprocess.preprocess`, which puts it on
+    the grid and stacks the set. Of two spectra with one spec_id the first in input order is kept.
 
     Parameters
     ----------
@@ -138,6 +177,8 @@ def ingest(
     -------
     spectra : SpectrumSet
     summary : IngestSummary
+        Its rejections by kind (unreadable or unlabelable files, spectra the grid cannot take,
+        duplicate spec_ids), in input order within each kind.
     """
     from agnlens.io import expand_inputs, read_catalog
 
@@ -147,43 +188,50 @@ def ingest(
     if catalog is not None:
         catalog = catalog.drop_duplicates("spec_id").set_index("spec_id", drop=False)
     summary = IngestSummary(n_inputs=len(paths), catalog_rows=0 if catalog is None else len(catalog))
-    rows: list[tuple[np.ndarray, np.ndarray, np.ndarray, dict]] = []
-    seen: dict[str, str] = {}
-    for path in progress(paths) if progress else paths:
-        try:
-            flux, ivar, mask, meta = ingest_one(
-                path, grid=grid, labels=catalog, allow_zwarning=allow_zwarning,
-                max_bad_fraction=max_bad_fraction,
-            )
-            if meta["spec_id"] in seen:
-                raise RejectedSpectrum(
-                    path, f"duplicate spec_id {meta['spec_id']} (already read from {seen[meta['spec_id']]})"
-                )
-        except AgnlensError as exc:
-            reason = getattr(exc, "reason", str(exc))
-            source = getattr(exc, "source", None) or getattr(exc, "path", None) or display_name(path)
-            log.debug("rejected %s: %s", source, reason)
-            summary.rejected.append(Rejection(source, reason))
-            continue
-        seen[meta["spec_id"]] = str(path)
-        rows.append((flux, ivar, mask, meta))
 
-    spectra = stack(rows, grid)
-    simulated = "simulated" in spectra.meta and bool(len(spectra)) and bool(spectra.meta["simulated"].all())
-    spectra.provenance.update(preprocessing_provenance(grid, max_bad_fraction))
-    spectra.provenance.update(
-        {
-            "allow_zwarning": allow_zwarning,
-            "simulated": simulated,
-            "n_sources": len(paths),
-            "labels": str(labels) if isinstance(labels, (str, Path)) else None,
-        }
+    def labelled() -> Iterator[Spectrum]:
+        for path in progress(paths) if progress else paths:
+            try:
+                yield read_labelled(path, labels=catalog, allow_zwarning=allow_zwarning)
+            except AgnlensError as exc:
+                reason = getattr(exc, "reason", str(exc))
+                source = getattr(exc, "source", None) or getattr(exc, "path", None) or display_name(path)
+                log.debug("rejected %s: %s", source, reason)
+                summary.rejected.append(Rejection(source, reason))
+
+    provenance = {
+        "allow_zwarning": allow_zwarning,
+        "n_sources": len(paths),
+        "labels": str(labels) if isinstance(labels, (str, Path)) else None,
+    }
+    spectra, rejected = preprocess(labelled(), grid, max_bad_fraction, provenance)
+    spectra, duplicates = _first_of_each_spec_id(spectra)
+    summary.rejected += rejected + duplicates
+    spectra.provenance["simulated"] = (
+        "simulated" in spectra.meta and bool(len(spectra)) and bool(spectra.meta["simulated"].all())
     )
     summary.accepted = len(spectra)
     summary.unlabelled = int((spectra.labels == "").sum())
     if catalog is not None:
-        summary.catalog_unmatched = int((~catalog["spec_id"].isin(seen)).sum())
+        summary.catalog_unmatched = int((~catalog["spec_id"].isin(set(spectra.spec_id))).sum())
     return spectra, summary
+
+
+def _first_of_each_spec_id(spectra: SpectrumSet) -> tuple[SpectrumSet, list[Rejection]]:
+    """The set without its repeated spec_ids (the first one is kept), and a rejection for each repeat."""
+    ids, sources = spectra.spec_id, spectra.meta["source"].astype(str).to_numpy()
+    first: dict[str, int] = {}
+    rejected = []
+    for i, sid in enumerate(ids):
+        if sid in first:
+            reason = f"duplicate spec_id {sid} (already read from {sources[first[sid]]})"
+            log.debug("rejected %s: %s", sources[i], reason)
+            rejected.append(Rejection(sources[i], reason, sid))
+        else:
+            first[sid] = i
+    if not rejected:
+        return spectra, []
+    return spectra[np.array(sorted(first.values()), dtype=int)], rejected
 
 
 def ingest_append(

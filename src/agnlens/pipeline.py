@@ -183,7 +183,7 @@ def run_study(
             "n_spectra": len(spectra),
             "counts": {c: int((y == c).sum()) for c in CLASSES["multiclass"]},
             "simulated": simulated,
-            "grid": spectra.provenance.get("grid", {"name": spectra.grid}),
+            "grid": spectra.grid.describe(),
             "seed": seed,
             "data_hash": data_hash(spectra),
         },

@@ -1,20 +1,24 @@
-"""Preprocessing: rest frame, bad pixels, flux-conserving resampling, normalisation, grids.
+"""Preprocessing: rest frame, bad pixels, flux-conserving resampling, normalisation.
 
 The reference study (Peruzzi et al. 2021) divided wavelengths by 1+z, divided each spectrum by its
 flux at 5100 Å and resampled linearly onto 1000 points from 3729 to 5266 Å. That is the ``paper``
-grid here; ``balmer`` covers Hγ to Hα + [N II] with broad wings at the SDSS pixel size.
+grid (:mod:`agnlens.grid`, where the grids live; re-exported here).
+
+:func:`preprocess_one` takes a :class:`~agnlens.spectra.Spectrum` on its own pixels and returns it
+on the grid (a Spectrum carrying the :class:`~agnlens.grid.Grid`); :func:`preprocess` does many and
+stacks them into a :class:`~agnlens.spectra.SpectrumSet`.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 
 from agnlens.errors import RejectedSpectrum
+from agnlens.grid import GRIDS, Grid, balmer_grid, get_grid, paper_grid, pixel_edges  # noqa: F401  (re-exported)
 from agnlens.lines import NORM_WINDOW
 from agnlens.spectra import Spectrum, SpectrumSet
 
@@ -24,90 +28,6 @@ log = logging.getLogger(__name__)
 MIN_PIXEL_COVERAGE = 0.5
 #: Sets and stores hold float32: a normalised value beyond this would become ±inf there.
 FLOAT32_MAX = float(np.finfo(np.float32).max)
-
-
-@dataclass(frozen=True, eq=False)
-class Grid:
-    """A named rest-frame wavelength grid with its normalisation window.
-
-    Parameters
-    ----------
-    name : str
-    wavelength : ndarray of shape (n_pixels,)
-        Pixel centres in Å, strictly increasing.
-    norm_window : (float, float)
-        Rest-frame range (Å) whose median good flux divides the spectrum.
-    spacing : {"linear", "log", "custom"}
-    """
-
-    name: str
-    wavelength: np.ndarray = field(repr=False)
-    norm_window: tuple[float, float] = NORM_WINDOW
-    spacing: str = "custom"
-
-    def __post_init__(self) -> None:
-        wl = np.asarray(self.wavelength, dtype=np.float64)
-        if wl.ndim != 1 or wl.size < 2 or not np.all(np.diff(wl) > 0) or not np.all(np.isfinite(wl)):
-            raise ValueError(
-                f"grid {self.name!r}: wavelength must be a 1-D, finite, strictly increasing array "
-                f"of at least 2 pixels"
-            )
-        lo, hi = self.norm_window
-        if not (wl[0] <= lo < hi <= wl[-1]):
-            raise ValueError(
-                f"grid {self.name!r}: normalisation window {lo}–{hi} Å lies outside the grid "
-                f"{wl[0]:.1f}–{wl[-1]:.1f} Å"
-            )
-        object.__setattr__(self, "wavelength", wl)
-
-    @property
-    def edges(self) -> np.ndarray:
-        """Pixel edges, shape (n_pixels + 1,)."""
-        return pixel_edges(self.wavelength)
-
-    def describe(self) -> dict:
-        """A JSON-friendly description (stored as provenance)."""
-        return {
-            "name": self.name,
-            "n_pixels": int(self.wavelength.size),
-            "lo": float(self.wavelength[0]),
-            "hi": float(self.wavelength[-1]),
-            "spacing": self.spacing,
-            "norm_window": list(self.norm_window),
-        }
-
-
-def paper_grid() -> Grid:
-    """The reference study's grid: 1000 linear pixels from 3729 to 5266 Å."""
-    return Grid("paper", np.linspace(3729.0, 5266.0, 1000), spacing="linear")
-
-
-def balmer_grid() -> Grid:
-    """Hγ to Hα + [N II] with broad wings: 4000–6700 Å, log-λ at the SDSS pixel size (1e-4 dex)."""
-    loglam = np.arange(np.log10(4000.0), np.log10(6700.0), 1e-4)
-    return Grid("balmer", 10.0**loglam, spacing="log")
-
-
-GRIDS = {"paper": paper_grid, "balmer": balmer_grid}
-
-
-def get_grid(grid: str | Grid | np.ndarray) -> Grid:
-    """Return a :class:`Grid` from a preset name, a Grid, or an array of pixel centres."""
-    if isinstance(grid, Grid):
-        return grid
-    if isinstance(grid, str):
-        try:
-            return GRIDS[grid]()
-        except KeyError:
-            raise ValueError(f"unknown grid {grid!r}; choose one of {sorted(GRIDS)} or pass an array") from None
-    return Grid("custom", np.asarray(grid, dtype=float))
-
-
-def pixel_edges(centres: np.ndarray) -> np.ndarray:
-    """Edges of pixels with the given centres (midpoints; end pixels mirrored)."""
-    c = np.asarray(centres, dtype=np.float64)
-    mid = 0.5 * (c[1:] + c[:-1])
-    return np.concatenate([[c[0] - (mid[0] - c[0])], mid, [c[-1] + (c[-1] - mid[-1])]])
 
 
 def to_rest_frame(spectrum: Spectrum) -> Spectrum:
@@ -237,17 +157,16 @@ def preprocess_one(
     spectrum: Spectrum,
     grid: str | Grid = "paper",
     max_bad_fraction: float = 0.1,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
+) -> Spectrum:
     """Rest frame, resample and normalise one spectrum onto ``grid``.
 
     Returns
     -------
-    flux, ivar : ndarray of shape (n_pixels,)
-        Normalised; bad pixels are linearly interpolated from their neighbours and get ivar 0.
-    mask : ndarray of bool, shape (n_pixels,)
-    meta : dict
-        The spectrum's metadata plus ``snr`` (median flux·√ivar over good pixels),
-        ``norm_flux`` and ``bad_fraction``.
+    Spectrum
+        On ``grid`` (``.grid`` set, rest frame): ``flux``, ``ivar`` of shape (n_pixels,) normalised,
+        bad pixels linearly interpolated from their neighbours with ivar 0; ``mask`` True where bad
+        or uncovered; ``meta`` the spectrum's metadata plus ``snr`` (median flux·√ivar over good
+        pixels), ``norm_flux`` and ``bad_fraction``.
 
     Raises
     ------
@@ -258,6 +177,8 @@ def preprocess_one(
     """
     grid = get_grid(grid)
     source = _source(spectrum)
+    if grid.norm_window is None:
+        raise ValueError(f"grid {grid.name!r} has no normalisation window; give it one to preprocess onto it")
     if not np.any(spectrum.good):
         raise RejectedSpectrum(source, "all pixels are bad (ivar = 0, masked or non-finite flux)")
     rest = to_rest_frame(spectrum)
@@ -285,7 +206,7 @@ def preprocess_one(
     meta["snr"] = float(np.median(flux[good] * np.sqrt(ivar[good])))
     meta["norm_flux"] = scale
     meta["bad_fraction"] = float(bad_fraction)
-    return flux, ivar, ~good, meta
+    return Spectrum(grid.wavelength, flux, ivar, ~good, meta, frame="rest", grid=grid)
 
 
 def _check_float32(source: str, wavelength: np.ndarray, flux: np.ndarray, ivar: np.ndarray,
@@ -340,31 +261,17 @@ def preprocess(
             rejected.append(Rejection(exc.source, exc.reason, spectrum.spec_id))
     prov = preprocessing_provenance(grid, max_bad_fraction)
     prov.update(provenance or {})
-    result = stack(rows, grid, prov)
-    return result, rejected
-
-
-def stack(rows, grid: Grid, provenance: dict | None = None) -> SpectrumSet:
-    """A SpectrumSet (float32 flux and ivar) from ``(flux, ivar, mask, meta)`` rows on ``grid``."""
-    n_pix = grid.wavelength.size
-    return SpectrumSet(
-        wavelength=grid.wavelength,
-        flux=np.array([r[0] for r in rows], dtype=np.float32).reshape(-1, n_pix),
-        ivar=np.array([r[1] for r in rows], dtype=np.float32).reshape(-1, n_pix),
-        mask=np.array([r[2] for r in rows], dtype=bool).reshape(-1, n_pix),
-        meta=pd.DataFrame([r[3] for r in rows]),
-        grid=grid.name,
-        provenance=dict(provenance or {}),
-    )
+    return SpectrumSet.from_spectra(rows, grid, prov), rejected
 
 
 def preprocessing_provenance(grid: Grid, max_bad_fraction: float) -> dict:
     """How spectra were put on ``grid``: stored with every set, store and model."""
     from agnlens import __version__
 
+    window = grid.norm_window
     return {
-        "grid": grid.describe(),
-        "normalisation": f"median good flux in {grid.norm_window[0]:.0f}–{grid.norm_window[1]:.0f} Å (rest)",
+        "grid": grid.to_dict(),
+        "normalisation": "none" if window is None else f"median good flux in {window[0]:.0f}–{window[1]:.0f} Å (rest)",
         "resampling": "flux-conserving, overlap-weighted, inverse variance propagated",
         "max_bad_fraction": max_bad_fraction,
         "software": f"agnlens {__version__}",

@@ -24,7 +24,7 @@ from __future__ import annotations
 import logging
 import os
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +33,9 @@ import pandas as pd
 
 from agnlens.classes import CLASSES
 from agnlens.errors import AgnlensWarning
-from agnlens.preprocess import Grid, preprocess_one, stack
+from agnlens.grid import Grid
+from agnlens.lines import NORM_WINDOW
+from agnlens.preprocess import preprocess_one
 from agnlens.spectra import SpectrumSet
 
 log = logging.getLogger(__name__)
@@ -233,7 +235,7 @@ def _realism(real, simulated, n_splits, n_repeats, per_real, seed, features, dis
                           if s_idx.size else np.full(real.n_pixels, np.nan))
         classes[label] = entry
     settings = {
-        "grid": real.grid, "grid_range": [float(real.wavelength[0]), float(real.wavelength[-1])],
+        "grid": real.grid.name, "grid_range": [float(real.wavelength[0]), float(real.wavelength[-1])],
         "n_pixels": int(real.n_pixels), "n_splits": int(n_splits), "n_repeats": int(n_repeats),
         "per_real": int(per_real), "seed": int(seed),
         "discriminators": {k: DISCRIMINATORS[k] for k in discriminators},
@@ -263,7 +265,8 @@ def simulate_matched(real: SpectrumSet, *, per_real: int = 1, seed: int = 0) -> 
     """
     from agnlens.features import spectral_features
 
-    grid = Grid(real.grid, real.wavelength, spacing="custom")
+    # the twins are normalised as the study's spectra are, whatever window the real set records
+    grid = replace(real.grid, norm_window=NORM_WINDOW)
     snr_grid = spectral_features(real, lines=False)["snr_5100"].to_numpy(float)
     fallback = pd.to_numeric(real.meta.get("snr", pd.Series(np.nan, index=real.meta.index)), errors="coerce")
     snr_grid = np.where(np.isfinite(snr_grid), snr_grid, fallback.to_numpy(float))
@@ -273,7 +276,7 @@ def simulate_matched(real: SpectrumSet, *, per_real: int = 1, seed: int = 0) -> 
     # grid: simulate once, measure the twins as the real spectra were measured, rescale, redo
     # (same seeds, so only the noise level changes).
     rows, owners = _twins(real, snr_obs, grid, per_real, seed)
-    got = spectral_features(stack(rows, grid), lines=False)["snr_5100"].to_numpy(float)
+    got = spectral_features(SpectrumSet.from_spectra(rows, grid), lines=False)["snr_5100"].to_numpy(float)
     want = np.repeat(snr_grid, per_real)
     factor = np.where(np.isfinite(got) & np.isfinite(want) & (got > 0), want / got, 1.0)
     snr_obs = np.clip(snr_obs * factor.reshape(-1, per_real).mean(axis=1), 1.0, 300.0)
@@ -281,17 +284,17 @@ def simulate_matched(real: SpectrumSet, *, per_real: int = 1, seed: int = 0) -> 
     flux_r, ivar_r, mask_r = (np.array(a, dtype=np.float64) for a in (real.flux, real.ivar, real.mask))
     mask_r = mask_r.astype(bool)
     for row, i in zip(rows, owners):
-        mask_r[i] |= row[2]
+        mask_r[i] |= row.mask
     for row, i in zip(rows, owners):
-        row[2] = row[2] | mask_r[i]
-        row[0], row[1] = _apply_mask(real.wavelength, row[0], row[1], row[2])
+        row.mask = row.mask | mask_r[i]
+        row.flux, row.ivar = _apply_mask(real.wavelength, row.flux, row.ivar, row.mask)
     for i in range(len(real)):
         flux_r[i], ivar_r[i] = _apply_mask(real.wavelength, flux_r[i], ivar_r[i], mask_r[i])
     matched = SpectrumSet(wavelength=real.wavelength, flux=flux_r.astype(np.float32), ivar=ivar_r.astype(np.float32),
                           mask=mask_r, meta=real.meta.copy(), grid=real.grid, provenance=dict(real.provenance))
     from agnlens import __version__
 
-    sim = stack([tuple(r) for r in rows], grid, {
+    sim = SpectrumSet.from_spectra(rows, grid, {
         "simulated": True, "seed": int(seed),
         "simulator": f"agnlens {__version__} simulate, {per_real} twin(s) per real spectrum",
         "matching": "class, redshift and S/N at 5100 Å of each real spectrum; masks shared",
@@ -309,10 +312,10 @@ def _twins(real, snr_obs, grid, per_real, seed):
             counts={label: per_real}, seed=int(seed) + i * per_real, redshift=(z, z), snr=float(snr_obs[i])
         )
         for k, twin in enumerate(twins):
-            f, v, m, meta = preprocess_one(twin, grid, max_bad_fraction=1.0)
-            meta["spec_id"] = f"{meta['spec_id']}-sim{i}.{k}"
-            meta["real_spec_id"] = real.spec_id[i]
-            rows.append([f, v, m, meta])
+            row = preprocess_one(twin, grid, max_bad_fraction=1.0)
+            row.meta["spec_id"] = f"{row.meta['spec_id']}-sim{i}.{k}"
+            row.meta["real_spec_id"] = real.spec_id[i]
+            rows.append(row)
             owners.append(i)
     return rows, owners
 

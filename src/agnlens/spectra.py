@@ -2,19 +2,24 @@
 
 Two containers, so that flux never travels without its wavelength grid:
 
-* :class:`Spectrum` — one spectrum on its own grid, as read from a file or simulated (observed or
-  rest frame), with its metadata.
-* :class:`SpectrumSet` — many spectra resampled onto one common grid (what models, saliency and
-  the dataset store work with), with a metadata table and the preprocessing provenance.
+* :class:`Spectrum` — one spectrum on its own pixels, as read from a file or simulated (observed or
+  rest frame), or preprocessed onto a :class:`~agnlens.grid.Grid` (then it carries that grid), with
+  its metadata.
+* :class:`SpectrumSet` — many spectra on one common :class:`~agnlens.grid.Grid` (what models,
+  saliency and the dataset store work with), with a metadata table and the preprocessing provenance;
+  :meth:`SpectrumSet.from_spectra` stacks spectra preprocessed onto one grid.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from agnlens.grid import Grid, grid_for
 
 #: Metadata columns every :class:`SpectrumSet` carries (others may follow).
 META_COLUMNS = ("spec_id", "z", "zwarning", "label", "snr", "sdss_class", "sdss_subclass", "source")
@@ -44,6 +49,9 @@ class Spectrum:
         ``sdss_subclass``, ``survey`` and whatever else the file tells.
     frame : {"observed", "rest"}
         Whether ``wavelength`` is observed or rest frame.
+    grid : Grid, optional
+        Set when the spectrum was preprocessed onto this grid (rest frame, normalised): then
+        ``wavelength`` is ``grid.wavelength``. None for a spectrum on its own pixels.
     """
 
     wavelength: np.ndarray
@@ -52,6 +60,7 @@ class Spectrum:
     mask: np.ndarray
     meta: dict[str, Any] = field(default_factory=dict)
     frame: str = "observed"
+    grid: Grid | None = None
 
     def __post_init__(self) -> None:
         self.wavelength = np.asarray(self.wavelength, dtype=np.float64)
@@ -67,6 +76,11 @@ class Spectrum:
                 )
         if self.frame not in ("observed", "rest"):
             raise ValueError(f"frame must be 'observed' or 'rest', got {self.frame!r}")
+        if self.grid is not None:
+            if self.frame != "rest":
+                raise ValueError(f"Spectrum {self.spec_id!r}: a spectrum on a grid is in the rest frame, got frame "
+                                 f"{self.frame!r}")
+            self.wavelength = grid_for(self.wavelength, self.grid).wavelength
 
     @property
     def spec_id(self) -> str:
@@ -89,7 +103,6 @@ class Spectrum:
         )
 
 
-@dataclass(eq=False)
 class SpectrumSet:
     """Many spectra on one common wavelength grid.
 
@@ -104,35 +117,112 @@ class SpectrumSet:
         True where the pixel is bad or was not covered.
     meta : pandas.DataFrame
         One row per spectrum, columns at least :data:`META_COLUMNS`.
-    grid : str
-        Name of the grid (``"paper"``, ``"balmer"`` or ``"custom"``).
-    provenance : dict
-        How the set was made (grid, normalisation, software version, simulated or real...).
+    grid : Grid, str or None
+        The common :class:`~agnlens.grid.Grid`, holding exactly ``wavelength``. Given as a name (or
+        None), it is made from ``wavelength`` (:func:`agnlens.grid.grid_for`: the preset of that
+        name when the wavelengths are exactly it, else a ``custom`` grid).
+    provenance : dict, optional
+        How the set was made (normalisation, software version, simulated or real...).
+
+    Attributes
+    ----------
+    grid : Grid
+        The one owner of the wavelengths: ``wavelength`` is ``grid.wavelength`` (assigning
+        ``wavelength`` makes a new grid of the same name), ``grid.name`` its name, and
+        ``provenance["grid"]`` is always ``grid.to_dict()``.
     """
 
-    wavelength: np.ndarray
-    flux: np.ndarray
-    ivar: np.ndarray
-    mask: np.ndarray
-    meta: pd.DataFrame
-    grid: str = "custom"
-    provenance: dict[str, Any] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        self.wavelength = np.asarray(self.wavelength, dtype=np.float64)
-        n_pix = self.wavelength.size
-        n = len(self.meta)
-        for name in ("flux", "ivar", "mask"):
-            arr = getattr(self, name)
+    def __init__(
+        self,
+        wavelength: np.ndarray,
+        flux: np.ndarray,
+        ivar: np.ndarray,
+        mask: np.ndarray,
+        meta: pd.DataFrame,
+        grid: Grid | str | None = None,
+        provenance: dict[str, Any] | None = None,
+    ) -> None:
+        wavelength = np.asarray(wavelength, dtype=np.float64)
+        n, n_pix = len(meta), wavelength.size
+        for name, arr in (("flux", flux), ("ivar", ivar), ("mask", mask)):
             if arr.ndim != 2 or arr.shape != (n, n_pix):
                 raise ValueError(
                     f"SpectrumSet: {name} has shape {arr.shape}, expected (n_spectra, n_pixels) = "
                     f"({n}, {n_pix})"
                 )
-        self.meta = self.meta.reset_index(drop=True)
+        self.flux, self.ivar, self.mask = flux, ivar, mask
+        self.provenance: dict[str, Any] = dict(provenance or {})
+        self.grid = grid_for(wavelength, grid)
+        self.meta = meta.reset_index(drop=True)
         for col in META_COLUMNS:
             if col not in self.meta.columns:
                 self.meta[col] = _default_meta(col, n)
+
+    @property
+    def grid(self) -> Grid:
+        return self._grid
+
+    @grid.setter
+    def grid(self, grid: Grid) -> None:
+        if not isinstance(grid, Grid):
+            raise TypeError(f"SpectrumSet.grid must be a Grid, got {type(grid).__name__}")
+        if grid.n_pixels != self.flux.shape[1]:
+            raise ValueError(f"SpectrumSet: {grid.label()} does not fit spectra of {self.flux.shape[1]} pixels")
+        self._grid = grid
+        self.provenance["grid"] = grid.to_dict()
+
+    @property
+    def wavelength(self) -> np.ndarray:
+        """The grid's pixel centres (Å), shape (n_pixels,); read-only."""
+        return self._grid.wavelength
+
+    @wavelength.setter
+    def wavelength(self, wavelength: np.ndarray) -> None:
+        self.grid = grid_for(wavelength, self._grid.name)
+
+    @classmethod
+    def from_spectra(
+        cls, spectra: Sequence[Spectrum], grid: Grid | None = None, provenance: dict | None = None
+    ) -> SpectrumSet:
+        """Stack spectra preprocessed onto one grid (float32 flux and ivar).
+
+        Parameters
+        ----------
+        spectra : sequence of Spectrum
+            Each with ``grid`` set (:func:`agnlens.preprocess.preprocess_one`), all the same grid.
+        grid : Grid, optional
+            The grid (default: the first spectrum's); required when ``spectra`` is empty.
+        provenance : dict, optional
+
+        Raises
+        ------
+        ValueError
+            A spectrum is on no grid or on another one.
+        """
+        spectra = list(spectra)
+        if grid is None and spectra:
+            grid = spectra[0].grid
+        if grid is None:
+            raise ValueError(
+                "SpectrumSet.from_spectra: no grid; pass grid= or spectra preprocessed onto one "
+                "(agnlens.preprocess.preprocess_one)"
+            )
+        for s in spectra:
+            if s.grid is None or s.grid != grid:
+                raise ValueError(
+                    f"SpectrumSet.from_spectra: spectrum {s.spec_id!r} is on {s.grid!r}, the set on {grid.label()}; "
+                    f"preprocess every spectrum onto the set's grid (agnlens.preprocess.preprocess_one)"
+                )
+        n_pix = grid.n_pixels
+        return cls(
+            wavelength=grid.wavelength,
+            flux=np.array([s.flux for s in spectra], dtype=np.float32).reshape(-1, n_pix),
+            ivar=np.array([s.ivar for s in spectra], dtype=np.float32).reshape(-1, n_pix),
+            mask=np.array([s.mask for s in spectra], dtype=bool).reshape(-1, n_pix),
+            meta=pd.DataFrame([s.meta for s in spectra]),
+            grid=grid,
+            provenance=dict(provenance or {}),
+        )
 
     def __len__(self) -> int:
         return len(self.meta)
@@ -176,9 +266,10 @@ class SpectrumSet:
             raise ValueError("concat needs at least one SpectrumSet")
         first = sets[0]
         for s in sets[1:]:
-            if s.wavelength.shape != first.wavelength.shape or not np.allclose(s.wavelength, first.wavelength):
+            if s.grid != first.grid:
                 raise ValueError(
-                    f"cannot concatenate spectra on different grids ({first.grid!r} and {s.grid!r})"
+                    f"cannot concatenate spectra on different grids ({first.grid.label()} and {s.grid.label()}); "
+                    f"preprocess them onto one grid"
                 )
         return cls(
             wavelength=first.wavelength,
@@ -194,7 +285,7 @@ class SpectrumSet:
         counts = self.meta["label"].fillna("").replace("", "unlabelled").value_counts().to_dict()
         kind = "simulated" if self.simulated else "real"
         return (
-            f"SpectrumSet({len(self)} {kind} spectra on grid {self.grid!r}, {self.n_pixels} px "
+            f"SpectrumSet({len(self)} {kind} spectra on grid {self.grid.name!r}, {self.n_pixels} px "
             f"{self.wavelength[0]:.0f}–{self.wavelength[-1]:.0f} Å, labels {counts})"
         )
 

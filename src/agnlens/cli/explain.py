@@ -108,7 +108,7 @@ def run(args) -> int:
     status = 1 if rejected else 0
     out = ResultsFolder(args.out)
     for model, _meta, spectra in groups:
-        where = out if len(groups) == 1 else out.grid(spectra.grid)
+        where = out if len(groups) == 1 else out.grid(spectra.grid.name)
         status = max(status, _explain(args, model, spectra, where))
     if rejected:
         print(f"rejected: {len(rejected)} input(s)")

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from agnlens.errors import AgnlensWarning
+from agnlens.grid import GRIDS, get_grid
 from agnlens.io.specutils import from_specutils, is_specutils
 from agnlens.spectra import Spectrum, SpectrumSet
 
@@ -89,7 +90,7 @@ def as_spectrum_set(
             f"expected a SpectrumSet, an agnlens Spectrum, a specutils Spectrum or a list of spectra, "
             f"got {type(obj).__name__}"
         )
-    from agnlens.preprocess import GRIDS, get_grid, preprocess  # io must not import it at module level
+    from agnlens.preprocess import preprocess  # io must not import it at module level
 
     if grid is None:
         matches = [name for name, make in GRIDS.items() if n_pixels is not None and make().wavelength.size == n_pixels]

@@ -5,68 +5,42 @@ skipped; every file is written to ``NAME.part`` and renamed only once it is comp
 retries connection errors and server errors with exponential backoff, verifies that each file
 reads as an SDSS spectrum whose PLATE, MJD and FIBERID are the ones asked for, bounds every
 transfer in size (``max_bytes``) and total time (``deadline``), and reports what it could not get
-and why. Only the
-standard library's :mod:`urllib` is used.
-
-Where a spectrum lives on the SAS (DR17)::
-
-    Legacy (SDSS-I/II, run2d 26):   {base}/dr17/sdss/spectro/redux/26/spectra/lite/PPPP/spec-PPPP-MMMMM-FFFF.fits
-    Legacy special plates:          {base}/dr17/sdss/spectro/redux/103/... and .../104/...
-    BOSS / eBOSS (run2d v5_13_2):   {base}/dr17/eboss/spectro/redux/v5_13_2/spectra/lite/PPPP/spec-....fits
-
-The plate number decides the order in which these are tried: Legacy plates are numbered below
-:data:`FIRST_BOSS_PLATE` (3509 is the last SDSS-II plate), BOSS/eBOSS plates from there on. A 404
-at the first location moves on to the next, so a plate in an unusual reduction is still found.
+and why. Where a spectrum lives on the archive and the one bounded HTTP GET are in
+:mod:`agnlens.io.archive`.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import random
 import threading
-import time
-import urllib.error
-import urllib.parse
-import urllib.request
 import warnings
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from http.client import HTTPException
 from pathlib import Path
 
 import pandas as pd
 
-from agnlens import __version__
 from agnlens.errors import AgnlensError, ReadError
+from agnlens.io.archive import (  # noqa: F401  (the archive's names, re-exported)
+    DEFAULT_BASE_URL,
+    DEFAULT_DEADLINE,
+    DEFAULT_MAX_BYTES,
+    FIRST_BOSS_PLATE,
+    RELEASES,
+    USER_AGENT,
+    Limits,
+    NetworkError,
+    check_reachable,
+    fetch,
+    file_name,
+    spectrum_urls,
+    split_spec_id,
+)
 from agnlens.spectra import format_spec_id
 
 log = logging.getLogger(__name__)
-
-#: The SDSS Science Archive Server.
-DEFAULT_BASE_URL = "https://data.sdss.org/sas"
-
-#: First plate number of BOSS; lower numbers are SDSS-I/II Legacy plates.
-FIRST_BOSS_PLATE = 3510
-
-#: Reduction versions (run2d) per data release: Legacy ones in the order they are tried, BOSS.
-RELEASES: dict[str, tuple[tuple[str, ...], str]] = {
-    "dr17": (("26", "103", "104"), "v5_13_2"),
-    "dr16": (("26", "103", "104"), "v5_13_0"),
-}
-
-#: Largest response accepted per spectrum (bytes): generous for an SDSS spec file (lite ≈ 0.3 MB).
-DEFAULT_MAX_BYTES = 50_000_000
-
-#: Total seconds one transfer may take (``timeout`` bounds a single read only).
-DEFAULT_DEADLINE = 300.0
-
-_USER_AGENT = f"agnlens/{__version__} (+https://github.com/agnlens; polite bulk download)"
-
-
-class NetworkError(AgnlensError, ConnectionError):
-    """The archive cannot be reached at all (no network, wrong base URL)."""
 
 
 @dataclass
@@ -111,35 +85,6 @@ class DownloadReport:
 
     def __str__(self) -> str:
         return self.summary()
-
-
-def spectrum_urls(spec_id: str, *, release: str = "dr17", base_url: str = DEFAULT_BASE_URL) -> list[str]:
-    """The SAS URLs at which the spectrum ``PLATE-MJD-FIBER`` may be, in the order to try.
-
-    Parameters
-    ----------
-    spec_id : str
-        ``PLATE-MJD-FIBER`` (any zero padding).
-    release : str
-        One of :data:`RELEASES`.
-    base_url : str
-        Root of the archive (``https://data.sdss.org/sas`` or a mirror with the same layout).
-
-    Returns
-    -------
-    list of str
-        Legacy locations first for plates below :data:`FIRST_BOSS_PLATE`, BOSS first otherwise.
-    """
-    plate, mjd, fiber = _split(spec_id)
-    rel = release.lower()
-    if rel not in RELEASES:
-        raise ValueError(f"unknown SDSS release {release!r}; choose one of {sorted(RELEASES)}")
-    legacy_runs, boss_run = RELEASES[rel]
-    name = f"spec-{plate:04d}-{mjd:05d}-{fiber:04d}.fits"
-    root = base_url.rstrip("/")
-    legacy = [f"{root}/{rel}/sdss/spectro/redux/{run}/spectra/lite/{plate:04d}/{name}" for run in legacy_runs]
-    boss = [f"{root}/{rel}/eboss/spectro/redux/{boss_run}/spectra/lite/{plate:04d}/{name}"]
-    return legacy + boss if plate < FIRST_BOSS_PLATE else boss + legacy
 
 
 def download(
@@ -224,7 +169,7 @@ def download(
 
     todo = []
     for spec_id in spec_ids:
-        path = out / _file_name(spec_id)
+        path = out / file_name(spec_id)
         if path.exists():
             problem = verify_spectrum_file(path, spec_id=spec_id)
             if problem is None:
@@ -249,7 +194,7 @@ def download(
         bar = tqdm(total=len(todo), desc="download", unit="spec")
 
     def work(spec_id: str) -> None:
-        limits = _Limits(timeout=float(timeout), deadline=float(deadline), max_bytes=int(max_bytes))
+        limits = Limits(timeout=float(timeout), deadline=float(deadline), max_bytes=int(max_bytes))
         ok, detail = _fetch_one(spec_id, out, release, base_url, retries, limits, delay, backoff)
         with lock:
             if ok:
@@ -276,30 +221,6 @@ def download(
     report.failed = dict(sorted(report.failed.items(), key=lambda kv: order[kv[0]]))
     log.info("%s", report.summary())
     return report
-
-
-def check_reachable(base_url: str, *, timeout: float = 5.0) -> None:
-    """Raise :class:`NetworkError` unless the host of ``base_url`` answers (any HTTP status).
-
-    Raises
-    ------
-    NetworkError
-        ``cannot reach SCHEME://HOST: <reason>; this machine has no network?``
-    """
-    parsed = urllib.parse.urlsplit(base_url)
-    if parsed.scheme not in ("http", "https") or not parsed.netloc:
-        raise ValueError(f"base URL {base_url!r} is not an http(s) URL such as {DEFAULT_BASE_URL}")
-    host = f"{parsed.scheme}://{parsed.netloc}"
-    request = urllib.request.Request(host + "/", method="HEAD", headers={"User-Agent": _USER_AGENT})
-    try:
-        with urllib.request.urlopen(request, timeout=timeout):
-            pass
-    except urllib.error.HTTPError as exc:
-        exc.close()
-        return  # the host answered; a 403/404 on "/" is fine
-    except (urllib.error.URLError, OSError, HTTPException) as exc:
-        reason = getattr(exc, "reason", exc)
-        raise NetworkError(f"cannot reach {host}: {reason}; this machine has no network?") from None
 
 
 def verify_spectrum_file(path: str | os.PathLike, *, spec_id: str | None = None) -> str | None:
@@ -337,36 +258,21 @@ def verify_spectrum_file(path: str | os.PathLike, *, spec_id: str | None = None)
         got = read_sdss(path)
     except AgnlensError as exc:
         return f"does not read as an SDSS spectrum: {exc.reason if isinstance(exc, ReadError) else exc}"
-    want = format_spec_id(*_split(spec_id))
+    want = format_spec_id(*split_spec_id(spec_id))
     if got.spec_id != want:
         return f"it is the spectrum {got.spec_id} (PLATE-MJD-FIBERID in the file), not {want}"
     return None
 
 
 # ----------------------------------------------------------------------------------- internals
-class _Retryable(Exception):
-    pass
-
-
-@dataclass(frozen=True)
-class _Limits:
-    timeout: float  # one read
-    deadline: float  # one whole transfer
-    max_bytes: int
-
-
-class _Refused(Exception):
-    """A response that must not be kept and must not be asked for again (too big, too slow)."""
-
-
-def _fetch_one(spec_id, out: Path, release, base_url, retries, limits: _Limits, delay, backoff) -> tuple[bool, str]:
+def _fetch_one(spec_id, out: Path, release, base_url, retries, limits: Limits, delay, backoff) -> tuple[bool, str]:
     """Fetch one spectrum; ``(True, path)`` or ``(False, reason)``."""
-    target = out / _file_name(spec_id)
+    target = out / file_name(spec_id)
     part = target.with_name(target.name + ".part")
     tried = []
     try:
         for url in spectrum_urls(spec_id, release=release, base_url=base_url):
-            status = _get(url, part, retries, limits, delay, backoff)
+            status = fetch(url, part, retries=retries, limits=limits, delay=delay, backoff=backoff)
             if status == "ok":
                 problem = verify_spectrum_file(part, spec_id=spec_id)
                 if problem is not None:
@@ -381,76 +287,6 @@ def _fetch_one(spec_id, out: Path, release, base_url, retries, limits: _Limits, 
         return False, "not fetched: " + ", ".join(tried)
     finally:
         part.unlink(missing_ok=True)  # nothing half-written stays, whatever happened
-
-
-def _get(url: str, part: Path, retries: int, limits: _Limits, delay: float, backoff: float) -> str:
-    """Download ``url`` into ``part``; return ``"ok"`` or the final status/error text."""
-    last = ""
-    for attempt in range(retries + 1):
-        if attempt:
-            time.sleep(backoff * 2 ** (attempt - 1) * (0.5 + random.random()))
-        if delay > 0:
-            time.sleep(delay)
-        request = urllib.request.Request(url, headers={"User-Agent": _USER_AGENT})
-        try:
-            _transfer(request, part, limits)
-            return "ok"
-        except _Refused as exc:
-            part.unlink(missing_ok=True)
-            return str(exc)
-        except urllib.error.HTTPError as exc:
-            last = f"HTTP {exc.code}"
-            exc.close()
-            if exc.code < 500:
-                return last
-        except (TimeoutError, _Retryable, urllib.error.URLError, ConnectionError, HTTPException) as exc:
-            last = f"{type(exc).__name__}: {getattr(exc, 'reason', exc)}"
-        log.debug("%s: attempt %d failed (%s)", url, attempt + 1, last)
-    return f"{last} after {retries + 1} attempts"
-
-
-def _transfer(request, part: Path, limits: _Limits) -> None:
-    """One GET into ``part`` within ``limits``; raises on anything short of a complete file."""
-    start = time.monotonic()
-    with urllib.request.urlopen(request, timeout=limits.timeout) as response, open(part, "wb") as fh:
-        length = (response.headers.get("Content-Length") or "").strip()
-        expected = int(length) if length.isdigit() else None
-        if expected is not None and expected > limits.max_bytes:
-            raise _Refused(
-                f"the server announces {expected:,} bytes, more than the limit of "
-                f"{limits.max_bytes:,} (max_bytes / --max-bytes)"
-            )
-        n = 0
-        # read1 returns what has arrived (at most one socket read), so a server that drips its
-        # bytes cannot hold one call for long and the total deadline is checked between reads.
-        while chunk := response.read1(1 << 16):
-            n += len(chunk)
-            if n > limits.max_bytes:
-                raise _Refused(
-                    f"the response exceeds the limit of {limits.max_bytes:,} bytes (max_bytes / --max-bytes); cut off"
-                )
-            fh.write(chunk)
-            if time.monotonic() - start > limits.deadline:
-                raise _Refused(
-                    f"the transfer exceeded the total deadline of {limits.deadline:g} s ({n:,} bytes "
-                    f"received; deadline / --deadline); cut off"
-                )
-    if expected is not None and n != expected:
-        raise _Retryable(f"incomplete transfer ({n} of {expected} bytes)")
-
-
-def _file_name(spec_id: str) -> str:
-    plate, mjd, fiber = _split(spec_id)
-    return f"spec-{plate:04d}-{mjd:05d}-{fiber:04d}.fits"
-
-
-def _split(spec_id: str) -> tuple[int, int, int]:
-    parts = str(spec_id).strip().split("-")
-    try:
-        plate, mjd, fiber = (int(p) for p in parts)
-    except ValueError:
-        raise ValueError(f"spec_id {spec_id!r} is not PLATE-MJD-FIBER (e.g. 0266-51602-0013)") from None
-    return plate, mjd, fiber
 
 
 def _catalog_ids(source) -> list[str]:
@@ -476,7 +312,7 @@ def _catalog_ids(source) -> list[str]:
         name = str(path)
     cols = {c.lower().strip(): c for c in frame.columns}
     if "spec_id" in cols:
-        ids = [format_spec_id(*_split(s)) for s in frame[cols["spec_id"]].astype(str)]
+        ids = [format_spec_id(*split_spec_id(s)) for s in frame[cols["spec_id"]].astype(str)]
     elif _has_pmf(frame):
         fib = cols.get("fiber", cols.get("fiberid"))
         ids = [

@@ -30,7 +30,8 @@ from pathlib import Path
 import pandas as pd
 
 from agnlens.errors import AgnlensError
-from agnlens.io.download import _USER_AGENT, DEFAULT_BASE_URL, DownloadReport, NetworkError, download
+from agnlens.io.archive import DEFAULT_BASE_URL, USER_AGENT, NetworkError
+from agnlens.io.download import DownloadReport, download
 from agnlens.spectra import format_spec_id
 
 log = logging.getLogger(__name__)
@@ -84,7 +85,7 @@ def query_skyserver(sql: str, *, url: str = DEFAULT_SKYSERVER_URL, timeout: floa
     if parsed.scheme not in ("http", "https") or not parsed.netloc:
         raise ValueError(f"SkyServer URL {url!r} is not an http(s) URL such as {DEFAULT_SKYSERVER_URL}")
     full = f"{url}?{urllib.parse.urlencode({'cmd': sql, 'format': 'csv'})}"
-    request = urllib.request.Request(full, headers={"User-Agent": _USER_AGENT})
+    request = urllib.request.Request(full, headers={"User-Agent": USER_AGENT})
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             body = response.read(_MAX_QUERY_BYTES + 1)

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from agnlens.grid import Grid
 from agnlens.spectra import Spectrum, SpectrumSet, format_spec_id
 
 #: The flux unit of SDSS spectra and of every :class:`~agnlens.spectra.Spectrum`.
@@ -262,10 +263,12 @@ def _set_from(wavelength, flux, ivar, mask, meta: dict, stored: dict | None) -> 
     n = flux.shape[0]
     if stored is not None and len(stored.get("meta", ())) == n:
         table = stored["meta"].copy()
-        grid, provenance = stored.get("grid", "custom"), dict(stored.get("provenance", {}))
+        grid, provenance = stored.get("grid"), dict(stored.get("provenance", {}))
+        if isinstance(grid, Grid) and not np.array_equal(grid.wavelength, wavelength):
+            grid = grid.name  # the axis was converted (another unit): a grid of that name on these pixels
     else:
         table = pd.DataFrame({"spec_id": [str(i) for i in range(n)]})
-        grid, provenance = "custom", {}
+        grid, provenance = None, {}
     return SpectrumSet(
         wavelength=wavelength, flux=flux, ivar=ivar, mask=mask, meta=table, grid=grid, provenance=provenance
     )

@@ -3,7 +3,8 @@
 Layout of ``STORE/`` (one Zarr v3 group)::
 
     zarr.json          group attributes: the format marker, the committed row count, the grid name,
-                       the chunk size, the metadata column list and the provenance (JSON)
+                       the chunk size, the metadata column list and the provenance (JSON; its
+                       ``grid`` is :meth:`agnlens.grid.Grid.to_dict`)
     flux/              float32 (n_rows, n_pixels), chunks (chunk_size, n_pixels)
     ivar/              float32 (n_rows, n_pixels), same chunks
     mask/              bool    (n_rows, n_pixels), same chunks
@@ -82,7 +83,9 @@ from agnlens.io.store_format import (  # noqa: F401  (FORMAT_*, INTEGRITY: re-ex
     _read_meta,
     _zarr_dtype,
 )
-from agnlens.io.store_read import is_store, open_store, read_rows, store_chunks, store_info  # noqa: F401  (re-exported)
+
+# the readers, re-exported
+from agnlens.io.store_read import is_store, open_store, read_rows, store_chunks, store_grid, store_info  # noqa: F401
 from agnlens.spectra import SpectrumSet
 
 log = logging.getLogger(__name__)
@@ -170,7 +173,7 @@ def append_store(
     Parameters
     ----------
     spectra : SpectrumSet
-        Spectra on exactly the store's grid (same wavelength array and grid name). Their metadata
+        Spectra on exactly the store's grid (``spectra.grid ==`` the store's). Their metadata
         columns must be among the store's; store columns they lack are filled with empty values
         (NaN, 0, ``""``, False), and values must convert to the stored column's dtype.
     path : str or path-like
@@ -207,12 +210,12 @@ def append_store(
 def _append_locked(spectra: SpectrumSet, path: Path, progress: ProgressCallback | None) -> Path:
     group, info = _open_group(path, mode="r+")
     n_old, uid_old = info["n_spectra"], info.get("uid")
-    wavelength = _read(group["wavelength"], 0, None, path)
-    if spectra.grid != info["grid"] or not np.array_equal(spectra.wavelength, wavelength):
+    grid = store_grid(info, _read(group["wavelength"], 0, None, path), path)
+    if spectra.grid != grid:
         raise ValueError(
-            f"{path}: the spectra are on grid {spectra.grid!r} ({spectra.n_pixels} px) but the store "
-            f"holds grid {info['grid']!r} ({wavelength.size} px); append only spectra preprocessed "
-            f"onto exactly the store's grid, or write a new store"
+            f"{path}: the spectra are on {spectra.grid.label()} but the store holds {grid.label()} (grids are "
+            f"equal when every wavelength, the spacing and the normalisation window are); append only spectra "
+            f"preprocessed onto exactly the store's grid, or write a new store"
         )
     columns = info["columns"]
     new_meta = spectra.meta
@@ -330,8 +333,7 @@ def _write_new(spectra: SpectrumSet, tmp: Path, chunk_size: int, progress: Progr
             arr[a:b] = values[a:b]
         if progress is not None:
             progress(b, n)
-    prov = jsonable(spectra.provenance)
-    prov.setdefault("grid", spectra.grid)
+    prov = jsonable(spectra.provenance)  # its "grid" is spectra.grid.to_dict()
     prov.setdefault("software", _software())
     prov.setdefault("simulated", spectra.simulated)
     # facts about this store's own content, never inherited from the set's origin (a subset of
@@ -344,7 +346,7 @@ def _write_new(spectra: SpectrumSet, tmp: Path, chunk_size: int, progress: Progr
         "version": FORMAT_VERSION,
         "n_spectra": int(n),
         "uid": uuid.uuid4().hex,
-        "grid": spectra.grid,
+        "grid": spectra.grid.name,  # the name, as agnlens 0.2 wrote it; the grid is in the provenance
         "chunk_size": int(chunk_size),
         "columns": columns,
         "provenance": prov,

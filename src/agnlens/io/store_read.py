@@ -12,8 +12,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
+from agnlens.errors import ReadError
+from agnlens.grid import Grid, grid_for
 from agnlens.io.store_format import (
     _ARRAYS,
     FORMAT_VERSION,
@@ -76,13 +79,32 @@ def open_store(path: str | os.PathLike, *, lazy: bool = True) -> SpectrumSet:
         }
     else:
         data = {name: _read(group[name], 0, n, path) for name in _ARRAYS}
+    grid = store_grid(info, _read(group["wavelength"], 0, None, path), path)
     return SpectrumSet(
-        wavelength=_read(group["wavelength"], 0, None, path),
+        wavelength=grid.wavelength,
         meta=_read_meta(group, info, 0, n, path),
-        grid=info["grid"],
+        grid=grid,
         provenance=info["provenance"],
         **data,
     )
+
+
+def store_grid(info: dict, wavelength: np.ndarray, path: str | os.PathLike) -> Grid:
+    """The :class:`~agnlens.grid.Grid` of a store: its wavelength array, labelled by the grid record
+    of its provenance (``Grid.to_dict``; agnlens 0.2 wrote a summary there or the bare name in its
+    attributes).
+
+    Raises
+    ------
+    ReadError
+        The record names other wavelengths than the array holds, or the array is no grid.
+    """
+    record = info["provenance"].get("grid") if isinstance(info.get("provenance"), dict) else None
+    try:
+        return grid_for(wavelength, record if isinstance(record, dict) else info["grid"])
+    except ValueError as exc:
+        raise ReadError(path, f"its wavelength array and its grid record do not make one grid ({exc}); the store "
+                              f"is damaged, rewrite it") from None
 
 
 def read_rows(
@@ -115,8 +137,9 @@ def read_rows(
         if unknown:
             raise ValueError(f"{path}: no metadata column(s) {unknown}; the store has {[c['name'] for c in specs]}")
         specs = [c for c in specs if c["name"] in set(columns)]
+    grid = handles["grid"]
     return SpectrumSet(
-        wavelength=handles["wavelength"],
+        wavelength=grid.wavelength,
         flux=_read(handles["flux"], start, stop, path),
         ivar=_read(handles["ivar"], start, stop, path),
         mask=_read(handles["mask"], start, stop, path),
@@ -124,7 +147,7 @@ def read_rows(
             {c["name"]: _column_from(handles["meta/" + c["array"]], c, start, stop, path) for c in specs},
             specs, stop - start,
         ),
-        grid=info["grid"],
+        grid=grid,
         provenance=info["provenance"],
     )
 
@@ -153,7 +176,7 @@ def _cached_handles(path: Path) -> tuple[dict, dict]:
         return cached[1], attrs
     group, attrs = _open_group(path, mode="r")  # full validation, clear errors
     handles = {name: group[name] for name in _ARRAYS}
-    handles["wavelength"] = _read(group["wavelength"], 0, None, path)
+    handles["grid"] = store_grid(attrs, _read(group["wavelength"], 0, None, path), path)
     meta_group = group["meta"]
     for c in attrs["columns"]:
         handles["meta/" + c["array"]] = meta_group[c["array"]]
@@ -184,9 +207,9 @@ def store_info(path: str | os.PathLike) -> dict[str, Any]:
     -------
     dict
         ``path``, ``n_spectra``, ``counts`` (spectra per label; ``""`` = unlabelled), ``grid``
-        (name, n_pixels, lo, hi, spacing...), ``grid_name``, ``chunk_size``, ``simulated``,
-        ``provenance``, ``format_version``, ``uid`` (changes with every write and append),
-        ``columns`` (metadata column names).
+        (:meth:`~agnlens.grid.Grid.describe`: name, n_pixels, lo, hi, spacing, norm_window),
+        ``grid_name``, ``chunk_size``, ``simulated``, ``provenance``, ``format_version``, ``uid``
+        (changes with every write and append), ``columns`` (metadata column names).
     """
     path = Path(path)
     group, info = _open_group(path, mode="r")
@@ -194,16 +217,13 @@ def store_info(path: str | os.PathLike) -> dict[str, Any]:
     labels = _read_column(group["meta"], _column_entry(info["columns"], "label"), 0, n, path)
     counts = pd.Series(labels, dtype=object).value_counts()
     prov = info["provenance"]
-    grid = prov.get("grid") if isinstance(prov.get("grid"), dict) else None
-    if grid is None:
-        wl = _read(group["wavelength"], 0, None, path)
-        grid = {"name": info["grid"], "n_pixels": int(wl.size), "lo": float(wl[0]), "hi": float(wl[-1])}
+    grid = store_grid(info, _read(group["wavelength"], 0, None, path), path).describe()
     return {
         "path": str(path),
         "n_spectra": int(n),
         "counts": {str(k): int(v) for k, v in counts.items()},
         "grid": grid,
-        "grid_name": info["grid"],
+        "grid_name": grid["name"],
         "chunk_size": int(info["chunk_size"]),
         "simulated": bool(prov.get("simulated", False)),
         "provenance": prov,

@@ -41,7 +41,7 @@ def cache_dir() -> Path:
 #: The modules whose code decides what the default model is: a change to any of them (a new
 #: simulator, say) must not reuse a model cached by the old code.
 RECIPE_MODULES = (
-    "agnlens.simulate", "agnlens.preprocess", "agnlens.lines", "agnlens.models.svm",
+    "agnlens.simulate", "agnlens.preprocess", "agnlens.grid", "agnlens.lines", "agnlens.models.svm",
     "agnlens.models.coupling", "agnlens.models.kernels", "agnlens.models.search", "agnlens.models.tuning",
     "agnlens.models.domain", "agnlens.classes", "agnlens.data",
 )

@@ -22,7 +22,6 @@ import hashlib
 import io
 import json
 import logging
-import math
 import os
 import platform
 import zipfile
@@ -34,6 +33,7 @@ import numpy as np
 
 from agnlens.atomic import atomic_path, jsonable
 from agnlens.errors import ModelFileError, ModelPinError
+from agnlens.grid import Grid
 
 log = logging.getLogger(__name__)
 
@@ -166,7 +166,7 @@ def save_model(model, path, *, metadata: dict) -> Path:
     path : str or Path
         Target file (``.skops`` by convention).
     metadata : dict
-        Provenance to carry: ``grid`` (``SpectrumSet.provenance["grid"]``), ``preprocessing``,
+        Provenance to carry: ``grid`` (``SpectrumSet.grid.to_dict()``), ``preprocessing``,
         ``split_seed``, ``split_sizes``, ``data_hash``, ``tuning`` (table records), ``validation``
         and ``test`` scores... Anything JSON-able (numpy values are converted). ``task``
         ("binary"|"multiclass", default from the number of classes), ``classes``, ``versions``,
@@ -338,38 +338,27 @@ def check_grid(metadata: dict, spectra) -> None:
     Raises
     ------
     ModelFileError
-        With the two grids and how to fix it (re-ingest with ``--grid NAME``).
+        With the two grids and how to fix it (re-ingest with ``--grid NAME``). Grids are equal when
+        every wavelength, the spacing and the normalisation window are (:class:`agnlens.grid.Grid`).
     """
-    grid = metadata.get("grid")
-    if not isinstance(grid, dict) or "n_pixels" not in grid:
+    grid = grid_from_metadata(metadata)
+    if spectra.grid != grid:
         raise ModelFileError(
-            "the model file records no wavelength grid, so its spectra cannot be checked; retrain it "
-            "with `agnlens train`"
-        )
-    wl = np.asarray(spectra.wavelength, dtype=np.float64)
-    name = grid.get("name", "?")
-    here = f"grid {spectra.grid!r} ({wl.size} px {wl[0]:.1f}–{wl[-1]:.1f} Å)" if wl.size else "an empty grid"
-    there = f"grid {name!r} ({grid['n_pixels']} px {grid['lo']:.1f}–{grid['hi']:.1f} Å)"
-    same = (
-        wl.size == int(grid["n_pixels"])
-        and math.isclose(wl[0], float(grid["lo"]), rel_tol=1e-9, abs_tol=1e-6)
-        and math.isclose(wl[-1], float(grid["hi"]), rel_tol=1e-9, abs_tol=1e-6)
-    )
-    if not same:
-        raise ModelFileError(
-            f"the spectra are on {here} but the model was trained on {there}; re-ingest the raw "
-            f"spectra with `agnlens ingest ... --grid {name}` (or classify the FITS files directly), "
-            "or train a model on this grid"
+            f"the spectra are on {spectra.grid.label()} but the model was trained on {grid.label()} (grids are "
+            f"equal when every wavelength, the spacing and the normalisation window are); re-ingest the raw "
+            f"spectra with `agnlens ingest ... --grid {grid.name}` (or classify the FITS files directly), or train "
+            "a model on this grid"
         )
 
 
-def grid_from_metadata(metadata: dict):
-    """The :class:`agnlens.preprocess.Grid` a model was trained on, to preprocess raw spectra onto.
+def grid_from_metadata(metadata: dict) -> Grid:
+    """The :class:`~agnlens.grid.Grid` a model was trained on, to preprocess raw spectra onto.
 
     Parameters
     ----------
     metadata : dict
-        From :func:`load_model`.
+        From :func:`load_model`. Its ``grid`` is :meth:`Grid.to_dict`; agnlens 0.2 wrote a summary
+        without the wavelengths, rebuilt by :meth:`Grid.from_dict` (the preset of that name).
 
     Returns
     -------
@@ -380,23 +369,16 @@ def grid_from_metadata(metadata: dict):
     ModelFileError
         When the file records no grid, or a custom grid that cannot be rebuilt from its description.
     """
-    from agnlens.preprocess import GRIDS, Grid, get_grid
-
     g = metadata.get("grid")
-    if not isinstance(g, dict) or "n_pixels" not in g:
-        raise ModelFileError("the model file records no wavelength grid; retrain it with `agnlens train`")
-    n, lo, hi = int(g["n_pixels"]), float(g["lo"]), float(g["hi"])
-    if g.get("name") in GRIDS:
-        grid = get_grid(g["name"])
-        if grid.wavelength.size == n and math.isclose(grid.wavelength[0], lo) and math.isclose(grid.wavelength[-1], hi):
-            return grid
-    norm = tuple(g.get("norm_window") or ())
-    kw = {"norm_window": norm} if len(norm) == 2 else {}
-    if g.get("spacing") == "linear":
-        return Grid(str(g.get("name", "custom")), np.linspace(lo, hi, n), spacing="linear", **kw)
-    if g.get("spacing") == "log":
-        return Grid(str(g.get("name", "custom")), np.logspace(np.log10(lo), np.log10(hi), n), spacing="log", **kw)
-    raise ModelFileError(
-        f"the model was trained on a custom grid ({n} px {lo:.1f}–{hi:.1f} Å) that cannot be rebuilt from "
-        "its description; ingest the spectra onto that grid yourself and classify the store"
-    )
+    if not isinstance(g, dict):
+        raise ModelFileError(
+            "the model file records no wavelength grid, so its spectra cannot be checked; retrain it with "
+            "`agnlens train`"
+        )
+    try:
+        return Grid.from_dict(g)
+    except ValueError as exc:
+        raise ModelFileError(
+            f"the model's grid cannot be rebuilt ({exc}); ingest the spectra onto that grid yourself and classify "
+            "the store"
+        ) from None

@@ -398,13 +398,9 @@ def train(
         pred = model.classes_[np.argmax(proba, axis=1)]
         scores[name] = evaluate(y[idx], pred, proba, list(model.classes_), n_boot=0 if name == "validation" else n_boot,
                                 seed=seed)
-    wl = np.asarray(spectra.wavelength)
-    grid = spectra.provenance.get("grid") or {
-        "name": spectra.grid, "n_pixels": int(wl.size), "lo": float(wl[0]), "hi": float(wl[-1]), "spacing": "custom",
-    }
     metadata = {
         "task": task,
-        "grid": grid,
+        "grid": spectra.grid.to_dict(),
         "preprocessing": {k: v for k, v in spectra.provenance.items() if k != "grid"},
         "simulated": bool(spectra.simulated),
         "split_seed": int(seed),

@@ -75,7 +75,7 @@ _resolve_counts = resolve_counts  # kept for the tests and older callers
 
 def _grid_z_range(grid) -> tuple[float, float]:
     """The redshifts at which the observed range covers a rest-frame grid."""
-    from agnlens.preprocess import get_grid
+    from agnlens.grid import get_grid
 
     g = get_grid(grid)
     return _WAVE[0] / g.wavelength[0] - 1.0, _WAVE[-1] / g.wavelength[-1] - 1.0
@@ -270,7 +270,8 @@ def simulate_set(
         If preprocessing rejected a simulated spectrum (a simulator bug, never expected).
     """
     from agnlens import __version__
-    from agnlens.preprocess import get_grid, preprocess
+    from agnlens.grid import get_grid
+    from agnlens.preprocess import preprocess
 
     g = get_grid(grid)
     # a generator: preprocessing consumes the spectra block by block, so memory stays small

@@ -76,7 +76,7 @@ def classify_chunk(spectra: SpectrumSet, model, check_redshift: bool = True, gri
     if X.shape[1] != n_features:
         raise ValueError(
             f"classify: the model expects {n_features} pixels, the spectra have {X.shape[1]} on grid "
-            f"{spectra.grid!r}; preprocess them onto the model's grid"
+            f"{spectra.grid.name!r}; preprocess them onto the model's grid"
         )
     classes = np.asarray(model.classes_).astype(str)
     proba = np.asarray(model.predict_proba(X), dtype=np.float64) if len(spectra) else np.empty((0, classes.size))
@@ -96,7 +96,7 @@ def classify_chunk(spectra: SpectrumSet, model, check_redshift: bool = True, gri
     table["flags"] = judged["flags"].to_numpy()
     table["z_offset_kms"] = offsets
     table["z_offset_err_kms"] = errors
-    table["grid"] = grid or spectra.grid
+    table["grid"] = grid or spectra.grid.name
     table["z"] = spectra.meta["z"].to_numpy(dtype=float)
     table["source"] = spectra.meta["source"].to_numpy()
     for col in judged.columns.drop(["applicable", "flags"]):  # diagnostics
@@ -241,11 +241,12 @@ def read_for_models(models: Sequence[tuple[Any, dict]], paths: Iterable[str | Pa
     return groups, rejected
 
 
-def model_for_grid(models: Sequence[tuple[Any, dict]], grid: str) -> tuple[Any, dict]:
-    """The first (model, metadata) trained on the grid named ``grid``; the first one when none is
-    (the caller's grid check then says what is wrong)."""
+def model_for_grid(models: Sequence[tuple[Any, dict]], grid) -> tuple[Any, dict]:
+    """The first (model, metadata) trained on the grid named ``grid`` (a name, or a Grid: its name);
+    the first one when none is (the caller's grid check then says what is wrong)."""
+    name = getattr(grid, "name", grid)
     for model, meta in models:
-        if (meta.get("grid") or {}).get("name") == grid:
+        if (meta.get("grid") or {}).get("name") == name:
             return model, meta
     return models[0]
 

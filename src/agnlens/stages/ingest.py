@@ -113,16 +113,16 @@ def ingest_batch(
     fluxes, ivars, masks, metas, rejected = [], [], [], [], []
     for path in paths:
         try:
-            flux, ivar, mask, meta = ingest_one(
+            spectrum = ingest_one(
                 path, grid=grid, labels=catalog, allow_zwarning=allow_zwarning, max_bad_fraction=max_bad_fraction
             )
         except AgnlensError as exc:
             rejected.append([display_name(path), getattr(exc, "reason", str(exc))])
             continue
-        fluxes.append(np.asarray(flux, dtype=np.float32))
-        ivars.append(np.asarray(ivar, dtype=np.float32))
-        masks.append(np.asarray(mask, dtype=bool))
-        metas.append(meta)
+        fluxes.append(np.asarray(spectrum.flux, dtype=np.float32))
+        ivars.append(np.asarray(spectrum.ivar, dtype=np.float32))
+        masks.append(np.asarray(spectrum.mask, dtype=bool))
+        metas.append(spectrum.meta)
     stem = f"batch-{index:06d}"
     flux_rows = np.array(fluxes, dtype=np.float32).reshape(-1, n_pix)
     ivar_rows = np.array(ivars, dtype=np.float32).reshape(-1, n_pix)
@@ -337,7 +337,7 @@ def _ingest_locked(
             "labels": str(labels) if isinstance(labels, (str, os.PathLike)) else None,
         }
     )
-    spectra = SpectrumSet(wavelength=grid.wavelength, meta=meta, grid=grid.name, provenance=prov, **stacks)
+    spectra = SpectrumSet(wavelength=grid.wavelength, meta=meta, grid=grid, provenance=prov, **stacks)
     with dask.config.set(scheduler="synchronous"):  # one part at a time: bounded memory
         write_store(spectra, out_store, chunk_size=chunk_size, overwrite=overwrite)
     shutil.rmtree(work, ignore_errors=True)

@@ -15,7 +15,8 @@ def model_provenance(meta: dict) -> dict:
         "model_file": meta.get("file", "default"),
         "model_sha256": meta.get("file_sha256"),
         "model_classes": meta.get("classes"),
-        "model_grid": meta.get("grid"),
+        # the summary (name, pixels, range, spacing, window); the exact wavelengths stay in the pinned file
+        "model_grid": {k: v for k, v in (meta.get("grid") or {}).items() if k != "wavelength"} or None,
         "model_data_hash": meta.get("data_hash"),
         "model_simulated_training_data": meta.get("simulated"),
     }
