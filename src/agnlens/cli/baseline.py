@@ -57,7 +57,7 @@ def run(args) -> int:
     from agnlens.cli._common import check_output, report_rejections
     from agnlens.errors import UsageError
     from agnlens.ingest import read_inputs
-    from agnlens.models.baseline import PhysicsBaseline
+    from agnlens.models.baseline import PhysicsBaseline, bpt_snr
     from agnlens.models.bpt import bpt_class
 
     check_output(args.out, [*args.inputs, args.labels])
@@ -68,7 +68,8 @@ def run(args) -> int:
     model = PhysicsBaseline(min_broad_fwhm=args.min_fwhm, min_delta_bic=args.min_delta_bic,
                             quasar=not args.seyfert, n_jobs=args.jobs)
     table = model.fit(spectra).measure(spectra)
-    table.insert(table.columns.get_loc("flags") + 1, "bpt_class", bpt_class(table["nii_ha"], table["oiii_hb_narrow"]))
+    bpt = bpt_class(table["nii_ha"], table["oiii_hb_narrow"], snr=bpt_snr(table))
+    table.insert(table.columns.get_loc("flags") + 1, "bpt_class", bpt)
     truth = spectra.labels
     if np.any(truth != ""):
         table.insert(1, "true_label", truth)

@@ -27,7 +27,8 @@ COLUMNS = ("spec_id", "label", "predicted_label", "applicable", "flags", "z_offs
            "z_offset_err_kms", "grid")
 
 
-def classify(model, spectra, *, check_redshift: bool = True, grid: str | None = None) -> pd.DataFrame:
+def classify(model, spectra, *, check_redshift: bool = True, check_physics: bool = True,
+             measurements: pd.DataFrame | None = None, grid: str | None = None) -> pd.DataFrame:
     """Classify spectra and judge every prediction.
 
     Parameters
@@ -41,6 +42,13 @@ def classify(model, spectra, *, check_redshift: bool = True, grid: str | None = 
     check_redshift : bool
         Measure the narrow lines' velocity offset (:mod:`agnlens.redshift`) and flag
         ``redshift-offset`` beyond :data:`agnlens.redshift.MAX_OFFSET_KMS`.
+    check_physics : bool
+        On grids reaching Hα, fit the lines with the physics baseline
+        (:func:`agnlens.models.baseline.measure`, ~10 ms of CPU per spectrum) and flag ``not-agn``
+        (:func:`agnlens.models.applicability.not_agn`: star-forming on the BPT diagram, no broad line).
+    measurements : DataFrame, optional
+        :func:`agnlens.models.baseline.measure` of these spectra, already made (e.g. on the
+        ``balmer`` grid for spectra classified on ``paper``); used instead of fitting again.
     grid : str, optional
         Name written in the ``grid`` column (default ``spectra.grid``).
 
@@ -50,10 +58,12 @@ def classify(model, spectra, *, check_redshift: bool = True, grid: str | None = 
         One row per spectrum, in order: ``spec_id, label, predicted_label, p_<class>...,
         applicable, flags, z_offset_kms, z_offset_err_kms, grid, z, source``, then the diagnostics of
         :func:`agnlens.models.applicability.applicability` (``max_kernel``, ``intercept_share``,
-        ``pca_residual``, ``mahalanobis``, ``masked_share``, ``ood_check``).
+        ``pca_residual``, ``mahalanobis``, ``masked_share``, ``ood_check``, ``agn_check``).
     """
     from agnlens.io.coerce import as_spectrum_set, is_spectrum_like
     from agnlens.models.applicability import applicability
+    from agnlens.models.baseline import measure
+    from agnlens.models.linefit import HALPHA, HBETA, covers
     from agnlens.redshift import check_set
 
     if not isinstance(spectra, SpectrumSet) and is_spectrum_like(spectra):
@@ -71,7 +81,10 @@ def classify(model, spectra, *, check_redshift: bool = True, grid: str | None = 
     offsets = np.array([c.offset_kms for c in checks]) if checks else np.full(len(spectra), np.nan)
     errors = np.array([c.error_kms for c in checks]) if checks else np.full(len(spectra), np.nan)
     extra = [("redshift-offset",) if c.flagged else () for c in checks] if checks else None
-    judged = applicability(model, spectra, extra_flags=extra).table
+    if measurements is None and check_physics and len(spectra) and all(
+            covers(np.asarray(spectra.wavelength, dtype=float), cx) for cx in (HBETA, HALPHA)):
+        measurements = measure(spectra)
+    judged = applicability(model, spectra, extra_flags=extra, measurements=measurements).table
     table = pd.DataFrame({
         "spec_id": spectra.spec_id,
         "label": spectra.labels,
