@@ -229,8 +229,9 @@ class PhysicsBaseline(ClassifierMixin, BaseEstimator):
             flux × Å) and ``broad`` (counts by the rules); ``hb_feii_flux`` (Fe II 4668+4925+5020
             in the broad model); ``oiii_flux``, ``nii_flux`` and the narrow fluxes' 1 σ errors
             (``hb_flux_narrow_err``, ``oiii_flux_err``, ``ha_flux_narrow_err``, ``nii_flux_err``);
-            ``oiii_fwhm``, ``r_oiii_hb`` ([O III] 5008 / Hβ total), ``oiii_hb_narrow`` ([O III] 5008 / narrow Hβ), ``nii_ha`` ([N II] 6585 /
-            narrow Hα), ``balmer_decrement_narrow`` (narrow Hα / narrow Hβ) and ``halpha_covered``.
+            ``oiii_fwhm``, ``r_oiii_hb`` ([O III] 5008 / Hβ total), ``oiii_hb_narrow`` ([O III] 5008
+            / narrow Hβ), ``nii_ha`` ([N II] 6585 / narrow Hα), ``balmer_decrement_narrow`` (narrow
+            Hα / narrow Hβ) and ``halpha_covered``.
         """
         wl, flux, ivar = self._unpack(X, fitted=True)
         n = flux.shape[0]
@@ -459,7 +460,8 @@ def measure(spectra: SpectrumSet, predicted=None, *, baseline: PhysicsBaseline |
         km/s; NaN where the rules find no broad line) with errors, the narrow FWHM of Hβ and Hα,
         ``r_oiii_hb`` ([O III] 5008 / Hβ total: Winkler's R), ``oiii_hb_narrow`` and ``nii_ha`` (the BPT ratios),
         ``balmer_decrement_narrow`` (narrow Hα / Hβ), ``bpt_class`` (:func:`agnlens.models.bpt.bpt_class`;
-        "" without Hα or when a line's S/N is below :data:`agnlens.models.bpt.MIN_BPT_SNR`), ``subtype``, ``baseline_label`` ("" when Hβ could not be fitted),
+        "" without Hα or when a line's S/N is below :data:`agnlens.models.bpt.MIN_BPT_SNR`), ``subtype``,
+        ``baseline_label`` ("" when Hβ could not be fitted),
         ``baseline_confidence``, ``baseline_flags`` and, with ``predicted``, ``agrees_with_baseline``
         (nullable boolean: missing when the baseline gives no label).
     """
