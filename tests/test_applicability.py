@@ -21,6 +21,7 @@ from agnlens.models.svm import SpectrumSVC
 from agnlens.models.tuning import split, train
 from agnlens.simulate import simulate_set
 from agnlens.stages import classify
+
 from realdata import needs_full_set
 
 
@@ -175,9 +176,9 @@ def test_star_forming_galaxies_are_flagged_not_agn_and_real_agn_are_not(balmer_m
     GALAXY, BPT star-forming, no broad line) is flagged ``not-agn``; no spectrum labelled type 1,
     type 2, intermediate or ambiguous is. Without the physics check (or on a grid without Hα) the
     check says it is unavailable."""
-    from realdata import LABELS, SPECTRA
-
     from agnlens.ingest import read_inputs
+
+    from realdata import LABELS, SPECTRA
 
     spectra, _ = read_inputs([SPECTRA], grid="balmer", labels=LABELS)
     table = classify(balmer_model, spectra, check_redshift=False)
@@ -196,11 +197,11 @@ def test_star_forming_galaxies_are_flagged_not_agn_and_real_agn_are_not(balmer_m
 def test_on_the_full_real_sample_only_non_agn_are_flagged_not_agn():
     """The 95 shared spectra: the starburst 1176-52791-0591 of issue 12 is flagged, and the check costs
     nothing on the real AGN (every flagged spectrum is labelled non-agn)."""
-    from realdata import FULL_LABELS, FULL_SPECTRA
-
     from agnlens.ingest import read_inputs
     from agnlens.models.applicability import not_agn
     from agnlens.models.baseline import measure
+
+    from realdata import FULL_LABELS, FULL_SPECTRA
 
     spectra, _ = read_inputs([FULL_SPECTRA], grid="balmer", labels=FULL_LABELS)
     flagged = not_agn(measure(spectra))

@@ -142,7 +142,9 @@ def classify_files(
     paths = [str(p) for p in expand_inputs(inputs)]
     catalog = read_catalog(labels) if isinstance(labels, (str, Path)) else labels
     groups, rejected = read_for_models(models, paths, labels=catalog)
-    tables = [classify(model, spectra, check_redshift=check_redshift) for model, _, spectra in groups]
+    tables = [classify(model, spectra, check_redshift=check_redshift,
+                       measurements=_halpha_measurements(spectra, catalog))
+              for model, _, spectra in groups]
     table = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=list(COLUMNS))
     if refine_z and len(table):
         table = _refine(models, table, catalog)
@@ -202,6 +204,21 @@ def merge_groups(groups: Sequence[tuple[Any, dict, SpectrumSet]]) -> list[tuple[
     for model, meta, spectra in groups:
         merged.setdefault(id(model), (model, meta, []))[2].append(spectra)
     return [(m, md, sets[0] if len(sets) == 1 else SpectrumSet.concat(sets)) for m, md, sets in merged.values()]
+
+
+def _halpha_measurements(spectra: SpectrumSet, catalog) -> pd.DataFrame | None:
+    """For spectra on a grid without Hα (``paper``): the physics baseline's measurements of the same
+    files on the ``balmer`` grid, so that the ``not-agn`` check sees [N II]/Hα wherever the spectrum
+    reaches it (files that do not are left out: their check stays unavailable). None when the grid
+    reaches Hα (:func:`classify` measures the spectra as they are)."""
+    from agnlens.ingest import ingest
+    from agnlens.models.baseline import measure
+    from agnlens.models.linefit import HALPHA, covers
+
+    if not len(spectra) or covers(np.asarray(spectra.wavelength, dtype=float), HALPHA):
+        return None
+    balmer, _ = ingest(list(spectra.meta["source"]), labels=catalog, grid="balmer")
+    return measure(balmer) if len(balmer) else None
 
 
 def _refine(models, table: pd.DataFrame, catalog) -> pd.DataFrame:
