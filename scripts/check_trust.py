@@ -3,7 +3,7 @@ simulator (which rebuilds the default models) or to the applicability checks.
 
 Usage (from the project root)::
 
-    .venv/bin/python scripts/check_trust.py [--data ../shared/data/sdss] [--no-sim]
+    .venv/bin/python scripts/check_trust.py [--data ../shared/data/sdss] [--no-sim] [--centre-wings N]
 
 1. Classifies the shared real spectra as ``agnlens classify DIR --labels CSV`` does (the default
    models, every check on) and prints, per label, how many predictions are flagged and by which
@@ -13,6 +13,9 @@ Usage (from the project root)::
 2. Unless ``--no-sim``: each default model's own held-out simulated test split (the recipe
    ``simulate_set(3346, seed=0, grid)``, ``split(labels, seed=0)["test"]``: ~670 spectra the model
    and the thresholds never saw) through the same classify stage: the share flagged, by code.
+
+3. With ``--centre-wings N``: the README's centre-vs-wings test on each default model — the real
+   type 1 and the first N spectra of the simulated test split, with the null test's p-value.
 
 Ends with one line per done-when item (``ok`` / ``NOT MET``) and exits 1 if any is not met.
 Takes ~1 min with the models cached (+ ~3 min with the simulated part); the first run after a
@@ -101,10 +104,44 @@ def simulated_part() -> list[tuple[str, float, int]]:
     return out
 
 
+def centre_wings_part(data: Path, n_sim: int) -> None:
+    """The README's centre-vs-wings statement on the current default models: real type 1 and the
+    default model's held-out SIMULATED test spectra, with the random-window-pair null test."""
+    from agnlens.explain.linestats import centre_wings_test
+    from agnlens.explain.saliency import saliency
+    from agnlens.ingest import read_inputs
+    from agnlens.models.baseline import measure
+    from agnlens.models.default import DEFAULT_GRIDS, DEFAULT_RECIPE, resolve_model
+    from agnlens.models.tuning import split
+    from agnlens.simulate import simulate_set
+
+    real_balmer, _ = read_inputs([data / "spectra"], grid="balmer", labels=data / "labels.csv")
+    type1 = np.flatnonzero(real_balmer.labels == "type1")
+    widths = measure(real_balmer[type1])  # the widths come from the balmer grid (Hβ and Hα)
+    print("\n== centre vs wings of Hβ (per-object windows, null: the same windows at 2,000 random places)")
+    for grid in DEFAULT_GRIDS:
+        model, _ = resolve_model(None, grid)
+        real, _ = read_inputs([data / "spectra"], grid=grid, labels=data / "labels.csv")
+        real = real[np.flatnonzero(real.labels == "type1")]
+        sim = simulate_set(DEFAULT_RECIPE["n"], seed=DEFAULT_RECIPE["seed"], grid=grid)
+        test = split(sim.labels, seed=DEFAULT_RECIPE["seed"])["test"][:n_sim]
+        sim = sim[test]
+        sim.meta["spec_id"] = [f"sim-{i}" for i in test]
+        for name, spectra, w in (("real type 1", real, widths), (f"SIMULATED test ({len(test)})", sim, measure(sim))):
+            cw = centre_wings_test(saliency(model, spectra, method="gradient"), w, seed=0).summary
+            print(f"  {grid} model, {name}: {cw['n_opposite']} of {cw['n_tested']} with a broad Hβ have centre and "
+                  f"wings of opposite signs ({cw['opposite_fraction']:.0%}) against {cw['null_fraction']:.0%} for "
+                  f"random window pairs, p = {cw['p_value']:.4f}; mean centre {cw['centre_mean']:+.2e} "
+                  f"[{cw['centre_ci95'][0]:+.1e}, {cw['centre_ci95'][1]:+.1e}], wings {cw['wings_mean']:+.2e} "
+                  f"[{cw['wings_ci95'][0]:+.1e}, {cw['wings_ci95'][1]:+.1e}]")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=DATA, help="folder with spectra/ and labels.csv")
     parser.add_argument("--no-sim", action="store_true", help="skip the simulated test splits")
+    parser.add_argument("--centre-wings", type=int, default=0, metavar="N",
+                        help="also test centre vs wings (real type 1 and N simulated test spectra per model)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     table, _ = real_part(args.data)
@@ -124,6 +161,8 @@ def main(argv=None) -> int:
     if not args.no_sim:
         for grid, rate, n in simulated_part():
             checks.append((rate <= 0.01, f"SIMULATED test split, {grid} model: {rate:.2%} of {n} flagged (≤ 1 %)"))
+    if args.centre_wings:
+        centre_wings_part(args.data, args.centre_wings)
     print("\n== done when (issue 12)")
     for ok, text in checks:
         print(f"  {'ok     ' if ok else 'NOT MET'}  {text}")
