@@ -22,6 +22,8 @@ from agnlens.models.tuning import split, train
 from agnlens.simulate import simulate_set
 from agnlens.stages import classify
 
+from realdata import needs_full_set
+
 
 @pytest.fixture(scope="module")
 def trained():
@@ -117,3 +119,104 @@ def test_at_most_one_percent_of_simulated_test_spectra_are_flagged():
     # and the per-spectrum redshift check on some of them: lines at the simulated redshift
     table = classify(model, spectra[parts["test"][:6]])
     assert not table["flags"].str.contains("redshift-offset").any()
+
+
+# ------------------------------------------------------------------------------------ not an AGN
+def test_narrow_flux_errors_match_the_scatter_of_repeated_fits():
+    """The narrow-line flux errors of :func:`fit_complex` (behind the BPT S/N cut) against the scatter
+    of the fitted fluxes over noise draws of one spectrum — the narrow-only model in Hβ, the broad
+    model in Hα (a broad Hα under the narrow lines)."""
+    from agnlens.lines import C_KMS, line
+    from agnlens.models.linefit import FWHM_PER_SIGMA, HALPHA, HBETA, fit_complex
+    from agnlens.preprocess import balmer_grid
+
+    wl = balmer_grid().wavelength
+
+    def gauss(name, flux, fwhm=300.0):
+        centre = line(name).wavelength
+        s = centre * fwhm / FWHM_PER_SIGMA / C_KMS
+        return flux * np.exp(-0.5 * ((wl - centre) / s) ** 2) / (np.sqrt(2 * np.pi) * s)
+
+    truth = (1.0 + gauss("Hbeta", 2.0) + gauss("OIII_5008", 3.0) + gauss("OIII_4960", 3.0 / 2.98)
+             + gauss("Halpha", 6.0) + gauss("NII_6585", 2.0) + gauss("NII_6550", 2.0 / 3.05)
+             + gauss("Halpha", 40.0, fwhm=4000.0))
+    sigma = 0.05
+    ivar = np.full(wl.size, sigma**-2)
+    rng = np.random.default_rng(3)
+    fits = [[fit_complex(wl, truth + rng.normal(0.0, sigma, wl.size), ivar, cx, 69.0) for cx in (HBETA, HALPHA)]
+            for _ in range(80)]
+    assert all(f[0]["delta_bic"] < 0 for f in fits) and all(f[1]["delta_bic"] > 10 for f in fits)  # both paths
+    for c in (0, 1):
+        for j in (0, 1):
+            flux = np.array([f[c][f"flux_narrow_{j}"] for f in fits])
+            err = np.median([f[c][f"flux_narrow_err_{j}"] for f in fits])
+            assert 0.8 < flux.std(ddof=1) / err < 1.25, (c, j, flux.std(ddof=1), err)
+
+
+def test_bpt_class_needs_every_line_measured():
+    from agnlens.models.bpt import MIN_BPT_SNR, bpt_class
+
+    # log [N II]/Hα = -1, log [O III]/Hβ = 0: well inside the star-forming branch
+    got = bpt_class([0.1] * 4, [1.0] * 4, snr=[10.0, MIN_BPT_SNR, 0.999 * MIN_BPT_SNR, np.nan])
+    assert list(got) == ["star-forming", "star-forming", "", ""]
+    assert list(bpt_class([0.1], [1.0])) == ["star-forming"]
+    with pytest.raises(ValueError, match="snr has shape"):
+        bpt_class([0.1], [1.0], snr=[5.0, 5.0])
+
+
+@pytest.fixture(scope="module")
+def balmer_model():
+    """A cheap linear model on the balmer grid (the not-agn check does not depend on the model)."""
+    spectra = simulate_set(60, seed=5, grid="balmer")
+    return SpectrumSVC(kernel="linear", calibration_cv=None).fit(np.asarray(spectra.flux, float), spectra.labels)
+
+
+def test_star_forming_galaxies_are_flagged_not_agn_and_real_agn_are_not(balmer_model):
+    """The in-repository real spectra (tests/data): the star-forming control 0266-51602-0107 (SDSS
+    GALAXY, BPT star-forming, no broad line) is flagged ``not-agn``; no spectrum labelled type 1,
+    type 2, intermediate or ambiguous is. Without the physics check (or on a grid without Hα) the
+    check says it is unavailable."""
+    from agnlens.ingest import read_inputs
+
+    from realdata import LABELS, SPECTRA
+
+    spectra, _ = read_inputs([SPECTRA], grid="balmer", labels=LABELS)
+    table = classify(balmer_model, spectra, check_redshift=False)
+    flagged = table["flags"].str.contains("not-agn", regex=False)
+    assert set(table.loc[flagged, "spec_id"]) == {"0266-51602-0107"}
+    assert not table.loc[flagged, "applicable"].any()
+    assert (table.loc[flagged, "agn_check"] == "star-forming, no broad line").all()
+    assert table["predicted_label"].notna().all()  # flagged predictions are still written
+    agn = np.isin(table["label"], ["type1", "type2", "intermediate", "ambiguous"])
+    assert agn.sum() >= 15 and not flagged[agn].any()
+    off = classify(balmer_model, spectra[np.arange(3)], check_redshift=False, check_physics=False)
+    assert set(off["agn_check"]) == {"unavailable"} and not off["flags"].str.contains("not-agn").any()
+
+
+@needs_full_set
+def test_on_the_full_real_sample_only_non_agn_are_flagged_not_agn():
+    """The 95 shared spectra: the starburst 1176-52791-0591 of issue 12 is flagged, and the check costs
+    nothing on the real AGN (every flagged spectrum is labelled non-agn)."""
+    from agnlens.ingest import read_inputs
+    from agnlens.models.applicability import not_agn
+    from agnlens.models.baseline import measure
+
+    from realdata import FULL_LABELS, FULL_SPECTRA
+
+    spectra, _ = read_inputs([FULL_SPECTRA], grid="balmer", labels=FULL_LABELS)
+    flagged = not_agn(measure(spectra))
+    ids = np.asarray(spectra.spec_id)
+    assert "1176-52791-0591" in set(ids[flagged])
+    assert set(spectra.labels[flagged]) == {"non-agn"}
+    assert (np.isin(spectra.labels, ["type1", "type2", "intermediate"]) & ~flagged).sum() == 83
+
+
+def test_simulated_agn_are_not_flagged_not_agn():
+    """Simulated AGN on the balmer grid: ≤ 1 % flagged ``not-agn``. Type 2 and intermediates only —
+    the ones with weak or no broad lines, which the check could take for star-forming galaxies (a
+    type 1's broad lines rule it out); ~60 ms of line fits each."""
+    from agnlens.models.applicability import not_agn
+    from agnlens.models.baseline import measure
+
+    spectra = simulate_set(200, seed=8, grid="balmer", counts={"type2": 150, "intermediate": 50})
+    assert not_agn(measure(spectra)).mean() <= 0.01

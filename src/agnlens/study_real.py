@@ -94,7 +94,8 @@ def real_section(
     for k, c in enumerate(classes):
         table[f"p_{c}"] = proba[:, k]
     target = spectra if measure_spectra is None else measure_spectra
-    measured = measure(target).set_index("spec_id").reindex(table["spec_id"])
+    measurements = measure(target)
+    measured = measurements.set_index("spec_id").reindex(table["spec_id"])
     table = table.join(measured.reset_index(drop=True))
     baseline = table["baseline_label"].fillna("").to_numpy(dtype=str)
     agree = pd.array(predicted == baseline, dtype="boolean")
@@ -103,7 +104,7 @@ def real_section(
     if trust is None:
         from agnlens.stages import classify
 
-        trust = classify(model, spectra)
+        trust = classify(model, spectra, measurements=measurements)  # not-agn from the Hα grid too
     if "spec_id" in trust:
         cols = [c for c in TRUST_COLUMNS if c in trust]
         table = table.merge(trust[["spec_id", *cols]].drop_duplicates("spec_id"), on="spec_id", how="left")

@@ -18,7 +18,9 @@ def add_parser(sub) -> None:
         "predicted_label, p_<class> per class, and whether to trust each prediction: applicable "
         "(true/false), flags (';'-separated: kernel-collapse — the spectrum is so far from every "
         "support vector that the output is the model's constant prior; out-of-distribution — unlike "
-        "the training spectra; redshift-offset — the narrow lines sit more than 500 km/s from the "
+        "the training spectra; not-agn — no broad line and star-forming on the BPT diagram (Kauffmann "
+        "et al. 2003, every line at S/N ≥ 3; needs Hα): the models only know AGN; redshift-offset — "
+        "the narrow lines sit more than 500 km/s from the "
         "redshift; low-coverage — over 10%% of the grid masked), z_offset_kms (narrow-line velocity "
         "offset) and grid. Flagged predictions are written, never dropped. Rejected inputs are named "
         "on stderr (exit status 1), the rest are classified.",

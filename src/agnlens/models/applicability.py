@@ -14,6 +14,13 @@ Three checks, each from what the model and its training set leave behind:
   or report the check as unavailable.
 * **coverage** — the share of the grid that was masked (uncovered or bad pixels, filled in by
   interpolation before the model saw them).
+* **not an AGN** — every default model assumes its input is an AGN (type 1, type 2 or
+  intermediate). Where the physics baseline (:func:`agnlens.models.baseline.measure`) finds no broad
+  Balmer line (Winkler subtype 2) and narrow lines that lie on the star-forming side of the
+  Kauffmann et al. 2003 curve of the BPT diagram, each of the four lines measured at S/N ≥ 3
+  (:func:`agnlens.models.bpt.bpt_class`), the spectrum is a star-forming galaxy: outside the
+  model's domain whatever class it is given. Needs Hα ([N II]/Hα), so only on grids that reach it;
+  composites (between the Kauffmann and Kewley curves) are not flagged, they may host an AGN.
 
 The redshift check, which needs the spectrum's own lines, lives in :mod:`agnlens.redshift`.
 """
@@ -44,7 +51,7 @@ OOD_QUANTILE = 0.998
 OOD_MARGIN = 1.25
 
 #: Flag codes, in the order they are listed in ``flags``.
-FLAG_CODES = ("kernel-collapse", "out-of-distribution", "redshift-offset", "low-coverage")
+FLAG_CODES = ("kernel-collapse", "out-of-distribution", "not-agn", "redshift-offset", "low-coverage")
 
 
 @dataclass
@@ -57,7 +64,9 @@ class Applicability:
         One row per spectrum: ``applicable``, ``flags`` (``;``-separated codes of
         :data:`FLAG_CODES`), ``max_kernel`` (NaN for non-RBF models), ``intercept_share``,
         ``pca_residual``, ``mahalanobis`` (NaN when the model has no training domain),
-        ``masked_share`` and ``ood_check`` (how the distance was judged).
+        ``masked_share``, ``ood_check`` (how the distance was judged) and ``agn_check`` (what the
+        physics says: ``"star-forming, no broad line"`` when flagged ``not-agn``, ``"agn or
+        unclear"`` otherwise, ``"unavailable"`` without measurements or without an Hα fit).
     """
 
     table: pd.DataFrame
@@ -113,6 +122,27 @@ def intercept_share(model, X) -> np.ndarray:
     return share.min(axis=1)
 
 
+def not_agn(measurements: pd.DataFrame) -> np.ndarray:
+    """Spectra that the physics says are no AGN: star-forming on the BPT diagram, no broad line.
+
+    Parameters
+    ----------
+    measurements : DataFrame
+        From :func:`agnlens.models.baseline.measure`: ``bpt_class`` (given only when all four lines
+        have S/N ≥ :data:`agnlens.models.bpt.MIN_BPT_SNR`) and ``subtype``.
+
+    Returns
+    -------
+    ndarray of bool, shape (n_spectra,)
+        ``bpt_class == "star-forming"`` and Winkler subtype 2 (no broad Balmer line).
+    """
+    from agnlens.classes import SUBTYPES
+
+    bpt = measurements["bpt_class"].fillna("").astype(str).to_numpy()
+    subtype = measurements["subtype"].fillna("").astype(str).to_numpy()
+    return (bpt == "star-forming") & (subtype == SUBTYPES[-1])
+
+
 def support_vector_domain(model) -> float:
     """Fallback distance threshold for models without a :class:`TrainingDomain`: the 99.8 %
     quantile of the support vectors' own nearest-other-support-vector distance, times the margin."""
@@ -122,7 +152,7 @@ def support_vector_domain(model) -> float:
     return float(OOD_MARGIN**2 * np.quantile(np.maximum(d2.min(axis=1), 0.0), OOD_QUANTILE))
 
 
-def applicability(model, spectra, *, extra_flags=None) -> Applicability:
+def applicability(model, spectra, *, extra_flags=None, measurements: pd.DataFrame | None = None) -> Applicability:
     """Judge every prediction of ``model`` on ``spectra``.
 
     Parameters
@@ -134,6 +164,9 @@ def applicability(model, spectra, *, extra_flags=None) -> Applicability:
     extra_flags : sequence of sequence of str, optional
         Further flag codes per spectrum (e.g. ``redshift-offset`` from :mod:`agnlens.redshift`);
         any flag makes the prediction not applicable.
+    measurements : DataFrame, optional
+        :func:`agnlens.models.baseline.measure` of ``spectra`` (on a grid reaching Hα, matched by
+        ``spec_id``): flags ``not-agn`` (:func:`not_agn`). Without it the check is unavailable.
 
     Returns
     -------
@@ -159,10 +192,18 @@ def applicability(model, spectra, *, extra_flags=None) -> Applicability:
         how = "unavailable"
     masked = np.asarray(spectra.mask, dtype=bool).mean(axis=1) if n else np.empty(0)
     low_cov = masked > MAX_MASKED_SHARE
+    agn_check = np.full(n, "unavailable", dtype=object)
+    if measurements is not None and n:
+        measured = measurements.drop_duplicates("spec_id").set_index("spec_id").reindex(spectra.spec_id)
+        known = measured["nii_ha"].notna().to_numpy()  # NaN: Hα not covered or not fitted
+        agn_check[known] = "agn or unclear"
+        agn_check[known & not_agn(measured.reset_index())] = "star-forming, no broad line"
+    no_agn = agn_check == "star-forming, no broad line"
     extra = list(extra_flags) if extra_flags is not None else [()] * n
     flags = []
     for i in range(n):
-        checks = (("kernel-collapse", collapse[i]), ("out-of-distribution", ood[i]), ("low-coverage", low_cov[i]))
+        checks = (("kernel-collapse", collapse[i]), ("out-of-distribution", ood[i]), ("not-agn", no_agn[i]),
+                  ("low-coverage", low_cov[i]))
         codes = set(extra[i]) | {code for code, on in checks if on}
         # known codes in the order of FLAG_CODES, any others after them
         flags.append(";".join([c for c in FLAG_CODES if c in codes] + sorted(codes - set(FLAG_CODES))))
@@ -175,6 +216,7 @@ def applicability(model, spectra, *, extra_flags=None) -> Applicability:
         "mahalanobis": mahal,
         "masked_share": masked,
         "ood_check": how,
+        "agn_check": agn_check,
     })
     return Applicability(table)
 

@@ -33,7 +33,9 @@ from agnlens.spectra import SpectrumSet
 
 log = logging.getLogger(__name__)
 
-__all__ = ["CLASSES", "FWHM_PER_SIGMA", "MEASURE_COLUMNS", "PhysicsBaseline", "measure", "rules"]
+__all__ = [
+    "BPT_LINES", "CLASSES", "FWHM_PER_SIGMA", "MEASURE_COLUMNS", "PhysicsBaseline", "bpt_snr", "measure", "rules",
+]
 
 #: The labels the baseline can give, sorted as ``classes_`` (and ``predict_proba`` columns).
 CLASSES = np.array(sorted(["type1", "type2", "intermediate"]))
@@ -225,9 +227,11 @@ class PhysicsBaseline(ClassifierMixin, BaseEstimator):
             ``broad_snr``, ``broad_fraction``, ``delta_bic``, ``fwhm_narrow``,
             ``broad_at_bound``, ``good_pixels``; ``flux_narrow``: narrow Hβ / Hα in normalised
             flux × Å) and ``broad`` (counts by the rules); ``hb_feii_flux`` (Fe II 4668+4925+5020
-            in the broad model); ``oiii_flux``, ``oiii_fwhm``, ``r_oiii_hb`` ([O III] 5008 / Hβ
-            total), ``oiii_hb_narrow`` ([O III] 5008 / narrow Hβ), ``nii_ha`` ([N II] 6585 /
-            narrow Hα), ``balmer_decrement_narrow`` (narrow Hα / narrow Hβ) and ``halpha_covered``.
+            in the broad model); ``oiii_flux``, ``nii_flux`` and the narrow fluxes' 1 σ errors
+            (``hb_flux_narrow_err``, ``oiii_flux_err``, ``ha_flux_narrow_err``, ``nii_flux_err``);
+            ``oiii_fwhm``, ``r_oiii_hb`` ([O III] 5008 / Hβ total), ``oiii_hb_narrow`` ([O III] 5008
+            / narrow Hβ), ``nii_ha`` ([N II] 6585 / narrow Hα), ``balmer_decrement_narrow`` (narrow
+            Hα / narrow Hβ) and ``halpha_covered``.
         """
         wl, flux, ivar = self._unpack(X, fitted=True)
         n = flux.shape[0]
@@ -335,8 +339,8 @@ class PhysicsBaseline(ClassifierMixin, BaseEstimator):
     def _measure_one(self, wl: np.ndarray, flux: np.ndarray, ivar: np.ndarray | None) -> dict:
         hb = fit_complex(wl, flux, ivar, HBETA, self.instrumental_sigma)
         out = {f"hb_{key}": value for key, value in hb.items()}
-        out["hb_flux_narrow"] = out.pop("hb_flux_narrow_0")
-        out["oiii_flux"] = out.pop("hb_flux_narrow_1")
+        out["hb_flux_narrow"], out["hb_flux_narrow_err"] = out.pop("hb_flux_narrow_0"), out.pop("hb_flux_narrow_err_0")
+        out["oiii_flux"], out["oiii_flux_err"] = out.pop("hb_flux_narrow_1"), out.pop("hb_flux_narrow_err_1")
         out["oiii_fwhm"] = out["hb_fwhm_narrow"]
         hb_total = out["hb_flux_narrow"] + max(out["hb_flux_broad"], 0.0)
         out["r_oiii_hb"] = _ratio(out["oiii_flux"], hb_total)
@@ -346,7 +350,8 @@ class PhysicsBaseline(ClassifierMixin, BaseEstimator):
         ha = (fit_complex(wl, flux, ivar, HALPHA, self.instrumental_sigma) if covered
               else dict.fromkeys(hb, np.nan))
         out.update({f"ha_{key}": value for key, value in ha.items() if key != "feii_flux"})
-        out["ha_flux_narrow"] = out.pop("ha_flux_narrow_0")
+        out["ha_flux_narrow"], out["ha_flux_narrow_err"] = out.pop("ha_flux_narrow_0"), out.pop("ha_flux_narrow_err_0")
+        out["nii_flux"], out["nii_flux_err"] = out.get("ha_flux_narrow_1", np.nan), out.pop("ha_flux_narrow_err_1")
         out["nii_ha"] = _ratio(out.pop("ha_flux_narrow_1"), out["ha_flux_narrow"])
         out["balmer_decrement_narrow"] = _ratio(out["ha_flux_narrow"], out["hb_flux_narrow"])
         for prefix in ("hb", "ha"):
@@ -385,6 +390,31 @@ class PhysicsBaseline(ClassifierMixin, BaseEstimator):
 def _measure_rows(est: PhysicsBaseline, wl, flux, ivar) -> list[dict]:
     """Measure a block of spectra (module level so that joblib's workers can run it)."""
     return [est._measure_one(wl, flux[i], None if ivar is None else ivar[i]) for i in range(flux.shape[0])]
+
+
+#: The BPT lines as (flux, error) columns of :meth:`PhysicsBaseline.measure`.
+BPT_LINES = (("hb_flux_narrow", "hb_flux_narrow_err"), ("oiii_flux", "oiii_flux_err"),
+             ("ha_flux_narrow", "ha_flux_narrow_err"), ("nii_flux", "nii_flux_err"))
+
+
+def bpt_snr(table: pd.DataFrame) -> np.ndarray:
+    """The least S/N of the four BPT lines (narrow Hβ, [O III] 5008, narrow Hα, [N II] 6585).
+
+    Parameters
+    ----------
+    table : DataFrame
+        From :meth:`PhysicsBaseline.measure` (the flux and error columns of :data:`BPT_LINES`).
+
+    Returns
+    -------
+    ndarray of shape (n_spectra,)
+        NaN where a line was not fitted (Hα not covered); 0 where an error is 0 (a degenerate fit).
+    """
+    snr = [np.divide(table[f].to_numpy(float), table[e].to_numpy(float),
+                     out=np.zeros(len(table)), where=table[e].to_numpy(float) > 0) for f, e in BPT_LINES]
+    nan = np.any([~np.isfinite(table[f].to_numpy(float)) | ~np.isfinite(table[e].to_numpy(float))
+                  for f, e in BPT_LINES], axis=0)
+    return np.where(nan, np.nan, np.min(snr, axis=0)) if len(table) else np.empty(0)
 
 
 #: Line fluxes (normalised flux × Å, i.e. equivalent widths in units of the 5100 Å continuum)
@@ -430,7 +460,8 @@ def measure(spectra: SpectrumSet, predicted=None, *, baseline: PhysicsBaseline |
         km/s; NaN where the rules find no broad line) with errors, the narrow FWHM of Hβ and Hα,
         ``r_oiii_hb`` ([O III] 5008 / Hβ total: Winkler's R), ``oiii_hb_narrow`` and ``nii_ha`` (the BPT ratios),
         ``balmer_decrement_narrow`` (narrow Hα / Hβ), ``bpt_class`` (:func:`agnlens.models.bpt.bpt_class`;
-        "" without Hα), ``subtype``, ``baseline_label`` ("" when Hβ could not be fitted),
+        "" without Hα or when a line's S/N is below :data:`agnlens.models.bpt.MIN_BPT_SNR`), ``subtype``,
+        ``baseline_label`` ("" when Hβ could not be fitted),
         ``baseline_confidence``, ``baseline_flags`` and, with ``predicted``, ``agrees_with_baseline``
         (nullable boolean: missing when the baseline gives no label).
     """
@@ -446,7 +477,7 @@ def measure(spectra: SpectrumSet, predicted=None, *, baseline: PhysicsBaseline |
         out[f"{prefix}_fwhm_broad_err"] = np.where(has, full[f"{prefix}_fwhm_broad_err"], np.nan)
     for col in ("hb_fwhm_narrow", "ha_fwhm_narrow", "r_oiii_hb", "oiii_hb_narrow", "balmer_decrement_narrow", "nii_ha"):
         out[col] = full[col].to_numpy(dtype=float)
-    out["bpt_class"] = bpt_class(out["nii_ha"], out["oiii_hb_narrow"])
+    out["bpt_class"] = bpt_class(out["nii_ha"], out["oiii_hb_narrow"], snr=bpt_snr(full))
     out["subtype"] = full["subtype"].to_numpy()
     out["baseline_label"] = full["label"].to_numpy()
     out["baseline_confidence"] = full["confidence"].to_numpy()

@@ -11,18 +11,25 @@ x = log10([N II] 6585 / Hα), y = log10([O III] 5008 / Hβ) (narrow components):
   baseline's fits do not reach [S II] or [O I] (the ``balmer`` grid ends at 6700 Å), so without
   them the AGN branch is split at [O III]/Hβ = 3 (y = 0.48; Ho, Filippenko & Sargent 1997; the
   Seyfert threshold DOMAIN.md quotes).
+
+A class is only given when the four lines are measured: each at S/N ≥ :data:`MIN_BPT_SNR` (3, the
+cut of Kauffmann et al. 2003 and Brinchmann et al. 2004). A ratio over a line lost in the noise
+puts a spectrum anywhere on the diagram — a quasar whose fit gives [N II] ≈ 0 would otherwise be
+"star-forming".
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["BPT_CLASSES", "bpt_class", "kauffmann03", "kewley01", "kewley06_oi", "kewley06_sii"]
+__all__ = ["BPT_CLASSES", "MIN_BPT_SNR", "bpt_class", "kauffmann03", "kewley01", "kewley06_oi", "kewley06_sii"]
 
 #: The classes :func:`bpt_class` gives; ``""`` when a ratio is missing (Hα not covered, no line).
 BPT_CLASSES = ("star-forming", "composite", "seyfert", "liner")
 #: [O III]/Hβ above which an AGN is a Seyfert when [S II] and [O I] are not measured.
 SEYFERT_OIII_HB = 3.0
+#: Least S/N (flux / its 1 σ error) of each of Hβ, [O III] 5008, Hα and [N II] 6585 for a BPT class.
+MIN_BPT_SNR = 3.0
 
 
 def kewley01(x):
@@ -45,7 +52,7 @@ def kewley06_oi(x_oi):
     return 1.18 * np.asarray(x_oi, dtype=float) + 1.30
 
 
-def bpt_class(nii_ha, oiii_hb, sii_ha=None) -> np.ndarray:
+def bpt_class(nii_ha, oiii_hb, sii_ha=None, *, snr=None) -> np.ndarray:
     """BPT class of each spectrum from its narrow-line ratios.
 
     Parameters
@@ -55,6 +62,9 @@ def bpt_class(nii_ha, oiii_hb, sii_ha=None) -> np.ndarray:
     sii_ha : array-like of shape (n,), optional
         [S II] 6718+6733 / Hα; splits Seyferts from LINERs by Kewley et al. 2006. Without it the
         split is at [O III]/Hβ = 3.
+    snr : array-like of shape (n,), optional
+        The least S/N of the four lines; below :data:`MIN_BPT_SNR` (or NaN) the class is ``""``.
+        Without it every finite ratio is classified.
 
     Returns
     -------
@@ -67,6 +77,11 @@ def bpt_class(nii_ha, oiii_hb, sii_ha=None) -> np.ndarray:
         raise ValueError(f"bpt_class: nii_ha has shape {n2.shape} but oiii_hb has shape {o3.shape}")
     out = np.full(n2.shape, "", dtype=object)
     ok = np.isfinite(n2) & np.isfinite(o3) & (n2 > 0) & (o3 > 0)
+    if snr is not None:
+        least = np.atleast_1d(np.asarray(snr, dtype=float))
+        if least.shape != n2.shape:
+            raise ValueError(f"bpt_class: snr has shape {least.shape} but the ratios have shape {n2.shape}")
+        ok &= np.nan_to_num(least, nan=-np.inf) >= MIN_BPT_SNR
     with np.errstate(divide="ignore", invalid="ignore"):
         x, y = np.log10(np.where(ok, n2, 1.0)), np.log10(np.where(ok, o3, 1.0))
         agn = (x >= 0.47) | (y > kewley01(x))

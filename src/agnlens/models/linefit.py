@@ -192,7 +192,7 @@ def _empty(n_good: int, k: int) -> dict:
                                 "broad_snr", "broad_fraction", "delta_bic", "fwhm_narrow", "feii_flux")}
     out.update(broad_at_bound=False, narrow_at_bound=False, good_pixels=n_good)
     for j in range(k):
-        out[f"flux_narrow_{j}"] = nan
+        out[f"flux_narrow_{j}"] = out[f"flux_narrow_err_{j}"] = nan
     return out
 
 
@@ -219,7 +219,8 @@ def fit_complex(wl: np.ndarray, flux: np.ndarray, ivar: np.ndarray | None, cx: L
         (0 when ΔBIC ≤ 0; negative: an absorption trough), ``flux_broad_err``, ``broad_snr``,
         ``broad_fraction`` (broad / (narrow + positive broad) of the first narrow line),
         ``delta_bic`` (evidence for the broad model), ``fwhm_narrow``, ``feii_flux`` (NaN without
-        Fe II), ``broad_at_bound``, ``narrow_at_bound``, ``good_pixels``, ``flux_narrow_<j>``.
+        Fe II), ``broad_at_bound``, ``narrow_at_bound``, ``good_pixels``, ``flux_narrow_<j>`` and
+        its 1 σ error ``flux_narrow_err_<j>`` (from the model that is reported).
         All NaN when fewer than half of the window's pixels are good.
     """
     sel = (wl >= cx.lo) & (wl <= cx.hi)
@@ -252,7 +253,7 @@ def fit_complex(wl: np.ndarray, flux: np.ndarray, ivar: np.ndarray | None, cx: L
     lo_n = np.array([-inf, -inf] + [0.0] * k + [-_NARROW_VELOCITY, NARROW_SIGMA[0]])
     hi_n = np.array([inf, inf] + [inf] * k + [_NARROW_VELOCITY, NARROW_SIGMA[1]])
     p_init = np.array(p_n, dtype=float)
-    p_n, chi2_n, _ = _solve(lam, x, data, w, cx, p_init, lo_n, hi_n, broad=False)
+    p_n, chi2_n, jac_n = _solve(lam, x, data, w, cx, p_init, lo_n, hi_n, broad=False)
 
     # Broad start: the flux and width of what the narrow fit leaves under the broad line. The
     # broad flux may take either sign, so that a broad absorption trough (the host's stellar
@@ -298,15 +299,11 @@ def fit_complex(wl: np.ndarray, flux: np.ndarray, ivar: np.ndarray | None, cx: L
     chi2_b = min(chi2_b, chi2_n)
 
     n_pix = lam.size
-    s2 = chi2_b / max(n_pix - p_b.size, 1)
-    if ivar is not None:
-        s2 = max(s2, 1.0)
-    s2 = max(s2, np.finfo(float).tiny)
+    s2 = _scale(chi2_b, n_pix - p_b.size, ivar is not None)
     delta_bic = (chi2_n - chi2_b) / s2 - penalty
 
     # Parameter errors from the Jacobian at the optimum, scaled like the χ².
-    cov = np.linalg.pinv(jac_b.T @ jac_b) * s2
-    err = np.sqrt(np.clip(np.diag(cov), 0.0, None))
+    err = _errors(jac_b, s2)
     f_b, s_b = p_b[4 + k], p_b[6 + k]
     inst2 = instrumental_sigma**2
     intrinsic = np.sqrt(max(s_b**2 - inst2, 0.0))
@@ -329,11 +326,25 @@ def fit_complex(wl: np.ndarray, flux: np.ndarray, ivar: np.ndarray | None, cx: L
         "narrow_at_bound": bool(_at_bound(s_n, NARROW_SIGMA)),
         "good_pixels": int(n_pix),
     }
+    # the narrow fluxes' errors from the model they are reported from (scaled like its χ²)
+    err_p = err if use_broad else _errors(jac_n, _scale(chi2_n, n_pix - p_n.size, ivar is not None))
     for j in range(k):
         out[f"flux_narrow_{j}"] = float(p[2 + j])
+        out[f"flux_narrow_err_{j}"] = float(err_p[2 + j])
     total = out["flux_narrow_0"] + f_pos
     out["broad_fraction"] = f_pos / total if total > 0 else 0.0
     return out
+
+
+def _scale(chi2: float, dof: int, weighted: bool) -> float:
+    """χ² / dof, at least 1 when the pixels carry their inverse variance (``weighted``)."""
+    s2 = chi2 / max(dof, 1)
+    return max(s2, 1.0 if weighted else np.finfo(float).tiny)
+
+
+def _errors(jac: np.ndarray, s2: float) -> np.ndarray:
+    """1 σ parameter errors from the weighted Jacobian (n_pix, n_par) at the optimum, scaled by ``s2``."""
+    return np.sqrt(np.clip(np.diag(np.linalg.pinv(jac.T @ jac) * s2), 0.0, None))
 
 
 def _at_bound(value: float, bounds: tuple[float, float]) -> bool:

@@ -39,13 +39,14 @@ def baseline(
         :meth:`~agnlens.models.baseline.PhysicsBaseline.measure`, ``bpt_class`` after ``flags``,
         and ``true_label`` second when the spectra carry labels.
     """
-    from agnlens.models.baseline import PhysicsBaseline
+    from agnlens.models.baseline import PhysicsBaseline, bpt_snr
     from agnlens.models.bpt import bpt_class
 
     model = PhysicsBaseline(min_broad_fwhm=min_broad_fwhm, min_delta_bic=min_delta_bic, quasar=quasar,
                             n_jobs=n_jobs)
     table = model.fit(spectra).measure(spectra)
-    table.insert(table.columns.get_loc("flags") + 1, "bpt_class", bpt_class(table["nii_ha"], table["oiii_hb_narrow"]))
+    bpt = bpt_class(table["nii_ha"], table["oiii_hb_narrow"], snr=bpt_snr(table))  # only well-measured lines
+    table.insert(table.columns.get_loc("flags") + 1, "bpt_class", bpt)
     truth = spectra.labels
     if np.any(truth != ""):
         table.insert(1, "true_label", truth)

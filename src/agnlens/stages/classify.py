@@ -28,7 +28,8 @@ COLUMNS = ("spec_id", "label", "predicted_label", "applicable", "flags", "z_offs
            "z_offset_err_kms", "grid")
 
 
-def classify(model, spectra, *, check_redshift: bool = True, grid: str | None = None, executor=None) -> pd.DataFrame:
+def classify(model, spectra, *, check_redshift: bool = True, check_physics: bool = True,
+             measurements: pd.DataFrame | None = None, grid: str | None = None, executor=None) -> pd.DataFrame:
     """Classify spectra and judge every prediction.
 
     Parameters
@@ -42,6 +43,13 @@ def classify(model, spectra, *, check_redshift: bool = True, grid: str | None = 
     check_redshift : bool
         Measure the narrow lines' velocity offset (:mod:`agnlens.redshift`) and flag
         ``redshift-offset`` beyond :data:`agnlens.redshift.MAX_OFFSET_KMS`.
+    check_physics : bool
+        On grids reaching Hα, fit the lines with the physics baseline
+        (:func:`agnlens.models.baseline.measure`, ~10 ms of CPU per spectrum) and flag ``not-agn``
+        (:func:`agnlens.models.applicability.not_agn`: star-forming on the BPT diagram, no broad line).
+    measurements : DataFrame, optional
+        :func:`agnlens.models.baseline.measure` of these spectra, already made (e.g. on the
+        ``balmer`` grid for spectra classified on ``paper``); used instead of fitting again.
     grid : str, optional
         Name written in the ``grid`` column (default ``spectra.grid``).
     executor : Executor, optional
@@ -54,21 +62,25 @@ def classify(model, spectra, *, check_redshift: bool = True, grid: str | None = 
         One row per spectrum, in order: ``spec_id, label, predicted_label, p_<class>...,
         applicable, flags, z_offset_kms, z_offset_err_kms, grid, z, source``, then the diagnostics of
         :func:`agnlens.models.applicability.applicability` (``max_kernel``, ``intercept_share``,
-        ``pca_residual``, ``mahalanobis``, ``masked_share``, ``ood_check``).
+        ``pca_residual``, ``mahalanobis``, ``masked_share``, ``ood_check``, ``agn_check``).
     """
     from agnlens.io.coerce import as_spectrum_set, is_spectrum_like
 
     if not isinstance(spectra, SpectrumSet) and is_spectrum_like(spectra):
         spectra = as_spectrum_set(spectra, n_pixels=getattr(model, "n_features_in_", None))
-    if len(spectra) == 0:
-        return classify_chunk(spectra, model, check_redshift, grid)
-    tables = as_executor(executor).map(classify_chunk, spectra, model, check_redshift, grid, desc="classify")
+    if len(spectra) == 0 or measurements is not None:  # measurements made for the whole set: one chunk
+        return classify_chunk(spectra, model, check_redshift, grid, check_physics, measurements)
+    tables = as_executor(executor).map(classify_chunk, spectra, model, check_redshift, grid, check_physics,
+                                       desc="classify")
     return tables[0] if len(tables) == 1 else pd.concat(tables, ignore_index=True)
 
 
-def classify_chunk(spectra: SpectrumSet, model, check_redshift: bool = True, grid: str | None = None) -> pd.DataFrame:
+def classify_chunk(spectra: SpectrumSet, model, check_redshift: bool = True, grid: str | None = None,
+                   check_physics: bool = True, measurements: pd.DataFrame | None = None) -> pd.DataFrame:
     """:func:`classify` of one chunk (the task the executor runs); same arguments, same table."""
     from agnlens.models.applicability import applicability
+    from agnlens.models.baseline import measure
+    from agnlens.models.linefit import HALPHA, HBETA, covers
     from agnlens.redshift import check_set
 
     X = np.asarray(spectra.flux, dtype=np.float64)
@@ -84,7 +96,10 @@ def classify_chunk(spectra: SpectrumSet, model, check_redshift: bool = True, gri
     offsets = np.array([c.offset_kms for c in checks]) if checks else np.full(len(spectra), np.nan)
     errors = np.array([c.error_kms for c in checks]) if checks else np.full(len(spectra), np.nan)
     extra = [("redshift-offset",) if c.flagged else () for c in checks] if checks else None
-    judged = applicability(model, spectra, extra_flags=extra).table
+    if measurements is None and check_physics and len(spectra) and all(
+            covers(np.asarray(spectra.wavelength, dtype=float), cx) for cx in (HBETA, HALPHA)):
+        measurements = measure(spectra)
+    judged = applicability(model, spectra, extra_flags=extra, measurements=measurements).table
     table = pd.DataFrame({
         "spec_id": spectra.spec_id,
         "label": spectra.labels,
@@ -196,7 +211,9 @@ def classify_files(
     paths = [str(p) for p in expand_inputs(inputs)]
     catalog = read_catalog(labels) if isinstance(labels, (str, Path)) else labels
     groups, rejected = read_for_models(models, paths, labels=catalog)
-    tables = [classify(model, spectra, check_redshift=check_redshift) for model, _, spectra in groups]
+    tables = [classify(model, spectra, check_redshift=check_redshift,
+                       measurements=_halpha_measurements(spectra, catalog))
+              for model, _, spectra in groups]
     table = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=list(COLUMNS))
     if refine_z and len(table):
         table = _refine(models, table, catalog)
@@ -257,6 +274,21 @@ def merge_groups(groups: Sequence[tuple[Any, dict, SpectrumSet]]) -> list[tuple[
     for model, meta, spectra in groups:
         merged.setdefault(id(model), (model, meta, []))[2].append(spectra)
     return [(m, md, sets[0] if len(sets) == 1 else SpectrumSet.concat(sets)) for m, md, sets in merged.values()]
+
+
+def _halpha_measurements(spectra: SpectrumSet, catalog) -> pd.DataFrame | None:
+    """For spectra on a grid without Hα (``paper``): the physics baseline's measurements of the same
+    files on the ``balmer`` grid, so that the ``not-agn`` check sees [N II]/Hα wherever the spectrum
+    reaches it (files that do not are left out: their check stays unavailable). None when the grid
+    reaches Hα (:func:`classify` measures the spectra as they are)."""
+    from agnlens.ingest import ingest
+    from agnlens.models.baseline import measure
+    from agnlens.models.linefit import HALPHA, covers
+
+    if not len(spectra) or covers(np.asarray(spectra.wavelength, dtype=float), HALPHA):
+        return None
+    balmer, _ = ingest(list(spectra.meta["source"]), labels=catalog, grid="balmer")
+    return measure(balmer) if len(balmer) else None
 
 
 def _refine(models, table: pd.DataFrame, catalog) -> pd.DataFrame:
