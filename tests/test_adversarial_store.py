@@ -342,7 +342,8 @@ def test_a_changed_input_is_not_answered_with_the_killed_runs_results(tmp_path):
     files[0].write_bytes(replacement.read_bytes())
     work = tmp_path / ".s.zarr.ingest-work"
     for overwrite in (False, True):  # the killed run's work is never deleted, not even to overwrite
-        with pytest.raises(ValueError, match=f"holds the work of a different run.*files_sha256.*delete {re.escape(str(work))}"):
+        refusal = f"holds the work of a different run.*files_sha256.*delete {re.escape(str(work))}"
+        with pytest.raises(ValueError, match=refusal):
             ingest_files([d], out, batch_size=1, overwrite=overwrite)
         assert not out.exists() and work.is_dir()
     shutil.rmtree(work)  # as the message says

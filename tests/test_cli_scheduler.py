@@ -43,7 +43,8 @@ def test_classify_is_the_same_bits_through_every_corridor(setup, cluster, tmp_pa
     model, model_path, store = setup
     spectra = open_store(store, lazy=False)
     library = classify(model, spectra, executor=Executor.for_store(store))
-    dask = read_predictions(classify_store(model, store, tmp_path / "work", executor=Executor.for_store(store, cluster)))
+    on_cluster = Executor.for_store(store, cluster)
+    dask = read_predictions(classify_store(model, store, tmp_path / "work", executor=on_cluster))
     # the Dask path gives the in-process stage's table: every column, applicability included, bit for bit
     assert {"applicable", "flags", "z_offset_kms", "grid"} <= set(dask.columns)
     pd.testing.assert_frame_equal(dask, library, check_exact=True, check_dtype=False)
@@ -52,7 +53,8 @@ def test_classify_is_the_same_bits_through_every_corridor(setup, cluster, tmp_pa
     outs = {}
     for scheduler in ("local", cluster):
         out = tmp_path / f"{len(outs)}.csv"
-        assert main(["classify", "--model", str(model_path), str(store), "--out", str(out), "--scheduler", scheduler]) == 0
+        args = ["classify", "--model", str(model_path), str(store), "--out", str(out), "--scheduler", scheduler]
+        assert main(args) == 0
         outs[scheduler] = out.read_bytes()
         assert not any(p.name.endswith(".work") for p in tmp_path.iterdir()), "work folder left behind"
     assert outs["local"] == outs[cluster]
@@ -90,4 +92,5 @@ def test_explain_is_the_same_bits_through_every_corridor(setup, cluster, tmp_pat
     expected = proba_gradient(model, np.asarray(spectra.flux, float))
     np.testing.assert_allclose(library, expected, rtol=1e-5, atol=1e-7 * np.abs(expected).max())
     # a model file is not a store: --scheduler refuses it
-    assert main(["explain", "--model", str(model_path), str(model_path), "--out", str(out), "--scheduler", cluster]) == 2
+    args = ["explain", "--model", str(model_path), str(model_path), "--out", str(out), "--scheduler", cluster]
+    assert main(args) == 2

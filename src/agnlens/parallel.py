@@ -12,9 +12,14 @@ import os
 from pathlib import Path
 
 from agnlens.engine import N_WORKERS, THREADS_PER_WORKER, MapResult, get_client, map_chunks, run_chunk
-from agnlens.stages import Executor, classify_chunk, explain_chunk, ingest_files
-from agnlens.stages import classify_store as _classify_store
-from agnlens.stages import explain_store as _explain_store
+from agnlens.stages import (
+    Executor,
+    classify_chunk,
+    classify_store as _classify_store,
+    explain_chunk,
+    explain_store as _explain_store,
+    ingest_files,
+)
 
 __all__ = [
     "N_WORKERS", "THREADS_PER_WORKER", "MapResult", "classify_chunk", "classify_store", "explain_chunk",
@@ -27,7 +32,7 @@ def classify_store(model, store_path: str | os.PathLike, out_path: str | os.Path
     """:func:`agnlens.stages.classify_store` on ``scheduler`` (see :func:`agnlens.engine.get_client`):
     ``OUT/predictions.csv`` with the columns of :func:`agnlens.stages.classify`, in store order."""
     executor = Executor(scheduler, chunk_size=chunk_size, retries=retries, progress=progress)
-    return _classify_store(model, store_path, out_path, executor=executor)
+    return _classify_store(model, Path(store_path), Path(out_path), executor=executor)
 
 
 def explain_store(model, store_path: str | os.PathLike, out_path: str | os.PathLike, *, method: str = "gradient",

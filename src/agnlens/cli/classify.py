@@ -58,7 +58,13 @@ def run(args) -> int:
     from agnlens.models.default import resolve_models
     from agnlens.models.persistence import check_grid
     from agnlens.stages import (
-        Executor, classify, classify_files, classify_store, model_for_grid, read_predictions, write_provenance,
+        Executor,
+        classify,
+        classify_files,
+        classify_store,
+        model_for_grid,
+        read_predictions,
+        write_provenance,
     )
 
     args.inputs = unique_inputs("classify", args.inputs)

@@ -17,9 +17,10 @@ store (:mod:`agnlens.io.store`) or, for the parallel ingest, batches of files:
   job skips every chunk that has its marker; when all are done the parts are assembled into
   ``OUT/<name>.csv`` (tables) and ``OUT/<name>.zarr`` (arrays), one part at a time, and
   ``OUT/complete.json`` is written; a rerun then does nothing. One protocol
-  (:func:`~agnlens.engine.resume.claim`) serves every resumable run here: ``job.json`` records what the run is (the job, the store's identity,
-  which changes with every write; for ingest every input's name, size and modification time), the
-  same run resumes, and a different one is refused with a message saying what differs, never
+  (:func:`~agnlens.engine.resume.claim`) serves every resumable run here: ``job.json`` records
+  what the run is (the job, the store's identity, which changes with every write; for ingest
+  every input's name, size and modification time), the same run resumes, and a different one is
+  refused with a message saying what differs, never
   deleted.
 * **failures** — a chunk whose function raises is retried ``retries`` times; a chunk whose worker
   process dies is rescheduled by the Dask scheduler (on the cluster this module starts, up to

@@ -125,7 +125,7 @@ def _read_metrics(folder: Path) -> dict:
     return metrics
 
 
-def _read_csv(folder: Path, name: str) -> pd.DataFrame | None:
+def _read_csv(folder: Path, name: str | Path) -> pd.DataFrame | None:
     path = folder / name
     if not path.is_file():
         logger.info("report: %s not found, section marked as not computed", path)

@@ -35,7 +35,7 @@ _DTYPES = {c: str for c in ("spec_id", "label", "predicted", "subtype", "bpt_cla
                             "flags", "saliency_figure")}
 
 
-def _read(folder: Path, name: str) -> pd.DataFrame | None:
+def _read(folder: Path, name: str | Path) -> pd.DataFrame | None:
     path = folder / name
     if not path.is_file():
         return None
@@ -83,7 +83,8 @@ def physics_context(metrics: dict, folder: Path) -> dict:
     ctx: dict[str, Any] = {"rules": rules(), "measurements": None, "agreement": s.get("baseline_agreement"),
                            "cw_test": s.get("centre_wings_test"),
                            "class_saliency": _figure(folder, ResultsFolder(folder).figure("class_saliency")),
-                           "tsne_physics": _figure(folder, ResultsFolder(folder).figure("tsne_physics"), max_width=1000),
+                           "tsne_physics": _figure(folder, ResultsFolder(folder).figure("tsne_physics"),
+                                                   max_width=1000),
                            "by_subtype": None}
     if measured is not None and len(measured):
         ctx["measurements"] = _measure_rows(measured, ["spec_id", "agrees_with_baseline"])

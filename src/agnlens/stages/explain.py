@@ -14,6 +14,7 @@ import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -21,6 +22,9 @@ import pandas as pd
 from agnlens.results import ResultsFolder
 from agnlens.spectra import SpectrumSet
 from agnlens.stages.executor import Executor, as_executor
+
+if TYPE_CHECKING:
+    from agnlens.explain.result import Saliency
 
 #: Columns of ``applicability.csv``: the judgement of :func:`agnlens.stages.classify` of each map.
 APPLICABILITY_COLUMNS = ["spec_id", "predicted_label", "applicable", "flags", "z_offset_kms", "z_offset_err_kms",
@@ -46,7 +50,7 @@ class Explanation:
         Spectra with a figure in ``figures/saliency/``.
     """
 
-    saliency: object
+    saliency: Saliency
     line_table: pd.DataFrame
     centre_wings: list = field(default_factory=list)
     judged: pd.DataFrame | None = None
@@ -56,6 +60,8 @@ class Explanation:
     @property
     def flags(self) -> np.ndarray:
         """The ``flags`` of every explained spectrum ("" when its prediction is applicable)."""
+        if self.judged is None:
+            return np.full(len(self.saliency.spec_id), "", dtype=object)
         return self.judged["flags"].fillna("").astype(str).to_numpy()
 
 
@@ -154,6 +160,8 @@ def explain_figures(result: Explanation, *, progress: bool = False, panels: dict
             fig.savefig(tmp, format="png", dpi=dpi)
 
     sal, folder, flags = result.saliency, result.folder, result.flags
+    if folder is None:
+        raise ValueError("explain_figures: the Explanation has no results folder to draw into")
     rows = range(result.n_figures)
     if progress:
         from tqdm.auto import tqdm
@@ -172,7 +180,8 @@ def explain_figures(result: Explanation, *, progress: bool = False, panels: dict
         save(fig, folder.saliency_figure(sal.spec_id[i], i), dpi=90)
     picked, _ = sal.study_sample(n_random=max(0, 30 - int(sal.misclassified.sum())), seed=0)
     title = "misclassified spectra and a random sample" if sal.misclassified.any() else "a random sample"
-    save(plot_gallery(sal, picked[:30], title=title, flags=flags), folder.figure("gallery"), dpi=80)
+    gallery = plot_gallery(sal, [int(i) for i in picked[:30]], title=title, flags=list(flags))
+    save(gallery, folder.figure("gallery"), dpi=80)
     save(plot_line_table(result.line_table).figure, folder.figure("line_table"))
     cws = result.centre_wings
     if cws:

@@ -76,7 +76,7 @@ def ingest(
     if append:
         from agnlens.ingest import ingest_append
 
-        return ingest_append(inputs, out, progress=progress, **options)
+        return ingest_append(inputs, Path(out), progress=progress, **options)
     executor = as_executor(executor)
     written, summary = ingest_files(
         inputs, out, scheduler=executor.scheduler, batch_size=batch_size, overwrite=overwrite,

@@ -16,4 +16,4 @@ def report(folder: ResultsFolder | str | os.PathLike, output: str | os.PathLike 
     from agnlens.report import build_report
 
     folder = folder if isinstance(folder, ResultsFolder) else ResultsFolder(folder)
-    return build_report(folder.root, output=folder.report if output is None else output, **options)
+    return build_report(folder.root, output=folder.report if output is None else Path(output), **options)
