@@ -11,13 +11,15 @@ At 10⁵ spectra (full mode only; openTSNE's FFT gradients, agnlens's default th
 takes far longer than the whole ``run.py`` budget, so it is run once on its own
 (``tsne_sklearn_large.py``, same input); its time is read from
 ``results/tsne_sklearn_100000.json`` when that file exists — the note says so, with its date — and
-otherwise the row reports agnlens alone (peer and ratio NaN).
+otherwise the row reports agnlens alone (peer and ratio NaN). ``AGNLENS_BENCH_TSNE_LARGE=0`` skips
+the 10⁵ row (a smoke run).
 """
 
 from __future__ import annotations
 
 import inspect
 import json
+import os
 import sys
 import time
 
@@ -71,7 +73,7 @@ def run(quick: bool = False) -> list[dict]:
         ours=t_ours, peer=t_peer, peer_name="sklearn.manifold.TSNE (Barnes-Hut)", unit="s", ratio=t_peer / t_ours,
         note=f"10-NN leave-one-out label accuracy of the map: agnlens {acc_ours:.4f}, sklearn {acc_peer:.4f}",
     )]
-    if not quick:
+    if not quick and os.environ.get("AGNLENS_BENCH_TSNE_LARGE", "1") == "1":
         from bench_scaling import simulated
 
         print(f"  openTSNE (agnlens, FFT) on {N_LARGE} spectra...", file=sys.stderr, flush=True)
