@@ -136,14 +136,15 @@ class _Search:
                 })
             self._fit_vote(range(len(self.rows) - len(todo), len(self.rows)), 0)
 
-    def halve(self) -> None:
-        """Successive halving: promote the leading cells rung by rung up to the whole training split."""
+    def halve(self, min_keep: int = 1) -> None:
+        """Successive halving: promote the leading cells rung by rung up to the whole training split
+        (the leading ``1 / HALVING_FACTOR^rung`` of the cells, but at least ``min_keep``)."""
         n_cells = len(self.rows)
         for rung in range(1, len(self.rungs)):
             previous = self.rungs[rung - 1].size
             order = sorted((i for i in range(n_cells) if self.rows[i]["n_train"] == previous),
                            key=lambda i: (-self.rows[i]["vote_score"], -self.rows[i]["validation_accuracy"], i))
-            keep = order[: -(-n_cells // HALVING_FACTOR**rung)]
+            keep = order[: max(min_keep, -(-n_cells // HALVING_FACTOR**rung))]
             log.debug("halving rung %d: %d of %d cells on %d spectra", rung, len(keep), len(order), self.rungs[rung].size)
             self._fit_vote(keep, rung)
 

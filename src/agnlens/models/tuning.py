@@ -174,8 +174,9 @@ def tune(
     halving : bool
         Successive halving over the training spectra (:mod:`agnlens.models.search`): cells are
         first fitted on a stratified third, ninth, ... of the training split and only the leading
-        third of them goes on to the next rung; ``refine`` then picks among the cells of the last
-        rung (the whole split). Off: every cell is fitted on the whole split.
+        third of them (but at least ``refine``) goes on to the next rung; ``refine`` then picks among
+        the cells of the last rung (the whole split). Range widening is decided on the first rung's
+        scores. Off: every cell is fitted on the whole split.
     random_state : int or None
         Seed of the calibration folds.
     n_jobs : int or None
@@ -263,7 +264,7 @@ def tune(
         if not grew:
             break
         search.run(k, ranges[k]["gamma"], ranges[k]["C"], class_weights)
-    search.halve()
+    search.halve(min_keep=refine or 1)
     search.refine(refine)
     best = search.best(calibrated=True)
     for name, side in (("C", "low"), ("C", "high"), ("gamma", "low"), ("gamma", "high")):
