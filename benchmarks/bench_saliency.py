@@ -58,22 +58,8 @@ def study_finite_difference(predict_proba, x: np.ndarray, target: int, step: flo
     return out
 
 
-def cpu_time(fn, repeat: int) -> float:
-    """Smallest process CPU time of ``repeat`` calls of ``fn()`` with one BLAS thread (seconds)."""
-    from threadpoolctl import threadpool_limits
-
-    with threadpool_limits(1, user_api="blas"):
-        fn()
-        times = []
-        for _ in range(repeat):
-            t0 = time.process_time()
-            fn()
-            times.append(time.process_time() - t0)
-    return min(times)
-
-
 def run(quick: bool = False) -> list[dict]:
-    from bench_predict import best_time, fitted, problem
+    from bench_predict import best_time, cpu_time, fitted, problem
 
     from agnlens.explain.gradient import proba_and_gradient, proba_gradient
     from agnlens.explain.saliency import saliency
