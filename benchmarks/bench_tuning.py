@@ -12,9 +12,9 @@ Rows, all run (nothing extrapolated):
    {gamma0 / 10, gamma0} (gamma0 = scikit-learn's "scale"): ``tune`` with every cell calibrated
    (``refine=None``, as every naive cell is) and range widening off, once per kernel;
 2. the same cells with successive halving (``tune(halving=True)``, within each call's sub-grid):
-   every cell fitted on a stratified ninth of the training split, the leading third of the cells
-   (at least :data:`HALVING_REFINE`) on a third, the leading ninth (at least as many) on all of it,
-   and those calibrated (``refine=HALVING_REFINE``) — the note says
+   every cell fitted on a stratified third of the training split (``search.HALVING_MIN_ROWS``), the
+   leading third of the cells on all of it, and the :data:`HALVING_REFINE` leading one(s) of those
+   calibrated (``refine=HALVING_REFINE``) — the note says
    whether the chosen cell is the one of row 1, and both best validation F1 are in the label;
 3. tune's full default grid (3 kernels, 6 C, 5 gamma for RBF, 2 class weights, widening on) against
    the naive loop over exactly the cells ``tune`` evaluated;
@@ -66,7 +66,7 @@ def naive_grid(X, y, parts, cells) -> tuple[float, float, tuple]:
 
 
 #: Cells calibrated per ``tune`` call of the successive-halving row (and the fewest its rungs keep).
-HALVING_REFINE = 3
+HALVING_REFINE = 1
 
 
 def agnlens_subgrid(X, y, parts, gammas, halving=False) -> tuple[float, float, int, dict, float]:
@@ -154,13 +154,13 @@ def run(quick: bool = False) -> list[dict]:
              ratio=t_naive / t_ours,
              note=f"best cell agnlens {fmt(best_ours)}; naive {naive(best_naive)}; two tune calls (linear, rbf), "
                   f"search {search_ours:.1f} s of it"),
-        dict(benchmark=f"tuning, same {len(cells)} cells, successive halving over the training spectra (1/9, 1/3, "
+        dict(benchmark=f"tuning, same {len(cells)} cells, successive halving over the training spectra (1/3, "
                        f"all; best val. macro F1: agnlens {f1_half:.3f}, naive {f1_naive:.3f})",
              ours=t_half, peer=t_naive, peer_name="sklearn SVC(probability=True) loop", unit="s",
              ratio=t_naive / t_half,
              note=f"chosen cell {fmt(best_half)} — {'the same as' if best_half == best_ours else 'NOT the same as'} "
-                  f"with every cell calibrated; the {HALVING_REFINE} leading cells of each call's last rung calibrated; "
-                  f"search {search_half:.1f} s"),
+                  f"with every cell calibrated; the {HALVING_REFINE} leading cells of each call's last rung "
+                  f"calibrated; search {search_half:.1f} s"),
         dict(benchmark=f"tuning, agnlens full default grid ({n_full} cells, best val. macro F1 agnlens {f1_full:.3f}, "
                        f"naive {f1_naive_full:.3f})",
              ours=t_full, peer=t_naive_full, peer_name=f"sklearn SVC(probability=True) loop over the same {n_full} cells",
@@ -172,7 +172,8 @@ def run(quick: bool = False) -> list[dict]:
              ours=t_halved, peer=t_naive_full,
              peer_name=f"sklearn SVC(probability=True) loop over the {n_full} cells of the exhaustive search",
              unit="s", ratio=t_naive_full / t_halved,
-             note=f"agnlens best {fmt(halved.best_params)} ({'the same cell as' if halved.best_params == full.best_params else 'NOT the same cell as'} "
+             note=f"agnlens best {fmt(halved.best_params)} "
+                  f"({'the same cell as' if halved.best_params == full.best_params else 'NOT the same cell as'} "
                   f"without halving); {'the same' if same_cells else 'NOT the same'} cells as the exhaustive search "
                   f"(widening is decided on the first rung's scores); widened: {halved.widened or 'none'}"),
     ]

@@ -71,7 +71,8 @@ def main(argv=None) -> int:
     notes = [f"- {r['benchmark']}: {r['note']}" for r in rows if r.get("note")]
     table = "\n".join(lines) + ("\n\nNotes:\n" + "\n".join(notes) if notes else "")
     mode = "quick (smoke run, 600 spectra)" if args.quick else "full"
-    switches = [f"{k}={os.environ[k]}" for k in ("AGNLENS_BENCH_NAIVE_FULL", "AGNLENS_BENCH_TSNE_LARGE") if k in os.environ]
+    switches = [f"{k}={os.environ[k]}" for k in ("AGNLENS_BENCH_NAIVE_FULL", "AGNLENS_BENCH_TSNE_LARGE")
+                if k in os.environ]
     table += (f"\n\nMode: {mode}{'; ' + ', '.join(switches) if switches else ''}; benchmarks: {', '.join(names)}; "
               f"run time {time.perf_counter() - t_all:.0f} s.")
     print(f"\nmachine: {machine()}\n")

@@ -161,7 +161,7 @@ def test_best_estimator_is_the_model_fit_would_give(kernel, standardize):
 def test_halving_rungs_are_nested_stratified_subsets():
     from agnlens.models.search import HALVING_FACTOR, _rungs
 
-    y = np.repeat([0, 1, 2], [1300, 500, 341])
+    y = np.repeat([0, 1, 2], [2600, 1200, 900])
     rungs = _rungs(y, 0)
     assert len(rungs) == 3 and rungs[-1].size == y.size
     for small, big in zip(rungs, rungs[1:]):
@@ -172,9 +172,11 @@ def test_halving_rungs_are_nested_stratified_subsets():
     assert not np.array_equal(rungs[0], _rungs(y, 1)[0])
 
 
-def test_halving_promotes_the_leading_cells_and_picks_among_the_whole_split():
+def test_halving_promotes_the_leading_cells_and_picks_among_the_whole_split(monkeypatch):
+    from agnlens.models import search
     from agnlens.models.search import HALVING_FACTOR, _rungs
 
+    monkeypatch.setattr(search, "HALVING_MIN_ROWS", 200)  # two rungs on this small training split
     X, y = make_classification(1000, 60, n_informative=12, n_classes=3, n_clusters_per_class=1, class_sep=1.2,
                                random_state=0)
     y = np.array(["type1", "type2", "intermediate"])[y]

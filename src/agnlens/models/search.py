@@ -43,8 +43,9 @@ log = logging.getLogger(__name__)
 #: Successive halving: each rung keeps 1 / HALVING_FACTOR of the cells on HALVING_FACTOR x the spectra.
 HALVING_FACTOR = 3
 #: Fewest training spectra of the first halving rung (fewer rungs on small training sets; none below
-#: HALVING_FACTOR x this).
-HALVING_MIN_ROWS = 200
+#: HALVING_FACTOR x this). On the default simulated set a first rung of 238 spectra ranked the cells
+#: too noisily (the best cell was dropped); 714 kept it.
+HALVING_MIN_ROWS = 500
 
 
 def _key(cw):
@@ -145,7 +146,8 @@ class _Search:
             order = sorted((i for i in range(n_cells) if self.rows[i]["n_train"] == previous),
                            key=lambda i: (-self.rows[i]["vote_score"], -self.rows[i]["validation_accuracy"], i))
             keep = order[: max(min_keep, -(-n_cells // HALVING_FACTOR**rung))]
-            log.debug("halving rung %d: %d of %d cells on %d spectra", rung, len(keep), len(order), self.rungs[rung].size)
+            log.debug("halving rung %d: %d of %d cells on %d spectra", rung, len(keep), len(order),
+                      self.rungs[rung].size)
             self._fit_vote(keep, rung)
 
     def _fit_vote(self, idx, rung: int) -> None:
