@@ -1,6 +1,14 @@
 """Run the benchmarks and print one table of ratios against each peer.
 
 Usage: python benchmarks/run.py [NAME ...] [--quick]
+
+Full mode (no ``--quick``) produces every figure the README quotes, each ratio against its peer
+measured in the same process (except scikit-learn's t-SNE at 10⁵ spectra, read from
+``results/tsne_sklearn_100000.json``: run ``tsne_sklearn_large.py`` once first). ``--quick`` runs
+the same code on 600 spectra, as a smoke test: its figures are not the README's.
+Environment switches for smoke runs: ``AGNLENS_BENCH_NAIVE_FULL=0`` (skip the naive loop over the
+full tuning grid), ``AGNLENS_BENCH_TSNE_LARGE=0`` (skip the 10⁵-spectra t-SNE).
+
 Each module ``bench_<name>.py`` here has ``run(quick: bool) -> list[dict]`` whose rows hold
 ``benchmark``, ``ours``, ``peer``, ``peer_name``, ``unit`` and ``ratio`` (> 1: agnlens is better).
 """
@@ -47,6 +55,7 @@ def main(argv=None) -> int:
     names = args.names or [n for n in ORDER if (HERE / f"bench_{n}.py").exists()]
     sys.path.insert(0, str(HERE))
     rows = []
+    t_all = time.perf_counter()
     for name in names:
         module = importlib.import_module(f"bench_{name}")
         t0 = time.perf_counter()
@@ -61,6 +70,11 @@ def main(argv=None) -> int:
     ]
     notes = [f"- {r['benchmark']}: {r['note']}" for r in rows if r.get("note")]
     table = "\n".join(lines) + ("\n\nNotes:\n" + "\n".join(notes) if notes else "")
+    mode = "quick (smoke run, 600 spectra)" if args.quick else "full"
+    switches = [f"{k}={os.environ[k]}" for k in ("AGNLENS_BENCH_NAIVE_FULL", "AGNLENS_BENCH_TSNE_LARGE")
+                if k in os.environ]
+    table += (f"\n\nMode: {mode}{'; ' + ', '.join(switches) if switches else ''}; benchmarks: {', '.join(names)}; "
+              f"run time {time.perf_counter() - t_all:.0f} s.")
     print(f"\nmachine: {machine()}\n")
     print(table)
     out = HERE / "results"

@@ -137,3 +137,67 @@ def test_train_command_ranks_the_table_best_first():
     assert len(top) == 10 and top.index[0] == 3
     assert list(top.index[1:]) == [11, 10, 9, 8, 7, 6, 5, 4, 2]
     assert len(leading_cells(table, None)) == 12
+
+
+@pytest.mark.parametrize("kernel, standardize", [("rbf", False), ("linear", True)])
+def test_best_estimator_is_the_model_fit_would_give(kernel, standardize):
+    # tune adopts the search's own fit and calibration of the best cell instead of refitting it
+    from agnlens.models.svm import SpectrumSVC
+
+    X, y = _problem()
+    parts = split(y, seed=0)
+    result = tune(X, y, train_idx=parts["train"], val_idx=parts["validation"], kernels=(kernel,), C=[0.1, 1.0],
+                  class_weight=(None, "balanced"), standardize=standardize, random_state=3)
+    p = result.best_params
+    ref = SpectrumSVC(kernel=kernel, C=p["C"], gamma=p["gamma"] if p["gamma"] is not None else "scale",
+                      class_weight=p["class_weight"], standardize=standardize, calibration_cv=5,
+                      random_state=3).fit(X[parts["train"]], y[parts["train"]])
+    model = result.best_estimator
+    np.testing.assert_array_equal(model.support_, ref.support_)
+    np.testing.assert_allclose(model.calibration_, ref.calibration_, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(model.predict_proba(X), ref.predict_proba(X), rtol=0, atol=1e-12)
+
+
+def test_halving_rungs_are_nested_stratified_subsets():
+    from agnlens.models.search import HALVING_FACTOR, _rungs
+
+    y = np.repeat([0, 1, 2], [2600, 1200, 900])
+    rungs = _rungs(y, 0)
+    assert len(rungs) == 3 and rungs[-1].size == y.size
+    for small, big in zip(rungs, rungs[1:]):
+        assert np.isin(small, big).all()
+        assert small.size == pytest.approx(big.size / HALVING_FACTOR, rel=0.01)
+        np.testing.assert_allclose(np.bincount(y[small]) / small.size, np.bincount(y) / y.size, atol=0.01)
+    np.testing.assert_array_equal(rungs[0], _rungs(y, 0)[0])
+    assert not np.array_equal(rungs[0], _rungs(y, 1)[0])
+
+
+def test_halving_promotes_the_leading_cells_and_picks_among_the_whole_split(monkeypatch):
+    from agnlens.models import search
+    from agnlens.models.search import HALVING_FACTOR, _rungs
+
+    monkeypatch.setattr(search, "HALVING_MIN_ROWS", 200)  # two rungs on this small training split
+    X, y = make_classification(1000, 60, n_informative=12, n_classes=3, n_clusters_per_class=1, class_sep=1.2,
+                               random_state=0)
+    y = np.array(["type1", "type2", "intermediate"])[y]
+    parts = split(y, seed=0)
+    result = tune(X, y, train_idx=parts["train"], val_idx=parts["validation"], kernels=("linear", "rbf"),
+                  C=[0.01, 0.1, 1.0], gamma=[1e-3, 1e-2], class_weight=(None,), halving=True, refine=2)
+    table = result.table
+    ytr = np.unique(y[parts["train"]], return_inverse=True)[1]
+    first = _rungs(ytr, 0)[0]
+    full = parts["train"].size
+    assert set(table["n_train"]) == {first.size, full}
+    promoted = table[table["n_train"] == full]
+    assert len(promoted) == -(-len(table) // HALVING_FACTOR)
+    # a dropped cell's vote equals a from-scratch SVC on the first rung's spectra
+    row = table[table["n_train"] == first.size].iloc[0]
+    Xtr, Xva, yva = X[parts["train"]], X[parts["validation"]], y[parts["validation"]]
+    gamma = row["gamma"] if row["kernel"] != "linear" else "scale"
+    ref = SVC(kernel=row["kernel"], C=row["C"], gamma=gamma).fit(Xtr[first], y[parts["train"]][first])
+    assert row["vote_f1"] == pytest.approx(f1_score(yva, ref.predict(Xva), average="macro"), abs=1e-9)
+    best = table[table["best"]].iloc[0]
+    assert best["n_train"] == full and best["scored_by"] == "calibrated"
+    assert (table["scored_by"] == "calibrated").sum() == 2
+    model = result.best_estimator
+    assert best["validation_f1"] == pytest.approx(f1_score(yva, model.predict(Xva), average="macro"), abs=1e-9)

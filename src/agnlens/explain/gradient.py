@@ -117,14 +117,14 @@ def _chunk_gradient(model, Z: np.ndarray, t: np.ndarray | None) -> tuple[np.ndar
     if K is None:  # the linear kernel (set above)
         gz = w @ model._linear_w
     else:
-        C = w @ model.pair_coef_  # (n, n_SV): per-row coefficient of every support vector
         if model.kernel == "rbf":
-            KC = np.multiply(K, C, out=C)
-            # -2 gamma (sum_s KC_is z_i - (KC @ SV)_i), with in-place elementwise passes
+            # 2 gamma ((KC @ SV)_i - sum_s KC_is z_i); the factor 2 gamma folded into the (n, n_pairs) weights,
+            # the per-row coefficient of every support vector C and K multiplied in place (no full-size pass more)
+            KC = np.multiply(K, (2.0 * model.gamma_ * w) @ model.pair_coef_, out=K)
             gz = KC @ SV
-            gz -= KC.sum(axis=1)[:, None] * Z
-            gz *= 2.0 * model.gamma_
+            gz -= np.multiply(Z, KC.sum(axis=1)[:, None])
         else:  # poly
+            C = w @ model.pair_coef_  # (n, n_SV): per-row coefficient of every support vector
             Kd = (model.gamma_ * G + model.coef0) ** (model.degree - 1)
             gz = (model.degree * model.gamma_) * ((Kd * C) @ SV)
     return p, t, gz

@@ -122,13 +122,11 @@ def couple(r: np.ndarray, pairs: np.ndarray, n_classes: int, targets: np.ndarray
     K = n_classes
     a, b = pairs[:, 0], pairs[:, 1]
     r_ab, r_ba = r, 1.0 - r
-    M = np.zeros((n, K + 1, K + 1))
-    # Q_aa += r_ba^2, Q_bb += r_ab^2, Q_ab = Q_ba = -r_ab r_ba
-    for q in range(pairs.shape[0]):
-        M[:, a[q], a[q]] += r_ba[:, q] ** 2
-        M[:, b[q], b[q]] += r_ab[:, q] ** 2
-        M[:, a[q], b[q]] -= r_ab[:, q] * r_ba[:, q]
-        M[:, b[q], a[q]] -= r_ab[:, q] * r_ba[:, q]
+    # Q_aa += r_ba^2, Q_bb += r_ab^2, Q_ab = Q_ba = -r_ab r_ba: every pair's terms scattered into the
+    # flattened matrices by one product with a 0/1 matrix (exact: each entry sums at most K - 1 terms
+    # times 1, and zeros), then the border of ones
+    cross = -(r_ab * r_ba)
+    M = (np.concatenate([r_ba**2, r_ab**2, cross, cross], axis=1) @ _scatter(pairs, K)).reshape(n, K + 1, K + 1)
     M[:, :K, K] = 1.0
     M[:, K, :K] = 1.0
     rhs = np.zeros((n, K + 1, 1 if targets is None else 2))
@@ -146,3 +144,14 @@ def couple(r: np.ndarray, pairs: np.ndarray, n_classes: int, targets: np.ndarray
     # dM/dr for one pair: d Q_aa = -2 r_ba, d Q_bb = 2 r_ab, d Q_ab = d Q_ba = -(1 - 2 r_ab)
     quad = -2.0 * r_ba * la * pa + 2.0 * r_ab * lb * pb - (1.0 - 2.0 * r_ab) * (la * pb + lb * pa)
     return p, -quad
+
+
+def _scatter(pairs: np.ndarray, n_classes: int) -> np.ndarray:
+    """0/1 matrix of shape (4 n_pairs, (n_classes + 1)^2) putting the terms (r_ba^2, r_ab^2, -r_ab r_ba,
+    -r_ab r_ba) of every pair at the flattened positions (aa, bb, ab, ba) of the coupling matrix."""
+    a, b = pairs[:, 0], pairs[:, 1]
+    size = n_classes + 1
+    S = np.zeros((4 * pairs.shape[0], size * size))
+    for k, pos in enumerate((a * size + a, b * size + b, a * size + b, b * size + a)):
+        S[k * a.size + np.arange(a.size), pos] = 1.0
+    return S

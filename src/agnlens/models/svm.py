@@ -184,12 +184,35 @@ class SpectrumSVC(ClassifierMixin, BaseEstimator):
         -------
         self
         """
+        Z, y_enc, class_weight = self._prepare(X, y)
+        folds = self._folds(y_enc)
+        if Z.shape[0] <= MAX_PRECOMPUTED:
+            # one kernel matrix for the model and its calibration folds (fits on sub-blocks)
+            z_sq = sqnorms(Z)
+            K = kernel_from_gram(Z @ Z.T, self.kernel, self.gamma_, int(self.degree), float(self.coef0), z_sq, z_sq,
+                                 overwrite=True)
+            svc, f_oof = fit_with_folds(K, y_enc, self.C, class_weight, folds, n_jobs=default_threads())
+            del K
+            self._set_solution(svc, Z, precomputed=True)
+        else:
+            svc = self._svc(class_weight).fit(Z, y_enc)
+            self._set_solution(svc, Z, precomputed=False)
+            f_oof = None if folds is None else self._oof_libsvm(Z, y_enc, class_weight, folds)
+        if f_oof is None:  # no calibration folds: in-sample decision values
+            log.debug("calibration on in-sample decision values (smallest class: %d)", np.bincount(y_enc).min())
+            f_oof = self._pairwise_from_scaled(Z)
+        self.calibration_ = fit_calibration(f_oof, y_enc, self.pairs_,
+                                            class_weights(class_weight, y_enc, self.classes_.size))
+        return self
+
+    def _prepare(self, X, y) -> tuple[np.ndarray, np.ndarray, dict | str | None]:
+        """Validate, set ``classes_``, ``scaler_`` and ``gamma_``; return the scaled spectra, the class
+        indices and the class weights keyed by class index."""
         self._validate_params_()
         X, y = validate_data(self, X, y, dtype=np.float64)
         check_classification_targets(y)
         self.classes_, y_enc = np.unique(y, return_inverse=True)
-        n_classes = self.classes_.size
-        if n_classes < 2:
+        if self.classes_.size < 2:
             raise ValueError(
                 f"{type(self).__name__}.fit: y holds only one class ({self.classes_[0]!r}); "
                 "a classifier needs at least two classes"
@@ -215,21 +238,12 @@ class SpectrumSVC(ClassifierMixin, BaseEstimator):
                 )
             index = {c: i for i, c in enumerate(self.classes_.tolist())}
             class_weight = {index[c]: float(w) for c, w in class_weight.items()}
+        return Z, y_enc, class_weight
 
-        folds = self._folds(y_enc)
-        precomputed = Z.shape[0] <= MAX_PRECOMPUTED
-        if precomputed:
-            # one kernel matrix for the model and its calibration folds (fits on sub-blocks)
-            z_sq = sqnorms(Z)
-            K = kernel_from_gram(Z @ Z.T, self.kernel, self.gamma_, int(self.degree), float(self.coef0), z_sq, z_sq,
-                                 overwrite=True)
-            svc, f_oof = fit_with_folds(K, y_enc, self.C, class_weight, folds, n_jobs=default_threads())
-            del K
-            self.support_vectors_ = np.ascontiguousarray(Z[svc.support_])
-        else:
-            svc = self._svc(class_weight).fit(Z, y_enc)
-            f_oof = None
-            self.support_vectors_ = np.ascontiguousarray(svc.support_vectors_, dtype=np.float64)
+    def _set_solution(self, svc: SVC, Z: np.ndarray, precomputed: bool) -> None:
+        """Keep what the math needs of a fitted libsvm model (``Z``: the scaled training spectra)."""
+        self.support_vectors_ = np.ascontiguousarray(Z[svc.support_] if precomputed else svc.support_vectors_,
+                                                     dtype=np.float64)
         self.support_ = svc.support_.copy()
         self.n_support_ = svc.n_support_.copy()
         self.dual_coef_ = np.asarray(svc.dual_coef_, dtype=np.float64).copy()
@@ -238,13 +252,14 @@ class SpectrumSVC(ClassifierMixin, BaseEstimator):
         self._sv_sqnorm = sqnorms(self.support_vectors_)
         self._linear_w = self.pair_coef_ @ self.support_vectors_ if self.kernel == "linear" else None
 
-        if not precomputed and folds is not None:
-            f_oof = self._oof_libsvm(Z, y_enc, class_weight, folds)
-        if f_oof is None:  # no calibration folds: in-sample decision values
-            log.debug("calibration on in-sample decision values (smallest class: %d)", np.bincount(y_enc).min())
-            f_oof = self._pairwise_from_scaled(Z)
-        self.calibration_ = fit_calibration(f_oof, y_enc, self.pairs_,
-                                            class_weights(class_weight, y_enc, self.classes_.size))
+    def _adopt(self, X, y, svc: SVC, calibration: np.ndarray) -> SpectrumSVC:
+        """Become the model ``fit(X, y)`` would give, from a libsvm model already fitted on the
+        precomputed kernel of these spectra and these parameters, and its calibration (the tuning
+        search's; :func:`agnlens.models.tuning.tune` uses it instead of refitting the best cell).
+        The kernel, the folds and the sigmoid fits are the same as ``fit``'s, so is the model."""
+        Z, _, _ = self._prepare(X, y)
+        self._set_solution(svc, Z, precomputed=True)
+        self.calibration_ = np.array(calibration, dtype=np.float64)
         return self
 
     def _folds(self, y_enc) -> list | None:

@@ -90,6 +90,7 @@ class TuningResult:
     table : pandas.DataFrame
         One row per (kernel, C, gamma, class_weight): kernel, C, gamma, degree, class_weight,
         validation_f1, validation_accuracy, validation_balanced_accuracy, vote_f1, scored_by,
+        n_train (training spectra of the cell's last fit: fewer for cells dropped by halving),
         n_support, fit_s (the SVM fit), best. ``validation_*`` are the scores of the cell's
         calibrated model exactly as :meth:`SpectrumSVC.predict` would give them when ``scored_by``
         is ``"calibrated"``, else of libsvm's one-vs-one vote (``scored_by = "vote"``);
@@ -97,12 +98,13 @@ class TuningResult:
     best_params : dict
         kernel, C, gamma (None for linear), degree (None unless poly), class_weight.
     best_estimator : SpectrumSVC
-        The best cell refitted (with probability calibration) on the training split.
+        The best cell fitted (with probability calibration) on the training split: the search's
+        own fit, identical to ``SpectrumSVC(**best_params, ...).fit`` on the training split.
     widened : list of str
         Notes on ranges widened because their edge won.
     scoring : str
     tuning_s : float
-        Wall time of the search (without the final refit).
+        Wall time of the search.
     """
 
     table: pd.DataFrame
@@ -137,6 +139,7 @@ def tune(
     coef0: float = 0.0,
     calibration_cv: int | None = 5,
     refine: int | None = 8,
+    halving: bool = False,
     random_state: int | None = 0,
     n_jobs: int | None = None,
 ) -> TuningResult:
@@ -168,6 +171,12 @@ def tune(
     refine : int or None
         How many leading cells (by the vote score) are calibrated and re-scored by the model's own
         ``predict``; the best of them wins. None: all cells (exact, ~6x slower).
+    halving : bool
+        Successive halving over the training spectra (:mod:`agnlens.models.search`): cells are
+        first fitted on a stratified third, ninth, ... of the training split and only the leading
+        third of them (but at least ``refine``) goes on to the next rung; ``refine`` then picks among
+        the cells of the last rung (the whole split). Range widening is decided on the first rung's
+        scores. Off: every cell is fitted on the whole split.
     random_state : int or None
         Seed of the calibration folds.
     n_jobs : int or None
@@ -222,7 +231,8 @@ def tune(
         raise ValueError(f"tune: C and gamma values must be positive, got C={C!r}, gamma={gamma!r}")
     class_weights = list(class_weight)
     ranges = {k: {"C": list(Cs), "gamma": list(gammas) if k == "rbf" else [gamma0]} for k in kernels}
-    search = _Search(Xtr, ytr, Xva, yva, scoring, degree, coef0, calibration_cv, random_state, _n_jobs(n_jobs))
+    search = _Search(Xtr, ytr, Xva, yva, scoring, degree, coef0, calibration_cv, random_state, _n_jobs(n_jobs),
+                     halving=halving)
     for k in kernels:
         search.run(k, ranges[k]["gamma"], ranges[k]["C"], class_weights)
 
@@ -254,6 +264,7 @@ def tune(
         if not grew:
             break
         search.run(k, ranges[k]["gamma"], ranges[k]["C"], class_weights)
+    search.halve(min_keep=refine or 1)
     search.refine(refine)
     best = search.best(calibrated=True)
     for name, side in (("C", "low"), ("C", "high"), ("gamma", "low"), ("gamma", "high")):
@@ -275,6 +286,7 @@ def tune(
         "degree": best["degree"],
         "class_weight": best["class_weight"],
     }
+    # the search fitted and calibrated the best cell exactly as SpectrumSVC.fit would: adopt, not refit
     estimator = SpectrumSVC(
         kernel=best["kernel"],
         C=best["C"],
@@ -285,7 +297,7 @@ def tune(
         standardize=standardize,
         calibration_cv=calibration_cv,
         random_state=random_state,
-    ).fit(X[train_idx], ytr)
+    )._adopt(X[train_idx], ytr, *search.models[search.rows.index(best)])
     log.info(
         "best of %d cells: %s (validation %s %.4f) in %.1f s",
         len(table), best_params, scoring, best["score"], tuning_s,
