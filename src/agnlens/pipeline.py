@@ -327,7 +327,8 @@ def _saliency_figures(sal, out: Path) -> list[str]:
     from agnlens.plot.saliency_frames import png_bytes, saliency_images
 
     paths = []
-    # one figure redrawn per spectrum (saliency_frames): a new figure each costs ~8× more
+    # one figure redrawn per spectrum (saliency_frames): a new figure each costs ~7× more; stored
+    # with the palette the report embeds as it is
     for spec_id, image in zip(sal.spec_id, saliency_images(sal, zoom=True, dpi=90)):
         rel = f"figures/saliency/{_safe(spec_id)}.png"
         write_bytes(out / rel, png_bytes(image, dpi=90))
@@ -402,9 +403,10 @@ def _safe(name: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in str(name))
 
 
-def _save_figure(fig, path: Path, dpi: int = 110, tight: bool = True) -> None:
+def _save_figure(fig, path: Path, dpi: int = 110) -> None:
+    # the figures lay themselves out (constrained layout): a "tight" pass would draw each twice
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=dpi, format="png", bbox_inches="tight" if tight else None)
+        fig.savefig(tmp, dpi=dpi, format="png")
 
 
 def _write_csv(frame: pd.DataFrame, path: Path) -> None:
