@@ -446,22 +446,3 @@ def test_real_section_reads_applicability_columns(results, tmp_path):
     assert "not computed" not in section.split("Flagged predictions")[1].split("</table>")[0]
     assert "not applicable; kernel-collapse" in section
     assert "redshift-offset; narrow lines at +4,900 km/s" in section
-
-
-def test_palette_figures_that_fit_are_embedded_as_they_are(tmp_path):
-    """The demo writes its saliency figures as palette PNGs: the page embeds those bytes unchanged,
-    and still re-encodes (downscales) a palette PNG wider than the page allows."""
-    from PIL import Image
-
-    from agnlens.report.folder import _figure
-
-    rng = np.random.default_rng(0)
-    rgb = Image.fromarray(rng.integers(0, 255, (40, 120, 3), dtype=np.uint8))
-    rgb.quantize(colors=64).save(tmp_path / "small.png")
-    rgb.resize((1200, 400)).quantize(colors=64).save(tmp_path / "wide.png")
-    small = _figure(tmp_path, "small.png", max_width=900)
-    assert base64.b64decode(small["src"].split(",", 1)[1]) == (tmp_path / "small.png").read_bytes()
-    assert (small["width"], small["height"]) == (120, 40)
-    wide = _figure(tmp_path, "wide.png", max_width=900)
-    assert (wide["width"], wide["height"]) == (900, 300)
-    assert base64.b64decode(wide["src"].split(",", 1)[1]) != (tmp_path / "wide.png").read_bytes()

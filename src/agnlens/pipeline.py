@@ -327,8 +327,7 @@ def _saliency_figures(sal, out: Path) -> list[str]:
     from agnlens.plot.saliency_frames import png_bytes, saliency_images
 
     paths = []
-    # one figure redrawn per spectrum (saliency_frames): a new figure each costs ~7× more; stored
-    # with the palette the report embeds as it is
+    # one figure redrawn per spectrum (saliency_frames): a new figure each costs ~7× more
     for spec_id, image in zip(sal.spec_id, saliency_images(sal, zoom=True, dpi=90)):
         rel = f"figures/saliency/{_safe(spec_id)}.png"
         write_bytes(out / rel, png_bytes(image, dpi=90))

@@ -209,22 +209,18 @@ def saliency_images(saliency, rows: Sequence[int] | None = None, *, zoom: bool =
         yield frames.render(saliency.flux[i], saliency.values[i], title=saliency.figure_title(int(i)))
 
 
-def png_bytes(image: np.ndarray, dpi: float = 90.0, *, palette: bool = True) -> bytes:
-    """An RGBA image encoded as PNG, with its resolution.
+def png_bytes(image: np.ndarray, dpi: float = 90.0) -> bytes:
+    """An RGBA image encoded as PNG (figures are opaque: stored as RGB), with its resolution.
 
-    Figures are opaque (stored without alpha) and flat colours on white: with ``palette`` they are
-    stored with a 256-colour palette — the report's own encoding (largest error 14/255 in a
-    channel, at a third of the size), so that the report embeds the file as it is.
+    Full colour: a 256-colour palette would turn the palest trace colours (saliency near zero)
+    into the white of the background.
     """
     import io
 
     from PIL import Image
 
-    im = Image.fromarray(np.asarray(image)[..., :3])
-    if palette:
-        im = im.quantize(colors=256, method=Image.Quantize.FASTOCTREE, dither=Image.Dither.NONE)
     buf = io.BytesIO()
-    im.save(buf, format="PNG", compress_level=6 if palette else 3, dpi=(dpi, dpi))
+    Image.fromarray(np.asarray(image)[..., :3]).save(buf, format="PNG", compress_level=3, dpi=(dpi, dpi))
     return buf.getvalue()
 
 

@@ -157,10 +157,6 @@ def _png_data_uri(path: Path, max_width: int, palette: bool = False) -> tuple[st
         with Image.open(path) as opened:
             opened.load()
             im: Image.Image = opened
-            if opened.format == "PNG" and opened.mode == "P" and opened.width <= max_width:
-                # already a palette PNG that fits (the demo's saliency figures): embedded as it is
-                data = path.read_bytes()
-                return "data:image/png;base64," + base64.b64encode(data).decode("ascii"), opened.width, opened.height
             if im.width > max_width:
                 height = max(1, round(im.height * max_width / im.width))
                 im = im.resize((max_width, height), Image.Resampling.LANCZOS)
