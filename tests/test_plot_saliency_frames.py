@@ -25,7 +25,8 @@ def sal():
     n = 3
     values = -np.exp(-0.5 * (v / 400) ** 2) + 0.4 * np.exp(-0.5 * ((np.abs(v) - 2500) / 700) ** 2)
     values = values[None] * np.array([[2e-2], [3e-5], [1.5]]) + rng.normal(0, 1e-3, (n, WL.size)) * [[1], [1e-3], [1]]
-    flux = 1 + np.array([[2.0], [40.0], [0.3]]) * np.exp(-0.5 * (v / 2000) ** 2)[None] + rng.normal(0, 0.05, (n, WL.size))
+    flux = (1 + np.array([[2.0], [40.0], [0.3]]) * np.exp(-0.5 * (v / 2000) ** 2)[None]
+            + rng.normal(0, 0.05, (n, WL.size)))
     proba = np.tile([0.7, 0.2, 0.1], (n, 1))
     return Saliency(values, WL, flux, np.zeros(n, int), proba, ["type1", "type2", "intermediate"], "gradient",
                     spec_id=[f"0266-51602-00{i:02d}" for i in range(n)], labels=["type1", "type2", "type1"])

@@ -6,7 +6,7 @@ the marked and labelled lines, the Fe II bands, the zoom panels' wavelength axes
 the layout. :class:`SaliencyFrames` draws the figure once, keeps the shared part as a background
 image and, per spectrum, redraws only what changes — the coloured traces, the flux axes, the colour
 bar's ticks and the title — then lays the line labels back on top (the same order as a full draw:
-labels above the trace). Five to ten times faster than a new figure each time.
+labels above the trace). About a seventh of the CPU time of a new figure each time.
 
 The layout is computed once, with room for tick labels as wide as ``−0.0125`` on every vertical
 axis (the colour bar switches to an offset ×10ⁿ beyond 10⁻³ and 10⁴), and then kept.
@@ -55,8 +55,7 @@ class SaliencyFrames:
         self.zoom, self.dpi = zoom, float(dpi)
         wl = self.wavelength
         # a first figure from the plotting function itself, so that the frames look exactly like it
-        probe = np.linspace(-1.0, 1.0, wl.size)
-        ax = plot_saliency(wl, np.ones_like(wl), probe, zoom=zoom, title="probe\nprobe")
+        ax = plot_saliency(wl, np.ones_like(wl), np.linspace(-1.0, 1.0, wl.size), zoom=zoom, title="probe\nprobe")
         fig = self.figure = ax.figure
         fig.set_dpi(self.dpi)
         self.canvas = FigureCanvasAgg(fig)
@@ -64,9 +63,9 @@ class SaliencyFrames:
         self.trace = next(c for c in ax.collections if isinstance(c, LineCollection))
         colorbar = self.trace.colorbar
         self.zoom_axes = [a for a in fig.axes if a is not ax and a is not colorbar.ax]
-        self.windows = zoom_windows(wl) if self.zoom_axes else []
+        windows = zoom_windows(wl) if self.zoom_axes else []
         self.zoom_traces = [next(c for c in a.collections if isinstance(c, LineCollection)) for a in self.zoom_axes]
-        self.zoom_pixels = [(wl >= lo) & (wl <= hi) for lo, hi, _ in self.windows]
+        self.zoom_pixels = [(wl >= lo) & (wl <= hi) for lo, hi, _ in windows]
         self.colorbar = colorbar
         self._segments = [_Segments(t, w) for t, w in
                           zip([self.trace, *self.zoom_traces], [wl, *(wl[sel] for sel in self.zoom_pixels)])]
@@ -149,8 +148,9 @@ class SaliencyFrames:
         for artist in self._dynamic:
             self.figure.draw_artist(artist)
         image = np.array(self.canvas.buffer_rgba())
-        under = image[self._over_at][:, :3].astype(np.float32)
-        image[self._over_at + (slice(0, 3),)] = np.rint(self._over_rgb + under * (1.0 - self._over_alpha)).astype(np.uint8)
+        under = image[self._over_at][:, :3].astype(np.float32)  # the labels "over" the frame
+        blended = self._over_rgb + under * (1.0 - self._over_alpha)
+        image[self._over_at + (slice(0, 3),)] = np.rint(blended).astype(np.uint8)
         return image
 
     def _new_figure(self, flux, values, title, note) -> np.ndarray:
