@@ -446,3 +446,26 @@ def test_real_section_reads_applicability_columns(results, tmp_path):
     assert "not computed" not in section.split("Flagged predictions")[1].split("</table>")[0]
     assert "not applicable; kernel-collapse" in section
     assert "redshift-offset; narrow lines at +4,900 km/s" in section
+
+
+def test_embedded_figures_keep_their_palest_colours(tmp_path):
+    """A figure is embedded with a 256-colour palette: a faint trace on white (saliency near zero)
+    must stay visible, not merge into the background."""
+    from PIL import Image
+
+    from agnlens.report.folder import _figure
+
+    pixels = np.full((60, 400, 3), 255, dtype=np.uint8)
+    ramp = np.linspace(0, 1, 400)
+    pixels[:20] = (255 * np.stack([ramp, ramp ** 2, 1 - ramp], axis=1))[None].astype(np.uint8)  # 400 colours
+    faint = (240, 244, 248)  # a pale blue: RdBu_r of a saliency near zero
+    pixels[40:44, 50:350] = faint
+    Image.fromarray(pixels).save(tmp_path / "fig.png")
+    fig = _figure(tmp_path, "fig.png", max_width=900)
+    import io
+
+    with Image.open(io.BytesIO(base64.b64decode(fig["src"].split(",", 1)[1]))) as im:
+        assert im.mode == "P"
+        got = np.asarray(im.convert("RGB"), dtype=int)
+    assert np.abs(got[40:44, 50:350] - faint).max() <= 6
+    assert (got[50:] == 255).all()

@@ -199,13 +199,14 @@ class Saliency:
         from agnlens.plot.saliency import plot_saliency
 
         row = self.index(i) if isinstance(i, str) else int(i)
-        probs = ", ".join(f"p({c})={p:.2f}" for c, p in zip(self.classes, self.probabilities[row]))
-        title = kwargs.pop(
-            "title",
-            f"{self.spec_id[row]}  true: {self.labels[row] or '?'}  predicted: {self.predicted[row]}\n"
-            f"{probs}   saliency of p({self.target[row]}), {self.method}",
-        )
+        title = kwargs.pop("title", self.figure_title(row))
         return plot_saliency(self.wavelength, self.flux[row], self.values[row], ax=ax, title=title, **kwargs)
+
+    def figure_title(self, row: int) -> str:
+        """The title of row ``row``'s figure: spec_id, true and predicted class, probabilities, target."""
+        probs = ", ".join(f"p({c})={p:.2f}" for c, p in zip(self.classes, self.probabilities[row]))
+        return (f"{self.spec_id[row]}  true: {self.labels[row] or '?'}  predicted: {self.predicted[row]}\n"
+                f"{probs}   saliency of p({self.target[row]}), {self.method}")
 
     def to_specutils(self):
         """The maps as a specutils ``Spectrum`` on the model's grid, shape (n_spectra, n_pixels).

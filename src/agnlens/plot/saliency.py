@@ -160,7 +160,7 @@ def plot_saliency(
             f"plot_saliency needs wavelength, flux and values of one shape (n_pixels,), got "
             f"{wavelength.shape}, {flux.shape} and {values.shape}"
         )
-    windows = [(lo, hi, name) for lo, hi, name in ZOOMS if lo >= wavelength[0] and hi <= wavelength[-1]]
+    windows = zoom_windows(wavelength)
     zoom_axes = []
     if ax is None and zoom and windows:
         fig = _new_figure((10.0, 6.0))
@@ -173,8 +173,7 @@ def plot_saliency(
     limit = _limit(values, vmax)
     lc = _trace(ax, wavelength, flux, values, cmap, limit, linewidth, collapsed)
     ax.set_xlim(wavelength[0], wavelength[-1])
-    pad = 0.05 * (np.nanmax(flux) - np.nanmin(flux) or 1.0)
-    ax.set_ylim(np.nanmin(flux) - pad, np.nanmax(flux) + 6 * pad)
+    ax.set_ylim(*flux_limits(flux, 6))
     ax.set_xlabel("rest wavelength (Å)")
     ax.set_ylabel("flux / flux(5100 Å)")
     if lines:
@@ -184,12 +183,25 @@ def plot_saliency(
     elif note:
         _note(ax, note)
     if colorbar and not collapsed:
-        ax.figure.colorbar(lc, ax=[ax, *zoom_axes], label=plain(colorbar_label), pad=0.01)
+        cb = ax.figure.colorbar(lc, ax=[ax, *zoom_axes], label=plain(colorbar_label), pad=0.01)
+        cb.formatter.set_powerlimits((-3, 4))  # ×10ⁿ beyond: tick labels stay short
     for zax, window in zip(zoom_axes, windows):
         _zoom(zax, window, wavelength, flux, values, cmap, limit, collapsed)
     if title:
         ax.set_title(plain(title), fontsize=9)
     return ax
+
+
+def zoom_windows(wavelength: np.ndarray) -> list[tuple[float, float, str]]:
+    """The windows of :data:`ZOOMS` inside the grid ``wavelength`` (Å)."""
+    return [(lo, hi, name) for lo, hi, name in ZOOMS if lo >= wavelength[0] and hi <= wavelength[-1]]
+
+
+def flux_limits(flux: np.ndarray, top: float, pad_fraction: float = 0.05) -> tuple[float, float]:
+    """y limits of a trace: one pad (``pad_fraction`` of the flux range) below, ``top`` pads above
+    (room for the line labels)."""
+    pad = pad_fraction * (np.nanmax(flux) - np.nanmin(flux) or 1.0)
+    return float(np.nanmin(flux) - pad), float(np.nanmax(flux) + top * pad)
 
 
 def _trace(ax, wavelength, flux, values, cmap, limit, linewidth, collapsed):
@@ -212,10 +224,8 @@ def _zoom(ax, window, wavelength, flux, values, cmap, limit, collapsed) -> None:
     lo, hi, name = window
     sel = (wavelength >= lo) & (wavelength <= hi)
     _trace(ax, wavelength[sel], flux[sel], values[sel], cmap, limit, 2.6, collapsed)
-    f = flux[sel]
-    pad = 0.08 * (f.max() - f.min() or 1.0)
     ax.set_xlim(lo, hi)
-    ax.set_ylim(f.min() - pad, f.max() + 5 * pad)
+    ax.set_ylim(*flux_limits(flux[sel], 5, 0.08))
     mark_lines(ax, wavelength[sel], bands=False)
     ax.set_title(f"zoom: {name}", fontsize=8)
     ax.set_xlabel("rest wavelength (Å)")

@@ -164,7 +164,7 @@ def _png_data_uri(path: Path, max_width: int, palette: bool = False) -> tuple[st
                 im = im.convert("RGBA")
             if palette and im.mode in ("RGB", "RGBA"):
                 # figures are flat colours on white: 256-colour palettes keep them crisp at ~1/3 size
-                im = im.convert("RGB").quantize(colors=256, method=Image.Quantize.FASTOCTREE, dither=Image.Dither.NONE)
+                im = _palette(im)
             buf = io.BytesIO()
             im.save(buf, format="PNG", compress_level=6)
             width, height = im.size
@@ -172,6 +172,14 @@ def _png_data_uri(path: Path, max_width: int, palette: bool = False) -> tuple[st
         logger.warning("report: %s is not a readable PNG (%s); left out", path, exc)
         return None
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii"), width, height
+
+
+def _palette(im):
+    """``im`` with 256 colours, most frequent first (PIL's max-coverage quantizer): the octree one
+    merged the palest colours — faint saliency traces, light confusion cells — into the white."""
+    from PIL import Image
+
+    return im.convert("RGB").quantize(colors=256, method=Image.Quantize.MAXCOVERAGE, dither=Image.Dither.NONE)
 
 
 def _figure(folder: Path, rel: str | Path, max_width: int = 900, palette: bool = True) -> dict | None:
@@ -203,7 +211,7 @@ def _tuning_figure(tuning: pd.DataFrame, title: str) -> dict:
     fig.savefig(buf, format="png", dpi=90)
     buf.seek(0)
     with Image.open(buf) as opened:
-        im = opened.convert("RGB").quantize(colors=256, method=Image.Quantize.FASTOCTREE, dither=Image.Dither.NONE)
+        im = _palette(opened)
         out = io.BytesIO()
         im.save(out, format="PNG", compress_level=6)
         w, h = im.size
