@@ -210,7 +210,7 @@ def faithfulness(
     curves: dict[str, Any] = {"deletion": {}, "insertion": {}}
     # every curve deletes towards the same baseline: fit the continuum once, not once per curve
     fill = make_baseline(baseline, flux, wavelength) if isinstance(baseline, str) else baseline
-    opts = dict(baseline=fill, steps=steps, wavelength=wavelength)
+    opts: dict[str, Any] = dict(baseline=fill, steps=steps, wavelength=wavelength)
     rand_del, rand_ins = [], []
     for _ in range(max(1, int(random_repeats))):
         noise = rng.random(flux.shape)

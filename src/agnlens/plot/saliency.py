@@ -184,7 +184,10 @@ def plot_saliency(
         _note(ax, note)
     if colorbar and not collapsed:
         cb = ax.figure.colorbar(lc, ax=[ax, *zoom_axes], label=plain(colorbar_label), pad=0.01)
-        cb.formatter.set_powerlimits((-3, 4))  # ×10ⁿ beyond: tick labels stay short
+        from matplotlib.ticker import ScalarFormatter
+
+        if isinstance(cb.formatter, ScalarFormatter):
+            cb.formatter.set_powerlimits((-3, 4))  # ×10ⁿ beyond: tick labels stay short
     for zax, window in zip(zoom_axes, windows):
         _zoom(zax, window, wavelength, flux, values, cmap, limit, collapsed)
     if title:

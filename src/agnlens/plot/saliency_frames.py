@@ -17,11 +17,15 @@ A map that is zero to round-off, or a spectrum with a note, is drawn as a new fi
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 
 from agnlens.plot._text import plain
 from agnlens.plot.saliency import ZERO_SCALE, flux_limits, plot_saliency, zoom_windows
+
+if TYPE_CHECKING:  # pragma: no cover
+    from matplotlib.figure import Figure
 
 #: The widest tick label the fixed layout leaves room for.
 _PROBE_TICK = {"flux": "\N{MINUS SIGN}0.25", "colour": "\N{MINUS SIGN}0.0125"}
@@ -56,12 +60,14 @@ class SaliencyFrames:
         wl = self.wavelength
         # a first figure from the plotting function itself, so that the frames look exactly like it
         ax = plot_saliency(wl, np.ones_like(wl), np.linspace(-1.0, 1.0, wl.size), zoom=zoom, title="probe\nprobe")
-        fig = self.figure = ax.figure
+        fig = self.figure = cast("Figure", ax.figure)
         fig.set_dpi(self.dpi)
         self.canvas = FigureCanvasAgg(fig)
         self.ax = ax
         self.trace = next(c for c in ax.collections if isinstance(c, LineCollection))
         colorbar = self.trace.colorbar
+        if colorbar is None:
+            raise RuntimeError("saliency_frames: plot_saliency drew no colour bar")
         self.zoom_axes = [a for a in fig.axes if a is not ax and a is not colorbar.ax]
         windows = zoom_windows(wl) if self.zoom_axes else []
         self.zoom_traces = [next(c for c in a.collections if isinstance(c, LineCollection)) for a in self.zoom_axes]
@@ -81,7 +87,8 @@ class SaliencyFrames:
         fig.set_layout_engine("none")
         for axis, formatter in zip(vertical, formatters):
             axis.set_major_formatter(formatter)
-            axis.set_label_coords(*axis.label.get_position(), transform=axis.label.get_transform())
+            x, y = axis.label.get_position()
+            axis.set_label_coords(x, y, transform=axis.label.get_transform())
 
         # what changes from frame to frame; the rest is the background
         self._dynamic = [self.trace, *self.zoom_traces, *vertical, ax.title]
@@ -156,7 +163,8 @@ class SaliencyFrames:
     def _new_figure(self, flux, values, title, note) -> np.ndarray:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
 
-        fig = plot_saliency(self.wavelength, flux, values, zoom=self.zoom, title=title, note=note).figure
+        ax = plot_saliency(self.wavelength, flux, values, zoom=self.zoom, title=title, note=note)
+        fig = cast("Figure", ax.figure)
         fig.set_dpi(self.dpi)
         canvas = FigureCanvasAgg(fig)
         canvas.draw()
