@@ -347,6 +347,7 @@ def train(
     kernels=("linear", "rbf", "poly"),
     n_boot: int = 1000,
     n_jobs: int | None = None,
+    halving: bool = False,
 ) -> TrainResult:
     """Split, tune on validation, score once on test: the study's training protocol.
 
@@ -364,6 +365,9 @@ def train(
     n_boot : int
         Bootstrap resamples for the test intervals.
     n_jobs : int or None
+    halving : bool
+        Tune by successive halving over the training spectra (see :func:`tune`): several times
+        faster on large grids; the chosen cell can differ from the full search's.
 
     Returns
     -------
@@ -399,7 +403,7 @@ def train(
         raise ValueError("train: the flux holds NaN or infinite values; re-ingest the spectra with agnlens ingest")
     parts = split(y, fractions=fractions, seed=seed)
     result = tune(X, y, train_idx=parts["train"], val_idx=parts["validation"], kernels=kernels,
-                  random_state=seed, n_jobs=n_jobs)
+                  random_state=seed, n_jobs=n_jobs, halving=halving)
     model = result.best_estimator
     # what the training spectra look like, for the applicability check (thresholds on validation)
     model.training_domain_ = TrainingDomain().fit(X[parts["train"]], X[parts["validation"]])
