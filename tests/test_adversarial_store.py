@@ -355,12 +355,12 @@ def test_a_changed_input_is_not_answered_with_the_killed_runs_results(tmp_path):
 def test_a_part_on_another_grid_is_refused_on_assembly(tmp_path):
     """A part's flux travels with its wavelengths: one written on another grid (the resume record
     edited, say) is named, never stacked into the store."""
-    from realdata import BOSS, LEGACY
-
     from agnlens.atomic import hidden_sibling
     from agnlens.grid import get_grid
     from agnlens.parallel import ingest_files
     from agnlens.stages.ingest import ingest_batch
+
+    from realdata import BOSS, LEGACY
 
     out = tmp_path / "s.zarr"
     parts = hidden_sibling(out, "ingest-work") / "parts"
