@@ -352,6 +352,27 @@ def test_a_changed_input_is_not_answered_with_the_killed_runs_results(tmp_path):
     np.testing.assert_array_equal(open_store(out, lazy=False).flux, open_store(fresh, lazy=False).flux)
 
 
+def test_a_part_on_another_grid_is_refused_on_assembly(tmp_path):
+    """A part's flux travels with its wavelengths: one written on another grid (the resume record
+    edited, say) is named, never stacked into the store."""
+    from agnlens.atomic import hidden_sibling
+    from agnlens.grid import get_grid
+    from agnlens.parallel import ingest_files
+    from agnlens.stages.ingest import ingest_batch
+
+    from realdata import BOSS, LEGACY
+
+    out = tmp_path / "s.zarr"
+    parts = hidden_sibling(out, "ingest-work") / "parts"
+    parts.mkdir(parents=True)
+    ingest_batch([str(LEGACY), str(BOSS)], str(parts), 0, get_grid("balmer"), None, False, 0.1)
+    with np.load(parts / "batch-000000.npz") as part:
+        np.testing.assert_array_equal(part["wavelength"], get_grid("balmer").wavelength)
+    with pytest.raises(ValueError, match=r"batch-000000\.npz: this part's flux is on another grid"):
+        ingest_files([str(LEGACY), str(BOSS)], out, grid="paper")
+    assert not out.exists()
+
+
 @pytest.fixture(scope="module")
 def small(tmp_path_factory):
     """60 simulated spectra in a store, a linear SpectrumSVC fitted on them and its model file."""

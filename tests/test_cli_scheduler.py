@@ -94,3 +94,12 @@ def test_explain_is_the_same_bits_through_every_corridor(setup, cluster, tmp_pat
     # a model file is not a store: --scheduler refuses it
     args = ["explain", "--model", str(model_path), str(model_path), "--out", str(out), "--scheduler", cluster]
     assert main(args) == 2
+
+
+def test_in_memory_spectra_on_a_dask_executor_are_refused_not_run_here():
+    spectra = simulate_set(3, seed=1)
+    assert Executor().map(len, spectra) == [3]  # a local executor works on them here
+    with pytest.raises(ValueError, match=r"in-memory spectra run in this process.*'processes'.*_store"):
+        Executor("processes").map(len, spectra)
+    with pytest.raises(ValueError, match="classify: in-memory spectra"):  # a stage given a scheduler name
+        classify(None, spectra, executor="processes")

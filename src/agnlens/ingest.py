@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import os
 import warnings
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,7 +27,7 @@ import pandas as pd
 from agnlens.errors import AgnlensError, AgnlensWarning, RejectedSpectrum
 from agnlens.grid import Grid, get_grid
 from agnlens.io.inputs import display_name
-from agnlens.preprocess import Rejection, preprocess, preprocess_one
+from agnlens.preprocess import Rejection, preprocess, preprocess_one, preprocessing_provenance
 from agnlens.spectra import Spectrum, SpectrumSet
 
 log = logging.getLogger(__name__)
@@ -44,6 +44,21 @@ class IngestSummary:
     catalog_rows: int = 0
     catalog_unmatched: int = 0
     out: str = ""
+
+    @classmethod
+    def start(cls, n_inputs: int, catalog: pd.DataFrame | None) -> IngestSummary:
+        """The summary of an ingest of ``n_inputs`` files labelled from ``catalog`` (see :func:`read_labels`)."""
+        return cls(n_inputs=n_inputs, catalog_rows=0 if catalog is None else len(catalog))
+
+    def tally(self, meta: pd.DataFrame, catalog: pd.DataFrame | None = None) -> None:
+        """Count the accepted spectra (their metadata ``meta``), the unlabelled among them and, given
+        the ``catalog``, its rows that match none of them."""
+        self.accepted = len(meta)
+        labels = meta["label"].fillna("").astype(str) if "label" in meta else pd.Series("", index=meta.index)
+        self.unlabelled = int((labels == "").sum())
+        if catalog is not None:
+            ids = set(meta["spec_id"].astype(str)) if "spec_id" in meta else set()
+            self.catalog_unmatched = int((~catalog["spec_id"].isin(ids)).sum())
 
     @property
     def exit_status(self) -> int:
@@ -180,14 +195,12 @@ def ingest(
         Its rejections by kind (unreadable or unlabelable files, spectra the grid cannot take,
         duplicate spec_ids), in input order within each kind.
     """
-    from agnlens.io import expand_inputs, read_catalog
+    from agnlens.io import expand_inputs
 
     grid = get_grid(grid)
     paths = expand_inputs(inputs)
-    catalog = read_catalog(labels) if isinstance(labels, (str, Path)) else labels
-    if catalog is not None:
-        catalog = catalog.drop_duplicates("spec_id").set_index("spec_id", drop=False)
-    summary = IngestSummary(n_inputs=len(paths), catalog_rows=0 if catalog is None else len(catalog))
+    catalog = read_labels(labels)
+    summary = IngestSummary.start(len(paths), catalog)
 
     def labelled() -> Iterator[Spectrum]:
         for path in progress(paths) if progress else paths:
@@ -199,39 +212,110 @@ def ingest(
                 log.debug("rejected %s: %s", source, reason)
                 summary.rejected.append(Rejection(source, reason))
 
-    provenance = {
-        "allow_zwarning": allow_zwarning,
-        "n_sources": len(paths),
-        "labels": str(labels) if isinstance(labels, (str, Path)) else None,
-    }
-    spectra, rejected = preprocess(labelled(), grid, max_bad_fraction, provenance)
-    spectra, duplicates = _first_of_each_spec_id(spectra)
+    spectra, rejected = preprocess(labelled(), grid, max_bad_fraction)
+    keep, duplicates = first_of_each_spec_id(spectra.spec_id, spectra.meta["source"].astype(str).to_numpy())
+    if duplicates:
+        spectra = spectra[np.flatnonzero(keep)]
     summary.rejected += rejected + duplicates
-    spectra.provenance["simulated"] = (
-        "simulated" in spectra.meta and bool(len(spectra)) and bool(spectra.meta["simulated"].all())
+    spectra.provenance = ingest_provenance(
+        spectra.meta, grid=grid, max_bad_fraction=max_bad_fraction, allow_zwarning=allow_zwarning,
+        n_sources=len(paths), labels=labels,
     )
-    summary.accepted = len(spectra)
-    summary.unlabelled = int((spectra.labels == "").sum())
-    if catalog is not None:
-        summary.catalog_unmatched = int((~catalog["spec_id"].isin(set(spectra.spec_id))).sum())
+    summary.tally(spectra.meta, catalog)
     return spectra, summary
 
 
-def _first_of_each_spec_id(spectra: SpectrumSet) -> tuple[SpectrumSet, list[Rejection]]:
-    """The set without its repeated spec_ids (the first one is kept), and a rejection for each repeat."""
-    ids, sources = spectra.spec_id, spectra.meta["source"].astype(str).to_numpy()
-    first: dict[str, int] = {}
+def read_labels(labels: str | os.PathLike | pd.DataFrame | None) -> pd.DataFrame | None:
+    """The label catalogue as ingest matches it: indexed by ``spec_id``, the first row of each.
+
+    Parameters
+    ----------
+    labels : path or DataFrame, optional
+        A catalogue file (see :func:`agnlens.io.read_catalog`) or one already read.
+
+    Returns
+    -------
+    DataFrame or None
+    """
+    from agnlens.io import read_catalog
+
+    catalog = read_catalog(labels) if isinstance(labels, (str, os.PathLike)) else labels
+    if catalog is None:
+        return None
+    return catalog.drop_duplicates("spec_id").set_index("spec_id", drop=False)
+
+
+def first_of_each_spec_id(
+    spec_ids: Sequence[str] | np.ndarray, sources: Sequence[str] | np.ndarray
+) -> tuple[np.ndarray, list[Rejection]]:
+    """Which spectra to keep so that each spec_id appears once (the first in input order), and a
+    rejection for each repeat.
+
+    Parameters
+    ----------
+    spec_ids, sources : sequence of str, shape (n,)
+        In input order; ``sources`` name the files, for the messages.
+
+    Returns
+    -------
+    keep : ndarray of bool, shape (n,)
+    rejected : list of Rejection
+        One per repeat, naming the file the spec_id was first read from.
+    """
+    first: dict[str, str] = {}
+    keep = np.ones(len(spec_ids), dtype=bool)
     rejected = []
-    for i, sid in enumerate(ids):
+    for i, (sid, source) in enumerate(zip(spec_ids, sources)):
+        sid, source = str(sid), str(source)
         if sid in first:
-            reason = f"duplicate spec_id {sid} (already read from {sources[first[sid]]})"
-            log.debug("rejected %s: %s", sources[i], reason)
-            rejected.append(Rejection(sources[i], reason, sid))
+            reason = f"duplicate spec_id {sid} (already read from {first[sid]})"
+            log.debug("rejected %s: %s", source, reason)
+            rejected.append(Rejection(source, reason, sid))
+            keep[i] = False
         else:
-            first[sid] = i
-    if not rejected:
-        return spectra, []
-    return spectra[np.array(sorted(first.values()), dtype=int)], rejected
+            first[sid] = source
+    return keep, rejected
+
+
+def ingest_provenance(
+    meta: pd.DataFrame,
+    *,
+    grid: Grid,
+    max_bad_fraction: float,
+    allow_zwarning: bool,
+    n_sources: int,
+    labels: str | os.PathLike | pd.DataFrame | None,
+) -> dict:
+    """The provenance of an ingested set: how it was preprocessed, read and labelled.
+
+    Parameters
+    ----------
+    meta : DataFrame
+        The accepted spectra's metadata; the set is simulated when every one of them is.
+    grid, max_bad_fraction
+        See :func:`agnlens.preprocess.preprocessing_provenance`.
+    allow_zwarning : bool
+    n_sources : int
+        Input files.
+    labels : path or DataFrame, optional
+        The catalogue (recorded by path; a DataFrame as None).
+
+    Returns
+    -------
+    dict
+    """
+    provenance = preprocessing_provenance(grid, max_bad_fraction)
+    provenance.update(
+        {
+            "allow_zwarning": bool(allow_zwarning),
+            "n_sources": int(n_sources),
+            "labels": str(labels) if isinstance(labels, (str, os.PathLike)) else None,
+            "simulated": "simulated" in meta
+            and bool(len(meta))
+            and bool(meta["simulated"].fillna(False).astype(bool).all()),
+        }
+    )
+    return provenance
 
 
 def ingest_append(
@@ -283,8 +367,7 @@ def ingest_append(
             stacklevel=2,
         )
         spectra.meta = spectra.meta.drop(columns=extra)
-    summary.accepted = len(spectra)
-    summary.unlabelled = int((spectra.labels == "").sum())
+    summary.tally(spectra.meta)
     if len(spectra):
         append_store(spectra, store)
         summary.out = str(store)

@@ -61,8 +61,26 @@ class Executor:
         return range(0, n, self.chunk_size or CHUNK)
 
     def map(self, func: Callable, spectra: SpectrumSet, *args, desc: str = "chunks") -> list:
-        """``func(chunk, *args)`` for every chunk of the in-memory ``spectra``, in order, here."""
+        """``func(chunk, *args)`` for every chunk of the in-memory ``spectra``, in order, here.
+
+        In-memory spectra are always worked on in this process; Dask works on stores, through
+        :meth:`map_store` (the stages' ``*_store`` functions).
+
+        Raises
+        ------
+        ValueError
+            This executor runs on Dask (its ``scheduler`` is not ``"local"``): rather than run here
+            silently, it asks for a store or a local executor.
+        """
         import numpy as np
+
+        if not self.local:
+            raise ValueError(
+                f"{desc}: in-memory spectra run in this process, but this executor's scheduler is "
+                f"{self.scheduler!r}; write them to a store (agnlens ingest, agnlens.io.write_store) and "
+                f"use the stage's *_store function (classify_store, explain_store) to run on Dask, or pass "
+                f"a local executor (Executor() or Executor.for_store(store))"
+            )
 
         starts = self.starts(len(spectra))
         if self.progress and len(starts) > 1:

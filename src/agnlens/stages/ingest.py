@@ -97,9 +97,9 @@ def ingest_batch(
 ) -> dict:
     """Read, label, check and preprocess one batch of files (the task a worker runs).
 
-    Writes ``batch-NNNNNN.npz`` (flux, ivar, mask of the accepted spectra), ``batch-NNNNNN.json``
-    (their metadata and the rejections) and then the ``.done`` marker, each atomically. A bad file
-    becomes a rejection with its reason; it never fails the batch.
+    Writes ``batch-NNNNNN.npz`` (the grid's wavelengths; flux, ivar, mask of the accepted spectra),
+    ``batch-NNNNNN.json`` (their metadata and the rejections) and then the ``.done`` marker, each
+    atomically. A bad file becomes a rejection with its reason; it never fails the batch.
     """
     from agnlens.errors import AgnlensError
     from agnlens.ingest import display_name, ingest_one
@@ -127,7 +127,10 @@ def ingest_batch(
     flux_rows = np.array(fluxes, dtype=np.float32).reshape(-1, n_pix)
     ivar_rows = np.array(ivars, dtype=np.float32).reshape(-1, n_pix)
     mask_rows = np.array(masks, dtype=bool).reshape(-1, n_pix)
-    atomic_save(parts / f"{stem}.npz", lambda f: np.savez(f, flux=flux_rows, ivar=ivar_rows, mask=mask_rows))
+    atomic_save(
+        parts / f"{stem}.npz",
+        lambda f: np.savez(f, wavelength=grid.wavelength, flux=flux_rows, ivar=ivar_rows, mask=mask_rows),
+    )
     payload = json.dumps({"meta": metas, "rejected": rejected}, default=_json_default)
     atomic_save(parts / f"{stem}.json", lambda f: f.write(payload.encode()))
     content = {"index": index, "accepted": len(metas), "rejected": len(rejected), "pid": os.getpid()}
@@ -234,18 +237,16 @@ def _ingest_locked(
     import dask
     import dask.array as da
 
-    from agnlens.ingest import IngestSummary
-    from agnlens.io import expand_inputs, read_catalog
+    from agnlens.ingest import IngestSummary, first_of_each_spec_id, ingest_provenance, read_labels
+    from agnlens.io import expand_inputs
     from agnlens.io.store import write_store
-    from agnlens.preprocess import Rejection, get_grid, preprocessing_provenance
+    from agnlens.preprocess import Rejection, get_grid
 
     _check_replaceable(out_store, overwrite)  # again, under the lock
     grid = get_grid(grid)
     files = [str(p) for p in expand_inputs(paths)]
-    catalog = read_catalog(labels) if isinstance(labels, (str, os.PathLike)) else labels
-    if catalog is not None:
-        catalog = catalog.drop_duplicates("spec_id").set_index("spec_id", drop=False)
-    summary = IngestSummary(n_inputs=len(files), catalog_rows=0 if catalog is None else len(catalog))
+    catalog = read_labels(labels)
+    summary = IngestSummary.start(len(files), catalog)
     batches = [files[a : a + batch_size] for a in range(0, len(files), batch_size)]
 
     work = hidden_sibling(out_store, "ingest-work")
@@ -261,7 +262,7 @@ def _ingest_locked(
     description = {
         "job": "ingest", "out": str(out_store),
         "files_sha256": h.hexdigest(), "n_files": len(files), "batch_size": batch_size,
-        "grid": grid.describe(), "allow_zwarning": bool(allow_zwarning), "max_bad_fraction": float(max_bad_fraction),
+        "grid": grid.to_dict(), "allow_zwarning": bool(allow_zwarning), "max_bad_fraction": float(max_bad_fraction),
     }
     claim(work, description)
     parts.mkdir(parents=True, exist_ok=True)
@@ -284,58 +285,45 @@ def _ingest_locked(
         ) from first
 
     # assemble in input order: drop duplicate spec_ids (first file wins), then one atomic write
-    seen: dict[str, str] = {}
-    records, keep_rows = [], []
+    records, sizes = [], []
     for i in range(len(batches)):
         info = json.loads((parts / f"batch-{i:06d}.json").read_text())
         for source, reason in info["rejected"]:
             log.debug("rejected %s: %s", source, reason)
             summary.rejected.append(Rejection(source, reason))
-        flags = []
-        for meta in info["meta"]:
-            sid, src = str(meta.get("spec_id", "")), str(meta.get("source", ""))
-            if sid and sid in seen:
-                reason = f"duplicate spec_id {sid} (already read from {seen[sid]})"
-                log.debug("rejected %s: %s", src, reason)
-                summary.rejected.append(Rejection(src, reason, sid))
-                flags.append(False)
-                continue
-            seen[sid] = src
-            records.append(meta)
-            flags.append(True)
-        keep_rows.append(np.asarray(flags, dtype=bool))
-    summary.accepted = len(records)
-    if catalog is not None:
-        summary.catalog_unmatched = int((~catalog["spec_id"].isin(seen)).sum())
-    if not records:
-        shutil.rmtree(work, ignore_errors=True)
-        return None, summary
-    meta = pd.DataFrame.from_records(records)
+        records += info["meta"]
+        sizes.append(len(info["meta"]))
+    keep, duplicates = first_of_each_spec_id(
+        [str(m.get("spec_id", "")) for m in records], [str(m.get("source", "")) for m in records]
+    )
+    summary.rejected += duplicates
+    meta = pd.DataFrame.from_records([m for m, kept in zip(records, keep) if kept])
     if "label" not in meta:
         meta["label"] = ""
     meta["label"] = meta["label"].fillna("")
-    summary.unlabelled = int((meta["label"].astype(str) == "").sum())
+    summary.tally(meta, catalog)
+    if not len(meta):
+        shutil.rmtree(work, ignore_errors=True)
+        return None, summary
     n_pix = grid.wavelength.size
+    keep_rows = np.split(keep, np.cumsum(sizes)[:-1])
+    for i, kept in enumerate(keep_rows):
+        if kept.any():
+            _check_part_grid(parts / f"batch-{i:06d}.npz", grid)
     stacks = {}
     for name, dtype in (("flux", np.float32), ("ivar", np.float32), ("mask", bool)):
         pieces = []
-        for i, keep in enumerate(keep_rows):
-            if keep.any():
+        for i, kept in enumerate(keep_rows):
+            if kept.any():
                 arr = da.from_delayed(
                     dask.delayed(_load_npz)(str(parts / f"batch-{i:06d}.npz"), name),
-                    shape=(keep.size, n_pix), dtype=dtype,
+                    shape=(kept.size, n_pix), dtype=dtype,
                 )
-                pieces.append(arr if keep.all() else arr[np.flatnonzero(keep)])
+                pieces.append(arr if kept.all() else arr[np.flatnonzero(kept)])
         stacks[name] = da.concatenate(pieces)
-    simulated = "simulated" in meta and bool(meta["simulated"].fillna(False).astype(bool).all())
-    prov = preprocessing_provenance(grid, max_bad_fraction)
-    prov.update(
-        {
-            "allow_zwarning": bool(allow_zwarning),
-            "simulated": simulated,
-            "n_sources": len(files),
-            "labels": str(labels) if isinstance(labels, (str, os.PathLike)) else None,
-        }
+    prov = ingest_provenance(
+        meta, grid=grid, max_bad_fraction=max_bad_fraction, allow_zwarning=allow_zwarning,
+        n_sources=len(files), labels=labels,
     )
     spectra = SpectrumSet(wavelength=grid.wavelength, meta=meta, grid=grid, provenance=prov, **stacks)
     with dask.config.set(scheduler="synchronous"):  # one part at a time: bounded memory
@@ -343,6 +331,21 @@ def _ingest_locked(
     shutil.rmtree(work, ignore_errors=True)
     summary.out = str(out_store)
     return out_store, summary
+
+
+def _check_part_grid(path: Path, grid) -> None:
+    """Raise when the part ``path`` was not written on ``grid`` (its wavelengths differ)."""
+    with np.load(path) as data:
+        wavelength = data["wavelength"] if "wavelength" in data.files else None
+    if wavelength is None or not np.array_equal(wavelength, grid.wavelength):
+        found = (
+            "no wavelengths" if wavelength is None
+            else f"{wavelength.size} px {wavelength[0]:.6g}–{wavelength[-1]:.6g} Å"
+        )
+        raise ValueError(
+            f"{path}: this part's flux is on another grid ({found}) than the ingest's {grid.label()}; "
+            f"delete {path.parent.parent} and rerun the ingest"
+        )
 
 
 def _load_npz(path: str, name: str) -> np.ndarray:
