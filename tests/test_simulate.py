@@ -451,3 +451,20 @@ def test_cli_bounds_n_with_a_reason(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "more than 10,000,000 spectra" in err and "different --seed" in err
     assert not (tmp_path / "s.zarr").exists()
+
+
+def test_cli_convention_writes_the_relabelled_store_and_fits_labels(tmp_path):
+    import pandas as pd
+
+    from agnlens.cli import main
+    from agnlens.io.store import open_store
+
+    args = ["-q", "simulate", "--n", "40", "--seed", "3", "--convention", "spectroscopic"]
+    assert main([*args, "--out", str(tmp_path / "s.zarr"), "--fits-dir", str(tmp_path / "fits")]) == 0
+    store = open_store(tmp_path / "s.zarr")
+    study = simulate(40, seed=3)
+    expect = [class_under(s.meta["label"], s.meta["subtype"], "spectroscopic") for s in study]
+    assert list(store.labels) == expect and list(store.meta["label_study"]) == [s.meta["label"] for s in study]
+    assert store.provenance["simulator"]["convention"] == "spectroscopic"
+    table = pd.read_csv(tmp_path / "fits" / "labels.csv", dtype={"spec_id": str})
+    assert list(table["label"]) == expect
