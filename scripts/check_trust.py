@@ -11,7 +11,7 @@ Usage (from the project root)::
    the spectrum's training-PCA distances fall among the model's own validation spectra (the
    out-of-distribution thresholds are drawn from those).
 2. Unless ``--no-sim``: each default model's own held-out simulated test split (the recipe
-   ``simulate_set(3346, seed=0, grid)``, ``split(labels, seed=0)["test"]``: ~670 spectra the model
+   ``training_set(grid)``, ``split(labels, seed=0)["test"]``: ~670 spectra the model
    and the thresholds never saw) through the same classify stage: the share flagged, by code.
 
 3. With ``--centre-wings N``: the README's centre-vs-wings test on each default model — the real
@@ -85,15 +85,14 @@ def real_part(data: Path) -> tuple[pd.DataFrame, list]:
 
 
 def simulated_part() -> list[tuple[str, float, int]]:
-    from agnlens.models.default import DEFAULT_GRIDS, DEFAULT_RECIPE, resolve_model
+    from agnlens.models.default import DEFAULT_GRIDS, DEFAULT_RECIPE, resolve_model, training_set
     from agnlens.models.tuning import split
-    from agnlens.simulate import simulate_set
     from agnlens.stages import classify
 
     out = []
     for grid in DEFAULT_GRIDS:
         model, _ = resolve_model(None, grid)
-        spectra = simulate_set(DEFAULT_RECIPE["n"], seed=DEFAULT_RECIPE["seed"], grid=grid)
+        spectra = training_set(grid)
         test = split(spectra.labels, seed=DEFAULT_RECIPE["seed"])["test"]
         table = classify(model, spectra[test])
         bad = table["flags"].fillna("") != ""
@@ -111,9 +110,8 @@ def centre_wings_part(data: Path, n_sim: int) -> None:
     from agnlens.explain.saliency import saliency
     from agnlens.ingest import read_inputs
     from agnlens.models.baseline import measure
-    from agnlens.models.default import DEFAULT_GRIDS, DEFAULT_RECIPE, resolve_model
+    from agnlens.models.default import DEFAULT_GRIDS, DEFAULT_RECIPE, resolve_model, training_set
     from agnlens.models.tuning import split
-    from agnlens.simulate import simulate_set
 
     real_balmer, _ = read_inputs([data / "spectra"], grid="balmer", labels=data / "labels.csv")
     type1 = np.flatnonzero(real_balmer.labels == "type1")
@@ -123,7 +121,7 @@ def centre_wings_part(data: Path, n_sim: int) -> None:
         model, _ = resolve_model(None, grid)
         real, _ = read_inputs([data / "spectra"], grid=grid, labels=data / "labels.csv")
         real = real[np.flatnonzero(real.labels == "type1")]
-        sim = simulate_set(DEFAULT_RECIPE["n"], seed=DEFAULT_RECIPE["seed"], grid=grid)
+        sim = training_set(grid)
         test = split(sim.labels, seed=DEFAULT_RECIPE["seed"])["test"][:n_sim]
         sim = sim[test]
         sim.meta["spec_id"] = [f"sim-{i}" for i in test]

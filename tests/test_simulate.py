@@ -8,11 +8,20 @@ import numpy as np
 import pytest
 from scipy.optimize import curve_fit
 
-from agnlens.classes import class_of_subtype, winkler_subtype
+from agnlens.classes import CLASSES, CONVENTIONS, SUBTYPES, class_of_subtype, class_under, winkler_subtype
 from agnlens.lines import C_KMS
-from agnlens.simulate import DEFAULT_COUNTS, MAX_SPECTRA, REDSHIFT_PRESETS, _resolve_counts, simulate, simulate_set
+from agnlens.simulate import (
+    DEFAULT_COUNTS,
+    MAX_SPECTRA,
+    REDSHIFT_PRESETS,
+    _resolve_counts,
+    relabel,
+    simulate,
+    simulate_set,
+)
 from agnlens.simulate.narrow import kewley01, schawinski07
 from agnlens.simulate.noise import noise_library
+from agnlens.spectra import SpectrumSet
 
 META_KEYS = {
     "spec_id", "z", "zwarning", "label", "subtype", "fwhm_broad", "fwhm_narrow", "snr_target",
@@ -115,6 +124,43 @@ def test_subtypes_follow_winkler_and_map_onto_the_sample_classes():
     assert subtypes["intermediate"] == {"1.2", "1.5", "1.8", "1.9"}
     # quasars are not all 1.0: R = [O III]/Hβ(total) > 0.3 in a fair share (issue 11)
     assert {"1.0", "1.2"} <= subtypes["type1"]
+
+
+def test_class_conventions_for_every_subtype():
+    # the spectroscopic classes written out from their definition (broad Hβ and R <= 4 is type 1)
+    spectroscopic = {"1.0": "type1", "1.2": "type1", "1.5": "type1", "1.8": "intermediate",
+                     "1.9": "intermediate", "2": "type2"}
+    assert set(CONVENTIONS) == {"study", "spectroscopic"} and set(spectroscopic) == set(SUBTYPES)
+    for label in CLASSES:
+        for subtype in SUBTYPES:
+            assert class_under(label, subtype, "study") == label
+            assert class_under(label, subtype, "spectroscopic") == spectroscopic[subtype]
+            assert class_under(label, subtype) == label  # the study's is the default
+    for bad in (("type1", "1.0", "sdss"), ("type3", "1.0", "study"), ("type1", "1.1", "spectroscopic")):
+        with pytest.raises(ValueError, match="expected one of"):
+            class_under(*bad)
+
+
+def test_relabel_keeps_the_spectra_and_moves_only_the_broad_hbeta_intermediates():
+    study = simulate_set(60, seed=3, grid="balmer")
+    spec = simulate_set(60, seed=3, grid="balmer", convention="spectroscopic")
+    assert spec.provenance["simulator"]["convention"] == "spectroscopic"
+    assert study.provenance["simulator"]["convention"] == "study" and "label_study" not in study.meta
+    for name in ("flux", "ivar", "mask", "wavelength"):
+        assert np.array_equal(getattr(study, name), getattr(spec, name))  # bitwise the same spectra
+    assert list(spec.meta["label_study"]) == list(study.labels)
+    moved = study.labels != spec.labels
+    sub = study.meta["subtype"].astype(str).to_numpy()
+    expect = (study.labels == "intermediate") & np.isin(sub, ["1.2", "1.5"])
+    assert moved.any() and np.array_equal(moved, expect)
+    assert set(spec.labels[moved]) == {"type1"}
+    # relabelling back to the study's convention restores the labels; a set without subtypes is refused
+    assert list(relabel(spec, "study").labels) == list(study.labels)
+    with pytest.raises(ValueError, match="subtype"):
+        relabel(SpectrumSet(study.wavelength, study.flux, study.ivar, study.mask,
+                            study.meta.drop(columns="subtype")), "spectroscopic")
+    with pytest.raises(ValueError, match="convention"):
+        simulate(counts={"type1": 1}, seed=0, convention="sdss")
 
 
 def test_paper_preset_and_bad_settings():
@@ -405,3 +451,20 @@ def test_cli_bounds_n_with_a_reason(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "more than 10,000,000 spectra" in err and "different --seed" in err
     assert not (tmp_path / "s.zarr").exists()
+
+
+def test_cli_convention_writes_the_relabelled_store_and_fits_labels(tmp_path):
+    import pandas as pd
+
+    from agnlens.cli import main
+    from agnlens.io.store import open_store
+
+    args = ["-q", "simulate", "--n", "40", "--seed", "3", "--convention", "spectroscopic"]
+    assert main([*args, "--out", str(tmp_path / "s.zarr"), "--fits-dir", str(tmp_path / "fits")]) == 0
+    store = open_store(tmp_path / "s.zarr")
+    study = simulate(40, seed=3)
+    expect = [class_under(s.meta["label"], s.meta["subtype"], "spectroscopic") for s in study]
+    assert list(store.labels) == expect and list(store.meta["label_study"]) == [s.meta["label"] for s in study]
+    assert store.provenance["simulator"]["convention"] == "spectroscopic"
+    table = pd.read_csv(tmp_path / "fits" / "labels.csv", dtype={"spec_id": str})
+    assert list(table["label"]) == expect

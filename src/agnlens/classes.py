@@ -21,6 +21,19 @@ Two vocabularies meet here, and the difference matters:
   Winkler 1.2 and still a study type 1. :func:`class_of_subtype` is the mapping for Seyferts
   (1.0 → type1, 1.2–1.9 → intermediate, 2 → type2); a luminous quasar of subtype 1.2 or 1.5 keeps
   the class ``type1`` (see :data:`QUASAR_SUBTYPES`).
+
+* **Conventions** (:data:`CONVENTIONS`) say which class a labelled spectrum has, from its sample
+  class and its subtype (:func:`class_under`):
+
+  ``"study"``
+      The reference study's sample-based classes, as above: an intermediate is a Seyfert of
+      subtype 1.2–1.9 (about half of its intermediate catalogue are Winkler 1.2/1.5 Seyferts).
+      The simulator labels in this convention and ``agnlens demo`` reproduces the study with it.
+  ``"spectroscopic"``
+      The classes of SDSS-style catalogues and much of the literature (and of
+      ``data/sdss/labels.csv``): any spectrum with broad Hβ and R ≤ 4 (subtype 1.0, 1.2, 1.5) is
+      ``type1``; 1.8 and 1.9 are ``intermediate``; 2 is ``type2``. The built-in default models
+      (``classify``/``explain`` without ``--model``) answer in this convention.
 """
 
 from __future__ import annotations
@@ -30,12 +43,14 @@ import math
 __all__ = [
     "CLASSES",
     "CLASS_NAMES",
+    "CONVENTIONS",
     "QUASAR_SUBTYPES",
     "R_THRESHOLDS",
     "SDSS_CLASS",
     "SUBTYPES",
     "TASK_CLASSES",
     "class_of_subtype",
+    "class_under",
     "winkler_subtype",
 ]
 
@@ -62,6 +77,10 @@ SDSS_CLASS: dict[str, tuple[str, str]] = {
     "type2": ("GALAXY", "AGN"),
     "intermediate": ("GALAXY", "AGN BROADLINE"),
 }
+
+#: The class conventions (see the module docstring): the study's sample-based classes, the default
+#: of the simulator and the demo; the spectroscopic classes of SDSS-style catalogues.
+CONVENTIONS: tuple[str, ...] = ("study", "spectroscopic")
 
 _SUBTYPE_CLASS = {"1.0": "type1", "1.2": "intermediate", "1.5": "intermediate", "1.8": "intermediate",
                   "1.9": "intermediate", "2": "type2"}
@@ -111,3 +130,30 @@ def class_of_subtype(subtype: str, *, quasar: bool = False) -> str:
     if quasar and subtype in QUASAR_SUBTYPES:
         return "type1"
     return _SUBTYPE_CLASS[subtype]
+
+
+def class_under(label: str, subtype: str, convention: str = "study") -> str:
+    """The class of a spectrum of study class ``label`` and Winkler ``subtype`` under ``convention``.
+
+    Parameters
+    ----------
+    label : str
+        The class in the study's convention (a simulated spectrum's ``label``); one of
+        :data:`CLASSES`.
+    subtype : str
+        Its Winkler subtype, one of :data:`SUBTYPES`.
+    convention : {"study", "spectroscopic"}, default "study"
+        ``"study"`` returns ``label``; ``"spectroscopic"`` returns the class of the subtype alone
+        (1.0/1.2/1.5 → ``type1``, 1.8/1.9 → ``intermediate``, 2 → ``type2``).
+
+    Returns
+    -------
+    str
+        One of :data:`CLASSES`.
+    """
+    if convention not in CONVENTIONS:
+        raise ValueError(f"unknown class convention {convention!r}; expected one of {', '.join(CONVENTIONS)}")
+    if label not in CLASSES:
+        raise ValueError(f"unknown class {label!r}; expected one of {', '.join(CLASSES)}")
+    quasar_class = class_of_subtype(subtype, quasar=True)  # also checks the subtype
+    return label if convention == "study" else quasar_class

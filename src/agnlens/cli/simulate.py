@@ -33,6 +33,10 @@ def add_parser(sub) -> None:
     p.add_argument("--out", metavar="STORE", help="write a preprocessed Zarr store")
     p.add_argument("--fits-dir", metavar="DIR", help="write SDSS-format spec-*.fits files")
     p.add_argument("--grid", default="paper", choices=["paper", "balmer"], help="grid of the store (default paper)")
+    p.add_argument("--convention", default="study", choices=["study", "spectroscopic"],
+                   help="class convention of the labels: study (default; intermediate = Seyfert 1.2-1.9, "
+                        "the reference study's) or spectroscopic (broad Hβ with [O III]/Hβ ≤ 4, Winkler "
+                        "1.0-1.5, is type1; intermediate = 1.8/1.9; the study's class kept in label_study)")
     p.add_argument("--overwrite", action="store_true", help="replace STORE if it exists")
     p.set_defaults(run=run)
 
@@ -69,7 +73,8 @@ def run(args) -> int:
         from agnlens.io.sdss_write import write_labels, write_sdss_many
 
         progress = bar("simulate")
-        spectra = simulate(args.n, seed=args.seed, grid=args.grid, progress=progress and progress.update)
+        spectra = simulate(args.n, seed=args.seed, grid=args.grid, progress=progress and progress.update,
+                           convention=args.convention)
         if progress:
             progress.close()
         paths = write_sdss_many(spectra, args.fits_dir)
@@ -82,7 +87,8 @@ def run(args) -> int:
         from agnlens.io.store import write_store
 
         progress = bar("simulate + preprocess")
-        spectrum_set = simulate_set(args.n, seed=args.seed, grid=args.grid, progress=progress and progress.update)
+        spectrum_set = simulate_set(args.n, seed=args.seed, grid=args.grid, progress=progress and progress.update,
+                                    convention=args.convention)
         if progress:
             progress.close()
         write_store(spectrum_set, args.out, overwrite=args.overwrite)

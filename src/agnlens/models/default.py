@@ -5,13 +5,19 @@ study's 3729–5266 Å). ``classify`` and ``explain`` without ``--model`` use th
 spectra that cover its grid and the ``paper`` model otherwise (Hα leaves the SDSS spectrograph above
 z ≈ 0.37, BOSS above z ≈ 0.55): see :func:`resolve_models` and :data:`DEFAULT_GRIDS`.
 
+They answer in the **spectroscopic** class convention (:data:`agnlens.classes.CONVENTIONS`), that of
+SDSS-style catalogues: a spectrum with broad Hβ and [O III]/Hβ ≤ 4 (Winkler 1.0, 1.2, 1.5) is
+``type1``, 1.8/1.9 are ``intermediate``. (``agnlens demo`` trains its own models in the reference
+study's convention.) The convention is in each model's metadata (``convention``) and its cache name.
+
 They are not shipped as binaries: the first call of :func:`default_model` builds one — simulate the
-reference sample (``simulate_set(3346, seed=0, grid=GRID)``), then
+reference sample relabelled spectroscopically (:func:`training_set`:
+``simulate_set(3346, seed=0, grid=GRID, convention="spectroscopic")``), then
 :func:`agnlens.models.tuning.train` with ``seed=0`` — and caches it as a skops model file under
 ``$AGNLENS_CACHE`` (default ``~/.cache/agnlens``), written atomically. Later calls load the cached
 file (checked like any model file). Rebuilding one by hand gives the same model::
 
-    agnlens simulate --n 3346 --seed 0 --grid balmer --out sim.zarr
+    agnlens simulate --n 3346 --seed 0 --grid balmer --convention spectroscopic --out sim.zarr
     agnlens train sim.zarr --task multiclass --seed 0 --out default-multiclass-balmer.skops
 """
 
@@ -27,7 +33,7 @@ from agnlens.errors import ModelFileError, ModelPinError
 log = logging.getLogger(__name__)
 
 #: The recipe of the default models (one per grid).
-DEFAULT_RECIPE = {"n": 3346, "seed": 0}
+DEFAULT_RECIPE: dict[str, Any] = {"n": 3346, "seed": 0, "convention": "spectroscopic"}
 #: The default models' grids, in order of preference: a spectrum goes to the first one it covers.
 DEFAULT_GRIDS = ("balmer", "paper")
 
@@ -75,7 +81,22 @@ def default_model_path(task: str = "multiclass", grid: str = "paper") -> Path:
     that a model built by other code (an older simulator) is never reused."""
     from agnlens import __version__
 
-    return cache_dir() / f"default-{task}-{grid}-agnlens-{__version__}-{recipe_key(grid)}.skops"
+    convention = DEFAULT_RECIPE["convention"]
+    return cache_dir() / f"default-{task}-{grid}-{convention}-agnlens-{__version__}-{recipe_key(grid)}.skops"
+
+
+def training_set(grid: str = "paper"):
+    """The simulated spectra the default model on ``grid`` is trained (and split) on.
+
+    Returns
+    -------
+    SpectrumSet
+        ``simulate_set(3346, seed=0, grid=grid, convention="spectroscopic")`` (SIMULATED).
+    """
+    from agnlens.simulate import simulate_set
+
+    return simulate_set(DEFAULT_RECIPE["n"], seed=DEFAULT_RECIPE["seed"], grid=grid,
+                        convention=DEFAULT_RECIPE["convention"])
 
 
 def is_default(name: str | None) -> bool:
@@ -135,7 +156,8 @@ def default_model(task: str = "multiclass", *, grid: str = "paper", rebuild: boo
     -------
     model : SpectrumSVC
     metadata : dict
-        As in :func:`agnlens.models.persistence.load_model`; ``default_model`` holds the recipe.
+        As in :func:`agnlens.models.persistence.load_model`; ``default_model`` holds the recipe,
+        ``convention`` the class convention the model answers in (``"spectroscopic"``).
     """
     from agnlens.models.persistence import load_model, save_model
     from agnlens.models.tuning import TASK_CLASSES, train
@@ -152,17 +174,15 @@ def default_model(task: str = "multiclass", *, grid: str = "paper", rebuild: boo
             raise
         except ModelFileError as exc:
             log.warning("cached default model unusable (%s); rebuilding it", exc)
-    from agnlens.simulate import simulate_set
-
     log.info("building the default %s model on the %s grid (first use; cached in %s)", task, grid, path)
-    spectra = simulate_set(DEFAULT_RECIPE["n"], seed=DEFAULT_RECIPE["seed"], grid=grid)
-    result = train(spectra, task=task, seed=DEFAULT_RECIPE["seed"])
+    result = train(training_set(grid), task=task, seed=DEFAULT_RECIPE["seed"])
     metadata = dict(result.metadata)
+    metadata["convention"] = DEFAULT_RECIPE["convention"]
     metadata["default_model"] = {
         **DEFAULT_RECIPE,
         "grid": grid,
-        "rebuild": f"agnlens simulate --n 3346 --seed 0 --grid {grid} --out sim.zarr && "
-        f"agnlens train sim.zarr --task {task} --seed 0 --out MODEL",
+        "rebuild": f"agnlens simulate --n 3346 --seed 0 --grid {grid} --convention {DEFAULT_RECIPE['convention']} "
+        f"--out sim.zarr && agnlens train sim.zarr --task {task} --seed 0 --out MODEL",
     }
     save_model(result.model, path, metadata=metadata)
     return load_model(path, sha256=sha256)

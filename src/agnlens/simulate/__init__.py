@@ -24,6 +24,11 @@ The ingredients (each module says where its numbers come from):
 The shipped data (``agnlens/data``: E-MILES subset, Fe II template, SDSS noise library) are
 described, with their sources, terms and regenerating scripts, in ``agnlens/data/README.md``.
 
+Class conventions (``convention=``, :data:`agnlens.classes.CONVENTIONS`): the simulator draws
+the study's samples and labels them in the study's convention (``"study"``, the default);
+``"spectroscopic"`` relabels them by subtype alone (the Winkler 1.2/1.5 intermediates become
+``type1``), keeping the study's class in ``label_study`` (:func:`relabel`). The spectra are the same.
+
 Redshift presets (``redshift=``): ``"balmer"`` (default) z ~ U(0.025, 0.30) for all classes, so
 every spectrum covers both the ``paper`` and ``balmer`` grids and the classes share one redshift
 distribution; ``"paper"``: the reference study's samples (type 1 quasars U(0.40, 0.74), Seyferts
@@ -44,7 +49,7 @@ from typing import Any
 
 import numpy as np
 
-from agnlens.classes import CLASSES, SDSS_CLASS
+from agnlens.classes import CLASSES, CONVENTIONS, SDSS_CLASS, class_under
 from agnlens.simulate.instrument import observed_grid
 from agnlens.simulate.model import models
 from agnlens.simulate.noise import add_noise, noise_library
@@ -60,7 +65,7 @@ from agnlens.spectra import Spectrum, SpectrumSet, format_spec_id
 
 log = logging.getLogger(__name__)
 
-__all__ = ["DEFAULT_COUNTS", "MAX_SPECTRA", "REDSHIFT_PRESETS", "observed_grid", "simulate", "simulate_set"]
+__all__ = ["DEFAULT_COUNTS", "MAX_SPECTRA", "REDSHIFT_PRESETS", "observed_grid", "relabel", "simulate", "simulate_set"]
 
 #: Redshift ranges (uniform) per class for the named presets.
 REDSHIFT_PRESETS: dict[str, dict[str, tuple[float, float]]] = {
@@ -155,6 +160,7 @@ def simulate(
     noise: bool = True,
     grid: Any = None,
     progress: Callable[[int], Any] | None = None,
+    convention: str = "study",
 ) -> list[Spectrum]:
     """Simulate observed-frame SDSS-like AGN spectra (type 1, type 2, intermediate).
 
@@ -181,6 +187,8 @@ def simulate(
     progress : callable, optional
         Called with the number of spectra just made, after every block of 64 (a progress bar's
         ``update``).
+    convention : {"study", "spectroscopic"}, default "study"
+        The class convention of ``label`` (see :func:`relabel`).
 
     Returns
     -------
@@ -203,7 +211,12 @@ def simulate(
     ValueError, TypeError
         For impossible counts, redshift ranges or S/N settings.
     """
+    _check_convention(convention)
     spectra = list(_generate(n, counts, seed, redshift, snr, noise, grid, progress))
+    if convention != "study":
+        for s in spectra:
+            s.meta["label_study"] = s.meta["label"]
+            s.meta["label"] = class_under(s.meta["label"], s.meta["subtype"], convention)
     log.debug("simulated %d spectra (seed %d)", len(spectra), seed)
     return spectra
 
@@ -253,16 +266,18 @@ def simulate_set(
     redshift: str | tuple[float, float] | Mapping[str, tuple[float, float]] | None = None,
     snr: float | tuple[float, float] | None = None,
     progress: Callable[[int], Any] | None = None,
+    convention: str = "study",
 ) -> SpectrumSet:
     """Simulate spectra and preprocess them onto ``grid`` (rest frame, resampled, normalised).
 
-    Parameters are those of :func:`simulate` (``progress`` too). The redshifts are checked to keep ``grid`` inside
-    the observed range, so no spectrum is rejected for coverage.
+    Parameters are those of :func:`simulate` (``progress`` and ``convention`` too). The redshifts are
+    checked to keep ``grid`` inside the observed range, so no spectrum is rejected for coverage.
 
     Returns
     -------
     SpectrumSet
-        ``provenance`` holds ``simulated: True``, ``seed`` and ``simulator`` (the settings).
+        ``provenance`` holds ``simulated: True``, ``seed`` and ``simulator`` (the settings, the
+        class ``convention`` among them).
 
     Raises
     ------
@@ -273,6 +288,7 @@ def simulate_set(
     from agnlens.grid import get_grid
     from agnlens.preprocess import preprocess
 
+    _check_convention(convention)
     g = get_grid(grid)
     # a generator: preprocessing consumes the spectra block by block, so memory stays small
     spectra = _generate(n, counts, seed, redshift, snr, True, g, progress)
@@ -281,6 +297,7 @@ def simulate_set(
         "counts": resolve_counts(n, counts),
         "redshift": redshift if isinstance(redshift, (str, type(None))) else str(redshift),
         "snr": snr if isinstance(snr, (int, float, type(None))) else list(snr),
+        "convention": convention,
         "version": f"agnlens {__version__}",
     }
     result, rejected = preprocess(spectra, g, provenance={"simulated": True, "simulator": settings, "seed": int(seed)})
@@ -289,6 +306,42 @@ def simulate_set(
             f"simulate_set: preprocessing rejected {len(rejected)} simulated spectra on the {g.name} "
             f"grid, first: {rejected[0]}; this is a simulator bug, please report it"
         )
-    return result
+    return result if convention == "study" else relabel(result, convention)
+
+
+def _check_convention(convention: str) -> None:
+    if convention not in CONVENTIONS:
+        raise ValueError(f"simulate: convention must be one of {', '.join(CONVENTIONS)}, got {convention!r}")
+
+
+def relabel(spectra: SpectrumSet, convention: str) -> SpectrumSet:
+    """The same simulated spectra labelled in another class convention.
+
+    Parameters
+    ----------
+    spectra : SpectrumSet
+        Labelled in the study's convention, with a ``subtype`` column (as :func:`simulate_set`
+        makes them; a set already relabelled keeps its ``label_study``).
+    convention : {"study", "spectroscopic"}
+        See :data:`agnlens.classes.CONVENTIONS` and :func:`agnlens.classes.class_under`.
+
+    Returns
+    -------
+    SpectrumSet
+        The same flux, ivar and mask arrays (shared, not copied) with a new ``meta``: ``label`` in
+        ``convention``, ``label_study`` the study's class; ``provenance["simulator"]["convention"]``
+        records the convention.
+    """
+    _check_convention(convention)
+    if "subtype" not in spectra.meta.columns:
+        raise ValueError("relabel: the spectra have no 'subtype' column; relabel simulated spectra "
+                         "(simulate_set), whose metadata holds each Winkler subtype")
+    meta = spectra.meta.copy()
+    if "label_study" not in meta.columns:
+        meta["label_study"] = meta["label"]
+    meta["label"] = [class_under(lab, str(sub), convention) for lab, sub in zip(meta["label_study"], meta["subtype"])]
+    simulator = {**spectra.provenance.get("simulator", {}), "convention": convention}
+    return SpectrumSet(spectra.wavelength, spectra.flux, spectra.ivar, spectra.mask, meta, grid=spectra.grid,
+                       provenance={**spectra.provenance, "simulator": simulator})
 
 

@@ -10,7 +10,8 @@ from typing import Any
 
 
 def model_provenance(meta: dict) -> dict:
-    """Which model made a result: path, SHA-256 of the file, classes, grid, training data."""
+    """Which model made a result: path, SHA-256 of the file, classes, grid, training data,
+    class convention."""
     return {
         "model_file": meta.get("file", "default"),
         "model_sha256": meta.get("file_sha256"),
@@ -19,6 +20,9 @@ def model_provenance(meta: dict) -> dict:
         "model_grid": {k: v for k, v in (meta.get("grid") or {}).items() if k != "wavelength"} or None,
         "model_data_hash": meta.get("data_hash"),
         "model_simulated_training_data": meta.get("simulated"),
+        # the class convention it answers in (agnlens.classes.CONVENTIONS); None when unrecorded
+        "model_convention": meta.get("convention")
+        or ((meta.get("preprocessing") or {}).get("simulator") or {}).get("convention"),
     }
 
 
