@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from agnlens.atomic import atomic_path, jsonable, write_bytes, write_csv, write_json
+from agnlens.atomic import atomic_path, jsonable, write_csv, write_json
 from agnlens.results import TASKS, ResultsFolder
 from agnlens.spectra import SpectrumSet
 
@@ -156,7 +156,7 @@ def run_study(
     from agnlens.models.baseline import measure
     from agnlens.models.persistence import file_sha256, save_model
     from agnlens.models.tuning import train
-    from agnlens.stages import explain_saliency
+    from agnlens.stages.explain import explain_saliency, write_saliency_figures
 
     out = Path(out)
     folder = ResultsFolder(out)
@@ -231,7 +231,7 @@ def run_study(
         rows = np.argsort(-np.minimum(p, 1.0 - p), kind="stable")[: min(10, p.size)]
         check = verify(model, X[explained[rows]], target=sal.target_index[rows])
         sal.save(folder.saliency, reason=reasons)
-        figure_paths = _saliency_figures(sal, folder)
+        figure_paths = write_saliency_figures(sal, folder)
 
     with timer.stage("lines"):
         type2_mean = X[parts["train"]][y[parts["train"]] == "type2"].mean(axis=0)
@@ -322,18 +322,6 @@ def run_study(
         metrics["timings_s"]["total"] = round(time.perf_counter() - t_start, 3)
         write_json(folder.metrics, metrics)
     return StudyResult(out=out, metrics=metrics, report=report_path, timings=metrics["timings_s"])
-
-
-def _saliency_figures(sal, folder: ResultsFolder) -> list[str]:
-    from agnlens.plot.saliency_frames import png_bytes, saliency_images
-
-    paths = []
-    # one figure redrawn per spectrum (saliency_frames): a new figure each costs ~7× more
-    for i, (spec_id, image) in enumerate(zip(sal.spec_id, saliency_images(sal, zoom=True, dpi=90))):
-        rel = folder.saliency_figure_name(spec_id, i)
-        write_bytes(folder / rel, png_bytes(image, dpi=90))
-        paths.append(rel)
-    return paths
 
 
 def _figures_lines(folder: ResultsFolder, table, cw, faith) -> None:

@@ -194,7 +194,7 @@ class _Segments:
 
 
 def saliency_images(saliency, rows: Sequence[int] | None = None, *, zoom: bool = True,
-                    dpi: float = 90.0) -> Iterator[np.ndarray]:
+                    dpi: float = 90.0, notes: Sequence[str | None] | None = None) -> Iterator[np.ndarray]:
     """The figure of each spectrum of a Saliency, as ``saliency.plot(i, zoom=zoom)`` draws it, fast.
 
     Parameters
@@ -204,6 +204,8 @@ def saliency_images(saliency, rows: Sequence[int] | None = None, *, zoom: bool =
         Rows to draw (default all).
     zoom, dpi
         As in :class:`SaliencyFrames`.
+    notes : sequence of str or None, optional
+        A note per row of ``saliency`` (e.g. "not applicable: ..."), drawn on its figure.
 
     Yields
     ------
@@ -214,7 +216,8 @@ def saliency_images(saliency, rows: Sequence[int] | None = None, *, zoom: bool =
     frames = None
     for i in rows:
         frames = frames or SaliencyFrames(saliency.wavelength, zoom=zoom, dpi=dpi)
-        yield frames.render(saliency.flux[i], saliency.values[i], title=saliency.figure_title(int(i)))
+        note = notes[i] if notes is not None else None
+        yield frames.render(saliency.flux[i], saliency.values[i], title=saliency.figure_title(int(i)), note=note)
 
 
 def png_bytes(image: np.ndarray, dpi: float = 90.0) -> bytes:

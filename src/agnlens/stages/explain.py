@@ -149,6 +149,26 @@ def explain(
     return result
 
 
+def write_saliency_figures(sal, folder: ResultsFolder, rows=None, *, notes=None, progress: bool = False) -> list[str]:
+    """Write the saliency figure of each row of ``sal`` (default all) into ``folder``, drawn as frames
+    of one figure (:mod:`agnlens.plot.saliency_frames`; a noted map gets a fresh figure); returns their
+    names relative to the folder."""
+    from agnlens.atomic import write_bytes
+    from agnlens.plot.saliency_frames import png_bytes, saliency_images
+
+    rows = list(range(len(sal)) if rows is None else rows)
+    images = zip(rows, saliency_images(sal, rows, zoom=True, dpi=90, notes=notes))
+    if progress:
+        from tqdm.auto import tqdm
+
+        images = tqdm(images, total=len(rows), desc="figures", unit="figure", file=sys.stderr, leave=False)
+    names = []
+    for i, image in images:
+        names.append(folder.saliency_figure_name(sal.spec_id[i], i))
+        write_bytes(folder / names[-1], png_bytes(image, dpi=90))
+    return names
+
+
 def explain_figures(result: Explanation, *, progress: bool = False, panels: dict | None = None) -> None:
     """The figures of :func:`explain` (``result.n_figures`` spectra, the gallery, the line tables)."""
     from agnlens.atomic import atomic_path
@@ -162,22 +182,22 @@ def explain_figures(result: Explanation, *, progress: bool = False, panels: dict
     sal, folder, flags = result.saliency, result.folder, result.flags
     if folder is None:
         raise ValueError("explain_figures: the Explanation has no results folder to draw into")
-    rows = range(result.n_figures)
-    if progress:
-        from tqdm.auto import tqdm
+    notes = [f"not applicable: {reason(f)}" if f else None for f in flags]
+    if not panels:
+        write_saliency_figures(sal, folder, range(result.n_figures), notes=notes, progress=progress)
+    else:
+        rows = range(result.n_figures)
+        if progress:
+            from tqdm.auto import tqdm
 
-        rows = tqdm(rows, desc="figures", unit="figure", file=sys.stderr, leave=False)
-    for i in rows:
-        note = f"not applicable: {reason(flags[i])}" if flags[i] else None
-        if panels:
+            rows = tqdm(rows, desc="figures", unit="figure", file=sys.stderr, leave=False)
+        for i in rows:
             title = f"{sal.spec_id[i]}  true: {sal.labels[i] or '?'}  predicted: {sal.predicted[i]}"
             fig = plot_saliency_panels(
                 sal.wavelength, sal.flux[i], {c: p.values[i] for c, p in panels.items()},
-                probabilities=sal.probabilities[i], title=title, note=note,
+                probabilities=sal.probabilities[i], title=title, note=notes[i],
             )
-        else:
-            fig = sal.plot(i, note=note, zoom=True).figure
-        save(fig, folder.saliency_figure(sal.spec_id[i], i), dpi=90)
+            save(fig, folder.saliency_figure(sal.spec_id[i], i), dpi=90)
     picked, _ = sal.study_sample(n_random=max(0, 30 - int(sal.misclassified.sum())), seed=0)
     title = "misclassified spectra and a random sample" if sal.misclassified.any() else "a random sample"
     gallery = plot_gallery(sal, [int(i) for i in picked[:30]], title=title, flags=list(flags))
