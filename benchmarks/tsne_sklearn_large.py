@@ -49,7 +49,7 @@ def main(argv=None) -> int:
         signal.setitimer(signal.ITIMER_REAL, 60.0 * args.cap)
     try:
         coords = TSNE(perplexity=PERPLEXITY, init="pca", method="barnes_hut", random_state=0,
-                      n_jobs=1).fit_transform(Z)
+                      n_jobs=1, verbose=2).fit_transform(Z)
     except TimeoutError:  # raised between two optimiser iterations: the time so far is a lower bound
         result = {"finished": False, "seconds_lower_bound": time.perf_counter() - t0}
     else:

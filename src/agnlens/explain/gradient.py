@@ -23,6 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 from agnlens.models.coupling import couple, sigmoid_proba
+from agnlens.models.kernels import blas_for
 from agnlens.models.svm import PREDICT_CHUNK
 
 
@@ -160,9 +161,10 @@ def proba_and_gradient(model, X, target=None, *, chunk_size: int = PREDICT_CHUNK
     t_all = resolve_target(model, target, Z.shape[0])
     proba = np.empty((Z.shape[0], model.classes_.size))
     out = np.empty(Z.shape, dtype=np.float64)
-    for start in range(0, Z.shape[0], chunk_size):
-        sl = slice(start, start + chunk_size)
-        proba[sl], _, out[sl] = _chunk_gradient(model, Z[sl], None if t_all is None else t_all[sl])
+    with blas_for(Z.shape[0]):
+        for start in range(0, Z.shape[0], chunk_size):
+            sl = slice(start, start + chunk_size)
+            proba[sl], _, out[sl] = _chunk_gradient(model, Z[sl], None if t_all is None else t_all[sl])
     if model.scaler_ is not None:
         out /= model.scaler_.scale_
     return proba, out

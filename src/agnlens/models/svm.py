@@ -25,6 +25,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from agnlens.models.coupling import couple, fit_sigmoid, sigmoid_proba
 from agnlens.models.kernels import (
     MAX_PRECOMPUTED,
+    blas_for,
     default_threads,
     fit_with_folds,
     kernel_from_gram,
@@ -310,12 +311,13 @@ class SpectrumSVC(ClassifierMixin, BaseEstimator):
 
     def _pairwise_from_scaled(self, Z: np.ndarray) -> np.ndarray:
         out = np.empty((Z.shape[0], self.pairs_.shape[0]))
-        for start in range(0, Z.shape[0], PREDICT_CHUNK):
-            block = Z[start : start + PREDICT_CHUNK]
-            if self._linear_w is not None:
-                out[start : start + block.shape[0]] = block @ self._linear_w.T + self.intercept_
-            else:
-                out[start : start + block.shape[0]] = self._kernel(block) @ self.pair_coef_.T + self.intercept_
+        with blas_for(Z.shape[0]):
+            for start in range(0, Z.shape[0], PREDICT_CHUNK):
+                block = Z[start : start + PREDICT_CHUNK]
+                if self._linear_w is not None:
+                    out[start : start + block.shape[0]] = block @ self._linear_w.T + self.intercept_
+                else:
+                    out[start : start + block.shape[0]] = self._kernel(block) @ self.pair_coef_.T + self.intercept_
         return out
 
     def pairwise_decision_function(self, X) -> np.ndarray:
