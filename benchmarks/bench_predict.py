@@ -125,7 +125,7 @@ def run(quick: bool = False) -> list[dict]:
         batch = np.ascontiguousarray(X[:m])
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)
-            t_peer = per_call(lambda: peer.predict_proba(batch), repeat=1 if m > 1000 and not quick else 3)
+            t_peer = per_call(lambda: peer.predict_proba(batch), repeat=3)
         t_ours = per_call(lambda: ours.predict_proba(batch))
         rows.append(dict(
             benchmark=f"predict_proba, batch of {m} spectra × {d} px, RBF, {ours.support_vectors_.shape[0]} SV "
