@@ -65,3 +65,24 @@ def test_real_spectrum_at_the_wrong_redshift():
     check = check_spectrum(read_spectrum(REAL / "spec-2031-53848-0060.fits"))
     assert check.flagged and abs(check.offset_kms - 4900.0) < 500.0
     assert len(check.lines) >= 2 and check.error_kms < 100.0
+
+
+def test_templates_are_cached_per_grid_and_change_nothing():
+    from agnlens import redshift
+    from agnlens.simulate import simulate_set
+
+    sets = [simulate_set(6, seed=2, grid=g) for g in ("paper", "balmer")]
+
+    def run_all():
+        return [[(c.offset_kms, c.error_kms, tuple(c.lines)) for c in redshift.check_set(s)] for s in sets]
+
+    redshift._templates.cache_clear()
+    cached = run_all()  # the second set's grid must not reuse the first one's templates
+    assert redshift._templates.cache_info().currsize == 2
+    fresh = []
+    for s in sets:
+        redshift._templates.cache_clear()
+        fresh.append([(c.offset_kms, c.error_kms, tuple(c.lines)) for c in redshift.check_set(s)])
+    np.testing.assert_array_equal(np.array([[v[:2] for v in one] for one in cached]),
+                                  np.array([[v[:2] for v in one] for one in fresh]))
+    assert [[v[2] for v in one] for one in cached] == [[v[2] for v in one] for one in fresh]
