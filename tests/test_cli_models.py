@@ -104,6 +104,26 @@ def test_classify_refine_z_reprocesses_a_spectrum_at_the_wrong_redshift(workdir,
     assert after.loc["0332-52367-0639", "predicted_label"] == before.loc["0332-52367-0639", "predicted_label"]
 
 
+
+def test_classify_without_the_redshift_check(workdir, tmp_path, capsys):
+    """--no-redshift-check: the offset spectrum is no longer flagged, no offset column values; the
+    predictions are the same; --refine-z with it is refused."""
+    files = [SDSS / "spec-2031-53848-0060.fits", SDSS / "spec-0332-52367-0639.fits"]
+    plain, skipped = tmp_path / "plain.csv", tmp_path / "skipped.csv"
+    model = ["--model", str(workdir / "m.skops")]
+    assert main(["-q", "classify", *model, *map(str, files), "--out", str(plain)]) == 0
+    assert main(["-q", "classify", *model, *map(str, files), "--no-redshift-check", "--out", str(skipped)]) == 0
+    read = lambda p: pd.read_csv(p, dtype={"spec_id": str, "flags": str}).fillna({"flags": ""}).set_index("spec_id")  # noqa: E731
+    before, after = read(plain), read(skipped)
+    assert "redshift-offset" in before.loc["2031-53848-0060", "flags"]
+    assert "redshift-offset" not in after.loc["2031-53848-0060", "flags"]
+    assert after["z_offset_kms"].isna().all() and before["z_offset_kms"].notna().any()
+    assert list(after["predicted_label"]) == list(before["predicted_label"])
+    rc = main(["-q", "classify", *model, *map(str, files), "--no-redshift-check", "--refine-z",
+               "--out", str(tmp_path / "no.csv")])
+    assert rc == 2 and "--refine-z needs the redshift check" in capsys.readouterr().err
+    assert not (tmp_path / "no.csv").exists()
+
 def test_classify_refuses_tampered_model(workdir, tmp_path, capsys):
     tampered = tmp_path / "t.skops"
     with zipfile.ZipFile(workdir / "m.skops") as src, zipfile.ZipFile(tampered, "w") as dst:
