@@ -6,12 +6,12 @@ sees bitwise the same kernel values as the search that chose it:
 * Gram block ``G = A @ B.T`` (one BLAS product);
 * linear ``K = G``; poly ``K = (gamma G + coef0)^degree``;
 * rbf ``K = exp(-gamma D)`` with the squared distances ``D = max(|a|^2 + |b|^2 - 2 G, 0)``
-  (computed in place: the elementwise passes cost as much as the product).
+  (computed in place).
 
 The element-wise passes run on slabs of rows small enough to stay in a core's cache, spread over
 as many threads as the BLAS uses (numpy releases the GIL in them): ``exp`` alone costs a quarter
-of the product's time on a core without numpy's SIMD ``exp`` (AVX-512). Every element is computed by the same operations
-whatever the split, so the values do not depend on the thread count.
+of the product's time on a core without numpy's SIMD ``exp`` (AVX-512). Every element is computed
+by the same operations whatever the split, so the values do not depend on the thread count.
 
 :func:`fit_with_folds` fits libsvm (``sklearn.svm.SVC(kernel="precomputed")``) on the whole
 training kernel and on the sub-blocks of the calibration folds — the kernel is computed once,
