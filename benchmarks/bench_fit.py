@@ -1,4 +1,5 @@
-"""Fitting a probability model: ``SpectrumSVC.fit`` vs ``SVC(probability=True).fit``, and the quality of the probabilities.
+"""Fitting a probability model: ``SpectrumSVC.fit`` vs ``SVC(probability=True).fit``, and the
+quality of the probabilities.
 
 Both fit the RBF model of ``bench_predict`` (same ``C``, same ``gamma``) on the training split of
 the default simulated set (3,346 spectra × 1,000 px, three-class; 600 with ``--quick``); both
@@ -84,7 +85,8 @@ def run(quick: bool = False) -> list[dict]:
                   f"(test log loss agnlens {q_ours['log_loss']:.4f}, sklearn {q_peer['log_loss']:.4f}; "
                   f"ECE {q_ours['ece']:.4f} vs {q_peer['ece']:.4f})",
         ours=t_ours, peer=t_peer, peer_name="sklearn SVC(probability=True).fit", unit="s", ratio=t_peer / t_ours,
-        note=f"agnlens fits {', '.join(f'{t:.2f}' for t in fit_ours)} s, sklearn {', '.join(f'{t:.2f}' for t in fit_peer)} s; "
+        note=f"agnlens fits {', '.join(f'{t:.2f}' for t in fit_ours)} s, "
+             f"sklearn {', '.join(f'{t:.2f}' for t in fit_peer)} s; "
              f"test split {te.size} spectra: Brier agnlens {q_ours['brier']:.4f}, sklearn {q_peer['brier']:.4f}; "
              f"predict != argmax(predict_proba): agnlens {disagree_ours:.2%}, sklearn {disagree_peer:.2%}; "
              f"reliability (confidence:accuracy(count)) agnlens {curve(q_ours)}; sklearn {curve(q_peer)}",

@@ -31,8 +31,6 @@ import sys
 import time
 import warnings
 
-import numpy as np
-
 LINEAR_C = (1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0)
 RBF_C = (1.0, 10.0)
 RBF_GAMMA_FACTORS = (0.1, 1.0)
@@ -163,7 +161,8 @@ def run(quick: bool = False) -> list[dict]:
                   f"calibrated; search {search_half:.1f} s"),
         dict(benchmark=f"tuning, agnlens full default grid ({n_full} cells, best val. macro F1 agnlens {f1_full:.3f}, "
                        f"naive {f1_naive_full:.3f})",
-             ours=t_full, peer=t_naive_full, peer_name=f"sklearn SVC(probability=True) loop over the same {n_full} cells",
+             ours=t_full, peer=t_naive_full,
+             peer_name=f"sklearn SVC(probability=True) loop over the same {n_full} cells",
              unit="s", ratio=t_naive_full / t_full,
              note=f"agnlens best {fmt(full.best_params)} (refine: the 8 leading vote cells calibrated); naive best "
                   f"{naive(best_naive_full)}; widened: {full.widened or 'none'}; search {full.tuning_s:.1f} s"),

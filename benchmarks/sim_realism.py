@@ -57,7 +57,8 @@ def two_sample_auc(real: np.ndarray, sim: np.ndarray, seed: int = 0) -> tuple[fl
 
     X = np.vstack([real, sim])
     y = np.r_[np.ones(len(real)), np.zeros(len(sim))]
-    clf = make_pipeline(StandardScaler(), PCA(20, random_state=seed), LogisticRegression(max_iter=2000, class_weight="balanced"))
+    clf = make_pipeline(StandardScaler(), PCA(20, random_state=seed),
+                        LogisticRegression(max_iter=2000, class_weight="balanced"))
     cv = RepeatedStratifiedKFold(n_splits=5, n_repeats=3, random_state=seed)
     scores = cross_val_score(clf, X, y, cv=cv, scoring="roc_auc")
     return float(scores.mean()), float(scores.std())

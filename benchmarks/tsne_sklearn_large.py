@@ -9,7 +9,9 @@ Usage: python benchmarks/tsne_sklearn_large.py [--cap MINUTES]
 With ``--cap`` the t-SNE is stopped after that many minutes (of the t-SNE itself, not counting the
 simulation) and the file records ``finished: false`` with the cap as a lower bound of its time.
 The input is exactly ``bench_tsne``'s: ``simulate_set(100000, seed=1)`` reduced to 50 principal
-components; scikit-learn Barnes-Hut, perplexity 50, PCA initialisation, seed 0.
+components; scikit-learn Barnes-Hut, perplexity 50, PCA initialisation, seed 0, ``n_jobs=1`` (the
+same as its default ``None``): its gradient and its brute-force neighbour search run on OpenMP
+threads, all cores, whatever ``n_jobs`` — as a user gets it.
 """
 
 from __future__ import annotations

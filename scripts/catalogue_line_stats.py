@@ -29,7 +29,8 @@ def main(path: str = str(CSV)) -> int:
     n = len(d)
     print(f"{n} objects")
     ok = d[["Fratio_5007", "Fratio_6563", "Fratio_6584"]].gt(0).all(axis=1)
-    x = np.log10(np.c_[d.loc[ok, "Fratio_5007"], d.loc[ok, "Fratio_6563"], d.loc[ok, "Fratio_6584"] / d.loc[ok, "Fratio_6563"]])
+    o3, ha, n2 = (d.loc[ok, f"Fratio_{line}"] for line in (5007, 6563, 6584))
+    x = np.log10(np.c_[o3, ha, n2 / ha])
     print(f"log10 ([OIII]/Hbn, Han/Hbn, [NII]/Han), n = {ok.sum()}: mean {np.round(x.mean(0), 3).tolist()}")
     print(f"  covariance {np.round(np.cov(x.T), 4).tolist()}")
     has_hb = d["Fratio_4862"] > 0

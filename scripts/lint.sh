@@ -7,6 +7,6 @@ cd "$(dirname "$0")/.."
 PY=python3
 [ -x .venv/bin/python ] && PY=.venv/bin/python
 status=0
-"$PY" -m ruff check src tests "$@" || status=1
+"$PY" -m ruff check src tests benchmarks scripts "$@" || status=1
 "$PY" -m mypy src || status=1
 exit $status

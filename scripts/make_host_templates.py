@@ -1,7 +1,8 @@
 """Regenerate ``src/agnlens/data/emiles_ssp.npz``: the stellar-population subset of the simulator.
 
 Source: the E-MILES single-stellar-population cube (Vazdekis et al. 2016, MNRAS 463, 3409;
-Padova 2000 isochrones, unimodal IMF of slope 2.30 as stated in the sheap README (MILES web-tool notation), base [α/Fe]) as shipped in the
+Padova 2000 isochrones, unimodal IMF of slope 2.30 as stated in the sheap README (MILES web-tool
+notation), base [α/Fe]) as shipped in the
 ``sheap`` 0.0.11 wheel (``sheap/SuportData/templates/miles_cube_log.npz``: 7 [M/H] × 50 ages,
 1680–8950 Å, linear 0.9 Å pixels resampled by sheap, 2.51 Å FWHM in the MILES range). Only the
 data are taken (the E-MILES models are distributed freely by the MILES team for scientific use,

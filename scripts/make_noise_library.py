@@ -46,7 +46,8 @@ def one(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
     skyv = np.zeros(N_PIX)
     mask = np.ones(N_PIX, bool)
     good = (ivar > 0) & (and_mask == 0)
-    ratio = np.where(good, 1.0 / np.where(ivar > 0, ivar, 1.0) / (np.clip(flux, 0, None) + np.clip(sky, 1e-3, None)), np.nan)
+    variance = 1.0 / np.where(ivar > 0, ivar, 1.0)
+    ratio = np.where(good, variance / (np.clip(flux, 0, None) + np.clip(sky, 1e-3, None)), np.nan)
     calib[idx[inside]] = ratio[inside]
     skyv[idx[inside]] = sky[inside]
     mask[idx[inside]] = ~good[inside]
@@ -57,7 +58,6 @@ def one(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
     x = np.arange(N_PIX)
     calib = median_filter(np.interp(x, x[ok], calib[ok]), size=301, mode="nearest")
     calib /= np.median(calib)
-    wl = 10 ** (LOGLAM0 + 1e-4 * x)
     ref = np.median(flux[(10**loglam > 5400) & (10**loglam < 5600) & good])
     return calib.astype(np.float16), (np.clip(skyv, 0, None) / ref).astype(np.float16), mask
 

@@ -46,6 +46,16 @@ def test_same_seed_bitwise_identical_other_seed_differs(data, emb):
     assert np.array_equal(a.coords, tsne(X[:60], perplexity=5, seed=4, n_jobs=2).coords)
 
 
+def test_map_does_not_depend_on_the_thread_count():
+    # the neighbours are exact above openTSNE's own limit of 1,000 points too (not its Annoy index,
+    # which is built differently on more threads), so threads change the speed only (FFT maps too:
+    # checked on 15,000 spectra, too slow for a test)
+    X, _ = _clusters(1200, 20, seed=1)
+    one = tsne(X, perplexity=10, pca_components=None, seed=2, n_jobs=1)
+    assert type(one._tsne.affinities.knn_index).__name__ == "Sklearn"  # openTSNE's exact search
+    assert np.array_equal(one.coords, tsne(X, perplexity=10, pca_components=None, seed=2, n_jobs=2).coords)
+
+
 def test_resolved_settings(data, emb):
     assert emb.method == "bh" and emb.method_name == "openTSNE Barnes-Hut"
     assert emb.n_pca == 50 and emb.n == 240 and emb.perplexity == 20 and emb.fit_s > 0
