@@ -3,8 +3,8 @@
 The spectra: the default simulated set (3,346 × 1,000 paper grid; 600 with ``--quick``), reduced
 once to 50 principal components; both methods embed exactly that matrix (agnlens with
 ``pca_components=None``), with PCA initialisation, seed 0 and Barnes-Hut gradients, each with its
-default threads: agnlens one openTSNE thread for Barnes-Hut maps, all cores for FFT maps (10⁵);
-sklearn (``n_jobs=None``) runs its Barnes-Hut gradient on OpenMP threads, all cores (2 here).
+default threads: agnlens's openTSNE on all cores; sklearn (``n_jobs=None``) runs its Barnes-Hut
+gradient on OpenMP threads, all cores (2 here) unless the process has been limited.
 Both find the neighbours exactly, scikit-learn's brute force on all cores.
 The quality of each map is its leave-one-out 10-nearest-neighbour label accuracy (the same
 function for both).

@@ -135,7 +135,8 @@ def run(quick: bool = False) -> list[dict]:
     f1_halved = float(halved.table.loc[halved.table["best"], "validation_f1"].iloc[0])
     same_cells = sorted(map(str, full.table[["kernel", "C", "gamma", "class_weight"]].values.tolist())) == sorted(
         map(str, halved.table[["kernel", "C", "gamma", "class_weight"]].values.tolist()))
-    full_cells = [(r.kernel, r.C, r.gamma if r.kernel != "linear" else None, r.class_weight)
+    full_cells = [(r.kernel, r.C, r.gamma if r.kernel != "linear" else None,  # the table holds NaN for None
+                   r.class_weight if isinstance(r.class_weight, (str, dict)) else None)
                   for r in full.table.itertuples()]
     if os.environ.get("AGNLENS_BENCH_NAIVE_FULL", "1") == "1":
         print(f"  naive scikit-learn grid on the same {n_full} cells...", file=sys.stderr, flush=True)

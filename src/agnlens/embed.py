@@ -7,7 +7,7 @@ openTSNE with PCA initialisation. Barnes-Hut gradients are used below about 10�
 interpolation above: on 3,346 spectra × 50 components and 2 cores, openTSNE Barnes-Hut took 11 s,
 openTSNE FFT 49 s, with the same k-NN accuracy of the map. Measured here on the default simulated
 sample (3,346 × 1,000 pixels, ``simulate_set(3346, seed=0)``), PCA + openTSNE Barnes-Hut: 11.4 s
-of CPU with one thread (24.5 s with two, for no gain in wall time), 10-NN label accuracy 0.84.
+of CPU with one thread (v0.1, approximate neighbours), 10-NN label accuracy 0.84.
 The Barnes-Hut opening angle is :data:`BH_THETA` = 0.8 (openTSNE's default 0.5): in one run on
 that sample (busy machine, one thread) it took 139 s against 204 s at 0.5 (1.48x faster), with
 10-NN accuracy 0.835 against 0.837.
@@ -15,11 +15,11 @@ that sample (busy machine, one thread) it took 139 s against 204 s at 0.5 (1.48x
 The neighbours behind the affinities are found exactly (scikit-learn's brute-force search on all
 cores) up to :data:`EXACT_NEIGHBOURS_MAX` spectra, by openTSNE's approximate Annoy search above.
 On 10⁵ simulated spectra × 50 components (2-core AMD EPYC) the exact search of the 150 neighbours
-took 35 s against Annoy's 98 s on one thread (55 s on two), and the map's 10-NN accuracy was the
-nearly the same (0.907 against 0.908). The exact search also makes the map independent of the thread count (the
-Annoy index is built differently on more threads), so the threads are a matter of speed only:
-Barnes-Hut maps run on one thread (a second one saved nothing on 3,346 spectra and costs much on a
-busy machine), FFT maps on all cores (10⁵ spectra: 367 s on one thread, 276 s on two).
+took 35 s against Annoy's 98 s on one thread (55 s on two), and the map's 10-NN accuracy was
+nearly the same (0.907 against 0.908). The exact search also makes the map independent of the
+thread count (the Annoy index is built differently on more threads), so the threads are a matter
+of speed only and openTSNE runs on all cores by default: on 3,346 spectra (Barnes-Hut) 16.5 s on one thread against
+8.7–10.4 s on two, on 10⁵ spectra (FFT) 367 s against 276 s.
 
 The result is an :class:`Embedding` object that keeps the fitted PCA and the openTSNE embedding,
 so that new spectra can be placed into the same map (:meth:`Embedding.transform`), and that can
@@ -250,7 +250,7 @@ def tsne(
     pca_components: int | None = 50,
     method: str = "auto",
     seed: int = 0,
-    n_jobs: int | None = None,
+    n_jobs: int = -1,
 ) -> Embedding:
     """Embed spectra in a t-SNE map (PCA → openTSNE with PCA initialisation).
 
@@ -272,11 +272,10 @@ def tsne(
         Seeds the PCA, the neighbour search and the optimisation. The same seed and data give a
         bitwise identical map, whatever ``n_jobs`` (up to :data:`EXACT_NEIGHBOURS_MAX` spectra;
         above it the approximate neighbour search also depends on ``n_jobs``).
-    n_jobs : int or None, default None
-        Threads for openTSNE (-1: all cores). None: one thread for Barnes-Hut maps (a second one
-        saved nothing on 3,346 spectra and costs a lot as soon as the machine is busy: openTSNE
-        synchronises its threads every iteration), all cores for FFT maps (10⁵ spectra on 2
-        cores: 276 s instead of 367 s).
+    n_jobs : int, default -1
+        Threads for openTSNE (-1: all cores). Speed only: the map is the same whatever the count
+        (see above). On a machine busy with other work fewer threads can be faster (openTSNE
+        synchronises its threads every iteration).
 
     Returns
     -------
@@ -301,10 +300,8 @@ def tsne(
     if pca_components is not None and (not isinstance(pca_components, (int, np.integer)) or pca_components < 1):
         raise ValueError(f"pca_components must be a positive integer or None, got {pca_components!r}")
     resolved = resolve_method(method, n)
-    if n_jobs is None:
-        n_jobs = 1 if resolved == "bh" else -1
     if not isinstance(n_jobs, (int, np.integer)) or n_jobs == 0 or n_jobs < -1:
-        raise ValueError(f"n_jobs must be a positive integer, -1 (all cores) or None, got {n_jobs!r}")
+        raise ValueError(f"n_jobs must be a positive integer or -1 (all cores), got {n_jobs!r}")
 
     t0 = time.perf_counter()
     pca = None
