@@ -323,3 +323,16 @@ def test_a_chunk_failing_on_the_cluster_is_reported_and_the_rest_kept(store, clu
     assert len(list((tmp_path / "out" / "parts").glob("*.done"))) == 5
     # the failing chunk ran twice (retries=1), every other chunk once
     assert sorted(p.name[:6] for p in calls.iterdir()).count("000100") == 2
+
+
+def test_cluster_leaves_this_process_environment_as_it_was(monkeypatch):
+    # Dask's nannies write OMP_NUM_THREADS=1 (and the BLAS twins) into the parent's os.environ for
+    # their workers; a library loaded later in the parent would run on one thread
+    from agnlens.parallel import get_client
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "2")
+    with get_client("processes", retries=1) as client:
+        worker_env = client.run(lambda: os.environ.get("OMP_NUM_THREADS"))
+    assert set(worker_env.values()) == {"1"}  # the workers still get one thread each
+    assert "OMP_NUM_THREADS" not in os.environ and os.environ["OPENBLAS_NUM_THREADS"] == "2"

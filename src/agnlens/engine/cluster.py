@@ -46,12 +46,13 @@ def get_client(scheduler, *, retries: int = 2) -> Iterator[Any]:
         yield scheduler
         return
     if scheduler == "processes":
-        cluster = _start_cluster(retries)
-        try:
-            with distributed.Client(cluster) as client:
-                yield client
-        finally:
-            cluster.close()
+        with _environ_kept():
+            cluster = _start_cluster(retries)
+            try:
+                with distributed.Client(cluster) as client:
+                    yield client
+            finally:
+                cluster.close()
         return
     if isinstance(scheduler, str) and scheduler.startswith(ADDRESS_PREFIXES):
         try:
@@ -69,6 +70,31 @@ def get_client(scheduler, *, retries: int = 2) -> Iterator[Any]:
     raise ValueError(
         f"scheduler must be 'local', 'processes' or an address like 'tcp://host:8786', got {scheduler!r}"
     )
+
+
+@contextlib.contextmanager
+def _environ_kept() -> Iterator[None]:
+    """Give this process its environment back after a LocalCluster.
+
+    Dask's nannies set ``distributed.nanny.pre-spawn-environ`` (``OMP_NUM_THREADS=1``, ...) in the
+    *parent's* ``os.environ`` before each worker starts, and leave it there: any OpenMP or BLAS
+    library loaded afterwards in the parent (scikit-learn's neighbour search, t-SNE) would run on
+    one thread for the rest of the session.
+    """
+    import os
+
+    import dask
+
+    keys = [*dask.config.get("distributed.nanny.pre-spawn-environ", {}), "PYTHONHASHSEED"]
+    before = {key: os.environ.get(key) for key in keys}
+    try:
+        yield
+    finally:
+        for key, value in before.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def _retried(action, what: str, advice: str, attempts: int = 2, between=None):
