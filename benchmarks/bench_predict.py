@@ -135,7 +135,7 @@ def run(quick: bool = False) -> list[dict]:
                      f"({2e-9 * m * d * n_sv / t_gemm:.0f} GFLOP/s): a ceiling of "
                      f"{t_peer / t_gemm:.1f}x on this machine")
         rows.append(dict(
-            benchmark=f"predict_proba, batch of {m} spectra × {d} px, RBF, {ours.support_vectors_.shape[0]} SV "
+            benchmark=f"predict_proba, batch of {m} spectra × {d} px, RBF, {n_sv} SV "
                       f"(sklearn: {peer.support_vectors_.shape[0]} SV)",
             ours=m / t_ours, peer=m / t_peer, peer_name="sklearn SVC(probability=True).predict_proba",
             unit="spectra/s", ratio=t_peer / t_ours,

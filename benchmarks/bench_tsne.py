@@ -49,7 +49,7 @@ def pca50(X: np.ndarray) -> np.ndarray:
 
 def threads(emb) -> int:
     """The openTSNE threads a map was made with (-1: all cores)."""
-    return os.cpu_count() or 1 if emb.n_jobs == -1 else emb.n_jobs
+    return (os.cpu_count() or 1) if emb.n_jobs == -1 else emb.n_jobs
 
 
 def run(quick: bool = False) -> list[dict]:

@@ -104,7 +104,6 @@ def test_classify_refine_z_reprocesses_a_spectrum_at_the_wrong_redshift(workdir,
     assert after.loc["0332-52367-0639", "predicted_label"] == before.loc["0332-52367-0639", "predicted_label"]
 
 
-
 def test_classify_without_the_redshift_check(workdir, tmp_path, capsys):
     """--no-redshift-check: the offset spectrum is no longer flagged, no offset column values; the
     predictions are the same; --refine-z with it is refused."""
@@ -123,6 +122,7 @@ def test_classify_without_the_redshift_check(workdir, tmp_path, capsys):
                "--out", str(tmp_path / "no.csv")])
     assert rc == 2 and "--refine-z needs the redshift check" in capsys.readouterr().err
     assert not (tmp_path / "no.csv").exists()
+
 
 def test_classify_refuses_tampered_model(workdir, tmp_path, capsys):
     tampered = tmp_path / "t.skops"

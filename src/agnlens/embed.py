@@ -18,8 +18,8 @@ On 10⁵ simulated spectra × 50 components (2-core AMD EPYC) the exact search o
 took 35 s against Annoy's 98 s on one thread (55 s on two), and the map's 10-NN accuracy was
 nearly the same (0.907 against 0.908). The exact search also makes the map independent of the
 thread count (the Annoy index is built differently on more threads), so the threads are a matter
-of speed only and openTSNE runs on all cores by default: on 3,346 spectra (Barnes-Hut) 16.5 s on one thread against
-8.7–10.4 s on two, on 10⁵ spectra (FFT) 367 s against 276 s.
+of speed only and openTSNE runs on all cores by default: on 3,346 spectra (Barnes-Hut) 16.5 s on
+one thread against 8.7–10.4 s on two, on 10⁵ spectra (FFT) 367 s against 276 s.
 
 The result is an :class:`Embedding` object that keeps the fitted PCA and the openTSNE embedding,
 so that new spectra can be placed into the same map (:meth:`Embedding.transform`), and that can

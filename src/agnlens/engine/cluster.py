@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -81,8 +82,6 @@ def _environ_kept() -> Iterator[None]:
     library loaded afterwards in the parent (scikit-learn's neighbour search, t-SNE) would run on
     one thread for the rest of the session.
     """
-    import os
-
     import dask
 
     keys = [*dask.config.get("distributed.nanny.pre-spawn-environ", {}), "PYTHONHASHSEED"]
