@@ -38,7 +38,9 @@ def safe_name(name, fallback: str = "unnamed") -> str:
 class ResultsFolder:
     """The names of the files of a results folder ``root``.
 
-    Every attribute is an absolute-or-as-given :class:`~pathlib.Path` under ``root``;
+    Every attribute is an absolute :class:`~pathlib.Path` under ``root``, which is made absolute
+    once, here (against the working directory, without resolving links), so a relative ``root``
+    can be joined onto a folder or handed to another process without being joined twice;
     :meth:`relative` gives the name as recorded inside the folder (``embedding.csv`` records
     figure names relative to the folder).
 
@@ -51,7 +53,7 @@ class ResultsFolder:
     root: Path
 
     def __init__(self, root: str | os.PathLike) -> None:
-        object.__setattr__(self, "root", Path(root))
+        object.__setattr__(self, "root", Path(os.path.abspath(os.fspath(root))))
 
     def __truediv__(self, rel: str) -> Path:
         return self.root / rel
