@@ -105,6 +105,12 @@ class ResultsFolder:
         return self.root / "applicability.csv"
 
     @property
+    def line_contributions(self) -> Path:
+        """Per spectrum, the attribution summed over each line window and the continuum
+        (``agnlens explain``): how much each part of the spectrum moved the decision."""
+        return self.root / "line_contributions.csv"
+
+    @property
     def report(self) -> Path:
         return self.root / "report.html"
 
