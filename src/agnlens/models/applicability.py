@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 from agnlens.models.domain import TrainingDomain
+from agnlens.models.kernels import pairwise_sq_distances
 
 #: RBF models: ``max_j K(x, s_j)`` below this is a kernel collapse. Measured with the default
 #: paper-grid model on the 78 real type 1 of the shared sample: 0.55–0.99 (median 0.93); the
@@ -101,11 +102,13 @@ def max_kernel(model, X) -> np.ndarray:
 
 
 def nearest_sq_distance(model, X) -> np.ndarray:
-    """Squared distance (scaled space) from each spectrum to its nearest support vector, shape (n,)."""
+    """Squared distance (scaled space) from each spectrum to its nearest support vector, shape (n,).
+
+    Computed as the rbf kernel computes it (:func:`agnlens.models.kernels.pairwise_sq_distances`),
+    under the same BLAS thread rule, so ``max_kernel`` is the largest value of the model's own kernel.
+    """
     Z = _scaled(model, np.asarray(X, dtype=np.float64))
-    S = model.support_vectors_
-    d2 = np.einsum("ij,ij->i", Z, Z)[:, None] + np.einsum("ij,ij->i", S, S)[None, :] - 2.0 * Z @ S.T
-    return np.maximum(d2.min(axis=1), 0.0)
+    return pairwise_sq_distances(Z, model.support_vectors_).min(axis=1)
 
 
 def intercept_share(model, X) -> np.ndarray:
@@ -146,10 +149,9 @@ def not_agn(measurements: pd.DataFrame) -> np.ndarray:
 def support_vector_domain(model) -> float:
     """Fallback distance threshold for models without a :class:`TrainingDomain`: the 99.8 %
     quantile of the support vectors' own nearest-other-support-vector distance, times the margin."""
-    S = model.support_vectors_
-    d2 = np.einsum("ij,ij->i", S, S)[:, None] + np.einsum("ij,ij->i", S, S)[None, :] - 2.0 * S @ S.T
+    d2 = pairwise_sq_distances(model.support_vectors_, model.support_vectors_)
     np.fill_diagonal(d2, np.inf)
-    return float(OOD_MARGIN**2 * np.quantile(np.maximum(d2.min(axis=1), 0.0), OOD_QUANTILE))
+    return float(OOD_MARGIN**2 * np.quantile(d2.min(axis=1), OOD_QUANTILE))
 
 
 def applicability(model, spectra, *, extra_flags=None, measurements: pd.DataFrame | None = None) -> Applicability:

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from agnlens.models.kernels import blas_for
+
 
 class TrainingDomain:
     """PCA summary of the training spectra, to tell spectra like them from spectra unlike them.
@@ -80,6 +82,7 @@ class TrainingDomain:
             ``sqrt(sum_k t_k^2 / variance_k)`` of the component scores ``t``.
         """
         D = np.asarray(X, dtype=np.float64) - self.mean_
-        T = D @ self.components_.T
-        residual = np.sqrt(np.mean((D - T @ self.components_) ** 2, axis=1))
+        with blas_for(D.shape[0]):  # the kernels' BLAS thread rule
+            T = D @ self.components_.T
+            residual = np.sqrt(np.mean((D - T @ self.components_) ** 2, axis=1))
         return residual, np.sqrt(np.sum(T**2 / self.variance_, axis=1))

@@ -1,12 +1,13 @@
-"""Kernel matrices from one BLAS product, and SVMs fitted on blocks of a precomputed kernel.
+"""Kernel matrices and distances from one BLAS product, and SVMs fitted on blocks of a precomputed kernel.
 
 One formula serves fitting, tuning and prediction, so that a model refitted on the same spectra
 sees bitwise the same kernel values as the search that chose it:
 
-* Gram block ``G = A @ B.T`` (one BLAS product);
+* Gram block ``G = A @ B.T`` (one BLAS product, :func:`gram`, its thread count set by
+  :func:`blas_for`);
 * linear ``K = G``; poly ``K = (gamma G + coef0)^degree``;
 * rbf ``K = exp(-gamma D)`` with the squared distances ``D = max(|a|^2 + |b|^2 - 2 G, 0)``
-  (computed in place).
+  (computed in place; :func:`pairwise_sq_distances`, also for the applicability checks).
 
 The element-wise passes run on slabs of rows small enough to stay in a core's cache, spread over
 as many threads as the BLAS uses (numpy releases the GIL in them): ``exp`` alone costs a quarter
@@ -38,6 +39,31 @@ MAX_PRECOMPUTED = 6000
 def sqnorms(A: np.ndarray) -> np.ndarray:
     """Squared row norms, shape (n,)."""
     return np.einsum("ij,ij->i", A, A)
+
+
+def gram(A: np.ndarray, B: np.ndarray) -> np.ndarray:
+    """Gram block ``A @ B.T``, shape (n_a, n_b): one BLAS product under :func:`blas_for` ``(n_a)``.
+
+    Every matrix product of the package's kernels and distances goes through here (or runs inside
+    the same :func:`blas_for`), so one rule decides how many BLAS threads compute it.
+    """
+    with blas_for(A.shape[0]):
+        return A @ B.T
+
+
+def pairwise_sq_distances(A: np.ndarray, B: np.ndarray, b_sq: np.ndarray | None = None) -> np.ndarray:
+    """Squared Euclidean distances between the rows of ``A`` and ``B``, shape (n_a, n_b).
+
+    The formula the rbf kernel uses (:func:`gram`, then :func:`sq_distances`), so that
+    ``exp(-gamma * pairwise_sq_distances(A, B))`` is bitwise :func:`kernel_from_gram`'s rbf kernel.
+
+    Parameters
+    ----------
+    A, B : ndarray of shape (n_a, d), (n_b, d)
+    b_sq : ndarray of shape (n_b,), optional
+        :func:`sqnorms` of ``B``, when already known.
+    """
+    return sq_distances(gram(A, B), sqnorms(A), sqnorms(B) if b_sq is None else b_sq)
 
 
 def sq_distances(G: np.ndarray, a_sq: np.ndarray, b_sq: np.ndarray) -> np.ndarray:

@@ -24,6 +24,7 @@ from sklearn.svm import SVC
 
 from agnlens.models.kernels import (
     fit_with_folds,
+    gram,
     kernel_from_gram,
     precomputed_svc,
     rbf_from_distances,
@@ -77,8 +78,8 @@ class _Search:
         self.yva = np.searchsorted(self.classes, yva)
         self.yva[~np.isin(yva, self.classes)] = -1  # validation classes unseen in training never match
         self.scoring, self.degree, self.coef0 = scoring, degree, coef0
-        self.G_tr = Xtr @ Xtr.T
-        self.G_va = Xva @ Xtr.T
+        self.G_tr = gram(Xtr, Xtr)
+        self.G_va = gram(Xva, Xtr)
         self.n_tr = sqnorms(Xtr)
         self.n_va = sqnorms(Xva)
         self._D = None  # squared distances (train x train, validation x train), for rbf

@@ -28,6 +28,7 @@ from agnlens.models.kernels import (
     blas_for,
     default_threads,
     fit_with_folds,
+    gram,
     kernel_from_gram,
     sqnorms,
 )
@@ -190,7 +191,7 @@ class SpectrumSVC(ClassifierMixin, BaseEstimator):
         if Z.shape[0] <= MAX_PRECOMPUTED:
             # one kernel matrix for the model and its calibration folds (fits on sub-blocks)
             z_sq = sqnorms(Z)
-            K = kernel_from_gram(Z @ Z.T, self.kernel, self.gamma_, int(self.degree), float(self.coef0), z_sq, z_sq,
+            K = kernel_from_gram(gram(Z, Z), self.kernel, self.gamma_, int(self.degree), float(self.coef0), z_sq, z_sq,
                                  overwrite=True)
             svc, f_oof = fit_with_folds(K, y_enc, self.C, class_weight, folds, n_jobs=default_threads())
             del K
@@ -301,7 +302,7 @@ class SpectrumSVC(ClassifierMixin, BaseEstimator):
 
     def _kernel(self, Z: np.ndarray) -> np.ndarray:
         """Kernel matrix K(Z, SV), shape (n, n_SV), one BLAS product."""
-        return self._kernel_from_gram(Z, Z @ self.support_vectors_.T, overwrite=True)
+        return self._kernel_from_gram(Z, gram(Z, self.support_vectors_), overwrite=True)
 
     def _kernel_from_gram(self, Z: np.ndarray, G: np.ndarray, overwrite: bool = False) -> np.ndarray:
         """Kernel matrix from the Gram block ``G = Z @ SV.T`` (computed in place if ``overwrite``)."""
