@@ -1,5 +1,6 @@
-"""Dask execution over a store: a real 2-worker LocalCluster matches the in-process run exactly,
-survives a killed worker, and a rerun resumes without redoing finished chunks."""
+"""Dask execution over a store: a real 2-worker LocalCluster matches the in-process run within the
+reproducibility contract (docs/reproducing.md: its workers run one BLAS thread each, so not bit for
+bit), survives a killed worker, and a rerun resumes without redoing finished chunks."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ import pytest
 from agnlens.io.store import open_store, write_store
 from agnlens.parallel import classify_store, explain_store, map_chunks
 from agnlens.spectra import SpectrumSet
+
+from contract import PROBA_ATOL, assert_same_predictions, assert_same_saliency
 
 N_PIX = 120
 CLASSES = np.array(["type1", "type2", "intermediate"])
@@ -115,10 +118,12 @@ def test_classify_local_matches_model(store, model, tmp_path):
     assert not (tmp_path / "out" / "parts").exists()
 
 
-def test_cluster_matches_local_exactly(store, model, cluster, tmp_path):
+def test_cluster_matches_local_within_the_contract(store, model, cluster, tmp_path):
+    from agnlens.stages import read_predictions
+
     local = classify_store(model, store, tmp_path / "local")
     remote = classify_store(model, store, tmp_path / "remote", scheduler=cluster)
-    pd.testing.assert_frame_equal(read_csv(local), read_csv(remote), check_exact=True)
+    assert_same_predictions(read_predictions(local), read_predictions(remote), model)
 
     ex_local = explain_store(model, store, tmp_path / "xl")
     ex_remote = explain_store(model, store, tmp_path / "xr", scheduler=cluster)
@@ -127,8 +132,10 @@ def test_cluster_matches_local_exactly(store, model, cluster, tmp_path):
     a = zarr.open_array(str(ex_local["saliency"]), mode="r")[:]
     b = zarr.open_array(str(ex_remote["saliency"]), mode="r")[:]
     assert a.shape == (300, N_PIX) and a.dtype == np.float32
-    np.testing.assert_array_equal(a, b)
-    pd.testing.assert_frame_equal(read_csv(ex_local["index"]), read_csv(ex_remote["index"]), check_exact=True)
+    assert_same_saliency(a, b)
+    # the index: which spectra, which class explained (no near-tie among these predictions)
+    pd.testing.assert_frame_equal(read_csv(ex_local["index"]), read_csv(ex_remote["index"]), check_exact=False,
+                                  rtol=PROBA_ATOL, atol=PROBA_ATOL)
 
     # and the maps are the exact gradients of the explained probability
     from agnlens.explain.gradient import proba_gradient
@@ -142,7 +149,7 @@ def test_cluster_matches_local_exactly(store, model, cluster, tmp_path):
     np.testing.assert_array_equal(index["predicted"], model.predict(X))
 
 
-def test_killed_worker_is_retried_with_identical_results(store, model, cluster, tmp_path):
+def test_killed_worker_is_retried_with_the_same_results(store, model, cluster, tmp_path):
     (tmp_path / "m0").mkdir()
     (tmp_path / "m0" / "died").write_text("not on this run")  # the in-process reference must not die
     markers = tmp_path / "m1"
@@ -154,7 +161,7 @@ def test_killed_worker_is_retried_with_identical_results(store, model, cluster, 
 
     a = zarr.open_array(str(reference.outputs["proba"]), mode="r")[:]
     b = zarr.open_array(str(result.outputs["proba"]), mode="r")[:]
-    np.testing.assert_array_equal(a, b)
+    np.testing.assert_allclose(a, b, rtol=0, atol=PROBA_ATOL)  # this process vs a worker: the contract
     pd.testing.assert_frame_equal(read_csv(reference.outputs["ids"]), read_csv(result.outputs["ids"]))
     # the chunk that killed its worker ran again and completed exactly once
     assert len(list(markers.glob("ran-synthetic-150-*"))) == 1
