@@ -58,6 +58,12 @@ def test_max_kernel_and_intercept_share_against_a_loop(trained):
     Z = model.scaler_.transform(X) if model.scaler_ is not None else X
     ref = rbf_kernel(Z, model.support_vectors_, gamma=model.gamma_).max(axis=1)
     np.testing.assert_allclose(max_kernel(model, X), ref, rtol=1e-9)
+    # one distance computation: the largest value of the very kernel the model predicts with, bit for bit
+    from agnlens.models.kernels import gram, kernel_from_gram, sqnorms
+
+    SV = model.support_vectors_
+    K = kernel_from_gram(gram(Z, SV), "rbf", model.gamma_, 3, 0.0, sqnorms(Z), sqnorms(SV))
+    np.testing.assert_array_equal(max_kernel(model, X), K.max(axis=1))
     f = model.pairwise_decision_function(X)
     b = np.abs(model.intercept_)
     loop = [min(b[q] / (b[q] + abs(f[i, q] - model.intercept_[q])) for q in range(b.size)) for i in range(5)]

@@ -7,8 +7,10 @@ from threadpoolctl import threadpool_limits
 from agnlens.models.kernels import (
     SLAB_BYTES,
     blas_threads,
+    gram,
     kernel_from_gram,
     over_row_slabs,
+    pairwise_sq_distances,
     rbf_from_distances,
     sqnorms,
 )
@@ -40,6 +42,15 @@ def test_slabs_equal_whole_matrix_formula_bitwise(threads):
     # and against brute-force distances (an independent computation)
     brute = np.exp(-gamma * ((A[:, None, :] - B[None]) ** 2).sum(-1))
     np.testing.assert_allclose(rbf, brute, rtol=1e-12, atol=1e-14)
+
+
+def test_pairwise_distances_are_the_rbf_kernels_own():
+    A, B, _ = _blocks(n_a=50)  # below SMALL_BLOCK: one BLAS thread, as gram decides
+    D = pairwise_sq_distances(A, B)
+    np.testing.assert_allclose(D, ((A[:, None, :] - B[None]) ** 2).sum(-1), rtol=1e-12, atol=1e-12)  # brute force
+    rbf = kernel_from_gram(gram(A, B), "rbf", 0.03, 3, 0.0, sqnorms(A), sqnorms(B))
+    np.testing.assert_array_equal(np.exp(-0.03 * D), rbf)  # the same distances the kernel uses, bit for bit
+    np.testing.assert_array_equal(pairwise_sq_distances(A, B, sqnorms(B)), D)
 
 
 def test_every_row_visited_once_in_order_of_slabs():

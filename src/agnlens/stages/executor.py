@@ -1,10 +1,20 @@
 """Where a stage runs: in this process, or chunk by chunk on Dask through :mod:`agnlens.engine`.
 
-Every stage works chunk by chunk, in either place, with the same chunks: the numbers of a
-chunk depend on its size (BLAS rounds the last bit differently for different batch shapes), so
-a stage gives bitwise the same results in this process and on a cluster when the chunk size is
-the same. :meth:`Executor.for_store` takes the store's own chunk size, which is also what the
-Dask path uses by default.
+Every stage works chunk by chunk, in either place, with the same chunks. :meth:`Executor.for_store`
+takes the store's own chunk size, which is also what the Dask path uses by default.
+
+Reproducibility contract (docs: "How exactly results reproduce"). The last bits of a chunk's
+numbers depend on the BLAS: on its thread count (Dask workers run one thread), on the chunk's
+shape and on the CPU kind's kernels. So a stage gives
+
+* bitwise the same results on the same machine with the same BLAS thread count and chunk size
+  (the narrow-line fits behind ``z_offset_kms`` excepted: within 1e-6 relative);
+* across executors, thread counts, chunk sizes and CPU kinds, with the same model file:
+  probabilities within 1e-12 (absolute), the applicability diagnostics (``max_kernel``,
+  ``intercept_share``, ``pca_residual``, ``mahalanobis``) within 1e-10 relative, ``z_offset_kms``
+  within 1e-6 relative, saliency within 1e-6 of each spectrum's largest absolute value; the
+  predicted label and the flags identical except where a value lies within its tolerance of a
+  threshold (where either side is the same result).
 """
 
 from __future__ import annotations
