@@ -43,7 +43,7 @@ def test_train_writes_model_and_metrics(workdir, capsys):
 
 def test_evaluate_prints_and_writes_json(workdir, capsys):
     rc = main(
-        ["-q", "evaluate", str(workdir / "m.skops"), str(workdir / "sim.zarr"), "--json", str(workdir / "ev.json")]
+        ["-q", "evaluate", str(workdir / "sim.zarr"), "--model", str(workdir / "m.skops"), "--out", str(workdir / "ev.json")]
     )
     out = capsys.readouterr().out
     assert rc == 0 and "confusion matrix" in out and "trained and tuned on" in out

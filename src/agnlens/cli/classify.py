@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import argparse
 
-from agnlens.cli._common import add_model_sha256_argument, add_scheduler_argument, check_output, unique_inputs
+from agnlens.cli._common import (
+    add_model_argument,
+    add_model_sha256_argument,
+    add_scheduler_argument,
+    check_output,
+    unique_inputs,
+)
 
 
 def add_parser(sub) -> None:
@@ -30,8 +36,7 @@ def add_parser(sub) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("inputs", nargs="+", metavar="INPUTS", help="FITS files, directories, glob patterns or stores")
-    p.add_argument("--model", metavar="MODEL", default="default",
-                   help="model file (default: the built-in models, balmer grid where Hα is covered, else paper)")
+    add_model_argument(p)
     p.add_argument("--out", metavar="CSV", required=True, help="results file to write")
     p.add_argument("--labels", metavar="CATALOG", help="label catalogue for FITS inputs (fills the label column)")
     p.add_argument("--refine-z", action="store_true",
@@ -108,7 +113,7 @@ def run(args) -> int:
 
         table = measure_inputs(args.inputs, table)
     write_csv(out, table, float_format="%.6g")
-    write_provenance(out.with_name(out.stem + ".provenance.json"), models, n_classified=len(table),
+    write_provenance(out.with_name(out.stem + ".provenance.json"), models.loaded(), n_classified=len(table),
                      n_rejected=len(rejected))
     report_rejections("classify", rejected)
     counts = table["predicted_label"].value_counts().to_dict()
