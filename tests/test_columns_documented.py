@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from realdata import LABELS, SPECTRA
 
 from agnlens.cli import main
+
+from realdata import LABELS, SPECTRA
 
 PAGE = Path(__file__).resolve().parents[1] / "docs" / "columns.md"
 

@@ -31,14 +31,14 @@ def run(args) -> int:
     import numpy as np
 
     from agnlens.atomic import write_text
-    from agnlens.cli._common import check_output
+    from agnlens.cli._common import check_output, convention_line
     from agnlens.cli.train import format_scores
     from agnlens.errors import UsageError
     from agnlens.io.store import open_store
-    from agnlens.models.metrics import evaluate
     from agnlens.models.default import resolve_models
+    from agnlens.models.metrics import evaluate
     from agnlens.models.persistence import check_grid, training_data_hash
-    from agnlens.stages import model_for_grid
+    from agnlens.stages import convention_of, model_for_grid
 
     if args.out:
         check_output(args.out, [None if args.model == "default" else args.model, args.store])
@@ -62,6 +62,12 @@ def run(args) -> int:
     name = meta.get("file", args.model)
     print(f"{name} on {args.store}: {keep.size} labelled spectra "
           f"({len(labels) - keep.size} left out: unlabelled or another class)")
+    model_convention, store_convention = convention_of(meta), convention_of(spectra.provenance)
+    print(f"model's {convention_line(model_convention)}")
+    if store_convention not in (None, model_convention):
+        print(f"warning: the store's labels are in the {store_convention} class convention, the model answers in "
+              f"the {model_convention or 'unrecorded'} one: the scores compare different classes (relabel with "
+              f"agnlens simulate --convention {model_convention or 'CONVENTION'})")
     if training_data_hash(spectra.flux[keep], y) == meta.get("data_hash"):
         print("note: these are the spectra the model was trained and tuned on; only its test split "
               f"(test F1 {meta.get('test', {}).get('f1', float('nan')):.3f}) is an unbiased score")

@@ -141,7 +141,7 @@ class ModelList(Sequence):
     def __len__(self) -> int:
         return len(self._load)
 
-    def __getitem__(self, k):  # type: ignore[override]
+    def __getitem__(self, k):
         if isinstance(k, slice):
             return [self[i] for i in range(len(self))[k]]
         k = range(len(self))[k]

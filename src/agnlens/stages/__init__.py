@@ -36,6 +36,7 @@ from agnlens.stages.report import report
 
 __all__ = [
     "LOCAL", "Executor", "Explanation", "baseline", "classify", "classify_chunk", "classify_files", "classify_store",
-    "convention_of", "explain", "explain_chunk", "explain_saliency", "explain_store", "ingest", "ingest_files", "merge_groups",
-    "model_for_grid", "model_provenance", "read_for_models", "read_predictions", "report", "write_provenance",
+    "convention_of", "explain", "explain_chunk", "explain_saliency", "explain_store", "ingest", "ingest_files",
+    "merge_groups", "model_for_grid", "model_provenance", "read_for_models", "read_predictions", "report",
+    "write_provenance",
 ]
