@@ -27,9 +27,10 @@ def add_parser(sub) -> None:
         "the training spectra; not-agn — no broad line and star-forming on the BPT diagram (Kauffmann "
         "et al. 2003, every line at S/N ≥ 3; needs Hα): the models only know AGN; redshift-offset — "
         "the narrow lines sit more than 500 km/s from the "
-        "redshift; low-coverage — over 10%% of the grid masked), z_offset_kms (narrow-line velocity "
-        "offset) and grid. Flagged predictions are written, never dropped. Rejected inputs are named "
-        "on stderr (exit status 1), the rest are classified.",
+        "redshift; low-coverage — over 10% of the grid masked), z_offset_kms (narrow-line velocity "
+        "offset) and grid (every column and its unit: the documentation's Output columns page). Flagged "
+        "predictions are written, never dropped. Rejected inputs are named on stderr (exit status 1), the rest "
+        "are classified.",
         epilog="examples:\n  agnlens classify spectra/*.fits --out results.csv\n"
         "  agnlens classify spectra/ --refine-z --out results.csv\n"
         "  agnlens classify --model multiclass.skops my.zarr --out results.csv",
