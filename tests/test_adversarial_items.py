@@ -339,9 +339,9 @@ def test_a_forged_file_passes_the_internal_hash_but_not_a_pin(model_file, tmp_pa
     assert status == 2 and len(err.strip().splitlines()) == 1 and "is not the pinned" in err
     assert not (tmp_path / "r.csv").exists()
     monkeypatch.setenv("AGNLENS_MODEL_SHA256", trusted)
-    assert main(["evaluate", str(forged), str(store)]) == 2
+    assert main(["evaluate", str(store), "--model", str(forged)]) == 2
     assert "is not the pinned" in capsys.readouterr().err
-    assert main(["explain", str(forged), str(store), "--out", str(tmp_path / "e")]) == 2
+    assert main(["explain", "--model", str(forged), str(store), "--out", str(tmp_path / "e")]) == 2
 
 
 def test_a_pinned_model_is_used_and_its_sha256_recorded_in_every_results_folder(model_file, tmp_path, capsys):
@@ -354,10 +354,10 @@ def test_a_pinned_model_is_used_and_its_sha256_recorded_in_every_results_folder(
     argv = ["classify", "--model", str(model_file), "--model-sha256", digest.upper(), str(store), "--out", str(out)]
     assert main(argv) == 0
     assert json.loads((tmp_path / "r.provenance.json").read_text())["models"][0]["model_sha256"] == digest
-    assert main(["explain", str(model_file), str(store), "--out", str(tmp_path / "e"), "--max-figures", "0",
+    assert main(["explain", "--model", str(model_file), str(store), "--out", str(tmp_path / "e"), "--max-figures", "0",
                  "--model-sha256", digest]) == 0
     assert json.loads((tmp_path / "e" / "provenance.json").read_text())["models"][0]["model_sha256"] == digest
-    assert main(["evaluate", str(model_file), str(store), "--json", str(tmp_path / "ev.json")]) == 0
+    assert main(["evaluate", str(store), "--model", str(model_file), "--out", str(tmp_path / "ev.json")]) == 0
     assert json.loads((tmp_path / "ev.json").read_text())["model_sha256"] == digest
     assert main(["classify", "--model", str(model_file), "--model-sha256", "abc", str(store), "--out", str(out)]) == 2
     assert "not a SHA-256" in capsys.readouterr().err

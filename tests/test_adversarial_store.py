@@ -268,7 +268,7 @@ def test_every_command_refuses_to_write_onto_an_input(tmp_path, capsys):
     cases = [
         ["baseline", str(store), "--out", str(store)],
         ["train", str(store), "--out", str(store)],
-        ["evaluate", str(tmp_path / "m.skops"), str(store), "--json", str(store)],
+        ["evaluate", str(store), "--model", str(tmp_path / "m.skops"), "--out", str(store)],
         ["demo", "--store", str(store), "--out", str(store)],
         ["download", str(tmp_path / "c.csv"), "--out", str(tmp_path / "c.csv")],
         ["report", str(tmp_path), "--output", str(store / "zarr.json")],

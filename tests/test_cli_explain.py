@@ -119,11 +119,14 @@ def test_usage_errors(model_file, fits_dir, tmp_path, capsys):
     assert "nothing-here" in capsys.readouterr().err
 
 
-def test_positional_model_still_works_with_a_deprecation_line(model_file, fits_dir, tmp_path, capsys):
+def test_a_model_file_given_as_an_input_is_read_as_a_spectrum_and_rejected(model_file, fits_dir, tmp_path, capsys):
+    """The model is only ever --model: a model file among the inputs is an input like any other
+    (rejected with its reason), and the spectra are explained with the --model given."""
     path, _ = model_file
-    status = main(["explain", str(path), str(fits_dir), "--out", str(tmp_path / "o"), "--max-figures", "0"])
-    captured = capsys.readouterr()
-    assert status == 0 and "positional MODEL is deprecated; use --model" in captured.err
+    status = main(["explain", "--model", str(path), str(path), str(fits_dir), "--out", str(tmp_path / "o"),
+                   "--max-figures", "0"])
+    err = capsys.readouterr().err
+    assert status == 1 and f"rejected {path}" in err
     assert len(Saliency.load(tmp_path / "o" / "saliency")) == 6
 
 

@@ -33,6 +33,7 @@ def test_train_writes_model_and_metrics(workdir, capsys):
     out = capsys.readouterr().out
     assert rc == 0
     assert "validation_f1" in out and "validation: macro F1" in out and "test: macro F1" in out and "SIMULATED" in out
+    assert "class convention: study" in out  # simulate_set's labels: the reference study's convention
     metrics = json.loads((workdir / "b.metrics.json").read_text())
     assert metrics["task"] == "binary" and metrics["classes"] == ["type1", "type2"]
     assert metrics["split_seed"] == 1 and metrics["test"]["f1"] >= 0.9
@@ -42,11 +43,11 @@ def test_train_writes_model_and_metrics(workdir, capsys):
 
 
 def test_evaluate_prints_and_writes_json(workdir, capsys):
-    rc = main(
-        ["-q", "evaluate", str(workdir / "m.skops"), str(workdir / "sim.zarr"), "--json", str(workdir / "ev.json")]
-    )
+    rc = main(["-q", "evaluate", str(workdir / "sim.zarr"), "--model", str(workdir / "m.skops"),
+               "--out", str(workdir / "ev.json")])
     out = capsys.readouterr().out
     assert rc == 0 and "confusion matrix" in out and "trained and tuned on" in out
+    assert "class convention: study" in out and "warning" not in out
     ev = json.loads((workdir / "ev.json").read_text())
     assert ev["n"] == 300 and sum(map(sum, ev["confusion_matrix"])) == 300
 
@@ -154,8 +155,19 @@ def test_default_models_are_built_once_cached_and_chosen_by_coverage(tmp_path, m
     (high,) = simulate(counts={"type1": 1}, seed=2, redshift=(0.6, 0.65))
     write_sdss_many([high], tmp_path / "fits")
     (high_z,) = sorted((tmp_path / "fits").glob("spec-*.fits"))
-    rc = main(["-q", "classify", str(low_z), str(high_z), "--out", str(tmp_path / "res.csv")])
+    # spectra that all reach Hα build the balmer model only, and say so in one line
+    assert main(["classify", str(low_z), "--out", str(tmp_path / "low.csv")]) == 0
+    err = capsys.readouterr().err
+    building = [line for line in err.splitlines() if line.startswith("building the default")]
+    assert building == [f"building the default multiclass model for the balmer grid (first use, "
+                        f"~{default.BUILD_SECONDS} s; cached in {default.default_model_path('multiclass', 'balmer')})"]
+    assert not default.default_model_path("multiclass", "paper").exists()
+    assert len(json.loads((tmp_path / "low.provenance.json").read_text())["models"]) == 1
+    # a spectrum beyond Hα then builds the paper model, and only that one
+    rc = main(["classify", str(low_z), str(high_z), "--out", str(tmp_path / "res.csv")])
     assert rc == 0
+    building = [line for line in capsys.readouterr().err.splitlines() if line.startswith("building the default")]
+    assert len(building) == 1 and "for the paper grid (first use" in building[0]
     for grid in ("balmer", "paper"):
         path = default.default_model_path("multiclass", grid)
         assert path.parent == tmp_path and path.exists()
@@ -192,3 +204,58 @@ def test_default_model_cache_is_keyed_by_the_code_that_builds_it(monkeypatch, tm
     monkeypatch.undo()
     monkeypatch.setattr(default, "RECIPE_MODULES", default.RECIPE_MODULES[:-1])
     assert default.default_model_path("multiclass").name != path.name
+
+
+def test_default_models_are_loaded_only_when_a_spectrum_needs_them():
+    """The built-in models are a lazy list: reading spectra asks for the grid without loading the
+    model; a model is loaded (built, on first use) only once spectra go to it."""
+    from agnlens.grid import get_grid
+    from agnlens.models.default import ModelList
+    from agnlens.stages import model_for_grid, read_for_models
+
+    asked = []
+
+    def loader(grid):
+        def load():
+            asked.append(grid)
+            return f"model-{grid}", {"grid": get_grid(grid).to_dict()}
+        return load
+
+    models = ModelList(["balmer", "paper"], [loader("balmer"), loader("paper")])
+    assert len(models) == 2 and models.grid(1) == get_grid("paper") and asked == [] and models.loaded() == []
+    files = sorted(SDSS.glob("spec-*.fits"))[:3]  # low-redshift SDSS spectra: all reach Hα
+    groups, rejected = read_for_models(models, files)
+    assert asked == ["balmer"] and rejected == [] and [g[0] for g in groups] == ["model-balmer"]
+    assert model_for_grid(models, "balmer")[0] == "model-balmer" and asked == ["balmer"]  # loaded once
+    assert model_for_grid(models, get_grid("paper"))[0] == "model-paper" and asked == ["balmer", "paper"]
+    assert [m for m, _ in models.loaded()] == ["model-balmer", "model-paper"]
+
+
+def test_train_states_the_small_sample_rule_with_the_counts(tmp_path):
+    """Fewer than 20 usable spectra, or fewer than 5 of a class: one error naming the rule, what
+    came (counts from the labels themselves) and what to add."""
+    from collections import Counter
+
+    from agnlens.models.tuning import MIN_PER_CLASS, MIN_SPECTRA, train
+    from agnlens.simulate import simulate_set
+
+    for counts in ({"type1": 8, "type2": 6, "intermediate": 5}, {"type1": 12, "type2": 10, "intermediate": 3}):
+        spectra = simulate_set(counts=counts, seed=1)
+        got = Counter(spectra.labels.tolist())
+        with pytest.raises(ValueError) as info:
+            train(spectra)
+        text = str(info.value)
+        assert f"at least {MIN_SPECTRA} usable spectra" in text and f"at least {MIN_PER_CLASS} of every class" in text
+        assert f"got {sum(got.values())} with counts {{'type1': {got['type1']}, 'type2': {got['type2']}, " \
+               f"'intermediate': {got['intermediate']}}}" in text
+        scarce = [c for c in ("type1", "type2", "intermediate") if got[c] < MIN_PER_CLASS]
+        assert ("add labelled spectra of " + ", ".join(scarce)) in text if scarce else "add labelled spectra (" in text
+
+
+def test_info_and_train_say_the_class_convention(workdir, capsys):
+    assert main(["info", str(workdir / "m.skops")]) == 0
+    out = capsys.readouterr().out
+    assert "class convention: study" in out and "multiclass model" in out and "paper" in out
+    assert main(["info", str(workdir / "m.skops"), "--json"]) == 0
+    meta = json.loads(capsys.readouterr().out)
+    assert meta["convention"] == "study" and "tuning" not in meta and "wavelength" not in meta["grid"]

@@ -174,7 +174,7 @@ def test_cli_download(server, tmp_path, capsys):
     catalog = tmp_path / "labelled.csv"
     pd.DataFrame({"pmf": [LEGACY, BOSS], "label": ["type2", "type1"]}).to_csv(catalog, index=False)
     out = tmp_path / "cli-out"
-    assert main(["download", str(catalog), "--out", str(out), "--base-url", url, "--workers", "2"]) == 0
+    assert main(["download", str(catalog), "--out", str(out), "--base-url", url, "--jobs", "2"]) == 0
     assert "2 downloaded" in capsys.readouterr().out
 
     bad = _catalog(tmp_path, [LEGACY, MISSING])
@@ -259,7 +259,7 @@ def test_download_sample_end_to_end(archive, tmp_path, capsys):
     status = main(["download", "--sample", "peruzzi2021", "--out", str(out), "--quasars", "5",
                    "--skyserver-url", f"{url}/dr17/SkyServerWS/SearchTools/SqlSearch", "--archive-url", f"{url}/sas",
                    "--type2-catalog", str(tmp_path / "t2.csv"), "--intermediate-catalog", str(tmp_path / "int.csv"),
-                   "--workers", "2"])
+                   "--jobs", "2"])
     printed = capsys.readouterr().out
     assert status == 0, printed
     # what the local archive holds: every type 2 and intermediate named, the quasars the query selects

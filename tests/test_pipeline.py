@@ -104,5 +104,6 @@ def test_demo_on_real_spectra_with_too_few_type2_says_so_in_one_line(tmp_path, c
     capsys.readouterr()
     assert main(["demo", "--store", str(store), "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
-    assert "agnlens demo: error: train: the binary task needs at least 5 spectra of every class" in err
-    assert "'type2': 2" in err and "Traceback" not in err
+    assert "agnlens demo: error: train: the binary task needs at least 20 usable spectra" in err
+    assert "at least 5 of every class" in err and "'type2': 2" in err and "add labelled spectra of type2" in err
+    assert "Traceback" not in err

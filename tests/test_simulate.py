@@ -453,14 +453,20 @@ def test_cli_bounds_n_with_a_reason(tmp_path, capsys):
     assert not (tmp_path / "s.zarr").exists()
 
 
-def test_cli_convention_writes_the_relabelled_store_and_fits_labels(tmp_path):
+def test_cli_convention_writes_the_relabelled_store_and_fits_labels(tmp_path, capsys):
+    """agnlens simulate labels in the built-in models' (spectroscopic) convention by default, says
+    so, and gives the reference study's labels with --convention study."""
     import pandas as pd
 
     from agnlens.cli import main
     from agnlens.io.store import open_store
 
-    args = ["-q", "simulate", "--n", "40", "--seed", "3", "--convention", "spectroscopic"]
+    args = ["-q", "simulate", "--n", "40", "--seed", "3"]
     assert main([*args, "--out", str(tmp_path / "s.zarr"), "--fits-dir", str(tmp_path / "fits")]) == 0
+    assert "class convention: spectroscopic" in capsys.readouterr().out
+    assert main([*args, "--convention", "study", "--out", str(tmp_path / "study.zarr")]) == 0
+    assert "class convention: study" in capsys.readouterr().out
+    assert list(open_store(tmp_path / "study.zarr").labels) == [s.meta["label"] for s in simulate(40, seed=3)]
     store = open_store(tmp_path / "s.zarr")
     study = simulate(40, seed=3)
     expect = [class_under(s.meta["label"], s.meta["subtype"], "spectroscopic") for s in study]

@@ -51,14 +51,22 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"agnlens {__version__}")
-    verbosity = parser.add_mutually_exclusive_group()
-    verbosity.add_argument("-v", "--verbose", action="store_true", help="log debugging detail")
-    verbosity.add_argument("-q", "--quiet", action="store_true", help="only errors; no progress bars")
+    _add_verbosity(parser, default=False)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
         module = importlib.import_module(f"agnlens.cli.{name}")
         module.add_parser(sub)
+        # before or after the command: agnlens -v classify ... and agnlens classify ... -v
+        _add_verbosity(sub.choices[name], default=argparse.SUPPRESS)
     return parser
+
+
+def _add_verbosity(parser: argparse.ArgumentParser, default) -> None:
+    """``-v/--verbose`` and ``-q/--quiet``; a subcommand's use ``SUPPRESS`` so that they only
+    ever set, never reset, what was given before the command."""
+    verbosity = parser.add_mutually_exclusive_group()
+    verbosity.add_argument("-v", "--verbose", action="store_true", default=default, help="log debugging detail")
+    verbosity.add_argument("-q", "--quiet", action="store_true", default=default, help="only errors; no progress bars")
 
 
 def _setup_logging(verbose: bool, quiet: bool) -> None:

@@ -63,15 +63,50 @@ def scheduler(text: str) -> str:
     raise argparse.ArgumentTypeError(f"expected local, processes or an address like tcp://host:8786, got {text!r}")
 
 
+#: The help of ``--scheduler``, the same in every command that runs on Dask.
+SCHEDULER_HELP = (
+    "where the work runs: local (in this process, default), processes (a Dask LocalCluster of 2 workers "
+    "on this machine) or tcp://HOST:PORT (an existing Dask cluster; dask-jobqueue clusters work too)"
+)
+
+
 def add_scheduler_argument(parser) -> None:
-    """``--scheduler``: where the work runs (see :func:`agnlens.engine.get_client`)."""
+    """``--scheduler WHERE``: where a command that can run on Dask works (see
+    :func:`agnlens.engine.get_client`). Commands whose parallel work stays on this machine take
+    :func:`add_jobs_argument` instead; no command takes both."""
+    parser.add_argument("--scheduler", default="local", type=scheduler, metavar="WHERE", help=SCHEDULER_HELP)
+
+
+def jobs(text: str) -> int:
+    """argparse type of ``--jobs``: a positive integer, or -1 for one per CPU (returned resolved)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer or -1, got {text!r}") from None
+    if value == -1:
+        return max(1, os.cpu_count() or 1)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, or -1 for one per CPU, got {text}")
+    return value
+
+
+def add_jobs_argument(parser, what: str, default: int) -> None:
+    """``--jobs N``: how many ``what`` run at once on this machine (-1: one per CPU), the same
+    option in every command whose parallel work stays on this machine."""
+    shown = "one per CPU" if default == -1 else str(default)
     parser.add_argument(
-        "--scheduler",
-        default="local",
-        type=scheduler,
-        metavar="WHERE",
-        help="local (in this process, default), processes (a Dask LocalCluster of 2 workers on this "
-        "machine) or tcp://HOST:PORT (an existing Dask cluster; dask-jobqueue clusters work too)",
+        "--jobs", type=jobs, default=jobs(str(default)), metavar="N",
+        help=f"parallel {what} on this machine (-1: one per CPU; default {shown})",
+    )
+
+
+def add_model_argument(parser) -> None:
+    """``--model MODEL``: the model of every command that uses one (default: the built-in models)."""
+    parser.add_argument(
+        "--model", metavar="MODEL", default="default",
+        help="a model file (agnlens train), or default: the built-in models trained on SIMULATED spectra in "
+        "the spectroscopic class convention, the balmer-grid one where a spectrum covers Hα, else the "
+        "paper-grid one (each built on first use, ~30 s, and cached)",
     )
 
 
@@ -105,6 +140,18 @@ def unique_inputs(command: str, inputs: Sequence[str]) -> list[str]:
             file=sys.stderr,
         )
     return list(seen.values())
+
+
+def convention_line(convention: str | None) -> str:
+    """One line naming the class convention a command trained, simulated or evaluated with, and
+    how it relates to the built-in models' (spectroscopic; see :mod:`agnlens.classes`)."""
+    if convention == "spectroscopic":
+        return ("class convention: spectroscopic (broad Hβ with [O III]/Hβ ≤ 4 is type1, Seyfert 1.8/1.9 "
+                "intermediate; the built-in models' convention)")
+    if convention == "study":
+        return ("class convention: study (the reference study's: intermediate = Seyfert 1.2-1.9; the built-in "
+                "models answer in the spectroscopic one)")
+    return "class convention: not recorded (the labels are the catalogue's own classes)"
 
 
 def add_model_sha256_argument(parser) -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import textwrap
 
+from agnlens.cli._common import add_jobs_argument
+
 _RULES = "{rules}"
 
 
@@ -43,7 +45,7 @@ def add_parser(sub) -> None:
     p.add_argument("--labels", metavar="CSV", help="label catalogue for FITS inputs (adds true_label)")
     p.add_argument("--seyfert", action="store_true",
                    help="map subtypes 1.2 and 1.5 to intermediate (Seyferts) instead of type 1 (quasars)")
-    p.add_argument("--jobs", type=int, default=1, metavar="N", help="parallel jobs (-1: all CPUs)")
+    add_jobs_argument(p, "line-fitting processes", 1)
     p.add_argument("--min-fwhm", type=float, default=1200.0, metavar="KMS", help="least broad FWHM (km/s)")
     p.add_argument("--min-delta-bic", type=float, default=10.0, metavar="X", help="least ΔBIC of a broad line")
     p.set_defaults(run=run)

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import argparse
 
-from agnlens.cli._common import add_model_sha256_argument, add_scheduler_argument, check_output, unique_inputs
+from agnlens.cli._common import (
+    add_model_argument,
+    add_model_sha256_argument,
+    add_scheduler_argument,
+    check_output,
+    unique_inputs,
+)
 
 
 def add_parser(sub) -> None:
@@ -21,17 +27,17 @@ def add_parser(sub) -> None:
         "the training spectra; not-agn — no broad line and star-forming on the BPT diagram (Kauffmann "
         "et al. 2003, every line at S/N ≥ 3; needs Hα): the models only know AGN; redshift-offset — "
         "the narrow lines sit more than 500 km/s from the "
-        "redshift; low-coverage — over 10%% of the grid masked), z_offset_kms (narrow-line velocity "
-        "offset) and grid. Flagged predictions are written, never dropped. Rejected inputs are named "
-        "on stderr (exit status 1), the rest are classified.",
+        "redshift; low-coverage — over 10% of the grid masked), z_offset_kms (narrow-line velocity "
+        "offset) and grid (every column and its unit: the documentation's Output columns page). Flagged "
+        "predictions are written, never dropped. Rejected inputs are named on stderr (exit status 1), the rest "
+        "are classified.",
         epilog="examples:\n  agnlens classify spectra/*.fits --out results.csv\n"
         "  agnlens classify spectra/ --refine-z --out results.csv\n"
         "  agnlens classify --model multiclass.skops my.zarr --out results.csv",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("inputs", nargs="+", metavar="INPUTS", help="FITS files, directories, glob patterns or stores")
-    p.add_argument("--model", metavar="MODEL", default="default",
-                   help="model file (default: the built-in models, balmer grid where Hα is covered, else paper)")
+    add_model_argument(p)
     p.add_argument("--out", metavar="CSV", required=True, help="results file to write")
     p.add_argument("--labels", metavar="CATALOG", help="label catalogue for FITS inputs (fills the label column)")
     p.add_argument("--refine-z", action="store_true",
@@ -108,7 +114,7 @@ def run(args) -> int:
 
         table = measure_inputs(args.inputs, table)
     write_csv(out, table, float_format="%.6g")
-    write_provenance(out.with_name(out.stem + ".provenance.json"), models, n_classified=len(table),
+    write_provenance(out.with_name(out.stem + ".provenance.json"), models.loaded(), n_classified=len(table),
                      n_rejected=len(rejected))
     report_rejections("classify", rejected)
     counts = table["predicted_label"].value_counts().to_dict()

@@ -22,10 +22,11 @@ def add_parser(sub) -> None:
         "and three-class tasks on the validation split, score once on the test split, compute exact "
         "saliency maps for every misclassified and a random sample of test spectra, line-level "
         "explanations, a t-SNE map, and one self-contained report. Every score is labelled "
-        "SIMULATED.",
+        "SIMULATED. The simulated sample is labelled in the reference study's class convention "
+        "(intermediate = Seyfert 1.2-1.9), not the spectroscopic one of the built-in models.",
         epilog="example:\n  agnlens demo --out demo-out && xdg-open demo-out/report.html\n"
         "  agnlens demo --out small --n 600 --seed 3 --grid balmer\n"
-        "  agnlens demo --out demo-out --real ../shared/data/sdss/spectra --labels ../shared/data/sdss/labels.csv",
+        "  agnlens demo --out demo-out --real tests/data/sdss/spectra --labels tests/data/sdss/labels.csv",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--out", default="demo-out", metavar="DIR", help="results folder (default demo-out)")
@@ -66,6 +67,10 @@ def run(args) -> int:
         from agnlens.io.store import open_store
 
         spectra = open_store(args.store, lazy=False)
+    from agnlens.cli._common import convention_line
+    from agnlens.stages import convention_of
+
+    print(convention_line("study" if spectra is None else convention_of(spectra.provenance)))
     bar = None
     if args.progress:
         from tqdm.auto import tqdm

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from agnlens.cli._common import check_output, nonnegative_int, positive_float, positive_int
+from agnlens.cli._common import add_jobs_argument, check_output, nonnegative_int, positive_float, positive_int
 
 
 def add_parser(sub) -> None:
@@ -14,10 +14,10 @@ def add_parser(sub) -> None:
         help="fetch the SDSS spectra a plate-mjd-fiber catalogue names from the SAS",
         description="Download the spectra a catalogue names (columns spec_id / pmf, or plate, mjd "
         "and fiber) from the SDSS Science Archive Server: Legacy and BOSS locations, a few "
-        "parallel workers, resumable (files present and valid are skipped), retries, every file "
+        "parallel downloads (--jobs), resumable (files present and valid are skipped), retries, every file "
         "verified to open. Exit status 0 when all are present, 1 when some failed.",
-        epilog="example, the reference study's intermediate Seyferts:\n"
-        "  agnlens download ../shared/data/catalogs/peruzzi_intermediate_seyferts.csv --out spectra/\n"
+        epilog="example, the reference study's intermediate Seyferts (a catalogue in a clone of the repository):\n"
+        "  agnlens download tests/data/catalogs/peruzzi_intermediate_seyferts.csv --out spectra/\n"
         "example, the reference study's whole real sample (type 1 quasars from the SkyServer, the\n"
         "Peruzzi type 2 and intermediate lists), then training on it:\n"
         "  agnlens download --sample peruzzi2021 --out peruzzi/\n"
@@ -39,7 +39,7 @@ def add_parser(sub) -> None:
     p.add_argument("--release", default="dr17", choices=["dr17", "dr16"], help="SDSS data release")
     p.add_argument("--base-url", "--archive-url", dest="base_url", default=None, metavar="URL",
                    help="archive root (default the SAS, https://data.sdss.org/sas)")
-    p.add_argument("--workers", type=positive_int, default=4, metavar="N", help="parallel downloads (default 4)")
+    add_jobs_argument(p, "downloads", 4)
     p.add_argument("--retries", type=nonnegative_int, default=3, metavar="N", help="retries per file (default 3)")
     p.add_argument("--timeout", type=positive_float, default=30.0, metavar="S",
                    help="seconds a single network read may wait (default 30)")
@@ -57,7 +57,7 @@ def run(args) -> int:
         print("agnlens download: error: give a CATALOG or --sample NAME (one of them)", file=sys.stderr)
         return 2
     check_output(args.out, [args.catalog, args.type2_catalog, args.intermediate_catalog], adds_to_folder=True)
-    kw = dict(release=args.release, base_url=args.base_url or DEFAULT_BASE_URL, max_workers=args.workers,
+    kw = dict(release=args.release, base_url=args.base_url or DEFAULT_BASE_URL, max_workers=args.jobs,
               retries=args.retries, timeout=args.timeout, deadline=args.deadline, max_bytes=args.max_bytes,
               progress=args.progress)
     if args.sample:

@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 
 from agnlens.cli import _common
-from agnlens.cli._common import scheduler
 
 #: ``--verify`` fails when the exact gradient differs from central finite differences of the
 #: model's own ``predict_proba`` by more than this, relative to the largest |finite difference|
@@ -33,15 +32,17 @@ def add_parser(sub) -> None:
         "z_offset_kms per spectrum, as in classify; figures of not-applicable predictions say so). "
         "Without --model the built-in models are used (balmer grid where Hα is covered, paper "
         "otherwise); when both are used each grid's results go to DIR/grid-<name>/. Rejected inputs "
-        "are reported one line each (exit status 1).",
+        "are reported one line each (exit status 1). Survey scale: with --scheduler processes or "
+        "tcp://HOST:PORT, STORE inputs are explained chunk by chunk on Dask, resumably, into "
+        "DIR/<store>/saliency.zarr and index.csv (no figures or line table in this mode; run without "
+        "--scheduler on a subset for those).",
         epilog="examples:\n"
         "  agnlens explain spectra/*.fits --out explained\n"
         "  agnlens explain --model demo-out/models/multiclass.skops my.zarr --out expl --class type2 --verify\n"
         "  agnlens explain --model model.skops spec-0266-51602-0001.fits --out expl --method integrated-gradients",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--model", metavar="MODEL", default=None,
-                   help="a model file (.skops) or 'default' (the default: the built-in models)")
+    _common.add_model_argument(p)
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="spectrum files, directories, glob patterns or a store")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
     p.add_argument("--method", default="gradient", choices=METHODS,
@@ -59,12 +60,7 @@ def add_parser(sub) -> None:
                    help="figures with one panel per class (the saliency of every class's probability)")
     p.add_argument("--labels", metavar="CATALOG", help="label catalogue, to show true types in titles")
     _common.add_model_sha256_argument(p)
-    p.add_argument(
-        "--scheduler", metavar="WHERE", type=scheduler,
-        help="survey scale: explain STORE inputs chunk by chunk on 'processes' (a Dask LocalCluster) or "
-        "tcp://HOST:PORT, resumably, into DIR/<store>/saliency.zarr and index.csv (no figures or line "
-        "table in this mode; run without --scheduler on a subset for those)",
-    )
+    _common.add_scheduler_argument(p)
     p.set_defaults(run=run)
 
 
@@ -80,14 +76,14 @@ def run(args) -> int:
 
     if args.max_figures < 0:
         raise UsageError(f"--max-figures must be 0 or more, got {args.max_figures}")
-    _deprecated_positional_model(args)
     args.inputs = unique_inputs("explain", args.inputs)
-    check_output(args.out, [*args.inputs, args.labels, None if args.model in (None, "default") else args.model],
+    check_output(args.out, [*args.inputs, args.labels, None if args.model == "default" else args.model],
                  adds_to_folder=True)
     models = resolve_models(args.model, args.model_sha256)
-    write_provenance(ResultsFolder(args.out).provenance, models)
-    if args.scheduler:
-        return _explain_stores(args, models)
+    if args.scheduler != "local":
+        status = _explain_stores(args, models)
+        write_provenance(ResultsFolder(args.out).provenance, models.loaded())
+        return status
     groups, rejected = [], []
     for store in (p for p in args.inputs if is_store(p)):
         spectra, bad = finite_rows(open_store(store, lazy=False), store)
@@ -101,6 +97,7 @@ def run(args) -> int:
         rejected.extend(bad)
         groups.extend(found)
     groups = merge_groups(groups)
+    write_provenance(ResultsFolder(args.out).provenance, models.loaded())
     report_rejections("explain", rejected)
     if not groups:
         print("agnlens explain: no spectrum could be used; nothing written", file=sys.stderr)
@@ -113,17 +110,6 @@ def run(args) -> int:
     if rejected:
         print(f"rejected: {len(rejected)} input(s)")
     return status
-
-
-def _deprecated_positional_model(args) -> None:
-    """``explain MODEL INPUTS`` (the old form): take MODEL from the first input, with a warning."""
-    if args.model is not None or len(args.inputs) < 2:
-        return
-    first = args.inputs[0]
-    if first == "default" or (first.endswith(".skops") and Path(first).is_file()):
-        print(f"agnlens explain: a positional MODEL is deprecated; use --model {first}", file=sys.stderr)
-        args.model = first
-        args.inputs = args.inputs[1:]
 
 
 def _explain(args, model, spectra, out) -> int:

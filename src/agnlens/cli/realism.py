@@ -15,8 +15,8 @@ def add_parser(sub) -> None:
         "(0.5: indistinguishable, 1.0: every real spectrum recognised); compare S/N, continuum slope, "
         "Dn4000, broad FWHMs and line ratios (KS, Wasserstein). Writes realism.json and realism.png "
         "into DIR. Rejected inputs are named on stderr (exit status 1).",
-        epilog="example, the real spectra shipped for the tests:\n"
-        "  agnlens realism ../shared/data/sdss/spectra --labels ../shared/data/sdss/labels.csv --out realism/",
+        epilog="example, the real spectra shipped with the tests (in a clone of the repository):\n"
+        "  agnlens realism tests/data/sdss/spectra --labels tests/data/sdss/labels.csv --out realism/",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("inputs", nargs="+", metavar="REAL", help="real spectra: FITS files, directories, globs or a store")
@@ -52,6 +52,10 @@ def run(args) -> int:
     if not len(spectra):
         print(f"agnlens realism: error: none of the {len(rejected)} inputs could be read", file=sys.stderr)
         return 2
+    from agnlens.cli._common import convention_line
+
+    # each twin is drawn from the simulator's sample of its real spectrum's class, as the study defines it
+    print(f"simulated twins: {convention_line('study')}")
     result = realism(spectra, n_splits=args.folds, n_repeats=args.repeats, per_real=args.per_real, seed=args.seed)
     result.to_json(out / "realism.json")
     with atomic_path(out / "realism.png") as tmp:

@@ -19,7 +19,8 @@ def add_parser(sub) -> None:
         help="simulate type 1 / type 2 / intermediate AGN spectra (store and/or SDSS FITS files)",
         description="Simulate realistic AGN spectra: host starlight, power-law continuum, Fe II, "
         "narrow and broad lines, SDSS-like resolution and noise. The default sample mirrors "
-        "Peruzzi et al. 2021 (3,346 spectra: 680 type 1, 2,145 type 2, 521 intermediate). "
+        "Peruzzi et al. 2021 (3,346 spectra: 680 type 1, 2,145 type 2, 521 intermediate in the study's "
+        "class convention), labelled by default in the spectroscopic convention of the built-in models. "
         "Everything derived from these spectra is labelled SIMULATED.",
         epilog="examples:\n  agnlens simulate --n 3346 --seed 0 --out sim.zarr\n"
         "  agnlens simulate --n 100 --fits-dir sim-fits/   # spec-*.fits + labels.csv\n"
@@ -33,10 +34,11 @@ def add_parser(sub) -> None:
     p.add_argument("--out", metavar="STORE", help="write a preprocessed Zarr store")
     p.add_argument("--fits-dir", metavar="DIR", help="write SDSS-format spec-*.fits files")
     p.add_argument("--grid", default="paper", choices=["paper", "balmer"], help="grid of the store (default paper)")
-    p.add_argument("--convention", default="study", choices=["study", "spectroscopic"],
-                   help="class convention of the labels: study (default; intermediate = Seyfert 1.2-1.9, "
-                        "the reference study's) or spectroscopic (broad Hβ with [O III]/Hβ ≤ 4, Winkler "
-                        "1.0-1.5, is type1; intermediate = 1.8/1.9; the study's class kept in label_study)")
+    p.add_argument("--convention", default="spectroscopic", choices=["spectroscopic", "study"],
+                   help="class convention of the labels: spectroscopic (default, the built-in models' and "
+                        "SDSS-style catalogues': broad Hβ with [O III]/Hβ ≤ 4, Winkler 1.0-1.5, is type1; "
+                        "intermediate = 1.8/1.9; the study's class kept in label_study) or study (the "
+                        "reference study's, which agnlens demo reproduces: intermediate = Seyfert 1.2-1.9)")
     p.add_argument("--overwrite", action="store_true", help="replace STORE if it exists")
     p.set_defaults(run=run)
 
@@ -52,11 +54,12 @@ def run(args) -> int:
             f"{args.n * 8 // 10**6:,} GB of memory; run several smaller simulations with different --seed values "
             "instead"
         )
-    from agnlens.cli._common import check_output
+    from agnlens.cli._common import check_output, convention_line
     from agnlens.simulate import simulate, simulate_set
 
     if args.out:
         check_output(args.out, overwrite=args.overwrite)
+    print(convention_line(args.convention))
 
     def bar(what: str):
         if args.n < PROGRESS_FROM or not getattr(args, "progress", False):

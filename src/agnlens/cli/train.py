@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from agnlens.cli._common import add_jobs_argument
+
 
 def add_parser(sub) -> None:
     p = sub.add_parser(
@@ -11,7 +13,9 @@ def add_parser(sub) -> None:
         help="train an SVM on a labelled store (tuned on a validation split, scored on a test split)",
         description="Split the labelled spectra of STORE (stratified 64/16/20 %, fixed by --seed), search "
         "kernel, C, gamma and class weights on the validation split, score the best model once on the "
-        "test split, and write MODEL (skops) plus MODEL's metrics next to it (same stem + .metrics.json).",
+        "test split, and write MODEL (skops) plus MODEL's metrics next to it (same stem + .metrics.json). "
+        "It needs at least 20 usable spectra (labelled with a class of the task) and 5 of every class, and "
+        "says which class convention the labels are in (the model answers in it).",
         epilog="example:\n  agnlens simulate --n 3346 --seed 0 --out sim.zarr\n"
         "  agnlens train sim.zarr --task multiclass --out multiclass.skops",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -27,6 +31,7 @@ def add_parser(sub) -> None:
                    help="successive halving: every cell first fitted on a stratified third of the training "
                    "spectra, only the leading third of the cells on all of them (faster on large grids; "
                    "the chosen cell can differ from the full search's)")
+    add_jobs_argument(p, "tuning fits", -1)
     p.set_defaults(run=run)
 
 
@@ -73,15 +78,19 @@ def run(args) -> int:
     import pandas as pd
 
     from agnlens.atomic import write_text
-    from agnlens.cli._common import check_output
+    from agnlens.cli._common import check_output, convention_line
     from agnlens.io.store import open_store
     from agnlens.models.persistence import save_model
     from agnlens.models.tuning import train
 
     check_output(args.out, [args.store])
     check_output(metrics_path(args.out), [args.store])
+    from agnlens.stages import convention_of
+
     spectra = open_store(args.store, lazy=False)
-    result = train(spectra, task=args.task, seed=args.seed, kernels=args.kernels, halving=args.halving)
+    print(convention_line(convention_of(spectra.provenance)))
+    result = train(spectra, task=args.task, seed=args.seed, kernels=args.kernels, halving=args.halving,
+                   n_jobs=args.jobs)
     table = result.tuning.table
     shown = leading_cells(table, None if args.verbose else N_SHOWN)
     with pd.option_context("display.max_rows", None, "display.width", 200):

@@ -10,7 +10,9 @@ SDSS-style catalogues: a spectrum with broad Hβ and [O III]/Hβ ≤ 4 (Winkler 
 ``type1``, 1.8/1.9 are ``intermediate``. (``agnlens demo`` trains its own models in the reference
 study's convention.) The convention is in each model's metadata (``convention``) and its cache name.
 
-They are not shipped as binaries: the first call of :func:`default_model` builds one — simulate the
+They are not shipped as binaries (each file is ~7 MB, and a build from the simulator's own code
+can never disagree with it): the first call of :func:`default_model` builds one (~30 s; a command
+that needs only one grid's model builds only that one, :class:`ModelList`) — simulate the
 reference sample relabelled spectroscopically (:func:`training_set`:
 ``simulate_set(3346, seed=0, grid=GRID, convention="spectroscopic")``), then
 :func:`agnlens.models.tuning.train` with ``seed=0`` — and caches it as a skops model file under
@@ -25,6 +27,9 @@ from __future__ import annotations
 
 import logging
 import os
+import time
+from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +41,8 @@ log = logging.getLogger(__name__)
 DEFAULT_RECIPE: dict[str, Any] = {"n": 3346, "seed": 0, "convention": "spectroscopic"}
 #: The default models' grids, in order of preference: a spectrum goes to the first one it covers.
 DEFAULT_GRIDS = ("balmer", "paper")
+#: About how long building one default model takes on a laptop core (said before a build).
+BUILD_SECONDS = 30
 
 
 def cache_dir() -> Path:
@@ -117,7 +124,45 @@ def resolve_model(name: str | None, grid: str = "paper", sha256: str | None = No
     return load_model(name, sha256=sha256)
 
 
-def resolve_models(name: str | None, sha256: str | None = None) -> list[tuple[Any, dict]]:
+class ModelList(Sequence):
+    """The models a command was given, in order of preference, each loaded (or built) on first use.
+
+    A sequence of ``(model, metadata)``: ``models[k]`` loads the k-th model the first time it is
+    asked for. The built-in default models are built only when a spectrum needs them (a set of
+    spectra that all cover the ``balmer`` grid never builds the ``paper`` model); :meth:`grid`
+    names each model's grid without loading it, :meth:`loaded` lists the ones that were used.
+    """
+
+    def __init__(self, grids: Sequence[str | None], load: Sequence[Callable[[], tuple[Any, dict]]]):
+        self._grids = list(grids)
+        self._load = list(load)
+        self._done: dict[int, tuple[Any, dict]] = {}
+
+    def __len__(self) -> int:
+        return len(self._load)
+
+    def __getitem__(self, k):
+        if isinstance(k, slice):
+            return [self[i] for i in range(len(self))[k]]
+        k = range(len(self))[k]
+        if k not in self._done:
+            self._done[k] = self._load[k]()
+        return self._done[k]
+
+    def grid(self, k: int):
+        """The :class:`~agnlens.grid.Grid` of model ``k``, without loading it when it is a default model."""
+        from agnlens.grid import get_grid
+        from agnlens.models.persistence import grid_from_metadata
+
+        name = self._grids[k]
+        return get_grid(name) if name is not None and k not in self._done else grid_from_metadata(self[k][1])
+
+    def loaded(self) -> list[tuple[Any, dict]]:
+        """The ``(model, metadata)`` pairs loaded so far, in order of preference."""
+        return [self._done[k] for k in sorted(self._done)]
+
+
+def resolve_models(name: str | None, sha256: str | None = None) -> ModelList:
     """The models a command was given, in order of preference.
 
     Parameters
@@ -130,13 +175,17 @@ def resolve_models(name: str | None, sha256: str | None = None) -> list[tuple[An
 
     Returns
     -------
-    list of (model, metadata)
-        A model file: that one. The default: one per :data:`DEFAULT_GRIDS` (``balmer`` first); a
-        spectrum is classified by the first model whose grid it covers.
+    ModelList
+        A model file: that one, loaded now (so that a bad file is reported before any work). The
+        default: one per :data:`DEFAULT_GRIDS` (``balmer`` first), each built or loaded when the
+        first spectrum that needs it comes; a spectrum is classified by the first model whose grid
+        it covers.
     """
     if is_default(name):
-        return [resolve_model(None, grid, sha256) for grid in DEFAULT_GRIDS]
-    return [resolve_model(name, sha256=sha256)]
+        return ModelList(DEFAULT_GRIDS, [partial(resolve_model, None, grid, sha256) for grid in DEFAULT_GRIDS])
+    models = ModelList([None], [partial(resolve_model, name, sha256=sha256)])
+    models[0]
+    return models
 
 
 def default_model(task: str = "multiclass", *, grid: str = "paper", rebuild: bool = False,
@@ -174,7 +223,9 @@ def default_model(task: str = "multiclass", *, grid: str = "paper", rebuild: boo
             raise
         except ModelFileError as exc:
             log.warning("cached default model unusable (%s); rebuilding it", exc)
-    log.info("building the default %s model on the %s grid (first use; cached in %s)", task, grid, path)
+    log.info("building the default %s model for the %s grid (first use, ~%d s; cached in %s)", task, grid,
+                BUILD_SECONDS, path)
+    start = time.perf_counter()
     result = train(training_set(grid), task=task, seed=DEFAULT_RECIPE["seed"])
     metadata = dict(result.metadata)
     metadata["convention"] = DEFAULT_RECIPE["convention"]
@@ -185,4 +236,5 @@ def default_model(task: str = "multiclass", *, grid: str = "paper", rebuild: boo
         f"--out sim.zarr && agnlens train sim.zarr --task {task} --seed 0 --out MODEL",
     }
     save_model(result.model, path, metadata=metadata)
+    log.info("built the default %s model for the %s grid in %.0f s", task, grid, time.perf_counter() - start)
     return load_model(path, sha256=sha256)

@@ -31,6 +31,8 @@ SPLIT_NAMES = ("train", "validation", "test")
 SCORINGS = ("macro_f1", "accuracy", "balanced_accuracy")
 #: Fewest spectra of a class that a stratified 64/16/20 split can put in every part.
 MIN_PER_CLASS = 5
+#: Fewest usable spectra (labelled with a class of the task) :func:`train` accepts.
+MIN_SPECTRA = 20
 
 #: Default C grid, log-spaced.
 DEFAULT_C = tuple(10.0 ** np.arange(-3, 3))
@@ -382,20 +384,18 @@ def train(
     classes = TASK_CLASSES[task]
     labels = spectra.labels
     keep = np.flatnonzero(np.isin(labels, classes))
-    present = sorted(set(labels[keep].tolist()))
-    if len(present) < len(classes) or keep.size < 20:
-        raise ValueError(
-            f"train: the {task} task needs labelled spectra of every class {list(classes)}; the spectra "
-            f"hold {keep.size} usable ones of classes {present} — label them with `agnlens ingest --labels`"
-        )
     counts = {c: int(np.sum(labels[keep] == c)) for c in classes}
-    scarce = {c: k for c, k in counts.items() if k < MIN_PER_CLASS}
-    if scarce:
+    scarce = [c for c, k in counts.items() if k < MIN_PER_CLASS]
+    if keep.size < MIN_SPECTRA or scarce:
+        left_out = len(labels) - keep.size
         raise ValueError(
-            f"train: the {task} task needs at least {MIN_PER_CLASS} spectra of every class for a "
-            f"stratified train/validation/test split; the spectra hold {counts} — add labelled spectra "
-            f"of {', '.join(scarce)} (e.g. simulated ones: agnlens simulate --fits-dir sim/, then agnlens ingest "
-            f"sim/ --labels sim/labels.csv --append --out STORE)"
+            f"train: the {task} task needs at least {MIN_SPECTRA} usable spectra (labelled "
+            f"{', '.join(classes)}) and at least {MIN_PER_CLASS} of every class for a stratified "
+            f"train/validation/test split; got {keep.size} with counts {counts}"
+            + (f" ({left_out} more unlabelled or of another class, left out)" if left_out else "")
+            + f" — add labelled spectra{' of ' + ', '.join(scarce) if scarce else ''} (labels come from "
+            "agnlens ingest --labels; simulated ones: agnlens simulate --fits-dir sim/, then agnlens ingest "
+            "sim/ --labels sim/labels.csv --append --out STORE)"
         )
     X = np.asarray(spectra.flux[keep], dtype=np.float64)
     y = labels[keep]

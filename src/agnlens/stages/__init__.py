@@ -31,11 +31,12 @@ from agnlens.stages.classify import (
 from agnlens.stages.executor import LOCAL, Executor
 from agnlens.stages.explain import Explanation, explain, explain_chunk, explain_saliency, explain_store
 from agnlens.stages.ingest import ingest, ingest_files
-from agnlens.stages.provenance import model_provenance, write_provenance
+from agnlens.stages.provenance import convention_of, model_provenance, write_provenance
 from agnlens.stages.report import report
 
 __all__ = [
     "LOCAL", "Executor", "Explanation", "baseline", "classify", "classify_chunk", "classify_files", "classify_store",
-    "explain", "explain_chunk", "explain_saliency", "explain_store", "ingest", "ingest_files", "merge_groups",
-    "model_for_grid", "model_provenance", "read_for_models", "read_predictions", "report", "write_provenance",
+    "convention_of", "explain", "explain_chunk", "explain_saliency", "explain_store", "ingest", "ingest_files",
+    "merge_groups", "model_for_grid", "model_provenance", "read_for_models", "read_predictions", "report",
+    "write_provenance",
 ]

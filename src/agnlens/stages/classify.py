@@ -240,15 +240,15 @@ def read_for_models(models: Sequence[tuple[Any, dict]], paths: Iterable[str | Pa
         Files no model could use, with the reason given by the last model's grid.
     """
     from agnlens.ingest import ingest
-    from agnlens.models.persistence import grid_from_metadata
 
     groups, todo, rejected = [], [str(p) for p in paths], []
-    for k, (model, meta) in enumerate(models):
+    for k in range(len(models)):
         if not todo:
             break
-        grid = grid_from_metadata(meta)
+        grid = _model_grid(models, k)
         spectra, summary = ingest(todo, labels=labels, grid=grid)
-        if len(spectra):
+        if len(spectra):  # only now is the model needed (a default model is built on first use)
+            model, meta = models[k]
             groups.append((model, meta, spectra))
         todo = [r.source for r in summary.rejected]
         if k == len(models) - 1:
@@ -262,10 +262,22 @@ def model_for_grid(models: Sequence[tuple[Any, dict]], grid) -> tuple[Any, dict]
     """The first (model, metadata) trained on the grid named ``grid`` (a name, or a Grid: its name);
     the first one when none is (the caller's grid check then says what is wrong)."""
     name = getattr(grid, "name", grid)
-    for model, meta in models:
-        if (meta.get("grid") or {}).get("name") == name:
-            return model, meta
+    from agnlens.models.default import ModelList
+
+    for k in range(len(models)):
+        named = models.grid(k).name if isinstance(models, ModelList) else (models[k][1].get("grid") or {}).get("name")
+        if named == name:
+            return models[k]
     return models[0]
+
+
+def _model_grid(models: Sequence[tuple[Any, dict]], k: int):
+    """The grid of ``models[k]``; a :class:`~agnlens.models.default.ModelList` says it without
+    loading (or building) the model."""
+    from agnlens.models.default import ModelList
+    from agnlens.models.persistence import grid_from_metadata
+
+    return models.grid(k) if isinstance(models, ModelList) else grid_from_metadata(models[k][1])
 
 
 def merge_groups(groups: Sequence[tuple[Any, dict, SpectrumSet]]) -> list[tuple[Any, dict, SpectrumSet]]:

@@ -9,6 +9,16 @@ from pathlib import Path
 from typing import Any
 
 
+def convention_of(provenance: dict) -> str | None:
+    """The class convention (:data:`agnlens.classes.CONVENTIONS`) recorded in a model's metadata
+    or a spectrum set's provenance: ``convention``, or the simulator's (``simulator.convention``,
+    under ``preprocessing`` in a model trained on simulated spectra); None when unrecorded (real
+    spectra labelled by a catalogue)."""
+    pre = provenance.get("preprocessing") or {}
+    simulator = provenance.get("simulator") or pre.get("simulator") or {}
+    return provenance.get("convention") or simulator.get("convention")
+
+
 def model_provenance(meta: dict) -> dict:
     """Which model made a result: path, SHA-256 of the file, classes, grid, training data,
     class convention."""
@@ -21,8 +31,7 @@ def model_provenance(meta: dict) -> dict:
         "model_data_hash": meta.get("data_hash"),
         "model_simulated_training_data": meta.get("simulated"),
         # the class convention it answers in (agnlens.classes.CONVENTIONS); None when unrecorded
-        "model_convention": meta.get("convention")
-        or ((meta.get("preprocessing") or {}).get("simulator") or {}).get("convention"),
+        "model_convention": convention_of(meta),
     }
 
 
