@@ -139,7 +139,7 @@ def _object_maps(wl, widths, seed=0, sign_pattern=True):
 def test_centre_wings_test_uses_each_objects_widths_and_a_null():
     import pandas as pd
 
-    from agnlens.explain.linestats import centre_wings_test, object_windows
+    from agnlens.explain.wingtest import centre_wings_test, object_windows
 
     wl = get_grid("paper").wavelength
     rng = np.random.default_rng(1)

@@ -152,7 +152,8 @@ def run_study(
     from agnlens.embed import tsne
     from agnlens.explain.faithfulness import faithfulness
     from agnlens.explain.gradient import verify
-    from agnlens.explain.linestats import centre_wings, centre_wings_test, covered_lines, line_table
+    from agnlens.explain.linestats import centre_wings, covered_lines, line_table
+    from agnlens.explain.wingtest import centre_wings_test
     from agnlens.models.baseline import measure
     from agnlens.models.persistence import file_sha256, save_model
     from agnlens.models.tuning import train
