@@ -151,7 +151,7 @@ def explain(
     if contributions is not None:
         write_csv(folder.line_contributions, contributions, float_format="%.6g")
     cws = [centre_wings(sal, name, widths=widths) for name in covered_lines(sal)]
-    if cws:
+    if any(len(c.table) for c in cws):
         write_csv(folder.centre_wings, pd.concat([c.table for c in cws], ignore_index=True))
     result = Explanation(sal, table, cws, judged, folder, min(int(max_figures), len(sal)), contributions)
     if result.n_figures:
@@ -229,7 +229,7 @@ def explain_figures(result: Explanation, *, progress: bool = False, panels: dict
     gallery = plot_gallery(sal, [int(i) for i in picked[:30]], title=title, flags=list(flags))
     save(gallery, folder.figure("gallery"), dpi=80)
     save(plot_line_table(result.line_table).figure, folder.figure("line_table"))
-    cws = result.centre_wings
+    cws = [c for c in result.centre_wings if len(c.table)]  # a line whose every spectrum lacks wings: no panel
     if cws:
         save(plot_centre_wings(cws if len(cws) > 1 else cws[0]).figure, folder.figure("centre_wings"))
 
