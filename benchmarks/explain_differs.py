@@ -65,8 +65,8 @@ def main(argv=None) -> int:
     print("|---|---|---|---|---|")
     costs = []
     for model, _meta, spectra in merge_groups(groups):
-        grad, t_grad = timed(lambda: saliency(model, spectra, method="gradient"), args.repeat)
-        default, t_default = timed(lambda: saliency(model, spectra), args.repeat)
+        grad, t_grad = timed(lambda m=model, x=spectra: saliency(m, x, method="gradient"), args.repeat)
+        default, t_default = timed(lambda m=model, x=spectra: saliency(m, x), args.repeat)
         r_grad = median_correlations(grad.values, grad.predicted)
         r_default = median_correlations(default.values, default.predicted)
         for cls, (n, r) in r_grad.items():

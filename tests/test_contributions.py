@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from test_saliency_methods import WL, toy_spectra
 
 from agnlens.explain.contributions import CONTRIBUTION_COLUMNS, contribution_sentence, describe, line_contributions
 from agnlens.explain.saliency import DEFAULT_METHOD, continuum, saliency
@@ -14,7 +15,6 @@ from agnlens.lines import PARTS, line, parts_on, velocity
 from agnlens.models.svm import SpectrumSVC
 
 from realdata import LABELS, SPECTRA
-from test_saliency_methods import WL, toy_spectra
 
 
 @pytest.fixture(scope="module")

@@ -77,7 +77,8 @@ def test_abs_ranking_orders_by_magnitude(study):
 
 def test_exact_gradient_order_beats_random_order(study):
     model, spectra = study
-    result = faithfulness(model, spectra, {"gradient": saliency(model, spectra, method="gradient")}, steps=20, random_repeats=3)
+    maps = {"gradient": saliency(model, spectra, method="gradient")}
+    result = faithfulness(model, spectra, maps, steps=20, random_repeats=3)
     row = result.table.iloc[0]
     # the quality gate: deleting the pixels the gradient ranks first removes p_target much faster
     assert row["deletion_auc"] < 0.8 * row["random_deletion_auc"], row.to_dict()

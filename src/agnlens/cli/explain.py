@@ -38,11 +38,12 @@ def add_parser(sub) -> None:
         "explain",
         help="saliency maps (which pixels drive the predicted type), figures and a line table",
         description="Explain a classifier's decisions: for every input spectrum, the attribution map "
-        "of the predicted class's probability (or of --class) over its pixels, one figure per spectrum with the "
-        "spectrum coloured by signed attribution, what each line contributed, and a line-level table. Writes "
+        "of the predicted class's probability (or of --class) over its pixels, one figure per spectrum with "
+        "the spectrum coloured by signed attribution, what each line contributed, and a line-level table. Writes "
         "DIR/saliency/ (values.npy, wavelength.npy, index.csv), DIR/figures/saliency/<spec_id>.png, "
         "DIR/line_contributions.csv (per spectrum and line window: the attribution's sum, in probability), "
-        "DIR/line_table.csv, DIR/centre_wings.csv (spectra with a broad line only) and DIR/applicability.csv (applicable, flags, "
+        "DIR/line_table.csv, DIR/centre_wings.csv (spectra with a broad line only) and DIR/applicability.csv "
+        "(applicable, flags, "
         "z_offset_kms per spectrum, as in classify; figures of not-applicable predictions say so). "
         "Without --model the built-in models are used (balmer grid where Hα is covered, paper "
         "otherwise); when both are used each grid's results go to DIR/grid-<name>/. Rejected inputs "
@@ -50,7 +51,7 @@ def add_parser(sub) -> None:
         epilog="examples:\n"
         "  agnlens explain spectra/*.fits --out explained\n"
         "  agnlens explain --model demo-out/models/multiclass.skops my.zarr --out expl --class type2 --verify\n"
-        "  agnlens explain --model model.skops spec-0266-51602-0001.fits --out expl --method gradient   # the study's map",
+        "  agnlens explain --model model.skops spec-0266-51602-0001.fits --out expl --method gradient  # study's map",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--model", metavar="MODEL", default=None,
