@@ -4,9 +4,9 @@ For real spectra and the built-in default models (as ``agnlens explain DIR`` rea
 spectrum on the first default model's grid it covers), per predicted class with at least three
 spectra: the median pairwise Pearson correlation of the maps, for the study's gradient map
 (``--method gradient``) and for the default Integrated Gradients from each spectrum's continuum.
-Also the time per spectrum of each (best of ``--repeat`` calls on the whole set; the peer is the
-gradient, measured in the same run) and the worst completeness error of Integrated Gradients
-(|Σ attributions − (p(x) − p(continuum))|).
+Also the time per spectrum of each (best of ``--repeat`` calls on the whole set, the BLAS on one
+thread, which a busy machine disturbs least; the peer is the gradient, measured in the same run)
+and the worst completeness error of Integrated Gradients (|Σ attributions − (p(x) − p(continuum))|).
 
 Usage (from the project root)::
 
@@ -54,6 +54,9 @@ def main(argv=None) -> int:
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args(argv)
     warnings.simplefilter("ignore")
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(1)
 
     from agnlens.explain.saliency import DEFAULT_METHOD, saliency
     from agnlens.models.default import resolve_models
