@@ -43,6 +43,8 @@ def test_the_default_is_integrated_gradients_from_the_continuum_and_complete(lin
     X = np.asarray(sub.flux, float)
     sal = saliency(linear, sub)
     assert sal.method == DEFAULT_METHOD == "integrated-gradients" and sal.options["baseline"] == "continuum"
+    assert "integrated-gradients of p(" in sal.figure_title(0) and "(Δp per pixel)" in sal.figure_title(0)
+    assert saliency(linear, sub[:1], method="gradient").quantity == "∂p/∂flux"
     t = np.arange(len(sub)), sal.target_index
     gap = linear.predict_proba(X)[t] - linear.predict_proba(continuum(WL, X))[t]
     assert np.abs(gap).max() > 0.1  # the lines do move the decision
