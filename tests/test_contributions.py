@@ -9,7 +9,12 @@ import numpy as np
 import pytest
 from test_saliency_methods import WL, toy_spectra
 
-from agnlens.explain.contributions import CONTRIBUTION_COLUMNS, contribution_sentence, describe, line_contributions
+from agnlens.explain.contributions import (
+    CONTRIBUTION_COLUMNS,
+    contribution_sentence,
+    describe_contributions,
+    line_contributions,
+)
 from agnlens.explain.saliency import DEFAULT_METHOD, continuum, saliency
 from agnlens.lines import PARTS, line, parts_on, velocity
 from agnlens.models.svm import SpectrumSVC
@@ -145,9 +150,9 @@ def test_contribution_sentences():
 
     table = pd.DataFrame({"spec_id": ["a"] * 3, "part": ["x", "y", "z"], "contribution": [0.1, -0.5, 0.2],
                           "target_class": "type1"})
-    assert describe(table, "a", top=2) == "y: −0.50 against type 1; z: +0.20 towards type 1"
+    assert describe_contributions(table, "a", top=2) == "y: −0.50 against type 1; z: +0.20 towards type 1"
     with pytest.raises(KeyError, match="'b' is not in"):
-        describe(table, "b")
+        describe_contributions(table, "b")
 
 
 def test_real_spectra_get_maps_that_differ_within_a_class():

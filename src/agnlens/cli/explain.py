@@ -175,7 +175,7 @@ def _explain(args, model, spectra, out) -> int:
 
 def _print_contributions(result, out) -> None:
     """The largest line contributions of the first :data:`SENTENCES` spectra, one line each."""
-    from agnlens.explain.contributions import describe
+    from agnlens.explain.contributions import describe_contributions
 
     table, sal = result.contributions, result.saliency
     if table is None:
@@ -183,7 +183,8 @@ def _print_contributions(result, out) -> None:
         return
     print(f"line contributions: {out.line_contributions} (largest three per spectrum; sum = p - p(continuum))")
     for i in range(min(SENTENCES, len(sal))):
-        print(f"  {sal.spec_id[i]} ({sal.predicted[i]}, p={sal.p_target[i]:.2f}): {describe(table, sal.spec_id[i])}")
+        words = describe_contributions(table, sal.spec_id[i])
+        print(f"  {sal.spec_id[i]} ({sal.predicted[i]}, p={sal.p_target[i]:.2f}): {words}")
     if len(sal) > SENTENCES:
         print(f"  ... {len(sal) - SENTENCES} more in {out.line_contributions.name}")
 

@@ -6,7 +6,7 @@ that line moved the probability of the explained class. :func:`line_contribution
 the disjoint parts of :func:`agnlens.lines.parts_on` (Balmer cores and broad wings, forbidden
 lines, absorption features, Fe II blends and the continuum, which together hold every pixel once,
 so a spectrum's contributions add up to the sum of its map); :func:`contribution_sentence` and
-:func:`describe` put them in words ("Hα broad wings: +0.80 towards type 1").
+:func:`describe_contributions` put them in words ("Hα broad wings: +0.80 towards type 1").
 """
 
 from __future__ import annotations
@@ -74,7 +74,7 @@ def contribution_sentence(part: str, contribution: float, target_class: str) -> 
     return f"{part}: {sign}{abs(contribution):.2f} {'towards' if contribution >= 0 else 'against'} {target}"
 
 
-def describe(table: pd.DataFrame, spec_id: str, top: int = 3) -> str:
+def describe_contributions(table: pd.DataFrame, spec_id: str, top: int = 3) -> str:
     """The ``top`` largest contributions of one spectrum of a :func:`line_contributions` table, as
     one line: ``"Hα broad wings: +0.80 towards type 1; Hβ broad wings: +0.15 towards type 1; ..."``.
 
@@ -94,4 +94,4 @@ def describe(table: pd.DataFrame, spec_id: str, top: int = 3) -> str:
     return "; ".join(contribution_sentence(r.part, r.contribution, r.target_class) for r in rows.itertuples())
 
 
-__all__ = ["CONTRIBUTION_COLUMNS", "contribution_sentence", "describe", "line_contributions"]
+__all__ = ["CONTRIBUTION_COLUMNS", "contribution_sentence", "describe_contributions", "line_contributions"]
