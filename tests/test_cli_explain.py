@@ -44,7 +44,8 @@ def fits_dir(tmp_path_factory):
 def test_explain_writes_values_index_figures_and_line_table(model_file, fits_dir, tmp_path, capsys):
     path, model = model_file
     out = tmp_path / "out"
-    status = main(["explain", "--model", str(path), str(fits_dir), "--out", str(out), "--max-figures", "4"])
+    status = main(["explain", "--model", str(path), str(fits_dir), "--out", str(out), "--max-figures", "4",
+                   "--method", "gradient"])
     captured = capsys.readouterr()
     assert status == 0, captured.err
     sal = Saliency.load(out / "saliency")
@@ -65,6 +66,29 @@ def test_explain_writes_values_index_figures_and_line_table(model_file, fits_dir
     cw = pd.read_csv(out / "centre_wings.csv")
     assert set(cw["line"]) == {"Hbeta"}
     assert "explained 6 spectra" in captured.out
+
+
+def test_explain_by_default_decomposes_each_decision_over_lines(model_file, fits_dir, tmp_path, capsys):
+    from agnlens.explain.contributions import CONTRIBUTION_COLUMNS
+    from agnlens.explain.saliency import continuum
+
+    path, model = model_file
+    out = tmp_path / "default"
+    assert main(["explain", "--model", str(path), str(fits_dir), "--out", str(out), "--max-figures", "0"]) == 0
+    captured = capsys.readouterr().out
+    sal = Saliency.load(out / "saliency")
+    assert sal.method == "integrated-gradients"
+    table = pd.read_csv(out / "line_contributions.csv", dtype={"spec_id": str})
+    assert list(table.columns) == CONTRIBUTION_COLUMNS and "Hβ broad wings" in set(table["part"])
+    # the parts of each spectrum add up to p(x) − p(its continuum), from predict_proba
+    X = sal.flux.astype(float)
+    rows = np.arange(len(sal)), sal.target_index
+    gap = model.predict_proba(X)[rows] - model.predict_proba(continuum(sal.wavelength, X))[rows]
+    total = table.groupby("spec_id", sort=False)["contribution"].sum().reindex(sal.spec_id).to_numpy()
+    np.testing.assert_allclose(total, gap, atol=1e-4)  # float32 flux on disk; the CSV's 6 digits
+    assert "line contributions:" in captured and ("towards" in captured or "against" in captured)
+    n_type2 = int((sal.predicted == "type2").sum())
+    assert n_type2 and f"({n_type2} predicted type 2" in captured
 
 
 def test_explain_real_sdss_spectra_with_verify_and_class(model_file, tmp_path, capsys):

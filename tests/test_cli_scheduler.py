@@ -80,16 +80,20 @@ def test_explain_keeps_the_contract_through_every_corridor(setup, cluster, tmp_p
 
     model, model_path, store = setup
     spectra = open_store(store, lazy=False)
-    library = explain_saliency(model, spectra, executor=Executor.for_store(store)).values.astype(np.float32)
-    dask = explain_store(model, store, tmp_path / "work", executor=Executor.for_store(store, cluster))
+    library = explain_saliency(model, spectra, method="gradient",
+                               executor=Executor.for_store(store)).values.astype(np.float32)
+    dask = explain_store(model, store, tmp_path / "work", method="gradient",
+                         executor=Executor.for_store(store, cluster))
     on_cluster = zarr.open_array(str(dask["saliency"]), mode="r")[:]
     assert on_cluster.dtype == np.float32 and on_cluster.shape == library.shape
     assert_same_saliency(on_cluster, library)
 
     out = tmp_path / "expl"
-    assert main(["explain", "--model", str(model_path), str(store), "--out", str(out), "--max-figures", "0"]) == 0
+    assert main(["explain", "--model", str(model_path), str(store), "--out", str(out), "--max-figures", "0",
+                 "--method", "gradient"]) == 0
     np.testing.assert_array_equal(np.load(out / "saliency" / "values.npy"), library)  # this process: bitwise
-    assert main(["explain", "--model", str(model_path), str(store), "--out", str(out), "--scheduler", cluster]) == 0
+    assert main(["explain", "--model", str(model_path), str(store), "--out", str(out), "--scheduler", cluster,
+                 "--method", "gradient"]) == 0
     assert_same_saliency(zarr.open_array(str(out / "s.zarr" / "saliency.zarr"), mode="r")[:], library)
 
     # independent reference: the exact gradient of the predicted class's probability

@@ -29,7 +29,7 @@ def study():
 def test_curve_endpoints_are_the_spectrum_and_the_baseline(study):
     model, spectra = study
     sub = spectra[:6]
-    sal = saliency(model, sub)
+    sal = saliency(model, sub, method="gradient")
     X = np.asarray(sub.flux, float)
     base = continuum(sub.wavelength, X)
     rows = np.arange(6)
@@ -48,7 +48,7 @@ def test_curve_endpoints_are_the_spectrum_and_the_baseline(study):
 def test_deletion_curve_equals_a_brute_force_loop(study):
     model, spectra = study
     sub = spectra[:3]
-    sal = saliency(model, sub)
+    sal = saliency(model, sub, method="gradient")
     X = np.asarray(sub.flux, float)
     base = np.zeros_like(X)
     d = deletion_curve(model, X, sal.values, sal.target_index, baseline="zeros", steps=4)
@@ -65,7 +65,7 @@ def test_deletion_curve_equals_a_brute_force_loop(study):
 def test_abs_ranking_orders_by_magnitude(study):
     model, spectra = study
     sub = spectra[:2]
-    sal = saliency(model, sub)
+    sal = saliency(model, sub, method="gradient")
     signed = deletion_curve(model, sub, sal, steps=20, rank="signed")
     magnitude = deletion_curve(
         model, sub, -sal.values, sal.target_index, steps=20, rank="abs", wavelength=sub.wavelength
@@ -77,7 +77,8 @@ def test_abs_ranking_orders_by_magnitude(study):
 
 def test_exact_gradient_order_beats_random_order(study):
     model, spectra = study
-    result = faithfulness(model, spectra, {"gradient": saliency(model, spectra)}, steps=20, random_repeats=3)
+    maps = {"gradient": saliency(model, spectra, method="gradient")}
+    result = faithfulness(model, spectra, maps, steps=20, random_repeats=3)
     row = result.table.iloc[0]
     # the quality gate: deleting the pixels the gradient ranks first removes p_target much faster
     assert row["deletion_auc"] < 0.8 * row["random_deletion_auc"], row.to_dict()
@@ -87,7 +88,7 @@ def test_exact_gradient_order_beats_random_order(study):
 def test_faithfulness_table_ranks_methods(study):
     model, spectra = study
     sub = spectra[:8]
-    sal = saliency(model, sub)
+    sal = saliency(model, sub, method="gradient")
     anti = -sal.values  # the worst possible order: evidence against the class first
     result = faithfulness(model, sub, {"gradient": sal, "anti": anti}, steps=10, random_repeats=2, seed=1)
     assert isinstance(result, Faithfulness)

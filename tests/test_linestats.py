@@ -139,7 +139,7 @@ def _object_maps(wl, widths, seed=0, sign_pattern=True):
 def test_centre_wings_test_uses_each_objects_widths_and_a_null():
     import pandas as pd
 
-    from agnlens.explain.linestats import centre_wings_test, object_windows
+    from agnlens.explain.wingtest import centre_wings_test, object_windows
 
     wl = get_grid("paper").wavelength
     rng = np.random.default_rng(1)
@@ -168,3 +168,25 @@ def test_centre_wings_test_uses_each_objects_widths_and_a_null():
     # a spectrum without a broad component is not testable
     only_t2 = centre_wings_test(sal, table.assign(hb_fwhm_broad=np.nan), n_draws=10)
     assert only_t2.n_tested == 0 and only_t2.n_untestable == 30 and "not testable" in only_t2.note
+
+
+def test_centre_wings_leaves_out_spectra_without_a_broad_line():
+    import pandas as pd
+
+    from agnlens.explain.linestats import CENTRE_WINGS_COLUMNS
+
+    sal = synthetic(get_grid("paper").wavelength, n_per_class=6)
+    sal.predicted = np.array(["type1"] * 6 + ["type2"] * 6)  # the second half predicted type 2
+    widths = pd.DataFrame({"spec_id": sal.spec_id, "hb_fwhm_broad": [4000.0] * 4 + [np.nan] * 8})
+    cw = centre_wings(sal, "Hbeta", widths=widths, n_boot=20)
+    assert cw.excluded == {"predicted type 2": 6, "without a measured broad Hβ": 2} and cw.n_excluded == 8
+    t = cw.table.set_index("class")
+    assert t.loc["all", "n_spectra"] == 4 and "type2" not in t.index
+    # the statistics are those of the four kept spectra alone
+    only = centre_wings(sal[np.arange(4)], "Hbeta", n_boot=20).table.set_index("class")
+    assert t.loc["all", "centre_mean"] == only.loc["all", "centre_mean"]
+    assert "8 spectra left out of Hbeta" in cw.excluded_text() and "6 predicted type 2" in cw.excluded_text()
+    assert cw.summary["n_excluded"] == 8
+    # nobody with wings: an empty table, everyone counted
+    none = centre_wings(sal, "Hbeta", widths=widths.assign(hb_fwhm_broad=np.nan), n_boot=20)
+    assert none.table.empty and list(none.table.columns) == CENTRE_WINGS_COLUMNS and none.n_excluded == 12

@@ -114,7 +114,7 @@ def test_bad_arguments_say_what_to_do(model, data):
 def test_gradient_method_is_proba_gradient_for_any_target(model, data):
     X = np.asarray(data.flux[:5], float)
     for k, cls in enumerate(model.classes_):
-        sal = saliency(model, X, wavelength=WL, target=cls)
+        sal = saliency(model, X, wavelength=WL, target=cls, method="gradient")
         np.testing.assert_allclose(sal.values, proba_gradient(model, X, target=np.full(5, k)), rtol=1e-12)
         assert set(sal.target) == {cls}
     # per-row targets as labels
@@ -225,7 +225,7 @@ def test_continuum_ignores_lines_and_follows_the_continuum():
 
 def test_smoothgrad_with_zero_noise_is_the_gradient(rbf_model, data):
     sub = data[[4, 40, 75]]
-    exact = saliency(rbf_model, sub).values
+    exact = saliency(rbf_model, sub, method="gradient").values
     sg = saliency(rbf_model, sub, method="smoothgrad", sigma=0.0, n_samples=3)
     np.testing.assert_allclose(sg.values, exact, rtol=1e-10, atol=1e-14)
     # with noise it is seeded: a rerun is bitwise identical, another seed is not
@@ -270,7 +270,7 @@ def test_save_load_round_trip(model, data, tmp_path):
     np.testing.assert_array_equal(back.target, sal.target)
     np.testing.assert_array_equal(back.reason, ["misclassified", "random", "random"])
     np.testing.assert_allclose(back.probabilities, sal.probabilities)
-    assert back.method == "gradient" and list(back.classes) == list(sal.classes)
+    assert back.method == "integrated-gradients" and list(back.classes) == list(sal.classes)
     # saving again replaces the folder as a whole and leaves no temporary folders behind
     sal[:1].save(out)
     assert len(Saliency.load(out)) == 1
@@ -288,8 +288,8 @@ def test_binary_model_gradients_of_the_two_classes_cancel(data):
     X = np.asarray(data.flux[keep], float)
     y = np.where(data.labels[keep] == "type1", 1, 2)
     m = SpectrumSVC(kernel="rbf", C=1.0, random_state=0).fit(X, y)
-    a = saliency(m, X[:4], wavelength=WL, target=1)
-    b = saliency(m, X[:4], wavelength=WL, target=2)
+    a = saliency(m, X[:4], wavelength=WL, target=1, method="gradient")
+    b = saliency(m, X[:4], wavelength=WL, target=2, method="gradient")
     assert set(a.target) == {"1"} and set(b.target) == {"2"}
     np.testing.assert_allclose(a.values, -b.values, atol=1e-12 * np.abs(a.values).max())
     np.testing.assert_allclose(a.p_target + b.p_target, 1.0)

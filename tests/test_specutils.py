@@ -139,7 +139,7 @@ def test_classify_and_explain_specutils_input(model):
     assert out.flux.shape == sal.values.shape
     np.testing.assert_array_equal(out.spectral_axis.to_value(u.AA), grid.wavelength)
     np.testing.assert_array_equal(out.flux.value, sal.values)
-    assert out.meta["spec_id"] == list(sal.spec_id) and out.meta["method"] == "gradient"
+    assert out.meta["spec_id"] == list(sal.spec_id) and out.meta["method"] == "integrated-gradients"
 
 
 def test_foreign_units_and_uncertainties_are_converted():

@@ -98,3 +98,90 @@ def velocity(wavelength: np.ndarray, centre: float) -> np.ndarray:
 def window(wavelength: np.ndarray, centre: float, half_width_kms: float) -> np.ndarray:
     """Boolean mask of the pixels within ``±half_width_kms`` of ``centre``."""
     return np.abs(velocity(wavelength, centre)) <= half_width_kms
+
+
+# ---------------------------------------------------------------------------- attribution parts
+#: Half width (km/s) of a Balmer line's core and of a forbidden line's window in :data:`PARTS`:
+#: a narrow line of FWHM ≤ 400 km/s is inside to ≥ 2.9 σ.
+PART_NARROW_KMS = 500.0
+#: Half width (km/s) of an absorption feature's window in :data:`PARTS` (Mg b spans ±500 km/s).
+PART_ABSORPTION_KMS = 800.0
+#: Outer half width (km/s) of a broad line's wings in :data:`PARTS` (type 1 wings reach several
+#: thousand km/s; the same reach as the continuum mask of the Integrated-Gradients baseline).
+PART_BROAD_KMS = 5000.0
+#: Half width (km/s) of the weak broad He lines' windows in :data:`PARTS`.
+PART_HE_KMS = 2000.0
+
+
+@dataclass(frozen=True)
+class Part:
+    """A named part of a spectrum, for decomposing an attribution: the pixels in ``[lo, hi]`` Å
+    not claimed by an earlier part of :data:`PARTS`.
+
+    ``kind`` is ``"balmer-core"``, ``"narrow"``, ``"absorption"``, ``"broad-wings"``, ``"feii"``
+    or ``"continuum"`` (every pixel no other part claims).
+    """
+
+    name: str
+    lo: float
+    hi: float
+    kind: str
+
+
+def _around(label: str, kind: str, half_kms: float, *lines: str) -> Part:
+    centres = [line(n).wavelength for n in lines]
+    return Part(label, min(centres) * (1 - half_kms / C_KMS), max(centres) * (1 + half_kms / C_KMS), kind)
+
+
+#: The parts of a spectrum an attribution is summed over, in order of precedence: a pixel belongs
+#: to the first part whose range holds it, so the parts never overlap (a broad line's wings are
+#: its ±5000 km/s minus its core and any narrow line or absorption feature inside). Pixels no part
+#: holds form the ``"continuum"`` part (:func:`parts_on`).
+PARTS: tuple[Part, ...] = (
+    *(_around(f"{line(n).label} core", "balmer-core", PART_NARROW_KMS, n)
+      for n in ("Halpha", "Hbeta", "Hgamma", "Hdelta")),
+    _around("[O II] 3727,3730", "narrow", PART_NARROW_KMS, "OII_3727", "OII_3730"),
+    _around("[Ne III] 3870", "narrow", PART_NARROW_KMS, "NeIII_3870"),
+    _around("[O III] 4960", "narrow", PART_NARROW_KMS, "OIII_4960"),
+    _around("[O III] 5008", "narrow", PART_NARROW_KMS, "OIII_5008"),
+    _around("[O I] 6302", "narrow", PART_NARROW_KMS, "OI_6302"),
+    _around("[N II] 6550", "narrow", PART_NARROW_KMS, "NII_6550"),
+    _around("[N II] 6585", "narrow", PART_NARROW_KMS, "NII_6585"),
+    _around("[S II] 6718,6733", "narrow", PART_NARROW_KMS, "SII_6718", "SII_6733"),
+    _around("Ca II H+K", "absorption", PART_ABSORPTION_KMS, "CaII_K", "CaII_H"),
+    _around("G band", "absorption", PART_ABSORPTION_KMS, "Gband"),
+    _around("Mg b", "absorption", PART_ABSORPTION_KMS, "Mgb"),
+    _around("Na D", "absorption", PART_ABSORPTION_KMS, "NaD"),
+    *(_around(f"{line(n).label} broad wings", "broad-wings", PART_BROAD_KMS, n)
+      for n in ("Halpha", "Hbeta", "Hgamma", "Hdelta")),
+    _around("He II 4687", "broad-wings", PART_HE_KMS, "HeII_4687"),
+    _around("He I 5877", "broad-wings", PART_HE_KMS, "HeI_5877"),
+    Part("Fe II 4570 blend", 4434.0, 4684.0, "feii"),  # Boroson & Green (1992)'s Fe II window
+    Part("Fe II 5250 blend", 5150.0, 5350.0, "feii"),
+)
+
+
+def parts_on(wavelength: np.ndarray) -> list[tuple[Part, np.ndarray]]:
+    """The :data:`PARTS` that hold pixels of ``wavelength``, each with its pixels, then the continuum.
+
+    Parameters
+    ----------
+    wavelength : ndarray of shape (n_pixels,)
+        Rest-frame grid in Å.
+
+    Returns
+    -------
+    list of (Part, ndarray of bool, shape (n_pixels,))
+        Disjoint masks that together hold every pixel once; each part's ``lo``/``hi`` clipped to
+        the grid. The last entry is ``Part("continuum", grid start, grid end, "continuum")``.
+    """
+    wl = np.asarray(wavelength, dtype=float)
+    free = np.ones(wl.size, dtype=bool)
+    out = []
+    for part in PARTS:
+        mask = free & (wl >= part.lo) & (wl <= part.hi)
+        if mask.any():
+            out.append((Part(part.name, max(part.lo, float(wl[0])), min(part.hi, float(wl[-1])), part.kind), mask))
+            free &= ~mask
+    out.append((Part("continuum", float(wl[0]), float(wl[-1]), "continuum"), free))
+    return out

@@ -152,7 +152,8 @@ def run_study(
     from agnlens.embed import tsne
     from agnlens.explain.faithfulness import faithfulness
     from agnlens.explain.gradient import verify
-    from agnlens.explain.linestats import centre_wings, centre_wings_test, covered_lines, line_table
+    from agnlens.explain.linestats import centre_wings, covered_lines, line_table
+    from agnlens.explain.wingtest import centre_wings_test
     from agnlens.models.baseline import measure
     from agnlens.models.persistence import file_sha256, save_model
     from agnlens.models.tuning import train
@@ -233,19 +234,9 @@ def run_study(
         sal.save(folder.saliency, reason=reasons)
         figure_paths = write_saliency_figures(sal, folder)
 
-    with timer.stage("lines"):
-        type2_mean = X[parts["train"]][y[parts["train"]] == "type2"].mean(axis=0)
-        table = line_table(sal)
-        _write_csv(table, folder.line_table)
-        cws = {name: centre_wings(sal, name) for name in covered_lines(sal)}
-        cw = cws["Hbeta"]
-        _write_csv(pd.concat([c.table for c in cws.values()], ignore_index=True), folder.centre_wings)
-        faith = faithfulness(model, spectra[explained], baseline_spectra=type2_mean, seed=seed)
-        _write_csv(faith.table, folder.faithfulness)
-        _figures_lines(folder, table, cw, faith)
-
     with timer.stage("measure"):
-        # the physics beside every explained prediction, and centre vs wings with each object's widths
+        # the physics beside every explained prediction (its broad widths decide who has wings, below), and centre
+        # vs wings with each object's widths
         measured = measure(spectra[explained], predicted[explained])
         _write_csv(measured, folder.measurements)
         cwt = centre_wings_test(sal, measured, seed=seed)
@@ -253,6 +244,17 @@ def run_study(
         from agnlens.plot.spectra import plot_class_saliency
 
         _save_figure(plot_class_saliency(sal).figure, folder.figure("class_saliency"))
+
+    with timer.stage("lines"):
+        type2_mean = X[parts["train"]][y[parts["train"]] == "type2"].mean(axis=0)
+        table = line_table(sal)
+        _write_csv(table, folder.line_table)
+        cws = {name: centre_wings(sal, name, widths=measured) for name in covered_lines(sal)}
+        cw = cws["Hbeta"]
+        _write_csv(pd.concat([c.table for c in cws.values()], ignore_index=True), folder.centre_wings)
+        faith = faithfulness(model, spectra[explained], baseline_spectra=type2_mean, seed=seed)
+        _write_csv(faith.table, folder.faithfulness)
+        _figures_lines(folder, table, cw, faith)
 
     with timer.stage("embedding"):
         if perplexity >= (len(y) - 1) / 3:  # openTSNE's limit: a small sample gets a smaller one

@@ -3,7 +3,7 @@
 :func:`real_section` classifies labelled real spectra with the study's model, measures them with
 the physics baseline (:func:`agnlens.models.baseline.measure`), explains the spectra where the two
 disagree (or where the SVM contradicts the label), tests centre vs wings on the real type 1 with
-their own widths (:func:`agnlens.explain.linestats.centre_wings_test`), and writes
+their own widths (:func:`agnlens.explain.wingtest.centre_wings_test`), and writes
 
 * ``real/predictions.csv`` — one row per spectrum: ``spec_id, label, predicted, p_<class>``, the
   measurement columns (:data:`agnlens.models.baseline.MEASURE_COLUMNS`) and, when the input table
@@ -80,8 +80,8 @@ def real_section(
     dict
         The ``real`` entry of ``metrics.json``: counts, per-label agreement, centre vs wings.
     """
-    from agnlens.explain.linestats import centre_wings_test
     from agnlens.explain.saliency import saliency
+    from agnlens.explain.wingtest import centre_wings_test
     from agnlens.models.baseline import measure
 
     folder = Path(out) / "real"

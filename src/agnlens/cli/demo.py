@@ -8,8 +8,8 @@ import sys
 from agnlens.cli._common import check_output, nonnegative_int
 
 STAGES = [
-    "simulate", "tune_binary", "tune_multiclass", "classify", "saliency", "lines",
-    "measure", "embedding", "real", "report",
+    "simulate", "tune_binary", "tune_multiclass", "classify", "saliency", "measure",
+    "lines", "embedding", "real", "report",
 ]
 
 

@@ -17,18 +17,32 @@ VERIFY_TOLERANCE = 1e-4
 VERIFY_ABS_TOLERANCE = 1e-9
 #: Spectra checked by ``--verify`` (each costs 2 × n_pixels predictions).
 VERIFY_SPECTRA = 10
-METHODS = ["gradient", "finite-difference", "smoothgrad", "integrated-gradients", "occlusion"]
+#: ``--method`` choices, the default first, each with what it is (for --help).
+METHODS = {
+    "integrated-gradients": "Integrated Gradients of the class probability from the spectrum's own line-free "
+    "continuum: differs per spectrum and adds up to p(spectrum) - p(continuum), so it sums over lines "
+    "(DIR/line_contributions.csv)",
+    "gradient": "the exact gradient dp/dflux (the study's map, about one prediction): for a linear model the "
+    "same map, up to scale, for every spectrum of a class",
+    "finite-difference": "the study's +1%% nudge of every pixel (forward differences)",
+    "smoothgrad": "the mean exact gradient over 50 noisy copies",
+    "occlusion": "the probability drop when 20-pixel windows are replaced by the continuum",
+}
+#: Spectra whose largest line contributions ``explain`` prints.
+SENTENCES = 10
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser(
         "explain",
         help="saliency maps (which pixels drive the predicted type), figures and a line table",
-        description="Explain a classifier's decisions: for every input spectrum, the saliency map "
-        "of the predicted class's probability (or of --class), one figure per spectrum with the "
-        "spectrum coloured by signed saliency, and a line-level table. Writes DIR/saliency/ "
-        "(values.npy, wavelength.npy, index.csv), DIR/figures/saliency/<spec_id>.png, "
-        "DIR/line_table.csv, DIR/centre_wings.csv and DIR/applicability.csv (applicable, flags, "
+        description="Explain a classifier's decisions: for every input spectrum, the attribution map "
+        "of the predicted class's probability (or of --class) over its pixels, one figure per spectrum with "
+        "the spectrum coloured by signed attribution, what each line contributed, and a line-level table. Writes "
+        "DIR/saliency/ (values.npy, wavelength.npy, index.csv), DIR/figures/saliency/<spec_id>.png, "
+        "DIR/line_contributions.csv (per spectrum and line window: the attribution's sum, in probability), "
+        "DIR/line_table.csv, DIR/centre_wings.csv (spectra with a broad line only) and DIR/applicability.csv "
+        "(applicable, flags, "
         "z_offset_kms per spectrum, as in classify; figures of not-applicable predictions say so). "
         "Without --model the built-in models are used (balmer grid where Hα is covered, paper "
         "otherwise); when both are used each grid's results go to DIR/grid-<name>/. Rejected inputs "
@@ -39,14 +53,15 @@ def add_parser(sub) -> None:
         epilog="examples:\n"
         "  agnlens explain spectra/*.fits --out explained\n"
         "  agnlens explain --model demo-out/models/multiclass.skops my.zarr --out expl --class type2 --verify\n"
-        "  agnlens explain --model model.skops spec-0266-51602-0001.fits --out expl --method integrated-gradients",
+        "  agnlens explain --model model.skops spec-0266-51602-0001.fits --out expl --method gradient  # study's map",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _common.add_model_argument(p)
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="spectrum files, directories, glob patterns or a store")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
-    p.add_argument("--method", default="gradient", choices=METHODS,
-                   help="attribution method (default: gradient, exact)")
+    p.add_argument("--method", default="integrated-gradients", choices=list(METHODS),
+                   help="attribution method (default: integrated-gradients): "
+                   + "; ".join(f"{name}: {what}" for name, what in METHODS.items()))
     p.add_argument("--class", dest="target", metavar="K",
                    help="class to explain (label or index; default: the predicted class)")
     p.add_argument("--verify", action="store_true",
@@ -130,7 +145,10 @@ def _explain(args, model, spectra, out) -> int:
     )
     print(f"not applicable: {n_bad} of {len(sal)} (flags in {out.applicability})")
     print(f"figures: {result.n_figures} in {out.saliency_figures}; line table: {out.line_table}")
+    _print_contributions(result, out)
     for cw in result.centre_wings:
+        if cw.n_excluded:
+            print(cw.excluded_text())
         for rec in cw.table.to_dict(orient="records"):
             print(
                 f"{cw.line} {rec['class']}: centre {rec['centre_mean']:+.3g}, wings {rec['wings_mean']:+.3g}, "
@@ -139,6 +157,22 @@ def _explain(args, model, spectra, out) -> int:
     if args.verify:
         return _verify(model, np.asarray(spectra.flux, dtype=np.float64), sal, flags)
     return 0
+
+
+def _print_contributions(result, out) -> None:
+    """The largest line contributions of the first :data:`SENTENCES` spectra, one line each."""
+    from agnlens.explain.contributions import describe_contributions
+
+    table, sal = result.contributions, result.saliency
+    if table is None:
+        print("line contributions: only with --method integrated-gradients (a map that adds up to the decision)")
+        return
+    print(f"line contributions: {out.line_contributions} (largest three per spectrum; sum = p - p(continuum))")
+    for i in range(min(SENTENCES, len(sal))):
+        words = describe_contributions(table, sal.spec_id[i])
+        print(f"  {sal.spec_id[i]} ({sal.predicted[i]}, p={sal.p_target[i]:.2f}): {words}")
+    if len(sal) > SENTENCES:
+        print(f"  ... {len(sal) - SENTENCES} more in {out.line_contributions.name}")
 
 
 def _verify(model, X, sal, flags) -> int:

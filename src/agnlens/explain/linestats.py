@@ -6,11 +6,12 @@
 * :func:`centre_wings` — the saliency around one line stacked in velocity space, its mean over the
   core and over the wings, and how often the two have opposite signs. The reference study found
   that the classifier weighs a line's centre and wings with opposite signs (in effect measuring
-  the width); this function puts a number and an interval on that claim with fixed windows.
-* :func:`centre_wings_test` — the same claim tested properly: windows per object from its measured
-  narrow and broad FWHM, only spectra with a broad component (a type 2 has no wings: not
-  testable), and a null test (the same window pairs at random places of the same maps) with its
-  p-value.
+  the width); this function puts a number and an interval on that claim with fixed windows, on
+  the spectra with a broad line only (:func:`broad_line_spectra`).
+* :func:`agnlens.explain.wingtest.centre_wings_test` — the same claim tested properly: windows per
+  object from its measured narrow and broad FWHM, only spectra with a broad component (a type 2
+  has no wings: not testable), and a null test (the same window pairs at random places of the
+  same maps) with its p-value.
 """
 
 from __future__ import annotations
@@ -121,6 +122,12 @@ def line_table(
     return pd.DataFrame(rows, columns=columns)
 
 
+#: Columns of :attr:`CentreWings.table` (``centre_wings.csv``).
+CENTRE_WINGS_COLUMNS = ["line", "class", "centre_mean", "wings_mean", "contrast", "n_spectra", "centre_ci_lo",
+                        "centre_ci_hi", "wings_ci_lo", "wings_ci_hi", "opposite_means", "blue_wing_mean",
+                        "red_wing_mean"]
+
+
 @dataclass
 class CentreWings:
     """Saliency around one line stacked in velocity space, per class.
@@ -148,6 +155,19 @@ class CentreWings:
     core_kms: float
     wing_kms: tuple[float, float]
     caveats: list[str] = field(default_factory=list)
+    excluded: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def n_excluded(self) -> int:
+        """Spectra left out because they have no broad line (see :func:`broad_line_spectra`)."""
+        return int(sum(self.excluded.values()))
+
+    def excluded_text(self) -> str:
+        """How many spectra were left out and why, in words ("" when none)."""
+        if not self.n_excluded:
+            return ""
+        why = ", ".join(f"{n} {reason}" for reason, n in self.excluded.items() if n)
+        return f"{self.n_excluded} spectra left out of {self.line} centre vs wings ({why}): {NO_WINGS_NOTE}"
 
     @property
     def summary(self) -> dict:
@@ -163,6 +183,8 @@ class CentreWings:
             }
         if self.caveats:
             out["caveats"] = list(self.caveats)
+        out["n_excluded"] = self.n_excluded
+        out["excluded"] = dict(self.excluded)
         return out
 
     def mean_profile(self, cls: str) -> np.ndarray:
@@ -170,10 +192,48 @@ class CentreWings:
         return self.profiles[cls].mean(axis=0)
 
 
+#: Why a spectrum without a broad line has no centre-vs-wings statistics.
+NO_WINGS_NOTE = "a spectrum without a broad line has no wings, so its centre vs wings means nothing"
+
+
+def broad_line_spectra(saliency: Saliency, line: str = "Hbeta",
+                       widths: pd.DataFrame | None = None) -> tuple[np.ndarray, dict[str, int]]:
+    """Which spectra have a broad ``line`` to compare centre and wings on.
+
+    A spectrum predicted ``type2`` has none; with ``widths``, neither has one whose measured broad
+    FWHM of ``line`` is missing (NaN, or the spectrum not measured).
+
+    Parameters
+    ----------
+    saliency : Saliency
+    line : {"Hbeta", "Halpha"} or another line name
+        ``widths`` are looked at only for Hβ (``hb_fwhm_broad``) and Hα (``ha_fwhm_broad``).
+    widths : pandas.DataFrame, optional
+        Keyed by ``spec_id``, as :func:`agnlens.models.baseline.measure` gives it.
+
+    Returns
+    -------
+    keep : ndarray of bool, shape (n_spectra,)
+    excluded : dict reason → count
+        ``"predicted type 2"`` and, with ``widths``, ``"without a measured broad <line>"``.
+    """
+    keep = saliency.predicted != "type2"
+    excluded = {"predicted type 2": int((~keep).sum())}
+    column = {"Hbeta": "hb_fwhm_broad", "Halpha": "ha_fwhm_broad"}.get(line)
+    if widths is not None and column in widths and "spec_id" in widths:
+        table = widths.drop_duplicates("spec_id")
+        broad = pd.Series(table[column].to_numpy(float), index=table["spec_id"].astype(str))
+        absent = keep & ~np.isfinite(broad.reindex(saliency.spec_id).to_numpy(float))
+        excluded[f"without a measured broad {get_line(line).label}"] = int(absent.sum())
+        keep &= ~absent
+    return keep, excluded
+
+
 def centre_wings(
     saliency: Saliency,
     line: str = "Hbeta",
     *,
+    widths: pd.DataFrame | None = None,
     core_kms: float = 600.0,
     wing_kms: tuple[float, float] = (1000.0, 4000.0),
     by: str = "target",
@@ -186,9 +246,15 @@ def centre_wings(
     Parameters
     ----------
     saliency : Saliency
+        Only its spectra with a broad line are stacked (:func:`broad_line_spectra`: not predicted
+        type 2 and, with ``widths``, with a measured broad component); the others are counted in
+        ``CentreWings.excluded``.
     line : str
         A line name of :data:`agnlens.lines.LINES` (``"Hbeta"``, ``"Halpha"``...); the window
         ±``wing_kms[1]`` must lie inside the grid.
+    widths : pandas.DataFrame, optional
+        :func:`agnlens.models.baseline.measure` of the spectra: leaves out those without a
+        measured broad component of ``line`` too.
     core_kms : float
         The core is ``|v| < core_kms``.
     wing_kms : (float, float)
@@ -223,6 +289,8 @@ def centre_wings(
             f"{item.wavelength * (1 + hi_v / 299792.458):.0f} Å) is not inside the grid "
             f"{wl[0]:.0f}–{wl[-1]:.0f} Å; choose a line the grid covers or a smaller wing_kms"
         )
+    keep, excluded = broad_line_spectra(saliency, line, widths)
+    saliency = saliency[keep]
     v_max = hi_v + 2 * velocity_step
     vgrid = np.arange(-v_max, v_max + velocity_step / 2, velocity_step)
     stacked = np.array([np.interp(vgrid, v_pix, row) for row in saliency.values]).reshape(len(saliency), vgrid.size)
@@ -232,14 +300,14 @@ def centre_wings(
     red = wings & (vgrid > 0)
     rng = np.random.default_rng(seed)
     rows, profiles = [], {}
-    for cls, idx in _groups(saliency, by).items():
+    for cls, idx in (_groups(saliency, by) if len(saliency) else {}).items():
         prof = stacked[idx]
         profiles[cls] = prof
         c = prof[:, core].mean(axis=1)
         w = prof[:, wings].mean(axis=1)
         opposite = np.sign(c) * np.sign(w) < 0
-        c_lo, c_hi = _bootstrap(c, n_boot, rng)
-        w_lo, w_hi = _bootstrap(w, n_boot, rng)
+        c_lo, c_hi = bootstrap_ci(c, n_boot, rng)
+        w_lo, w_hi = bootstrap_ci(w, n_boot, rng)
         rows.append(
             {
                 "line": line,
@@ -264,186 +332,15 @@ def centre_wings(
         line=line,
         velocity=vgrid,
         profiles=profiles,
-        table=pd.DataFrame(rows),
+        table=pd.DataFrame(rows, columns=CENTRE_WINGS_COLUMNS),
         core_kms=float(core_kms),
         wing_kms=(float(lo_v), float(hi_v)),
         caveats=caveats,
+        excluded=excluded,
     )
 
 
 #: Why spectra without a broad component are left out of :func:`centre_wings_test`.
-UNTESTABLE_NOTE = ("only spectra with a measured broad component are tested: a type 2 (or any spectrum "
-                   "without a broad line) has no wings, so centre vs wings is not testable there")
-
-@dataclass
-class CentreWingsTest:
-    """Centre vs wings with windows from each object's measured widths, and its null test.
-
-    Attributes
-    ----------
-    line : str
-    table : pandas.DataFrame
-        One row per tested spectrum: ``spec_id, class, fwhm_narrow, fwhm_broad, core_kms,
-        wing_lo_kms, wing_hi_kms, centre_mean, wings_mean, opposite``.
-    n_tested, n_opposite : int
-        Spectra with a measured broad component (the only ones with wings), and how many of them
-        have centre and wings of opposite signs.
-    null_fraction : float
-        The mean share of opposite signs when the same windows are placed at random elsewhere in
-        the same maps (random window pairs).
-    p_value : float
-        One-sided: the share of ``n_draws`` random placements with at least ``n_opposite``
-        opposite-sign spectra, (1 + k) / (1 + n_draws).
-    centre_ci, wings_ci : (float, float)
-        Bootstrap 95 % intervals of the mean centre and wing saliency over the tested spectra.
-    n_untestable : int
-        Spectra left out: no broad component was measured (type 2 have no wings to test).
-    """
-
-    line: str
-    table: pd.DataFrame
-    n_tested: int
-    n_opposite: int
-    null_fraction: float
-    p_value: float
-    n_draws: int
-    centre_ci: tuple[float, float]
-    wings_ci: tuple[float, float]
-    n_untestable: int
-    note: str = UNTESTABLE_NOTE
-
-    @property
-    def summary(self) -> dict:
-        """JSON-friendly numbers for metrics.json and the report."""
-        t = self.table
-        return {
-            "line": self.line, "n_tested": self.n_tested, "n_opposite": self.n_opposite,
-            "opposite_fraction": self.n_opposite / self.n_tested if self.n_tested else None,
-            "null_fraction": self.null_fraction, "p_value": self.p_value, "n_draws": self.n_draws,
-            "centre_mean": float(t["centre_mean"].mean()) if len(t) else None, "centre_ci95": list(self.centre_ci),
-            "wings_mean": float(t["wings_mean"].mean()) if len(t) else None, "wings_ci95": list(self.wings_ci),
-            "n_untestable": self.n_untestable, "note": self.note,
-        }
-
-
-#: Lines (and Fe II 4925) kept out of Hβ's wings: ± the narrow FWHM ([O III] 4960) or 1,000 km/s (Fe II).
-_WING_EXCLUSIONS = {"Hbeta": ((get_line("OIII_4960").wavelength, None), (4925.3, 1000.0)),
-                    "Halpha": ((get_line("NII_6550").wavelength, None), (get_line("NII_6585").wavelength, None))}
-
-
-def object_windows(wl: np.ndarray, line: str, fwhm_narrow: float, fwhm_broad: float) -> tuple[np.ndarray, np.ndarray]:
-    """Core and wing pixels of one spectrum around ``line`` from its own measured widths.
-
-    The core is |v| ≤ FWHM_narrow (the narrow line down to ~6 % of its peak); the wings are
-    FWHM_broad / 2 ≤ |v| ≤ FWHM_broad (the broad line's outer half, from half maximum to ~6 %),
-    starting at least two pixels beyond the core, without the pixels near the other lines of
-    :data:`_WING_EXCLUSIONS` (Hβ: [O III] 4960, Fe II 4925; Hα: [N II]).
-
-    Returns
-    -------
-    core, wings : ndarray of bool, shape (n_pixels,)
-    """
-    v = velocity(wl, get_line(line).wavelength)
-    pix = float(np.median(np.abs(np.diff(v))))
-    core_kms = max(float(fwhm_narrow) if np.isfinite(fwhm_narrow) else 500.0, 1.5 * pix)
-    core = np.abs(v) <= core_kms
-    lo = max(fwhm_broad / 2.0, core_kms + 2.0 * pix)
-    wings = (np.abs(v) >= lo) & (np.abs(v) <= max(fwhm_broad, lo + 2.0 * pix))
-    for centre, half in _WING_EXCLUSIONS.get(line, ()):
-        wings &= np.abs(velocity(wl, centre)) > (half if half is not None else core_kms)
-    return core, wings
-
-
-def centre_wings_test(
-    saliency: Saliency,
-    widths: pd.DataFrame,
-    line: str = "Hbeta",
-    *,
-    n_draws: int = 2000,
-    n_boot: int = 1000,
-    seed: int = 0,
-) -> CentreWingsTest:
-    """Do the classifier's maps weigh a line's centre and wings with opposite signs, per object?
-
-    Each spectrum gets its own windows (:func:`object_windows`) from its measured narrow and broad
-    FWHM, so a 7,000 km/s line's wings are its outer half, not its inner one. The statistic is the
-    number of spectra whose mean core and mean wing saliency have opposite signs. The null test
-    keeps every spectrum's windows and moves them, as a rigid pair, to a random place in the same
-    map (``n_draws`` times): if opposite signs were just the map's wiggle at that scale, random
-    pairs would show them as often.
-
-    Parameters
-    ----------
-    saliency : Saliency
-    widths : pandas.DataFrame
-        Keyed by ``spec_id``, with the broad FWHM (``hb_fwhm_broad`` for Hβ, ``ha_fwhm_broad``
-        for Hα; NaN: no broad component) and a narrow FWHM (``hb_fwhm_narrow`` /
-        ``ha_fwhm_narrow``; missing: 500 km/s), in km/s, as :func:`agnlens.models.baseline.measure`
-        gives them.
-    line : {"Hbeta", "Halpha"}
-    n_draws : int
-        Random window placements of the null test.
-    n_boot : int
-        Bootstrap resamples for the intervals.
-    seed : int
-
-    Returns
-    -------
-    CentreWingsTest
-    """
-    prefix = {"Hbeta": "hb", "Halpha": "ha"}.get(line)
-    if prefix is None:
-        raise ValueError(f"centre_wings_test: line must be 'Hbeta' or 'Halpha', got {line!r}")
-    broad_col, narrow_col = f"{prefix}_fwhm_broad", f"{prefix}_fwhm_narrow"
-    if "spec_id" not in widths or broad_col not in widths:
-        raise ValueError(f"centre_wings_test: widths needs columns spec_id and {broad_col} "
-                         f"(agnlens.models.baseline.measure gives them), got {list(widths.columns)}")
-    table = widths.drop_duplicates("spec_id").set_index(widths.drop_duplicates("spec_id")["spec_id"].astype(str))
-    wl, values = saliency.wavelength, saliency.values
-    n_pix = wl.size
-    rng = np.random.default_rng(seed)
-    rows, pairs = [], []
-    n_untestable = 0
-    for i, sid in enumerate(saliency.spec_id):
-        broad = float(table[broad_col].get(sid, np.nan)) if sid in table.index else np.nan
-        if not np.isfinite(broad):
-            n_untestable += 1
-            continue
-        narrow = float(table[narrow_col].get(sid, np.nan)) if narrow_col in table else np.nan
-        core, wings = object_windows(wl, line, narrow, broad)
-        if not core.any() or not wings.any():
-            n_untestable += 1
-            continue
-        c, w = float(values[i, core].mean()), float(values[i, wings].mean())
-        v = velocity(wl, get_line(line).wavelength)
-        rows.append({"spec_id": sid, "class": saliency.target[i], "fwhm_narrow": narrow, "fwhm_broad": broad,
-                     "core_kms": float(np.abs(v[core]).max()), "wing_lo_kms": float(np.abs(v[wings]).min()),
-                     "wing_hi_kms": float(np.abs(v[wings]).max()), "centre_mean": c, "wings_mean": w,
-                     "opposite": bool(np.sign(c) * np.sign(w) < 0)})
-        pairs.append((i, np.flatnonzero(core), np.flatnonzero(wings)))
-    out = pd.DataFrame(rows, columns=["spec_id", "class", "fwhm_narrow", "fwhm_broad", "core_kms", "wing_lo_kms",
-                                      "wing_hi_kms", "centre_mean", "wings_mean", "opposite"])
-    n_opp = int(out["opposite"].sum())
-    null = np.zeros(n_draws, dtype=int)
-    for i, core_idx, wing_idx in pairs:
-        lo = min(core_idx.min(), wing_idx.min())
-        hi = max(core_idx.max(), wing_idx.max())
-        shift = rng.integers(-lo, n_pix - hi, size=n_draws)  # the pair stays inside the map
-        c = values[i][core_idx[None, :] + shift[:, None]].mean(axis=1)
-        w = values[i][wing_idx[None, :] + shift[:, None]].mean(axis=1)
-        null += (np.sign(c) * np.sign(w) < 0)
-    n = len(out)
-    return CentreWingsTest(
-        line=line, table=out, n_tested=n, n_opposite=n_opp,
-        null_fraction=float(null.mean() / n) if n else float("nan"),
-        p_value=float((1 + np.sum(null >= n_opp)) / (1 + n_draws)) if n else float("nan"),
-        n_draws=int(n_draws),
-        centre_ci=_bootstrap(out["centre_mean"].to_numpy(), n_boot, rng),
-        wings_ci=_bootstrap(out["wings_mean"].to_numpy(), n_boot, rng),
-        n_untestable=n_untestable,
-    )
-
-
 def covered_lines(saliency: Saliency, candidates=("Hbeta", "Halpha"), wing_kms: float = 4000.0) -> list[str]:
     """Which of ``candidates`` the grid covers out to ±``wing_kms`` (for :func:`centre_wings`)."""
     wl = saliency.wavelength
@@ -476,7 +373,8 @@ def _groups(saliency: Saliency, by: str) -> dict[str, np.ndarray]:
     return groups
 
 
-def _bootstrap(x: np.ndarray, n_boot: int, rng: np.random.Generator) -> tuple[float, float]:
+def bootstrap_ci(x: np.ndarray, n_boot: int, rng: np.random.Generator) -> tuple[float, float]:
+    """Bootstrap 95 % interval of the mean of ``x`` (NaNs for fewer than two values)."""
     if x.size < 2 or n_boot < 1:
         return float("nan"), float("nan")
     means = x[rng.integers(0, x.size, size=(n_boot, x.size))].mean(axis=1)
@@ -484,5 +382,4 @@ def _bootstrap(x: np.ndarray, n_boot: int, rng: np.random.Generator) -> tuple[fl
     return float(lo), float(hi)
 
 
-__all__ = ["CentreWings", "CentreWingsTest", "centre_wings", "centre_wings_test", "covered_lines",
-           "line_table", "object_windows"]
+__all__ = ["CentreWings", "bootstrap_ci", "broad_line_spectra", "centre_wings", "covered_lines", "line_table"]

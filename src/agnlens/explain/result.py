@@ -202,11 +202,17 @@ class Saliency:
         title = kwargs.pop("title", self.figure_title(row))
         return plot_saliency(self.wavelength, self.flux[row], self.values[row], ax=ax, title=title, **kwargs)
 
+    @property
+    def quantity(self) -> str:
+        """What :attr:`values` hold, for axis labels: ``"Δp per pixel"`` for a method that
+        decomposes the probability (Integrated Gradients, occlusion), ``"∂p/∂flux"`` otherwise."""
+        return "Δp per pixel" if self.method in ("integrated-gradients", "occlusion") else "∂p/∂flux"
+
     def figure_title(self, row: int) -> str:
         """The title of row ``row``'s figure: spec_id, true and predicted class, probabilities, target."""
         probs = ", ".join(f"p({c})={p:.2f}" for c, p in zip(self.classes, self.probabilities[row]))
         return (f"{self.spec_id[row]}  true: {self.labels[row] or '?'}  predicted: {self.predicted[row]}\n"
-                f"{probs}   saliency of p({self.target[row]}), {self.method}")
+                f"{probs}   {self.method} of p({self.target[row]}) ({self.quantity})")
 
     def to_specutils(self):
         """The maps as a specutils ``Spectrum`` on the model's grid, shape (n_spectra, n_pixels).

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from agnlens.explain.saliency import DEFAULT_METHOD
 from agnlens.results import ResultsFolder
 from agnlens.spectra import SpectrumSet
 from agnlens.stages.executor import Executor, as_executor
@@ -42,12 +43,16 @@ class Explanation:
     line_table : DataFrame
         :func:`agnlens.explain.linestats.line_table` of the maps.
     centre_wings : list of CentreWings
-        Centre vs wings of every broad line the grid covers.
+        Centre vs wings of every broad line the grid covers, on the spectra with a broad line
+        (``CentreWings.excluded`` counts the others).
     judged : DataFrame
         :func:`agnlens.stages.classify` of the spectra (``applicable``, ``flags``...).
     folder : ResultsFolder
     n_figures : int
         Spectra with a figure in ``figures/saliency/``.
+    contributions : DataFrame or None
+        :func:`agnlens.explain.contributions.line_contributions` of the maps (written as
+        ``line_contributions.csv``); None for a method whose map does not add up to the decision.
     """
 
     saliency: Saliency
@@ -56,6 +61,7 @@ class Explanation:
     judged: pd.DataFrame | None = None
     folder: ResultsFolder | None = None
     n_figures: int = 0
+    contributions: pd.DataFrame | None = None
 
     @property
     def flags(self) -> np.ndarray:
@@ -65,7 +71,7 @@ class Explanation:
         return self.judged["flags"].fillna("").astype(str).to_numpy()
 
 
-def explain_saliency(model, spectra: SpectrumSet, *, method: str = "gradient", target=None, executor=None,
+def explain_saliency(model, spectra: SpectrumSet, *, method: str = DEFAULT_METHOD, target=None, executor=None,
                      **method_options):
     """Saliency maps of ``spectra``, chunk by chunk on ``executor`` (in this process).
 
@@ -87,7 +93,7 @@ def explain(
     spectra: SpectrumSet,
     folder: ResultsFolder | str | os.PathLike,
     *,
-    method: str = "gradient",
+    method: str = DEFAULT_METHOD,
     target=None,
     executor: Executor | None = None,
     max_figures: int = 50,
@@ -96,7 +102,8 @@ def explain(
     """Explain ``model``'s decisions on ``spectra`` and write the results into ``folder``.
 
     Writes ``applicability.csv``, ``saliency/`` (values, wavelength, flux, index),
-    ``line_table.csv``, ``centre_wings.csv`` and the figures: one per spectrum for the first
+    ``line_table.csv``, ``line_contributions.csv`` (Integrated Gradients only), ``centre_wings.csv``
+    (spectra with a broad line only) and the figures: one per spectrum for the first
     ``max_figures`` (``figures/saliency/<spec_id>.png``, saying so when the prediction is not
     applicable), ``figures/gallery.png``, ``figures/line_table.png`` and
     ``figures/centre_wings.png``.
@@ -109,7 +116,8 @@ def explain(
         Preprocessed onto the model's grid.
     folder : ResultsFolder or path-like
     method : str
-        See :func:`agnlens.explain.saliency.saliency`.
+        Default ``"integrated-gradients"`` from each spectrum's continuum; see
+        :func:`agnlens.explain.saliency.saliency`.
     target : None, class label or index
         None explains each spectrum's predicted class.
     executor : Executor, optional
@@ -124,6 +132,7 @@ def explain(
     Explanation
     """
     from agnlens.atomic import write_csv
+    from agnlens.explain.contributions import line_contributions
     from agnlens.explain.linestats import centre_wings, covered_lines, line_table
     from agnlens.stages.classify import classify
 
@@ -131,22 +140,39 @@ def explain(
         raise ValueError(f"max_figures must be 0 or more, got {max_figures!r}")
     folder = folder if isinstance(folder, ResultsFolder) else ResultsFolder(folder)
     executor = as_executor(executor)
-    judged = classify(model, spectra, executor=executor)
+    widths, both = _widths(spectra)
+    judged = classify(model, spectra, executor=executor, measurements=widths if both else None)
     write_csv(folder.applicability, judged[APPLICABILITY_COLUMNS], float_format="%.6g")
     sal = explain_saliency(model, spectra, method=method, target=target, executor=executor)
     sal.save(folder.saliency)
     table = line_table(sal)
     write_csv(folder.line_table, table)
-    cws = [centre_wings(sal, name) for name in covered_lines(sal)]
-    if cws:
+    contributions = line_contributions(sal) if sal.method == "integrated-gradients" else None
+    if contributions is not None:
+        write_csv(folder.line_contributions, contributions, float_format="%.6g")
+    cws = [centre_wings(sal, name, widths=widths) for name in covered_lines(sal)]
+    if any(len(c.table) for c in cws):
         write_csv(folder.centre_wings, pd.concat([c.table for c in cws], ignore_index=True))
-    result = Explanation(sal, table, cws, judged, folder, min(int(max_figures), len(sal)))
+    result = Explanation(sal, table, cws, judged, folder, min(int(max_figures), len(sal)), contributions)
     if result.n_figures:
         shown = spectra[np.arange(result.n_figures)]
         per_class = ({str(c): explain_saliency(model, shown, method=method, target=k, executor=executor)
                       for k, c in enumerate(model.classes_)} if panels else None)
         explain_figures(result, progress=executor.progress, panels=per_class)
     return result
+
+
+def _widths(spectra: SpectrumSet) -> tuple[pd.DataFrame | None, bool]:
+    """:func:`agnlens.models.baseline.measure` of ``spectra`` when their grid covers Hβ (else None),
+    and whether it covers Hα too (then :func:`agnlens.stages.classify` takes these measurements
+    instead of making them again)."""
+    from agnlens.models.baseline import measure
+    from agnlens.models.linefit import HALPHA, HBETA, covers
+
+    wl = np.asarray(spectra.wavelength, dtype=float)
+    if not len(spectra) or not covers(wl, HBETA):
+        return None, False
+    return measure(spectra), covers(wl, HALPHA)
 
 
 def write_saliency_figures(sal, folder: ResultsFolder, rows=None, *, notes=None, progress: bool = False) -> list[str]:
@@ -203,14 +229,14 @@ def explain_figures(result: Explanation, *, progress: bool = False, panels: dict
     gallery = plot_gallery(sal, [int(i) for i in picked[:30]], title=title, flags=list(flags))
     save(gallery, folder.figure("gallery"), dpi=80)
     save(plot_line_table(result.line_table).figure, folder.figure("line_table"))
-    cws = result.centre_wings
+    cws = [c for c in result.centre_wings if len(c.table)]  # a line whose every spectrum lacks wings: no panel
     if cws:
         save(plot_centre_wings(cws if len(cws) > 1 else cws[0]).figure, folder.figure("centre_wings"))
 
 
 # ------------------------------------------------------------------------------ survey scale
 def explain_chunk(
-    chunk: SpectrumSet, model, method: str = "gradient", target=None, options: dict | None = None
+    chunk: SpectrumSet, model, method: str = DEFAULT_METHOD, target=None, options: dict | None = None
 ) -> dict:
     """Saliency maps of every spectrum of a chunk (:func:`agnlens.explain.saliency.saliency`).
 
@@ -241,7 +267,7 @@ def explain_store(
     store: str | os.PathLike,
     out: str | os.PathLike,
     *,
-    method: str = "gradient",
+    method: str = DEFAULT_METHOD,
     target=None,
     executor: Executor | str | None = None,
     **method_options,
@@ -256,9 +282,9 @@ def explain_store(
         An agnlens store on the model's grid.
     out : path-like
         Output folder (``parts/`` while running; a rerun resumes).
-    method : str, default "gradient"
-        The exact gradient of the explained class probability; see
-        :func:`agnlens.explain.saliency.saliency` for the others.
+    method : str, default "integrated-gradients"
+        Integrated Gradients of the explained class probability from each spectrum's continuum;
+        see :func:`agnlens.explain.saliency.saliency` for the others.
     target : None or class label
         None explains each spectrum's predicted class.
     executor : Executor or scheduler name, optional
