@@ -1,5 +1,5 @@
-"""The ``explain`` stage: saliency maps of spectra, the line tables, the applicability of every
-prediction and the figures, written into a results folder.
+"""The ``explain`` stage: saliency maps of spectra, the line tables, the predictions with their
+applicability, their place on a t-SNE map and the figures, written into a results folder.
 
 :func:`explain` works on spectra in memory (what ``agnlens explain`` runs); :func:`explain_store`
 computes the maps of every spectrum of a store chunk by chunk on an executor (survey scale, no
@@ -25,11 +25,6 @@ from agnlens.stages.executor import Executor, as_executor
 
 if TYPE_CHECKING:
     from agnlens.explain.result import Saliency
-
-#: Columns of ``applicability.csv``: the judgement of :func:`agnlens.stages.classify` of each map.
-APPLICABILITY_COLUMNS = ["spec_id", "predicted_label", "applicable", "flags", "z_offset_kms", "z_offset_err_kms",
-                         "grid", "max_kernel", "pca_residual", "mahalanobis", "masked_share"]
-
 
 @dataclass
 class Explanation:
@@ -92,11 +87,15 @@ def explain(
     executor: Executor | None = None,
     max_figures: int = 50,
     panels: bool = False,
+    metadata: dict | None = None,
 ) -> Explanation:
     """Explain ``model``'s decisions on ``spectra`` and write the results into ``folder``.
 
-    Writes ``applicability.csv``, ``saliency/`` (values, wavelength, flux, index),
-    ``line_table.csv``, ``centre_wings.csv`` and the figures: one per spectrum for the first
+    Writes ``predictions.csv`` (the table of :func:`agnlens.stages.classify`, as ``agnlens classify``
+    writes it, with the physics baseline's measurements where the grid reaches Hα),
+    ``saliency/`` (values, wavelength, flux, index), ``line_table.csv``, ``centre_wings.csv``,
+    ``embedding.csv`` (with ``metadata`` of a built-in model: :func:`agnlens.stages.maps.write_map`)
+    and the figures: one per spectrum for the first
     ``max_figures`` (``figures/saliency/<spec_id>.png``, saying so when the prediction is not
     applicable), ``figures/gallery.png``, ``figures/line_table.png`` and
     ``figures/centre_wings.png``.
@@ -118,6 +117,9 @@ def explain(
         Spectra with a figure (0: none).
     panels : bool
         Figures with one panel per class.
+    metadata : dict, optional
+        The model's metadata; a built-in default model's places the spectra on the t-SNE map of
+        its training sample.
 
     Returns
     -------
@@ -125,14 +127,17 @@ def explain(
     """
     from agnlens.atomic import write_csv
     from agnlens.explain.linestats import centre_wings, covered_lines, line_table
-    from agnlens.stages.classify import classify
 
     if isinstance(max_figures, bool) or not isinstance(max_figures, (int, np.integer)) or max_figures < 0:
         raise ValueError(f"max_figures must be 0 or more, got {max_figures!r}")
     folder = folder if isinstance(folder, ResultsFolder) else ResultsFolder(folder)
     executor = as_executor(executor)
-    judged = classify(model, spectra, executor=executor)
-    write_csv(folder.applicability, judged[APPLICABILITY_COLUMNS], float_format="%.6g")
+    judged = _predictions(model, spectra, executor)
+    write_csv(folder.predictions, judged, float_format="%.6g")
+    if metadata is not None:
+        from agnlens.stages.maps import write_map
+
+        write_map(folder, metadata, spectra, judged)
     sal = explain_saliency(model, spectra, method=method, target=target, executor=executor)
     sal.save(folder.saliency)
     table = line_table(sal)
@@ -147,6 +152,20 @@ def explain(
                       for k, c in enumerate(model.classes_)} if panels else None)
         explain_figures(result, progress=executor.progress, panels=per_class)
     return result
+
+
+def _predictions(model, spectra: SpectrumSet, executor: Executor) -> pd.DataFrame:
+    """:func:`agnlens.stages.classify` of ``spectra``, with the physics baseline's measurements
+    beside each row where the grid reaches Hβ and Hα (as ``agnlens classify --measure``)."""
+    from agnlens.models.baseline import join_measurements, measure
+    from agnlens.models.linefit import HALPHA, HBETA, covers
+    from agnlens.stages.classify import classify
+
+    wavelength = np.asarray(spectra.wavelength, dtype=float)
+    if not len(spectra) or not all(covers(wavelength, cx) for cx in (HBETA, HALPHA)):
+        return classify(model, spectra, executor=executor)
+    measured = measure(spectra)
+    return join_measurements(classify(model, spectra, measurements=measured), measured)
 
 
 def write_saliency_figures(sal, folder: ResultsFolder, rows=None, *, notes=None, progress: bool = False) -> list[str]:
@@ -218,7 +237,7 @@ def explain_chunk(
     -------
     dict
         ``saliency``: float32 array of shape (n_chunk, n_pixels); ``index``: DataFrame with
-        ``spec_id, label, predicted, target_class, p_<class>...``.
+        ``spec_id, label, predicted_label, target_class, p_<class>...``.
     """
     from agnlens.explain.saliency import saliency
 
@@ -227,7 +246,7 @@ def explain_chunk(
         {
             "spec_id": chunk.spec_id,
             "label": chunk.labels,
-            "predicted": np.asarray(sal.predicted).astype(str),
+            "predicted_label": np.asarray(sal.predicted).astype(str),
             "target_class": np.asarray(sal.target).astype(str),
         }
     )
@@ -270,7 +289,7 @@ def explain_store(
     -------
     dict
         ``"saliency"``: ``OUT/saliency.zarr``, a float32 Zarr array of shape (n_spectra, n_pixels)
-        in store order; ``"index"``: ``OUT/index.csv`` (``spec_id, label, predicted,
+        in store order; ``"index"``: ``OUT/index.csv`` (``spec_id, label, predicted_label,
         target_class, p_<class>...``).
     """
     from agnlens.engine import fingerprint
