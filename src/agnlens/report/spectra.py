@@ -189,7 +189,7 @@ def gallery_context(folder: Path, table: pd.DataFrame | None, max_gallery: int) 
                           "target": class_name(row.get("target_class", "")),
                           "p": _finite(row.get("p_target")), "note": flag_reasons(rec),
                           "grid": part.name.removeprefix("grid-") if part != folder else ""})
-    return {"items": items, "n_without_figure": n_without, "n_left_out": n_left_out,
+    return {"figures": items, "n_without_figure": n_without, "n_left_out": n_left_out,
             "figure_ids": {it["spec_id"]: it["id"] for it in items if it["figure"] is not None}}
 
 
