@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from agnlens.atomic import atomic_path
-from agnlens.results import safe_name
+from agnlens.results import ResultsFolder, safe_name
 from agnlens.spectra import SpectrumSet
 
 log = logging.getLogger(__name__)
@@ -84,7 +84,8 @@ def real_section(
     from agnlens.explain.saliency import saliency
     from agnlens.models.baseline import measure
 
-    folder = Path(out) / "real"
+    results = ResultsFolder(out)  # absolute once: the names below are joined onto it, never twice
+    folder = results.real.root
     (folder / "figures").mkdir(parents=True, exist_ok=True)
     X = np.asarray(spectra.flux, dtype=np.float64)
     proba = model.predict_proba(X)
@@ -120,7 +121,7 @@ def real_section(
     sal_all = saliency(model, spectra, method="gradient")  # every map: cheap (one gradient each)
     for i in explain:
         rel = f"real/figures/{safe_name(table['spec_id'].iloc[i])}.png"
-        _save(sal_all.plot(int(i)).figure, Path(out) / rel, dpi=80)
+        _save(sal_all.plot(int(i)).figure, results / rel, dpi=80)
         figures[i] = rel
     table["saliency_figure"] = figures
     from agnlens.plot.spectra import plot_thumbnails
@@ -128,8 +129,8 @@ def real_section(
     order = np.argsort(~table["saliency_figure"].astype(bool).to_numpy(), kind="stable")[:MAX_THUMBNAILS]
     titles = [f"{table['spec_id'].iloc[i]}  {table['label'].iloc[i]} → {table['predicted_label'].iloc[i]}\n"
               + " ".join(f"p({c}) {table[f'p_{c}'].iloc[i]:.2f}" for c in classes) for i in order]
-    _save(plot_thumbnails(spectra[order], titles), Path(out) / "real" / "figures" / "thumbnails.png", dpi=80)
-    with atomic_path(folder / "predictions.csv") as tmp:
+    _save(plot_thumbnails(spectra[order], titles), results.real.figure("thumbnails"), dpi=80)
+    with atomic_path(results.real.predictions) as tmp:
         table.to_csv(tmp, index=False, float_format="%.6g")
 
     type1 = spectra.labels == "type1"
