@@ -181,13 +181,14 @@ class Embedding:
                   if isinstance(v, (int, float, str, bool)) or v is None}
         settings = {"perplexity": self.perplexity, "method": self.method, "seed": self.seed, "n_jobs": self.n_jobs,
                     "n_pca": self.n_pca, "fit_s": self.fit_s, "n_features": self._n_features, "params": params}
-        arrays = {"coords": self.coords, "reference": np.asarray(self._tsne, dtype=np.float64), "Z": Z,
-                  "settings": np.array(json.dumps(settings))}
+        arrays: dict[str, Any] = {"coords": self.coords, "reference": np.asarray(self._tsne, dtype=np.float64),
+                                  "Z": Z, "settings": np.array(json.dumps(settings))}
         if self._pca is not None:
             arrays |= {"pca_mean": self._pca.mean_, "pca_components": self._pca.components_,
                        "pca_variance": self._pca.explained_variance_}
+        arrays |= {f"extra_{k}": np.asarray(v) for k, v in extra.items()}
         with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-            np.savez(fh, **arrays, **{f"extra_{k}": np.asarray(v) for k, v in extra.items()})
+            np.savez(fh, **arrays)
 
     def knn_accuracy(self, labels: Any, k: int = 10) -> float:
         """Leave-one-out k-nearest-neighbour label accuracy in the map.

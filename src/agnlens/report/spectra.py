@@ -165,7 +165,8 @@ def contributions_context(folder: Path) -> list[dict]:
 
 def gallery_context(folder: Path, table: pd.DataFrame | None, max_gallery: int) -> dict:
     """The saliency figures of these spectra (``figures/saliency/``, in the order of the index)."""
-    items, n_without, n_left_out = [], 0, 0
+    items: list[dict[str, Any]] = []
+    n_without = n_left_out = 0
     by_id = {} if table is None else {str(r["spec_id"]): r for r in _records(table)}
     for k, part in enumerate(parts(folder)):
         results = ResultsFolder(part)
