@@ -139,7 +139,7 @@ def test_subtypes_follow_winkler_and_the_class_mapping_of_agnlens_classes():
     for table, quasar in ((t15, True), (seyfert, False), (t18, True)):
         for row in table.itertuples():
             sub = winkler_subtype(row.r_oiii_hb, row.hb_broad, row.ha_broad)
-            assert row.subtype == sub and row.label == class_of_subtype(sub, quasar=quasar)
+            assert row.subtype == sub and row.predicted_label == class_of_subtype(sub, quasar=quasar)
 
 
 def test_a_width_pinned_at_its_bound_is_flagged():

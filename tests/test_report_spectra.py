@@ -84,6 +84,10 @@ def test_folder_kinds(tmp_path):
     only.mkdir()
     pd.read_csv(explain / "predictions.csv").to_csv(only / "predictions.csv", index=False)
     assert folder_kind(only) == "predictions"
+    html = build_report(only).read_text("utf-8")  # a classify table alone: its table and baseline, nothing else
+    assert '<section id="spectra">' in html and '<section id="baseline">' in html and "Not computed" not in html
+    assert '<section id="saliency">' not in html and '<section id="map">' not in html
+    assert "classified spectra" in html and "no provenance.json" in html
     (tmp_path / "study").mkdir()
     (tmp_path / "study" / "metrics.json").write_text("{}")
     assert folder_kind(tmp_path / "study") == "study"

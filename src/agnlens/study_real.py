@@ -177,7 +177,8 @@ def measure_inputs(inputs, predictions: pd.DataFrame, *, grid: str = "balmer") -
         ``agrees_with_baseline``.
     """
     from agnlens.ingest import read_inputs
-    from agnlens.models.baseline import join_measurements, measure
+    from agnlens.models.baseline import measure
+    from agnlens.stages.classify import join_measurements
 
     spectra, _ = read_inputs(inputs, grid=grid)  # rejections were reported by the classify pass
     return join_measurements(predictions, measure(spectra))

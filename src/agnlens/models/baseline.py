@@ -491,29 +491,3 @@ def measure(spectra: SpectrumSet, predicted=None, *, baseline: PhysicsBaseline |
         agree[out["baseline_label"].to_numpy() == ""] = pd.NA
         out["agrees_with_baseline"] = agree
     return out
-
-
-def join_measurements(predictions: pd.DataFrame, measured: pd.DataFrame) -> pd.DataFrame:
-    """``predictions`` with :func:`measure`'s columns beside each row, matched by ``spec_id``.
-
-    Parameters
-    ----------
-    predictions : DataFrame
-        ``spec_id`` and ``predicted_label``, one row per classified spectrum.
-    measured : DataFrame
-        :func:`measure` of the same spectra (any order; a spectrum missing from it gets NaN / "").
-
-    Returns
-    -------
-    DataFrame
-        ``predictions`` with the measurement columns appended and ``agrees_with_baseline``
-        (nullable boolean: missing where the baseline gives no label).
-    """
-    measured = measured.drop(columns=["agrees_with_baseline"], errors="ignore").drop_duplicates("spec_id")
-    out = predictions.merge(measured, on="spec_id", how="left")
-    pred = out["predicted_label"].astype(str).to_numpy()
-    base = out["baseline_label"].fillna("").astype(str).to_numpy()
-    agree = pd.array(pred == base, dtype="boolean")
-    agree[base == ""] = pd.NA
-    out["agrees_with_baseline"] = agree
-    return out

@@ -157,9 +157,9 @@ def explain(
 def _predictions(model, spectra: SpectrumSet, executor: Executor) -> pd.DataFrame:
     """:func:`agnlens.stages.classify` of ``spectra``, with the physics baseline's measurements
     beside each row where the grid reaches Hβ and Hα (as ``agnlens classify --measure``)."""
-    from agnlens.models.baseline import join_measurements, measure
+    from agnlens.models.baseline import measure
     from agnlens.models.linefit import HALPHA, HBETA, covers
-    from agnlens.stages.classify import classify
+    from agnlens.stages.classify import classify, join_measurements
 
     wavelength = np.asarray(spectra.wavelength, dtype=float)
     if not len(spectra) or not all(covers(wavelength, cx) for cx in (HBETA, HALPHA)):
