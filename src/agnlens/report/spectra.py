@@ -241,6 +241,9 @@ def spectra_context(folder: Path, kind: str, max_gallery: int) -> dict[str, Any]
         counts = {class_name(k): int(v) for k, v in table["predicted_label"].value_counts().items()}
         n_flagged = int((~_as_bool(table["applicable"])).sum()) if "applicable" in table else 0
     models = models_context(folder)
+    grids = set(table["grid"]) if table is not None and "grid" in table else set()
+    if grids & {m["grid"] for m in models}:  # the models that classified a spectrum here, not every one resolved
+        models = [m for m in models if m["grid"] in grids]
     return {
         "kind": kind, "kind_text": FOLDER_KINDS[kind],
         "parts": [p.name for p in parts(folder) if p != folder],
