@@ -128,7 +128,7 @@ def stats_table(n_sim: int = 3346, seed: int = 0) -> tuple[pd.DataFrame, str]:
                 hb_broad_velocity=b["hb_velocity_broad"] if broad else np.nan,
                 r_oiii_hb=b["r_oiii_hb"], oiii_ew=b["oiii_flux"], hb_narrow_ew=b["hb_flux_narrow"],
                 hb_broad_ew=b["hb_flux_broad"] if broad else np.nan,
-                baseline=b["label"],
+                baseline=b["predicted_label"],
             )
             if kind == "sim":
                 st["true_fwhm_broad"] = s.meta["fwhm_broad"] or np.nan

@@ -271,7 +271,7 @@ def test_every_command_refuses_to_write_onto_an_input(tmp_path, capsys):
         ["evaluate", str(store), "--model", str(tmp_path / "m.skops"), "--out", str(store)],
         ["demo", "--store", str(store), "--out", str(store)],
         ["download", str(tmp_path / "c.csv"), "--out", str(tmp_path / "c.csv")],
-        ["report", str(tmp_path), "--output", str(store / "zarr.json")],
+        ["report", str(tmp_path), "--out", str(store / "zarr.json")],
     ]
     (tmp_path / "c.csv").write_text("spec_id\n0266-51602-0001\n")
     (tmp_path / "m.skops").write_bytes(b"not a model")

@@ -75,7 +75,7 @@ def test_broad_fwhm_recovered_within_10_percent(grid, fwhm):
     table = PhysicsBaseline().fit(spectra).measure(spectra)
     rel = np.abs(table["hb_fwhm_broad"] / fwhm - 1.0)
     assert rel.max() < 0.10, table["hb_fwhm_broad"].tolist()
-    assert (table["label"] == "type1").all()
+    assert (table["predicted_label"] == "type1").all()
     if grid == "balmer":
         assert np.abs(table["ha_fwhm_broad"] / fwhm - 1.0).max() < 0.10
         # [N II]/Hα narrow = 2/3 in the input (narrow Hα under a 20× brighter broad line is noisy)
@@ -100,7 +100,7 @@ def test_oiii_hbeta_ratio_and_narrow_width_recovered(grid):
 def test_narrow_only_spectra_are_type2(grid):
     spectra = make_set(10, grid, hb_broad=0.0, ha_broad=0.0, hb_narrow=4.0, oiii=24.0, seed=5)
     table = PhysicsBaseline().fit(spectra).measure(spectra)
-    assert (table["label"] == "type2").all(), table[["subtype", "hb_delta_bic", "ha_delta_bic"]]
+    assert (table["predicted_label"] == "type2").all(), table[["subtype", "hb_delta_bic", "ha_delta_bic"]]
     assert (table["subtype"] == "2").all()
     assert (table["hb_delta_bic"] < 10).all()
     # narrow-only: R = [O III] / narrow Hβ = 6 (narrow Hβ flux error ≈ 3 % per spectrum here)
@@ -112,7 +112,7 @@ def test_broad_only_in_halpha_is_type_1_9_on_balmer_grid_and_type2_without_halph
     balmer = make_set(6, "balmer", hb_broad=0.0, ha_broad=30.0, fwhm_ha=3000.0, seed=7)
     table = PhysicsBaseline().fit(balmer).measure(balmer)
     assert (table["subtype"] == "1.9").all(), table[["subtype", "hb_delta_bic", "ha_delta_bic"]]
-    assert (table["label"] == "intermediate").all()
+    assert (table["predicted_label"] == "intermediate").all()
     assert np.abs(table["ha_fwhm_broad"] / 3000.0 - 1.0).max() < 0.10
 
     paper = make_set(6, "paper", hb_broad=0.0, ha_broad=30.0, seed=7)
@@ -127,19 +127,19 @@ def test_subtypes_follow_winkler_and_the_class_mapping_of_agnlens_classes():
     s15 = make_set(6, "balmer", hb_broad=12.0, hb_narrow=3.0, oiii=30.0, seed=11)
     t15 = PhysicsBaseline().fit(s15).measure(s15)
     assert (t15["subtype"] == "1.5").all(), t15[["subtype", "r_oiii_hb", "hb_broad_fraction"]]
-    assert (t15["label"] == "type1").all()  # the quasar mapping (default)
+    assert (t15["predicted_label"] == "type1").all()  # the quasar mapping (default)
     seyfert = PhysicsBaseline(quasar=False).fit(s15).measure(s15)
-    assert (seyfert["label"] == "intermediate").all()
+    assert (seyfert["predicted_label"] == "intermediate").all()
     # R = 30 / (1 + 4) = 6: type 1.8, intermediate under either mapping
     s18 = make_set(6, "balmer", hb_broad=4.0, hb_narrow=1.0, oiii=30.0, snr=50.0, seed=13)
     t18 = PhysicsBaseline().fit(s18).measure(s18)
     assert (t18["subtype"] == "1.8").all(), t18[["subtype", "r_oiii_hb", "hb_broad_fraction"]]
-    assert (t18["label"] == "intermediate").all()
+    assert (t18["predicted_label"] == "intermediate").all()
     # one definition: the table's subtype and label are those of agnlens.classes for its own numbers
     for table, quasar in ((t15, True), (seyfert, False), (t18, True)):
         for row in table.itertuples():
             sub = winkler_subtype(row.r_oiii_hb, row.hb_broad, row.ha_broad)
-            assert row.subtype == sub and row.label == class_of_subtype(sub, quasar=quasar)
+            assert row.subtype == sub and row.predicted_label == class_of_subtype(sub, quasar=quasar)
 
 
 def test_a_width_pinned_at_its_bound_is_flagged():
@@ -327,7 +327,7 @@ def test_real_type1_spectra_show_broad_lines_with_the_independent_width(real_bal
     # are 1.5 by their [O III]/Hβ, which is the rule, not a failure).
     broad = type1["hb_broad"] | type1["ha_broad"]
     assert broad.mean() >= 0.95
-    assert (type1["label"] == "type1").mean() >= 0.8
+    assert (type1["predicted_label"] == "type1").mean() >= 0.8
     # widths pinned at the 15,070 km/s bound are flagged, and few once Fe II is fitted
     pinned = type1["hb_broad"] & type1["hb_broad_at_bound"]
     assert (type1.loc[pinned, "flags"].str.contains("hb-broad-width-at-bound")).all()
@@ -341,7 +341,7 @@ def test_real_type1_spectra_show_broad_lines_with_the_independent_width(real_bal
     # No real type 2 or intermediate is called type 1.
     others = table[np.isin(truth, ["type2", "intermediate"])]
     assert len(others) >= 4
-    assert (others["label"] != "type1").all(), others[["spec_id", "subtype"]]
+    assert (others["predicted_label"] != "type1").all(), others[["spec_id", "subtype"]]
 
 
 def test_cli_baseline_writes_the_measurement_table(tmp_path, capsys):
@@ -358,7 +358,7 @@ def test_cli_baseline_writes_the_measurement_table(tmp_path, capsys):
     assert main(["baseline", str(store), "--out", str(out)]) == 0
     table = pd.read_csv(out)
     assert list(table["spec_id"]) == [f"s{i}" for i in range(6)]
-    assert list(table["label"]) == list(table["true_label"])
+    assert list(table["predicted_label"]) == list(table["label"])
     expected = PhysicsBaseline().fit(spectra).measure(spectra)
     np.testing.assert_allclose(table["hb_fwhm_broad"], expected["hb_fwhm_broad"], rtol=1e-6)
     assert "6 spectra classified" in capsys.readouterr().out
@@ -375,7 +375,7 @@ def test_on_the_project_simulator():
     type2 = meta["label"].to_numpy() == "type2"
     # 0.95, not 0.98, since the simulator's type 2 have real stellar populations and [O III] wings:
     # at S/N > 40 the rule finds a ~1,300–3,000 km/s "broad Hα" in a few (issue 11)
-    assert (table.loc[type2, "label"] == "type2").mean() >= 0.95
+    assert (table.loc[type2, "predicted_label"] == "type2").mean() >= 0.95
     single = (meta["label"] == "type1") & (meta["broad_wing_fraction"] == 0) & (meta["snr"] > 15)
     single &= (meta["fwhm_broad"] > 1500).to_numpy()
     # the Boroson & Green Fe II template's 4924/5018 Å lines sit on Hβ's wings: weaker Fe II only
@@ -389,7 +389,7 @@ def test_on_the_project_simulator():
         tol = 0.15 if col == "hb_fwhm_broad" else 0.10
         assert (np.abs(ratio - 1.0) < tol).mean() >= 0.85, (col, ratio.describe())
         assert abs(ratio.median() - 1.0) < (0.07 if col == "hb_fwhm_broad" else 0.05)
-    assert (table.loc[meta["label"] == "type1", "label"] != "type2").mean() >= 0.95
+    assert (table.loc[meta["label"] == "type1", "predicted_label"] != "type2").mean() >= 0.95
 
 
 def test_cli_baseline_reads_fits_files_and_reports_a_bad_one(tmp_path, capsys):
@@ -404,8 +404,8 @@ def test_cli_baseline_reads_fits_files_and_reports_a_bad_one(tmp_path, capsys):
     assert "spec-0000-00000-0000.fits" in err and err.count("rejected") == 1
     table = pd.read_csv(out, dtype={"spec_id": str})
     assert list(table["spec_id"]) == ["0332-52367-0639", "0392-51793-0517"]
-    assert list(table["true_label"]) == ["type1", "type2"]
     assert list(table["label"]) == ["type1", "type2"]
+    assert list(table["predicted_label"]) == ["type1", "type2"]
     assert table["halpha_covered"].all() and {"bpt_class", "flags"} <= set(table.columns)
 
 

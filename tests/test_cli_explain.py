@@ -51,7 +51,7 @@ def test_explain_writes_values_index_figures_and_line_table(model_file, fits_dir
     sal = Saliency.load(out / "saliency")
     assert sal.values.shape == (6, 1000)
     index = pd.read_csv(out / "saliency" / "index.csv")
-    assert list(index.columns[:6]) == ["row", "spec_id", "label", "predicted", "target_class", "reason"]
+    assert list(index.columns[:6]) == ["row", "spec_id", "label", "predicted_label", "target_class", "reason"]
     np.testing.assert_array_equal(np.load(out / "saliency" / "wavelength.npy"), sal.wavelength)
     # the values are the exact gradient of the predicted class (stored as float32)
     exact = proba_gradient(model, sal.flux, target=sal.target_index)
@@ -157,7 +157,7 @@ def test_a_model_file_given_as_an_input_is_read_as_a_spectrum_and_rejected(model
 def test_collapsed_spectra_are_marked_and_reported_not_failed_by_verify(model_file, tmp_path, capsys):
     """A model trained with a tiny RBF width collapses on real spectra: every kernel value to its
     support vectors underflows, the output is the constant prior. explain must say so (figure,
-    applicability.csv) and --verify must report such spectra, not fail on them."""
+    predictions.csv) and --verify must report such spectra, not fail on them."""
     from agnlens.models.persistence import save_model
 
     train = simulate_set(counts={"type1": 20, "type2": 20, "intermediate": 20}, seed=3)
@@ -169,7 +169,7 @@ def test_collapsed_spectra_are_marked_and_reported_not_failed_by_verify(model_fi
     status = main(["explain", "--model", str(narrow), *map(str, files), "--out", str(out), "--verify"])
     captured = capsys.readouterr()
     assert status == 0, captured.out + captured.err
-    table = pd.read_csv(out / "applicability.csv", dtype={"spec_id": str, "flags": str}).fillna({"flags": ""})
+    table = pd.read_csv(out / "predictions.csv", dtype={"spec_id": str, "flags": str}).fillna({"flags": ""})
     assert (~table["applicable"]).all() and table["flags"].str.contains("kernel-collapse").all()
     assert "collapsed spectra reported, not checked" in captured.out
     assert (out / "figures" / "saliency" / "1163-52669-0292.png").is_file()

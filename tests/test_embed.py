@@ -231,3 +231,23 @@ def test_plot_tuning_lines_and_best():
     assert np.allclose(star.get_offsets(), best[["C", "validation_f1"]].to_numpy())
     with pytest.raises(ValueError, match="lacks the columns"):
         plot_tuning(table.drop(columns="C"))
+
+
+def test_saved_map_places_new_spectra_as_the_fitted_one(data, emb, tmp_path):
+    """A map read back from its .npz (plain arrays, no pickle) places new spectra exactly where the
+    map in memory does, and keeps the extra arrays given to save."""
+    from agnlens.embed import load_embedding
+
+    X, y = data
+    path = tmp_path / "map.npz"
+    emb.save(path, labels=y)
+    new = _clusters(12, seed=7)[0]
+    loaded, extra = load_embedding(path)
+    np.testing.assert_array_equal(loaded.coords, emb.coords)
+    np.testing.assert_array_equal(extra["labels"], y)
+    np.testing.assert_allclose(loaded.transform(new), emb.transform(new), rtol=0, atol=1e-9)
+    assert (loaded.perplexity, loaded.method, loaded.seed, loaded.n_pca) == (emb.perplexity, emb.method, emb.seed,
+                                                                             emb.n_pca)
+    np.savez(tmp_path / "other.npz", coords=emb.coords)
+    with pytest.raises(ValueError, match="not a saved t-SNE map"):
+        load_embedding(tmp_path / "other.npz")

@@ -143,10 +143,10 @@ def test_cluster_matches_local_within_the_contract(store, model, cluster, tmp_pa
     spectra = open_store(store, lazy=False)
     X = np.asarray(spectra.flux, np.float64)
     index = read_csv(ex_local["index"])
-    np.testing.assert_array_equal(index["target_class"], index["predicted"])
+    np.testing.assert_array_equal(index["target_class"], index["predicted_label"])
     reference = proba_gradient(model, X)  # target None = the predicted class
     np.testing.assert_allclose(a, reference.astype(np.float32), rtol=1e-6, atol=1e-7 * np.abs(reference).max())
-    np.testing.assert_array_equal(index["predicted"], model.predict(X))
+    np.testing.assert_array_equal(index["predicted_label"], model.predict(X))
 
 
 def test_killed_worker_is_retried_with_the_same_results(store, model, cluster, tmp_path):

@@ -117,7 +117,7 @@ def make_results(folder: Path, *, simulated: bool = True, n: int = 240, seed: in
     np.save(folder / "saliency" / "values.npy", values)
     np.save(folder / "saliency" / "wavelength.npy", wave)
     pd.DataFrame({"row": range(len(explained)), "spec_id": spec_ids[explained], "label": labels[explained],
-                  "predicted": predicted[explained], "target_class": predicted[explained],
+                  "predicted_label": predicted[explained], "target_class": predicted[explained],
                   "reason": reasons}).to_csv(folder / "saliency" / "index.csv", index=False)
     fig_paths = np.full(n, "", dtype=object)
     for row, i in enumerate(explained):
@@ -133,7 +133,7 @@ def make_results(folder: Path, *, simulated: bool = True, n: int = 240, seed: in
     mis = np.zeros(n, bool)
     mis[wrong] = True
     has = fig_paths != ""
-    pred_df = pd.DataFrame({"spec_id": spec_ids, "label": labels, "split": split, "predicted": predicted,
+    pred_df = pd.DataFrame({"spec_id": spec_ids, "label": labels, "split": split, "predicted_label": predicted,
                             "p_type1": proba_all[:, 0], "p_type2": proba_all[:, 1],
                             "p_intermediate": proba_all[:, 2]})
     pred_df.to_csv(folder / "predictions.csv", index=False)
@@ -417,11 +417,11 @@ def test_real_data_section(built, results_master):
     metrics = json.loads((results_master / "metrics.json").read_text())
     for row in metrics["real"]["per_label"]:
         sub = real[real["label"] == row["label"]]
-        assert row["n"] == len(sub) and row["svm"].get("type1", 0) == int((sub["predicted"] == "type1").sum())
+        assert row["n"] == len(sub) and row["svm"].get("type1", 0) == int((sub["predicted_label"] == "type1").sum())
     # every disagreement has its saliency figure, embedded in the page
     shown = real[real["saliency_figure"].notna()]
-    disagree = (real["predicted"] != real["baseline_label"]) | (
-        real["label"].isin(CLASSES3) & (real["predicted"] != real["label"]))
+    disagree = (real["predicted_label"] != real["baseline_label"]) | (
+        real["label"].isin(CLASSES3) & (real["predicted_label"] != real["label"]))
     assert set(shown["spec_id"]) == set(real.loc[disagree, "spec_id"])  # 5 spectra: fewer than MAX_FIGURES
     assert section.count('alt="saliency map of ') == len(shown)
     # the baseline finds the type 1's broad Hβ and the intermediate's broad Hα (balmer grid)

@@ -159,11 +159,12 @@ def screenshot(report: Path, out: Path, *, width: int = 1280, height: int = 2400
     return out
 
 
-def selfcheck(report: Path, workdir: Path) -> dict:
-    """Open a copy of ``report`` with the probe and self-test scripts; return the self-test findings."""
+def selfcheck(report: Path, workdir: Path, sections=SECTIONS) -> dict:
+    """Open a copy of ``report`` with the probe and self-test scripts; return the self-test findings
+    (``sections``: the ids of the sections to check)."""
     page = Path(report).read_text(encoding="utf-8")
     assert page.count("<head>") == 1 and page.count("</body>") == 1
-    test_js = SELFTEST.replace("SECTION_IDS", json.dumps(list(SECTIONS)))
+    test_js = SELFTEST.replace("SECTION_IDS", json.dumps(list(sections)))
     page = page.replace("<head>", "<head>\n" + PROBE, 1).replace("</body>", test_js + "\n</body>", 1)
     harness = workdir / "selftest.html"
     harness.write_text(page, encoding="utf-8")

@@ -261,7 +261,7 @@ def test_save_load_round_trip(model, data, tmp_path):
     expected = ["flux.npy", "index.csv", "saliency.json", "values.npy", "wavelength.npy"]
     assert sorted(p.name for p in out.iterdir()) == expected
     index = pd.read_csv(out / "index.csv")
-    assert list(index.columns[:6]) == ["row", "spec_id", "label", "predicted", "target_class", "reason"]
+    assert list(index.columns[:6]) == ["row", "spec_id", "label", "predicted_label", "target_class", "reason"]
     assert np.load(out / "values.npy").dtype == np.float32
     back = Saliency.load(out)
     np.testing.assert_allclose(back.values, sal.values, rtol=1e-6, atol=1e-9)

@@ -115,7 +115,7 @@ metrics = {
 }
 (results / "metrics.json").write_text(json.dumps(jsonable(metrics), indent=1))
 frame = pd.DataFrame(
-    {"spec_id": spectra.spec_id, "label": spectra.labels, "split": "test", "predicted": predicted}
+    {"spec_id": spectra.spec_id, "label": spectra.labels, "split": "test", "predicted_label": predicted}
 )
 for k, c in enumerate(classes):
     frame[f"p_{c}"] = proba[:, k]

@@ -215,7 +215,7 @@ def run_study(
     with timer.stage("classify"):
         proba = model.predict_proba(X)
         predicted = model.classes_[np.argmax(proba, axis=1)]
-        predictions["predicted"] = predicted
+        predictions["predicted_label"] = predicted
         for k, c in enumerate(model.classes_):
             predictions[f"p_{c}"] = proba[:, k]
         test = parts["test"]

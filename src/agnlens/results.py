@@ -74,6 +74,8 @@ class ResultsFolder:
 
     @property
     def predictions(self) -> Path:
+        """One row per spectrum: ``spec_id, label, predicted_label, p_<class>...`` (``agnlens
+        explain`` writes the table of ``agnlens classify`` here)."""
         return self.root / "predictions.csv"
 
     @property
@@ -99,10 +101,6 @@ class ResultsFolder:
     @property
     def measurements(self) -> Path:
         return self.root / "measurements.csv"
-
-    @property
-    def applicability(self) -> Path:
-        return self.root / "applicability.csv"
 
     @property
     def line_contributions(self) -> Path:

@@ -5,7 +5,7 @@ the physics baseline (:func:`agnlens.models.baseline.measure`), explains the spe
 disagree (or where the SVM contradicts the label), tests centre vs wings on the real type 1 with
 their own widths (:func:`agnlens.explain.wingtest.centre_wings_test`), and writes
 
-* ``real/predictions.csv`` — one row per spectrum: ``spec_id, label, predicted, p_<class>``, the
+* ``real/predictions.csv`` — one row per spectrum: ``spec_id, label, predicted_label, p_<class>``, the
   measurement columns (:data:`agnlens.models.baseline.MEASURE_COLUMNS`) and, when the input table
   carries them, the applicability columns ``applicable, flags, z_offset_kms``;
 * ``real/figures/<spec_id>.png`` — the saliency figures of the disagreements (at most
@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from agnlens.atomic import atomic_path
-from agnlens.results import safe_name
+from agnlens.results import ResultsFolder, safe_name
 from agnlens.spectra import SpectrumSet
 
 log = logging.getLogger(__name__)
@@ -84,13 +84,14 @@ def real_section(
     from agnlens.explain.wingtest import centre_wings_test
     from agnlens.models.baseline import measure
 
-    folder = Path(out) / "real"
+    results = ResultsFolder(out)  # absolute once: the names below are joined onto it, never twice
+    folder = results.real.root
     (folder / "figures").mkdir(parents=True, exist_ok=True)
     X = np.asarray(spectra.flux, dtype=np.float64)
     proba = model.predict_proba(X)
     classes = [str(c) for c in model.classes_]
     predicted = np.asarray(classes, dtype=object)[np.argmax(proba, axis=1)].astype(str)
-    table = pd.DataFrame({"spec_id": spectra.spec_id, "label": spectra.labels, "predicted": predicted})
+    table = pd.DataFrame({"spec_id": spectra.spec_id, "label": spectra.labels, "predicted_label": predicted})
     for k, c in enumerate(classes):
         table[f"p_{c}"] = proba[:, k]
     target = spectra if measure_spectra is None else measure_spectra
@@ -120,16 +121,16 @@ def real_section(
     sal_all = saliency(model, spectra, method="gradient")  # every map: cheap (one gradient each)
     for i in explain:
         rel = f"real/figures/{safe_name(table['spec_id'].iloc[i])}.png"
-        _save(sal_all.plot(int(i)).figure, Path(out) / rel, dpi=80)
+        _save(sal_all.plot(int(i)).figure, results / rel, dpi=80)
         figures[i] = rel
     table["saliency_figure"] = figures
     from agnlens.plot.spectra import plot_thumbnails
 
     order = np.argsort(~table["saliency_figure"].astype(bool).to_numpy(), kind="stable")[:MAX_THUMBNAILS]
-    titles = [f"{table['spec_id'].iloc[i]}  {table['label'].iloc[i]} → {table['predicted'].iloc[i]}\n"
+    titles = [f"{table['spec_id'].iloc[i]}  {table['label'].iloc[i]} → {table['predicted_label'].iloc[i]}\n"
               + " ".join(f"p({c}) {table[f'p_{c}'].iloc[i]:.2f}" for c in classes) for i in order]
-    _save(plot_thumbnails(spectra[order], titles), Path(out) / "real" / "figures" / "thumbnails.png", dpi=80)
-    with atomic_path(folder / "predictions.csv") as tmp:
+    _save(plot_thumbnails(spectra[order], titles), results.real.figure("thumbnails"), dpi=80)
+    with atomic_path(results.real.predictions) as tmp:
         table.to_csv(tmp, index=False, float_format="%.6g")
 
     type1 = spectra.labels == "type1"
@@ -141,9 +142,9 @@ def real_section(
         sub = table[table["label"] == lab]
         per_label.append({
             "label": lab or "unlabelled", "n": int(len(sub)),
-            "svm": {c: int((sub["predicted"] == c).sum()) for c in classes},
+            "svm": {c: int((sub["predicted_label"] == c).sum()) for c in classes},
             "baseline": {c: int((sub["baseline_label"] == c).sum()) for c in classes},
-            "svm_correct": int((sub["predicted"] == lab).sum()) if lab in classes else None,
+            "svm_correct": int((sub["predicted_label"] == lab).sum()) if lab in classes else None,
             "baseline_correct": int((sub["baseline_label"] == lab).sum()) if lab in classes else None,
             "agree": int(sub["agrees_with_baseline"].fillna(False).sum()),
         })
@@ -165,7 +166,7 @@ def measure_inputs(inputs, predictions: pd.DataFrame, *, grid: str = "balmer") -
         The FITS files, folders, globs or stores that were classified. Files are read again onto
         ``grid`` (default ``balmer``, which reaches Hα); a store is measured on its own grid.
     predictions : DataFrame
-        ``spec_id`` and ``predicted_label`` (or ``predicted``), one row per classified spectrum.
+        ``spec_id`` and ``predicted_label``, one row per classified spectrum.
     grid : str
 
     Returns
@@ -177,16 +178,10 @@ def measure_inputs(inputs, predictions: pd.DataFrame, *, grid: str = "balmer") -
     """
     from agnlens.ingest import read_inputs
     from agnlens.models.baseline import measure
+    from agnlens.stages.classify import join_measurements
 
     spectra, _ = read_inputs(inputs, grid=grid)  # rejections were reported by the classify pass
-    measured = measure(spectra).drop_duplicates("spec_id")
-    out = predictions.merge(measured, on="spec_id", how="left")
-    pred = out["predicted_label" if "predicted_label" in out else "predicted"].astype(str).to_numpy()
-    base = out["baseline_label"].fillna("").astype(str).to_numpy()
-    agree = pd.array(pred == base, dtype="boolean")
-    agree[base == ""] = pd.NA
-    out["agrees_with_baseline"] = agree
-    return out
+    return join_measurements(predictions, measure(spectra))
 
 
 

@@ -31,7 +31,7 @@ def add_parser(sub) -> None:
         description="Fit narrow and broad Gaussian components (and Fe II) to Hβ + [O III] and, on the balmer "
         "grid, Hα + [N II] of every spectrum, classify by the Osterbrock-Winkler rules of "
         "agnlens.models.baseline.PhysicsBaseline, and write one row of measurements per spectrum (subtype, "
-        "label, flags, broad FWHM with errors, broad flux share, ΔBIC, [O III]/Hβ, [N II]/Hα, BPT class...). "
+        "predicted_label, flags, broad FWHM with errors, broad flux share, ΔBIC, [O III]/Hβ, [N II]/Hα, BPT class...). "
         "FITS inputs are read and preprocessed onto --grid; a store is used on its own grid. Rejected inputs "
         "are named on stderr (exit status 1), the rest are measured.",
         epilog="rules:\n" + _RULES + "\n\nexamples:\n  agnlens baseline spectra/*.fits --out baseline.csv\n"
@@ -42,7 +42,7 @@ def add_parser(sub) -> None:
     p.add_argument("--out", required=True, metavar="CSV", help="table of measurements to write")
     p.add_argument("--grid", default="balmer", choices=["paper", "balmer"],
                    help="grid FITS inputs are preprocessed onto (default balmer: it reaches Hα)")
-    p.add_argument("--labels", metavar="CSV", help="label catalogue for FITS inputs (adds true_label)")
+    p.add_argument("--labels", metavar="CSV", help="label catalogue for FITS inputs (adds its label column)")
     p.add_argument("--seyfert", action="store_true",
                    help="map subtypes 1.2 and 1.5 to intermediate (Seyferts) instead of type 1 (quasars)")
     add_jobs_argument(p, "line-fitting processes", 1)
@@ -68,10 +68,10 @@ def run(args) -> int:
     table = baseline(spectra, min_broad_fwhm=args.min_fwhm, min_delta_bic=args.min_delta_bic,
                      quasar=not args.seyfert, n_jobs=args.jobs)
     write_csv(args.out, table)
-    counts = table["label"].replace("", "unclassified").value_counts().to_dict()
+    counts = table["predicted_label"].replace("", "unclassified").value_counts().to_dict()
     n_flagged = int((table["flags"] != "").sum())
     print(f"{len(table)} spectra classified by the physics baseline -> {args.out}: {counts}; "
           f"{n_flagged} flagged; {len(rejected)} rejected")
-    if "true_label" in table:
-        print(pd.crosstab(table["true_label"], table["label"]).to_string())
+    if "label" in table:
+        print(pd.crosstab(table["label"], table["predicted_label"]).to_string())
     return 1 if rejected else 0

@@ -41,9 +41,10 @@ def add_parser(sub) -> None:
         "the spectrum coloured by signed attribution, what each line contributed, and a line-level table. Writes "
         "DIR/saliency/ (values.npy, wavelength.npy, index.csv), DIR/figures/saliency/<spec_id>.png, "
         "DIR/line_contributions.csv (per spectrum and line window: the attribution's sum, in probability), "
-        "DIR/line_table.csv, DIR/centre_wings.csv (spectra with a broad line only) and DIR/applicability.csv "
-        "(applicable, flags, "
-        "z_offset_kms per spectrum, as in classify; figures of not-applicable predictions say so). "
+        "DIR/line_table.csv, DIR/centre_wings.csv (spectra with a broad line only), DIR/predictions.csv (the "
+        "table of agnlens classify: predicted_label, p_<class>, applicable, flags... per spectrum; figures of "
+        "not-applicable predictions say so) and, with the built-in models, DIR/embedding.csv (the spectra "
+        "placed on a t-SNE map of the model's simulated training sample). `agnlens report DIR` makes a page of it. "
         "Without --model the built-in models are used (balmer grid where Hα is covered, paper "
         "otherwise); when both are used each grid's results go to DIR/grid-<name>/. Rejected inputs "
         "are reported one line each (exit status 1). Survey scale: with --scheduler processes or "
@@ -119,15 +120,15 @@ def run(args) -> int:
         return 1
     status = 1 if rejected else 0
     out = ResultsFolder(args.out)
-    for model, _meta, spectra in groups:
+    for model, meta, spectra in groups:
         where = out if len(groups) == 1 else out.grid(spectra.grid.name)
-        status = max(status, _explain(args, model, spectra, where))
+        status = max(status, _explain(args, model, meta, spectra, where))
     if rejected:
         print(f"rejected: {len(rejected)} input(s)")
     return status
 
 
-def _explain(args, model, spectra, out) -> int:
+def _explain(args, model, meta, spectra, out) -> int:
     """:func:`agnlens.stages.explain` of ``spectra`` (on ``model``'s grid) into the results folder
     ``out``, and what it found, on stdout."""
     import numpy as np
@@ -136,14 +137,14 @@ def _explain(args, model, spectra, out) -> int:
 
     target = _parse_target(args.target, model)
     result = explain(model, spectra, out, method=args.method, target=target, max_figures=args.max_figures,
-                     panels=args.panels, executor=Executor(progress=args.progress))
+                     panels=args.panels, executor=Executor(progress=args.progress), metadata=meta)
     sal, flags = result.saliency, result.flags
     n_bad = int((flags != "").sum())
     print(
         f"explained {len(sal)} spectra on the {spectra.grid} grid with {args.method} saliency of "
         f"{'the predicted class' if target is None else 'class ' + str(args.target)} → {out.saliency}"
     )
-    print(f"not applicable: {n_bad} of {len(sal)} (flags in {out.applicability})")
+    print(f"not applicable: {n_bad} of {len(sal)} (flags in {out.predictions})")
     print(f"figures: {result.n_figures} in {out.saliency_figures}; line table: {out.line_table}")
     _print_contributions(result, out)
     for cw in result.centre_wings:

@@ -169,7 +169,7 @@ class Saliency:
     def to_frame(self) -> pd.DataFrame:
         """One row per spectrum: the index written by :meth:`save`.
 
-        Columns ``row, spec_id, label, predicted, target_class, reason`` (as in
+        Columns ``row, spec_id, label, predicted_label, target_class, reason`` (as in
         ``docs/results-layout.md``), then ``p_<class>`` per class, ``p_target`` and, for
         Integrated Gradients, ``completeness``.
         """
@@ -178,7 +178,7 @@ class Saliency:
                 "row": np.arange(len(self)),
                 "spec_id": self.spec_id,
                 "label": self.labels,
-                "predicted": self.predicted,
+                "predicted_label": self.predicted,
                 "target_class": self.target,
                 "reason": self.reason,
             }
@@ -306,7 +306,7 @@ class Saliency:
             options=info.get("options", {}),
             spec_id=index["spec_id"].astype(str).to_numpy(),
             labels=index["label"].astype(str).to_numpy(),
-            predicted=index["predicted"].astype(str).to_numpy(),
+            predicted=index["predicted_label" if "predicted_label" in index else "predicted"].astype(str).to_numpy(),
             reason=index["reason"].astype(str).to_numpy() if "reason" in index else None,
             completeness=index["completeness"].to_numpy(float) if "completeness" in index else None,
         )

@@ -53,6 +53,14 @@ OOD_MARGIN = 1.25
 
 #: Flag codes, in the order they are listed in ``flags``.
 FLAG_CODES = ("kernel-collapse", "out-of-distribution", "not-agn", "redshift-offset", "low-coverage")
+#: What each flag code means, in a sentence (the report shows it beside the flagged prediction).
+FLAG_MEANINGS = {
+    "kernel-collapse": "so far from every support vector that the output is the model's constant prior",
+    "out-of-distribution": "unlike the training spectra",
+    "not-agn": "no broad line and star-forming on the BPT diagram: the models only know AGN",
+    "redshift-offset": "the narrow lines sit more than 500 km/s from the catalogue redshift",
+    "low-coverage": "over 10 % of the grid masked",
+}
 
 
 @dataclass

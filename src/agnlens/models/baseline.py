@@ -143,7 +143,7 @@ class PhysicsBaseline(ClassifierMixin, BaseEstimator):
     --------
     >>> base = PhysicsBaseline().fit(spectra)            # doctest: +SKIP
     >>> table = base.measure(spectra)                    # one row of measurements per spectrum
-    >>> table[["subtype", "label", "hb_fwhm_broad", "r_oiii_hb"]]  # doctest: +SKIP
+    >>> table[["subtype", "predicted_label", "hb_fwhm_broad", "r_oiii_hb"]]  # doctest: +SKIP
     """
 
     def __init__(
@@ -219,7 +219,8 @@ class PhysicsBaseline(ClassifierMixin, BaseEstimator):
         -------
         pandas.DataFrame
             One row per spectrum (``spec_id`` first when ``X`` is a SpectrumSet): ``subtype``
-            (one of :data:`agnlens.classes.SUBTYPES` or ``"?"``), ``label``, ``confidence``,
+            (one of :data:`agnlens.classes.SUBTYPES` or ``"?"``), ``predicted_label`` (the rule's
+            class), ``confidence``,
             ``flags`` (``;``-separated: ``hb-broad-width-at-bound``, ``ha-broad-width-at-bound``,
             ``hb-not-fitted``); for Hβ (prefix ``hb_``) and Hα (prefix ``ha_``, NaN when not
             covered) the outputs of :func:`~agnlens.models.linefit.fit_complex` (``fwhm_broad``,
@@ -284,7 +285,7 @@ class PhysicsBaseline(ClassifierMixin, BaseEstimator):
         if n == 0:
             return np.zeros((0, len(self.classes_)))
         proba = np.full((n, len(self.classes_)), 1.0 / len(self.classes_))
-        for i, (label, conf) in enumerate(zip(table["label"], table["confidence"], strict=True)):
+        for i, (label, conf) in enumerate(zip(table["predicted_label"], table["confidence"], strict=True)):
             if label in self.classes_:
                 proba[i] = (1.0 - conf) / 2.0
                 proba[i, np.flatnonzero(self.classes_ == label)[0]] = conf
@@ -371,13 +372,13 @@ class PhysicsBaseline(ClassifierMixin, BaseEstimator):
             # verdict are suspect
             if out[f"{prefix}_broad_at_bound"] is True and out[f"{prefix}_delta_bic"] >= self.min_delta_bic:
                 flags.append(f"{prefix}-broad-width-at-bound")
-        out["subtype"], out["label"], out["flags"] = subtype, label, ";".join(flags)
+        out["subtype"], out["predicted_label"], out["flags"] = subtype, label, ";".join(flags)
         if label:
             dbic = out[f"{decider}_delta_bic"]
             out["confidence"] = float(1.0 / (1.0 + np.exp(-abs(dbic - self.min_delta_bic) / self.bic_scale)))
         else:
             out["confidence"] = 1.0 / 3.0
-        first = ["subtype", "label", "confidence", "flags"]
+        first = ["subtype", "predicted_label", "confidence", "flags"]
         return {k: out[k] for k in first + sorted(k for k in out if k not in first)}
 
     def _counts(self, m: dict, prefix: str) -> bool:
@@ -479,7 +480,7 @@ def measure(spectra: SpectrumSet, predicted=None, *, baseline: PhysicsBaseline |
         out[col] = full[col].to_numpy(dtype=float)
     out["bpt_class"] = bpt_class(out["nii_ha"], out["oiii_hb_narrow"], snr=bpt_snr(full))
     out["subtype"] = full["subtype"].to_numpy()
-    out["baseline_label"] = full["label"].to_numpy()
+    out["baseline_label"] = full["predicted_label"].to_numpy()
     out["baseline_confidence"] = full["confidence"].to_numpy()
     out["baseline_flags"] = full["flags"].to_numpy()
     if predicted is not None:

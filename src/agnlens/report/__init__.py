@@ -1,18 +1,20 @@
-"""One self-contained HTML report from a results folder (see ``docs/results-layout.md``).
+"""One self-contained HTML report from any results folder (see ``docs/results-layout.md``).
 
-:func:`build_report` reads only the files of the results folder — ``metrics.json`` (required), the
-CSV tables and the PNG figures — and writes ``report.html`` beside them, atomically. The page has
+:func:`build_report` reads only the files of the results folder — a study's ``metrics.json``, or the
+predictions table of explained or classified spectra (:mod:`agnlens.report.spectra`), the CSV
+tables and the PNG figures — and writes ``report.html`` beside them, atomically. The page has
 no external references: figures are embedded as ``data:`` URIs (downscaled), the CSS and the
 JavaScript of the interactive t-SNE map are inlined, and the map's points travel as JSON inside a
 ``<script type="application/json">`` block. All text goes through Jinja2 with autoescaping on.
 
-A section whose files are missing is shown with a short "not computed" note.
+A study's page has the study's sections, a section whose files are missing shown with a short
+"not computed" note; the page of a folder of spectra has the sections its files make (the
+spectra, their contributions, gallery, map, baseline) and leaves the others out.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
-import json
 import logging
 import math
 from importlib import resources
@@ -39,17 +41,17 @@ from agnlens.report.folder import (
     fmt_g,
     fmt_s,
 )
+from agnlens.report.tsne_map import map_context
 from agnlens.results import TASKS, ResultsFolder
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["ResultsFolderError", "build_report"]
 
-#: Section ids of the page, in order (the browser test checks each of them).
+#: Section ids of a study's page, in order (the browser test checks each of them).
 SECTIONS = ("summary", "data-and-split", "tuning", "results", "saliency", "lines", "physics", "map", "real",
             "provenance")
 TASK_TITLES = {"binary": "Two classes: type 1 vs type 2", "multiclass": "Three classes: type 1, type 2, intermediate"}
-_METHOD_NAMES = {"bh": "openTSNE Barnes-Hut", "fft": "openTSNE FFT"}
 
 
 
@@ -172,8 +174,8 @@ def _saliency_context(metrics: dict, folder: Path, embedding: pd.DataFrame | Non
                 figure_ids[sid] = fig_id
             groups[reason].append({
                 "id": fig_id, "spec_id": sid, "label": class_name(row.get("label", "")),
-                "predicted": class_name(row.get("predicted", "")),
-                "target": class_name(row.get("target_class", row.get("predicted", ""))),
+                "predicted": class_name(row.get("predicted_label", "")),
+                "target": class_name(row.get("target_class", row.get("predicted_label", ""))),
                 "figure": fig, "rel": rel,
             })
     return {
@@ -254,63 +256,6 @@ def _lines_context(metrics: dict, folder: Path) -> dict:
     return ctx
 
 
-def _map_context(metrics: dict, folder: Path, embedding: pd.DataFrame | None, figure_ids: dict[str, str]) -> dict:
-    e = _section(metrics, "embedding")
-    method = e.get("method")
-    ctx: dict[str, Any] = {
-        "knn_accuracy": e.get("knn_accuracy"),
-        "trustworthiness": e.get("trustworthiness"),
-        "perplexity": e.get("perplexity"),
-        "method": _METHOD_NAMES.get(str(method), method),
-        "n": e.get("n"),
-        "figure": _figure(folder, ResultsFolder(folder).figure("tsne"), max_width=900),
-        "data_json": None,
-        "n_points": 0,
-    }
-    if embedding is not None and {"x", "y"} <= set(embedding.columns):
-        df = embedding
-        n = len(df)
-        x = pd.to_numeric(df["x"], errors="coerce").to_numpy(float)
-        y = pd.to_numeric(df["y"], errors="coerce").to_numpy(float)
-        ok = np.isfinite(x) & np.isfinite(y)
-
-        def col(name: str, default: str = "") -> list:
-            if name not in df:
-                return [default] * n
-            return ["" if (v is None or (isinstance(v, float) and math.isnan(v))) else str(v) for v in df[name]]
-
-        def prob(name: str) -> list:
-            if name not in df:
-                return [None] * n
-            vals = pd.to_numeric(df[name], errors="coerce").to_numpy(float)
-            return [round(float(v), 4) if math.isfinite(v) else None for v in vals]
-
-        spec_ids = col("spec_id")
-        data = {
-            "x": [round(float(v), 3) for v in x[ok]],
-            "y": [round(float(v), 3) for v in y[ok]],
-            "id": [s for s, k in zip(spec_ids, ok) if k],
-            "label": [s for s, k in zip(col("label"), ok) if k],
-            "pred": [s for s, k in zip(col("predicted"), ok) if k],
-            "split": [s for s, k in zip(col("split"), ok) if k],
-            "p": {c: [p for p, k in zip(prob(f"p_{c}"), ok) if k] for c in ("type1", "type2", "intermediate")},
-            "mis": [bool(b) for b, k in zip(_as_bool(df["misclassified"]) if "misclassified" in df
-                                            else np.zeros(n, bool), ok) if k],
-            "fig": [figure_ids.get(s) for s, k in zip(spec_ids, ok) if k],
-        }
-        # JSON inside <script>: escape <, >, & so no text can close the element (autoescape does not apply)
-        text = json.dumps(data, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-        text = text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
-        text = text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
-        from markupsafe import Markup
-
-        ctx["data_json"] = Markup(text)
-        ctx["n_points"] = int(ok.sum())
-        ctx["n_mis"] = int(sum(data["mis"]))
-        ctx["n_fig"] = int(sum(f is not None for f in data["fig"]))
-    return ctx
-
-
 def _provenance_context(metrics: dict, folder: Path) -> dict:
     d = _section(metrics, "dataset")
     timings = _section(metrics, "timings_s")
@@ -371,11 +316,14 @@ def build_report(
     Parameters
     ----------
     results_dir : str or Path
-        The folder written by ``agnlens demo --out DIR`` (layout in ``docs/results-layout.md``).
-        Only ``metrics.json`` is required; missing tables or figures are reported as not computed.
+        A results folder (layout in ``docs/results-layout.md``): a study (``agnlens demo --out DIR``,
+        its ``metrics.json``; missing tables or figures are reported as not computed), or explained
+        or classified spectra (``agnlens explain SPECTRA --out DIR``: a ``predictions.csv`` or
+        ``saliency/index.csv``, here or in ``grid-<name>/`` sub-folders).
     max_gallery : int, default 60
-        At most this many saliency figures per group (misclassified, random) are embedded, to keep
-        the page small; the others stay in ``figures/saliency/``.
+        At most this many saliency figures per group (misclassified, random; all the explained
+        spectra of a folder of spectra) are embedded, to keep the page small; the others stay in
+        ``figures/saliency/``.
     output : str or Path, optional
         Where to write the page (default ``results_dir/report.html``).
 
@@ -387,19 +335,23 @@ def build_report(
     Raises
     ------
     ResultsFolderError
-        If ``results_dir`` is not a folder, or its ``metrics.json`` is missing or not a JSON object.
+        If ``results_dir`` is not a folder, holds neither a study nor predictions, or its
+        ``metrics.json`` is not a JSON object.
     """
-    from agnlens import __version__
-    from agnlens.atomic import write_text
     from agnlens.report.physics import physics_context, real_context
+    from agnlens.report.spectra import folder_kind, spectra_page
 
-    folder = Path(results_dir)
+    folder = ResultsFolder(results_dir).root
     if not folder.is_dir():
         raise ResultsFolderError(
-            f"{folder}: not a folder; pass the results folder of `agnlens demo --out DIR`"
+            f"{folder}: not a folder; pass a results folder (of `agnlens demo --out DIR` or `agnlens explain "
+            "SPECTRA --out DIR`)"
         )
     if not isinstance(max_gallery, (int, np.integer)) or max_gallery < 0:
         raise ValueError(f"max_gallery must be a non-negative integer, got {max_gallery!r}")
+    kind = folder_kind(folder)
+    if kind != "study":
+        return _write(folder, "spectra.html", spectra_page(folder, kind, int(max_gallery)), output)
     metrics = _read_metrics(folder)
     dataset = _section(metrics, "dataset")
     simulated = bool(dataset.get("simulated", False))
@@ -414,9 +366,6 @@ def build_report(
     context = {
         "title": "agnlens report" + (" — simulated data" if simulated else ""),
         "simulated": simulated,
-        "generated": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "agnlens_version": __version__,
-        "folder_name": folder.resolve().name,
         "dataset": {
             "n_spectra": dataset.get("n_spectra"),
             "counts": [{"cls": class_name(k), "n": v,
@@ -433,15 +382,28 @@ def build_report(
         "tasks": tasks,
         "saliency": saliency,
         "lines": _lines_context(metrics, folder),
-        "map": _map_context(metrics, folder, embedding, saliency["figure_ids"]),
+        "map": map_context(metrics, folder, embedding, saliency["figure_ids"]),
         "physics": physics_context(metrics, folder),
         "real": real_context(metrics, folder),
         "provenance": _provenance_context(metrics, folder),
-        "css": resources.files("agnlens.report").joinpath("style.css").read_text("utf-8"),
-        "js": resources.files("agnlens.report").joinpath("map.js").read_text("utf-8"),
         "sections": SECTIONS,
     }
-    html = _environment().get_template("template.html").render(**context)
+    return _write(folder, "template.html", context, output)
+
+
+def _write(folder: Path, template: str, context: dict, output: str | Path | None) -> Path:
+    """Render ``template`` with ``context`` (plus what every page has) and write it atomically."""
+    from agnlens import __version__
+    from agnlens.atomic import write_text
+
+    context = context | {
+        "generated": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "agnlens_version": __version__,
+        "folder_name": folder.name,
+        "css": resources.files("agnlens.report").joinpath("style.css").read_text("utf-8"),
+        "js": resources.files("agnlens.report").joinpath("map.js").read_text("utf-8"),
+    }
+    html = _environment().get_template(template).render(**context)
     target = Path(output) if output is not None else ResultsFolder(folder).report
     write_text(target, html)
     logger.debug("report: wrote %s (%s)", target, _human_size(len(html.encode("utf-8"))))

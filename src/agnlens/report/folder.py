@@ -131,7 +131,7 @@ def _read_csv(folder: Path, name: str | Path) -> pd.DataFrame | None:
         logger.info("report: %s not found, section marked as not computed", path)
         return None
     try:
-        return pd.read_csv(path, dtype={"spec_id": str, "label": str, "predicted": str})
+        return pd.read_csv(path, dtype={"spec_id": str, "label": str, "predicted_label": str})
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as exc:
         logger.warning("report: %s could not be read (%s), section marked as not computed", path, exc)
         return None

@@ -3,6 +3,8 @@
  * Reads the points from <script type="application/json" id="map-data"> and draws them as SVG.
  * Hover shows a tooltip (spec_id, true and predicted type, class probabilities); a click on a point
  * with a saliency map shows that figure, which is already embedded in the page (<img id="sal-N">).
+ * Spectra placed on the map of a training sample (data.new) are drawn on top, larger, outlined and
+ * coloured by their predicted class.
  * No network, no libraries; all text is set with textContent (never innerHTML).
  */
 (function () {
@@ -11,7 +13,7 @@
   var COLOURS = { type1: "#0072B2", type2: "#D55E00", intermediate: "#009E73" };
   var OTHER = "#9a9a9a";
   var NAMES = { type1: "type 1", type2: "type 2", intermediate: "intermediate" };
-  var ORDER = ["other", "type2", "type1", "intermediate"]; // intermediates drawn last, on top
+  var ORDER = ["other", "type2", "type1", "intermediate", "new"]; // intermediates, then placed spectra on top
 
   function el(name, attrs, parent) {
     var node = document.createElementNS(SVGNS, name);
@@ -66,26 +68,34 @@
     el("rect", { x: 0, y: 0, width: W, height: H, fill: "#fff" }, svg);
     var radius = n > 2000 ? 2.2 : n > 500 ? 3 : 4;
     var groups = {}, counts = {}, hidden = {};
+    function pointGroup(k) { return data["new"] && data["new"][k] ? "new" : group(data.label[k]); }
     ORDER.forEach(function (g) {
-      groups[g] = el("g", { "class": "pts pts-" + g, fill: g === "other" ? OTHER : COLOURS[g] }, svg);
+      var attrs = g === "new" ? { "class": "pts pts-new", stroke: "#000", "stroke-width": 1.3 } :
+        { "class": "pts pts-" + g, fill: g === "other" ? OTHER : COLOURS[g] };
+      groups[g] = el("g", attrs, svg);
       counts[g] = 0;
     });
     var marks = el("g", { "class": "marks" }, svg);
     for (i = 0; i < n; i++) {
-      var g = group(data.label[i]);
+      var g = pointGroup(i);
       counts[g]++;
-      el("circle", { cx: px[i].toFixed(1), cy: py[i].toFixed(1), r: radius, "data-i": i }, groups[g]);
+      var attrs = { cx: px[i].toFixed(1), cy: py[i].toFixed(1), r: radius, "data-i": i };
+      if (g === "new") {
+        attrs.r = radius + 3;
+        attrs.fill = COLOURS[group(data.pred[i])] || OTHER;
+      }
+      el("circle", attrs, groups[g]);
     }
     for (i = 0; i < n; i++) {
       if (data.fig[i]) {
         el("circle", { cx: px[i].toFixed(1), cy: py[i].toFixed(1), r: radius + 2.5, fill: "none",
-          stroke: "#000", "stroke-width": 0.9, "class": "mark-fig", "data-g": group(data.label[i]) }, marks);
+          stroke: "#000", "stroke-width": 0.9, "class": "mark-fig", "data-g": pointGroup(i) }, marks);
       }
       if (data.mis[i]) {
         var s = radius + 1.5, x0 = px[i], y0 = py[i];
         el("path", { d: "M" + (x0 - s) + " " + (y0 - s) + "L" + (x0 + s) + " " + (y0 + s) + "M" + (x0 - s) + " " +
           (y0 + s) + "L" + (x0 + s) + " " + (y0 - s), stroke: "#000", "stroke-width": 1.2, "class": "mark-mis",
-          "data-g": group(data.label[i]) }, marks);
+          "data-g": pointGroup(i) }, marks);
       }
     }
     var ring = el("circle", { r: radius + 5, fill: "none", stroke: "#111", "stroke-width": 2, visibility: "hidden",
@@ -100,9 +110,11 @@
       button.setAttribute("aria-pressed", "true");
       var swatch = document.createElement("span");
       swatch.className = "swatch";
-      swatch.style.background = g === "other" ? OTHER : COLOURS[g];
+      swatch.style.background = g === "other" || g === "new" ? (g === "new" ? "#fff" : OTHER) : COLOURS[g];
+      if (g === "new") swatch.style.border = "1.5px solid #000";
       button.appendChild(swatch);
-      button.appendChild(document.createTextNode((g === "other" ? "other" : NAMES[g]) + " (" + counts[g] + ")"));
+      var name = g === "other" ? "other" : g === "new" ? "these spectra, by prediction" : NAMES[g];
+      button.appendChild(document.createTextNode(name + " (" + counts[g] + ")"));
       button.addEventListener("click", function () {
         hidden[g] = !hidden[g];
         groups[g].style.display = hidden[g] ? "none" : "";
@@ -128,7 +140,7 @@
     function nearest(evt) {
       var p = toSvg(evt), best = -1, bestD = 64; // within 8 SVG units
       for (var k = 0; k < n; k++) {
-        if (hidden[group(data.label[k])]) continue;
+        if (hidden[pointGroup(k)]) continue;
         var dx = px[k] - p.x, dy = py[k] - p.y, d = dx * dx + dy * dy;
         if (d < bestD) { bestD = d; best = k; }
       }
@@ -138,7 +150,9 @@
     function describe(k) {
       var lines = [];
       lines.push(data.id[k] || "(no id)");
-      var truth = "true: " + className(data.label[k]);
+      var placed = data["new"] && data["new"][k];
+      var truth = placed ? (data.label[k] ? "catalogue: " + className(data.label[k]) : "no catalogue label") :
+        "true: " + className(data.label[k]);
       if (data.pred[k]) truth += " · predicted: " + className(data.pred[k]);
       lines.push(truth);
       var probs = [];

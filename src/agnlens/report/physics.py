@@ -31,8 +31,8 @@ MEASURE_HEADINGS = {
     "baseline_label": "baseline", "baseline_flags": "baseline flags",
 }
 _MAX_ROWS = 120
-_DTYPES = {c: str for c in ("spec_id", "label", "predicted", "subtype", "bpt_class", "baseline_label", "baseline_flags",
-                            "flags", "saliency_figure")}
+_DTYPES = {c: str for c in ("spec_id", "label", "predicted_label", "subtype", "bpt_class", "baseline_label",
+                            "baseline_flags", "flags", "saliency_figure")}
 
 
 def _read(folder: Path, name: str | Path) -> pd.DataFrame | None:
@@ -55,7 +55,7 @@ def _cell(row: dict, col: str) -> str:
         err = row.get(col + "_err")
         text = f"{float(v):,.0f}"
         return text + (f" ± {float(err):,.0f}" if isinstance(err, float) and np.isfinite(err) else "")
-    if col in ("baseline_label", "label", "predicted"):
+    if col in ("baseline_label", "label", "predicted_label"):
         return class_name(v)
     if isinstance(v, (float, np.floating)):
         return fmt(v, 2)
@@ -66,7 +66,7 @@ def _measure_rows(table: pd.DataFrame, first: list[str]) -> dict:
     from agnlens.report.folder import _records
 
     cols = [c for c in first if c in table] + [c for c in MEASURE_HEADINGS if c in table]
-    heads = {"spec_id": "spectrum", "label": "label", "predicted": "SVM", "p_max": "p(SVM)",
+    heads = {"spec_id": "spectrum", "label": "label", "predicted_label": "SVM", "p_max": "p(SVM)",
              "agrees_with_baseline": "agrees"} | MEASURE_HEADINGS
     rows = [[_cell(r, c) for c in cols] for r in _records(table.head(_MAX_ROWS))]
     return {"columns": [heads.get(c, c) for c in cols], "rows": rows, "n": len(table),
@@ -130,7 +130,7 @@ def real_context(metrics: dict, folder: Path) -> dict:
             reasons.append("baseline: " + rec["baseline_flags"].replace(";", ", "))
         if reasons:
             flagged.append({"spec_id": str(rec["spec_id"]), "label": str(rec.get("label", "")),
-                            "predicted": str(rec.get("predicted", "")), "reasons": "; ".join(reasons)})
+                            "predicted": str(rec.get("predicted_label", "")), "reasons": "; ".join(reasons)})
     ctx["flagged"] = flagged
     disagreements = []
     if "saliency_figure" in table:
@@ -138,11 +138,11 @@ def real_context(metrics: dict, folder: Path) -> dict:
             rel = rec.get("saliency_figure")
             if isinstance(rel, str) and rel:
                 disagreements.append({"spec_id": str(rec["spec_id"]), "label": str(rec.get("label", "")),
-                                      "predicted": str(rec.get("predicted", "")),
+                                      "predicted": str(rec.get("predicted_label", "")),
                                       "baseline": str(rec.get("baseline_label", "") or ""),
                                       "subtype": str(rec.get("subtype", "") or ""),
                                       "p": rec.get("p_max"), "figure": _figure(folder, rel, max_width=700)})
     ctx["disagreements"] = disagreements
     ctx["n_explainable"] = int(r.get("n_explainable") or len(disagreements))
-    ctx["measurements"] = _measure_rows(table, ["spec_id", "label", "predicted", "p_max", "agrees_with_baseline"])
+    ctx["measurements"] = _measure_rows(table, ["spec_id", "label", "predicted_label", "p_max", "agrees_with_baseline"])
     return ctx

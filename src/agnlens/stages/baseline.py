@@ -35,9 +35,9 @@ def baseline(
     Returns
     -------
     pandas.DataFrame
-        One row per spectrum: the measurements and ``label`` of
+        One row per spectrum: the measurements and ``predicted_label`` (the rule's class) of
         :meth:`~agnlens.models.baseline.PhysicsBaseline.measure`, ``bpt_class`` after ``flags``,
-        and ``true_label`` second when the spectra carry labels.
+        and the catalogue's ``label`` second when the spectra carry labels.
     """
     from agnlens.models.baseline import PhysicsBaseline, bpt_snr
     from agnlens.models.bpt import bpt_class
@@ -49,5 +49,5 @@ def baseline(
     table.insert(table.columns.get_loc("flags") + 1, "bpt_class", bpt)
     truth = spectra.labels
     if np.any(truth != ""):
-        table.insert(1, "true_label", truth)
+        table.insert(1, "label", truth)
     return table

@@ -119,6 +119,34 @@ def classify_chunk(spectra: SpectrumSet, model, check_redshift: bool = True, gri
     return table
 
 
+def join_measurements(predictions: pd.DataFrame, measured: pd.DataFrame) -> pd.DataFrame:
+    """``predictions`` with the physics baseline's measurements beside each row, matched by ``spec_id``
+    (``agnlens classify --measure``, ``agnlens explain``).
+
+    Parameters
+    ----------
+    predictions : DataFrame
+        ``spec_id`` and ``predicted_label``, one row per classified spectrum.
+    measured : DataFrame
+        :func:`agnlens.models.baseline.measure` of the same spectra (any order; a spectrum missing
+        from it gets NaN / "").
+
+    Returns
+    -------
+    DataFrame
+        ``predictions`` with the measurement columns appended and ``agrees_with_baseline``
+        (nullable boolean: missing where the baseline gives no label).
+    """
+    measured = measured.drop(columns=["agrees_with_baseline"], errors="ignore").drop_duplicates("spec_id")
+    out = predictions.merge(measured, on="spec_id", how="left")
+    pred = out["predicted_label"].astype(str).to_numpy()
+    base = out["baseline_label"].fillna("").astype(str).to_numpy()
+    agree = pd.array(pred == base, dtype="boolean")
+    agree[base == ""] = pd.NA
+    out["agrees_with_baseline"] = agree
+    return out
+
+
 def classify_store(model, store: str | Path, out: str | Path, *, executor: Executor | str | None = None,
                    check_redshift: bool = True) -> Path:
     """:func:`classify` of every spectrum of a store, chunk by chunk on ``executor``; resumable.

@@ -1,5 +1,5 @@
-"""The ``explain`` stage: saliency maps of spectra, the line tables, the applicability of every
-prediction and the figures, written into a results folder.
+"""The ``explain`` stage: saliency maps of spectra, the line tables, the predictions with their
+applicability, their place on a t-SNE map and the figures, written into a results folder.
 
 :func:`explain` works on spectra in memory (what ``agnlens explain`` runs); :func:`explain_store`
 computes the maps of every spectrum of a store chunk by chunk on an executor (survey scale, no
@@ -26,11 +26,6 @@ from agnlens.stages.executor import Executor, as_executor
 
 if TYPE_CHECKING:
     from agnlens.explain.result import Saliency
-
-#: Columns of ``applicability.csv``: the judgement of :func:`agnlens.stages.classify` of each map.
-APPLICABILITY_COLUMNS = ["spec_id", "predicted_label", "applicable", "flags", "z_offset_kms", "z_offset_err_kms",
-                         "grid", "max_kernel", "pca_residual", "mahalanobis", "masked_share"]
-
 
 @dataclass
 class Explanation:
@@ -98,12 +93,16 @@ def explain(
     executor: Executor | None = None,
     max_figures: int = 50,
     panels: bool = False,
+    metadata: dict | None = None,
 ) -> Explanation:
     """Explain ``model``'s decisions on ``spectra`` and write the results into ``folder``.
 
-    Writes ``applicability.csv``, ``saliency/`` (values, wavelength, flux, index),
-    ``line_table.csv``, ``line_contributions.csv`` (Integrated Gradients only), ``centre_wings.csv``
-    (spectra with a broad line only) and the figures: one per spectrum for the first
+    Writes ``predictions.csv`` (the table of :func:`agnlens.stages.classify`, as ``agnlens classify``
+    writes it, with the physics baseline's measurements where the grid reaches Hα),
+    ``saliency/`` (values, wavelength, flux, index), ``line_table.csv``, ``line_contributions.csv``
+    (Integrated Gradients only), ``centre_wings.csv`` (spectra with a broad line only),
+    ``embedding.csv`` (with ``metadata`` of a built-in model: :func:`agnlens.stages.maps.write_map`)
+    and the figures: one per spectrum for the first
     ``max_figures`` (``figures/saliency/<spec_id>.png``, saying so when the prediction is not
     applicable), ``figures/gallery.png``, ``figures/line_table.png`` and
     ``figures/centre_wings.png``.
@@ -126,6 +125,9 @@ def explain(
         Spectra with a figure (0: none).
     panels : bool
         Figures with one panel per class.
+    metadata : dict, optional
+        The model's metadata; a built-in default model's places the spectra on the t-SNE map of
+        its training sample.
 
     Returns
     -------
@@ -134,15 +136,18 @@ def explain(
     from agnlens.atomic import write_csv
     from agnlens.explain.contributions import line_contributions
     from agnlens.explain.linestats import centre_wings, covered_lines, line_table
-    from agnlens.stages.classify import classify
 
     if isinstance(max_figures, bool) or not isinstance(max_figures, (int, np.integer)) or max_figures < 0:
         raise ValueError(f"max_figures must be 0 or more, got {max_figures!r}")
     folder = folder if isinstance(folder, ResultsFolder) else ResultsFolder(folder)
     executor = as_executor(executor)
     widths, both = _widths(spectra)
-    judged = classify(model, spectra, executor=executor, measurements=widths if both else None)
-    write_csv(folder.applicability, judged[APPLICABILITY_COLUMNS], float_format="%.6g")
+    judged = _predictions(model, spectra, executor, widths if both else None)
+    write_csv(folder.predictions, judged, float_format="%.6g")
+    if metadata is not None:
+        from agnlens.stages.maps import write_map
+
+        write_map(folder, metadata, spectra, judged)
     sal = explain_saliency(model, spectra, method=method, target=target, executor=executor)
     sal.save(folder.saliency)
     table = line_table(sal)
@@ -173,6 +178,17 @@ def _widths(spectra: SpectrumSet) -> tuple[pd.DataFrame | None, bool]:
     if not len(spectra) or not covers(wl, HBETA):
         return None, False
     return measure(spectra), covers(wl, HALPHA)
+
+
+def _predictions(model, spectra: SpectrumSet, executor: Executor, measured: pd.DataFrame | None) -> pd.DataFrame:
+    """:func:`agnlens.stages.classify` of ``spectra``, with the physics baseline's measurements
+    ``measured`` (made once, when the grid reaches Hβ and Hα) beside each row, as ``agnlens classify
+    --measure`` puts them."""
+    from agnlens.stages.classify import classify, join_measurements
+
+    if measured is None:
+        return classify(model, spectra, executor=executor)
+    return join_measurements(classify(model, spectra, executor=executor, measurements=measured), measured)
 
 
 def write_saliency_figures(sal, folder: ResultsFolder, rows=None, *, notes=None, progress: bool = False) -> list[str]:
@@ -244,7 +260,7 @@ def explain_chunk(
     -------
     dict
         ``saliency``: float32 array of shape (n_chunk, n_pixels); ``index``: DataFrame with
-        ``spec_id, label, predicted, target_class, p_<class>...``.
+        ``spec_id, label, predicted_label, target_class, p_<class>...``.
     """
     from agnlens.explain.saliency import saliency
 
@@ -253,7 +269,7 @@ def explain_chunk(
         {
             "spec_id": chunk.spec_id,
             "label": chunk.labels,
-            "predicted": np.asarray(sal.predicted).astype(str),
+            "predicted_label": np.asarray(sal.predicted).astype(str),
             "target_class": np.asarray(sal.target).astype(str),
         }
     )
@@ -296,7 +312,7 @@ def explain_store(
     -------
     dict
         ``"saliency"``: ``OUT/saliency.zarr``, a float32 Zarr array of shape (n_spectra, n_pixels)
-        in store order; ``"index"``: ``OUT/index.csv`` (``spec_id, label, predicted,
+        in store order; ``"index"``: ``OUT/index.csv`` (``spec_id, label, predicted_label,
         target_class, p_<class>...``).
     """
     from agnlens.engine import fingerprint
