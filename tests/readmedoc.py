@@ -79,10 +79,11 @@ class Run:
     stderr: str
 
     def explain(self) -> str:
-        return f"`{shlex.join(self.argv)}` exited {self.returncode}\nstdout:\n{self.stdout[-2000:]}\nstderr:\n{self.stderr[-4000:]}"
+        return (f"`{shlex.join(self.argv)}` exited {self.returncode}\n"
+                f"stdout:\n{self.stdout[-2000:]}\nstderr:\n{self.stderr[-4000:]}")
 
 
-def run(argv: list[str], cwd: Path, timeout: float = 540) -> Run:
+def run(argv: list[str], cwd: Path, timeout: float = 1200) -> Run:
     """Run a README command (``.venv/bin/agnlens`` → this environment's ``agnlens``) in ``cwd``."""
     real = [str(AGNLENS) if a == VENV_AGNLENS else a for a in argv]
     env = {**os.environ, "MPLBACKEND": "Agg"}

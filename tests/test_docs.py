@@ -11,10 +11,10 @@
 from __future__ import annotations
 
 import ast
-import os
 import html as htmlmod
 import importlib.util
 import json
+import os
 import re
 import subprocess
 import sys
@@ -22,12 +22,14 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
 import readmedoc
 from readmedoc import README, ROOT
 
 DOCS = ROOT / "docs"
 GENERATED = ("auto_examples", "generated", "_build")
+#: The README's commands run the real thing: the demo's full study (~80 s alone on 2 cores, 5-6 min
+#: on 2 cores shared with a dozen processes) and, on a fresh cache, the build of the default models.
+COMMAND_TIMEOUT = 1500
 
 
 def _pages() -> list[Path]:
@@ -152,6 +154,7 @@ DEMO_FIGURE_SECTIONS = ("tuning", "results", "saliency", "lines", "physics", "ma
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(COMMAND_TIMEOUT)
 def test_quick_start_demo_writes_the_complete_report(readme_demo):
     from agnlens.report import SECTIONS
 
@@ -170,6 +173,7 @@ def test_quick_start_demo_writes_the_complete_report(readme_demo):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(COMMAND_TIMEOUT)
 def test_readme_simulated_scores_are_the_demos(readme_demo):
     cwd, run = readme_demo
     assert run.returncode == 0, run.explain()
@@ -193,6 +197,8 @@ def _run_of(runs, verb: str) -> readmedoc.Run:
     return next(r for r in runs if r.argv[1] == verb)
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(COMMAND_TIMEOUT)
 def test_own_spectra_classify_and_explain(own_spectra):
     cwd, runs = own_spectra
     assert [r.argv[1] for r in runs] == ["classify", "explain", "report"]
@@ -207,6 +213,8 @@ def test_own_spectra_classify_and_explain(own_spectra):
     assert len(list(out.rglob("*.png"))) >= len(labels), "one figure per spectrum"
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(COMMAND_TIMEOUT)
 @pytest.mark.xfail(strict=True, reason="`agnlens report` on an explain folder lands with the report branch "
                    "(issue 21 item 2); remove this marker when it is merged")
 def test_own_spectra_report_shows_these_spectra(own_spectra):
@@ -222,6 +230,8 @@ def test_own_spectra_report_shows_these_spectra(own_spectra):
     assert len(re.findall(r'<img[^>]+src="data:image/', page)) >= len(labels) + 1
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(COMMAND_TIMEOUT)
 def test_readme_real_counts_are_what_classify_gives(own_spectra):
     """The README's sentence on the real spectra in tests/data, checked against its command."""
     cwd, runs = own_spectra
@@ -254,7 +264,8 @@ def test_gallery_example_imports_only_installed_modules(example):
     (none from a helper file beside it)."""
     tree = ast.parse(example.read_text("utf-8"))
     names = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
-    names |= {n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module and not n.level}
+    names |= {n.module.split(".")[0] for n in ast.walk(tree)
+              if isinstance(n, ast.ImportFrom) and n.module and not n.level}
     local = {p.stem for p in example.parent.glob("*.py")}
     assert not names & local, f"imports a file beside it: {names & local}"
     missing = sorted(n for n in names if importlib.util.find_spec(n) is None)
