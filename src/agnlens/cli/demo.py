@@ -25,7 +25,7 @@ def add_parser(sub) -> None:
         "SIMULATED.",
         epilog="example:\n  agnlens demo --out demo-out && xdg-open demo-out/report.html\n"
         "  agnlens demo --out small --n 600 --seed 3 --grid balmer\n"
-        "  agnlens demo --out demo-out --real ../shared/data/sdss/spectra --labels ../shared/data/sdss/labels.csv",
+        "  agnlens demo --out demo-out --real tests/data/sdss/spectra --labels tests/data/sdss/labels.csv",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--out", default="demo-out", metavar="DIR", help="results folder (default demo-out)")

@@ -17,7 +17,7 @@ def add_parser(sub) -> None:
         "parallel workers, resumable (files present and valid are skipped), retries, every file "
         "verified to open. Exit status 0 when all are present, 1 when some failed.",
         epilog="example, the reference study's intermediate Seyferts:\n"
-        "  agnlens download ../shared/data/catalogs/peruzzi_intermediate_seyferts.csv --out spectra/\n"
+        "  agnlens download src/agnlens/data/catalogs/peruzzi_intermediate_seyferts.csv --out spectra/\n"
         "example, the reference study's whole real sample (type 1 quasars from the SkyServer, the\n"
         "Peruzzi type 2 and intermediate lists), then training on it:\n"
         "  agnlens download --sample peruzzi2021 --out peruzzi/\n"

@@ -16,7 +16,7 @@ def add_parser(sub) -> None:
         "Dn4000, broad FWHMs and line ratios (KS, Wasserstein). Writes realism.json and realism.png "
         "into DIR. Rejected inputs are named on stderr (exit status 1).",
         epilog="example, the real spectra shipped for the tests:\n"
-        "  agnlens realism ../shared/data/sdss/spectra --labels ../shared/data/sdss/labels.csv --out realism/",
+        "  agnlens realism tests/data/sdss/spectra --labels tests/data/sdss/labels.csv --out realism/",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("inputs", nargs="+", metavar="REAL", help="real spectra: FITS files, directories, globs or a store")
