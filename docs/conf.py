@@ -14,8 +14,6 @@ import agnlens
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE / "_ext"))
-# the examples keep the one place that says where the tutorial's spectra come from
-sys.path.insert(0, str(HERE / "examples"))
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 project = "agnlens"
@@ -91,7 +89,6 @@ sphinx_gallery_conf = {
     "examples_dirs": "examples",
     "gallery_dirs": "auto_examples",
     "filename_pattern": r"/plot_",
-    "ignore_pattern": r"tutorial_data\.py",
     "within_subsection_order": "FileNameSortKey",
     "abort_on_example_error": True,
     "only_warn_on_example_error": False,

@@ -14,3 +14,14 @@ def real_labels():
     import pandas as pd
 
     return pd.read_csv(realdata.LABELS, dtype={"spec_id": str})
+
+
+@pytest.fixture(scope="session")
+def readme_demo(tmp_path_factory):
+    """The README's quick start run once per session, exactly as written (see :mod:`readmedoc`):
+    ``agnlens demo --out demo-out`` in a fresh working directory. Returns ``(cwd, run)``; the
+    results folder is ``cwd / "demo-out"``. Any test that needs the full study's output reuses it."""
+    import readmedoc
+
+    cwd = tmp_path_factory.mktemp("readme-quick-start")
+    return cwd, readmedoc.run(readmedoc.quick_start_demo(), cwd)

@@ -1,6 +1,6 @@
 """The line list: emission and absorption features, Fe II bands and continuum windows.
 
-Wavelengths are vacuum Å, as SDSS uses (see ``shared/DOMAIN.md``). Used by preprocessing (the
+Wavelengths are vacuum Å, as SDSS uses. Used by preprocessing (the
 normalisation window), the simulator, the line-level explanations and the figures.
 """
 

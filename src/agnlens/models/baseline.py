@@ -118,7 +118,7 @@ class PhysicsBaseline(ClassifierMixin, BaseEstimator):
         Measured on the simulated reference sample (3,346 spectra, ``paper`` grid): the quasar
         mapping is right for 83.8 % of the spectra, the Seyfert mapping for 77.8 % (the simulated
         type 1 have R spread over 0.3–4: 394 of 680 are 1.2–1.5 by R); on the 78 real type 1 of
-        ``shared/data/sdss`` (``balmer`` grid) 73 against 36 keep the label type 1. The subtype
+        the reference sample (``balmer`` grid; docs/results.md) 73 against 36 keep the label type 1. The subtype
         column always says which it is.
     instrumental_sigma : float, default 69
         Instrumental Gaussian σ (km/s) removed in quadrature from the fitted widths (SDSS).

@@ -41,7 +41,7 @@ _K = dict(zip(_NAMES, cardelli(np.array(list(NARROW_LINES.values())))))
 _K_HB_HA = _K["Hbeta"] - _K["Halpha"]  # 1.07 for Cardelli R_V = 3.1
 
 #: The intermediate catalogue (scripts/catalogue_line_stats.py on
-#: ../shared/data/catalogs/peruzzi_intermediate_seyferts.csv, 521 Seyferts): mean and covariance of
+#: agnlens/data/catalogs/peruzzi_intermediate_seyferts.csv, 521 Seyferts): mean and covariance of
 #: log10 ([O III] 5008/Hβn, Hαn/Hβn, [N II] 6585/Hαn), all as observed (reddened).
 CATALOGUE_MEAN = np.array([0.601, 0.635, -0.132])
 CATALOGUE_COV = np.array([[0.0924, -0.0001, 0.0089], [-0.0001, 0.0095, 0.0005], [0.0089, 0.0005, 0.0413]])

@@ -2,9 +2,9 @@
 
 Notation: ``U(a, b)`` uniform, ``N(m, s)`` normal, ``LN10(m, s)`` = 10**N(m, s), ``Exp(m)``
 exponential of mean m. "Catalogue" is the intermediate-Seyfert catalogue of the reference study
-(``../shared/data/catalogs/peruzzi_intermediate_seyferts.csv``, 521 objects; its statistics are
+(``agnlens/data/catalogs/peruzzi_intermediate_seyferts.csv``, 521 objects; its statistics are
 printed by ``scripts/catalogue_line_stats.py`` and copied here). Nothing here is fitted to the
-labelled real spectra of ``../shared/data/sdss``.
+labelled real spectra of the project's reference sample (docs/results.md).
 
 Equivalent widths (EW, Å) of the nuclear lines are measured against the AGN continuum at 5100 Å
 (as quasar catalogues do); narrow lines of Seyferts (types 2 and intermediate) against the total
