@@ -51,7 +51,7 @@ OOD_QUANTILE = 0.998
 OOD_MARGIN = 1.25
 
 #: Flag codes, in the order they are listed in ``flags``.
-FLAG_CODES = ("kernel-collapse", "out-of-distribution", "not-agn", "redshift-offset", "low-coverage")
+FLAG_CODES = ("kernel-collapse", "out-of-distribution", "not-agn", "redshift-offset", "low-coverage", "uncertain")
 
 
 @dataclass
