@@ -179,9 +179,10 @@ def balmer_model():
 
 def test_star_forming_galaxies_are_flagged_not_agn_and_real_agn_are_not(balmer_model):
     """The in-repository real spectra (tests/data): the star-forming control 0266-51602-0107 (SDSS
-    GALAXY, BPT star-forming, no broad line) is flagged ``not-agn``; no spectrum labelled type 1,
-    type 2, intermediate or ambiguous is. Without the physics check (or on a grid without Hα) the
-    check says it is unavailable."""
+    GALAXY, BPT star-forming, no broad line) and the passive control 0266-51602-0013 (Balmer
+    absorption, no emission line) are flagged ``not-agn``, each with its reason; no spectrum
+    labelled type 1, type 2, intermediate or ambiguous is. Without the physics check (or on a grid
+    without Hα) the check says it is unavailable."""
     from agnlens.ingest import read_inputs
 
     from realdata import LABELS, SPECTRA
@@ -189,9 +190,11 @@ def test_star_forming_galaxies_are_flagged_not_agn_and_real_agn_are_not(balmer_m
     spectra, _ = read_inputs([SPECTRA], grid="balmer", labels=LABELS)
     table = classify(balmer_model, spectra, check_redshift=False)
     flagged = table["flags"].str.contains("not-agn", regex=False)
-    assert set(table.loc[flagged, "spec_id"]) == {"0266-51602-0107"}
+    assert set(table.loc[flagged, "spec_id"]) == {"0266-51602-0107", "0266-51602-0013"}
     assert not table.loc[flagged, "applicable"].any()
-    assert (table.loc[flagged, "agn_check"] == "star-forming, no broad line").all()
+    why = dict(zip(table["spec_id"], table["agn_check"]))
+    assert why["0266-51602-0107"] == "star-forming, no broad line"
+    assert why["0266-51602-0013"] == "no broad line, weak [O III]"
     assert table["predicted_label"].notna().all()  # flagged predictions are still written
     agn = np.isin(table["label"], ["type1", "type2", "intermediate", "ambiguous"])
     assert agn.sum() >= 15 and not flagged[agn].any()
@@ -201,8 +204,10 @@ def test_star_forming_galaxies_are_flagged_not_agn_and_real_agn_are_not(balmer_m
 
 @needs_full_set
 def test_on_the_full_real_sample_only_non_agn_are_flagged_not_agn():
-    """The 95 shared spectra: the starburst 1176-52791-0591 of issue 12 is flagged, and the check costs
-    nothing on the real AGN (every flagged spectrum is labelled non-agn)."""
+    """The 95 shared spectra: the starburst 1176-52791-0591 of issue 12 and the galaxies with no AGN
+    line (passive 0266-51602-0013 and 0403-51871-0462, composite 0266-51602-0638 with [O III]
+    undetected) are flagged, and the check costs nothing on the real AGN (every flagged spectrum is
+    labelled non-agn; no spectrum labelled type 1, type 2 or intermediate is flagged)."""
     from agnlens.ingest import read_inputs
     from agnlens.models.applicability import not_agn
     from agnlens.models.baseline import measure
@@ -212,17 +217,22 @@ def test_on_the_full_real_sample_only_non_agn_are_flagged_not_agn():
     spectra, _ = read_inputs([FULL_SPECTRA], grid="balmer", labels=FULL_LABELS)
     flagged = not_agn(measure(spectra))
     ids = np.asarray(spectra.spec_id)
-    assert "1176-52791-0591" in set(ids[flagged])
+    assert {"1176-52791-0591", "0266-51602-0013", "0403-51871-0462", "0266-51602-0638"} <= set(ids[flagged])
     assert set(spectra.labels[flagged]) == {"non-agn"}
-    assert (np.isin(spectra.labels, ["type1", "type2", "intermediate"]) & ~flagged).sum() == 83
+    agn = np.isin(spectra.labels, ["type1", "type2", "intermediate"])
+    assert agn.sum() >= 80 and not (agn & flagged).any()
 
 
 def test_simulated_agn_are_not_flagged_not_agn():
-    """Simulated AGN on the balmer grid: ≤ 1 % flagged ``not-agn``. Type 2 and intermediates only —
-    the ones with weak or no broad lines, which the check could take for star-forming galaxies (a
-    type 1's broad lines rule it out); ~60 ms of line fits each."""
+    """Simulated AGN on the balmer grid: ≤ 2 % flagged ``not-agn`` (the issue's gate for all flags
+    together). Type 2 and intermediates only — the ones with weak or no broad lines, which the check
+    could take for star-forming or passive galaxies (a type 1's broad lines rule it out); ~60 ms of
+    line fits each. The few flagged are the simulator's own AGN drawn with [O III] EW ≲ 3 Å: they
+    show no AGN line, so the flag is right about the spectrum."""
     from agnlens.models.applicability import not_agn
     from agnlens.models.baseline import measure
 
-    spectra = simulate_set(200, seed=8, grid="balmer", counts={"type2": 150, "intermediate": 50})
-    assert not_agn(measure(spectra)).mean() <= 0.01
+    spectra = simulate_set(400, seed=8, grid="balmer", counts={"type2": 300, "intermediate": 100})
+    flagged = not_agn(measure(spectra))
+    assert flagged.mean() <= 0.02
+    assert (spectra.meta["oiii_ew"].to_numpy()[flagged] < 5).all()

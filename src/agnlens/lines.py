@@ -71,6 +71,11 @@ BANDS: tuple[Band, ...] = (
     Band("cont_6200", 6180.0, 6240.0, "continuum"),
 )
 
+#: Rest-frame windows (Å) of the lines a type is read from: broad Hβ and broad Hα with their
+#: narrow components and [N II] (±~3,500 km/s). A spectrum whose grid covers one of them but whose
+#: pixels there are mostly filled in cannot show what decides its type.
+KEY_LINE_WINDOWS: dict[str, tuple[float, float]] = {"Hβ": (4800.0, 4920.0), "Hα": (6500.0, 6630.0)}
+
 #: Rest-frame window (Å) whose median flux normalises every spectrum ("the flux at 5100 Å").
 NORM_WINDOW = (5075.0, 5125.0)
 

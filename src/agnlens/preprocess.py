@@ -94,13 +94,7 @@ def resample(
     if good is None:
         good = (ivar > 0) & np.isfinite(flux)
     good = np.asarray(good, dtype=bool) & np.isfinite(flux) & np.isfinite(ivar)
-    e_in = pixel_edges(wavelength)
-    e_out = pixel_edges(new_wavelength)
-    lo, hi = e_out[:-1], e_out[1:]
-
-    # Input pixels overlapping output pixel j run from first[j] to last[j] (inclusive).
-    first = np.clip(np.searchsorted(e_in, lo, side="right") - 1, 0, wavelength.size - 1)
-    last = np.clip(np.searchsorted(e_in, hi, side="left") - 1, 0, wavelength.size - 1)
+    e_in, lo, hi, first, last = _overlaps(wavelength, new_wavelength)
     n_overlap = int(np.max(last - first)) + 1 if last.size else 0
 
     f_clean = np.where(good, flux, 0.0)
@@ -125,6 +119,74 @@ def resample(
         out_ivar = np.where(covered & (out_var > 0), 1.0 / out_var, 0.0)
     coverage = weight_sum / (hi - lo)
     return out_flux, out_ivar, coverage
+
+
+def _overlaps(wavelength: np.ndarray, new_wavelength: np.ndarray):
+    """Input edges, output pixel edges (lo, hi) and the first and last input pixel overlapping each
+    output pixel (inclusive)."""
+    e_in = pixel_edges(wavelength)
+    e_out = pixel_edges(new_wavelength)
+    lo, hi = e_out[:-1], e_out[1:]
+    first = np.clip(np.searchsorted(e_in, lo, side="right") - 1, 0, wavelength.size - 1)
+    last = np.clip(np.searchsorted(e_in, hi, side="left") - 1, 0, wavelength.size - 1)
+    return e_in, lo, hi, first, last
+
+
+def neighbour_correlation(
+    wavelength: np.ndarray,
+    ivar: np.ndarray,
+    new_wavelength: np.ndarray,
+    good: np.ndarray,
+) -> float:
+    """The median correlation of the noise of neighbouring output pixels of :func:`resample`.
+
+    Two neighbouring output pixels share the input pixel that straddles their common edge, so
+    their noise is correlated: on a grid as fine as SDSS's pixels (``balmer``) each output pixel is
+    two input pixels split at a fixed phase ``a`` and the correlation is
+    ``a(1−a)/(a² + (1−a)²)``, up to 0.5. The variance of a sum over many pixels (a probability's
+    response to the noise, :mod:`agnlens.explain.uncertainty`) is up to twice what the per-pixel
+    ``ivar`` alone says. Pixels further apart share no input pixel when the output pixels are at
+    least as wide as the input ones (true of the built-in grids for SDSS spectra).
+
+    Parameters
+    ----------
+    wavelength, ivar, good : ndarray of shape (n_in,)
+        As given to :func:`resample` (rest frame).
+    new_wavelength : ndarray of shape (n_out,)
+
+    Returns
+    -------
+    float
+        The median over neighbouring pairs that share a good input pixel; 0 when none does.
+    """
+    wavelength = np.asarray(wavelength, dtype=np.float64)
+    ivar = np.asarray(ivar, dtype=np.float64)
+    good = np.asarray(good, dtype=bool) & np.isfinite(ivar) & (ivar > 0)
+    e_in, lo, hi, first, last = _overlaps(wavelength, np.asarray(new_wavelength, dtype=np.float64))
+    var = np.where(good, 1.0 / np.where(good, ivar, 1.0), 0.0)
+
+    def weights(j_lo, j_hi, i):  # overlap of output pixels [j_lo, j_hi] with input pixel i, if good
+        w = np.clip(np.minimum(j_hi, e_in[i + 1]) - np.maximum(j_lo, e_in[i]), 0.0, None)
+        return np.where(good[i], w, 0.0)
+
+    # the output variance of every pixel, as resample computes it
+    out_w = np.zeros(lo.size)
+    out_v = np.zeros(lo.size)
+    for k in range(int(np.max(last - first)) + 1 if last.size else 0):
+        i = np.minimum(first + k, wavelength.size - 1)
+        w = np.where((first + k) <= last, weights(lo, hi, i), 0.0)
+        out_w += w
+        out_v += w * w * var[i]
+    shared = last[:-1]
+    pair = (shared == first[1:]) & (out_w[:-1] > 0) & (out_w[1:] > 0)
+    if not np.any(pair):
+        return 0.0
+    j = np.flatnonzero(pair)
+    i = shared[j]
+    cov = weights(lo[j], hi[j], i) * weights(lo[j + 1], hi[j + 1], i) * var[i] / (out_w[j] * out_w[j + 1])
+    sd = np.sqrt(out_v[j] * out_v[j + 1]) / (out_w[j] * out_w[j + 1])
+    rho = np.divide(cov, sd, out=np.zeros(j.size), where=sd > 0)
+    return float(np.median(rho))
 
 
 def normalise(
@@ -166,7 +228,8 @@ def preprocess_one(
         On ``grid`` (``.grid`` set, rest frame): ``flux``, ``ivar`` of shape (n_pixels,) normalised,
         bad pixels linearly interpolated from their neighbours with ivar 0; ``mask`` True where bad
         or uncovered; ``meta`` the spectrum's metadata plus ``snr`` (median flux·√ivar over good
-        pixels), ``norm_flux`` and ``bad_fraction``.
+        pixels), ``norm_flux``, ``bad_fraction`` and ``pixel_corr`` (the noise correlation of
+        neighbouring pixels, :func:`neighbour_correlation`).
 
     Raises
     ------
@@ -206,6 +269,7 @@ def preprocess_one(
     meta["snr"] = float(np.median(flux[good] * np.sqrt(ivar[good])))
     meta["norm_flux"] = scale
     meta["bad_fraction"] = float(bad_fraction)
+    meta["pixel_corr"] = neighbour_correlation(rest.wavelength, rest.ivar, grid.wavelength, rest.good)
     return Spectrum(grid.wavelength, flux, ivar, ~good, meta, frame="rest", grid=grid)
 
 

@@ -27,10 +27,14 @@ def add_parser(sub) -> None:
         "the training spectra; not-agn — no broad line and star-forming on the BPT diagram (Kauffmann "
         "et al. 2003, every line at S/N ≥ 3; needs Hα): the models only know AGN; redshift-offset — "
         "the narrow lines sit more than 500 km/s from the "
-        "redshift; low-coverage — over 10% of the grid masked), z_offset_kms (narrow-line velocity "
-        "offset) and grid (every column and its unit: the documentation's Output columns page). Flagged "
-        "predictions are written, never dropped. Rejected inputs are named on stderr (exit status 1), the rest "
-        "are classified.",
+        "redshift; low-coverage — over 10% of the grid masked; key-line-masked — over 30% of the Hβ or Hα "
+        "window filled in; uncertain — the two most probable classes are within 2 standard errors of each "
+        "other), p_<class>_err (the standard error of each probability from the spectrum's own noise, by the "
+        "delta method through the preprocessing), z_offset_kms (narrow-line velocity offset) and grid (every "
+        "column and its unit: the documentation's Output columns page). Flagged predictions are written, never "
+        "dropped. Rejected inputs are named on stderr (exit status 1), the rest are classified. The "
+        "probabilities are calibrated on SIMULATED spectra; their errors say how far the noise moves them, "
+        "not how well calibrated they are.",
         epilog="examples:\n  agnlens classify spectra/*.fits --out results.csv\n"
         "  agnlens classify spectra/ --refine-z --out results.csv\n"
         "  agnlens classify --model multiclass.skops my.zarr --out results.csv",
@@ -49,6 +53,11 @@ def add_parser(sub) -> None:
     p.add_argument("--measure", action="store_true", help="add the physics baseline's measurements beside each "
                    "prediction (broad FWHM of Hβ/Hα, line ratios, BPT class, subtype, baseline label, "
                    "agrees_with_baseline); FITS inputs are measured on the balmer grid")
+    p.add_argument("--mc", type=int, default=0, metavar="N",
+                   help="FITS inputs: also the Monte-Carlo standard error of every probability "
+                   "(p_<class>_mc_err): each file read again, its pixels drawn N times from their "
+                   "inverse variance and sent through the whole preprocessing (N predictions per "
+                   "spectrum; 100 is plenty; default 0: off)")
     add_model_sha256_argument(p)
     add_scheduler_argument(p)
     p.set_defaults(run=run)
@@ -80,6 +89,10 @@ def run(args) -> int:
         from agnlens.errors import UsageError
 
         raise UsageError("--refine-z needs the redshift check; drop --no-redshift-check")
+    if args.mc < 0 or args.mc == 1:
+        from agnlens.errors import UsageError
+
+        raise UsageError(f"--mc takes 0 (off) or a number of draws ≥ 2, got {args.mc}")
     args.inputs = unique_inputs("classify", args.inputs)
     out = check_output(args.out, [*args.inputs, args.labels, None if args.model == "default" else args.model])
     stores = [p for p in args.inputs if is_store(p)]
@@ -101,11 +114,11 @@ def run(args) -> int:
         # survey scale: chunk by chunk on the scheduler, resumably, into a work folder beside OUT
         work = out.parent / f".{out.name[:100]}.{Path(store).name[:100]}.work"
         tables.append(read_predictions(classify_store(model, store, work, executor=executor,
-                                                      check_redshift=args.check_redshift)))
+                                                      check_redshift=args.check_redshift, mc_draws=args.mc)))
         shutil.rmtree(work)
     if files:
         table, bad = classify_files(models, files, labels=args.labels, refine_z=args.refine_z,
-                                    check_redshift=args.check_redshift)
+                                    check_redshift=args.check_redshift, mc_draws=args.mc)
         rejected.extend(bad)
         tables.append(table)
     table = pd.concat(tables, ignore_index=True)
@@ -120,6 +133,9 @@ def run(args) -> int:
     counts = table["predicted_label"].value_counts().to_dict()
     n_flagged = int((~table["applicable"].astype(bool)).sum()) if "applicable" in table else 0
     grids = table["grid"].value_counts().to_dict() if "grid" in table else {}
+    flags = table["flags"].fillna("").astype(str).str.split(";").explode() if "flags" in table else pd.Series([])
+    by_flag = flags[flags != ""].value_counts().to_dict()
     print(f"classified {len(table)} spectra ({counts}; grids {grids}); {n_flagged} not applicable "
-          f"(see the flags column); {len(rejected)} rejected; wrote {out}")
+          f"{by_flag or ''} (see the flags column); {len(rejected)} rejected; wrote {out}")
+    print("probabilities are calibrated on SIMULATED spectra; p_<class>_err is the noise of each spectrum")
     return 1 if rejected else 0

@@ -13,13 +13,18 @@ Three checks, each from what the model and its training set leave behind:
   Models saved without it (older files) fall back to the distance to the nearest support vector,
   or report the check as unavailable.
 * **coverage** — the share of the grid that was masked (uncovered or bad pixels, filled in by
-  interpolation before the model saw them).
+  interpolation before the model saw them), over the whole grid (``low-coverage``) and over the
+  window of each key line the grid covers, Hβ and Hα (``key-line-masked``, more than 30 %).
+* **noise** — ``uncertain``: the two most probable classes are within two standard errors of each
+  other (:mod:`agnlens.explain.uncertainty`, passed in by the classify stage).
 * **not an AGN** — every default model assumes its input is an AGN (type 1, type 2 or
   intermediate). Where the physics baseline (:func:`agnlens.models.baseline.measure`) finds no broad
   Balmer line (Winkler subtype 2) and narrow lines that lie on the star-forming side of the
   Kauffmann et al. 2003 curve of the BPT diagram, each of the four lines measured at S/N ≥ 3
   (:func:`agnlens.models.bpt.bpt_class`), the spectrum is a star-forming galaxy: outside the
-  model's domain whatever class it is given. Needs Hα ([N II]/Hα), so only on grids that reach it;
+  model's domain whatever class it is given. With no broad line and [O III] 5008 weaker than
+  3 Å of equivalent width or below S/N 3, it shows no AGN line at all (a passive or retired
+  galaxy): ``not-agn`` too, with the reason in ``agn_check`` (:func:`agn_evidence`). Needs Hα ([N II]/Hα), so only on grids that reach it;
   composites (between the Kauffmann and Kewley curves) are not flagged, they may host an AGN.
 
 The redshift check, which needs the spectrum's own lines, lives in :mod:`agnlens.redshift`.
@@ -46,20 +51,27 @@ KERNEL_COLLAPSE = 0.02
 INTERCEPT_SHARE_COLLAPSE = 0.999
 #: More than this share of masked (filled-in) pixels on the grid makes a prediction not applicable.
 MAX_MASKED_SHARE = 0.1
+#: More than this share of a key line's window (:data:`agnlens.lines.KEY_LINE_WINDOWS`) masked or
+#: filled in flags ``key-line-masked``: what decides the type was interpolated, not observed.
+MAX_KEY_LINE_MASKED = 0.3
 #: Quantile of the held-out validation scores used as each out-of-distribution threshold.
 OOD_QUANTILE = 0.998
 #: Thresholds are this factor above that quantile (margin for the finite validation sample).
 OOD_MARGIN = 1.25
 
 #: Flag codes, in the order they are listed in ``flags``.
-FLAG_CODES = ("kernel-collapse", "out-of-distribution", "not-agn", "redshift-offset", "low-coverage")
+FLAG_CODES = ("kernel-collapse", "out-of-distribution", "not-agn", "redshift-offset", "low-coverage",
+              "key-line-masked", "uncertain")
 #: What each flag code means, in a sentence (the report shows it beside the flagged prediction).
 FLAG_MEANINGS = {
     "kernel-collapse": "so far from every support vector that the output is the model's constant prior",
     "out-of-distribution": "unlike the training spectra",
-    "not-agn": "no broad line and star-forming on the BPT diagram: the models only know AGN",
+    "not-agn": "no broad line, and star-forming on the BPT diagram or no AGN line at all ([O III] EW < 3 Å "
+               "or S/N < 3): the models only know AGN",
     "redshift-offset": "the narrow lines sit more than 500 km/s from the catalogue redshift",
     "low-coverage": "over 10 % of the grid masked",
+    "key-line-masked": "over 30 % of the Hβ or Hα window filled in: the line that decides the type was not observed",
+    "uncertain": "the two most probable classes are within 2 standard errors (p_<class>_err) of each other",
 }
 
 
@@ -133,25 +145,53 @@ def intercept_share(model, X) -> np.ndarray:
     return share.min(axis=1)
 
 
-def not_agn(measurements: pd.DataFrame) -> np.ndarray:
-    """Spectra that the physics says are no AGN: star-forming on the BPT diagram, no broad line.
+#: With no broad line, [O III] 5008 weaker than this equivalent width (Å) ...
+MIN_OIII_EW = 3.0
+#: ... or measured below this S/N is no evidence of an AGN (``not-agn``, ``no AGN line``).
+MIN_OIII_SNR = 3.0
+#: ``agn_check`` reasons that flag ``not-agn``.
+NOT_AGN_REASONS = ("star-forming, no broad line", "no broad line, weak [O III]")
+
+
+def agn_evidence(measurements: pd.DataFrame) -> np.ndarray:
+    """Why the physics says a spectrum is no AGN, or ``"agn or unclear"``.
 
     Parameters
     ----------
     measurements : DataFrame
         From :func:`agnlens.models.baseline.measure`: ``bpt_class`` (given only when all four lines
-        have S/N ≥ :data:`agnlens.models.bpt.MIN_BPT_SNR`) and ``subtype``.
+        have S/N ≥ :data:`agnlens.models.bpt.MIN_BPT_SNR`), ``subtype``, ``oiii_ew``, ``oiii_snr``.
 
     Returns
     -------
-    ndarray of bool, shape (n_spectra,)
-        ``bpt_class == "star-forming"`` and Winkler subtype 2 (no broad Balmer line).
+    ndarray of str, shape (n_spectra,)
+        ``"star-forming, no broad line"`` (BPT star-forming and Winkler subtype 2),
+        ``"no broad line, weak [O III]"`` (subtype 2 and [O III] 5008 with EW < :data:`MIN_OIII_EW` Å
+        or S/N < :data:`MIN_OIII_SNR`: a passive or retired galaxy, or one whose AGN, if any,
+        shows no line the models read), else ``"agn or unclear"``.
     """
     from agnlens.classes import SUBTYPES
 
     bpt = measurements["bpt_class"].fillna("").astype(str).to_numpy()
-    subtype = measurements["subtype"].fillna("").astype(str).to_numpy()
-    return (bpt == "star-forming") & (subtype == SUBTYPES[-1])
+    no_broad = measurements["subtype"].fillna("").astype(str).to_numpy() == SUBTYPES[-1]
+    ew = pd.to_numeric(measurements.get("oiii_ew", np.nan), errors="coerce")
+    snr = pd.to_numeric(measurements.get("oiii_snr", np.nan), errors="coerce")
+    weak = np.asarray((ew < MIN_OIII_EW) | (snr < MIN_OIII_SNR), dtype=bool).reshape(-1)
+    weak = np.broadcast_to(weak, no_broad.shape)
+    out = np.full(no_broad.shape, "agn or unclear", dtype=object)
+    out[no_broad & weak] = NOT_AGN_REASONS[1]
+    out[no_broad & (bpt == "star-forming")] = NOT_AGN_REASONS[0]
+    return out
+
+
+def not_agn(measurements: pd.DataFrame) -> np.ndarray:
+    """Spectra that the physics says are no AGN (:func:`agn_evidence` gives a reason).
+
+    Returns
+    -------
+    ndarray of bool, shape (n_spectra,)
+    """
+    return np.isin(agn_evidence(measurements), NOT_AGN_REASONS)
 
 
 def support_vector_domain(model) -> float:
@@ -202,18 +242,18 @@ def applicability(model, spectra, *, extra_flags=None, measurements: pd.DataFram
         how = "unavailable"
     masked = np.asarray(spectra.mask, dtype=bool).mean(axis=1) if n else np.empty(0)
     low_cov = masked > MAX_MASKED_SHARE
+    key_masked = key_line_masked(spectra)
     agn_check = np.full(n, "unavailable", dtype=object)
     if measurements is not None and n:
         measured = measurements.drop_duplicates("spec_id").set_index("spec_id").reindex(spectra.spec_id)
         known = measured["nii_ha"].notna().to_numpy()  # NaN: Hα not covered or not fitted
-        agn_check[known] = "agn or unclear"
-        agn_check[known & not_agn(measured.reset_index())] = "star-forming, no broad line"
-    no_agn = agn_check == "star-forming, no broad line"
+        agn_check[known] = agn_evidence(measured.reset_index())[known]
+    no_agn = np.isin(agn_check, NOT_AGN_REASONS)
     extra = list(extra_flags) if extra_flags is not None else [()] * n
     flags = []
     for i in range(n):
         checks = (("kernel-collapse", collapse[i]), ("out-of-distribution", ood[i]), ("not-agn", no_agn[i]),
-                  ("low-coverage", low_cov[i]))
+                  ("low-coverage", low_cov[i]), ("key-line-masked", key_masked[i] > MAX_KEY_LINE_MASKED))
         codes = set(extra[i]) | {code for code, on in checks if on}
         # known codes in the order of FLAG_CODES, any others after them
         flags.append(";".join([c for c in FLAG_CODES if c in codes] + sorted(codes - set(FLAG_CODES))))
@@ -225,10 +265,35 @@ def applicability(model, spectra, *, extra_flags=None, measurements: pd.DataFram
         "pca_residual": residual,
         "mahalanobis": mahal,
         "masked_share": masked,
+        "key_line_masked": key_masked,
         "ood_check": how,
         "agn_check": agn_check,
     })
     return Applicability(table)
+
+
+def key_line_masked(spectra) -> np.ndarray:
+    """The largest masked (filled-in) share of any key line window the grid covers, per spectrum
+    (:data:`agnlens.lines.KEY_LINE_WINDOWS`; 0 when the grid covers none).
+
+    Parameters
+    ----------
+    spectra : SpectrumSet
+
+    Returns
+    -------
+    ndarray of shape (n_spectra,)
+    """
+    from agnlens.lines import KEY_LINE_WINDOWS
+
+    wavelength = np.asarray(spectra.wavelength, dtype=float)
+    mask = np.asarray(spectra.mask, dtype=bool)
+    out = np.zeros(mask.shape[0])
+    for lo, hi in KEY_LINE_WINDOWS.values():
+        if wavelength[0] <= lo and hi <= wavelength[-1]:
+            sel = (wavelength >= lo) & (wavelength <= hi)
+            out = np.maximum(out, mask[:, sel].mean(axis=1))
+    return out
 
 
 def reason(flags: str) -> str:

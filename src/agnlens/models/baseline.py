@@ -230,7 +230,8 @@ class PhysicsBaseline(ClassifierMixin, BaseEstimator):
             flux × Å) and ``broad`` (counts by the rules); ``hb_feii_flux`` (Fe II 4668+4925+5020
             in the broad model); ``oiii_flux``, ``nii_flux`` and the narrow fluxes' 1 σ errors
             (``hb_flux_narrow_err``, ``oiii_flux_err``, ``ha_flux_narrow_err``, ``nii_flux_err``);
-            ``oiii_fwhm``, ``r_oiii_hb`` ([O III] 5008 / Hβ total), ``oiii_hb_narrow`` ([O III] 5008
+            ``oiii_fwhm``, ``oiii_ew`` ([O III] 5008 equivalent width, Å, over the fitted
+            continuum), ``oiii_snr`` (its flux / error), ``r_oiii_hb`` ([O III] 5008 / Hβ total), ``oiii_hb_narrow`` ([O III] 5008
             / narrow Hβ), ``nii_ha`` ([N II] 6585 / narrow Hα), ``balmer_decrement_narrow`` (narrow
             Hα / narrow Hβ) and ``halpha_covered``.
         """
@@ -346,6 +347,8 @@ class PhysicsBaseline(ClassifierMixin, BaseEstimator):
         hb_total = out["hb_flux_narrow"] + max(out["hb_flux_broad"], 0.0)
         out["r_oiii_hb"] = _ratio(out["oiii_flux"], hb_total)
         out["oiii_hb_narrow"] = _ratio(out["oiii_flux"], out["hb_flux_narrow"])
+        out["oiii_ew"] = _ratio(out["oiii_flux"], out.pop("hb_continuum_1"))
+        out["oiii_snr"] = _ratio(out["oiii_flux"], out["oiii_flux_err"])
         covered = covers(wl, HALPHA)
         out["halpha_covered"] = covered
         ha = (fit_complex(wl, flux, ivar, HALPHA, self.instrumental_sigma) if covered
@@ -436,7 +439,8 @@ def _ratio(num: float, den: float) -> float:
 MEASURE_COLUMNS = (
     "spec_id", "hb_fwhm_broad", "hb_fwhm_broad_err", "ha_fwhm_broad", "ha_fwhm_broad_err", "hb_fwhm_narrow",
     "ha_fwhm_narrow", "r_oiii_hb",
-    "oiii_hb_narrow", "balmer_decrement_narrow", "nii_ha", "bpt_class", "subtype", "baseline_label",
+    "oiii_hb_narrow", "balmer_decrement_narrow", "nii_ha", "oiii_ew", "oiii_snr", "bpt_class", "subtype",
+    "baseline_label",
     "baseline_confidence", "baseline_flags", "agrees_with_baseline",
 )
 
@@ -460,6 +464,7 @@ def measure(spectra: SpectrumSet, predicted=None, *, baseline: PhysicsBaseline |
         One row per spectrum, columns :data:`MEASURE_COLUMNS`: broad FWHM of Hβ and Hα (intrinsic,
         km/s; NaN where the rules find no broad line) with errors, the narrow FWHM of Hβ and Hα,
         ``r_oiii_hb`` ([O III] 5008 / Hβ total: Winkler's R), ``oiii_hb_narrow`` and ``nii_ha`` (the BPT ratios),
+        ``oiii_ew`` ([O III] 5008 equivalent width, Å) and ``oiii_snr`` (its flux / error),
         ``balmer_decrement_narrow`` (narrow Hα / Hβ), ``bpt_class`` (:func:`agnlens.models.bpt.bpt_class`;
         "" without Hα or when a line's S/N is below :data:`agnlens.models.bpt.MIN_BPT_SNR`), ``subtype``,
         ``baseline_label`` ("" when Hβ could not be fitted),
@@ -476,7 +481,8 @@ def measure(spectra: SpectrumSet, predicted=None, *, baseline: PhysicsBaseline |
         has = full[f"{prefix}_broad"].to_numpy(dtype=bool)
         out[f"{prefix}_fwhm_broad"] = np.where(has, full[f"{prefix}_fwhm_broad"], np.nan)
         out[f"{prefix}_fwhm_broad_err"] = np.where(has, full[f"{prefix}_fwhm_broad_err"], np.nan)
-    for col in ("hb_fwhm_narrow", "ha_fwhm_narrow", "r_oiii_hb", "oiii_hb_narrow", "balmer_decrement_narrow", "nii_ha"):
+    for col in ("hb_fwhm_narrow", "ha_fwhm_narrow", "r_oiii_hb", "oiii_hb_narrow", "balmer_decrement_narrow", "nii_ha",
+                "oiii_ew", "oiii_snr"):
         out[col] = full[col].to_numpy(dtype=float)
     out["bpt_class"] = bpt_class(out["nii_ha"], out["oiii_hb_narrow"], snr=bpt_snr(full))
     out["subtype"] = full["subtype"].to_numpy()

@@ -192,7 +192,7 @@ def _empty(n_good: int, k: int) -> dict:
                                 "broad_snr", "broad_fraction", "delta_bic", "fwhm_narrow", "feii_flux")}
     out.update(broad_at_bound=False, narrow_at_bound=False, good_pixels=n_good)
     for j in range(k):
-        out[f"flux_narrow_{j}"] = out[f"flux_narrow_err_{j}"] = nan
+        out[f"flux_narrow_{j}"] = out[f"flux_narrow_err_{j}"] = out[f"continuum_{j}"] = nan
     return out
 
 
@@ -220,7 +220,8 @@ def fit_complex(wl: np.ndarray, flux: np.ndarray, ivar: np.ndarray | None, cx: L
         ``broad_fraction`` (broad / (narrow + positive broad) of the first narrow line),
         ``delta_bic`` (evidence for the broad model), ``fwhm_narrow``, ``feii_flux`` (NaN without
         Fe II), ``broad_at_bound``, ``narrow_at_bound``, ``good_pixels``, ``flux_narrow_<j>`` and
-        its 1 σ error ``flux_narrow_err_<j>`` (from the model that is reported).
+        its 1 σ error ``flux_narrow_err_<j>`` (from the model that is reported) and the fitted
+        continuum at its centre ``continuum_<j>`` (for its equivalent width).
         All NaN when fewer than half of the window's pixels are good.
     """
     sel = (wl >= cx.lo) & (wl <= cx.hi)
@@ -331,6 +332,9 @@ def fit_complex(wl: np.ndarray, flux: np.ndarray, ivar: np.ndarray | None, cx: L
     for j in range(k):
         out[f"flux_narrow_{j}"] = float(p[2 + j])
         out[f"flux_narrow_err_{j}"] = float(err_p[2 + j])
+        # the fitted continuum under the line (for its equivalent width)
+        centre = next(c for c, idx, f in cx.narrow if idx == j and f == 1.0)
+        out[f"continuum_{j}"] = float(p[0] + p[1] * (centre - 0.5 * (cx.lo + cx.hi)) / 100.0)
     total = out["flux_narrow_0"] + f_pos
     out["broad_fraction"] = f_pos / total if total > 0 else 0.0
     return out

@@ -60,7 +60,8 @@ def classify(model, spectra, *, check_redshift: bool = True, check_physics: bool
     -------
     pandas.DataFrame
         One row per spectrum, in order: ``spec_id, label, predicted_label, p_<class>...,
-        applicable, flags, z_offset_kms, z_offset_err_kms, grid, z, source``, then the diagnostics of
+        p_<class>_err...`` (the standard error of each probability from the spectrum's noise,
+        :func:`agnlens.explain.uncertainty.proba_std`), ``applicable, flags, z_offset_kms, z_offset_err_kms, grid, z, source``, then the diagnostics of
         :func:`agnlens.models.applicability.applicability` (``max_kernel``, ``intercept_share``,
         ``pca_residual``, ``mahalanobis``, ``masked_share``, ``ood_check``, ``agn_check``).
     """
@@ -78,6 +79,7 @@ def classify(model, spectra, *, check_redshift: bool = True, check_physics: bool
 def classify_chunk(spectra: SpectrumSet, model, check_redshift: bool = True, grid: str | None = None,
                    check_physics: bool = True, measurements: pd.DataFrame | None = None) -> pd.DataFrame:
     """:func:`classify` of one chunk (the task the executor runs); same arguments, same table."""
+    from agnlens.explain.uncertainty import proba_std
     from agnlens.models.applicability import applicability
     from agnlens.models.baseline import measure
     from agnlens.models.linefit import HALPHA, HBETA, covers
@@ -91,11 +93,14 @@ def classify_chunk(spectra: SpectrumSet, model, check_redshift: bool = True, gri
             f"{spectra.grid.name!r}; preprocess them onto the model's grid"
         )
     classes = np.asarray(model.classes_).astype(str)
-    proba = np.asarray(model.predict_proba(X), dtype=np.float64) if len(spectra) else np.empty((0, classes.size))
+    noise = proba_std(model, spectra)
+    proba = noise.proba
     checks = check_set(spectra) if check_redshift else []
     offsets = np.array([c.offset_kms for c in checks]) if checks else np.full(len(spectra), np.nan)
     errors = np.array([c.error_kms for c in checks]) if checks else np.full(len(spectra), np.nan)
-    extra = [("redshift-offset",) if c.flagged else () for c in checks] if checks else None
+    extra = [("uncertain",) * bool(u) for u in noise.uncertain]
+    for i, c in enumerate(checks):
+        extra[i] += ("redshift-offset",) * bool(c.flagged)
     if measurements is None and check_physics and len(spectra) and all(
             covers(np.asarray(spectra.wavelength, dtype=float), cx) for cx in (HBETA, HALPHA)):
         measurements = measure(spectra)
@@ -107,6 +112,8 @@ def classify_chunk(spectra: SpectrumSet, model, check_redshift: bool = True, gri
     })
     for j, c in enumerate(classes):
         table[f"p_{c}"] = proba[:, j]
+    for j, c in enumerate(classes):
+        table[f"p_{c}_err"] = noise.std[:, j]
     table["applicable"] = judged["applicable"].to_numpy()
     table["flags"] = judged["flags"].to_numpy()
     table["z_offset_kms"] = offsets
@@ -208,6 +215,7 @@ def classify_files(
     labels=None,
     refine_z: bool = False,
     check_redshift: bool = True,
+    mc_draws: int = 0,
 ) -> tuple[pd.DataFrame, list]:
     """Read spectrum files and classify each with the first model whose grid it covers.
 
@@ -226,6 +234,11 @@ def classify_files(
         ``z_offset_kms`` keeps the offset that was found.
     check_redshift : bool
         See :func:`classify`.
+    mc_draws : int
+        When > 0, also the Monte-Carlo standard error of every probability
+        (:func:`agnlens.explain.uncertainty.monte_carlo_std`: each file read again, its pixels drawn
+        ``mc_draws`` times from their ``ivar`` and sent through the whole preprocessing and the
+        model), in columns ``p_<class>_mc_err`` beside the delta method's ``p_<class>_err``.
 
     Returns
     -------
@@ -245,7 +258,33 @@ def classify_files(
     table = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=list(COLUMNS))
     if refine_z and len(table):
         table = _refine(models, table, catalog)
+    if mc_draws and len(table):
+        table = _monte_carlo(models, table, catalog, int(mc_draws))
     return table, rejected
+
+
+def _monte_carlo(models, table: pd.DataFrame, catalog, n_draws: int) -> pd.DataFrame:
+    """``p_<class>_mc_err``: the Monte-Carlo standard errors of every row's probabilities, each file
+    read again and redrawn at the redshift its prediction used."""
+    from agnlens.explain.uncertainty import monte_carlo_std
+    from agnlens.ingest import read_labels, read_labelled
+    from agnlens.models.persistence import grid_from_metadata
+
+    labels = read_labels(catalog)
+    table = table.copy()
+    classes = [c[2:] for c in table.columns if c.startswith("p_") and not c.endswith("_err")]
+    mc = np.full((len(table), len(classes)), np.nan)
+    for row, (source, grid, z) in enumerate(zip(table["source"], table["grid"],
+                                                table.get("z_refined", table["z"]).fillna(table["z"]))):
+        model, meta = model_for_grid(models, grid)
+        spectrum = read_labelled(source, labels=labels, allow_zwarning=True)
+        spectrum.meta["z"] = float(z)
+        _, std = monte_carlo_std(model, spectrum, grid_from_metadata(meta), n_draws=n_draws, seed=row)
+        order = [list(np.asarray(model.classes_).astype(str)).index(c) for c in classes]
+        mc[row] = std[order]
+    for j, c in enumerate(classes):
+        table[f"p_{c}_mc_err"] = mc[:, j]
+    return table
 
 
 def read_for_models(models: Sequence[tuple[Any, dict]], paths: Iterable[str | Path], *, labels=None):
