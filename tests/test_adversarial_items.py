@@ -406,3 +406,23 @@ def test_untrusted_skops_types_are_refused_even_with_a_valid_hash(tmp_path):
     sio.dump(model, tmp_path / "plain.skops")  # a skops file without our metadata
     with pytest.raises(ModelFileError, match="not an agnlens model file"):
         load_model(tmp_path / "plain.skops")
+
+
+@pytest.mark.parametrize("rows", [["5000,1.0,1.0,0.1"], ["4000,1.0,1.0,0.1", "7300,1.0,1.0,0.1"]])
+def test_a_spectrum_of_one_or_two_pixels_is_one_rejection_and_the_rest_goes_on(tmp_path, capsys, rows):
+    """A 1-pixel table was an IndexError traceback for the whole batch; a flat 2-pixel one spanning the
+    grid was classified type 2, applicable. Now each is rejected for too few pixels over the grid."""
+    import shutil
+
+    import pandas as pd
+
+    import realdata
+
+    table = tmp_path / "tiny.csv"
+    table.write_text("wavelength,flux,ivar,z\n" + "\n".join(rows) + "\n")
+    shutil.copy(realdata.SPECTRA / "spec-0440-51885-0148.fits", tmp_path)
+    out = tmp_path / "r.csv"
+    assert main(["classify", str(table), str(tmp_path / "spec-0440-51885-0148.fits"), "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert re.search(r"tiny.csv: has \d+ (good )?pixel", err) and "Traceback" not in err
+    assert list(pd.read_csv(out, dtype={"spec_id": str})["spec_id"]) == ["0440-51885-0148"]

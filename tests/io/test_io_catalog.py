@@ -85,7 +85,8 @@ def test_ecsv_with_explicit_columns(tmp_path):
     t = Table({"pmf": ["0266-51602-0013"], "agn_type": ["seyfert2"], "zspec": [0.12]})
     t.write(tmp_path / "cat.ecsv")
     c = read_catalog(tmp_path / "cat.ecsv", label_column="AGN_TYPE", z_column="zspec")
-    assert c.iloc[0].to_dict() == {"spec_id": "0266-51602-0013", "label": "type2", "z_override": 0.12, "catalog_row": 0}
+    assert c.iloc[0].to_dict() == {"spec_id": "0266-51602-0013", "label": "type2", "z_override": 0.12, "z_problem": "",
+                                     "catalog_row": 0}
 
 
 @pytest.mark.parametrize(

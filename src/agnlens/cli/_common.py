@@ -115,12 +115,32 @@ def check_output(
     out, inputs: Iterable = (), *, overwrite: bool = True, option: str = "--out", adds_to_folder: bool = False
 ):
     """The output-path check of every command (:func:`agnlens.atomic.check_output`): never onto
-    an input (or over a folder holding one); an existing output only with ``overwrite``."""
-    from agnlens.atomic import check_output as check
+    an input (or over a folder holding one); an existing output only with ``overwrite``.
 
-    return check(
-        out, [i for i in inputs if i is not None], overwrite=overwrite, option=option, adds_to_folder=adds_to_folder
-    )
+    Folders and glob patterns are checked by what they expand to, and an output that the same
+    inputs would read on the next run (a FITS name inside an input folder or matching an input
+    pattern) is refused too."""
+    import fnmatch
+
+    from agnlens.atomic import check_output as check
+    from agnlens.errors import UsageError
+    from agnlens.io.inputs import FITS_SUFFIXES, expand_inputs
+
+    given = [os.fspath(i) for i in inputs if i is not None]
+    target = os.path.realpath(os.path.expanduser(out))
+    expanded: list = []
+    for item in given:
+        try:
+            expanded.extend(expand_inputs([item]))
+        except (FileNotFoundError, OSError):  # the reader names what is missing
+            continue
+        folder = os.path.realpath(os.path.expanduser(item))
+        inside = os.path.isdir(folder) and target.startswith(folder.rstrip(os.sep) + os.sep)
+        pattern = any(c in item for c in "*?[") and fnmatch.fnmatch(target, os.path.realpath(item))
+        if (inside and target.lower().endswith(FITS_SUFFIXES)) or pattern:
+            raise UsageError(f"{option} {out} would be read as an input spectrum (it lies among the inputs of "
+                             f"{item}); write the output somewhere else")
+    return check(out, [*given, *expanded], overwrite=overwrite, option=option, adds_to_folder=adds_to_folder)
 
 
 def unique_inputs(command: str, inputs: Sequence[str]) -> list[str]:

@@ -18,6 +18,7 @@ downloader on it.
 from __future__ import annotations
 
 import logging
+import os
 import random
 import time
 import urllib.error
@@ -191,10 +192,18 @@ def fetch(url: str, part: Path, *, retries: int, limits: Limits, delay: float, b
     return f"{last} after {retries + 1} attempts"
 
 
+def _create(part: Path):
+    """``part`` opened for writing from the start, never through a link planted at its name
+    (``O_NOFOLLOW``): a link there would have a hostile server's bytes written into its target."""
+    part.unlink(missing_ok=True)  # a leftover of an earlier try (or a planted link: removed, not followed)
+    fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+    return os.fdopen(fd, "wb")
+
+
 def _transfer(request, part: Path, limits: Limits) -> None:
     """One GET into ``part`` within ``limits``; raises on anything short of a complete file."""
     start = time.monotonic()
-    with urllib.request.urlopen(request, timeout=limits.timeout) as response, open(part, "wb") as fh:
+    with urllib.request.urlopen(request, timeout=limits.timeout) as response, _create(part) as fh:
         length = (response.headers.get("Content-Length") or "").strip()
         expected = int(length) if length.isdigit() else None
         if expected is not None and expected > limits.max_bytes:

@@ -91,6 +91,29 @@ def normalise_label(label) -> str:
     return LABEL_ALIASES.get(key, text)
 
 
+#: A catalogue redshift outside 0 ≤ z ≤ this is refused for its row (no optical spectrum of an AGN
+#: shows its Balmer lines beyond it, and larger values overflow the rest-frame shift).
+MAX_CATALOG_Z = 10.0
+
+
+def _redshifts(column: pd.Series) -> tuple[pd.Series, np.ndarray]:
+    """A catalogue's redshift column: the values, NaN where blank or unusable, and per row why a
+    given value cannot be used ("" when it can, or when the cell is blank)."""
+    text = column.astype(str).str.strip()
+    blank = column.isna().to_numpy() | text.isin(["", "nan", "NaN", "None"]).to_numpy()
+    z = pd.to_numeric(column.where(~blank), errors="coerce").astype(float)
+    values = z.to_numpy()
+    problem = np.full(len(values), "", dtype=object)
+    with np.errstate(invalid="ignore"):
+        problem[~blank & np.isnan(values)] = "the catalogue's redshift is not a number"
+        problem[~blank & np.isinf(values)] = "the catalogue's redshift is infinite"
+        problem[(values < 0) & np.isfinite(values)] = "the catalogue's redshift is negative"
+        problem[(values > MAX_CATALOG_Z) & np.isfinite(values)] = f"the catalogue's redshift is above {MAX_CATALOG_Z:g}"
+    for i in np.flatnonzero(problem != ""):
+        problem[i] = f"{problem[i]} ({text.iloc[i][:40]!r})"
+    return z.where(problem == ""), problem
+
+
 def read_catalog(
     path: str | os.PathLike,
     *,
@@ -118,7 +141,10 @@ def read_catalog(
     pandas.DataFrame
         One row per spectrum (RangeIndex), columns ``spec_id`` (canonical 4-5-4 digits),
         ``label`` (normalised with :func:`normalise_label`; ``""`` if blank), ``z_override``
-        (float, NaN when none) and ``catalog_row`` (0-based data row in the file).
+        (float, NaN when none or unusable), ``z_problem`` (why a given redshift cannot be used:
+        not a number, infinite, negative or above :data:`MAX_CATALOG_Z`; ``""`` otherwise — the
+        spectrum of such a row is rejected with that reason, never read at another redshift) and
+        ``catalog_row`` (0-based data row in the file).
 
     Raises
     ------
@@ -163,15 +189,15 @@ def read_catalog(
 
     labels = frame[lab_name].map(normalise_label) if lab_name is not None else pd.Series("", index=frame.index)
     if z_name is not None:
-        z = pd.to_numeric(frame[z_name].replace("", np.nan), errors="coerce").astype(float)
-        z = z.where(np.isfinite(z) & (z > -1.0))
+        z, z_problem = _redshifts(frame[z_name])
     else:
-        z = pd.Series(np.nan, index=frame.index)
+        z, z_problem = pd.Series(np.nan, index=frame.index), np.full(len(frame), "", dtype=object)
     out = pd.DataFrame(
         {
             "spec_id": spec_ids,
             "label": labels.astype(str).to_numpy(),
             "z_override": z.to_numpy(dtype=float),
+            "z_problem": z_problem,
             "catalog_row": np.arange(len(frame), dtype=np.int64),
         }
     )

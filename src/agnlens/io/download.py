@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 import threading
 import warnings
 from collections.abc import Callable
@@ -268,7 +269,9 @@ def verify_spectrum_file(path: str | os.PathLike, *, spec_id: str | None = None)
 def _fetch_one(spec_id, out: Path, release, base_url, retries, limits: Limits, delay, backoff) -> tuple[bool, str]:
     """Fetch one spectrum; ``(True, path)`` or ``(False, reason)``."""
     target = out / file_name(spec_id)
-    part = target.with_name(target.name + ".part")
+    # a name of its own per transfer (two runs into one folder never share one), created with
+    # O_EXCL | O_NOFOLLOW by the transfer
+    part = target.with_name(f".{target.name[:200]}.{secrets.token_hex(6)}.part")
     tried = []
     try:
         for url in spectrum_urls(spec_id, release=release, base_url=base_url):

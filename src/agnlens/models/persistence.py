@@ -229,18 +229,32 @@ def read_metadata(path, *, sha256: str | None = None, max_bytes: int = MAX_MODEL
     ModelFileError
         Missing, not a zip, too large, not ours, or its content hash does not match.
     """
-    path = Path(path)
+    return _metadata(Path(path), _read_file(Path(path), max_bytes), sha256=sha256, max_bytes=max_bytes)
+
+
+def _read_file(path: Path, max_bytes: int) -> bytes:
+    """The model file's bytes, read once: the pin, the hashes and the loader all see these bytes,
+    so the file cannot be swapped between the check and the load."""
     if not path.is_file():
         raise ModelFileError(f"{path}: no such model file")
+    with open(path, "rb") as fh:
+        data = fh.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise ModelFileError(f"{path}: larger than {max_bytes:,} bytes; not an agnlens model file")
+    return data
+
+
+def _metadata(path: Path, data: bytes, *, sha256: str | None, max_bytes: int) -> dict:
+    """:func:`read_metadata` of a model file's bytes."""
     pin = pinned_sha256(sha256)
-    digest = file_sha256(path)
+    digest = hashlib.sha256(data).hexdigest()
     if pin is not None and digest != pin:
         raise ModelPinError(
             f"{path}: SHA-256 {digest} is not the pinned {pin} (--model-sha256 / ${SHA256_ENV}); "
             "refusing a model file other than the one you trust"
         )
     try:
-        zf = zipfile.ZipFile(path)
+        zf = zipfile.ZipFile(io.BytesIO(data))
     except (zipfile.BadZipFile, OSError) as exc:
         raise ModelFileError(f"{path}: not an agnlens model file (not a skops zip archive: {exc})") from None
     with zf:
@@ -306,9 +320,10 @@ def load_model(path, *, sha256: str | None = None, max_bytes: int = MAX_MODEL_BY
     from agnlens.models.svm import SpectrumSVC
 
     path = Path(path)
-    meta = read_metadata(path, sha256=sha256, max_bytes=max_bytes)
+    data = _read_file(path, max_bytes)
+    meta = _metadata(path, data, sha256=sha256, max_bytes=max_bytes)
     try:
-        untrusted = sio.get_untrusted_types(file=path)
+        untrusted = sio.get_untrusted_types(data=data)
     except Exception as exc:  # skops raises various errors on a malformed schema
         raise ModelFileError(f"{path}: unreadable skops payload ({type(exc).__name__}: {exc})") from None
     refused = sorted(set(untrusted) - ALLOWED_TYPES)
@@ -318,7 +333,7 @@ def load_model(path, *, sha256: str | None = None, max_bytes: int = MAX_MODEL_BY
             "(only agnlens SpectrumSVC models are accepted)"
         )
     try:
-        model = sio.load(path, trusted=list(untrusted))
+        model = sio.loads(data, trusted=list(untrusted))
     except Exception as exc:
         raise ModelFileError(f"{path}: the skops payload could not be loaded ({type(exc).__name__}: {exc})") from None
     if not isinstance(model, SpectrumSVC):
