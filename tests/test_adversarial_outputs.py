@@ -30,7 +30,8 @@ def _digests(folder):
 @pytest.mark.parametrize("command", ["classify", "baseline"])
 @pytest.mark.parametrize("how", ["folder", "glob"])
 @pytest.mark.parametrize("name", ["spec-0332-52367-0639.fits", "new.fits"])
-def test_an_output_among_the_inputs_is_refused_and_nothing_changes(spectra_dir, capsys, monkeypatch, command, how, name):
+def test_an_output_among_the_inputs_is_refused_and_nothing_changes(spectra_dir, capsys, monkeypatch, command, how,
+                                                                   name):
     monkeypatch.chdir(spectra_dir.parent)
     before = _digests(spectra_dir)
     source = "spectra" if how == "folder" else "spectra/*.fits"

@@ -66,7 +66,8 @@ def test_neighbour_correlation_matches_brute_force_draws():
         a, b = draws[:, :-1][:, ok[:-1] & ok[1:]], draws[:, 1:][:, ok[:-1] & ok[1:]]
         a, b = a - a.mean(0), b - b.mean(0)
         empirical = np.median((a * b).mean(0) / np.sqrt((a * a).mean(0) * (b * b).mean(0)))
-        assert neighbour_correlation(wl, 1 / sigma**2, new, np.ones(wl.size, bool)) == pytest.approx(empirical, abs=0.03)
+        computed = neighbour_correlation(wl, 1 / sigma**2, new, np.ones(wl.size, bool))
+        assert computed == pytest.approx(empirical, abs=0.03)
 
 
 def test_neighbour_correlation_is_zero_when_no_input_pixel_is_shared():

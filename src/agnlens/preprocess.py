@@ -248,7 +248,7 @@ def preprocess_one(
         raise RejectedSpectrum(source, "all pixels are bad (ivar = 0, masked or non-finite flux)")
     rest = to_rest_frame(spectrum)
     if rest.wavelength.size < 2:
-        raise RejectedSpectrum(source, f"has {rest.wavelength.size} pixel(s); a spectrum needs many to be put on a grid")
+        raise RejectedSpectrum(source, f"has {rest.wavelength.size} pixel(s); a spectrum needs many for a grid")
     flux, ivar, coverage = resample(rest.wavelength, rest.flux, rest.ivar, grid.wavelength, rest.good)
     good = coverage >= MIN_PIXEL_COVERAGE
     bad_fraction = 1.0 - good.mean()

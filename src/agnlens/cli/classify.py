@@ -114,7 +114,7 @@ def run(args) -> int:
         # survey scale: chunk by chunk on the scheduler, resumably, into a work folder beside OUT
         work = out.parent / f".{out.name[:100]}.{Path(store).name[:100]}.work"
         tables.append(read_predictions(classify_store(model, store, work, executor=executor,
-                                                      check_redshift=args.check_redshift, mc_draws=args.mc)))
+                                                      check_redshift=args.check_redshift)))
         shutil.rmtree(work)
     if files:
         table, bad = classify_files(models, files, labels=args.labels, refine_z=args.refine_z,

@@ -98,10 +98,11 @@ def proba_std(model, spectra: SpectrumSet, *, chunk_size: int = PREDICT_CHUNK) -
         return ProbaUncertainty(empty, empty.copy(), np.empty(0), np.empty(0))
     noise = _Noise(spectra)
     grads = []
-    proba = None
+    proba = np.empty((n, k))
     for j in range(k):
         p, g = proba_and_gradient(model, X, np.full(n, j), chunk_size=chunk_size)
-        proba = p if proba is None else proba
+        if j == 0:
+            proba = p
         grads.append(g)
     std = np.stack([noise.std(g, X) for g in grads], axis=1)
     order = np.argsort(-proba, axis=1, kind="stable")
@@ -158,7 +159,7 @@ def _median_rel_var(x: np.ndarray, var: np.ndarray, good: np.ndarray) -> np.ndar
     if x.shape[1] == 0:
         return out
     z = np.random.default_rng(0).standard_normal((MEDIAN_DRAWS, x.shape[1]))
-    whole = good.all(axis=1)
+    whole = np.asarray(good.all(axis=1), dtype=bool)
     for start in range(0, x.shape[0], 64):  # rows with every window pixel good: np.median, fast
         rows = np.flatnonzero(whole[start:start + 64]) + start
         med = np.median(x[rows, None, :] + np.sqrt(var[rows, None, :]) * z, axis=2)

@@ -24,7 +24,8 @@ Three checks, each from what the model and its training set leave behind:
   (:func:`agnlens.models.bpt.bpt_class`), the spectrum is a star-forming galaxy: outside the
   model's domain whatever class it is given. With no broad line and [O III] 5008 weaker than
   3 Å of equivalent width or below S/N 3, it shows no AGN line at all (a passive or retired
-  galaxy): ``not-agn`` too, with the reason in ``agn_check`` (:func:`agn_evidence`). Needs Hα ([N II]/Hα), so only on grids that reach it;
+  galaxy): ``not-agn`` too, with the reason in ``agn_check`` (:func:`agn_evidence`). Needs Hα
+  ([N II]/Hα), so only on grids that reach it;
   composites (between the Kauffmann and Kewley curves) are not flagged, they may host an AGN.
 
 The redshift check, which needs the spectrum's own lines, lives in :mod:`agnlens.redshift`.

@@ -231,7 +231,8 @@ class PhysicsBaseline(ClassifierMixin, BaseEstimator):
             in the broad model); ``oiii_flux``, ``nii_flux`` and the narrow fluxes' 1 σ errors
             (``hb_flux_narrow_err``, ``oiii_flux_err``, ``ha_flux_narrow_err``, ``nii_flux_err``);
             ``oiii_fwhm``, ``oiii_ew`` ([O III] 5008 equivalent width, Å, over the fitted
-            continuum), ``oiii_snr`` (its flux / error), ``r_oiii_hb`` ([O III] 5008 / Hβ total), ``oiii_hb_narrow`` ([O III] 5008
+            continuum), ``oiii_snr`` (its flux / error), ``r_oiii_hb`` ([O III] 5008 / Hβ total),
+            ``oiii_hb_narrow`` ([O III] 5008
             / narrow Hβ), ``nii_ha`` ([N II] 6585 / narrow Hα), ``balmer_decrement_narrow`` (narrow
             Hα / narrow Hβ) and ``halpha_covered``.
         """

@@ -61,7 +61,8 @@ def classify(model, spectra, *, check_redshift: bool = True, check_physics: bool
     pandas.DataFrame
         One row per spectrum, in order: ``spec_id, label, predicted_label, p_<class>...,
         p_<class>_err...`` (the standard error of each probability from the spectrum's noise,
-        :func:`agnlens.explain.uncertainty.proba_std`), ``applicable, flags, z_offset_kms, z_offset_err_kms, grid, z, source``, then the diagnostics of
+        :func:`agnlens.explain.uncertainty.proba_std`), ``applicable, flags, z_offset_kms,
+        z_offset_err_kms, grid, z, source``, then the diagnostics of
         :func:`agnlens.models.applicability.applicability` (``max_kernel``, ``intercept_share``,
         ``pca_residual``, ``mahalanobis``, ``masked_share``, ``ood_check``, ``agn_check``).
     """
@@ -267,7 +268,7 @@ def _monte_carlo(models, table: pd.DataFrame, catalog, n_draws: int) -> pd.DataF
     """``p_<class>_mc_err``: the Monte-Carlo standard errors of every row's probabilities, each file
     read again and redrawn at the redshift its prediction used."""
     from agnlens.explain.uncertainty import monte_carlo_std
-    from agnlens.ingest import read_labels, read_labelled
+    from agnlens.ingest import read_labelled, read_labels
     from agnlens.models.persistence import grid_from_metadata
 
     labels = read_labels(catalog)
