@@ -4,8 +4,9 @@ applicability, their place on a t-SNE map and the figures, written into a result
 :func:`explain` works on spectra in memory (what ``agnlens explain`` runs); :func:`explain_store`
 computes the maps of every spectrum of a store chunk by chunk on an executor (survey scale, no
 figures). Both compute a chunk's maps with :func:`explain_chunk`'s call of
-:func:`agnlens.explain.saliency.saliency`, so the maps of a spectrum are the same bits on either
-path for the same chunk size.
+:func:`agnlens.explain.saliency.saliency`, so the maps of a spectrum agree on either path within
+the tolerances of the reproducibility contract (docs/reproducing.md; bitwise in one process for the
+same chunk size and BLAS threads).
 """
 
 from __future__ import annotations
