@@ -156,7 +156,8 @@ def test_mathtext_in_spec_ids_is_drawn_literally_in_every_figure(model_file, tmp
     for k, name in enumerate([r"$\foo$", r"a$b$c", r"$x^{$", "plain"]):
         files.append(_table_spectrum(tmp_path / f"{name}.csv", 1.0 + 0.1 * np.sin(_wl() / (40.0 + k))))
     out = tmp_path / "e"
-    status = main(["explain", str(model_file), *map(str, files), "--out", str(out), "--max-figures", "4", "--panels"])
+    status = main(["explain", "--model", str(model_file), *map(str, files), "--out", str(out), "--max-figures", "4",
+                   "--panels"])
     captured = capsys.readouterr()
     assert status == 0, captured.err
     assert len(list((out / "figures" / "saliency").glob("*.png"))) == 4
