@@ -59,6 +59,7 @@ def add_parser(sub) -> None:
                    help="figures with one panel per class (the saliency of every class's probability)")
     p.add_argument("--labels", metavar="CATALOG", help="label catalogue, to show true types in titles")
     _common.add_model_sha256_argument(p)
+    _common.add_figure_arguments(p)
     p.add_argument(
         "--scheduler", metavar="WHERE", type=scheduler,
         help="survey scale: explain STORE inputs chunk by chunk on 'processes' (a Dask LocalCluster) or "
@@ -135,7 +136,8 @@ def _explain(args, model, spectra, out) -> int:
 
     target = _parse_target(args.target, model)
     result = explain(model, spectra, out, method=args.method, target=target, max_figures=args.max_figures,
-                     panels=args.panels, executor=Executor(progress=args.progress))
+                     panels=args.panels, executor=Executor(progress=args.progress),
+                     figure_format=args.figure_format, dpi=args.dpi)
     sal, flags = result.saliency, result.flags
     n_bad = int((flags != "").sum())
     print(
