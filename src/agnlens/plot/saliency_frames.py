@@ -117,7 +117,7 @@ class SaliencyFrames:
             for artist in a.artists:
                 if isinstance(artist, LineLabels):
                     artist.set_visible(False)  # keep the places found above
-        texts = [t for a in self.panels for t in a.texts if t.get_visible()]
+        texts = self.overlaid = [t for a in self.panels for t in a.texts if t.get_visible()]
         labels = [axis.label for axis in flux_axes]
         for artist in self._dynamic:
             artist.set_animated(True)

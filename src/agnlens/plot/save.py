@@ -1,8 +1,8 @@
 """Writing figures: the formats, the default resolution, atomic writes.
 
 PNG is what the HTML report embeds, so it is always written; a vector format (PDF, SVG) for a
-paper is written beside it, with the same name. Vector files carry no creation date, so that a
-rerun writes the same bytes.
+paper is written beside it, with the same name. Vector files carry no creation date and SVG ids
+come from a fixed salt, so that a rerun writes the same bytes.
 """
 
 from __future__ import annotations
@@ -57,12 +57,15 @@ def save_figure(fig, path: str | os.PathLike, *, format: str = "png", dpi: float
     list of Path
         The files written, PNG first.
     """
+    from matplotlib import rc_context
+
     check_format(format)
     dpi = check_dpi(dpi)
     written = []
     for fmt in dict.fromkeys((["png"] if png else []) + [format]):
         target = Path(path).with_suffix(f".{fmt}")
-        with atomic_path(target) as tmp:
+        # a fixed salt: the SVG's element ids are the same from run to run
+        with atomic_path(target) as tmp, rc_context({"svg.hashsalt": "agnlens"}):
             fig.savefig(tmp, format=fmt, dpi=dpi, metadata=_METADATA.get(fmt))
         written.append(target)
     return written
