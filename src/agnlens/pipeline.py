@@ -14,6 +14,7 @@ from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -166,7 +167,8 @@ def run_study(
     from agnlens.plot.save import DPI, check_dpi, check_format
     from agnlens.stages.explain import explain_saliency, write_saliency_figures
 
-    style = {"format": check_format(figure_format), "dpi": check_dpi(DPI if dpi is None else dpi)}
+    fig_format, fig_dpi = check_format(figure_format), check_dpi(DPI if dpi is None else dpi)
+    style: dict[str, Any] = {"format": fig_format, "dpi": fig_dpi}
     out = Path(out)
     folder = ResultsFolder(out)
     folder.model(TASKS[0]).parent.mkdir(parents=True, exist_ok=True)
@@ -240,7 +242,7 @@ def run_study(
         rows = np.argsort(-np.minimum(p, 1.0 - p), kind="stable")[: min(10, p.size)]
         check = verify(model, X[explained[rows]], target=sal.target_index[rows])
         sal.save(folder.saliency, reason=reasons)
-        figure_paths = write_saliency_figures(sal, folder, figure_format=style["format"], dpi=style["dpi"])
+        figure_paths = write_saliency_figures(sal, folder, figure_format=fig_format, dpi=fig_dpi)
 
     with timer.stage("lines"):
         type2_mean = X[parts["train"]][y[parts["train"]] == "type2"].mean(axis=0)
@@ -315,7 +317,7 @@ def run_study(
             metrics["real"] = jsonable(real_section(
                 out, spectra[test] if real is None else real, model, measure_spectra=None if own else real_measure,
                 seed=seed, source=("the test split of the studied real spectra" if own else real_source),
-                figure_format=style["format"], dpi=style["dpi"],
+                figure_format=fig_format, dpi=fig_dpi,
             ))
     metrics["versions"] = versions()
     metrics["timings_s"] = dict(timer.timings)

@@ -12,6 +12,7 @@ wrong after constrained layout resizes the axes, or at another dpi.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -44,7 +45,7 @@ class LineLabels(Artist):
 
     zorder = 2.95  # after the spectrum (2), before the texts (3)
 
-    def __init__(self, labels: list[Text], *, fixed: list[Text] = (), priority: list[int] | None = None,
+    def __init__(self, labels: list[Text], *, fixed: Sequence[Text] = (), priority: list[int] | None = None,
                  top: float = 0.985, rows: int = ROWS, duplicate_names: bool = True):
         super().__init__()
         order = np.argsort(priority if priority is not None else np.arange(len(labels)), kind="stable")
