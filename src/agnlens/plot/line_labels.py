@@ -37,21 +37,33 @@ class LineLabels(Artist):
     """The labels of the marked lines of one Axes, placed without overlaps each time it is drawn.
 
     The labels are ordinary :class:`~matplotlib.text.Text` artists of the Axes (in ``ax.texts``,
-    x in data, y in axes coordinates); this artist draws nothing itself. Its z-order puts it
-    before them in the Axes' drawing order, and when drawn it moves each label to its place and
-    hides the labels that have none. ``fixed`` texts (the Fe II band names) stay where they are and
-    are avoided. An invisible ``LineLabels`` leaves the labels as they are.
+    x in data, y in axes coordinates, anchored at their top); this artist draws nothing itself.
+    Its z-order puts it before them in the Axes' drawing order, and when drawn it moves each label
+    to its place and hides the labels that have none. An invisible ``LineLabels`` leaves the
+    labels where they are.
+
+    Parameters
+    ----------
+    labels : list of Text
+    priority : list of int, optional
+        Lower first (default: the order of ``labels``).
+    top : float
+        The first row's top, in axes coordinates.
+    rows : int
+        A label goes at most this many rows down.
+    pair_aa : float
+        A label whose name is already shown within this many Å (the other line of [O III] 4960/5008)
+        is shown only in the first row, where there is room; 0 labels both wherever there is room.
     """
 
     zorder = 2.95  # after the spectrum (2), before the texts (3)
 
-    def __init__(self, labels: list[Text], *, fixed: Sequence[Text] = (), priority: list[int] | None = None,
-                 top: float = 0.985, rows: int = ROWS, duplicate_names: bool = True):
+    def __init__(self, labels: list[Text], *, priority: Sequence[int] | None = None, top: float = 0.985,
+                 rows: int = ROWS, pair_aa: float = 0.0):
         super().__init__()
         order = np.argsort(priority if priority is not None else np.arange(len(labels)), kind="stable")
         self.labels = [labels[i] for i in order]
-        self.fixed = list(fixed)
-        self.top, self.rows, self.duplicate_names = float(top), int(rows), bool(duplicate_names)
+        self.top, self.rows, self.pair_aa = float(top), int(rows), float(pair_aa)
 
     def draw(self, renderer) -> None:
         if not self.get_visible() or not self.labels:
@@ -59,25 +71,21 @@ class LineLabels(Artist):
         ax = self.labels[0].axes
         to_axes = ax.transAxes.inverted()
         pad = _PAD_PT * renderer.points_to_pixels(1.0)
-        placed = [t.get_window_extent(renderer) for t in self.fixed if t.get_visible()]
-        names: set[str] = set()
+        placed: list = []
+        shown: dict[str, list[float]] = {}
         for text in self.labels:
             text.set_visible(True)  # an invisible Text has no extent
-            name = text.get_text()
-            if name in names and not self.duplicate_names:
-                text.set_visible(False)
-                continue
-            # the second label of a pair ([O III] 4960/5008) only where the first row has room
-            rows = 1 if name in names else self.rows
+            name, x = text.get_text(), float(text.get_position()[0])
+            paired = any(abs(x - x0) < self.pair_aa for x0 in shown.get(name, ()))
             y = self.top
-            for _ in range(rows):
+            for _ in range(1 if paired else self.rows):
                 text.set_y(y)
                 box = text.get_window_extent(renderer)
                 hits = [b for b in placed if box.x0 < b.x1 + pad and b.x0 < box.x1 + pad
                         and box.y0 < b.y1 + pad and b.y0 < box.y1 + pad]
                 if not hits:
                     placed.append(box)
-                    names.add(name)
+                    shown.setdefault(name, []).append(x)
                     break
                 y = to_axes.transform((0.0, min(b.y0 for b in hits) - pad - 0.5))[1]  # 0.5 px: clear of round-off
             else:
@@ -86,10 +94,10 @@ class LineLabels(Artist):
 
 
 def mark_lines(ax: Axes, wavelength: np.ndarray, *, labels: bool = True, bands: bool = True,
-               fontsize: float = 7, pairs: bool | None = None, band_label_y: float = 0.02) -> list[Text]:
+               fontsize: float = 7, pairs: bool | None = None) -> list[Text]:
     """Dotted vertical lines at every line of :data:`agnlens.lines.LINES` inside the axis range,
     labelled at the top without overlaps (:class:`LineLabels`), and the Fe II blends of
-    :data:`agnlens.lines.BANDS` shaded.
+    :data:`agnlens.lines.BANDS` shaded and named.
 
     Parameters
     ----------
@@ -103,26 +111,17 @@ def mark_lines(ax: Axes, wavelength: np.ndarray, *, labels: bool = True, bands: 
     fontsize : float
         Of the labels (points).
     pairs : bool, optional
-        Label both lines of a pair sharing a name ([O III] 4960/5008, [N II], [S II]) where there
-        is room; default: only on a zoom (a range under 400 Å).
-    band_label_y : float
-        Height (axes fraction) of the Fe II names.
+        Label both lines of a pair sharing a name ([O III] 4960/5008, [N II], [S II]) wherever
+        there is room; default: only on a zoom (a range under 400 Å), else the second one only
+        beside the first.
 
     Returns
     -------
     list of Text
-        The line labels (all of them; those without room are hidden when the figure is drawn).
+        The labels, lines then Fe II (those without room are hidden when the figure is drawn).
     """
     lo, hi = float(np.min(wavelength)), float(np.max(wavelength))
     trans = ax.get_xaxis_transform()
-    fixed = []
-    if bands:
-        for band in BANDS:
-            if band.kind == "feii" and band.hi > lo and band.lo < hi:
-                a, b = max(band.lo, lo), min(band.hi, hi)
-                ax.axvspan(a, b, color=FEII_COLOUR, alpha=0.6, lw=0, zorder=-1)
-                fixed.append(ax.text(0.5 * (a + b), band_label_y, "Fe II", transform=trans, ha="center", va="bottom",
-                                     fontsize=fontsize, color="#8a6d1f"))
     texts, priority = [], []
     for item in lines_in(wavelength):
         ax.axvline(item.wavelength, color="0.6", lw=0.5, ls=":" if item.kind != "absorption" else "--", zorder=0)
@@ -130,9 +129,18 @@ def mark_lines(ax: Axes, wavelength: np.ndarray, *, labels: bool = True, bands: 
             texts.append(ax.text(item.wavelength, 0.985, item.label, transform=trans, rotation=90, ha="center",
                                  va="top", fontsize=fontsize, color="0.25"))
             priority.append(_KIND_PRIORITY.get(item.kind, 3))
+    if bands:
+        for band in BANDS:
+            if band.kind == "feii" and band.hi > lo and band.lo < hi:
+                a, b = max(band.lo, lo), min(band.hi, hi)
+                ax.axvspan(a, b, color=FEII_COLOUR, alpha=0.6, lw=0, zorder=-1)
+                if labels:
+                    texts.append(ax.text(0.5 * (a + b), 0.985, "Fe II", transform=trans, ha="center", va="top",
+                                         fontsize=fontsize, color="#8a6d1f"))
+                    priority.append(len(_KIND_PRIORITY))  # after every line
     if texts:
         pairs = (hi - lo) < 400.0 if pairs is None else pairs
-        ax.add_artist(LineLabels(texts, fixed=fixed, priority=priority, duplicate_names=pairs))
+        ax.add_artist(LineLabels(texts, priority=priority, pair_aa=0.0 if pairs else 150.0))
     return texts
 
 

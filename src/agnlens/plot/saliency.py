@@ -213,7 +213,7 @@ def plot_saliency(
     ax.set_xlabel("rest wavelength (Å)")
     ax.set_ylabel("flux / flux(5100 Å)")
     if lines:
-        mark_lines(ax, wavelength, fontsize=fontsize, band_label_y=BAND + 0.01)
+        mark_lines(ax, wavelength, fontsize=fontsize)
     if collapsed:
         _collapsed_note(ax, values, note)
     elif note:
