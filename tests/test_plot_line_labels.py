@@ -76,6 +76,18 @@ def test_labels_on_a_crowded_gallery_do_not_overlap(real):
         assert boxes  # crowded, yet some labels shown
 
 
+def test_a_label_at_the_edge_stays_inside_the_axes():
+    wl = np.linspace(3729.0, 5266.0, 1000)  # the study's grid: [O II] 3729.9 on its first pixels
+    fig = Figure(figsize=(7.0, 2.5), layout="constrained")
+    ax = fig.add_subplot()
+    ax.set_xlim(wl[0], wl[-1])
+    mark_lines(ax, wl)
+    (boxes,) = _drawn_boxes(fig, [ax])
+    frame = ax.get_window_extent()
+    (edge,) = [b for name, b in boxes if name == "[O II]"]
+    assert frame.x0 <= edge.x0 and all(frame.x0 <= b.x0 and b.x1 <= frame.x1 for _, b in boxes)
+
+
 @pytest.mark.parametrize("width", [1.5, 3.0, 9.0])
 def test_every_line_on_a_narrow_or_wide_axis(width):
     wl = np.linspace(3700.0, 6750.0, 3000)  # every line of the list in range

@@ -73,8 +73,13 @@ class LineLabels(Artist):
         pad = _PAD_PT * renderer.points_to_pixels(1.0)
         placed: list = []
         shown: dict[str, list[float]] = {}
+        frame = ax.get_window_extent(renderer)
         for text in self.labels:
             text.set_visible(True)  # an invisible Text has no extent
+            text.set_horizontalalignment("center")
+            box = text.get_window_extent(renderer)
+            if box.x0 < frame.x0 or box.x1 > frame.x1:  # a line at the edge: its label inside the Axes
+                text.set_horizontalalignment("left" if box.x0 < frame.x0 else "right")
             name, x = text.get_text(), float(text.get_position()[0])
             paired = any(abs(x - x0) < self.pair_aa for x0 in shown.get(name, ()))
             y = self.top
