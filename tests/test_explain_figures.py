@@ -97,3 +97,27 @@ def test_cli_rejects_a_bad_format(capsys):
     assert "invalid choice: 'jpg'" in capsys.readouterr().err
     assert main(["explain", "x.fits", "--out", "o", "--dpi", "0"]) == 2
     assert "from 10 to 1200" in capsys.readouterr().err
+
+
+def test_a_gallery_of_many_inputs_says_which_were_picked_and_why(model_and_spectra, tmp_path, monkeypatch):
+    from matplotlib.figure import Figure
+
+    import agnlens.plot.saliency_gallery as gallery
+
+    seen = {}
+
+    def spy(sal, indices, **kwargs):  # records what would be drawn; draws nothing
+        seen.update(kwargs, indices=list(indices), sal=sal)
+        return Figure()
+
+    monkeypatch.setattr(gallery, "plot_gallery", spy)
+    model, _ = model_and_spectra
+    many = simulate_set(counts={"type1": 12, "type2": 12, "intermediate": 12}, seed=4)
+    explain(model, many, tmp_path, max_figures=1, dpi=20)
+    sal, reasons = seen["sal"], np.asarray(seen["reasons"])
+    assert len(seen["indices"]) == 30 < len(many)
+    wrong = sal.misclassified[seen["indices"]]
+    assert list(reasons[wrong]) == ["catalogue disagrees"] * int(wrong.sum())
+    assert set(reasons[~wrong]) == {"random pick of the inputs"}
+    assert seen["title"].endswith(f"{30 - int(wrong.sum())} of {len(many) - int(sal.misclassified.sum())} "
+                                  "input spectra at random")
