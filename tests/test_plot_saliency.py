@@ -21,6 +21,7 @@ from agnlens.plot.saliency import (
     plot_line_table,
     plot_saliency,
     shared_limit,
+    shared_scale_note,
     spectrum_line,
 )
 from agnlens.plot.saliency_gallery import plot_gallery, plot_saliency_panels
@@ -80,6 +81,22 @@ def test_plot_saliency_draws_the_spectrum_as_a_visible_line_and_the_attribution_
     texts = [t.get_text() for t in line_label_artists(ax)]
     assert "Hβ" in texts and "[O III]" in texts and "Hα" not in texts
     assert "0266-51602-0000" in ax.get_title()
+
+
+@pytest.mark.parametrize("zoom", [False, True])
+def test_the_colour_bar_label_fits_in_the_figure(zoom):
+    from agnlens.preprocess import get_grid
+
+    wl = get_grid("balmer").wavelength
+    flux = 1 + np.exp(-0.5 * ((wl - 6564.61) / 30) ** 2)
+    label = f"{attribution_label('smoothgrad', 'intermediate')}\n{shared_scale_note(1000)}"
+    ax = plot_saliency(wl, flux, np.gradient(flux), zoom=zoom, vmax=0.1, colorbar_label=label)
+    canvas = FigureCanvasAgg(ax.figure)
+    canvas.draw()
+    (cbar,) = [a for a in ax.figure.axes if a.get_label() == "<colorbar>"]
+    box = cbar.yaxis.label.get_window_extent(canvas.get_renderer())
+    page = ax.figure.bbox
+    assert page.x0 <= box.x0 and box.x1 <= page.x1 and page.y0 <= box.y0 and box.y1 <= page.y1
 
 
 def test_flux_ticks_stay_beside_the_spectrum_not_the_band(sal):
@@ -148,7 +165,8 @@ def test_gallery_shares_one_colour_scale_and_one_colour_bar(sal):
     assert limit == pytest.approx(shared_limit(sal.values[[0, 2, 4, 5]]))
     assert len({np.abs(sal.values[i]).max() for i in (0, 2, 4, 5)}) == 4  # the maps' own scales differ
     (cbar,) = [a for a in fig.axes if a.get_visible() and not a.child_axes]
-    assert "one scale for all 4 maps" in cbar.get_xlabel() and "∂p(type 1)/∂flux" in cbar.get_xlabel()
+    assert "one scale for 4 maps: 99.5th pct of |value|" in cbar.get_xlabel()
+    assert "∂p(type 1)/∂flux" in cbar.get_xlabel()
     assert cbar.get_xlim() == pytest.approx((-limit, limit))
     assert all("Å" in a.get_xlabel() for a in panels)
     assert all(spectrum_line(a).get_visible() for a in panels)

@@ -96,7 +96,7 @@ def test_saliency_images_share_one_scale_and_name_each_class(sal, monkeypatch):
     assert len(made) == 2  # one figure per explained class, both on the run's one scale
     assert [m["vmax"] for m in made] == pytest.approx([shared_limit(sal.values)] * 2)
     assert ["type 1" in made[0]["colorbar_label"], "type 2" in made[1]["colorbar_label"]] == [True, True]
-    assert all("one scale for all 3 maps" in m["colorbar_label"] for m in made)
+    assert all("one scale for 3 maps" in m["colorbar_label"] for m in made)
 
 
 def test_a_map_zero_to_round_off_is_drawn_as_a_new_figure(sal):

@@ -26,8 +26,9 @@ def add_parser(sub) -> None:
         "explain",
         help="saliency maps (which pixels drive the predicted type), figures and a line table",
         description="Explain a classifier's decisions: for every input spectrum, the saliency map "
-        "of the predicted class's probability (or of --class), one figure per spectrum with the "
-        "spectrum coloured by signed saliency, and a line-level table. Writes DIR/saliency/ "
+        "of the predicted class's probability (or of --class), one figure per spectrum (the "
+        "spectrum as a line, its signed saliency as a colour band beneath it, one colour scale for "
+        "the run), and a line-level table. Writes DIR/saliency/ "
         "(values.npy, wavelength.npy, index.csv), DIR/figures/saliency/<spec_id>.png, "
         "DIR/line_table.csv, DIR/centre_wings.csv and DIR/applicability.csv (applicable, flags, "
         "z_offset_kms per spectrum, as in classify; figures of not-applicable predictions say so). "

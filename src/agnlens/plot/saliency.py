@@ -94,7 +94,7 @@ def shared_limit(values, percentile: float = SHARED_PERCENTILE) -> float:
 
 def shared_scale_note(n_maps: int, percentile: float = SHARED_PERCENTILE) -> str:
     """The line a colour bar of a shared scale carries."""
-    return f"one scale for all {n_maps} maps: ±{percentile:g}th percentile of |value|"
+    return f"one scale for {n_maps} maps: {percentile:g}th pct of |value|"
 
 
 class FluxLocator(MaxNLocator):
@@ -204,7 +204,7 @@ def plot_saliency(
         ax = fig.add_subplot(grid[0, :])
         zoom_axes = [fig.add_subplot(grid[1, k]) for k in range(len(windows))]
     elif ax is None:
-        ax = _new_axes((7.2, 3.0))
+        ax = _new_axes((7.2, 3.3))
     collapsed = _limit(values, None) < ZERO_SCALE
     limit = _limit(values, vmax)
     mesh = draw_spectrum(ax, wavelength, flux, values, cmap=cmap, limit=limit, linewidth=linewidth,
@@ -236,12 +236,18 @@ def plot_saliency(
     return ax
 
 
-def style_colorbar(cb, label: str) -> None:
-    """Label a colour bar (8 pt) and write its ticks as short numbers (``0.015``, ``2e-06``): an
-    offset ×10ⁿ would collide with a horizontal bar's label."""
+def style_colorbar(cb, label: str, fontsize: float = 8) -> None:
+    """Label a colour bar, its lines wrapped to the bar's length, and write its ticks as short
+    numbers (``0.015``, ``2e-06``): an offset ×10ⁿ would collide with a horizontal bar's label."""
+    import textwrap
+
     from matplotlib.ticker import FuncFormatter
 
-    cb.set_label(plain(label), fontsize=8)
+    fig, box = cb.ax.figure, cb.ax.get_position()
+    length_in = (box.height * fig.get_figheight() if cb.orientation == "vertical" else box.width * fig.get_figwidth())
+    width = max(20, int(0.9 * length_in * 72 / (0.6 * fontsize)))  # characters of ~0.6 em
+    lines = [w for line in plain(label).split("\n") for w in textwrap.wrap(line, width) or [""]]
+    cb.set_label("\n".join(lines), fontsize=fontsize)
     cb.ax.tick_params(labelsize=7)
     cb.formatter = FuncFormatter(lambda v, pos: f"{v:.2g}".replace("-", "\N{MINUS SIGN}"))
     cb.update_ticks()
