@@ -115,7 +115,7 @@ def test_a_gallery_of_many_inputs_says_which_were_picked_and_why(model_and_spect
     many = simulate_set(counts={"type1": 12, "type2": 12, "intermediate": 12}, seed=4)
     explain(model, many, tmp_path, max_figures=1, dpi=20)
     sal, reasons = seen["sal"], np.asarray(seen["reasons"])
-    assert len(seen["indices"]) == 30 < len(many)
+    assert len(seen["indices"]) == 30 < len(many) == seen["n_maps"]  # the scale is that of every map
     wrong = sal.misclassified[seen["indices"]]
     assert list(reasons[wrong]) == ["catalogue disagrees"] * int(wrong.sum())
     assert set(reasons[~wrong]) == {"random pick of the inputs"}

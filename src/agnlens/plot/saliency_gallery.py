@@ -111,6 +111,7 @@ def plot_gallery(
     flags: Sequence[str] | None = None,
     reasons: Sequence[str] | None = None,
     vmax: float | None = None,
+    n_maps: int | None = None,
 ) -> Figure:
     """A grid of small panels, one spectrum each, on one colour scale.
 
@@ -131,6 +132,8 @@ def plot_gallery(
     vmax : float, optional
         The colour limit of every panel (default :func:`shared_limit` of the maps drawn); one
         colour bar shows it.
+    n_maps : int, optional
+        How many maps set ``vmax`` (for the colour bar; default the panels drawn).
 
     Returns
     -------
@@ -164,8 +167,8 @@ def plot_gallery(
         ax.set_visible(False)
     targets = set(saliency.target[idx])
     label = attribution_label(saliency.method, targets.pop() if len(targets) == 1 else None)
-    _colorbar(fig, axes[: len(idx)], f"{label}; {shared_scale_note(len(idx))}", limit, location="bottom",
-              shrink=0.6, aspect=45, pad=0.01)
+    scale = shared_scale_note(len(idx) if n_maps is None else n_maps)
+    _colorbar(fig, axes[: len(idx)], f"{label}\n{scale}", limit, location="bottom", shrink=0.6, aspect=45, pad=0.01)
     what = f"attribution of each spectrum's {'predicted class' if _explains_predicted(saliency, idx) else 'class'}"
     fig.suptitle(plain(f"{title + ': ' if title else ''}{what}, {saliency.method}"), fontsize=9)
     return fig

@@ -247,7 +247,7 @@ def explain_figures(result: Explanation, *, progress: bool = False, panels: dict
             f"{len(picked) - n_wrong} of {len(sal) - n_wrong} input spectra at random"
         why = np.where(why == "misclassified", "catalogue disagrees", "random pick of the inputs")
     gallery = plot_gallery(sal, [int(i) for i in picked], title=title, flags=list(flags), reasons=list(why),
-                           vmax=shared_limit(sal.values))
+                           vmax=shared_limit(sal.values), n_maps=len(sal))
     save_figure(gallery, folder.figure("gallery"), format=fmt, dpi=dpi)
     save_figure(plot_line_table(result.line_table).figure, folder.figure("line_table"), format=fmt, dpi=dpi)
     cws = result.centre_wings
