@@ -123,3 +123,17 @@ def test_png_bytes_round_trip(sal):
         assert np.array_equal(np.asarray(png), image[..., :3])
     # the resolution sets the size: a 7.2-inch figure is 7.2 × dpi pixels wide
     assert next(saliency_images(sal, zoom=False, dpi=100)).shape[1] == 720
+
+
+def test_frames_with_two_zoom_panels_on_a_log_uniform_grid():
+    wl = get_grid("balmer").wavelength  # log-uniform, Hβ–[O III] and Hα–[N II] both inside
+    rng = np.random.default_rng(2)
+    flux = 1 + 3 * np.exp(-0.5 * ((wl - 6564.61) / 25) ** 2) + rng.normal(0, 0.05, wl.size)
+    values = np.gradient(flux) * 0.01
+    frames = SaliencyFrames(wl, vmax=0.02, zoom=True, dpi=60)
+    frames.render(flux[::-1].copy(), values[::-1].copy(), title="first")
+    image = frames.render(flux, values, title="second")
+    assert len(frames.zoom_axes) == 2
+    for a, sel in zip(frames.panels, frames.pixels):
+        assert np.array_equal(spectrum_line(a).get_xdata(), wl[sel])
+    assert _differing(image, _full_draw(frames)) < 0.002
