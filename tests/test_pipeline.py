@@ -18,7 +18,8 @@ def two_runs(tmp_path_factory):
     b = tmp_path_factory.mktemp("study-b")
     # a small sample: every stage runs, the whole module stays well under a minute
     kw = dict(n=240, seed=3, n_random_saliency=5, perplexity=20.0)
-    return run_study(a, **kw), run_study(b, report=False, **kw)
+    # the second run writes PDFs beside its PNGs: the numbers must not depend on the figure format
+    return run_study(a, **kw), run_study(b, report=False, figure_format="pdf", dpi=40, **kw)
 
 
 def test_metrics_schema(two_runs):
@@ -82,6 +83,19 @@ def test_same_seed_gives_bitwise_identical_results(two_runs):
     assert np.array_equal(np.load(a / "saliency" / "values.npy"), np.load(b / "saliency" / "values.npy"))
     for name in ("embedding.csv", "predictions.csv", "line_table.csv"):
         assert (a / name).read_bytes() == (b / name).read_bytes(), name
+
+
+def test_a_vector_format_is_written_beside_every_png(two_runs):
+    from PIL import Image
+
+    a, b = (r.out for r in two_runs)
+    assert not list(a.rglob("*.pdf"))  # the default: PNG only
+    pngs = sorted(b.glob("figures/**/*.png"))
+    assert len(pngs) >= 8
+    for png in pngs:
+        assert png.with_suffix(".pdf").read_bytes().startswith(b"%PDF"), png
+    with Image.open(pngs[0]) as im:
+        assert im.info["dpi"] == pytest.approx((40, 40), abs=0.05)
 
 
 def test_report_command_rebuilds_the_report(two_runs, capsys):

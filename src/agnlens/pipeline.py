@@ -14,11 +14,12 @@ from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from agnlens.atomic import atomic_path, jsonable, write_csv, write_json
+from agnlens.atomic import jsonable, write_csv, write_json
 from agnlens.results import TASKS, ResultsFolder
 from agnlens.spectra import SpectrumSet
 
@@ -120,6 +121,8 @@ def run_study(
     real: SpectrumSet | None = None,
     real_measure: SpectrumSet | None = None,
     real_source: str = "",
+    figure_format: str = "png",
+    dpi: float | None = None,
 ) -> StudyResult:
     """Run the study and write the results folder ``out``.
 
@@ -148,6 +151,11 @@ def run_study(
         The same real spectra on the ``balmer`` grid, for the Hα measurements.
     real_source : str
         Where the real spectra came from (shown in the report).
+    figure_format : {"png", "pdf", "svg"}
+        Format of the figures; a vector format is written beside each PNG (the report embeds
+        the PNGs).
+    dpi : float, optional
+        Resolution of the PNGs (default :data:`agnlens.plot.save.DPI`).
     """
     from agnlens.embed import tsne
     from agnlens.explain.faithfulness import faithfulness
@@ -157,8 +165,11 @@ def run_study(
     from agnlens.models.baseline import measure
     from agnlens.models.persistence import file_sha256, save_model
     from agnlens.models.tuning import train
+    from agnlens.plot.save import DPI, check_dpi, check_format
     from agnlens.stages.explain import explain_saliency, write_saliency_figures
 
+    fig_format, fig_dpi = check_format(figure_format), check_dpi(DPI if dpi is None else dpi)
+    style: dict[str, Any] = {"format": fig_format, "dpi": fig_dpi}
     out = Path(out)
     folder = ResultsFolder(out)
     folder.model(TASKS[0]).parent.mkdir(parents=True, exist_ok=True)
@@ -232,7 +243,7 @@ def run_study(
         rows = np.argsort(-np.minimum(p, 1.0 - p), kind="stable")[: min(10, p.size)]
         check = verify(model, X[explained[rows]], target=sal.target_index[rows])
         sal.save(folder.saliency, reason=reasons)
-        figure_paths = write_saliency_figures(sal, folder)
+        figure_paths = write_saliency_figures(sal, folder, figure_format=fig_format, dpi=fig_dpi)
 
     with timer.stage("measure"):
         # the physics beside every explained prediction (its broad widths decide who has wings, below), and centre
@@ -243,7 +254,7 @@ def run_study(
         _write_csv(cwt.table, folder.centre_wings_test)
         from agnlens.plot.spectra import plot_class_saliency
 
-        _save_figure(plot_class_saliency(sal).figure, folder.figure("class_saliency"))
+        _save_figure(plot_class_saliency(sal).figure, folder.figure("class_saliency"), style)
 
     with timer.stage("lines"):
         type2_mean = X[parts["train"]][y[parts["train"]] == "type2"].mean(axis=0)
@@ -254,7 +265,7 @@ def run_study(
         _write_csv(pd.concat([c.table for c in cws.values()], ignore_index=True), folder.centre_wings)
         faith = faithfulness(model, spectra[explained], baseline_spectra=type2_mean, seed=seed)
         _write_csv(faith.table, folder.faithfulness)
-        _figures_lines(folder, table, cw, faith)
+        _figures_lines(folder, table, cw, faith, style)
 
     with timer.stage("embedding"):
         if perplexity >= (len(y) - 1) / 3:  # openTSNE's limit: a small sample gets a smaller one
@@ -275,8 +286,8 @@ def run_study(
         )
         _write_csv(embedding, folder.embedding)
         _write_csv(predictions, folder.predictions)
-        _figures_results(folder, metrics, emb, y, predicted, misclassified, has_sal, simulated)
-        _figure_tsne_physics(folder, emb.coords, spectra, simulated)
+        _figures_results(folder, metrics, emb, y, predicted, misclassified, has_sal, simulated, style)
+        _figure_tsne_physics(folder, emb.coords, spectra, simulated, style)
 
     metrics["saliency"] = {
         "n_maps": int(explained.size),
@@ -308,6 +319,7 @@ def run_study(
             metrics["real"] = jsonable(real_section(
                 out, spectra[test] if real is None else real, model, measure_spectra=None if own else real_measure,
                 seed=seed, source=("the test split of the studied real spectra" if own else real_source),
+                figure_format=fig_format, dpi=fig_dpi,
             ))
     metrics["versions"] = versions()
     metrics["timings_s"] = dict(timer.timings)
@@ -326,15 +338,16 @@ def run_study(
     return StudyResult(out=out, metrics=metrics, report=report_path, timings=metrics["timings_s"])
 
 
-def _figures_lines(folder: ResultsFolder, table, cw, faith) -> None:
+def _figures_lines(folder: ResultsFolder, table, cw, faith, style: dict) -> None:
     from agnlens.plot.saliency import plot_centre_wings, plot_faithfulness, plot_line_table
 
-    _save_figure(plot_line_table(table).figure, folder.figure("line_table"))
-    _save_figure(plot_centre_wings(cw).figure, folder.figure("centre_wings"))
-    _save_figure(plot_faithfulness(faith).figure, folder.figure("faithfulness"))
+    _save_figure(plot_line_table(table).figure, folder.figure("line_table"), style)
+    _save_figure(plot_centre_wings(cw).figure, folder.figure("centre_wings"), style)
+    _save_figure(plot_faithfulness(faith).figure, folder.figure("faithfulness"), style)
 
 
-def _figures_results(folder: ResultsFolder, metrics, emb, y, predicted, misclassified, has_sal, simulated) -> None:
+def _figures_results(folder: ResultsFolder, metrics, emb, y, predicted, misclassified, has_sal, simulated,
+                     style: dict) -> None:
     from agnlens.plot.embedding import plot_embedding
     from agnlens.plot.metrics import plot_confusion
 
@@ -345,12 +358,12 @@ def _figures_results(folder: ResultsFolder, metrics, emb, y, predicted, misclass
             metrics[task]["classes"],
             title=f"{task}: test set{tag}",
         )
-        _save_figure(ax.figure, folder.figure(f"confusion_{task}"))
+        _save_figure(ax.figure, folder.figure(f"confusion_{task}"), style)
     ax = plot_embedding(
         emb.coords, y, predicted=predicted, misclassified=misclassified, explained=has_sal,
         simulated=simulated,
     )
-    _save_figure(ax.figure, folder.figure("tsne"))
+    _save_figure(ax.figure, folder.figure("tsne"), style)
 
 
 def _agreement(measured: pd.DataFrame) -> dict:
@@ -375,7 +388,7 @@ def _by_subtype(spectra: SpectrumSet, test: np.ndarray, predicted: np.ndarray) -
 TSNE_COLOUR_BY = {"fwhm_broad": "broad FWHM (km/s)", "oiii_hbeta_total": "[O III]/Hβ", "host_fraction": "host fraction"}
 
 
-def _figure_tsne_physics(folder: ResultsFolder, coords, spectra: SpectrumSet, simulated: bool) -> None:
+def _figure_tsne_physics(folder: ResultsFolder, coords, spectra: SpectrumSet, simulated: bool, style: dict) -> None:
     from agnlens.plot.embedding import plot_embedding_values
 
     values = {name: pd.to_numeric(spectra.meta[col], errors="coerce").to_numpy(float)
@@ -385,14 +398,14 @@ def _figure_tsne_physics(folder: ResultsFolder, coords, spectra: SpectrumSet, si
     if "[O III]/Hβ" in values:
         values["log [O III]/Hβ"] = np.log10(np.clip(values.pop("[O III]/Hβ"), 1e-3, None))
     if values:
-        _save_figure(plot_embedding_values(coords, values, simulated=simulated), folder.figure("tsne_physics"),
-                     dpi=80)
+        _save_figure(plot_embedding_values(coords, values, simulated=simulated), folder.figure("tsne_physics"), style)
 
 
-def _save_figure(fig, path: Path, dpi: int = 110) -> None:
+def _save_figure(fig, path: Path, style: dict) -> None:
     # the figures lay themselves out (constrained layout): a "tight" pass would draw each twice
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=dpi, format="png")
+    from agnlens.plot.save import save_figure
+
+    save_figure(fig, path, **style)
 
 
 def _write_csv(frame: pd.DataFrame, path: Path) -> None:

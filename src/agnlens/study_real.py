@@ -50,6 +50,8 @@ def real_section(
     seed: int = 0,
     source: str = "",
     max_figures: int = MAX_FIGURES,
+    figure_format: str = "png",
+    dpi: float | None = None,
 ) -> dict:
     """Classify, measure and explain labelled real spectra; write ``out/real/``.
 
@@ -74,6 +76,9 @@ def real_section(
     max_figures : int
         At most this many saliency figures: spectra whose label the SVM contradicts first, then
         those where SVM and baseline disagree.
+    figure_format, dpi
+        As in :func:`agnlens.plot.save.save_figure` (default its ``DPI``); the saliency figures
+        share one colour scale.
 
     Returns
     -------
@@ -119,10 +124,19 @@ def real_section(
     explain = np.concatenate([np.flatnonzero(wrong), np.flatnonzero(disagree & ~wrong)])[:max_figures]
     figures = np.full(len(table), "", dtype=object)
     sal_all = saliency(model, spectra, method="gradient")  # every map: cheap (one gradient each)
-    for i in explain:
-        rel = f"real/figures/{safe_name(table['spec_id'].iloc[i])}.png"
-        _save(sal_all.plot(int(i)).figure, results / rel, dpi=80)
-        figures[i] = rel
+    sal_all.reason = np.where(wrong, "SVM contradicts the catalogue",
+                              np.where(disagree, "SVM and baseline disagree", ""))
+    if explain.size:
+        from agnlens.plot.saliency import attribution_label, shared_limit, shared_scale_note
+        from agnlens.plot.save import DPI, save_figure
+
+        vmax = shared_limit(sal_all.values[explain])
+        for i in explain:
+            rel = f"real/figures/{safe_name(table['spec_id'].iloc[i])}.png"
+            label = f"{attribution_label(sal_all.method, sal_all.target[i])}\n{shared_scale_note(explain.size)}"
+            save_figure(sal_all.plot(int(i), vmax=vmax, colorbar_label=label).figure, results / rel,
+                        format=figure_format, dpi=DPI if dpi is None else dpi)
+            figures[i] = rel
     table["saliency_figure"] = figures
     from agnlens.plot.spectra import plot_thumbnails
 

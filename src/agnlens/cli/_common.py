@@ -182,3 +182,20 @@ def add_model_sha256_argument(parser) -> None:
         help="refuse the model file unless its SHA-256 (sha256sum MODEL) is HEX (default "
         "$AGNLENS_MODEL_SHA256); the file's own hash only detects corruption, a pin also an edit",
     )
+
+
+#: argparse type of ``--dpi``.
+dpi_value = _argument_type("dpi", float, lambda v: 10 <= v <= 1200, "a number", "from 10 to 1200")
+
+
+def add_figure_arguments(parser) -> None:
+    """``--format png|pdf|svg`` and ``--dpi N``: how the figures are written."""
+    from agnlens.plot.save import DPI, FORMATS
+
+    parser.add_argument(
+        "--format", dest="figure_format", choices=FORMATS, default="png",
+        help="figure format (default png); pdf or svg writes each figure in that format too, beside "
+        "a PNG of the same name (the HTML report embeds the PNGs)",
+    )
+    parser.add_argument("--dpi", type=dpi_value, default=DPI, metavar="N",
+                        help=f"resolution of the PNG figures in dots per inch (default {DPI})")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from agnlens.cli._common import check_output, nonnegative_int
+from agnlens.cli._common import add_figure_arguments, check_output, nonnegative_int
 
 STAGES = [
     "simulate", "tune_binary", "tune_multiclass", "classify", "saliency", "measure",
@@ -39,6 +39,7 @@ def add_parser(sub) -> None:
     p.add_argument("--labels", metavar="CSV", help="label catalogue of the --real spectra (spec_id, label)")
     p.add_argument("--n-random", type=nonnegative_int, default=30, metavar="N",
                    help="random test spectra to explain besides the misclassified (default 30)")
+    add_figure_arguments(p)
     p.set_defaults(run=run)
 
 
@@ -87,7 +88,7 @@ def run(args) -> int:
         result = run_study(
             args.out, spectra=spectra, n=args.n, seed=args.seed, grid=args.grid,
             n_random_saliency=args.n_random, on_stage=on_stage, real=real, real_measure=real_measure,
-            real_source=args.real or "",
+            real_source=args.real or "", figure_format=args.figure_format, dpi=args.dpi,
         )
     finally:
         if bar is not None:

@@ -37,8 +37,9 @@ def add_parser(sub) -> None:
         "explain",
         help="saliency maps (which pixels drive the predicted type), figures and a line table",
         description="Explain a classifier's decisions: for every input spectrum, the attribution map "
-        "of the predicted class's probability (or of --class) over its pixels, one figure per spectrum with "
-        "the spectrum coloured by signed attribution, what each line contributed, and a line-level table. Writes "
+        "of the predicted class's probability (or of --class) over its pixels, one figure per spectrum (the "
+        "spectrum as a line, its signed attribution as a colour band beneath it, one colour scale for the "
+        "run), what each line contributed, and a line-level table. Writes "
         "DIR/saliency/ (values.npy, wavelength.npy, index.csv), DIR/figures/saliency/<spec_id>.png, "
         "DIR/line_contributions.csv (per spectrum and line window: the attribution's sum, in probability), "
         "DIR/line_table.csv, DIR/centre_wings.csv (spectra with a broad line only), DIR/predictions.csv (the "
@@ -76,6 +77,7 @@ def add_parser(sub) -> None:
                    help="figures with one panel per class (the saliency of every class's probability)")
     p.add_argument("--labels", metavar="CATALOG", help="label catalogue, to show true types in titles")
     _common.add_model_sha256_argument(p)
+    _common.add_figure_arguments(p)
     _common.add_scheduler_argument(p)
     p.set_defaults(run=run)
 
@@ -137,7 +139,8 @@ def _explain(args, model, meta, spectra, out) -> int:
 
     target = _parse_target(args.target, model)
     result = explain(model, spectra, out, method=args.method, target=target, max_figures=args.max_figures,
-                     panels=args.panels, executor=Executor(progress=args.progress), metadata=meta)
+                     panels=args.panels, executor=Executor(progress=args.progress), metadata=meta,
+                     figure_format=args.figure_format, dpi=args.dpi)
     sal, flags = result.saliency, result.flags
     n_bad = int((flags != "").sum())
     print(

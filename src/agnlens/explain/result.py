@@ -15,9 +15,19 @@ import pandas as pd
 from numpy.typing import ArrayLike
 
 from agnlens.atomic import jsonable
+from agnlens.classes import CLASS_NAMES
 
 # --------------------------------------------------------------------------------------------
 # the result object
+
+
+#: How the reason a spectrum was explained (:attr:`Saliency.reason`) reads in a figure title.
+REASONS = {"misclassified": "misclassified test spectrum", "random": "random test sample",
+           "input": "input spectrum"}
+
+
+def _class_name(label) -> str:
+    return CLASS_NAMES.get(str(label), str(label))
 
 
 #: The per-spectrum fields of a :class:`Saliency` (first axis = spectra).
@@ -192,14 +202,16 @@ class Saliency:
 
     # ---- figures
     def plot(self, i: int | str = 0, ax=None, **kwargs):
-        """Plot spectrum ``i`` (row or spec_id) coloured by its saliency.
+        """Plot spectrum ``i`` (row or spec_id) as a line with its attribution as a colour band.
 
-        Keyword arguments go to :func:`agnlens.plot.saliency.plot_saliency`. Returns the Axes.
+        Keyword arguments go to :func:`agnlens.plot.saliency.plot_saliency` (``vmax``: a colour
+        limit shared with other figures). Returns the Axes.
         """
-        from agnlens.plot.saliency import plot_saliency
+        from agnlens.plot.saliency import attribution_label, plot_saliency
 
         row = self.index(i) if isinstance(i, str) else int(i)
         title = kwargs.pop("title", self.figure_title(row))
+        kwargs.setdefault("colorbar_label", attribution_label(self.method, self.target[row]))
         return plot_saliency(self.wavelength, self.flux[row], self.values[row], ax=ax, title=title, **kwargs)
 
     @property
@@ -208,11 +220,36 @@ class Saliency:
         decomposes the probability (Integrated Gradients, occlusion), ``"∂p/∂flux"`` otherwise."""
         return "Δp per pixel" if self.method in ("integrated-gradients", "occlusion") else "∂p/∂flux"
 
-    def figure_title(self, row: int) -> str:
-        """The title of row ``row``'s figure: spec_id, true and predicted class, probabilities, target."""
-        probs = ", ".join(f"p({c})={p:.2f}" for c, p in zip(self.classes, self.probabilities[row]))
-        return (f"{self.spec_id[row]}  true: {self.labels[row] or '?'}  predicted: {self.predicted[row]}\n"
-                f"{probs}   {self.method} of p({self.target[row]}) ({self.quantity})")
+    def figure_title(self, row: int, *, short: bool = False, reason: str | None = None) -> str:
+        """The title of row ``row``'s figure: what the spectrum is, why it is shown, what is explained.
+
+        Three lines: spec_id and why it was explained (:data:`REASONS`; ``reason`` overrides
+        :attr:`reason`); the predicted class with its probability (and the other classes') and
+        the catalogue label when known; the explained class, the method and the map's largest
+        |value| (on a colour scale shared by many maps, a small map is nearly white). ``short``
+        (a gallery panel) leaves out the other classes' probabilities, and the method and the
+        explained class when it is the predicted one (the gallery's title says them).
+        """
+        why = str(self.reason[row] if reason is None else reason)
+        why = REASONS.get(why, why)
+        head = f"{self.spec_id[row]}" + (f" · {why}" if why else "")
+        pred = str(self.predicted[row])
+        hit = np.flatnonzero(self.classes.astype(str) == pred)
+        k = int(hit[0]) if hit.size else -1
+        p = f", p = {self.probabilities[row, k]:.2f}" if k >= 0 else ""
+        label = str(self.labels[row])
+        catalogue = ""
+        if label:
+            catalogue = f" · catalogue: {_class_name(label)}" + (" (disagrees)" if label != pred else "")
+        peak = f"largest |value| {np.nanmax(np.abs(self.values[row])):.1e}" if self.values.shape[1] else ""
+        target = str(self.target[row])
+        if short:
+            line3 = (f"explained: p({_class_name(target)}) · " if target != pred else "") + peak
+            return f"{head}\npredicted {_class_name(pred)}{p}{catalogue}\n{line3}"
+        others = ", ".join(f"{_class_name(c)} {q:.2f}"
+                           for j, (c, q) in enumerate(zip(self.classes, self.probabilities[row])) if j != k)
+        line2 = f"predicted {_class_name(pred)}{p}" + (f" ({others})" if others else "") + catalogue
+        return f"{head}\n{line2}\nexplained: p({_class_name(target)}) by {self.method} · {peak}"
 
     def to_specutils(self):
         """The maps as a specutils ``Spectrum`` on the model's grid, shape (n_spectra, n_pixels).

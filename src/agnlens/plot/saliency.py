@@ -1,15 +1,19 @@
-"""Saliency figures: spectra coloured by signed saliency, galleries, line tables, faithfulness.
+"""Saliency figures: a spectrum with its attribution, and the line-level statistics.
 
 matplotlib is imported lazily and only through :class:`matplotlib.figure.Figure` (no pyplot
 state). Functions drawing one panel take ``ax=None`` and return the Axes; functions drawing
-several panels return the Figure. Nothing is shown or saved here.
+several panels return the Figure. Nothing is shown or saved here (:mod:`agnlens.plot.save` writes).
 
-Colours: a diverging map (``"RdBu_r"``) with symmetric limits ±max|s|, so white is exactly zero,
-red pixels raise the explained probability and blue ones lower it. A map that is zero to round-off
-(|s| < :data:`ZERO_SCALE`, e.g. a collapsed kernel) is drawn grey with its true scale written on the
-panel, never with a colour bar stretched over 1e-33. Fe II blends are shaded, lines are labelled
-without overlaps, and single-spectrum figures zoom on Hβ–[O III] and Hα–[N II] so that the narrow
-lines can be read.
+A spectrum is always drawn as a black line, so every emission line stays visible whatever its
+attribution; the attribution is a colour band under it, in the same Axes and on the same
+wavelength axis (an inset along the bottom, :data:`BAND` of its height). Colours: a diverging map
+(``"RdBu_r"``) with symmetric limits ±``vmax``, white exactly zero, red pixels raise the explained
+probability and blue ones lower it. Figures of one run share one ``vmax``
+(:func:`shared_limit`), so that their colours compare; the colour bar says what the attribution
+is (:func:`attribution_label`) and that its scale is shared. A map that is zero to round-off
+(|s| < :data:`ZERO_SCALE`, e.g. a collapsed kernel) gets a grey band and its true scale written on
+the panel. Fe II blends are shaded, lines are labelled without overlaps
+(:mod:`agnlens.plot.line_labels`), and single-spectrum figures zoom on Hβ–[O III] and Hα–[N II].
 """
 
 from __future__ import annotations
@@ -18,23 +22,90 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
+from matplotlib.ticker import MaxNLocator
 
-from agnlens.lines import BANDS, lines_in
+from agnlens.classes import CLASS_NAMES
 from agnlens.plot._text import plain
+from agnlens.plot.line_labels import mark_lines
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
 CMAP = "RdBu_r"
-COLORBAR_LABEL = "∂p/∂flux (per unit normalised flux)"
+#: The colour bar's label when the method is not known.
+COLORBAR_LABEL = "∂p/∂flux, per unit normalised flux"
 #: A map whose largest |value| is below this is zero to round-off: drawn grey, scale written out.
 ZERO_SCALE = 1e-12
 #: Zoom windows of the single-spectrum figures (rest Å): Hβ–[O III] and Hα–[N II].
 ZOOMS = ((4820.0, 5030.0, "Hβ–[O III]"), (6520.0, 6610.0, "Hα–[N II]"))
-FEII_COLOUR = "#efe3c2"
 #: Colours of the classes (Okabe-Ito), as in :mod:`agnlens.plot.embedding`.
 CLASS_COLOURS = {"type1": "#0072B2", "type2": "#D55E00", "intermediate": "#009E73", "all": "#444444"}
+#: Height of the attribution band, as a fraction of the spectrum's Axes.
+BAND = 0.11
+#: Room for the line labels above the spectrum, as a fraction of the Axes.
+HEADROOM = 0.3
+#: Percentile of |attribution| over a run's maps that sets its shared colour limit.
+SHARED_PERCENTILE = 99.5
+#: What each method's values are (``{t}``: the explained class).
+_ATTRIBUTION = {
+    "gradient": "∂p({t})/∂flux, per unit normalised flux",
+    "smoothgrad": "SmoothGrad: mean ∂p({t})/∂flux, per unit normalised flux",
+    "finite-difference": "Δp({t})/Δflux (+1 % nudges), per unit normalised flux",
+    "integrated-gradients": "Integrated Gradients: Δp({t}) per pixel",
+    "occlusion": "occlusion: Δp({t}) per pixel",
+}
+
+
+def attribution_label(method: str, target: str | None = None) -> str:
+    """What a map of ``method`` is, with its units, for a colour bar: ``"∂p(type 1)/∂flux ..."``.
+
+    Parameters
+    ----------
+    method : str
+        ``Saliency.method``; a method this module does not know is named as it is.
+    target : str, optional
+        The explained class (default: "explained class", for figures mixing targets).
+    """
+    t = CLASS_NAMES.get(str(target), str(target)) if target is not None else "explained class"
+    return _ATTRIBUTION.get(str(method), f"{method}: attribution to p({{t}})").format(t=t)
+
+
+def shared_limit(values, percentile: float = SHARED_PERCENTILE) -> float:
+    """One symmetric colour limit for many maps: the ``percentile`` of |values| over all their
+    finite pixels (pixels beyond it saturate; the colour bar shows arrows).
+
+    Parameters
+    ----------
+    values : array-like of shape (n_spectra, n_pixels)
+
+    Returns
+    -------
+    float
+        Positive; 1.0 when every value is zero to round-off (:data:`ZERO_SCALE`).
+    """
+    a = np.abs(np.asarray(values, dtype=float))
+    a = a[np.isfinite(a)]
+    limit = float(np.percentile(a, percentile)) if a.size else 0.0
+    if not limit >= ZERO_SCALE:  # most pixels exactly zero: the largest value instead
+        limit = float(a.max()) if a.size else 0.0
+    return limit if limit >= ZERO_SCALE else 1.0
+
+
+def shared_scale_note(n_maps: int, percentile: float = SHARED_PERCENTILE) -> str:
+    """The line a colour bar of a shared scale carries."""
+    return f"one scale for {n_maps} maps: {percentile:g}th pct of |value|"
+
+
+class FluxLocator(MaxNLocator):
+    """Flux ticks only where the spectrum is drawn: none beside the attribution band."""
+
+    def __init__(self):
+        super().__init__(nbins="auto", steps=[1, 2, 2.5, 5, 10])
+
+    def tick_values(self, vmin, vmax):
+        ticks = super().tick_values(vmin, vmax)
+        return ticks[ticks >= vmin + (BAND + 0.02) * (vmax - vmin)]
 
 
 def _new_figure(figsize):
@@ -54,57 +125,15 @@ def _limit(values: np.ndarray, vmax: float | None) -> float:
     return m if m > 0 and np.isfinite(m) else 1.0
 
 
-def mark_lines(ax: Axes, wavelength: np.ndarray, *, labels: bool = True, min_sep_aa: float | None = None,
-               bands: bool = True, fontsize: float = 7) -> list:
-    """Dotted vertical lines at every line of :data:`agnlens.lines.LINES` inside the axis range,
-    labelled at the top without overlaps, and the Fe II blends of :data:`agnlens.lines.BANDS` shaded.
-
-    Labels sharing a name (the [O III] or [N II] pair) are written once (on wide axes); a label closer than
-    ``min_sep_aa`` (default: the width of a label at ``fontsize`` on this axis) to the previous one
-    goes one row lower (three rows), and is dropped only when every row is taken.
-    """
-    texts = []
-    lo, hi = float(np.min(wavelength)), float(np.max(wavelength))
-    trans = ax.get_xaxis_transform()
-    if bands:
-        for band in BANDS:
-            if band.kind == "feii" and band.hi > lo and band.lo < hi:
-                ax.axvspan(max(band.lo, lo), min(band.hi, hi), color=FEII_COLOUR, alpha=0.6, lw=0, zorder=-1)
-                ax.text(0.5 * (max(band.lo, lo) + min(band.hi, hi)), 0.02, "Fe II", transform=trans, ha="center",
-                        va="bottom", fontsize=fontsize, color="#8a6d1f")
-    if min_sep_aa is None:
-        width_in = ax.bbox.width / ax.figure.dpi or 1.0  # the axes' width in inches (also inside a SubFigure)
-        min_sep_aa = 1.6 * fontsize / 72.0 * (hi - lo) / width_in
-    rows_last = [-np.inf, -np.inf, -np.inf]
-    seen: dict[str, float] = {}
-    for item in lines_in(wavelength):
-        style = ":" if item.kind != "absorption" else "--"
-        ax.axvline(item.wavelength, color="0.55", lw=0.6, ls=style, zorder=0)
-        # a pair sharing a label ([O III], [N II]) is labelled once, unless the axis is a zoom
-        if not labels or item.wavelength - seen.get(item.label, -np.inf) < min(150.0, 0.1 * (hi - lo)):
-            continue
-        free = [r for r, last in enumerate(rows_last) if item.wavelength - last >= min_sep_aa]
-        if not free:
-            continue
-        row = free[0]
-        texts.append(
-            ax.text(item.wavelength, 0.98 - 0.16 * row, item.label, transform=trans, rotation=90, ha="right",
-                    va="top", fontsize=fontsize, color="0.3")
-        )
-        rows_last[row] = item.wavelength
-        seen[item.label] = item.wavelength
-    return texts
-
-
 def _collapsed_note(ax: Axes, values: np.ndarray, note: str | None) -> None:
     scale = float(np.nanmax(np.abs(values))) if np.size(values) else 0.0
-    text = f"saliency zero to round-off: max |∂p/∂flux| = {scale:.1e}"
+    text = f"attribution zero to round-off: max |value| = {scale:.1e}"
     _note(ax, f"{note}\n{text}" if note else text)
 
 
 def _note(ax: Axes, text: str) -> None:
-    ax.text(0.01, 0.10, text, transform=ax.transAxes, ha="left", va="bottom", fontsize=8, color="#b2182b",
-            bbox=dict(facecolor="white", edgecolor="#b2182b", alpha=0.85, lw=0.6))
+    ax.text(0.01, BAND + 0.03, text, transform=ax.transAxes, ha="left", va="bottom", fontsize=7, color="#b2182b",
+            bbox=dict(facecolor="white", edgecolor="#b2182b", alpha=0.85, lw=0.6), zorder=5)
 
 
 def plot_saliency(
@@ -119,38 +148,45 @@ def plot_saliency(
     vmax: float | None = None,
     colorbar: bool = True,
     colorbar_label: str = COLORBAR_LABEL,
-    linewidth: float = 1.6,
+    linewidth: float = 0.7,
     note: str | None = None,
     zoom: bool = False,
+    fontsize: float = 7,
 ) -> Axes:
-    """Draw a spectrum as a line coloured by its signed saliency.
+    """Draw a spectrum as a black line with its signed attribution as a colour band beneath it.
 
     Parameters
     ----------
     wavelength, flux, values : ndarray of shape (n_pixels,)
-        Rest-frame grid (Å), normalised flux and the saliency of every pixel.
+        Rest-frame grid (Å), normalised flux and the attribution of every pixel.
     ax : matplotlib Axes, optional
         Drawn on a new Figure when None.
     title : str, optional
-        E.g. spec_id, true and predicted type and probabilities (:meth:`Saliency.plot` makes one).
+        E.g. :meth:`Saliency.figure_title` (spec_id, classes, what is explained and why).
     lines : bool
         Mark and label the lines of :data:`agnlens.lines.LINES` in range.
     cmap : str
-        Diverging colour map; the limits are symmetric, ±``vmax`` (default max |values|).
+        Diverging colour map; the limits are symmetric, ±``vmax``.
+    vmax : float, optional
+        The colour limit; default max |values| (one figure alone). Figures that are compared
+        should share one (:func:`shared_limit`): values beyond it saturate.
     colorbar : bool
-        Add a colour bar labelled ``colorbar_label`` (not for a map that is zero to round-off,
-        whose true scale is written on the panel instead).
+        Add a colour bar labelled ``colorbar_label`` (say what the values are:
+        :func:`attribution_label`).
     linewidth : float
-        Width of the trace (points).
+        Width of the spectrum (points).
     note : str, optional
         A warning written on the panel, e.g. ``"not applicable: kernel collapse"``.
     zoom : bool
         With ``ax=None``: add panels zoomed on Hβ–[O III] and Hα–[N II] (those inside the grid)
-        below the spectrum, with a thicker trace, so that the narrow lines can be read.
+        below the spectrum, so that the narrow lines can be read.
+    fontsize : float
+        Of the line labels (points).
 
     Returns
     -------
     matplotlib.axes.Axes
+        The spectrum's Axes; the band is ``ax.child_axes[0]``, its colours ``band.collections[0]``.
     """
     wavelength = np.asarray(wavelength, dtype=float)
     flux = np.asarray(flux, dtype=float)
@@ -163,36 +199,104 @@ def plot_saliency(
     windows = zoom_windows(wavelength)
     zoom_axes = []
     if ax is None and zoom and windows:
-        fig = _new_figure((10.0, 6.0))
-        grid = fig.add_gridspec(2, len(windows), height_ratios=(1.4, 1.0))
+        fig = _new_figure((7.2, 4.9))
+        grid = fig.add_gridspec(2, len(windows), height_ratios=(1.35, 1.0))
         ax = fig.add_subplot(grid[0, :])
         zoom_axes = [fig.add_subplot(grid[1, k]) for k in range(len(windows))]
     elif ax is None:
-        ax = _new_axes()
-    collapsed = vmax is None and _limit(values, None) < ZERO_SCALE
+        ax = _new_axes((7.2, 3.3))
+    collapsed = _limit(values, None) < ZERO_SCALE
     limit = _limit(values, vmax)
-    lc = _trace(ax, wavelength, flux, values, cmap, limit, linewidth, collapsed)
+    mesh = draw_spectrum(ax, wavelength, flux, values, cmap=cmap, limit=limit, linewidth=linewidth,
+                         collapsed=collapsed)
     ax.set_xlim(wavelength[0], wavelength[-1])
-    ax.set_ylim(*flux_limits(flux, 6))
     ax.set_xlabel("rest wavelength (Å)")
     ax.set_ylabel("flux / flux(5100 Å)")
     if lines:
-        mark_lines(ax, wavelength)
+        mark_lines(ax, wavelength, fontsize=fontsize)
     if collapsed:
         _collapsed_note(ax, values, note)
     elif note:
         _note(ax, note)
-    if colorbar and not collapsed:
-        cb = ax.figure.colorbar(lc, ax=[ax, *zoom_axes], label=plain(colorbar_label), pad=0.01)
-        from matplotlib.ticker import ScalarFormatter
-
-        if isinstance(cb.formatter, ScalarFormatter):
-            cb.formatter.set_powerlimits((-3, 4))  # ×10ⁿ beyond: tick labels stay short
-    for zax, window in zip(zoom_axes, windows):
-        _zoom(zax, window, wavelength, flux, values, cmap, limit, collapsed)
+    if colorbar:
+        cb = ax.figure.colorbar(mesh, ax=[ax, *zoom_axes], pad=0.01, extend="neither" if vmax is None else "both",
+                                aspect=30)
+        style_colorbar(cb, colorbar_label)
+    for zax, (lo, hi, name) in zip(zoom_axes, windows):
+        sel = (wavelength >= lo) & (wavelength <= hi)
+        draw_spectrum(zax, wavelength[sel], flux[sel], values[sel], cmap=cmap, limit=limit,
+                      linewidth=1.5 * linewidth, collapsed=collapsed)
+        zax.set_xlim(lo, hi)
+        mark_lines(zax, wavelength[sel], bands=False, fontsize=fontsize)
+        zax.set_title(f"zoom: {name}", fontsize=8)
+        zax.set_xlabel("rest wavelength (Å)")
+        zax.set_ylabel("flux / flux(5100 Å)")
     if title:
-        ax.set_title(plain(title), fontsize=9)
+        ax.set_title(plain(title), fontsize=8)
     return ax
+
+
+def style_colorbar(cb, label: str, fontsize: float = 8) -> None:
+    """Label a colour bar, its lines wrapped to the bar's length, and write its ticks as short
+    numbers (``0.015``, ``2e-06``): an offset ×10ⁿ would collide with a horizontal bar's label."""
+    import textwrap
+
+    from matplotlib.ticker import FuncFormatter
+
+    fig, box = cb.ax.figure, cb.ax.get_position()
+    length_in = (box.height * fig.get_figheight() if cb.orientation == "vertical" else box.width * fig.get_figwidth())
+    width = max(20, int(0.9 * length_in * 72 / (0.6 * fontsize)))  # characters of ~0.6 em
+    lines = [w for line in plain(label).split("\n") for w in textwrap.wrap(line, width) or [""]]
+    cb.set_label("\n".join(lines), fontsize=fontsize)
+    cb.ax.tick_params(labelsize=7)
+    cb.formatter = FuncFormatter(lambda v, pos: f"{v:.2g}".replace("-", "\N{MINUS SIGN}"))
+    cb.update_ticks()
+
+
+def draw_spectrum(ax: Axes, wavelength: np.ndarray, flux: np.ndarray, values: np.ndarray, *, cmap: str = CMAP,
+                  limit: float = 1.0, linewidth: float = 0.7, collapsed: bool = False):
+    """The spectrum as a black line on ``ax`` and its attribution as a colour band along the
+    bottom (an inset Axes sharing the wavelength axis); y limits leave room for both.
+
+    Returns
+    -------
+    matplotlib.collections.QuadMesh
+        The band's colours (``None`` colours when ``collapsed``: a grey band).
+    """
+    from matplotlib.colors import Normalize
+
+    ax.plot(wavelength, flux, color="black", lw=linewidth, solid_joinstyle="round", zorder=2, gid="spectrum")
+    ax.set_ylim(*flux_limits(flux))
+    ax.yaxis.set_major_locator(FluxLocator())
+    band = ax.inset_axes((0.0, 0.0, 1.0, BAND), sharex=ax, zorder=4)
+    edges = pixel_edges(wavelength)
+    mesh = band.pcolormesh(edges, [0.0, 1.0], values[None, :], cmap=cmap, norm=Normalize(-limit, limit),
+                           shading="flat", rasterized=True)
+    if collapsed:
+        mesh.set_array(None)
+        mesh.set_facecolor("0.82")
+    band.set_ylim(0.0, 1.0)
+    band.set_yticks([])
+    band.tick_params(axis="x", bottom=False, labelbottom=False)
+    for spine in band.spines.values():
+        spine.set_linewidth(0.4)
+        spine.set_color("0.5")
+    return mesh
+
+
+def spectrum_line(ax: Axes):
+    """The spectrum's Line2D that :func:`draw_spectrum` drew on ``ax``."""
+    return next(line for line in ax.lines if line.get_gid() == "spectrum")
+
+
+def pixel_edges(wavelength: np.ndarray) -> np.ndarray:
+    """Edges of the pixels centred on ``wavelength`` (midpoints; a log-uniform grid stays exact
+    enough), shape (n_pixels + 1,)."""
+    w = np.asarray(wavelength, dtype=float)
+    if w.size == 1:
+        return np.array([w[0] - 0.5, w[0] + 0.5])
+    mid = 0.5 * (w[:-1] + w[1:])
+    return np.concatenate([[w[0] - (mid[0] - w[0])], mid, [w[-1] + (w[-1] - mid[-1])]])
 
 
 def zoom_windows(wavelength: np.ndarray) -> list[tuple[float, float, str]]:
@@ -200,161 +304,13 @@ def zoom_windows(wavelength: np.ndarray) -> list[tuple[float, float, str]]:
     return [(lo, hi, name) for lo, hi, name in ZOOMS if lo >= wavelength[0] and hi <= wavelength[-1]]
 
 
-def flux_limits(flux: np.ndarray, top: float, pad_fraction: float = 0.05) -> tuple[float, float]:
-    """y limits of a trace: one pad (``pad_fraction`` of the flux range) below, ``top`` pads above
-    (room for the line labels)."""
-    pad = pad_fraction * (np.nanmax(flux) - np.nanmin(flux) or 1.0)
-    return float(np.nanmin(flux) - pad), float(np.nanmax(flux) + top * pad)
-
-
-def _trace(ax, wavelength, flux, values, cmap, limit, linewidth, collapsed):
-    from matplotlib.collections import LineCollection
-    from matplotlib.colors import Normalize
-
-    points = np.column_stack([wavelength, flux])
-    segments = np.stack([points[:-1], points[1:]], axis=1)
-    if collapsed:
-        lc = LineCollection(segments, colors="0.45", linewidths=linewidth)
-    else:
-        lc = LineCollection(segments, cmap=cmap, norm=Normalize(-limit, limit), linewidths=linewidth)
-        lc.set_array(0.5 * (values[:-1] + values[1:]))
-    ax.add_collection(lc)
-    return lc
-
-
-def _zoom(ax, window, wavelength, flux, values, cmap, limit, collapsed) -> None:
-    """One zoomed panel on ``window = (lo, hi, name)``, same colour scale, thicker trace."""
-    lo, hi, name = window
-    sel = (wavelength >= lo) & (wavelength <= hi)
-    _trace(ax, wavelength[sel], flux[sel], values[sel], cmap, limit, 2.6, collapsed)
-    ax.set_xlim(lo, hi)
-    ax.set_ylim(*flux_limits(flux[sel], 5, 0.08))
-    mark_lines(ax, wavelength[sel], bands=False)
-    ax.set_title(f"zoom: {name}", fontsize=8)
-    ax.set_xlabel("rest wavelength (Å)")
-    ax.set_ylabel("flux / flux(5100 Å)")
-
-
-def plot_saliency_panels(
-    wavelength: np.ndarray,
-    flux: np.ndarray,
-    values: Mapping[str, np.ndarray] | np.ndarray,
-    *,
-    classes: Sequence[str] | None = None,
-    probabilities: Sequence[float] | None = None,
-    title: str | None = None,
-    shared_scale: bool = True,
-    figsize: tuple[float, float] | None = None,
-    note: str | None = None,
-) -> Figure:
-    """One panel per class: the same spectrum coloured by the saliency of each class's probability.
-
-    Parameters
-    ----------
-    wavelength, flux : ndarray of shape (n_pixels,)
-    values : dict class → ndarray (n_pixels,), or ndarray of shape (n_classes, n_pixels)
-    classes : sequence of str, optional
-        Class names when ``values`` is an array.
-    probabilities : sequence of float, optional
-        p of each class, shown in the panel titles.
-    title : str, optional
-        Figure title (e.g. spec_id, true and predicted type).
-    shared_scale : bool
-        One symmetric colour scale for all panels, so that their colours compare.
-    note : str, optional
-        A warning written on every panel (e.g. ``"not applicable: kernel collapse"``).
-
-    Returns
-    -------
-    matplotlib.figure.Figure
-    """
-    if isinstance(values, Mapping):
-        classes = list(values)
-        maps = np.array([np.asarray(values[c], dtype=float) for c in classes])
-    else:
-        maps = np.atleast_2d(np.asarray(values, dtype=float))
-        classes = list(classes) if classes is not None else [f"class {k}" for k in range(maps.shape[0])]
-    if len(classes) != maps.shape[0]:
-        raise ValueError(f"got {maps.shape[0]} saliency maps but {len(classes)} class names")
-    fig = _new_figure(figsize or (9.0, 2.6 * len(classes)))
-    axes = fig.subplots(len(classes), 1, sharex=True, squeeze=False)[:, 0]
-    vmax = _limit(maps, None) if shared_scale and _limit(maps, None) >= ZERO_SCALE else None
-    for k, (ax, cls) in enumerate(zip(axes, classes)):
-        p = f", p = {probabilities[k]:.3f}" if probabilities is not None else ""
-        plot_saliency(wavelength, flux, maps[k], ax=ax, title=f"saliency of p({cls}){p}", vmax=vmax,
-                      colorbar_label=f"∂p({cls})/∂flux", note=note)
-        if k < len(classes) - 1:
-            ax.set_xlabel("")
-    if title:
-        fig.suptitle(plain(title), fontsize=10)
-    return fig
-
-
-def plot_gallery(
-    saliency,
-    indices: Sequence[int] | None = None,
-    *,
-    ncols: int = 3,
-    panel_size: tuple[float, float] = (4.2, 2.4),
-    max_panels: int = 60,
-    title: str | None = None,
-    flags: Sequence[str] | None = None,
-) -> Figure:
-    """A grid of small saliency panels (e.g. every misclassified spectrum plus a random sample).
-
-    Parameters
-    ----------
-    saliency : Saliency
-    indices : sequence of int, optional
-        Rows to draw (default all, up to ``max_panels``).
-    ncols : int
-    panel_size : (float, float)
-        Size of one panel in inches.
-    flags : sequence of str, shape (n_spectra,), optional
-        Applicability flags per spectrum (as in ``classify``); flagged panels say "not applicable".
-
-    Each panel has its own colour bar (scales differ from spectrum to spectrum).
-
-    Returns
-    -------
-    matplotlib.figure.Figure
-    """
-    from agnlens.models.applicability import reason
-
-    idx = list(range(len(saliency))) if indices is None else [int(i) for i in indices]
-    idx = idx[:max_panels]
-    if not idx:
-        raise ValueError("plot_gallery needs at least one spectrum index")
-    ncols = max(1, min(ncols, len(idx)))
-    nrows = int(np.ceil(len(idx) / ncols))
-    fig = _new_figure((panel_size[0] * ncols, panel_size[1] * nrows))
-    axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
-    for ax, i in zip(axes, idx):
-        p = saliency.probabilities[i, saliency.target_index[i]]
-        head = (
-            f"{saliency.spec_id[i]}\ntrue {saliency.labels[i] or '?'} → {saliency.predicted[i]}, "
-            f"p({saliency.target[i]}) = {p:.2f}"
-        )
-        note = f"not applicable: {reason(flags[i])}" if flags is not None and flags[i] else None
-        plot_saliency(saliency.wavelength, saliency.flux[i], saliency.values[i], ax=ax, title=head,
-                      colorbar=False, linewidth=1.2, note=note, lines=False)
-        mark_lines(ax, saliency.wavelength, fontsize=5)
-        values = saliency.values[i]
-        if _limit(values, None) >= ZERO_SCALE:
-            cb = fig.colorbar(ax.collections[0], ax=ax, pad=0.01, fraction=0.05)
-            cb.ax.tick_params(labelsize=5)
-            cb.formatter.set_powerlimits((-2, 2))
-        ax.set_xlabel("rest λ (Å)", fontsize=6)
-        ax.set_ylabel("flux / f(5100)", fontsize=6)
-        ax.tick_params(labelsize=6)
-        for text in ax.texts:
-            if text.get_fontsize() > 6:
-                text.set_fontsize(6)
-    for ax in axes[len(idx):]:
-        ax.set_visible(False)
-    if title:
-        fig.suptitle(f"{plain(title)}   (colour: ∂p/∂flux per unit normalised flux)")
-    return fig
+def flux_limits(flux: np.ndarray, headroom: float = HEADROOM, bottom: float = BAND) -> tuple[float, float]:
+    """y limits that put the trace between the band (``bottom`` of the Axes, plus a gap) and
+    ``headroom`` under the top (room for the line labels)."""
+    lo, hi = float(np.nanmin(flux)), float(np.nanmax(flux))
+    span = (hi - lo) or 1.0
+    unit = span / (1.0 - headroom - bottom - 0.04)
+    return lo - (bottom + 0.03) * unit, hi + headroom * unit
 
 
 def plot_centre_wings(result, *, ax: Axes | None = None, band: str = "ci") -> Axes | Figure:

@@ -1,17 +1,19 @@
-"""Many saliency figures on one wavelength grid, drawn fast (the demo draws dozens).
+"""Many saliency figures on one wavelength grid and one colour scale, drawn fast (the demo draws dozens).
 
 Building and laying out a matplotlib figure of :func:`agnlens.plot.saliency.plot_saliency` costs
 about half a second, and nearly all of it goes into what every figure on one grid shares: the axes,
 the marked and labelled lines, the Fe II bands, the zoom panels' wavelength axes, the colour bar and
 the layout. :class:`SaliencyFrames` draws the figure once, keeps the shared part as a background
-image and, per spectrum, redraws only what changes — the coloured traces, the flux axes, the colour
-bar's ticks and the title — then lays the line labels back on top (the same order as a full draw:
-labels above the trace). About a seventh of the CPU time of a new figure each time.
+image and, per spectrum, redraws only what changes — the spectra, the attribution bands, the flux
+axes and the title — then lays the line labels back on top (the same order as a full draw:
+labels above the spectrum). The colour scale is fixed (``vmax``, shared by every frame), so the
+colour bar is part of the background.
 
-The layout is computed once, with room for tick labels as wide as ``−0.0125`` on every vertical
-axis (the colour bar switches to an offset ×10ⁿ beyond 10⁻³ and 10⁴), and then kept.
+The layout is computed once, with room for flux tick labels as wide as ``−0.25``, and then kept.
 A map that is zero to round-off, or a spectrum with a note, is drawn as a new figure by
-:func:`agnlens.plot.saliency.plot_saliency` (rare; it needs the grey trace and the written scale).
+:func:`agnlens.plot.saliency.plot_saliency` (rare; it needs the grey band and the written scale).
+Only PNG is drawn this way; vector formats are drawn as new figures
+(:func:`agnlens.plot.saliency.save_figure`).
 """
 
 from __future__ import annotations
@@ -22,78 +24,101 @@ from typing import TYPE_CHECKING, cast
 import numpy as np
 
 from agnlens.plot._text import plain
-from agnlens.plot.saliency import ZERO_SCALE, flux_limits, plot_saliency, zoom_windows
+from agnlens.plot.line_labels import LineLabels
+from agnlens.plot.saliency import (
+    COLORBAR_LABEL,
+    ZERO_SCALE,
+    attribution_label,
+    flux_limits,
+    plot_saliency,
+    shared_limit,
+    shared_scale_note,
+    spectrum_line,
+    zoom_windows,
+)
+from agnlens.plot.save import DPI
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure
 
-#: The widest tick label the fixed layout leaves room for.
-_PROBE_TICK = {"flux": "\N{MINUS SIGN}0.25", "colour": "\N{MINUS SIGN}0.0125"}
+#: The widest flux tick label the fixed layout leaves room for.
+_PROBE_TICK = "\N{MINUS SIGN}0.25"
+#: A title of as many lines as :meth:`Saliency.figure_title`'s, for the fixed layout.
+_PROBE_TITLE = "probe\nprobe\nprobe"
 
 
 class SaliencyFrames:
-    """One saliency figure redrawn for spectrum after spectrum on the same grid.
+    """One saliency figure redrawn for spectrum after spectrum on the same grid and colour scale.
 
     Parameters
     ----------
     wavelength : ndarray of shape (n_pixels,)
         The rest-frame grid (Å) of every spectrum to draw.
+    vmax : float
+        The colour limit of every frame (:func:`agnlens.plot.saliency.shared_limit`).
     zoom : bool
         Add the panels zoomed on Hβ–[O III] and Hα–[N II] (those inside the grid), as
         ``plot_saliency(..., zoom=True)``.
     dpi : float
         Resolution of the images.
+    colorbar_label : str
+        What the values are (:func:`agnlens.plot.saliency.attribution_label`).
 
     Examples
     --------
-    >>> frames = SaliencyFrames(sal.wavelength)                         # doctest: +SKIP
-    >>> rgba = frames.render(sal.flux[0], sal.values[0], title="...")   # doctest: +SKIP
+    >>> frames = SaliencyFrames(sal.wavelength, vmax=shared_limit(sal.values))   # doctest: +SKIP
+    >>> rgba = frames.render(sal.flux[0], sal.values[0], title="...")           # doctest: +SKIP
     """
 
-    def __init__(self, wavelength: np.ndarray, *, zoom: bool = True, dpi: float = 90.0):
+    def __init__(self, wavelength: np.ndarray, *, vmax: float, zoom: bool = True, dpi: float = DPI,
+                 colorbar_label: str = COLORBAR_LABEL):
         from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.collections import LineCollection
         from matplotlib.ticker import FuncFormatter
 
         self.wavelength = np.asarray(wavelength, dtype=float)
-        self.zoom, self.dpi = zoom, float(dpi)
+        self.vmax, self.zoom, self.dpi = float(vmax), zoom, float(dpi)
+        self.colorbar_label = colorbar_label
         wl = self.wavelength
         # a first figure from the plotting function itself, so that the frames look exactly like it
-        ax = plot_saliency(wl, np.ones_like(wl), np.linspace(-1.0, 1.0, wl.size), zoom=zoom, title="probe\nprobe")
+        probe = np.linspace(-self.vmax, self.vmax, wl.size)
+        ax = plot_saliency(wl, np.ones_like(wl), probe, zoom=zoom, title=_PROBE_TITLE, vmax=self.vmax,
+                           colorbar_label=colorbar_label)
         fig = self.figure = cast("Figure", ax.figure)
         fig.set_dpi(self.dpi)
         self.canvas = FigureCanvasAgg(fig)
         self.ax = ax
-        self.trace = next(c for c in ax.collections if isinstance(c, LineCollection))
-        colorbar = self.trace.colorbar
+        colorbar = self.colorbar = ax.child_axes[0].collections[0].colorbar
         if colorbar is None:
             raise RuntimeError("saliency_frames: plot_saliency drew no colour bar")
         self.zoom_axes = [a for a in fig.axes if a is not ax and a is not colorbar.ax]
-        windows = zoom_windows(wl) if self.zoom_axes else []
-        self.zoom_traces = [next(c for c in a.collections if isinstance(c, LineCollection)) for a in self.zoom_axes]
-        self.zoom_pixels = [(wl >= lo) & (wl <= hi) for lo, hi, _ in windows]
-        self.colorbar = colorbar
-        self._segments = [_Segments(t, w) for t, w in
-                          zip([self.trace, *self.zoom_traces], [wl, *(wl[sel] for sel in self.zoom_pixels)])]
-        flux_axes = [ax.yaxis, *(a.yaxis for a in self.zoom_axes)]
-        vertical = [*flux_axes, colorbar.ax.yaxis]
+        self.panels = [ax, *self.zoom_axes]
+        self.traces = [spectrum_line(a) for a in self.panels]
+        self.bands = [a.child_axes[0] for a in self.panels]
+        self.meshes = [b.collections[0] for b in self.bands]
+        windows = zoom_windows(wl)[: len(self.zoom_axes)]
+        self.pixels = [np.ones(wl.size, bool), *((wl >= lo) & (wl <= hi) for lo, hi, _ in windows)]
+        flux_axes = [a.yaxis for a in self.panels]
 
         # lay out once with the widest tick labels a frame may have, then keep that layout
-        formatters = [axis.get_major_formatter() for axis in vertical]
-        for axis in vertical:
-            probe = _PROBE_TICK["colour" if axis is colorbar.ax.yaxis else "flux"]
-            axis.set_major_formatter(FuncFormatter(lambda x, pos, probe=probe: probe))
-        self.canvas.draw()
+        formatters = [axis.get_major_formatter() for axis in flux_axes]
+        for axis in flux_axes:
+            axis.set_major_formatter(FuncFormatter(lambda x, pos: _PROBE_TICK))
+        self.canvas.draw()  # also places the line labels (LineLabels), for good
         fig.set_layout_engine("none")
-        for axis, formatter in zip(vertical, formatters):
+        for axis, formatter in zip(flux_axes, formatters):
             axis.set_major_formatter(formatter)
             x, y = axis.label.get_position()
             axis.set_label_coords(x, y, transform=axis.label.get_transform())
 
         # what changes from frame to frame; the rest is the background
-        self._dynamic = [self.trace, *self.zoom_traces, *vertical, ax.title]
-        texts = [t for a in (ax, *self.zoom_axes) for t in a.texts]
-        labels = [axis.label for axis in vertical]
+        spines = [s for b in self.bands for s in b.spines.values()]
+        self._dynamic = [*self.traces, *self.meshes, *spines, *flux_axes, ax.title]
+        for a in self.panels:
+            for artist in a.artists:
+                if isinstance(artist, LineLabels):
+                    artist.set_visible(False)  # keep the places found above
+        texts = self.overlaid = [t for a in self.panels for t in a.texts if t.get_visible()]
+        labels = [axis.label for axis in flux_axes]
         for artist in self._dynamic:
             artist.set_animated(True)
         for text in texts:
@@ -124,7 +149,7 @@ class SaliencyFrames:
         Parameters
         ----------
         flux, values : ndarray of shape (n_pixels,)
-            Normalised flux and saliency on :attr:`wavelength`.
+            Normalised flux and attribution on :attr:`wavelength`.
         title : str, optional
         note : str, optional
             A warning written on the panel (drawn as a new figure).
@@ -138,19 +163,14 @@ class SaliencyFrames:
         if flux.shape != self.wavelength.shape or values.shape != self.wavelength.shape:
             raise ValueError(f"SaliencyFrames.render needs flux and values of shape {self.wavelength.shape} "
                              f"(the frames' grid), got {flux.shape} and {values.shape}")
-        limit = float(np.nanmax(np.abs(values))) if values.size else 0.0
-        if note or not (np.isfinite(limit) and limit >= ZERO_SCALE):
+        largest = float(np.nanmax(np.abs(values))) if values.size else 0.0
+        if note or not (np.isfinite(largest) and largest >= ZERO_SCALE):
             return self._new_figure(flux, values, title, note)
-        main, *zooms = self._segments
-        main.update(flux, values, limit)
-        self.ax.set_ylim(*flux_limits(flux, 6))
-        # the colour bar's colours run from −limit to +limit whatever the limit: it is in the
-        # background already; only its axis (the tick labels) follows the new limits
-        self.colorbar.ax.set_ylim(-limit, limit)
-        for zax, segments, sel in zip(self.zoom_axes, zooms, self.zoom_pixels):
-            segments.update(flux[sel], values[sel], limit)
-            zax.set_ylim(*flux_limits(flux[sel], 5, 0.08))
-        self.ax.set_title(plain(title) if title else "", fontsize=9)
+        for a, trace, mesh, sel in zip(self.panels, self.traces, self.meshes, self.pixels):
+            trace.set_ydata(flux[sel])
+            mesh.set_array(values[sel][None, :])
+            a.set_ylim(*flux_limits(flux[sel]))
+        self.ax.set_title(plain(title) if title else "", fontsize=8)
         self.canvas.restore_region(self._background)
         for artist in self._dynamic:
             self.figure.draw_artist(artist)
@@ -163,7 +183,8 @@ class SaliencyFrames:
     def _new_figure(self, flux, values, title, note) -> np.ndarray:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
 
-        ax = plot_saliency(self.wavelength, flux, values, zoom=self.zoom, title=title, note=note)
+        ax = plot_saliency(self.wavelength, flux, values, zoom=self.zoom, title=title, note=note, vmax=self.vmax,
+                           colorbar_label=self.colorbar_label)
         fig = cast("Figure", ax.figure)
         fig.set_dpi(self.dpi)
         canvas = FigureCanvasAgg(fig)
@@ -171,31 +192,11 @@ class SaliencyFrames:
         return np.array(canvas.buffer_rgba())
 
 
-class _Segments:
-    """A trace's segments updated in place: its paths are views of one array (no new Path per
-    segment and frame), and its colour limits change without redrawing the colour bar."""
-
-    def __init__(self, trace, wavelength: np.ndarray):
-        self.trace = trace
-        self.xy = np.empty((wavelength.size - 1, 2, 2))
-        self.xy[:, 0, 0], self.xy[:, 1, 0] = wavelength[:-1], wavelength[1:]
-        trace.set_segments(self.xy)
-        paths = trace.get_paths()
-        self.in_place = bool(paths) and np.shares_memory(paths[0].vertices, self.xy)
-
-    def update(self, flux: np.ndarray, values: np.ndarray, limit: float) -> None:
-        self.xy[:, 0, 1], self.xy[:, 1, 1] = flux[:-1], flux[1:]
-        if not self.in_place:  # a matplotlib that copies the segments
-            self.trace.set_segments(self.xy)
-        self.trace.set_array(0.5 * (values[:-1] + values[1:]))
-        with self.trace.norm.callbacks.blocked():
-            self.trace.set_clim(-limit, limit)
-        self.trace.stale = True
-
-
-def saliency_images(saliency, rows: Sequence[int] | None = None, *, zoom: bool = True,
-                    dpi: float = 90.0, notes: Sequence[str | None] | None = None) -> Iterator[np.ndarray]:
-    """The figure of each spectrum of a Saliency, as ``saliency.plot(i, zoom=zoom)`` draws it, fast.
+def saliency_images(saliency, rows: Sequence[int] | None = None, *, zoom: bool = True, dpi: float = DPI,
+                    notes: Sequence[str | None] | None = None, vmax: float | None = None,
+                    n_maps: int | None = None) -> Iterator[np.ndarray]:
+    """The figure of each spectrum of a Saliency, as ``saliency.plot(i, zoom=zoom, vmax=vmax)``
+    draws it, fast, on one colour scale.
 
     Parameters
     ----------
@@ -206,21 +207,33 @@ def saliency_images(saliency, rows: Sequence[int] | None = None, *, zoom: bool =
         As in :class:`SaliencyFrames`.
     notes : sequence of str or None, optional
         A note per row of ``saliency`` (e.g. "not applicable: ..."), drawn on its figure.
+    vmax : float, optional
+        The colour limit of every figure; default :func:`~agnlens.plot.saliency.shared_limit` of
+        the maps of ``rows``.
+    n_maps : int, optional
+        How many maps share the scale, for the colour bar (default ``len(rows)``).
 
     Yields
     ------
     ndarray of uint8, shape (height, width, 4)
         One RGBA image per row (write it with :func:`png_bytes`).
     """
-    rows = range(len(saliency)) if rows is None else rows
-    frames = None
+    rows = list(range(len(saliency)) if rows is None else rows)
+    if not rows:
+        return
+    vmax = shared_limit(saliency.values[rows]) if vmax is None else float(vmax)
+    scale = shared_scale_note(len(rows) if n_maps is None else n_maps)
+    frames: dict[str, SaliencyFrames] = {}  # one per colour bar label: per explained class
     for i in rows:
-        frames = frames or SaliencyFrames(saliency.wavelength, zoom=zoom, dpi=dpi)
+        label = f"{attribution_label(saliency.method, saliency.target[i])}\n{scale}"
+        if label not in frames:
+            frames[label] = SaliencyFrames(saliency.wavelength, vmax=vmax, zoom=zoom, dpi=dpi, colorbar_label=label)
         note = notes[i] if notes is not None else None
-        yield frames.render(saliency.flux[i], saliency.values[i], title=saliency.figure_title(int(i)), note=note)
+        yield frames[label].render(saliency.flux[i], saliency.values[i], title=saliency.figure_title(int(i)),
+                                   note=note)
 
 
-def png_bytes(image: np.ndarray, dpi: float = 90.0) -> bytes:
+def png_bytes(image: np.ndarray, dpi: float = DPI) -> bytes:
     """An RGBA image encoded as PNG (figures are opaque: stored as RGB), with its resolution.
 
     Full colour: a 256-colour palette would turn the palest trace colours (saliency near zero)

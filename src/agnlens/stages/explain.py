@@ -95,6 +95,8 @@ def explain(
     max_figures: int = 50,
     panels: bool = False,
     metadata: dict | None = None,
+    figure_format: str = "png",
+    dpi: float | None = None,
 ) -> Explanation:
     """Explain ``model``'s decisions on ``spectra`` and write the results into ``folder``.
 
@@ -106,7 +108,9 @@ def explain(
     and the figures: one per spectrum for the first
     ``max_figures`` (``figures/saliency/<spec_id>.png``, saying so when the prediction is not
     applicable), ``figures/gallery.png``, ``figures/line_table.png`` and
-    ``figures/centre_wings.png``.
+    ``figures/centre_wings.png``; with ``figure_format="pdf"`` or ``"svg"`` each figure also in
+    that format beside its PNG (the report embeds the PNGs). Every saliency figure and the
+    gallery share one colour scale (:func:`agnlens.plot.saliency.shared_limit` of all the maps).
 
     Parameters
     ----------
@@ -129,6 +133,10 @@ def explain(
     metadata : dict, optional
         The model's metadata; a built-in default model's places the spectra on the t-SNE map of
         its training sample.
+    figure_format : {"png", "pdf", "svg"}
+        Format of the figures; a vector format is written beside the PNG.
+    dpi : float, optional
+        Resolution of the PNGs (default :data:`agnlens.plot.saliency.DPI`).
 
     Returns
     -------
@@ -140,6 +148,7 @@ def explain(
 
     if isinstance(max_figures, bool) or not isinstance(max_figures, (int, np.integer)) or max_figures < 0:
         raise ValueError(f"max_figures must be 0 or more, got {max_figures!r}")
+    figures = _figure_options(figure_format, dpi)
     folder = folder if isinstance(folder, ResultsFolder) else ResultsFolder(folder)
     executor = as_executor(executor)
     widths, both = _widths(spectra)
@@ -150,7 +159,7 @@ def explain(
 
         write_map(folder, metadata, spectra, judged)
     sal = explain_saliency(model, spectra, method=method, target=target, executor=executor)
-    sal.save(folder.saliency)
+    sal.save(folder.saliency, reason=["input"] * len(sal))  # the user's spectra, not a sample
     table = line_table(sal)
     write_csv(folder.line_table, table)
     contributions = line_contributions(sal) if sal.method == "integrated-gradients" else None
@@ -164,7 +173,7 @@ def explain(
         shown = spectra[np.arange(result.n_figures)]
         per_class = ({str(c): explain_saliency(model, shown, method=method, target=k, executor=executor)
                       for k, c in enumerate(model.classes_)} if panels else None)
-        explain_figures(result, progress=executor.progress, panels=per_class)
+        explain_figures(result, progress=executor.progress, panels=per_class, **figures)
     return result
 
 
@@ -192,15 +201,31 @@ def _predictions(model, spectra: SpectrumSet, executor: Executor, measured: pd.D
     return join_measurements(classify(model, spectra, executor=executor, measurements=measured), measured)
 
 
-def write_saliency_figures(sal, folder: ResultsFolder, rows=None, *, notes=None, progress: bool = False) -> list[str]:
-    """Write the saliency figure of each row of ``sal`` (default all) into ``folder``, drawn as frames
-    of one figure (:mod:`agnlens.plot.saliency_frames`; a noted map gets a fresh figure); returns their
-    names relative to the folder."""
+def _figure_options(figure_format: str, dpi: float | None) -> dict:
+    """``figure_format`` and ``dpi`` checked (errors say what is allowed), ``dpi`` defaulted."""
+    from agnlens.plot.save import DPI, check_dpi, check_format
+
+    return {"figure_format": check_format(figure_format), "dpi": check_dpi(DPI if dpi is None else dpi)}
+
+
+def write_saliency_figures(sal, folder: ResultsFolder, rows=None, *, notes=None, progress: bool = False,
+                           figure_format: str = "png", dpi: float | None = None) -> list[str]:
+    """Write the saliency figure of each row of ``sal`` (default all) into ``folder``; returns the
+    PNGs' names relative to the folder.
+
+    The PNGs are drawn as frames of one figure (:mod:`agnlens.plot.saliency_frames`; a noted map
+    gets a fresh figure); a vector ``figure_format`` is drawn figure by figure beside them. All
+    share one colour scale: :func:`agnlens.plot.saliency.shared_limit` of every map of ``sal``.
+    """
     from agnlens.atomic import write_bytes
+    from agnlens.plot.saliency import shared_limit
     from agnlens.plot.saliency_frames import png_bytes, saliency_images
 
+    opts = _figure_options(figure_format, dpi)
     rows = list(range(len(sal)) if rows is None else rows)
-    images = zip(rows, saliency_images(sal, rows, zoom=True, dpi=90, notes=notes))
+    vmax = shared_limit(sal.values)
+    images = zip(rows, saliency_images(sal, rows, zoom=True, dpi=opts["dpi"], notes=notes, vmax=vmax,
+                                       n_maps=len(sal)))
     if progress:
         from tqdm.auto import tqdm
 
@@ -208,47 +233,70 @@ def write_saliency_figures(sal, folder: ResultsFolder, rows=None, *, notes=None,
     names = []
     for i, image in images:
         names.append(folder.saliency_figure_name(sal.spec_id[i], i))
-        write_bytes(folder / names[-1], png_bytes(image, dpi=90))
+        write_bytes(folder / names[-1], png_bytes(image, dpi=opts["dpi"]))
+        if opts["figure_format"] != "png":
+            _vector_figure(sal, i, folder / names[-1], vmax, None if notes is None else notes[i], opts)
     return names
 
 
-def explain_figures(result: Explanation, *, progress: bool = False, panels: dict | None = None) -> None:
+def _vector_figure(sal, i: int, png: Path, vmax: float, note, opts: dict) -> None:
+    """Spectrum ``i``'s figure in a vector format beside its PNG ``png`` (the same drawing)."""
+    from agnlens.plot.saliency import attribution_label, shared_scale_note
+    from agnlens.plot.save import save_figure
+
+    label = f"{attribution_label(sal.method, sal.target[i])}\n{shared_scale_note(len(sal))}"
+    fig = sal.plot(i, zoom=True, vmax=vmax, colorbar_label=label, note=note).figure
+    save_figure(fig, png, format=opts["figure_format"], dpi=opts["dpi"], png=False)
+
+
+def explain_figures(result: Explanation, *, progress: bool = False, panels: dict | None = None,
+                    figure_format: str = "png", dpi: float | None = None) -> None:
     """The figures of :func:`explain` (``result.n_figures`` spectra, the gallery, the line tables)."""
-    from agnlens.atomic import atomic_path
     from agnlens.models.applicability import reason
-    from agnlens.plot.saliency import plot_centre_wings, plot_gallery, plot_line_table, plot_saliency_panels
+    from agnlens.plot.saliency import plot_centre_wings, plot_line_table, shared_limit
+    from agnlens.plot.saliency_gallery import plot_gallery, plot_saliency_panels
+    from agnlens.plot.save import save_figure
 
-    def save(fig, path: Path, dpi=100):
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, format="png", dpi=dpi)
-
+    opts = _figure_options(figure_format, dpi)
+    fmt, dpi = opts["figure_format"], opts["dpi"]
     sal, folder, flags = result.saliency, result.folder, result.flags
     if folder is None:
         raise ValueError("explain_figures: the Explanation has no results folder to draw into")
     notes = [f"not applicable: {reason(f)}" if f else None for f in flags]
     if not panels:
-        write_saliency_figures(sal, folder, range(result.n_figures), notes=notes, progress=progress)
+        write_saliency_figures(sal, folder, range(result.n_figures), notes=notes, progress=progress, **opts)
     else:
         rows = range(result.n_figures)
         if progress:
             from tqdm.auto import tqdm
 
             rows = tqdm(rows, desc="figures", unit="figure", file=sys.stderr, leave=False)
+        vmax = shared_limit(np.concatenate([p.values for p in panels.values()]))
         for i in rows:
-            title = f"{sal.spec_id[i]}  true: {sal.labels[i] or '?'}  predicted: {sal.predicted[i]}"
             fig = plot_saliency_panels(
-                sal.wavelength, sal.flux[i], {c: p.values[i] for c, p in panels.items()},
-                probabilities=sal.probabilities[i], title=title, note=notes[i],
+                sal.wavelength, sal.flux[i], {c: p.values[i] for c, p in panels.items()}, method=sal.method,
+                probabilities=sal.probabilities[i], title="\n".join(sal.figure_title(i).split("\n")[:2]),
+                note=notes[i], vmax=vmax,
             )
-            save(fig, folder.saliency_figure(sal.spec_id[i], i), dpi=90)
-    picked, _ = sal.study_sample(n_random=max(0, 30 - int(sal.misclassified.sum())), seed=0)
-    title = "misclassified spectra and a random sample" if sal.misclassified.any() else "a random sample"
-    gallery = plot_gallery(sal, [int(i) for i in picked[:30]], title=title, flags=list(flags))
-    save(gallery, folder.figure("gallery"), dpi=80)
-    save(plot_line_table(result.line_table).figure, folder.figure("line_table"))
+            save_figure(fig, folder.saliency_figure(sal.spec_id[i], i), format=fmt, dpi=dpi)
+    picked, why = sal.study_sample(n_random=max(0, 30 - int(sal.misclassified.sum())), seed=0)
+    picked, why = picked[:30], why[:30]
+    if len(picked) == len(sal):  # every input is shown: none was picked at random
+        picked, why = np.arange(len(sal)), np.full(len(sal), "input")
+        title = f"{len(sal)} input spectra"
+    else:
+        n_wrong = int((why == "misclassified").sum())
+        title = (f"{n_wrong} input spectra whose catalogue label disagrees and " if n_wrong else "") + \
+            f"{len(picked) - n_wrong} of {len(sal) - n_wrong} input spectra at random"
+        why = np.where(why == "misclassified", "catalogue disagrees", "random pick of the inputs")
+    gallery = plot_gallery(sal, [int(i) for i in picked], title=title, flags=list(flags), reasons=list(why),
+                           vmax=shared_limit(sal.values), n_maps=len(sal))
+    save_figure(gallery, folder.figure("gallery"), format=fmt, dpi=dpi)
+    save_figure(plot_line_table(result.line_table).figure, folder.figure("line_table"), format=fmt, dpi=dpi)
     cws = [c for c in result.centre_wings if len(c.table)]  # a line whose every spectrum lacks wings: no panel
     if cws:
-        save(plot_centre_wings(cws if len(cws) > 1 else cws[0]).figure, folder.figure("centre_wings"))
+        save_figure(plot_centre_wings(cws if len(cws) > 1 else cws[0]).figure, folder.figure("centre_wings"),
+                    format=fmt, dpi=dpi)
 
 
 # ------------------------------------------------------------------------------ survey scale
