@@ -214,12 +214,6 @@ class Saliency:
         kwargs.setdefault("colorbar_label", attribution_label(self.method, self.target[row]))
         return plot_saliency(self.wavelength, self.flux[row], self.values[row], ax=ax, title=title, **kwargs)
 
-    @property
-    def quantity(self) -> str:
-        """What :attr:`values` hold, for axis labels: ``"Δp per pixel"`` for a method that
-        decomposes the probability (Integrated Gradients, occlusion), ``"∂p/∂flux"`` otherwise."""
-        return "Δp per pixel" if self.method in ("integrated-gradients", "occlusion") else "∂p/∂flux"
-
     def figure_title(self, row: int, *, short: bool = False, reason: str | None = None) -> str:
         """The title of row ``row``'s figure: what the spectrum is, why it is shown, what is explained.
 
