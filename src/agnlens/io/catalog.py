@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from agnlens.errors import AgnlensWarning, ReadError
+from agnlens.io.desi import desi_spec_id
 from agnlens.spectra import format_spec_id
 
 log = logging.getLogger(__name__)
@@ -103,7 +104,9 @@ def read_catalog(
     ----------
     path : path-like
         CSV, ECSV or FITS table. Keyed (first match wins) by a ``spec_id`` / ``pmf`` /
-        ``plate-mjd-fiber`` column of ``PLATE-MJD-FIBER`` strings, by ``plate`` + ``mjd`` +
+        ``plate-mjd-fiber`` column of ``PLATE-MJD-FIBER`` strings, by a DESI ``targetid`` column
+        (with ``survey`` and ``program`` when it has them: a zpix/ztile catalogue; its ``z`` gives
+        the redshift), by ``plate`` + ``mjd`` +
         ``fiber``/``fiberid`` columns, or by a ``file``/``filename`` column whose values contain
         ``spec-PLATE-MJD-FIBER`` or ``spSpec-MJD-PLATE-FIBER``. Column names are
         case-insensitive.
@@ -245,6 +248,17 @@ def _keys(frame: pd.DataFrame, cols: dict[str, str], source: str) -> tuple[pd.Se
         if key in cols:
             name = cols[key]
             return frame[name].map(_from_pmf), name
+    if "targetid" in cols:  # DESI: SURVEY-PROGRAM-TARGETID when the catalogue says both, else TARGETID
+        ids = [_as_int(v.lstrip("-")) if isinstance(v, str) else None for v in frame[cols["targetid"]]]
+        ids = [None if i is None else i * (-1 if str(v).strip().startswith("-") else 1)
+               for i, v in zip(ids, frame[cols["targetid"]])]
+        if "survey" in cols and "program" in cols:
+            keys = [
+                None if t is None or not s or not p else desi_spec_id(s.lower(), p.lower(), t)
+                for t, s, p in zip(ids, frame[cols["survey"]], frame[cols["program"]])
+            ]
+            return pd.Series(keys, index=frame.index, dtype=object), f"{cols['targetid']}/{cols['survey']}/{cols['program']}"
+        return pd.Series([None if t is None else str(t) for t in ids], index=frame.index, dtype=object), cols["targetid"]
     fiber = cols.get("fiberid", cols.get("fiber"))
     if "plate" in cols and "mjd" in cols and fiber is not None:
         # lists, not Series.map: pandas turns a column of ints and None into floats and NaN

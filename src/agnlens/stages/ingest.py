@@ -103,6 +103,8 @@ def ingest_batch(
     """
     from agnlens.errors import AgnlensError
     from agnlens.ingest import display_name, ingest_one
+    from agnlens.io.desi import SkippedFibres
+    from agnlens.spectra import Spectrum
 
     parts = Path(parts_dir)
     marker = parts / f"batch-{index:06d}.done"
@@ -110,19 +112,24 @@ def ingest_batch(
     if done is not None:
         return done
     n_pix = grid.wavelength.size
-    fluxes, ivars, masks, metas, rejected = [], [], [], [], []
+    fluxes, ivars, masks, metas, rejected, skipped = [], [], [], [], [], 0
     for path in paths:
-        try:
-            spectrum = ingest_one(
+        try:  # a file of many targets (DESI) yields them one by one; a bad one is a rejection
+            for spectrum in ingest_one(
                 path, grid=grid, labels=catalog, allow_zwarning=allow_zwarning, max_bad_fraction=max_bad_fraction
-            )
+            ):
+                if isinstance(spectrum, SkippedFibres):
+                    log.info("%s", spectrum)
+                    skipped += spectrum.total
+                elif not isinstance(spectrum, Spectrum):
+                    rejected.append([spectrum.source, spectrum.reason])
+                else:
+                    fluxes.append(np.asarray(spectrum.flux, dtype=np.float32))
+                    ivars.append(np.asarray(spectrum.ivar, dtype=np.float32))
+                    masks.append(np.asarray(spectrum.mask, dtype=bool))
+                    metas.append(spectrum.meta)
         except AgnlensError as exc:
             rejected.append([display_name(path), getattr(exc, "reason", str(exc))])
-            continue
-        fluxes.append(np.asarray(spectrum.flux, dtype=np.float32))
-        ivars.append(np.asarray(spectrum.ivar, dtype=np.float32))
-        masks.append(np.asarray(spectrum.mask, dtype=bool))
-        metas.append(spectrum.meta)
     stem = f"batch-{index:06d}"
     flux_rows = np.array(fluxes, dtype=np.float32).reshape(-1, n_pix)
     ivar_rows = np.array(ivars, dtype=np.float32).reshape(-1, n_pix)
@@ -133,7 +140,8 @@ def ingest_batch(
     )
     payload = json.dumps({"meta": metas, "rejected": rejected}, default=_json_default)
     atomic_save(parts / f"{stem}.json", lambda f: f.write(payload.encode()))
-    content = {"index": index, "accepted": len(metas), "rejected": len(rejected), "pid": os.getpid()}
+    content = {"index": index, "accepted": len(metas), "rejected": len(rejected), "skipped": skipped,
+               "pid": os.getpid()}
     atomic_save(marker, lambda f: f.write(json.dumps(content).encode()))
     return content
 
@@ -239,6 +247,7 @@ def _ingest_locked(
 
     from agnlens.ingest import IngestSummary, first_of_each_spec_id, ingest_provenance, read_labels
     from agnlens.io import expand_inputs
+    from agnlens.io.inputs import split_item
     from agnlens.io.store import write_store
     from agnlens.preprocess import Rejection, get_grid
 
@@ -255,7 +264,7 @@ def _ingest_locked(
     # not answered with that run's results
     h = hashlib.sha256()
     for f in files:
-        st = os.stat(f)
+        st = os.stat(split_item(f)[0])  # FILE[TARGETIDS] names some targets of FILE
         h.update(f"{f}\0{st.st_size}\0{st.st_mtime_ns}\n".encode("utf-8", "surrogateescape"))  # names need not be UTF-8
     if catalog is not None:
         h.update(pd.util.hash_pandas_object(catalog.astype(str), index=False).to_numpy().tobytes())
@@ -287,6 +296,7 @@ def _ingest_locked(
     # assemble in input order: drop duplicate spec_ids (first file wins), then one atomic write
     records, sizes = [], []
     for i in range(len(batches)):
+        summary.skipped += int((read_json(parts / f"batch-{i:06d}.done") or {}).get("skipped", 0))
         info = json.loads((parts / f"batch-{i:06d}.json").read_text())
         for source, reason in info["rejected"]:
             log.debug("rejected %s: %s", source, reason)

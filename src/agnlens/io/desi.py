@@ -1,0 +1,510 @@
+"""DESI ``coadd-*.fits`` and ``spectra-*.fits`` files: the vocabulary and the reader.
+
+A DESI file holds many targets (up to thousands in a healpix coadd), each observed by three
+overlapping camera arms (B, R, Z: linear 0.8 Å pixels, 3600–9824 Å) with their own ``X_FLUX``,
+``X_IVAR`` and ``X_MASK`` images (one row per target), a ``FIBERMAP`` table (``TARGETID``,
+``OBJTYPE``, ``COADD_FIBERSTATUS`` or ``FIBERSTATUS``, target bits) and, in newer files,
+``EXP_FIBERMAP`` and ``SCORES``. The redshifts live in a companion ``redrock-*.fits``
+(``REDSHIFTS``: ``TARGETID``, ``Z``, ``ZERR``, ``ZWARN``, ``SPECTYPE``) beside the file. Layouts:
+``coadd-SURVEY-PROGRAM-HEALPIX.fits`` (healpix) and ``coadd-PETAL-TILEID-thruNIGHT.fits`` (tiles);
+``spectra-*`` files have the same HDUs with one row per exposure. The DESI data model:
+https://desidatamodel.readthedocs.io.
+
+Each target becomes one :class:`~agnlens.spectra.Spectrum`: its arms merged onto one wavelength
+axis (:func:`merge_arms`: inverse-variance weighted where arms overlap, masked pixels excluded,
+each join checked for a jump between the cameras). Sky and blank fibres are skipped and counted;
+a target that cannot be used is a :class:`~agnlens.errors.RejectedSpectrum` naming it, and the
+rest of the file is read. The FITS structure is walked by :mod:`agnlens.io.fits`; a large file is
+memory-mapped and read one target's rows at a time, so memory follows the target, not the file.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from agnlens.errors import ReadError, RejectedSpectrum
+from agnlens.io.fits import _Fits, _Hdu, _load, _sniff, _Table
+from agnlens.spectra import Spectrum
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "ARMS",
+    "FATAL_FIBERSTATUS",
+    "FIBERSTATUS_BITS",
+    "SKIPPED_OBJTYPES",
+    "UNRELIABLE_ZWARN_BITS",
+    "ZWARN_BITS",
+    "SkippedFibres",
+    "desi_spec_id",
+    "merge_arms",
+    "read_desi",
+    "zwarn_problem",
+]
+
+#: The camera arms, blue to red.
+ARMS = ("B", "R", "Z")
+
+#: ``FIBERSTATUS`` / ``COADD_FIBERSTATUS`` bits (desispec ``maskbits.fibermask``).
+FIBERSTATUS_BITS: dict[str, int] = {
+    "UNASSIGNED": 0,
+    "STUCKPOSITIONER": 1,  # informational: may still sit on good sky
+    "BROKENFIBER": 2,
+    "RESTRICTED": 3,  # informational
+    "MISSINGPOSITION": 8,
+    "BADPOSITION": 9,
+    "POORPOSITION": 10,  # informational for a science target
+    "LOWTRANSMISSION": 12,
+    "LOWEFFTIME": 15,
+    "BADFIBER": 16,
+    "BADTRACE": 17,
+    "BADFLAT": 18,
+    "BADARC": 19,
+    "MANYBADCOL": 20,
+    "MANYREJECTED": 21,
+    "BADAMPB": 22,  # one arm unusable: that arm is masked, the others kept
+    "BADAMPR": 23,
+    "BADAMPZ": 24,
+    "BADPETALPOS": 25,
+    "BADPETALSKY": 26,
+    "BADPETALSTDSTAR": 27,
+    "BADPETALFLUXCAL": 28,
+    "BADPETALSNR": 29,
+    "BADREADNOISE": 30,
+}
+
+#: Bits that make a whole fibre unusable: desispec's ``get_all_nonamp_fiberbitmask_val``.
+FATAL_FIBERSTATUS: int = sum(
+    1 << FIBERSTATUS_BITS[name]
+    for name in ("BROKENFIBER", "MISSINGPOSITION", "BADPOSITION", "BADFIBER", "BADTRACE", "BADARC",
+                 "BADFLAT", "MANYBADCOL", "MANYREJECTED")
+)
+
+#: The bit that makes one arm unusable.
+ARM_FIBERSTATUS: dict[str, int] = {arm: 1 << FIBERSTATUS_BITS[f"BADAMP{arm}"] for arm in ARMS}
+
+#: Redrock ``ZWARN`` bits (redrock ``zwarning.ZWarningMask``); 0–9 mean what SDSS's ZWARNING bits mean.
+ZWARN_BITS: dict[str, int] = {
+    "SKY": 0,
+    "LITTLE_COVERAGE": 1,
+    "SMALL_DELTA_CHI2": 2,
+    "NEGATIVE_MODEL": 3,
+    "MANY_OUTLIERS": 4,
+    "Z_FITLIMIT": 5,
+    "NEGATIVE_EMISSION": 6,
+    "UNPLUGGED": 7,
+    "BAD_TARGET": 8,
+    "NODATA": 9,
+    "BAD_MINFLUX": 10,
+    "POORDATA": 11,
+}
+
+#: ZWARN bits that make the redshift unreliable: the same choice as SDSS's
+#: (:data:`agnlens.io.sdss.UNRELIABLE_Z_BITS`: MANY_OUTLIERS and NEGATIVE_EMISSION are left out, bright
+#: broad-line AGN trip them with a good redshift) plus BAD_MINFLUX. POORDATA is informational.
+UNRELIABLE_ZWARN_BITS: int = sum(
+    1 << ZWARN_BITS[name]
+    for name in ("SKY", "LITTLE_COVERAGE", "SMALL_DELTA_CHI2", "Z_FITLIMIT", "UNPLUGGED", "BAD_TARGET",
+                 "NODATA", "BAD_MINFLUX")
+)
+
+#: ``OBJTYPE`` values of fibres that hold no target: skipped and counted, never rejected.
+SKIPPED_OBJTYPES: dict[str, str] = {"SKY": "sky", "NON": "unassigned", "BAD": "broken", "": "blank"}
+
+#: A jump between two arms on their overlap is flagged when it exceeds both this many standard
+#: errors and this share of the spectrum's typical flux.
+JUMP_SIGMA = 5.0
+JUMP_FRACTION = 0.1
+#: Fewer good overlap pixels than this and a join is not judged.
+MIN_OVERLAP_PIXELS = 20
+
+_COMPANION_RE = re.compile(r"^(coadd|spectra)-(.+?\.fits?(?:\.gz)?)$", re.IGNORECASE)
+
+
+def zwarn_problem(zwarn: int) -> str | None:
+    """Say why a Redrock ``ZWARN`` makes the redshift unreliable, or return None if it does not.
+
+    Parameters
+    ----------
+    zwarn : int
+
+    Returns
+    -------
+    str or None
+        e.g. ``"ZWARN = 4 (SMALL_DELTA_CHI2) makes the redshift unreliable; use
+        --allow-zwarning to keep it"``; None when no bit of :data:`UNRELIABLE_ZWARN_BITS` is set.
+    """
+    zwarn = int(zwarn)
+    bad = zwarn & UNRELIABLE_ZWARN_BITS
+    if not bad:
+        return None
+    names = [name for name, bit in ZWARN_BITS.items() if bad & (1 << bit)]
+    return f"ZWARN = {zwarn} ({', '.join(names)}) makes the redshift unreliable; use --allow-zwarning to keep it"
+
+
+def desi_spec_id(survey: str, program: str, targetid: int, expid: int | None = None) -> str:
+    """The spec_id of a DESI spectrum: ``SURVEY-PROGRAM-TARGETID`` (``-EXPID`` for one exposure).
+
+    A target observed in two surveys or programs has two coadds, hence two spectra: TARGETID alone
+    does not name a spectrum. Tile coadds that do not say their program use ``tileTILEID``.
+    """
+    base = f"{survey}-{program}-{int(targetid)}"
+    return base if expid is None else f"{base}-{int(expid):08d}"
+
+
+@dataclass
+class SkippedFibres:
+    """Fibres of a DESI file that hold no target (sky, unassigned, broken): skipped, not rejected."""
+
+    source: str
+    counts: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    def __str__(self) -> str:
+        kinds = ", ".join(f"{n} {kind}" for kind, n in sorted(self.counts.items()))
+        return f"{self.source}: skipped {self.total} fibre(s) without a target ({kinds})"
+
+
+# --------------------------------------------------------------------------------------------
+# Merging the arms
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Merged:
+    """One target's arms on one axis: wavelength, flux, ivar, mask (shape (n,)) and the joins judged."""
+
+    wavelength: np.ndarray
+    flux: np.ndarray
+    ivar: np.ndarray
+    mask: np.ndarray
+    jumps: dict[str, float]  # "B-R" -> jump / typical flux, NaN when the join could not be judged
+    flagged: list[str]  # joins whose jump is significant and large
+
+
+def _keys(wavelength: np.ndarray) -> np.ndarray:
+    """Wavelengths as integer milli-Ångström: arms on one pixel grid share keys exactly."""
+    return np.rint(np.asarray(wavelength, dtype=np.float64) * 1000.0).astype(np.int64)
+
+
+@np.errstate(all="ignore")
+def merge_arms(
+    arms: Sequence[str],
+    wavelengths: Sequence[np.ndarray],
+    fluxes: Sequence[np.ndarray],
+    ivars: Sequence[np.ndarray],
+    bad: Sequence[np.ndarray],
+    *,
+    source: str = "<desi>",
+) -> Merged:
+    """Merge camera arms onto one wavelength axis by inverse-variance weighting.
+
+    Parameters
+    ----------
+    arms : sequence of str
+        Arm names, blue to red (``"B", "R", "Z"``).
+    wavelengths, fluxes, ivars : sequence of ndarray of shape (n_arm_pixels,)
+        Per arm; the arms must share one pixel grid where they overlap (DESI's do: 0.8 Å pixels
+        from 3600 Å).
+    bad : sequence of ndarray of bool, shape (n_arm_pixels,)
+        True where an arm's pixel must not be used (mask bits set, ivar ≤ 0, not finite).
+    source : str
+        For messages.
+
+    Returns
+    -------
+    Merged
+        ``flux = Σ ivarᵢ fluxᵢ / Σ ivarᵢ`` and ``ivar = Σ ivarᵢ`` over the good arm pixels at each
+        wavelength (a pixel one arm alone covers keeps that arm's values exactly); ``mask`` where
+        no arm has a good pixel (flux there is the mean of the arms' finite values, ivar 0). Each
+        join is judged on its good common pixels: ``jumps`` holds the median difference of the two
+        arms there over the spectrum's median absolute flux, and ``flagged`` the joins where it
+        exceeds :data:`JUMP_FRACTION` and :data:`JUMP_SIGMA` standard errors.
+
+    Raises
+    ------
+    ReadError
+        Two overlapping arms not on one pixel grid, or an arm's wavelengths not increasing.
+    """
+    keys = [_keys(w) for w in wavelengths]
+    for arm, k in zip(arms, keys):
+        if k.size > 1 and not np.all(np.diff(k) > 0):
+            raise ReadError(source, f"the {arm} arm's wavelengths are not strictly increasing")
+    axis = np.unique(np.concatenate(keys))
+    index = [np.searchsorted(axis, k) for k in keys]
+    n = axis.size
+    wavelength = np.empty(n)
+    num, den = np.zeros(n), np.zeros(n)
+    raw_sum, raw_n = np.zeros(n), np.zeros(n)
+    for w, idx, f, iv, b in zip(wavelengths, index, fluxes, ivars, bad):
+        wavelength[idx] = w
+        f = np.asarray(f, dtype=np.float64)
+        iv = np.asarray(iv, dtype=np.float64)
+        good = ~np.asarray(b, dtype=bool) & np.isfinite(f) & np.isfinite(iv) & (iv > 0)
+        np.add.at(num, idx[good], iv[good] * f[good])
+        np.add.at(den, idx[good], iv[good])
+        fin = np.isfinite(f)
+        np.add.at(raw_sum, idx[fin], f[fin])
+        np.add.at(raw_n, idx[fin], 1.0)
+    mask = ~(den > 0)
+    flux = np.where(mask, np.where(raw_n > 0, raw_sum / np.maximum(raw_n, 1), 0.0), num / np.where(mask, 1.0, den))
+    # a pixel one arm alone covers keeps that arm's value bit for bit (no num/den round trip)
+    counts = np.zeros(n, dtype=np.int64)
+    for idx in index:
+        counts[idx] += 1
+    for idx, f in zip(index, fluxes):
+        keep = (counts[idx] == 1) & ~mask[idx]
+        flux[idx[keep]] = np.asarray(f, dtype=np.float64)[keep]
+
+    jumps: dict[str, float] = {}
+    flagged: list[str] = []
+    scale = float(np.median(np.abs(flux[~mask]))) if np.any(~mask) else np.nan
+    for a in range(len(arms) - 1):
+        name = f"{arms[a]}-{arms[a + 1]}"
+        common, ia, ib = np.intersect1d(keys[a], keys[a + 1], return_indices=True)
+        lo, hi = max(keys[a][0], keys[a + 1][0]), min(keys[a][-1], keys[a + 1][-1])
+        if hi >= lo:
+            inside = (keys[a] >= lo) & (keys[a] <= hi)
+            if common.size < int(inside.sum()):
+                raise ReadError(
+                    source,
+                    f"the {arms[a]} and {arms[a + 1]} arms overlap but are not on one pixel grid "
+                    f"({int(inside.sum()) - common.size} of the {arms[a]} arm's overlap pixels have no "
+                    f"{arms[a + 1]} pixel at the same wavelength)",
+                )
+        fa, fb = np.asarray(fluxes[a], dtype=np.float64)[ia], np.asarray(fluxes[a + 1], dtype=np.float64)[ib]
+        va, vb = np.asarray(ivars[a], dtype=np.float64)[ia], np.asarray(ivars[a + 1], dtype=np.float64)[ib]
+        ok = (~np.asarray(bad[a], dtype=bool)[ia] & ~np.asarray(bad[a + 1], dtype=bool)[ib]
+              & np.isfinite(fa) & np.isfinite(fb) & (va > 0) & (vb > 0))
+        m = int(ok.sum())
+        if m < MIN_OVERLAP_PIXELS or not np.isfinite(scale) or scale <= 0:
+            jumps[name] = float("nan")
+            continue
+        diff = float(np.median(fa[ok]) - np.median(fb[ok]))
+        # standard error of a median: sqrt(pi/2) times that of a mean
+        err = 1.2533 * float(np.sqrt(np.median(1.0 / va[ok]) / m + np.median(1.0 / vb[ok]) / m))
+        jumps[name] = diff / scale
+        if abs(diff) > JUMP_SIGMA * err and abs(diff) > JUMP_FRACTION * scale:
+            flagged.append(name)
+    return Merged(wavelength, flux, np.where(mask, 0.0, den), mask, jumps, flagged)
+
+
+# --------------------------------------------------------------------------------------------
+# Reading
+# --------------------------------------------------------------------------------------------
+
+
+def read_desi(
+    path: str | os.PathLike,
+    *,
+    targets: Sequence[int] | None = None,
+    rows: tuple[int, int] | None = None,
+    item: str | None = None,
+) -> Iterator[Spectrum | RejectedSpectrum | SkippedFibres]:
+    """Read the targets of a DESI ``coadd-*`` or ``spectra-*`` file, one at a time.
+
+    Parameters
+    ----------
+    path : path-like
+        The file (``.fits`` or ``.fits.gz``). Its redshifts are read from the ``redrock-*`` file
+        of the same name beside it, when there is one.
+    targets : sequence of int, optional
+        Only these TARGETIDs.
+    rows : (start, stop), optional
+        Only these FIBERMAP rows.
+    item : str, optional
+        How the caller names the file in messages (default ``path``).
+
+    Yields
+    ------
+    Spectrum
+        One per target (observed frame, arms merged by :func:`merge_arms`), in file order.
+        ``meta``: ``spec_id`` (:func:`desi_spec_id`), ``targetid``, ``survey``, ``program``,
+        ``z``, ``z_err``, ``zwarning`` (Redrock's ZWARN), ``spectype``, ``z_source`` (the redrock
+        file, ``""`` when none: z is then NaN), ``fiberstatus``, ``camera_jump`` (the flagged joins,
+        e.g. ``"B-R"``, or ``""``), ``source`` (``FILE[TARGETID]``, which the input router reads
+        back), ``format`` (``"desi-coadd"`` / ``"desi-spectra"``).
+    RejectedSpectrum
+        A target that cannot be used (a fatal fibre status, no arm with data), naming it.
+    SkippedFibres
+        Once, at the end, when fibres without a target were skipped.
+
+    Raises
+    ------
+    ReadError
+        When the file itself cannot be read (not DESI, damaged, arms inconsistent).
+    """
+    data, source = _load(path)
+    f = _Fits(data, source)
+    kind = _sniff(data, source)
+    if kind != "desi":
+        raise ReadError(source, "not a DESI coadd or spectra file (HDU 1 is not FIBERMAP)")
+    yield from _read_desi(f, Path(os.fspath(path)), targets=targets, rows=rows, item=item or source)
+
+
+def _read_desi(f: _Fits, path: Path, *, targets=None, rows=None, item: str) -> Iterator[Any]:
+    primary = f.primary()
+    fm_hdu = f.find(("FIBERMAP",))
+    assert fm_hdu is not None  # _sniff found it
+    fibermap = _Table(f, fm_hdu)
+    n = fibermap.n_rows
+    if not fibermap.has("TARGETID"):
+        raise f.error(f"{fm_hdu.label} has no column 'TARGETID'")
+    targetid = fibermap.column("TARGETID").astype(np.int64)
+    objtype = fibermap.text("OBJTYPE") if fibermap.has("OBJTYPE") else np.full(n, "TGT")
+    status_col = next((c for c in ("COADD_FIBERSTATUS", "FIBERSTATUS") if fibermap.has(c)), None)
+    status = fibermap.column(status_col).astype(np.int64) if status_col else np.zeros(n, np.int64)
+    is_spectra = fibermap.has("EXPID") and not f.find(("EXP_FIBERMAP",))
+    expid = fibermap.column("EXPID").astype(np.int64) if is_spectra else None
+    survey, program = _survey_program(primary, fibermap, f)
+
+    arms = []
+    for arm in ARMS:
+        hdus = {part: f.find((f"{arm}_{part}",)) for part in ("WAVELENGTH", "FLUX", "IVAR", "MASK")}
+        if hdus["FLUX"] is None:
+            continue
+        missing = [p for p in ("WAVELENGTH", "IVAR") if hdus[p] is None]
+        if missing:
+            raise f.error(f"the {arm} arm has {arm}_FLUX but no {', '.join(arm + '_' + p for p in missing)}")
+        wavelength = f.image(hdus["WAVELENGTH"])
+        for part in ("FLUX", "IVAR", "MASK"):
+            h = hdus[part]
+            if h is not None and f.image_shape(h) != (n, wavelength.size):
+                raise f.error(
+                    f"{h.label} is {' × '.join(map(str, f.image_shape(h)[::-1]))}, expected "
+                    f"{wavelength.size} wavelengths × {n} FIBERMAP rows"
+                )
+        arms.append((arm, wavelength, hdus))
+    if not arms:
+        raise f.error("no camera arm (no B_FLUX, R_FLUX or Z_FLUX image)")
+
+    redshifts, z_source = _companion_redshifts(path, f)
+    if rows is not None:
+        selected = range(max(0, rows[0]), min(n, rows[1]))
+    elif targets is not None:
+        wanted = {int(t) for t in targets}
+        selected = [i for i in range(n) if int(targetid[i]) in wanted]
+        missing_ids = wanted - {int(targetid[i]) for i in selected}
+        for t in sorted(missing_ids):
+            yield RejectedSpectrum(f"{item}[{t}]", f"TARGETID {t} is not in this file's FIBERMAP")
+    else:
+        selected = range(n)
+    fmt = "desi-spectra" if is_spectra else "desi-coadd"
+    skipped: dict[str, int] = {}
+    for i in selected:
+        tid = int(targetid[i])
+        where = f"{item}[{tid}]"
+        kind = SKIPPED_OBJTYPES.get(str(objtype[i]).upper())
+        if tid < 0 or kind is not None:
+            kind = kind or "blank"
+            skipped[kind] = skipped.get(kind, 0) + 1
+            continue
+        st = int(status[i])
+        if st & FATAL_FIBERSTATUS:
+            names = [k for k, b in FIBERSTATUS_BITS.items() if st & FATAL_FIBERSTATUS & (1 << b)]
+            yield RejectedSpectrum(where, f"{status_col} = {st} ({', '.join(names)}) marks the fibre unusable")
+            continue
+        names_, waves, fluxes, ivars, bads = [], [], [], [], []
+        for arm, wavelength, hdus in arms:
+            flux = f.image(hdus["FLUX"], i, i + 1)[0]
+            ivar = f.image(hdus["IVAR"], i, i + 1)[0]
+            bits = f.image(hdus["MASK"], i, i + 1)[0] if hdus["MASK"] is not None else np.zeros(flux.shape, np.int64)
+            bad = (bits != 0) | bool(st & ARM_FIBERSTATUS[arm])  # DESI: any mask bit makes a pixel bad
+            names_.append(arm)
+            waves.append(wavelength)
+            fluxes.append(flux)
+            ivars.append(ivar)
+            bads.append(bad)
+        merged = merge_arms(names_, waves, fluxes, ivars, bads, source=where)
+        if merged.mask.all():
+            yield RejectedSpectrum(where, "no arm has a usable pixel (every pixel masked or ivar = 0)")
+            continue
+        z, z_err, zwarn, spectype = redshifts.get(tid, (np.nan, np.nan, 0, ""))
+        meta = {
+            "spec_id": desi_spec_id(survey, program, tid, None if expid is None else int(expid[i])),
+            "targetid": tid,
+            "survey": survey,
+            "program": program,
+            "z": float(z),
+            "z_err": float(z_err),
+            "zwarning": int(zwarn),
+            "spectype": spectype,
+            "z_source": z_source if tid in redshifts else "",
+            "fiberstatus": st,
+            "camera_jump": ";".join(merged.flagged),
+            "source": where,
+            "format": fmt,
+            "simulated": False,
+        }
+        yield Spectrum(wavelength=merged.wavelength, flux=merged.flux, ivar=merged.ivar, mask=merged.mask,
+                       meta=meta, frame="observed")
+    if skipped:
+        yield SkippedFibres(item, skipped)
+
+
+def _survey_program(primary: _Hdu, fibermap: _Table, f: _Fits) -> tuple[str, str]:
+    """SURVEY and PROGRAM from the header (healpix files), else from the FIBERMAP's target-bit
+    columns (``SV3_DESI_TARGET`` → sv3; plain ``DESI_TARGET`` → main) and ``tileTILEID``."""
+    survey = primary.get("SURVEY")
+    program = primary.get("PROGRAM") or primary.get("FAPRGRM")
+    if not isinstance(survey, str) or not survey.strip():
+        survey = "main"
+        for prefix in ("sv1", "sv2", "sv3", "cmx"):
+            col = "CMX_TARGET" if prefix == "cmx" else f"{prefix.upper()}_DESI_TARGET"
+            if fibermap.has(col) and np.any(fibermap.column(col) != 0):
+                survey = prefix
+                break
+    if not isinstance(program, str) or not program.strip():
+        tile = primary.get("TILEID")
+        program = f"tile{tile}" if isinstance(tile, int) else "unknown"
+    return survey.strip().lower(), program.strip().lower()
+
+
+def companion_path(path: str | os.PathLike) -> Path | None:
+    """The ``redrock-*`` file beside a ``coadd-*``/``spectra-*`` file (gzipped or not), if it exists."""
+    p = Path(os.fspath(path))
+    m = _COMPANION_RE.match(p.name)
+    if not m:
+        return None
+    stem = re.sub(r"\.gz$", "", m.group(2), flags=re.IGNORECASE)
+    for name in (f"redrock-{stem}", f"redrock-{stem}.gz"):
+        if (p.parent / name).is_file():
+            return p.parent / name
+    return None
+
+
+def _companion_redshifts(path: Path, f: _Fits) -> tuple[dict[int, tuple[float, float, int, str]], str]:
+    """TARGETID → (Z, ZERR, ZWARN, SPECTYPE) from the redrock file beside ``path``; ({}, "") if none."""
+    rr = companion_path(path)
+    if rr is None:
+        return {}, ""
+    data, source = _load(rr)
+    g = _Fits(data, source)
+    hdu = g.find(("REDSHIFTS",))
+    if hdu is None:
+        raise ReadError(source, "the redrock file has no REDSHIFTS HDU")
+    t = _Table(g, hdu)
+    for col in ("TARGETID", "Z"):
+        if not t.has(col):
+            raise ReadError(source, f"{hdu.label} has no column {col!r}")
+    tid = t.column("TARGETID").astype(np.int64)
+    z = t.column("Z")
+    zerr = t.column("ZERR") if t.has("ZERR") else np.full(tid.size, np.nan)
+    zwarn = t.column("ZWARN").astype(np.int64) if t.has("ZWARN") else np.zeros(tid.size, np.int64)
+    spectype = t.text("SPECTYPE") if t.has("SPECTYPE") else np.full(tid.size, "")
+    out = {}
+    for k in range(tid.size):
+        out.setdefault(int(tid[k]), (float(z[k]), float(zerr[k]), int(zwarn[k]), str(spectype[k])))
+    log.debug("%s: %d redshifts from %s", f.source, len(out), rr.name)
+    return out, rr.name
