@@ -355,6 +355,7 @@ def read_desi(
 
 def _read_desi(f: _Fits, path: Path, *, targets=None, rows=None, item: str) -> Iterator[Any]:
     primary = f.primary()
+    f.check_complete()  # a file cut short says so here, not as a file with fewer arms
     fm_hdu = f.find(("FIBERMAP",))
     assert fm_hdu is not None  # _sniff found it
     fibermap = _Table(f, fm_hdu)
