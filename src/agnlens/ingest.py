@@ -87,59 +87,33 @@ class IngestSummary:
         return out
 
 
-def read_labelled(
-    path: str | Path,
-    *,
-    labels: pd.DataFrame | None = None,
-    allow_zwarning: bool = False,
-) -> Spectrum:
-    """Read one file and label it from the catalogue (observed frame, on its own pixels).
-
-    Parameters
-    ----------
-    path : path-like
-        An SDSS spectrum (DR7 ``spSpec``, DR8+ ``spec``) or a plain table.
-    labels : DataFrame, optional
-        From :func:`agnlens.io.read_catalog`, indexed by ``spec_id``, with ``label`` and
-        ``z_override`` (which replaces the file's redshift).
-    allow_zwarning : bool
-        Keep spectra whose ZWARNING has bits that make the redshift unreliable.
-
-    Returns
-    -------
-    Spectrum
-        ``meta["label"]`` set (``""`` when the catalogue has no row for it).
-
-    Raises
-    ------
-    ReadError, RejectedSpectrum
-        With the file and the reason.
-    """
-    from agnlens.io import read_spectrum
-
-    _check_name(path)
-    return _label(read_spectrum(path), labels, allow_zwarning, path)
-
-
 def read_items(
     path: str | Path,
     *,
     labels: pd.DataFrame | None = None,
     allow_zwarning: bool = False,
 ) -> Iterator[Spectrum | Rejection | SkippedFibres]:
-    """Every spectrum of one file, labelled as :func:`read_labelled` labels one.
+    """Every spectrum of one file, labelled from the catalogue (observed frame, on its own pixels).
 
     Parameters
     ----------
     path : path-like
         Any input of :func:`agnlens.io.read_spectra` (a DESI file gives one spectrum per target).
-    labels, allow_zwarning
-        See :func:`read_labelled`; a catalogue row matches a DESI spectrum by its spec_id or, for a
-        catalogue keyed by TARGETID alone, by TARGETID.
+    labels : DataFrame, optional
+        From :func:`agnlens.io.read_catalog`, indexed by ``spec_id`` (:func:`read_labels`), with
+        ``label`` and ``z_override`` (which replaces the file's redshift). A row matches a spectrum
+        by its spec_id or, for a DESI spectrum and a catalogue keyed by TARGETID alone, by TARGETID.
+    allow_zwarning : bool
+        Keep spectra whose ZWARNING (SDSS) or ZWARN (DESI) has bits that make the redshift unreliable.
 
     Yields
     ------
-    Spectrum, Rejection (a target that cannot be used, named ``FILE[TARGETID]``) or SkippedFibres
+    Spectrum
+        Observed frame, ``meta["label"]`` set (``""`` when the catalogue has no row for it).
+    Rejection
+        A spectrum that cannot be used (a DESI target is named ``FILE[TARGETID]``).
+    SkippedFibres
+        A DESI file's fibres without a target.
 
     Raises
     ------
@@ -148,7 +122,10 @@ def read_items(
     """
     from agnlens.io import read_spectra
 
-    _check_name(path)
+    if display_name(path) != os.fspath(path):
+        raise RejectedSpectrum(
+            display_name(path), "the file name is not valid UTF-8 (shown with \\x escapes); rename the file"
+        )
     for item in read_spectra(path):
         if isinstance(item, RejectedSpectrum):
             yield Rejection(item.source, item.reason)
@@ -159,13 +136,6 @@ def read_items(
                 yield _label(item, labels, allow_zwarning, item.meta.get("source") or path)
             except RejectedSpectrum as exc:
                 yield Rejection(exc.source, exc.reason, item.spec_id)
-
-
-def _check_name(path) -> None:
-    if display_name(path) != os.fspath(path):
-        raise RejectedSpectrum(
-            display_name(path), "the file name is not valid UTF-8 (shown with \\x escapes); rename the file"
-        )
 
 
 def _label(spectrum: Spectrum, labels: pd.DataFrame | None, allow_zwarning: bool, where) -> Spectrum:
@@ -208,13 +178,9 @@ def ingest_one(
 
     Yields
     ------
-    Spectrum
-        On ``grid`` (see :func:`agnlens.preprocess.preprocess_one`), labelled: one per spectrum of
-        the file, read one at a time (a DESI file's targets never all sit in memory).
-    Rejection
-        A spectrum of the file that cannot be used, with the reason.
-    SkippedFibres
-        A DESI file's fibres without a target.
+    Spectrum, Rejection or SkippedFibres
+        As :func:`read_items`, each spectrum on ``grid`` (:func:`agnlens.preprocess.preprocess_one`),
+        one at a time (a DESI file's targets never all sit in memory).
 
     Raises
     ------
@@ -243,7 +209,7 @@ def ingest(
 ) -> tuple[SpectrumSet, IngestSummary]:
     """Ingest spectrum files into a :class:`SpectrumSet` on ``grid``.
 
-    Each file is read and labelled here (:func:`read_labelled`) and handed, as a
+    Each file is read and labelled here (:func:`read_items`) and handed, as a
     :class:`~agnlens.spectra.Spectrum`, to :func:`agnlens.preprocess.preprocess`, which puts it on
     the grid and stacks the set. Of two spectra with one spec_id the first in input order is kept.
 
@@ -529,9 +495,5 @@ def finite_rows(spectra: SpectrumSet, where: str | Path) -> tuple[SpectrumSet, l
 
 
 def _catalog_row(catalog: pd.DataFrame | None, spec_id: str, targetid=None):
-    if catalog is None:
-        return None
-    for key in (spec_id, None if targetid is None or pd.isna(targetid) else str(int(targetid))):
-        if key is not None and key in catalog.index:
-            return catalog.loc[key]
-    return None
+    keys = (spec_id,) if targetid is None or pd.isna(targetid) else (spec_id, str(int(targetid)))
+    return next((catalog.loc[k] for k in keys if catalog is not None and k in catalog.index), None)

@@ -75,6 +75,7 @@ _PMF_RE = re.compile(r"^\s*(\d{1,6})-(\d{1,6})-(\d{1,5})\s*$")
 _SPEC_FILE_RE = re.compile(r"spec-(\d{1,6})-(\d{1,6})-(\d{1,5})")
 _SPSPEC_FILE_RE = re.compile(r"spSpec-(\d{1,6})-(\d{1,6})-(\d{1,5})")
 _INT_RE = re.compile(r"^\s*(\d+)(?:\.0*)?\s*$")
+_TARGETID_RE = re.compile(r"^\s*(-?\d+)\s*$")
 #: Rows with an unreadable key named one by one in the warning (the rest are counted).
 MAX_ROWS_NAMED = 20
 
@@ -249,16 +250,16 @@ def _keys(frame: pd.DataFrame, cols: dict[str, str], source: str) -> tuple[pd.Se
             name = cols[key]
             return frame[name].map(_from_pmf), name
     if "targetid" in cols:  # DESI: SURVEY-PROGRAM-TARGETID when the catalogue says both, else TARGETID
-        ids = [_as_int(v.lstrip("-")) if isinstance(v, str) else None for v in frame[cols["targetid"]]]
-        ids = [None if i is None else i * (-1 if str(v).strip().startswith("-") else 1)
-               for i, v in zip(ids, frame[cols["targetid"]])]
+        tids = [int(m.group(1)) if (m := _TARGETID_RE.match(str(v))) else None for v in frame[cols["targetid"]]]
+        basis = cols["targetid"]
+        keys: list[str | None]
         if "survey" in cols and "program" in cols:
-            keys = [
-                None if t is None or not s or not p else desi_spec_id(s.lower(), p.lower(), t)
-                for t, s, p in zip(ids, frame[cols["survey"]], frame[cols["program"]])
-            ]
-            return pd.Series(keys, index=frame.index, dtype=object), f"{cols['targetid']}/{cols['survey']}/{cols['program']}"
-        return pd.Series([None if t is None else str(t) for t in ids], index=frame.index, dtype=object), cols["targetid"]
+            keys = [None if t is None or not sv or not pg else desi_spec_id(sv.lower(), pg.lower(), t)
+                    for t, sv, pg in zip(tids, frame[cols["survey"]], frame[cols["program"]])]
+            basis = f"{basis}/{cols['survey']}/{cols['program']}"
+        else:
+            keys = [None if t is None else str(t) for t in tids]
+        return pd.Series(keys, index=frame.index, dtype=object), basis
     fiber = cols.get("fiberid", cols.get("fiber"))
     if "plate" in cols and "mjd" in cols and fiber is not None:
         # lists, not Series.map: pandas turns a column of ints and None into floats and NaN

@@ -11,8 +11,8 @@ overlapping camera arms (B, R, Z: linear 0.8 Å pixels, 3600–9824 Å) with the
 https://desidatamodel.readthedocs.io.
 
 Each target becomes one :class:`~agnlens.spectra.Spectrum`: its arms merged onto one wavelength
-axis (:func:`merge_arms`: inverse-variance weighted where arms overlap, masked pixels excluded,
-each join checked for a jump between the cameras). Sky and blank fibres are skipped and counted;
+axis (:func:`~agnlens.io.desi_arms.merge_arms`: inverse-variance weighted where arms overlap,
+masked pixels excluded, each join checked for a jump between the cameras). Sky and blank fibres are skipped and counted;
 a target that cannot be used is a :class:`~agnlens.errors.RejectedSpectrum` naming it, and the
 rest of the file is read. The FITS structure is walked by :mod:`agnlens.io.fits`; a large file is
 memory-mapped and read one target's rows at a time, so memory follows the target, not the file.
@@ -31,7 +31,9 @@ from typing import Any
 import numpy as np
 
 from agnlens.errors import ReadError, RejectedSpectrum
+from agnlens.io.desi_arms import merge_arms
 from agnlens.io.fits import _Fits, _Hdu, _load, _sniff, _Table
+from agnlens.io.fits_image import image_rows, image_shape
 from agnlens.spectra import Spectrum
 
 log = logging.getLogger(__name__)
@@ -119,13 +121,6 @@ UNRELIABLE_ZWARN_BITS: int = sum(
 #: ``OBJTYPE`` values of fibres that hold no target: skipped and counted, never rejected.
 SKIPPED_OBJTYPES: dict[str, str] = {"SKY": "sky", "NON": "unassigned", "BAD": "broken", "": "blank"}
 
-#: A jump between two arms on their overlap is flagged when it exceeds both this many standard
-#: errors and this share of the spectrum's typical flux.
-JUMP_SIGMA = 5.0
-JUMP_FRACTION = 0.1
-#: Fewer good overlap pixels than this and a join is not judged.
-MIN_OVERLAP_PIXELS = 20
-
 _COMPANION_RE = re.compile(r"^(coadd|spectra)-(.+?\.fits?(?:\.gz)?)$", re.IGNORECASE)
 
 
@@ -174,130 +169,6 @@ class SkippedFibres:
     def __str__(self) -> str:
         kinds = ", ".join(f"{n} {kind}" for kind, n in sorted(self.counts.items()))
         return f"{self.source}: skipped {self.total} fibre(s) without a target ({kinds})"
-
-
-# --------------------------------------------------------------------------------------------
-# Merging the arms
-# --------------------------------------------------------------------------------------------
-
-
-@dataclass
-class Merged:
-    """One target's arms on one axis: wavelength, flux, ivar, mask (shape (n,)) and the joins judged."""
-
-    wavelength: np.ndarray
-    flux: np.ndarray
-    ivar: np.ndarray
-    mask: np.ndarray
-    jumps: dict[str, float]  # "B-R" -> jump / typical flux, NaN when the join could not be judged
-    flagged: list[str]  # joins whose jump is significant and large
-
-
-def _keys(wavelength: np.ndarray) -> np.ndarray:
-    """Wavelengths as integer milli-Ångström: arms on one pixel grid share keys exactly."""
-    return np.rint(np.asarray(wavelength, dtype=np.float64) * 1000.0).astype(np.int64)
-
-
-@np.errstate(all="ignore")
-def merge_arms(
-    arms: Sequence[str],
-    wavelengths: Sequence[np.ndarray],
-    fluxes: Sequence[np.ndarray],
-    ivars: Sequence[np.ndarray],
-    bad: Sequence[np.ndarray],
-    *,
-    source: str = "<desi>",
-) -> Merged:
-    """Merge camera arms onto one wavelength axis by inverse-variance weighting.
-
-    Parameters
-    ----------
-    arms : sequence of str
-        Arm names, blue to red (``"B", "R", "Z"``).
-    wavelengths, fluxes, ivars : sequence of ndarray of shape (n_arm_pixels,)
-        Per arm; the arms must share one pixel grid where they overlap (DESI's do: 0.8 Å pixels
-        from 3600 Å).
-    bad : sequence of ndarray of bool, shape (n_arm_pixels,)
-        True where an arm's pixel must not be used (mask bits set, ivar ≤ 0, not finite).
-    source : str
-        For messages.
-
-    Returns
-    -------
-    Merged
-        ``flux = Σ ivarᵢ fluxᵢ / Σ ivarᵢ`` and ``ivar = Σ ivarᵢ`` over the good arm pixels at each
-        wavelength (a pixel one arm alone covers keeps that arm's values exactly); ``mask`` where
-        no arm has a good pixel (flux there is the mean of the arms' finite values, ivar 0). Each
-        join is judged on its good common pixels: ``jumps`` holds the median difference of the two
-        arms there over the spectrum's median absolute flux, and ``flagged`` the joins where it
-        exceeds :data:`JUMP_FRACTION` and :data:`JUMP_SIGMA` standard errors.
-
-    Raises
-    ------
-    ReadError
-        Two overlapping arms not on one pixel grid, or an arm's wavelengths not increasing.
-    """
-    keys = [_keys(w) for w in wavelengths]
-    for arm, k in zip(arms, keys):
-        if k.size > 1 and not np.all(np.diff(k) > 0):
-            raise ReadError(source, f"the {arm} arm's wavelengths are not strictly increasing")
-    axis = np.unique(np.concatenate(keys))
-    index = [np.searchsorted(axis, k) for k in keys]
-    n = axis.size
-    wavelength = np.empty(n)
-    num, den = np.zeros(n), np.zeros(n)
-    raw_sum, raw_n = np.zeros(n), np.zeros(n)
-    for w, idx, f, iv, b in zip(wavelengths, index, fluxes, ivars, bad):
-        wavelength[idx] = w
-        f = np.asarray(f, dtype=np.float64)
-        iv = np.asarray(iv, dtype=np.float64)
-        good = ~np.asarray(b, dtype=bool) & np.isfinite(f) & np.isfinite(iv) & (iv > 0)
-        np.add.at(num, idx[good], iv[good] * f[good])
-        np.add.at(den, idx[good], iv[good])
-        fin = np.isfinite(f)
-        np.add.at(raw_sum, idx[fin], f[fin])
-        np.add.at(raw_n, idx[fin], 1.0)
-    mask = ~(den > 0)
-    flux = np.where(mask, np.where(raw_n > 0, raw_sum / np.maximum(raw_n, 1), 0.0), num / np.where(mask, 1.0, den))
-    # a pixel one arm alone covers keeps that arm's value bit for bit (no num/den round trip)
-    counts = np.zeros(n, dtype=np.int64)
-    for idx in index:
-        counts[idx] += 1
-    for idx, f in zip(index, fluxes):
-        keep = (counts[idx] == 1) & ~mask[idx]
-        flux[idx[keep]] = np.asarray(f, dtype=np.float64)[keep]
-
-    jumps: dict[str, float] = {}
-    flagged: list[str] = []
-    scale = float(np.median(np.abs(flux[~mask]))) if np.any(~mask) else np.nan
-    for a in range(len(arms) - 1):
-        name = f"{arms[a]}-{arms[a + 1]}"
-        common, ia, ib = np.intersect1d(keys[a], keys[a + 1], return_indices=True)
-        lo, hi = max(keys[a][0], keys[a + 1][0]), min(keys[a][-1], keys[a + 1][-1])
-        if hi >= lo:
-            inside = (keys[a] >= lo) & (keys[a] <= hi)
-            if common.size < int(inside.sum()):
-                raise ReadError(
-                    source,
-                    f"the {arms[a]} and {arms[a + 1]} arms overlap but are not on one pixel grid "
-                    f"({int(inside.sum()) - common.size} of the {arms[a]} arm's overlap pixels have no "
-                    f"{arms[a + 1]} pixel at the same wavelength)",
-                )
-        fa, fb = np.asarray(fluxes[a], dtype=np.float64)[ia], np.asarray(fluxes[a + 1], dtype=np.float64)[ib]
-        va, vb = np.asarray(ivars[a], dtype=np.float64)[ia], np.asarray(ivars[a + 1], dtype=np.float64)[ib]
-        ok = (~np.asarray(bad[a], dtype=bool)[ia] & ~np.asarray(bad[a + 1], dtype=bool)[ib]
-              & np.isfinite(fa) & np.isfinite(fb) & (va > 0) & (vb > 0))
-        m = int(ok.sum())
-        if m < MIN_OVERLAP_PIXELS or not np.isfinite(scale) or scale <= 0:
-            jumps[name] = float("nan")
-            continue
-        diff = float(np.median(fa[ok]) - np.median(fb[ok]))
-        # standard error of a median: sqrt(pi/2) times that of a mean
-        err = 1.2533 * float(np.sqrt(np.median(1.0 / va[ok]) / m + np.median(1.0 / vb[ok]) / m))
-        jumps[name] = diff / scale
-        if abs(diff) > JUMP_SIGMA * err and abs(diff) > JUMP_FRACTION * scale:
-            flagged.append(name)
-    return Merged(wavelength, flux, np.where(mask, 0.0, den), mask, jumps, flagged)
 
 
 # --------------------------------------------------------------------------------------------
@@ -372,18 +243,19 @@ def _read_desi(f: _Fits, path: Path, *, targets=None, rows=None, item: str) -> I
 
     arms = []
     for arm in ARMS:
-        hdus = {part: f.find((f"{arm}_{part}",)) for part in ("WAVELENGTH", "FLUX", "IVAR", "MASK")}
-        if hdus["FLUX"] is None:
+        found = {part: f.find((f"{arm}_{part}",)) for part in ("WAVELENGTH", "FLUX", "IVAR", "MASK")}
+        if found["FLUX"] is None:
             continue
-        missing = [p for p in ("WAVELENGTH", "IVAR") if hdus[p] is None]
+        missing = [p for p in ("WAVELENGTH", "IVAR") if found[p] is None]
         if missing:
             raise f.error(f"the {arm} arm has {arm}_FLUX but no {', '.join(arm + '_' + p for p in missing)}")
-        wavelength = f.image(hdus["WAVELENGTH"])
+        hdus: dict[str, _Hdu] = {k: h for k, h in found.items() if h is not None}
+        wavelength = image_rows(f, hdus["WAVELENGTH"])
         for part in ("FLUX", "IVAR", "MASK"):
-            h = hdus[part]
-            if h is not None and f.image_shape(h) != (n, wavelength.size):
+            h = hdus.get(part)
+            if h is not None and image_shape(f, h) != (n, wavelength.size):
                 raise f.error(
-                    f"{h.label} is {' × '.join(map(str, f.image_shape(h)[::-1]))}, expected "
+                    f"{h.label} is {' × '.join(map(str, image_shape(f, h)[::-1]))}, expected "
                     f"{wavelength.size} wavelengths × {n} FIBERMAP rows"
                 )
         arms.append((arm, wavelength, hdus))
@@ -391,6 +263,7 @@ def _read_desi(f: _Fits, path: Path, *, targets=None, rows=None, item: str) -> I
         raise f.error("no camera arm (no B_FLUX, R_FLUX or Z_FLUX image)")
 
     redshifts, z_source = _companion_redshifts(path, f)
+    selected: Sequence[int]
     if rows is not None:
         selected = range(max(0, rows[0]), min(n, rows[1]))
     elif targets is not None:
@@ -418,9 +291,10 @@ def _read_desi(f: _Fits, path: Path, *, targets=None, rows=None, item: str) -> I
             continue
         names_, waves, fluxes, ivars, bads = [], [], [], [], []
         for arm, wavelength, hdus in arms:
-            flux = f.image(hdus["FLUX"], i, i + 1)[0]
-            ivar = f.image(hdus["IVAR"], i, i + 1)[0]
-            bits = f.image(hdus["MASK"], i, i + 1)[0] if hdus["MASK"] is not None else np.zeros(flux.shape, np.int64)
+            flux = image_rows(f, hdus["FLUX"], i, i + 1)[0]
+            ivar = image_rows(f, hdus["IVAR"], i, i + 1)[0]
+            mask_hdu = hdus.get("MASK")
+            bits = image_rows(f, mask_hdu, i, i + 1)[0] if mask_hdu is not None else np.zeros(flux.shape, np.int64)
             bad = (bits != 0) | bool(st & ARM_FIBERSTATUS[arm])  # DESI: any mask bit makes a pixel bad
             names_.append(arm)
             waves.append(wavelength)
@@ -504,7 +378,7 @@ def _companion_redshifts(path: Path, f: _Fits) -> tuple[dict[int, tuple[float, f
     zerr = t.column("ZERR") if t.has("ZERR") else np.full(tid.size, np.nan)
     zwarn = t.column("ZWARN").astype(np.int64) if t.has("ZWARN") else np.zeros(tid.size, np.int64)
     spectype = t.text("SPECTYPE") if t.has("SPECTYPE") else np.full(tid.size, "")
-    out = {}
+    out: dict[int, tuple[float, float, int, str]] = {}
     for k in range(tid.size):
         out.setdefault(int(tid[k]), (float(z[k]), float(zerr[k]), int(zwarn[k]), str(spectype[k])))
     log.debug("%s: %d redshifts from %s", f.source, len(out), rr.name)

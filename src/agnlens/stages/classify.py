@@ -95,7 +95,8 @@ def classify_chunk(spectra: SpectrumSet, model, check_redshift: bool = True, gri
     checks = check_set(spectra) if check_redshift else []
     offsets = np.array([c.offset_kms for c in checks]) if checks else np.full(len(spectra), np.nan)
     errors = np.array([c.error_kms for c in checks]) if checks else np.full(len(spectra), np.nan)
-    extra = [("redshift-offset",) if c.flagged else () for c in checks] if checks else [()] * len(spectra)
+    extra: list[tuple[str, ...]] = ([("redshift-offset",) if c.flagged else () for c in checks] if checks
+                                    else [()] * len(spectra))
     # a reader's own warnings: a DESI spectrum whose camera arms disagree at a join
     jumps = spectra.meta["camera_jump"].fillna("").astype(str) if "camera_jump" in spectra.meta else None
     if jumps is not None:
