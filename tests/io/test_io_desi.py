@@ -288,3 +288,48 @@ def test_layers_a_desi_file_sits_beside_sdss_files(tmp_path):
         shutil.copy(p, tmp_path / p.name)
     spectra, summary = ingest([tmp_path], grid="paper")
     assert set(spectra.meta["format"]) == {"spec", "desi-coadd"}, summary.rejected
+
+
+# ------------------------------------------------------------------------------ scale
+
+
+@pytest.fixture(scope="module")
+def big_coadd(tmp_path_factory):
+    from desi_synth import synthetic_coadd
+
+    return synthetic_coadd(tmp_path_factory.mktemp("desi-big"), 5000)
+
+
+@pytest.mark.slow
+def test_a_5000_target_coadd_is_read_in_bounded_memory(big_coadd):
+    import tracemalloc
+
+    from desi_synth import SKY_EVERY
+
+    size = big_coadd.stat().st_size
+    assert size > 400e6  # the whole file would not fit the bound below
+    tracemalloc.start()
+    try:
+        n, skipped = 0, None
+        for x in read_desi(big_coadd):
+            if isinstance(x, Spectrum):
+                n += 1
+            else:
+                skipped = x
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert n == 5000 - 5000 // SKY_EVERY and skipped.counts == {"sky": 5000 // SKY_EVERY}
+    assert peak < 32 * 2**20, f"peak {peak / 2**20:.1f} MiB reading a {size / 2**20:.0f} MiB coadd"
+
+
+@pytest.mark.slow
+def test_a_big_coadd_is_cut_into_target_ranges(big_coadd):
+    from agnlens.io.inputs import count_spectra, target_ranges
+
+    units = target_ranges([big_coadd, realdata.BOSS], 1000)
+    assert [n for _, n in units] == [1000] * 5 + [1]
+    assert units[2][0] == f"{big_coadd}[rows=2000:3000]" and count_spectra(units[2][0]) == 1000
+    # the ranges read back to the whole file, each target once
+    ids = [x.meta["targetid"] for item, _ in units[:5] for x in read_spectra(item) if isinstance(x, Spectrum)]
+    assert len(ids) == len(set(ids)) == 4900

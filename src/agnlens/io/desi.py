@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from agnlens.errors import ReadError, RejectedSpectrum
-from agnlens.io.desi_arms import merge_arms
+from agnlens.io.desi_arms import ArmLayout, merge_arms
 from agnlens.io.fits import _Fits, _Hdu, _load, _sniff, _Table
 from agnlens.io.fits_image import image_rows, image_shape
 from agnlens.spectra import Spectrum
@@ -262,6 +262,7 @@ def _read_desi(f: _Fits, path: Path, *, targets=None, rows=None, item: str) -> I
     if not arms:
         raise f.error("no camera arm (no B_FLUX, R_FLUX or Z_FLUX image)")
 
+    layout = ArmLayout.build([a for a, _, _ in arms], [w for _, w, _ in arms], f.source)
     redshifts, z_source = _companion_redshifts(path, f)
     selected: Sequence[int]
     if rows is not None:
@@ -301,7 +302,7 @@ def _read_desi(f: _Fits, path: Path, *, targets=None, rows=None, item: str) -> I
             fluxes.append(flux)
             ivars.append(ivar)
             bads.append(bad)
-        merged = merge_arms(names_, waves, fluxes, ivars, bads, source=where)
+        merged = merge_arms(names_, waves, fluxes, ivars, bads, source=where, layout=layout)
         if merged.mask.all():
             yield RejectedSpectrum(where, "no arm has a usable pixel (every pixel masked or ivar = 0)")
             continue

@@ -15,7 +15,7 @@ import numpy as np
 
 from agnlens.errors import ReadError
 
-__all__ = ["JUMP_FRACTION", "JUMP_SIGMA", "MIN_OVERLAP_PIXELS", "Merged", "merge_arms"]
+__all__ = ["JUMP_FRACTION", "JUMP_SIGMA", "MIN_OVERLAP_PIXELS", "ArmLayout", "Merged", "merge_arms"]
 
 #: A jump between two arms on their overlap is flagged when it exceeds both this many standard
 #: errors and this share of the spectrum's typical flux.
@@ -42,6 +42,59 @@ def _keys(wavelength: np.ndarray) -> np.ndarray:
     return np.rint(np.asarray(wavelength, dtype=np.float64) * 1000.0).astype(np.int64)
 
 
+@dataclass
+class ArmLayout:
+    """Where each arm's pixels go on the merged axis: the same for every target of a file, so built once.
+
+    Attributes
+    ----------
+    arms : list of str
+    wavelength : ndarray of shape (n,)
+        The merged axis: every arm's wavelengths, each once.
+    index : list of ndarray of int
+        Per arm, its pixels' places on the merged axis.
+    counts : ndarray of int, shape (n,)
+        How many arms cover each merged pixel (2 on the overlaps).
+    joins : list of (str, ndarray, ndarray)
+        Per pair of neighbouring arms (``"B-R"``): the pixels of each at their common wavelengths.
+    """
+
+    arms: list[str]
+    wavelength: np.ndarray
+    index: list[np.ndarray]
+    counts: np.ndarray
+    joins: list[tuple[str, np.ndarray, np.ndarray]]
+
+    @classmethod
+    def build(cls, arms: Sequence[str], wavelengths: Sequence[np.ndarray], source: str = "<desi>") -> ArmLayout:
+        """The layout of arms with these wavelengths; ReadError when they are not on one pixel grid."""
+        keys = [_keys(w) for w in wavelengths]
+        for arm, k in zip(arms, keys):
+            if k.size > 1 and not np.all(np.diff(k) > 0):
+                raise ReadError(source, f"the {arm} arm's wavelengths are not strictly increasing")
+        axis = np.unique(np.concatenate(keys))
+        index = [np.searchsorted(axis, k) for k in keys]
+        wavelength = np.empty(axis.size)
+        counts = np.zeros(axis.size, dtype=np.int64)
+        for w, idx in zip(wavelengths, index):
+            wavelength[idx] = w
+            counts[idx] += 1
+        joins = []
+        for a in range(len(arms) - 1):
+            common, ia, ib = np.intersect1d(keys[a], keys[a + 1], return_indices=True)
+            lo, hi = max(keys[a][0], keys[a + 1][0]), min(keys[a][-1], keys[a + 1][-1])
+            inside = int(((keys[a] >= lo) & (keys[a] <= hi)).sum()) if hi >= lo else 0
+            if common.size < inside:
+                raise ReadError(
+                    source,
+                    f"the {arms[a]} and {arms[a + 1]} arms overlap but are not on one pixel grid "
+                    f"({inside - common.size} of the {arms[a]} arm's overlap pixels have no {arms[a + 1]} "
+                    f"pixel at the same wavelength)",
+                )
+            joins.append((f"{arms[a]}-{arms[a + 1]}", ia, ib))
+        return cls(list(arms), wavelength, index, counts, joins)
+
+
 @np.errstate(all="ignore")
 def merge_arms(
     arms: Sequence[str],
@@ -51,6 +104,7 @@ def merge_arms(
     bad: Sequence[np.ndarray],
     *,
     source: str = "<desi>",
+    layout: ArmLayout | None = None,
 ) -> Merged:
     """Merge camera arms onto one wavelength axis by inverse-variance weighting.
 
@@ -65,6 +119,8 @@ def merge_arms(
         True where an arm's pixel must not be used (mask bits set, ivar ≤ 0, not finite).
     source : str
         For messages.
+    layout : ArmLayout, optional
+        :meth:`ArmLayout.build` of these arms and wavelengths, made once for many targets.
 
     Returns
     -------
@@ -81,64 +137,42 @@ def merge_arms(
     ReadError
         Two overlapping arms not on one pixel grid, or an arm's wavelengths not increasing.
     """
-    keys = [_keys(w) for w in wavelengths]
-    for arm, k in zip(arms, keys):
-        if k.size > 1 and not np.all(np.diff(k) > 0):
-            raise ReadError(source, f"the {arm} arm's wavelengths are not strictly increasing")
-    axis = np.unique(np.concatenate(keys))
-    index = [np.searchsorted(axis, k) for k in keys]
-    n = axis.size
-    wavelength = np.empty(n)
+    layout = layout or ArmLayout.build(arms, wavelengths, source)
+    n = layout.wavelength.size
     num, den = np.zeros(n), np.zeros(n)
     raw_sum, raw_n = np.zeros(n), np.zeros(n)
-    for w, idx, f, iv, b in zip(wavelengths, index, fluxes, ivars, bad):
-        wavelength[idx] = w
-        f = np.asarray(f, dtype=np.float64)
-        iv = np.asarray(iv, dtype=np.float64)
+    fs = [np.asarray(f, dtype=np.float64) for f in fluxes]
+    vs = [np.asarray(v, dtype=np.float64) for v in ivars]
+    goods = []
+    for idx, f, iv, b in zip(layout.index, fs, vs, bad):  # an arm's pixels are distinct: plain += is exact
         good = ~np.asarray(b, dtype=bool) & np.isfinite(f) & np.isfinite(iv) & (iv > 0)
-        np.add.at(num, idx[good], iv[good] * f[good])
-        np.add.at(den, idx[good], iv[good])
+        goods.append(good)
+        w = np.where(good, iv, 0.0)
+        num[idx] += w * np.where(good, f, 0.0)
+        den[idx] += w
         fin = np.isfinite(f)
-        np.add.at(raw_sum, idx[fin], f[fin])
-        np.add.at(raw_n, idx[fin], 1.0)
+        raw_sum[idx] += np.where(fin, f, 0.0)
+        raw_n[idx] += fin
     mask = ~(den > 0)
     flux = np.where(mask, np.where(raw_n > 0, raw_sum / np.maximum(raw_n, 1), 0.0), num / np.where(mask, 1.0, den))
-    # a pixel one arm alone covers keeps that arm's value bit for bit (no num/den round trip)
-    counts = np.zeros(n, dtype=np.int64)
-    for idx in index:
-        counts[idx] += 1
-    for idx, f in zip(index, fluxes):
-        keep = (counts[idx] == 1) & ~mask[idx]
-        flux[idx[keep]] = np.asarray(f, dtype=np.float64)[keep]
+    for idx, f in zip(layout.index, fs):  # a pixel one arm alone covers keeps that arm's value bit for bit
+        keep = (layout.counts[idx] == 1) & ~mask[idx]
+        flux[idx[keep]] = f[keep]
 
     jumps: dict[str, float] = {}
     flagged: list[str] = []
     scale = float(np.median(np.abs(flux[~mask]))) if np.any(~mask) else np.nan
-    for a in range(len(arms) - 1):
-        name = f"{arms[a]}-{arms[a + 1]}"
-        common, ia, ib = np.intersect1d(keys[a], keys[a + 1], return_indices=True)
-        lo, hi = max(keys[a][0], keys[a + 1][0]), min(keys[a][-1], keys[a + 1][-1])
-        if hi >= lo:
-            inside = (keys[a] >= lo) & (keys[a] <= hi)
-            if common.size < int(inside.sum()):
-                raise ReadError(
-                    source,
-                    f"the {arms[a]} and {arms[a + 1]} arms overlap but are not on one pixel grid "
-                    f"({int(inside.sum()) - common.size} of the {arms[a]} arm's overlap pixels have no "
-                    f"{arms[a + 1]} pixel at the same wavelength)",
-                )
-        fa, fb = np.asarray(fluxes[a], dtype=np.float64)[ia], np.asarray(fluxes[a + 1], dtype=np.float64)[ib]
-        va, vb = np.asarray(ivars[a], dtype=np.float64)[ia], np.asarray(ivars[a + 1], dtype=np.float64)[ib]
-        ok = (~np.asarray(bad[a], dtype=bool)[ia] & ~np.asarray(bad[a + 1], dtype=bool)[ib]
-              & np.isfinite(fa) & np.isfinite(fb) & (va > 0) & (vb > 0))
+    for a, (name, ia, ib) in enumerate(layout.joins):
+        ok = goods[a][ia] & goods[a + 1][ib]
         m = int(ok.sum())
         if m < MIN_OVERLAP_PIXELS or not np.isfinite(scale) or scale <= 0:
             jumps[name] = float("nan")
             continue
-        diff = float(np.median(fa[ok]) - np.median(fb[ok]))
+        fa, fb, va, vb = fs[a][ia][ok], fs[a + 1][ib][ok], vs[a][ia][ok], vs[a + 1][ib][ok]
+        diff = float(np.median(fa) - np.median(fb))
         # standard error of a median: sqrt(pi/2) times that of a mean
-        err = 1.2533 * float(np.sqrt(np.median(1.0 / va[ok]) / m + np.median(1.0 / vb[ok]) / m))
+        err = 1.2533 * float(np.sqrt(np.median(1.0 / va) / m + np.median(1.0 / vb) / m))
         jumps[name] = diff / scale
         if abs(diff) > JUMP_SIGMA * err and abs(diff) > JUMP_FRACTION * scale:
             flagged.append(name)
-    return Merged(wavelength, flux, np.where(mask, 0.0, den), mask, jumps, flagged)
+    return Merged(layout.wavelength.copy(), flux, np.where(mask, 0.0, den), mask, jumps, flagged)

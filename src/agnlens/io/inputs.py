@@ -18,6 +18,7 @@ import logging
 import math
 import os
 import re
+import zlib
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -33,12 +34,14 @@ log = logging.getLogger(__name__)
 __all__ = [
     "FITS_SUFFIXES",
     "TABLE_SUFFIXES",
+    "count_spectra",
     "display_name",
     "expand_inputs",
     "read_spectra",
     "read_spectrum",
     "redshift_problem",
     "split_item",
+    "target_ranges",
 ]
 
 #: ``FILE[ID,ID...]`` or ``FILE[rows=START:STOP]``: some targets of a multi-target (DESI) file.
@@ -151,6 +154,45 @@ def _expand_one(text: str) -> list[Path]:
                 out.extend(q for q in p.rglob("*") if q.is_file() and q.name.lower().endswith(FITS_SUFFIXES))
         return out
     return []
+
+
+def count_spectra(item: str | os.PathLike) -> int:
+    """How many spectra an input holds, from its first megabyte: a DESI file's FIBERMAP rows (those
+    of its ``[rows=A:B]`` or ``[TARGETID,...]``), 1 for any other file (or one unreadable here).
+    Only files named as DESI names them (``coadd-*``, ``spectra-*``) are opened: an estimate for
+    cutting work into tasks, which costs an SDSS ingest nothing."""
+    path, select = split_item(item)
+    if not re.match(r"(coadd|spectra)-", Path(path).name, re.IGNORECASE):
+        return 1
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(2**20)
+        if head[:2] == b"\x1f\x8b":
+            head = zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(head, 2**20)
+        f = _Fits(head, path)
+        h1 = f.hdu(1)
+        if h1 is None or h1.name != "FIBERMAP":
+            return 1
+        n = f.int_key(h1, "NAXIS2", lo=0)
+    except (OSError, ReadError, zlib.error):
+        return 1
+    if "rows" in select:
+        return max(0, min(select["rows"][1], n) - select["rows"][0])
+    return len(select["targets"]) if "targets" in select else n
+
+
+def target_ranges(items: Iterable[str | os.PathLike], size: int) -> list[tuple[str, int]]:
+    """Each input with its number of spectra (:func:`count_spectra`), a DESI file of more than
+    ``size`` targets cut into ``FILE[rows=A:B]`` ranges of ``size``: units of work whose memory is
+    bounded by ``size`` spectra, not by the file."""
+    out: list[tuple[str, int]] = []
+    for item in map(os.fspath, items):
+        n = count_spectra(item)
+        if n <= size or split_item(item)[1]:
+            out.append((str(item), n))
+        else:
+            out.extend((f"{item}[rows={a}:{min(a + size, n)}]", min(size, n - a)) for a in range(0, n, size))
+    return out
 
 
 def read_spectra(item: str | os.PathLike, **kw) -> Iterator[Spectrum | RejectedSpectrum | SkippedFibres]:

@@ -61,7 +61,7 @@ def ingest(
     overwrite : bool
         Replace an existing store.
     batch_size : int
-        Files per task of a new store.
+        Spectra (files, or a DESI file's targets) per task of a new store.
     progress : callable, optional
         For ``append``: wraps the iterable of files (a progress bar); a new store shows a bar over
         batches when the executor's ``progress`` is set.
@@ -184,7 +184,7 @@ def ingest_files(
     scheduler : {"local", "processes"}, address or distributed.Client
         See :func:`agnlens.engine.get_client`.
     batch_size : int, default 256
-        Files per task.
+        Spectra per task: that many files, a DESI file of more targets cut into target ranges.
     allow_zwarning, max_bad_fraction
         See :func:`agnlens.ingest.ingest_one`.
     chunk_size : int, default 1024
@@ -247,7 +247,7 @@ def _ingest_locked(
 
     from agnlens.ingest import IngestSummary, first_of_each_spec_id, ingest_provenance, read_labels
     from agnlens.io import expand_inputs
-    from agnlens.io.inputs import split_item
+    from agnlens.io.inputs import split_item, target_ranges
     from agnlens.io.store import write_store
     from agnlens.preprocess import Rejection, get_grid
 
@@ -256,7 +256,14 @@ def _ingest_locked(
     files = [str(p) for p in expand_inputs(paths)]
     catalog = read_labels(labels)
     summary = IngestSummary.start(len(files), catalog)
-    batches = [files[a : a + batch_size] for a in range(0, len(files), batch_size)]
+    batches: list[list[str]] = []  # at most batch_size spectra a task: a big DESI file in target ranges
+    size = 0
+    for item, n in target_ranges(files, batch_size):
+        if not batches or size + n > batch_size:
+            batches.append([])
+            size = 0
+        batches[-1].append(item)
+        size += n
 
     work = hidden_sibling(out_store, "ingest-work")
     parts = work / "parts"
