@@ -118,6 +118,9 @@ UNRELIABLE_ZWARN_BITS: int = sum(
                  "NODATA", "BAD_MINFLUX")
 )
 
+#: Targets read at once: a block of rows of every arm image (about 100 kB a target).
+BLOCK_ROWS = 64
+
 #: ``OBJTYPE`` values of fibres that hold no target: skipped and counted, never rejected.
 SKIPPED_OBJTYPES: dict[str, str] = {"SKY": "sky", "NON": "unassigned", "BAD": "broken", "": "blank"}
 
@@ -277,6 +280,8 @@ def _read_desi(f: _Fits, path: Path, *, targets=None, rows=None, item: str) -> I
         selected = range(n)
     fmt = "desi-spectra" if is_spectra else "desi-coadd"
     skipped: dict[str, int] = {}
+    block: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+    start = stop = 0
     for i in selected:
         tid = int(targetid[i])
         where = f"{item}[{tid}]"
@@ -290,18 +295,17 @@ def _read_desi(f: _Fits, path: Path, *, targets=None, rows=None, item: str) -> I
             names = [k for k, b in FIBERSTATUS_BITS.items() if st & FATAL_FIBERSTATUS & (1 << b)]
             yield RejectedSpectrum(where, f"{status_col} = {st} ({', '.join(names)}) marks the fibre unusable")
             continue
+        if not start <= i < stop:  # the next block of rows: memory is bounded by BLOCK_ROWS targets
+            start, stop = i, min(i + BLOCK_ROWS, n)
+            block = {arm: _rows(f, hdus, start, stop) for arm, _, hdus in arms}
         names_, waves, fluxes, ivars, bads = [], [], [], [], []
-        for arm, wavelength, hdus in arms:
-            flux = image_rows(f, hdus["FLUX"], i, i + 1)[0]
-            ivar = image_rows(f, hdus["IVAR"], i, i + 1)[0]
-            mask_hdu = hdus.get("MASK")
-            bits = image_rows(f, mask_hdu, i, i + 1)[0] if mask_hdu is not None else np.zeros(flux.shape, np.int64)
-            bad = (bits != 0) | bool(st & ARM_FIBERSTATUS[arm])  # DESI: any mask bit makes a pixel bad
+        for arm, wavelength, _ in arms:
+            flux, ivar, bits = (a[i - start] for a in block[arm])
             names_.append(arm)
             waves.append(wavelength)
             fluxes.append(flux)
             ivars.append(ivar)
-            bads.append(bad)
+            bads.append((bits != 0) | bool(st & ARM_FIBERSTATUS[arm]))  # DESI: any mask bit makes a pixel bad
         merged = merge_arms(names_, waves, fluxes, ivars, bads, source=where, layout=layout)
         if merged.mask.all():
             yield RejectedSpectrum(where, "no arm has a usable pixel (every pixel masked or ivar = 0)")
@@ -327,6 +331,14 @@ def _read_desi(f: _Fits, path: Path, *, targets=None, rows=None, item: str) -> I
                        meta=meta, frame="observed")
     if skipped:
         yield SkippedFibres(item, skipped)
+
+
+def _rows(f: _Fits, hdus: dict[str, _Hdu], start: int, stop: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rows ``start:stop`` of one arm's flux, ivar and mask (zeros without a mask image)."""
+    flux = image_rows(f, hdus["FLUX"], start, stop)
+    ivar = image_rows(f, hdus["IVAR"], start, stop)
+    mask = hdus.get("MASK")
+    return flux, ivar, image_rows(f, mask, start, stop) if mask is not None else np.zeros(flux.shape, np.int64)
 
 
 def _survey_program(primary: _Hdu, fibermap: _Table, f: _Fits) -> tuple[str, str]:
