@@ -280,7 +280,20 @@ def test_ingest_store_classify_gives_identical_results(tmp_path):
     pd.testing.assert_frame_equal(a[cols], b[cols])
 
 
-def test_layers_a_desi_file_sits_beside_sdss_files(tmp_path):
+def test_a_camera_jump_is_flagged_by_classify(tmp_path):
+    from agnlens.models.default import resolve_models
+    from agnlens.stages import classify_files
+
+    shutil.copy(DESI / "redrock-4-80613-thru20210324.fits.gz", tmp_path)
+    with fits.open(DESI_SF) as h:
+        h["R_FLUX"].data = h["R_FLUX"].data * np.float32(1.5)  # the R camera's calibration off by 50 %
+        h.writeto(tmp_path / "coadd-4-80613-thru20210324.fits")
+    table, rejected = classify_files(resolve_models("default", None), [tmp_path])
+    assert not rejected and table["flags"].iloc[0].split(";")[-1] == "camera-jump"
+    assert not table["applicable"].iloc[0]
+
+
+def test_a_desi_file_sits_beside_sdss_files(tmp_path):
     """A folder of SDSS and DESI files: one batch, each file read by its own reader."""
     from agnlens.ingest import ingest
 
