@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from agnlens.errors import ReadError, RejectedSpectrum
-from agnlens.io.desi_arms import ArmLayout, merge_arms
+from agnlens.io.desi_arms import ArmLayout, merge_arms, merge_rows
 from agnlens.io.fits import _Fits, _Hdu, _load, _sniff, _Table
 from agnlens.io.fits_image import image_rows, image_shape
 from agnlens.spectra import Spectrum
@@ -118,7 +118,7 @@ UNRELIABLE_ZWARN_BITS: int = sum(
                  "NODATA", "BAD_MINFLUX")
 )
 
-#: Targets read at once: a block of rows of every arm image (about 100 kB a target).
+#: Targets read and merged at once: a block of rows of every arm image (about 100 kB a target).
 BLOCK_ROWS = 64
 
 #: ``OBJTYPE`` values of fibres that hold no target: skipped and counted, never rejected.
@@ -280,7 +280,7 @@ def _read_desi(f: _Fits, path: Path, *, targets=None, rows=None, item: str) -> I
         selected = range(n)
     fmt = "desi-spectra" if is_spectra else "desi-coadd"
     skipped: dict[str, int] = {}
-    block: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+    merged_rows: list = []
     start = stop = 0
     for i in selected:
         tid = int(targetid[i])
@@ -297,16 +297,13 @@ def _read_desi(f: _Fits, path: Path, *, targets=None, rows=None, item: str) -> I
             continue
         if not start <= i < stop:  # the next block of rows: memory is bounded by BLOCK_ROWS targets
             start, stop = i, min(i + BLOCK_ROWS, n)
-            block = {arm: _rows(f, hdus, start, stop) for arm, _, hdus in arms}
-        names_, waves, fluxes, ivars, bads = [], [], [], [], []
-        for arm, wavelength, _ in arms:
-            flux, ivar, bits = (a[i - start] for a in block[arm])
-            names_.append(arm)
-            waves.append(wavelength)
-            fluxes.append(flux)
-            ivars.append(ivar)
-            bads.append((bits != 0) | bool(st & ARM_FIBERSTATUS[arm]))  # DESI: any mask bit makes a pixel bad
-        merged = merge_arms(names_, waves, fluxes, ivars, bads, source=where, layout=layout)
+            block = [_rows(f, hdus, start, stop) for _, _, hdus in arms]
+            merged_rows = merge_rows(
+                layout, [b[0] for b in block], [b[1] for b in block],
+                [(b[2] != 0) | ((status[start:stop] & ARM_FIBERSTATUS[arm]) != 0)[:, None]  # any mask bit is bad
+                 for (arm, _, _), b in zip(arms, block)],
+            )
+        merged = merged_rows[i - start]
         if merged.mask.all():
             yield RejectedSpectrum(where, "no arm has a usable pixel (every pixel masked or ivar = 0)")
             continue

@@ -8,6 +8,7 @@ the join, which a classifier would read as a spectral feature).
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -15,7 +16,7 @@ import numpy as np
 
 from agnlens.errors import ReadError
 
-__all__ = ["JUMP_FRACTION", "JUMP_SIGMA", "MIN_OVERLAP_PIXELS", "ArmLayout", "Merged", "merge_arms"]
+__all__ = ["JUMP_FRACTION", "JUMP_SIGMA", "MIN_OVERLAP_PIXELS", "ArmLayout", "Merged", "merge_arms", "merge_rows"]
 
 #: A jump between two arms on their overlap is flagged when it exceeds both this many standard
 #: errors and this share of the spectrum's typical flux.
@@ -95,7 +96,6 @@ class ArmLayout:
         return cls(list(arms), wavelength, index, counts, joins)
 
 
-@np.errstate(all="ignore")
 def merge_arms(
     arms: Sequence[str],
     wavelengths: Sequence[np.ndarray],
@@ -138,41 +138,79 @@ def merge_arms(
         Two overlapping arms not on one pixel grid, or an arm's wavelengths not increasing.
     """
     layout = layout or ArmLayout.build(arms, wavelengths, source)
-    n = layout.wavelength.size
-    num, den = np.zeros(n), np.zeros(n)
-    raw_sum, raw_n = np.zeros(n), np.zeros(n)
+    return merge_rows(layout, [np.asarray(f)[None] for f in fluxes], [np.asarray(v)[None] for v in ivars],
+                      [np.asarray(b)[None] for b in bad])[0]
+
+
+def _span(idx: np.ndarray) -> slice | np.ndarray:
+    """``idx`` as a slice when it is a contiguous run (cheap 2-D column access), else as it is."""
+    if idx.size and idx[-1] - idx[0] + 1 == idx.size:
+        return slice(int(idx[0]), int(idx[-1]) + 1)
+    return idx
+
+
+def _nanmedian(x: np.ndarray, axis: int) -> np.ndarray:
+    """Median over ``axis`` ignoring NaN; NaN (quietly) where everything is NaN."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # "All-NaN slice": a target without good pixels
+        return np.nanmedian(x, axis=axis)
+
+
+@np.errstate(all="ignore")
+def merge_rows(
+    layout: ArmLayout,
+    fluxes: Sequence[np.ndarray],
+    ivars: Sequence[np.ndarray],
+    bad: Sequence[np.ndarray],
+) -> list[Merged]:
+    """:func:`merge_arms` of many targets at once: per arm, arrays of shape (n_targets, n_arm_pixels).
+
+    Returns
+    -------
+    list of Merged
+        One per target (row), in order.
+    """
+    m, n = np.asarray(fluxes[0]).shape[0], layout.wavelength.size
+    num, den = np.zeros((m, n)), np.zeros((m, n))
+    raw_sum, raw_n = np.zeros((m, n)), np.zeros((m, n))
     fs = [np.asarray(f, dtype=np.float64) for f in fluxes]
     vs = [np.asarray(v, dtype=np.float64) for v in ivars]
     goods = []
-    for idx, f, iv, b in zip(layout.index, fs, vs, bad):  # an arm's pixels are distinct: plain += is exact
+    spans = [_span(idx) for idx in layout.index]
+    for sel, f, iv, b in zip(spans, fs, vs, bad):  # an arm's pixels are distinct: plain += is exact
         good = ~np.asarray(b, dtype=bool) & np.isfinite(f) & np.isfinite(iv) & (iv > 0)
         goods.append(good)
         w = np.where(good, iv, 0.0)
-        num[idx] += w * np.where(good, f, 0.0)
-        den[idx] += w
+        num[:, sel] += w * np.where(good, f, 0.0)
+        den[:, sel] += w
         fin = np.isfinite(f)
-        raw_sum[idx] += np.where(fin, f, 0.0)
-        raw_n[idx] += fin
+        raw_sum[:, sel] += np.where(fin, f, 0.0)
+        raw_n[:, sel] += fin
     mask = ~(den > 0)
     flux = np.where(mask, np.where(raw_n > 0, raw_sum / np.maximum(raw_n, 1), 0.0), num / np.where(mask, 1.0, den))
-    for idx, f in zip(layout.index, fs):  # a pixel one arm alone covers keeps that arm's value bit for bit
-        keep = (layout.counts[idx] == 1) & ~mask[idx]
-        flux[idx[keep]] = f[keep]
+    for idx, sel, f in zip(layout.index, spans, fs):  # a pixel one arm alone covers keeps its value bit for bit
+        alone = layout.counts[idx] == 1
+        view = flux[:, sel]  # a view when the arm's pixels are contiguous on the axis (DESI's are)
+        view[:, alone] = np.where(mask[:, sel][:, alone], view[:, alone], f[:, alone])
+        if not isinstance(sel, slice):
+            flux[:, sel] = view
+    ivar = np.where(mask, 0.0, den)
 
-    jumps: dict[str, float] = {}
-    flagged: list[str] = []
-    scale = float(np.median(np.abs(flux[~mask]))) if np.any(~mask) else np.nan
+    scale = _nanmedian(np.where(mask, np.nan, np.abs(flux)), axis=1)  # NaN for a row with no good pixel
+    jumps: list[dict[str, float]] = [{} for _ in range(m)]
+    flagged: list[list[str]] = [[] for _ in range(m)]
     for a, (name, ia, ib) in enumerate(layout.joins):
-        ok = goods[a][ia] & goods[a + 1][ib]
-        m = int(ok.sum())
-        if m < MIN_OVERLAP_PIXELS or not np.isfinite(scale) or scale <= 0:
-            jumps[name] = float("nan")
-            continue
-        fa, fb, va, vb = fs[a][ia][ok], fs[a + 1][ib][ok], vs[a][ia][ok], vs[a + 1][ib][ok]
-        diff = float(np.median(fa) - np.median(fb))
-        # standard error of a median: sqrt(pi/2) times that of a mean
-        err = 1.2533 * float(np.sqrt(np.median(1.0 / va) / m + np.median(1.0 / vb) / m))
-        jumps[name] = diff / scale
-        if abs(diff) > JUMP_SIGMA * err and abs(diff) > JUMP_FRACTION * scale:
-            flagged.append(name)
-    return Merged(layout.wavelength.copy(), flux, np.where(mask, 0.0, den), mask, jumps, flagged)
+        ok = goods[a][:, ia] & goods[a + 1][:, ib]
+        k = ok.sum(axis=1)
+        fa = _nanmedian(np.where(ok, fs[a][:, ia], np.nan), axis=1)
+        fb = _nanmedian(np.where(ok, fs[a + 1][:, ib], np.nan), axis=1)
+        va = _nanmedian(np.where(ok, 1.0 / vs[a][:, ia], np.nan), axis=1)
+        vb = _nanmedian(np.where(ok, 1.0 / vs[a + 1][:, ib], np.nan), axis=1)
+        diff = fa - fb
+        err = 1.2533 * np.sqrt((va + vb) / np.maximum(k, 1))  # standard error of a median: sqrt(pi/2) a mean's
+        judged = (k >= MIN_OVERLAP_PIXELS) & np.isfinite(scale) & (scale > 0)
+        for r in range(m):
+            jumps[r][name] = float(diff[r] / scale[r]) if judged[r] else float("nan")
+            if judged[r] and abs(diff[r]) > JUMP_SIGMA * err[r] and abs(diff[r]) > JUMP_FRACTION * scale[r]:
+                flagged[r].append(name)
+    return [Merged(layout.wavelength.copy(), flux[r], ivar[r], mask[r], jumps[r], flagged[r]) for r in range(m)]
