@@ -231,7 +231,8 @@ def _read_desi(f: _Fits, path: Path, *, targets=None, rows=None, item: str) -> I
     primary = f.primary()
     f.check_complete()  # a file cut short says so here, not as a file with fewer arms
     fm_hdu = f.find(("FIBERMAP",))
-    assert fm_hdu is not None  # _sniff found it
+    if fm_hdu is None:
+        raise f.error("not a DESI coadd or spectra file: no FIBERMAP HDU")
     fibermap = _Table(f, fm_hdu)
     n = fibermap.n_rows
     if not fibermap.has("TARGETID"):

@@ -186,7 +186,7 @@ def target_ranges(items: Iterable[str | os.PathLike], size: int) -> list[tuple[s
     ``size`` targets cut into ``FILE[rows=A:B]`` ranges of ``size``: units of work whose memory is
     bounded by ``size`` spectra, not by the file."""
     out: list[tuple[str, int]] = []
-    for item in map(os.fspath, items):
+    for item in (str(os.fspath(i)) for i in items):
         n = count_spectra(item)
         if n <= size or split_item(item)[1]:
             out.append((str(item), n))
