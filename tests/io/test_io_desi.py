@@ -144,6 +144,9 @@ def test_masked_pixels_are_left_out_of_the_combination():
     np.testing.assert_array_equal(merged.ivar[in_b], ivar[0])
     only_r = (merged.wavelength > wl[0][-1] + 0.1) & (merged.wavelength < wl[2][0] - 0.1)
     assert merged.mask[only_r].all() and (merged.ivar[only_r] == 0).all()
+    # a pixel no arm has good keeps the arms' finite values for the eye (here R's own)
+    in_r = (wl[1] > wl[0][-1] + 0.1) & (wl[1] < wl[2][0] - 0.1)
+    np.testing.assert_array_equal(merged.flux[only_r], flux[1][in_r])
 
 
 # ------------------------------------------------------------------------------ fibres and targets

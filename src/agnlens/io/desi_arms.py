@@ -172,7 +172,6 @@ def merge_rows(
     """
     m, n = np.asarray(fluxes[0]).shape[0], layout.wavelength.size
     num, den = np.zeros((m, n)), np.zeros((m, n))
-    raw_sum, raw_n = np.zeros((m, n)), np.zeros((m, n))
     fs = [np.asarray(f, dtype=np.float64) for f in fluxes]
     vs = [np.asarray(v, dtype=np.float64) for v in ivars]
     goods = []
@@ -183,11 +182,21 @@ def merge_rows(
         w = np.where(good, iv, 0.0)
         num[:, sel] += w * np.where(good, f, 0.0)
         den[:, sel] += w
-        fin = np.isfinite(f)
-        raw_sum[:, sel] += np.where(fin, f, 0.0)
-        raw_n[:, sel] += fin
     mask = ~(den > 0)
-    flux = np.where(mask, np.where(raw_n > 0, raw_sum / np.maximum(raw_n, 1), 0.0), num / np.where(mask, 1.0, den))
+    flux = num / np.where(mask, 1.0, den)
+    if mask.any():  # no good pixel here: the mean of the arms' finite values, for the eye (ivar is 0)
+        rows, cols = np.nonzero(mask)
+        total, count = np.zeros(rows.size), np.zeros(rows.size)
+        for idx, f in zip(layout.index, fs):
+            j = np.full(n, -1)
+            j[idx] = np.arange(idx.size)
+            at = j[cols]
+            has = np.flatnonzero(at >= 0)
+            v = f[rows[has], at[has]]
+            fin = np.isfinite(v)
+            total[has] += np.where(fin, v, 0.0)
+            count[has] += fin
+        flux[rows, cols] = np.where(count > 0, total / np.maximum(count, 1), 0.0)
     for idx, sel, f in zip(layout.index, spans, fs):  # a pixel one arm alone covers keeps its value bit for bit
         alone = layout.counts[idx] == 1
         view = flux[:, sel]  # a view when the arm's pixels are contiguous on the axis (DESI's are)
