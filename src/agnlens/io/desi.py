@@ -118,8 +118,9 @@ UNRELIABLE_ZWARN_BITS: int = sum(
                  "NODATA", "BAD_MINFLUX")
 )
 
-#: Targets read and merged at once: a block of rows of every arm image (about 100 kB a target).
-BLOCK_ROWS = 64
+#: Targets read and merged at once: a block of rows of every arm image (about 100 kB a target as
+#: stored, ~0.7 MB while merged in float64).
+BLOCK_ROWS = 16
 
 #: ``OBJTYPE`` values of fibres that hold no target: skipped and counted, never rejected.
 SKIPPED_OBJTYPES: dict[str, str] = {"SKY": "sky", "NON": "unassigned", "BAD": "broken", "": "blank"}
