@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import shutil
+import sys
 import warnings
 
 import numpy as np
@@ -337,6 +338,24 @@ def test_a_5000_target_coadd_is_read_in_bounded_memory(big_coadd):
         tracemalloc.stop()
     assert n == 5000 - 5000 // SKY_EVERY and skipped.counts == {"sky": 5000 // SKY_EVERY}
     assert peak < 32 * 2**20, f"peak {peak / 2**20:.1f} MiB reading a {size / 2**20:.0f} MiB coadd"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/status (Linux)")
+def test_a_5000_target_coadd_is_read_with_a_bounded_resident_size(big_coadd):
+    """The memory-mapped pages count too: a fresh process reading every target stays far below the file."""
+    import subprocess
+
+    # VmHWM: this process's peak resident size (ru_maxrss would carry pytest's own over from the fork)
+    code = ("import sys\nfrom agnlens.io.desi import read_desi\n"
+            "n = sum(1 for _ in read_desi(sys.argv[1]))\n"
+            "hwm = [l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM')][0]\n"
+            "print(n, hwm)")
+    out = subprocess.run([sys.executable, "-c", code, str(big_coadd)], capture_output=True, text=True,
+                         check=True, timeout=600).stdout.split()
+    rss, size = int(out[1]) * 1024, big_coadd.stat().st_size  # in kB
+    assert int(out[0]) == 5000 // 50 * 49 + 1  # the targets, then one SkippedFibres
+    assert rss < size / 2, f"resident {rss / 2**20:.0f} MiB for a {size / 2**20:.0f} MiB file"
 
 
 @pytest.mark.slow

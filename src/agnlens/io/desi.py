@@ -21,6 +21,7 @@ memory-mapped and read one target's rows at a time, so memory follows the target
 from __future__ import annotations
 
 import logging
+import mmap
 import os
 import re
 from collections.abc import Iterator, Sequence
@@ -300,6 +301,9 @@ def _read_desi(f: _Fits, path: Path, *, targets=None, rows=None, item: str) -> I
         if not start <= i < stop:  # the next block of rows: memory is bounded by BLOCK_ROWS targets
             start, stop = i, min(i + BLOCK_ROWS, n)
             block = [_rows(f, hdus, start, stop) for _, _, hdus in arms]
+            if isinstance(f.data, mmap.mmap) and hasattr(mmap, "MADV_DONTNEED"):
+                # the block is copied out: let the mapped pages go, so the resident size follows the block too
+                f.data.madvise(mmap.MADV_DONTNEED)
             merged_rows = merge_rows(
                 layout, [b[0] for b in block], [b[1] for b in block],
                 [(b[2] != 0) | ((status[start:stop] & ARM_FIBERSTATUS[arm]) != 0)[:, None]  # any mask bit is bad
