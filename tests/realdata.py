@@ -27,6 +27,15 @@ FULL = SPECTRA / "spec-4414-55882-0184.fits"  # BOSS full (14 HDUs), type 1
 LEGACY_FULL = SPECTRA / "spec-0392-51793-0517.fits"  # Legacy full, type 2
 N_SPECTRA = 19
 
+#: Real DESI files (see tests/data/desi/README.md): coadds and a spectra file, two with their redrock file.
+DESI = DATA / "desi"
+DESI_SF = DESI / "coadd-4-80613-thru20210324.fits.gz"  # one star-forming galaxy, z = 0.3687 (redrock beside)
+DESI_FAINT = DESI / "coadd-special-dark-27247.fits.gz"  # one faint galaxy, z = 0.0073 (redrock beside)
+DESI_HEALPIX = DESI / "coadd-sv3-dark-26065.fits.gz"  # 2 targets, 1 sky, 2 blank; no redshifts
+DESI_TILE = DESI / "coadd-5-169-thru20210419.fits.gz"  # 2 targets (one BADPOSITION), 3 blank; no redshifts
+DESI_SPECTRA = DESI / "spectra-sv3-dark-26065.fits.gz"  # per-exposure rows, tile-compressed masks
+N_DESI_FILES = 7
+
 #: The full reference sample beside the project (absent on a plain clone).
 FULL_DATA = ROOT.parent / "shared" / "data"
 FULL_SDSS = FULL_DATA / "sdss"

@@ -2,14 +2,17 @@
 
 A spectrum's walk from file to store, each step handing on an object that carries its wavelengths::
 
-    read_spectrum(path)               -> Spectrum (observed, its own pixels)       agnlens.io
-    read_labelled: label, z, ZWARNING -> the same Spectrum, labelled              here
+    read_spectra(path)                -> Spectrum per spectrum of the file         agnlens.io
+                                         (observed, its own pixels; a DESI file: one per target)
+    read_items: label, z, ZWARNING    -> the same Spectrum, labelled              here
     preprocess(spectra, grid)         -> each a Spectrum on the Grid (rest frame,  agnlens.preprocess
                                          normalised), stacked: SpectrumSet on the Grid
     write_store / append_store        -> the store (wavelengths, Grid.to_dict())  agnlens.io.store
 
 A bad file never stops the batch: it becomes a :class:`~agnlens.preprocess.Rejection` with the
-file's path and the reason, and the summary counts it.
+file's path and the reason, and the summary counts it. A bad target of a many-target (DESI) file
+never stops the file: it is a rejection named ``FILE[TARGETID]``; fibres without a target (sky,
+blank) are skipped and counted.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import pandas as pd
 
 from agnlens.errors import AgnlensError, AgnlensWarning, RejectedSpectrum
 from agnlens.grid import Grid, get_grid
+from agnlens.io.desi import SkippedFibres
 from agnlens.io.inputs import display_name
 from agnlens.preprocess import Rejection, preprocess, preprocess_one, preprocessing_provenance
 from agnlens.spectra import Spectrum, SpectrumSet
@@ -44,6 +48,7 @@ class IngestSummary:
     catalog_rows: int = 0
     catalog_unmatched: int = 0
     out: str = ""
+    skipped: int = 0  # fibres of DESI files without a target (sky, blank)
 
     @classmethod
     def start(cls, n_inputs: int, catalog: pd.DataFrame | None) -> IngestSummary:
@@ -71,6 +76,8 @@ class IngestSummary:
             f"inputs: {self.n_inputs}  accepted: {self.accepted}  rejected: {len(self.rejected)}",
             f"stored without a label (no catalogue row): {self.unlabelled}",
         ]
+        if self.skipped:
+            out.append(f"fibres without a target skipped (sky, blank): {self.skipped}")
         if self.catalog_rows:
             out.append(
                 f"catalogue rows: {self.catalog_rows}  matching no input: {self.catalog_unmatched}"
@@ -80,56 +87,94 @@ class IngestSummary:
         return out
 
 
-def read_labelled(
-    path: str | Path,
-    *,
-    labels: pd.DataFrame | None = None,
-    allow_zwarning: bool = False,
-) -> Spectrum:
-    """Read one file and label it from the catalogue (observed frame, on its own pixels).
-
-    Parameters
-    ----------
-    path : path-like
-        An SDSS spectrum (DR7 ``spSpec``, DR8+ ``spec``) or a plain table.
-    labels : DataFrame, optional
-        From :func:`agnlens.io.read_catalog`, indexed by ``spec_id``, with ``label`` and
-        ``z_override`` (which replaces the file's redshift).
-    allow_zwarning : bool
-        Keep spectra whose ZWARNING has bits that make the redshift unreliable.
-
-    Returns
-    -------
-    Spectrum
-        ``meta["label"]`` set (``""`` when the catalogue has no row for it).
+def read_one(path: str | Path, *, labels: pd.DataFrame | None = None, allow_zwarning: bool = False) -> Spectrum:
+    """The one spectrum ``path`` names (a file, or a DESI target ``FILE[TARGETID]``), labelled as
+    :func:`read_items` labels it.
 
     Raises
     ------
     ReadError, RejectedSpectrum
-        With the file and the reason.
+        When it cannot be read or used.
     """
-    from agnlens.io import read_spectrum, zwarning_problem
+    for item in read_items(path, labels=labels, allow_zwarning=allow_zwarning):
+        if isinstance(item, Spectrum):
+            return item
+        if isinstance(item, Rejection):
+            raise RejectedSpectrum(item.source, item.reason)
+    raise RejectedSpectrum(display_name(path), "holds no spectrum")
+
+
+def read_items(
+    path: str | Path,
+    *,
+    labels: pd.DataFrame | None = None,
+    allow_zwarning: bool = False,
+) -> Iterator[Spectrum | Rejection | SkippedFibres]:
+    """Every spectrum of one file, labelled from the catalogue (observed frame, on its own pixels).
+
+    Parameters
+    ----------
+    path : path-like
+        Any input of :func:`agnlens.io.read_spectra` (a DESI file gives one spectrum per target).
+    labels : DataFrame, optional
+        From :func:`agnlens.io.read_catalog`, indexed by ``spec_id`` (:func:`read_labels`), with
+        ``label`` and ``z_override`` (which replaces the file's redshift). A row matches a spectrum
+        by its spec_id or, for a DESI spectrum and a catalogue keyed by TARGETID alone, by TARGETID.
+    allow_zwarning : bool
+        Keep spectra whose ZWARNING (SDSS) or ZWARN (DESI) has bits that make the redshift unreliable.
+
+    Yields
+    ------
+    Spectrum
+        Observed frame, ``meta["label"]`` set (``""`` when the catalogue has no row for it).
+    Rejection
+        A spectrum that cannot be used (a DESI target is named ``FILE[TARGETID]``).
+    SkippedFibres
+        A DESI file's fibres without a target.
+
+    Raises
+    ------
+    ReadError, RejectedSpectrum
+        When the file as a whole cannot be read.
+    """
+    from agnlens.io import read_spectra
 
     if display_name(path) != os.fspath(path):
         raise RejectedSpectrum(
             display_name(path), "the file name is not valid UTF-8 (shown with \\x escapes); rename the file"
         )
-    spectrum = read_spectrum(path)
-    row = _catalog_row(labels, spectrum.spec_id)
+    for item in read_spectra(path):
+        if isinstance(item, RejectedSpectrum):
+            yield Rejection(item.source, item.reason)
+        elif isinstance(item, SkippedFibres):
+            yield item
+        else:
+            try:
+                yield _label(item, labels, allow_zwarning, item.meta.get("source") or path)
+            except RejectedSpectrum as exc:
+                yield Rejection(exc.source, exc.reason, item.spec_id)
+
+
+def _label(spectrum: Spectrum, labels: pd.DataFrame | None, allow_zwarning: bool, where) -> Spectrum:
+    """Label ``spectrum`` from the catalogue (and take its redshift), then judge the redshift."""
+    from agnlens.io import redshift_problem
+
+    row = _catalog_row(labels, spectrum.spec_id, spectrum.meta.get("targetid"))
     if row is not None and str(row.get("z_problem", "") or ""):
-        raise RejectedSpectrum(path, f"label catalogue row {int(row.get('catalog_row', -1)) + 1}: {row['z_problem']}; "
-                               "fix or blank the cell to use the file's redshift")
+        raise RejectedSpectrum(where, f"label catalogue row {int(row.get('catalog_row', -1)) + 1}: "
+                               f"{row['z_problem']}; fix or blank the cell to use the file's redshift")
     if row is not None:
         spectrum.meta["label"] = str(row["label"])
         z_override = row.get("z_override", np.nan)
         if pd.notna(z_override):
             spectrum.meta["z"] = float(z_override)
+            if "z_source" in spectrum.meta:
+                spectrum.meta["z_source"] = "catalogue"
     else:
         spectrum.meta.setdefault("label", "")
-    if not allow_zwarning:
-        problem = zwarning_problem(int(spectrum.meta.get("zwarning", 0) or 0))
-        if problem:
-            raise RejectedSpectrum(path, problem)
+    problem = redshift_problem(spectrum.meta)
+    if problem and (not allow_zwarning or not np.isfinite(spectrum.meta.get("z", np.nan))):
+        raise RejectedSpectrum(where, problem)
     return spectrum
 
 
@@ -140,29 +185,37 @@ def ingest_one(
     labels: pd.DataFrame | None = None,
     allow_zwarning: bool = False,
     max_bad_fraction: float = 0.1,
-) -> Spectrum:
-    """Read, label, check and preprocess one file (what a parallel worker does per file).
+) -> Iterator[Spectrum | Rejection | SkippedFibres]:
+    """Read, label, check and preprocess the spectra of one file (what a parallel worker does per file).
 
     Parameters
     ----------
     path, labels, allow_zwarning
-        See :func:`read_labelled`.
+        See :func:`read_items`.
     grid : str or Grid
     max_bad_fraction : float
         Reject when a larger share of the grid is bad or uncovered.
 
-    Returns
-    -------
-    Spectrum
-        On ``grid`` (see :func:`agnlens.preprocess.preprocess_one`), labelled.
+    Yields
+    ------
+    Spectrum, Rejection or SkippedFibres
+        As :func:`read_items`, each spectrum on ``grid`` (:func:`agnlens.preprocess.preprocess_one`),
+        one at a time (a DESI file's targets never all sit in memory).
 
     Raises
     ------
     ReadError, RejectedSpectrum
-        With the file and the reason.
+        When the file as a whole cannot be read, with the file and the reason.
     """
-    spectrum = read_labelled(path, labels=labels, allow_zwarning=allow_zwarning)
-    return preprocess_one(spectrum, grid, max_bad_fraction)
+    grid = get_grid(grid)
+    for item in read_items(path, labels=labels, allow_zwarning=allow_zwarning):
+        if not isinstance(item, Spectrum):
+            yield item
+            continue
+        try:
+            yield preprocess_one(item, grid, max_bad_fraction)
+        except RejectedSpectrum as exc:
+            yield Rejection(exc.source, exc.reason, item.spec_id)
 
 
 def ingest(
@@ -176,7 +229,7 @@ def ingest(
 ) -> tuple[SpectrumSet, IngestSummary]:
     """Ingest spectrum files into a :class:`SpectrumSet` on ``grid``.
 
-    Each file is read and labelled here (:func:`read_labelled`) and handed, as a
+    Each file is read and labelled here (:func:`read_items`) and handed, as a
     :class:`~agnlens.spectra.Spectrum`, to :func:`agnlens.preprocess.preprocess`, which puts it on
     the grid and stacks the set. Of two spectra with one spec_id the first in input order is kept.
 
@@ -208,7 +261,15 @@ def ingest(
     def labelled() -> Iterator[Spectrum]:
         for path in progress(paths) if progress else paths:
             try:
-                yield read_labelled(path, labels=catalog, allow_zwarning=allow_zwarning)
+                for item in read_items(path, labels=catalog, allow_zwarning=allow_zwarning):
+                    if isinstance(item, Rejection):
+                        log.debug("rejected %s", item)
+                        summary.rejected.append(item)
+                    elif isinstance(item, SkippedFibres):
+                        log.info("%s", item)
+                        summary.skipped += item.total
+                    else:
+                        yield item
             except AgnlensError as exc:
                 reason = getattr(exc, "reason", str(exc))
                 source = getattr(exc, "source", None) or getattr(exc, "path", None) or display_name(path)
@@ -453,7 +514,6 @@ def finite_rows(spectra: SpectrumSet, where: str | Path) -> tuple[SpectrumSet, l
     return spectra[np.flatnonzero(~bad.any(axis=1))], rejected
 
 
-def _catalog_row(catalog: pd.DataFrame | None, spec_id: str):
-    if catalog is None or spec_id not in catalog.index:
-        return None
-    return catalog.loc[spec_id]
+def _catalog_row(catalog: pd.DataFrame | None, spec_id: str, targetid=None):
+    keys = (spec_id,) if targetid is None or pd.isna(targetid) else (spec_id, str(int(targetid)))
+    return next((catalog.loc[k] for k in keys if catalog is not None and k in catalog.index), None)

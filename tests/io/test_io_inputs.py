@@ -87,7 +87,8 @@ def test_empty_list_gives_empty_list():
 def test_real_data_folder():
     data, n = realdata.DATA, realdata.N_SPECTRA
     assert len(expand_inputs([data / "sdss" / "spectra"])) == n
-    assert len(expand_inputs([data])) == n + 1  # plus the DR7 spSpec; the CSV catalogues are not taken
+    # plus the DR7 spSpec and the DESI files; the CSV catalogues are not taken
+    assert len(expand_inputs([data])) == n + 1 + realdata.N_DESI_FILES
     assert len(expand_inputs([os.fspath(data / "sdss" / "spectra" / "spec-0*.fits")])) > 0
 
 

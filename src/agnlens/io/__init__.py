@@ -1,9 +1,12 @@
-"""Input/output: SDSS readers, plain tables, label catalogues, input expansion and the dataset store.
+"""Input/output: SDSS and DESI readers, plain tables, label catalogues, input expansion and the dataset store.
 
 Readers (this package's ``sdss``, ``table``, ``inputs`` and ``catalog`` modules):
 
-* :func:`read_spectrum` — any supported file, format detected from the content;
+* :func:`read_spectra` — every spectrum of any supported file (one per target of a DESI file),
+  format detected from the content; :func:`read_spectrum` — a file of one spectrum;
 * :func:`read_sdss` / :func:`read_spec` / :func:`read_spspec` — SDSS DR8+ and DR7 files;
+* :func:`read_desi` — DESI ``coadd-*`` / ``spectra-*`` files, arms merged, redshifts from ``redrock-*``;
+* :func:`redshift_problem` — whether a spectrum's redshift is missing or flagged by its pipeline;
 * :func:`read_table` — a FITS/CSV/ECSV table with wavelength, flux and error columns;
 * :func:`read_catalog` — a label catalogue;
 * :func:`expand_inputs` — files, directories and glob patterns to a list of files;
@@ -19,7 +22,8 @@ specutils in and out (optional extra ``agnlens[specutils]``):
 
 from agnlens.io.catalog import CANONICAL_LABELS, LABEL_ALIASES, normalise_label, read_catalog
 from agnlens.io.coerce import as_spectrum_set, is_spectrum_like
-from agnlens.io.inputs import expand_inputs, read_spectrum
+from agnlens.io.desi import read_desi
+from agnlens.io.inputs import expand_inputs, read_spectra, read_spectrum, redshift_problem
 from agnlens.io.sdss import (
     DEFAULT_BAD_BITS,
     SPPIXMASK_BITS,
@@ -49,9 +53,12 @@ __all__ = [
     "is_specutils",
     "is_spectrum_like",
     "normalise_label",
+    "redshift_problem",
     "read_catalog",
+    "read_desi",
     "read_sdss",
     "read_spec",
+    "read_spectra",
     "read_spectrum",
     "read_spspec",
     "read_table",

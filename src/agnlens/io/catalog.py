@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from agnlens.errors import AgnlensWarning, ReadError
+from agnlens.io.desi import desi_spec_id
 from agnlens.spectra import format_spec_id
 
 log = logging.getLogger(__name__)
@@ -74,6 +75,7 @@ _PMF_RE = re.compile(r"^\s*(\d{1,6})-(\d{1,6})-(\d{1,5})\s*$")
 _SPEC_FILE_RE = re.compile(r"spec-(\d{1,6})-(\d{1,6})-(\d{1,5})")
 _SPSPEC_FILE_RE = re.compile(r"spSpec-(\d{1,6})-(\d{1,6})-(\d{1,5})")
 _INT_RE = re.compile(r"^\s*(\d+)(?:\.0*)?\s*$")
+_TARGETID_RE = re.compile(r"^\s*(-?\d+)\s*$")
 #: Rows with an unreadable key named one by one in the warning (the rest are counted).
 MAX_ROWS_NAMED = 20
 
@@ -126,7 +128,9 @@ def read_catalog(
     ----------
     path : path-like
         CSV, ECSV or FITS table. Keyed (first match wins) by a ``spec_id`` / ``pmf`` /
-        ``plate-mjd-fiber`` column of ``PLATE-MJD-FIBER`` strings, by ``plate`` + ``mjd`` +
+        ``plate-mjd-fiber`` column of ``PLATE-MJD-FIBER`` strings, by a DESI ``targetid`` column
+        (with ``survey`` and ``program`` when it has them: a zpix/ztile catalogue; its ``z`` gives
+        the redshift), by ``plate`` + ``mjd`` +
         ``fiber``/``fiberid`` columns, or by a ``file``/``filename`` column whose values contain
         ``spec-PLATE-MJD-FIBER`` or ``spSpec-MJD-PLATE-FIBER``. Column names are
         case-insensitive.
@@ -271,6 +275,17 @@ def _keys(frame: pd.DataFrame, cols: dict[str, str], source: str) -> tuple[pd.Se
         if key in cols:
             name = cols[key]
             return frame[name].map(_from_pmf), name
+    if "targetid" in cols:  # DESI: SURVEY-PROGRAM-TARGETID when the catalogue says both, else TARGETID
+        tids = [int(m.group(1)) if (m := _TARGETID_RE.match(str(v))) else None for v in frame[cols["targetid"]]]
+        basis = cols["targetid"]
+        keys: list[str | None]
+        if "survey" in cols and "program" in cols:
+            keys = [None if t is None or not sv or not pg else desi_spec_id(sv.lower(), pg.lower(), t)
+                    for t, sv, pg in zip(tids, frame[cols["survey"]], frame[cols["program"]])]
+            basis = f"{basis}/{cols['survey']}/{cols['program']}"
+        else:
+            keys = [None if t is None else str(t) for t in tids]
+        return pd.Series(keys, index=frame.index, dtype=object), basis
     fiber = cols.get("fiberid", cols.get("fiber"))
     if "plate" in cols and "mjd" in cols and fiber is not None:
         # lists, not Series.map: pandas turns a column of ints and None into floats and NaN

@@ -1,8 +1,13 @@
 """Which files to read, and reading any one of them.
 
 :func:`expand_inputs` turns what a user typed (files, directories, glob patterns) into a sorted
-list of files; :func:`read_spectrum` reads one file of any supported format, detected from its
-content.
+list of files; :func:`read_spectra` reads every spectrum of one file of any supported format,
+detected from its content (one for an SDSS file or a table, one per target for a DESI file);
+:func:`read_spectrum` reads a file that holds one spectrum.
+
+A DESI file's targets are named ``FILE[TARGETID]`` (the ``source`` of each spectrum and of each
+rejection): such a name, or ``FILE[ID,ID,...]`` or ``FILE[rows=START:STOP]``, is an input like a
+file, and reads only those targets.
 """
 
 from __future__ import annotations
@@ -10,19 +15,37 @@ from __future__ import annotations
 import glob
 import io
 import logging
+import math
 import os
-from collections.abc import Iterable
+import re
+import zlib
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
-from agnlens.errors import ReadError
+from agnlens.errors import ReadError, RejectedSpectrum
+from agnlens.io.desi import SkippedFibres, _read_desi, zwarn_problem
 from agnlens.io.fits import MAX_GUNZIP_BYTES, _Fits, _load, _sniff
-from agnlens.io.sdss import DEFAULT_BAD_BITS, _read_spec, _read_spspec
+from agnlens.io.sdss import DEFAULT_BAD_BITS, _read_spec, _read_spspec, zwarning_problem
 from agnlens.spectra import Spectrum
 
 log = logging.getLogger(__name__)
 
-__all__ = ["FITS_SUFFIXES", "TABLE_SUFFIXES", "display_name", "expand_inputs", "read_spectrum"]
+__all__ = [
+    "FITS_SUFFIXES",
+    "TABLE_SUFFIXES",
+    "count_spectra",
+    "display_name",
+    "expand_inputs",
+    "read_spectra",
+    "read_spectrum",
+    "redshift_problem",
+    "split_item",
+    "target_ranges",
+]
+
+#: ``FILE[ID,ID...]`` or ``FILE[rows=START:STOP]``: some targets of a multi-target (DESI) file.
+_ITEM_RE = re.compile(r"^(?P<path>.+)\[(?P<sel>rows=\d+:\d+|-?\d+(?:,-?\d+)*)\]$", re.DOTALL)
 
 #: Files picked up when a directory is given.
 FITS_SUFFIXES = (".fits", ".fit", ".fits.gz", ".fit.gz")
@@ -60,8 +83,14 @@ def expand_inputs(inputs: Iterable[str | os.PathLike]) -> list[Path]:
             f"{inputs!r}; wrap it in a list"
         )
     found: dict[Path, Path] = {}
+    targets: dict[Path, tuple[Path, list[str]]] = {}
     for item in inputs:
         text = os.fsdecode(item)  # bytes that are not UTF-8 become surrogates, as os.listdir gives
+        m = _ITEM_RE.match(text)
+        if m and not Path(text).exists() and Path(m["path"]).is_file():  # some targets of a file
+            p = Path(m["path"])
+            targets.setdefault(p.resolve(), (p, []))[1].append(m["sel"])
+            continue
         matches = _expand_one(text)
         if not matches:
             if any(c in text for c in _GLOB_CHARS) and not Path(text).exists():
@@ -73,7 +102,30 @@ def expand_inputs(inputs: Iterable[str | os.PathLike]) -> list[Path]:
             raise FileNotFoundError(f"{text}: no such file or directory")
         for p in matches:
             found.setdefault(p.resolve(), p)
+    for key, (p, selectors) in targets.items():
+        if key in found:
+            continue  # the whole file is read anyway
+        ids = [s for s in selectors if not s.startswith("rows=")]
+        if ids:  # the targets of one file in one item: the file is opened once
+            found[Path(f"{key}#ids")] = Path(f"{p}[{','.join(dict.fromkeys(','.join(ids).split(',')))}]")
+        for s in dict.fromkeys(s for s in selectors if s.startswith("rows=")):
+            found[Path(f"{key}#{s}")] = Path(f"{p}[{s}]")
     return sorted(found.values(), key=lambda p: str(p))
+
+
+def split_item(item: str | os.PathLike) -> tuple[str, dict[str, Any]]:
+    """The file an input names and which of its targets: ``("coadd.fits", {"targets": [1, 2]})``
+    for ``coadd.fits[1,2]``, ``{"rows": (0, 100)}`` for ``coadd.fits[rows=0:100]``, ``{}`` for a file."""
+    text = os.fspath(item)
+    text = text if isinstance(text, str) else os.fsdecode(text)
+    m = _ITEM_RE.match(text)
+    if not m or Path(text).exists():
+        return text, {}
+    sel = m["sel"]
+    if sel.startswith("rows="):
+        a, b = sel[5:].split(":")
+        return m["path"], {"rows": (int(a), int(b))}
+    return m["path"], {"targets": [int(t) for t in sel.split(",")]}
 
 
 def display_name(path: str | os.PathLike | bytes) -> str:
@@ -102,6 +154,114 @@ def _expand_one(text: str) -> list[Path]:
                 out.extend(q for q in p.rglob("*") if q.is_file() and q.name.lower().endswith(FITS_SUFFIXES))
         return out
     return []
+
+
+def count_spectra(item: str | os.PathLike) -> int:
+    """How many spectra an input holds, from its first megabyte: a DESI file's FIBERMAP rows (those
+    of its ``[rows=A:B]`` or ``[TARGETID,...]``), 1 for any other file (or one unreadable here).
+    Only files named as DESI names them (``coadd-*``, ``spectra-*``) are opened: an estimate for
+    cutting work into tasks, which costs an SDSS ingest nothing."""
+    path, select = split_item(item)
+    if not re.match(r"(coadd|spectra)-", Path(path).name, re.IGNORECASE):
+        return 1
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(2**20)
+        if head[:2] == b"\x1f\x8b":
+            head = zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(head, 2**20)
+        f = _Fits(head, path)
+        h1 = f.hdu(1)
+        if h1 is None or h1.name != "FIBERMAP":
+            return 1
+        n = f.int_key(h1, "NAXIS2", lo=0)
+    except (OSError, ReadError, zlib.error):
+        return 1
+    if "rows" in select:
+        return max(0, min(select["rows"][1], n) - select["rows"][0])
+    return len(select["targets"]) if "targets" in select else n
+
+
+def target_ranges(items: Iterable[str | os.PathLike], size: int) -> list[tuple[str, int]]:
+    """Each input with its number of spectra (:func:`count_spectra`), a DESI file of more than
+    ``size`` targets cut into ``FILE[rows=A:B]`` ranges of ``size``: units of work whose memory is
+    bounded by ``size`` spectra, not by the file."""
+    out: list[tuple[str, int]] = []
+    for item in (str(os.fspath(i)) for i in items):
+        n = count_spectra(item)
+        if n <= size or split_item(item)[1]:
+            out.append((str(item), n))
+        else:
+            out.extend((f"{item}[rows={a}:{min(a + size, n)}]", min(size, n - a)) for a in range(0, n, size))
+    return out
+
+
+def read_spectra(item: str | os.PathLike, **kw) -> Iterator[Spectrum | RejectedSpectrum | SkippedFibres]:
+    """Every spectrum of one file, format detected from the content.
+
+    Parameters
+    ----------
+    item : path-like
+        A file (any format of :func:`read_spectrum`, or a DESI ``coadd-*``/``spectra-*`` file), or
+        some targets of a DESI file: ``FILE[TARGETID,...]``, ``FILE[rows=START:STOP]``.
+    **kw
+        As :func:`read_spectrum` (for the formats it reads).
+
+    Yields
+    ------
+    Spectrum
+        One for an SDSS file or a table; one per target of a DESI file
+        (:func:`agnlens.io.desi.read_desi`), observed frame.
+    RejectedSpectrum
+        A target of a DESI file that cannot be used (the rest of the file is read).
+    SkippedFibres
+        A DESI file's fibres without a target (sky, unassigned, broken), counted.
+
+    Nothing is yielded for a DESI ``redrock-*`` file: it is read with the coadd beside it.
+
+    Raises
+    ------
+    ReadError
+        When the file cannot be read at all.
+    """
+    path, select = split_item(item)
+    data, source = _load(path, kw.pop("max_bytes", MAX_GUNZIP_BYTES))
+    kind = _sniff(data, source)
+    if kind == "desi-redshifts":
+        log.debug("%s: a DESI redrock file, read with the coadd beside it", source)
+        return
+    if kind == "desi":
+        if kw:
+            raise TypeError(f"{source}: is a DESI file; its reader takes no {sorted(kw)}")
+        yield from _read_desi(_Fits(data, source), Path(path), item=source, **select)
+        return
+    if select:
+        raise ReadError(source, "only a DESI file holds several targets to choose with [TARGETID] or [rows=A:B]")
+    yield _read_one(data, source, kind, kw)
+
+
+def redshift_problem(meta: dict) -> str | None:
+    """Why a spectrum's redshift cannot be used (missing, or flagged by its survey's pipeline), or None.
+
+    Parameters
+    ----------
+    meta : dict
+        A spectrum's metadata: ``z``, ``zwarning`` and ``format`` (DESI's ZWARN bits are judged
+        by :func:`agnlens.io.desi.zwarn_problem`, SDSS's ZWARNING by
+        :func:`agnlens.io.sdss.zwarning_problem`).
+
+    Returns
+    -------
+    str or None
+    """
+    desi = str(meta.get("format", "")).startswith("desi")
+    z = meta.get("z", math.nan)
+    if desi and not (isinstance(z, (int, float)) and math.isfinite(z)):
+        return (
+            f"no redshift for TARGETID {meta.get('targetid')}: no redrock-*.fits beside the file holds it and "
+            f"no catalogue row gives it; pass --labels with a table of TARGETID and Z (e.g. a zpix/ztile catalogue)"
+        )
+    zwarning = int(meta.get("zwarning", 0) or 0)
+    return zwarn_problem(zwarning) if desi else zwarning_problem(zwarning)
 
 
 def read_spectrum(path: str | os.PathLike | IO[bytes], **kw) -> Spectrum:
@@ -135,6 +295,13 @@ def read_spectrum(path: str | os.PathLike | IO[bytes], **kw) -> Spectrum:
     """
     data, source = _load(path, kw.pop("max_bytes", MAX_GUNZIP_BYTES))
     kind = _sniff(data, source)
+    if kind in ("desi", "desi-redshifts"):
+        raise ReadError(source, "is a DESI file of many targets (or their redshifts); read it with "
+                                "agnlens.io.read_spectra, which gives one spectrum per target")
+    return _read_one(data, source, kind, kw)
+
+
+def _read_one(data: bytes, source: str, kind: str, kw: dict) -> Spectrum:
     if kind in ("spec", "spSpec"):
         extra = set(kw) - {"bad_bits"}
         if extra:

@@ -62,7 +62,7 @@ OOD_MARGIN = 1.25
 
 #: Flag codes, in the order they are listed in ``flags``.
 FLAG_CODES = ("kernel-collapse", "out-of-distribution", "not-agn", "redshift-offset", "low-coverage",
-              "key-line-masked", "uncertain")
+              "key-line-masked", "camera-jump", "uncertain")
 #: What each flag code means, in a sentence (the report shows it beside the flagged prediction).
 FLAG_MEANINGS = {
     "kernel-collapse": "so far from every support vector that the output is the model's constant prior",
@@ -72,6 +72,7 @@ FLAG_MEANINGS = {
     "redshift-offset": "the narrow lines sit more than 500 km/s from the catalogue redshift",
     "low-coverage": "over 10 % of the grid masked",
     "key-line-masked": "over 30 % of the Hβ or Hα window filled in: the line that decides the type was not observed",
+    "camera-jump": "a DESI spectrum whose camera arms disagree where they join: the merged continuum has a step",
     "uncertain": "the two most probable classes are within 2 standard errors (p_<class>_err) of each other",
 }
 

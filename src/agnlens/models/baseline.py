@@ -355,7 +355,8 @@ class PhysicsBaseline(ClassifierMixin, BaseEstimator):
         out["halpha_covered"] = covered
         ha = (fit_complex(wl, flux, ivar, HALPHA, self.instrumental_sigma) if covered
               else dict.fromkeys(hb, np.nan))
-        out.update({f"ha_{key}": value for key, value in ha.items() if key != "feii_flux" and not key.startswith("continuum_")})
+        out.update({f"ha_{key}": value for key, value in ha.items()
+                    if key != "feii_flux" and not key.startswith("continuum_")})
         out["ha_flux_narrow"], out["ha_flux_narrow_err"] = out.pop("ha_flux_narrow_0"), out.pop("ha_flux_narrow_err_0")
         out["nii_flux"], out["nii_flux_err"] = out.get("ha_flux_narrow_1", np.nan), out.pop("ha_flux_narrow_err_1")
         out["nii_ha"] = _ratio(out.pop("ha_flux_narrow_1"), out["ha_flux_narrow"])

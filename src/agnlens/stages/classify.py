@@ -99,9 +99,13 @@ def classify_chunk(spectra: SpectrumSet, model, check_redshift: bool = True, gri
     checks = check_set(spectra) if check_redshift else []
     offsets = np.array([c.offset_kms for c in checks]) if checks else np.full(len(spectra), np.nan)
     errors = np.array([c.error_kms for c in checks]) if checks else np.full(len(spectra), np.nan)
-    extra = [("uncertain",) * bool(u) for u in noise.uncertain]
+    extra: list[tuple[str, ...]] = [("uncertain",) * bool(u) for u in noise.uncertain]
     for i, c in enumerate(checks):
         extra[i] += ("redshift-offset",) * bool(c.flagged)
+    # a reader's own warnings: a DESI spectrum whose camera arms disagree at a join
+    jumps = spectra.meta["camera_jump"].fillna("").astype(str) if "camera_jump" in spectra.meta else None
+    if jumps is not None:
+        extra = [tuple(e) + (("camera-jump",) if j else ()) for e, j in zip(extra, jumps)]
     if measurements is None and check_physics and len(spectra) and all(
             covers(np.asarray(spectra.wavelength, dtype=float), cx) for cx in (HBETA, HALPHA)):
         measurements = measure(spectra)
@@ -268,7 +272,7 @@ def _monte_carlo(models, table: pd.DataFrame, catalog, n_draws: int) -> pd.DataF
     """``p_<class>_mc_err``: the Monte-Carlo standard errors of every row's probabilities, each file
     read again and redrawn at the redshift its prediction used."""
     from agnlens.explain.uncertainty import monte_carlo_std
-    from agnlens.ingest import read_labelled, read_labels
+    from agnlens.ingest import read_labels, read_one
     from agnlens.models.persistence import grid_from_metadata
 
     labels = read_labels(catalog)
@@ -278,7 +282,7 @@ def _monte_carlo(models, table: pd.DataFrame, catalog, n_draws: int) -> pd.DataF
     for row, (source, grid, z) in enumerate(zip(table["source"], table["grid"],
                                                 table.get("z_refined", table["z"]).fillna(table["z"]))):
         model, meta = model_for_grid(models, grid)
-        spectrum = read_labelled(source, labels=labels, allow_zwarning=True)
+        spectrum = read_one(source, labels=labels, allow_zwarning=True)
         spectrum.meta["z"] = float(z)
         _, std = monte_carlo_std(model, spectrum, grid_from_metadata(meta), n_draws=n_draws, seed=row)
         order = [list(np.asarray(model.classes_).astype(str)).index(c) for c in classes]

@@ -61,7 +61,7 @@ def ingest(
     overwrite : bool
         Replace an existing store.
     batch_size : int
-        Files per task of a new store.
+        Spectra (files, or a DESI file's targets) per task of a new store.
     progress : callable, optional
         For ``append``: wraps the iterable of files (a progress bar); a new store shows a bar over
         batches when the executor's ``progress`` is set.
@@ -103,6 +103,8 @@ def ingest_batch(
     """
     from agnlens.errors import AgnlensError
     from agnlens.ingest import display_name, ingest_one
+    from agnlens.io.desi import SkippedFibres
+    from agnlens.spectra import Spectrum
 
     parts = Path(parts_dir)
     marker = parts / f"batch-{index:06d}.done"
@@ -110,19 +112,24 @@ def ingest_batch(
     if done is not None:
         return done
     n_pix = grid.wavelength.size
-    fluxes, ivars, masks, metas, rejected = [], [], [], [], []
+    fluxes, ivars, masks, metas, rejected, skipped = [], [], [], [], [], 0
     for path in paths:
-        try:
-            spectrum = ingest_one(
+        try:  # a file of many targets (DESI) yields them one by one; a bad one is a rejection
+            for spectrum in ingest_one(
                 path, grid=grid, labels=catalog, allow_zwarning=allow_zwarning, max_bad_fraction=max_bad_fraction
-            )
+            ):
+                if isinstance(spectrum, SkippedFibres):
+                    log.info("%s", spectrum)
+                    skipped += spectrum.total
+                elif not isinstance(spectrum, Spectrum):
+                    rejected.append([spectrum.source, spectrum.reason])
+                else:
+                    fluxes.append(np.asarray(spectrum.flux, dtype=np.float32))
+                    ivars.append(np.asarray(spectrum.ivar, dtype=np.float32))
+                    masks.append(np.asarray(spectrum.mask, dtype=bool))
+                    metas.append(spectrum.meta)
         except AgnlensError as exc:
             rejected.append([display_name(path), getattr(exc, "reason", str(exc))])
-            continue
-        fluxes.append(np.asarray(spectrum.flux, dtype=np.float32))
-        ivars.append(np.asarray(spectrum.ivar, dtype=np.float32))
-        masks.append(np.asarray(spectrum.mask, dtype=bool))
-        metas.append(spectrum.meta)
     stem = f"batch-{index:06d}"
     flux_rows = np.array(fluxes, dtype=np.float32).reshape(-1, n_pix)
     ivar_rows = np.array(ivars, dtype=np.float32).reshape(-1, n_pix)
@@ -133,7 +140,8 @@ def ingest_batch(
     )
     payload = json.dumps({"meta": metas, "rejected": rejected}, default=_json_default)
     atomic_save(parts / f"{stem}.json", lambda f: f.write(payload.encode()))
-    content = {"index": index, "accepted": len(metas), "rejected": len(rejected), "pid": os.getpid()}
+    content = {"index": index, "accepted": len(metas), "rejected": len(rejected), "skipped": skipped,
+               "pid": os.getpid()}
     atomic_save(marker, lambda f: f.write(json.dumps(content).encode()))
     return content
 
@@ -176,7 +184,7 @@ def ingest_files(
     scheduler : {"local", "processes"}, address or distributed.Client
         See :func:`agnlens.engine.get_client`.
     batch_size : int, default 256
-        Files per task.
+        Spectra per task: that many files, a DESI file of more targets cut into target ranges.
     allow_zwarning, max_bad_fraction
         See :func:`agnlens.ingest.ingest_one`.
     chunk_size : int, default 1024
@@ -239,6 +247,7 @@ def _ingest_locked(
 
     from agnlens.ingest import IngestSummary, first_of_each_spec_id, ingest_provenance, read_labels
     from agnlens.io import expand_inputs
+    from agnlens.io.inputs import split_item, target_ranges
     from agnlens.io.store import write_store
     from agnlens.preprocess import Rejection, get_grid
 
@@ -247,7 +256,14 @@ def _ingest_locked(
     files = [str(p) for p in expand_inputs(paths)]
     catalog = read_labels(labels)
     summary = IngestSummary.start(len(files), catalog)
-    batches = [files[a : a + batch_size] for a in range(0, len(files), batch_size)]
+    batches: list[list[str]] = []  # at most batch_size spectra a task: a big DESI file in target ranges
+    size = 0
+    for item, n in target_ranges(files, batch_size):
+        if not batches or size + n > batch_size:
+            batches.append([])
+            size = 0
+        batches[-1].append(item)
+        size += n
 
     work = hidden_sibling(out_store, "ingest-work")
     parts = work / "parts"
@@ -255,7 +271,7 @@ def _ingest_locked(
     # not answered with that run's results
     h = hashlib.sha256()
     for f in files:
-        st = os.stat(f)
+        st = os.stat(split_item(f)[0])  # FILE[TARGETIDS] names some targets of FILE
         h.update(f"{f}\0{st.st_size}\0{st.st_mtime_ns}\n".encode("utf-8", "surrogateescape"))  # names need not be UTF-8
     if catalog is not None:
         h.update(pd.util.hash_pandas_object(catalog.astype(str), index=False).to_numpy().tobytes())
@@ -287,6 +303,7 @@ def _ingest_locked(
     # assemble in input order: drop duplicate spec_ids (first file wins), then one atomic write
     records, sizes = [], []
     for i in range(len(batches)):
+        summary.skipped += int((read_json(parts / f"batch-{i:06d}.done") or {}).get("skipped", 0))
         info = json.loads((parts / f"batch-{i:06d}.json").read_text())
         for source, reason in info["rejected"]:
             log.debug("rejected %s: %s", source, reason)
