@@ -99,12 +99,25 @@ def classes_of(table: pd.DataFrame) -> list[str]:
     return [c[2:] for c in table.columns if c.startswith("p_") and not c.endswith("_err") and c != "p_target"]
 
 
+def _saliency_method(results: ResultsFolder) -> str:
+    """The attribution method of a folder's maps (``saliency/saliency.json``), "" when unknown."""
+    import json
+
+    try:
+        return str(json.loads((results.saliency / "saliency.json").read_text("utf-8")).get("method", ""))
+    except (OSError, ValueError, AttributeError):
+        return ""
+
+
 def flag_reasons(row: dict) -> str:
     """The flags of a prediction with what each means ("" when it is applicable)."""
-    from agnlens.models.applicability import FLAG_MEANINGS
+    from agnlens.models.applicability import FLAG_MEANINGS, NOT_AGN_REASONS
 
     codes = [c for c in str(row.get("flags") or "").split(";") if c]
     reasons = [f"{c}: {FLAG_MEANINGS.get(c, c.replace('-', ' '))}" for c in codes]
+    why = str(row.get("agn_check") or "")
+    if "not-agn" in codes and why in NOT_AGN_REASONS:  # which of the two not-agn cases it is
+        reasons[codes.index("not-agn")] = f"not-agn: {why}; the models only know AGN"
     z = _finite(row.get("z_offset_kms"))
     if "redshift-offset" in codes and z is not None:
         reasons[codes.index("redshift-offset")] += f" ({z:+,.0f} km/s)"
@@ -167,12 +180,14 @@ def gallery_context(folder: Path, table: pd.DataFrame | None, max_gallery: int) 
     """The saliency figures of these spectra (``figures/saliency/``, in the order of the index)."""
     items: list[dict[str, Any]] = []
     n_without = n_left_out = 0
+    method = ""
     by_id = {} if table is None else {str(r["spec_id"]): r for r in _records(table)}
     for k, part in enumerate(parts(folder)):
         results = ResultsFolder(part)
         index = read_table(results.saliency_index)
         if index is None or "spec_id" not in index:
             continue
+        method = method or _saliency_method(results)
         for i, row in enumerate(_records(index)):
             sid = str(row["spec_id"])
             path = results.saliency_figure(sid, i)
@@ -190,7 +205,7 @@ def gallery_context(folder: Path, table: pd.DataFrame | None, max_gallery: int) 
                           "target": class_name(row.get("target_class", "")),
                           "p": _finite(row.get("p_target")), "note": flag_reasons(rec),
                           "grid": part.name.removeprefix("grid-") if part != folder else ""})
-    return {"figures": items, "n_without_figure": n_without, "n_left_out": n_left_out,
+    return {"figures": items, "n_without_figure": n_without, "n_left_out": n_left_out, "method": method,
             "figure_ids": {it["spec_id"]: it["id"] for it in items if it["figure"] is not None}}
 
 
