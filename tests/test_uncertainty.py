@@ -36,14 +36,16 @@ def test_delta_method_matches_monte_carlo_on_real_spectra(real_on_default):
     from their ivar, 100 draws, through rest frame, resampling, normalisation and the model) on
     ≥ 90 % of the real spectra whose Monte-Carlo σ exceeds 1e-3; and no systematic bias beyond
     ±25 % in the median ratio (the Monte-Carlo σ itself is uncertain by ~7 % at 100 draws)."""
-    from agnlens.ingest import read_one
+    from agnlens.ingest import read_items
     from agnlens.models.persistence import grid_from_metadata
+    from agnlens.spectra import Spectrum
 
     ratios = []
     for model, meta, spectra in real_on_default:
         delta = proba_std(model, spectra)
         for i, source in enumerate(spectra.meta["source"]):
-            _, mc = monte_carlo_std(model, read_one(source), grid_from_metadata(meta), n_draws=100, seed=i)
+            raw = next(s for s in read_items(source) if isinstance(s, Spectrum))
+            _, mc = monte_carlo_std(model, raw, grid_from_metadata(meta), n_draws=100, seed=i)
             top = int(np.argmax(delta.proba[i]))
             if mc[top] > 1e-3:
                 ratios.append(delta.std[i, top] / mc[top])

@@ -9,10 +9,9 @@ A spectrum's walk from file to store, each step handing on an object that carrie
                                          normalised), stacked: SpectrumSet on the Grid
     write_store / append_store        -> the store (wavelengths, Grid.to_dict())  agnlens.io.store
 
-A bad file never stops the batch: it becomes a :class:`~agnlens.preprocess.Rejection` with the
-file's path and the reason, and the summary counts it. A bad target of a many-target (DESI) file
-never stops the file: it is a rejection named ``FILE[TARGETID]``; fibres without a target (sky,
-blank) are skipped and counted.
+A bad file never stops the batch (a :class:`~agnlens.preprocess.Rejection` with its path and the
+reason, counted), a bad target of a DESI file never stops the file (a rejection named
+``FILE[TARGETID]``); fibres without a target (sky, blank) are skipped and counted.
 """
 
 from __future__ import annotations
@@ -87,23 +86,6 @@ class IngestSummary:
         return out
 
 
-def read_one(path: str | Path, *, labels: pd.DataFrame | None = None, allow_zwarning: bool = False) -> Spectrum:
-    """The one spectrum ``path`` names (a file, or a DESI target ``FILE[TARGETID]``), labelled as
-    :func:`read_items` labels it.
-
-    Raises
-    ------
-    ReadError, RejectedSpectrum
-        When it cannot be read or used.
-    """
-    for item in read_items(path, labels=labels, allow_zwarning=allow_zwarning):
-        if isinstance(item, Spectrum):
-            return item
-        if isinstance(item, Rejection):
-            raise RejectedSpectrum(item.source, item.reason)
-    raise RejectedSpectrum(display_name(path), "holds no spectrum")
-
-
 def read_items(
     path: str | Path,
     *,
@@ -160,9 +142,8 @@ def _label(spectrum: Spectrum, labels: pd.DataFrame | None, allow_zwarning: bool
     from agnlens.io import redshift_problem
 
     row = _catalog_row(labels, spectrum.spec_id, spectrum.meta.get("targetid"))
-    if row is not None and str(row.get("z_problem", "") or ""):
-        raise RejectedSpectrum(where, f"label catalogue row {int(row.get('catalog_row', -1)) + 1}: "
-                               f"{row['z_problem']}; fix or blank the cell to use the file's redshift")
+    if row is not None and str(row.get("z_problem", "") or ""):  # a redshift given but unusable: never another
+        raise RejectedSpectrum(where, f"label catalogue row {int(row['catalog_row']) + 1}: {row['z_problem']}")
     if row is not None:
         spectrum.meta["label"] = str(row["label"])
         z_override = row.get("z_override", np.nan)

@@ -230,10 +230,9 @@ class PhysicsBaseline(ClassifierMixin, BaseEstimator):
             flux × Å) and ``broad`` (counts by the rules); ``hb_feii_flux`` (Fe II 4668+4925+5020
             in the broad model); ``oiii_flux``, ``nii_flux`` and the narrow fluxes' 1 σ errors
             (``hb_flux_narrow_err``, ``oiii_flux_err``, ``ha_flux_narrow_err``, ``nii_flux_err``);
-            ``oiii_fwhm``, ``oiii_ew`` ([O III] 5008 equivalent width, Å, over the fitted
-            continuum), ``oiii_snr`` (its flux / error), ``r_oiii_hb`` ([O III] 5008 / Hβ total),
-            ``oiii_hb_narrow`` ([O III] 5008
-            / narrow Hβ), ``nii_ha`` ([N II] 6585 / narrow Hα), ``balmer_decrement_narrow`` (narrow
+            ``oiii_fwhm``, ``oiii_ew`` ([O III] 5008 equivalent width, Å, over the fitted continuum),
+            ``oiii_snr`` (its flux / error), ``r_oiii_hb`` ([O III] 5008 / Hβ total), ``oiii_hb_narrow``
+            ([O III] 5008 / narrow Hβ), ``nii_ha`` ([N II] 6585 / narrow Hα), ``balmer_decrement_narrow`` (narrow
             Hα / narrow Hβ) and ``halpha_covered``.
         """
         wl, flux, ivar = self._unpack(X, fitted=True)
@@ -441,10 +440,8 @@ def _ratio(num: float, den: float) -> float:
 #: The columns of :func:`measure`, in order (``agrees_with_baseline`` only when predictions are given).
 MEASURE_COLUMNS = (
     "spec_id", "hb_fwhm_broad", "hb_fwhm_broad_err", "ha_fwhm_broad", "ha_fwhm_broad_err", "hb_fwhm_narrow",
-    "ha_fwhm_narrow", "r_oiii_hb",
-    "oiii_hb_narrow", "balmer_decrement_narrow", "nii_ha", "oiii_ew", "oiii_snr", "bpt_class", "subtype",
-    "baseline_label",
-    "baseline_confidence", "baseline_flags", "agrees_with_baseline",
+    "ha_fwhm_narrow", "r_oiii_hb", "oiii_hb_narrow", "balmer_decrement_narrow", "nii_ha", "oiii_ew", "oiii_snr",
+    "bpt_class", "subtype", "baseline_label", "baseline_confidence", "baseline_flags", "agrees_with_baseline",
 )
 
 

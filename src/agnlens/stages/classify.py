@@ -272,8 +272,9 @@ def _monte_carlo(models, table: pd.DataFrame, catalog, n_draws: int) -> pd.DataF
     """``p_<class>_mc_err``: the Monte-Carlo standard errors of every row's probabilities, each file
     read again and redrawn at the redshift its prediction used."""
     from agnlens.explain.uncertainty import monte_carlo_std
-    from agnlens.ingest import read_labels, read_one
+    from agnlens.ingest import read_items, read_labels
     from agnlens.models.persistence import grid_from_metadata
+    from agnlens.spectra import Spectrum
 
     labels = read_labels(catalog)
     table = table.copy()
@@ -282,7 +283,7 @@ def _monte_carlo(models, table: pd.DataFrame, catalog, n_draws: int) -> pd.DataF
     for row, (source, grid, z) in enumerate(zip(table["source"], table["grid"],
                                                 table.get("z_refined", table["z"]).fillna(table["z"]))):
         model, meta = model_for_grid(models, grid)
-        spectrum = read_one(source, labels=labels, allow_zwarning=True)
+        spectrum = next(s for s in read_items(source, labels=labels, allow_zwarning=True) if isinstance(s, Spectrum))
         spectrum.meta["z"] = float(z)
         _, std = monte_carlo_std(model, spectrum, grid_from_metadata(meta), n_draws=n_draws, seed=row)
         order = [list(np.asarray(model.classes_).astype(str)).index(c) for c in classes]
