@@ -35,6 +35,7 @@ from agnlens.errors import ReadError, RejectedSpectrum
 from agnlens.io.desi_arms import ArmLayout, merge_arms, merge_rows
 from agnlens.io.fits import _Fits, _Hdu, _load, _sniff, _Table
 from agnlens.io.fits_image import image_rows, image_shape
+from agnlens.io.sdss import ZWARNING_BITS
 from agnlens.spectra import Spectrum
 
 log = logging.getLogger(__name__)
@@ -95,20 +96,7 @@ FATAL_FIBERSTATUS: int = sum(
 ARM_FIBERSTATUS: dict[str, int] = {arm: 1 << FIBERSTATUS_BITS[f"BADAMP{arm}"] for arm in ARMS}
 
 #: Redrock ``ZWARN`` bits (redrock ``zwarning.ZWarningMask``); 0–9 mean what SDSS's ZWARNING bits mean.
-ZWARN_BITS: dict[str, int] = {
-    "SKY": 0,
-    "LITTLE_COVERAGE": 1,
-    "SMALL_DELTA_CHI2": 2,
-    "NEGATIVE_MODEL": 3,
-    "MANY_OUTLIERS": 4,
-    "Z_FITLIMIT": 5,
-    "NEGATIVE_EMISSION": 6,
-    "UNPLUGGED": 7,
-    "BAD_TARGET": 8,
-    "NODATA": 9,
-    "BAD_MINFLUX": 10,
-    "POORDATA": 11,
-}
+ZWARN_BITS: dict[str, int] = {**ZWARNING_BITS, "BAD_MINFLUX": 10, "POORDATA": 11}
 
 #: ZWARN bits that make the redshift unreliable: the same choice as SDSS's
 #: (:data:`agnlens.io.sdss.UNRELIABLE_Z_BITS`: MANY_OUTLIERS and NEGATIVE_EMISSION are left out, bright
