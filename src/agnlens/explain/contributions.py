@@ -41,7 +41,7 @@ def line_contributions(saliency: Saliency) -> pd.DataFrame:
         ``part`` (e.g. ``"Hβ broad wings"``), ``kind``, ``lo``/``hi`` (rest Å: the part's range;
         a part holds the pixels of its range that no earlier part holds), ``contribution`` (the
         signed sum of the attribution over the part: positive pushes towards ``target_class``)
-        and ``share`` (the part's Σ|attribution| over the spectrum's; NaN for a map of zeros).
+        and ``share`` (the part's summed absolute attribution over the spectrum's; NaN for a map of zeros).
     """
     parts = parts_on(saliency.wavelength)
     masks = np.array([mask for _, mask in parts], dtype=float)  # (n_parts, n_pixels), disjoint
@@ -84,7 +84,7 @@ def describe_contributions(table: pd.DataFrame, spec_id: str, top: int = 3) -> s
         From :func:`line_contributions` (or ``line_contributions.csv``).
     spec_id : str
     top : int
-        Parts shown, largest |contribution| first.
+        Parts shown, largest absolute contribution first.
     """
     rows = table[table["spec_id"].astype(str) == str(spec_id)]
     if rows.empty:

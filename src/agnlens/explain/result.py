@@ -220,7 +220,7 @@ class Saliency:
         Three lines: spec_id and why it was explained (:data:`REASONS`; ``reason`` overrides
         :attr:`reason`); the predicted class with its probability (and the other classes') and
         the catalogue label when known; the explained class, the method and the map's largest
-        |value| (on a colour scale shared by many maps, a small map is nearly white). ``short``
+        absolute value (on a colour scale shared by many maps, a small map is nearly white). ``short``
         (a gallery panel) leaves out the other classes' probabilities, and the method and the
         explained class when it is the predicted one (the gallery's title says them).
         """

@@ -11,7 +11,7 @@ Methods (all explain ``p_target``, the probability of the target class):
     al. 2017); by default x′ is the spectrum's own line-free :func:`continuum` and the path
     integral is a 32-node Gauss–Legendre quadrature. The map decomposes the decision: Σ
     attributions = p(x) − p(x′) (completeness, checked and stored in ``Saliency.completeness``;
-    on real spectra |error| < 1e-5), so summing it over a line's pixels says how much that line
+    on real spectra an error below 1e-5), so summing it over a line's pixels says how much that line
     moved the probability (:func:`agnlens.explain.contributions.line_contributions`). Other
     baselines: ``"zeros"``, ``"type2-mean"`` or an array; rules ``"trapezoid"`` and
     ``"midpoint"`` with ``n_steps`` intervals. Costs the continuum and ``n_steps`` gradients

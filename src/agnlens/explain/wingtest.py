@@ -76,8 +76,8 @@ _WING_EXCLUSIONS = {"Hbeta": ((get_line("OIII_4960").wavelength, None), (4925.3,
 def object_windows(wl: np.ndarray, line: str, fwhm_narrow: float, fwhm_broad: float) -> tuple[np.ndarray, np.ndarray]:
     """Core and wing pixels of one spectrum around ``line`` from its own measured widths.
 
-    The core is |v| ≤ FWHM_narrow (the narrow line down to ~6 % of its peak); the wings are
-    FWHM_broad / 2 ≤ |v| ≤ FWHM_broad (the broad line's outer half, from half maximum to ~6 %),
+    The core is ``|v| ≤ FWHM_narrow`` (the narrow line down to ~6 % of its peak); the wings are
+    ``FWHM_broad / 2 ≤ |v| ≤ FWHM_broad`` (the broad line's outer half, from half maximum to ~6 %),
     starting at least two pixels beyond the core, without the pixels near the other lines of
     :data:`_WING_EXCLUSIONS` (Hβ: [O III] 4960, Fe II 4925; Hα: [N II]).
 

@@ -72,7 +72,7 @@ def attribution_label(method: str, target: str | None = None) -> str:
 
 
 def shared_limit(values, percentile: float = SHARED_PERCENTILE) -> float:
-    """One symmetric colour limit for many maps: the ``percentile`` of |values| over all their
+    """One symmetric colour limit for many maps: the ``percentile`` of the absolute values over all their
     finite pixels (pixels beyond it saturate; the colour bar shows arrows).
 
     Parameters
@@ -168,7 +168,7 @@ def plot_saliency(
     cmap : str
         Diverging colour map; the limits are symmetric, ±``vmax``.
     vmax : float, optional
-        The colour limit; default max |values| (one figure alone). Figures that are compared
+        The colour limit; default the largest absolute value (one figure alone). Figures that are compared
         should share one (:func:`shared_limit`): values beyond it saturate.
     colorbar : bool
         Add a colour bar labelled ``colorbar_label`` (say what the values are:
