@@ -427,3 +427,31 @@ def test_a_spectrum_of_one_or_two_pixels_is_one_rejection_and_the_rest_goes_on(t
     err = capsys.readouterr().err
     assert re.search(r"tiny.csv: has \d+ (good )?pixel", err) and "Traceback" not in err
     assert list(pd.read_csv(out, dtype={"spec_id": str})["spec_id"]) == ["0440-51885-0148"]
+
+
+def test_csvs_written_outside_the_safe_writer_are_now_spreadsheet_safe(tmp_path):
+    """``saliency/index.csv`` and the labels table of simulated/downloaded files were written raw:
+    a spec_id or label ``=HYPERLINK(...)`` ran as a formula when the file was opened in a
+    spreadsheet. They now go through the one safe writer (a leading ``'``); a real number stays."""
+    import pandas as pd
+
+    from agnlens.explain.saliency import saliency
+    from agnlens.io.sdss_write import write_labels
+    from agnlens.models.svm import SpectrumSVC
+    from agnlens.simulate import simulate_set
+
+    spectra = simulate_set(24, seed=3, grid="paper")
+    model = SpectrumSVC(kernel="linear", calibration_cv=None).fit(np.asarray(spectra.flux, float), spectra.labels)
+    spectra.meta["spec_id"] = ["=HYPERLINK(\"http://x\")"] + list(spectra.meta["spec_id"][1:])
+    sal = saliency(model, spectra[:3], method="gradient")
+    sal.save(tmp_path / "saliency")
+    index = pd.read_csv(tmp_path / "saliency" / "index.csv", dtype=str)
+    assert index["spec_id"].iloc[0].startswith("'=")
+    from agnlens.spectra import Spectrum
+
+    wl = np.linspace(3800.0, 9000.0, 50)
+    rows = [Spectrum(wl, np.ones(50), np.ones(50), np.zeros(50, bool),
+                     {"plate": 266, "mjd": 51602, "fiber": k + 1, "z": 0.1, "label": lab})
+            for k, lab in enumerate(["@SUM(A1)", "type1"])]
+    labels = pd.read_csv(write_labels(rows, tmp_path / "labels.csv"), dtype=str)
+    assert labels["label"].iloc[0] == "'@SUM(A1)"

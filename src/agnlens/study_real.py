@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from agnlens.atomic import atomic_path
+from agnlens.atomic import atomic_path, write_csv
 from agnlens.results import ResultsFolder, safe_name
 from agnlens.spectra import SpectrumSet
 
@@ -144,8 +144,7 @@ def real_section(
     titles = [f"{table['spec_id'].iloc[i]}  {table['label'].iloc[i]} → {table['predicted_label'].iloc[i]}\n"
               + " ".join(f"p({c}) {table[f'p_{c}'].iloc[i]:.2f}" for c in classes) for i in order]
     _save(plot_thumbnails(spectra[order], titles), results.real.figure("thumbnails"), dpi=80)
-    with atomic_path(results.real.predictions) as tmp:
-        table.to_csv(tmp, index=False, float_format="%.6g")
+    write_csv(results.real.predictions, table, float_format="%.6g")
 
     type1 = spectra.labels == "type1"
     cw = centre_wings_test(sal_all[np.flatnonzero(type1)] if type1.any() else sal_all[:0],

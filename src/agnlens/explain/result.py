@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike
 
-from agnlens.atomic import jsonable
+from agnlens.atomic import jsonable, write_csv
 from agnlens.classes import CLASS_NAMES
 
 # --------------------------------------------------------------------------------------------
@@ -279,7 +279,7 @@ class Saliency:
             np.save(tmp / "values.npy", self.values.astype(np.float32))
             np.save(tmp / "wavelength.npy", self.wavelength.astype(np.float64))
             np.save(tmp / "flux.npy", self.flux.astype(np.float32))
-            self.to_frame().to_csv(tmp / "index.csv", index=False)
+            write_csv(tmp / "index.csv", self.to_frame())  # spreadsheet-safe: spec_ids are the user's
             info = {
                 "method": self.method,
                 "options": jsonable(self.options),

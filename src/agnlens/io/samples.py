@@ -191,7 +191,7 @@ def download_sample(name: str, out_dir: str | os.PathLike, *, skyserver_url: str
         ``labels.csv`` names only the spectra that are present (downloaded or already there);
         ``skyserver_quasars.csv`` keeps the search service's answer.
     """
-    from agnlens.atomic import atomic_path
+    from agnlens.atomic import write_csv
 
     timeout = float(download_kw.get("timeout", 30.0))
     catalog, quasars = sample_catalog(name, skyserver_url=skyserver_url, n_quasars=n_quasars,
@@ -199,14 +199,12 @@ def download_sample(name: str, out_dir: str | os.PathLike, *, skyserver_url: str
                                       timeout=max(timeout, 60.0))
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out / "skyserver_quasars.csv") as tmp:
-        quasars.to_csv(tmp, index=False)
+    write_csv(out / "skyserver_quasars.csv", quasars)  # a service's answer: spreadsheet-safe
     report = download(catalog[["spec_id"]], out, base_url=base_url, **download_kw)
     have = catalog[catalog["spec_id"].isin(list(report.files))].copy()
     have.insert(1, "file", [report.files[s].name for s in have["spec_id"]])
     labels = out / "labels.csv"
-    with atomic_path(labels) as tmp:
-        have.to_csv(tmp, index=False)
+    write_csv(labels, have)
     counts = have["label"].value_counts().to_dict()
     log.info("%s: %s; labels for %d spectra in %s", name, report.summary(), len(have), labels)
     return SampleReport(download=report, labels=labels, counts={k: int(v) for k, v in counts.items()})

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from agnlens.atomic import atomic_path, write_bytes
+from agnlens.atomic import write_bytes, write_csv
 from agnlens.spectra import Spectrum
 
 log = logging.getLogger(__name__)
@@ -299,6 +299,4 @@ def write_labels(spectra: Iterable[Spectrum], path: str | os.PathLike) -> Path:
         row["file"] = sdss_filename(spectrum)
         rows.append(row)
     table = pd.DataFrame(rows)
-    with atomic_path(path) as tmp:
-        table.to_csv(tmp, index=False)
-    return Path(path)
+    return write_csv(path, table)
