@@ -127,7 +127,9 @@ class _Noise:
         in_window = (wavelength >= window[0]) & (wavelength <= window[1]) if window else np.zeros_like(wavelength, bool)
         self.norm_rel_var = _median_rel_var(np.asarray(spectra.flux, dtype=np.float64)[:, in_window],
                                             self.var[:, in_window], self.good[:, in_window])
-        self.filled = [i for i in range(ivar.shape[0]) if not self.good[i].all()]
+        # the fill-in weights of each spectrum with filled pixels, once for every gradient handed over
+        self.filled = {i: _fill_in_weights(self.good[i], wavelength)
+                       for i in range(ivar.shape[0]) if not self.good[i].all()}
         meta = spectra.meta
         corr = meta["pixel_corr"].to_numpy(dtype=float) if "pixel_corr" in meta else np.zeros(ivar.shape[0])
         self.corr = np.nan_to_num(corr)[:, None]
@@ -136,8 +138,8 @@ class _Noise:
     def std(self, gradient: np.ndarray, X: np.ndarray) -> np.ndarray:
         """The standard error of the quantity whose gradient is ``gradient`` (n_spectra, n_pixels)."""
         g = np.array(gradient, dtype=np.float64)
-        for i in self.filled:  # hand a filled-in pixel's gradient to the good pixels it was made from
-            g[i] = _to_good_pixels(g[i], self.good[i], self.wavelength)
+        for i, weights in self.filled.items():  # a filled-in pixel's gradient to the pixels it was made from
+            g[i] = _to_good_pixels(g[i], self.good[i], self.wavelength, weights)
         pixel = np.einsum("ij,ij->i", g * g, self.var)
         gs = g * self.sd
         pixel += 2.0 * (self.corr[:, 0] * np.einsum("ij,ij->i", gs[:, :-1], gs[:, 1:]))
@@ -172,12 +174,12 @@ def _median_rel_var(x: np.ndarray, var: np.ndarray, good: np.ndarray) -> np.ndar
     return np.nan_to_num(out, nan=0.0, posinf=0.0)
 
 
-def _to_good_pixels(g: np.ndarray, good: np.ndarray, wavelength: np.ndarray) -> np.ndarray:
-    """``g`` moved from filled-in pixels to the good pixels ``np.interp`` made them from."""
+def _fill_in_weights(good: np.ndarray, wavelength: np.ndarray):
+    """For the filled-in pixels of one spectrum: their indices, the good pixels left and right of
+    each that ``np.interp`` made them from, and the right one's weight (None: no good pixel)."""
     idx = np.flatnonzero(good)
-    out = np.where(good, g, 0.0)
     if idx.size == 0:
-        return out
+        return None
     bad = np.flatnonzero(~good)
     k = np.searchsorted(idx, bad)  # the first good pixel to the right
     right = idx[np.minimum(k, idx.size - 1)]
@@ -185,6 +187,17 @@ def _to_good_pixels(g: np.ndarray, good: np.ndarray, wavelength: np.ndarray) -> 
     span = wavelength[right] - wavelength[left]
     w_right = np.divide(wavelength[bad] - wavelength[left], span, out=np.zeros(bad.size), where=span > 0)
     w_right = np.where(k == 0, 1.0, np.where(k == idx.size, 0.0, w_right))  # np.interp holds the edge value
+    return bad, left, right, w_right
+
+
+def _to_good_pixels(g: np.ndarray, good: np.ndarray, wavelength: np.ndarray, weights=None) -> np.ndarray:
+    """``g`` moved from filled-in pixels to the good pixels ``np.interp`` made them from
+    (``weights``: :func:`_fill_in_weights` of ``good``, computed here when not given)."""
+    out = np.where(good, g, 0.0)
+    weights = _fill_in_weights(good, wavelength) if weights is None else weights
+    if weights is None:
+        return out
+    bad, left, right, w_right = weights
     np.add.at(out, right, g[bad] * w_right)
     np.add.at(out, left, g[bad] * (1.0 - w_right))
     return out
