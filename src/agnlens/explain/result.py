@@ -31,6 +31,8 @@ def _class_name(label) -> str:
 
 
 #: The per-spectrum fields of a :class:`Saliency` (first axis = spectra).
+#: The file beside a saved map's arrays that records its method, options and classes.
+INFO_FILE = "saliency.json"
 _ROWS = ("values", "flux", "target_index", "probabilities", "spec_id", "labels", "predicted", "reason", "completeness")
 
 
@@ -287,7 +289,7 @@ class Saliency:
                 "n_spectra": len(self),
                 "n_pixels": int(self.wavelength.size),
             }
-            (tmp / "saliency.json").write_text(json.dumps(info, indent=2))
+            (tmp / INFO_FILE).write_text(json.dumps(info, indent=2))
             if directory.exists():
                 old = directory.with_name(f".{directory.name}.old-{os.getpid()}")
                 os.replace(directory, old)
@@ -314,7 +316,7 @@ class Saliency:
         values = np.load(directory / "values.npy", allow_pickle=False)
         wavelength = np.load(directory / "wavelength.npy", allow_pickle=False)
         index = pd.read_csv(directory / "index.csv", dtype={"spec_id": str}, keep_default_na=False)
-        info_path = directory / "saliency.json"
+        info_path = directory / INFO_FILE
         info = json.loads(info_path.read_text()) if info_path.is_file() else {}
         flux_path = directory / "flux.npy"
         flux = np.load(flux_path, allow_pickle=False) if flux_path.is_file() else np.full(values.shape, np.nan)

@@ -103,8 +103,10 @@ def _saliency_method(results: ResultsFolder) -> str:
     """The attribution method of a folder's maps (``saliency/saliency.json``), "" when unknown."""
     import json
 
+    from agnlens.explain.result import INFO_FILE
+
     try:
-        return str(json.loads((results.saliency / "saliency.json").read_text("utf-8")).get("method", ""))
+        return str(json.loads((results.saliency / INFO_FILE).read_text("utf-8")).get("method", ""))
     except (OSError, ValueError, AttributeError):
         return ""
 
