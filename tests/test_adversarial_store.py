@@ -407,6 +407,21 @@ def test_the_same_store_given_twice_is_classified_once(small, tmp_path, capsys):
     (["download", "c.csv", "--out", "d", "--retries", "-1"], "--retries"),
     (["classify", "x.fits", "--out", "r.csv", "--scheduler", "tcp:/"], "--scheduler"),
     (["demo", "--n-random", "-3"], "--n-random"),
+    (["baseline", "x.fits", "--out", "b.csv", "--jobs", "0"], "--jobs"),
+    (["baseline", "x.fits", "--out", "b.csv", "--jobs", "-5"], "--jobs"),
+    (["baseline", "x.fits", "--out", "b.csv", "--min-fwhm", "-1"], "--min-fwhm"),
+    (["baseline", "x.fits", "--out", "b.csv", "--min-fwhm", "nan"], "--min-fwhm"),
+    (["baseline", "x.fits", "--out", "b.csv", "--min-delta-bic", "nan"], "--min-delta-bic"),
+    (["classify", "x.fits", "--out", "r.csv", "--mc", "-2"], "--mc"),
+    (["demo", "--n", "0"], "--n"),
+    (["demo", "--seed", "-1"], "--seed"),
+    (["simulate", "--n", "-4", "--out", "s.zarr"], "--n"),
+    (["train", "s.zarr", "--out", "m.skops", "--seed", "-1"], "--seed"),
+    (["evaluate", "s.zarr", "--model", "m.skops", "--seed", "-1"], "--seed"),
+    (["explain", "x.fits", "--out", "e", "--max-figures", "-1"], "--max-figures"),
+    (["realism", "x.fits", "--out", "r", "--folds", "1"], "--folds"),
+    (["realism", "x.fits", "--out", "r", "--repeats", "0"], "--repeats"),
+    (["report", "d", "--max-gallery", "-1"], "--max-gallery"),
 ])
 def test_usage_errors_exit_2_in_one_line(argv, option, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)

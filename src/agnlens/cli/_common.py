@@ -46,12 +46,15 @@ def _argument_type(name: str, cast: Callable[[str], Any], valid: Callable[[Any],
 
 
 #: argparse types (a bad value exits 2 with the rule): integers ≥ 1, finite numbers > 0 (seconds,
-#: sizes), numbers in [0, 1], integers ≥ 0.
+#: sizes), numbers in [0, 1], integers ≥ 0, finite numbers ≥ 0, integers ≥ 2 (folds).
 positive_int = _argument_type("positive_int", int, lambda v: v >= 1, "a positive integer", "at least 1")
 positive_float = _argument_type("positive_float", float, lambda v: 0 < v < float("inf"), "a number",
                                 "a finite number above 0")
 fraction = _argument_type("fraction", float, lambda v: 0.0 <= v <= 1.0, "a number from 0 to 1", "from 0 to 1")
 nonnegative_int = _argument_type("nonnegative_int", int, lambda v: v >= 0, "an integer of 0 or more", "0 or more")
+nonnegative_float = _argument_type("nonnegative_float", float, lambda v: 0 <= v < float("inf"), "a number",
+                                   "a finite number of 0 or more")
+at_least_two = _argument_type("at_least_two", int, lambda v: v >= 2, "an integer", "at least 2")
 
 
 def scheduler(text: str) -> str:

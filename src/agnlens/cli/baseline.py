@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import textwrap
 
-from agnlens.cli._common import add_jobs_argument
+from agnlens.cli._common import add_jobs_argument, nonnegative_float
 
 _RULES = "{rules}"
 
@@ -46,8 +46,9 @@ def add_parser(sub) -> None:
     p.add_argument("--seyfert", action="store_true",
                    help="map subtypes 1.2 and 1.5 to intermediate (Seyferts) instead of type 1 (quasars)")
     add_jobs_argument(p, "line-fitting processes", 1)
-    p.add_argument("--min-fwhm", type=float, default=1200.0, metavar="KMS", help="least broad FWHM (km/s)")
-    p.add_argument("--min-delta-bic", type=float, default=10.0, metavar="X", help="least ΔBIC of a broad line")
+    p.add_argument("--min-fwhm", type=nonnegative_float, default=1200.0, metavar="KMS", help="least broad FWHM (km/s)")
+    p.add_argument("--min-delta-bic", type=nonnegative_float, default=10.0, metavar="X",
+                   help="least ΔBIC of a broad line")
     p.set_defaults(run=run)
 
 

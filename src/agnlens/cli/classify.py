@@ -9,6 +9,7 @@ from agnlens.cli._common import (
     add_model_sha256_argument,
     add_scheduler_argument,
     check_output,
+    nonnegative_int,
     unique_inputs,
 )
 
@@ -53,7 +54,7 @@ def add_parser(sub) -> None:
     p.add_argument("--measure", action="store_true", help="add the physics baseline's measurements beside each "
                    "prediction (broad FWHM of Hβ/Hα, line ratios, BPT class, subtype, baseline label, "
                    "agrees_with_baseline); FITS inputs are measured on the balmer grid")
-    p.add_argument("--mc", type=int, default=0, metavar="N",
+    p.add_argument("--mc", type=nonnegative_int, default=0, metavar="N",
                    help="FITS inputs: also the Monte-Carlo standard error of every probability "
                    "(p_<class>_mc_err): each file read again, its pixels drawn N times from their "
                    "inverse variance and sent through the whole preprocessing (N predictions per "

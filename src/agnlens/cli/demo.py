@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from agnlens.cli._common import add_figure_arguments, check_output, nonnegative_int
+from agnlens.cli._common import add_figure_arguments, check_output, nonnegative_int, positive_int
 
 STAGES = [
     "simulate", "tune_binary", "tune_multiclass", "classify", "saliency", "measure",
@@ -30,8 +30,9 @@ def add_parser(sub) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--out", default="demo-out", metavar="DIR", help="results folder (default demo-out)")
-    p.add_argument("--n", type=int, default=3346, help="number of simulated spectra (default 3346)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the sample, split, tuning, saliency sample and t-SNE")
+    p.add_argument("--n", type=positive_int, default=3346, help="number of simulated spectra (default 3346)")
+    p.add_argument("--seed", type=nonnegative_int, default=0,
+                   help="seed of the sample, split, tuning, saliency sample and t-SNE")
     p.add_argument("--grid", default="paper", choices=["paper", "balmer"], help="wavelength grid (default paper)")
     p.add_argument("--store", metavar="STORE", help="study a labelled store instead of the simulated sample")
     p.add_argument("--real", metavar="DIR", help="real spectra (FITS files, folders, globs) to classify, measure and "

@@ -15,7 +15,9 @@ def add_parser(sub) -> None:
         description="Download the spectra a catalogue names (columns spec_id / pmf, or plate, mjd "
         "and fiber) from the SDSS Science Archive Server: Legacy and BOSS locations, a few "
         "parallel downloads (--jobs), resumable (files present and valid are skipped), retries, every file "
-        "verified to open. Exit status 0 when all are present, 1 when some failed.",
+        "verified to open. A catalogue row that names no valid spectrum (blank or non-numeric plate, a fibre "
+        "out of range) is left out and named; the other rows are downloaded. Exit status 0 when all are "
+        "present, 1 when some failed or were left out.",
         epilog="example, the reference study's intermediate Seyferts (a catalogue in a clone of the repository):\n"
         "  agnlens download tests/data/catalogs/peruzzi_intermediate_seyferts.csv --out spectra/\n"
         "example, the reference study's whole real sample (type 1 quasars from the SkyServer, the\n"
@@ -71,10 +73,9 @@ def run(args) -> int:
         print(f"labels for {sum(sample.counts.values())} spectra ({counts}) in {sample.labels}")
     else:
         report = download(args.catalog, args.out, **kw)
+    for line in report.left_out:
+        print(f"agnlens download: left out {line}", file=sys.stderr)
     for spec_id, reason in report.failed.items():
         print(f"agnlens download: failed {spec_id}: {reason}", file=sys.stderr)
-    print(
-        f"{len(report.done)} downloaded, {len(report.skipped)} already present, "
-        f"{len(report.failed)} failed, in {report.out_dir}"
-    )
+    print(report.counts())
     return 0 if report.ok else 1

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from agnlens.cli._common import add_model_argument, add_model_sha256_argument
+from agnlens.cli._common import add_model_argument, add_model_sha256_argument, nonnegative_int
 
 
 def add_parser(sub) -> None:
@@ -20,7 +20,7 @@ def add_parser(sub) -> None:
     p.add_argument("store", metavar="STORE", help="an agnlens store with labelled spectra on the model's grid")
     add_model_argument(p)
     p.add_argument("--out", metavar="JSON", help="write the scores as JSON")
-    p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    p.add_argument("--seed", type=nonnegative_int, default=0, help="bootstrap seed (default 0)")
     add_model_sha256_argument(p)
     p.set_defaults(run=run)
 

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from agnlens.cli import _common
+from agnlens.cli._common import nonnegative_int
 
 #: ``--verify`` fails when the exact gradient differs from central finite differences of the
 #: model's own ``predict_proba`` by more than this, relative to the largest |finite difference|
@@ -71,7 +72,7 @@ def add_parser(sub) -> None:
                    f"spectra, each passing when its relative error is ≤ {VERIFY_TOLERANCE:g} or its absolute "
                    f"error ≤ {VERIFY_ABS_TOLERANCE:g}; collapsed spectra are reported, not failed; exit 1 "
                    "if any spectrum fails")
-    p.add_argument("--max-figures", type=int, default=50, metavar="N",
+    p.add_argument("--max-figures", type=nonnegative_int, default=50, metavar="N",
                    help="figures for at most N spectra (default 50; 0: none)")
     p.add_argument("--panels", action="store_true",
                    help="figures with one panel per class (the saliency of every class's probability)")

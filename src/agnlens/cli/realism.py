@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from agnlens.cli._common import at_least_two, nonnegative_int, positive_int
+
 
 def add_parser(sub) -> None:
     p = sub.add_parser(
@@ -22,10 +24,11 @@ def add_parser(sub) -> None:
     p.add_argument("inputs", nargs="+", metavar="REAL", help="real spectra: FITS files, directories, globs or a store")
     p.add_argument("--labels", metavar="CSV", help="label catalogue for the files (spec_id/plate-mjd-fiber and label)")
     p.add_argument("--out", required=True, metavar="DIR", help="folder for realism.json and realism.png")
-    p.add_argument("--folds", type=int, default=5, metavar="K", help="cross-validation folds (default 5)")
-    p.add_argument("--repeats", type=int, default=5, metavar="N", help="cross-validation repeats (default 5)")
-    p.add_argument("--per-real", type=int, default=1, metavar="N", help="simulated twins per real spectrum (default 1)")
-    p.add_argument("--seed", type=int, default=0, help="simulator and cross-validation seed")
+    p.add_argument("--folds", type=at_least_two, default=5, metavar="K", help="cross-validation folds (default 5)")
+    p.add_argument("--repeats", type=positive_int, default=5, metavar="N", help="cross-validation repeats (default 5)")
+    p.add_argument("--per-real", type=positive_int, default=1, metavar="N",
+                   help="simulated twins per real spectrum (default 1)")
+    p.add_argument("--seed", type=nonnegative_int, default=0, help="simulator and cross-validation seed")
     p.set_defaults(run=run)
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from agnlens.cli._common import nonnegative_int
+
 
 def add_parser(sub) -> None:
     p = sub.add_parser(
@@ -24,7 +26,7 @@ def add_parser(sub) -> None:
     )
     p.add_argument("results_dir", metavar="DIR", help="results folder (of agnlens demo or agnlens explain)")
     p.add_argument("--out", metavar="HTML", default=None, help="write the page here instead of DIR/report.html")
-    p.add_argument("--max-gallery", type=int, default=60, metavar="N",
+    p.add_argument("--max-gallery", type=nonnegative_int, default=60, metavar="N",
                    help="embed at most N saliency figures per gallery group (default 60)")
     p.set_defaults(run=run)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from agnlens.cli._common import nonnegative_int, positive_int
 from agnlens.errors import UsageError
 
 #: Same bound as the library (agnlens.simulate.MAX_SPECTRA, kept here so --help needs no numpy
@@ -27,10 +28,10 @@ def add_parser(sub) -> None:
         "  agnlens ingest sim-fits/ --labels sim-fits/labels.csv --out sim.zarr",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--n", type=int, default=3346,
+    p.add_argument("--n", type=positive_int, default=3346,
                    help=f"number of spectra (default 3346, at most {MAX_SPECTRA:,}; "
                         f"a bar shows progress above {PROGRESS_FROM:,})")
-    p.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives identical spectra")
+    p.add_argument("--seed", type=nonnegative_int, default=0, help="random seed; the same seed gives identical spectra")
     p.add_argument("--out", metavar="STORE", help="write a preprocessed Zarr store")
     p.add_argument("--fits-dir", metavar="DIR", help="write SDSS-format spec-*.fits files")
     p.add_argument("--grid", default="paper", choices=["paper", "balmer"], help="grid of the store (default paper)")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from agnlens.cli._common import add_jobs_argument
+from agnlens.cli._common import add_jobs_argument, nonnegative_int
 
 
 def add_parser(sub) -> None:
@@ -24,7 +24,8 @@ def add_parser(sub) -> None:
     p.add_argument("--task", choices=["binary", "multiclass"], default="multiclass",
                    help="binary: type 1 vs type 2; multiclass: type 1 / type 2 / intermediate (default)")
     p.add_argument("--out", metavar="MODEL", required=True, help="model file to write (.skops)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the split and the calibration folds (default 0)")
+    p.add_argument("--seed", type=nonnegative_int, default=0,
+                   help="seed of the split and the calibration folds (default 0)")
     p.add_argument("--kernels", nargs="+", choices=["linear", "rbf", "poly"], default=["linear", "rbf", "poly"],
                    help="kernels to search (default all three)")
     p.add_argument("--halving", action="store_true",

@@ -17,9 +17,12 @@ downloader on it.
 
 from __future__ import annotations
 
+import http.client
 import logging
 import os
 import random
+import socket
+import threading
 import time
 import urllib.error
 import urllib.parse
@@ -127,13 +130,43 @@ def file_name(spec_id: str) -> str:
 
 
 def split_spec_id(spec_id: str) -> tuple[int, int, int]:
-    """``(plate, mjd, fiber)`` of ``PLATE-MJD-FIBER`` (any zero padding)."""
+    """``(plate, mjd, fiber)`` of ``PLATE-MJD-FIBER`` (any zero padding), each in its range
+    (:func:`spec_key`)."""
     parts = str(spec_id).strip().split("-")
+    if len(parts) != 3:
+        raise ValueError(f"spec_id {spec_id!r} is not PLATE-MJD-FIBER (e.g. 0266-51602-0013)")
     try:
-        plate, mjd, fiber = (int(p) for p in parts)
-    except ValueError:
-        raise ValueError(f"spec_id {spec_id!r} is not PLATE-MJD-FIBER (e.g. 0266-51602-0013)") from None
-    return plate, mjd, fiber
+        return spec_key(*parts)
+    except ValueError as exc:
+        raise ValueError(f"spec_id {spec_id!r}: {exc}") from None
+
+
+#: Ranges of the SDSS spectrum keys: plate and MJD have at most five digits (MJDs of SDSS
+#: observations start at 51,000), a plate holds at most 1,000 fibres (BOSS; 640 in SDSS-I/II).
+KEY_RANGES = {"plate": (1, 99_999), "mjd": (50_000, 99_999), "fiber": (1, 1_000)}
+
+
+def spec_key(plate, mjd, fiber) -> tuple[int, int, int]:
+    """``(plate, mjd, fiber)`` as integers, or a ValueError naming the value that is not one.
+
+    Accepts what a catalogue or a service's CSV holds: integers, ``"266"``, ``" 0266 "``, ``266.0``.
+    Each key must lie in :data:`KEY_RANGES`; a blank, a non-number, a fraction, a negative number or
+    a 20-digit fibre is refused, so one bad row can be skipped and named while the others go on.
+    """
+    out = []
+    for name, value in (("plate", plate), ("mjd", mjd), ("fiber", fiber)):
+        text = str(value).strip()
+        try:
+            number = float(text)
+        except ValueError:
+            number = float("nan")
+        if not text or number != number or number != int(number):
+            raise ValueError(f"{name} {text!r} is not a whole number")
+        lo, hi = KEY_RANGES[name]
+        if not lo <= number <= hi:
+            raise ValueError(f"{name} {text} is outside {lo}-{hi}")
+        out.append(int(number))
+    return out[0], out[1], out[2]
 
 
 # ----------------------------------------------------------------------------------- internals
@@ -202,29 +235,130 @@ def _create(part: Path):
 
 def _transfer(request, part: Path, limits: Limits) -> None:
     """One GET into ``part`` within ``limits``; raises on anything short of a complete file."""
-    start = time.monotonic()
-    with urllib.request.urlopen(request, timeout=limits.timeout) as response, _create(part) as fh:
-        length = (response.headers.get("Content-Length") or "").strip()
-        expected = int(length) if length.isdigit() else None
-        if expected is not None and expected > limits.max_bytes:
-            raise _Refused(
-                f"the server announces {expected:,} bytes, more than the limit of "
-                f"{limits.max_bytes:,} (max_bytes / --max-bytes)"
-            )
-        n = 0
-        # read1 returns what has arrived (at most one socket read), so a server that drips its
-        # bytes cannot hold one call for long and the total deadline is checked between reads.
-        while chunk := response.read1(1 << 16):
-            n += len(chunk)
-            if n > limits.max_bytes:
-                raise _Refused(
-                    f"the response exceeds the limit of {limits.max_bytes:,} bytes (max_bytes / --max-bytes); cut off"
-                )
-            fh.write(chunk)
-            if time.monotonic() - start > limits.deadline:
-                raise _Refused(
-                    f"the transfer exceeded the total deadline of {limits.deadline:g} s ({n:,} bytes "
-                    f"received; deadline / --deadline); cut off"
-                )
+    with _create(part) as fh:
+        expected, n = _read_bounded(request, limits, fh.write)
     if expected is not None and n != expected:
         raise _Retryable(f"incomplete transfer ({n} of {expected} bytes)")
+
+
+def get_bytes(url: str, limits: Limits) -> bytes:
+    """The body of one GET of ``url`` within ``limits`` (connect, headers and body under one
+    deadline); raises ``urllib`` errors, or :class:`AgnlensError` naming the limit it crossed."""
+    request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
+    parts: list[bytes] = []
+    try:
+        _read_bounded(request, limits, parts.append)
+    except _Refused as exc:
+        raise AgnlensError(f"{urllib.parse.urlsplit(url).netloc}: {exc}") from None
+    return b"".join(parts)
+
+
+def _read_bounded(request, limits: Limits, write) -> tuple[int | None, int]:
+    """Send ``request`` and pass its body to ``write``; ``(announced length, bytes read)``.
+
+    ``limits.timeout`` bounds each socket read; ``limits.deadline`` the whole exchange — connect,
+    status line, headers and body — through a watchdog that shuts the connection's sockets when it
+    expires, so a server dripping its headers one byte at a time is cut off too.
+    """
+    watch = _Watchdog(limits.deadline)
+    opener = urllib.request.build_opener(_WatchedHTTP(watch), _WatchedHTTPS(watch))
+    start = time.monotonic()
+
+    def over() -> _Refused:
+        return _Refused(f"the transfer exceeded the total deadline of {limits.deadline:g} s (deadline / "
+                        f"--deadline); cut off")
+
+    try:
+        with watch, opener.open(request, timeout=limits.timeout) as response:
+            length = (response.headers.get("Content-Length") or "").strip()
+            expected = int(length) if length.isdigit() else None
+            if expected is not None and expected > limits.max_bytes:
+                raise _Refused(
+                    f"the server announces {expected:,} bytes, more than the limit of "
+                    f"{limits.max_bytes:,} (max_bytes / --max-bytes)"
+                )
+            n = 0
+            # read1 returns what has arrived (at most one socket read), so a server that drips its
+            # bytes cannot hold one call for long and the deadline is also checked between reads.
+            while chunk := response.read1(1 << 16):
+                n += len(chunk)
+                if n > limits.max_bytes:
+                    raise _Refused(
+                        f"the response exceeds the limit of {limits.max_bytes:,} bytes (max_bytes / "
+                        f"--max-bytes); cut off"
+                    )
+                write(chunk)
+                if time.monotonic() - start > limits.deadline:
+                    raise over()
+    except (OSError, HTTPException) as exc:
+        if watch.expired and not isinstance(exc, urllib.error.HTTPError):
+            raise over() from None
+        raise
+    if watch.expired:
+        raise over()
+    return expected, n
+
+
+class _Watchdog:
+    """Shuts down every socket registered with it once ``seconds`` have passed (a context manager:
+    the clock runs inside the ``with``)."""
+
+    def __init__(self, seconds: float) -> None:
+        self.sockets: list[socket.socket] = []
+        self.expired = False
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(float(seconds), self._expire)
+        self._timer.daemon = True
+
+    def __enter__(self) -> _Watchdog:
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._timer.cancel()
+
+    def register(self, sock) -> None:
+        with self._lock:
+            self.sockets.append(sock)
+            if self.expired:
+                self._shut(sock)
+
+    def _expire(self) -> None:
+        with self._lock:
+            self.expired = True
+            for sock in self.sockets:
+                self._shut(sock)
+
+    @staticmethod
+    def _shut(sock) -> None:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass  # already closed
+
+
+def _watched(base: type, watch: _Watchdog):
+    class Connection(base):  # type: ignore[misc, valid-type]
+        def connect(self) -> None:
+            super().connect()
+            watch.register(self.sock)
+
+    return Connection
+
+
+class _WatchedHTTP(urllib.request.HTTPHandler):
+    def __init__(self, watch: _Watchdog) -> None:
+        super().__init__()
+        self._connection = _watched(http.client.HTTPConnection, watch)
+
+    def http_open(self, req):
+        return self.do_open(self._connection, req)
+
+
+class _WatchedHTTPS(urllib.request.HTTPSHandler):
+    def __init__(self, watch: _Watchdog) -> None:
+        super().__init__()
+        self._connection = _watched(http.client.HTTPSConnection, watch)
+
+    def https_open(self, req):
+        return self.do_open(self._connection, req, context=self._context)

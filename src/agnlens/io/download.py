@@ -36,6 +36,7 @@ from agnlens.io.archive import (  # noqa: F401  (the archive's names, re-exporte
     check_reachable,
     fetch,
     file_name,
+    spec_key,
     spectrum_urls,
     split_spec_id,
 )
@@ -59,6 +60,9 @@ class DownloadReport:
         spec_id → reason (last HTTP status or error, the URLs tried, or why verification failed).
     files : dict of str to Path
         spec_id → local file, for every spectrum done or skipped.
+    left_out : list of str
+        One line per catalogue row that names no valid spectrum (blank, non-numeric or
+        out-of-range plate, mjd or fiber): the row and why; the other rows are downloaded.
     """
 
     out_dir: Path
@@ -66,18 +70,22 @@ class DownloadReport:
     skipped: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
     files: dict[str, Path] = field(default_factory=dict)
+    left_out: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        """True when every spectrum is now present."""
-        return not self.failed
+        """True when every spectrum the catalogue names is now present."""
+        return not self.failed and not self.left_out
+
+    def counts(self) -> str:
+        """One line of counts: downloaded, already present, failed, rows left out, where."""
+        bad_rows = f", {len(self.left_out)} catalogue rows left out" if self.left_out else ""
+        return (f"{len(self.done)} downloaded, {len(self.skipped)} already present, "
+                f"{len(self.failed)} failed{bad_rows}, in {self.out_dir}")
 
     def summary(self) -> str:
         """One line: counts and the first failures."""
-        text = (
-            f"{len(self.done)} downloaded, {len(self.skipped)} already present, "
-            f"{len(self.failed)} failed, into {self.out_dir}"
-        )
+        text = self.counts()
         if self.failed:
             first = "; ".join(f"{k}: {v}" for k, v in list(self.failed.items())[:3])
             more = f" (and {len(self.failed) - 3} more)" if len(self.failed) > 3 else ""
@@ -163,10 +171,10 @@ def download(
             raise ValueError(f"{name} must be a positive number, got {value}")
     if release.lower() not in RELEASES:
         raise ValueError(f"unknown SDSS release {release!r}; choose one of {sorted(RELEASES)}")
-    spec_ids = _catalog_ids(catalog_path_or_frame)
+    spec_ids, left_out = _catalog_ids(catalog_path_or_frame)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    report = DownloadReport(out_dir=out)
+    report = DownloadReport(out_dir=out, left_out=left_out)  # named by the caller (the CLI prints them)
 
     todo = []
     for spec_id in spec_ids:
@@ -292,8 +300,9 @@ def _fetch_one(spec_id, out: Path, release, base_url, retries, limits: Limits, d
         part.unlink(missing_ok=True)  # nothing half-written stays, whatever happened
 
 
-def _catalog_ids(source) -> list[str]:
-    """Canonical spec_ids, in catalogue order, without duplicates."""
+def _catalog_ids(source) -> tuple[list[str], list[str]]:
+    """Canonical spec_ids, in catalogue order, without duplicates; and one line per row that
+    names no valid spectrum (left out, the others kept)."""
     if isinstance(source, pd.DataFrame):
         frame, name = source, "the catalogue DataFrame"
     else:
@@ -315,19 +324,41 @@ def _catalog_ids(source) -> list[str]:
         name = str(path)
     cols = {c.lower().strip(): c for c in frame.columns}
     if "spec_id" in cols:
-        ids = [format_spec_id(*split_spec_id(s)) for s in frame[cols["spec_id"]].astype(str)]
+        rows, left_out = keyed_rows(pd.DataFrame({"pmf": frame[cols["spec_id"]].astype(str)}), name)
     elif _has_pmf(frame):
-        fib = cols.get("fiber", cols.get("fiberid"))
-        ids = [
-            format_spec_id(int(p), int(m), int(f))
-            for p, m, f in zip(frame[cols["plate"]], frame[cols["mjd"]], frame[fib], strict=True)
-        ]
+        fiber = "fiber" if "fiber" in cols else "fiberid"
+        rows, left_out = keyed_rows(frame[[cols["plate"], cols["mjd"], cols[fiber]]], name, fiber=fiber)
     else:
         raise ValueError(
             f"{name}: no spec_id column and no plate, mjd and fiber/fiberid columns (it has "
             f"{', '.join(map(str, frame.columns))}); add them to name the spectra to download"
         )
-    return list(dict.fromkeys(ids))
+    return list(dict.fromkeys(rows["spec_id"])), left_out
+
+
+def keyed_rows(frame: pd.DataFrame, what: str, *, fiber: str = "fiberid") -> tuple[pd.DataFrame, list[str]]:
+    """The rows of ``frame`` whose plate, mjd and ``fiber`` columns make a valid spectrum key, with
+    their ``spec_id``; and one line per row left out (``what``, row number, values, reason).
+
+    ``frame`` may instead carry a ``pmf`` column (``PLATE-MJD-FIBER``).
+    """
+    cols = {c.lower().strip(): c for c in frame.columns}
+    keep, ids, dropped = [], [], []
+    for i, row in enumerate(frame.itertuples(index=False)):
+        values = dict(zip(frame.columns, row, strict=True))
+        try:
+            if "pmf" in cols:
+                key = split_spec_id(values[cols["pmf"]])
+            else:
+                key = spec_key(values[cols["plate"]], values[cols["mjd"]], values[cols[fiber]])
+        except ValueError as exc:
+            dropped.append(f"{what} row {i + 1}: {exc}")
+            continue
+        keep.append(i)
+        ids.append(format_spec_id(*key))
+    kept = frame.iloc[keep].drop(columns=["spec_id"], errors="ignore").reset_index(drop=True)
+    kept.insert(0, "spec_id", ids)
+    return kept, dropped
 
 
 def _has_pmf(frame: pd.DataFrame) -> bool:

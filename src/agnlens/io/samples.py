@@ -21,7 +21,6 @@ import logging
 import os
 import urllib.error
 import urllib.parse
-import urllib.request
 from dataclasses import dataclass
 from http.client import HTTPException
 from importlib import resources
@@ -30,9 +29,8 @@ from pathlib import Path
 import pandas as pd
 
 from agnlens.errors import AgnlensError
-from agnlens.io.archive import DEFAULT_BASE_URL, USER_AGENT, NetworkError
-from agnlens.io.download import DownloadReport, download
-from agnlens.spectra import format_spec_id
+from agnlens.io.archive import DEFAULT_BASE_URL, Limits, NetworkError, get_bytes
+from agnlens.io.download import DownloadReport, download, keyed_rows
 
 log = logging.getLogger(__name__)
 
@@ -71,24 +69,27 @@ class SampleReport:
         return self.download.ok
 
 
-def query_skyserver(sql: str, *, url: str = DEFAULT_SKYSERVER_URL, timeout: float = 60.0) -> pd.DataFrame:
+def query_skyserver(sql: str, *, url: str = DEFAULT_SKYSERVER_URL, timeout: float = 60.0,
+                    deadline: float = 300.0) -> pd.DataFrame:
     """Run ``sql`` on the SkyServer SQL search service and return the CSV result.
+
+    ``timeout`` bounds each network read, ``deadline`` the whole query (connect, headers, body):
+    a service that drips its answer is cut off.
 
     Raises
     ------
     NetworkError
         When the service cannot be reached (one line: host and reason).
     AgnlensError
-        When it answers with an HTTP error or something that is not a CSV table.
+        When it answers with an HTTP error, past the deadline, more than 20 MB, or something that
+        is not a CSV table.
     """
     parsed = urllib.parse.urlsplit(url)
     if parsed.scheme not in ("http", "https") or not parsed.netloc:
         raise ValueError(f"SkyServer URL {url!r} is not an http(s) URL such as {DEFAULT_SKYSERVER_URL}")
     full = f"{url}?{urllib.parse.urlencode({'cmd': sql, 'format': 'csv'})}"
-    request = urllib.request.Request(full, headers={"User-Agent": USER_AGENT})
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            body = response.read(_MAX_QUERY_BYTES + 1)
+        body = get_bytes(full, Limits(timeout=float(timeout), deadline=float(deadline), max_bytes=_MAX_QUERY_BYTES))
     except urllib.error.HTTPError as exc:
         detail = exc.read(300).decode("utf-8", "replace").strip().splitlines()
         exc.close()
@@ -98,11 +99,9 @@ def query_skyserver(sql: str, *, url: str = DEFAULT_SKYSERVER_URL, timeout: floa
         raise NetworkError(
             f"cannot reach {parsed.scheme}://{parsed.netloc}: {reason}; this machine has no network?"
         ) from None
-    if len(body) > _MAX_QUERY_BYTES:
-        raise AgnlensError(f"the SkyServer at {url} answered more than {_MAX_QUERY_BYTES:,} bytes; not a query result")
     text = body.decode("utf-8", "replace")
     try:  # the service starts its CSV with a "#Table1" line
-        table = pd.read_csv(io.StringIO(text), comment="#")
+        table = pd.read_csv(io.StringIO(text), comment="#", dtype=str, keep_default_na=False)
     except (pd.errors.ParserError, pd.errors.EmptyDataError):
         table = pd.DataFrame()
     table.columns = [str(c).strip().lower() for c in table.columns]
@@ -118,7 +117,7 @@ def query_skyserver(sql: str, *, url: str = DEFAULT_SKYSERVER_URL, timeout: floa
 
 def sample_catalog(name: str = "peruzzi2021", *, skyserver_url: str = DEFAULT_SKYSERVER_URL,
                    n_quasars: int = 680, type2_catalog=None, intermediate_catalog=None,
-                   timeout: float = 60.0) -> tuple[pd.DataFrame, pd.DataFrame]:
+                   timeout: float = 60.0, deadline: float = 300.0) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The sample's spectra and labels: ``spec_id``, ``label``, ``z``, ``source``.
 
     Parameters
@@ -127,46 +126,65 @@ def sample_catalog(name: str = "peruzzi2021", *, skyserver_url: str = DEFAULT_SK
     skyserver_url : str
         The SQL search service for the type 1 quasars.
     n_quasars : int, default 680
+        At most this many quasars are taken, whatever the service answers.
     type2_catalog, intermediate_catalog : path-like, optional
         Other lists in the shipped catalogues' format (``pmf`` or plate/mjd/fiberid columns);
         default the shipped Peruzzi catalogues.
+    timeout, deadline : float
+        Seconds per network read and for the whole query.
 
     Returns
     -------
     catalog : DataFrame
-        One row per spectrum, in the order type 1, type 2, intermediate; duplicates dropped.
+        One row per spectrum, in the order type 1, type 2, intermediate; duplicates dropped. A row
+        of the service's answer or of a list whose plate, mjd or fiber is not a valid key is left
+        out with a warning naming it.
     quasars : DataFrame
         The search service's answer, as it came.
     """
+    catalog, quasars, left_out = _catalog(name, skyserver_url, n_quasars, type2_catalog, intermediate_catalog,
+                                          timeout, deadline)
+    for line in left_out:
+        log.warning("%s", line)
+    return catalog, quasars
+
+
+def _catalog(name, skyserver_url, n_quasars, type2_catalog, intermediate_catalog, timeout, deadline):
+    """:func:`sample_catalog`, and the lines naming the rows left out."""
     if name not in SAMPLES:
         raise ValueError(f"unknown sample {name!r}; choose one of {sorted(SAMPLES)}")
     if int(n_quasars) < 0:
         raise ValueError(f"n_quasars must be 0 or more, got {n_quasars}")
-    parts = []
+    parts, left_out = [], []
     quasars = pd.DataFrame(columns=["plate", "mjd", "fiberid", "z"])
     if n_quasars:
         sql = QUASAR_SQL.format(n=int(n_quasars), zmin=0.4, zmax=0.75)
-        quasars = query_skyserver(sql, url=skyserver_url, timeout=timeout)
+        quasars = query_skyserver(sql, url=skyserver_url, timeout=timeout, deadline=deadline)
+        rows, dropped = keyed_rows(quasars, "the SkyServer's answer")
+        left_out += dropped
+        if len(rows) > int(n_quasars):
+            log.warning("the SkyServer answered %s quasars for TOP %d; the first %d are taken",
+                        f"{len(rows):,}", int(n_quasars), int(n_quasars))
+            rows = rows.head(int(n_quasars))
         parts.append(pd.DataFrame({
-            "spec_id": [format_spec_id(int(p), int(m), int(f)) for p, m, f in
-                        zip(quasars["plate"], quasars["mjd"], quasars["fiberid"], strict=True)],
-            "label": "type1", "z": pd.to_numeric(quasars["z"], errors="coerce"),
+            "spec_id": rows["spec_id"], "label": "type1", "z": pd.to_numeric(rows["z"], errors="coerce"),
             "source": f"SDSS SkyServer query (QSO, 0.4 <= z <= 0.75, brightest {int(n_quasars)} in psfMag_i)",
         }))
     for label, given in (("type2", type2_catalog), ("intermediate", intermediate_catalog)):
+        where = _CATALOGS[label] if given is None else str(given)
         frame = _read_list(given, label)
         cols = {c.lower(): c for c in frame.columns}
-        if "pmf" in cols:
-            ids = [format_spec_id(*(int(v) for v in str(s).split("-"))) for s in frame[cols["pmf"]]]
-        else:
-            fibers = frame[cols.get("fiberid", cols.get("fiber"))]
-            ids = [format_spec_id(int(p), int(m), int(f)) for p, m, f in
-                   zip(frame[cols["plate"]], frame[cols["mjd"]], fibers, strict=True)]
-        z = pd.to_numeric(frame[cols["z"]], errors="coerce") if "z" in cols else float("nan")
-        source = f"Peruzzi et al. 2021 {label} list ({_CATALOGS[label] if given is None else given})"
-        parts.append(pd.DataFrame({"spec_id": ids, "label": label, "z": z, "source": source}))
+        fiber = "fiberid" if "fiberid" in cols else "fiber"
+        if "pmf" not in cols and not {"plate", "mjd", fiber} <= set(cols):
+            raise ValueError(f"{where}: no pmf column and no plate, mjd and fiber/fiberid columns (it has "
+                             f"{', '.join(map(str, frame.columns))})")
+        rows, dropped = keyed_rows(frame, where, fiber=fiber)
+        left_out += dropped
+        z = pd.to_numeric(rows[cols["z"]], errors="coerce") if "z" in cols else float("nan")
+        source = f"Peruzzi et al. 2021 {label} list ({where})"
+        parts.append(pd.DataFrame({"spec_id": rows["spec_id"], "label": label, "z": z, "source": source}))
     catalog = pd.concat(parts, ignore_index=True).drop_duplicates("spec_id", keep="first")
-    return catalog.reset_index(drop=True), quasars
+    return catalog.reset_index(drop=True), quasars, left_out
 
 
 def download_sample(name: str, out_dir: str | os.PathLike, *, skyserver_url: str = DEFAULT_SKYSERVER_URL,
@@ -194,13 +212,13 @@ def download_sample(name: str, out_dir: str | os.PathLike, *, skyserver_url: str
     from agnlens.atomic import write_csv
 
     timeout = float(download_kw.get("timeout", 30.0))
-    catalog, quasars = sample_catalog(name, skyserver_url=skyserver_url, n_quasars=n_quasars,
-                                      type2_catalog=type2_catalog, intermediate_catalog=intermediate_catalog,
-                                      timeout=max(timeout, 60.0))
+    catalog, quasars, left_out = _catalog(name, skyserver_url, n_quasars, type2_catalog, intermediate_catalog,
+                                          max(timeout, 60.0), float(download_kw.get("deadline", 300.0)))
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     write_csv(out / "skyserver_quasars.csv", quasars)  # a service's answer: spreadsheet-safe
     report = download(catalog[["spec_id"]], out, base_url=base_url, **download_kw)
+    report.left_out[:0] = left_out
     have = catalog[catalog["spec_id"].isin(list(report.files))].copy()
     have.insert(1, "file", [report.files[s].name for s in have["spec_id"]])
     labels = out / "labels.csv"
