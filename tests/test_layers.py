@@ -1,7 +1,8 @@
-"""The package's layer order (README "Layout", docs/development.md): nothing imports upward, no two
-modules import each other in a loop, and no module takes another module's private name. Read from
-the source with ``ast``, so a lazy import inside a function, or one under ``TYPE_CHECKING``, counts
-as much as one at the top of a file."""
+"""The package's layer order (docs/development.md, "Layout"): nothing imports upward, no two
+modules import each other in a loop, and no module takes another module's private name (by import,
+or as a private member of another module's objects). Read from the source with ``ast``, so a lazy
+import inside a function, or one under ``TYPE_CHECKING``, counts as much as one at the top of a
+file."""
 
 from __future__ import annotations
 
@@ -188,6 +189,42 @@ def test_no_module_takes_another_modules_private_name():
                        "package whose private modules share public names:\n" + "\n".join(taken))
 
 
+def _private_members(paths: dict[str, Path]) -> dict[str, set[str]]:
+    """Private member name -> the modules whose classes define it (``def _x`` or ``self._x = ...``)."""
+    owners: dict[str, set[str]] = {}
+    for module, path in paths.items():
+        for cls in (n for n in ast.walk(ast.parse(path.read_text(encoding="utf-8"))) if isinstance(n, ast.ClassDef)):
+            for node in ast.walk(cls):
+                if isinstance(node, ast.FunctionDef):
+                    name = node.name
+                elif (isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store)
+                      and isinstance(node.value, ast.Name) and node.value.id == "self"):
+                    name = node.attr
+                else:
+                    continue
+                if name.startswith("_") and not name.startswith("__"):
+                    owners.setdefault(name, set()).add(module)
+    return owners
+
+
+def _member_reaches(paths: dict[str, Path]) -> list[str]:
+    """``obj._x`` (``obj`` not ``self``/``cls``) where only another module's classes define ``_x``:
+    one module reaching into an object of another's past its public names."""
+    owners = _private_members(paths)
+    found = []
+    for module, path in paths.items():
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if (isinstance(node, ast.Attribute) and node.attr in owners and module not in owners[node.attr]
+                    and not (isinstance(node.value, ast.Name) and node.value.id in ("self", "cls"))):
+                found.append(f"{module}:{node.lineno} uses .{node.attr} of {', '.join(sorted(owners[node.attr]))}")
+    return found
+
+
+def test_no_module_reaches_into_another_modules_private_members():
+    reaches = _member_reaches(_modules())
+    assert not reaches, "use (or add) a documented public member instead:\n" + "\n".join(reaches)
+
+
 def test_the_temporary_allow_list_is_still_needed():
     modules = _modules()
     used = {(m, n) for m, p in modules.items() for n in _private_imports(m, p, modules)}
@@ -195,8 +232,8 @@ def test_the_temporary_allow_list_is_still_needed():
 
 
 def test_the_rules_catch_what_they_promise(tmp_path):
-    """The three checks above, each on a module written to break it (a rule that cannot fail
-    proves nothing)."""
+    """The checks above, each on modules written to break it (a rule that cannot fail proves
+    nothing)."""
     pkg = tmp_path / "agnlens"
     pkg.mkdir()
     (pkg / "__init__.py").write_text("")
@@ -218,6 +255,10 @@ def test_the_rules_catch_what_they_promise(tmp_path):
     (pkg / "sub" / "__init__.py").write_text("from agnlens.sub._inner import thing\n")
     assert not _private_imports("agnlens.sub", pkg / "sub" / "__init__.py", modules)  # its own package
     assert _layer("agnlens.cli.main") > _layer("agnlens.io.store") > _layer("agnlens.grid")
+    (pkg / "est.py").write_text("class Est:\n    def fit(self):\n        self._w = 1\n        return self._w\n")
+    (pkg / "use.py").write_text("def f(model):\n    return model._w + model.coef_\n")
+    assert _member_reaches({"agnlens.est": pkg / "est.py", "agnlens.use": pkg / "use.py"}) == [
+        "agnlens.use:2 uses ._w of agnlens.est"]
     (pkg / "grid.py").write_text("def f():\n    from agnlens import __version__\n    from agnlens.io import x\n")
     (pkg / "io.py").write_text("")
     fake = {"agnlens": pkg / "__init__.py", "agnlens.grid": pkg / "grid.py", "agnlens.io": pkg / "io.py"}

@@ -263,7 +263,7 @@ class SpectrumSVC(ClassifierMixin, BaseEstimator):
         self._sv_sqnorm = sqnorms(self.support_vectors_)
         self._linear_w = self.pair_coef_ @ self.support_vectors_ if self.kernel == "linear" else None
 
-    def _adopt(self, X, y, svc: SVC, calibration: np.ndarray) -> SpectrumSVC:
+    def adopt_fit(self, X, y, svc: SVC, calibration: np.ndarray) -> SpectrumSVC:
         """Become the model ``fit(X, y)`` would give, from a libsvm model already fitted on the
         precomputed kernel of these spectra and these parameters, and its calibration (the tuning
         search's; :func:`agnlens.models.tuning.tune` uses it instead of refitting the best cell).

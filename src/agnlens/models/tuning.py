@@ -299,7 +299,7 @@ def tune(
         standardize=standardize,
         calibration_cv=calibration_cv,
         random_state=random_state,
-    )._adopt(X[train_idx], ytr, *search.models[search.rows.index(best)])
+    ).adopt_fit(X[train_idx], ytr, *search.models[search.rows.index(best)])
     log.info(
         "best of %d cells: %s (validation %s %.4f) in %.1f s",
         len(table), best_params, scoring, best["score"], tuning_s,
