@@ -40,7 +40,7 @@ def specutils_loop(paths) -> float:
 def run(quick: bool = False) -> list[dict]:
     from agnlens.ingest import ingest
     from agnlens.io.store import write_store
-    from agnlens.parallel import ingest_files
+    from agnlens.stages import ingest_files
 
     n = 200 if quick else 1000
     rows = []

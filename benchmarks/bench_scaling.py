@@ -1,4 +1,4 @@
-"""Scaling: classify + exact saliency of N simulated spectra through ``agnlens.parallel``.
+"""Scaling: classify + exact saliency of N simulated spectra through the stages (``agnlens.stages``).
 
 Stores of N = 10³ and 10⁴ simulated spectra (and 10⁵ in full mode; 10³ and 4·10³ with ``--quick``)
 are written once into a temporary directory (Zarr chunks of 1,024 spectra); every store is then
@@ -56,11 +56,11 @@ def peak_mib(pid: int) -> float:
 
 def classify_and_explain(model, store: Path, out: Path, scheduler) -> float:
     """Seconds to classify and explain every spectrum of ``store`` (outputs removed afterwards)."""
-    from agnlens.parallel import classify_store, explain_store
+    from agnlens.stages import classify_store, explain_store
 
     t0 = time.perf_counter()
-    classify_store(model, store, out / "classify", scheduler=scheduler)
-    explain_store(model, store, out / "explain", scheduler=scheduler)
+    classify_store(model, store, out / "classify", executor=scheduler)
+    explain_store(model, store, out / "explain", method="gradient", executor=scheduler)
     seconds = time.perf_counter() - t0
     shutil.rmtree(out)
     return seconds
@@ -69,8 +69,8 @@ def classify_and_explain(model, store: Path, out: Path, scheduler) -> float:
 def run(quick: bool = False) -> list[dict]:
     from bench_predict import fitted
 
+    from agnlens.engine import get_client
     from agnlens.io.store import write_store
-    from agnlens.parallel import get_client
 
     sizes = [1000, 4000] if quick else [1000, 10_000, 100_000]
     model, _ = fitted(quick)

@@ -313,7 +313,7 @@ def test_a_249_character_output_name_works(fits_dir, tmp_path, capsys):
 _KILLED_INGEST = """
 import os, sys
 import agnlens.ingest
-from agnlens.parallel import ingest_files
+from agnlens.stages import ingest_files
 calls, real_one = [0], agnlens.ingest.ingest_one
 def counted(*a, **k):
     calls[0] += 1
@@ -327,8 +327,8 @@ ingest_files([sys.argv[1]], sys.argv[2], batch_size=1)
 
 def test_a_changed_input_is_not_answered_with_the_killed_runs_results(tmp_path):
     from agnlens.io.sdss_write import write_sdss_many
-    from agnlens.parallel import ingest_files
     from agnlens.simulate import simulate
+    from agnlens.stages import ingest_files
 
     d = tmp_path / "in"
     files = write_sdss_many(simulate(4, seed=8), d)
@@ -357,7 +357,7 @@ def test_a_part_on_another_grid_is_refused_on_assembly(tmp_path):
     edited, say) is named, never stacked into the store."""
     from agnlens.atomic import hidden_sibling
     from agnlens.grid import get_grid
-    from agnlens.parallel import ingest_files
+    from agnlens.stages import ingest_files
     from agnlens.stages.ingest import ingest_batch
 
     from realdata import BOSS, LEGACY
@@ -458,7 +458,7 @@ def test_csv_cells_cannot_run_as_spreadsheet_formulas(tmp_path):
 
 
 def test_classify_store_escapes_formula_spec_ids(small, tmp_path):
-    from agnlens.parallel import classify_store
+    from agnlens.stages import classify_store
 
     spectra, model, _ = small
     meta = spectra.meta.copy()
@@ -491,7 +491,7 @@ def test_a_worker_killed_during_cluster_start_up_is_retried(small, tmp_path):
     """A LocalCluster whose first worker dies while starting (~30 s on 2 busy cores)."""
     import dask
 
-    from agnlens.parallel import classify_store
+    from agnlens.stages import classify_store
 
     spectra, model, _ = small
     store = write_store(spectra, tmp_path / "s.zarr", chunk_size=20)
@@ -499,7 +499,7 @@ def test_a_worker_killed_during_cluster_start_up_is_retried(small, tmp_path):
     preload = tmp_path / "die_once.py"
     preload.write_text(_DIE_ONCE.format(flag=str(flag)))
     with dask.config.set({"distributed.worker.preload": [str(preload)]}):
-        got = classify_store(model, store, tmp_path / "cluster", scheduler="processes")
+        got = classify_store(model, store, tmp_path / "cluster", executor="processes")
     assert flag.exists()  # a worker did die while the cluster started
-    want = classify_store(model, store, tmp_path / "local", scheduler="local")
+    want = classify_store(model, store, tmp_path / "local", executor="local")
     pd.testing.assert_frame_equal(pd.read_csv(got), pd.read_csv(want))

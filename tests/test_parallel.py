@@ -12,9 +12,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from agnlens.engine import map_chunks
 from agnlens.io.store import open_store, write_store
-from agnlens.parallel import classify_store, explain_store, map_chunks
 from agnlens.spectra import SpectrumSet
+from agnlens.stages import Executor, classify_store, explain_store
 
 from contract import PROBA_ATOL, assert_same_predictions, assert_same_saliency
 
@@ -66,7 +67,7 @@ def model():
 def cluster():
     """One real LocalCluster, started by ``scheduler="processes"`` (2 worker processes, 1 thread
     each), shared by the module's tests, which reach it through its address."""
-    from agnlens.parallel import get_client
+    from agnlens.engine import get_client
 
     with get_client("processes", retries=3) as client:
         yield client.scheduler.address
@@ -122,11 +123,11 @@ def test_cluster_matches_local_within_the_contract(store, model, cluster, tmp_pa
     from agnlens.stages import read_predictions
 
     local = classify_store(model, store, tmp_path / "local")
-    remote = classify_store(model, store, tmp_path / "remote", scheduler=cluster)
+    remote = classify_store(model, store, tmp_path / "remote", executor=cluster)
     assert_same_predictions(read_predictions(local), read_predictions(remote), model)
 
-    ex_local = explain_store(model, store, tmp_path / "xl")
-    ex_remote = explain_store(model, store, tmp_path / "xr", scheduler=cluster)
+    ex_local = explain_store(model, store, tmp_path / "xl", method="gradient")
+    ex_remote = explain_store(model, store, tmp_path / "xr", method="gradient", executor=cluster)
     import zarr
 
     a = zarr.open_array(str(ex_local["saliency"]), mode="r")[:]
@@ -209,10 +210,10 @@ def test_processes_scheduler_is_two_single_thread_processes(cluster):
 
 def test_errors(store, model, tmp_path):
     with pytest.raises(ValueError, match="scheduler must be 'local', 'processes' or an address"):
-        classify_store(model, store, tmp_path / "a", scheduler="threads")
+        classify_store(model, store, tmp_path / "a", executor="threads")
     classify_store(model, store, tmp_path / "b")
     with pytest.raises(ValueError, match="holds the work of a different run.*chunk_size"):
-        classify_store(model, store, tmp_path / "b", chunk_size=100)
+        classify_store(model, store, tmp_path / "b", executor=Executor(chunk_size=100))
     # a store rewritten with other spectra (same size) is not mistaken for the one classified
     other = write_store(synthetic(300, seed=7), tmp_path / "other.zarr", chunk_size=50)
     classify_store(model, other, tmp_path / "o")
@@ -247,7 +248,7 @@ def real_inputs(tmp_path: Path) -> list[str]:
 @needs_full_set
 def test_ingest_files_on_cluster_matches_serial_ingest(cluster, tmp_path):
     from agnlens.ingest import ingest
-    from agnlens.parallel import ingest_files
+    from agnlens.stages import ingest_files
 
     inputs = real_inputs(tmp_path)
     labels = str(REAL / "sdss" / "labels.csv")
@@ -273,7 +274,7 @@ def test_ingest_files_on_cluster_matches_serial_ingest(cluster, tmp_path):
 _INGEST_SCRIPT = """
 import os, sys
 import agnlens.ingest
-from agnlens.parallel import ingest_files
+from agnlens.stages import ingest_files
 calls, die_at = [0], int(sys.argv[3])
 real_one = agnlens.ingest.ingest_one
 def counted(*a, **k):
@@ -335,7 +336,7 @@ def test_a_chunk_failing_on_the_cluster_is_reported_and_the_rest_kept(store, clu
 def test_cluster_leaves_this_process_environment_as_it_was(monkeypatch):
     # Dask's nannies write OMP_NUM_THREADS=1 (and the BLAS twins) into the parent's os.environ for
     # their workers; a library loaded later in the parent would run on one thread
-    from agnlens.parallel import get_client
+    from agnlens.engine import get_client
 
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     monkeypatch.setenv("OPENBLAS_NUM_THREADS", "2")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import xml.etree.ElementTree as ET
 
 import numpy as np
@@ -9,7 +10,7 @@ import pytest
 from PIL import Image
 
 from agnlens.plot.saliency import plot_saliency
-from agnlens.plot.save import DPI, save_figure
+from agnlens.plot.save import DPI, figure_png, save_figure
 
 
 def _figure():
@@ -25,6 +26,17 @@ def test_png_at_the_default_print_resolution(tmp_path):
         assert im.format == "PNG" and im.info["dpi"] == pytest.approx((DPI, DPI), abs=0.05)
         assert im.width == pytest.approx(fig.get_figwidth() * DPI, abs=1)
     assert DPI >= 150
+
+
+def test_in_memory_png_at_the_asked_resolution(tmp_path):
+    fig = _figure()
+    (png,) = save_figure(fig, tmp_path / "a.png", dpi=90)
+    with Image.open(png) as from_file, Image.open(io.BytesIO(figure_png(fig, dpi=90))) as in_memory:
+        assert in_memory.format == "PNG" and in_memory.size == from_file.size
+        assert in_memory.width == pytest.approx(fig.get_figwidth() * 90, abs=1)
+        assert np.asarray(in_memory.convert("L")).min() < 64  # the black spectrum line is drawn
+    with pytest.raises(ValueError, match="dpi must be"):
+        figure_png(fig, dpi=0)
 
 
 def test_pdf_and_svg_are_valid_and_come_with_a_png(tmp_path):

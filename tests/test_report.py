@@ -453,7 +453,7 @@ def test_embedded_figures_keep_their_palest_colours(tmp_path):
     must stay visible, not merge into the background."""
     from PIL import Image
 
-    from agnlens.report.folder import _figure
+    from agnlens.report._folder import embed_figure
 
     pixels = np.full((60, 400, 3), 255, dtype=np.uint8)
     ramp = np.linspace(0, 1, 400)
@@ -461,7 +461,7 @@ def test_embedded_figures_keep_their_palest_colours(tmp_path):
     faint = (240, 244, 248)  # a pale blue: RdBu_r of a saliency near zero
     pixels[40:44, 50:350] = faint
     Image.fromarray(pixels).save(tmp_path / "fig.png")
-    fig = _figure(tmp_path, "fig.png", max_width=900)
+    fig = embed_figure(tmp_path, "fig.png", max_width=900)
     import io
 
     with Image.open(io.BytesIO(base64.b64decode(fig["src"].split(",", 1)[1]))) as im:

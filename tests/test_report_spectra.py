@@ -1,4 +1,4 @@
-"""The report of a folder of spectra (agnlens.report.spectra): a hand-made explain folder whose every
+"""The report of a folder of spectra (agnlens.report._spectra): a hand-made explain folder whose every
 number is known, read back through the page's readers and the built page."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import pytest
 from agnlens.cli import main
 from agnlens.models.applicability import FLAG_MEANINGS
 from agnlens.report import ResultsFolderError, build_report
-from agnlens.report.spectra import (
+from agnlens.report._spectra import (
     baseline_context,
     contributions_context,
     folder_kind,
@@ -141,7 +141,7 @@ def test_baseline_disagreements(tmp_path):
     assert baseline_context(table.drop(columns=["baseline_label"]), {}) is None
 
 
-def _section(html: str, sid: str) -> str:
+def section_of(html: str, sid: str) -> str:
     part = html[html.index(f'<section id="{sid}">'):]
     return part[: part.index("</section>")]
 
@@ -153,9 +153,9 @@ def test_page_of_an_explain_folder(tmp_path):
         assert f'<section id="{sid}">' in html, sid
     assert "Not computed" not in html and "metrics.json" not in html
     assert "calibrated on simulated spectra" in html and "agnlens explain" in html
-    assert _section(html, "spectra").count("<tr") == 1 + len(IDS)
-    assert _section(html, "saliency").count('alt="saliency map of ') == 2
-    assert "Hα broad wings" in _section(html, "contributions")
+    assert section_of(html, "spectra").count("<tr") == 1 + len(IDS)
+    assert section_of(html, "saliency").count('alt="saliency map of ') == 2
+    assert "Hα broad wings" in section_of(html, "contributions")
     data = json.loads(re.search(r'<script type="application/json" id="map-data">(.*?)</script>', html, re.S).group(1))
     assert sum(data["new"]) == len(IDS) and len(data["x"]) == 30 + len(IDS)
     assert [p for p, new in zip(data["pred"], data["new"]) if new] == ["type2", "type1", "type2", "type2"]
@@ -175,8 +175,8 @@ def test_page_of_a_folder_with_grid_subfolders(tmp_path):
     assert folder_kind(folder) == "explain"
     assert len(read_predictions(folder)) == len(IDS)
     html = build_report(folder).read_text("utf-8")
-    assert _section(html, "spectra").count("<tr") == 1 + len(IDS) and "<th>grid</th>" in html
-    assert "grid-balmer, grid-paper" in html and "grid-paper" in _section(html, "map")  # the other grid's map
+    assert section_of(html, "spectra").count("<tr") == 1 + len(IDS) and "<th>grid</th>" in html
+    assert "grid-balmer, grid-paper" in html and "grid-paper" in section_of(html, "map")  # the other grid's map
 
 
 def test_cli_report_of_an_explain_folder_with_relative_paths(tmp_path, monkeypatch, capsys):

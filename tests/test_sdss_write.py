@@ -9,8 +9,11 @@ import pytest
 from astropy.io import fits
 
 from agnlens.io.catalog import read_catalog
-from agnlens.io.sdss import read_sdss
-from agnlens.io.sdss_write import FULLREJECT, sdss_filename, write_labels, write_sdss, write_sdss_many
+from agnlens.io.fits import header_card
+from agnlens.io.sdss import SPPIXMASK_BITS, read_sdss
+from agnlens.io.sdss_write import sdss_filename, write_labels, write_sdss, write_sdss_many
+
+FULLREJECT = 1 << SPPIXMASK_BITS["FULLREJECT"]  # the reader's own bit table: one definition for both ways
 from agnlens.preprocess import preprocess, to_rest_frame
 from agnlens.simulate import simulate
 
@@ -108,3 +111,11 @@ def test_labels_catalogue_is_read_by_the_catalogue_reader(spectra, tmp_path):
     assert list(table["spec_id"]) == [s.spec_id for s in spectra]
     assert list(table["label"]) == [s.meta["label"] for s in spectra]
     np.testing.assert_allclose(table["z_override"], [s.meta["z"] for s in spectra], rtol=1e-12)
+
+
+def test_a_header_card_that_does_not_fit_says_so():
+    assert len(header_card("OBJECT", "x" * 60)) == 80
+    with pytest.raises(ValueError, match="does not fit one card"):
+        header_card("OBJECT", "x" * 80)
+    with pytest.raises(ValueError, match="does not fit one card"):
+        header_card("OBJECT", "é")

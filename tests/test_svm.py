@@ -41,6 +41,14 @@ def test_decision_values_equal_sklearn(kernel, n_classes, standardize):
         K = np.exp(-model.gamma_ * d2)
     else:
         K = (model.gamma_ * Z @ model.support_vectors_.T + model.coef0) ** model.degree
+    # the gradient hook (scale, kernel_from_gram, linear_coef_) gives the same pieces
+    np.testing.assert_allclose(model.scale(X), Z, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(model.kernel_from_gram(Z, Z @ model.support_vectors_.T), K, rtol=1e-10, atol=1e-12)
+    if kernel == "linear":
+        f = model.scale(X) @ model.linear_coef_.T + model.intercept_
+        np.testing.assert_allclose(f, expected, rtol=1e-8, atol=1e-8 * np.abs(expected).max())
+    else:
+        assert model.linear_coef_ is None
     if n_classes == 2:
         rebuilt = K @ model.dual_coef_[0] + model.intercept_[0]
         np.testing.assert_allclose(rebuilt, expected[:, 0], rtol=1e-8, atol=1e-8 * np.abs(expected).max())

@@ -5,16 +5,10 @@ The package is organised as a one-way flow of stages::
     spectra, lines, grid -> io -> preprocess -> models / explain / embed -> plot -> report -> pipeline -> cli
 """
 
-from importlib.metadata import PackageNotFoundError, version
-
+from agnlens._version import __version__
 from agnlens.errors import AgnlensError, AgnlensWarning, ReadError, RejectedSpectrum
 from agnlens.grid import Grid
 from agnlens.spectra import Spectrum, SpectrumSet
-
-try:
-    __version__ = version("agnlens")
-except PackageNotFoundError:  # running from a source tree that was not installed
-    __version__ = "0+unknown"
 
 __all__ = [
     "AgnlensError",

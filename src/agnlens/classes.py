@@ -42,12 +42,14 @@ import math
 
 __all__ = [
     "CLASSES",
+    "CLASS_COLOURS",
     "CLASS_NAMES",
     "CONVENTIONS",
     "QUASAR_SUBTYPES",
     "R_THRESHOLDS",
     "SDSS_CLASS",
     "SUBTYPES",
+    "TASKS",
     "TASK_CLASSES",
     "class_of_subtype",
     "class_under",
@@ -58,11 +60,18 @@ __all__ = [
 CLASSES: tuple[str, ...] = ("type1", "type2", "intermediate")
 #: Human-readable class names for legends and tables.
 CLASS_NAMES: dict[str, str] = {"type1": "type 1", "type2": "type 2", "intermediate": "intermediate"}
+#: Colours of the classes in every figure and in the report's map (Okabe-Ito, readable by
+#: colour-blind readers).
+CLASS_COLOURS: dict[str, str] = {"type1": "#0072B2", "type2": "#D55E00", "intermediate": "#009E73"}
+
 #: Classes of each task (the binary task leaves intermediates out, as the reference study did).
 TASK_CLASSES: dict[str, tuple[str, ...]] = {
     "binary": ("type1", "type2"),
     "multiclass": ("type1", "type2", "intermediate"),
 }
+
+#: The tasks, in the order a study trains them (a model and a tuning table each).
+TASKS: tuple[str, ...] = tuple(TASK_CLASSES)
 #: Subtypes, from the most to the least broad-line dominated.
 SUBTYPES: tuple[str, ...] = ("1.0", "1.2", "1.5", "1.8", "1.9", "2")
 #: Winkler's thresholds on R = [O III] 5008 / Hβ(total) between 1.0 | 1.2 | 1.5 | 1.8.

@@ -350,7 +350,7 @@ def preprocess(
 
 def preprocessing_provenance(grid: Grid, max_bad_fraction: float) -> dict:
     """How spectra were put on ``grid``: stored with every set, store and model."""
-    from agnlens import __version__
+    from agnlens._version import __version__
 
     window = grid.norm_window
     return {

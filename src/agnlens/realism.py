@@ -292,7 +292,7 @@ def simulate_matched(real: SpectrumSet, *, per_real: int = 1, seed: int = 0) -> 
         flux_r[i], ivar_r[i] = _apply_mask(real.wavelength, flux_r[i], ivar_r[i], mask_r[i])
     matched = SpectrumSet(wavelength=real.wavelength, flux=flux_r.astype(np.float32), ivar=ivar_r.astype(np.float32),
                           mask=mask_r, meta=real.meta.copy(), grid=real.grid, provenance=dict(real.provenance))
-    from agnlens import __version__
+    from agnlens._version import __version__
 
     sim = SpectrumSet.from_spectra(rows, grid, {
         "simulated": True, "seed": int(seed),

@@ -16,8 +16,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-#: The two tasks of the study, in the order they are written and reported.
-TASKS = ("binary", "multiclass")
+from agnlens.classes import TASKS  # noqa: F401  (a study's folder holds a model per task)
 
 
 def safe_name(name, fallback: str = "unnamed") -> str:

@@ -97,10 +97,9 @@ def test_merge_conserves_flux_and_ivar(path):
 
 
 def test_compressed_masks_of_a_spectra_file_match_astropy():
-    from agnlens.io.fits import _Fits, _load
-    from agnlens.io.fits_image import image_rows
+    from agnlens.io.fits import FitsFile, image_rows, load_bytes
 
-    f = _Fits(*_load(DESI_SPECTRA))
+    f = FitsFile(*load_bytes(DESI_SPECTRA))
     arms, _ = arms_of(DESI_SPECTRA)
     assert f.find(("B_MASK",)).get("ZIMAGE") is True  # the case under test: a tile-compressed image
     for arm, (_, _, _, mask) in arms.items():

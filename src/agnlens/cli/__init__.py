@@ -16,7 +16,7 @@ import importlib
 import logging
 import sys
 
-from agnlens import __version__
+from agnlens._version import __version__
 from agnlens.errors import AgnlensError
 
 #: Subcommands, in the order ``--help`` lists them (module names in this package).

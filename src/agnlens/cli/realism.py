@@ -36,10 +36,10 @@ def run(args) -> int:
     import sys
     from pathlib import Path
 
-    from agnlens.atomic import atomic_path
     from agnlens.cli._common import report_rejections
     from agnlens.errors import UsageError
     from agnlens.ingest import read_inputs
+    from agnlens.plot.save import save_figure
     from agnlens.realism import REALISM_GRID, realism
 
     if args.folds < 2 or args.repeats < 1 or args.per_real < 1:
@@ -61,8 +61,7 @@ def run(args) -> int:
     print(f"simulated twins: {convention_line('study')}")
     result = realism(spectra, n_splits=args.folds, n_repeats=args.repeats, per_real=args.per_real, seed=args.seed)
     result.to_json(out / "realism.json")
-    with atomic_path(out / "realism.png") as tmp:
-        result.plot().savefig(tmp, dpi=110, format="png")
+    save_figure(result.plot(), out / "realism.png", dpi=110)
     for line in result.lines():
         print(f"realism (simulated vs real) {line}")
     print(f"wrote {out / 'realism.json'} and {out / 'realism.png'}; {len(rejected)} rejected")

@@ -21,7 +21,7 @@ import pandas as pd
 from agnlens.atomic import atomic_path, check_output, csv_safe, write_text
 from agnlens.engine.cluster import execute
 from agnlens.engine.resume import atomic_save, check_retries, claim, marker, progress_bar, read_json
-from agnlens.io.store import _check_chunk_size, read_rows, store_chunks, store_info
+from agnlens.io.store import check_chunk_size, read_rows, store_chunks, store_info
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +126,7 @@ def map_chunks(
     check_output(out_path, [store_path], option="out_path")
     retries = check_retries(retries)
     info = store_info(store_path)  # raises ReadError when it is not a store
-    size = info["chunk_size"] if chunk_size is None else _check_chunk_size(chunk_size)
+    size = info["chunk_size"] if chunk_size is None else check_chunk_size(chunk_size)
     ranges = store_chunks(store_path, size)
     job = job or f"{getattr(func, '__module__', '?')}.{getattr(func, '__qualname__', repr(func))}"
     description = {

@@ -86,20 +86,16 @@ def resolve_target(model, target, n: int) -> np.ndarray | None:
     return idx.astype(np.int64)
 
 
-def _scaled(model, X) -> np.ndarray:
-    return model._transform(X)
-
-
 def _chunk_gradient(model, Z: np.ndarray, t: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Probabilities, target indices and d p_t / d z for one chunk of scaled rows."""
     SV = model.support_vectors_
     A, B = model.calibration_[:, 0], model.calibration_[:, 1]
     if model.kernel == "linear":
         G = K = None
-        f = Z @ model._linear_w.T + model.intercept_
+        f = Z @ model.linear_coef_.T + model.intercept_
     else:
         G = Z @ SV.T
-        K = model._kernel_from_gram(Z, G, overwrite=model.kernel == "rbf")  # poly needs G below
+        K = model.kernel_from_gram(Z, G, overwrite=model.kernel == "rbf")  # poly needs G below
         f = K @ model.pair_coef_.T + model.intercept_
     r = sigmoid_proba(f, A, B)
     drdf = -A * r * (1.0 - r)
@@ -116,7 +112,7 @@ def _chunk_gradient(model, Z: np.ndarray, t: np.ndarray | None) -> tuple[np.ndar
         dpdr = couple(r, model.pairs_, n_classes, targets=t)[1]
         w = dpdr * drdf  # (n, n_pairs)
     if K is None:  # the linear kernel (set above)
-        gz = w @ model._linear_w
+        gz = w @ model.linear_coef_
     else:
         if model.kernel == "rbf":
             # 2 gamma ((KC @ SV)_i - sum_s KC_is z_i); the factor 2 gamma folded into the (n, n_pairs) weights,
@@ -157,7 +153,7 @@ def proba_and_gradient(model, X, target=None, *, chunk_size: int = PREDICT_CHUNK
     """
     _check_model(model)
     chunk_size = _check_chunk(chunk_size)
-    Z = _scaled(model, X)
+    Z = model.scale(X)
     t_all = resolve_target(model, target, Z.shape[0])
     proba = np.empty((Z.shape[0], model.classes_.size))
     out = np.empty(Z.shape, dtype=np.float64)
@@ -211,7 +207,7 @@ def decision_gradient(model, X, *, chunk_size: int = PREDICT_CHUNK) -> np.ndarra
     """
     _check_model(model)
     chunk_size = _check_chunk(chunk_size)
-    Z = _scaled(model, X)
+    Z = model.scale(X)
     n, d = Z.shape
     n_pairs = model.pairs_.shape[0]
     out = np.empty((n, n_pairs, d), dtype=np.float64)
@@ -220,11 +216,11 @@ def decision_gradient(model, X, *, chunk_size: int = PREDICT_CHUNK) -> np.ndarra
         sl = slice(start, start + chunk_size)
         Zc = Z[sl]
         if model.kernel == "linear":
-            out[sl] = model._linear_w[None, :, :]
+            out[sl] = model.linear_coef_[None, :, :]
             continue
         G = Zc @ SV.T
         if model.kernel == "rbf":
-            K = model._kernel_from_gram(Zc, G, overwrite=True)
+            K = model.kernel_from_gram(Zc, G, overwrite=True)
             for q in range(n_pairs):
                 KC = K * model.pair_coef_[q]
                 out[sl, q] = -2.0 * model.gamma_ * (KC.sum(axis=1)[:, None] * Zc - KC @ SV)
@@ -254,7 +250,7 @@ def finite_difference_gradient(model, X, target=None, *, eps=None) -> np.ndarray
     ndarray of shape (n_spectra, n_features)
     """
     _check_model(model)
-    model._transform(X)  # validates shape and fit
+    model.scale(X)  # validates shape and fit
     X = np.asarray(X, dtype=np.float64)
     n, d = X.shape
     t = resolve_target(model, target, n)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from agnlens.explain.result import _is_array
+from agnlens.explain.result import is_array
 from agnlens.lines import LINES, window
 from agnlens.spectra import SpectrumSet
 
@@ -138,7 +138,7 @@ def make_baseline(
     (n, n_pixels).
     """
     flux = np.asarray(flux, dtype=float)
-    if _is_array(baseline):
+    if is_array(baseline):
         arr = np.asarray(baseline, dtype=float)
         try:
             return np.broadcast_to(arr, flux.shape).copy()
@@ -193,7 +193,7 @@ def predict_target_proba(model, X: np.ndarray, target_index: np.ndarray, batch_s
 # the methods
 
 
-def _finite_difference(model, X, t_idx, *, step: float, batch_size: int) -> np.ndarray:
+def finite_difference(model, X, t_idx, *, step: float, batch_size: int) -> np.ndarray:
     """Forward differences with a relative step, as in the reference study.
 
     Pixel j of spectrum i is nudged by ``h = step·x_ij``; a pixel whose flux is 0 is nudged by
@@ -220,7 +220,7 @@ def _finite_difference(model, X, t_idx, *, step: float, batch_size: int) -> np.n
     return out
 
 
-def _smoothgrad(model, X, t_idx, *, n_samples: int, sigma: float, seed: int, chunk_size: int) -> np.ndarray:
+def smoothgrad(model, X, t_idx, *, n_samples: int, sigma: float, seed: int, chunk_size: int) -> np.ndarray:
     if n_samples < 1 or sigma < 0:
         raise ValueError(f"smoothgrad needs n_samples ≥ 1 and sigma ≥ 0, got {n_samples} and {sigma}")
     rng = np.random.default_rng(seed)
@@ -237,7 +237,7 @@ def _smoothgrad(model, X, t_idx, *, n_samples: int, sigma: float, seed: int, chu
     return out
 
 
-def _integrated_gradients(model, X, t_idx, base, *, n_steps: int, rule: str, chunk_size: int):
+def integrated_gradients(model, X, t_idx, base, *, n_steps: int, rule: str, chunk_size: int):
     if n_steps < 1:
         raise ValueError(f"integrated gradients needs n_steps ≥ 1, got {n_steps}")
     if rule == "trapezoid":
@@ -268,7 +268,7 @@ def _integrated_gradients(model, X, t_idx, base, *, n_steps: int, rule: str, chu
     return values, values.sum(axis=1) - gap
 
 
-def _occlusion(model, X, t_idx, fill, *, width: int, stride: int, batch_size: int) -> np.ndarray:
+def occlusion(model, X, t_idx, fill, *, width: int, stride: int, batch_size: int) -> np.ndarray:
     n, n_pix = X.shape
     width, stride = int(width), int(stride)
     if not 1 <= width <= n_pix or stride < 1:

@@ -354,5 +354,5 @@ def _strings(values, n: int, default=None) -> np.ndarray:
     return arr
 
 
-def _is_array(value) -> bool:
+def is_array(value) -> bool:
     return isinstance(value, (np.ndarray, list, tuple))

@@ -46,17 +46,17 @@ import numpy as np
 
 from agnlens.explain.methods import (  # noqa: F401  (re-exported: the public helpers of explain)
     CONTINUUM_MASK_KMS,
-    _finite_difference,
-    _integrated_gradients,
-    _occlusion,
-    _smoothgrad,
     continuum,
+    finite_difference,
+    integrated_gradients,
     make_baseline,
+    occlusion,
     predict_target_proba,
     proba_gradient_of,
     resolve_target,
+    smoothgrad,
 )
-from agnlens.explain.result import Saliency, _is_array
+from agnlens.explain.result import Saliency, is_array
 from agnlens.spectra import SpectrumSet
 
 log = logging.getLogger(__name__)
@@ -170,9 +170,9 @@ def saliency(
     if method == "gradient":
         values = proba_gradient_of(model, flux, t_idx, chunk_size=options["chunk_size"])
     elif method == "finite-difference":
-        values = _finite_difference(model, flux, t_idx, step=options["step"], batch_size=options["batch_size"])
+        values = finite_difference(model, flux, t_idx, step=options["step"], batch_size=options["batch_size"])
     elif method == "smoothgrad":
-        values = _smoothgrad(model, flux, t_idx, **options)
+        values = smoothgrad(model, flux, t_idx, **options)
     elif method == "integrated-gradients":
         spectra_for_baseline = options.pop("baseline_spectra", None)
         base = make_baseline(
@@ -182,15 +182,15 @@ def saliency(
             baseline_spectra=spectra_for_baseline,
             baseline_class=options["baseline_class"],
         )
-        values, completeness = _integrated_gradients(
+        values, completeness = integrated_gradients(
             model, flux, t_idx, base, n_steps=options["n_steps"], rule=options["rule"],
             chunk_size=options["chunk_size"],
         )
         worst = float(np.max(np.abs(completeness))) if completeness.size else 0.0
         log.info("integrated gradients: max |Σ attributions − (p(x) − p(baseline))| = %.2e", worst)
     else:
-        fill = make_baseline(options["fill"], flux, wavelength) if not _is_array(options["fill"]) else options["fill"]
-        values = _occlusion(
+        fill = make_baseline(options["fill"], flux, wavelength) if not is_array(options["fill"]) else options["fill"]
+        values = occlusion(
             model, flux, t_idx, np.broadcast_to(np.asarray(fill, float), flux.shape),
             width=options["window"], stride=options["stride"], batch_size=options["batch_size"],
         )
@@ -202,7 +202,7 @@ def saliency(
         probabilities=proba,
         classes=classes,
         method=method,
-        options={k: ("array" if _is_array(v) else v) for k, v in options.items() if k != "baseline_spectra"},
+        options={k: ("array" if is_array(v) else v) for k, v in options.items() if k != "baseline_spectra"},
         spec_id=spec_id,
         labels=labels,
         predicted=predicted,

@@ -36,7 +36,7 @@ from agnlens.io.sdss import (
 )
 from agnlens.io.specutils import from_specutils, is_specutils, to_specutils
 
-# The dataset store's names are exported by the store's owner (io/store.py):
+# The dataset store's names are exported by the store's own package (io/store/):
 from agnlens.io.store import append_store, open_store, read_rows, store_chunks, store_info, write_store
 from agnlens.io.table import read_table
 

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from http.client import HTTPException
 from pathlib import Path
 
-from agnlens import __version__
+from agnlens._version import __version__
 from agnlens.errors import AgnlensError
 
 log = logging.getLogger(__name__)

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from agnlens.classes import CLASSES
 from agnlens.errors import AgnlensWarning, ReadError
 from agnlens.io.desi import desi_spec_id
 from agnlens.spectra import format_spec_id
@@ -25,7 +26,7 @@ log = logging.getLogger(__name__)
 __all__ = ["CANONICAL_LABELS", "LABEL_ALIASES", "normalise_label", "read_catalog"]
 
 #: The three classes that are scored; any other label is kept but not scored.
-CANONICAL_LABELS = ("type1", "type2", "intermediate")
+CANONICAL_LABELS = CLASSES
 
 
 def _aliases() -> dict[str, str]:

@@ -33,8 +33,7 @@ import numpy as np
 
 from agnlens.errors import ReadError, RejectedSpectrum
 from agnlens.io.desi_arms import ArmLayout, merge_arms, merge_rows
-from agnlens.io.fits import _Fits, _Hdu, _load, _sniff, _Table
-from agnlens.io.fits_image import image_rows, image_shape
+from agnlens.io.fits import BinTable, FitsFile, Hdu, image_rows, image_shape, load_bytes, sniff_bytes
 from agnlens.io.sdss import ZWARNING_BITS
 from agnlens.spectra import Spectrum
 
@@ -209,21 +208,21 @@ def read_desi(
     ReadError
         When the file itself cannot be read (not DESI, damaged, arms inconsistent).
     """
-    data, source = _load(path)
-    f = _Fits(data, source)
-    kind = _sniff(data, source)
+    data, source = load_bytes(path)
+    f = FitsFile(data, source)
+    kind = sniff_bytes(data, source)
     if kind != "desi":
         raise ReadError(source, "not a DESI coadd or spectra file (HDU 1 is not FIBERMAP)")
-    yield from _read_desi(f, Path(os.fspath(path)), targets=targets, rows=rows, item=item or source)
+    yield from desi_from_fits(f, Path(os.fspath(path)), targets=targets, rows=rows, item=item or source)
 
 
-def _read_desi(f: _Fits, path: Path, *, targets=None, rows=None, item: str) -> Iterator[Any]:
+def desi_from_fits(f: FitsFile, path: Path, *, targets=None, rows=None, item: str) -> Iterator[Any]:
     primary = f.primary()
     f.check_complete()  # a file cut short says so here, not as a file with fewer arms
     fm_hdu = f.find(("FIBERMAP",))
     if fm_hdu is None:
         raise f.error("not a DESI coadd or spectra file: no FIBERMAP HDU")
-    fibermap = _Table(f, fm_hdu)
+    fibermap = BinTable(f, fm_hdu)
     n = fibermap.n_rows
     if not fibermap.has("TARGETID"):
         raise f.error(f"{fm_hdu.label} has no column 'TARGETID'")
@@ -243,7 +242,7 @@ def _read_desi(f: _Fits, path: Path, *, targets=None, rows=None, item: str) -> I
         missing = [p for p in ("WAVELENGTH", "IVAR") if found[p] is None]
         if missing:
             raise f.error(f"the {arm} arm has {arm}_FLUX but no {', '.join(arm + '_' + p for p in missing)}")
-        hdus: dict[str, _Hdu] = {k: h for k, h in found.items() if h is not None}
+        hdus: dict[str, Hdu] = {k: h for k, h in found.items() if h is not None}
         wavelength = image_rows(f, hdus["WAVELENGTH"])
         for part in ("FLUX", "IVAR", "MASK"):
             h = hdus.get(part)
@@ -324,7 +323,7 @@ def _read_desi(f: _Fits, path: Path, *, targets=None, rows=None, item: str) -> I
         yield SkippedFibres(item, skipped)
 
 
-def _rows(f: _Fits, hdus: dict[str, _Hdu], start: int, stop: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _rows(f: FitsFile, hdus: dict[str, Hdu], start: int, stop: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Rows ``start:stop`` of one arm's flux, ivar and mask (zeros without a mask image)."""
     flux = image_rows(f, hdus["FLUX"], start, stop)
     ivar = image_rows(f, hdus["IVAR"], start, stop)
@@ -332,7 +331,7 @@ def _rows(f: _Fits, hdus: dict[str, _Hdu], start: int, stop: int) -> tuple[np.nd
     return flux, ivar, image_rows(f, mask, start, stop) if mask is not None else np.zeros(flux.shape, np.int64)
 
 
-def _survey_program(primary: _Hdu, fibermap: _Table, f: _Fits) -> tuple[str, str]:
+def _survey_program(primary: Hdu, fibermap: BinTable, f: FitsFile) -> tuple[str, str]:
     """SURVEY and PROGRAM from the header (healpix files), else from the FIBERMAP's target-bit
     columns (``SV3_DESI_TARGET`` → sv3; plain ``DESI_TARGET`` → main) and ``tileTILEID``."""
     survey = primary.get("SURVEY")
@@ -363,17 +362,17 @@ def companion_path(path: str | os.PathLike) -> Path | None:
     return None
 
 
-def _companion_redshifts(path: Path, f: _Fits) -> tuple[dict[int, tuple[float, float, int, str]], str]:
+def _companion_redshifts(path: Path, f: FitsFile) -> tuple[dict[int, tuple[float, float, int, str]], str]:
     """TARGETID → (Z, ZERR, ZWARN, SPECTYPE) from the redrock file beside ``path``; ({}, "") if none."""
     rr = companion_path(path)
     if rr is None:
         return {}, ""
-    data, source = _load(rr)
-    g = _Fits(data, source)
+    data, source = load_bytes(rr)
+    g = FitsFile(data, source)
     hdu = g.find(("REDSHIFTS",))
     if hdu is None:
         raise ReadError(source, "the redrock file has no REDSHIFTS HDU")
-    t = _Table(g, hdu)
+    t = BinTable(g, hdu)
     for col in ("TARGETID", "Z"):
         if not t.has(col):
             raise ReadError(source, f"{hdu.label} has no column {col!r}")

@@ -24,9 +24,9 @@ from pathlib import Path
 from typing import IO, Any
 
 from agnlens.errors import ReadError, RejectedSpectrum
-from agnlens.io.desi import SkippedFibres, _read_desi, zwarn_problem
-from agnlens.io.fits import MAX_GUNZIP_BYTES, _Fits, _load, _sniff
-from agnlens.io.sdss import DEFAULT_BAD_BITS, _read_spec, _read_spspec, zwarning_problem
+from agnlens.io.desi import SkippedFibres, desi_from_fits, zwarn_problem
+from agnlens.io.fits import MAX_GUNZIP_BYTES, FitsFile, load_bytes, sniff_bytes
+from agnlens.io.sdss import DEFAULT_BAD_BITS, spec_from_fits, spspec_from_fits, zwarning_problem
 from agnlens.spectra import Spectrum
 
 log = logging.getLogger(__name__)
@@ -169,7 +169,7 @@ def count_spectra(item: str | os.PathLike) -> int:
             head = fh.read(2**20)
         if head[:2] == b"\x1f\x8b":
             head = zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(head, 2**20)
-        f = _Fits(head, path)
+        f = FitsFile(head, path)
         h1 = f.hdu(1)
         if h1 is None or h1.name != "FIBERMAP":
             return 1
@@ -224,15 +224,15 @@ def read_spectra(item: str | os.PathLike, **kw) -> Iterator[Spectrum | RejectedS
         When the file cannot be read at all.
     """
     path, select = split_item(item)
-    data, source = _load(path, kw.pop("max_bytes", MAX_GUNZIP_BYTES))
-    kind = _sniff(data, source)
+    data, source = load_bytes(path, kw.pop("max_bytes", MAX_GUNZIP_BYTES))
+    kind = sniff_bytes(data, source)
     if kind == "desi-redshifts":
         log.debug("%s: a DESI redrock file, read with the coadd beside it", source)
         return
     if kind == "desi":
         if kw:
             raise TypeError(f"{source}: is a DESI file; its reader takes no {sorted(kw)}")
-        yield from _read_desi(_Fits(data, source), Path(path), item=source, **select)
+        yield from desi_from_fits(FitsFile(data, source), Path(path), item=source, **select)
         return
     if select:
         raise ReadError(source, "only a DESI file holds several targets to choose with [TARGETID] or [rows=A:B]")
@@ -293,8 +293,8 @@ def read_spectrum(path: str | os.PathLike | IO[bytes], **kw) -> Spectrum:
     TypeError
         If a keyword does not belong to the detected format's reader.
     """
-    data, source = _load(path, kw.pop("max_bytes", MAX_GUNZIP_BYTES))
-    kind = _sniff(data, source)
+    data, source = load_bytes(path, kw.pop("max_bytes", MAX_GUNZIP_BYTES))
+    kind = sniff_bytes(data, source)
     if kind in ("desi", "desi-redshifts"):
         raise ReadError(source, "is a DESI file of many targets (or their redshifts); read it with "
                                 "agnlens.io.read_spectra, which gives one spectrum per target")
@@ -306,9 +306,9 @@ def _read_one(data: bytes, source: str, kind: str, kw: dict) -> Spectrum:
         extra = set(kw) - {"bad_bits"}
         if extra:
             raise TypeError(f"{source}: is an SDSS {kind} file; read_sdss takes no {sorted(extra)} (only bad_bits)")
-        f = _Fits(data, source)
+        f = FitsFile(data, source)
         bad_bits = kw.get("bad_bits", DEFAULT_BAD_BITS)
-        return _read_spec(f, bad_bits) if kind == "spec" else _read_spspec(f, bad_bits)
+        return spec_from_fits(f, bad_bits) if kind == "spec" else spspec_from_fits(f, bad_bits)
     if "bad_bits" in kw:
         raise TypeError(f"{source}: is not an SDSS spectrum; bad_bits only applies to SDSS files")
     from agnlens.io.table import read_table
@@ -317,7 +317,7 @@ def _read_one(data: bytes, source: str, kind: str, kw: dict) -> Spectrum:
     if kind == "fits":
         # Our walker checks the structure first, so astropy never meets a truncated file or a
         # header that promises gigabytes.
-        _Fits(data, source).check_complete()
+        FitsFile(data, source).check_complete()
     if kind == "fits" or lower.endswith((".csv", ".ecsv")):
         buf = io.BytesIO(data)
         buf.name = source

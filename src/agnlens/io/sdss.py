@@ -25,12 +25,12 @@ import numpy as np
 
 from agnlens.errors import ReadError
 from agnlens.io.fits import (  # the FITS walker
-    _BITPIX_DTYPE,
-    _Fits,
-    _Hdu,
-    _load,
-    _sniff,
-    _Table,
+    BITPIX_DTYPE,
+    BinTable,
+    FitsFile,
+    Hdu,
+    load_bytes,
+    sniff_bytes,
     sniff_fits,
 )
 from agnlens.spectra import Spectrum, format_spec_id
@@ -177,12 +177,12 @@ def read_sdss(path: str | os.PathLike | IO[bytes], *, bad_bits: int = DEFAULT_BA
     ReadError
         If the file is not an SDSS spectrum or is damaged, with the reason.
     """
-    data, source = _load(path)
-    kind = _sniff(data, source)
+    data, source = load_bytes(path)
+    kind = sniff_bytes(data, source)
     if kind == "spec":
-        return _read_spec(_Fits(data, source), bad_bits)
+        return spec_from_fits(FitsFile(data, source), bad_bits)
     if kind == "spSpec":
-        return _read_spspec(_Fits(data, source), bad_bits)
+        return spspec_from_fits(FitsFile(data, source), bad_bits)
     if kind == "other":
         raise ReadError(source, "not a FITS file (header could not be parsed)")
     raise ReadError(
@@ -214,8 +214,8 @@ def read_spec(path: str | os.PathLike | IO[bytes], *, bad_bits: int = DEFAULT_BA
     ------
     ReadError
     """
-    data, source = _load(path)
-    return _read_spec(_Fits(data, source), bad_bits)
+    data, source = load_bytes(path)
+    return spec_from_fits(FitsFile(data, source), bad_bits)
 
 
 def read_spspec(path: str | os.PathLike | IO[bytes], *, bad_bits: int = DEFAULT_BAD_BITS) -> Spectrum:
@@ -242,8 +242,8 @@ def read_spspec(path: str | os.PathLike | IO[bytes], *, bad_bits: int = DEFAULT_
     ------
     ReadError
     """
-    data, source = _load(path)
-    return _read_spspec(_Fits(data, source), bad_bits)
+    data, source = load_bytes(path)
+    return spspec_from_fits(FitsFile(data, source), bad_bits)
 
 
 def _mask(source: str, wavelength: np.ndarray, flux: np.ndarray, ivar: np.ndarray, bits: np.ndarray,
@@ -263,13 +263,13 @@ def _mask(source: str, wavelength: np.ndarray, flux: np.ndarray, ivar: np.ndarra
 
 
 @np.errstate(all="ignore")  # NaN/inf in the data are masked or reported explicitly below
-def _read_spec(f: _Fits, bad_bits: int) -> Spectrum:
+def spec_from_fits(f: FitsFile, bad_bits: int) -> Spectrum:
     source = f.source
     primary = f.primary()
     coadd_hdu = f.hdu(1)
     if coadd_hdu is None:
         raise f.error("missing HDU 1 (COADD): the file has only a primary HDU")
-    coadd = _Table(f, coadd_hdu)
+    coadd = BinTable(f, coadd_hdu)
     if coadd.n_rows == 0:
         raise f.error(f"{coadd_hdu.label} has no rows (empty spectrum)")
     with np.errstate(over="ignore", invalid="ignore"):
@@ -305,16 +305,16 @@ def _read_spec(f: _Fits, bad_bits: int) -> Spectrum:
     return _spectrum(wavelength, flux, ivar, mask, meta, source, "spec")
 
 
-def _object_table(f: _Fits) -> _Table:
+def _object_table(f: FitsFile) -> BinTable:
     """The SPECOBJ/SPALL row: by EXTNAME, else HDU 2."""
     h2 = f.hdu(2)
-    hdu: _Hdu | None = h2
+    hdu: Hdu | None = h2
     if h2 is None or h2.name not in ("SPECOBJ", "SPALL"):
         hdu = f.find(("SPECOBJ", "SPALL")) or h2
     if hdu is None:
         raise f.error("missing HDU 2 (SPECOBJ or SPALL with the redshift): the file has only "
                       f"{len(f.hdus)} HDUs")
-    table = _Table(f, hdu)
+    table = BinTable(f, hdu)
     if table.n_rows == 0:
         raise f.error(f"{hdu.label} has no rows (expected one row with Z, PLATE, MJD, FIBERID)")
     if not table.has("Z"):
@@ -322,7 +322,7 @@ def _object_table(f: _Fits) -> _Table:
     return table
 
 
-def _id_value(f: _Fits, obj: _Table, column: str, primary: _Hdu, keyword: str) -> int:
+def _id_value(f: FitsFile, obj: BinTable, column: str, primary: Hdu, keyword: str) -> int:
     if obj.has(column):
         v = obj.scalar(column)
     else:
@@ -337,7 +337,7 @@ def _id_value(f: _Fits, obj: _Table, column: str, primary: _Hdu, keyword: str) -
 
 
 @np.errstate(all="ignore")  # NaN/inf in the data are masked or reported explicitly below
-def _read_spspec(f: _Fits, bad_bits: int) -> Spectrum:
+def spspec_from_fits(f: FitsFile, bad_bits: int) -> Spectrum:
     source = f.source
     hdu = f.primary()
     if f.int_key(hdu, "NAXIS") != 2:
@@ -351,7 +351,7 @@ def _read_spspec(f: _Fits, bad_bits: int) -> Spectrum:
     if n_pix == 0:
         raise f.error("primary image has no pixels")
     bitpix = f.int_key(hdu, "BITPIX")
-    dtype = np.dtype(_BITPIX_DTYPE[bitpix])
+    dtype = np.dtype(BITPIX_DTYPE[bitpix])
     raw = f.data_bytes(hdu, 4 * n_pix * dtype.itemsize)
     image = np.frombuffer(raw, dtype=dtype).reshape(4, n_pix).astype(np.float64)
     bscale = f.float_key(hdu, "BSCALE", default=1.0)
@@ -405,7 +405,7 @@ def _as_float(v: Any) -> float:
         return float("nan")
 
 
-def _flag_word(f: _Fits, hdu: _Hdu, key: str) -> int:
+def _flag_word(f: FitsFile, hdu: Hdu, key: str) -> int:
     v = hdu.get(key)
     if v is None:
         return 0

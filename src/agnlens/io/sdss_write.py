@@ -13,30 +13,27 @@ exercised on files of the real layout:
 
 Masked pixels get ``and_mask`` bit 18 (FULLREJECT) and ``ivar = 0``. Files are written to a
 temporary name in the target directory and renamed, so a crash never leaves half a file. The
-bytes are formatted here directly (fixed-format cards, big-endian binary tables, as in the FITS
-standard 4.0) because building astropy HDUs costs ~50 ms per file; the tests read every kind of
-column back with astropy.
+bytes are formatted by :mod:`agnlens.io.fits`'s writer; the tests read every kind of column back
+with astropy.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from agnlens.atomic import write_bytes, write_csv
+from agnlens.io.fits import Column, bintable_hdu, header_block, header_card
+from agnlens.io.sdss import SPPIXMASK_BITS
 from agnlens.spectra import Spectrum
 
 log = logging.getLogger(__name__)
 
 __all__ = ["write_sdss", "write_sdss_many", "write_labels", "sdss_filename"]
-
-#: and_mask bit for a rejected pixel (SDSS SPPIXMASK FULLREJECT).
-FULLREJECT = 1 << 18
 
 # Simulator truth carried in SPECOBJ: meta key -> (column, FITS format)
 _EXTRA_COLUMNS = {
@@ -79,74 +76,6 @@ def sdss_filename(spectrum: Spectrum) -> str:
     return f"spec-{plate:04d}-{mjd:05d}-{fiber:04d}.fits"
 
 
-def _card(key: str, value: Any, comment: str = "") -> str:
-    """One 80-character FITS header card (fixed format)."""
-    if isinstance(value, (bool, np.bool_)):
-        text = f"{'T' if value else 'F':>20}"
-    elif isinstance(value, (int, np.integer)):
-        text = f"{int(value):>20d}"
-    elif isinstance(value, (float, np.floating)):
-        text = f"{float(value):>20.12G}" if np.isfinite(value) else f"{'NAN':>20}"
-    else:
-        quoted = str(value).replace("'", "''")
-        text = f"'{quoted:<8}'"
-        text = f"{text:<20}"
-    card = f"{key:<8}= {text}"
-    if comment:
-        card = f"{card} / {comment}"
-    if len(card) > 80 or not card.isascii():
-        raise ValueError(f"write_sdss: header card {key} = {value!r} does not fit FITS (ASCII, 80 characters)")
-    return f"{card:<80}"
-
-
-def _header(cards: list[str]) -> bytes:
-    text = "".join(cards) + f"{'END':<80}"
-    text += " " * (-len(text) % 2880)
-    return text.encode("ascii")
-
-
-def _pad(data: bytes) -> bytes:
-    return data + b"\0" * (-len(data) % 2880)
-
-
-#: One binary-table column: (name, TFORM, values).
-_Column = tuple[str, str, Sequence[Any] | np.ndarray]
-
-
-def _bintable(name: str, columns: Sequence[_Column], extra: Sequence[str] = ()) -> bytes:
-    """A binary-table HDU (header and data) from (name, TFORM, array) columns."""
-    dtypes = []
-    for col, fmt, _ in columns:
-        if fmt == "E":
-            dtypes.append((col, ">f4"))
-        elif fmt == "J":
-            dtypes.append((col, ">i4"))
-        elif fmt == "L":
-            dtypes.append((col, "S1"))
-        else:  # nA
-            dtypes.append((col, f"S{int(fmt[:-1])}"))
-    n_rows = len(columns[0][2])
-    table = np.zeros(n_rows, dtype=dtypes)
-    for col, fmt, arr in columns:
-        if fmt == "L":
-            table[col] = np.where(np.asarray(arr, dtype=bool), b"T", b"F")
-        elif fmt.endswith("A"):
-            table[col] = [str(v).encode("ascii", "replace")[: int(fmt[:-1])] for v in arr]
-        else:
-            table[col] = arr
-    cards = [
-        _card("XTENSION", "BINTABLE", "binary table extension"),
-        _card("BITPIX", 8), _card("NAXIS", 2),
-        _card("NAXIS1", table.dtype.itemsize, "bytes per row"), _card("NAXIS2", n_rows, "rows"),
-        _card("PCOUNT", 0), _card("GCOUNT", 1), _card("TFIELDS", len(columns)),
-    ]
-    for i, (col, fmt, _) in enumerate(columns, start=1):
-        cards += [_card(f"TTYPE{i}", col), _card(f"TFORM{i}", fmt)]
-    cards.append(_card("EXTNAME", name))
-    cards += list(extra)
-    return _header(cards) + _pad(table.tobytes())
-
-
 def _fits_bytes(spectrum: Spectrum, model: np.ndarray | None, sky: np.ndarray | None) -> bytes:
     if spectrum.frame != "observed":
         raise ValueError(
@@ -165,7 +94,7 @@ def _fits_bytes(spectrum: Spectrum, model: np.ndarray | None, sky: np.ndarray | 
     simulated = bool(meta.get("simulated", False))
     mask = spectrum.mask | ~np.isfinite(spectrum.flux)
     ivar = np.where(mask, 0.0, spectrum.ivar)
-    bits = np.where(mask, FULLREJECT, 0)
+    bits = np.where(mask, 1 << SPPIXMASK_BITS["FULLREJECT"], 0)
     wdisp = float(meta.get("sigma_inst", 69.0)) / 69.03  # instrumental σ in pixels (1e-4 dex)
     zeros = np.zeros(n)
     coadd = [
@@ -179,7 +108,7 @@ def _fits_bytes(spectrum: Spectrum, model: np.ndarray | None, sky: np.ndarray | 
         ("model", "E", zeros if model is None else np.asarray(model, dtype=float)),
     ]
     z = float(meta.get("z", np.nan))
-    specobj: list[_Column] = [
+    specobj: list[Column] = [
         ("PLATE", "J", [plate]), ("MJD", "J", [mjd]), ("FIBERID", "J", [fiber]),
         ("Z", "E", [z]),
         ("Z_ERR", "E", [float(meta.get("z_err", 1e-5 if simulated else np.nan))]),
@@ -193,16 +122,17 @@ def _fits_bytes(spectrum: Spectrum, model: np.ndarray | None, sky: np.ndarray | 
         if key in meta and meta[key] is not None:
             value = meta[key]
             specobj.append((col, fmt, [str(value)] if fmt.endswith("A") else [float(value)]))
-    sim_card = _card("SIMULATE", simulated, "simulated by agnlens, not observed")
+    sim_card = header_card("SIMULATE", simulated, "simulated by agnlens, not observed")
     primary = [
-        _card("SIMPLE", True, "conforms to FITS standard"), _card("BITPIX", 8), _card("NAXIS", 0),
-        _card("EXTEND", True), _card("PLATEID", plate, "plate"), _card("MJD", mjd, "MJD of observation"),
-        _card("FIBERID", fiber, "fiber"), _card("TELESCOP", "SIMULATED" if simulated else "SDSS 2.5-M"),
-        sim_card, _card("ORIGIN", "agnlens", "written by agnlens.io.sdss_write"),
+        header_card("SIMPLE", True, "conforms to FITS standard"), header_card("BITPIX", 8),
+        header_card("NAXIS", 0), header_card("EXTEND", True), header_card("PLATEID", plate, "plate"),
+        header_card("MJD", mjd, "MJD of observation"), header_card("FIBERID", fiber, "fiber"),
+        header_card("TELESCOP", "SIMULATED" if simulated else "SDSS 2.5-M"),
+        sim_card, header_card("ORIGIN", "agnlens", "written by agnlens.io.sdss_write"),
     ]
     if simulated:
         primary.append(f"{'COMMENT SIMULATED spectrum written by agnlens; not an SDSS observation.':<80}")
-    return _header(primary) + _bintable("COADD", coadd) + _bintable("SPECOBJ", specobj, [sim_card])
+    return header_block(primary) + bintable_hdu("COADD", coadd) + bintable_hdu("SPECOBJ", specobj, [sim_card])
 
 
 def write_sdss(

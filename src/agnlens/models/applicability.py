@@ -99,11 +99,6 @@ class Applicability:
         return self.table["applicable"].to_numpy(dtype=bool)
 
 
-def _scaled(model, X: np.ndarray) -> np.ndarray:
-    scaler = getattr(model, "scaler_", None)
-    return scaler.transform(X) if scaler is not None else X
-
-
 def max_kernel(model, X) -> np.ndarray:
     """Largest RBF kernel value between each spectrum and any support vector.
 
@@ -129,7 +124,7 @@ def nearest_sq_distance(model, X) -> np.ndarray:
     Computed as the rbf kernel computes it (:func:`agnlens.models.kernels.pairwise_sq_distances`),
     under the same BLAS thread rule, so ``max_kernel`` is the largest value of the model's own kernel.
     """
-    Z = _scaled(model, np.asarray(X, dtype=np.float64))
+    Z = model.scale(np.asarray(X, dtype=np.float64))
     return pairwise_sq_distances(Z, model.support_vectors_).min(axis=1)
 
 

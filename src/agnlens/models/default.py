@@ -66,7 +66,7 @@ def recipe_key(grid: str = "paper") -> str:
     import hashlib
     import importlib.util
 
-    from agnlens import __version__
+    from agnlens._version import __version__
 
     h = hashlib.sha256(f"{__version__} {sorted({**DEFAULT_RECIPE, 'grid': grid}.items())}".encode())
     for name in RECIPE_MODULES:
@@ -86,7 +86,7 @@ def recipe_key(grid: str = "paper") -> str:
 def default_model_path(task: str = "multiclass", grid: str = "paper") -> Path:
     """Where the cached default model of ``task`` on ``grid`` lives: keyed by :func:`recipe_key`, so
     that a model built by other code (an older simulator) is never reused."""
-    from agnlens import __version__
+    from agnlens._version import __version__
 
     convention = DEFAULT_RECIPE["convention"]
     return cache_dir() / f"default-{task}-{grid}-{convention}-agnlens-{__version__}-{recipe_key(grid)}.skops"

@@ -144,7 +144,7 @@ def package_versions() -> dict[str, str]:
     import sklearn
     import skops
 
-    from agnlens import __version__
+    from agnlens._version import __version__
 
     return {
         "agnlens": __version__,

@@ -32,10 +32,10 @@ from agnlens.models.kernels import (
     sqnorms,
 )
 from agnlens.models.svm import (
-    _pair_structure,
     calibration_folds,
     class_weights,
     fit_calibration,
+    pair_structure,
     proba_from_pairwise,
 )
 
@@ -61,7 +61,7 @@ def _score(scoring: str, y_true, y_pred) -> float:
     return float(balanced_accuracy_score(y_true, y_pred))
 
 
-class _Search:
+class Search:
     """Grid cells evaluated on precomputed kernels, cached per (kernel, gamma).
 
     Stage 1 (:meth:`run`): every cell is fitted once on the training Gram matrix and scored by
@@ -209,7 +209,7 @@ class _Search:
                 cw = self._class_weight(row["class_weight"])
                 full, f_cal = fit_with_folds(K_tr, self.ytr, row["C"], cw, self.folds, n_jobs=inner,
                                              full=self.fits.pop(i))
-                pairs = _pair_structure(full.dual_coef_, full.n_support_)[0]
+                pairs = pair_structure(full.dual_coef_, full.n_support_)[0]
                 if f_cal is None:
                     f_cal = full.decision_function(K_tr).reshape(K_tr.shape[0], -1)
                 cal = fit_calibration(f_cal, self.ytr, pairs, class_weights(cw, self.ytr, n_classes))

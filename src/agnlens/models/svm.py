@@ -99,6 +99,10 @@ class SpectrumSVC(ClassifierMixin, BaseEstimator):
         ``pairwise_decision_function(X) = K(X, SV) @ pair_coef_.T + intercept_``.
     calibration_ : ndarray of shape (n_pairs, 2)
         Platt parameters ``(A, B)`` per pair: ``P(pairs_[q, 0] | pair) = 1 / (1 + exp(A f + B))``.
+    linear_coef_ : ndarray of shape (n_pairs, n_features) or None
+        ``pair_coef_ @ support_vectors_``: each pair's weight vector in the scaled space, so that
+        ``pairwise_decision_function(X) = scale(X) @ linear_coef_.T + intercept_``; None unless
+        ``kernel="linear"``.
 
     Notes
     -----
@@ -112,6 +116,11 @@ class SpectrumSVC(ClassifierMixin, BaseEstimator):
       SVC's decision value; multiclass — ``log predict_proba`` (shape (n, n_classes)). The raw SVM
       values, equal to ``SVC(decision_function_shape="ovo").decision_function``, are
       :meth:`pairwise_decision_function`.
+    * The gradient hook (what :mod:`agnlens.explain.gradient` differentiates, and nothing else it
+      needs): :meth:`scale` — the input as the kernel sees it (``d/dX = d/dZ / scaler_.scale_``),
+      :meth:`kernel_from_gram` — ``K(Z, SV)`` from the Gram block ``Z @ support_vectors_.T``, and
+      the fitted ``support_vectors_``, ``pair_coef_``, ``linear_coef_``, ``intercept_``,
+      ``calibration_``, ``pairs_``, ``gamma_``.
     """
 
     def __init__(
@@ -250,11 +259,11 @@ class SpectrumSVC(ClassifierMixin, BaseEstimator):
         self.n_support_ = svc.n_support_.copy()
         self.dual_coef_ = np.asarray(svc.dual_coef_, dtype=np.float64).copy()
         self.intercept_ = np.asarray(svc.intercept_, dtype=np.float64).copy()
-        self.pairs_, self.pair_coef_ = _pair_structure(self.dual_coef_, self.n_support_)
+        self.pairs_, self.pair_coef_ = pair_structure(self.dual_coef_, self.n_support_)
         self._sv_sqnorm = sqnorms(self.support_vectors_)
         self._linear_w = self.pair_coef_ @ self.support_vectors_ if self.kernel == "linear" else None
 
-    def _adopt(self, X, y, svc: SVC, calibration: np.ndarray) -> SpectrumSVC:
+    def adopt_fit(self, X, y, svc: SVC, calibration: np.ndarray) -> SpectrumSVC:
         """Become the model ``fit(X, y)`` would give, from a libsvm model already fitted on the
         precomputed kernel of these spectra and these parameters, and its calibration (the tuning
         search's; :func:`agnlens.models.tuning.tune` uses it instead of refitting the best cell).
@@ -281,8 +290,23 @@ class SpectrumSVC(ClassifierMixin, BaseEstimator):
         return f
 
     # ------------------------------------------------------------------ prediction
-    def _transform(self, X) -> np.ndarray:
-        """Validated float64 input, standardised when the model has a scaler.
+    @property
+    def linear_coef_(self) -> np.ndarray | None:
+        # kept as ``_linear_w`` in the fitted state, as models saved by agnlens 0.2 hold it
+        return self._linear_w
+
+    def scale(self, X) -> np.ndarray:
+        """Validated float64 input, standardised when the model has a scaler: the spectra as the
+        kernel sees them (the first step of every prediction, and the gradient hook's input).
+
+        Parameters
+        ----------
+        X : array-like of shape (n, n_features)
+
+        Returns
+        -------
+        ndarray of shape (n, n_features)
+            ``Z = (X - scaler_.mean_) / scaler_.scale_``, or ``X`` itself without a scaler.
 
         A finite float64 ndarray of the fitted width skips scikit-learn's validation (its fixed cost
         dominated small batches); anything else goes through ``validate_data``, which converts or
@@ -302,10 +326,23 @@ class SpectrumSVC(ClassifierMixin, BaseEstimator):
 
     def _kernel(self, Z: np.ndarray) -> np.ndarray:
         """Kernel matrix K(Z, SV), shape (n, n_SV), one BLAS product."""
-        return self._kernel_from_gram(Z, gram(Z, self.support_vectors_), overwrite=True)
+        return self.kernel_from_gram(Z, gram(Z, self.support_vectors_), overwrite=True)
 
-    def _kernel_from_gram(self, Z: np.ndarray, G: np.ndarray, overwrite: bool = False) -> np.ndarray:
-        """Kernel matrix from the Gram block ``G = Z @ SV.T`` (computed in place if ``overwrite``)."""
+    def kernel_from_gram(self, Z: np.ndarray, G: np.ndarray, *, overwrite: bool = False) -> np.ndarray:
+        """Kernel matrix ``K(Z, SV)`` from the Gram block ``G = Z @ support_vectors_.T``.
+
+        Parameters
+        ----------
+        Z : ndarray of shape (n, n_features)
+            Scaled spectra (:meth:`scale`).
+        G : ndarray of shape (n, n_SV)
+            ``Z @ support_vectors_.T``; overwritten by the kernel when ``overwrite``.
+        overwrite : bool, default False
+
+        Returns
+        -------
+        ndarray of shape (n, n_SV)
+        """
         zz = sqnorms(Z) if self.kernel == "rbf" else None
         return kernel_from_gram(G, self.kernel, self.gamma_, int(self.degree), float(self.coef0), zz,
                                 self._sv_sqnorm, overwrite=overwrite)
@@ -334,7 +371,7 @@ class SpectrumSVC(ClassifierMixin, BaseEstimator):
             Equal to ``SVC(decision_function_shape="ovo").decision_function`` (binary: shape
             (n, 1), positive favours ``classes_[1]``).
         """
-        return self._pairwise_from_scaled(self._transform(X))
+        return self._pairwise_from_scaled(self.scale(X))
 
     def _proba_from_pairwise(self, f: np.ndarray) -> np.ndarray:
         return proba_from_pairwise(f, self.calibration_, self.pairs_, self.classes_.size)
@@ -442,7 +479,7 @@ def class_weights(class_weight, y_enc: np.ndarray, n_classes: int) -> np.ndarray
     return w
 
 
-def _pair_structure(dual_coef: np.ndarray, n_support: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def pair_structure(dual_coef: np.ndarray, n_support: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """One-vs-one pairs and per-pair coefficient rows from libsvm's dual-coefficient layout."""
     n_classes = n_support.size
     n_sv = dual_coef.shape[1]

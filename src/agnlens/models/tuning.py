@@ -19,7 +19,7 @@ import pandas as pd
 from sklearn.preprocessing import StandardScaler
 
 from agnlens.classes import TASK_CLASSES
-from agnlens.models.search import _Search
+from agnlens.models.search import Search
 from agnlens.models.svm import (
     KERNELS,
     SpectrumSVC,
@@ -233,7 +233,7 @@ def tune(
         raise ValueError(f"tune: C and gamma values must be positive, got C={C!r}, gamma={gamma!r}")
     class_weights = list(class_weight)
     ranges = {k: {"C": list(Cs), "gamma": list(gammas) if k == "rbf" else [gamma0]} for k in kernels}
-    search = _Search(Xtr, ytr, Xva, yva, scoring, degree, coef0, calibration_cv, random_state, _n_jobs(n_jobs),
+    search = Search(Xtr, ytr, Xva, yva, scoring, degree, coef0, calibration_cv, random_state, _n_jobs(n_jobs),
                      halving=halving)
     for k in kernels:
         search.run(k, ranges[k]["gamma"], ranges[k]["C"], class_weights)
@@ -299,7 +299,7 @@ def tune(
         standardize=standardize,
         calibration_cv=calibration_cv,
         random_state=random_state,
-    )._adopt(X[train_idx], ytr, *search.models[search.rows.index(best)])
+    ).adopt_fit(X[train_idx], ytr, *search.models[search.rows.index(best)])
     log.info(
         "best of %d cells: %s (validation %s %.4f) in %.1f s",
         len(table), best_params, scoring, best["score"], tuning_s,

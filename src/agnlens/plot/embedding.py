@@ -10,16 +10,15 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from agnlens.classes import CLASS_COLOURS, CLASS_NAMES
 from agnlens.plot._text import plain
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.axes import Axes
 
-#: Colours of the classes (Okabe-Ito, readable by colour-blind readers); other labels are grey.
-CLASS_COLOURS = {"type1": "#0072B2", "type2": "#D55E00", "intermediate": "#009E73"}
+
 OTHER_COLOUR = "#9a9a9a"
 #: Human-readable class names for legends.
-CLASS_NAMES = {"type1": "type 1", "type2": "type 2", "intermediate": "intermediate"}
 
 
 def _bool_mask(values: Any, n: int, name: str) -> np.ndarray:

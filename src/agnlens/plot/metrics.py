@@ -9,8 +9,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from agnlens.classes import CLASS_NAMES
 from agnlens.plot._text import plain
-from agnlens.plot.embedding import CLASS_NAMES, new_axes
+from agnlens.plot.embedding import new_axes
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd

@@ -5,7 +5,7 @@ matplotlib is imported lazily and only through :class:`matplotlib.figure.Figure`
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -14,15 +14,23 @@ from agnlens.lines import LINES
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure
 
-    from agnlens.realism import RealismResult
+
+class Measured(Protocol):
+    """What the figure reads from a :class:`agnlens.realism.RealismResult` (named by its fields
+    here, so that the figures need not import the measurement that draws itself through them)."""
+
+    wavelength: np.ndarray
+    medians: dict[str, tuple[np.ndarray, np.ndarray]]
+    classes: dict[str, dict[str, Any]]
 
 
-def plot_realism(result: RealismResult, *, ax=None) -> Figure:
+def plot_realism(result: Measured, *, ax=None) -> Figure:
     """One panel per class: the median real (black) and median simulated (orange) spectrum.
 
     Parameters
     ----------
     result : RealismResult
+        Or anything with its ``wavelength``, ``medians`` and ``classes``.
     ax : sequence of matplotlib Axes, optional
         One per class in ``result.medians``; default a new figure.
 

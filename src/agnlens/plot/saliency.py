@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from matplotlib.ticker import MaxNLocator
 
-from agnlens.classes import CLASS_NAMES
+from agnlens.classes import CLASS_COLOURS, CLASS_NAMES
 from agnlens.plot._text import plain
 from agnlens.plot.line_labels import mark_lines
 
@@ -40,7 +40,8 @@ ZERO_SCALE = 1e-12
 #: Zoom windows of the single-spectrum figures (rest Å): Hβ–[O III] and Hα–[N II].
 ZOOMS = ((4820.0, 5030.0, "Hβ–[O III]"), (6520.0, 6610.0, "Hα–[N II]"))
 #: Colours of the classes (Okabe-Ito), as in :mod:`agnlens.plot.embedding`.
-CLASS_COLOURS = {"type1": "#0072B2", "type2": "#D55E00", "intermediate": "#009E73", "all": "#444444"}
+#: A class's own colour, and dark grey for the mean over all classes.
+COLOURS = {**CLASS_COLOURS, "all": "#444444"}
 #: Height of the attribution band, as a fraction of the spectrum's Axes.
 BAND = 0.11
 #: Room for the line labels above the spectrum, as a fraction of the Axes.
@@ -108,14 +109,14 @@ class FluxLocator(MaxNLocator):
         return ticks[ticks >= vmin + (BAND + 0.02) * (vmax - vmin)]
 
 
-def _new_figure(figsize):
+def new_figure(figsize):
     from matplotlib.figure import Figure
 
     return Figure(figsize=figsize, layout="constrained")
 
 
 def _new_axes(figsize=(9.0, 3.6)):
-    return _new_figure(figsize).add_subplot()
+    return new_figure(figsize).add_subplot()
 
 
 def _limit(values: np.ndarray, vmax: float | None) -> float:
@@ -199,7 +200,7 @@ def plot_saliency(
     windows = zoom_windows(wavelength)
     zoom_axes = []
     if ax is None and zoom and windows:
-        fig = _new_figure((7.2, 4.9))
+        fig = new_figure((7.2, 4.9))
         grid = fig.add_gridspec(2, len(windows), height_ratios=(1.35, 1.0))
         ax = fig.add_subplot(grid[0, :])
         zoom_axes = [fig.add_subplot(grid[1, k]) for k in range(len(windows))]
@@ -332,7 +333,7 @@ def plot_centre_wings(result, *, ax: Axes | None = None, band: str = "ci") -> Ax
     Axes for one result, Figure for a sequence.
     """
     if isinstance(result, Sequence):
-        fig = _new_figure((6.0 * len(result), 3.8))
+        fig = new_figure((6.0 * len(result), 3.8))
         axes = fig.subplots(1, len(result), squeeze=False)[0]
         for a, r in zip(axes, result):
             plot_centre_wings(r, ax=a, band=band)
@@ -342,7 +343,7 @@ def plot_centre_wings(result, *, ax: Axes | None = None, band: str = "ci") -> Ax
     v = result.velocity
     rng = np.random.default_rng(0)
     for cls, prof in result.profiles.items():
-        colour = CLASS_COLOURS.get(cls, None)
+        colour = COLOURS.get(cls, None)
         mean = prof.mean(axis=0)
         (line,) = ax.plot(v, mean, color=colour, lw=1.6 if cls != "all" else 1.0,
                           ls="-" if cls != "all" else "--", label=plain(f"{cls} (n={prof.shape[0]})"))
@@ -388,7 +389,7 @@ def plot_faithfulness(curves, *, figsize: tuple[float, float] = (10.0, 3.8)) -> 
             f"plot_faithfulness needs a Faithfulness result or its curves dict, got {type(curves).__name__}"
         )
     fraction = np.asarray(data["fraction"])
-    fig = _new_figure(figsize)
+    fig = new_figure(figsize)
     axes = fig.subplots(1, 2, sharey=True)
     aucs = {}
     if table is not None:

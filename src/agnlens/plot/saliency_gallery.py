@@ -16,8 +16,8 @@ import numpy as np
 from agnlens.classes import CLASS_NAMES
 from agnlens.plot._text import plain
 from agnlens.plot.saliency import (
-    _new_figure,
     attribution_label,
+    new_figure,
     plot_saliency,
     shared_limit,
     shared_scale_note,
@@ -85,7 +85,7 @@ def plot_saliency_panels(
         classes = list(classes) if classes is not None else [f"class {k}" for k in range(maps.shape[0])]
     if len(classes) != maps.shape[0]:
         raise ValueError(f"got {maps.shape[0]} saliency maps but {len(classes)} class names")
-    fig = _new_figure(figsize or (7.2, 0.8 + 2.0 * len(classes)))
+    fig = new_figure(figsize or (7.2, 0.8 + 2.0 * len(classes)))
     axes = fig.subplots(len(classes), 1, sharex=True, squeeze=False)[:, 0]
     limit = shared_limit(maps) if vmax is None else float(vmax)
     for k, (ax, cls) in enumerate(zip(axes, classes)):
@@ -150,7 +150,7 @@ def plot_gallery(
     limit = shared_limit(saliency.values[idx]) if vmax is None else float(vmax)
     ncols = max(1, min(ncols, len(idx)))
     nrows = int(np.ceil(len(idx) / ncols))
-    fig = _new_figure((panel_size[0] * ncols + 0.8, panel_size[1] * nrows + 0.5))
+    fig = new_figure((panel_size[0] * ncols + 0.8, panel_size[1] * nrows + 0.5))
     axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
     for n, (ax, i) in enumerate(zip(axes, idx)):
         head = saliency.figure_title(i, short=True, reason=None if reasons is None else reasons[n])

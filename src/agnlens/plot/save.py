@@ -1,4 +1,5 @@
-"""Writing figures: the formats, the default resolution, atomic writes.
+"""Writing figures: the formats, the default resolution, atomic writes; every figure agnlens
+writes goes through :func:`save_figure` (a file) or :func:`figure_png` (bytes for a page).
 
 PNG is what the HTML report embeds, so it is always written; a vector format (PDF, SVG) for a
 paper is written beside it, with the same name. Vector files carry no creation date and SVG ids
@@ -71,4 +72,13 @@ def save_figure(fig, path: str | os.PathLike, *, format: str = "png", dpi: float
     return written
 
 
-__all__ = ["DPI", "FORMATS", "check_dpi", "check_format", "save_figure"]
+def figure_png(fig, *, dpi: float = DPI) -> bytes:
+    """The PNG bytes of the matplotlib Figure ``fig``, in memory (what a page embeds as a data URI)."""
+    import io
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=check_dpi(dpi))
+    return buf.getvalue()
+
+
+__all__ = ["DPI", "FORMATS", "check_dpi", "check_format", "figure_png", "save_figure"]

@@ -171,7 +171,7 @@ def plot_class_saliency(saliency, *, ax: Axes | None = None, title: str | None =
     -------
     Axes
     """
-    from agnlens.plot.embedding import CLASS_COLOURS, CLASS_NAMES
+    from agnlens.classes import CLASS_COLOURS, CLASS_NAMES
 
     if ax is None:
         from matplotlib.figure import Figure

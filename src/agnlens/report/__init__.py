@@ -1,7 +1,7 @@
 """One self-contained HTML report from any results folder (see ``docs/results-layout.md``).
 
 :func:`build_report` reads only the files of the results folder — a study's ``metrics.json``, or the
-predictions table of explained or classified spectra (:mod:`agnlens.report.spectra`), the CSV
+predictions table of explained or classified spectra (:mod:`agnlens.report._spectra`), the CSV
 tables and the PNG figures — and writes ``report.html`` beside them, atomically. The page has
 no external references: figures are embedded as ``data:`` URIs (downscaled), the CSS and the
 JavaScript of the interactive t-SNE map are inlined, and the map's points travel as JSON inside a
@@ -24,25 +24,26 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from agnlens.report.folder import (
+from agnlens.classes import TASKS
+from agnlens.report._folder import (
     ResultsFolderError,
-    _as_bool,
-    _figure,
-    _finite,
-    _opposite_signs,
-    _read_csv,
-    _read_metrics,
-    _records,
-    _section,
-    _tuning_figure,
+    as_bool,
     class_name,
+    embed_figure,
+    finite_or_none,
     fmt,
     fmt_ci,
     fmt_g,
     fmt_s,
+    opposite_signs,
+    read_frame,
+    read_metrics,
+    records_of,
+    section_of,
+    tuning_figure,
 )
-from agnlens.report.tsne_map import map_context
-from agnlens.results import TASKS, ResultsFolder
+from agnlens.report._tsne_map import map_context
+from agnlens.results import ResultsFolder
 
 logger = logging.getLogger(__name__)
 
@@ -102,7 +103,7 @@ def _task_context(metrics: dict, task: str, folder: Path, tuning: pd.DataFrame |
         rows=rows,
         per_class=per_class,
         confusion=confusion,
-        confusion_figure=_figure(folder, ResultsFolder(folder).figure(f"confusion_{task}"), max_width=520),
+        confusion_figure=embed_figure(folder, ResultsFolder(folder).figure(f"confusion_{task}"), max_width=520),
         tuning_s=m.get("tuning_s"),
         n_boot=test.get("n_boot"),
         tuning=None,
@@ -112,7 +113,7 @@ def _task_context(metrics: dict, task: str, folder: Path, tuning: pd.DataFrame |
         df = tuning.copy()
         if "validation_f1" in df:
             df = df.sort_values("validation_f1", ascending=False, kind="stable")
-        best_mask = _as_bool(df["best"]) if "best" in df else np.zeros(len(df), bool)
+        best_mask = as_bool(df["best"]) if "best" in df else np.zeros(len(df), bool)
         shown = df.head(12)
         table_rows = []
         for (_, row), is_best in zip(shown.iterrows(), best_mask[: len(shown)]):
@@ -130,10 +131,11 @@ def _task_context(metrics: dict, task: str, folder: Path, tuning: pd.DataFrame |
                 else:
                     cells.append("—" if v is None or (isinstance(v, float) and math.isnan(v)) else str(v))
             table_rows.append({"cells": cells, "best": bool(is_best)})
-        figure = _figure(folder, ResultsFolder(folder).figure(f"tuning_{task}"))  # the pipeline's own, if it wrote one
+        # the pipeline's own, if it wrote one
+        figure = embed_figure(folder, ResultsFolder(folder).figure(f"tuning_{task}"))
         if figure is None and {"kernel", "C", "validation_f1"} <= set(tuning.columns):
             try:
-                figure = _tuning_figure(tuning, TASK_TITLES[task])
+                figure = tuning_figure(tuning, TASK_TITLES[task])
             except (ValueError, TypeError) as exc:
                 logger.warning("report: tuning figure for %s failed (%s)", task, exc)
         ctx["tuning"] = {
@@ -149,8 +151,8 @@ def _task_context(metrics: dict, task: str, folder: Path, tuning: pd.DataFrame |
 
 
 def _saliency_context(metrics: dict, folder: Path, embedding: pd.DataFrame | None, max_per_reason: int) -> dict:
-    s = _section(metrics, "saliency")
-    index = _read_csv(folder, ResultsFolder(folder).saliency_index)
+    s = section_of(metrics, "saliency")
+    index = read_frame(folder, ResultsFolder(folder).saliency_index)
     figure_of: dict[str, str] = {}
     if embedding is not None and {"spec_id", "saliency_figure"} <= set(embedding.columns):
         for sid, rel in zip(embedding["spec_id"], embedding["saliency_figure"]):
@@ -168,7 +170,7 @@ def _saliency_context(metrics: dict, folder: Path, embedding: pd.DataFrame | Non
                 continue
             sid = str(row["spec_id"])
             rel = figure_of.get(sid) or ResultsFolder.saliency_figure_name(sid)
-            fig = _figure(folder, rel, max_width=900)
+            fig = embed_figure(folder, rel, max_width=900)
             fig_id = f"sal-{i}"
             if fig is not None:
                 figure_ids[sid] = fig_id
@@ -195,9 +197,9 @@ def _saliency_context(metrics: dict, folder: Path, embedding: pd.DataFrame | Non
 
 
 def _lines_context(metrics: dict, folder: Path) -> dict:
-    s = _section(metrics, "saliency")
+    s = section_of(metrics, "saliency")
     ctx: dict[str, Any] = {}
-    table = _read_csv(folder, ResultsFolder(folder).line_table)
+    table = read_frame(folder, ResultsFolder(folder).line_table)
     ctx["line_table"] = None
     if table is not None and {"line", "class"} <= set(table.columns):
         value = "share_abs" if "share_abs" in table else "mean_abs_saliency" if "mean_abs_saliency" in table else None
@@ -214,31 +216,31 @@ def _lines_context(metrics: dict, folder: Path) -> dict:
                 cells = []
                 for c in wide.columns:
                     v = wide.loc[line, c]
-                    sign = None if signed is None or c not in signed.columns else _finite(signed.loc[line, c])
+                    sign = None if signed is None or c not in signed.columns else finite_or_none(signed.loc[line, c])
                     cells.append({"value": (100 * v if value == "share_abs" else v), "sign": sign})
                 rows.append({"line": str(line), "kind": str(rec.get("kind", "")), "window": window, "cells": cells})
             ctx["line_table"] = {"classes": [class_name(c) for c in classes], "rows": rows,
                                  "value": value, "percent": value == "share_abs"}
-    ctx["line_figure"] = _figure(folder, ResultsFolder(folder).figure("line_table"))
-    cw = _read_csv(folder, ResultsFolder(folder).centre_wings)
+    ctx["line_figure"] = embed_figure(folder, ResultsFolder(folder).figure("line_table"))
+    cw = read_frame(folder, ResultsFolder(folder).centre_wings)
     ctx["centre_wings"] = None
     if cw is not None and len(cw):
         cols = [c for c in ("line", "class", "centre_mean", "wings_mean", "contrast", "n_spectra") if c in cw]
         ctx["centre_wings"] = {
             "columns": cols,
             "rows": [[(class_name(r[c]) if c == "class" else fmt_g(r[c]) if c != "line" and c != "n_spectra"
-                       else fmt(r[c]) if c == "n_spectra" else str(r[c])) for c in cols] for r in _records(cw)],
+                       else fmt(r[c]) if c == "n_spectra" else str(r[c])) for c in cols] for r in records_of(cw)],
             "opposite": [str(r["line"]) + " / " + class_name(r.get("class", ""))
-                         for r in _records(cw) if _opposite_signs(r.get("centre_mean"), r.get("wings_mean"))],
+                         for r in records_of(cw) if opposite_signs(r.get("centre_mean"), r.get("wings_mean"))],
         }
-    ctx["centre_wings_figure"] = _figure(folder, ResultsFolder(folder).figure("centre_wings"))
+    ctx["centre_wings_figure"] = embed_figure(folder, ResultsFolder(folder).figure("centre_wings"))
     cw_summary = s.get("centre_wings")
     ctx["centre_wings_summary"] = (
-        [{"key": str(k), "value": fmt_g(v) if _finite(v) is not None else str(v)} for k, v in cw_summary.items()
+        [{"key": str(k), "value": fmt_g(v) if finite_or_none(v) is not None else str(v)} for k, v in cw_summary.items()
          if not isinstance(v, (dict, list))]
         if isinstance(cw_summary, dict) else []
     )
-    faith = _read_csv(folder, ResultsFolder(folder).faithfulness)
+    faith = read_frame(folder, ResultsFolder(folder).faithfulness)
     ctx["faithfulness"] = None
     if faith is not None and len(faith) and "method" in faith:
         cols = [c for c in ("deletion_auc", "insertion_auc", "random_deletion_auc", "n_spectra") if c in faith]
@@ -246,9 +248,9 @@ def _lines_context(metrics: dict, folder: Path) -> dict:
             "columns": cols,
             "rows": [{"method": str(r["method"]),
                       "cells": [fmt(r[c]) if c == "n_spectra" else fmt(r[c], 3) for c in cols]}
-                     for r in _records(faith)],
+                     for r in records_of(faith)],
         }
-    ctx["faithfulness_figure"] = _figure(folder, ResultsFolder(folder).figure("faithfulness"))
+    ctx["faithfulness_figure"] = embed_figure(folder, ResultsFolder(folder).figure("faithfulness"))
     ranking = s.get("faithfulness_ranking")
     ctx["ranking"] = [str(r) for r in ranking] if isinstance(ranking, list) else []
     ctx["computed"] = any(ctx[k] for k in ("line_table", "line_figure", "centre_wings", "centre_wings_figure",
@@ -257,12 +259,12 @@ def _lines_context(metrics: dict, folder: Path) -> dict:
 
 
 def _provenance_context(metrics: dict, folder: Path) -> dict:
-    d = _section(metrics, "dataset")
-    timings = _section(metrics, "timings_s")
-    versions = _section(metrics, "versions")
+    d = section_of(metrics, "dataset")
+    timings = section_of(metrics, "timings_s")
+    versions = section_of(metrics, "versions")
     total = timings.get("total")
-    stages = [{"stage": str(k), "seconds": v, "share": (100 * v / total if _finite(v) is not None and _finite(total)
-                                                          else None)}
+    stages = [{"stage": str(k), "seconds": v,
+               "share": 100 * v / total if finite_or_none(v) is not None and finite_or_none(total) else None}
               for k, v in timings.items() if k != "total"]
     files = []
     results = ResultsFolder(folder)
@@ -270,7 +272,7 @@ def _provenance_context(metrics: dict, folder: Path) -> dict:
         rel = results.relative(path)
         files.append({"name": rel, "present": path.is_file(), "size": path.stat().st_size if path.is_file() else 0})
     return {
-        "seed": d.get("seed", _section(metrics, "split").get("seed")),
+        "seed": d.get("seed", section_of(metrics, "split").get("seed")),
         "data_hash": d.get("data_hash"),
         "versions": [{"name": str(k), "value": str(v)} for k, v in versions.items()],
         "stages": stages,
@@ -338,8 +340,8 @@ def build_report(
         If ``results_dir`` is not a folder, holds neither a study nor predictions, or its
         ``metrics.json`` is not a JSON object.
     """
-    from agnlens.report.physics import physics_context, real_context
-    from agnlens.report.spectra import folder_kind, spectra_page
+    from agnlens.report._physics import physics_context, real_context
+    from agnlens.report._spectra import folder_kind, spectra_page
 
     folder = ResultsFolder(results_dir).root
     if not folder.is_dir():
@@ -352,15 +354,15 @@ def build_report(
     kind = folder_kind(folder)
     if kind != "study":
         return _write(folder, "spectra.html", spectra_page(folder, kind, int(max_gallery)), output)
-    metrics = _read_metrics(folder)
-    dataset = _section(metrics, "dataset")
+    metrics = read_metrics(folder)
+    dataset = section_of(metrics, "dataset")
     simulated = bool(dataset.get("simulated", False))
-    embedding = _read_csv(folder, ResultsFolder(folder).embedding)
+    embedding = read_frame(folder, ResultsFolder(folder).embedding)
 
-    tasks = [_task_context(metrics, t, folder, _read_csv(folder, ResultsFolder(folder).tuning(t))) for t in TASKS]
+    tasks = [_task_context(metrics, t, folder, read_frame(folder, ResultsFolder(folder).tuning(t))) for t in TASKS]
     saliency = _saliency_context(metrics, folder, embedding, int(max_gallery))
-    split = _section(metrics, "split")
-    counts = _section(dataset, "counts")
+    split = section_of(metrics, "split")
+    counts = section_of(dataset, "counts")
     n_total = sum(v for v in counts.values() if isinstance(v, (int, float))) or dataset.get("n_spectra")
     grid = dataset.get("grid")
     context = {
@@ -393,7 +395,7 @@ def build_report(
 
 def _write(folder: Path, template: str, context: dict, output: str | Path | None) -> Path:
     """Render ``template`` with ``context`` (plus what every page has) and write it atomically."""
-    from agnlens import __version__
+    from agnlens._version import __version__
     from agnlens.atomic import write_text
 
     context = context | {

@@ -10,9 +10,9 @@
 (function () {
   "use strict";
   var SVGNS = "http://www.w3.org/2000/svg"; // a namespace name, not fetched
-  var COLOURS = { type1: "#0072B2", type2: "#D55E00", intermediate: "#009E73" };
+  var COLOURS = {}; // class -> colour and class -> name, from the data block (agnlens.classes)
   var OTHER = "#9a9a9a";
-  var NAMES = { type1: "type 1", type2: "type 2", intermediate: "intermediate" };
+  var NAMES = {};
   var ORDER = ["other", "type2", "type1", "intermediate", "new"]; // intermediates, then placed spectra on top
 
   function el(name, attrs, parent) {
@@ -41,6 +41,8 @@
     var host = document.getElementById("map-plot");
     if (!source || !host) return;
     var data = JSON.parse(source.textContent);
+    COLOURS = data.colours;
+    NAMES = data.names;
     var n = data.x.length;
     var tooltip = document.getElementById("map-tooltip");
     var detail = document.getElementById("map-detail");

@@ -284,7 +284,7 @@ def simulate_set(
     RuntimeError
         If preprocessing rejected a simulated spectrum (a simulator bug, never expected).
     """
-    from agnlens import __version__
+    from agnlens._version import __version__
     from agnlens.grid import get_grid
     from agnlens.preprocess import preprocess
 

@@ -38,7 +38,7 @@ def model_provenance(meta: dict) -> dict:
 def write_provenance(path: str | os.PathLike, models: Sequence[tuple[Any, dict]], **counts) -> Path:
     """Write ``path`` (JSON): the model files (and their SHA-256) of ``models``, ``counts``
     (``n_classified=...``) and the software version; atomically."""
-    from agnlens import __version__
+    from agnlens._version import __version__
     from agnlens.atomic import write_text
 
     prov = {"models": [model_provenance(meta) for _, meta in models], **counts, "software": f"agnlens {__version__}"}

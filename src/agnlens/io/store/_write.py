@@ -1,48 +1,5 @@
-"""The dataset store: a chunked Zarr (v3) directory holding a :class:`~agnlens.spectra.SpectrumSet`.
-
-Layout of ``STORE/`` (one Zarr v3 group)::
-
-    zarr.json          group attributes: the format marker, the committed row count, the grid name,
-                       the chunk size, the metadata column list and the provenance (JSON; its
-                       ``grid`` is :meth:`agnlens.grid.Grid.to_dict`)
-    flux/              float32 (n_rows, n_pixels), chunks (chunk_size, n_pixels)
-    ivar/              float32 (n_rows, n_pixels), same chunks
-    mask/              bool    (n_rows, n_pixels), same chunks
-    wavelength/        float64 (n_pixels,)
-    meta/<column>/     one 1-D array per metadata column, chunks (chunk_size,); numeric and bool
-                       columns keep their numpy dtype, everything else is stored as UTF-8 strings
-
-Safety against interruption
----------------------------
-* :func:`write_store` writes into a hidden temporary sibling directory (``.NAME.tmp-<random>``) and
-  renames it into place only when every chunk and the attributes are written, so a killed write
-  leaves either no store or the previous one. (With ``overwrite=True`` the old store is first
-  renamed aside, then the new one renamed in, then the old one deleted; a kill between the two
-  renames leaves the old store under ``.NAME.old-<random>``.) A killed write may leave the hidden
-  temporary directory behind; it is never mistaken for a store and can be deleted.
-* :func:`append_store` relies on the committed row count ``attrs["agnlens"]["n_spectra"]``, which
-  is updated *last*, in one atomic rewrite of ``zarr.json``. New rows are written after the
-  committed ones (arrays are grown first); readers only ever see the first ``n_spectra`` rows, so
-  an append killed half way leaves the store readable and unchanged, and the next append simply
-  overwrites the uncommitted rows. Zarr's local store replaces each chunk file atomically, and the
-  committed rows of a partly filled last chunk are rewritten with their own values, so no committed
-  value is ever at risk.
-
-Safety against other writers and damage
----------------------------------------
-* Every writer (:func:`write_store`, :func:`append_store`) holds the store's exclusive lock
-  (:func:`agnlens.atomic.exclusive_lock`, ``fcntl.flock`` on ``.NAME.lock`` beside the store) from
-  reading the committed row count to committing the new one; a second writer waits, then is
-  refused with one line. The commit also compares the row count and identity it started from
-  with the ones on disk (compare-and-swap), so a writer that ignores the lock cannot be silently
-  overwritten.
-* ``overwrite=True`` replaces only an agnlens store (recognised by its format marker): never a
-  plain file or a folder of other things.
-* Every chunk carries a CRC32C checksum (the Zarr v3 ``crc32c`` codec) and every chunk is
-  written, even an all-zero one, so a corrupted chunk and a missing chunk are both errors naming
-  the array and the chunk (never silently zeros). Stores written before this (no ``integrity``
-  entry in their attributes) are read as before.
-"""
+"""Writing a store: a new one (:func:`write_store`) or more rows on an existing one
+(:func:`append_store`); the layout and the safety rules are in :mod:`agnlens.io.store`."""
 
 from __future__ import annotations
 
@@ -59,33 +16,26 @@ from typing import Any
 import numpy as np
 
 from agnlens.atomic import exclusive_lock, jsonable, temp_sibling
-from agnlens.io.store_format import (  # noqa: F401  (FORMAT_*, INTEGRITY: re-exported)
-    _ARRAYS,
+from agnlens.io.store._format import (
+    ARRAYS,
     FORMAT_NAME,
     FORMAT_VERSION,
     INTEGRITY,
-    _block,
-    _check_chunk_size,
-    _check_chunks,
-    _check_unique_ids,
-    _Checked,
-    _checked_codecs,
-    _column_entry,
-    _column_from,
-    _column_specs,
-    _column_values,
-    _current_attrs,
-    _is_agnlens_store,
-    _meta_frame,
-    _open_group,
-    _read,
-    _read_column,
-    _read_meta,
-    _zarr_dtype,
+    block_of,
+    check_chunk_size,
+    check_unique_ids,
+    checked_codecs,
+    column_entry,
+    column_specs,
+    column_values,
+    current_attrs,
+    is_agnlens_store,
+    open_store_group,
+    read_checked,
+    read_column,
+    zarr_dtype,
 )
-
-# the readers, re-exported
-from agnlens.io.store_read import is_store, open_store, read_rows, store_chunks, store_grid, store_info  # noqa: F401
+from agnlens.io.store._read import store_grid
 from agnlens.spectra import SpectrumSet
 
 log = logging.getLogger(__name__)
@@ -140,14 +90,14 @@ def write_store(
         Bad ``chunk_size``, duplicate spec_ids, or a metadata column name Zarr cannot hold.
     """
     path = Path(path)
-    chunk_size = _check_chunk_size(chunk_size)
+    chunk_size = check_chunk_size(chunk_size)
     if not isinstance(spectra, SpectrumSet):
         raise TypeError(f"write_store: expected a SpectrumSet, got {type(spectra).__name__}")
-    _check_replaceable(path, overwrite)
-    _check_unique_ids(spectra.meta, where=f"write_store {path}")
+    check_replaceable(path, overwrite)
+    check_unique_ids(spectra.meta, where=f"write_store {path}")
     path.parent.mkdir(parents=True, exist_ok=True)
     with exclusive_lock(path):
-        _check_replaceable(path, overwrite)  # again, now that no other writer can change it
+        check_replaceable(path, overwrite)  # again, now that no other writer can change it
         tmp = temp_sibling(path, "tmp")
         try:
             _write_new(spectra, tmp, chunk_size, progress)
@@ -202,15 +152,15 @@ def append_store(
         raise TypeError(f"append_store: expected a SpectrumSet, got {type(spectra).__name__}")
     import zarr
 
-    _open_group(path, mode="r")  # a clear error before taking the lock of a path that is no store
+    open_store_group(path, mode="r")  # a clear error before taking the lock of a path that is no store
     with exclusive_lock(path), zarr.config.set({"array.write_empty_chunks": True}):
         return _append_locked(spectra, path, progress)
 
 
 def _append_locked(spectra: SpectrumSet, path: Path, progress: ProgressCallback | None) -> Path:
-    group, info = _open_group(path, mode="r+")
+    group, info = open_store_group(path, mode="r+")
     n_old, uid_old = info["n_spectra"], info.get("uid")
-    grid = store_grid(info, _read(group["wavelength"], 0, None, path), path)
+    grid = store_grid(info, read_checked(group["wavelength"], 0, None, path), path)
     if spectra.grid != grid:
         raise ValueError(
             f"{path}: the spectra are on {spectra.grid.label()} but the store holds {grid.label()} (grids are "
@@ -226,9 +176,9 @@ def _append_locked(spectra: SpectrumSet, path: Path, progress: ProgressCallback 
             f"{path}: the spectra have metadata columns {extra} that the store does not hold "
             f"(store columns: {stored_names}); drop them or write a new store"
         )
-    existing = _read_column(group["meta"], _column_entry(columns, "spec_id"), 0, n_old, path)
+    existing = read_column(group["meta"], column_entry(columns, "spec_id"), 0, n_old, path)
     new_ids = new_meta["spec_id"].astype(str)
-    _check_unique_ids(new_meta, where=f"append_store {path}")
+    check_unique_ids(new_meta, where=f"append_store {path}")
     clash = sorted(set(new_ids[new_ids != ""]) & set(existing[existing != ""]))
     if clash:
         shown = ", ".join(clash[:10]) + (f" and {len(clash) - 10} more" if len(clash) > 10 else "")
@@ -241,10 +191,10 @@ def _append_locked(spectra: SpectrumSet, path: Path, progress: ProgressCallback 
         return path
     n_new = n_old + m
     chunk = info["chunk_size"]
-    arrays = {name: group[name] for name in _ARRAYS}
+    arrays = {name: group[name] for name in ARRAYS}
     meta_group = group["meta"]
     meta_arrays = {c["name"]: meta_group[c["array"]] for c in columns}
-    prepared = {c["name"]: _column_values(new_meta, c, m, path) for c in columns}
+    prepared = {c["name"]: column_values(new_meta, c, m, path) for c in columns}
     try:
         # grow first (uncommitted rows are invisible to readers), write, then commit the count
         for arr in (*arrays.values(), *meta_arrays.values()):
@@ -255,16 +205,16 @@ def _append_locked(spectra: SpectrumSet, path: Path, progress: ProgressCallback 
         bounds = [(0, first)] + [(a, min(a + chunk, m)) for a in range(first, m, chunk)]
         for a, b in bounds:
             for name, arr in arrays.items():
-                arr[n_old + a : n_old + b] = _block(getattr(spectra, name), a, b, arr.dtype)
+                arr[n_old + a : n_old + b] = block_of(getattr(spectra, name), a, b, arr.dtype)
             for name, arr in meta_arrays.items():
                 arr[n_old + a : n_old + b] = prepared[name][a:b]
             done = b
             if progress is not None:
                 progress(done, m)
         all_sources = np.concatenate(
-            [_read_column(meta_group, _column_entry(columns, "source"), 0, n_old, path), prepared["source"]]
+            [read_column(meta_group, column_entry(columns, "source"), 0, n_old, path), prepared["source"]]
         )
-        attrs = _current_attrs(path)
+        attrs = current_attrs(path)
         if attrs.get("n_spectra") != n_old or attrs.get("uid") != uid_old:
             raise RuntimeError(
                 f"{path}: the store changed while spectra were being appended (it had {n_old} "
@@ -288,7 +238,7 @@ def _append_locked(spectra: SpectrumSet, path: Path, progress: ProgressCallback 
     except BaseException:
         # best effort roll-back of the shapes; if even this fails, readers still see n_old rows
         # (not after a failed compare-and-swap: the shapes then belong to the other writer)
-        if _current_attrs(path).get("uid") != uid_old:
+        if current_attrs(path).get("uid") != uid_old:
             raise
         try:
             for arr in (*arrays.values(), *meta_arrays.values()):
@@ -308,27 +258,27 @@ def _write_new(spectra: SpectrumSet, tmp: Path, chunk_size: int, progress: Progr
     group = zarr.open_group(str(tmp), mode="w-", zarr_format=3)
     group.create_array(
         "wavelength", data=np.asarray(spectra.wavelength, dtype=np.float64), chunks=(max(n_pix, 1),),
-        **_checked_codecs(),
+        **checked_codecs(),
     )
     arrays = {
         name: group.create_array(
-            name, shape=(n, n_pix), dtype=dtype, chunks=(chunk_size, max(n_pix, 1)), **_checked_codecs()
+            name, shape=(n, n_pix), dtype=dtype, chunks=(chunk_size, max(n_pix, 1)), **checked_codecs()
         )
         for name, dtype in (("flux", np.float32), ("ivar", np.float32), ("mask", bool))
     }
     meta_group = group.create_group("meta")
-    columns = _column_specs(spectra.meta, where=str(tmp))
+    columns = column_specs(spectra.meta, where=str(tmp))
     meta_arrays = {}
     for spec in columns:
-        values = _column_values(spectra.meta, spec, n, tmp)
+        values = column_values(spectra.meta, spec, n, tmp)
         arr = meta_group.create_array(
-            spec["array"], shape=(n,), dtype=_zarr_dtype(spec), chunks=(chunk_size,), **_checked_codecs()
+            spec["array"], shape=(n,), dtype=zarr_dtype(spec), chunks=(chunk_size,), **checked_codecs()
         )
         meta_arrays[spec["name"]] = (arr, values)
     for a in range(0, n, chunk_size):
         b = min(a + chunk_size, n)
         for name, arr in arrays.items():
-            arr[a:b] = _block(getattr(spectra, name), a, b, arr.dtype)
+            arr[a:b] = block_of(getattr(spectra, name), a, b, arr.dtype)
         for arr, values in meta_arrays.values():
             arr[a:b] = values[a:b]
         if progress is not None:
@@ -355,7 +305,7 @@ def _write_new(spectra: SpectrumSet, tmp: Path, chunk_size: int, progress: Progr
 
 
 def _swap_into_place(tmp: Path, path: Path) -> None:
-    """Rename ``tmp`` to ``path`` (an absent path, or a store :func:`_check_replaceable` passed)."""
+    """Rename ``tmp`` to ``path`` (an absent path, or a store :func:`check_replaceable` passed)."""
     if not path.exists():
         os.rename(tmp, path)
         return
@@ -365,7 +315,7 @@ def _swap_into_place(tmp: Path, path: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def _check_replaceable(path: Path, overwrite: bool) -> None:
+def check_replaceable(path: Path, overwrite: bool) -> None:
     """Only an agnlens store is ever replaced, and only with ``overwrite``."""
     if not os.path.lexists(path):
         return
@@ -374,7 +324,7 @@ def _check_replaceable(path: Path, overwrite: bool) -> None:
             f"{path}: already exists; pass overwrite=True (CLI: --overwrite) to replace it, or "
             f"append_store (CLI: --append) to add spectra"
         )
-    if path.is_symlink() or not _is_agnlens_store(path):
+    if path.is_symlink() or not is_agnlens_store(path):
         raise FileExistsError(
             f"{path}: exists and is not an agnlens store; --overwrite only ever replaces a store "
             f"agnlens wrote. Move it away or choose another output name"
@@ -392,7 +342,7 @@ def _describe_sources(sources) -> dict:
 
 
 def _software() -> str:
-    from agnlens import __version__
+    from agnlens._version import __version__
 
     return f"agnlens {__version__}"
 

@@ -10,7 +10,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from agnlens.report.folder import _as_bool, _figure, _section
+from agnlens.classes import CLASS_COLOURS, CLASS_NAMES, CLASSES
+from agnlens.report._folder import as_bool, embed_figure, section_of
 from agnlens.results import ResultsFolder
 
 _METHOD_NAMES = {"bh": "openTSNE Barnes-Hut", "fft": "openTSNE FFT"}
@@ -19,7 +20,7 @@ _METHOD_NAMES = {"bh": "openTSNE Barnes-Hut", "fft": "openTSNE FFT"}
 def map_context(metrics: dict, folder: Path, embedding: pd.DataFrame | None, figure_ids: dict[str, str]) -> dict:
     """The t-SNE section: the map's scores (``metrics``' embedding entry), its static figure and the
     points of the interactive map (``embedding``), each with the id of its saliency figure."""
-    e = _section(metrics, "embedding")
+    e = section_of(metrics, "embedding")
     method = e.get("method")
     ctx: dict[str, Any] = {
         "knn_accuracy": e.get("knn_accuracy"),
@@ -27,7 +28,7 @@ def map_context(metrics: dict, folder: Path, embedding: pd.DataFrame | None, fig
         "perplexity": e.get("perplexity"),
         "method": _METHOD_NAMES.get(str(method), method),
         "n": e.get("n"),
-        "figure": _figure(folder, ResultsFolder(folder).figure("tsne"), max_width=900),
+        "figure": embed_figure(folder, ResultsFolder(folder).figure("tsne"), max_width=900),
         "data_json": None,
         "n_points": 0,
     }
@@ -57,13 +58,14 @@ def map_context(metrics: dict, folder: Path, embedding: pd.DataFrame | None, fig
             "label": [s for s, k in zip(col("label"), ok) if k],
             "pred": [s for s, k in zip(col("predicted_label"), ok) if k],
             "split": [s for s, k in zip(col("split"), ok) if k],
-            "p": {c: [p for p, k in zip(prob(f"p_{c}"), ok) if k] for c in ("type1", "type2", "intermediate")},
-            "mis": [bool(b) for b, k in zip(_as_bool(df["misclassified"]) if "misclassified" in df
+            "p": {c: [p for p, k in zip(prob(f"p_{c}"), ok) if k] for c in CLASSES},
+            "mis": [bool(b) for b, k in zip(as_bool(df["misclassified"]) if "misclassified" in df
                                             else np.zeros(n, bool), ok) if k],
             "fig": [figure_ids.get(s) for s, k in zip(spec_ids, ok) if k],
             # spectra placed on the map of a training sample (agnlens explain): drawn apart, by prediction
-            "new": [bool(b) for b, k in zip(_as_bool(df["explained"]) if "explained" in df
+            "new": [bool(b) for b, k in zip(as_bool(df["explained"]) if "explained" in df
                                             else np.zeros(n, bool), ok) if k],
+            "colours": CLASS_COLOURS, "names": CLASS_NAMES,  # the figures' own, named once in classes.py
         }
         # JSON inside <script>: escape <, >, & so no text can close the element (autoescape does not apply)
         text = json.dumps(data, ensure_ascii=False, separators=(",", ":"), allow_nan=False)

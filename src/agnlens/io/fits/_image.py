@@ -1,4 +1,4 @@
-"""Images of a FITS file read by :mod:`agnlens.io.fits`: their shape, and row slices of them, plain
+"""Images of a FITS file read by :mod:`agnlens.io.fits._read`: their shape, and row slices of them, plain
 or tile-compressed (GZIP_1/GZIP_2 with one row per tile, as DESI ``spectra-*`` files store their
 masks; FITS standard 4.0, section 10). Reading rows ``start:stop`` touches only those rows' bytes,
 so a target range of a memory-mapped file costs that range.
@@ -10,12 +10,12 @@ import zlib
 
 import numpy as np
 
-from agnlens.io.fits import _BITPIX_DTYPE, _Fits, _Hdu, _Table
+from agnlens.io.fits._read import BITPIX_DTYPE, BinTable, FitsFile, Hdu
 
 __all__ = ["image_rows", "image_shape"]
 
 
-def image_shape(f: _Fits, hdu: _Hdu) -> tuple[int, ...]:
+def image_shape(f: FitsFile, hdu: Hdu) -> tuple[int, ...]:
     """(NAXIS2, NAXIS1) of a 2-D image, (NAXIS1,) of a 1-D one; a tile-compressed image's own shape."""
     z = "Z" if hdu.get("ZIMAGE") is True else ""
     naxis = f.int_key(hdu, f"{z}NAXIS", lo=0, hi=999)
@@ -23,7 +23,7 @@ def image_shape(f: _Fits, hdu: _Hdu) -> tuple[int, ...]:
     return (f.int_key(hdu, f"{z}NAXIS2", lo=0), n1) if naxis == 2 else (n1,)
 
 
-def image_rows(f: _Fits, hdu: _Hdu, start: int = 0, stop: int | None = None) -> np.ndarray:
+def image_rows(f: FitsFile, hdu: Hdu, start: int = 0, stop: int | None = None) -> np.ndarray:
     """Rows ``start:stop`` of an image HDU (all of a 1-D one), scaled by BSCALE/BZERO.
 
     Only those rows' bytes are touched, so reading a target range of a memory-mapped file costs
@@ -38,7 +38,7 @@ def image_rows(f: _Fits, hdu: _Hdu, start: int = 0, stop: int | None = None) -> 
     naxis = f.int_key(hdu, "NAXIS", lo=0, hi=999)
     if naxis not in (1, 2):
         raise f.error(f"{hdu.label}: expected a 1-D or 2-D image, NAXIS = {naxis}")
-    dtype = np.dtype(_BITPIX_DTYPE[f.int_key(hdu, "BITPIX")])
+    dtype = np.dtype(BITPIX_DTYPE[f.int_key(hdu, "BITPIX")])
     n1 = f.int_key(hdu, "NAXIS1", lo=0)
     n2 = f.int_key(hdu, "NAXIS2", lo=0) if naxis == 2 else 1
     stop = n2 if stop is None else min(stop, n2)
@@ -60,7 +60,7 @@ def image_rows(f: _Fits, hdu: _Hdu, start: int = 0, stop: int | None = None) -> 
     return out[0] if naxis == 1 else out
 
 
-def _compressed_rows(f: _Fits, hdu: _Hdu, start: int, stop: int | None) -> np.ndarray:
+def _compressed_rows(f: FitsFile, hdu: Hdu, start: int, stop: int | None) -> np.ndarray:
     """Rows of a tile-compressed integer image (FITS standard 10.1) stored one row per tile with
     GZIP_1 or GZIP_2: what DESI ``spectra-*`` files do with their ``X_MASK`` images."""
     cmp = hdu.get("ZCMPTYPE", "")
@@ -73,8 +73,8 @@ def _compressed_rows(f: _Fits, hdu: _Hdu, start: int, stop: int | None) -> np.nd
     zbitpix = f.int_key(hdu, "ZBITPIX")
     if zbitpix not in (8, 16, 32, 64):
         raise f.error(f"{hdu.label}: ZBITPIX = {zbitpix}; only compressed integer images are supported")
-    dtype = np.dtype(_BITPIX_DTYPE[zbitpix])
-    table = _Table(f, hdu)
+    dtype = np.dtype(BITPIX_DTYPE[zbitpix])
+    table = BinTable(f, hdu)
     try:
         offset, code, repeat, _ = table.columns["compressed_data"]
     except KeyError:

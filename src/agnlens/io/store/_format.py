@@ -27,7 +27,7 @@ FORMAT_VERSION = 1
 INTEGRITY = "crc32c chunks, all written"
 
 #: The per-pixel arrays of a store, each (n_rows, n_pixels).
-_ARRAYS = ("flux", "ivar", "mask")
+ARRAYS = ("flux", "ivar", "mask")
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9_.\-]+$")
 
 #: Storage of the standard metadata columns (used when a table is empty and cannot tell).
@@ -43,7 +43,7 @@ _CANONICAL_KINDS = {
 }
 
 
-def _checked_codecs() -> dict:
+def checked_codecs() -> dict:
     """Codecs and config of every array: zstd, then a CRC32C checksum of the compressed chunk; every
     chunk written (an absent chunk is then damage, never "all zeros")."""
     from zarr.codecs import Crc32cCodec, ZstdCodec
@@ -51,8 +51,8 @@ def _checked_codecs() -> dict:
     return {"compressors": (ZstdCodec(level=0), Crc32cCodec()), "config": {"write_empty_chunks": True}}
 
 
-class _Checked:
-    """A Zarr array seen through :func:`_read` (what dask reads lazily opened stores through)."""
+class Checked:
+    """A Zarr array seen through :func:`read_checked` (what dask reads lazily opened stores through)."""
 
     def __init__(self, array, path: Path):
         self.array, self.path = array, path
@@ -63,11 +63,11 @@ class _Checked:
         if not isinstance(rows, slice) or rows.step not in (None, 1):
             return np.asarray(self.array[key])
         start, stop, _ = rows.indices(self.shape[0])
-        values = _read(self.array, start, stop, self.path)
+        values = read_checked(self.array, start, stop, self.path)
         return values[(slice(None), *key[1:])] if isinstance(key, tuple) else values
 
 
-def _read(array, start: int, stop: int | None, path) -> np.ndarray:
+def read_checked(array, start: int, stop: int | None, path) -> np.ndarray:
     """Rows ``start:stop`` of a store array; a chunk that fails its checksum or cannot be decoded
     is a :class:`ReadError` naming the store, the array and the chunk."""
     try:
@@ -89,10 +89,10 @@ def _read(array, start: int, stop: int | None, path) -> np.ndarray:
         ) from exc
 
 
-def _check_chunks(group, attrs: dict, path: Path) -> None:
+def check_chunks(group, attrs: dict, path: Path) -> None:
     """Every chunk of the committed rows exists (stores with the integrity marker write all)."""
     n = attrs["n_spectra"]
-    names = [*_ARRAYS, "wavelength"] + [f"meta/{c['array']}" for c in attrs["columns"]]
+    names = [*ARRAYS, "wavelength"] + [f"meta/{c['array']}" for c in attrs["columns"]]
     for name in names:
         array = group[name]
         rows = array.shape[0] if name == "wavelength" else n
@@ -107,7 +107,7 @@ def _check_chunks(group, attrs: dict, path: Path) -> None:
                 )
 
 
-def _check_unique_ids(meta: pd.DataFrame, where: str) -> None:
+def check_unique_ids(meta: pd.DataFrame, where: str) -> None:
     ids = meta["spec_id"].astype(str)
     ids = ids[ids != ""]
     dup = ids[ids.duplicated()].unique().tolist()
@@ -116,7 +116,7 @@ def _check_unique_ids(meta: pd.DataFrame, where: str) -> None:
         raise ValueError(f"{where}: duplicate spec_id(s) {shown}; every spectrum needs its own spec_id")
 
 
-def _column_specs(meta: pd.DataFrame, where: str) -> list[dict]:
+def column_specs(meta: pd.DataFrame, where: str) -> list[dict]:
     """How each metadata column is stored: name, array name, kind, numpy dtype, pandas dtype."""
     specs, used = [], set()
     for i, name in enumerate(meta.columns):
@@ -147,18 +147,18 @@ def _column_specs(meta: pd.DataFrame, where: str) -> list[dict]:
     return specs
 
 
-def _column_entry(columns: list[dict], name: str) -> dict:
+def column_entry(columns: list[dict], name: str) -> dict:
     for c in columns:
         if c["name"] == name:
             return c
     raise KeyError(name)
 
 
-def _zarr_dtype(spec: dict):
+def zarr_dtype(spec: dict):
     return str if spec["kind"] == "str" else np.dtype(spec["dtype"])
 
 
-def _column_values(meta: pd.DataFrame, spec: dict, n: int, where) -> np.ndarray:
+def column_values(meta: pd.DataFrame, spec: dict, n: int, where) -> np.ndarray:
     """The column as the numpy array to store (missing columns get the kind's empty value)."""
     name, kind = spec["name"], spec["kind"]
     if name not in meta.columns:
@@ -187,28 +187,28 @@ def _isna(v) -> bool:
         return False
 
 
-def _block(arr, a: int, b: int, dtype) -> np.ndarray:
+def block_of(arr, a: int, b: int, dtype) -> np.ndarray:
     return np.asarray(arr[a:b]).astype(dtype, copy=False)
 
 
-def _read_column(meta_group, spec: dict, start: int, stop: int, path) -> np.ndarray:
-    return _column_from(meta_group[spec["array"]], spec, start, stop, path)
+def read_column(meta_group, spec: dict, start: int, stop: int, path) -> np.ndarray:
+    return column_from(meta_group[spec["array"]], spec, start, stop, path)
 
 
-def _column_from(array, spec: dict, start: int, stop: int, path) -> np.ndarray:
-    values = _read(array, start, stop, path)
+def column_from(array, spec: dict, start: int, stop: int, path) -> np.ndarray:
+    values = read_checked(array, start, stop, path)
     if spec["kind"] == "str":
         return values.astype(object)
     return values
 
 
-def _read_meta(group, info: dict, start: int, stop: int, path) -> pd.DataFrame:
+def read_meta(group, info: dict, start: int, stop: int, path) -> pd.DataFrame:
     meta_group = group["meta"]
     specs = info["columns"]
-    return _meta_frame({c["name"]: _read_column(meta_group, c, start, stop, path) for c in specs}, specs, stop - start)
+    return meta_frame({c["name"]: read_column(meta_group, c, start, stop, path) for c in specs}, specs, stop - start)
 
 
-def _meta_frame(values: dict, specs: list[dict], n: int) -> pd.DataFrame:
+def meta_frame(values: dict, specs: list[dict], n: int) -> pd.DataFrame:
     data = {}
     for spec in specs:
         series = pd.Series(values[spec["name"]], name=spec["name"])
@@ -221,7 +221,7 @@ def _meta_frame(values: dict, specs: list[dict], n: int) -> pd.DataFrame:
     return pd.DataFrame(data, index=pd.RangeIndex(n))
 
 
-def _is_agnlens_store(path: Path) -> bool:
+def is_agnlens_store(path: Path) -> bool:
     try:
         meta = json.loads((path / "zarr.json").read_text())
     except (OSError, ValueError):
@@ -230,7 +230,7 @@ def _is_agnlens_store(path: Path) -> bool:
     return isinstance(marker, dict) and marker.get("format") == FORMAT_NAME
 
 
-def _current_attrs(path: Path) -> dict:
+def current_attrs(path: Path) -> dict:
     """The committed attributes as they are on disk now (no cache)."""
     try:
         return json.loads((path / "zarr.json").read_text())["attributes"]["agnlens"]
@@ -238,7 +238,7 @@ def _current_attrs(path: Path) -> dict:
         return {}
 
 
-def _open_group(path: Path, mode: Literal["r", "r+"]):
+def open_store_group(path: Path, mode: Literal["r", "r+"]):
     import zarr
 
     if not path.exists():
@@ -270,7 +270,7 @@ def _open_group(path: Path, mode: Literal["r", "r+"]):
         meta_members = set(groups["meta"].array_keys()) if "meta" in groups else None
     except Exception as exc:
         raise ReadError(path, f"cannot list the store's arrays ({type(exc).__name__}: {exc})") from exc
-    missing = [name for name in (*_ARRAYS, "wavelength") if name not in arrays]
+    missing = [name for name in (*ARRAYS, "wavelength") if name not in arrays]
     if meta_members is None:
         missing.append("meta/")
     else:
@@ -278,18 +278,18 @@ def _open_group(path: Path, mode: Literal["r", "r+"]):
     if missing:
         raise ReadError(path, f"agnlens store is missing {', '.join(missing)}; the store is damaged, rewrite it")
     n_pix = arrays["wavelength"].shape[0]
-    for name in _ARRAYS:
+    for name in ARRAYS:
         shape = arrays[name].shape
         if len(shape) != 2 or shape[1] != n_pix or shape[0] < n:
             raise ReadError(
                 path, f"array {name!r} has shape {shape}, expected at least ({n}, {n_pix}); the store is damaged"
             )
     if attrs.get("integrity") == INTEGRITY:
-        _check_chunks(group, attrs, path)
+        check_chunks(group, attrs, path)
     return group, attrs
 
 
-def _check_chunk_size(chunk_size) -> int:
+def check_chunk_size(chunk_size) -> int:
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1:
         raise ValueError(f"chunk_size must be a positive integer (spectra per chunk), got {chunk_size!r}")
     return int(chunk_size)

@@ -31,7 +31,7 @@ class ResultsFolderError(AgnlensError, ValueError):
 # formatting helpers (also registered as Jinja filters)
 
 
-def _finite(x: Any) -> float | None:
+def finite_or_none(x: Any) -> float | None:
     try:
         v = float(x)
     except (TypeError, ValueError):
@@ -39,9 +39,9 @@ def _finite(x: Any) -> float | None:
     return v if math.isfinite(v) else None
 
 
-def _opposite_signs(a: Any, b: Any) -> bool:
+def opposite_signs(a: Any, b: Any) -> bool:
     """Both finite numbers, one positive and one negative."""
-    x, y = _finite(a), _finite(b)
+    x, y = finite_or_none(a), finite_or_none(b)
     return x is not None and y is not None and x * y < 0
 
 
@@ -53,7 +53,7 @@ def fmt(x: Any, digits: int = 3) -> str:
         return "yes" if x else "no"
     if isinstance(x, (int, np.integer)):
         return f"{int(x):,}"
-    v = _finite(x)
+    v = finite_or_none(x)
     if v is None:
         return "—" if isinstance(x, (float, np.floating)) or str(x).lower() in ("", "nan", "none") else str(x)
     return f"{v:.{digits}f}"
@@ -63,7 +63,7 @@ def fmt_g(x: Any, digits: int = 3) -> str:
     """A number with ``digits`` significant figures (for C, γ, errors), or "—"."""
     if x is None:
         return "—"
-    v = _finite(x)
+    v = finite_or_none(x)
     if v is None:
         return "—" if str(x).lower() in ("", "nan", "none") else str(x)
     if v != 0 and (abs(v) < 1e-3 or abs(v) >= 1e6):
@@ -77,7 +77,7 @@ def fmt_ci(ci: Any, digits: int = 3) -> str:
     """A 95 % interval as "[lo, hi]", or "" when missing."""
     if not isinstance(ci, (list, tuple)) or len(ci) != 2:
         return ""
-    lo, hi = (_finite(v) for v in ci)
+    lo, hi = (finite_or_none(v) for v in ci)
     if lo is None or hi is None:
         return ""
     return f"[{lo:.{digits}f}, {hi:.{digits}f}]"
@@ -85,7 +85,7 @@ def fmt_ci(ci: Any, digits: int = 3) -> str:
 
 def fmt_s(x: Any) -> str:
     """Seconds, with sensible precision."""
-    v = _finite(x)
+    v = finite_or_none(x)
     if v is None:
         return "—"
     if v >= 100:
@@ -104,7 +104,7 @@ def class_name(label: Any) -> str:
 # reading the folder
 
 
-def _read_metrics(folder: Path) -> dict:
+def read_metrics(folder: Path) -> dict:
     path = folder / "metrics.json"
     if not path.is_file():
         raise ResultsFolderError(
@@ -125,7 +125,7 @@ def _read_metrics(folder: Path) -> dict:
     return metrics
 
 
-def _read_csv(folder: Path, name: str | Path) -> pd.DataFrame | None:
+def read_frame(folder: Path, name: str | Path) -> pd.DataFrame | None:
     path = folder / name
     if not path.is_file():
         logger.info("report: %s not found, section marked as not computed", path)
@@ -137,13 +137,13 @@ def _read_csv(folder: Path, name: str | Path) -> pd.DataFrame | None:
         return None
 
 
-def _as_bool(series: pd.Series) -> np.ndarray:
+def as_bool(series: pd.Series) -> np.ndarray:
     if series.dtype == bool:
         return series.to_numpy()
     return series.astype(str).str.strip().str.lower().isin(["true", "1", "1.0", "yes"]).to_numpy()
 
 
-def _section(mapping: Any, key: str) -> dict:
+def section_of(mapping: Any, key: str) -> dict:
     """``mapping[key]`` when that is a dict, else an empty one (a metrics.json may lack any section)."""
     value = mapping.get(key) if isinstance(mapping, dict) else None
     return value if isinstance(value, dict) else {}
@@ -182,7 +182,7 @@ def _palette(im):
     return im.convert("RGB").quantize(colors=256, method=Image.Quantize.MAXCOVERAGE, dither=Image.Dither.NONE)
 
 
-def _figure(folder: Path, rel: str | Path, max_width: int = 900, palette: bool = True) -> dict | None:
+def embed_figure(folder: Path, rel: str | Path, max_width: int = 900, palette: bool = True) -> dict | None:
     """A figure of the folder as a data URI; ``rel`` a name inside it or a path under it."""
     path = (folder / rel).resolve()
     if not path.is_relative_to(folder.resolve()) or not path.is_file():
@@ -195,22 +195,20 @@ def _figure(folder: Path, rel: str | Path, max_width: int = 900, palette: bool =
     return {"src": uri, "width": w, "height": h, "name": rel}
 
 
-def _tuning_figure(tuning: pd.DataFrame, title: str) -> dict:
+def tuning_figure(tuning: pd.DataFrame, title: str) -> dict:
     """Validation F1 against C, drawn here from the search table (the results folder has no such figure)."""
     from matplotlib.figure import Figure
     from PIL import Image
 
     from agnlens.plot.metrics import plot_tuning
+    from agnlens.plot.save import figure_png
 
     n_groups = len(tuning.drop_duplicates([c for c in ("kernel", "gamma", "degree", "class_weight") if c in tuning]))
     wide = n_groups > 14  # two legend columns
     fig = Figure(figsize=(9.6 if wide else 8.0, 4.2))  # fixed margins: constrained layout would double the cost
     fig.subplots_adjust(left=0.08, right=0.52 if wide else 0.62, bottom=0.12, top=0.92)
     plot_tuning(tuning, ax=fig.add_subplot(), title=title)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90)
-    buf.seek(0)
-    with Image.open(buf) as opened:
+    with Image.open(io.BytesIO(figure_png(fig, dpi=90))) as opened:
         im = _palette(opened)
         out = io.BytesIO()
         im.save(out, format="PNG", compress_level=6)
@@ -219,6 +217,6 @@ def _tuning_figure(tuning: pd.DataFrame, title: str) -> dict:
             "width": w, "height": h, "name": "tuning figure"}
 
 
-def _records(frame: pd.DataFrame) -> list[dict]:
+def records_of(frame: pd.DataFrame) -> list[dict]:
     return [{k: (None if (isinstance(v, float) and not math.isfinite(v)) else v) for k, v in row.items()}
             for row in frame.to_dict(orient="records")]

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from agnlens.classes import CLASSES
 from agnlens.results import ResultsFolder
 
 #: Columns of the applicability check written by ``classify`` (shown when present).
@@ -45,8 +46,8 @@ def _read(folder: Path, name: str | Path) -> pd.DataFrame | None:
         return None
 
 
-def _cell(row: dict, col: str) -> str:
-    from agnlens.report.folder import class_name, fmt
+def cell_text(row: dict, col: str) -> str:
+    from agnlens.report._folder import class_name, fmt
 
     v = row.get(col)
     if v is None or (isinstance(v, float) and not np.isfinite(v)):
@@ -63,12 +64,12 @@ def _cell(row: dict, col: str) -> str:
 
 
 def _measure_rows(table: pd.DataFrame, first: list[str]) -> dict:
-    from agnlens.report.folder import _records
+    from agnlens.report._folder import records_of
 
     cols = [c for c in first if c in table] + [c for c in MEASURE_HEADINGS if c in table]
     heads = {"spec_id": "spectrum", "label": "label", "predicted_label": "SVM", "p_max": "p(SVM)",
              "agrees_with_baseline": "agrees"} | MEASURE_HEADINGS
-    rows = [[_cell(r, c) for c in cols] for r in _records(table.head(_MAX_ROWS))]
+    rows = [[cell_text(r, c) for c in cols] for r in records_of(table.head(_MAX_ROWS))]
     return {"columns": [heads.get(c, c) for c in cols], "rows": rows, "n": len(table),
             "n_shown": min(len(table), _MAX_ROWS)}
 
@@ -76,21 +77,21 @@ def _measure_rows(table: pd.DataFrame, first: list[str]) -> dict:
 def physics_context(metrics: dict, folder: Path) -> dict:
     """Context of the physics section (see the module docstring)."""
     from agnlens.models.baseline import rules
-    from agnlens.report.folder import _figure, _section
+    from agnlens.report._folder import embed_figure, section_of
 
-    s = _section(metrics, "saliency")
+    s = section_of(metrics, "saliency")
     measured = _read(folder, ResultsFolder(folder).measurements)
     ctx: dict[str, Any] = {"rules": rules(), "measurements": None, "agreement": s.get("baseline_agreement"),
                            "cw_test": s.get("centre_wings_test"),
-                           "class_saliency": _figure(folder, ResultsFolder(folder).figure("class_saliency")),
-                           "tsne_physics": _figure(folder, ResultsFolder(folder).figure("tsne_physics"),
+                           "class_saliency": embed_figure(folder, ResultsFolder(folder).figure("class_saliency")),
+                           "tsne_physics": embed_figure(folder, ResultsFolder(folder).figure("tsne_physics"),
                                                    max_width=1000),
                            "by_subtype": None}
     if measured is not None and len(measured):
         ctx["measurements"] = _measure_rows(measured, ["spec_id", "agrees_with_baseline"])
-    sub = _section(metrics, "multiclass").get("intermediate_by_subtype")
+    sub = section_of(metrics, "multiclass").get("intermediate_by_subtype")
     if isinstance(sub, dict) and sub:
-        classes = ["type1", "type2", "intermediate"]
+        classes = list(CLASSES)
         ctx["by_subtype"] = {"classes": classes, "rows": [{"subtype": k, "n": sum(v.values()),
                                                            "cells": [v.get(c, 0) for c in classes]}
                                                           for k, v in sub.items()]}
@@ -100,7 +101,7 @@ def physics_context(metrics: dict, folder: Path) -> dict:
 
 def real_context(metrics: dict, folder: Path) -> dict:
     """Context of the real-data section (see the module docstring)."""
-    from agnlens.report.folder import _as_bool, _figure
+    from agnlens.report._folder import as_bool, embed_figure
 
     r = metrics.get("real")
     table = _read(folder, ResultsFolder(folder).real.predictions)
@@ -112,14 +113,14 @@ def real_context(metrics: dict, folder: Path) -> dict:
     table = table.assign(p_max=table[pcols].max(axis=1) if pcols else np.nan)
     ctx.update(source=r.get("source") or "", n=len(table), per_label=r.get("per_label") or [], classes=classes,
                cw=r.get("centre_wings_type1"), measure_grid=r.get("measure_grid"),
-               thumbnails=_figure(folder, ResultsFolder(folder).real.figure("thumbnails"), max_width=1000))
+               thumbnails=embed_figure(folder, ResultsFolder(folder).real.figure("thumbnails"), max_width=1000))
     trust = [c for c in TRUST_COLUMNS if c in table]
     ctx["trust_computed"] = len(trust) == len(TRUST_COLUMNS)
     flagged = []
     for rec in table.to_dict(orient="records"):
         reasons = []
         if ctx["trust_computed"]:
-            if not _as_bool(pd.Series([rec.get("applicable")]))[0]:
+            if not as_bool(pd.Series([rec.get("applicable")]))[0]:
                 reasons.append("not applicable")
             if isinstance(rec.get("flags"), str) and rec["flags"]:
                 reasons.append(rec["flags"].replace(";", ", "))
@@ -141,7 +142,7 @@ def real_context(metrics: dict, folder: Path) -> dict:
                                       "predicted": str(rec.get("predicted_label", "")),
                                       "baseline": str(rec.get("baseline_label", "") or ""),
                                       "subtype": str(rec.get("subtype", "") or ""),
-                                      "p": rec.get("p_max"), "figure": _figure(folder, rel, max_width=700)})
+                                      "p": rec.get("p_max"), "figure": embed_figure(folder, rel, max_width=700)})
     ctx["disagreements"] = disagreements
     ctx["n_explainable"] = int(r.get("n_explainable") or len(disagreements))
     ctx["measurements"] = _measure_rows(table, ["spec_id", "label", "predicted_label", "p_max", "agrees_with_baseline"])

@@ -22,9 +22,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from agnlens.report.folder import ResultsFolderError, _as_bool, _figure, _finite, _records, class_name
-from agnlens.report.physics import MEASURE_HEADINGS, _cell
-from agnlens.report.tsne_map import map_context
+from agnlens.report._folder import ResultsFolderError, as_bool, class_name, embed_figure, finite_or_none, records_of
+from agnlens.report._physics import MEASURE_HEADINGS, cell_text
+from agnlens.report._tsne_map import map_context
 from agnlens.results import ResultsFolder
 
 #: What each kind of folder is, as the page says it.
@@ -120,14 +120,14 @@ def flag_reasons(row: dict) -> str:
     why = str(row.get("agn_check") or "")
     if "not-agn" in codes and why in NOT_AGN_REASONS:  # which of the two not-agn cases it is
         reasons[codes.index("not-agn")] = f"not-agn: {why}; the models only know AGN"
-    z = _finite(row.get("z_offset_kms"))
+    z = finite_or_none(row.get("z_offset_kms"))
     if "redshift-offset" in codes and z is not None:
         reasons[codes.index("redshift-offset")] += f" ({z:+,.0f} km/s)"
     return "; ".join(reasons)
 
 
 def _probability(row: dict, cls: str) -> str:
-    p, err = _finite(row.get(f"p_{cls}")), _finite(row.get(f"p_{cls}_err"))
+    p, err = finite_or_none(row.get(f"p_{cls}")), finite_or_none(row.get(f"p_{cls}_err"))
     if p is None:
         return "—"
     return f"{p:.2f}" + (f" ± {err:.2f}" if err is not None else "")
@@ -142,14 +142,14 @@ def table_context(table: pd.DataFrame, figure_ids: dict[str, str]) -> dict:
     columns = (["spectrum"] + (["catalogue label"] if labelled else []) + ["predicted"]
                + [f"p({class_name(c)})" for c in classes] + ["applicable", "flags"]
                + (["grid"] if several_grids else []) + [MEASURE_HEADINGS[c] for c in measures])
-    applicable = _as_bool(table["applicable"]) if "applicable" in table else np.ones(len(table), bool)
+    applicable = as_bool(table["applicable"]) if "applicable" in table else np.ones(len(table), bool)
     rows = []
-    for rec, ok in zip(_records(table.head(MAX_ROWS)), applicable):
+    for rec, ok in zip(records_of(table.head(MAX_ROWS)), applicable):
         sid = str(rec["spec_id"])
         cells = ([rec.get("label") and class_name(rec["label"]) or "—"] if labelled else []) + [
             class_name(rec["predicted_label"])] + [_probability(rec, c) for c in classes] + [
             "yes" if ok else "no", flag_reasons(rec) or "—"] + (
-            [str(rec.get("grid") or "—")] if several_grids else []) + [_cell(rec, c) for c in measures]
+            [str(rec.get("grid") or "—")] if several_grids else []) + [cell_text(rec, c) for c in measures]
         known = labelled and rec.get("label") in classes
         rows.append({"spec_id": sid, "figure": figure_ids.get(sid), "cells": cells, "flagged": not ok,
                      "contradicts": bool(known and rec["label"] != rec["predicted_label"])})
@@ -172,8 +172,8 @@ def contributions_context(folder: Path) -> list[dict]:
             out.append({
                 "spec_id": str(sid), "predicted": class_name(first.get("predicted_label", "")),
                 "target": class_name(first.get("target_class", first.get("predicted_label", ""))),
-                "parts": [{"part": str(r["part"]), "value": _finite(r["contribution"]),
-                           "share": _finite(r["share"]) if "share" in r else None} for _, r in top.iterrows()],
+                "parts": [{"part": str(r["part"]), "value": finite_or_none(r["contribution"]),
+                           "share": finite_or_none(r["share"]) if "share" in r else None} for _, r in top.iterrows()],
             })
     return out
 
@@ -183,14 +183,14 @@ def gallery_context(folder: Path, table: pd.DataFrame | None, max_gallery: int) 
     items: list[dict[str, Any]] = []
     n_without = n_left_out = 0
     method = ""
-    by_id = {} if table is None else {str(r["spec_id"]): r for r in _records(table)}
+    by_id = {} if table is None else {str(r["spec_id"]): r for r in records_of(table)}
     for k, part in enumerate(parts(folder)):
         results = ResultsFolder(part)
         index = read_table(results.saliency_index)
         if index is None or "spec_id" not in index:
             continue
         method = method or _saliency_method(results)
-        for i, row in enumerate(_records(index)):
+        for i, row in enumerate(records_of(index)):
             sid = str(row["spec_id"])
             path = results.saliency_figure(sid, i)
             if not path.is_file():
@@ -199,13 +199,13 @@ def gallery_context(folder: Path, table: pd.DataFrame | None, max_gallery: int) 
             if len(items) >= max_gallery:
                 n_left_out += 1
                 continue
-            fig = _figure(folder, path.relative_to(folder), max_width=900)
+            fig = embed_figure(folder, path.relative_to(folder), max_width=900)
             rec = by_id.get(sid, {})
             predicted = row.get("predicted_label", row.get("predicted", ""))
             items.append({"id": f"sal-{k}-{i}", "spec_id": sid, "figure": fig,
                           "label": class_name(row.get("label", "")), "predicted": class_name(predicted),
                           "target": class_name(row.get("target_class", "")),
-                          "p": _finite(row.get("p_target")), "note": flag_reasons(rec),
+                          "p": finite_or_none(row.get("p_target")), "note": flag_reasons(rec),
                           "grid": part.name.removeprefix("grid-") if part != folder else ""})
     return {"figures": items, "n_without_figure": n_without, "n_left_out": n_left_out, "method": method,
             "figure_ids": {it["spec_id"]: it["id"] for it in items if it["figure"] is not None}}
@@ -220,9 +220,9 @@ def baseline_context(table: pd.DataFrame | None, figure_ids: dict[str, str]) -> 
     disagree = compared & (base != table["predicted_label"].astype(str))
     rows = [{"spec_id": str(r["spec_id"]), "figure": figure_ids.get(str(r["spec_id"])),
              "label": class_name(r.get("label") or "—"), "predicted": class_name(r["predicted_label"]),
-             "p": _finite(r.get(f"p_{r['predicted_label']}")), "baseline": class_name(r["baseline_label"]),
-             "subtype": str(r.get("subtype") or "—"), "fwhm": _cell(r, "hb_fwhm_broad"), "flags": flag_reasons(r)}
-            for r in _records(table[disagree])]
+             "p": finite_or_none(r.get(f"p_{r['predicted_label']}")), "baseline": class_name(r["baseline_label"]),
+             "subtype": str(r.get("subtype") or "—"), "fwhm": cell_text(r, "hb_fwhm_broad"), "flags": flag_reasons(r)}
+            for r in records_of(table[disagree])]
     return {"n": len(table), "n_compared": int(compared.sum()), "n_agree": int((compared & ~disagree).sum()),
             "rows": rows}
 
@@ -256,7 +256,7 @@ def spectra_context(folder: Path, kind: str, max_gallery: int) -> dict[str, Any]
     n_flagged = 0
     if table is not None:
         counts = {class_name(k): int(v) for k, v in table["predicted_label"].value_counts().items()}
-        n_flagged = int((~_as_bool(table["applicable"])).sum()) if "applicable" in table else 0
+        n_flagged = int((~as_bool(table["applicable"])).sum()) if "applicable" in table else 0
     models = models_context(folder)
     grids = set(table["grid"]) if table is not None and "grid" in table else set()
     if grids & {m["grid"] for m in models}:  # the models that classified a spectrum here, not every one resolved
@@ -281,7 +281,7 @@ def spectra_page(folder: Path, kind: str, max_gallery: int) -> dict:
     ctx["map"], ctx["map_grid"], ctx["map_others"] = None, "", []
     if maps:
         def n_explained(item):
-            return int(_as_bool(item[1]["explained"]).sum()) if "explained" in item[1] else len(item[1])
+            return int(as_bool(item[1]["explained"]).sum()) if "explained" in item[1] else len(item[1])
 
         maps.sort(key=n_explained, reverse=True)
         part, embedding = maps[0]

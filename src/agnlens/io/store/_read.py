@@ -1,6 +1,6 @@
 """Reading a store: the whole of it (eagerly or lazily on Dask), a block of rows, its chunks and a summary.
 
-Written by :mod:`agnlens.io.store`; the layout and checks are in :mod:`agnlens.io.store_format`.
+Written by :mod:`agnlens.io.store._write`; the layout is described in :mod:`agnlens.io.store`.
 """
 
 from __future__ import annotations
@@ -17,18 +17,18 @@ import pandas as pd
 
 from agnlens.errors import ReadError
 from agnlens.grid import Grid, grid_for
-from agnlens.io.store_format import (
-    _ARRAYS,
+from agnlens.io.store._format import (
+    ARRAYS,
     FORMAT_VERSION,
-    _check_chunk_size,  # noqa: F401  (FORMAT_*, INTEGRITY: re-exported)
-    _Checked,
-    _column_entry,
-    _column_from,
-    _meta_frame,
-    _open_group,
-    _read,
-    _read_column,
-    _read_meta,
+    Checked,
+    check_chunk_size,
+    column_entry,
+    column_from,
+    meta_frame,
+    open_store_group,
+    read_checked,
+    read_column,
+    read_meta,
 )
 from agnlens.spectra import SpectrumSet
 
@@ -65,24 +65,24 @@ def open_store(path: str | os.PathLike, *, lazy: bool = True) -> SpectrumSet:
         format version).
     """
     path = Path(path)
-    group, info = _open_group(path, mode="r")
+    group, info = open_store_group(path, mode="r")
     n = info["n_spectra"]
     if lazy:
         import dask.array as da
 
         data = {
             name: da.from_array(
-                _Checked(group[name], path), chunks=group[name].chunks, asarray=True, lock=False,
+                Checked(group[name], path), chunks=group[name].chunks, asarray=True, lock=False,
                 name=f"agnlens-store-{info.get('uid') or uuid.uuid4().hex}-{name}",
             )[:n]
-            for name in _ARRAYS
+            for name in ARRAYS
         }
     else:
-        data = {name: _read(group[name], 0, n, path) for name in _ARRAYS}
-    grid = store_grid(info, _read(group["wavelength"], 0, None, path), path)
+        data = {name: read_checked(group[name], 0, n, path) for name in ARRAYS}
+    grid = store_grid(info, read_checked(group["wavelength"], 0, None, path), path)
     return SpectrumSet(
         wavelength=grid.wavelength,
-        meta=_read_meta(group, info, 0, n, path),
+        meta=read_meta(group, info, 0, n, path),
         grid=grid,
         provenance=info["provenance"],
         **data,
@@ -140,11 +140,11 @@ def read_rows(
     grid = handles["grid"]
     return SpectrumSet(
         wavelength=grid.wavelength,
-        flux=_read(handles["flux"], start, stop, path),
-        ivar=_read(handles["ivar"], start, stop, path),
-        mask=_read(handles["mask"], start, stop, path),
-        meta=_meta_frame(
-            {c["name"]: _column_from(handles["meta/" + c["array"]], c, start, stop, path) for c in specs},
+        flux=read_checked(handles["flux"], start, stop, path),
+        ivar=read_checked(handles["ivar"], start, stop, path),
+        mask=read_checked(handles["mask"], start, stop, path),
+        meta=meta_frame(
+            {c["name"]: column_from(handles["meta/" + c["array"]], c, start, stop, path) for c in specs},
             specs, stop - start,
         ),
         grid=grid,
@@ -174,9 +174,9 @@ def _cached_handles(path: Path) -> tuple[dict, dict]:
         and attrs.get("version") == FORMAT_VERSION
     ):
         return cached[1], attrs
-    group, attrs = _open_group(path, mode="r")  # full validation, clear errors
-    handles = {name: group[name] for name in _ARRAYS}
-    handles["grid"] = store_grid(attrs, _read(group["wavelength"], 0, None, path), path)
+    group, attrs = open_store_group(path, mode="r")  # full validation, clear errors
+    handles = {name: group[name] for name in ARRAYS}
+    handles["grid"] = store_grid(attrs, read_checked(group["wavelength"], 0, None, path), path)
     meta_group = group["meta"]
     for c in attrs["columns"]:
         handles["meta/" + c["array"]] = meta_group[c["array"]]
@@ -194,8 +194,8 @@ def store_chunks(path: str | os.PathLike, chunk_size: int | None = None) -> list
         Rows per range; default the store's chunk size. Use a multiple of it so that no two
         ranges share a Zarr chunk.
     """
-    _, info = _open_group(Path(path), mode="r")
-    size = info["chunk_size"] if chunk_size is None else _check_chunk_size(chunk_size)
+    _, info = open_store_group(Path(path), mode="r")
+    size = info["chunk_size"] if chunk_size is None else check_chunk_size(chunk_size)
     n = info["n_spectra"]
     return [(a, min(a + size, n)) for a in range(0, n, size)]
 
@@ -212,12 +212,12 @@ def store_info(path: str | os.PathLike) -> dict[str, Any]:
         (changes with every write and append), ``columns`` (metadata column names).
     """
     path = Path(path)
-    group, info = _open_group(path, mode="r")
+    group, info = open_store_group(path, mode="r")
     n = info["n_spectra"]
-    labels = _read_column(group["meta"], _column_entry(info["columns"], "label"), 0, n, path)
+    labels = read_column(group["meta"], column_entry(info["columns"], "label"), 0, n, path)
     counts = pd.Series(labels, dtype=object).value_counts()
     prov = info["provenance"]
-    grid = store_grid(info, _read(group["wavelength"], 0, None, path), path).describe()
+    grid = store_grid(info, read_checked(group["wavelength"], 0, None, path), path).describe()
     return {
         "path": str(path),
         "n_spectra": int(n),

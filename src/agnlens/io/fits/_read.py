@@ -45,7 +45,7 @@ _QUOTED_TFORM_RE = re.compile(r"\s*'\s*(\d*)([LXBIJKAEDCMPQ])[^']*'(?!')")
 _QUOTED_NAME_RE = re.compile(r"\s*'([^']*)'(?!')")
 _TFORM_SIZE = {"L": 1, "B": 1, "I": 2, "J": 4, "K": 8, "A": 1, "E": 4, "D": 8, "C": 8, "M": 16, "P": 8, "Q": 16}
 _TFORM_DTYPE = {"L": "i1", "B": "u1", "I": ">i2", "J": ">i4", "K": ">i8", "E": ">f4", "D": ">f8"}
-_BITPIX_DTYPE = {8: "u1", 16: ">i2", 32: ">i4", 64: ">i8", -32: ">f4", -64: ">f8"}
+BITPIX_DTYPE = {8: "u1", 16: ">i2", 32: ">i4", 64: ">i8", -32: ">f4", -64: ">f8"}
 
 
 class _Undefined:
@@ -81,7 +81,7 @@ def _parse_value(raw: str) -> Any:
     raise ValueError(f"unreadable value {v[:20]!r}")
 
 
-class _Hdu:
+class Hdu:
     """One header-data unit: raw header cards and where its data lie."""
 
     __slots__ = ("index", "cards", "data_start", "data_size", "end", "_values")
@@ -134,32 +134,32 @@ class _Hdu:
         return v
 
 
-class _Fits:
+class FitsFile:
     """Walk the HDUs of a FITS file held in memory (``bytes``), parsing headers on demand."""
 
     def __init__(self, data: bytes, source: str):
         self.data = data
         self.source = source
-        self.hdus: list[_Hdu] = []
+        self.hdus: list[Hdu] = []
         self._done = False
 
     def error(self, reason: str) -> ReadError:
         return ReadError(self.source, reason)
 
-    def hdu(self, index: int) -> _Hdu | None:
+    def hdu(self, index: int) -> Hdu | None:
         """The HDU number ``index`` (0 = primary), or None when the file has fewer HDUs."""
         while len(self.hdus) <= index and not self._done:
             self._read_next()
         return self.hdus[index] if index < len(self.hdus) else None
 
-    def primary(self) -> _Hdu:
+    def primary(self) -> Hdu:
         """The primary HDU (a damaged header raises :class:`ReadError`, as does an empty file)."""
         hdu = self.hdu(0)
         if hdu is None:
             raise self.error("not a FITS file (it is empty)")
         return hdu
 
-    def find(self, names: tuple[str, ...]) -> _Hdu | None:
+    def find(self, names: tuple[str, ...]) -> Hdu | None:
         """The first HDU whose EXTNAME is one of ``names``."""
         i = 0
         while True:
@@ -207,16 +207,16 @@ class _Fits:
                 break
         else:
             raise self.error(f"HDU {index} header has no END card")
-        hdu = _Hdu(index, cards, pos)
+        hdu = Hdu(index, cards, pos)
         if index == 0 and hdu.get("SIMPLE") is not True:
             raise self.error("not a FITS file (SIMPLE is not T)")
         hdu.data_size = self._data_size(hdu)
         hdu.end = pos + -(-hdu.data_size // _BLOCK) * _BLOCK
         self.hdus.append(hdu)
 
-    def _data_size(self, hdu: _Hdu) -> int:
+    def _data_size(self, hdu: Hdu) -> int:
         bitpix = self.int_key(hdu, "BITPIX")
-        if bitpix not in _BITPIX_DTYPE:
+        if bitpix not in BITPIX_DTYPE:
             raise self.error(f"{hdu.label}: BITPIX = {bitpix}, expected one of 8, 16, 32, 64, -32, -64")
         naxis = self.int_key(hdu, "NAXIS", lo=0, hi=999)
         if naxis == 0:
@@ -228,7 +228,7 @@ class _Fits:
         gcount = self.int_key(hdu, "GCOUNT", default=1, lo=0)
         return abs(bitpix) // 8 * gcount * (pcount + n)
 
-    def int_key(self, hdu: _Hdu, key: str, *, default: int | None = None, lo: int | None = None,
+    def int_key(self, hdu: Hdu, key: str, *, default: int | None = None, lo: int | None = None,
                 hi: int | None = None) -> int:
         v = hdu.value(key, self.source)
         if v is None or v is _Undefined:
@@ -241,7 +241,7 @@ class _Fits:
             raise self.error(f"{hdu.label}: header keyword {key} = {v} is out of range")
         return v
 
-    def float_key(self, hdu: _Hdu, key: str, *, default: float | None = None) -> float:
+    def float_key(self, hdu: Hdu, key: str, *, default: float | None = None) -> float:
         v = hdu.value(key, self.source)
         if v is None or v is _Undefined:
             if default is not None:
@@ -259,7 +259,7 @@ class _Fits:
             i += 1
         return i
 
-    def data_bytes(self, hdu: _Hdu, nbytes: int | None = None) -> memoryview:
+    def data_bytes(self, hdu: Hdu, nbytes: int | None = None) -> memoryview:
         """The first ``nbytes`` (default all) of the HDU's data; ReadError if the file ends early."""
         n = hdu.data_size if nbytes is None else nbytes
         if hdu.data_start + n > len(self.data):
@@ -267,10 +267,10 @@ class _Fits:
         return memoryview(self.data)[hdu.data_start : hdu.data_start + n]
 
 
-class _Table:
+class BinTable:
     """Column access to a binary table HDU, reading only the requested fields."""
 
-    def __init__(self, f: _Fits, hdu: _Hdu):
+    def __init__(self, f: FitsFile, hdu: Hdu):
         self.f, self.hdu = f, hdu
         xt = hdu.get("XTENSION", "")
         if not isinstance(xt, str) or xt.strip() != "BINTABLE":
@@ -389,7 +389,7 @@ class _Table:
             return out * tscal + tzero
 
 
-def _load(path: str | os.PathLike | IO[bytes], max_bytes: int = MAX_GUNZIP_BYTES) -> tuple[bytes, str]:
+def load_bytes(path: str | os.PathLike | IO[bytes], max_bytes: int = MAX_GUNZIP_BYTES) -> tuple[bytes, str]:
     """The file's bytes (gunzipped if needed, to at most ``max_bytes``) and the name for messages.
 
     An uncompressed file larger than :data:`MAP_BYTES` comes back memory-mapped (read-only, sliced
@@ -465,14 +465,14 @@ def sniff_fits(path: str | os.PathLike | IO[bytes]) -> str:
     ReadError
         If the file starts like FITS but its primary or first extension header is damaged.
     """
-    data, source = _load(path)
-    return _sniff(data, source)
+    data, source = load_bytes(path)
+    return sniff_bytes(data, source)
 
 
-def _sniff(data: bytes, source: str) -> str:
+def sniff_bytes(data: bytes, source: str) -> str:
     if data[:9] != b"SIMPLE  =":
         return "other"
-    f = _Fits(data, source)
+    f = FitsFile(data, source)
     # A damaged structure raises ReadError here, with a better reason than any fallback reader.
     primary = f.primary()
     if primary.has("COEFF0") and primary.get("NAXIS") == 2:
@@ -487,7 +487,7 @@ def _sniff(data: bytes, source: str) -> str:
     return "fits"
 
 
-def _looks_like_coadd(hdu: _Hdu) -> bool:
+def _looks_like_coadd(hdu: Hdu) -> bool:
     names = set()
     for key in hdu.cards:
         if key.startswith("TTYPE"):
