@@ -12,6 +12,7 @@ stderr; ``-v`` adds the traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import logging
 import sys
@@ -93,7 +94,9 @@ def main(argv: list[str] | None = None) -> int:
     _setup_logging(args.verbose, args.quiet)
     args.progress = not args.quiet and sys.stderr.isatty()
     try:
-        return int(args.run(args))
+        # what a command holds until it returns (its output's lock: cli._common.claim_output)
+        with contextlib.ExitStack() as args.resources:
+            return int(args.run(args))
     except (AgnlensError, ValueError, TypeError, OSError, RuntimeError) as exc:
         # the library's word on bad input or a failed run: one line; -v adds the traceback
         if args.verbose:

@@ -26,15 +26,17 @@ def add_parser(sub) -> None:
     p.add_argument("--repeats", type=int, default=5, metavar="N", help="cross-validation repeats (default 5)")
     p.add_argument("--per-real", type=int, default=1, metavar="N", help="simulated twins per real spectrum (default 1)")
     p.add_argument("--seed", type=int, default=0, help="simulator and cross-validation seed")
+    from agnlens.cli._common import add_overwrite_argument
+
+    add_overwrite_argument(p, "--out folder")
     p.set_defaults(run=run)
 
 
 def run(args) -> int:
     import sys
-    from pathlib import Path
 
     from agnlens.atomic import atomic_path
-    from agnlens.cli._common import report_rejections
+    from agnlens.cli._common import claim_output, report_rejections
     from agnlens.errors import UsageError
     from agnlens.ingest import read_inputs
     from agnlens.realism import REALISM_GRID, realism
@@ -44,9 +46,7 @@ def run(args) -> int:
             f"--folds must be at least 2, --repeats and --per-real at least 1 (got {args.folds}, "
             f"{args.repeats}, {args.per_real})"
         )
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"--out {out} exists and is not a folder; give a folder for realism.json and realism.png")
+    out = claim_output(args, [*args.inputs, args.labels], folder=True)
     spectra, rejected = read_inputs(args.inputs, grid=REALISM_GRID, labels=args.labels)
     report_rejections("realism", rejected)
     if not len(spectra):
