@@ -352,7 +352,11 @@ def _foreign_lock(lock_file: Path, path: Path, deadline: float, timeout: float) 
     while True:
         try:
             fd = os.open(lock_file, os.O_RDONLY | os.O_NOFOLLOW)
-        except FileNotFoundError:
+        except FileNotFoundError:  # gone since: try again; or the folder itself refuses a new file
+            if time.monotonic() >= deadline:
+                raise BlockingIOError(errno.EACCES, f"{lock_file}: the lock file of {path} cannot be created "
+                                      "(Permission denied): write the output in a folder you may write to") from None
+            time.sleep(0.05)
             return
         except OSError as exc:
             raise BlockingIOError(exc.errno, f"{lock_file}: the lock file of {path} cannot be opened "

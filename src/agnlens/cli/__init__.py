@@ -75,10 +75,20 @@ def _setup_logging(verbose: bool, quiet: bool) -> None:
     root = logging.getLogger("agnlens")
     root.handlers.clear()
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(message)s"))
+    handler.setFormatter(_OneLineFormatter("%(message)s"))
     root.addHandler(handler)
     root.setLevel(level)
     root.propagate = False
+
+
+class _OneLineFormatter(logging.Formatter):
+    """Each log message on one line: control characters of file names in it escaped, so that a
+    newline in a name cannot print a line that reads like agnlens's own."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        from agnlens.atomic import shown
+
+        return shown(super().formatMessage(record))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -233,8 +233,10 @@ def unique_inputs(command: str, inputs: Sequence[str]) -> list[str]:
             continue
         seen[key] = item
     if repeated:
+        from agnlens.atomic import shown
+
         print(
-            f"agnlens {command}: warning: inputs given more than once, used once: {', '.join(repeated)}",
+            f"agnlens {command}: warning: inputs given more than once, used once: {shown(', '.join(repeated))}",
             file=sys.stderr,
         )
     return list(seen.values())

@@ -330,8 +330,8 @@ def _roll_back(path: Path, n_old: int, new_ids: np.ndarray, before: list[tuple[i
             stop = min(n_old + b, n_rows)
             if stop <= n_old + a:
                 continue
-            now = np.asarray(group["meta"][ids_array][n_old + a : stop]).astype(str)
-            ours = np.flatnonzero(now == new_ids[a : stop - n_old])
+            now = [str(v) for v in np.asarray(group["meta"][ids_array][n_old + a : stop]).tolist()]
+            ours = np.flatnonzero([x == str(y) for x, y in zip(now, new_ids[a : stop - n_old])])
             if ours.size == 0:
                 continue
             for key, values in old.items():
