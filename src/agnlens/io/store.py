@@ -245,7 +245,7 @@ def _append_locked(spectra: SpectrumSet, path: Path, progress: ProgressCallback 
     meta_group = group["meta"]
     meta_arrays = {c["name"]: meta_group[c["array"]] for c in columns}
     prepared = {c["name"]: _column_values(new_meta, c, m, path) for c in columns}
-    every = {**arrays, **{("meta", k): v for k, v in meta_arrays.items()}}
+    every: dict[Any, Any] = {**arrays, **{("meta", k): v for k, v in meta_arrays.items()}}
     before: list[tuple[int, int, dict]] = []  # what each written block replaced (for the roll-back)
     try:
         # grow first (uncommitted rows are invisible to readers), write, then commit the count
@@ -321,7 +321,7 @@ def _roll_back(path: Path, n_old: int, new_ids: np.ndarray, before: list[tuple[i
     import zarr
 
     try:
-        group = zarr.open_group(str(path), mode="r+", zarr_format=3)
+        group: Any = zarr.open_group(str(path), mode="r+", zarr_format=3)
         columns = _current_attrs(path).get("columns", [])
         ids_array = next(c["array"] for c in columns if c["name"] == "spec_id")
         names = {c["name"]: c["array"] for c in columns}
