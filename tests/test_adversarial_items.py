@@ -360,7 +360,8 @@ def test_a_pinned_model_is_used_and_its_sha256_recorded_in_every_results_folder(
     assert json.loads((tmp_path / "e" / "provenance.json").read_text())["models"][0]["model_sha256"] == digest
     assert main(["evaluate", str(store), "--model", str(model_file), "--out", str(tmp_path / "ev.json")]) == 0
     assert json.loads((tmp_path / "ev.json").read_text())["model_sha256"] == digest
-    assert main(["classify", "--model", str(model_file), "--model-sha256", "abc", str(store), "--out", str(out)]) == 2
+    assert main(["classify", "--model", str(model_file), "--model-sha256", "abc", str(store), "--out", str(out),
+                 "--overwrite"]) == 2
     assert "not a SHA-256" in capsys.readouterr().err
 
 
