@@ -360,7 +360,8 @@ def test_a_pinned_model_is_used_and_its_sha256_recorded_in_every_results_folder(
     assert json.loads((tmp_path / "e" / "provenance.json").read_text())["models"][0]["model_sha256"] == digest
     assert main(["evaluate", str(store), "--model", str(model_file), "--out", str(tmp_path / "ev.json")]) == 0
     assert json.loads((tmp_path / "ev.json").read_text())["model_sha256"] == digest
-    assert main(["classify", "--model", str(model_file), "--model-sha256", "abc", str(store), "--out", str(out)]) == 2
+    assert main(["classify", "--model", str(model_file), "--model-sha256", "abc", str(store), "--out", str(out),
+                 "--overwrite"]) == 2
     assert "not a SHA-256" in capsys.readouterr().err
 
 
@@ -455,3 +456,101 @@ def test_csvs_written_outside_the_safe_writer_are_now_spreadsheet_safe(tmp_path)
             for k, lab in enumerate(["@SUM(A1)", "type1"])]
     labels = pd.read_csv(write_labels(rows, tmp_path / "labels.csv"), dtype=str)
     assert labels["label"].iloc[0] == "'@SUM(A1)"
+
+
+# ------------------------------------ round 3: figure names, figure titles, printed names, chunk faults
+def test_figure_names_are_short_unique_and_legal_for_any_spec_id(tmp_path):
+    """spec_ids ``a/b``, ``a_b``, ``a b`` and ``a?b`` mapped to one figure file (three maps
+    overwritten, links to the wrong spectrum); a 300-character spec_id stopped ``explain`` at its
+    first figure (name too long). Now every name is legal, at most 80 characters before ``.png``,
+    and different spec_ids give different files; an ordinary SDSS spec_id keeps its own name."""
+    from agnlens.results import ResultsFolder, safe_name
+
+    ids = ["a/b", "a_b", "a b", "a?b", "x" * 300, "x" * 299 + "y", "..", ".hidden", "a\nb", "$\\alpha^{$", "é"]
+    folder = ResultsFolder(tmp_path)
+    paths = [folder.saliency_figure(s) for s in ids]
+    assert len({p.name for p in paths}) == len(ids)
+    for path in paths:
+        assert len(path.stem) <= 80 and not path.name.startswith(".") and path.parent == folder.saliency_figures
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"png")  # a legal name on this file system
+    assert len(list(folder.saliency_figures.iterdir())) == len(ids)
+    assert safe_name("0266-51602-0001") == "0266-51602-0001" and safe_name("") == "unnamed"
+
+
+def test_a_mathtext_spec_id_in_a_thumbnail_title_is_drawn_literally():
+    """``$\\alpha^{$`` in one spec_id or label killed ``demo --real`` after all its work: the real
+    spectra's thumbnail titles went to matplotlib unescaped (mathtext parse error)."""
+    import io
+
+    from agnlens.plot.spectra import plot_thumbnails
+
+    spectra = simulate_set(counts={"type1": 1, "type2": 1}, seed=2, grid="paper")
+    fig = plot_thumbnails(spectra, ["$\\alpha^{$  type1 → type2", "$x$ ok"])
+    fig.savefig(io.BytesIO(), format="png", dpi=30)
+    assert [ax.get_title() for ax in fig.axes] == ["\\$\\alpha^{\\$  type1 → type2", "\\$x\\$ ok"]
+
+
+def test_a_newline_in_a_file_name_cannot_forge_a_line_of_output(tmp_path, capsys):
+    """A file named ``x\\nagnlens classify: classified 0 spectra ...fits`` printed a second stderr
+    line that read like agnlens's own summary. Names are printed with control characters escaped."""
+    d = tmp_path / "in"
+    d.mkdir()
+    (d / "x\nagnlens classify: all 2 spectra classified, nothing rejected.fits").write_bytes(b"not a FITS file")
+    shutil.copy(SPECTRA / "spec-0332-52367-0639.fits", d)
+    assert main(["classify", str(d), "--out", str(tmp_path / "r.csv")]) == 1
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith("agnlens classify")]
+    assert len(lines) == 1 and "x\\nagnlens classify: all 2" in lines[0] and "rejected" in lines[0], err
+
+
+def test_the_log_prints_names_on_one_line(capsys):
+    import logging
+
+    from agnlens.cli import _setup_logging
+
+    _setup_logging(False, False)
+    logging.getLogger("agnlens.test").warning("skipped %s", "a\nagnlens: forged")
+    assert capsys.readouterr().err == "skipped a\\nagnlens: forged\n"
+
+
+def _damaged_store(tmp_path):
+    import zarr
+
+    spectra = simulate_set(counts={"type1": 8, "type2": 8, "intermediate": 8}, seed=3, grid="paper")
+    model = SpectrumSVC(kernel="linear").fit(np.asarray(spectra.flux, float), spectra.labels)
+    save_model(model, tmp_path / "m.skops", metadata={"grid": spectra.provenance["grid"]})
+    store = write_store(spectra, tmp_path / "s.zarr", chunk_size=8)
+    arr = zarr.open_group(str(store), mode="r")["flux"]
+    chunk = store / "flux" / arr.metadata.encode_chunk_key((1, 0))
+    data = bytearray(chunk.read_bytes())
+    data[len(data) // 2] ^= 0x01  # one flipped bit: the chunk fails its checksum
+    chunk.write_bytes(bytes(data))
+    return model, store
+
+
+def test_a_damaged_store_is_never_answered_with_rerun_to_resume(tmp_path):
+    """A corrupted chunk failed its task, and the run said "fix the cause and rerun the same command
+    to resume" for a store no rerun could read. Now it names the damaged chunk and says the store
+    must be restored first."""
+    from agnlens.parallel import classify_store
+
+    model, store = _damaged_store(tmp_path)
+    with pytest.raises(ReadError, match="chunk 1 .*is damaged.*the store is damaged, a rerun cannot succeed") as info:
+        classify_store(model, store, tmp_path / "out", scheduler="local", retries=0)
+    assert "rerun the same command" not in str(info.value)
+
+
+@pytest.mark.slow
+def test_a_damaged_store_on_processes_is_one_line_without_worker_tracebacks(tmp_path, capsys):
+    """On ``--scheduler processes`` the same store printed 25 lines: 3 worker tracebacks and
+    "rerun to resume". Now: one line per failed chunk naming it, and one error line."""
+    _, store = _damaged_store(tmp_path)
+    status = main(["classify", "--model", str(tmp_path / "m.skops"), str(store), "--out", str(tmp_path / "r.csv"),
+                   "--scheduler", "processes", "--no-redshift-check"])
+    err = capsys.readouterr().err
+    assert status == 2, err
+    assert "Traceback" not in err and "rerun the same command" not in err, err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert lines[-1].startswith("agnlens classify: error:") and "the store is damaged" in lines[-1], err
+    assert all(line.startswith(("chunk 1 failed", "agnlens classify: error:")) for line in lines), err

@@ -14,6 +14,15 @@ from agnlens.cli import main
 import realdata
 
 
+@pytest.fixture(autouse=True)
+def _fresh_cli_logging():
+    """``main`` points the agnlens logger at this test's captured stderr; unhook it afterwards."""
+    yield
+    import logging
+
+    logging.getLogger("agnlens").handlers.clear()
+
+
 @pytest.fixture
 def spectra_dir(tmp_path):
     folder = tmp_path / "spectra"
@@ -71,3 +80,148 @@ def test_read_catalog_names_every_unusable_redshift(tmp_path, value, why):
     cat = read_catalog(path)
     assert why in cat.loc[0, "z_problem"] and cat.loc[1, "z_problem"] == ""
     assert cat.loc[1, "z_override"] == 0.1
+
+
+# --------------------------------------------------------------- one output contract, every command
+SPEC = realdata.SPECTRA / "spec-0332-52367-0639.fits"
+
+
+def _refusal(argv, capsys) -> str:
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    return lines[0]
+
+
+@pytest.mark.parametrize("command", ["classify", "baseline", "train", "evaluate", "report"])
+def test_an_existing_output_file_is_refused_without_overwrite_and_kept(tmp_path, capsys, command):
+    """On 094067f ``classify``, ``baseline``, ``train``, ``evaluate --out`` and ``report --out``
+    replaced any existing file (``thesis.csv``, ``model.docx``) silently. Now: one line, exit 2,
+    before any work (the store given to train/evaluate does not even exist)."""
+    out = tmp_path / "thesis.csv"
+    out.write_text("ten years of work\n")
+    results = tmp_path / "results"
+    results.mkdir()
+    argv = {
+        "classify": ["classify", str(SPEC)],
+        "baseline": ["baseline", str(SPEC)],
+        "train": ["train", str(tmp_path / "none.zarr")],
+        "evaluate": ["evaluate", str(tmp_path / "none.zarr")],
+        "report": ["report", str(results)],
+    }[command]
+    line = _refusal([*argv, "--out", str(out)], capsys)
+    assert f"--out {out} already exists; pass --overwrite" in line
+    assert out.read_text() == "ten years of work\n"
+
+
+def test_a_companion_file_of_the_output_is_refused_too(tmp_path, capsys):
+    """``classify --out r.csv`` also writes ``r.provenance.json``: an existing one is not replaced
+    by a run whose CSV would be new (CSV and provenance always from one run)."""
+    (tmp_path / "r.provenance.json").write_text("{}")
+    line = _refusal(["classify", str(SPEC), "--out", str(tmp_path / "r.csv")], capsys)
+    assert "r.provenance.json, already exists" in line and not (tmp_path / "r.csv").exists()
+
+
+@pytest.mark.parametrize("command", ["explain", "realism", "demo"])
+def test_an_existing_results_folder_is_refused_without_overwrite(tmp_path, capsys, command):
+    """``explain --out`` into an existing folder deleted the user's saliency/notes.txt and wrote
+    provenance.json even when nothing could be explained; realism and demo wrote into any folder."""
+    out = tmp_path / "mine"
+    (out / "saliency").mkdir(parents=True)
+    (out / "saliency" / "notes.txt").write_text("my notes\n")
+    argv = {
+        "explain": ["explain", str(tmp_path / "none.fits")],
+        "realism": ["realism", str(tmp_path / "none.fits")],
+        "demo": ["demo", "--store", str(tmp_path / "none.zarr")],
+    }[command]
+    line = _refusal([*argv, "--out", str(out)], capsys)
+    assert "already exists and is not empty; pass --overwrite" in line
+    assert sorted(p.name for p in out.rglob("*")) == ["notes.txt", "saliency"]
+
+
+@pytest.mark.parametrize("how", ["folder", "glob"])
+def test_realism_never_writes_among_its_inputs(spectra_dir, capsys, how):
+    """``realism --out DATA`` wrote realism.json and realism.png among the spectra it read."""
+    before = _digests(spectra_dir)
+    source = str(spectra_dir) if how == "folder" else str(spectra_dir / "*.fits")
+    line = _refusal(["realism", source, "--out", str(spectra_dir)], capsys)
+    assert "is also an input" in line or "holds the input" in line
+    assert _digests(spectra_dir) == before
+
+
+def test_explain_overwrite_replaces_only_what_agnlens_wrote(tmp_path, capsys):
+    """``--overwrite`` into an explain folder: agnlens's files are replaced, the user's
+    ``saliency/notes.txt`` and ``mine.txt`` are kept (the saliency folder was swapped whole)."""
+    out = tmp_path / "ex"
+    argv = ["explain", str(SPEC), "--out", str(out), "--max-figures", "0"]
+    assert main(argv) == 0
+    (out / "saliency" / "notes.txt").write_text("my notes\n")
+    (out / "mine.txt").write_text("mine\n")
+    values = (out / "saliency" / "values.npy").stat().st_mtime_ns
+    assert main([*argv, "--overwrite"]) == 0
+    assert (out / "saliency" / "notes.txt").read_text() == "my notes\n"
+    assert (out / "mine.txt").read_text() == "mine\n"
+    assert (out / "saliency" / "values.npy").stat().st_mtime_ns != values  # agnlens's own: replaced
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # nothing left aside
+
+
+def test_classify_overwrite_replaces_the_results_and_their_provenance(tmp_path, capsys):
+    import json
+
+    out = tmp_path / "r.csv"
+    out.write_text("old\n")
+    (tmp_path / "r.provenance.json").write_text("{}")
+    assert main(["classify", str(SPEC), "--out", str(out), "--overwrite"]) == 0
+    assert out.read_text().startswith("spec_id")
+    assert json.loads((tmp_path / "r.provenance.json").read_text())["n_classified"] == 1
+
+
+def test_a_results_file_being_written_is_locked_like_a_store(tmp_path, capsys, monkeypatch):
+    """Two ``classify`` writing one --out both exited 0 and one result was silently gone (CSV and
+    provenance could come from different runs). Now the output is locked for the whole run: a
+    second writer waits, then is refused in one line, and writes nothing."""
+    import threading
+
+    from agnlens.atomic import exclusive_lock
+
+    out = tmp_path / "r.csv"
+    held, release = threading.Event(), threading.Event()
+
+    def first_writer():
+        with exclusive_lock(out):
+            held.set()
+            release.wait(30)
+
+    thread = threading.Thread(target=first_writer)
+    thread.start()
+    try:
+        assert held.wait(10)
+        monkeypatch.setenv("AGNLENS_LOCK_TIMEOUT", "0.2")
+        line = _refusal(["classify", str(SPEC), "--out", str(out)], capsys)
+        assert "another agnlens process" in line and "is writing it" in line
+        assert not out.exists() and not (tmp_path / "r.provenance.json").exists()
+    finally:
+        release.set()
+        thread.join()
+
+
+@pytest.mark.parametrize("command", ["classify", "train"])
+def test_an_output_name_too_long_for_its_companion_fails_before_the_work(tmp_path, capsys, command):
+    """A 249-character ``--out`` is a legal name, but ``NAME.provenance.json`` / ``NAME.metrics.json``
+    beside it is not: classify and train failed on that after all their work (and classify had
+    already written the CSV). Now the names are checked first."""
+    name = "x" * 245 + (".csv" if command == "classify" else ".skops")
+    out = tmp_path / name
+    source = str(SPEC) if command == "classify" else str(write_tiny_store(tmp_path))
+    line = _refusal([command, source, "--out", str(out)], capsys)
+    assert "bytes, longer than the 255 this file system allows" in line
+    assert not out.exists()
+
+
+def write_tiny_store(tmp_path):
+    from test_adversarial_store import make_set
+
+    from agnlens.io.store import write_store
+
+    return write_store(make_set(30), tmp_path / "s.zarr")

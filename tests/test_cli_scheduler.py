@@ -93,7 +93,7 @@ def test_explain_keeps_the_contract_through_every_corridor(setup, cluster, tmp_p
                  "--method", "gradient"]) == 0
     np.testing.assert_array_equal(np.load(out / "saliency" / "values.npy"), library)  # this process: bitwise
     assert main(["explain", "--model", str(model_path), str(store), "--out", str(out), "--scheduler", cluster,
-                 "--method", "gradient"]) == 0
+                 "--method", "gradient", "--overwrite"]) == 0
     assert_same_saliency(zarr.open_array(str(out / "s.zarr" / "saliency.zarr"), mode="r")[:], library)
 
     # independent reference: the exact gradient of the predicted class's probability

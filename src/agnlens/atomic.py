@@ -7,7 +7,11 @@
 * :func:`check_output`: an output never lands on an input or on a folder that holds one, and an
   existing output is replaced only when the caller says so.
 * :func:`exclusive_lock`: one writer at a time per path, across processes (``fcntl.flock`` on a
-  hidden lock file beside the path; a second writer waits, then is refused with one clear line).
+  hidden lock file beside the path; a second writer waits, then is refused with one clear line;
+  a stale lock another user left behind is taken over, or named as stale).
+* :func:`replace_folder`: a folder written aside takes the place of an old one, keeping the files
+  of the old one that the new one does not have (a user's notes are never agnlens's to delete).
+* :func:`check_name_length`: an output name the file system cannot hold is refused before the work.
 * :func:`write_csv`: string cells that a spreadsheet would run as a formula (``=``, ``+``, ``-``,
   ``@``, tab, carriage return) are written with a leading ``'`` (OWASP's advice); numbers stay
   numbers.
@@ -20,6 +24,7 @@ import fcntl
 import json
 import math
 import os
+import shutil
 import threading
 import time
 import uuid
@@ -116,6 +121,57 @@ def write_csv(path: str | os.PathLike[str], table, **to_csv) -> Path:
     return Path(path)
 
 
+def replace_folder(new: str | os.PathLike, folder: str | os.PathLike) -> Path:
+    """Rename the finished folder ``new`` to ``folder``; what ``folder`` held that ``new`` does not
+    (files agnlens did not write there, such as a user's notes) is moved into the new folder.
+
+    The swap is two renames (the old folder aside, the new one in); the old folder's other entries
+    are then moved back one by one and the rest of the old folder deleted.
+    """
+    new, folder = Path(new), Path(folder)
+    if not os.path.lexists(folder):
+        os.replace(new, folder)
+        return folder
+    old = temp_sibling(folder, "old")
+    os.replace(folder, old)
+    os.replace(new, folder)
+    for entry in old.iterdir():
+        if not os.path.lexists(folder / entry.name):
+            os.replace(entry, folder / entry.name)
+    shutil.rmtree(old, ignore_errors=True)
+    return folder
+
+
+def check_name_length(path: str | os.PathLike, option: str = "--out") -> Path:
+    """Refuse, before any work, an output whose file name the file system cannot hold.
+
+    Raises
+    ------
+    UsageError
+        The last part of ``path`` is longer than the folder's name limit (usually 255 bytes).
+    """
+    path = Path(path)
+    parent = path.parent if path.parent.is_dir() else Path(".")
+    try:
+        limit = os.pathconf(parent, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        limit = _MAX_NAME_BYTES
+    size = len(os.fsencode(path.name))
+    if size > limit:
+        raise UsageError(f"{option}: the file name {shown(path.name[:40])}… is {size} bytes, longer than the "
+                         f"{limit} this file system allows; choose a shorter name")
+    return path
+
+
+def shown(text: object) -> str:
+    """``text`` with its control characters escaped (a newline as ``\\n``), so that a name printed
+    in a message stays on its line and cannot pass for another line of output."""
+    text = str(text)
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text)
+
+
 def csv_safe(table):
     """A copy of ``table`` whose string cells cannot run as spreadsheet formulas.
 
@@ -187,7 +243,7 @@ def check_output(
             raise UsageError(f"{option} {out} is also an input; write the output somewhere else")
         if target in source.parents and not adds_to_folder:
             raise UsageError(
-                f"{option} {out} holds the input {text}; replacing it would delete the input, "
+                f"{option} {out} holds the input {text}; agnlens never writes among its inputs, "
                 f"write the output somewhere else"
             )
     if out.exists() and not overwrite:
@@ -265,9 +321,8 @@ def _acquire(lock_file: Path, path: Path, deadline: float, timeout: float) -> in
                 raise BlockingIOError(errno.ELOOP, f"{lock_file}: the lock file of {path} is a symbolic link; "
                                       "agnlens does not follow it. Remove it and try again") from None
             if exc.errno in (errno.EACCES, errno.EPERM):
-                raise BlockingIOError(exc.errno, f"{lock_file}: the lock file of {path} cannot be opened "
-                                      f"({exc.strerror}): another user's agnlens holds it, or left it behind. "
-                                      "If no agnlens process is writing there, remove it and try again") from None
+                _foreign_lock(lock_file, path, deadline, timeout)
+                continue  # it was stale and is removed, or it was released: try again
             raise
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -278,11 +333,7 @@ def _acquire(lock_file: Path, path: Path, deadline: float, timeout: float) -> in
             if time.monotonic() >= deadline:
                 holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "?"
                 os.close(fd)
-                raise BlockingIOError(
-                    errno.EAGAIN,
-                    f"{path}: another agnlens process (pid {holder}) is writing it; waited "
-                    f"{timeout:g} s (AGNLENS_LOCK_TIMEOUT); try again when it has finished",
-                ) from None
+                raise BlockingIOError(errno.EAGAIN, _busy(path, lock_file, holder, timeout)) from None
             os.close(fd)
             time.sleep(0.05)
             continue
@@ -292,6 +343,65 @@ def _acquire(lock_file: Path, path: Path, deadline: float, timeout: float) -> in
         except FileNotFoundError:
             pass
         os.close(fd)  # locked a file the previous holder had already removed: try again
+
+
+def _foreign_lock(lock_file: Path, path: Path, deadline: float, timeout: float) -> None:
+    """A lock file this user cannot open for writing (another user's): wait while a live process
+    holds it; when none does it is stale, and it is removed (the folder allows it) or named as stale.
+    Returns when the caller should try again."""
+    while True:
+        try:
+            fd = os.open(lock_file, os.O_RDONLY | os.O_NOFOLLOW)
+        except FileNotFoundError:  # gone since: try again; or the folder itself refuses a new file
+            if time.monotonic() >= deadline:
+                raise BlockingIOError(errno.EACCES, f"{lock_file}: the lock file of {path} cannot be created "
+                                      "(Permission denied): write the output in a folder you may write to") from None
+            time.sleep(0.05)
+            return
+        except OSError as exc:
+            raise BlockingIOError(exc.errno, f"{lock_file}: the lock file of {path} cannot be opened "
+                                  f"({exc.strerror}); if no agnlens process is writing there, remove it "
+                                  "and try again") from None
+        try:
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "?"
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # flock needs no write permission
+            except OSError as exc:
+                if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                    raise
+                if time.monotonic() >= deadline:
+                    raise BlockingIOError(errno.EAGAIN, _busy(path, lock_file, holder, timeout)) from None
+                time.sleep(0.05)
+                continue
+            # nobody holds it: a stale lock of a process that has ended
+            try:
+                lock_file.unlink()
+            except OSError as exc:
+                raise BlockingIOError(
+                    exc.errno, f"{lock_file}: a stale lock of {path} (left by pid {holder}, which no longer "
+                    f"holds it; owned by another user) that agnlens cannot remove ({exc.strerror}); nothing "
+                    "is writing there: remove it (or ask its owner to) and try again") from None
+            return
+        finally:
+            os.close(fd)
+
+
+def _busy(path: Path, lock_file: Path, holder: str, timeout: float) -> str:
+    """The message of a lock still held after ``timeout`` seconds, naming a holder that is gone."""
+    alive = True
+    if holder.isdigit():
+        try:
+            os.kill(int(holder), 0)
+        except ProcessLookupError:
+            alive = False
+        except OSError:
+            pass
+    if alive:
+        return (f"{path}: another agnlens process (pid {holder}) is writing it; waited {timeout:g} s "
+                "(AGNLENS_LOCK_TIMEOUT); try again when it has finished")
+    return (f"{path}: its lock {lock_file} is held, but pid {holder}, which took it, is not running here: "
+            f"a stale lock (held by another machine, or by a process pid {holder} left behind); waited "
+            f"{timeout:g} s (AGNLENS_LOCK_TIMEOUT); if no agnlens is writing there, remove the lock and try again")
 
 
 def jsonable(obj: Any) -> Any:

@@ -20,6 +20,9 @@ class ReadError(AgnlensError, ValueError):
         self.reason = reason
         super().__init__(f"{self.path}: {reason}")
 
+    def __reduce__(self):  # pickled whole (a Dask worker's error reaches the client as a ReadError)
+        return type(self), (self.path, self.reason)
+
 
 class RejectedSpectrum(AgnlensError, ValueError):
     """A spectrum was read but cannot be used (redshift, coverage, bad pixels...)."""

@@ -18,9 +18,18 @@ from pathlib import Path
 
 from agnlens.classes import TASKS  # noqa: F401  (a study's folder holds a model per task)
 
+#: The longest file name :func:`safe_name` gives (characters, before the file's suffix).
+MAX_SAFE_NAME = 80
+
 
 def safe_name(name, fallback: str = "unnamed") -> str:
-    """A file-name-safe form of ``name`` (a spec_id): letters, digits, ``- _ .`` kept, the rest ``_``.
+    """A short, file-name-safe and unique form of ``name`` (a spec_id).
+
+    A name of ASCII letters, digits, ``-``, ``_`` and ``.`` only (not starting with ``.``), at
+    most :data:`MAX_SAFE_NAME` long, is used as it is (``"0266-51602-0001"``). Any other name has
+    its other characters replaced by ``_``, is cut to fit, and gets ``-`` plus 10 hex digits of its
+    SHA-256: ``a/b``, ``a_b``, ``a b`` and ``a?b`` name four different files, a 300-character
+    spec_id a legal one, and a leading dot never hides a file.
 
     Parameters
     ----------
@@ -29,8 +38,16 @@ def safe_name(name, fallback: str = "unnamed") -> str:
     fallback : str
         Used when ``name`` is empty.
     """
-    text = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in str(name))
-    return text or fallback
+    import hashlib
+
+    text = str(name)
+    if not text:
+        return fallback
+    plain = "".join(ch if (ch.isascii() and ch.isalnum()) or ch in "-_." else "_" for ch in text)
+    if plain == text and len(text) <= MAX_SAFE_NAME and not text.startswith("."):
+        return text
+    digest = hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()[:10]
+    return f"{plain.lstrip('.')[: MAX_SAFE_NAME - 11]}-{digest}"
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ stderr; ``-v`` adds the traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import logging
 import sys
@@ -74,10 +75,20 @@ def _setup_logging(verbose: bool, quiet: bool) -> None:
     root = logging.getLogger("agnlens")
     root.handlers.clear()
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(message)s"))
+    handler.setFormatter(_OneLineFormatter("%(message)s"))
     root.addHandler(handler)
     root.setLevel(level)
     root.propagate = False
+
+
+class _OneLineFormatter(logging.Formatter):
+    """Each log message on one line: control characters of file names in it escaped, so that a
+    newline in a name cannot print a line that reads like agnlens's own."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        from agnlens.atomic import shown
+
+        return shown(super().formatMessage(record))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -93,7 +104,9 @@ def main(argv: list[str] | None = None) -> int:
     _setup_logging(args.verbose, args.quiet)
     args.progress = not args.quiet and sys.stderr.isatty()
     try:
-        return int(args.run(args))
+        # what a command holds until it returns (its output's lock: cli._common.claim_output)
+        with contextlib.ExitStack() as args.resources:
+            return int(args.run(args))
     except (AgnlensError, ValueError, TypeError, OSError, RuntimeError) as exc:
         # the library's word on bad input or a failed run: one line; -v adds the traceback
         if args.verbose:

@@ -1,5 +1,5 @@
 """Helpers shared by the subcommands: progress bars, rejection reporting, argument checks,
-the output-path check and de-duplication of inputs."""
+the output contract (:func:`claim_output`) and de-duplication of inputs."""
 
 from __future__ import annotations
 
@@ -23,9 +23,12 @@ def progress_bar(args, desc: str, total: int | None = None):
 
 
 def report_rejections(command: str, rejected) -> None:
-    """One stderr line per rejected input: the file and the reason."""
+    """One stderr line per rejected input: the file and the reason (control characters of a file
+    name escaped: a newline in a name cannot print a line of its own)."""
+    from agnlens.atomic import shown
+
     for item in rejected:
-        print(f"agnlens {command}: rejected {item}", file=sys.stderr)
+        print(f"agnlens {command}: rejected {shown(item)}", file=sys.stderr)
 
 
 # ------------------------------------------------------------------ argument types (exit 2 on bad)
@@ -146,6 +149,81 @@ def check_output(
     return check(out, [*given, *expanded], overwrite=overwrite, option=option, adds_to_folder=adds_to_folder)
 
 
+def add_overwrite_argument(parser, what: str = "--out") -> None:
+    """``--overwrite``: the one switch that lets a command replace an existing output."""
+    parser.add_argument(
+        "--overwrite", action="store_true",
+        help=f"replace an existing {what} (only what agnlens writes there: other files in a folder are kept); "
+        "without it an existing output is refused",
+    )
+
+
+def claim_output(args, inputs: Iterable = (), *, folder: bool = False, companions: Iterable = (),
+                 option: str = "--out"):
+    """The output contract of every command, one call before any work.
+
+    * the output (and each companion file written beside it, e.g. a provenance sidecar) has a name
+      the file system can hold;
+    * it never is, or resolves into, an input: folders and glob patterns are checked by what
+      they expand to (:func:`check_output`), and a results folder never holds an input;
+    * it is locked like a store (:func:`agnlens.atomic.exclusive_lock`) until the command returns:
+      a second run writing the same output waits, then is refused in one line, so a results file
+      and its provenance always come from one run;
+    * under the lock, an existing output (a file, a companion, or a folder that is not empty) is
+      refused without ``--overwrite`` (``args.overwrite``).
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The command's arguments: ``args.out`` (None: nothing to claim), ``args.overwrite`` and
+        ``args.resources`` (the :class:`contextlib.ExitStack` of :func:`agnlens.cli.main` that
+        holds the lock until the command returns).
+    inputs : iterable of path-like or None
+        What the command reads.
+    folder : bool
+        ``args.out`` is a results folder (agnlens adds its files; other files are kept).
+    companions : iterable of path-like
+        Files written beside the output.
+    option : str
+        The option's name, for the messages.
+
+    Returns
+    -------
+    pathlib.Path or None
+    """
+    from pathlib import Path
+
+    from agnlens.atomic import check_name_length, exclusive_lock
+    from agnlens.errors import UsageError
+
+    out = getattr(args, option.lstrip("-").replace("-", "_"))
+    if out is None:
+        return None
+    out = Path(out)
+    companions = [Path(c) for c in companions]
+    for path in (out, *companions):
+        check_name_length(path, option)
+    check_output(out, inputs, option=option, adds_to_folder=False)
+    stack = getattr(args, "resources", None)
+    if stack is not None:
+        stack.enter_context(exclusive_lock(out))
+    overwrite = getattr(args, "overwrite", False)
+    if folder:
+        if out.exists() and not out.is_dir():
+            raise UsageError(f"{option} {out} exists and is not a folder; give a folder for the results")
+        if not overwrite and out.is_dir() and any(out.iterdir()):
+            raise UsageError(f"{option} {out} already exists and is not empty; pass --overwrite to replace "
+                             "agnlens's files in it (other files are kept), or choose another name")
+        return out
+    if out.is_dir():
+        raise UsageError(f"{option} {out} is a folder; give a file name")
+    for path in (out, *companions):
+        if os.path.lexists(path) and not overwrite:
+            what = f"{option} {out}" if path == out else f"{option} {out}: the file written beside it, {path},"
+            raise UsageError(f"{what} already exists; pass --overwrite to replace it, or choose another name")
+    return out
+
+
 def unique_inputs(command: str, inputs: Sequence[str]) -> list[str]:
     """``inputs`` with repeats removed (the same file or store under any spelling of its path),
     and one stderr line naming them."""
@@ -158,8 +236,10 @@ def unique_inputs(command: str, inputs: Sequence[str]) -> list[str]:
             continue
         seen[key] = item
     if repeated:
+        from agnlens.atomic import shown
+
         print(
-            f"agnlens {command}: warning: inputs given more than once, used once: {', '.join(repeated)}",
+            f"agnlens {command}: warning: inputs given more than once, used once: {shown(', '.join(repeated))}",
             file=sys.stderr,
         )
     return list(seen.values())

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import textwrap
 
-from agnlens.cli._common import add_jobs_argument, nonnegative_float
+from agnlens.cli._common import add_jobs_argument, add_overwrite_argument, nonnegative_float
 
 _RULES = "{rules}"
 
@@ -46,6 +46,7 @@ def add_parser(sub) -> None:
     p.add_argument("--seyfert", action="store_true",
                    help="map subtypes 1.2 and 1.5 to intermediate (Seyferts) instead of type 1 (quasars)")
     add_jobs_argument(p, "line-fitting processes", 1)
+    add_overwrite_argument(p)
     p.add_argument("--min-fwhm", type=nonnegative_float, default=1200.0, metavar="KMS", help="least broad FWHM (km/s)")
     p.add_argument("--min-delta-bic", type=nonnegative_float, default=10.0, metavar="X",
                    help="least ΔBIC of a broad line")
@@ -56,12 +57,12 @@ def run(args) -> int:
     import pandas as pd
 
     from agnlens.atomic import write_csv
-    from agnlens.cli._common import check_output, report_rejections
+    from agnlens.cli._common import claim_output, report_rejections
     from agnlens.errors import UsageError
     from agnlens.ingest import read_inputs
     from agnlens.stages import baseline
 
-    check_output(args.out, [*args.inputs, args.labels])
+    claim_output(args, [*args.inputs, args.labels])
     spectra, rejected = read_inputs(args.inputs, grid=args.grid, labels=args.labels)
     report_rejections("baseline", rejected)
     if len(spectra) == 0:

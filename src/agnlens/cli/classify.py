@@ -7,8 +7,9 @@ import argparse
 from agnlens.cli._common import (
     add_model_argument,
     add_model_sha256_argument,
+    add_overwrite_argument,
     add_scheduler_argument,
-    check_output,
+    claim_output,
     nonnegative_int,
     unique_inputs,
 )
@@ -60,6 +61,7 @@ def add_parser(sub) -> None:
                    "inverse variance and sent through the whole preprocessing (N predictions per "
                    "spectrum; 100 is plenty; default 0: off)")
     add_model_sha256_argument(p)
+    add_overwrite_argument(p)
     add_scheduler_argument(p)
     p.set_defaults(run=run)
 
@@ -95,7 +97,8 @@ def run(args) -> int:
 
         raise UsageError(f"--mc takes 0 (off) or a number of draws ≥ 2, got {args.mc}")
     args.inputs = unique_inputs("classify", args.inputs)
-    out = check_output(args.out, [*args.inputs, args.labels, None if args.model == "default" else args.model])
+    out = claim_output(args, [*args.inputs, args.labels, None if args.model == "default" else args.model],
+                       companions=[Path(args.out).with_name(Path(args.out).stem + ".provenance.json")])
     stores = [p for p in args.inputs if is_store(p)]
     files = [p for p in args.inputs if not is_store(p)]
     models = resolve_models(args.model, args.model_sha256)

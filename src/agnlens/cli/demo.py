@@ -5,7 +5,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from agnlens.cli._common import add_figure_arguments, check_output, nonnegative_int, positive_int
+from agnlens.cli._common import (
+    add_figure_arguments,
+    add_overwrite_argument,
+    claim_output,
+    nonnegative_int,
+    positive_int,
+)
 
 STAGES = [
     "simulate", "tune_binary", "tune_multiclass", "classify", "saliency", "measure",
@@ -41,6 +47,7 @@ def add_parser(sub) -> None:
     p.add_argument("--n-random", type=nonnegative_int, default=30, metavar="N",
                    help="random test spectra to explain besides the misclassified (default 30)")
     add_figure_arguments(p)
+    add_overwrite_argument(p, "--out folder")
     p.set_defaults(run=run)
 
 
@@ -50,7 +57,7 @@ def run(args) -> int:
 
     if args.n < 60:
         raise UsageError(f"--n must be at least 60 to split three classes, got {args.n}")
-    check_output(args.out, [args.store, args.real, args.labels], adds_to_folder=True)
+    claim_output(args, [args.store, args.real, args.labels], folder=True)
     spectra = None
     real = real_measure = None
     if args.labels and not args.real:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from agnlens.cli._common import add_model_argument, add_model_sha256_argument, nonnegative_int
+from agnlens.cli._common import add_model_argument, add_model_sha256_argument, add_overwrite_argument, nonnegative_int
 
 
 def add_parser(sub) -> None:
@@ -22,6 +22,7 @@ def add_parser(sub) -> None:
     p.add_argument("--out", metavar="JSON", help="write the scores as JSON")
     p.add_argument("--seed", type=nonnegative_int, default=0, help="bootstrap seed (default 0)")
     add_model_sha256_argument(p)
+    add_overwrite_argument(p)
     p.set_defaults(run=run)
 
 
@@ -31,7 +32,7 @@ def run(args) -> int:
     import numpy as np
 
     from agnlens.atomic import write_text
-    from agnlens.cli._common import check_output, convention_line
+    from agnlens.cli._common import claim_output, convention_line
     from agnlens.cli.train import format_scores
     from agnlens.errors import UsageError
     from agnlens.io.store import open_store
@@ -40,8 +41,7 @@ def run(args) -> int:
     from agnlens.models.persistence import check_grid, training_data_hash
     from agnlens.stages import convention_of, model_for_grid
 
-    if args.out:
-        check_output(args.out, [None if args.model == "default" else args.model, args.store])
+    claim_output(args, [None if args.model == "default" else args.model, args.store])
     models = resolve_models(args.model, args.model_sha256)
     spectra = open_store(args.store, lazy=False)
     model, meta = model_for_grid(models, spectra.grid)

@@ -78,13 +78,14 @@ def add_parser(sub) -> None:
                    help="figures with one panel per class (the saliency of every class's probability)")
     p.add_argument("--labels", metavar="CATALOG", help="label catalogue, to show true types in titles")
     _common.add_model_sha256_argument(p)
+    _common.add_overwrite_argument(p, "--out folder")
     _common.add_figure_arguments(p)
     _common.add_scheduler_argument(p)
     p.set_defaults(run=run)
 
 
 def run(args) -> int:
-    from agnlens.cli._common import check_output, report_rejections, unique_inputs
+    from agnlens.cli._common import report_rejections, unique_inputs
     from agnlens.errors import UsageError
     from agnlens.ingest import finite_rows
     from agnlens.io.store import is_store, open_store
@@ -96,8 +97,8 @@ def run(args) -> int:
     if args.max_figures < 0:
         raise UsageError(f"--max-figures must be 0 or more, got {args.max_figures}")
     args.inputs = unique_inputs("explain", args.inputs)
-    check_output(args.out, [*args.inputs, args.labels, None if args.model == "default" else args.model],
-                 adds_to_folder=True)
+    model_file = None if args.model == "default" else args.model
+    _common.claim_output(args, [*args.inputs, args.labels, model_file], folder=True)
     models = resolve_models(args.model, args.model_sha256)
     if args.scheduler != "local":
         status = _explain_stores(args, models)

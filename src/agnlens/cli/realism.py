@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from agnlens.cli._common import at_least_two, nonnegative_int, positive_int
+from agnlens.cli._common import add_overwrite_argument, at_least_two, nonnegative_int, positive_int
 
 
 def add_parser(sub) -> None:
@@ -29,27 +29,19 @@ def add_parser(sub) -> None:
     p.add_argument("--per-real", type=positive_int, default=1, metavar="N",
                    help="simulated twins per real spectrum (default 1)")
     p.add_argument("--seed", type=nonnegative_int, default=0, help="simulator and cross-validation seed")
+    add_overwrite_argument(p, "--out folder")
     p.set_defaults(run=run)
 
 
 def run(args) -> int:
     import sys
-    from pathlib import Path
 
-    from agnlens.cli._common import report_rejections
-    from agnlens.errors import UsageError
+    from agnlens.cli._common import claim_output, report_rejections
     from agnlens.ingest import read_inputs
     from agnlens.plot.save import save_figure
     from agnlens.realism import REALISM_GRID, realism
 
-    if args.folds < 2 or args.repeats < 1 or args.per_real < 1:
-        raise UsageError(
-            f"--folds must be at least 2, --repeats and --per-real at least 1 (got {args.folds}, "
-            f"{args.repeats}, {args.per_real})"
-        )
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"--out {out} exists and is not a folder; give a folder for realism.json and realism.png")
+    out = claim_output(args, [*args.inputs, args.labels], folder=True)
     spectra, rejected = read_inputs(args.inputs, grid=REALISM_GRID, labels=args.labels)
     report_rejections("realism", rejected)
     if not len(spectra):

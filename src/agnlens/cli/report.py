@@ -28,6 +28,9 @@ def add_parser(sub) -> None:
     p.add_argument("--out", metavar="HTML", default=None, help="write the page here instead of DIR/report.html")
     p.add_argument("--max-gallery", type=nonnegative_int, default=60, metavar="N",
                    help="embed at most N saliency figures per gallery group (default 60)")
+    from agnlens.cli._common import add_overwrite_argument
+
+    add_overwrite_argument(p)
     p.set_defaults(run=run)
 
 
@@ -41,11 +44,11 @@ def run(args) -> int:
     if args.out is not None:
         from pathlib import Path
 
-        from agnlens.cli._common import check_output
+        from agnlens.cli._common import claim_output
 
         results = Path(args.results_dir)
         inputs = [p for p in results.rglob("*") if p.is_file()] if results.is_dir() else []
-        check_output(args.out, [results, *inputs], option="--out")
+        claim_output(args, [results, *inputs])
     path = report(args.results_dir, args.out, max_gallery=args.max_gallery)
     size = path.stat().st_size / 1024**2
     print(f"report: {path} ({size:.1f} MB)")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from agnlens.cli._common import add_jobs_argument, nonnegative_int
+from agnlens.cli._common import add_jobs_argument, add_overwrite_argument, nonnegative_int
 
 
 def add_parser(sub) -> None:
@@ -33,6 +33,7 @@ def add_parser(sub) -> None:
                    "spectra, only the leading third of the cells on all of them (faster on large grids; "
                    "the chosen cell can differ from the full search's)")
     add_jobs_argument(p, "tuning fits", -1)
+    add_overwrite_argument(p, "--out (the model file and its metrics)")
     p.set_defaults(run=run)
 
 
@@ -79,13 +80,12 @@ def run(args) -> int:
     import pandas as pd
 
     from agnlens.atomic import write_text
-    from agnlens.cli._common import check_output, convention_line
+    from agnlens.cli._common import claim_output, convention_line
     from agnlens.io.store import open_store
     from agnlens.models.persistence import save_model
     from agnlens.models.tuning import train
 
-    check_output(args.out, [args.store])
-    check_output(metrics_path(args.out), [args.store])
+    claim_output(args, [args.store], companions=[metrics_path(args.out)])
     from agnlens.stages import convention_of
 
     spectra = open_store(args.store, lazy=False)

@@ -21,6 +21,7 @@ import pandas as pd
 from agnlens.atomic import atomic_path, check_output, csv_safe, write_text
 from agnlens.engine.cluster import execute
 from agnlens.engine.resume import atomic_save, check_retries, claim, marker, progress_bar, read_json
+from agnlens.errors import ReadError
 from agnlens.io.store import check_chunk_size, read_rows, store_chunks, store_info
 
 log = logging.getLogger(__name__)
@@ -165,6 +166,11 @@ def map_chunks(
     if failures:
         failures.sort(key=lambda f: f[0])
         i, first = failures[0]
+        # a damaged store fails a rerun the same way: say so, never "rerun to resume"
+        if isinstance(first, ReadError) and ("is damaged" in first.reason or "lost chunk" in first.reason):
+            raise ReadError(first.path, f"{' '.join(first.reason.split())}; {len(failures)} of {len(ranges)} "
+                            f"chunks of {out_path} failed (first: chunk {i}): the store is damaged, a rerun cannot "
+                            f"succeed until it is restored (the finished chunks are kept in {parts})") from first
         raise RuntimeError(
             f"{out_path}: {len(failures)} of {len(ranges)} chunks failed after {retries} retries "
             f"(first: chunk {i}: {type(first).__name__}: {first}); the finished chunks are kept in "

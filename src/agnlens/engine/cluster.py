@@ -119,8 +119,11 @@ def _start_cluster(retries: int, attempts: int = 2):
 
     def start():
         with dask.config.set({"distributed.scheduler.allowed-failures": int(retries)}):
+            # the workers' own logs (a failed task's traceback, once per worker and retry) stay quiet:
+            # agnlens reports every failed chunk itself, in one line naming it
             return distributed.LocalCluster(
-                n_workers=N_WORKERS, threads_per_worker=THREADS_PER_WORKER, processes=True, dashboard_address=":0"
+                n_workers=N_WORKERS, threads_per_worker=THREADS_PER_WORKER, processes=True, dashboard_address=":0",
+                silence_logs=logging.CRITICAL,
             )
 
     return _retried(start, "start the local Dask cluster", f"tried {attempts} times; rerun, or use --scheduler local",
@@ -151,11 +154,12 @@ def execute(scheduler, fn: Callable, tasks: list[tuple[int, tuple]], shared: Seq
                         break
                     except Exception as exc:
                         if attempt == retries:
-                            log.error("task %d failed: %s", i, exc)
+                            log.error("chunk %d failed: %s", i, _one_line(exc))
                             failures.append((i, exc))
                         else:
                             log.warning(
-                                "task %d failed (attempt %d of %d): %s; retrying", i, attempt + 1, retries + 1, exc
+                                "chunk %d failed (attempt %d of %d): %s; retrying", i, attempt + 1, retries + 1,
+                                _one_line(exc),
                             )
                 bar.update(1)
             return failures
@@ -178,8 +182,13 @@ def execute(scheduler, fn: Callable, tasks: list[tuple[int, tuple]], shared: Seq
             i = futures[fut]
             if fut.status in ("error", "cancelled"):  # incl. KilledWorker (a task that kills workers)
                 error = result[1] if isinstance(result, tuple) else result
-                log.error("task %d failed: %s", i, error)
+                log.error("chunk %d failed: %s", i, _one_line(error))
                 failures.append((i, error))
             bar.update(1)
             fut.release()
     return failures
+
+
+def _one_line(error) -> str:
+    """A task's error in one line: its type and message, whitespace collapsed (never a traceback)."""
+    return f"{type(error).__name__}: {' '.join(str(error).split())}"

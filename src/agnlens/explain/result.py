@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike
 
-from agnlens.atomic import jsonable, write_csv
+from agnlens.atomic import jsonable, replace_folder, write_csv
 from agnlens.classes import CLASS_NAMES
 
 # --------------------------------------------------------------------------------------------
@@ -290,13 +290,7 @@ class Saliency:
                 "n_pixels": int(self.wavelength.size),
             }
             (tmp / INFO_FILE).write_text(json.dumps(info, indent=2))
-            if directory.exists():
-                old = directory.with_name(f".{directory.name}.old-{os.getpid()}")
-                os.replace(directory, old)
-                os.replace(tmp, directory)
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                os.replace(tmp, directory)
+            replace_folder(tmp, directory)  # files of the old folder that are not agnlens's are kept
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise

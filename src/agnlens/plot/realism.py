@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 
 from agnlens.lines import LINES
+from agnlens.plot._text import plain
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure
@@ -60,7 +61,7 @@ def plot_realism(result: Measured, *, ax=None) -> Figure:
             note = f"two-sample ROC AUC {best[1]['mean']:.2f} ± {best[1]['std']:.2f} ({best[0]})"
         else:
             note = f"no two-sample test: {c['reason']}"
-        a.set_title(f"{label}: {note}", fontsize=9, loc="left")
+        a.set_title(plain(f"{label}: {note}"), fontsize=9, loc="left")  # a catalogue's label, drawn as given
         for line in LINES:
             if wl[0] <= line.wavelength <= wl[-1]:
                 a.axvline(line.wavelength, color="0.85", lw=0.5, zorder=0)

@@ -222,7 +222,7 @@ def plot_thumbnails(spectra: SpectrumSet, titles: Sequence[str], *, n_col: int =
         ax = fig.add_subplot(n_row, n_col, k + 1)
         good = ~spectra.mask[k]
         ax.plot(spectra.wavelength[good], spectra.flux[k][good], lw=0.5, color="0.2")
-        ax.set_title(titles[k], fontsize=6.5)
+        ax.set_title(plain(titles[k]), fontsize=6.5)
         ax.tick_params(labelsize=5)
         ax.set_yticks([])
     return fig

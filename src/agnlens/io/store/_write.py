@@ -195,19 +195,23 @@ def _append_locked(spectra: SpectrumSet, path: Path, progress: ProgressCallback 
     meta_group = group["meta"]
     meta_arrays = {c["name"]: meta_group[c["array"]] for c in columns}
     prepared = {c["name"]: column_values(new_meta, c, m, path) for c in columns}
+    every: dict[Any, Any] = {**arrays, **{("meta", k): v for k, v in meta_arrays.items()}}
+    before: list[tuple[int, int, dict]] = []  # what each written block replaced (for the roll-back)
     try:
         # grow first (uncommitted rows are invisible to readers), write, then commit the count
-        for arr in (*arrays.values(), *meta_arrays.values()):
+        for arr in every.values():
             arr.resize((n_new, *arr.shape[1:]))
         done = 0
         # the first block only fills the partly written last chunk, so later blocks are aligned
         first = min(m, chunk - n_old % chunk) if n_old % chunk else min(m, chunk)
         bounds = [(0, first)] + [(a, min(a + chunk, m)) for a in range(first, m, chunk)]
         for a, b in bounds:
-            for name, arr in arrays.items():
-                arr[n_old + a : n_old + b] = block_of(getattr(spectra, name), a, b, arr.dtype)
-            for name, arr in meta_arrays.items():
-                arr[n_old + a : n_old + b] = prepared[name][a:b]
+            block = {name: block_of(getattr(spectra, name), a, b, arr.dtype) for name, arr in arrays.items()}
+            block.update({("meta", k): prepared[k][a:b] for k in meta_arrays})
+            _unchanged(path, n_old, uid_old)  # a writer that ignored the lock: stop before writing over it
+            before.append((a, b, {key: arr[n_old + a : n_old + b] for key, arr in every.items()}))
+            for key, arr in every.items():
+                arr[n_old + a : n_old + b] = block[key]
             done = b
             if progress is not None:
                 progress(done, m)
@@ -215,12 +219,7 @@ def _append_locked(spectra: SpectrumSet, path: Path, progress: ProgressCallback 
             [read_column(meta_group, column_entry(columns, "source"), 0, n_old, path), prepared["source"]]
         )
         attrs = current_attrs(path)
-        if attrs.get("n_spectra") != n_old or attrs.get("uid") != uid_old:
-            raise RuntimeError(
-                f"{path}: the store changed while spectra were being appended (it had {n_old} "
-                f"rows, now {attrs.get('n_spectra')}); another program wrote it without agnlens' "
-                f"lock. Nothing was committed; check the store and append again"
-            )
+        _unchanged(path, n_old, uid_old, attrs)
         prov = dict(attrs.get("provenance", {}))
         prov["source_files"] = _describe_sources(all_sources)
         # record how the appended spectra differ from the store's own provenance (usually nothing)
@@ -237,17 +236,61 @@ def _append_locked(spectra: SpectrumSet, path: Path, progress: ProgressCallback 
         group.attrs["agnlens"] = attrs  # the commit: one atomic rewrite of zarr.json
     except BaseException:
         # best effort roll-back of the shapes; if even this fails, readers still see n_old rows
-        # (not after a failed compare-and-swap: the shapes then belong to the other writer)
+        # (not after a failed compare-and-swap: the shapes then belong to the other writer, and
+        # the rows this append wrote over the other writer's are put back as they were)
         if current_attrs(path).get("uid") != uid_old:
+            _roll_back(path, n_old, new_ids.to_numpy(), before)
             raise
         try:
-            for arr in (*arrays.values(), *meta_arrays.values()):
+            for arr in every.values():
                 arr.resize((n_old, *arr.shape[1:]))
         except Exception:  # pragma: no cover - the store stays valid without it
             log.debug("could not shrink %s back after a failed append", path, exc_info=True)
         raise
     log.info("appended %d spectra to %s (now %d)", m, path, n_new)
     return path
+
+
+def _unchanged(path: Path, n_old: int, uid_old, attrs: dict | None = None) -> None:
+    """The compare of the compare-and-swap: the store still has the row count and identity the
+    append started from (a writer that ignored the lock changes them)."""
+    attrs = current_attrs(path) if attrs is None else attrs
+    if attrs.get("n_spectra") != n_old or attrs.get("uid") != uid_old:
+        raise RuntimeError(
+            f"{path}: the store changed while spectra were being appended (it had {n_old} "
+            f"rows, now {attrs.get('n_spectra')}); another program wrote it without agnlens' "
+            f"lock. Nothing of this append was committed and its rows were rolled back; check the "
+            f"store and append again"
+        )
+
+
+def _roll_back(path: Path, n_old: int, new_ids: np.ndarray, before: list[tuple[int, int, dict]]) -> None:
+    """Put back what an append whose compare-and-swap failed wrote over: every row that still
+    holds this append's spec_id gets the values it had before (another writer's committed rows);
+    rows another writer has written since are left as they are."""
+    import zarr
+
+    try:
+        group: Any = zarr.open_group(str(path), mode="r+", zarr_format=3)
+        columns = current_attrs(path).get("columns", [])
+        ids_array = next(c["array"] for c in columns if c["name"] == "spec_id")
+        names = {c["name"]: c["array"] for c in columns}
+        for a, b, old in before:
+            n_rows = group["meta"][ids_array].shape[0]
+            stop = min(n_old + b, n_rows)
+            if stop <= n_old + a:
+                continue
+            now = [str(v) for v in np.asarray(group["meta"][ids_array][n_old + a : stop]).tolist()]
+            ours = np.flatnonzero([x == str(y) for x, y in zip(now, new_ids[a : stop - n_old])])
+            if ours.size == 0:
+                continue
+            for key, values in old.items():
+                arr = group["meta"][names[key[1]]] if isinstance(key, tuple) else group[key]
+                current = np.asarray(arr[n_old + a : stop])
+                current[ours] = np.asarray(values)[ours]
+                arr[n_old + a : stop] = current
+    except Exception:  # pragma: no cover - reported by the caller's error; nothing more to do
+        log.warning("%s: could not roll back the rows of a failed append", path, exc_info=True)
 
 
 # ------------------------------------------------------------------------------------- internals
