@@ -28,7 +28,7 @@ from sklearn.utils.validation import check_is_fitted
 from agnlens.classes import R_THRESHOLDS, class_of_subtype, winkler_subtype
 from agnlens.errors import AgnlensWarning
 from agnlens.models.bpt import bpt_class
-from agnlens.models.linefit import FWHM_PER_SIGMA, HALPHA, HBETA, MIN_GOOD_FRACTION, covers, fit_complex
+from agnlens.models.linefit import COMPLEXES, FWHM_PER_SIGMA, HALPHA, HBETA, MIN_GOOD_FRACTION, covers, fit_lines
 from agnlens.spectra import SpectrumSet
 
 log = logging.getLogger(__name__)
@@ -338,9 +338,11 @@ class PhysicsBaseline(ClassifierMixin, BaseEstimator):
                 )
         return wl, flux, ivar
 
-    def _measure_one(self, wl: np.ndarray, flux: np.ndarray, ivar: np.ndarray | None) -> dict:
-        hb = fit_complex(wl, flux, ivar, HBETA, self.instrumental_sigma)
+    def _measure_row(self, hb: dict, ha: dict | None, shared: dict) -> dict:
+        """One spectrum's measurements and verdict from its :func:`fit_lines` outputs (``ha`` None:
+        the grid does not cover Hα)."""
         out = {f"hb_{key}": value for key, value in hb.items()}
+        out.update(shared)
         out["hb_flux_narrow"], out["hb_flux_narrow_err"] = out.pop("hb_flux_narrow_0"), out.pop("hb_flux_narrow_err_0")
         out["oiii_flux"], out["oiii_flux_err"] = out.pop("hb_flux_narrow_1"), out.pop("hb_flux_narrow_err_1")
         out["oiii_fwhm"] = out["hb_fwhm_narrow"]
@@ -350,10 +352,9 @@ class PhysicsBaseline(ClassifierMixin, BaseEstimator):
         out["oiii_ew"] = _ratio(out["oiii_flux"], out.pop("hb_continuum_1"))
         out.pop("hb_continuum_0")  # the continuum under the lines serves the equivalent width only
         out["oiii_snr"] = _ratio(out["oiii_flux"], out["oiii_flux_err"])
-        covered = covers(wl, HALPHA)
+        covered = ha is not None
         out["halpha_covered"] = covered
-        ha = (fit_complex(wl, flux, ivar, HALPHA, self.instrumental_sigma) if covered
-              else dict.fromkeys(hb, np.nan))
+        ha = ha if covered else dict.fromkeys(hb, np.nan)
         out.update({f"ha_{key}": value for key, value in ha.items()
                     if key != "feii_flux" and not key.startswith("continuum_")})
         out["ha_flux_narrow"], out["ha_flux_narrow_err"] = out.pop("ha_flux_narrow_0"), out.pop("ha_flux_narrow_err_0")
@@ -394,8 +395,16 @@ class PhysicsBaseline(ClassifierMixin, BaseEstimator):
 
 
 def _measure_rows(est: PhysicsBaseline, wl, flux, ivar) -> list[dict]:
-    """Measure a block of spectra (module level so that joblib's workers can run it)."""
-    return [est._measure_one(wl, flux[i], None if ivar is None else ivar[i]) for i in range(flux.shape[0])]
+    """Measure a block of spectra, all fitted at once (module level so that joblib's workers can run it)."""
+    fits = fit_lines(wl, flux, ivar, est.instrumental_sigma, complexes=COMPLEXES)
+    hb, ha, shared = fits[HBETA.name], fits.get(HALPHA.name), fits["shared"]
+
+    def row(values: dict, i: int) -> dict:
+        return {k: (bool(v[i]) if v.dtype == bool else v[i] if v.dtype == object else float(v[i]))
+                for k, v in values.items()}
+
+    return [est._measure_row(row(hb, i), None if ha is None else row(ha, i), row(shared, i))
+            for i in range(flux.shape[0])]
 
 
 #: The BPT lines as (flux, error) columns of :meth:`PhysicsBaseline.measure`.

@@ -1,15 +1,26 @@
-"""Gaussian fits of one emission-line complex: narrow lines, an optional broad line and Fe II.
+"""Wing-aware fits of the emission-line complexes of many spectra at once.
 
-:func:`fit_complex` fits a window of a rest-frame, normalised spectrum twice — (a) a linear
-continuum plus narrow lines sharing one velocity and one width, and (b) the same plus a broad
-Gaussian (and, where the complex has one, an Fe II pseudo-continuum tied to the broad line's width
-and velocity) — and returns the measurements and the evidence for the broad component (ΔBIC). The
-rules that turn these numbers into a class live in :mod:`agnlens.models.baseline`.
+:func:`fit_lines` fits the Hβ + [O III] window, and where the grid covers them the Hα + [N II]
+and [S II] windows, of a whole batch of rest-frame, normalised spectra jointly:
 
-The fit is MINPACK's Levenberg–Marquardt (``scipy.optimize.least_squares(method="lm")``) with an
-analytic Jacobian; bounds are imposed by a change of variables (flux = t², bounded widths and
-velocities through a sine, as MINUIT does). A width that ends within 1 % of its bound is reported
-in ``broad_at_bound`` / ``narrow_at_bound``: the true width may lie beyond it.
+* each window has its own linear continuum;
+* every narrow line ([O III] 4960/5008, Hβ, Hα, [N II] 6550/6585, [S II] 6718/6733) has **one
+  shared profile**, a core Gaussian plus a wing Gaussian (an outflow: its own velocity and width,
+  and a wing/total flux ratio), so that the profile is set by the strong [O III] lines and the
+  Balmer lines cannot grow a "broad" component out of a narrow-line wing; only the line fluxes
+  differ (the doublet ratios 4960/5008 = 1/2.98 and 6550/6585 = 1/3.05 are fixed);
+* Hβ and Hα may each carry a broad Gaussian (velocity within ±8,000 km/s, FWHM 1,000–23,550
+  km/s), Hβ with an Fe II component (4668/4925/5020 Å) of the broad line's velocity and
+  :data:`FEII_WIDTH_RATIO` of its width.
+
+The evidence for each broad line is ΔBIC between the full model and the model without that
+line, each refitted: ΔBIC = (χ²_without − χ²_full) / s² − k ln n (k its parameters, n the good
+pixels, s² = max(1, χ²_full / dof)). The rules that turn the numbers into a class live in
+:mod:`agnlens.models.baseline`.
+
+All spectra of a batch are fitted at once by :func:`agnlens.models.lm.levenberg_marquardt` with an
+analytic Jacobian; the per-spectrum cost is a few array operations, not a Python loop. A
+non-linear parameter that ends within 1 % of its range from a bound is named in ``at_bound``.
 """
 
 from __future__ import annotations
@@ -17,41 +28,55 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.optimize import least_squares
 
 from agnlens.lines import C_KMS, line
+from agnlens.models.lm import Bounds, levenberg_marquardt
 
 __all__ = [
-    "BROAD_SIGMA", "FWHM_PER_SIGMA", "HALPHA", "HBETA", "LineComplex", "NARROW_SIGMA", "covers", "fit_complex",
+    "BROAD_SIGMA", "BROAD_VELOCITY", "COMPLEXES", "FEII_WIDTH_RATIO", "FWHM_PER_SIGMA", "HALPHA", "HBETA",
+    "LineComplex", "LineModel", "MIN_GOOD_FRACTION", "NARROW_SIGMA", "SII", "WING_SIGMA", "covers", "fit_complex",
+    "fit_lines",
 ]
 
 #: FWHM = this factor × Gaussian σ.
 FWHM_PER_SIGMA = 2.0 * np.sqrt(2.0 * np.log(2.0))
 
-# Bounds on the fitted components, in km/s. The narrow and broad width ranges do not overlap, so
-# the broad Gaussian can never take over a narrow line (and vice versa).
-NARROW_SIGMA = (25.0, 400.0)  # FWHM 60–940 km/s
-BROAD_SIGMA = (425.0, 6400.0)  # FWHM 1,000–15,070 km/s
-_NARROW_VELOCITY = 500.0
-_BROAD_VELOCITY = 3000.0
-# Starting broad σ (km/s): the better of the fits from each start is kept (local minima).
-BROAD_STARTS = (1000.0, 2500.0)
-NARROW_BROAD_START = 550.0
-# Least fraction of good pixels a fitting window needs.
+# Ranges of the non-linear parameters (km/s). Chosen so that no real spectrum of the reference
+# sample ends at one; a fit that does is named in ``at_bound``.
+#: σ of the narrow core (FWHM 47–1,180 km/s).
+NARROW_SIGMA = (20.0, 500.0)
+NARROW_VELOCITY = 600.0
+#: σ of the narrow lines' wing (FWHM 235–3,530 km/s: [O III] outflows).
+WING_SIGMA = (100.0, 1500.0)
+#: Wing velocity relative to the core.
+WING_VELOCITY = 1500.0
+WING_FRACTION = (0.0, 0.95)
+#: σ of a broad line (FWHM 1,000–23,550 km/s).
+BROAD_SIGMA = (425.0, 10000.0)
+BROAD_VELOCITY = 8000.0
+# Starting widths (km/s): narrow core and wing; the broad line starts from what the narrow
+# start leaves under it, within these σ.
+_CORE_START, _WING_START, _WING_FRACTION_START = 150.0, 500.0, 0.2
+_BROAD_START = (600.0, 4000.0)
+#: Least fraction of good pixels a fitting window needs.
 MIN_GOOD_FRACTION = 0.5
-#: A fitted width within this fraction of a bound is "at the bound".
+#: A non-linear parameter within this fraction of its range from a bound is "at the bound".
 AT_BOUND = 0.01
+#: Fe II lines are narrower than broad Hβ: FWHM(Fe II) ≈ 3/4 FWHM(Hβ) (Hu et al. 2008, ApJ 687, 78).
+FEII_WIDTH_RATIO = 0.75
+# Spectra fitted together (bounds the Jacobian's memory: ~20 parameters × ~700 pixels each).
+_CHUNK = 256
 
 
 @dataclass(frozen=True)
 class LineComplex:
-    """One line complex fitted as a unit over ``lo``–``hi`` Å.
+    """One window ``lo``–``hi`` Å fitted with its own linear continuum.
 
     ``narrow`` lists ``(wavelength, free_flux_index, flux_factor)``: lines with the same index share
-    one flux parameter scaled by the factor (the fixed doublet ratios). ``broad_centre`` is the
-    broad line's rest wavelength. ``feii`` lists ``(wavelength, relative strength)`` of Fe II lines
-    fitted as one component with the broad line's velocity and :data:`FEII_WIDTH_RATIO` times its
-    width (empty: no Fe II).
+    one flux parameter scaled by the factor (fixed doublet ratios). ``broad_centre`` is the broad
+    line's rest wavelength (None: no broad line). ``feii`` lists ``(wavelength, relative strength)``
+    of Fe II lines fitted as one component with the broad line's velocity and
+    :data:`FEII_WIDTH_RATIO` times its width (empty: no Fe II).
     """
 
     name: str
@@ -59,15 +84,17 @@ class LineComplex:
     hi: float
     narrow: tuple[tuple[float, int, float], ...]
     n_free_flux: int
-    broad_centre: float
+    broad_centre: float | None
     feii: tuple[tuple[float, float], ...] = ()
+
+    def primary(self, j: int) -> float:
+        """Rest wavelength of the line that carries free flux ``j`` at factor 1."""
+        return next(c for c, idx, f in self.narrow if idx == j and f == 1.0)
 
 
 # Fe II multiplets 42 and 37/38 inside the Hβ window (vacuum Å; relative strengths of the
 # Boroson & Green 1992 template's lines, as in the simulator's template): the 4924 and 5018 lines
 # sit in Hβ's red wing and under [O III], where an unmodelled Fe II would be taken for broad Hβ.
-#: Fe II lines are narrower than broad Hβ: FWHM(Fe II) ≈ 3/4 FWHM(Hβ) (Hu et al. 2008, ApJ 687, 78).
-FEII_WIDTH_RATIO = 0.75
 _FEII_HBETA = ((4668.1, 0.2), (4925.3, 0.8), (5019.8, 1.0))
 
 #: Hβ + [O III]: the 4960/5008 ratio is fixed at 1/2.98 (atomic physics); Fe II 4667/4924/5018.
@@ -77,13 +104,22 @@ HBETA = LineComplex(
      (line("OIII_4960").wavelength, 1, 1.0 / 2.98)),
     2, line("Hbeta").wavelength, _FEII_HBETA,
 )
-#: Hα + [N II]: the 6550/6585 ratio is fixed at 1/3.05; [S II] 6718 and [O I] 6302 stay outside.
+#: Hα + [N II]: the 6550/6585 ratio is fixed at 1/3.05.
 HALPHA = LineComplex(
     "halpha", 6400.0, 6690.0,
     ((line("Halpha").wavelength, 0, 1.0), (line("NII_6585").wavelength, 1, 1.0),
      (line("NII_6550").wavelength, 1, 1.0 / 3.05)),
     2, line("Halpha").wavelength,
 )
+#: [S II] 6718/6733 (no broad line): only on grids reaching 6780 Å (not ``balmer``, which ends at 6700).
+SII = LineComplex(
+    "sii", 6690.0, 6780.0,
+    ((line("SII_6718").wavelength, 0, 1.0), (line("SII_6733").wavelength, 1, 1.0)), 2, None,
+)
+#: Every complex :func:`fit_lines` fits where the grid covers it, in this order.
+COMPLEXES = (HBETA, HALPHA, SII)
+
+_SHARED = ("narrow_velocity", "narrow_sigma", "wing_velocity", "wing_sigma", "wing_fraction")
 
 
 def covers(wl: np.ndarray, cx: LineComplex) -> bool:
@@ -92,265 +128,443 @@ def covers(wl: np.ndarray, cx: LineComplex) -> bool:
     return bool(wl[0] <= cx.lo + step and wl[-1] >= cx.hi - step)
 
 
-def _profiles(lam: np.ndarray, centre: float, v: float, sigma_kms: float):
-    """Unit-flux Gaussian at ``centre`` shifted by ``v`` (km/s) with width ``sigma_kms``, and its
-    derivatives with respect to ``v`` and ``sigma_kms``."""
-    mu = centre * (1.0 + v / C_KMS)
-    s = centre * sigma_kms / C_KMS
+def _gauss(lam: np.ndarray, centre: float, v: np.ndarray, sigma: np.ndarray):
+    """Unit-flux Gaussians (n, n_pix) at ``centre`` shifted by ``v`` km/s with σ ``sigma`` km/s
+    (both shape (n,)), and their derivatives with respect to ``v`` and ``sigma``."""
+    mu = centre * (1.0 + v[:, None] / C_KMS)
+    s = centre * sigma[:, None] / C_KMS
     u = (lam - mu) / s
     g = np.exp(-0.5 * u * u) / (np.sqrt(2.0 * np.pi) * s)
-    dmu = centre / C_KMS
-    return g, g * u / s * dmu, g * (u * u - 1.0) / s * dmu
+    gs = g / s * (centre / C_KMS)
+    return g, gs * u, gs * (u * u - 1.0)
 
 
-def _model(p: np.ndarray, lam: np.ndarray, x: np.ndarray, cx: LineComplex, broad: bool):
-    """Model flux and Jacobian (n_pix, n_par) for parameters
-    ``[c0, c1, F_0..F_{k-1}, v_n, sigma_n, (F_b, v_b, sigma_b, (F_FeII))]``."""
-    k = cx.n_free_flux
-    n_par = 4 + k + ((3 + bool(cx.feii)) if broad else 0)
-    jac = np.zeros((lam.size, n_par))
-    model = p[0] + p[1] * x
-    jac[:, 0] = 1.0
-    jac[:, 1] = x
-    v_n, s_n = p[2 + k], p[3 + k]
-    for centre, idx, factor in cx.narrow:
-        g, dv, ds = _profiles(lam, centre, v_n, s_n)
-        flux = p[2 + idx] * factor
-        model = model + flux * g
-        jac[:, 2 + idx] += factor * g
-        jac[:, 2 + k] += flux * dv
-        jac[:, 3 + k] += flux * ds
-    if broad:
-        f_b, v_b, s_b = p[4 + k], p[5 + k], p[6 + k]
-        g, dv, ds = _profiles(lam, cx.broad_centre, v_b, s_b)
-        model = model + f_b * g
-        jac[:, 4 + k] = g
-        jac[:, 5 + k] = f_b * dv
-        jac[:, 6 + k] = f_b * ds
-        if cx.feii:
-            f_fe = p[7 + k]
-            for centre, strength in cx.feii:
-                g, dv, ds = _profiles(lam, centre, v_b, FEII_WIDTH_RATIO * s_b)
-                model = model + f_fe * strength * g
-                jac[:, 7 + k] += strength * g
-                jac[:, 5 + k] += f_fe * strength * dv
-                jac[:, 6 + k] += f_fe * strength * FEII_WIDTH_RATIO * ds
-    return model, jac
+class LineModel:
+    """The joint model of some complexes on one wavelength grid, with or without each broad line.
 
+    Parameters
+    ----------
+    wl : ndarray of shape (n_grid,)
+        Rest-frame wavelengths (Å).
+    complexes : sequence of LineComplex
+        The windows fitted (each must lie on the grid).
+    broad : sequence of bool
+        Per complex, whether its broad line (and Fe II) is in the model.
 
-def _solve(lam, x, data, w, cx: LineComplex, p0, lo, hi, broad: bool):
-    """Weighted least squares of one complex with box bounds.
-
-    The bounds are imposed by a change of variables so that the fast MINPACK Levenberg–Marquardt
-    can run unconstrained (the trust-region method with bounds costs about four times as much
-    Python overhead per spectrum). Returns the physical parameters, the χ² and the weighted
-    Jacobian (n_pix, n_par) in physical parameters at the optimum.
+    Attributes
+    ----------
+    names : list of str
+        Parameter names, e.g. ``hbeta_c0``, ``hbeta_flux_1``, ``hbeta_broad_flux``,
+        ``narrow_sigma``, ``halpha_broad_sigma``.
+    pixels : ndarray of int
+        Indices into ``wl`` of the fitted pixels (the windows, concatenated).
+    bounds : Bounds
     """
-    pos = (lo == 0.0) & ~np.isfinite(hi)
-    box = np.isfinite(lo) & np.isfinite(hi)
-    half = np.where(box, 0.5 * (hi - lo), 1.0)
-    base = np.where(box, lo, 0.0)
 
-    def to_phys(t):
-        p = t.copy()
-        p[pos] = t[pos] ** 2
-        p[box] = base[box] + half[box] * (1.0 + np.sin(t[box]))
+    def __init__(self, wl: np.ndarray, complexes, broad) -> None:
+        self.complexes = tuple(complexes)
+        self.broad = tuple(bool(b) and cx.broad_centre is not None for cx, b in zip(self.complexes, broad, strict=True))
+        names: list[str] = []
+        lo: list[float] = []
+        hi: list[float] = []
+
+        def add(name, low=-np.inf, high=np.inf):
+            names.append(name)
+            lo.append(low)
+            hi.append(high)
+
+        pixels, self.slices, start = [], [], 0
+        for cx in self.complexes:
+            idx = np.flatnonzero((wl >= cx.lo) & (wl <= cx.hi))
+            pixels.append(idx)
+            self.slices.append(slice(start, start + idx.size))
+            start += idx.size
+            add(f"{cx.name}_c0")
+            add(f"{cx.name}_c1")
+            for j in range(cx.n_free_flux):
+                add(f"{cx.name}_flux_{j}", 0.0)
+        for cx, b in zip(self.complexes, self.broad, strict=True):
+            if b:
+                add(f"{cx.name}_broad_flux")  # either sign: a broad absorption trough is modelled, not forced into the narrow lines
+                if cx.feii:
+                    add(f"{cx.name}_feii_flux", 0.0)
+        add("narrow_velocity", -NARROW_VELOCITY, NARROW_VELOCITY)
+        add("narrow_sigma", *NARROW_SIGMA)
+        add("wing_velocity", -WING_VELOCITY, WING_VELOCITY)
+        add("wing_sigma", *WING_SIGMA)
+        add("wing_fraction", *WING_FRACTION)
+        for cx, b in zip(self.complexes, self.broad, strict=True):
+            if b:
+                add(f"{cx.name}_broad_velocity", -BROAD_VELOCITY, BROAD_VELOCITY)
+                add(f"{cx.name}_broad_sigma", *BROAD_SIGMA)
+        self.names = names
+        self.index = {n: i for i, n in enumerate(names)}
+        self.bounds = Bounds(np.array(lo), np.array(hi))
+        self.pixels = np.concatenate(pixels)
+        self.lam = wl[self.pixels]
+        self.x = np.empty(self.lam.size)
+        for cx, sl in zip(self.complexes, self.slices, strict=True):
+            self.x[sl] = (self.lam[sl] - 0.5 * (cx.lo + cx.hi)) / 100.0
+
+    def evaluate(self, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Model flux (n, n_pix) and its Jacobian, transposed, (n, n_params, n_pix) at the physical
+        parameters ``p`` of shape (n, n_params)."""
+        ix = self.index
+        n = p.shape[0]
+        model = np.zeros((n, self.lam.size))
+        jac = np.zeros((n, len(self.names), self.lam.size))
+        vc, sc, dv, sw, fw = (p[:, ix[k]] for k in _SHARED)
+        core_w, wing_w = (1.0 - fw)[:, None], fw[:, None]
+        for cx, b, sl in zip(self.complexes, self.broad, self.slices, strict=True):
+            lam, x = self.lam[sl], self.x[sl]
+            i0, i1 = ix[f"{cx.name}_c0"], ix[f"{cx.name}_c1"]
+            model[:, sl] = p[:, i0, None] + p[:, i1, None] * x
+            jac[:, i0, sl] = 1.0
+            jac[:, i1, sl] = x
+            for centre, j, factor in cx.narrow:
+                i_f = ix[f"{cx.name}_flux_{j}"]
+                flux = (factor * p[:, i_f])[:, None]
+                gc, gc_v, gc_s = _gauss(lam, centre, vc, sc)
+                gw, gw_v, gw_s = _gauss(lam, centre, vc + dv, sw)
+                profile = core_w * gc + wing_w * gw
+                model[:, sl] += flux * profile
+                jac[:, i_f, sl] += factor * profile
+                wing_v = flux * wing_w * gw_v
+                jac[:, ix["narrow_velocity"], sl] += flux * core_w * gc_v + wing_v
+                jac[:, ix["narrow_sigma"], sl] += flux * core_w * gc_s
+                jac[:, ix["wing_velocity"], sl] += wing_v
+                jac[:, ix["wing_sigma"], sl] += flux * wing_w * gw_s
+                jac[:, ix["wing_fraction"], sl] += flux * (gw - gc)
+            if not b:
+                continue
+            i_b, i_v, i_s = (ix[f"{cx.name}_broad_{k}"] for k in ("flux", "velocity", "sigma"))
+            vb, sb = p[:, i_v], p[:, i_s]
+            g, g_v, g_s = _gauss(lam, cx.broad_centre, vb, sb)
+            fb = p[:, i_b, None]
+            model[:, sl] += fb * g
+            jac[:, i_b, sl] = g
+            jac[:, i_v, sl] = fb * g_v
+            jac[:, i_s, sl] = fb * g_s
+            if cx.feii:
+                i_fe = ix[f"{cx.name}_feii_flux"]
+                ffe = p[:, i_fe, None]
+                for centre, strength in cx.feii:
+                    g, g_v, g_s = _gauss(lam, centre, vb, FEII_WIDTH_RATIO * sb)
+                    model[:, sl] += ffe * strength * g
+                    jac[:, i_fe, sl] += strength * g
+                    jac[:, i_v, sl] += ffe * strength * g_v
+                    jac[:, i_s, sl] += ffe * strength * FEII_WIDTH_RATIO * g_s
+        return model, jac
+
+    def start(self, data: np.ndarray, weight: np.ndarray) -> np.ndarray:
+        """A physical starting point (n, n_params) for spectra ``data`` (n, n_pix) on the model's
+        pixels with weights ``weight`` (0: bad pixel): straight continua through each window's
+        edges, the narrow profile at the strongest narrow line's peak, narrow fluxes from the peak
+        heights, each broad line with what the narrow start leaves under it."""
+        ix = self.index
+        n = data.shape[0]
+        p = np.zeros((n, len(self.names)))
+        good = weight > 0
+        scale = np.maximum(np.max(np.abs(np.where(good, data, 0.0)), axis=1), 1e-3)
+        best_peak = np.full(n, -np.inf)
+        p[:, ix["narrow_sigma"]], p[:, ix["wing_sigma"]] = _CORE_START, _WING_START
+        p[:, ix["wing_fraction"]], p[:, ix["wing_velocity"]] = _WING_FRACTION_START, -100.0
+        for cx, b in zip(self.complexes, self.broad, strict=True):
+            if b:  # zero flux until the narrow start is known
+                p[:, ix[f"{cx.name}_broad_sigma"]] = _BROAD_START[0]
+        for cx, sl in zip(self.complexes, self.slices, strict=True):
+            lam, x, d, m = self.lam[sl], self.x[sl], data[:, sl], good[:, sl]
+            edge = ((lam < cx.lo + 40.0) | (lam > cx.hi - 30.0)) & m
+            edge = np.where(edge.sum(axis=1, keepdims=True) >= 4, edge, m)
+            c0, c1 = _line_fit(x, d, edge)
+            p[:, ix[f"{cx.name}_c0"]], p[:, ix[f"{cx.name}_c1"]] = c0, c1
+            resid = d - (c0[:, None] + c1[:, None] * x)
+            for j in range(cx.n_free_flux):
+                centre = cx.primary(j)
+                near = np.abs(lam - centre) < centre * 300.0 / C_KMS
+                r = np.where(m[:, near], resid[:, near], -np.inf)
+                k = np.argmax(r, axis=1)
+                peak = np.maximum(r[np.arange(n), k], 0.0)
+                p[:, ix[f"{cx.name}_flux_{j}"]] = peak * np.sqrt(2.0 * np.pi) * centre * _CORE_START / C_KMS
+                stronger = peak > best_peak
+                best_peak = np.where(stronger, peak, best_peak)
+                v = (lam[near][k] / centre - 1.0) * C_KMS
+                p[:, ix["narrow_velocity"]] = np.where(stronger, v, p[:, ix["narrow_velocity"]])
+        narrow_start = self.evaluate(p)[0]
+        dlam = np.gradient(self.lam)
+        for cx, b, sl in zip(self.complexes, self.broad, self.slices, strict=True):
+            if not b:
+                continue
+            v = (self.lam[sl] / cx.broad_centre - 1.0) * C_KMS
+            near = np.abs(v) < 6000.0
+            resid = np.where(good[:, sl], data[:, sl] - narrow_start[:, sl], 0.0)[:, near]
+            fb = resid @ dlam[sl][near]
+            fb = np.where(np.abs(fb) < 0.02 * scale, 0.05 * scale, fb)
+            pos = np.clip(resid, 0.0, None)
+            total = pos.sum(axis=1)
+            s_est = np.sqrt(np.divide(pos @ v[near] ** 2, total, out=np.full(n, _BROAD_START[0] ** 2), where=total > 0))
+            p[:, ix[f"{cx.name}_broad_flux"]] = fb
+            p[:, ix[f"{cx.name}_broad_sigma"]] = np.clip(s_est, *_BROAD_START)
+            if cx.feii:
+                # small but not zero, where t = √F has a zero Jacobian column
+                p[:, ix[f"{cx.name}_feii_flux"]] = 0.02 * scale
         return p
 
-    def dphys(t):
-        d = np.ones_like(t)
-        d[pos] = 2.0 * t[pos]
-        d[box] = half[box] * np.cos(t[box])
-        return d
+    def fit(self, p0: np.ndarray, data: np.ndarray, weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Least-squares fit of every spectrum from the physical start ``p0``: (p, χ²)."""
+        bounds = self.bounds
 
-    p0 = np.clip(p0, lo, hi)
-    t0 = p0.copy()
-    t0[pos] = np.sqrt(p0[pos])
-    # Keep the start off the bounds, where the sine's derivative (hence the Jacobian column) is 0.
-    t0[box] = np.arcsin(np.clip((p0[box] - base[box]) / half[box] - 1.0, -0.98, 0.98))
-    cache: dict = {}
+        def evaluate(t, rows):
+            model, jac = self.evaluate(bounds.phys(t))
+            w = weight[rows]
+            jac *= w[:, None, :]
+            jac *= bounds.dphys(t)[:, :, None]
+            return w * (model - data[rows]), jac
 
-    def evaluate(t):
-        key = t.tobytes()
-        if cache.get("key") != key:
-            model, jac = _model(to_phys(t), lam, x, cx, broad)
-            cache.update(key=key, r=w * (model - data), j=w[:, None] * jac)
-        return cache
+        # 1e-6 of χ² is far below what model selection can notice
+        t, chi2, _ = levenberg_marquardt(evaluate, bounds.free(p0), max_iter=200, ftol=1e-6)
+        return bounds.phys(t), chi2
 
-    # Tolerances: 1e-6 of χ² is far below what model selection can notice.
-    res = least_squares(lambda t: evaluate(t)["r"], t0, jac=lambda t: evaluate(t)["j"] * dphys(t),
-                        method="lm", x_scale="jac", ftol=1e-6, xtol=1e-6, max_nfev=150)
-    p = to_phys(res.x)
-    model, jac_p = _model(p, lam, x, cx, broad)
-    r = w * (model - data)
-    return p, float(r @ r), w[:, None] * jac_p
+    def covariance(self, p: np.ndarray, weight: np.ndarray, s2: np.ndarray) -> np.ndarray:
+        """Parameter covariances (n, n_params, n_params) from the weighted Jacobian at ``p``, scaled by ``s2``."""
+        jac = self.evaluate(p)[1] * weight[:, None, :]
+        return np.linalg.pinv(np.matmul(jac, jac.transpose(0, 2, 1)), hermitian=True) * s2[:, None, None]
 
 
-def _empty(n_good: int, k: int) -> dict:
-    nan = np.nan
-    out = {key: nan for key in ("fwhm_broad", "fwhm_broad_err", "velocity_broad", "flux_broad", "flux_broad_err",
-                                "broad_snr", "broad_fraction", "delta_bic", "fwhm_narrow", "feii_flux")}
-    out.update(broad_at_bound=False, narrow_at_bound=False, good_pixels=n_good)
-    for j in range(k):
-        out[f"flux_narrow_{j}"] = out[f"flux_narrow_err_{j}"] = out[f"continuum_{j}"] = nan
-    return out
+def _line_fit(x: np.ndarray, d: np.ndarray, m: np.ndarray):
+    """Least-squares straight lines ``c0 + c1 x`` through the pixels ``m`` of each row of ``d``."""
+    mf = m.astype(float)
+    s0, s1, s2 = mf.sum(axis=1), mf @ x, mf @ (x * x)
+    t0, t1 = (mf * d).sum(axis=1), (mf * d) @ x
+    det = s0 * s2 - s1 * s1
+    ok = det > 0
+    c1 = np.divide(s0 * t1 - s1 * t0, det, out=np.zeros_like(det), where=ok)
+    c0 = np.divide(t0 - c1 * s1, s0, out=np.zeros_like(det), where=s0 > 0)
+    return c0, c1
 
 
-def fit_complex(wl: np.ndarray, flux: np.ndarray, ivar: np.ndarray | None, cx: LineComplex,
-                instrumental_sigma: float) -> dict:
-    """Fit narrow-only and narrow + broad (+ Fe II) models to one complex of one spectrum.
+#: Per-complex outputs of :func:`fit_lines` (besides ``flux_narrow_<j>``, ``flux_narrow_err_<j>``,
+#: ``continuum_<j>``), and the shared narrow-profile ones.
+COMPLEX_KEYS = ("fwhm_broad", "fwhm_broad_err", "velocity_broad", "flux_broad", "flux_broad_err", "broad_snr",
+                "broad_fraction", "delta_bic", "fwhm_narrow", "feii_flux", "broad_at_bound", "narrow_at_bound",
+                "good_pixels")
+SHARED_KEYS = ("narrow_velocity", "wing_fraction", "wing_fwhm", "wing_velocity", "at_bound")
+
+
+def fit_lines(wl: np.ndarray, flux: np.ndarray, ivar: np.ndarray | None, instrumental_sigma: float,
+              complexes=COMPLEXES) -> dict[str, dict[str, np.ndarray]]:
+    """Fit the line complexes of every spectrum, with and without each broad line.
 
     Parameters
     ----------
     wl : ndarray of shape (n_pixels,)
         Rest-frame wavelengths (Å).
-    flux : ndarray of shape (n_pixels,)
+    flux : ndarray of shape (n_spectra, n_pixels)
         Normalised flux.
-    ivar : ndarray of shape (n_pixels,) or None
-        Inverse variance (0: bad pixel); None weighs all pixels the same.
-    cx : LineComplex
+    ivar : ndarray of shape (n_spectra, n_pixels) or None
+        Inverse variance (0: bad pixel); None weighs all pixels the same (and s² is then the
+        residual variance of the model).
     instrumental_sigma : float
         Instrumental σ (km/s) removed in quadrature from the fitted widths.
+    complexes : sequence of LineComplex, default :data:`COMPLEXES`
+        The windows to fit where the grid covers them; a spectrum is fitted on those of them
+        with at least :data:`MIN_GOOD_FRACTION` good pixels.
 
     Returns
     -------
     dict
-        ``fwhm_broad`` (intrinsic, km/s), ``fwhm_broad_err``, ``velocity_broad``, ``flux_broad``
-        (0 when ΔBIC ≤ 0; negative: an absorption trough), ``flux_broad_err``, ``broad_snr``,
-        ``broad_fraction`` (broad / (narrow + positive broad) of the first narrow line),
-        ``delta_bic`` (evidence for the broad model), ``fwhm_narrow``, ``feii_flux`` (NaN without
-        Fe II), ``broad_at_bound``, ``narrow_at_bound``, ``good_pixels``, ``flux_narrow_<j>`` and
-        its 1 σ error ``flux_narrow_err_<j>`` (from the model that is reported) and the fitted
-        continuum at its centre ``continuum_<j>`` (for its equivalent width).
-        All NaN when fewer than half of the window's pixels are good.
+        For each covered complex with a broad line, by its name (``"hbeta"``, ``"halpha"``), a dict
+        of arrays of shape (n_spectra,): ``fwhm_broad`` (intrinsic, km/s), ``fwhm_broad_err``,
+        ``velocity_broad``, ``flux_broad`` (0 when ΔBIC ≤ 0; negative: an absorption trough),
+        ``flux_broad_err``, ``broad_snr``, ``broad_fraction`` (broad / (narrow + positive broad)
+        of the first narrow line), ``delta_bic``, ``fwhm_narrow`` (the core's intrinsic FWHM),
+        ``feii_flux`` (NaN without Fe II), ``broad_at_bound``, ``narrow_at_bound``,
+        ``good_pixels``, ``flux_narrow_<j>``, ``flux_narrow_err_<j>`` (1 σ) and ``continuum_<j>``
+        (the fitted continuum at the line, for its equivalent width), the narrow quantities from
+        the model the ΔBIC prefers; NaN where the window has too few good pixels. Under
+        ``"shared"``: ``narrow_velocity``, ``wing_fraction`` (wing / total narrow flux),
+        ``wing_fwhm`` (intrinsic), ``wing_velocity`` (relative to the core) and ``at_bound`` (the
+        ``;``-separated names of reported parameters within 1 % of a bound, "" for none).
     """
-    sel = (wl >= cx.lo) & (wl <= cx.hi)
-    lam, data = wl[sel], flux[sel]
-    good = np.ones(lam.size, dtype=bool) if ivar is None else ivar[sel] > 0
-    k = cx.n_free_flux
-    n_broad = 3 + bool(cx.feii)
-    if good.sum() < max(MIN_GOOD_FRACTION * lam.size, 4 + k + n_broad + 5):
-        return _empty(int(good.sum()), k)
-    lam, data = lam[good], data[good]
-    w = np.ones(lam.size) if ivar is None else np.sqrt(ivar[sel][good])
-    x = (lam - 0.5 * (cx.lo + cx.hi)) / 100.0
-
-    # Starting point: a straight continuum through the window's edges (line-free at 3 sigma of
-    # any broad line of moderate width), narrow fluxes from the peak heights.
-    edge = (lam < cx.lo + 40.0) | (lam > cx.hi - 30.0)
-    xe, de = (x[edge], data[edge]) if edge.sum() >= 4 else (x, data)
-    c1, c0 = np.polyfit(xe, de, 1)
-    cont = c0 + c1 * x
-    sig0 = 150.0
-    p_n = [c0, c1]
-    for j in range(k):
-        centre = next(c for c, idx, f in cx.narrow if idx == j and f == 1.0)
-        near = np.abs(lam - centre) < centre * 300.0 / C_KMS
-        peak = float(np.max(data[near] - cont[near])) if near.any() else 0.0
-        p_n.append(max(peak, 0.0) * np.sqrt(2.0 * np.pi) * centre * sig0 / C_KMS)
-    p_n += [0.0, sig0]
-    scale = max(float(np.max(np.abs(data))), 1e-3)
-    inf = np.inf
-    lo_n = np.array([-inf, -inf] + [0.0] * k + [-_NARROW_VELOCITY, NARROW_SIGMA[0]])
-    hi_n = np.array([inf, inf] + [inf] * k + [_NARROW_VELOCITY, NARROW_SIGMA[1]])
-    p_init = np.array(p_n, dtype=float)
-    p_n, chi2_n, jac_n = _solve(lam, x, data, w, cx, p_init, lo_n, hi_n, broad=False)
-
-    # Broad start: the flux and width of what the narrow fit leaves under the broad line. The
-    # broad flux may take either sign, so that a broad absorption trough (the host's stellar
-    # Balmer absorption) is modelled rather than forced into the narrow lines; only a positive
-    # broad component can count as a broad line. The narrow fit may have widened the narrow lines
-    # to swallow a broad one, so the start takes the narrow fit's continuum and velocity with the
-    # first-guess narrow fluxes and width, and gives the broad line what is left in the window.
-    start_n = p_n.copy()
-    start_n[2 : 2 + k] = p_init[2 : 2 + k]
-    start_n[3 + k] = min(p_n[3 + k], sig0)
-    resid = data - _model(start_n, lam, x, cx, False)[0]
-    v = (lam / cx.broad_centre - 1.0) * C_KMS
-    near_b = np.abs(v) < 6000.0
-    f_b0 = float(np.sum(resid[near_b] * np.gradient(lam)[near_b]))
-    if abs(f_b0) < 0.02 * scale:
-        f_b0 = 0.05 * scale
-    positive = np.clip(resid[near_b], 0.0, None)
-    s_est = np.sqrt(np.sum(positive * v[near_b] ** 2) / np.sum(positive)) if np.sum(positive) > 0 else BROAD_STARTS[0]
-    extra_lo, extra_hi = [-inf, -_BROAD_VELOCITY, BROAD_SIGMA[0]], [inf, _BROAD_VELOCITY, BROAD_SIGMA[1]]
-    extra_start = [f_b0, 0.0]
-    if cx.feii:
-        extra_lo.append(0.0)
-        extra_hi.append(inf)
-    lo_b, hi_b = np.concatenate([lo_n, extra_lo]), np.concatenate([hi_n, extra_hi])
-    penalty = n_broad * np.log(lam.size)
-
-    def broad_fit(sigma_start):
-        # Fe II starts small but not at zero (where t = √F has a zero Jacobian column)
-        start = np.concatenate([start_n, extra_start, [sigma_start], [0.02 * scale] if cx.feii else []])
-        return _solve(lam, x, data, w, cx, start, lo_b, hi_b, broad=True)
-
-    best = broad_fit(float(np.clip(s_est, 600.0, 4000.0)))
-    s_b = best[0][6 + k]
-    near_bound = s_b < 1.1 * BROAD_SIGMA[0] or s_b > 0.9 * BROAD_SIGMA[1]
-    if best[1] > chi2_n or (near_bound and chi2_n - best[1] > penalty):
-        # Worse than the nested narrow model, or a broad line stuck at a width bound (a local
-        # minimum: a 1,000–2,000 km/s Hα between the [N II] lines, a very broad line trading
-        # with the continuum): start from the other widths and keep the best.
-        for sigma_start in BROAD_STARTS + (NARROW_BROAD_START,):
-            fit = broad_fit(sigma_start)
-            best = fit if fit[1] < best[1] else best
-    p_b, chi2_b, jac_b = best
-    chi2_b = min(chi2_b, chi2_n)
-
-    n_pix = lam.size
-    s2 = _scale(chi2_b, n_pix - p_b.size, ivar is not None)
-    delta_bic = (chi2_n - chi2_b) / s2 - penalty
-
-    # Parameter errors from the Jacobian at the optimum, scaled like the χ².
-    err = _errors(jac_b, s2)
-    f_b, s_b = p_b[4 + k], p_b[6 + k]
-    inst2 = instrumental_sigma**2
-    intrinsic = np.sqrt(max(s_b**2 - inst2, 0.0))
-    # Report the narrow-line measurements of the model that the selection prefers.
-    use_broad = delta_bic > 0
-    p = p_b if use_broad else p_n
-    f_pos = max(f_b, 0.0) if use_broad else 0.0
-    s_n = p[3 + k]
-    out = {
-        "fwhm_broad": float(FWHM_PER_SIGMA * intrinsic),
-        "fwhm_broad_err": float(FWHM_PER_SIGMA * s_b * err[6 + k] / max(intrinsic, 1e-9)),
-        "velocity_broad": float(p_b[5 + k]),
-        "flux_broad": float(f_b) if use_broad else 0.0,
-        "flux_broad_err": float(err[4 + k]),
-        "broad_snr": float(f_b / err[4 + k]) if err[4 + k] > 0 else 0.0,
-        "delta_bic": float(delta_bic),
-        "fwhm_narrow": float(FWHM_PER_SIGMA * np.sqrt(max(s_n**2 - inst2, 0.0))),
-        "feii_flux": float(p_b[7 + k]) if (cx.feii and use_broad) else (0.0 if cx.feii else np.nan),
-        "broad_at_bound": bool(_at_bound(s_b, BROAD_SIGMA)),
-        "narrow_at_bound": bool(_at_bound(s_n, NARROW_SIGMA)),
-        "good_pixels": int(n_pix),
-    }
-    # the narrow fluxes' errors from the model they are reported from (scaled like its χ²)
-    err_p = err if use_broad else _errors(jac_n, _scale(chi2_n, n_pix - p_n.size, ivar is not None))
-    for j in range(k):
-        out[f"flux_narrow_{j}"] = float(p[2 + j])
-        out[f"flux_narrow_err_{j}"] = float(err_p[2 + j])
-        # the fitted continuum under the line (for its equivalent width)
-        centre = next(c for c, idx, f in cx.narrow if idx == j and f == 1.0)
-        out[f"continuum_{j}"] = float(p[0] + p[1] * (centre - 0.5 * (cx.lo + cx.hi)) / 100.0)
-    total = out["flux_narrow_0"] + f_pos
-    out["broad_fraction"] = f_pos / total if total > 0 else 0.0
+    wl = np.asarray(wl, dtype=float)
+    flux = np.atleast_2d(np.asarray(flux, dtype=float))
+    n = flux.shape[0]
+    weighted = ivar is not None
+    weight = np.sqrt(np.clip(np.atleast_2d(np.asarray(ivar, dtype=float)), 0.0, None)) if weighted else np.ones_like(flux)
+    cxs = [cx for cx in complexes if covers(wl, cx)]
+    out: dict[str, dict[str, np.ndarray]] = {}
+    for cx in cxs:
+        if cx.broad_centre is None:
+            continue
+        res = {k: np.full(n, np.nan) for k in COMPLEX_KEYS}
+        res["broad_at_bound"] = np.zeros(n, dtype=bool)
+        res["narrow_at_bound"] = np.zeros(n, dtype=bool)
+        for j in range(cx.n_free_flux):
+            for k in ("flux_narrow", "flux_narrow_err", "continuum"):
+                res[f"{k}_{j}"] = np.full(n, np.nan)
+        out[cx.name] = res
+    out["shared"] = {k: np.full(n, np.nan) for k in SHARED_KEYS}
+    out["shared"]["at_bound"] = np.full(n, "", dtype=object)
+    usable = np.zeros((n, len(cxs)), dtype=bool)
+    for c, cx in enumerate(cxs):
+        window = (wl >= cx.lo) & (wl <= cx.hi)
+        n_good = (weight[:, window] > 0).sum(axis=1)
+        usable[:, c] = n_good >= max(MIN_GOOD_FRACTION * window.sum(), 2 + cx.n_free_flux + 4 + 10)
+        if cx.name in out:
+            out[cx.name]["good_pixels"] = n_good.astype(float)
+    for pattern in np.unique(usable, axis=0):
+        group = [cx for cx, u in zip(cxs, pattern, strict=True) if u]
+        if not any(cx.broad_centre is not None for cx in group):
+            continue
+        rows = np.flatnonzero((usable == pattern).all(axis=1))
+        for start in range(0, rows.size, _CHUNK):
+            chunk = rows[start : start + _CHUNK]
+            _fit_chunk(wl, group, flux[chunk], weight[chunk], instrumental_sigma, weighted, chunk, out)
     return out
 
 
-def _scale(chi2: float, dof: int, weighted: bool) -> float:
+def _transfer(p: np.ndarray, src: LineModel, dst: LineModel) -> np.ndarray:
+    """``src``'s parameters ``p`` as a start of ``dst`` (whose parameters are among ``src``'s)."""
+    return p[:, [src.index[name] for name in dst.names]]
+
+
+def _fit_chunk(wl, group, flux, weight, inst, weighted, rows, out) -> None:
+    """Fit one chunk of spectra sharing usable windows ``group``; write their rows of ``out``."""
+    full = LineModel(wl, group, [True] * len(group))
+    data, w = flux[:, full.pixels], weight[:, full.pixels]
+    n_good = (w > 0).sum(axis=1)
+    p0 = full.start(data, w)
+    p_full, chi2_full = full.fit(p0, data, w)
+    nulls = {}
+    for c, has in enumerate(full.broad):
+        if has:
+            model = LineModel(wl, group, [b and i != c for i, b in enumerate(full.broad)])
+            nulls[c] = (model, *model.fit(_transfer(p_full, full, model), data, w))
+    # A full fit worse than a nested one, or with a broad width stuck at a bound, is a local minimum
+    # (a 1,000-2,000 km/s Hα between the [N II] lines, a very broad line trading with the continuum):
+    # start its broad lines from other widths and keep the best.
+    retry = np.zeros(len(rows), dtype=bool)
+    for c, (_, _, chi2_null) in nulls.items():
+        sb = p_full[:, full.index[f"{group[c].name}_broad_sigma"]]
+        retry |= (chi2_full > chi2_null) | (sb < 1.1 * BROAD_SIGMA[0]) | (sb > 0.9 * BROAD_SIGMA[1])
+    if retry.any():
+        for sigma in (1000.0, 2500.0, 550.0):
+            start = p0[retry].copy()
+            for c in nulls:
+                start[:, full.index[f"{group[c].name}_broad_sigma"]] = sigma
+            p, chi2 = full.fit(start, data[retry], w[retry])
+            better = chi2 < chi2_full[retry]
+            idx = np.flatnonzero(retry)[better]
+            p_full[idx], chi2_full[idx] = p[better], chi2[better]
+    s2_full = _scale(chi2_full, n_good - len(full.names), weighted)
+    cov_full = full.covariance(p_full, w, s2_full)
+    log_n = np.log(n_good)
+    first = True
+    reported_at_bound = [np.zeros((len(rows), len(full.names)), dtype=bool), full.names]
+    for c, cx in enumerate(group):
+        if c not in nulls:
+            continue
+        model, p_null, chi2_null = nulls[c]
+        chi2_b = np.minimum(chi2_full, chi2_null)
+        s2 = _scale(chi2_b, n_good - len(full.names), weighted)
+        delta_bic = (chi2_null - chi2_b) / s2 - (3 + bool(cx.feii)) * log_n
+        use = delta_bic > 0
+        cov_null = model.covariance(p_null, w, _scale(chi2_null, n_good - len(model.names), weighted))
+        fi = full.index
+        err_full = np.sqrt(np.clip(np.einsum("spp->sp", cov_full), 0.0, None))
+        err_null = np.sqrt(np.clip(np.einsum("spp->sp", cov_null), 0.0, None))
+
+        def reported(name, *, err=False):
+            a = (err_full if err else p_full)[:, fi[name]]
+            b = (err_null if err else p_null)[:, model.index[name]]
+            return np.where(use, a, b)
+
+        res = out[cx.name]
+        sb = p_full[:, fi[f"{cx.name}_broad_sigma"]]
+        fb = p_full[:, fi[f"{cx.name}_broad_flux"]]
+        fb_err = err_full[:, fi[f"{cx.name}_broad_flux"]]
+        intrinsic = np.sqrt(np.clip(sb**2 - inst**2, 0.0, None))
+        res["fwhm_broad"][rows] = FWHM_PER_SIGMA * intrinsic
+        res["fwhm_broad_err"][rows] = FWHM_PER_SIGMA * sb * err_full[:, fi[f"{cx.name}_broad_sigma"]] / np.maximum(
+            intrinsic, 1e-9)
+        res["velocity_broad"][rows] = p_full[:, fi[f"{cx.name}_broad_velocity"]]
+        res["flux_broad"][rows] = np.where(use, fb, 0.0)
+        res["flux_broad_err"][rows] = fb_err
+        res["broad_snr"][rows] = np.divide(fb, fb_err, out=np.zeros_like(fb), where=fb_err > 0)
+        res["delta_bic"][rows] = delta_bic
+        core = reported("narrow_sigma")
+        res["fwhm_narrow"][rows] = FWHM_PER_SIGMA * np.sqrt(np.clip(core**2 - inst**2, 0.0, None))
+        if cx.feii:
+            res["feii_flux"][rows] = np.where(use, p_full[:, fi[f"{cx.name}_feii_flux"]], 0.0)
+        res["broad_at_bound"][rows] = _near(sb, BROAD_SIGMA)
+        res["narrow_at_bound"][rows] = _near(core, NARROW_SIGMA)
+        mid = 0.5 * (cx.lo + cx.hi)
+        for j in range(cx.n_free_flux):
+            res[f"flux_narrow_{j}"][rows] = reported(f"{cx.name}_flux_{j}")
+            res[f"flux_narrow_err_{j}"][rows] = reported(f"{cx.name}_flux_{j}", err=True)
+            x = (cx.primary(j) - mid) / 100.0
+            res[f"continuum_{j}"][rows] = reported(f"{cx.name}_c0") + reported(f"{cx.name}_c1") * x
+        total = res["flux_narrow_0"][rows] + np.where(use, np.clip(fb, 0.0, None), 0.0)
+        res["broad_fraction"][rows] = np.divide(np.where(use, np.clip(fb, 0.0, None), 0.0), total,
+                                                out=np.zeros_like(total), where=total > 0)
+        # parameters at a bound: the broad line's where it is reported, the shared profile's from
+        # the model of the first complex
+        hit = full.bounds.at_bound(p_full, AT_BOUND)
+        names = [f"{cx.name}_broad_velocity", f"{cx.name}_broad_sigma"]
+        for name in names:
+            reported_at_bound[0][:, fi[name]] = hit[:, fi[name]] & use
+        if first:
+            first = False
+            shared = out["shared"]
+            wing = reported("wing_fraction")
+            for key, name in (("narrow_velocity", "narrow_velocity"), ("wing_fraction", "wing_fraction"),
+                              ("wing_velocity", "wing_velocity")):
+                shared[key][rows] = reported(name)
+            sw = reported("wing_sigma")
+            shared["wing_fwhm"][rows] = FWHM_PER_SIGMA * np.sqrt(np.clip(sw**2 - inst**2, 0.0, None))
+            p_rep = np.where(use[:, None], p_full, _transfer_back(p_null, model, full))
+            hit_rep = full.bounds.at_bound(p_rep, AT_BOUND)
+            has_wing = wing > 0.01
+            for name in _SHARED:
+                i = fi[name]
+                on = hit_rep[:, i]
+                if name == "wing_fraction":
+                    on &= p_rep[:, i] > 0.5 * WING_FRACTION[1]  # no wing (0) is an answer, not a bound
+                elif name.startswith("wing"):
+                    on &= has_wing
+                reported_at_bound[0][:, i] = on
+    hits, names = reported_at_bound
+    out["shared"]["at_bound"][rows] = [";".join(n for n, h in zip(names, row, strict=True) if h) for row in hits]
+
+
+def _transfer_back(p: np.ndarray, src: LineModel, dst: LineModel) -> np.ndarray:
+    """A nested model's parameters ``p`` placed in the larger model ``dst`` (the others 0)."""
+    q = np.zeros((p.shape[0], len(dst.names)))
+    for name, i in src.index.items():
+        q[:, dst.index[name]] = p[:, i]
+    return q
+
+
+def _scale(chi2: np.ndarray, dof: np.ndarray, weighted: bool) -> np.ndarray:
     """χ² / dof, at least 1 when the pixels carry their inverse variance (``weighted``)."""
-    s2 = chi2 / max(dof, 1)
-    return max(s2, 1.0 if weighted else np.finfo(float).tiny)
+    s2 = chi2 / np.maximum(dof, 1)
+    return np.maximum(s2, 1.0 if weighted else np.finfo(float).tiny)
 
 
-def _errors(jac: np.ndarray, s2: float) -> np.ndarray:
-    """1 σ parameter errors from the weighted Jacobian (n_pix, n_par) at the optimum, scaled by ``s2``."""
-    return np.sqrt(np.clip(np.diag(np.linalg.pinv(jac.T @ jac) * s2), 0.0, None))
-
-
-def _at_bound(value: float, bounds: tuple[float, float]) -> bool:
+def _near(value: np.ndarray, bounds: tuple[float, float]) -> np.ndarray:
     lo, hi = bounds
-    return value <= lo * (1.0 + AT_BOUND) or value >= hi * (1.0 - AT_BOUND)
+    return (value - lo <= AT_BOUND * (hi - lo)) | (hi - value <= AT_BOUND * (hi - lo))
+
+
+def fit_complex(wl: np.ndarray, flux: np.ndarray, ivar: np.ndarray | None, cx: LineComplex,
+                instrumental_sigma: float) -> dict:
+    """Fit one complex of one spectrum on its own (:func:`fit_lines` with that window only).
+
+    Returns
+    -------
+    dict
+        The per-complex outputs of :func:`fit_lines` as scalars.
+    """
+    res = fit_lines(wl, np.asarray(flux)[None, :], None if ivar is None else np.asarray(ivar)[None, :],
+                    instrumental_sigma, complexes=(cx,))[cx.name]
+    return {k: (bool(v[0]) if v.dtype == bool else float(v[0])) for k, v in res.items()}
