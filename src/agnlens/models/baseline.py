@@ -28,7 +28,7 @@ from sklearn.utils.validation import check_is_fitted
 from agnlens.classes import R_THRESHOLDS, class_of_subtype, winkler_subtype
 from agnlens.errors import AgnlensWarning
 from agnlens.models.bpt import bpt_class
-from agnlens.models.linefit import COMPLEXES, FWHM_PER_SIGMA, HALPHA, HBETA, MIN_GOOD_FRACTION, covers, fit_lines
+from agnlens.models.linefit import FWHM_PER_SIGMA, HALPHA, HBETA, MIN_GOOD_FRACTION, covers, fit_lines
 from agnlens.spectra import SpectrumSet
 
 log = logging.getLogger(__name__)
@@ -396,7 +396,7 @@ class PhysicsBaseline(ClassifierMixin, BaseEstimator):
 
 def _measure_rows(est: PhysicsBaseline, wl, flux, ivar) -> list[dict]:
     """Measure a block of spectra, all fitted at once (module level so that joblib's workers can run it)."""
-    fits = fit_lines(wl, flux, ivar, est.instrumental_sigma, complexes=COMPLEXES)
+    fits = fit_lines(wl, flux, ivar, est.instrumental_sigma)
     hb, ha, shared = fits[HBETA.name], fits.get(HALPHA.name), fits["shared"]
 
     def row(values: dict, i: int) -> dict:

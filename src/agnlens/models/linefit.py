@@ -1,347 +1,43 @@
-"""Wing-aware fits of the emission-line complexes of many spectra at once.
+"""Wing-aware fits of the Hβ and Hα line complexes of many spectra at once.
 
-:func:`fit_lines` fits the Hβ + [O III] window, and where the grid covers them the Hα + [N II]
-and [S II] windows, of a whole batch of rest-frame, normalised spectra jointly:
+:func:`fit_lines` fits a whole batch of rest-frame, normalised spectra in two steps, each for all
+spectra together (the model is :mod:`agnlens.models.linemodel`'s):
 
-* each window has its own linear continuum;
-* every narrow line ([O III] 4960/5008, Hβ, Hα, [N II] 6550/6585, [S II] 6718/6733) has **one
-  shared profile**, a core Gaussian plus a wing Gaussian (an outflow: its own velocity and width,
-  and a wing/total flux ratio), so that the profile is set by the strong [O III] lines and the
-  Balmer lines cannot grow a "broad" component out of a narrow-line wing; only the line fluxes
-  differ (the doublet ratios 4960/5008 = 1/2.98 and 6550/6585 = 1/3.05 are fixed);
-* Hβ and Hα may each carry a broad Gaussian (velocity within ±8,000 km/s, FWHM 1,000–23,550
-  km/s), Hβ with an Fe II component (4668/4925/5020 Å) of the broad line's velocity and
-  :data:`FEII_WIDTH_RATIO` of its width.
+1. **The narrow profile from [O III]**: a core + wing Gaussian profile of [O III] 4960/5008 over
+   4900–5060 Å (quadratic continuum), by :func:`agnlens.models.lm.levenberg_marquardt` with an
+   analytic Jacobian. Every narrow line takes this profile ("tied to [O III]": velocity, widths,
+   wing/total ratio), so a narrow-line wing in Hβ or Hα cannot pass for a broad line.
+2. **Each complex with and without its broad line**: Hβ + [O III] (4640–5080 Å, with Fe II
+   4668/4925/5020) and, where the grid covers it, Hα + [N II] (6400–6690 Å), over a linear
+   continuum. Without the broad line the model is linear in its parameters (continuum and narrow
+   fluxes) and is solved exactly. With it, the broad line's velocity (±8,000 km/s) and width
+   (FWHM 1,000–23,550 km/s) are first searched on a grid — the linear parameters solved exactly at
+   every grid point, for every spectrum in a few matrix products — and the best point refined by
+   Levenberg–Marquardt. The grid makes the fit global: no local minimum between the [N II] lines,
+   no width stuck at a bound for want of a better start.
 
-The evidence for each broad line is ΔBIC between the full model and the model without that
-line, each refitted: ΔBIC = (χ²_without − χ²_full) / s² − k ln n (k its parameters, n the good
-pixels, s² = max(1, χ²_full / dof)). The rules that turn the numbers into a class live in
-:mod:`agnlens.models.baseline`.
-
-All spectra of a batch are fitted at once by :func:`agnlens.models.lm.levenberg_marquardt` with an
-analytic Jacobian; the per-spectrum cost is a few array operations, not a Python loop. A
-non-linear parameter that ends within 1 % of its range from a bound is named in ``at_bound``.
+The evidence for a broad line is ΔBIC = (χ²_narrow − χ²_broad) / s² − k ln n, k its parameters
+(4 for Hβ with Fe II, 3 for Hα), n the window's good pixels and s² = max(1, χ²_broad / dof)
+rescaling the χ² when the model does not describe the data to the noise (an F-test then); without
+ivar all pixels weigh the same and s² is the residual variance. The rules that turn the numbers into
+a class live in :mod:`agnlens.models.baseline`. A non-linear parameter within 1 % of its range from
+a bound is named in ``at_bound``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
-from agnlens.lines import C_KMS, line
+from agnlens.models.linemodel import (
+    AT_BOUND, BROAD_SIGMA, BROAD_VELOCITY, COMPLEXES, FEII_WIDTH_RATIO, FWHM_PER_SIGMA, HALPHA, HBETA,
+    MIN_GOOD_FRACTION, NARROW_SIGMA, OIII_PROFILE, SHARED, WING_FRACTION, LineComplex, LineModel, covers, gaussians,
+)
 from agnlens.models.lm import Bounds, levenberg_marquardt
 
 __all__ = [
-    "BROAD_SIGMA", "BROAD_VELOCITY", "COMPLEXES", "FEII_WIDTH_RATIO", "FWHM_PER_SIGMA", "HALPHA", "HBETA",
-    "LineComplex", "LineModel", "MIN_GOOD_FRACTION", "NARROW_SIGMA", "SII", "WING_SIGMA", "covers", "fit_complex",
-    "fit_lines",
+    "BROAD_SIGMA", "COMPLEX_KEYS", "FWHM_PER_SIGMA", "HALPHA", "HBETA", "LineComplex", "MIN_GOOD_FRACTION",
+    "SHARED_KEYS", "covers", "fit_lines", "narrow_basis",
 ]
-
-#: FWHM = this factor × Gaussian σ.
-FWHM_PER_SIGMA = 2.0 * np.sqrt(2.0 * np.log(2.0))
-
-# Ranges of the non-linear parameters (km/s). Chosen so that no real spectrum of the reference
-# sample ends at one; a fit that does is named in ``at_bound``.
-#: σ of the narrow core (FWHM 47–1,180 km/s).
-NARROW_SIGMA = (20.0, 500.0)
-NARROW_VELOCITY = 600.0
-#: σ of the narrow lines' wing (FWHM 235–3,530 km/s: [O III] outflows).
-WING_SIGMA = (100.0, 1500.0)
-#: Wing velocity relative to the core.
-WING_VELOCITY = 1500.0
-WING_FRACTION = (0.0, 0.95)
-#: σ of a broad line (FWHM 1,000–23,550 km/s).
-BROAD_SIGMA = (425.0, 10000.0)
-BROAD_VELOCITY = 8000.0
-# Starting widths (km/s): narrow core and wing; the broad line starts from what the narrow
-# start leaves under it, within these σ.
-_CORE_START, _WING_START, _WING_FRACTION_START = 150.0, 500.0, 0.2
-_BROAD_START = (600.0, 4000.0)
-#: Least fraction of good pixels a fitting window needs.
-MIN_GOOD_FRACTION = 0.5
-#: A non-linear parameter within this fraction of its range from a bound is "at the bound".
-AT_BOUND = 0.01
-#: Fe II lines are narrower than broad Hβ: FWHM(Fe II) ≈ 3/4 FWHM(Hβ) (Hu et al. 2008, ApJ 687, 78).
-FEII_WIDTH_RATIO = 0.75
-# Spectra fitted together (bounds the Jacobian's memory: ~20 parameters × ~700 pixels each).
-_CHUNK = 256
-
-
-@dataclass(frozen=True)
-class LineComplex:
-    """One window ``lo``–``hi`` Å fitted with its own linear continuum.
-
-    ``narrow`` lists ``(wavelength, free_flux_index, flux_factor)``: lines with the same index share
-    one flux parameter scaled by the factor (fixed doublet ratios). ``broad_centre`` is the broad
-    line's rest wavelength (None: no broad line). ``feii`` lists ``(wavelength, relative strength)``
-    of Fe II lines fitted as one component with the broad line's velocity and
-    :data:`FEII_WIDTH_RATIO` times its width (empty: no Fe II).
-    """
-
-    name: str
-    lo: float
-    hi: float
-    narrow: tuple[tuple[float, int, float], ...]
-    n_free_flux: int
-    broad_centre: float | None
-    feii: tuple[tuple[float, float], ...] = ()
-
-    def primary(self, j: int) -> float:
-        """Rest wavelength of the line that carries free flux ``j`` at factor 1."""
-        return next(c for c, idx, f in self.narrow if idx == j and f == 1.0)
-
-
-# Fe II multiplets 42 and 37/38 inside the Hβ window (vacuum Å; relative strengths of the
-# Boroson & Green 1992 template's lines, as in the simulator's template): the 4924 and 5018 lines
-# sit in Hβ's red wing and under [O III], where an unmodelled Fe II would be taken for broad Hβ.
-_FEII_HBETA = ((4668.1, 0.2), (4925.3, 0.8), (5019.8, 1.0))
-
-#: Hβ + [O III]: the 4960/5008 ratio is fixed at 1/2.98 (atomic physics); Fe II 4667/4924/5018.
-HBETA = LineComplex(
-    "hbeta", 4640.0, 5080.0,
-    ((line("Hbeta").wavelength, 0, 1.0), (line("OIII_5008").wavelength, 1, 1.0),
-     (line("OIII_4960").wavelength, 1, 1.0 / 2.98)),
-    2, line("Hbeta").wavelength, _FEII_HBETA,
-)
-#: Hα + [N II]: the 6550/6585 ratio is fixed at 1/3.05.
-HALPHA = LineComplex(
-    "halpha", 6400.0, 6690.0,
-    ((line("Halpha").wavelength, 0, 1.0), (line("NII_6585").wavelength, 1, 1.0),
-     (line("NII_6550").wavelength, 1, 1.0 / 3.05)),
-    2, line("Halpha").wavelength,
-)
-#: [S II] 6718/6733 (no broad line): only on grids reaching 6780 Å (not ``balmer``, which ends at 6700).
-SII = LineComplex(
-    "sii", 6690.0, 6780.0,
-    ((line("SII_6718").wavelength, 0, 1.0), (line("SII_6733").wavelength, 1, 1.0)), 2, None,
-)
-#: Every complex :func:`fit_lines` fits where the grid covers it, in this order.
-COMPLEXES = (HBETA, HALPHA, SII)
-
-_SHARED = ("narrow_velocity", "narrow_sigma", "wing_velocity", "wing_sigma", "wing_fraction")
-
-
-def covers(wl: np.ndarray, cx: LineComplex) -> bool:
-    """Whether the grid ``wl`` (Å, rest frame) spans the complex's window."""
-    step = np.median(np.diff(wl))
-    return bool(wl[0] <= cx.lo + step and wl[-1] >= cx.hi - step)
-
-
-def _gauss(lam: np.ndarray, centre: float, v: np.ndarray, sigma: np.ndarray):
-    """Unit-flux Gaussians (n, n_pix) at ``centre`` shifted by ``v`` km/s with σ ``sigma`` km/s
-    (both shape (n,)), and their derivatives with respect to ``v`` and ``sigma``."""
-    mu = centre * (1.0 + v[:, None] / C_KMS)
-    s = centre * sigma[:, None] / C_KMS
-    u = (lam - mu) / s
-    g = np.exp(-0.5 * u * u) / (np.sqrt(2.0 * np.pi) * s)
-    gs = g / s * (centre / C_KMS)
-    return g, gs * u, gs * (u * u - 1.0)
-
-
-class LineModel:
-    """The joint model of some complexes on one wavelength grid, with or without each broad line.
-
-    Parameters
-    ----------
-    wl : ndarray of shape (n_grid,)
-        Rest-frame wavelengths (Å).
-    complexes : sequence of LineComplex
-        The windows fitted (each must lie on the grid).
-    broad : sequence of bool
-        Per complex, whether its broad line (and Fe II) is in the model.
-
-    Attributes
-    ----------
-    names : list of str
-        Parameter names, e.g. ``hbeta_c0``, ``hbeta_flux_1``, ``hbeta_broad_flux``,
-        ``narrow_sigma``, ``halpha_broad_sigma``.
-    pixels : ndarray of int
-        Indices into ``wl`` of the fitted pixels (the windows, concatenated).
-    bounds : Bounds
-    """
-
-    def __init__(self, wl: np.ndarray, complexes, broad) -> None:
-        self.complexes = tuple(complexes)
-        self.broad = tuple(bool(b) and cx.broad_centre is not None for cx, b in zip(self.complexes, broad, strict=True))
-        names: list[str] = []
-        lo: list[float] = []
-        hi: list[float] = []
-
-        def add(name, low=-np.inf, high=np.inf):
-            names.append(name)
-            lo.append(low)
-            hi.append(high)
-
-        pixels, self.slices, start = [], [], 0
-        for cx in self.complexes:
-            idx = np.flatnonzero((wl >= cx.lo) & (wl <= cx.hi))
-            pixels.append(idx)
-            self.slices.append(slice(start, start + idx.size))
-            start += idx.size
-            add(f"{cx.name}_c0")
-            add(f"{cx.name}_c1")
-            for j in range(cx.n_free_flux):
-                add(f"{cx.name}_flux_{j}", 0.0)
-        for cx, b in zip(self.complexes, self.broad, strict=True):
-            if b:
-                add(f"{cx.name}_broad_flux")  # either sign: a broad absorption trough is modelled, not forced into the narrow lines
-                if cx.feii:
-                    add(f"{cx.name}_feii_flux", 0.0)
-        add("narrow_velocity", -NARROW_VELOCITY, NARROW_VELOCITY)
-        add("narrow_sigma", *NARROW_SIGMA)
-        add("wing_velocity", -WING_VELOCITY, WING_VELOCITY)
-        add("wing_sigma", *WING_SIGMA)
-        add("wing_fraction", *WING_FRACTION)
-        for cx, b in zip(self.complexes, self.broad, strict=True):
-            if b:
-                add(f"{cx.name}_broad_velocity", -BROAD_VELOCITY, BROAD_VELOCITY)
-                add(f"{cx.name}_broad_sigma", *BROAD_SIGMA)
-        self.names = names
-        self.index = {n: i for i, n in enumerate(names)}
-        self.bounds = Bounds(np.array(lo), np.array(hi))
-        self.pixels = np.concatenate(pixels)
-        self.lam = wl[self.pixels]
-        self.x = np.empty(self.lam.size)
-        for cx, sl in zip(self.complexes, self.slices, strict=True):
-            self.x[sl] = (self.lam[sl] - 0.5 * (cx.lo + cx.hi)) / 100.0
-
-    def evaluate(self, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Model flux (n, n_pix) and its Jacobian, transposed, (n, n_params, n_pix) at the physical
-        parameters ``p`` of shape (n, n_params)."""
-        ix = self.index
-        n = p.shape[0]
-        model = np.zeros((n, self.lam.size))
-        jac = np.zeros((n, len(self.names), self.lam.size))
-        vc, sc, dv, sw, fw = (p[:, ix[k]] for k in _SHARED)
-        core_w, wing_w = (1.0 - fw)[:, None], fw[:, None]
-        for cx, b, sl in zip(self.complexes, self.broad, self.slices, strict=True):
-            lam, x = self.lam[sl], self.x[sl]
-            i0, i1 = ix[f"{cx.name}_c0"], ix[f"{cx.name}_c1"]
-            model[:, sl] = p[:, i0, None] + p[:, i1, None] * x
-            jac[:, i0, sl] = 1.0
-            jac[:, i1, sl] = x
-            for centre, j, factor in cx.narrow:
-                i_f = ix[f"{cx.name}_flux_{j}"]
-                flux = (factor * p[:, i_f])[:, None]
-                gc, gc_v, gc_s = _gauss(lam, centre, vc, sc)
-                gw, gw_v, gw_s = _gauss(lam, centre, vc + dv, sw)
-                profile = core_w * gc + wing_w * gw
-                model[:, sl] += flux * profile
-                jac[:, i_f, sl] += factor * profile
-                wing_v = flux * wing_w * gw_v
-                jac[:, ix["narrow_velocity"], sl] += flux * core_w * gc_v + wing_v
-                jac[:, ix["narrow_sigma"], sl] += flux * core_w * gc_s
-                jac[:, ix["wing_velocity"], sl] += wing_v
-                jac[:, ix["wing_sigma"], sl] += flux * wing_w * gw_s
-                jac[:, ix["wing_fraction"], sl] += flux * (gw - gc)
-            if not b:
-                continue
-            i_b, i_v, i_s = (ix[f"{cx.name}_broad_{k}"] for k in ("flux", "velocity", "sigma"))
-            vb, sb = p[:, i_v], p[:, i_s]
-            g, g_v, g_s = _gauss(lam, cx.broad_centre, vb, sb)
-            fb = p[:, i_b, None]
-            model[:, sl] += fb * g
-            jac[:, i_b, sl] = g
-            jac[:, i_v, sl] = fb * g_v
-            jac[:, i_s, sl] = fb * g_s
-            if cx.feii:
-                i_fe = ix[f"{cx.name}_feii_flux"]
-                ffe = p[:, i_fe, None]
-                for centre, strength in cx.feii:
-                    g, g_v, g_s = _gauss(lam, centre, vb, FEII_WIDTH_RATIO * sb)
-                    model[:, sl] += ffe * strength * g
-                    jac[:, i_fe, sl] += strength * g
-                    jac[:, i_v, sl] += ffe * strength * g_v
-                    jac[:, i_s, sl] += ffe * strength * FEII_WIDTH_RATIO * g_s
-        return model, jac
-
-    def start(self, data: np.ndarray, weight: np.ndarray) -> np.ndarray:
-        """A physical starting point (n, n_params) for spectra ``data`` (n, n_pix) on the model's
-        pixels with weights ``weight`` (0: bad pixel): straight continua through each window's
-        edges, the narrow profile at the strongest narrow line's peak, narrow fluxes from the peak
-        heights, each broad line with what the narrow start leaves under it."""
-        ix = self.index
-        n = data.shape[0]
-        p = np.zeros((n, len(self.names)))
-        good = weight > 0
-        scale = np.maximum(np.max(np.abs(np.where(good, data, 0.0)), axis=1), 1e-3)
-        best_peak = np.full(n, -np.inf)
-        p[:, ix["narrow_sigma"]], p[:, ix["wing_sigma"]] = _CORE_START, _WING_START
-        p[:, ix["wing_fraction"]], p[:, ix["wing_velocity"]] = _WING_FRACTION_START, -100.0
-        for cx, b in zip(self.complexes, self.broad, strict=True):
-            if b:  # zero flux until the narrow start is known
-                p[:, ix[f"{cx.name}_broad_sigma"]] = _BROAD_START[0]
-        for cx, sl in zip(self.complexes, self.slices, strict=True):
-            lam, x, d, m = self.lam[sl], self.x[sl], data[:, sl], good[:, sl]
-            edge = ((lam < cx.lo + 40.0) | (lam > cx.hi - 30.0)) & m
-            edge = np.where(edge.sum(axis=1, keepdims=True) >= 4, edge, m)
-            c0, c1 = _line_fit(x, d, edge)
-            p[:, ix[f"{cx.name}_c0"]], p[:, ix[f"{cx.name}_c1"]] = c0, c1
-            resid = d - (c0[:, None] + c1[:, None] * x)
-            for j in range(cx.n_free_flux):
-                centre = cx.primary(j)
-                near = np.abs(lam - centre) < centre * 300.0 / C_KMS
-                r = np.where(m[:, near], resid[:, near], -np.inf)
-                k = np.argmax(r, axis=1)
-                peak = np.maximum(r[np.arange(n), k], 0.0)
-                p[:, ix[f"{cx.name}_flux_{j}"]] = peak * np.sqrt(2.0 * np.pi) * centre * _CORE_START / C_KMS
-                stronger = peak > best_peak
-                best_peak = np.where(stronger, peak, best_peak)
-                v = (lam[near][k] / centre - 1.0) * C_KMS
-                p[:, ix["narrow_velocity"]] = np.where(stronger, v, p[:, ix["narrow_velocity"]])
-        narrow_start = self.evaluate(p)[0]
-        dlam = np.gradient(self.lam)
-        for cx, b, sl in zip(self.complexes, self.broad, self.slices, strict=True):
-            if not b:
-                continue
-            v = (self.lam[sl] / cx.broad_centre - 1.0) * C_KMS
-            near = np.abs(v) < 6000.0
-            resid = np.where(good[:, sl], data[:, sl] - narrow_start[:, sl], 0.0)[:, near]
-            fb = resid @ dlam[sl][near]
-            fb = np.where(np.abs(fb) < 0.02 * scale, 0.05 * scale, fb)
-            pos = np.clip(resid, 0.0, None)
-            total = pos.sum(axis=1)
-            s_est = np.sqrt(np.divide(pos @ v[near] ** 2, total, out=np.full(n, _BROAD_START[0] ** 2), where=total > 0))
-            p[:, ix[f"{cx.name}_broad_flux"]] = fb
-            p[:, ix[f"{cx.name}_broad_sigma"]] = np.clip(s_est, *_BROAD_START)
-            if cx.feii:
-                # small but not zero, where t = √F has a zero Jacobian column
-                p[:, ix[f"{cx.name}_feii_flux"]] = 0.02 * scale
-        return p
-
-    def fit(self, p0: np.ndarray, data: np.ndarray, weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Least-squares fit of every spectrum from the physical start ``p0``: (p, χ²)."""
-        bounds = self.bounds
-
-        def evaluate(t, rows):
-            model, jac = self.evaluate(bounds.phys(t))
-            w = weight[rows]
-            jac *= w[:, None, :]
-            jac *= bounds.dphys(t)[:, :, None]
-            return w * (model - data[rows]), jac
-
-        # 1e-6 of χ² is far below what model selection can notice
-        t, chi2, _ = levenberg_marquardt(evaluate, bounds.free(p0), max_iter=200, ftol=1e-6)
-        return bounds.phys(t), chi2
-
-    def covariance(self, p: np.ndarray, weight: np.ndarray, s2: np.ndarray) -> np.ndarray:
-        """Parameter covariances (n, n_params, n_params) from the weighted Jacobian at ``p``, scaled by ``s2``."""
-        jac = self.evaluate(p)[1] * weight[:, None, :]
-        return np.linalg.pinv(np.matmul(jac, jac.transpose(0, 2, 1)), hermitian=True) * s2[:, None, None]
-
-
-def _line_fit(x: np.ndarray, d: np.ndarray, m: np.ndarray):
-    """Least-squares straight lines ``c0 + c1 x`` through the pixels ``m`` of each row of ``d``."""
-    mf = m.astype(float)
-    s0, s1, s2 = mf.sum(axis=1), mf @ x, mf @ (x * x)
-    t0, t1 = (mf * d).sum(axis=1), (mf * d) @ x
-    det = s0 * s2 - s1 * s1
-    ok = det > 0
-    c1 = np.divide(s0 * t1 - s1 * t0, det, out=np.zeros_like(det), where=ok)
-    c0 = np.divide(t0 - c1 * s1, s0, out=np.zeros_like(det), where=s0 > 0)
-    return c0, c1
-
 
 #: Per-complex outputs of :func:`fit_lines` (besides ``flux_narrow_<j>``, ``flux_narrow_err_<j>``,
 #: ``continuum_<j>``), and the shared narrow-profile ones.
@@ -350,10 +46,18 @@ COMPLEX_KEYS = ("fwhm_broad", "fwhm_broad_err", "velocity_broad", "flux_broad", 
                 "good_pixels")
 SHARED_KEYS = ("narrow_velocity", "wing_fraction", "wing_fwhm", "wing_velocity", "at_bound")
 
+#: The broad-line search grid: σ (km/s, log-spaced) × velocity (km/s).
+SIGMA_GRID = np.geomspace(450.0, 7000.0, 16)
+VELOCITY_GRID = np.arange(-6000.0, 6001.0, 750.0)
+#: The narrow profile where the [O III] window has too few good pixels: one Gaussian of σ 150 km/s.
+DEFAULT_PROFILE = (0.0, 150.0, 0.0, 500.0, 0.0)
+# Spectra fitted together (bounds the memory of the grid search and the Jacobians).
+_CHUNK = 256
+
 
 def fit_lines(wl: np.ndarray, flux: np.ndarray, ivar: np.ndarray | None, instrumental_sigma: float,
               complexes=COMPLEXES) -> dict[str, dict[str, np.ndarray]]:
-    """Fit the line complexes of every spectrum, with and without each broad line.
+    """Fit the narrow profile and every line complex of every spectrum, with and without its broad line.
 
     Parameters
     ----------
@@ -362,209 +66,280 @@ def fit_lines(wl: np.ndarray, flux: np.ndarray, ivar: np.ndarray | None, instrum
     flux : ndarray of shape (n_spectra, n_pixels)
         Normalised flux.
     ivar : ndarray of shape (n_spectra, n_pixels) or None
-        Inverse variance (0: bad pixel); None weighs all pixels the same (and s² is then the
-        residual variance of the model).
+        Inverse variance (0: bad pixel); None weighs all pixels the same.
     instrumental_sigma : float
         Instrumental σ (km/s) removed in quadrature from the fitted widths.
-    complexes : sequence of LineComplex, default :data:`COMPLEXES`
-        The windows to fit where the grid covers them; a spectrum is fitted on those of them
-        with at least :data:`MIN_GOOD_FRACTION` good pixels.
+    complexes : sequence of LineComplex, default :data:`agnlens.models.linemodel.COMPLEXES`
+        The windows to fit where the grid covers them (each needs at least
+        :data:`MIN_GOOD_FRACTION` good pixels in a spectrum, or its outputs are NaN there).
 
     Returns
     -------
     dict
-        For each covered complex with a broad line, by its name (``"hbeta"``, ``"halpha"``), a dict
-        of arrays of shape (n_spectra,): ``fwhm_broad`` (intrinsic, km/s), ``fwhm_broad_err``,
+        For each covered complex, by its name (``"hbeta"``, ``"halpha"``), a dict of arrays of
+        shape (n_spectra,): ``fwhm_broad`` (intrinsic, km/s), ``fwhm_broad_err``,
         ``velocity_broad``, ``flux_broad`` (0 when ΔBIC ≤ 0; negative: an absorption trough),
         ``flux_broad_err``, ``broad_snr``, ``broad_fraction`` (broad / (narrow + positive broad)
-        of the first narrow line), ``delta_bic``, ``fwhm_narrow`` (the core's intrinsic FWHM),
-        ``feii_flux`` (NaN without Fe II), ``broad_at_bound``, ``narrow_at_bound``,
-        ``good_pixels``, ``flux_narrow_<j>``, ``flux_narrow_err_<j>`` (1 σ) and ``continuum_<j>``
-        (the fitted continuum at the line, for its equivalent width), the narrow quantities from
-        the model the ΔBIC prefers; NaN where the window has too few good pixels. Under
-        ``"shared"``: ``narrow_velocity``, ``wing_fraction`` (wing / total narrow flux),
-        ``wing_fwhm`` (intrinsic), ``wing_velocity`` (relative to the core) and ``at_bound`` (the
-        ``;``-separated names of reported parameters within 1 % of a bound, "" for none).
+        of the first narrow line), ``delta_bic``, ``fwhm_narrow`` (the narrow core's intrinsic
+        FWHM), ``feii_flux`` (NaN without Fe II), ``broad_at_bound``, ``narrow_at_bound``,
+        ``good_pixels``, ``flux_narrow_<j>`` and its 1 σ error ``flux_narrow_err_<j>`` (from
+        the model the ΔBIC prefers) and ``continuum_<j>`` (the fitted continuum at the line, for
+        its equivalent width). Under ``"shared"``: ``narrow_velocity``, ``wing_fraction`` (wing /
+        total narrow flux), ``wing_fwhm`` (intrinsic), ``wing_velocity`` (relative to the core) —
+        NaN where [O III] could not be fitted and :data:`DEFAULT_PROFILE` was used — and
+        ``at_bound`` (``;``-separated names of fitted parameters within 1 % of a bound).
     """
     wl = np.asarray(wl, dtype=float)
     flux = np.atleast_2d(np.asarray(flux, dtype=float))
     n = flux.shape[0]
     weighted = ivar is not None
-    weight = np.sqrt(np.clip(np.atleast_2d(np.asarray(ivar, dtype=float)), 0.0, None)) if weighted else np.ones_like(flux)
-    cxs = [cx for cx in complexes if covers(wl, cx)]
-    out: dict[str, dict[str, np.ndarray]] = {}
-    for cx in cxs:
-        if cx.broad_centre is None:
-            continue
-        res = {k: np.full(n, np.nan) for k in COMPLEX_KEYS}
-        res["broad_at_bound"] = np.zeros(n, dtype=bool)
-        res["narrow_at_bound"] = np.zeros(n, dtype=bool)
-        for j in range(cx.n_free_flux):
-            for k in ("flux_narrow", "flux_narrow_err", "continuum"):
-                res[f"{k}_{j}"] = np.full(n, np.nan)
-        out[cx.name] = res
-    out["shared"] = {k: np.full(n, np.nan) for k in SHARED_KEYS}
+    weight = (np.sqrt(np.clip(np.atleast_2d(np.asarray(ivar, dtype=float)), 0.0, None)) if weighted
+              else np.ones_like(flux))
+    out: dict[str, dict[str, np.ndarray]] = {"shared": {k: np.full(n, np.nan) for k in SHARED_KEYS}}
     out["shared"]["at_bound"] = np.full(n, "", dtype=object)
-    usable = np.zeros((n, len(cxs)), dtype=bool)
-    for c, cx in enumerate(cxs):
-        window = (wl >= cx.lo) & (wl <= cx.hi)
-        n_good = (weight[:, window] > 0).sum(axis=1)
-        usable[:, c] = n_good >= max(MIN_GOOD_FRACTION * window.sum(), 2 + cx.n_free_flux + 4 + 10)
-        if cx.name in out:
-            out[cx.name]["good_pixels"] = n_good.astype(float)
-    for pattern in np.unique(usable, axis=0):
-        group = [cx for cx, u in zip(cxs, pattern, strict=True) if u]
-        if not any(cx.broad_centre is not None for cx in group):
-            continue
-        rows = np.flatnonzero((usable == pattern).all(axis=1))
-        for start in range(0, rows.size, _CHUNK):
-            chunk = rows[start : start + _CHUNK]
-            _fit_chunk(wl, group, flux[chunk], weight[chunk], instrumental_sigma, weighted, chunk, out)
+    for start in range(0, n, _CHUNK):
+        rows = np.arange(start, min(start + _CHUNK, n))
+        profile, hits = _fit_profile(wl, flux[rows], weight[rows], instrumental_sigma, rows, out["shared"])
+        for cx in complexes:
+            if covers(wl, cx):
+                res = out.setdefault(cx.name, _empty(cx, n))
+                hits = hits + _fit_complex(wl, flux[rows], weight[rows], cx, profile, instrumental_sigma,
+                                           weighted, rows, res)
+        out["shared"]["at_bound"][rows] = [";".join(sorted(h)) for h in hits]
     return out
 
 
-def _transfer(p: np.ndarray, src: LineModel, dst: LineModel) -> np.ndarray:
-    """``src``'s parameters ``p`` as a start of ``dst`` (whose parameters are among ``src``'s)."""
-    return p[:, [src.index[name] for name in dst.names]]
+def _empty(cx: LineComplex, n: int) -> dict[str, np.ndarray]:
+    res = {k: np.full(n, np.nan) for k in COMPLEX_KEYS}
+    res["broad_at_bound"] = np.zeros(n, dtype=bool)
+    res["narrow_at_bound"] = np.zeros(n, dtype=bool)
+    for j in range(cx.n_free_flux):
+        for k in ("flux_narrow", "flux_narrow_err", "continuum"):
+            res[f"{k}_{j}"] = np.full(n, np.nan)
+    return res
 
 
-def _fit_chunk(wl, group, flux, weight, inst, weighted, rows, out) -> None:
-    """Fit one chunk of spectra sharing usable windows ``group``; write their rows of ``out``."""
-    full = LineModel(wl, group, [True] * len(group))
-    data, w = flux[:, full.pixels], weight[:, full.pixels]
-    n_good = (w > 0).sum(axis=1)
-    p0 = full.start(data, w)
-    p_full, chi2_full = full.fit(p0, data, w)
-    nulls = {}
-    for c, has in enumerate(full.broad):
-        if has:
-            model = LineModel(wl, group, [b and i != c for i, b in enumerate(full.broad)])
-            nulls[c] = (model, *model.fit(_transfer(p_full, full, model), data, w))
-    # A full fit worse than a nested one, or with a broad width stuck at a bound, is a local minimum
-    # (a 1,000-2,000 km/s Hα between the [N II] lines, a very broad line trading with the continuum):
-    # start its broad lines from other widths and keep the best.
-    retry = np.zeros(len(rows), dtype=bool)
-    for c, (_, _, chi2_null) in nulls.items():
-        sb = p_full[:, full.index[f"{group[c].name}_broad_sigma"]]
-        retry |= (chi2_full > chi2_null) | (sb < 1.1 * BROAD_SIGMA[0]) | (sb > 0.9 * BROAD_SIGMA[1])
-    if retry.any():
-        for sigma in (1000.0, 2500.0, 550.0):
-            start = p0[retry].copy()
-            for c in nulls:
-                start[:, full.index[f"{group[c].name}_broad_sigma"]] = sigma
-            p, chi2 = full.fit(start, data[retry], w[retry])
-            better = chi2 < chi2_full[retry]
-            idx = np.flatnonzero(retry)[better]
-            p_full[idx], chi2_full[idx] = p[better], chi2[better]
-    s2_full = _scale(chi2_full, n_good - len(full.names), weighted)
-    cov_full = full.covariance(p_full, w, s2_full)
-    log_n = np.log(n_good)
-    first = True
-    reported_at_bound = [np.zeros((len(rows), len(full.names)), dtype=bool), full.names]
-    for c, cx in enumerate(group):
-        if c not in nulls:
-            continue
-        model, p_null, chi2_null = nulls[c]
-        chi2_b = np.minimum(chi2_full, chi2_null)
-        s2 = _scale(chi2_b, n_good - len(full.names), weighted)
-        delta_bic = (chi2_null - chi2_b) / s2 - (3 + bool(cx.feii)) * log_n
-        use = delta_bic > 0
-        cov_null = model.covariance(p_null, w, _scale(chi2_null, n_good - len(model.names), weighted))
-        fi = full.index
-        err_full = np.sqrt(np.clip(np.einsum("spp->sp", cov_full), 0.0, None))
-        err_null = np.sqrt(np.clip(np.einsum("spp->sp", cov_null), 0.0, None))
-
-        def reported(name, *, err=False):
-            a = (err_full if err else p_full)[:, fi[name]]
-            b = (err_null if err else p_null)[:, model.index[name]]
-            return np.where(use, a, b)
-
-        res = out[cx.name]
-        sb = p_full[:, fi[f"{cx.name}_broad_sigma"]]
-        fb = p_full[:, fi[f"{cx.name}_broad_flux"]]
-        fb_err = err_full[:, fi[f"{cx.name}_broad_flux"]]
-        intrinsic = np.sqrt(np.clip(sb**2 - inst**2, 0.0, None))
-        res["fwhm_broad"][rows] = FWHM_PER_SIGMA * intrinsic
-        res["fwhm_broad_err"][rows] = FWHM_PER_SIGMA * sb * err_full[:, fi[f"{cx.name}_broad_sigma"]] / np.maximum(
-            intrinsic, 1e-9)
-        res["velocity_broad"][rows] = p_full[:, fi[f"{cx.name}_broad_velocity"]]
-        res["flux_broad"][rows] = np.where(use, fb, 0.0)
-        res["flux_broad_err"][rows] = fb_err
-        res["broad_snr"][rows] = np.divide(fb, fb_err, out=np.zeros_like(fb), where=fb_err > 0)
-        res["delta_bic"][rows] = delta_bic
-        core = reported("narrow_sigma")
-        res["fwhm_narrow"][rows] = FWHM_PER_SIGMA * np.sqrt(np.clip(core**2 - inst**2, 0.0, None))
-        if cx.feii:
-            res["feii_flux"][rows] = np.where(use, p_full[:, fi[f"{cx.name}_feii_flux"]], 0.0)
-        res["broad_at_bound"][rows] = _near(sb, BROAD_SIGMA)
-        res["narrow_at_bound"][rows] = _near(core, NARROW_SIGMA)
-        mid = 0.5 * (cx.lo + cx.hi)
-        for j in range(cx.n_free_flux):
-            res[f"flux_narrow_{j}"][rows] = reported(f"{cx.name}_flux_{j}")
-            res[f"flux_narrow_err_{j}"][rows] = reported(f"{cx.name}_flux_{j}", err=True)
-            x = (cx.primary(j) - mid) / 100.0
-            res[f"continuum_{j}"][rows] = reported(f"{cx.name}_c0") + reported(f"{cx.name}_c1") * x
-        total = res["flux_narrow_0"][rows] + np.where(use, np.clip(fb, 0.0, None), 0.0)
-        res["broad_fraction"][rows] = np.divide(np.where(use, np.clip(fb, 0.0, None), 0.0), total,
-                                                out=np.zeros_like(total), where=total > 0)
-        # parameters at a bound: the broad line's where it is reported, the shared profile's from
-        # the model of the first complex
-        hit = full.bounds.at_bound(p_full, AT_BOUND)
-        names = [f"{cx.name}_broad_velocity", f"{cx.name}_broad_sigma"]
-        for name in names:
-            reported_at_bound[0][:, fi[name]] = hit[:, fi[name]] & use
-        if first:
-            first = False
-            shared = out["shared"]
-            wing = reported("wing_fraction")
-            for key, name in (("narrow_velocity", "narrow_velocity"), ("wing_fraction", "wing_fraction"),
-                              ("wing_velocity", "wing_velocity")):
-                shared[key][rows] = reported(name)
-            sw = reported("wing_sigma")
-            shared["wing_fwhm"][rows] = FWHM_PER_SIGMA * np.sqrt(np.clip(sw**2 - inst**2, 0.0, None))
-            p_rep = np.where(use[:, None], p_full, _transfer_back(p_null, model, full))
-            hit_rep = full.bounds.at_bound(p_rep, AT_BOUND)
-            has_wing = wing > 0.01
-            for name in _SHARED:
-                i = fi[name]
-                on = hit_rep[:, i]
-                if name == "wing_fraction":
-                    on &= p_rep[:, i] > 0.5 * WING_FRACTION[1]  # no wing (0) is an answer, not a bound
-                elif name.startswith("wing"):
-                    on &= has_wing
-                reported_at_bound[0][:, i] = on
-    hits, names = reported_at_bound
-    out["shared"]["at_bound"][rows] = [";".join(n for n, h in zip(names, row, strict=True) if h) for row in hits]
+def _usable(wl: np.ndarray, weight: np.ndarray, cx: LineComplex, n_params: int) -> tuple[np.ndarray, np.ndarray]:
+    window = (wl >= cx.lo) & (wl <= cx.hi)
+    n_good = (weight[:, window] > 0).sum(axis=1)
+    return n_good >= max(MIN_GOOD_FRACTION * window.sum(), n_params + 10), n_good
 
 
-def _transfer_back(p: np.ndarray, src: LineModel, dst: LineModel) -> np.ndarray:
-    """A nested model's parameters ``p`` placed in the larger model ``dst`` (the others 0)."""
-    q = np.zeros((p.shape[0], len(dst.names)))
-    for name, i in src.index.items():
-        q[:, dst.index[name]] = p[:, i]
-    return q
+def _fit_profile(wl, flux, weight, inst, rows, shared) -> tuple[np.ndarray, np.ndarray]:
+    """Step 1: the shared narrow profile (n, 5) in the order of :data:`SHARED` from [O III], and
+    per spectrum the list of its parameters at a bound."""
+    n = flux.shape[0]
+    profile = np.tile(np.asarray(DEFAULT_PROFILE), (n, 1))
+    hits = np.empty(n, dtype=object)
+    hits[:] = [[] for _ in range(n)]
+    if not covers(wl, OIII_PROFILE):
+        return profile, hits
+    model = LineModel(wl, (OIII_PROFILE,), (False,))
+    ok, _ = _usable(wl, weight, OIII_PROFILE, len(model.names))
+    if not ok.any():
+        return profile, hits
+    data, w = flux[ok][:, model.pixels], weight[ok][:, model.pixels]
+    p, _ = model.fit(model.start(data, w), data, w)
+    shape = p[:, [model.index[k] for k in SHARED]]
+    profile[ok] = shape
+    vc, sc, dv, sw, fw = shape.T
+    at = rows[ok]
+    shared["narrow_velocity"][at] = vc
+    shared["wing_fraction"][at] = fw
+    shared["wing_velocity"][at] = dv
+    shared["wing_fwhm"][at] = FWHM_PER_SIGMA * np.sqrt(np.clip(sw**2 - inst**2, 0.0, None))
+    hit = model.bounds.at_bound(p, AT_BOUND)
+    has_wing = fw > 0.01
+    for i, k in zip(np.flatnonzero(ok), range(ok.sum()), strict=True):
+        for name in SHARED:
+            on = hit[k, model.index[name]]
+            if name == "wing_fraction":
+                on &= fw[k] > 0.5 * WING_FRACTION[1]  # no wing (0) is an answer, not a bound
+            elif name.startswith("wing"):
+                on &= has_wing[k]
+            if on:
+                hits[i].append(name)
+    return profile, hits
+
+
+def narrow_basis(lam: np.ndarray, cx: LineComplex, profile: np.ndarray) -> np.ndarray:
+    """The narrow lines of ``cx`` with the shared ``profile`` (n, 5), per free flux: (n, k, n_pix).
+
+    Each row of a free flux is the sum of its lines' unit-flux profiles times their fixed factors.
+    """
+    vc, sc, dv, sw, fw = profile.T
+    out = np.zeros((profile.shape[0], cx.n_free_flux, lam.size))
+    for centre, j, factor in cx.narrow:
+        core = gaussians(lam, centre, vc, sc)[0]
+        wing = gaussians(lam, centre, vc + dv, sw)[0]
+        out[:, j] += factor * ((1.0 - fw)[:, None] * core + fw[:, None] * wing)
+    return out
+
+
+class _BroadModel:
+    """One complex with fixed narrow profiles: ``[c0, c1, F_0..F_{k-1}, F_b, (F_FeII), v_b, σ_b]``."""
+
+    def __init__(self, lam: np.ndarray, cx: LineComplex) -> None:
+        self.lam, self.cx = lam, cx
+        self.n_lin = 2 + cx.n_free_flux
+        fe = [0.0] if cx.feii else []
+        inf = np.inf
+        lo = [-inf] * (self.n_lin + 1) + fe + [-BROAD_VELOCITY, BROAD_SIGMA[0]]
+        hi = [inf] * (self.n_lin + 1) + [inf] * len(fe) + [BROAD_VELOCITY, BROAD_SIGMA[1]]
+        self.bounds = Bounds(np.array(lo), np.array(hi))
+        self.n_par = len(lo)
+
+    def components(self, v: np.ndarray, s: np.ndarray):
+        """Unit-flux broad line and Fe II (or None) at velocities ``v`` and σ ``s`` (shape (m,)),
+        with their derivatives: ((g, g_v, g_s), (fe, fe_v, fe_s) or None), each (m, n_pix)."""
+        broad = gaussians(self.lam, self.cx.broad_centre, v, s)
+        if not self.cx.feii:
+            return broad, None
+        fe = [np.zeros((v.size, self.lam.size)) for _ in range(3)]
+        for centre, strength in self.cx.feii:
+            g, g_v, g_s = gaussians(self.lam, centre, v, FEII_WIDTH_RATIO * s)
+            fe[0] += strength * g
+            fe[1] += strength * g_v
+            fe[2] += strength * FEII_WIDTH_RATIO * g_s
+        return broad, fe
+
+    def evaluate(self, p: np.ndarray, basis: np.ndarray):
+        """Model (n, n_pix) and transposed Jacobian (n, n_par, n_pix) at physical ``p`` given the
+        linear basis (n, n_lin, n_pix) (continuum and narrow lines)."""
+        k = self.n_lin
+        model = np.einsum("sl,sln->sn", p[:, :k], basis)
+        jac = np.empty((p.shape[0], self.n_par, self.lam.size))
+        jac[:, :k] = basis
+        (g, g_v, g_s), fe = self.components(p[:, -2], p[:, -1])
+        fb = p[:, k, None]
+        model += fb * g
+        jac[:, k], jac[:, -2], jac[:, -1] = g, fb * g_v, fb * g_s
+        if fe is not None:
+            ffe = p[:, k + 1, None]
+            model += ffe * fe[0]
+            jac[:, k + 1] = fe[0]
+            jac[:, -2] += ffe * fe[1]
+            jac[:, -1] += ffe * fe[2]
+        return model, jac
+
+
+def _solve_spd(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Solve stacked normal equations, with a tiny ridge so that a column the data do not constrain
+    (a line outside the good pixels) gets 0 rather than an error."""
+    ridge = 1e-12 * np.einsum("...ii->...", a)[..., None, None] * np.eye(a.shape[-1]) + 1e-300
+    return np.linalg.solve(a + ridge, b[..., None])[..., 0]
+
+
+def _fit_complex(wl, flux, weight, cx, profile, inst, weighted, rows, res) -> np.ndarray:
+    """Step 2 for one complex: narrow-only (exact) and narrow + broad (grid, then LM); fills
+    ``res`` at ``rows`` and returns per spectrum the list of parameters at a bound."""
+    n = flux.shape[0]
+    hits = np.empty(n, dtype=object)
+    hits[:] = [[] for _ in range(n)]
+    bm = _BroadModel(wl[(wl >= cx.lo) & (wl <= cx.hi)], cx)
+    ok, n_good = _usable(wl, weight, cx, bm.n_par)
+    res["good_pixels"][rows] = n_good
+    if not ok.any():
+        return hits
+    sel = (wl >= cx.lo) & (wl <= cx.hi)
+    d, w = flux[ok][:, sel], weight[ok][:, sel]
+    n_good = n_good[ok]
+    lam = bm.lam
+    mid = 0.5 * (cx.lo + cx.hi)
+    x = (lam - mid) / 100.0
+    m = d.shape[0]
+    basis = np.concatenate([np.broadcast_to(np.stack([np.ones_like(x), x]), (m, 2, lam.size)),
+                            narrow_basis(lam, cx, profile[ok])], axis=1)
+    W = w * w
+    Wd = W * d
+    dwd = np.einsum("sn,sn->s", Wd, d)
+    bw = basis * W[:, None, :]
+    a00 = np.matmul(bw, basis.transpose(0, 2, 1))
+    r0 = np.einsum("sln,sn->sl", basis, Wd)
+    # narrow only: linear, exact
+    sol0 = _solve_spd(a00, r0)
+    chi2_null = np.maximum(dwd - np.einsum("sl,sl->s", r0, sol0), 0.0)
+    # narrow + broad: the linear parameters solved at every point of the (velocity, σ) grid
+    vg, sg = (a.ravel() for a in np.meshgrid(VELOCITY_GRID, SIGMA_GRID))
+    (g, _, _), fe = bm.components(vg, sg)
+    cols = np.stack([g] + ([fe[0]] if fe is not None else []))  # (c, G, n_pix)
+    nc, ng = cols.shape[:2]
+    flat = cols.reshape(nc * ng, lam.size)
+    a0c = (bw.reshape(-1, lam.size) @ flat.T).reshape(m, bm.n_lin, nc, ng).transpose(0, 3, 1, 2)
+    acc = np.stack([np.stack([W @ (cols[i] * cols[j]).T for j in range(nc)], axis=-1) for i in range(nc)], axis=-2)
+    rc = (Wd @ flat.T).reshape(m, nc, ng).transpose(0, 2, 1)
+    size = bm.n_lin + nc
+    a = np.empty((m, ng, size, size))
+    a[:, :, : bm.n_lin, : bm.n_lin] = a00[:, None]
+    a[:, :, : bm.n_lin, bm.n_lin :] = a0c
+    a[:, :, bm.n_lin :, : bm.n_lin] = a0c.transpose(0, 1, 3, 2)
+    a[:, :, bm.n_lin :, bm.n_lin :] = acc
+    rhs = np.concatenate([np.broadcast_to(r0[:, None], (m, ng, bm.n_lin)), rc], axis=2)
+    sol = _solve_spd(a, rhs)
+    best = np.argmin(dwd[:, None] - np.einsum("sgl,sgl->sg", rhs, sol), axis=1)
+    p0 = np.empty((m, bm.n_par))
+    p0[:, :size] = sol[np.arange(m), best]
+    if fe is not None:  # t = √F has a zero Jacobian column at 0: start a little above it
+        p0[:, bm.n_lin + 1] = np.maximum(p0[:, bm.n_lin + 1], 1e-3 * np.abs(p0[:, 0]) + 1e-6)
+    p0[:, -2], p0[:, -1] = vg[best], sg[best]
+
+    def evaluate(t, idx):
+        model, jac = bm.evaluate(bm.bounds.phys(t), basis[idx])
+        jac *= w[idx][:, None, :]
+        jac *= bm.bounds.dphys(t)[:, :, None]
+        return w[idx] * (model - d[idx]), jac
+
+    t, chi2_full, _ = levenberg_marquardt(evaluate, bm.bounds.free(p0), max_iter=100, ftol=1e-6)
+    p = bm.bounds.phys(t)
+    chi2_b = np.minimum(chi2_full, chi2_null)
+    dof_full = n_good - bm.n_par - 5  # the 5 profile parameters, fitted on [O III]
+    s2 = _scale(chi2_b, dof_full, weighted)
+    delta_bic = (chi2_null - chi2_b) / s2 - (bm.n_par - bm.n_lin) * np.log(n_good)
+    use = delta_bic > 0
+    jac = bm.evaluate(p, basis)[1] * w[:, None, :]
+    cov = np.linalg.pinv(np.matmul(jac, jac.transpose(0, 2, 1)), hermitian=True) * s2[:, None, None]
+    err = np.sqrt(np.clip(np.einsum("spp->sp", cov), 0.0, None))
+    s2_null = _scale(chi2_null, n_good - bm.n_lin - 5, weighted)
+    err0 = np.sqrt(np.clip(np.einsum("spp->sp", np.linalg.pinv(a00, hermitian=True)), 0.0, None) * s2_null[:, None])
+
+    at = rows[ok]
+    k = bm.n_lin
+    sb, fb, fb_err = p[:, -1], p[:, k], err[:, k]
+    intrinsic = np.sqrt(np.clip(sb**2 - inst**2, 0.0, None))
+    res["fwhm_broad"][at] = FWHM_PER_SIGMA * intrinsic
+    res["fwhm_broad_err"][at] = FWHM_PER_SIGMA * sb * err[:, -1] / np.maximum(intrinsic, 1e-9)
+    res["velocity_broad"][at] = p[:, -2]
+    res["flux_broad"][at] = np.where(use, fb, 0.0)
+    res["flux_broad_err"][at] = fb_err
+    res["broad_snr"][at] = np.divide(fb, fb_err, out=np.zeros_like(fb), where=fb_err > 0)
+    res["delta_bic"][at] = delta_bic
+    core = profile[ok, 1]
+    res["fwhm_narrow"][at] = FWHM_PER_SIGMA * np.sqrt(np.clip(core**2 - inst**2, 0.0, None))
+    if cx.feii:
+        res["feii_flux"][at] = np.where(use, p[:, k + 1], 0.0)
+    lo, hi = BROAD_SIGMA
+    res["broad_at_bound"][at] = (sb - lo <= AT_BOUND * (hi - lo)) | (hi - sb <= AT_BOUND * (hi - lo))
+    lo, hi = NARROW_SIGMA
+    res["narrow_at_bound"][at] = (core - lo <= AT_BOUND * (hi - lo)) | (hi - core <= AT_BOUND * (hi - lo))
+    lin = np.where(use[:, None], p[:, :k], sol0)
+    lin_err = np.where(use[:, None], err[:, :k], err0)
+    for j in range(cx.n_free_flux):
+        res[f"flux_narrow_{j}"][at] = lin[:, 2 + j]
+        res[f"flux_narrow_err_{j}"][at] = lin_err[:, 2 + j]
+        res[f"continuum_{j}"][at] = lin[:, 0] + lin[:, 1] * (cx.primary(j) - mid) / 100.0
+    positive = np.where(use, np.clip(fb, 0.0, None), 0.0)
+    total = lin[:, 2] + positive
+    res["broad_fraction"][at] = np.divide(positive, total, out=np.zeros_like(total), where=total > 0)
+    hit = bm.bounds.at_bound(p, AT_BOUND) & use[:, None]
+    for i, row in zip(np.flatnonzero(ok), hit, strict=True):
+        if row[-2]:
+            hits[i].append(f"{cx.name}_broad_velocity")
+        if row[-1]:
+            hits[i].append(f"{cx.name}_broad_sigma")
+    return hits
 
 
 def _scale(chi2: np.ndarray, dof: np.ndarray, weighted: bool) -> np.ndarray:
     """χ² / dof, at least 1 when the pixels carry their inverse variance (``weighted``)."""
     s2 = chi2 / np.maximum(dof, 1)
     return np.maximum(s2, 1.0 if weighted else np.finfo(float).tiny)
-
-
-def _near(value: np.ndarray, bounds: tuple[float, float]) -> np.ndarray:
-    lo, hi = bounds
-    return (value - lo <= AT_BOUND * (hi - lo)) | (hi - value <= AT_BOUND * (hi - lo))
-
-
-def fit_complex(wl: np.ndarray, flux: np.ndarray, ivar: np.ndarray | None, cx: LineComplex,
-                instrumental_sigma: float) -> dict:
-    """Fit one complex of one spectrum on its own (:func:`fit_lines` with that window only).
-
-    Returns
-    -------
-    dict
-        The per-complex outputs of :func:`fit_lines` as scalars.
-    """
-    res = fit_lines(wl, np.asarray(flux)[None, :], None if ivar is None else np.asarray(ivar)[None, :],
-                    instrumental_sigma, complexes=(cx,))[cx.name]
-    return {k: (bool(v[0]) if v.dtype == bool else float(v[0])) for k, v in res.items()}

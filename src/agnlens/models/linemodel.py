@@ -1,0 +1,340 @@
+"""The emission-line model behind the physics baseline: line windows, the wing-aware narrow
+profile, broad Gaussians and Fe II, with analytic Jacobians for a batch of spectra.
+
+Every narrow line ([O III] 4960/5008, Hβ, Hα, [N II] 6550/6585, [S II] 6718/6733) has one
+shared profile — a core Gaussian plus a wing Gaussian (an outflow: its own velocity and width, and
+a wing/total flux ratio) — so that a narrow-line wing cannot pass for a broad line; only the line
+fluxes differ (the doublet ratios 4960/5008 = 1/2.98 and 6550/6585 = 1/3.05 are fixed). Hβ and
+Hα may each carry a broad Gaussian, Hβ with an Fe II component of the broad line's velocity and
+:data:`FEII_WIDTH_RATIO` of its width. :class:`LineModel` evaluates the model of some windows for
+many spectra at once; :mod:`agnlens.models.linefit` fits it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from agnlens.lines import C_KMS, line
+from agnlens.models.lm import Bounds, levenberg_marquardt
+
+__all__ = [
+    "AT_BOUND", "BROAD_SIGMA", "BROAD_VELOCITY", "COMPLEXES", "FEII_WIDTH_RATIO", "FWHM_PER_SIGMA", "HALPHA",
+    "HBETA", "LineComplex", "LineModel", "MIN_GOOD_FRACTION", "NARROW_SIGMA", "OIII_PROFILE", "SHARED", "SII",
+    "WING_SIGMA", "covers", "gaussians",
+]
+
+#: FWHM = this factor × Gaussian σ.
+FWHM_PER_SIGMA = 2.0 * np.sqrt(2.0 * np.log(2.0))
+
+# Ranges of the non-linear parameters (km/s). Chosen so that no real spectrum of the reference
+# sample ends at one; a fit that does is named in ``at_bound``.
+#: σ of the narrow core (FWHM 47–1,180 km/s).
+NARROW_SIGMA = (20.0, 500.0)
+NARROW_VELOCITY = 600.0
+#: σ of the narrow lines' wing (FWHM 235–2,830 km/s: [O III] outflows).
+WING_SIGMA = (100.0, 1200.0)
+#: Wing velocity relative to the core.
+WING_VELOCITY = 1500.0
+WING_FRACTION = (0.0, 0.95)
+#: σ of a broad line (FWHM 1,000–23,550 km/s).
+BROAD_SIGMA = (425.0, 10000.0)
+BROAD_VELOCITY = 8000.0
+# Starting widths (km/s): narrow core and wing; the broad line starts from what the narrow
+# start leaves under it, within these σ.
+_CORE_START, _WING_START, _WING_FRACTION_START = 150.0, 500.0, 0.2
+_BROAD_START = (600.0, 4000.0)
+#: Least fraction of good pixels a fitting window needs.
+MIN_GOOD_FRACTION = 0.5
+#: A non-linear parameter within this fraction of its range from a bound is "at the bound".
+AT_BOUND = 0.01
+#: Fe II lines are narrower than broad Hβ: FWHM(Fe II) ≈ 3/4 FWHM(Hβ) (Hu et al. 2008, ApJ 687, 78).
+FEII_WIDTH_RATIO = 0.75
+# Spectra fitted together (bounds the Jacobian's memory: ~20 parameters × ~700 pixels each).
+_CHUNK = 256
+
+
+@dataclass(frozen=True)
+class LineComplex:
+    """One window ``lo``–``hi`` Å fitted with its own linear continuum.
+
+    ``narrow`` lists ``(wavelength, free_flux_index, flux_factor)``: lines with the same index share
+    one flux parameter scaled by the factor (fixed doublet ratios). ``broad_centre`` is the broad
+    line's rest wavelength (None: no broad line). ``feii`` lists ``(wavelength, relative strength)``
+    of Fe II lines fitted as one component with the broad line's velocity and
+    :data:`FEII_WIDTH_RATIO` times its width (empty: no Fe II). The continuum is a polynomial
+    of ``continuum_order`` in the wavelength.
+    """
+
+    name: str
+    lo: float
+    hi: float
+    narrow: tuple[tuple[float, int, float], ...]
+    n_free_flux: int
+    broad_centre: float | None
+    feii: tuple[tuple[float, float], ...] = ()
+    continuum_order: int = 1
+
+    def primary(self, j: int) -> float:
+        """Rest wavelength of the line that carries free flux ``j`` at factor 1."""
+        return next(c for c, idx, f in self.narrow if idx == j and f == 1.0)
+
+
+# Fe II multiplets 42 and 37/38 inside the Hβ window (vacuum Å; relative strengths of the
+# Boroson & Green 1992 template's lines, as in the simulator's template): the 4924 and 5018 lines
+# sit in Hβ's red wing and under [O III], where an unmodelled Fe II would be taken for broad Hβ.
+_FEII_HBETA = ((4668.1, 0.2), (4925.3, 0.8), (5019.8, 1.0))
+
+#: Hβ + [O III]: the 4960/5008 ratio is fixed at 1/2.98 (atomic physics); Fe II 4667/4924/5018.
+HBETA = LineComplex(
+    "hbeta", 4640.0, 5080.0,
+    ((line("Hbeta").wavelength, 0, 1.0), (line("OIII_5008").wavelength, 1, 1.0),
+     (line("OIII_4960").wavelength, 1, 1.0 / 2.98)),
+    2, line("Hbeta").wavelength, _FEII_HBETA,
+)
+#: Hα + [N II]: the 6550/6585 ratio is fixed at 1/3.05.
+HALPHA = LineComplex(
+    "halpha", 6400.0, 6690.0,
+    ((line("Halpha").wavelength, 0, 1.0), (line("NII_6585").wavelength, 1, 1.0),
+     (line("NII_6550").wavelength, 1, 1.0 / 3.05)),
+    2, line("Halpha").wavelength,
+)
+#: [S II] 6718/6733 (no broad line): only on grids reaching 6780 Å (not ``balmer``, which ends at 6700).
+SII = LineComplex(
+    "sii", 6690.0, 6780.0,
+    ((line("SII_6718").wavelength, 0, 1.0), (line("SII_6733").wavelength, 1, 1.0)), 2, None,
+)
+#: Every complex with a broad line, in the order they are fitted.
+COMPLEXES = (HBETA, HALPHA)
+#: The window that sets the shared narrow profile: [O III] 4960/5008 (the strongest narrow lines,
+#: with no broad component), over a quadratic continuum that takes up broad Hβ's red wing and Fe II.
+OIII_PROFILE = LineComplex(
+    "oiii", 4900.0, 5060.0,
+    ((line("OIII_5008").wavelength, 0, 1.0), (line("OIII_4960").wavelength, 0, 1.0 / 2.98)), 1, None,
+    continuum_order=2,
+)
+#: The shared narrow-profile parameters.
+SHARED = ("narrow_velocity", "narrow_sigma", "wing_velocity", "wing_sigma", "wing_fraction")
+
+
+def covers(wl: np.ndarray, cx: LineComplex) -> bool:
+    """Whether the grid ``wl`` (Å, rest frame) spans the complex's window."""
+    step = np.median(np.diff(wl))
+    return bool(wl[0] <= cx.lo + step and wl[-1] >= cx.hi - step)
+
+
+def gaussians(lam: np.ndarray, centre: float, v: np.ndarray, sigma: np.ndarray):
+    """Unit-flux Gaussians (n, n_pix) at ``centre`` shifted by ``v`` km/s with σ ``sigma`` km/s
+    (both shape (n,)), and their derivatives with respect to ``v`` and ``sigma``."""
+    mu = centre * (1.0 + v[:, None] / C_KMS)
+    s = centre * sigma[:, None] / C_KMS
+    u = (lam - mu) / s
+    g = np.exp(-0.5 * u * u) / (np.sqrt(2.0 * np.pi) * s)
+    gs = g / s * (centre / C_KMS)
+    return g, gs * u, gs * (u * u - 1.0)
+
+
+class LineModel:
+    """The joint model of some complexes on one wavelength grid, with or without each broad line.
+
+    Parameters
+    ----------
+    wl : ndarray of shape (n_grid,)
+        Rest-frame wavelengths (Å).
+    complexes : sequence of LineComplex
+        The windows fitted (each must lie on the grid).
+    broad : sequence of bool
+        Per complex, whether its broad line (and Fe II) is in the model.
+
+    Attributes
+    ----------
+    names : list of str
+        Parameter names, e.g. ``hbeta_c0``, ``hbeta_flux_1``, ``hbeta_broad_flux``,
+        ``narrow_sigma``, ``halpha_broad_sigma``.
+    pixels : ndarray of int
+        Indices into ``wl`` of the fitted pixels (the windows, concatenated).
+    bounds : Bounds
+    """
+
+    def __init__(self, wl: np.ndarray, complexes, broad) -> None:
+        self.complexes = tuple(complexes)
+        self.broad = tuple(bool(b) and cx.broad_centre is not None for cx, b in zip(self.complexes, broad, strict=True))
+        names: list[str] = []
+        lo: list[float] = []
+        hi: list[float] = []
+
+        def add(name, low=-np.inf, high=np.inf):
+            names.append(name)
+            lo.append(low)
+            hi.append(high)
+
+        pixels, self.slices, start = [], [], 0
+        for cx in self.complexes:
+            idx = np.flatnonzero((wl >= cx.lo) & (wl <= cx.hi))
+            pixels.append(idx)
+            self.slices.append(slice(start, start + idx.size))
+            start += idx.size
+            for order in range(cx.continuum_order + 1):
+                add(f"{cx.name}_c{order}")
+            for j in range(cx.n_free_flux):
+                add(f"{cx.name}_flux_{j}", 0.0)
+        for cx, b in zip(self.complexes, self.broad, strict=True):
+            if b:
+                add(f"{cx.name}_broad_flux")  # either sign: a broad absorption trough is modelled, not forced into the narrow lines
+                if cx.feii:
+                    add(f"{cx.name}_feii_flux", 0.0)
+        add("narrow_velocity", -NARROW_VELOCITY, NARROW_VELOCITY)
+        add("narrow_sigma", *NARROW_SIGMA)
+        add("wing_velocity", -WING_VELOCITY, WING_VELOCITY)
+        add("wing_sigma", *WING_SIGMA)
+        add("wing_fraction", *WING_FRACTION)
+        for cx, b in zip(self.complexes, self.broad, strict=True):
+            if b:
+                add(f"{cx.name}_broad_velocity", -BROAD_VELOCITY, BROAD_VELOCITY)
+                add(f"{cx.name}_broad_sigma", *BROAD_SIGMA)
+        self.names = names
+        self.index = {n: i for i, n in enumerate(names)}
+        self.bounds = Bounds(np.array(lo), np.array(hi))
+        self.pixels = np.concatenate(pixels)
+        self.lam = wl[self.pixels]
+        self.x = np.empty(self.lam.size)
+        for cx, sl in zip(self.complexes, self.slices, strict=True):
+            self.x[sl] = (self.lam[sl] - 0.5 * (cx.lo + cx.hi)) / 100.0
+
+    def evaluate(self, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Model flux (n, n_pix) and its Jacobian, transposed, (n, n_params, n_pix) at the physical
+        parameters ``p`` of shape (n, n_params)."""
+        ix = self.index
+        n = p.shape[0]
+        model = np.zeros((n, self.lam.size))
+        jac = np.zeros((n, len(self.names), self.lam.size))
+        vc, sc, dv, sw, fw = (p[:, ix[k]] for k in SHARED)
+        core_w, wing_w = (1.0 - fw)[:, None], fw[:, None]
+        for cx, b, sl in zip(self.complexes, self.broad, self.slices, strict=True):
+            lam, x = self.lam[sl], self.x[sl]
+            for order in range(cx.continuum_order + 1):
+                i = ix[f"{cx.name}_c{order}"]
+                model[:, sl] += p[:, i, None] * x**order
+                jac[:, i, sl] = x**order
+            for centre, j, factor in cx.narrow:
+                i_f = ix[f"{cx.name}_flux_{j}"]
+                flux = (factor * p[:, i_f])[:, None]
+                gc, gc_v, gc_s = gaussians(lam, centre, vc, sc)
+                gw, gw_v, gw_s = gaussians(lam, centre, vc + dv, sw)
+                profile = core_w * gc + wing_w * gw
+                model[:, sl] += flux * profile
+                jac[:, i_f, sl] += factor * profile
+                wing_v = flux * wing_w * gw_v
+                jac[:, ix["narrow_velocity"], sl] += flux * core_w * gc_v + wing_v
+                jac[:, ix["narrow_sigma"], sl] += flux * core_w * gc_s
+                jac[:, ix["wing_velocity"], sl] += wing_v
+                jac[:, ix["wing_sigma"], sl] += flux * wing_w * gw_s
+                jac[:, ix["wing_fraction"], sl] += flux * (gw - gc)
+            if not b:
+                continue
+            i_b, i_v, i_s = (ix[f"{cx.name}_broad_{k}"] for k in ("flux", "velocity", "sigma"))
+            vb, sb = p[:, i_v], p[:, i_s]
+            g, g_v, g_s = gaussians(lam, cx.broad_centre, vb, sb)
+            fb = p[:, i_b, None]
+            model[:, sl] += fb * g
+            jac[:, i_b, sl] = g
+            jac[:, i_v, sl] = fb * g_v
+            jac[:, i_s, sl] = fb * g_s
+            if cx.feii:
+                i_fe = ix[f"{cx.name}_feii_flux"]
+                ffe = p[:, i_fe, None]
+                for centre, strength in cx.feii:
+                    g, g_v, g_s = gaussians(lam, centre, vb, FEII_WIDTH_RATIO * sb)
+                    model[:, sl] += ffe * strength * g
+                    jac[:, i_fe, sl] += strength * g
+                    jac[:, i_v, sl] += ffe * strength * g_v
+                    jac[:, i_s, sl] += ffe * strength * FEII_WIDTH_RATIO * g_s
+        return model, jac
+
+    def start(self, data: np.ndarray, weight: np.ndarray) -> np.ndarray:
+        """A physical starting point (n, n_params) for spectra ``data`` (n, n_pix) on the model's
+        pixels with weights ``weight`` (0: bad pixel): straight continua through each window's
+        edges, the narrow profile at the strongest narrow line's peak, narrow fluxes from the peak
+        heights, each broad line with what the narrow start leaves under it."""
+        ix = self.index
+        n = data.shape[0]
+        p = np.zeros((n, len(self.names)))
+        good = weight > 0
+        scale = np.maximum(np.max(np.abs(np.where(good, data, 0.0)), axis=1), 1e-3)
+        best_peak = np.full(n, -np.inf)
+        p[:, ix["narrow_sigma"]], p[:, ix["wing_sigma"]] = _CORE_START, _WING_START
+        p[:, ix["wing_fraction"]], p[:, ix["wing_velocity"]] = _WING_FRACTION_START, -100.0
+        for cx, b in zip(self.complexes, self.broad, strict=True):
+            if b:  # zero flux until the narrow start is known
+                p[:, ix[f"{cx.name}_broad_sigma"]] = _BROAD_START[0]
+        for cx, sl in zip(self.complexes, self.slices, strict=True):
+            lam, x, d, m = self.lam[sl], self.x[sl], data[:, sl], good[:, sl]
+            edge = ((lam < cx.lo + 40.0) | (lam > cx.hi - 30.0)) & m
+            edge = np.where(edge.sum(axis=1, keepdims=True) >= 4, edge, m)
+            c0, c1 = _line_fit(x, d, edge)
+            p[:, ix[f"{cx.name}_c0"]], p[:, ix[f"{cx.name}_c1"]] = c0, c1
+            resid = d - (c0[:, None] + c1[:, None] * x)
+            for j in range(cx.n_free_flux):
+                centre = cx.primary(j)
+                near = np.abs(lam - centre) < centre * 300.0 / C_KMS
+                r = np.where(m[:, near], resid[:, near], -np.inf)
+                k = np.argmax(r, axis=1)
+                peak = np.maximum(r[np.arange(n), k], 0.0)
+                p[:, ix[f"{cx.name}_flux_{j}"]] = peak * np.sqrt(2.0 * np.pi) * centre * _CORE_START / C_KMS
+                stronger = peak > best_peak
+                best_peak = np.where(stronger, peak, best_peak)
+                v = (lam[near][k] / centre - 1.0) * C_KMS
+                p[:, ix["narrow_velocity"]] = np.where(stronger, v, p[:, ix["narrow_velocity"]])
+        narrow_start = self.evaluate(p)[0]
+        dlam = np.gradient(self.lam)
+        for cx, b, sl in zip(self.complexes, self.broad, self.slices, strict=True):
+            if not b:
+                continue
+            v = (self.lam[sl] / cx.broad_centre - 1.0) * C_KMS
+            near = np.abs(v) < 6000.0
+            resid = np.where(good[:, sl], data[:, sl] - narrow_start[:, sl], 0.0)[:, near]
+            fb = resid @ dlam[sl][near]
+            fb = np.where(np.abs(fb) < 0.02 * scale, 0.05 * scale, fb)
+            pos = np.clip(resid, 0.0, None)
+            total = pos.sum(axis=1)
+            s_est = np.sqrt(np.divide(pos @ v[near] ** 2, total, out=np.full(n, _BROAD_START[0] ** 2), where=total > 0))
+            p[:, ix[f"{cx.name}_broad_flux"]] = fb
+            p[:, ix[f"{cx.name}_broad_sigma"]] = np.clip(s_est, *_BROAD_START)
+            if cx.feii:
+                # small but not zero, where t = √F has a zero Jacobian column
+                p[:, ix[f"{cx.name}_feii_flux"]] = 0.02 * scale
+        return p
+
+    def fit(self, p0: np.ndarray, data: np.ndarray, weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Least-squares fit of every spectrum from the physical start ``p0``: (p, χ²)."""
+        bounds = self.bounds
+
+        def evaluate(t, rows):
+            model, jac = self.evaluate(bounds.phys(t))
+            w = weight[rows]
+            jac *= w[:, None, :]
+            jac *= bounds.dphys(t)[:, :, None]
+            return w * (model - data[rows]), jac
+
+        # 1e-6 of χ² is far below what model selection can notice
+        t, chi2, _ = levenberg_marquardt(evaluate, bounds.free(p0), max_iter=200, ftol=1e-6)
+        return bounds.phys(t), chi2
+
+    def covariance(self, p: np.ndarray, weight: np.ndarray, s2: np.ndarray) -> np.ndarray:
+        """Parameter covariances (n, n_params, n_params) from the weighted Jacobian at ``p``, scaled by ``s2``."""
+        jac = self.evaluate(p)[1] * weight[:, None, :]
+        return np.linalg.pinv(np.matmul(jac, jac.transpose(0, 2, 1)), hermitian=True) * s2[:, None, None]
+
+
+def _line_fit(x: np.ndarray, d: np.ndarray, m: np.ndarray):
+    """Least-squares straight lines ``c0 + c1 x`` through the pixels ``m`` of each row of ``d``."""
+    mf = m.astype(float)
+    s0, s1, s2 = mf.sum(axis=1), mf @ x, mf @ (x * x)
+    t0, t1 = (mf * d).sum(axis=1), (mf * d) @ x
+    det = s0 * s2 - s1 * s1
+    ok = det > 0
+    c1 = np.divide(s0 * t1 - s1 * t0, det, out=np.zeros_like(det), where=ok)
+    c0 = np.divide(t0 - c1 * s1, s0, out=np.zeros_like(det), where=s0 > 0)
+    return c0, c1
+
