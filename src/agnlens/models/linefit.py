@@ -36,7 +36,7 @@ from agnlens.models.lm import Bounds, levenberg_marquardt
 
 __all__ = [
     "BROAD_SIGMA", "COMPLEX_KEYS", "FWHM_PER_SIGMA", "HALPHA", "HBETA", "LineComplex", "MIN_GOOD_FRACTION",
-    "SHARED_KEYS", "covers", "fit_lines", "narrow_basis",
+    "SHARED_KEYS", "covers", "fit_lines", "wing_basis",
 ]
 
 #: Per-complex outputs of :func:`fit_lines` (besides ``flux_narrow_<j>``, ``flux_narrow_err_<j>``,
@@ -47,8 +47,12 @@ COMPLEX_KEYS = ("fwhm_broad", "fwhm_broad_err", "velocity_broad", "flux_broad", 
 SHARED_KEYS = ("narrow_velocity", "wing_fraction", "wing_fwhm", "wing_velocity", "at_bound")
 
 #: The broad-line search grid: σ (km/s, log-spaced) × velocity (km/s).
-SIGMA_GRID = np.geomspace(450.0, 7000.0, 16)
+SIGMA_GRID = np.geomspace(450.0, 6000.0, 16)
 VELOCITY_GRID = np.arange(-6000.0, 6001.0, 750.0)
+#: A complex's narrow core may lie this far (km/s) from [O III]'s velocity ...
+CORE_OFFSET = 200.0
+#: ... and be up to this factor narrower or broader.
+CORE_RATIO = 1.5
 #: The narrow profile where the [O III] window has too few good pixels: one Gaussian of σ 150 km/s.
 DEFAULT_PROFILE = (0.0, 150.0, 0.0, 500.0, 0.0)
 # Spectra fitted together (bounds the memory of the grid search and the Jacobians).
@@ -162,148 +166,216 @@ def _fit_profile(wl, flux, weight, inst, rows, shared) -> tuple[np.ndarray, np.n
     return profile, hits
 
 
-def narrow_basis(lam: np.ndarray, cx: LineComplex, profile: np.ndarray) -> np.ndarray:
-    """The narrow lines of ``cx`` with the shared ``profile`` (n, 5), per free flux: (n, k, n_pix).
-
-    Each row of a free flux is the sum of its lines' unit-flux profiles times their fixed factors.
-    """
+def wing_basis(lam: np.ndarray, cx: LineComplex, profile: np.ndarray) -> np.ndarray:
+    """The narrow lines' wings of ``cx`` with the shared ``profile`` (n, 5), per free flux:
+    (n, k, n_pix) — each line's wing Gaussian times the wing fraction and the line's fixed factor."""
     vc, sc, dv, sw, fw = profile.T
     out = np.zeros((profile.shape[0], cx.n_free_flux, lam.size))
     for centre, j, factor in cx.narrow:
-        core = gaussians(lam, centre, vc, sc)[0]
-        wing = gaussians(lam, centre, vc + dv, sw)[0]
-        out[:, j] += factor * ((1.0 - fw)[:, None] * core + fw[:, None] * wing)
+        out[:, j] += factor * fw[:, None] * gaussians(lam, centre, vc + dv, sw)[0]
     return out
 
 
-class _BroadModel:
-    """One complex with fixed narrow profiles: ``[c0, c1, F_0..F_{k-1}, F_b, (F_FeII), v_b, σ_b]``."""
+class _ComplexModel:
+    """One complex: ``[c0, c1, F_0..F_{k-1}, (F_b, (F_FeII)), v_n, σ_n, (v_b, σ_b)]``.
 
-    def __init__(self, lam: np.ndarray, cx: LineComplex) -> None:
-        self.lam, self.cx = lam, cx
+    The narrow lines' wings (velocity offset, width, share) are fixed from [O III] (``wing``, the
+    wing part of each free flux's lines, and ``core_share``, 1 − the wing fraction); the core's
+    velocity and width are tied to [O III]'s (``core``: (n, 2)) within :data:`CORE_OFFSET` km/s
+    and a factor :data:`CORE_RATIO`, so that a Balmer core a little broader or shifted from
+    [O III]'s is not taken for a broad line, nor can the core take a broad line's peak. ``v_n`` is
+    the offset from [O III]'s core velocity, ``σ_n`` the ratio to its width.
+    """
+
+    def __init__(self, lam: np.ndarray, cx: LineComplex, broad: bool, wing: np.ndarray, core_share: np.ndarray,
+                 core: np.ndarray):
+        self.lam, self.cx, self.broad = lam, cx, broad
+        self.core = core
+        self.x = (lam - 0.5 * (cx.lo + cx.hi)) / 100.0
+        self.wing, self.core_share = wing, core_share
         self.n_lin = 2 + cx.n_free_flux
-        fe = [0.0] if cx.feii else []
+        self.n_bflux = (1 + bool(cx.feii)) if broad else 0
+        self.i_narrow = self.n_lin + self.n_bflux
         inf = np.inf
-        lo = [-inf] * (self.n_lin + 1) + fe + [-BROAD_VELOCITY, BROAD_SIGMA[0]]
-        hi = [inf] * (self.n_lin + 1) + [inf] * len(fe) + [BROAD_VELOCITY, BROAD_SIGMA[1]]
+        lo = [-inf] * (self.n_lin + bool(broad)) + ([0.0] if broad and cx.feii else [])
+        hi = [inf] * len(lo)
+        lo += [-CORE_OFFSET, 1.0 / CORE_RATIO]
+        hi += [CORE_OFFSET, CORE_RATIO]
+        if broad:
+            lo += [-BROAD_VELOCITY, BROAD_SIGMA[0]]
+            hi += [BROAD_VELOCITY, BROAD_SIGMA[1]]
         self.bounds = Bounds(np.array(lo), np.array(hi))
         self.n_par = len(lo)
+        self.n_extra = self.n_par - self.n_lin - 2  # the broad line's parameters
+
+    def narrow(self, offset: np.ndarray, ratio: np.ndarray, rows: np.ndarray):
+        """The linear basis (n, n_lin, n_pix) — continuum and narrow lines (core at [O III]'s
+        velocity + ``offset`` with ``ratio`` × its width, plus the fixed wing) — and the narrow
+        part's derivatives with respect to ``offset`` and ``ratio`` (n, k, n_pix)."""
+        v = self.core[rows, 0] + offset
+        s0 = self.core[rows, 1]
+        s = s0 * ratio
+        n, k = v.size, self.cx.n_free_flux
+        basis = np.empty((n, self.n_lin, self.lam.size))
+        basis[:, 0], basis[:, 1] = 1.0, self.x
+        basis[:, 2:] = self.wing[rows]
+        d_v, d_s = np.zeros((n, k, self.lam.size)), np.zeros((n, k, self.lam.size))
+        share = self.core_share[rows][:, None]
+        for centre, j, factor in self.cx.narrow:
+            g, g_v, g_s = gaussians(self.lam, centre, v, s)
+            basis[:, 2 + j] += factor * share * g
+            d_v[:, j] += factor * share * g_v
+            d_s[:, j] += factor * share * g_s * s0[:, None]
+        return basis, d_v, d_s
 
     def components(self, v: np.ndarray, s: np.ndarray):
-        """Unit-flux broad line and Fe II (or None) at velocities ``v`` and σ ``s`` (shape (m,)),
-        with their derivatives: ((g, g_v, g_s), (fe, fe_v, fe_s) or None), each (m, n_pix)."""
+        """Unit-flux broad line at velocities ``v`` and σ ``s`` (shape (m,)) and Fe II (or None) at
+        rest with σ :data:`FEII_WIDTH_RATIO` × ``s``, with their derivatives with respect to ``v``
+        and ``s``: ((g, g_v, g_s), (fe, 0, fe_s) or None), each (m, n_pix)."""
         broad = gaussians(self.lam, self.cx.broad_centre, v, s)
         if not self.cx.feii:
             return broad, None
+        # Fe II at the systemic velocity: tied to a broad line thousands of km/s off, its 4925 Å
+        # line would be moved onto Hβ and take its place
         fe = [np.zeros((v.size, self.lam.size)) for _ in range(3)]
         for centre, strength in self.cx.feii:
-            g, g_v, g_s = gaussians(self.lam, centre, v, FEII_WIDTH_RATIO * s)
+            g, _, g_s = gaussians(self.lam, centre, np.zeros_like(v), FEII_WIDTH_RATIO * s)
             fe[0] += strength * g
-            fe[1] += strength * g_v
             fe[2] += strength * FEII_WIDTH_RATIO * g_s
         return broad, fe
 
-    def evaluate(self, p: np.ndarray, basis: np.ndarray):
-        """Model (n, n_pix) and transposed Jacobian (n, n_par, n_pix) at physical ``p`` given the
-        linear basis (n, n_lin, n_pix) (continuum and narrow lines)."""
-        k = self.n_lin
+    def evaluate(self, p: np.ndarray, rows: np.ndarray):
+        """Model (n, n_pix) and transposed Jacobian (n, n_par, n_pix) at physical ``p`` of spectra ``rows``."""
+        k, i = self.n_lin, self.i_narrow
+        basis, d_v, d_s = self.narrow(p[:, i], p[:, i + 1], rows)
         model = np.einsum("sl,sln->sn", p[:, :k], basis)
         jac = np.empty((p.shape[0], self.n_par, self.lam.size))
         jac[:, :k] = basis
-        (g, g_v, g_s), fe = self.components(p[:, -2], p[:, -1])
-        fb = p[:, k, None]
-        model += fb * g
-        jac[:, k], jac[:, -2], jac[:, -1] = g, fb * g_v, fb * g_s
-        if fe is not None:
-            ffe = p[:, k + 1, None]
-            model += ffe * fe[0]
-            jac[:, k + 1] = fe[0]
-            jac[:, -2] += ffe * fe[1]
-            jac[:, -1] += ffe * fe[2]
+        flux = p[:, 2:k]
+        jac[:, i] = np.einsum("sj,sjn->sn", flux, d_v)
+        jac[:, i + 1] = np.einsum("sj,sjn->sn", flux, d_s)
+        if self.broad:
+            (g, g_v, g_s), fe = self.components(p[:, -2], p[:, -1])
+            fb = p[:, k, None]
+            model += fb * g
+            jac[:, k], jac[:, -2], jac[:, -1] = g, fb * g_v, fb * g_s
+            if fe is not None:
+                ffe = p[:, k + 1, None]
+                model += ffe * fe[0]
+                jac[:, k + 1] = fe[0]
+                jac[:, -2] += ffe * fe[1]
+                jac[:, -1] += ffe * fe[2]
         return model, jac
+
+    def fit(self, p0: np.ndarray, data: np.ndarray, w: np.ndarray):
+        """Weighted least squares from the physical start ``p0``: (p, χ², 1 σ errors unscaled)."""
+        bounds = self.bounds
+
+        def evaluate(t, rows):
+            model, jac = self.evaluate(bounds.phys(t), rows)
+            jac *= w[rows][:, None, :]
+            jac *= bounds.dphys(t)[:, :, None]
+            return w[rows] * (model - data[rows]), jac
+
+        t, chi2, _ = levenberg_marquardt(evaluate, bounds.free(p0), max_iter=100, ftol=1e-6)
+        p = bounds.phys(t)
+        jac = self.evaluate(p, np.arange(p.shape[0]))[1] * w[:, None, :]
+        var = np.einsum("spp->sp", np.linalg.pinv(np.matmul(jac, jac.transpose(0, 2, 1)), hermitian=True))
+        return p, chi2, np.sqrt(np.clip(var, 0.0, None))
 
 
 def _solve_spd(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Solve stacked normal equations, with a tiny ridge so that a column the data do not constrain
-    (a line outside the good pixels) gets 0 rather than an error."""
-    ridge = 1e-12 * np.einsum("...ii->...", a)[..., None, None] * np.eye(a.shape[-1]) + 1e-300
-    return np.linalg.solve(a + ridge, b[..., None])[..., 0]
+    """Solve stacked normal equations ``a x = b`` (``a`` symmetric positive semi-definite), scaled
+    to unit diagonal and with a tiny ridge, so that nearly degenerate columns (a very broad line and
+    the continuum) stay accurate and a column the data do not constrain gets 0, not an error."""
+    scale = np.sqrt(np.maximum(np.einsum("...ii->...i", a), 1e-300))
+    unit = a / (scale[..., :, None] * scale[..., None, :]) + 1e-10 * np.eye(a.shape[-1])
+    return np.linalg.solve(unit, (b / scale)[..., None])[..., 0] / scale
 
 
 def _fit_complex(wl, flux, weight, cx, profile, inst, weighted, rows, res) -> np.ndarray:
-    """Step 2 for one complex: narrow-only (exact) and narrow + broad (grid, then LM); fills
-    ``res`` at ``rows`` and returns per spectrum the list of parameters at a bound."""
+    """Step 2 for one complex: narrow-only and narrow + broad (started from the best point of a
+    grid of broad velocities and widths); fills ``res`` at ``rows`` and returns per spectrum the
+    list of parameters at a bound."""
     n = flux.shape[0]
     hits = np.empty(n, dtype=object)
     hits[:] = [[] for _ in range(n)]
-    bm = _BroadModel(wl[(wl >= cx.lo) & (wl <= cx.hi)], cx)
-    ok, n_good = _usable(wl, weight, cx, bm.n_par)
+    sel = (wl >= cx.lo) & (wl <= cx.hi)
+    lam = wl[sel]
+    ok, n_good = _usable(wl, weight, cx, 2 + cx.n_free_flux + 6)
     res["good_pixels"][rows] = n_good
     if not ok.any():
         return hits
-    sel = (wl >= cx.lo) & (wl <= cx.hi)
     d, w = flux[ok][:, sel], weight[ok][:, sel]
     n_good = n_good[ok]
-    lam = bm.lam
-    mid = 0.5 * (cx.lo + cx.hi)
-    x = (lam - mid) / 100.0
     m = d.shape[0]
-    basis = np.concatenate([np.broadcast_to(np.stack([np.ones_like(x), x]), (m, 2, lam.size)),
-                            narrow_basis(lam, cx, profile[ok])], axis=1)
+    prof = profile[ok]
+    wing = wing_basis(lam, cx, prof)
+    null = _ComplexModel(lam, cx, False, wing, 1.0 - prof[:, 4], prof[:, :2])
+    full = _ComplexModel(lam, cx, True, wing, 1.0 - prof[:, 4], prof[:, :2])
+    everyone = np.arange(m)
     W = w * w
     Wd = W * d
     dwd = np.einsum("sn,sn->s", Wd, d)
-    bw = basis * W[:, None, :]
-    a00 = np.matmul(bw, basis.transpose(0, 2, 1))
-    r0 = np.einsum("sln,sn->sl", basis, Wd)
-    # narrow only: linear, exact
-    sol0 = _solve_spd(a00, r0)
-    chi2_null = np.maximum(dwd - np.einsum("sl,sl->s", r0, sol0), 0.0)
-    # narrow + broad: the linear parameters solved at every point of the (velocity, σ) grid
+    k = null.n_lin
+
+    def normal(basis):
+        bw = basis * W[:, None, :]
+        return bw, np.matmul(bw, basis.transpose(0, 2, 1)), np.einsum("sln,sn->sl", basis, Wd)
+
+    # narrow only: the linear parameters for the narrow lines as [O III] has them, then all refined
+    _, a00, r0 = normal(null.narrow(np.zeros(m), np.ones(m), everyone)[0])
+    p_null = np.concatenate([_solve_spd(a00, r0), np.zeros((m, 1)), np.ones((m, 1))], axis=1)
+    p_null, chi2_null, err_null = null.fit(p_null, d, w)
+    # the broad start: the narrow lines as the narrow-only fit left them, the linear parameters
+    # solved at every point of a (velocity, σ) grid of the broad line — so the start is never
+    # worse than the narrow-only fit where the best broad line is an emission line
+    narrow0 = p_null[:, k : k + 2]
+    bw, a00, r0 = normal(null.narrow(narrow0[:, 0], narrow0[:, 1], everyone)[0])
+    # the broad start: the linear parameters solved at every point of a (velocity, σ) grid
     vg, sg = (a.ravel() for a in np.meshgrid(VELOCITY_GRID, SIGMA_GRID))
-    (g, _, _), fe = bm.components(vg, sg)
+    (g, _, _), fe = full.components(vg, sg)
     cols = np.stack([g] + ([fe[0]] if fe is not None else []))  # (c, G, n_pix)
     nc, ng = cols.shape[:2]
     flat = cols.reshape(nc * ng, lam.size)
-    a0c = (bw.reshape(-1, lam.size) @ flat.T).reshape(m, bm.n_lin, nc, ng).transpose(0, 3, 1, 2)
+    a0c = (bw.reshape(-1, lam.size) @ flat.T).reshape(m, k, nc, ng).transpose(0, 3, 1, 2)
     acc = np.stack([np.stack([W @ (cols[i] * cols[j]).T for j in range(nc)], axis=-1) for i in range(nc)], axis=-2)
     rc = (Wd @ flat.T).reshape(m, nc, ng).transpose(0, 2, 1)
-    size = bm.n_lin + nc
+    size = k + nc
     a = np.empty((m, ng, size, size))
-    a[:, :, : bm.n_lin, : bm.n_lin] = a00[:, None]
-    a[:, :, : bm.n_lin, bm.n_lin :] = a0c
-    a[:, :, bm.n_lin :, : bm.n_lin] = a0c.transpose(0, 1, 3, 2)
-    a[:, :, bm.n_lin :, bm.n_lin :] = acc
-    rhs = np.concatenate([np.broadcast_to(r0[:, None], (m, ng, bm.n_lin)), rc], axis=2)
+    a[:, :, :k, :k] = a00[:, None]
+    a[:, :, :k, k:] = a0c
+    a[:, :, k:, :k] = a0c.transpose(0, 1, 3, 2)
+    a[:, :, k:, k:] = acc
+    rhs = np.concatenate([np.broadcast_to(r0[:, None], (m, ng, k)), rc], axis=2)
     sol = _solve_spd(a, rhs)
-    best = np.argmin(dwd[:, None] - np.einsum("sgl,sgl->sg", rhs, sol), axis=1)
-    p0 = np.empty((m, bm.n_par))
-    p0[:, :size] = sol[np.arange(m), best]
+    # χ² of each grid point's solution, exact whatever the solution's accuracy
+    chi2_grid = dwd[:, None] - 2.0 * np.einsum("sgl,sgl->sg", rhs, sol) + np.einsum("sgl,sglm,sgm->sg", sol, a, sol)
+    # start from the best emission line with non-negative Fe II (the fit keeps Fe II ≥ 0); a trough
+    # (the host's Balmer absorption) only where no grid point has a positive broad flux — a
+    # negative broad line beside positive Fe II is a degenerate pair, not a finding
+    fe_ok = sol[:, :, k + 1] >= 0 if fe is not None else np.ones(sol.shape[:2], dtype=bool)
+    emission = (sol[:, :, k] > 0) & fe_ok
+    allowed = np.where(emission.any(axis=1, keepdims=True), emission,
+                       np.where(fe_ok.any(axis=1, keepdims=True), fe_ok, True))
+    best = np.argmin(np.where(allowed, chi2_grid, np.inf), axis=1)
+    p0 = np.empty((m, full.n_par))
+    p0[:, :size] = sol[everyone, best]
     if fe is not None:  # t = √F has a zero Jacobian column at 0: start a little above it
-        p0[:, bm.n_lin + 1] = np.maximum(p0[:, bm.n_lin + 1], 1e-3 * np.abs(p0[:, 0]) + 1e-6)
+        p0[:, k + 1] = np.maximum(p0[:, k + 1], 1e-3 * np.abs(p0[:, 0]) + 1e-6)
+    p0[:, size : size + 2] = narrow0
     p0[:, -2], p0[:, -1] = vg[best], sg[best]
+    p, chi2_full, err = full.fit(p0, d, w)
 
-    def evaluate(t, idx):
-        model, jac = bm.evaluate(bm.bounds.phys(t), basis[idx])
-        jac *= w[idx][:, None, :]
-        jac *= bm.bounds.dphys(t)[:, :, None]
-        return w[idx] * (model - d[idx]), jac
-
-    t, chi2_full, _ = levenberg_marquardt(evaluate, bm.bounds.free(p0), max_iter=100, ftol=1e-6)
-    p = bm.bounds.phys(t)
     chi2_b = np.minimum(chi2_full, chi2_null)
-    dof_full = n_good - bm.n_par - 5  # the 5 profile parameters, fitted on [O III]
-    s2 = _scale(chi2_b, dof_full, weighted)
-    delta_bic = (chi2_null - chi2_b) / s2 - (bm.n_par - bm.n_lin) * np.log(n_good)
+    n_profile = 3  # the wing's velocity, width and share, fitted on [O III]
+    s2 = _scale(chi2_b, n_good - full.n_par - n_profile, weighted)
+    delta_bic = (chi2_null - chi2_b) / s2 - full.n_extra * np.log(n_good)
     use = delta_bic > 0
-    jac = bm.evaluate(p, basis)[1] * w[:, None, :]
-    cov = np.linalg.pinv(np.matmul(jac, jac.transpose(0, 2, 1)), hermitian=True) * s2[:, None, None]
-    err = np.sqrt(np.clip(np.einsum("spp->sp", cov), 0.0, None))
-    s2_null = _scale(chi2_null, n_good - bm.n_lin - 5, weighted)
-    err0 = np.sqrt(np.clip(np.einsum("spp->sp", np.linalg.pinv(a00, hermitian=True)), 0.0, None) * s2_null[:, None])
+    err = err * np.sqrt(s2)[:, None]
+    err_null = err_null * np.sqrt(_scale(chi2_null, n_good - null.n_par - n_profile, weighted))[:, None]
 
     at = rows[ok]
-    k = bm.n_lin
     sb, fb, fb_err = p[:, -1], p[:, k], err[:, k]
     intrinsic = np.sqrt(np.clip(sb**2 - inst**2, 0.0, None))
     res["fwhm_broad"][at] = FWHM_PER_SIGMA * intrinsic
@@ -313,16 +385,17 @@ def _fit_complex(wl, flux, weight, cx, profile, inst, weighted, rows, res) -> np
     res["flux_broad_err"][at] = fb_err
     res["broad_snr"][at] = np.divide(fb, fb_err, out=np.zeros_like(fb), where=fb_err > 0)
     res["delta_bic"][at] = delta_bic
-    core = profile[ok, 1]
-    res["fwhm_narrow"][at] = FWHM_PER_SIGMA * np.sqrt(np.clip(core**2 - inst**2, 0.0, None))
     if cx.feii:
         res["feii_flux"][at] = np.where(use, p[:, k + 1], 0.0)
-    lo, hi = BROAD_SIGMA
-    res["broad_at_bound"][at] = (sb - lo <= AT_BOUND * (hi - lo)) | (hi - sb <= AT_BOUND * (hi - lo))
-    lo, hi = NARROW_SIGMA
-    res["narrow_at_bound"][at] = (core - lo <= AT_BOUND * (hi - lo)) | (hi - core <= AT_BOUND * (hi - lo))
-    lin = np.where(use[:, None], p[:, :k], sol0)
-    lin_err = np.where(use[:, None], err[:, :k], err0)
+    # the narrow lines from the model the evidence prefers
+    narrow = np.where(use[:, None], p[:, full.i_narrow : full.i_narrow + 2], p_null[:, k : k + 2])
+    lin = np.where(use[:, None], p[:, :k], p_null[:, :k])
+    lin_err = np.where(use[:, None], err[:, :k], err_null[:, :k])
+    core = narrow[:, 1] * prof[:, 1]
+    res["fwhm_narrow"][at] = FWHM_PER_SIGMA * np.sqrt(np.clip(core**2 - inst**2, 0.0, None))
+    res["broad_at_bound"][at] = _near(sb, BROAD_SIGMA)
+    res["narrow_at_bound"][at] = _near(core, NARROW_SIGMA)
+    mid = 0.5 * (cx.lo + cx.hi)
     for j in range(cx.n_free_flux):
         res[f"flux_narrow_{j}"][at] = lin[:, 2 + j]
         res[f"flux_narrow_err_{j}"][at] = lin_err[:, 2 + j]
@@ -330,13 +403,19 @@ def _fit_complex(wl, flux, weight, cx, profile, inst, weighted, rows, res) -> np
     positive = np.where(use, np.clip(fb, 0.0, None), 0.0)
     total = lin[:, 2] + positive
     res["broad_fraction"][at] = np.divide(positive, total, out=np.zeros_like(total), where=total > 0)
-    hit = bm.bounds.at_bound(p, AT_BOUND) & use[:, None]
-    for i, row in zip(np.flatnonzero(ok), hit, strict=True):
-        if row[-2]:
-            hits[i].append(f"{cx.name}_broad_velocity")
-        if row[-1]:
-            hits[i].append(f"{cx.name}_broad_sigma")
+    names = {f"{cx.name}_narrow_offset": _near(narrow[:, 0], (-CORE_OFFSET, CORE_OFFSET)),
+             f"{cx.name}_narrow_ratio": _near(narrow[:, 1], (1.0 / CORE_RATIO, CORE_RATIO)),
+             f"{cx.name}_broad_velocity": use & _near(p[:, -2], (-BROAD_VELOCITY, BROAD_VELOCITY)),
+             f"{cx.name}_broad_sigma": use & _near(sb, BROAD_SIGMA)}
+    for i, r in enumerate(np.flatnonzero(ok)):
+        hits[r].extend(name for name, on in names.items() if on[i])
     return hits
+
+
+def _near(value: np.ndarray, bounds: tuple[float, float]) -> np.ndarray:
+    """Within :data:`AT_BOUND` of the range from either end."""
+    lo, hi = bounds
+    return (value - lo <= AT_BOUND * (hi - lo)) | (hi - value <= AT_BOUND * (hi - lo))
 
 
 def _scale(chi2: np.ndarray, dof: np.ndarray, weighted: bool) -> np.ndarray:

@@ -30,16 +30,16 @@ FWHM_PER_SIGMA = 2.0 * np.sqrt(2.0 * np.log(2.0))
 
 # Ranges of the non-linear parameters (km/s). Chosen so that no real spectrum of the reference
 # sample ends at one; a fit that does is named in ``at_bound``.
-#: σ of the narrow core (FWHM 47–1,180 km/s).
-NARROW_SIGMA = (20.0, 500.0)
+#: σ of the narrow core (FWHM 47–1,000 km/s: up to where a broad line starts).
+NARROW_SIGMA = (20.0, 425.0)
 NARROW_VELOCITY = 600.0
 #: σ of the narrow lines' wing (FWHM 235–2,830 km/s: [O III] outflows).
 WING_SIGMA = (100.0, 1200.0)
 #: Wing velocity relative to the core.
 WING_VELOCITY = 1500.0
 WING_FRACTION = (0.0, 0.95)
-#: σ of a broad line (FWHM 1,000–23,550 km/s).
-BROAD_SIGMA = (425.0, 10000.0)
+#: σ of a broad line (FWHM 1,000–15,070 km/s): broader, a Gaussian in the 290 Å Hα window trades with the continuum.
+BROAD_SIGMA = (425.0, 6400.0)
 BROAD_VELOCITY = 8000.0
 # Starting widths (km/s): narrow core and wing; the broad line starts from what the narrow
 # start leaves under it, within these σ.
