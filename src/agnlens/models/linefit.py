@@ -47,8 +47,8 @@ COMPLEX_KEYS = ("fwhm_broad", "fwhm_broad_err", "velocity_broad", "flux_broad", 
 SHARED_KEYS = ("narrow_velocity", "wing_fraction", "wing_fwhm", "wing_velocity", "at_bound")
 
 #: The broad-line search grid: σ (km/s, log-spaced) × velocity (km/s).
-SIGMA_GRID = np.geomspace(450.0, 6000.0, 16)
-VELOCITY_GRID = np.arange(-6000.0, 6001.0, 750.0)
+SIGMA_GRID = np.geomspace(450.0, 6000.0, 12)
+VELOCITY_GRID = np.arange(-6000.0, 6001.0, 1000.0)
 #: A complex's narrow core may lie this far (km/s) from [O III]'s velocity ...
 CORE_OFFSET = 200.0
 #: ... and be up to this factor narrower or broader.
@@ -277,7 +277,7 @@ class _ComplexModel:
             jac *= bounds.dphys(t)[:, :, None]
             return w[rows] * (model - data[rows]), jac
 
-        t, chi2, _ = levenberg_marquardt(evaluate, bounds.free(p0), max_iter=100, ftol=1e-6)
+        t, chi2, _ = levenberg_marquardt(evaluate, bounds.free(p0), max_iter=100, ftol=1e-5)
         p = bounds.phys(t)
         jac = self.evaluate(p, np.arange(p.shape[0]))[1] * w[:, None, :]
         var = np.einsum("spp->sp", np.linalg.pinv(np.matmul(jac, jac.transpose(0, 2, 1)), hermitian=True))
@@ -291,6 +291,45 @@ def _solve_spd(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     scale = np.sqrt(np.maximum(np.einsum("...ii->...i", a), 1e-300))
     unit = a / (scale[..., :, None] * scale[..., None, :]) + 1e-10 * np.eye(a.shape[-1])
     return np.linalg.solve(unit, (b / scale)[..., None])[..., 0] / scale
+
+
+def _grid_solutions(cols, W, Wd, dwd, bw, a00, r0):
+    """The linear least-squares solutions and their χ² at every grid point of the broad line.
+
+    ``cols`` (c, G, n_pix) are the broad columns (the broad line, and Fe II) at each grid point;
+    the continuum and narrow columns (``bw`` = basis × weights, their normal matrix ``a00`` and
+    right side ``r0``) are the same at every point, so each point costs only its Schur complement
+    (c × c): no matrix is factorised per point. Returns the solutions (m, G, n_lin + c), linear
+    parameters first, and χ² (m, G), the latter computed from the solutions themselves (exact
+    whatever their accuracy where a very broad line and the continuum are nearly degenerate).
+    """
+    nc, ng, n_pix = cols.shape
+    m, k = r0.shape
+    flat = cols.reshape(nc * ng, n_pix)
+    a0c = (bw.reshape(-1, n_pix) @ flat.T).reshape(m, k, nc, ng).transpose(0, 3, 1, 2)  # (m, G, k, c)
+    acc = np.stack([np.stack([W @ (cols[i] * cols[j]).T for j in range(nc)], axis=-1) for i in range(nc)], axis=-2)
+    rc = (Wd @ flat.T).reshape(m, nc, ng).transpose(0, 2, 1)  # (m, G, c)
+    scale = np.sqrt(np.maximum(np.einsum("sii->si", a00), 1e-300))
+    inv00 = np.linalg.inv(a00 / (scale[:, :, None] * scale[:, None, :]) + 1e-10 * np.eye(k))
+    inv00 /= scale[:, :, None] * scale[:, None, :]
+    sol0 = np.einsum("skl,sl->sk", inv00, r0)
+    b = np.einsum("skl,sglc->sgkc", inv00, a0c)
+    schur = acc - np.einsum("sgkc,sgkd->sgcd", a0c, b)
+    y = rc - np.einsum("sgkc,sk->sgc", a0c, sol0)
+    if nc == 1:
+        x = np.divide(y, schur[..., 0], out=np.zeros_like(y), where=schur[..., 0] > 0)
+    else:
+        det = schur[..., 0, 0] * schur[..., 1, 1] - schur[..., 0, 1] ** 2
+        good = det > 1e-12 * schur[..., 0, 0] * schur[..., 1, 1]
+        det = np.where(good, det, 1.0)
+        x = np.stack([(schur[..., 1, 1] * y[..., 0] - schur[..., 0, 1] * y[..., 1]) / det,
+                      (schur[..., 0, 0] * y[..., 1] - schur[..., 0, 1] * y[..., 0]) / det], axis=-1)
+        x[~good] = 0.0
+    lin = sol0[:, None, :] - np.einsum("sgkc,sgc->sgk", b, x)
+    quad = (np.einsum("sgk,skl,sgl->sg", lin, a00, lin) + 2.0 * np.einsum("sgk,sgkc,sgc->sg", lin, a0c, x)
+            + np.einsum("sgc,sgcd,sgd->sg", x, acc, x))
+    chi2 = dwd[:, None] - 2.0 * (np.einsum("sgk,sk->sg", lin, r0) + np.einsum("sgc,sgc->sg", x, rc)) + quad
+    return np.concatenate([lin, x], axis=2), chi2
 
 
 def _fit_complex(wl, flux, weight, cx, profile, inst, weighted, rows, res) -> np.ndarray:
@@ -332,25 +371,9 @@ def _fit_complex(wl, flux, weight, cx, profile, inst, weighted, rows, res) -> np
     # worse than the narrow-only fit where the best broad line is an emission line
     narrow0 = p_null[:, k : k + 2]
     bw, a00, r0 = normal(null.narrow(narrow0[:, 0], narrow0[:, 1], everyone)[0])
-    # the broad start: the linear parameters solved at every point of a (velocity, σ) grid
     vg, sg = (a.ravel() for a in np.meshgrid(VELOCITY_GRID, SIGMA_GRID))
     (g, _, _), fe = full.components(vg, sg)
-    cols = np.stack([g] + ([fe[0]] if fe is not None else []))  # (c, G, n_pix)
-    nc, ng = cols.shape[:2]
-    flat = cols.reshape(nc * ng, lam.size)
-    a0c = (bw.reshape(-1, lam.size) @ flat.T).reshape(m, k, nc, ng).transpose(0, 3, 1, 2)
-    acc = np.stack([np.stack([W @ (cols[i] * cols[j]).T for j in range(nc)], axis=-1) for i in range(nc)], axis=-2)
-    rc = (Wd @ flat.T).reshape(m, nc, ng).transpose(0, 2, 1)
-    size = k + nc
-    a = np.empty((m, ng, size, size))
-    a[:, :, :k, :k] = a00[:, None]
-    a[:, :, :k, k:] = a0c
-    a[:, :, k:, :k] = a0c.transpose(0, 1, 3, 2)
-    a[:, :, k:, k:] = acc
-    rhs = np.concatenate([np.broadcast_to(r0[:, None], (m, ng, k)), rc], axis=2)
-    sol = _solve_spd(a, rhs)
-    # χ² of each grid point's solution, exact whatever the solution's accuracy
-    chi2_grid = dwd[:, None] - 2.0 * np.einsum("sgl,sgl->sg", rhs, sol) + np.einsum("sgl,sglm,sgm->sg", sol, a, sol)
+    sol, chi2_grid = _grid_solutions(np.stack([g] + ([fe[0]] if fe is not None else [])), W, Wd, dwd, bw, a00, r0)
     # start from the best emission line with non-negative Fe II (the fit keeps Fe II ≥ 0); a trough
     # (the host's Balmer absorption) only where no grid point has a positive broad flux — a
     # negative broad line beside positive Fe II is a degenerate pair, not a finding
@@ -360,6 +383,7 @@ def _fit_complex(wl, flux, weight, cx, profile, inst, weighted, rows, res) -> np
                        np.where(fe_ok.any(axis=1, keepdims=True), fe_ok, True))
     best = np.argmin(np.where(allowed, chi2_grid, np.inf), axis=1)
     p0 = np.empty((m, full.n_par))
+    size = sol.shape[2]
     p0[:, :size] = sol[everyone, best]
     if fe is not None:  # t = √F has a zero Jacobian column at 0: start a little above it
         p0[:, k + 1] = np.maximum(p0[:, k + 1], 1e-3 * np.abs(p0[:, 0]) + 1e-6)
