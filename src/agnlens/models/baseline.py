@@ -448,7 +448,8 @@ def _ratio(num: float, den: float) -> float:
 # ------------------------------------------------------------------------- the measurements table
 #: The columns of :func:`measure`, in order (``agrees_with_baseline`` only when predictions are given).
 MEASURE_COLUMNS = (
-    "spec_id", "hb_fwhm_broad", "hb_fwhm_broad_err", "ha_fwhm_broad", "ha_fwhm_broad_err", "hb_fwhm_narrow",
+    "spec_id", "hb_fwhm_broad", "hb_fwhm_broad_err", "ha_fwhm_broad", "ha_fwhm_broad_err", "hb_delta_bic",
+    "ha_delta_bic", "hb_fwhm_narrow",
     "ha_fwhm_narrow", "r_oiii_hb", "oiii_hb_narrow", "balmer_decrement_narrow", "nii_ha", "oiii_ew", "oiii_snr",
     "bpt_class", "subtype", "baseline_label", "baseline_confidence", "baseline_flags", "agrees_with_baseline",
 )
@@ -471,7 +472,8 @@ def measure(spectra: SpectrumSet, predicted=None, *, baseline: PhysicsBaseline |
     -------
     pandas.DataFrame
         One row per spectrum, columns :data:`MEASURE_COLUMNS`: broad FWHM of Hβ and Hα (intrinsic,
-        km/s; NaN where the rules find no broad line) with errors, the narrow FWHM of Hβ and Hα,
+        km/s; NaN where the rules find no broad line) with errors, ``hb_delta_bic`` and
+        ``ha_delta_bic`` (the evidence for each broad line), the narrow FWHM of Hβ and Hα,
         ``r_oiii_hb`` ([O III] 5008 / Hβ total: Winkler's R), ``oiii_hb_narrow`` and ``nii_ha`` (the BPT ratios),
         ``oiii_ew`` ([O III] 5008 equivalent width, Å) and ``oiii_snr`` (its flux / error),
         ``balmer_decrement_narrow`` (narrow Hα / Hβ), ``bpt_class`` (:func:`agnlens.models.bpt.bpt_class`;
@@ -490,7 +492,7 @@ def measure(spectra: SpectrumSet, predicted=None, *, baseline: PhysicsBaseline |
         has = full[f"{prefix}_broad"].to_numpy(dtype=bool)
         out[f"{prefix}_fwhm_broad"] = np.where(has, full[f"{prefix}_fwhm_broad"], np.nan)
         out[f"{prefix}_fwhm_broad_err"] = np.where(has, full[f"{prefix}_fwhm_broad_err"], np.nan)
-    for col in ("hb_fwhm_narrow", "ha_fwhm_narrow", "r_oiii_hb", "oiii_hb_narrow", "balmer_decrement_narrow", "nii_ha",
+    for col in ("hb_delta_bic", "ha_delta_bic", "hb_fwhm_narrow", "ha_fwhm_narrow", "r_oiii_hb", "oiii_hb_narrow", "balmer_decrement_narrow", "nii_ha",
                 "oiii_ew", "oiii_snr"):
         out[col] = full[col].to_numpy(dtype=float)
     out["bpt_class"] = bpt_class(out["nii_ha"], out["oiii_hb_narrow"], snr=bpt_snr(full))
