@@ -53,6 +53,8 @@ VELOCITY_GRID = np.arange(-6000.0, 6001.0, 1000.0)
 CORE_OFFSET = 200.0
 #: ... and be up to this factor narrower or broader.
 CORE_RATIO = 1.5
+#: Least ΔBIC for a wing on [O III] (else the narrow profile is one Gaussian).
+WING_MIN_DELTA_BIC = 10.0
 #: The narrow profile where the [O III] window has too few good pixels: one Gaussian of σ 150 km/s.
 DEFAULT_PROFILE = (0.0, 150.0, 0.0, 500.0, 0.0)
 # Spectra fitted together (bounds the memory of the grid search and the Jacobians).
@@ -103,7 +105,7 @@ def fit_lines(wl: np.ndarray, flux: np.ndarray, ivar: np.ndarray | None, instrum
     out["shared"]["at_bound"] = np.full(n, "", dtype=object)
     for start in range(0, n, _CHUNK):
         rows = np.arange(start, min(start + _CHUNK, n))
-        profile, hits = _fit_profile(wl, flux[rows], weight[rows], instrumental_sigma, rows, out["shared"])
+        profile, hits = _fit_profile(wl, flux[rows], weight[rows], instrumental_sigma, weighted, rows, out["shared"])
         for cx in complexes:
             if covers(wl, cx):
                 res = out.setdefault(cx.name, _empty(cx, n))
@@ -129,7 +131,16 @@ def _usable(wl: np.ndarray, weight: np.ndarray, cx: LineComplex, n_params: int) 
     return n_good >= max(MIN_GOOD_FRACTION * window.sum(), n_params + 10), n_good
 
 
-def _fit_profile(wl, flux, weight, inst, rows, shared) -> tuple[np.ndarray, np.ndarray]:
+def _as_winged(q: np.ndarray, plain: LineModel, model: LineModel) -> np.ndarray:
+    """A no-wing fit's parameters placed in the winged model (the wing parameters at mid-range)."""
+    p = np.tile(0.5 * (np.nan_to_num(model.bounds.lo, neginf=0.0) + np.nan_to_num(model.bounds.hi, posinf=0.0)),
+                (q.shape[0], 1))
+    for name, i in plain.index.items():
+        p[:, model.index[name]] = q[:, i]
+    return p
+
+
+def _fit_profile(wl, flux, weight, inst, weighted, rows, shared) -> tuple[np.ndarray, np.ndarray]:
     """Step 1: the shared narrow profile (n, 5) in the order of :data:`SHARED` from [O III], and
     per spectrum the list of its parameters at a bound."""
     n = flux.shape[0]
@@ -138,29 +149,37 @@ def _fit_profile(wl, flux, weight, inst, rows, shared) -> tuple[np.ndarray, np.n
     hits[:] = [[] for _ in range(n)]
     if not covers(wl, OIII_PROFILE):
         return profile, hits
-    model = LineModel(wl, (OIII_PROFILE,), (False,))
-    ok, _ = _usable(wl, weight, OIII_PROFILE, len(model.names))
+    model = LineModel(wl, (OIII_PROFILE,))
+    ok, n_good = _usable(wl, weight, OIII_PROFILE, len(model.names))
     if not ok.any():
         return profile, hits
     data, w = flux[ok][:, model.pixels], weight[ok][:, model.pixels]
-    p, _ = model.fit(model.start(data, w), data, w)
-    shape = p[:, [model.index[k] for k in SHARED]]
+    p, chi2 = model.fit(model.start(data, w), data, w)
+    # the wing only where [O III] asks for it (ΔBIC): a wing fitted to noise would make every
+    # narrow flux uncertain by more than its error says
+    plain = LineModel(wl, (OIII_PROFILE,), wing=False)
+    q, chi2_plain = plain.fit(plain.start(data, w), data, w)
+    n_good = n_good[ok]
+    s2 = _scale(np.minimum(chi2, chi2_plain), n_good - len(model.names), weighted)
+    extra = len(model.names) - len(plain.names)
+    has_wing = (chi2_plain - np.minimum(chi2, chi2_plain)) / s2 - extra * np.log(n_good) >= WING_MIN_DELTA_BIC
+    shape = np.where(has_wing[:, None], model.profile(p), plain.profile(q))
     profile[ok] = shape
     vc, sc, dv, sw, fw = shape.T
     at = rows[ok]
     shared["narrow_velocity"][at] = vc
     shared["wing_fraction"][at] = fw
-    shared["wing_velocity"][at] = dv
-    shared["wing_fwhm"][at] = FWHM_PER_SIGMA * np.sqrt(np.clip(sw**2 - inst**2, 0.0, None))
-    hit = model.bounds.at_bound(p, AT_BOUND)
-    has_wing = fw > 0.01
+    shared["wing_velocity"][at] = np.where(has_wing, dv, np.nan)
+    shared["wing_fwhm"][at] = np.where(has_wing, FWHM_PER_SIGMA * np.sqrt(np.clip(sw**2 - inst**2, 0.0, None)), np.nan)
+    hit = np.where(has_wing[:, None], model.bounds.at_bound(p, AT_BOUND),
+                   model.bounds.at_bound(_as_winged(q, plain, model), AT_BOUND))
     for i, k in zip(np.flatnonzero(ok), range(ok.sum()), strict=True):
         for name in SHARED:
             on = hit[k, model.index[name]]
             if name == "wing_fraction":
                 on &= fw[k] > 0.5 * WING_FRACTION[1]  # no wing (0) is an answer, not a bound
             elif name.startswith("wing"):
-                on &= has_wing[k]
+                on &= bool(has_wing[k])
             if on:
                 hits[i].append(name)
     return profile, hits
@@ -366,29 +385,35 @@ def _fit_complex(wl, flux, weight, cx, profile, inst, weighted, rows, res) -> np
     _, a00, r0 = normal(null.narrow(np.zeros(m), np.ones(m), everyone)[0])
     p_null = np.concatenate([_solve_spd(a00, r0), np.zeros((m, 1)), np.ones((m, 1))], axis=1)
     p_null, chi2_null, err_null = null.fit(p_null, d, w)
-    # the broad start: the narrow lines as the narrow-only fit left them, the linear parameters
-    # solved at every point of a (velocity, σ) grid of the broad line — so the start is never
-    # worse than the narrow-only fit where the best broad line is an emission line
-    narrow0 = p_null[:, k : k + 2]
-    bw, a00, r0 = normal(null.narrow(narrow0[:, 0], narrow0[:, 1], everyone)[0])
+    # the broad start: the linear parameters solved at every point of a (velocity, σ) grid of the
+    # broad line, for the narrow cores as [O III] has them and as the narrow-only fit left them
+    # (which may have widened to swallow a broad line) — the best point over both; so the start is
+    # never worse than the narrow-only fit where the best broad line is an emission line
     vg, sg = (a.ravel() for a in np.meshgrid(VELOCITY_GRID, SIGMA_GRID))
     (g, _, _), fe = full.components(vg, sg)
-    sol, chi2_grid = _grid_solutions(np.stack([g] + ([fe[0]] if fe is not None else [])), W, Wd, dwd, bw, a00, r0)
-    # start from the best emission line with non-negative Fe II (the fit keeps Fe II ≥ 0); a trough
-    # (the host's Balmer absorption) only where no grid point has a positive broad flux — a
-    # negative broad line beside positive Fe II is a degenerate pair, not a finding
-    fe_ok = sol[:, :, k + 1] >= 0 if fe is not None else np.ones(sol.shape[:2], dtype=bool)
-    emission = (sol[:, :, k] > 0) & fe_ok
-    allowed = np.where(emission.any(axis=1, keepdims=True), emission,
-                       np.where(fe_ok.any(axis=1, keepdims=True), fe_ok, True))
-    best = np.argmin(np.where(allowed, chi2_grid, np.inf), axis=1)
+    cols = np.stack([g] + ([fe[0]] if fe is not None else []))
     p0 = np.empty((m, full.n_par))
-    size = sol.shape[2]
-    p0[:, :size] = sol[everyone, best]
+    best_chi2 = np.full(m, np.inf)
+    for narrow0 in (np.stack([np.zeros(m), np.ones(m)], axis=1), p_null[:, k : k + 2]):
+        sol, chi2_grid = _grid_solutions(cols, W, Wd, dwd, *normal(null.narrow(narrow0[:, 0], narrow0[:, 1],
+                                                                               everyone)[0]))
+        # the best emission line with non-negative Fe II (the fit keeps Fe II ≥ 0); a trough (the
+        # host's Balmer absorption) only where no grid point has a positive broad flux — a negative
+        # broad line beside positive Fe II is a degenerate pair, not a finding
+        fe_ok = sol[:, :, k + 1] >= 0 if fe is not None else np.ones(sol.shape[:2], dtype=bool)
+        emission = (sol[:, :, k] > 0) & fe_ok
+        allowed = np.where(emission.any(axis=1, keepdims=True), emission,
+                           np.where(fe_ok.any(axis=1, keepdims=True), fe_ok, True))
+        chi2_grid = np.where(allowed, chi2_grid, np.inf)
+        best = np.argmin(chi2_grid, axis=1)
+        better = chi2_grid[everyone, best] < best_chi2
+        best_chi2[better] = chi2_grid[everyone, best][better]
+        size = sol.shape[2]
+        p0[better, :size] = sol[everyone, best][better]
+        p0[better, size : size + 2] = narrow0[better]
+        p0[better, -2], p0[better, -1] = vg[best][better], sg[best][better]
     if fe is not None:  # t = √F has a zero Jacobian column at 0: start a little above it
         p0[:, k + 1] = np.maximum(p0[:, k + 1], 1e-3 * np.abs(p0[:, 0]) + 1e-6)
-    p0[:, size : size + 2] = narrow0
-    p0[:, -2], p0[:, -1] = vg[best], sg[best]
     p, chi2_full, err = full.fit(p0, d, w)
 
     chi2_b = np.minimum(chi2_full, chi2_null)

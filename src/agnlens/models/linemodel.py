@@ -44,7 +44,6 @@ BROAD_VELOCITY = 8000.0
 # Starting widths (km/s): narrow core and wing; the broad line starts from what the narrow
 # start leaves under it, within these σ.
 _CORE_START, _WING_START, _WING_FRACTION_START = 150.0, 500.0, 0.2
-_BROAD_START = (600.0, 4000.0)
 #: Least fraction of good pixels a fitting window needs.
 MIN_GOOD_FRACTION = 0.5
 #: A non-linear parameter within this fraction of its range from a bound is "at the bound".
@@ -136,30 +135,30 @@ def gaussians(lam: np.ndarray, centre: float, v: np.ndarray, sigma: np.ndarray):
 
 
 class LineModel:
-    """The joint model of some complexes on one wavelength grid, with or without each broad line.
+    """The narrow lines of some windows with the shared profile, for many spectra at once.
 
     Parameters
     ----------
     wl : ndarray of shape (n_grid,)
         Rest-frame wavelengths (Å).
     complexes : sequence of LineComplex
-        The windows fitted (each must lie on the grid).
-    broad : sequence of bool
-        Per complex, whether its broad line (and Fe II) is in the model.
+        The windows fitted (each must lie on the grid); their broad lines are not modelled here.
+    wing : bool
+        Whether the profile has a wing (else one Gaussian: :data:`SHARED`'s wing parameters are
+        not fitted).
 
     Attributes
     ----------
     names : list of str
-        Parameter names, e.g. ``hbeta_c0``, ``hbeta_flux_1``, ``hbeta_broad_flux``,
-        ``narrow_sigma``, ``halpha_broad_sigma``.
+        Parameter names, e.g. ``oiii_c0``, ``oiii_flux_0``, ``narrow_sigma``, ``wing_fraction``.
     pixels : ndarray of int
         Indices into ``wl`` of the fitted pixels (the windows, concatenated).
     bounds : Bounds
     """
 
-    def __init__(self, wl: np.ndarray, complexes, broad) -> None:
+    def __init__(self, wl: np.ndarray, complexes, wing: bool = True) -> None:
         self.complexes = tuple(complexes)
-        self.broad = tuple(bool(b) and cx.broad_centre is not None for cx, b in zip(self.complexes, broad, strict=True))
+        self.wing = wing
         names: list[str] = []
         lo: list[float] = []
         hi: list[float] = []
@@ -179,20 +178,12 @@ class LineModel:
                 add(f"{cx.name}_c{order}")
             for j in range(cx.n_free_flux):
                 add(f"{cx.name}_flux_{j}", 0.0)
-        for cx, b in zip(self.complexes, self.broad, strict=True):
-            if b:
-                add(f"{cx.name}_broad_flux")  # either sign: a broad absorption trough is modelled, not forced into the narrow lines
-                if cx.feii:
-                    add(f"{cx.name}_feii_flux", 0.0)
         add("narrow_velocity", -NARROW_VELOCITY, NARROW_VELOCITY)
         add("narrow_sigma", *NARROW_SIGMA)
-        add("wing_velocity", -WING_VELOCITY, WING_VELOCITY)
-        add("wing_sigma", *WING_SIGMA)
-        add("wing_fraction", *WING_FRACTION)
-        for cx, b in zip(self.complexes, self.broad, strict=True):
-            if b:
-                add(f"{cx.name}_broad_velocity", -BROAD_VELOCITY, BROAD_VELOCITY)
-                add(f"{cx.name}_broad_sigma", *BROAD_SIGMA)
+        if wing:
+            add("wing_velocity", -WING_VELOCITY, WING_VELOCITY)
+            add("wing_sigma", *WING_SIGMA)
+            add("wing_fraction", *WING_FRACTION)
         self.names = names
         self.index = {n: i for i, n in enumerate(names)}
         self.bounds = Bounds(np.array(lo), np.array(hi))
@@ -202,6 +193,15 @@ class LineModel:
         for cx, sl in zip(self.complexes, self.slices, strict=True):
             self.x[sl] = (self.lam[sl] - 0.5 * (cx.lo + cx.hi)) / 100.0
 
+    def profile(self, p: np.ndarray) -> np.ndarray:
+        """The shared profile (n, 5) in the order of :data:`SHARED` (no wing: fraction 0)."""
+        ix = self.index
+        if self.wing:
+            return p[:, [ix[k] for k in SHARED]]
+        n = p.shape[0]
+        return np.stack([p[:, ix["narrow_velocity"]], p[:, ix["narrow_sigma"]], np.zeros(n),
+                         np.full(n, WING_SIGMA[0]), np.zeros(n)], axis=1)
+
     def evaluate(self, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Model flux (n, n_pix) and its Jacobian, transposed, (n, n_params, n_pix) at the physical
         parameters ``p`` of shape (n, n_params)."""
@@ -209,9 +209,9 @@ class LineModel:
         n = p.shape[0]
         model = np.zeros((n, self.lam.size))
         jac = np.zeros((n, len(self.names), self.lam.size))
-        vc, sc, dv, sw, fw = (p[:, ix[k]] for k in SHARED)
+        vc, sc, dv, sw, fw = self.profile(p).T
         core_w, wing_w = (1.0 - fw)[:, None], fw[:, None]
-        for cx, b, sl in zip(self.complexes, self.broad, self.slices, strict=True):
+        for cx, sl in zip(self.complexes, self.slices, strict=True):
             lam, x = self.lam[sl], self.x[sl]
             for order in range(cx.continuum_order + 1):
                 i = ix[f"{cx.name}_c{order}"]
@@ -221,6 +221,12 @@ class LineModel:
                 i_f = ix[f"{cx.name}_flux_{j}"]
                 flux = (factor * p[:, i_f])[:, None]
                 gc, gc_v, gc_s = gaussians(lam, centre, vc, sc)
+                if not self.wing:
+                    model[:, sl] += flux * gc
+                    jac[:, i_f, sl] += factor * gc
+                    jac[:, ix["narrow_velocity"], sl] += flux * gc_v
+                    jac[:, ix["narrow_sigma"], sl] += flux * gc_s
+                    continue
                 gw, gw_v, gw_s = gaussians(lam, centre, vc + dv, sw)
                 profile = core_w * gc + wing_w * gw
                 model[:, sl] += flux * profile
@@ -231,43 +237,21 @@ class LineModel:
                 jac[:, ix["wing_velocity"], sl] += wing_v
                 jac[:, ix["wing_sigma"], sl] += flux * wing_w * gw_s
                 jac[:, ix["wing_fraction"], sl] += flux * (gw - gc)
-            if not b:
-                continue
-            i_b, i_v, i_s = (ix[f"{cx.name}_broad_{k}"] for k in ("flux", "velocity", "sigma"))
-            vb, sb = p[:, i_v], p[:, i_s]
-            g, g_v, g_s = gaussians(lam, cx.broad_centre, vb, sb)
-            fb = p[:, i_b, None]
-            model[:, sl] += fb * g
-            jac[:, i_b, sl] = g
-            jac[:, i_v, sl] = fb * g_v
-            jac[:, i_s, sl] = fb * g_s
-            if cx.feii:
-                i_fe = ix[f"{cx.name}_feii_flux"]
-                ffe = p[:, i_fe, None]
-                for centre, strength in cx.feii:
-                    g, g_v, g_s = gaussians(lam, centre, vb, FEII_WIDTH_RATIO * sb)
-                    model[:, sl] += ffe * strength * g
-                    jac[:, i_fe, sl] += strength * g
-                    jac[:, i_v, sl] += ffe * strength * g_v
-                    jac[:, i_s, sl] += ffe * strength * FEII_WIDTH_RATIO * g_s
         return model, jac
 
     def start(self, data: np.ndarray, weight: np.ndarray) -> np.ndarray:
         """A physical starting point (n, n_params) for spectra ``data`` (n, n_pix) on the model's
         pixels with weights ``weight`` (0: bad pixel): straight continua through each window's
-        edges, the narrow profile at the strongest narrow line's peak, narrow fluxes from the peak
-        heights, each broad line with what the narrow start leaves under it."""
+        edges, the profile at the strongest narrow line's peak, the fluxes from the peak heights."""
         ix = self.index
         n = data.shape[0]
         p = np.zeros((n, len(self.names)))
         good = weight > 0
-        scale = np.maximum(np.max(np.abs(np.where(good, data, 0.0)), axis=1), 1e-3)
         best_peak = np.full(n, -np.inf)
-        p[:, ix["narrow_sigma"]], p[:, ix["wing_sigma"]] = _CORE_START, _WING_START
-        p[:, ix["wing_fraction"]], p[:, ix["wing_velocity"]] = _WING_FRACTION_START, -100.0
-        for cx, b in zip(self.complexes, self.broad, strict=True):
-            if b:  # zero flux until the narrow start is known
-                p[:, ix[f"{cx.name}_broad_sigma"]] = _BROAD_START[0]
+        p[:, ix["narrow_sigma"]] = _CORE_START
+        if self.wing:
+            p[:, ix["wing_sigma"]], p[:, ix["wing_fraction"]] = _WING_START, _WING_FRACTION_START
+            p[:, ix["wing_velocity"]] = -100.0
         for cx, sl in zip(self.complexes, self.slices, strict=True):
             lam, x, d, m = self.lam[sl], self.x[sl], data[:, sl], good[:, sl]
             edge = ((lam < cx.lo + 40.0) | (lam > cx.hi - 30.0)) & m
@@ -286,24 +270,6 @@ class LineModel:
                 best_peak = np.where(stronger, peak, best_peak)
                 v = (lam[near][k] / centre - 1.0) * C_KMS
                 p[:, ix["narrow_velocity"]] = np.where(stronger, v, p[:, ix["narrow_velocity"]])
-        narrow_start = self.evaluate(p)[0]
-        dlam = np.gradient(self.lam)
-        for cx, b, sl in zip(self.complexes, self.broad, self.slices, strict=True):
-            if not b:
-                continue
-            v = (self.lam[sl] / cx.broad_centre - 1.0) * C_KMS
-            near = np.abs(v) < 6000.0
-            resid = np.where(good[:, sl], data[:, sl] - narrow_start[:, sl], 0.0)[:, near]
-            fb = resid @ dlam[sl][near]
-            fb = np.where(np.abs(fb) < 0.02 * scale, 0.05 * scale, fb)
-            pos = np.clip(resid, 0.0, None)
-            total = pos.sum(axis=1)
-            s_est = np.sqrt(np.divide(pos @ v[near] ** 2, total, out=np.full(n, _BROAD_START[0] ** 2), where=total > 0))
-            p[:, ix[f"{cx.name}_broad_flux"]] = fb
-            p[:, ix[f"{cx.name}_broad_sigma"]] = np.clip(s_est, *_BROAD_START)
-            if cx.feii:
-                # small but not zero, where t = √F has a zero Jacobian column
-                p[:, ix[f"{cx.name}_feii_flux"]] = 0.02 * scale
         return p
 
     def fit(self, p0: np.ndarray, data: np.ndarray, weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -317,14 +283,9 @@ class LineModel:
             jac *= bounds.dphys(t)[:, :, None]
             return w * (model - data[rows]), jac
 
-        # 1e-6 of χ² is far below what model selection can notice
+        # evaluate receives the rows' own parameters: the model has no per-spectrum state
         t, chi2, _ = levenberg_marquardt(evaluate, bounds.free(p0), max_iter=200, ftol=1e-6)
         return bounds.phys(t), chi2
-
-    def covariance(self, p: np.ndarray, weight: np.ndarray, s2: np.ndarray) -> np.ndarray:
-        """Parameter covariances (n, n_params, n_params) from the weighted Jacobian at ``p``, scaled by ``s2``."""
-        jac = self.evaluate(p)[1] * weight[:, None, :]
-        return np.linalg.pinv(np.matmul(jac, jac.transpose(0, 2, 1)), hermitian=True) * s2[:, None, None]
 
 
 def _line_fit(x: np.ndarray, d: np.ndarray, m: np.ndarray):
