@@ -54,7 +54,8 @@ def rules(estimator: PhysicsBaseline | None = None) -> list[str]:
         "Hα + [N II] 6550/6585 over 6400–6690 Å: narrow lines with one velocity and width, and an optional "
         "broad Gaussian (FWHM 1,000–15,070 km/s).",
         f"A broad line counts when ΔBIC ≥ {e.min_delta_bic:g}, its intrinsic FWHM ≥ {e.min_broad_fwhm:,.0f} km/s "
-        f"and its flux ≥ {e.min_broad_snr:g} × its error.",
+        f"and its flux ≥ {e.min_broad_snr:g} × its error; a broad Hβ does not count where Hα is fitted and shows no "
+        "broad line at all (ΔBIC < 0: the broad-line region's Hα is always the stronger).",
         f"Subtype (Winkler 1992, agnlens.classes.winkler_subtype), R = [O III] 5008 / Hβ(narrow + broad): broad Hβ "
         f"and R ≤ {low:g} → 1.0, ≤ {mid:g} → 1.2, ≤ {high:g} → 1.5, above → 1.8; broad Hα only → 1.9; "
         "no broad line → 2.",
@@ -363,6 +364,8 @@ class PhysicsBaseline(ClassifierMixin, BaseEstimator):
         out["balmer_decrement_narrow"] = _ratio(out["ha_flux_narrow"], out["hb_flux_narrow"])
         for prefix in ("hb", "ha"):
             out[f"{prefix}_broad"] = self._counts(out, prefix)
+        if out["ha_delta_bic"] < 0:  # NaN (Hα not fitted) compares False
+            out["hb_broad"] = False  # a broad Hβ where Hα shows no broad line at all: Fe II or the host, no BLR
         flags = []
         if not np.isfinite(out["hb_delta_bic"]):
             flags.append("hb-not-fitted")
