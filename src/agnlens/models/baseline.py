@@ -41,6 +41,17 @@ __all__ = [
 CLASSES = np.array(sorted(["type1", "type2", "intermediate"]))
 
 
+#: A broad line centred further than this (km/s) from the narrow lines ...
+RARE_BROAD_OFFSET = 3000.0
+#: ... counts only at this many times ``min_delta_bic``: on the shared real spectra the broad lines
+#: offset beyond 3,000 km/s have ΔBIC 100-2,800, the host and [S II]-wing features the simulator's
+#: type 2 show at 4,000-8,000 km/s ΔBIC 8-40.
+OFFSET_DELTA_BIC_FACTOR = 5.0
+#: A broad Hβ whose velocity differs by more than this (km/s) from the (uncounted) broad Hα is not
+#: a broad line: the broad-line region gives both lines one velocity.
+MAX_BROAD_VELOCITY_DIFFERENCE = 3000.0
+
+
 def rules(estimator: PhysicsBaseline | None = None) -> list[str]:
     """The baseline's rules as sentences, with the estimator's thresholds (for ``--help`` and the report)."""
     e = estimator if estimator is not None else PhysicsBaseline()
@@ -55,7 +66,10 @@ def rules(estimator: PhysicsBaseline | None = None) -> list[str]:
         "broad Gaussian (FWHM 1,000–15,070 km/s).",
         f"A broad line counts when ΔBIC ≥ {e.min_delta_bic:g}, its intrinsic FWHM ≥ {e.min_broad_fwhm:,.0f} km/s "
         f"and its flux ≥ {e.min_broad_snr:g} × its error; a broad Hβ does not count where Hα is fitted and shows no "
-        "broad line at all (ΔBIC < 0: the broad-line region's Hα is always the stronger).",
+        "broad line at all (ΔBIC < 0: the broad-line region's Hα is always the stronger), nor beside an "
+        f"uncounted broad Hα more than {MAX_BROAD_VELOCITY_DIFFERENCE:,.0f} km/s away in velocity. A broad line "
+        f"offset by more than {RARE_BROAD_OFFSET:,.0f} km/s (the fit allows ±8,000) needs ΔBIC ≥ "
+        f"{OFFSET_DELTA_BIC_FACTOR * e.min_delta_bic:g}.",
         f"Subtype (Winkler 1992, agnlens.classes.winkler_subtype), R = [O III] 5008 / Hβ(narrow + broad): broad Hβ "
         f"and R ≤ {low:g} → 1.0, ≤ {mid:g} → 1.2, ≤ {high:g} → 1.5, above → 1.8; broad Hα only → 1.9; "
         "no broad line → 2.",
@@ -364,8 +378,11 @@ class PhysicsBaseline(ClassifierMixin, BaseEstimator):
         out["balmer_decrement_narrow"] = _ratio(out["ha_flux_narrow"], out["hb_flux_narrow"])
         for prefix in ("hb", "ha"):
             out[f"{prefix}_broad"] = self._counts(out, prefix)
-        if out["ha_delta_bic"] < 0:  # NaN (Hα not fitted) compares False
-            out["hb_broad"] = False  # a broad Hβ where Hα shows no broad line at all: Fe II or the host, no BLR
+        if out["ha_delta_bic"] < 0 or (out["ha_delta_bic"] > 0 and not out["ha_broad"] and abs(
+                out["hb_velocity_broad"] - out["ha_velocity_broad"]) > MAX_BROAD_VELOCITY_DIFFERENCE):
+            # a broad Hβ where Hα shows no broad line at all, or only one at another velocity: Fe II
+            # or the host, not a broad-line region (NaN: Hα not fitted, compares False)
+            out["hb_broad"] = False
         flags = []
         if not np.isfinite(out["hb_delta_bic"]):
             flags.append("hb-not-fitted")
@@ -394,7 +411,10 @@ class PhysicsBaseline(ClassifierMixin, BaseEstimator):
         dbic, fwhm, snr = m[f"{prefix}_delta_bic"], m[f"{prefix}_fwhm_broad"], m[f"{prefix}_broad_snr"]
         if not (np.isfinite(dbic) and np.isfinite(fwhm) and np.isfinite(snr)):
             return False
-        return bool(dbic >= self.min_delta_bic and fwhm >= self.min_broad_fwhm and snr >= self.min_broad_snr)
+        # large offsets are rare (the old fit's ±3,000 km/s bound): they need stronger evidence
+        offset = abs(m[f"{prefix}_velocity_broad"]) > RARE_BROAD_OFFSET
+        least = OFFSET_DELTA_BIC_FACTOR * self.min_delta_bic if offset else self.min_delta_bic
+        return bool(dbic >= least and fwhm >= self.min_broad_fwhm and snr >= self.min_broad_snr)
 
 
 def _measure_rows(est: PhysicsBaseline, wl, flux, ivar) -> list[dict]:

@@ -196,7 +196,7 @@ def wing_basis(lam: np.ndarray, cx: LineComplex, profile: np.ndarray) -> np.ndar
 
 
 class _ComplexModel:
-    """One complex: ``[c0, c1, F_0..F_{k-1}, (F_b, (F_FeII)), v_n, σ_n, (v_b, σ_b)]``.
+    """One complex: ``[c0..c_order, F_0..F_{k-1}, (F_b, (F_FeII)), v_n, σ_n, (v_b, σ_b)]``.
 
     The narrow lines' wings (velocity offset, width, share) are fixed from [O III] (``wing``, the
     wing part of each free flux's lines, and ``core_share``, 1 − the wing fraction); the core's
@@ -212,7 +212,8 @@ class _ComplexModel:
         self.core = core
         self.x = (lam - 0.5 * (cx.lo + cx.hi)) / 100.0
         self.wing, self.core_share = wing, core_share
-        self.n_lin = 2 + cx.n_free_flux
+        self.n_cont = cx.continuum_order + 1
+        self.n_lin = self.n_cont + cx.n_free_flux
         self.n_bflux = (1 + bool(cx.feii)) if broad else 0
         self.i_narrow = self.n_lin + self.n_bflux
         inf = np.inf
@@ -236,13 +237,14 @@ class _ComplexModel:
         s = s0 * ratio
         n, k = v.size, self.cx.n_free_flux
         basis = np.empty((n, self.n_lin, self.lam.size))
-        basis[:, 0], basis[:, 1] = 1.0, self.x
-        basis[:, 2:] = self.wing[rows]
+        for order in range(self.n_cont):
+            basis[:, order] = self.x**order
+        basis[:, self.n_cont :] = self.wing[rows]
         d_v, d_s = np.zeros((n, k, self.lam.size)), np.zeros((n, k, self.lam.size))
         share = self.core_share[rows][:, None]
         for centre, j, factor in self.cx.narrow:
             g, g_v, g_s = gaussians(self.lam, centre, v, s)
-            basis[:, 2 + j] += factor * share * g
+            basis[:, self.n_cont + j] += factor * share * g
             d_v[:, j] += factor * share * g_v
             d_s[:, j] += factor * share * g_s * s0[:, None]
         return basis, d_v, d_s
@@ -270,7 +272,7 @@ class _ComplexModel:
         model = np.einsum("sl,sln->sn", p[:, :k], basis)
         jac = np.empty((p.shape[0], self.n_par, self.lam.size))
         jac[:, :k] = basis
-        flux = p[:, 2:k]
+        flux = p[:, self.n_cont : k]
         jac[:, i] = np.einsum("sj,sjn->sn", flux, d_v)
         jac[:, i + 1] = np.einsum("sj,sjn->sn", flux, d_s)
         if self.broad:
@@ -360,7 +362,7 @@ def _fit_complex(wl, flux, weight, cx, profile, inst, weighted, rows, res) -> np
     hits[:] = [[] for _ in range(n)]
     sel = (wl >= cx.lo) & (wl <= cx.hi)
     lam = wl[sel]
-    ok, n_good = _usable(wl, weight, cx, 2 + cx.n_free_flux + 6)
+    ok, n_good = _usable(wl, weight, cx, cx.continuum_order + 1 + cx.n_free_flux + 6)
     res["good_pixels"][rows] = n_good
     if not ok.any():
         return hits
@@ -445,12 +447,14 @@ def _fit_complex(wl, flux, weight, cx, profile, inst, weighted, rows, res) -> np
     res["broad_at_bound"][at] = _near(sb, BROAD_SIGMA)
     res["narrow_at_bound"][at] = _near(core, NARROW_SIGMA)
     mid = 0.5 * (cx.lo + cx.hi)
+    nc = full.n_cont
     for j in range(cx.n_free_flux):
-        res[f"flux_narrow_{j}"][at] = lin[:, 2 + j]
-        res[f"flux_narrow_err_{j}"][at] = lin_err[:, 2 + j]
-        res[f"continuum_{j}"][at] = lin[:, 0] + lin[:, 1] * (cx.primary(j) - mid) / 100.0
+        res[f"flux_narrow_{j}"][at] = lin[:, nc + j]
+        res[f"flux_narrow_err_{j}"][at] = lin_err[:, nc + j]
+        xj = (cx.primary(j) - mid) / 100.0
+        res[f"continuum_{j}"][at] = sum(lin[:, order] * xj**order for order in range(nc))
     positive = np.where(use, np.clip(fb, 0.0, None), 0.0)
-    total = lin[:, 2] + positive
+    total = lin[:, nc] + positive
     res["broad_fraction"][at] = np.divide(positive, total, out=np.zeros_like(total), where=total > 0)
     names = {f"{cx.name}_narrow_offset": _near(narrow[:, 0], (-CORE_OFFSET, CORE_OFFSET)),
              f"{cx.name}_narrow_ratio": _near(narrow[:, 1], (1.0 / CORE_RATIO, CORE_RATIO)),
