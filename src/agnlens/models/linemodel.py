@@ -109,10 +109,13 @@ COMPLEXES = (HBETA, HALPHA)
 #: The window that sets the shared narrow profile: [O III] 4960/5008 (the strongest narrow lines,
 #: with no broad component), over a quadratic continuum that takes up broad Hβ's red wing and Fe II.
 OIII_PROFILE = LineComplex(
-    "oiii", 4900.0, 5060.0,
+    "oiii", 4935.0, 5060.0,
     ((line("OIII_5008").wavelength, 0, 1.0), (line("OIII_4960").wavelength, 0, 1.0 / 2.98)), 1, None,
-    continuum_order=2,
+    _FEII_HBETA[1:], continuum_order=2,
 )
+#: σ (km/s) of the Fe II 4925/5020 lines under [O III] while the profile is fitted (a typical Fe II
+#: width, FWHM ≈ 3,000 km/s): else the wing takes Fe II 5020 for an outflow.
+FEII_PROFILE_SIGMA = 1300.0
 #: The shared narrow-profile parameters.
 SHARED = ("narrow_velocity", "narrow_sigma", "wing_velocity", "wing_sigma", "wing_fraction")
 
@@ -178,6 +181,8 @@ class LineModel:
                 add(f"{cx.name}_c{order}")
             for j in range(cx.n_free_flux):
                 add(f"{cx.name}_flux_{j}", 0.0)
+            if cx.feii:
+                add(f"{cx.name}_feii_flux")
         add("narrow_velocity", -NARROW_VELOCITY, NARROW_VELOCITY)
         add("narrow_sigma", *NARROW_SIGMA)
         if wing:
@@ -217,6 +222,12 @@ class LineModel:
                 i = ix[f"{cx.name}_c{order}"]
                 model[:, sl] += p[:, i, None] * x**order
                 jac[:, i, sl] = x**order
+            if cx.feii:
+                i = ix[f"{cx.name}_feii_flux"]
+                zero, width = np.zeros(1), np.full(1, FEII_PROFILE_SIGMA)
+                template = sum(strength * gaussians(lam, centre, zero, width)[0][0] for centre, strength in cx.feii)
+                model[:, sl] += p[:, i, None] * template
+                jac[:, i, sl] = template
             for centre, j, factor in cx.narrow:
                 i_f = ix[f"{cx.name}_flux_{j}"]
                 flux = (factor * p[:, i_f])[:, None]
