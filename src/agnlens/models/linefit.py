@@ -44,11 +44,11 @@ __all__ = [
 COMPLEX_KEYS = ("fwhm_broad", "fwhm_broad_err", "velocity_broad", "flux_broad", "flux_broad_err", "broad_snr",
                 "broad_fraction", "delta_bic", "fwhm_narrow", "feii_flux", "broad_at_bound", "narrow_at_bound",
                 "good_pixels")
-SHARED_KEYS = ("narrow_velocity", "wing_fraction", "wing_fwhm", "wing_velocity", "at_bound")
+SHARED_KEYS = ("narrow_velocity", "narrow_fwhm", "wing_fraction", "wing_fwhm", "wing_velocity", "at_bound")
 
 #: The broad-line search grid: σ (km/s, log-spaced) × velocity (km/s).
-SIGMA_GRID = np.geomspace(450.0, 6000.0, 12)
-VELOCITY_GRID = np.arange(-6000.0, 6001.0, 1000.0)
+SIGMA_GRID = np.geomspace(430.0, 6000.0, 16)
+VELOCITY_GRID = np.arange(-6000.0, 6001.0, 500.0)
 #: A complex's narrow core may lie this far (km/s) from [O III]'s velocity ...
 CORE_OFFSET = 200.0
 #: ... and be up to this factor narrower or broader.
@@ -91,7 +91,7 @@ def fit_lines(wl: np.ndarray, flux: np.ndarray, ivar: np.ndarray | None, instrum
         ``good_pixels``, ``flux_narrow_<j>`` and its 1 σ error ``flux_narrow_err_<j>`` (from
         the model the ΔBIC prefers) and ``continuum_<j>`` (the fitted continuum at the line, for
         its equivalent width). Under ``"shared"``: ``narrow_velocity``, ``wing_fraction`` (wing /
-        total narrow flux), ``wing_fwhm`` (intrinsic), ``wing_velocity`` (relative to the core) —
+        total narrow flux), ``narrow_fwhm`` ([O III]'s core, intrinsic), ``wing_fwhm`` (intrinsic), ``wing_velocity`` (relative to the core) —
         NaN where [O III] could not be fitted and :data:`DEFAULT_PROFILE` was used — and
         ``at_bound`` (``;``-separated names of fitted parameters within 1 % of a bound).
     """
@@ -168,6 +168,7 @@ def _fit_profile(wl, flux, weight, inst, weighted, rows, shared) -> tuple[np.nda
     vc, sc, dv, sw, fw = shape.T
     at = rows[ok]
     shared["narrow_velocity"][at] = vc
+    shared["narrow_fwhm"][at] = FWHM_PER_SIGMA * np.sqrt(np.clip(sc**2 - inst**2, 0.0, None))
     shared["wing_fraction"][at] = fw
     shared["wing_velocity"][at] = np.where(has_wing, dv, np.nan)
     shared["wing_fwhm"][at] = np.where(has_wing, FWHM_PER_SIGMA * np.sqrt(np.clip(sw**2 - inst**2, 0.0, None)), np.nan)
@@ -394,29 +395,35 @@ def _fit_complex(wl, flux, weight, cx, profile, inst, weighted, rows, res) -> np
     vg, sg = (a.ravel() for a in np.meshgrid(VELOCITY_GRID, SIGMA_GRID))
     (g, _, _), fe = full.components(vg, sg)
     cols = np.stack([g] + ([fe[0]] if fe is not None else []))
-    p0 = np.empty((m, full.n_par))
-    best_chi2 = np.full(m, np.inf)
+    # two starts: the best emission line, and the best broad component of either sign (a trough:
+    # the host's Balmer absorption) where that fits better; the fit from each, the better kept
+    starts = np.empty((2, m, full.n_par))
+    best_chi2 = np.full((2, m), np.inf)
     for narrow0 in (np.stack([np.zeros(m), np.ones(m)], axis=1), p_null[:, k : k + 2]):
         sol, chi2_grid = _grid_solutions(cols, W, Wd, dwd, *normal(null.narrow(narrow0[:, 0], narrow0[:, 1],
                                                                                everyone)[0]))
-        # the best emission line with non-negative Fe II (the fit keeps Fe II ≥ 0); a trough (the
-        # host's Balmer absorption) only where no grid point has a positive broad flux — a negative
-        # broad line beside positive Fe II is a degenerate pair, not a finding
+        # Fe II ≥ 0 in the fit: grid points with negative Fe II are no start
         fe_ok = sol[:, :, k + 1] >= 0 if fe is not None else np.ones(sol.shape[:2], dtype=bool)
-        emission = (sol[:, :, k] > 0) & fe_ok
-        allowed = np.where(emission.any(axis=1, keepdims=True), emission,
-                           np.where(fe_ok.any(axis=1, keepdims=True), fe_ok, True))
-        chi2_grid = np.where(allowed, chi2_grid, np.inf)
-        best = np.argmin(chi2_grid, axis=1)
-        better = chi2_grid[everyone, best] < best_chi2
-        best_chi2[better] = chi2_grid[everyone, best][better]
-        size = sol.shape[2]
-        p0[better, :size] = sol[everyone, best][better]
-        p0[better, size : size + 2] = narrow0[better]
-        p0[better, -2], p0[better, -1] = vg[best][better], sg[best][better]
+        fe_ok |= ~fe_ok.any(axis=1, keepdims=True)
+        for which, allowed in enumerate((fe_ok & (sol[:, :, k] > 0), fe_ok)):
+            allowed = allowed | ~allowed.any(axis=1, keepdims=True)
+            chi2_allowed = np.where(allowed, chi2_grid, np.inf)
+            best = np.argmin(chi2_allowed, axis=1)
+            better = chi2_allowed[everyone, best] < best_chi2[which]
+            best_chi2[which, better] = chi2_allowed[everyone, best][better]
+            size = sol.shape[2]
+            starts[which, better, :size] = sol[everyone, best][better]
+            starts[which, better, size : size + 2] = narrow0[better]
+            starts[which, better, -2], starts[which, better, -1] = vg[best][better], sg[best][better]
     if fe is not None:  # t = √F has a zero Jacobian column at 0: start a little above it
-        p0[:, k + 1] = np.maximum(p0[:, k + 1], 1e-3 * np.abs(p0[:, 0]) + 1e-6)
-    p, chi2_full, err = full.fit(p0, d, w)
+        starts[:, :, k + 1] = np.maximum(starts[:, :, k + 1], 1e-3 * np.abs(starts[:, :, 0]) + 1e-6)
+    p, chi2_full, err = full.fit(starts[0], d, w)
+    trough = np.flatnonzero(best_chi2[1] < best_chi2[0])
+    if trough.size:
+        p1, chi2_1, err1 = full.fit(starts[1, trough], d[trough], w[trough])
+        better = chi2_1 < chi2_full[trough]
+        idx = trough[better]
+        p[idx], chi2_full[idx], err[idx] = p1[better], chi2_1[better], err1[better]
 
     chi2_b = np.minimum(chi2_full, chi2_null)
     n_profile = 3  # the wing's velocity, width and share, fitted on [O III]
@@ -449,12 +456,13 @@ def _fit_complex(wl, flux, weight, cx, profile, inst, weighted, rows, res) -> np
     mid = 0.5 * (cx.lo + cx.hi)
     nc = full.n_cont
     for j in range(cx.n_free_flux):
-        res[f"flux_narrow_{j}"][at] = lin[:, nc + j]
+        # an emission line's flux: a fit below 0 (the host's absorption under it) is no line
+        res[f"flux_narrow_{j}"][at] = np.maximum(lin[:, nc + j], 0.0)
         res[f"flux_narrow_err_{j}"][at] = lin_err[:, nc + j]
         xj = (cx.primary(j) - mid) / 100.0
         res[f"continuum_{j}"][at] = sum(lin[:, order] * xj**order for order in range(nc))
     positive = np.where(use, np.clip(fb, 0.0, None), 0.0)
-    total = lin[:, nc] + positive
+    total = np.maximum(lin[:, nc], 0.0) + positive
     res["broad_fraction"][at] = np.divide(positive, total, out=np.zeros_like(total), where=total > 0)
     names = {f"{cx.name}_narrow_offset": _near(narrow[:, 0], (-CORE_OFFSET, CORE_OFFSET)),
              f"{cx.name}_narrow_ratio": _near(narrow[:, 1], (1.0 / CORE_RATIO, CORE_RATIO)),
