@@ -193,7 +193,9 @@ def test_star_forming_galaxies_are_flagged_not_agn_and_real_agn_are_not(balmer_m
     assert set(table.loc[flagged, "spec_id"]) == {"0266-51602-0107", "0266-51602-0013"}
     assert not table.loc[flagged, "applicable"].any()
     why = dict(zip(table["spec_id"], table["agn_check"]))
-    assert why["0266-51602-0107"] == "star-forming, no broad line"
+    # on the Kauffmann curve within its errors ([O III]/Hβ 0.34-0.41 by the fit's start), and its
+    # [O III] has EW ≈ 1 Å: either reason is right
+    assert why["0266-51602-0107"] in {"star-forming, no broad line", "no broad line, weak [O III]"}
     assert why["0266-51602-0013"] == "no broad line, weak [O III]"
     assert table["predicted_label"].notna().all()  # flagged predictions are still written
     agn = np.isin(table["label"], ["type1", "type2", "intermediate", "ambiguous"])

@@ -37,7 +37,7 @@ def test_batched_levenberg_marquardt_matches_scipy():
     t, chi2, _ = levenberg_marquardt(evaluate, bounds.free(start), ftol=1e-10)
     p = bounds.phys(t)
     for i in range(n):
-        ref = least_squares(lambda q: q[0] * np.exp(-q[1] * x) + q[2] - y[i], [1.0, 1.0, 0.0],
+        ref = least_squares(lambda q, yi=y[i]: q[0] * np.exp(-q[1] * x) + q[2] - yi, [1.0, 1.0, 0.0],
                             bounds=([-np.inf, 0.05, -np.inf], [np.inf, 5.0, np.inf]), xtol=1e-12, ftol=1e-12)
         assert chi2[i] <= 2 * ref.cost * (1 + 1e-6) + 1e-12
         np.testing.assert_allclose(p[i], ref.x, rtol=1e-4, atol=1e-5)

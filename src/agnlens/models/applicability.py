@@ -64,8 +64,8 @@ OOD_QUANTILE = 0.998
 OOD_MARGIN = 1.25
 
 #: Flag codes, in the order they are listed in ``flags``.
-FLAG_CODES = ("kernel-collapse", "out-of-distribution", "not-agn", "physics-disagrees", "redshift-offset", "low-coverage",
-              "key-line-masked", "camera-jump", "uncertain")
+FLAG_CODES = ("kernel-collapse", "out-of-distribution", "not-agn", "physics-disagrees", "redshift-offset",
+              "low-coverage", "key-line-masked", "camera-jump", "uncertain")
 #: What each flag code means, in a sentence (the report shows it beside the flagged prediction).
 FLAG_MEANINGS = {
     "kernel-collapse": "so far from every support vector that the output is the model's constant prior",

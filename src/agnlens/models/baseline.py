@@ -27,7 +27,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from agnlens.classes import R_THRESHOLDS, class_of_subtype, winkler_subtype
 from agnlens.errors import AgnlensWarning
-from agnlens.models.bpt import bpt_class
+from agnlens.models.bpt import BPT_LINES, bpt_class, bpt_snr
 from agnlens.models.linefit import FWHM_PER_SIGMA, HALPHA, HBETA, MIN_GOOD_FRACTION, covers, fit_lines
 from agnlens.spectra import SpectrumSet
 
@@ -61,9 +61,11 @@ def rules(estimator: PhysicsBaseline | None = None) -> list[str]:
                "1.0 → type 1; 1.2, 1.5, 1.8, 1.9 → intermediate (the Seyfert mapping of "
                "agnlens.classes, as the simulator and the study's intermediate catalogue count them)")
     return [
-        "Fit Hβ + [O III] 4960/5008 + Fe II 4668/4925/5020 over 4640–5080 Å and, where the grid covers it, "
-        "Hα + [N II] 6550/6585 over 6400–6690 Å: narrow lines with one velocity and width, and an optional "
-        "broad Gaussian (FWHM 1,000–15,070 km/s).",
+        "Fit every narrow line with one shared core + wing (outflow) profile set by [O III] 4960/5008 (the wing "
+        "only where [O III]'s ΔBIC asks for it; each complex's core within 200 km/s and a factor 1.5 of [O III]'s), "
+        "Hβ + [O III] + Fe II 4668/4925/5020 over 4640–5080 Å and, where the grid covers it, Hα + [N II] 6550/6585 "
+        "over 6400–6690 Å, each with and without a broad Gaussian (velocity within ±8,000 km/s, FWHM "
+        "1,000–15,070 km/s).",
         f"A broad line counts when ΔBIC ≥ {e.min_delta_bic:g}, its intrinsic FWHM ≥ {e.min_broad_fwhm:,.0f} km/s "
         f"and its flux ≥ {e.min_broad_snr:g} × its error; a broad Hβ does not count where Hα is fitted and shows no "
         "broad line at all (ΔBIC < 0: the broad-line region's Hα is always the stronger), nor beside an "
@@ -76,7 +78,7 @@ def rules(estimator: PhysicsBaseline | None = None) -> list[str]:
         f"Class: {mapping}; 2 → type 2.",
         "A broad width within 1 % of its bound (1,000 or 15,070 km/s) with ΔBIC above the threshold is flagged "
         "(flags hb-broad-width-at-bound, ha-broad-width-at-bound): the true width may lie beyond, and the flux and "
-        "verdict with it.",
+        "verdict with it; every fitted parameter at a bound is named in the column at_bound.",
         "On a grid without Hα (paper) a 1.9 cannot be told from a type 2.",
     ]
 
@@ -84,15 +86,13 @@ def rules(estimator: PhysicsBaseline | None = None) -> list[str]:
 class PhysicsBaseline(ClassifierMixin, BaseEstimator):
     """Rule-based AGN classifier from Gaussian fits to Hβ (and Hα where the grid covers it).
 
-    For each rest-frame, normalised spectrum (as :func:`agnlens.preprocess.preprocess` makes them)
-    :func:`agnlens.models.linefit.fit_complex` fits the 4640–5080 Å window with (a) a linear
-    continuum, narrow Hβ and the [O III] 4960/5008 doublet (one velocity and width for all narrow
-    lines, 4960 = 5008 / 2.98, narrow FWHM up to 940 km/s), and (b) the same plus a broad Hβ
-    Gaussian (FWHM 1,000–15,070 km/s, velocity within ±3,000 km/s) and an Fe II component (lines
-    4668, 4925, 5020 Å with the broad line's width and velocity). Where the grid reaches 6690 Å
-    (the ``balmer`` grid) the 6400–6690 Å window is fitted the same way with narrow Hα, [N II]
-    6550/6585 (ratio 1/3.05) and an optional broad Hα. Pixels are weighted by their inverse
-    variance. About 5 ms of CPU per spectrum on the ``paper`` grid, 10 ms on ``balmer``.
+    All spectra are fitted together by :func:`agnlens.models.linefit.fit_lines` (see there): the
+    narrow lines' shared core + wing profile from [O III] 4960/5008, then the Hβ + [O III] window
+    (4640–5080 Å, linear continuum, Fe II 4668/4925/5020 at rest with 3/4 of the broad width) and,
+    where the grid reaches 6690 Å (the ``balmer`` grid), the Hα + [N II] window (6400–6690 Å), each
+    with and without a broad Gaussian (velocity within ±8,000 km/s, FWHM 1,000–15,070 km/s), the
+    broad line started from the best point of a grid of velocities and widths. Pixels are weighted
+    by their inverse variance.
 
     **Model selection** by ΔBIC = (χ²_narrow − χ²_broad) / s² − k ln n, where k is the number of
     extra parameters of the broad model (4 for Hβ with Fe II, 3 for Hα), n the number of good
@@ -101,12 +101,10 @@ class PhysicsBaseline(ClassifierMixin, BaseEstimator):
     criterion an F-test in that case. Without ivar all pixels weigh the same and s² is the
     residual variance of the broad model.
 
-    **Rules**: see :func:`rules` (also printed by ``agnlens baseline --help`` and in the report).
-    The subtype is :func:`agnlens.classes.winkler_subtype` of R = [O III] 5008 / Hβ(narrow +
-    positive broad) and the broad-line detections; the class is
-    :func:`agnlens.classes.class_of_subtype` (``quasar=True``, the default: 1.2 and 1.5 are type 1,
-    as for the study's luminous quasars; ``quasar=False``: they are intermediate, as the
-    simulator's and the study's intermediate Seyferts are). A spectrum whose Hβ window has too few good
+    **Rules**: see :func:`rules` (also printed by ``agnlens baseline --help`` and in the report):
+    Winkler's subtype (:func:`agnlens.classes.winkler_subtype`) of R = [O III] 5008 / Hβ(narrow +
+    positive broad) and the broad-line detections, mapped to a class by
+    :func:`agnlens.classes.class_of_subtype` (``quasar``). A spectrum whose Hβ window has too few good
     pixels gets subtype ``"?"``, a uniform probability and a warning.
 
     **Probabilities** are a fixed, documented mapping of the rule's confidence, not a learned
@@ -235,20 +233,14 @@ class PhysicsBaseline(ClassifierMixin, BaseEstimator):
         pandas.DataFrame
             One row per spectrum (``spec_id`` first when ``X`` is a SpectrumSet): ``subtype``
             (one of :data:`agnlens.classes.SUBTYPES` or ``"?"``), ``predicted_label`` (the rule's
-            class), ``confidence``,
-            ``flags`` (``;``-separated: ``hb-broad-width-at-bound``, ``ha-broad-width-at-bound``,
-            ``hb-not-fitted``); for Hβ (prefix ``hb_``) and Hα (prefix ``ha_``, NaN when not
-            covered) the outputs of :func:`~agnlens.models.linefit.fit_complex` (``fwhm_broad``,
-            ``fwhm_broad_err``, ``velocity_broad``, ``flux_broad``, ``flux_broad_err``,
-            ``broad_snr``, ``broad_fraction``, ``delta_bic``, ``fwhm_narrow``,
-            ``broad_at_bound``, ``good_pixels``; ``flux_narrow``: narrow Hβ / Hα in normalised
-            flux × Å) and ``broad`` (counts by the rules); ``hb_feii_flux`` (Fe II 4668+4925+5020
-            in the broad model); ``oiii_flux``, ``nii_flux`` and the narrow fluxes' 1 σ errors
-            (``hb_flux_narrow_err``, ``oiii_flux_err``, ``ha_flux_narrow_err``, ``nii_flux_err``);
-            ``oiii_fwhm``, ``oiii_ew`` ([O III] 5008 equivalent width, Å, over the fitted continuum),
-            ``oiii_snr`` (its flux / error), ``r_oiii_hb`` ([O III] 5008 / Hβ total), ``oiii_hb_narrow``
-            ([O III] 5008 / narrow Hβ), ``nii_ha`` ([N II] 6585 / narrow Hα), ``balmer_decrement_narrow`` (narrow
-            Hα / narrow Hβ) and ``halpha_covered``.
+            class), ``confidence``, ``flags`` (``;``-separated: ``hb-broad-width-at-bound``,
+            ``ha-broad-width-at-bound``, ``hb-not-fitted``); for Hβ (prefix ``hb_``) and Hα (prefix
+            ``ha_``, NaN when not covered) the outputs of :func:`~agnlens.models.linefit.fit_lines`
+            (``flux_narrow``: narrow Hβ / Hα) and ``broad`` (counts by the rules), and its shared
+            ones (``narrow_velocity``, ``narrow_fwhm``, ``wing_*``, ``at_bound``); ``oiii_flux``,
+            ``nii_flux``, their errors, ``oiii_fwhm``, ``oiii_ew`` ([O III] 5008 equivalent width, Å),
+            ``oiii_snr``, ``r_oiii_hb`` ([O III] 5008 / Hβ total), ``oiii_hb_narrow``, ``nii_ha``,
+            ``balmer_decrement_narrow`` (narrow Hα / Hβ) and ``halpha_covered`` (docs/columns.md).
         """
         wl, flux, ivar = self._unpack(X, fitted=True)
         n = flux.shape[0]
@@ -353,7 +345,7 @@ class PhysicsBaseline(ClassifierMixin, BaseEstimator):
                 )
         return wl, flux, ivar
 
-    def _measure_row(self, hb: dict, ha: dict | None, shared: dict) -> dict:
+    def _measure_row(self, hb: dict, ha_fit: dict | None, shared: dict) -> dict:
         """One spectrum's measurements and verdict from its :func:`fit_lines` outputs (``ha`` None:
         the grid does not cover Hα)."""
         out = {f"hb_{key}": value for key, value in hb.items()}
@@ -367,9 +359,9 @@ class PhysicsBaseline(ClassifierMixin, BaseEstimator):
         out["oiii_ew"] = _ratio(out["oiii_flux"], out.pop("hb_continuum_1"))
         out.pop("hb_continuum_0")  # the continuum under the lines serves the equivalent width only
         out["oiii_snr"] = _ratio(out["oiii_flux"], out["oiii_flux_err"])
-        covered = ha is not None
+        covered = ha_fit is not None
         out["halpha_covered"] = covered
-        ha = ha if covered else dict.fromkeys(hb, np.nan)
+        ha = ha_fit if ha_fit is not None else dict.fromkeys(hb, np.nan)
         out.update({f"ha_{key}": value for key, value in ha.items()
                     if key != "feii_flux" and not key.startswith("continuum_")})
         out["ha_flux_narrow"], out["ha_flux_narrow_err"] = out.pop("ha_flux_narrow_0"), out.pop("ha_flux_narrow_err_0")
@@ -428,31 +420,6 @@ def _measure_rows(est: PhysicsBaseline, wl, flux, ivar) -> list[dict]:
 
     return [est._measure_row(row(hb, i), None if ha is None else row(ha, i), row(shared, i))
             for i in range(flux.shape[0])]
-
-
-#: The BPT lines as (flux, error) columns of :meth:`PhysicsBaseline.measure`.
-BPT_LINES = (("hb_flux_narrow", "hb_flux_narrow_err"), ("oiii_flux", "oiii_flux_err"),
-             ("ha_flux_narrow", "ha_flux_narrow_err"), ("nii_flux", "nii_flux_err"))
-
-
-def bpt_snr(table: pd.DataFrame) -> np.ndarray:
-    """The least S/N of the four BPT lines (narrow Hβ, [O III] 5008, narrow Hα, [N II] 6585).
-
-    Parameters
-    ----------
-    table : DataFrame
-        From :meth:`PhysicsBaseline.measure` (the flux and error columns of :data:`BPT_LINES`).
-
-    Returns
-    -------
-    ndarray of shape (n_spectra,)
-        NaN where a line was not fitted (Hα not covered); 0 where an error is 0 (a degenerate fit).
-    """
-    snr = [np.divide(table[f].to_numpy(float), table[e].to_numpy(float),
-                     out=np.zeros(len(table)), where=table[e].to_numpy(float) > 0) for f, e in BPT_LINES]
-    nan = np.any([~np.isfinite(table[f].to_numpy(float)) | ~np.isfinite(table[e].to_numpy(float))
-                  for f, e in BPT_LINES], axis=0)
-    return np.where(nan, np.nan, np.min(snr, axis=0)) if len(table) else np.empty(0)
 
 
 #: Line fluxes (normalised flux × Å, i.e. equivalent widths in units of the 5100 Å continuum)
@@ -515,7 +482,8 @@ def measure(spectra: SpectrumSet, predicted=None, *, baseline: PhysicsBaseline |
         has = full[f"{prefix}_broad"].to_numpy(dtype=bool)
         out[f"{prefix}_fwhm_broad"] = np.where(has, full[f"{prefix}_fwhm_broad"], np.nan)
         out[f"{prefix}_fwhm_broad_err"] = np.where(has, full[f"{prefix}_fwhm_broad_err"], np.nan)
-    for col in ("hb_delta_bic", "ha_delta_bic", "hb_fwhm_narrow", "ha_fwhm_narrow", "r_oiii_hb", "oiii_hb_narrow", "balmer_decrement_narrow", "nii_ha",
+    for col in ("hb_delta_bic", "ha_delta_bic", "hb_fwhm_narrow", "ha_fwhm_narrow", "r_oiii_hb", "oiii_hb_narrow",
+                "balmer_decrement_narrow", "nii_ha",
                 "oiii_ew", "oiii_snr"):
         out[col] = full[col].to_numpy(dtype=float)
     out["bpt_class"] = bpt_class(out["nii_ha"], out["oiii_hb_narrow"], snr=bpt_snr(full))

@@ -4,17 +4,20 @@
 spectra together (the model is :mod:`agnlens.models.linemodel`'s):
 
 1. **The narrow profile from [O III]**: a core + wing Gaussian profile of [O III] 4960/5008 over
-   4900–5060 Å (quadratic continuum), by :func:`agnlens.models.lm.levenberg_marquardt` with an
-   analytic Jacobian. Every narrow line takes this profile ("tied to [O III]": velocity, widths,
-   wing/total ratio), so a narrow-line wing in Hβ or Hα cannot pass for a broad line.
+   4935–5060 Å (quadratic continuum, and Fe II 4925/5020 at a typical width, which the wing would
+   otherwise take for an outflow), by :func:`agnlens.models.lm.levenberg_marquardt` with an
+   analytic Jacobian; the wing is kept only where it lowers the BIC of the one-Gaussian profile by
+   :data:`WING_MIN_DELTA_BIC`. Every narrow line takes this profile ("tied to [O III]": the wing's
+   velocity, width and share exactly, the core within :data:`CORE_OFFSET` km/s and a factor
+   :data:`CORE_RATIO`), so a narrow-line wing in Hβ or Hα cannot pass for a broad line.
 2. **Each complex with and without its broad line**: Hβ + [O III] (4640–5080 Å, with Fe II
-   4668/4925/5020) and, where the grid covers it, Hα + [N II] (6400–6690 Å), over a linear
-   continuum. Without the broad line the model is linear in its parameters (continuum and narrow
-   fluxes) and is solved exactly. With it, the broad line's velocity (±8,000 km/s) and width
-   (FWHM 1,000–23,550 km/s) are first searched on a grid — the linear parameters solved exactly at
-   every grid point, for every spectrum in a few matrix products — and the best point refined by
-   Levenberg–Marquardt. The grid makes the fit global: no local minimum between the [N II] lines,
-   no width stuck at a bound for want of a better start.
+   4668/4925/5020 at rest with :data:`FEII_WIDTH_RATIO` of the broad width) and, where the grid
+   covers it, Hα + [N II] (6400–6690 Å), over a linear continuum. The broad line's velocity
+   (±8,000 km/s) and width (FWHM 1,000–15,070 km/s) are first searched on a grid — the linear
+   parameters (continuum, fluxes) solved exactly at every grid point, for every spectrum, through
+   Schur complements of one normal matrix per spectrum — and the best emission line (and, where the
+   grid prefers one, the best absorption trough) refined by Levenberg–Marquardt. The grid makes the
+   fit nearly global: no local minimum between the [N II] lines for want of a better start.
 
 The evidence for a broad line is ΔBIC = (χ²_narrow − χ²_broad) / s² − k ln n, k its parameters
 (4 for Hβ with Fe II, 3 for Hα), n the window's good pixels and s² = max(1, χ²_broad / dof)
@@ -29,10 +32,25 @@ from __future__ import annotations
 import numpy as np
 
 from agnlens.models.linemodel import (
-    AT_BOUND, BROAD_SIGMA, BROAD_VELOCITY, COMPLEXES, FEII_WIDTH_RATIO, FWHM_PER_SIGMA, HALPHA, HBETA,
-    MIN_GOOD_FRACTION, NARROW_SIGMA, OIII_PROFILE, SHARED, WING_FRACTION, LineComplex, LineModel, covers, gaussians,
+    AT_BOUND,
+    BROAD_SIGMA,
+    BROAD_VELOCITY,
+    COMPLEXES,
+    FEII_WIDTH_RATIO,
+    FWHM_PER_SIGMA,
+    HALPHA,
+    HBETA,
+    MIN_GOOD_FRACTION,
+    NARROW_SIGMA,
+    OIII_PROFILE,
+    SHARED,
+    WING_FRACTION,
+    LineComplex,
+    LineModel,
+    covers,
+    gaussians,
 )
-from agnlens.models.lm import Bounds, levenberg_marquardt
+from agnlens.models.lm import Bounds, grid_solutions, levenberg_marquardt, solve_normal
 
 __all__ = [
     "BROAD_SIGMA", "COMPLEX_KEYS", "FWHM_PER_SIGMA", "HALPHA", "HBETA", "LineComplex", "MIN_GOOD_FRACTION",
@@ -90,8 +108,9 @@ def fit_lines(wl: np.ndarray, flux: np.ndarray, ivar: np.ndarray | None, instrum
         FWHM), ``feii_flux`` (NaN without Fe II), ``broad_at_bound``, ``narrow_at_bound``,
         ``good_pixels``, ``flux_narrow_<j>`` and its 1 σ error ``flux_narrow_err_<j>`` (from
         the model the ΔBIC prefers) and ``continuum_<j>`` (the fitted continuum at the line, for
-        its equivalent width). Under ``"shared"``: ``narrow_velocity``, ``wing_fraction`` (wing /
-        total narrow flux), ``narrow_fwhm`` ([O III]'s core, intrinsic), ``wing_fwhm`` (intrinsic), ``wing_velocity`` (relative to the core) —
+        its equivalent width). Under ``"shared"``: ``narrow_velocity``, ``narrow_fwhm`` ([O III]'s
+        core, intrinsic), ``wing_fraction`` (wing / total narrow flux), ``wing_fwhm`` (intrinsic),
+        ``wing_velocity`` (relative to the core) —
         NaN where [O III] could not be fitted and :data:`DEFAULT_PROFILE` was used — and
         ``at_bound`` (``;``-separated names of fitted parameters within 1 % of a bound).
     """
@@ -254,6 +273,7 @@ class _ComplexModel:
         """Unit-flux broad line at velocities ``v`` and σ ``s`` (shape (m,)) and Fe II (or None) at
         rest with σ :data:`FEII_WIDTH_RATIO` × ``s``, with their derivatives with respect to ``v``
         and ``s``: ((g, g_v, g_s), (fe, 0, fe_s) or None), each (m, n_pix)."""
+        assert self.cx.broad_centre is not None  # only complexes with a broad line get here
         broad = gaussians(self.lam, self.cx.broad_centre, v, s)
         if not self.cx.feii:
             return broad, None
@@ -306,54 +326,6 @@ class _ComplexModel:
         return p, chi2, np.sqrt(np.clip(var, 0.0, None))
 
 
-def _solve_spd(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Solve stacked normal equations ``a x = b`` (``a`` symmetric positive semi-definite), scaled
-    to unit diagonal and with a tiny ridge, so that nearly degenerate columns (a very broad line and
-    the continuum) stay accurate and a column the data do not constrain gets 0, not an error."""
-    scale = np.sqrt(np.maximum(np.einsum("...ii->...i", a), 1e-300))
-    unit = a / (scale[..., :, None] * scale[..., None, :]) + 1e-10 * np.eye(a.shape[-1])
-    return np.linalg.solve(unit, (b / scale)[..., None])[..., 0] / scale
-
-
-def _grid_solutions(cols, W, Wd, dwd, bw, a00, r0):
-    """The linear least-squares solutions and their χ² at every grid point of the broad line.
-
-    ``cols`` (c, G, n_pix) are the broad columns (the broad line, and Fe II) at each grid point;
-    the continuum and narrow columns (``bw`` = basis × weights, their normal matrix ``a00`` and
-    right side ``r0``) are the same at every point, so each point costs only its Schur complement
-    (c × c): no matrix is factorised per point. Returns the solutions (m, G, n_lin + c), linear
-    parameters first, and χ² (m, G), the latter computed from the solutions themselves (exact
-    whatever their accuracy where a very broad line and the continuum are nearly degenerate).
-    """
-    nc, ng, n_pix = cols.shape
-    m, k = r0.shape
-    flat = cols.reshape(nc * ng, n_pix)
-    a0c = (bw.reshape(-1, n_pix) @ flat.T).reshape(m, k, nc, ng).transpose(0, 3, 1, 2)  # (m, G, k, c)
-    acc = np.stack([np.stack([W @ (cols[i] * cols[j]).T for j in range(nc)], axis=-1) for i in range(nc)], axis=-2)
-    rc = (Wd @ flat.T).reshape(m, nc, ng).transpose(0, 2, 1)  # (m, G, c)
-    scale = np.sqrt(np.maximum(np.einsum("sii->si", a00), 1e-300))
-    inv00 = np.linalg.inv(a00 / (scale[:, :, None] * scale[:, None, :]) + 1e-10 * np.eye(k))
-    inv00 /= scale[:, :, None] * scale[:, None, :]
-    sol0 = np.einsum("skl,sl->sk", inv00, r0)
-    b = np.einsum("skl,sglc->sgkc", inv00, a0c)
-    schur = acc - np.einsum("sgkc,sgkd->sgcd", a0c, b)
-    y = rc - np.einsum("sgkc,sk->sgc", a0c, sol0)
-    if nc == 1:
-        x = np.divide(y, schur[..., 0], out=np.zeros_like(y), where=schur[..., 0] > 0)
-    else:
-        det = schur[..., 0, 0] * schur[..., 1, 1] - schur[..., 0, 1] ** 2
-        good = det > 1e-12 * schur[..., 0, 0] * schur[..., 1, 1]
-        det = np.where(good, det, 1.0)
-        x = np.stack([(schur[..., 1, 1] * y[..., 0] - schur[..., 0, 1] * y[..., 1]) / det,
-                      (schur[..., 0, 0] * y[..., 1] - schur[..., 0, 1] * y[..., 0]) / det], axis=-1)
-        x[~good] = 0.0
-    lin = sol0[:, None, :] - np.einsum("sgkc,sgc->sgk", b, x)
-    quad = (np.einsum("sgk,skl,sgl->sg", lin, a00, lin) + 2.0 * np.einsum("sgk,sgkc,sgc->sg", lin, a0c, x)
-            + np.einsum("sgc,sgcd,sgd->sg", x, acc, x))
-    chi2 = dwd[:, None] - 2.0 * (np.einsum("sgk,sk->sg", lin, r0) + np.einsum("sgc,sgc->sg", x, rc)) + quad
-    return np.concatenate([lin, x], axis=2), chi2
-
-
 def _fit_complex(wl, flux, weight, cx, profile, inst, weighted, rows, res) -> np.ndarray:
     """Step 2 for one complex: narrow-only and narrow + broad (started from the best point of a
     grid of broad velocities and widths); fills ``res`` at ``rows`` and returns per spectrum the
@@ -386,7 +358,7 @@ def _fit_complex(wl, flux, weight, cx, profile, inst, weighted, rows, res) -> np
 
     # narrow only: the linear parameters for the narrow lines as [O III] has them, then all refined
     _, a00, r0 = normal(null.narrow(np.zeros(m), np.ones(m), everyone)[0])
-    p_null = np.concatenate([_solve_spd(a00, r0), np.zeros((m, 1)), np.ones((m, 1))], axis=1)
+    p_null = np.concatenate([solve_normal(a00, r0), np.zeros((m, 1)), np.ones((m, 1))], axis=1)
     p_null, chi2_null, err_null = null.fit(p_null, d, w)
     # the broad start: the linear parameters solved at every point of a (velocity, σ) grid of the
     # broad line, for the narrow cores as [O III] has them and as the narrow-only fit left them
@@ -400,7 +372,7 @@ def _fit_complex(wl, flux, weight, cx, profile, inst, weighted, rows, res) -> np
     starts = np.empty((2, m, full.n_par))
     best_chi2 = np.full((2, m), np.inf)
     for narrow0 in (np.stack([np.zeros(m), np.ones(m)], axis=1), p_null[:, k : k + 2]):
-        sol, chi2_grid = _grid_solutions(cols, W, Wd, dwd, *normal(null.narrow(narrow0[:, 0], narrow0[:, 1],
+        sol, chi2_grid = grid_solutions(cols, W, Wd, dwd, *normal(null.narrow(narrow0[:, 0], narrow0[:, 1],
                                                                                everyone)[0]))
         # Fe II ≥ 0 in the fit: grid points with negative Fe II are no start
         fe_ok = sol[:, :, k + 1] >= 0 if fe is not None else np.ones(sol.shape[:2], dtype=bool)

@@ -1,4 +1,4 @@
-"""Levenberg–Marquardt for many small least-squares problems at once.
+"""Least squares for many small problems at once: Levenberg–Marquardt, and linear solves on a grid.
 
 :func:`levenberg_marquardt` minimises ``Σ_n r_sn(p_s)²`` for every row ``s`` of a batch, each with
 its own damping, from residuals and analytic Jacobians evaluated for the whole batch in one call —
@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-__all__ = ["Bounds", "levenberg_marquardt"]
+__all__ = ["Bounds", "grid_solutions", "levenberg_marquardt", "solve_normal"]
 
 
 class Bounds:
@@ -136,3 +136,59 @@ def levenberg_marquardt(
         active[done] = False
         n_iter[done] = it + 1
     return t, chi2, n_iter
+
+
+def solve_normal(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Solve stacked normal equations ``a x = b`` (``a`` symmetric positive semi-definite), scaled
+    to unit diagonal and with a tiny ridge, so that nearly degenerate columns (a very broad line and
+    the continuum) stay accurate and a column the data do not constrain gets 0, not an error."""
+    scale = np.sqrt(np.maximum(np.einsum("...ii->...i", a), 1e-300))
+    unit = a / (scale[..., :, None] * scale[..., None, :]) + 1e-10 * np.eye(a.shape[-1])
+    return np.linalg.solve(unit, (b / scale)[..., None])[..., 0] / scale
+
+
+def grid_solutions(cols, W, Wd, dwd, bw, a00, r0):
+    """Weighted linear least squares of m problems at each of G points of a grid of extra columns.
+
+    Each problem has fixed columns (``bw`` (m, k, n_pix): the columns times the weights ``W`` (m,
+    n_pix); their normal matrix ``a00`` (m, k, k) and right side ``r0`` (m, k)) and, at every
+    grid point, c ≤ 2 extra columns ``cols`` (c, G, n_pix), the same for all problems (e.g. a
+    broad line of one velocity and width). Each point costs only its c × c Schur complement: no
+    matrix is factorised per point. ``Wd`` is ``W`` × the data, ``dwd`` the weighted data's
+    squared norm (m,).
+
+    Returns
+    -------
+    solutions : ndarray of shape (m, G, k + c)
+        Fixed columns' coefficients first.
+    chi2 : ndarray of shape (m, G)
+        Computed from the solutions themselves: exact whatever their accuracy where an extra
+        column and the fixed ones are nearly degenerate.
+    """
+    nc, ng, n_pix = cols.shape
+    m, k = r0.shape
+    flat = cols.reshape(nc * ng, n_pix)
+    a0c = (bw.reshape(-1, n_pix) @ flat.T).reshape(m, k, nc, ng).transpose(0, 3, 1, 2)  # (m, G, k, c)
+    acc = np.stack([np.stack([W @ (cols[i] * cols[j]).T for j in range(nc)], axis=-1) for i in range(nc)], axis=-2)
+    rc = (Wd @ flat.T).reshape(m, nc, ng).transpose(0, 2, 1)  # (m, G, c)
+    scale = np.sqrt(np.maximum(np.einsum("sii->si", a00), 1e-300))
+    inv00 = np.linalg.inv(a00 / (scale[:, :, None] * scale[:, None, :]) + 1e-10 * np.eye(k))
+    inv00 /= scale[:, :, None] * scale[:, None, :]
+    sol0 = np.einsum("skl,sl->sk", inv00, r0)
+    b = np.einsum("skl,sglc->sgkc", inv00, a0c)
+    schur = acc - np.einsum("sgkc,sgkd->sgcd", a0c, b)
+    y = rc - np.einsum("sgkc,sk->sgc", a0c, sol0)
+    if nc == 1:
+        x = np.divide(y, schur[..., 0], out=np.zeros_like(y), where=schur[..., 0] > 0)
+    else:
+        det = schur[..., 0, 0] * schur[..., 1, 1] - schur[..., 0, 1] ** 2
+        good = det > 1e-12 * schur[..., 0, 0] * schur[..., 1, 1]
+        det = np.where(good, det, 1.0)
+        x = np.stack([(schur[..., 1, 1] * y[..., 0] - schur[..., 0, 1] * y[..., 1]) / det,
+                      (schur[..., 0, 0] * y[..., 1] - schur[..., 0, 1] * y[..., 0]) / det], axis=-1)
+        x[~good] = 0.0
+    lin = sol0[:, None, :] - np.einsum("sgkc,sgc->sgk", b, x)
+    quad = (np.einsum("sgk,skl,sgl->sg", lin, a00, lin) + 2.0 * np.einsum("sgk,sgkc,sgc->sg", lin, a0c, x)
+            + np.einsum("sgc,sgcd,sgd->sg", x, acc, x))
+    chi2 = dwd[:, None] - 2.0 * (np.einsum("sgk,sk->sg", lin, r0) + np.einsum("sgc,sgc->sg", x, rc)) + quad
+    return np.concatenate([lin, x], axis=2), chi2
