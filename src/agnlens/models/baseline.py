@@ -435,7 +435,6 @@ def _ratio(num: float, den: float) -> float:
     return num / den
 
 
-# ------------------------------------------------------------------------- the measurements table
 #: The columns of :func:`measure`, in order (``agrees_with_baseline`` only when predictions are given).
 MEASURE_COLUMNS = (
     "spec_id", "hb_fwhm_broad", "hb_fwhm_broad_err", "ha_fwhm_broad", "ha_fwhm_broad_err", "hb_delta_bic",

@@ -23,7 +23,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-__all__ = ["BPT_CLASSES", "BPT_LINES", "MIN_BPT_SNR", "bpt_class", "bpt_snr", "kauffmann03", "kewley01", "kewley06_oi", "kewley06_sii"]
+__all__ = [
+    "BPT_CLASSES", "BPT_LINES", "MIN_BPT_SNR", "bpt_class", "bpt_snr", "kauffmann03", "kewley01", "kewley06_oi",
+    "kewley06_sii",
+]
 
 #: The classes :func:`bpt_class` gives; ``""`` when a ratio is missing (Hα not covered, no line).
 BPT_CLASSES = ("star-forming", "composite", "seyfert", "liner")
