@@ -1,8 +1,7 @@
 """The emission-line model behind the physics baseline: line windows, the wing-aware narrow
 profile, broad Gaussians and Fe II, with analytic Jacobians for a batch of spectra.
 
-Every narrow line ([O III] 4960/5008, Hβ, Hα, [N II] 6550/6585, [S II] 6718/6733) has one
-shared profile — a core Gaussian plus a wing Gaussian (an outflow: its own velocity and width, and
+Every narrow line ([O III] 4960/5008, Hβ, Hα, [N II] 6550/6585) has one shared profile — a core Gaussian plus a wing Gaussian (an outflow: its own velocity and width, and
 a wing/total flux ratio) — so that a narrow-line wing cannot pass for a broad line; only the line
 fluxes differ (the doublet ratios 4960/5008 = 1/2.98 and 6550/6585 = 1/3.05 are fixed). Hβ and
 Hα may each carry a broad Gaussian, Hβ with an Fe II component of the broad line's velocity and
@@ -21,7 +20,7 @@ from agnlens.models.lm import Bounds, levenberg_marquardt
 
 __all__ = [
     "AT_BOUND", "BROAD_SIGMA", "BROAD_VELOCITY", "COMPLEXES", "FEII_WIDTH_RATIO", "FWHM_PER_SIGMA", "HALPHA",
-    "HBETA", "LineComplex", "LineModel", "MIN_GOOD_FRACTION", "NARROW_SIGMA", "OIII_PROFILE", "SHARED", "SII",
+    "HBETA", "LineComplex", "LineModel", "MIN_GOOD_FRACTION", "NARROW_SIGMA", "OIII_PROFILE", "SHARED",
     "WING_SIGMA", "covers", "gaussians",
 ]
 
@@ -98,11 +97,6 @@ HALPHA = LineComplex(
     ((line("Halpha").wavelength, 0, 1.0), (line("NII_6585").wavelength, 1, 1.0),
      (line("NII_6550").wavelength, 1, 1.0 / 3.05)),
     2, line("Halpha").wavelength,
-)
-#: [S II] 6718/6733 (no broad line): only on grids reaching 6780 Å (not ``balmer``, which ends at 6700).
-SII = LineComplex(
-    "sii", 6690.0, 6780.0,
-    ((line("SII_6718").wavelength, 0, 1.0), (line("SII_6733").wavelength, 1, 1.0)), 2, None,
 )
 #: Every complex with a broad line, in the order they are fitted.
 COMPLEXES = (HBETA, HALPHA)
