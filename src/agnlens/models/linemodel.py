@@ -1,12 +1,12 @@
 """The emission-line model behind the physics baseline: line windows, the wing-aware narrow
 profile, broad Gaussians and Fe II, with analytic Jacobians for a batch of spectra.
 
-Every narrow line ([O III] 4960/5008, Hβ, Hα, [N II] 6550/6585) has one shared profile — a core Gaussian plus a wing Gaussian (an outflow: its own velocity and width, and
-a wing/total flux ratio) — so that a narrow-line wing cannot pass for a broad line; only the line
-fluxes differ (the doublet ratios 4960/5008 = 1/2.98 and 6550/6585 = 1/3.05 are fixed). Hβ and
-Hα may each carry a broad Gaussian, Hβ with an Fe II component of the broad line's velocity and
-:data:`FEII_WIDTH_RATIO` of its width. :class:`LineModel` evaluates the model of some windows for
-many spectra at once; :mod:`agnlens.models.linefit` fits it.
+Every narrow line ([O III] 4960/5008, Hβ, Hα, [N II] 6550/6585) has one shared profile — a core
+Gaussian plus a wing Gaussian (an outflow: its own velocity and width, and a wing/total flux
+ratio) — so that a narrow-line wing cannot pass for a broad line; only the line fluxes differ (the
+doublet ratios 4960/5008 = 1/2.98 and 6550/6585 = 1/3.05 are fixed). [S II] 6718/6733 is not
+fitted: the ``balmer`` grid ends at 6700 Å. :class:`LineModel` evaluates the narrow lines of some
+windows for many spectra at once; :mod:`agnlens.models.linefit` fits the broad lines with it.
 """
 
 from __future__ import annotations
