@@ -155,7 +155,7 @@ def test_a_width_pinned_at_its_bound_is_flagged():
 
 def test_feii_is_fitted_and_keeps_the_broad_width():
     """Fe II 4925/5020 at 3/4 of the broad line's width in the red wing of Hβ: the fit recovers both."""
-    from agnlens.models.linefit import FEII_WIDTH_RATIO, HBETA
+    from agnlens.models.linemodel import FEII_WIDTH_RATIO, HBETA
 
     spectra = make_set(6, "paper", fwhm_hb=4000.0, hb_broad=40.0, snr=40.0, seed=43)
     wl = spectra.wavelength

@@ -27,6 +27,9 @@ Three checks, each from what the model and its training set leave behind:
   galaxy): ``not-agn`` too, with the reason in ``agn_check`` (:func:`agn_evidence`). Needs Hα
   ([N II]/Hα), so only on grids that reach it;
   composites (between the Kauffmann and Kewley curves) are not flagged, they may host an AGN.
+* **physics disagrees** — the class contradicts a significant verdict of the same line fits: type 2
+  called but a broad Hα at ΔBIC ≥ 20, or type 1 called but no broad line at all
+  (:func:`physics_disagrees`).
 
 The redshift check, which needs the spectrum's own lines, lives in :mod:`agnlens.redshift`.
 """
@@ -61,14 +64,16 @@ OOD_QUANTILE = 0.998
 OOD_MARGIN = 1.25
 
 #: Flag codes, in the order they are listed in ``flags``.
-FLAG_CODES = ("kernel-collapse", "out-of-distribution", "not-agn", "redshift-offset", "low-coverage",
-              "key-line-masked", "camera-jump", "uncertain")
+FLAG_CODES = ("kernel-collapse", "out-of-distribution", "not-agn", "physics-disagrees", "redshift-offset",
+              "low-coverage", "key-line-masked", "camera-jump", "uncertain")
 #: What each flag code means, in a sentence (the report shows it beside the flagged prediction).
 FLAG_MEANINGS = {
     "kernel-collapse": "so far from every support vector that the output is the model's constant prior",
     "out-of-distribution": "unlike the training spectra",
     "not-agn": "no broad line, and star-forming on the BPT diagram or no AGN line at all ([O III] EW < 3 Å "
                "or S/N < 3): the models only know AGN",
+    "physics-disagrees": "the line fits contradict the class: type 2 called but a broad Hα at ΔBIC ≥ 20, or type 1 "
+                         "called but no broad line at all (ΔBIC < 0 for Hβ and Hα)",
     "redshift-offset": "the narrow lines sit more than 500 km/s from the catalogue redshift",
     "low-coverage": "over 10 % of the grid masked",
     "key-line-masked": "over 30 % of the Hβ or Hα window filled in: the line that decides the type was not observed",
@@ -191,6 +196,35 @@ def not_agn(measurements: pd.DataFrame) -> np.ndarray:
     return np.isin(agn_evidence(measurements), NOT_AGN_REASONS)
 
 
+#: ``physics-disagrees``: a type 2 whose broad Hα has at least this ΔBIC (and counts by the rules).
+DISAGREE_DELTA_BIC = 20.0
+
+
+def physics_disagrees(measurements: pd.DataFrame, predicted) -> np.ndarray:
+    """Predictions the line fits contradict: ``type2`` with a broad Hα the baseline's rules count at
+    ΔBIC ≥ :data:`DISAGREE_DELTA_BIC`, or ``type1`` with no broad line at all (ΔBIC < 0 for Hβ and,
+    where fitted, Hα: the narrow-only model is preferred everywhere).
+
+    Parameters
+    ----------
+    measurements : DataFrame
+        From :func:`agnlens.models.baseline.measure` (``hb_delta_bic``, ``ha_delta_bic``,
+        ``ha_fwhm_broad`` — set only where the rules count the broad line), one row per prediction.
+    predicted : array-like of str, shape (n_spectra,)
+
+    Returns
+    -------
+    ndarray of bool, shape (n_spectra,)
+    """
+    predicted = np.asarray(predicted).astype(str)
+    hb = pd.to_numeric(measurements["hb_delta_bic"], errors="coerce").to_numpy(float)
+    ha = pd.to_numeric(measurements["ha_delta_bic"], errors="coerce").to_numpy(float)
+    ha_counts = pd.to_numeric(measurements["ha_fwhm_broad"], errors="coerce").notna().to_numpy()
+    broad_ha = ha_counts & (np.nan_to_num(ha, nan=-np.inf) >= DISAGREE_DELTA_BIC)
+    none = np.isfinite(hb) & (hb < 0) & ~(np.nan_to_num(ha, nan=-np.inf) >= 0)
+    return ((predicted == "type2") & broad_ha) | ((predicted == "type1") & none)
+
+
 def support_vector_domain(model) -> float:
     """Fallback distance threshold for models without a :class:`TrainingDomain`: the 99.8 %
     quantile of the support vectors' own nearest-other-support-vector distance, times the margin."""
@@ -199,7 +233,8 @@ def support_vector_domain(model) -> float:
     return float(OOD_MARGIN**2 * np.quantile(d2.min(axis=1), OOD_QUANTILE))
 
 
-def applicability(model, spectra, *, extra_flags=None, measurements: pd.DataFrame | None = None) -> Applicability:
+def applicability(model, spectra, *, extra_flags=None, measurements: pd.DataFrame | None = None,
+                  predicted=None) -> Applicability:
     """Judge every prediction of ``model`` on ``spectra``.
 
     Parameters
@@ -213,7 +248,10 @@ def applicability(model, spectra, *, extra_flags=None, measurements: pd.DataFram
         any flag makes the prediction not applicable.
     measurements : DataFrame, optional
         :func:`agnlens.models.baseline.measure` of ``spectra`` (on a grid reaching Hα, matched by
-        ``spec_id``): flags ``not-agn`` (:func:`not_agn`). Without it the check is unavailable.
+        ``spec_id``): flags ``not-agn`` (:func:`not_agn`) and ``physics-disagrees``
+        (:func:`physics_disagrees`). Without it both checks are unavailable.
+    predicted : array-like of str, shape (n_spectra,), optional
+        The model's labels for ``spectra`` (for ``physics-disagrees``); ``model.predict`` when omitted.
 
     Returns
     -------
@@ -241,15 +279,20 @@ def applicability(model, spectra, *, extra_flags=None, measurements: pd.DataFram
     low_cov = masked > MAX_MASKED_SHARE
     key_masked = key_line_masked(spectra)
     agn_check = np.full(n, "unavailable", dtype=object)
+    disagrees = np.zeros(n, dtype=bool)
     if measurements is not None and n:
         measured = measurements.drop_duplicates("spec_id").set_index("spec_id").reindex(spectra.spec_id)
         known = measured["nii_ha"].notna().to_numpy()  # NaN: Hα not covered or not fitted
         agn_check[known] = agn_evidence(measured.reset_index())[known]
+        if {"hb_delta_bic", "ha_delta_bic"} <= set(measured.columns):
+            labels = model.predict(X) if predicted is None else predicted
+            disagrees = physics_disagrees(measured.reset_index(), labels)
     no_agn = np.isin(agn_check, NOT_AGN_REASONS)
     extra = list(extra_flags) if extra_flags is not None else [()] * n
     flags = []
     for i in range(n):
         checks = (("kernel-collapse", collapse[i]), ("out-of-distribution", ood[i]), ("not-agn", no_agn[i]),
+                  ("physics-disagrees", disagrees[i]),
                   ("low-coverage", low_cov[i]), ("key-line-masked", key_masked[i] > MAX_KEY_LINE_MASKED))
         codes = set(extra[i]) | {code for code, on in checks if on}
         # known codes in the order of FLAG_CODES, any others after them

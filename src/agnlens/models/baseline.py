@@ -27,8 +27,8 @@ from sklearn.utils.validation import check_is_fitted
 
 from agnlens.classes import R_THRESHOLDS, class_of_subtype, winkler_subtype
 from agnlens.errors import AgnlensWarning
-from agnlens.models.bpt import bpt_class
-from agnlens.models.linefit import FWHM_PER_SIGMA, HALPHA, HBETA, MIN_GOOD_FRACTION, covers, fit_complex
+from agnlens.models.bpt import BPT_LINES, bpt_class, bpt_snr
+from agnlens.models.linefit import FWHM_PER_SIGMA, HALPHA, HBETA, MIN_GOOD_FRACTION, covers, fit_lines
 from agnlens.spectra import SpectrumSet
 
 log = logging.getLogger(__name__)
@@ -41,6 +41,17 @@ __all__ = [
 CLASSES = np.array(sorted(["type1", "type2", "intermediate"]))
 
 
+#: A broad line centred further than this (km/s) from the narrow lines ...
+RARE_BROAD_OFFSET = 3000.0
+#: ... counts only at this many times ``min_delta_bic``: on the shared real spectra the broad lines
+#: offset beyond 3,000 km/s have ΔBIC 100-2,800, the host and [S II]-wing features the simulator's
+#: type 2 show at 4,000-8,000 km/s ΔBIC 8-40.
+OFFSET_DELTA_BIC_FACTOR = 5.0
+#: A broad Hβ whose velocity differs by more than this (km/s) from the (uncounted) broad Hα is not
+#: a broad line: the broad-line region gives both lines one velocity.
+MAX_BROAD_VELOCITY_DIFFERENCE = 3000.0
+
+
 def rules(estimator: PhysicsBaseline | None = None) -> list[str]:
     """The baseline's rules as sentences, with the estimator's thresholds (for ``--help`` and the report)."""
     e = estimator if estimator is not None else PhysicsBaseline()
@@ -50,18 +61,24 @@ def rules(estimator: PhysicsBaseline | None = None) -> list[str]:
                "1.0 → type 1; 1.2, 1.5, 1.8, 1.9 → intermediate (the Seyfert mapping of "
                "agnlens.classes, as the simulator and the study's intermediate catalogue count them)")
     return [
-        "Fit Hβ + [O III] 4960/5008 + Fe II 4668/4925/5020 over 4640–5080 Å and, where the grid covers it, "
-        "Hα + [N II] 6550/6585 over 6400–6690 Å: narrow lines with one velocity and width, and an optional "
-        "broad Gaussian (FWHM 1,000–15,070 km/s).",
+        "Fit every narrow line with one shared core + wing (outflow) profile set by [O III] 4960/5008 (the wing "
+        "only where [O III]'s ΔBIC asks for it; each complex's core within 200 km/s and a factor 1.5 of [O III]'s), "
+        "Hβ + [O III] + Fe II 4668/4925/5020 over 4640–5080 Å and, where the grid covers it, Hα + [N II] 6550/6585 "
+        "over 6400–6690 Å, each with and without a broad Gaussian (velocity within ±8,000 km/s, FWHM "
+        "1,000–15,070 km/s).",
         f"A broad line counts when ΔBIC ≥ {e.min_delta_bic:g}, its intrinsic FWHM ≥ {e.min_broad_fwhm:,.0f} km/s "
-        f"and its flux ≥ {e.min_broad_snr:g} × its error.",
+        f"and its flux ≥ {e.min_broad_snr:g} × its error; a broad Hβ does not count where Hα is fitted and shows no "
+        "broad line at all (ΔBIC < 0: the broad-line region's Hα is always the stronger), nor beside an "
+        f"uncounted broad Hα more than {MAX_BROAD_VELOCITY_DIFFERENCE:,.0f} km/s away in velocity. A broad line "
+        f"offset by more than {RARE_BROAD_OFFSET:,.0f} km/s (the fit allows ±8,000) needs ΔBIC ≥ "
+        f"{OFFSET_DELTA_BIC_FACTOR * e.min_delta_bic:g}.",
         f"Subtype (Winkler 1992, agnlens.classes.winkler_subtype), R = [O III] 5008 / Hβ(narrow + broad): broad Hβ "
         f"and R ≤ {low:g} → 1.0, ≤ {mid:g} → 1.2, ≤ {high:g} → 1.5, above → 1.8; broad Hα only → 1.9; "
         "no broad line → 2.",
         f"Class: {mapping}; 2 → type 2.",
         "A broad width within 1 % of its bound (1,000 or 15,070 km/s) with ΔBIC above the threshold is flagged "
         "(flags hb-broad-width-at-bound, ha-broad-width-at-bound): the true width may lie beyond, and the flux and "
-        "verdict with it.",
+        "verdict with it; every fitted parameter at a bound is named in the column at_bound.",
         "On a grid without Hα (paper) a 1.9 cannot be told from a type 2.",
     ]
 
@@ -69,15 +86,13 @@ def rules(estimator: PhysicsBaseline | None = None) -> list[str]:
 class PhysicsBaseline(ClassifierMixin, BaseEstimator):
     """Rule-based AGN classifier from Gaussian fits to Hβ (and Hα where the grid covers it).
 
-    For each rest-frame, normalised spectrum (as :func:`agnlens.preprocess.preprocess` makes them)
-    :func:`agnlens.models.linefit.fit_complex` fits the 4640–5080 Å window with (a) a linear
-    continuum, narrow Hβ and the [O III] 4960/5008 doublet (one velocity and width for all narrow
-    lines, 4960 = 5008 / 2.98, narrow FWHM up to 940 km/s), and (b) the same plus a broad Hβ
-    Gaussian (FWHM 1,000–15,070 km/s, velocity within ±3,000 km/s) and an Fe II component (lines
-    4668, 4925, 5020 Å with the broad line's width and velocity). Where the grid reaches 6690 Å
-    (the ``balmer`` grid) the 6400–6690 Å window is fitted the same way with narrow Hα, [N II]
-    6550/6585 (ratio 1/3.05) and an optional broad Hα. Pixels are weighted by their inverse
-    variance. About 5 ms of CPU per spectrum on the ``paper`` grid, 10 ms on ``balmer``.
+    All spectra are fitted together by :func:`agnlens.models.linefit.fit_lines` (see there): the
+    narrow lines' shared core + wing profile from [O III] 4960/5008, then the Hβ + [O III] window
+    (4640–5080 Å, linear continuum, Fe II 4668/4925/5020 at rest with 3/4 of the broad width) and,
+    where the grid reaches 6690 Å (the ``balmer`` grid), the Hα + [N II] window (6400–6690 Å), each
+    with and without a broad Gaussian (velocity within ±8,000 km/s, FWHM 1,000–15,070 km/s), the
+    broad line started from the best point of a grid of velocities and widths. Pixels are weighted
+    by their inverse variance.
 
     **Model selection** by ΔBIC = (χ²_narrow − χ²_broad) / s² − k ln n, where k is the number of
     extra parameters of the broad model (4 for Hβ with Fe II, 3 for Hα), n the number of good
@@ -86,12 +101,10 @@ class PhysicsBaseline(ClassifierMixin, BaseEstimator):
     criterion an F-test in that case. Without ivar all pixels weigh the same and s² is the
     residual variance of the broad model.
 
-    **Rules**: see :func:`rules` (also printed by ``agnlens baseline --help`` and in the report).
-    The subtype is :func:`agnlens.classes.winkler_subtype` of R = [O III] 5008 / Hβ(narrow +
-    positive broad) and the broad-line detections; the class is
-    :func:`agnlens.classes.class_of_subtype` (``quasar=True``, the default: 1.2 and 1.5 are type 1,
-    as for the study's luminous quasars; ``quasar=False``: they are intermediate, as the
-    simulator's and the study's intermediate Seyferts are). A spectrum whose Hβ window has too few good
+    **Rules**: see :func:`rules` (also printed by ``agnlens baseline --help`` and in the report):
+    Winkler's subtype (:func:`agnlens.classes.winkler_subtype`) of R = [O III] 5008 / Hβ(narrow +
+    positive broad) and the broad-line detections, mapped to a class by
+    :func:`agnlens.classes.class_of_subtype` (``quasar``). A spectrum whose Hβ window has too few good
     pixels gets subtype ``"?"``, a uniform probability and a warning.
 
     **Probabilities** are a fixed, documented mapping of the rule's confidence, not a learned
@@ -220,20 +233,14 @@ class PhysicsBaseline(ClassifierMixin, BaseEstimator):
         pandas.DataFrame
             One row per spectrum (``spec_id`` first when ``X`` is a SpectrumSet): ``subtype``
             (one of :data:`agnlens.classes.SUBTYPES` or ``"?"``), ``predicted_label`` (the rule's
-            class), ``confidence``,
-            ``flags`` (``;``-separated: ``hb-broad-width-at-bound``, ``ha-broad-width-at-bound``,
-            ``hb-not-fitted``); for Hβ (prefix ``hb_``) and Hα (prefix ``ha_``, NaN when not
-            covered) the outputs of :func:`~agnlens.models.linefit.fit_complex` (``fwhm_broad``,
-            ``fwhm_broad_err``, ``velocity_broad``, ``flux_broad``, ``flux_broad_err``,
-            ``broad_snr``, ``broad_fraction``, ``delta_bic``, ``fwhm_narrow``,
-            ``broad_at_bound``, ``good_pixels``; ``flux_narrow``: narrow Hβ / Hα in normalised
-            flux × Å) and ``broad`` (counts by the rules); ``hb_feii_flux`` (Fe II 4668+4925+5020
-            in the broad model); ``oiii_flux``, ``nii_flux`` and the narrow fluxes' 1 σ errors
-            (``hb_flux_narrow_err``, ``oiii_flux_err``, ``ha_flux_narrow_err``, ``nii_flux_err``);
-            ``oiii_fwhm``, ``oiii_ew`` ([O III] 5008 equivalent width, Å, over the fitted continuum),
-            ``oiii_snr`` (its flux / error), ``r_oiii_hb`` ([O III] 5008 / Hβ total), ``oiii_hb_narrow``
-            ([O III] 5008 / narrow Hβ), ``nii_ha`` ([N II] 6585 / narrow Hα), ``balmer_decrement_narrow`` (narrow
-            Hα / narrow Hβ) and ``halpha_covered``.
+            class), ``confidence``, ``flags`` (``;``-separated: ``hb-broad-width-at-bound``,
+            ``ha-broad-width-at-bound``, ``hb-not-fitted``); for Hβ (prefix ``hb_``) and Hα (prefix
+            ``ha_``, NaN when not covered) the outputs of :func:`~agnlens.models.linefit.fit_lines`
+            (``flux_narrow``: narrow Hβ / Hα) and ``broad`` (counts by the rules), and its shared
+            ones (``narrow_velocity``, ``narrow_fwhm``, ``wing_*``, ``at_bound``); ``oiii_flux``,
+            ``nii_flux``, their errors, ``oiii_fwhm``, ``oiii_ew`` ([O III] 5008 equivalent width, Å),
+            ``oiii_snr``, ``r_oiii_hb`` ([O III] 5008 / Hβ total), ``oiii_hb_narrow``, ``nii_ha``,
+            ``balmer_decrement_narrow`` (narrow Hα / Hβ) and ``halpha_covered`` (docs/columns.md).
         """
         wl, flux, ivar = self._unpack(X, fitted=True)
         n = flux.shape[0]
@@ -338,9 +345,11 @@ class PhysicsBaseline(ClassifierMixin, BaseEstimator):
                 )
         return wl, flux, ivar
 
-    def _measure_one(self, wl: np.ndarray, flux: np.ndarray, ivar: np.ndarray | None) -> dict:
-        hb = fit_complex(wl, flux, ivar, HBETA, self.instrumental_sigma)
+    def _measure_row(self, hb: dict, ha_fit: dict | None, shared: dict) -> dict:
+        """One spectrum's measurements and verdict from its :func:`fit_lines` outputs (``ha`` None:
+        the grid does not cover Hα)."""
         out = {f"hb_{key}": value for key, value in hb.items()}
+        out.update(shared)
         out["hb_flux_narrow"], out["hb_flux_narrow_err"] = out.pop("hb_flux_narrow_0"), out.pop("hb_flux_narrow_err_0")
         out["oiii_flux"], out["oiii_flux_err"] = out.pop("hb_flux_narrow_1"), out.pop("hb_flux_narrow_err_1")
         out["oiii_fwhm"] = out["hb_fwhm_narrow"]
@@ -350,10 +359,9 @@ class PhysicsBaseline(ClassifierMixin, BaseEstimator):
         out["oiii_ew"] = _ratio(out["oiii_flux"], out.pop("hb_continuum_1"))
         out.pop("hb_continuum_0")  # the continuum under the lines serves the equivalent width only
         out["oiii_snr"] = _ratio(out["oiii_flux"], out["oiii_flux_err"])
-        covered = covers(wl, HALPHA)
+        covered = ha_fit is not None
         out["halpha_covered"] = covered
-        ha = (fit_complex(wl, flux, ivar, HALPHA, self.instrumental_sigma) if covered
-              else dict.fromkeys(hb, np.nan))
+        ha = ha_fit if ha_fit is not None else dict.fromkeys(hb, np.nan)
         out.update({f"ha_{key}": value for key, value in ha.items()
                     if key != "feii_flux" and not key.startswith("continuum_")})
         out["ha_flux_narrow"], out["ha_flux_narrow_err"] = out.pop("ha_flux_narrow_0"), out.pop("ha_flux_narrow_err_0")
@@ -362,6 +370,11 @@ class PhysicsBaseline(ClassifierMixin, BaseEstimator):
         out["balmer_decrement_narrow"] = _ratio(out["ha_flux_narrow"], out["hb_flux_narrow"])
         for prefix in ("hb", "ha"):
             out[f"{prefix}_broad"] = self._counts(out, prefix)
+        if out["ha_delta_bic"] < 0 or (out["ha_delta_bic"] > 0 and not out["ha_broad"] and abs(
+                out["hb_velocity_broad"] - out["ha_velocity_broad"]) > MAX_BROAD_VELOCITY_DIFFERENCE):
+            # a broad Hβ where Hα shows no broad line at all, or only one at another velocity: Fe II
+            # or the host, not a broad-line region (NaN: Hα not fitted, compares False)
+            out["hb_broad"] = False
         flags = []
         if not np.isfinite(out["hb_delta_bic"]):
             flags.append("hb-not-fitted")
@@ -390,37 +403,23 @@ class PhysicsBaseline(ClassifierMixin, BaseEstimator):
         dbic, fwhm, snr = m[f"{prefix}_delta_bic"], m[f"{prefix}_fwhm_broad"], m[f"{prefix}_broad_snr"]
         if not (np.isfinite(dbic) and np.isfinite(fwhm) and np.isfinite(snr)):
             return False
-        return bool(dbic >= self.min_delta_bic and fwhm >= self.min_broad_fwhm and snr >= self.min_broad_snr)
+        # large offsets are rare (the old fit's ±3,000 km/s bound): they need stronger evidence
+        offset = abs(m[f"{prefix}_velocity_broad"]) > RARE_BROAD_OFFSET
+        least = OFFSET_DELTA_BIC_FACTOR * self.min_delta_bic if offset else self.min_delta_bic
+        return bool(dbic >= least and fwhm >= self.min_broad_fwhm and snr >= self.min_broad_snr)
 
 
 def _measure_rows(est: PhysicsBaseline, wl, flux, ivar) -> list[dict]:
-    """Measure a block of spectra (module level so that joblib's workers can run it)."""
-    return [est._measure_one(wl, flux[i], None if ivar is None else ivar[i]) for i in range(flux.shape[0])]
+    """Measure a block of spectra, all fitted at once (module level so that joblib's workers can run it)."""
+    fits = fit_lines(wl, flux, ivar, est.instrumental_sigma)
+    hb, ha, shared = fits[HBETA.name], fits.get(HALPHA.name), fits["shared"]
 
+    def row(values: dict, i: int) -> dict:
+        return {k: (bool(v[i]) if v.dtype == bool else v[i] if v.dtype == object else float(v[i]))
+                for k, v in values.items()}
 
-#: The BPT lines as (flux, error) columns of :meth:`PhysicsBaseline.measure`.
-BPT_LINES = (("hb_flux_narrow", "hb_flux_narrow_err"), ("oiii_flux", "oiii_flux_err"),
-             ("ha_flux_narrow", "ha_flux_narrow_err"), ("nii_flux", "nii_flux_err"))
-
-
-def bpt_snr(table: pd.DataFrame) -> np.ndarray:
-    """The least S/N of the four BPT lines (narrow Hβ, [O III] 5008, narrow Hα, [N II] 6585).
-
-    Parameters
-    ----------
-    table : DataFrame
-        From :meth:`PhysicsBaseline.measure` (the flux and error columns of :data:`BPT_LINES`).
-
-    Returns
-    -------
-    ndarray of shape (n_spectra,)
-        NaN where a line was not fitted (Hα not covered); 0 where an error is 0 (a degenerate fit).
-    """
-    snr = [np.divide(table[f].to_numpy(float), table[e].to_numpy(float),
-                     out=np.zeros(len(table)), where=table[e].to_numpy(float) > 0) for f, e in BPT_LINES]
-    nan = np.any([~np.isfinite(table[f].to_numpy(float)) | ~np.isfinite(table[e].to_numpy(float))
-                  for f, e in BPT_LINES], axis=0)
-    return np.where(nan, np.nan, np.min(snr, axis=0)) if len(table) else np.empty(0)
+    return [est._measure_row(row(hb, i), None if ha is None else row(ha, i), row(shared, i))
+            for i in range(flux.shape[0])]
 
 
 #: Line fluxes (normalised flux × Å, i.e. equivalent widths in units of the 5100 Å continuum)
@@ -436,10 +435,10 @@ def _ratio(num: float, den: float) -> float:
     return num / den
 
 
-# ------------------------------------------------------------------------- the measurements table
 #: The columns of :func:`measure`, in order (``agrees_with_baseline`` only when predictions are given).
 MEASURE_COLUMNS = (
-    "spec_id", "hb_fwhm_broad", "hb_fwhm_broad_err", "ha_fwhm_broad", "ha_fwhm_broad_err", "hb_fwhm_narrow",
+    "spec_id", "hb_fwhm_broad", "hb_fwhm_broad_err", "ha_fwhm_broad", "ha_fwhm_broad_err", "hb_delta_bic",
+    "ha_delta_bic", "hb_fwhm_narrow",
     "ha_fwhm_narrow", "r_oiii_hb", "oiii_hb_narrow", "balmer_decrement_narrow", "nii_ha", "oiii_ew", "oiii_snr",
     "bpt_class", "subtype", "baseline_label", "baseline_confidence", "baseline_flags", "agrees_with_baseline",
 )
@@ -462,7 +461,8 @@ def measure(spectra: SpectrumSet, predicted=None, *, baseline: PhysicsBaseline |
     -------
     pandas.DataFrame
         One row per spectrum, columns :data:`MEASURE_COLUMNS`: broad FWHM of Hβ and Hα (intrinsic,
-        km/s; NaN where the rules find no broad line) with errors, the narrow FWHM of Hβ and Hα,
+        km/s; NaN where the rules find no broad line) with errors, ``hb_delta_bic`` and
+        ``ha_delta_bic`` (the evidence for each broad line), the narrow FWHM of Hβ and Hα,
         ``r_oiii_hb`` ([O III] 5008 / Hβ total: Winkler's R), ``oiii_hb_narrow`` and ``nii_ha`` (the BPT ratios),
         ``oiii_ew`` ([O III] 5008 equivalent width, Å) and ``oiii_snr`` (its flux / error),
         ``balmer_decrement_narrow`` (narrow Hα / Hβ), ``bpt_class`` (:func:`agnlens.models.bpt.bpt_class`;
@@ -481,7 +481,8 @@ def measure(spectra: SpectrumSet, predicted=None, *, baseline: PhysicsBaseline |
         has = full[f"{prefix}_broad"].to_numpy(dtype=bool)
         out[f"{prefix}_fwhm_broad"] = np.where(has, full[f"{prefix}_fwhm_broad"], np.nan)
         out[f"{prefix}_fwhm_broad_err"] = np.where(has, full[f"{prefix}_fwhm_broad_err"], np.nan)
-    for col in ("hb_fwhm_narrow", "ha_fwhm_narrow", "r_oiii_hb", "oiii_hb_narrow", "balmer_decrement_narrow", "nii_ha",
+    for col in ("hb_delta_bic", "ha_delta_bic", "hb_fwhm_narrow", "ha_fwhm_narrow", "r_oiii_hb", "oiii_hb_narrow",
+                "balmer_decrement_narrow", "nii_ha",
                 "oiii_ew", "oiii_snr"):
         out[col] = full[col].to_numpy(dtype=float)
     out["bpt_class"] = bpt_class(out["nii_ha"], out["oiii_hb_narrow"], snr=bpt_snr(full))

@@ -21,8 +21,12 @@ puts a spectrum anywhere on the diagram — a quasar whose fit gives [N II] ≈ 
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 
-__all__ = ["BPT_CLASSES", "MIN_BPT_SNR", "bpt_class", "kauffmann03", "kewley01", "kewley06_oi", "kewley06_sii"]
+__all__ = [
+    "BPT_CLASSES", "BPT_LINES", "MIN_BPT_SNR", "bpt_class", "bpt_snr", "kauffmann03", "kewley01", "kewley06_oi",
+    "kewley06_sii",
+]
 
 #: The classes :func:`bpt_class` gives; ``""`` when a ratio is missing (Hα not covered, no line).
 BPT_CLASSES = ("star-forming", "composite", "seyfert", "liner")
@@ -97,3 +101,28 @@ def bpt_class(nii_ha, oiii_hb, sii_ha=None, *, snr=None) -> np.ndarray:
     out[ok & agn & seyfert] = "seyfert"
     out[ok & agn & ~seyfert] = "liner"
     return out.astype(str)
+
+
+#: The BPT lines as (flux, error) columns of :meth:`agnlens.models.baseline.PhysicsBaseline.measure`.
+BPT_LINES = (("hb_flux_narrow", "hb_flux_narrow_err"), ("oiii_flux", "oiii_flux_err"),
+             ("ha_flux_narrow", "ha_flux_narrow_err"), ("nii_flux", "nii_flux_err"))
+
+
+def bpt_snr(table: pd.DataFrame) -> np.ndarray:
+    """The least S/N of the four BPT lines (narrow Hβ, [O III] 5008, narrow Hα, [N II] 6585).
+
+    Parameters
+    ----------
+    table : DataFrame
+        From :meth:`agnlens.models.baseline.PhysicsBaseline.measure` (the flux and error columns of :data:`BPT_LINES`).
+
+    Returns
+    -------
+    ndarray of shape (n_spectra,)
+        NaN where a line was not fitted (Hα not covered); 0 where an error is 0 (a degenerate fit).
+    """
+    snr = [np.divide(table[f].to_numpy(float), table[e].to_numpy(float),
+                     out=np.zeros(len(table)), where=table[e].to_numpy(float) > 0) for f, e in BPT_LINES]
+    nan = np.any([~np.isfinite(table[f].to_numpy(float)) | ~np.isfinite(table[e].to_numpy(float))
+                  for f, e in BPT_LINES], axis=0)
+    return np.where(nan, np.nan, np.min(snr, axis=0)) if len(table) else np.empty(0)

@@ -1,356 +1,457 @@
-"""Gaussian fits of one emission-line complex: narrow lines, an optional broad line and Fe II.
+"""Wing-aware fits of the Hβ and Hα line complexes of many spectra at once.
 
-:func:`fit_complex` fits a window of a rest-frame, normalised spectrum twice — (a) a linear
-continuum plus narrow lines sharing one velocity and one width, and (b) the same plus a broad
-Gaussian (and, where the complex has one, an Fe II pseudo-continuum tied to the broad line's width
-and velocity) — and returns the measurements and the evidence for the broad component (ΔBIC). The
-rules that turn these numbers into a class live in :mod:`agnlens.models.baseline`.
+:func:`fit_lines` fits a whole batch of rest-frame, normalised spectra in two steps, each for all
+spectra together (the model is :mod:`agnlens.models.linemodel`'s):
 
-The fit is MINPACK's Levenberg–Marquardt (``scipy.optimize.least_squares(method="lm")``) with an
-analytic Jacobian; bounds are imposed by a change of variables (flux = t², bounded widths and
-velocities through a sine, as MINUIT does). A width that ends within 1 % of its bound is reported
-in ``broad_at_bound`` / ``narrow_at_bound``: the true width may lie beyond it.
+1. **The narrow profile from [O III]**: a core + wing Gaussian profile of [O III] 4960/5008 over
+   4935–5060 Å (quadratic continuum, and Fe II 4925/5020 at a typical width, which the wing would
+   otherwise take for an outflow), by :func:`agnlens.models.lm.levenberg_marquardt` with an
+   analytic Jacobian; the wing is kept only where it lowers the BIC of the one-Gaussian profile by
+   :data:`WING_MIN_DELTA_BIC`. Every narrow line takes this profile ("tied to [O III]": the wing's
+   velocity, width and share exactly, the core within :data:`CORE_OFFSET` km/s and a factor
+   :data:`CORE_RATIO`), so a narrow-line wing in Hβ or Hα cannot pass for a broad line.
+2. **Each complex with and without its broad line**: Hβ + [O III] (4640–5080 Å, with Fe II
+   4668/4925/5020 at rest with :data:`FEII_WIDTH_RATIO` of the broad width) and, where the grid
+   covers it, Hα + [N II] (6400–6690 Å), over a linear continuum. The broad line's velocity
+   (±8,000 km/s) and width (FWHM 1,000–15,070 km/s) are first searched on a grid — the linear
+   parameters (continuum, fluxes) solved exactly at every grid point, for every spectrum, through
+   Schur complements of one normal matrix per spectrum — and the best emission line (and, where the
+   grid prefers one, the best absorption trough) refined by Levenberg–Marquardt. The grid makes the
+   fit nearly global: no local minimum between the [N II] lines for want of a better start.
+
+The evidence for a broad line is ΔBIC = (χ²_narrow − χ²_broad) / s² − k ln n, k its parameters
+(4 for Hβ with Fe II, 3 for Hα), n the window's good pixels and s² = max(1, χ²_broad / dof)
+rescaling the χ² when the model does not describe the data to the noise (an F-test then); without
+ivar all pixels weigh the same and s² is the residual variance. The rules that turn the numbers into
+a class live in :mod:`agnlens.models.baseline`. A non-linear parameter within 1 % of its range from
+a bound is named in ``at_bound``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
-from scipy.optimize import least_squares
 
-from agnlens.lines import C_KMS, line
+from agnlens.models.linemodel import (
+    AT_BOUND,
+    BROAD_SIGMA,
+    BROAD_VELOCITY,
+    COMPLEXES,
+    FEII_WIDTH_RATIO,
+    FWHM_PER_SIGMA,
+    HALPHA,
+    HBETA,
+    MIN_GOOD_FRACTION,
+    NARROW_SIGMA,
+    OIII_PROFILE,
+    SHARED,
+    WING_FRACTION,
+    LineComplex,
+    LineModel,
+    covers,
+    gaussians,
+)
+from agnlens.models.lm import Bounds, grid_solutions, levenberg_marquardt, solve_normal
 
 __all__ = [
-    "BROAD_SIGMA", "FWHM_PER_SIGMA", "HALPHA", "HBETA", "LineComplex", "NARROW_SIGMA", "covers", "fit_complex",
+    "BROAD_SIGMA", "COMPLEX_KEYS", "FWHM_PER_SIGMA", "HALPHA", "HBETA", "LineComplex", "MIN_GOOD_FRACTION",
+    "SHARED_KEYS", "covers", "fit_lines", "wing_basis",
 ]
 
-#: FWHM = this factor × Gaussian σ.
-FWHM_PER_SIGMA = 2.0 * np.sqrt(2.0 * np.log(2.0))
+#: Per-complex outputs of :func:`fit_lines` (besides ``flux_narrow_<j>``, ``flux_narrow_err_<j>``,
+#: ``continuum_<j>``), and the shared narrow-profile ones.
+COMPLEX_KEYS = ("fwhm_broad", "fwhm_broad_err", "velocity_broad", "flux_broad", "flux_broad_err", "broad_snr",
+                "broad_fraction", "delta_bic", "fwhm_narrow", "feii_flux", "broad_at_bound", "narrow_at_bound",
+                "good_pixels")
+SHARED_KEYS = ("narrow_velocity", "narrow_fwhm", "wing_fraction", "wing_fwhm", "wing_velocity", "at_bound")
 
-# Bounds on the fitted components, in km/s. The narrow and broad width ranges do not overlap, so
-# the broad Gaussian can never take over a narrow line (and vice versa).
-NARROW_SIGMA = (25.0, 400.0)  # FWHM 60–940 km/s
-BROAD_SIGMA = (425.0, 6400.0)  # FWHM 1,000–15,070 km/s
-_NARROW_VELOCITY = 500.0
-_BROAD_VELOCITY = 3000.0
-# Starting broad σ (km/s): the better of the fits from each start is kept (local minima).
-BROAD_STARTS = (1000.0, 2500.0)
-NARROW_BROAD_START = 550.0
-# Least fraction of good pixels a fitting window needs.
-MIN_GOOD_FRACTION = 0.5
-#: A fitted width within this fraction of a bound is "at the bound".
-AT_BOUND = 0.01
-
-
-@dataclass(frozen=True)
-class LineComplex:
-    """One line complex fitted as a unit over ``lo``–``hi`` Å.
-
-    ``narrow`` lists ``(wavelength, free_flux_index, flux_factor)``: lines with the same index share
-    one flux parameter scaled by the factor (the fixed doublet ratios). ``broad_centre`` is the
-    broad line's rest wavelength. ``feii`` lists ``(wavelength, relative strength)`` of Fe II lines
-    fitted as one component with the broad line's velocity and :data:`FEII_WIDTH_RATIO` times its
-    width (empty: no Fe II).
-    """
-
-    name: str
-    lo: float
-    hi: float
-    narrow: tuple[tuple[float, int, float], ...]
-    n_free_flux: int
-    broad_centre: float
-    feii: tuple[tuple[float, float], ...] = ()
+#: The broad-line search grid: σ (km/s, log-spaced) × velocity (km/s).
+SIGMA_GRID = np.geomspace(430.0, 6000.0, 16)
+VELOCITY_GRID = np.arange(-6000.0, 6001.0, 500.0)
+#: A complex's narrow core may lie this far (km/s) from [O III]'s velocity ...
+CORE_OFFSET = 200.0
+#: ... and be up to this factor narrower or broader.
+CORE_RATIO = 1.5
+#: Least ΔBIC for a wing on [O III] (else the narrow profile is one Gaussian).
+WING_MIN_DELTA_BIC = 10.0
+#: The narrow profile where the [O III] window has too few good pixels: one Gaussian of σ 150 km/s.
+DEFAULT_PROFILE = (0.0, 150.0, 0.0, 500.0, 0.0)
+# Spectra fitted together (bounds the memory of the grid search and the Jacobians).
+_CHUNK = 256
 
 
-# Fe II multiplets 42 and 37/38 inside the Hβ window (vacuum Å; relative strengths of the
-# Boroson & Green 1992 template's lines, as in the simulator's template): the 4924 and 5018 lines
-# sit in Hβ's red wing and under [O III], where an unmodelled Fe II would be taken for broad Hβ.
-#: Fe II lines are narrower than broad Hβ: FWHM(Fe II) ≈ 3/4 FWHM(Hβ) (Hu et al. 2008, ApJ 687, 78).
-FEII_WIDTH_RATIO = 0.75
-_FEII_HBETA = ((4668.1, 0.2), (4925.3, 0.8), (5019.8, 1.0))
-
-#: Hβ + [O III]: the 4960/5008 ratio is fixed at 1/2.98 (atomic physics); Fe II 4667/4924/5018.
-HBETA = LineComplex(
-    "hbeta", 4640.0, 5080.0,
-    ((line("Hbeta").wavelength, 0, 1.0), (line("OIII_5008").wavelength, 1, 1.0),
-     (line("OIII_4960").wavelength, 1, 1.0 / 2.98)),
-    2, line("Hbeta").wavelength, _FEII_HBETA,
-)
-#: Hα + [N II]: the 6550/6585 ratio is fixed at 1/3.05; [S II] 6718 and [O I] 6302 stay outside.
-HALPHA = LineComplex(
-    "halpha", 6400.0, 6690.0,
-    ((line("Halpha").wavelength, 0, 1.0), (line("NII_6585").wavelength, 1, 1.0),
-     (line("NII_6550").wavelength, 1, 1.0 / 3.05)),
-    2, line("Halpha").wavelength,
-)
-
-
-def covers(wl: np.ndarray, cx: LineComplex) -> bool:
-    """Whether the grid ``wl`` (Å, rest frame) spans the complex's window."""
-    step = np.median(np.diff(wl))
-    return bool(wl[0] <= cx.lo + step and wl[-1] >= cx.hi - step)
-
-
-def _profiles(lam: np.ndarray, centre: float, v: float, sigma_kms: float):
-    """Unit-flux Gaussian at ``centre`` shifted by ``v`` (km/s) with width ``sigma_kms``, and its
-    derivatives with respect to ``v`` and ``sigma_kms``."""
-    mu = centre * (1.0 + v / C_KMS)
-    s = centre * sigma_kms / C_KMS
-    u = (lam - mu) / s
-    g = np.exp(-0.5 * u * u) / (np.sqrt(2.0 * np.pi) * s)
-    dmu = centre / C_KMS
-    return g, g * u / s * dmu, g * (u * u - 1.0) / s * dmu
-
-
-def _model(p: np.ndarray, lam: np.ndarray, x: np.ndarray, cx: LineComplex, broad: bool):
-    """Model flux and Jacobian (n_pix, n_par) for parameters
-    ``[c0, c1, F_0..F_{k-1}, v_n, sigma_n, (F_b, v_b, sigma_b, (F_FeII))]``."""
-    k = cx.n_free_flux
-    n_par = 4 + k + ((3 + bool(cx.feii)) if broad else 0)
-    jac = np.zeros((lam.size, n_par))
-    model = p[0] + p[1] * x
-    jac[:, 0] = 1.0
-    jac[:, 1] = x
-    v_n, s_n = p[2 + k], p[3 + k]
-    for centre, idx, factor in cx.narrow:
-        g, dv, ds = _profiles(lam, centre, v_n, s_n)
-        flux = p[2 + idx] * factor
-        model = model + flux * g
-        jac[:, 2 + idx] += factor * g
-        jac[:, 2 + k] += flux * dv
-        jac[:, 3 + k] += flux * ds
-    if broad:
-        f_b, v_b, s_b = p[4 + k], p[5 + k], p[6 + k]
-        g, dv, ds = _profiles(lam, cx.broad_centre, v_b, s_b)
-        model = model + f_b * g
-        jac[:, 4 + k] = g
-        jac[:, 5 + k] = f_b * dv
-        jac[:, 6 + k] = f_b * ds
-        if cx.feii:
-            f_fe = p[7 + k]
-            for centre, strength in cx.feii:
-                g, dv, ds = _profiles(lam, centre, v_b, FEII_WIDTH_RATIO * s_b)
-                model = model + f_fe * strength * g
-                jac[:, 7 + k] += strength * g
-                jac[:, 5 + k] += f_fe * strength * dv
-                jac[:, 6 + k] += f_fe * strength * FEII_WIDTH_RATIO * ds
-    return model, jac
-
-
-def _solve(lam, x, data, w, cx: LineComplex, p0, lo, hi, broad: bool):
-    """Weighted least squares of one complex with box bounds.
-
-    The bounds are imposed by a change of variables so that the fast MINPACK Levenberg–Marquardt
-    can run unconstrained (the trust-region method with bounds costs about four times as much
-    Python overhead per spectrum). Returns the physical parameters, the χ² and the weighted
-    Jacobian (n_pix, n_par) in physical parameters at the optimum.
-    """
-    pos = (lo == 0.0) & ~np.isfinite(hi)
-    box = np.isfinite(lo) & np.isfinite(hi)
-    half = np.where(box, 0.5 * (hi - lo), 1.0)
-    base = np.where(box, lo, 0.0)
-
-    def to_phys(t):
-        p = t.copy()
-        p[pos] = t[pos] ** 2
-        p[box] = base[box] + half[box] * (1.0 + np.sin(t[box]))
-        return p
-
-    def dphys(t):
-        d = np.ones_like(t)
-        d[pos] = 2.0 * t[pos]
-        d[box] = half[box] * np.cos(t[box])
-        return d
-
-    p0 = np.clip(p0, lo, hi)
-    t0 = p0.copy()
-    t0[pos] = np.sqrt(p0[pos])
-    # Keep the start off the bounds, where the sine's derivative (hence the Jacobian column) is 0.
-    t0[box] = np.arcsin(np.clip((p0[box] - base[box]) / half[box] - 1.0, -0.98, 0.98))
-    cache: dict = {}
-
-    def evaluate(t):
-        key = t.tobytes()
-        if cache.get("key") != key:
-            model, jac = _model(to_phys(t), lam, x, cx, broad)
-            cache.update(key=key, r=w * (model - data), j=w[:, None] * jac)
-        return cache
-
-    # Tolerances: 1e-6 of χ² is far below what model selection can notice.
-    res = least_squares(lambda t: evaluate(t)["r"], t0, jac=lambda t: evaluate(t)["j"] * dphys(t),
-                        method="lm", x_scale="jac", ftol=1e-6, xtol=1e-6, max_nfev=150)
-    p = to_phys(res.x)
-    model, jac_p = _model(p, lam, x, cx, broad)
-    r = w * (model - data)
-    return p, float(r @ r), w[:, None] * jac_p
-
-
-def _empty(n_good: int, k: int) -> dict:
-    nan = np.nan
-    out = {key: nan for key in ("fwhm_broad", "fwhm_broad_err", "velocity_broad", "flux_broad", "flux_broad_err",
-                                "broad_snr", "broad_fraction", "delta_bic", "fwhm_narrow", "feii_flux")}
-    out.update(broad_at_bound=False, narrow_at_bound=False, good_pixels=n_good)
-    for j in range(k):
-        out[f"flux_narrow_{j}"] = out[f"flux_narrow_err_{j}"] = out[f"continuum_{j}"] = nan
-    return out
-
-
-def fit_complex(wl: np.ndarray, flux: np.ndarray, ivar: np.ndarray | None, cx: LineComplex,
-                instrumental_sigma: float) -> dict:
-    """Fit narrow-only and narrow + broad (+ Fe II) models to one complex of one spectrum.
+def fit_lines(wl: np.ndarray, flux: np.ndarray, ivar: np.ndarray | None, instrumental_sigma: float,
+              complexes=COMPLEXES) -> dict[str, dict[str, np.ndarray]]:
+    """Fit the narrow profile and every line complex of every spectrum, with and without its broad line.
 
     Parameters
     ----------
     wl : ndarray of shape (n_pixels,)
         Rest-frame wavelengths (Å).
-    flux : ndarray of shape (n_pixels,)
+    flux : ndarray of shape (n_spectra, n_pixels)
         Normalised flux.
-    ivar : ndarray of shape (n_pixels,) or None
+    ivar : ndarray of shape (n_spectra, n_pixels) or None
         Inverse variance (0: bad pixel); None weighs all pixels the same.
-    cx : LineComplex
     instrumental_sigma : float
         Instrumental σ (km/s) removed in quadrature from the fitted widths.
+    complexes : sequence of LineComplex, default :data:`agnlens.models.linemodel.COMPLEXES`
+        The windows to fit where the grid covers them (each needs at least
+        :data:`MIN_GOOD_FRACTION` good pixels in a spectrum, or its outputs are NaN there).
 
     Returns
     -------
     dict
-        ``fwhm_broad`` (intrinsic, km/s), ``fwhm_broad_err``, ``velocity_broad``, ``flux_broad``
-        (0 when ΔBIC ≤ 0; negative: an absorption trough), ``flux_broad_err``, ``broad_snr``,
-        ``broad_fraction`` (broad / (narrow + positive broad) of the first narrow line),
-        ``delta_bic`` (evidence for the broad model), ``fwhm_narrow``, ``feii_flux`` (NaN without
-        Fe II), ``broad_at_bound``, ``narrow_at_bound``, ``good_pixels``, ``flux_narrow_<j>`` and
-        its 1 σ error ``flux_narrow_err_<j>`` (from the model that is reported) and the fitted
-        continuum at its centre ``continuum_<j>`` (for its equivalent width).
-        All NaN when fewer than half of the window's pixels are good.
+        For each covered complex, by its name (``"hbeta"``, ``"halpha"``), a dict of arrays of
+        shape (n_spectra,): ``fwhm_broad`` (intrinsic, km/s), ``fwhm_broad_err``,
+        ``velocity_broad``, ``flux_broad`` (0 when ΔBIC ≤ 0; negative: an absorption trough),
+        ``flux_broad_err``, ``broad_snr``, ``broad_fraction`` (broad / (narrow + positive broad)
+        of the first narrow line), ``delta_bic``, ``fwhm_narrow`` (the narrow core's intrinsic
+        FWHM), ``feii_flux`` (NaN without Fe II), ``broad_at_bound``, ``narrow_at_bound``,
+        ``good_pixels``, ``flux_narrow_<j>`` and its 1 σ error ``flux_narrow_err_<j>`` (from
+        the model the ΔBIC prefers) and ``continuum_<j>`` (the fitted continuum at the line, for
+        its equivalent width). Under ``"shared"``: ``narrow_velocity``, ``narrow_fwhm`` ([O III]'s
+        core, intrinsic), ``wing_fraction`` (wing / total narrow flux), ``wing_fwhm`` (intrinsic),
+        ``wing_velocity`` (relative to the core) —
+        NaN where [O III] could not be fitted and :data:`DEFAULT_PROFILE` was used — and
+        ``at_bound`` (``;``-separated names of fitted parameters within 1 % of a bound).
     """
-    sel = (wl >= cx.lo) & (wl <= cx.hi)
-    lam, data = wl[sel], flux[sel]
-    good = np.ones(lam.size, dtype=bool) if ivar is None else ivar[sel] > 0
-    k = cx.n_free_flux
-    n_broad = 3 + bool(cx.feii)
-    if good.sum() < max(MIN_GOOD_FRACTION * lam.size, 4 + k + n_broad + 5):
-        return _empty(int(good.sum()), k)
-    lam, data = lam[good], data[good]
-    w = np.ones(lam.size) if ivar is None else np.sqrt(ivar[sel][good])
-    x = (lam - 0.5 * (cx.lo + cx.hi)) / 100.0
-
-    # Starting point: a straight continuum through the window's edges (line-free at 3 sigma of
-    # any broad line of moderate width), narrow fluxes from the peak heights.
-    edge = (lam < cx.lo + 40.0) | (lam > cx.hi - 30.0)
-    xe, de = (x[edge], data[edge]) if edge.sum() >= 4 else (x, data)
-    c1, c0 = np.polyfit(xe, de, 1)
-    cont = c0 + c1 * x
-    sig0 = 150.0
-    p_n = [c0, c1]
-    for j in range(k):
-        centre = next(c for c, idx, f in cx.narrow if idx == j and f == 1.0)
-        near = np.abs(lam - centre) < centre * 300.0 / C_KMS
-        peak = float(np.max(data[near] - cont[near])) if near.any() else 0.0
-        p_n.append(max(peak, 0.0) * np.sqrt(2.0 * np.pi) * centre * sig0 / C_KMS)
-    p_n += [0.0, sig0]
-    scale = max(float(np.max(np.abs(data))), 1e-3)
-    inf = np.inf
-    lo_n = np.array([-inf, -inf] + [0.0] * k + [-_NARROW_VELOCITY, NARROW_SIGMA[0]])
-    hi_n = np.array([inf, inf] + [inf] * k + [_NARROW_VELOCITY, NARROW_SIGMA[1]])
-    p_init = np.array(p_n, dtype=float)
-    p_n, chi2_n, jac_n = _solve(lam, x, data, w, cx, p_init, lo_n, hi_n, broad=False)
-
-    # Broad start: the flux and width of what the narrow fit leaves under the broad line. The
-    # broad flux may take either sign, so that a broad absorption trough (the host's stellar
-    # Balmer absorption) is modelled rather than forced into the narrow lines; only a positive
-    # broad component can count as a broad line. The narrow fit may have widened the narrow lines
-    # to swallow a broad one, so the start takes the narrow fit's continuum and velocity with the
-    # first-guess narrow fluxes and width, and gives the broad line what is left in the window.
-    start_n = p_n.copy()
-    start_n[2 : 2 + k] = p_init[2 : 2 + k]
-    start_n[3 + k] = min(p_n[3 + k], sig0)
-    resid = data - _model(start_n, lam, x, cx, False)[0]
-    v = (lam / cx.broad_centre - 1.0) * C_KMS
-    near_b = np.abs(v) < 6000.0
-    f_b0 = float(np.sum(resid[near_b] * np.gradient(lam)[near_b]))
-    if abs(f_b0) < 0.02 * scale:
-        f_b0 = 0.05 * scale
-    positive = np.clip(resid[near_b], 0.0, None)
-    s_est = np.sqrt(np.sum(positive * v[near_b] ** 2) / np.sum(positive)) if np.sum(positive) > 0 else BROAD_STARTS[0]
-    extra_lo, extra_hi = [-inf, -_BROAD_VELOCITY, BROAD_SIGMA[0]], [inf, _BROAD_VELOCITY, BROAD_SIGMA[1]]
-    extra_start = [f_b0, 0.0]
-    if cx.feii:
-        extra_lo.append(0.0)
-        extra_hi.append(inf)
-    lo_b, hi_b = np.concatenate([lo_n, extra_lo]), np.concatenate([hi_n, extra_hi])
-    penalty = n_broad * np.log(lam.size)
-
-    def broad_fit(sigma_start):
-        # Fe II starts small but not at zero (where t = √F has a zero Jacobian column)
-        start = np.concatenate([start_n, extra_start, [sigma_start], [0.02 * scale] if cx.feii else []])
-        return _solve(lam, x, data, w, cx, start, lo_b, hi_b, broad=True)
-
-    best = broad_fit(float(np.clip(s_est, 600.0, 4000.0)))
-    s_b = best[0][6 + k]
-    near_bound = s_b < 1.1 * BROAD_SIGMA[0] or s_b > 0.9 * BROAD_SIGMA[1]
-    if best[1] > chi2_n or (near_bound and chi2_n - best[1] > penalty):
-        # Worse than the nested narrow model, or a broad line stuck at a width bound (a local
-        # minimum: a 1,000–2,000 km/s Hα between the [N II] lines, a very broad line trading
-        # with the continuum): start from the other widths and keep the best.
-        for sigma_start in BROAD_STARTS + (NARROW_BROAD_START,):
-            fit = broad_fit(sigma_start)
-            best = fit if fit[1] < best[1] else best
-    p_b, chi2_b, jac_b = best
-    chi2_b = min(chi2_b, chi2_n)
-
-    n_pix = lam.size
-    s2 = _scale(chi2_b, n_pix - p_b.size, ivar is not None)
-    delta_bic = (chi2_n - chi2_b) / s2 - penalty
-
-    # Parameter errors from the Jacobian at the optimum, scaled like the χ².
-    err = _errors(jac_b, s2)
-    f_b, s_b = p_b[4 + k], p_b[6 + k]
-    inst2 = instrumental_sigma**2
-    intrinsic = np.sqrt(max(s_b**2 - inst2, 0.0))
-    # Report the narrow-line measurements of the model that the selection prefers.
-    use_broad = delta_bic > 0
-    p = p_b if use_broad else p_n
-    f_pos = max(f_b, 0.0) if use_broad else 0.0
-    s_n = p[3 + k]
-    out = {
-        "fwhm_broad": float(FWHM_PER_SIGMA * intrinsic),
-        "fwhm_broad_err": float(FWHM_PER_SIGMA * s_b * err[6 + k] / max(intrinsic, 1e-9)),
-        "velocity_broad": float(p_b[5 + k]),
-        "flux_broad": float(f_b) if use_broad else 0.0,
-        "flux_broad_err": float(err[4 + k]),
-        "broad_snr": float(f_b / err[4 + k]) if err[4 + k] > 0 else 0.0,
-        "delta_bic": float(delta_bic),
-        "fwhm_narrow": float(FWHM_PER_SIGMA * np.sqrt(max(s_n**2 - inst2, 0.0))),
-        "feii_flux": float(p_b[7 + k]) if (cx.feii and use_broad) else (0.0 if cx.feii else np.nan),
-        "broad_at_bound": bool(_at_bound(s_b, BROAD_SIGMA)),
-        "narrow_at_bound": bool(_at_bound(s_n, NARROW_SIGMA)),
-        "good_pixels": int(n_pix),
-    }
-    # the narrow fluxes' errors from the model they are reported from (scaled like its χ²)
-    err_p = err if use_broad else _errors(jac_n, _scale(chi2_n, n_pix - p_n.size, ivar is not None))
-    for j in range(k):
-        out[f"flux_narrow_{j}"] = float(p[2 + j])
-        out[f"flux_narrow_err_{j}"] = float(err_p[2 + j])
-        # the fitted continuum under the line (for its equivalent width)
-        centre = next(c for c, idx, f in cx.narrow if idx == j and f == 1.0)
-        out[f"continuum_{j}"] = float(p[0] + p[1] * (centre - 0.5 * (cx.lo + cx.hi)) / 100.0)
-    total = out["flux_narrow_0"] + f_pos
-    out["broad_fraction"] = f_pos / total if total > 0 else 0.0
+    wl = np.asarray(wl, dtype=float)
+    flux = np.atleast_2d(np.asarray(flux, dtype=float))
+    n = flux.shape[0]
+    weighted = ivar is not None
+    weight = (np.sqrt(np.clip(np.atleast_2d(np.asarray(ivar, dtype=float)), 0.0, None)) if weighted
+              else np.ones_like(flux))
+    out: dict[str, dict[str, np.ndarray]] = {"shared": {k: np.full(n, np.nan) for k in SHARED_KEYS}}
+    out["shared"]["at_bound"] = np.full(n, "", dtype=object)
+    for start in range(0, n, _CHUNK):
+        rows = np.arange(start, min(start + _CHUNK, n))
+        profile, hits = _fit_profile(wl, flux[rows], weight[rows], instrumental_sigma, weighted, rows, out["shared"])
+        for cx in complexes:
+            if covers(wl, cx):
+                res = out.setdefault(cx.name, _empty(cx, n))
+                hits = hits + _fit_complex(wl, flux[rows], weight[rows], cx, profile, instrumental_sigma,
+                                           weighted, rows, res)
+        out["shared"]["at_bound"][rows] = [";".join(sorted(h)) for h in hits]
     return out
 
 
-def _scale(chi2: float, dof: int, weighted: bool) -> float:
-    """χ² / dof, at least 1 when the pixels carry their inverse variance (``weighted``)."""
-    s2 = chi2 / max(dof, 1)
-    return max(s2, 1.0 if weighted else np.finfo(float).tiny)
+def _empty(cx: LineComplex, n: int) -> dict[str, np.ndarray]:
+    res = {k: np.full(n, np.nan) for k in COMPLEX_KEYS}
+    res["broad_at_bound"] = np.zeros(n, dtype=bool)
+    res["narrow_at_bound"] = np.zeros(n, dtype=bool)
+    for j in range(cx.n_free_flux):
+        for k in ("flux_narrow", "flux_narrow_err", "continuum"):
+            res[f"{k}_{j}"] = np.full(n, np.nan)
+    return res
 
 
-def _errors(jac: np.ndarray, s2: float) -> np.ndarray:
-    """1 σ parameter errors from the weighted Jacobian (n_pix, n_par) at the optimum, scaled by ``s2``."""
-    return np.sqrt(np.clip(np.diag(np.linalg.pinv(jac.T @ jac) * s2), 0.0, None))
+def _usable(wl: np.ndarray, weight: np.ndarray, cx: LineComplex, n_params: int) -> tuple[np.ndarray, np.ndarray]:
+    window = (wl >= cx.lo) & (wl <= cx.hi)
+    n_good = (weight[:, window] > 0).sum(axis=1)
+    return n_good >= max(MIN_GOOD_FRACTION * window.sum(), n_params + 10), n_good
 
 
-def _at_bound(value: float, bounds: tuple[float, float]) -> bool:
+def _as_winged(q: np.ndarray, plain: LineModel, model: LineModel) -> np.ndarray:
+    """A no-wing fit's parameters placed in the winged model (the wing parameters at mid-range)."""
+    p = np.tile(0.5 * (np.nan_to_num(model.bounds.lo, neginf=0.0) + np.nan_to_num(model.bounds.hi, posinf=0.0)),
+                (q.shape[0], 1))
+    for name, i in plain.index.items():
+        p[:, model.index[name]] = q[:, i]
+    return p
+
+
+def _fit_profile(wl, flux, weight, inst, weighted, rows, shared) -> tuple[np.ndarray, np.ndarray]:
+    """Step 1: the shared narrow profile (n, 5) in the order of :data:`SHARED` from [O III], and
+    per spectrum the list of its parameters at a bound."""
+    n = flux.shape[0]
+    profile = np.tile(np.asarray(DEFAULT_PROFILE), (n, 1))
+    hits = np.empty(n, dtype=object)
+    hits[:] = [[] for _ in range(n)]
+    if not covers(wl, OIII_PROFILE):
+        return profile, hits
+    model = LineModel(wl, (OIII_PROFILE,))
+    ok, n_good = _usable(wl, weight, OIII_PROFILE, len(model.names))
+    if not ok.any():
+        return profile, hits
+    data, w = flux[ok][:, model.pixels], weight[ok][:, model.pixels]
+    p, chi2 = model.fit(model.start(data, w), data, w)
+    # the wing only where [O III] asks for it (ΔBIC): a wing fitted to noise would make every
+    # narrow flux uncertain by more than its error says
+    plain = LineModel(wl, (OIII_PROFILE,), wing=False)
+    q, chi2_plain = plain.fit(plain.start(data, w), data, w)
+    n_good = n_good[ok]
+    s2 = _scale(np.minimum(chi2, chi2_plain), n_good - len(model.names), weighted)
+    extra = len(model.names) - len(plain.names)
+    has_wing = (chi2_plain - np.minimum(chi2, chi2_plain)) / s2 - extra * np.log(n_good) >= WING_MIN_DELTA_BIC
+    shape = np.where(has_wing[:, None], model.profile(p), plain.profile(q))
+    profile[ok] = shape
+    vc, sc, dv, sw, fw = shape.T
+    at = rows[ok]
+    shared["narrow_velocity"][at] = vc
+    shared["narrow_fwhm"][at] = FWHM_PER_SIGMA * np.sqrt(np.clip(sc**2 - inst**2, 0.0, None))
+    shared["wing_fraction"][at] = fw
+    shared["wing_velocity"][at] = np.where(has_wing, dv, np.nan)
+    shared["wing_fwhm"][at] = np.where(has_wing, FWHM_PER_SIGMA * np.sqrt(np.clip(sw**2 - inst**2, 0.0, None)), np.nan)
+    hit = np.where(has_wing[:, None], model.bounds.at_bound(p, AT_BOUND),
+                   model.bounds.at_bound(_as_winged(q, plain, model), AT_BOUND))
+    for i, k in zip(np.flatnonzero(ok), range(ok.sum()), strict=True):
+        for name in SHARED:
+            on = hit[k, model.index[name]]
+            if name == "wing_fraction":
+                on &= fw[k] > 0.5 * WING_FRACTION[1]  # no wing (0) is an answer, not a bound
+            elif name.startswith("wing"):
+                on &= bool(has_wing[k])
+            if on:
+                hits[i].append(name)
+    return profile, hits
+
+
+def wing_basis(lam: np.ndarray, cx: LineComplex, profile: np.ndarray) -> np.ndarray:
+    """The narrow lines' wings of ``cx`` with the shared ``profile`` (n, 5), per free flux:
+    (n, k, n_pix) — each line's wing Gaussian times the wing fraction and the line's fixed factor."""
+    vc, sc, dv, sw, fw = profile.T
+    out = np.zeros((profile.shape[0], cx.n_free_flux, lam.size))
+    for centre, j, factor in cx.narrow:
+        out[:, j] += factor * fw[:, None] * gaussians(lam, centre, vc + dv, sw)[0]
+    return out
+
+
+class _ComplexModel:
+    """One complex: ``[c0..c_order, F_0..F_{k-1}, (F_b, (F_FeII)), v_n, σ_n, (v_b, σ_b)]``.
+
+    The narrow lines' wings (velocity offset, width, share) are fixed from [O III] (``wing``, the
+    wing part of each free flux's lines, and ``core_share``, 1 − the wing fraction); the core's
+    velocity and width are tied to [O III]'s (``core``: (n, 2)) within :data:`CORE_OFFSET` km/s
+    and a factor :data:`CORE_RATIO`, so that a Balmer core a little broader or shifted from
+    [O III]'s is not taken for a broad line, nor can the core take a broad line's peak. ``v_n`` is
+    the offset from [O III]'s core velocity, ``σ_n`` the ratio to its width.
+    """
+
+    def __init__(self, lam: np.ndarray, cx: LineComplex, broad: bool, wing: np.ndarray, core_share: np.ndarray,
+                 core: np.ndarray):
+        self.lam, self.cx, self.broad = lam, cx, broad
+        self.core = core
+        self.x = (lam - 0.5 * (cx.lo + cx.hi)) / 100.0
+        self.wing, self.core_share = wing, core_share
+        self.n_cont = cx.continuum_order + 1
+        self.n_lin = self.n_cont + cx.n_free_flux
+        self.n_bflux = (1 + bool(cx.feii)) if broad else 0
+        self.i_narrow = self.n_lin + self.n_bflux
+        inf = np.inf
+        lo = [-inf] * (self.n_lin + bool(broad)) + ([0.0] if broad and cx.feii else [])
+        hi = [inf] * len(lo)
+        lo += [-CORE_OFFSET, 1.0 / CORE_RATIO]
+        hi += [CORE_OFFSET, CORE_RATIO]
+        if broad:
+            lo += [-BROAD_VELOCITY, BROAD_SIGMA[0]]
+            hi += [BROAD_VELOCITY, BROAD_SIGMA[1]]
+        self.bounds = Bounds(np.array(lo), np.array(hi))
+        self.n_par = len(lo)
+        self.n_extra = self.n_par - self.n_lin - 2  # the broad line's parameters
+
+    def narrow(self, offset: np.ndarray, ratio: np.ndarray, rows: np.ndarray):
+        """The linear basis (n, n_lin, n_pix) — continuum and narrow lines (core at [O III]'s
+        velocity + ``offset`` with ``ratio`` × its width, plus the fixed wing) — and the narrow
+        part's derivatives with respect to ``offset`` and ``ratio`` (n, k, n_pix)."""
+        v = self.core[rows, 0] + offset
+        s0 = self.core[rows, 1]
+        s = s0 * ratio
+        n, k = v.size, self.cx.n_free_flux
+        basis = np.empty((n, self.n_lin, self.lam.size))
+        for order in range(self.n_cont):
+            basis[:, order] = self.x**order
+        basis[:, self.n_cont :] = self.wing[rows]
+        d_v, d_s = np.zeros((n, k, self.lam.size)), np.zeros((n, k, self.lam.size))
+        share = self.core_share[rows][:, None]
+        for centre, j, factor in self.cx.narrow:
+            g, g_v, g_s = gaussians(self.lam, centre, v, s)
+            basis[:, self.n_cont + j] += factor * share * g
+            d_v[:, j] += factor * share * g_v
+            d_s[:, j] += factor * share * g_s * s0[:, None]
+        return basis, d_v, d_s
+
+    def components(self, v: np.ndarray, s: np.ndarray):
+        """Unit-flux broad line at velocities ``v`` and σ ``s`` (shape (m,)) and Fe II (or None) at
+        rest with σ :data:`FEII_WIDTH_RATIO` × ``s``, with their derivatives with respect to ``v``
+        and ``s``: ((g, g_v, g_s), (fe, 0, fe_s) or None), each (m, n_pix)."""
+        assert self.cx.broad_centre is not None  # only complexes with a broad line get here
+        broad = gaussians(self.lam, self.cx.broad_centre, v, s)
+        if not self.cx.feii:
+            return broad, None
+        # Fe II at the systemic velocity: tied to a broad line thousands of km/s off, its 4925 Å
+        # line would be moved onto Hβ and take its place
+        fe = [np.zeros((v.size, self.lam.size)) for _ in range(3)]
+        for centre, strength in self.cx.feii:
+            g, _, g_s = gaussians(self.lam, centre, np.zeros_like(v), FEII_WIDTH_RATIO * s)
+            fe[0] += strength * g
+            fe[2] += strength * FEII_WIDTH_RATIO * g_s
+        return broad, fe
+
+    def evaluate(self, p: np.ndarray, rows: np.ndarray):
+        """Model (n, n_pix) and transposed Jacobian (n, n_par, n_pix) at physical ``p`` of spectra ``rows``."""
+        k, i = self.n_lin, self.i_narrow
+        basis, d_v, d_s = self.narrow(p[:, i], p[:, i + 1], rows)
+        model = np.einsum("sl,sln->sn", p[:, :k], basis)
+        jac = np.empty((p.shape[0], self.n_par, self.lam.size))
+        jac[:, :k] = basis
+        flux = p[:, self.n_cont : k]
+        jac[:, i] = np.einsum("sj,sjn->sn", flux, d_v)
+        jac[:, i + 1] = np.einsum("sj,sjn->sn", flux, d_s)
+        if self.broad:
+            (g, g_v, g_s), fe = self.components(p[:, -2], p[:, -1])
+            fb = p[:, k, None]
+            model += fb * g
+            jac[:, k], jac[:, -2], jac[:, -1] = g, fb * g_v, fb * g_s
+            if fe is not None:
+                ffe = p[:, k + 1, None]
+                model += ffe * fe[0]
+                jac[:, k + 1] = fe[0]
+                jac[:, -2] += ffe * fe[1]
+                jac[:, -1] += ffe * fe[2]
+        return model, jac
+
+    def fit(self, p0: np.ndarray, data: np.ndarray, w: np.ndarray):
+        """Weighted least squares from the physical start ``p0``: (p, χ², 1 σ errors unscaled)."""
+        bounds = self.bounds
+
+        def evaluate(t, rows):
+            model, jac = self.evaluate(bounds.phys(t), rows)
+            jac *= w[rows][:, None, :]
+            jac *= bounds.dphys(t)[:, :, None]
+            return w[rows] * (model - data[rows]), jac
+
+        t, chi2, _ = levenberg_marquardt(evaluate, bounds.free(p0), max_iter=100, ftol=1e-5)
+        p = bounds.phys(t)
+        jac = self.evaluate(p, np.arange(p.shape[0]))[1] * w[:, None, :]
+        var = np.einsum("spp->sp", np.linalg.pinv(np.matmul(jac, jac.transpose(0, 2, 1)), hermitian=True))
+        return p, chi2, np.sqrt(np.clip(var, 0.0, None))
+
+
+def _fit_complex(wl, flux, weight, cx, profile, inst, weighted, rows, res) -> np.ndarray:
+    """Step 2 for one complex: narrow-only and narrow + broad (started from the best point of a
+    grid of broad velocities and widths); fills ``res`` at ``rows`` and returns per spectrum the
+    list of parameters at a bound."""
+    n = flux.shape[0]
+    hits = np.empty(n, dtype=object)
+    hits[:] = [[] for _ in range(n)]
+    sel = (wl >= cx.lo) & (wl <= cx.hi)
+    lam = wl[sel]
+    ok, n_good = _usable(wl, weight, cx, cx.continuum_order + 1 + cx.n_free_flux + 6)
+    res["good_pixels"][rows] = n_good
+    if not ok.any():
+        return hits
+    d, w = flux[ok][:, sel], weight[ok][:, sel]
+    n_good = n_good[ok]
+    m = d.shape[0]
+    prof = profile[ok]
+    wing = wing_basis(lam, cx, prof)
+    null = _ComplexModel(lam, cx, False, wing, 1.0 - prof[:, 4], prof[:, :2])
+    full = _ComplexModel(lam, cx, True, wing, 1.0 - prof[:, 4], prof[:, :2])
+    everyone = np.arange(m)
+    W = w * w
+    Wd = W * d
+    dwd = np.einsum("sn,sn->s", Wd, d)
+    k = null.n_lin
+
+    def normal(basis):
+        bw = basis * W[:, None, :]
+        return bw, np.matmul(bw, basis.transpose(0, 2, 1)), np.einsum("sln,sn->sl", basis, Wd)
+
+    # narrow only: the linear parameters for the narrow lines as [O III] has them, then all refined
+    _, a00, r0 = normal(null.narrow(np.zeros(m), np.ones(m), everyone)[0])
+    p_null = np.concatenate([solve_normal(a00, r0), np.zeros((m, 1)), np.ones((m, 1))], axis=1)
+    p_null, chi2_null, err_null = null.fit(p_null, d, w)
+    # the broad start: the linear parameters solved at every point of a (velocity, σ) grid of the
+    # broad line, for the narrow cores as [O III] has them and as the narrow-only fit left them
+    # (which may have widened to swallow a broad line) — the best point over both; so the start is
+    # never worse than the narrow-only fit where the best broad line is an emission line
+    vg, sg = (a.ravel() for a in np.meshgrid(VELOCITY_GRID, SIGMA_GRID))
+    (g, _, _), fe = full.components(vg, sg)
+    cols = np.stack([g] + ([fe[0]] if fe is not None else []))
+    # two starts: the best emission line, and the best broad component of either sign (a trough:
+    # the host's Balmer absorption) where that fits better; the fit from each, the better kept
+    starts = np.empty((2, m, full.n_par))
+    best_chi2 = np.full((2, m), np.inf)
+    for narrow0 in (np.stack([np.zeros(m), np.ones(m)], axis=1), p_null[:, k : k + 2]):
+        sol, chi2_grid = grid_solutions(cols, W, Wd, dwd, *normal(null.narrow(narrow0[:, 0], narrow0[:, 1],
+                                                                               everyone)[0]))
+        # Fe II ≥ 0 in the fit: grid points with negative Fe II are no start
+        fe_ok = sol[:, :, k + 1] >= 0 if fe is not None else np.ones(sol.shape[:2], dtype=bool)
+        fe_ok |= ~fe_ok.any(axis=1, keepdims=True)
+        for which, allowed in enumerate((fe_ok & (sol[:, :, k] > 0), fe_ok)):
+            allowed = allowed | ~allowed.any(axis=1, keepdims=True)
+            chi2_allowed = np.where(allowed, chi2_grid, np.inf)
+            best = np.argmin(chi2_allowed, axis=1)
+            better = chi2_allowed[everyone, best] < best_chi2[which]
+            best_chi2[which, better] = chi2_allowed[everyone, best][better]
+            size = sol.shape[2]
+            starts[which, better, :size] = sol[everyone, best][better]
+            starts[which, better, size : size + 2] = narrow0[better]
+            starts[which, better, -2], starts[which, better, -1] = vg[best][better], sg[best][better]
+    if fe is not None:  # t = √F has a zero Jacobian column at 0: start a little above it
+        starts[:, :, k + 1] = np.maximum(starts[:, :, k + 1], 1e-3 * np.abs(starts[:, :, 0]) + 1e-6)
+    p, chi2_full, err = full.fit(starts[0], d, w)
+    trough = np.flatnonzero(best_chi2[1] < best_chi2[0])
+    if trough.size:
+        p1, chi2_1, err1 = full.fit(starts[1, trough], d[trough], w[trough])
+        better = chi2_1 < chi2_full[trough]
+        idx = trough[better]
+        p[idx], chi2_full[idx], err[idx] = p1[better], chi2_1[better], err1[better]
+
+    chi2_b = np.minimum(chi2_full, chi2_null)
+    n_profile = 3  # the wing's velocity, width and share, fitted on [O III]
+    s2 = _scale(chi2_b, n_good - full.n_par - n_profile, weighted)
+    delta_bic = (chi2_null - chi2_b) / s2 - full.n_extra * np.log(n_good)
+    use = delta_bic > 0
+    err = err * np.sqrt(s2)[:, None]
+    err_null = err_null * np.sqrt(_scale(chi2_null, n_good - null.n_par - n_profile, weighted))[:, None]
+
+    at = rows[ok]
+    sb, fb, fb_err = p[:, -1], p[:, k], err[:, k]
+    intrinsic = np.sqrt(np.clip(sb**2 - inst**2, 0.0, None))
+    res["fwhm_broad"][at] = FWHM_PER_SIGMA * intrinsic
+    res["fwhm_broad_err"][at] = FWHM_PER_SIGMA * sb * err[:, -1] / np.maximum(intrinsic, 1e-9)
+    res["velocity_broad"][at] = p[:, -2]
+    res["flux_broad"][at] = np.where(use, fb, 0.0)
+    res["flux_broad_err"][at] = fb_err
+    res["broad_snr"][at] = np.divide(fb, fb_err, out=np.zeros_like(fb), where=fb_err > 0)
+    res["delta_bic"][at] = delta_bic
+    if cx.feii:
+        res["feii_flux"][at] = np.where(use, p[:, k + 1], 0.0)
+    # the narrow lines from the model the evidence prefers
+    narrow = np.where(use[:, None], p[:, full.i_narrow : full.i_narrow + 2], p_null[:, k : k + 2])
+    lin = np.where(use[:, None], p[:, :k], p_null[:, :k])
+    lin_err = np.where(use[:, None], err[:, :k], err_null[:, :k])
+    core = narrow[:, 1] * prof[:, 1]
+    res["fwhm_narrow"][at] = FWHM_PER_SIGMA * np.sqrt(np.clip(core**2 - inst**2, 0.0, None))
+    res["broad_at_bound"][at] = _near(sb, BROAD_SIGMA)
+    res["narrow_at_bound"][at] = _near(core, NARROW_SIGMA)
+    mid = 0.5 * (cx.lo + cx.hi)
+    nc = full.n_cont
+    for j in range(cx.n_free_flux):
+        # an emission line's flux: a fit below 0 (the host's absorption under it) is no line
+        res[f"flux_narrow_{j}"][at] = np.maximum(lin[:, nc + j], 0.0)
+        res[f"flux_narrow_err_{j}"][at] = lin_err[:, nc + j]
+        xj = (cx.primary(j) - mid) / 100.0
+        res[f"continuum_{j}"][at] = sum(lin[:, order] * xj**order for order in range(nc))
+    positive = np.where(use, np.clip(fb, 0.0, None), 0.0)
+    total = np.maximum(lin[:, nc], 0.0) + positive
+    res["broad_fraction"][at] = np.divide(positive, total, out=np.zeros_like(total), where=total > 0)
+    names = {f"{cx.name}_narrow_offset": _near(narrow[:, 0], (-CORE_OFFSET, CORE_OFFSET)),
+             f"{cx.name}_narrow_ratio": _near(narrow[:, 1], (1.0 / CORE_RATIO, CORE_RATIO)),
+             f"{cx.name}_broad_velocity": use & _near(p[:, -2], (-BROAD_VELOCITY, BROAD_VELOCITY)),
+             f"{cx.name}_broad_sigma": use & _near(sb, BROAD_SIGMA)}
+    for i, r in enumerate(np.flatnonzero(ok)):
+        hits[r].extend(name for name, on in names.items() if on[i])
+    return hits
+
+
+def _near(value: np.ndarray, bounds: tuple[float, float]) -> np.ndarray:
+    """Within :data:`AT_BOUND` of the range from either end."""
     lo, hi = bounds
-    return value <= lo * (1.0 + AT_BOUND) or value >= hi * (1.0 - AT_BOUND)
+    return (value - lo <= AT_BOUND * (hi - lo)) | (hi - value <= AT_BOUND * (hi - lo))
+
+
+def _scale(chi2: np.ndarray, dof: np.ndarray, weighted: bool) -> np.ndarray:
+    """χ² / dof, at least 1 when the pixels carry their inverse variance (``weighted``)."""
+    s2 = chi2 / np.maximum(dof, 1)
+    return np.maximum(s2, 1.0 if weighted else np.finfo(float).tiny)
