@@ -533,11 +533,11 @@ def test_a_damaged_store_is_never_answered_with_rerun_to_resume(tmp_path):
     """A corrupted chunk failed its task, and the run said "fix the cause and rerun the same command
     to resume" for a store no rerun could read. Now it names the damaged chunk and says the store
     must be restored first."""
-    from agnlens.parallel import classify_store
+    from agnlens.stages import Executor, classify_store
 
     model, store = _damaged_store(tmp_path)
     with pytest.raises(ReadError, match="chunk 1 .*is damaged.*the store is damaged, a rerun cannot succeed") as info:
-        classify_store(model, store, tmp_path / "out", scheduler="local", retries=0)
+        classify_store(model, store, tmp_path / "out", executor=Executor.for_store(store, "local", retries=0))
     assert "rerun the same command" not in str(info.value)
 
 

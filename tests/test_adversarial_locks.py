@@ -213,12 +213,12 @@ def test_an_append_whose_compare_and_swap_fails_never_writes_over_the_other_writ
     this append's flux under the other writer's spec_ids. Now nothing of it is written."""
     from test_adversarial_store import make_set
 
-    from agnlens.io import store as store_module
+    from agnlens.io.store import _write as store_module  # the writer's own steps, patched
     from agnlens.io.store import append_store, write_store
 
     path = write_store(make_set(10), tmp_path / "s.zarr", chunk_size=7)
     ours, theirs = make_set(12, start=100), make_set(12, start=200)
-    real_block = store_module._block
+    real_block = store_module.block_of
     state = {"ran": False}
 
     def block(*args):
@@ -227,7 +227,7 @@ def test_an_append_whose_compare_and_swap_fails_never_writes_over_the_other_writ
             append_store(theirs, path)  # commits first, as a lock-ignoring writer would
         return real_block(*args)
 
-    monkeypatch.setattr(store_module, "_block", block)
+    monkeypatch.setattr(store_module, "block_of", block)
     with pytest.raises(RuntimeError, match="Nothing of this append was committed"):
         append_store(ours, path)
     assert state["ran"]
@@ -239,7 +239,7 @@ def test_the_rows_an_append_wrote_over_are_rolled_back_when_its_compare_and_swap
     writes over those committed rows, then its compare-and-swap fails; it puts them back."""
     from test_adversarial_store import make_set
 
-    from agnlens.io import store as store_module
+    from agnlens.io.store import _write as store_module  # the writer's own steps, patched
     from agnlens.io.store import append_store, write_store
 
     path = write_store(make_set(10), tmp_path / "s.zarr", chunk_size=7)
