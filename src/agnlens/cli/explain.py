@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 from agnlens.cli import _common
 
@@ -85,12 +84,7 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     from agnlens.cli._common import check_output, report_rejections, unique_inputs
     from agnlens.errors import UsageError
-    from agnlens.ingest import finite_rows
-    from agnlens.io.store import is_store, open_store
-    from agnlens.models.default import resolve_models
-    from agnlens.models.persistence import check_grid
-    from agnlens.results import ResultsFolder
-    from agnlens.stages import merge_groups, model_for_grid, read_for_models, write_provenance
+    from agnlens.stages import Executor, explain, resolve_models, write_provenance
 
     if args.max_figures < 0:
         raise UsageError(f"--max-figures must be 0 or more, got {args.max_figures}")
@@ -98,54 +92,35 @@ def run(args) -> int:
     check_output(args.out, [*args.inputs, args.labels, None if args.model == "default" else args.model],
                  adds_to_folder=True)
     models = resolve_models(args.model, args.model_sha256)
+    done = explain(models, args.inputs, args.out, method=args.method, target=args.target, max_figures=args.max_figures,
+                   panels=args.panels, figure_format=args.figure_format, dpi=args.dpi, labels=args.labels,
+                   executor=Executor(args.scheduler, progress=args.progress))
+    write_provenance(done.folder.provenance, models.loaded())
+    for store, out in done.stores.items():  # --scheduler: maps and index of each store
+        print(f"explained {store} with {args.method} saliency: {out['saliency']} (index {out['index']})")
     if args.scheduler != "local":
-        status = _explain_stores(args, models)
-        write_provenance(ResultsFolder(args.out).provenance, models.loaded())
-        return status
-    groups, rejected = [], []
-    for store in (p for p in args.inputs if is_store(p)):
-        spectra, bad = finite_rows(open_store(store, lazy=False), store)
-        rejected.extend(bad)
-        model, meta = model_for_grid(models, spectra.grid)
-        check_grid(meta, spectra)
-        groups.append((model, meta, spectra))
-    files = [p for p in args.inputs if not is_store(p)]
-    if files:
-        found, bad = read_for_models(models, files, labels=args.labels)
-        rejected.extend(bad)
-        groups.extend(found)
-    groups = merge_groups(groups)
-    write_provenance(ResultsFolder(args.out).provenance, models.loaded())
-    report_rejections("explain", rejected)
-    if not groups:
+        return 0
+    report_rejections("explain", done.rejected)
+    if not done.explanations:
         print("agnlens explain: no spectrum could be used; nothing written", file=sys.stderr)
         return 1
-    status = 1 if rejected else 0
-    out = ResultsFolder(args.out)
-    for model, meta, spectra in groups:
-        where = out if len(groups) == 1 else out.grid(spectra.grid.name)
-        status = max(status, _explain(args, model, meta, spectra, where))
-    if rejected:
-        print(f"rejected: {len(rejected)} input(s)")
+    status = 1 if done.rejected else 0
+    for result in done.explanations:
+        status = max(status, _summary(args, result))
+    if done.rejected:
+        print(f"rejected: {len(done.rejected)} input(s)")
     return status
 
 
-def _explain(args, model, meta, spectra, out) -> int:
-    """:func:`agnlens.stages.explain` of ``spectra`` (on ``model``'s grid) into the results folder
-    ``out``, and what it found, on stdout."""
+def _summary(args, result) -> int:
+    """What :func:`agnlens.stages.explain` found for one grid, on stdout (and ``--verify``'s check)."""
     import numpy as np
 
-    from agnlens.stages import Executor, explain
-
-    target = _parse_target(args.target, model)
-    result = explain(model, spectra, out, method=args.method, target=target, max_figures=args.max_figures,
-                     panels=args.panels, executor=Executor(progress=args.progress), metadata=meta,
-                     figure_format=args.figure_format, dpi=args.dpi)
-    sal, flags = result.saliency, result.flags
+    sal, flags, out = result.saliency, result.flags, result.folder
     n_bad = int((flags != "").sum())
     print(
-        f"explained {len(sal)} spectra on the {spectra.grid} grid with {args.method} saliency of "
-        f"{'the predicted class' if target is None else 'class ' + str(args.target)} → {out.saliency}"
+        f"explained {len(sal)} spectra on the {result.spectra.grid} grid with {args.method} saliency of "
+        f"{'the predicted class' if args.target is None else 'class ' + str(args.target)} → {out.saliency}"
     )
     print(f"not applicable: {n_bad} of {len(sal)} (flags in {out.predictions})")
     print(f"figures: {result.n_figures} in {out.saliency_figures}; line table: {out.line_table}")
@@ -159,7 +134,7 @@ def _explain(args, model, meta, spectra, out) -> int:
                 f"opposite signs in {100 * rec['contrast']:.0f}% of {rec['n_spectra']} spectra"
             )
     if args.verify:
-        return _verify(model, np.asarray(spectra.flux, dtype=np.float64), sal, flags)
+        return _verify(result.model, np.asarray(result.spectra.flux, dtype=np.float64), sal, flags)
     return 0
 
 
@@ -218,43 +193,3 @@ def _verify(model, X, sal, flags) -> int:
     for item in failed:
         print(f"verify: FAILED {item}")
     return 1 if failed else 0
-
-
-def _explain_stores(args, models) -> int:
-    """``--scheduler``: every store input through :func:`agnlens.stages.explain_store`."""
-    from agnlens.errors import UsageError
-    from agnlens.io.store import is_store, open_store
-    from agnlens.models.persistence import check_grid
-    from agnlens.stages import Executor, explain_store, model_for_grid
-
-    not_stores = [p for p in args.inputs if not is_store(p)]
-    if not_stores:
-        raise UsageError(
-            f"--scheduler explains stores only; {not_stores[0]} is not one (make one with agnlens ingest)"
-        )
-    for store in args.inputs:
-        spectra = open_store(store)
-        model, metadata = model_for_grid(models, spectra.grid)
-        check_grid(metadata, spectra)
-        target = _parse_target(args.target, model)
-        out = explain_store(
-            model, store, Path(args.out) / Path(store).name, method=args.method, target=target,
-            executor=Executor(args.scheduler, progress=args.progress),
-        )
-        print(f"explained {store} with {args.method} saliency: {out['saliency']} (index {out['index']})")
-    return 0
-
-
-def _parse_target(text, model):
-    if text is None:
-        return None
-    classes = [str(c) for c in getattr(model, "classes_", [])]
-    if text in classes:
-        return list(model.classes_)[classes.index(text)]
-    if text.isdigit() and int(text) < len(classes):
-        return int(text)
-    from agnlens.errors import UsageError
-
-    raise UsageError(
-        f"--class {text!r} is not a class of the model ({', '.join(classes)}) nor an index 0..{len(classes) - 1}"
-    )

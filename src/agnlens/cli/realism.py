@@ -36,8 +36,8 @@ def run(args) -> int:
     from agnlens.atomic import atomic_path
     from agnlens.cli._common import report_rejections
     from agnlens.errors import UsageError
-    from agnlens.ingest import read_inputs
     from agnlens.realism import REALISM_GRID, realism
+    from agnlens.stages import read_inputs
 
     if args.folds < 2 or args.repeats < 1 or args.per_real < 1:
         raise UsageError(
