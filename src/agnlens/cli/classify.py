@@ -66,10 +66,9 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     import pandas as pd
 
-    from agnlens.atomic import write_csv
     from agnlens.cli._common import report_rejections
     from agnlens.errors import UsageError
-    from agnlens.stages import Executor, classify, resolve_models, write_provenance
+    from agnlens.stages import Executor, classify, resolve_models, write_predictions, write_provenance
 
     if args.refine_z and not args.check_redshift:
         raise UsageError("--refine-z needs the redshift check; drop --no-redshift-check")
@@ -82,7 +81,7 @@ def run(args) -> int:
                                check_redshift=args.check_redshift, measure=args.measure, mc_draws=args.mc,
                                executor=Executor(args.scheduler, progress=args.progress), work=out,
                                return_rejected=True)
-    write_csv(out, table, float_format="%.6g")
+    write_predictions(out, table)
     write_provenance(out.with_name(out.stem + ".provenance.json"), models.loaded(), n_classified=len(table),
                      n_rejected=len(rejected))
     report_rejections("classify", rejected)

@@ -114,8 +114,6 @@ def run(args) -> int:
 
 def _summary(args, result) -> int:
     """What :func:`agnlens.stages.explain` found for one grid, on stdout (and ``--verify``'s check)."""
-    import numpy as np
-
     sal, flags, out = result.saliency, result.flags, result.folder
     n_bad = int((flags != "").sum())
     print(
@@ -133,58 +131,42 @@ def _summary(args, result) -> int:
                 f"{cw.line} {rec['class']}: centre {rec['centre_mean']:+.3g}, wings {rec['wings_mean']:+.3g}, "
                 f"opposite signs in {100 * rec['contrast']:.0f}% of {rec['n_spectra']} spectra"
             )
-    if args.verify:
-        return _verify(result.model, np.asarray(result.spectra.flux, dtype=np.float64), sal, flags)
-    return 0
+    return _verify(result) if args.verify else 0
 
 
 def _print_contributions(result, out) -> None:
     """The largest line contributions of the first :data:`SENTENCES` spectra, one line each."""
-    from agnlens.explain.contributions import describe_contributions
-
-    table, sal = result.contributions, result.saliency
-    if table is None:
+    sal = result.saliency
+    if result.contributions is None:
         print("line contributions: only with --method integrated-gradients (a map that adds up to the decision)")
         return
     print(f"line contributions: {out.line_contributions} (largest three per spectrum; sum = p - p(continuum))")
     for i in range(min(SENTENCES, len(sal))):
-        words = describe_contributions(table, sal.spec_id[i])
-        print(f"  {sal.spec_id[i]} ({sal.predicted[i]}, p={sal.p_target[i]:.2f}): {words}")
+        print(f"  {sal.spec_id[i]} ({sal.predicted[i]}, p={sal.p_target[i]:.2f}): {result.describe(i)}")
     if len(sal) > SENTENCES:
         print(f"  ... {len(sal) - SENTENCES} more in {out.line_contributions.name}")
 
 
-def _verify(model, X, sal, flags) -> int:
-    """Check the exact gradient spectrum by spectrum on the least saturated spectra.
+def _verify(result) -> int:
+    """Print the check of the exact gradient on the least saturated spectra (:meth:`Explanation.verify`).
 
     A spectrum passes when its relative error (against the largest |finite difference| of its own
     map) is ≤ :data:`VERIFY_TOLERANCE` or its absolute error ≤ :data:`VERIFY_ABS_TOLERANCE`: where
     p_target is within ~1e-12 of 0 or 1 the gradient itself is ~1e-13, below the round-off of the
     finite differences, so only the absolute error says something. A collapsed spectrum (flag
-    ``kernel-collapse``, or a map that is zero to round-off) is reported, not failed: its map is
-    the derivative of a constant.
+    ``kernel-collapse``) is reported, not failed: its map is the derivative of a constant.
     """
-    import numpy as np
-
-    from agnlens.explain.gradient import verify
-
-    k = min(VERIFY_SPECTRA, X.shape[0])
-    p = sal.p_target
-    rows = np.sort(np.argsort(-np.minimum(p, 1.0 - p), kind="stable")[:k])
-    failed, collapsed, worst = [], [], (0.0, 0.0)
-    for i in rows:
-        check = verify(model, X[[i]], target=sal.target_index[[i]])
-        rel, err = check["max_rel_error"], check["max_abs_error"]
-        if "kernel-collapse" in str(flags[i]):
-            collapsed.append(f"{sal.spec_id[i]} (relative {rel:.1e}, absolute {err:.1e})")
-            continue
-        worst = (max(worst[0], rel), max(worst[1], err))
-        if not (rel <= VERIFY_TOLERANCE or err <= VERIFY_ABS_TOLERANCE):
-            failed.append(f"{sal.spec_id[i]} (relative {rel:.2e}, absolute {err:.1e})")
-    n_checked = len(rows) - len(collapsed)
+    checks = result.verify(VERIFY_SPECTRA)
+    collapsed = [f"{r.spec_id} (relative {r.max_rel_error:.1e}, absolute {r.max_abs_error:.1e})"
+                 for r in checks.itertuples() if r.collapsed]
+    judged = checks[~checks["collapsed"]]
+    ok = (judged["max_rel_error"] <= VERIFY_TOLERANCE) | (judged["max_abs_error"] <= VERIFY_ABS_TOLERANCE)
+    failed = [f"{r.spec_id} (relative {r.max_rel_error:.2e}, absolute {r.max_abs_error:.1e})"
+              for r in judged[~ok].itertuples()]
+    worst = (max(judged["max_rel_error"], default=0.0), max(judged["max_abs_error"], default=0.0))
     print(
-        f"verify: exact gradient vs finite differences on {n_checked} spectra, each passing at relative "
-        f"error ≤ {VERIFY_TOLERANCE:g} or absolute ≤ {VERIFY_ABS_TOLERANCE:g}: {n_checked - len(failed)} pass, "
+        f"verify: exact gradient vs finite differences on {len(judged)} spectra, each passing at relative "
+        f"error ≤ {VERIFY_TOLERANCE:g} or absolute ≤ {VERIFY_ABS_TOLERANCE:g}: {len(judged) - len(failed)} pass, "
         f"{len(failed)} fail (worst relative {worst[0]:.2e}, worst absolute {worst[1]:.1e}): "
         f"{'ok' if not failed else 'FAILED'}"
     )

@@ -19,7 +19,7 @@ The layer sits above the report and below :mod:`agnlens.pipeline` and :mod:`agnl
 """
 
 from agnlens.stages.baseline import baseline
-from agnlens.stages.classify import classify, classify_chunk, classify_store, read_predictions
+from agnlens.stages.classify import classify, classify_chunk, classify_store, read_predictions, write_predictions
 from agnlens.stages.executor import LOCAL, Executor
 from agnlens.stages.explain import Explanation, explain, explain_chunk, explain_saliency, explain_store
 from agnlens.stages.ingest import ingest, ingest_files
@@ -41,5 +41,5 @@ __all__ = [
     "LOCAL", "Batch", "Executor", "Explanation", "Group", "baseline", "classify", "classify_chunk", "classify_store",
     "convention_of", "explain", "explain_chunk", "explain_saliency", "explain_store", "finite_rows", "ingest",
     "ingest_files", "load", "load_groups", "merge_groups", "model_for_grid", "model_provenance", "read_files",
-    "read_inputs", "read_predictions", "report", "resolve_models", "write_provenance",
+    "read_inputs", "read_predictions", "report", "resolve_models", "write_predictions", "write_provenance",
 ]

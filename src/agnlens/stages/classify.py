@@ -98,13 +98,15 @@ def classify(model, spectra, *, check_redshift: bool = True, check_physics: bool
     """
     from agnlens.io.coerce import is_spectrum_like
 
-    if hasattr(model, "predict_proba") and (isinstance(spectra, SpectrumSet) or is_spectrum_like(spectra)):
+    if isinstance(spectra, SpectrumSet) or is_spectrum_like(spectra):
+        if is_models(model):
+            model = pick_model(models_of(model), spectra)
         table = _classify_set(model, spectra, check_redshift, check_physics, measurements, grid, executor, measure)
         return (table, []) if return_rejected else table
     from agnlens.stages.classify_inputs import classify_inputs
 
     table, rejected = classify_inputs(
-        _as_models(model), spectra, labels=labels, refine_z=refine_z, check_redshift=check_redshift,
+        models_of(model), spectra, labels=labels, refine_z=refine_z, check_redshift=check_redshift,
         check_physics=check_physics, measure=measure, mc_draws=mc_draws, executor=executor, work=work,
     )
     return (table, rejected) if return_rejected else table
@@ -123,7 +125,21 @@ def _classify_set(model, spectra, check_redshift, check_physics, measurements, g
     return tables[0] if len(tables) == 1 else pd.concat(tables, ignore_index=True)
 
 
-def _as_models(model):
+def is_models(model) -> bool:
+    """Whether ``model`` names models (a file or ``"default"``) or lists them, rather than being one."""
+    if isinstance(model, (str, Path)):
+        return True
+    return hasattr(model, "__getitem__") and hasattr(model, "__len__") and not hasattr(model, "predict_proba")
+
+
+def pick_model(models, spectra):
+    """The model of ``models`` for spectra in memory: the one on a set's grid, else the first."""
+    from agnlens.stages.loading import model_for_grid
+
+    return model_for_grid(models, spectra.grid)[0] if isinstance(spectra, SpectrumSet) else models[0][0]
+
+
+def models_of(model):
     """``model`` as models in order of preference: a name or file resolved, one fitted model alone
     (on the preset grid of its pixel count)."""
     if isinstance(model, (str, Path)):
@@ -269,6 +285,14 @@ def classify_store(model, store: str | Path, out: str | Path, *, executor: Execu
         job=f"classify check_redshift={bool(check_redshift)}{' measure=True' * bool(measure)} {fingerprint(model)}",
     )
     return result.outputs["predictions"]
+
+
+def write_predictions(path: str | Path, table: pd.DataFrame) -> Path:
+    """Write a predictions table as ``classify`` and ``explain`` write it: atomically, numbers to 6
+    significant digits, string cells spreadsheet-safe (:func:`agnlens.atomic.write_csv`)."""
+    from agnlens.atomic import write_csv
+
+    return write_csv(path, table, float_format="%.6g")
 
 
 def read_predictions(path: str | Path) -> pd.DataFrame:

@@ -72,6 +72,42 @@ class Explanation:
             return np.full(len(self.saliency.spec_id), "", dtype=object)
         return self.judged["flags"].fillna("").astype(str).to_numpy()
 
+    def describe(self, i: int) -> str:
+        """The largest line contributions of spectrum ``i`` in words
+        (:func:`agnlens.explain.contributions.describe_contributions`; "" without contributions)."""
+        from agnlens.explain.contributions import describe_contributions
+
+        if self.contributions is None:
+            return ""
+        return describe_contributions(self.contributions, self.saliency.spec_id[i])
+
+    def verify(self, n_spectra: int = 10) -> pd.DataFrame:
+        """The exact gradient against central finite differences of the model's own ``predict_proba``
+        (:func:`agnlens.explain.gradient.verify`), spectrum by spectrum on the ``n_spectra`` least
+        saturated spectra (p_target farthest from 0 and 1), in their order.
+
+        Returns
+        -------
+        DataFrame
+            ``spec_id``, ``max_rel_error`` (against the largest |finite difference| of the
+            spectrum's own map), ``max_abs_error`` and ``collapsed`` (flag ``kernel-collapse``: the
+            map is the derivative of a constant, to be reported rather than judged).
+        """
+        from agnlens.explain.gradient import verify
+
+        if self.model is None or self.spectra is None:
+            raise ValueError("verify: the Explanation does not hold its model and spectra")
+        sal, flags, X = self.saliency, self.flags, np.asarray(self.spectra.flux, dtype=np.float64)
+        p = sal.p_target
+        rows = np.sort(np.argsort(-np.minimum(p, 1.0 - p), kind="stable")[:min(n_spectra, X.shape[0])])
+        checks = [verify(self.model, X[[i]], target=sal.target_index[[i]]) for i in rows]
+        return pd.DataFrame({
+            "spec_id": [sal.spec_id[i] for i in rows],
+            "max_rel_error": [c["max_rel_error"] for c in checks],
+            "max_abs_error": [c["max_abs_error"] for c in checks],
+            "collapsed": ["kernel-collapse" in str(flags[i]) for i in rows],
+        })
+
 
 def explain_saliency(model, spectra: SpectrumSet, *, method: str = DEFAULT_METHOD, target=None, executor=None,
                      **method_options):
@@ -160,18 +196,24 @@ def explain(
     """
     from agnlens.atomic import write_csv
     from agnlens.io.coerce import is_spectrum_like
+    from agnlens.stages.classify import is_models, models_of, pick_model
 
-    if not (hasattr(model, "predict_proba") and (isinstance(spectra, SpectrumSet) or is_spectrum_like(spectra))):
+    in_memory = isinstance(spectra, SpectrumSet) or is_spectrum_like(spectra)
+    if in_memory and is_models(model):
+        model = pick_model(models_of(model), spectra)
+    if not in_memory:
         from agnlens.stages.explain_inputs import explain_inputs
 
-        return explain_inputs(model, spectra, folder, labels=labels, target=target, executor=executor, method=method,
-                              max_figures=max_figures, panels=panels, figure_format=figure_format, dpi=dpi)
+        return explain_inputs(models_of(model), spectra, folder, labels=labels, target=target, executor=executor,
+                              method=method, max_figures=max_figures, panels=panels, figure_format=figure_format,
+                              dpi=dpi)
     if not isinstance(spectra, SpectrumSet):
         from agnlens.io.coerce import as_spectrum_set
 
         spectra = as_spectrum_set(spectra, n_pixels=getattr(model, "n_features_in_", None))
     from agnlens.explain.contributions import line_contributions
     from agnlens.explain.linestats import centre_wings, covered_lines, line_table
+    from agnlens.stages.classify import write_predictions
 
     if isinstance(max_figures, bool) or not isinstance(max_figures, (int, np.integer)) or max_figures < 0:
         raise ValueError(f"max_figures must be 0 or more, got {max_figures!r}")
@@ -180,7 +222,7 @@ def explain(
     executor = as_executor(executor)
     widths, both = _widths(spectra)
     judged = _predictions(model, spectra, executor, widths if both else None)
-    write_csv(folder.predictions, judged, float_format="%.6g")
+    write_predictions(folder.predictions, judged)
     if metadata is not None:
         from agnlens.stages.maps import write_map
 
