@@ -102,3 +102,29 @@ def test_measure_uses_the_catalogue_redshift_and_the_refined_one(tmp_path, count
     got = table[cols].to_numpy(dtype=float)
     np.testing.assert_allclose(got, _reference(path, z_refined)[cols].to_numpy(dtype=float), rtol=1e-3)
     assert not np.allclose(got, _reference(path, z_off)[cols].to_numpy(dtype=float), rtol=1e-2, equal_nan=True)
+
+
+def test_load_reads_each_file_once_onto_the_first_grid_that_takes_it(tmp_path, counted):
+    """Two grids in order of preference: a spectrum the first cannot take (a catalogue redshift of
+    0.5 puts Hα beyond the spectrograph) goes to the second without its file being read again, and
+    every set equals the files read onto that grid alone (:func:`agnlens.stages.read_files`)."""
+    from agnlens.grid import get_grid
+    from agnlens.io import read_spectra
+    from agnlens.stages import load_groups, read_files
+
+    reads, fits = counted
+    files = sorted(realdata.SPECTRA.glob("spec-*.fits"))[:4]
+    far = next(iter(read_spectra(files[0]))).spec_id
+    (tmp_path / "labels.csv").write_text(f"spec_id,label,z\n{far},type1,0.5\n")
+    reads.clear()
+    models = [(name, {"grid": get_grid(name).to_dict()}) for name in ("balmer", "paper")]
+    groups, rejected = load_groups(files, models, labels=tmp_path / "labels.csv")
+    assert sorted(reads) == sorted(map(str, files)) and not rejected and not fits
+    assert [(g.model, len(g.spectra)) for g in groups] == [("balmer", 3), ("paper", 1)]
+    balmer, _ = read_files(files[1:], grid="balmer", labels=tmp_path / "labels.csv")
+    paper, _ = read_files(files[:1], grid="paper", labels=tmp_path / "labels.csv")
+    for group, alone in zip(groups, (balmer, paper)):
+        assert list(group.spectra.spec_id) == list(alone.spec_id)
+        np.testing.assert_array_equal(np.asarray(group.spectra.flux), np.asarray(alone.flux))
+        np.testing.assert_array_equal(np.asarray(group.spectra.ivar), np.asarray(alone.ivar))
+    assert groups[1].observed[0].z == 0.5  # the observed spectrum kept, with the redshift used

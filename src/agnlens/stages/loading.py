@@ -272,10 +272,13 @@ def _load_files(paths, models, labels, chunk_size: int, allow_zwarning: bool, ma
     from agnlens.stages.reading import read_items, read_labels
 
     catalog = read_labels(labels)
+    expanded = expand_inputs(paths)
+    record = {"allow_zwarning": allow_zwarning, "n_sources": len(expanded), "labels": labels,
+              "max_bad_fraction": max_bad_fraction}
     seen: dict[str, str] = {}
     observed: list[Spectrum] = []
     unread: list[Rejection] = []
-    for path in expand_inputs(paths):
+    for path in expanded:
         try:
             for item in read_items(path, labels=catalog, allow_zwarning=allow_zwarning):
                 if isinstance(item, Rejection):
@@ -285,20 +288,22 @@ def _load_files(paths, models, labels, chunk_size: int, allow_zwarning: bool, ma
                 else:
                     observed.append(item)
                     if len(observed) >= chunk_size:
-                        yield _batch(observed, unread, models, seen, max_bad_fraction)
+                        yield _batch(observed, unread, models, seen, record)
                         observed, unread = [], []
         except AgnlensError as exc:
             reason = getattr(exc, "reason", str(exc))
             source = getattr(exc, "source", None) or getattr(exc, "path", None) or display_name(path)
             unread.append(Rejection(source, reason))
     if observed or unread:
-        yield _batch(observed, unread, models, seen, max_bad_fraction)
+        yield _batch(observed, unread, models, seen, record)
 
 
-def _batch(observed: list[Spectrum], unread: list[Rejection], models, seen: dict[str, str],
-           max_bad_fraction: float) -> Batch:
-    """One batch: the observed spectra routed to their models, repeats of a spec_id rejected."""
-    placed, failed = route(observed, models, max_bad_fraction)
+def _batch(observed: list[Spectrum], unread: list[Rejection], models, seen: dict[str, str], record: dict) -> Batch:
+    """One batch: the observed spectra routed to their models, repeats of a spec_id rejected; each
+    set's provenance says how it was read (``record``: :func:`agnlens.stages.reading.ingest_provenance`)."""
+    from agnlens.stages.reading import ingest_provenance
+
+    placed, failed = route(observed, models, record["max_bad_fraction"])
     rejected = list(unread)
     rejected += [Rejection(exc.source, exc.reason, observed[i].spec_id) for i, exc in sorted(failed.items())]
     keep = np.zeros(len(observed), dtype=bool)
@@ -316,8 +321,8 @@ def _batch(observed: list[Spectrum], unread: list[Rejection], models, seen: dict
         if not pick:
             continue
         grid = model_grid(models, k)
-        spectra = SpectrumSet.from_spectra([on_grid[n] for n in pick], grid,
-                                           preprocessing_provenance(grid, max_bad_fraction))
+        spectra = SpectrumSet.from_spectra([on_grid[n] for n in pick], grid)
+        spectra.provenance = ingest_provenance(spectra.meta, grid=grid, **record)
         model, meta = models[k]  # only now is the model needed (a default model is built on first use)
         groups.append(Group(model, meta, spectra, [observed[rows[n]] for n in pick], rank=k))
     return Batch(groups, rejected + duplicates)
