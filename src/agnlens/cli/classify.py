@@ -55,7 +55,7 @@ def add_parser(sub) -> None:
                    "agrees_with_baseline); FITS inputs are measured on the balmer grid")
     p.add_argument("--mc", type=int, default=0, metavar="N",
                    help="FITS inputs: also the Monte-Carlo standard error of every probability "
-                   "(p_<class>_mc_err): each file read again, its pixels drawn N times from their "
+                   "(p_<class>_mc_err): each spectrum as read, its pixels drawn N times from their "
                    "inverse variance and sent through the whole preprocessing (N predictions per "
                    "spectrum; 100 is plenty; default 0: off)")
     add_model_sha256_argument(p)
