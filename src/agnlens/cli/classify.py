@@ -52,7 +52,8 @@ def add_parser(sub) -> None:
                    "time at survey scale): no z_offset_kms and no redshift-offset flag")
     p.add_argument("--measure", action="store_true", help="add the physics baseline's measurements beside each "
                    "prediction (broad FWHM of Hβ/Hα, line ratios, BPT class, subtype, baseline label, "
-                   "agrees_with_baseline); FITS inputs are measured on the balmer grid")
+                   "agrees_with_baseline), at the redshift the prediction used; FITS inputs are measured on the "
+                   "balmer grid (on the paper grid, Hβ only, where they do not reach Hα)")
     p.add_argument("--mc", type=int, default=0, metavar="N",
                    help="FITS inputs: also the Monte-Carlo standard error of every probability "
                    "(p_<class>_mc_err): each spectrum as read, its pixels drawn N times from their "

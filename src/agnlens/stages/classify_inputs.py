@@ -93,17 +93,22 @@ def _classify_store(g: Group, executor: Executor, check_redshift: bool, check_ph
 def _classify_group(g: Group, check_redshift: bool, check_physics: bool, measure: bool):
     """Classify a group of files' spectra; the physics measurements made once (on the group's grid
     where it reaches Hα, else on the ``balmer`` grid from the observed spectra) serve both the
-    ``not-agn`` check and ``measure``. Returns (table, measurements or None)."""
+    ``not-agn`` check and ``measure``; with ``measure``, a spectrum the ``balmer`` grid cannot take
+    is measured on the group's grid where that reaches Hβ. Returns (table, measurements or None)."""
     from agnlens.models.baseline import measure as measure_lines
     from agnlens.models.linefit import HALPHA, HBETA, covers
 
     found = None
+    wl = np.asarray(g.spectra.wavelength, dtype=float)
     if (check_physics or measure) and len(g.spectra):
-        wl = np.asarray(g.spectra.wavelength, dtype=float)
         on = g.spectra if covers(wl, HBETA) and covers(wl, HALPHA) else g.on_grid("balmer")
         found = measure_lines(on) if on is not None else None
     table = _classify_set(g.model, g.spectra, check_redshift, check_physics, found if check_physics else None,
                           None, None, False)
+    if measure and len(g.spectra) and covers(wl, HBETA):
+        rest = np.flatnonzero(~np.isin(g.spectra.spec_id, [] if found is None else found["spec_id"]))
+        if rest.size:  # beyond the balmer grid: Hβ and [O III] on the group's own
+            found = pd.concat([t for t in (found, measure_lines(g.spectra[rest])) if t is not None], ignore_index=True)
     return table, found
 
 

@@ -109,7 +109,8 @@ def load(
         A label catalogue (:func:`agnlens.io.read_catalog`): fills ``label``, its ``z`` overrides
         the file's redshift.
     executor : Executor or scheduler name, optional
-        On Dask (not ``"local"``) a store is not read: its group carries :attr:`Group.store`.
+        On Dask (not ``"local"``) a store is not read into memory: its group's spectra are a lazy
+        view, to be worked on chunk by chunk where the store lies (:attr:`Group.store`).
     chunk_size : int
         Spectra of files per batch.
     allow_zwarning, max_bad_fraction
