@@ -40,9 +40,9 @@ def counted(monkeypatch):
     return reads, fits
 
 
-def _reference(path, z: float | None = None) -> pd.DataFrame:
-    """The physics measurements of ``path``'s spectrum put on the balmer grid at redshift ``z`` (default
-    the file's), made here step by step from the reader, without the stages."""
+def _reference(path, z: float | None = None, grid: str = "balmer") -> pd.DataFrame:
+    """The physics measurements of ``path``'s spectrum put on ``grid`` at redshift ``z`` (default the
+    file's), made here step by step from the reader, without the stages."""
     import dataclasses
 
     from agnlens.io import read_spectra
@@ -53,7 +53,7 @@ def _reference(path, z: float | None = None) -> pd.DataFrame:
     spectrum = next(iter(read_spectra(path)))
     if z is not None:
         spectrum = dataclasses.replace(spectrum, meta={**spectrum.meta, "z": z})
-    on_grid = preprocess_one(spectrum, "balmer")
+    on_grid = preprocess_one(spectrum, grid)
     return measure(SpectrumSet.from_spectra([on_grid], on_grid.grid))
 
 
@@ -128,3 +128,27 @@ def test_load_reads_each_file_once_onto_the_first_grid_that_takes_it(tmp_path, c
         np.testing.assert_array_equal(np.asarray(group.spectra.flux), np.asarray(alone.flux))
         np.testing.assert_array_equal(np.asarray(group.spectra.ivar), np.asarray(alone.ivar))
     assert groups[1].observed[0].z == 0.5  # the observed spectrum kept, with the redshift used
+
+
+def test_a_spectrum_beyond_the_balmer_grid_is_measured_on_its_own_at_the_redshift_used(tmp_path, counted):
+    """A catalogue redshift of 0.5 sends the spectrum to the paper grid: --measure fits its Hβ there,
+    once, at that redshift (Hα quantities empty), from the one read of the file."""
+    from agnlens.cli import main
+    from agnlens.io import read_spectra
+
+    reads, fits = counted
+    path = tmp_path / SPECTRUM.name
+    shutil.copy(SPECTRUM, path)
+    sid = next(iter(read_spectra(path))).spec_id
+    reads.clear()
+    (tmp_path / "labels.csv").write_text(f"spec_id,label,z\n{sid},type2,0.5\n")
+    labels, out = str(tmp_path / "labels.csv"), str(tmp_path / "r.csv")
+    args = ["classify", str(path), "--measure", "--labels", labels, "--out", out]
+    assert main(args) == 0
+    table = pd.read_csv(tmp_path / "r.csv", dtype={"spec_id": str}, keep_default_na=False, na_values=[""])
+    assert reads == [str(path)] and fits == [sid]
+    assert table["grid"].iloc[0] == "paper" and table["z"].iloc[0] == 0.5
+    want = _reference(path, 0.5, grid="paper")
+    for col in ("hb_fwhm_narrow", "r_oiii_hb", "ha_fwhm_narrow"):
+        np.testing.assert_allclose(table[col].iloc[0], want[col].iloc[0], rtol=1e-5, equal_nan=True)
+    assert np.isnan(table["ha_fwhm_narrow"].iloc[0])
