@@ -38,9 +38,9 @@ def specutils_loop(paths) -> float:
 
 
 def run(quick: bool = False) -> list[dict]:
-    from agnlens.ingest import ingest
     from agnlens.io.store import write_store
     from agnlens.stages import ingest_files
+    from agnlens.stages.reading import read_files as ingest
 
     n = 200 if quick else 1000
     rows = []

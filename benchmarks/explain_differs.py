@@ -60,9 +60,9 @@ def main(argv=None) -> int:
 
     from agnlens.explain.saliency import DEFAULT_METHOD, saliency
     from agnlens.models.default import resolve_models
-    from agnlens.stages import merge_groups, read_for_models
+    from agnlens.stages import load_groups, merge_groups
 
-    groups, rejected = read_for_models(resolve_models(None), [args.spectra], labels=args.labels)
+    groups, rejected = load_groups([args.spectra], resolve_models(None), labels=args.labels)
     print(f"{sum(len(g[2]) for g in groups)} spectra from {args.spectra} ({len(rejected)} rejected)\n")
     print("| grid | predicted class | n | gradient: median r | default: median r |")
     print("|---|---|---|---|---|")

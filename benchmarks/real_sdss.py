@@ -164,7 +164,7 @@ def _fmt(x: float) -> str:
 
 # --------------------------------------------------------------------------- classification
 def _ingest(grid):
-    from agnlens.ingest import ingest
+    from agnlens.stages.reading import read_files as ingest
 
     spectra, summary = ingest([DATA / "spectra"], labels=DATA / "labels.csv", grid=grid, allow_zwarning=True)
     return spectra, summary

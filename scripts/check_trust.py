@@ -108,10 +108,10 @@ def centre_wings_part(data: Path, n_sim: int) -> None:
     default model's held-out SIMULATED test spectra, with the random-window-pair null test."""
     from agnlens.explain.saliency import saliency
     from agnlens.explain.wingtest import centre_wings_test
-    from agnlens.ingest import read_inputs
     from agnlens.models.baseline import measure
     from agnlens.models.default import DEFAULT_GRIDS, DEFAULT_RECIPE, resolve_model, training_set
     from agnlens.models.tuning import split
+    from agnlens.stages import read_inputs
 
     real_balmer, _ = read_inputs([data / "spectra"], grid="balmer", labels=data / "labels.csv")
     type1 = np.flatnonzero(real_balmer.labels == "type1")

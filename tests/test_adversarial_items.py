@@ -24,13 +24,13 @@ import pytest
 
 from agnlens.cli import main
 from agnlens.errors import AgnlensWarning, ModelFileError, ReadError
-from agnlens.ingest import ingest
 from agnlens.io import open_store, read_catalog, read_spectrum
 from agnlens.io.sdss_write import write_sdss_many
 from agnlens.io.store import write_store
 from agnlens.models.persistence import load_model, save_model
 from agnlens.models.svm import SpectrumSVC
 from agnlens.simulate import simulate, simulate_set
+from agnlens.stages.reading import read_files as ingest
 
 from realdata import DR7, LEGACY, SPECTRA
 

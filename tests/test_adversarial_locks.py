@@ -213,8 +213,11 @@ def test_an_append_whose_compare_and_swap_fails_never_writes_over_the_other_writ
     this append's flux under the other writer's spec_ids. Now nothing of it is written."""
     from test_adversarial_store import make_set
 
-    from agnlens.io.store import _write as store_module  # the writer's own steps, patched
-    from agnlens.io.store import append_store, write_store
+    from agnlens.io.store import (
+        _write as store_module,  # the writer's own steps, patched
+        append_store,
+        write_store,
+    )
 
     path = write_store(make_set(10), tmp_path / "s.zarr", chunk_size=7)
     ours, theirs = make_set(12, start=100), make_set(12, start=200)
@@ -239,8 +242,11 @@ def test_the_rows_an_append_wrote_over_are_rolled_back_when_its_compare_and_swap
     writes over those committed rows, then its compare-and-swap fails; it puts them back."""
     from test_adversarial_store import make_set
 
-    from agnlens.io.store import _write as store_module  # the writer's own steps, patched
-    from agnlens.io.store import append_store, write_store
+    from agnlens.io.store import (
+        _write as store_module,  # the writer's own steps, patched
+        append_store,
+        write_store,
+    )
 
     path = write_store(make_set(10), tmp_path / "s.zarr", chunk_size=7)
     ours, theirs = make_set(12, start=100), make_set(12, start=200)

@@ -312,15 +312,15 @@ def test_a_249_character_output_name_works(fits_dir, tmp_path, capsys):
 # --------------------------------------------------------------------------------------- resume
 _KILLED_INGEST = """
 import os, sys
-import agnlens.ingest
+import agnlens.stages.reading
 from agnlens.stages import ingest_files
-calls, real_one = [0], agnlens.ingest.ingest_one
+calls, real_one = [0], agnlens.stages.reading.read_one
 def counted(*a, **k):
     calls[0] += 1
     if calls[0] == 3:
         os._exit(9)      # killed while reading the third file
     return real_one(*a, **k)
-agnlens.ingest.ingest_one = counted
+agnlens.stages.reading.read_one = counted
 ingest_files([sys.argv[1]], sys.argv[2], batch_size=1)
 """
 

@@ -183,7 +183,7 @@ def test_star_forming_galaxies_are_flagged_not_agn_and_real_agn_are_not(balmer_m
     absorption, no emission line) are flagged ``not-agn``, each with its reason; no spectrum
     labelled type 1, type 2, intermediate or ambiguous is. Without the physics check (or on a grid
     without Hα) the check says it is unavailable."""
-    from agnlens.ingest import read_inputs
+    from agnlens.stages import read_inputs
 
     from realdata import LABELS, SPECTRA
 
@@ -210,9 +210,9 @@ def test_on_the_full_real_sample_only_non_agn_are_flagged_not_agn():
     line (passive 0266-51602-0013 and 0403-51871-0462, composite 0266-51602-0638 with [O III]
     undetected) are flagged, and the check costs nothing on the real AGN (every flagged spectrum is
     labelled non-agn; no spectrum labelled type 1, type 2 or intermediate is flagged)."""
-    from agnlens.ingest import read_inputs
     from agnlens.models.applicability import not_agn
     from agnlens.models.baseline import measure
+    from agnlens.stages import read_inputs
 
     from realdata import FULL_LABELS, FULL_SPECTRA
 

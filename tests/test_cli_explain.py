@@ -137,7 +137,7 @@ def test_usage_errors(model_file, fits_dir, tmp_path, capsys):
     path, _ = model_file
     status = main(["explain", "--model", str(path), str(fits_dir), "--out", str(tmp_path / "o"), "--class", "type9"])
     assert status == 2
-    assert "--class 'type9' is not a class of the model" in capsys.readouterr().err
+    assert "the class to explain, 'type9', is not a class of the model" in capsys.readouterr().err
     status = main(["explain", "--model", str(path), str(tmp_path / "nothing-here"), "--out", str(tmp_path / "o2")])
     assert status == 2
     assert "nothing-here" in capsys.readouterr().err

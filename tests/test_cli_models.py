@@ -211,7 +211,7 @@ def test_default_models_are_loaded_only_when_a_spectrum_needs_them():
     model; a model is loaded (built, on first use) only once spectra go to it."""
     from agnlens.grid import get_grid
     from agnlens.models.default import ModelList
-    from agnlens.stages import model_for_grid, read_for_models
+    from agnlens.stages import load_groups, model_for_grid
 
     asked = []
 
@@ -224,8 +224,8 @@ def test_default_models_are_loaded_only_when_a_spectrum_needs_them():
     models = ModelList(["balmer", "paper"], [loader("balmer"), loader("paper")])
     assert len(models) == 2 and models.grid(1) == get_grid("paper") and asked == [] and models.loaded() == []
     files = sorted(SDSS.glob("spec-*.fits"))[:3]  # low-redshift SDSS spectra: all reach Hα
-    groups, rejected = read_for_models(models, files)
-    assert asked == ["balmer"] and rejected == [] and [g[0] for g in groups] == ["model-balmer"]
+    groups, rejected = load_groups(files, models)
+    assert asked == ["balmer"] and rejected == [] and [g.model for g in groups] == ["model-balmer"]
     assert model_for_grid(models, "balmer")[0] == "model-balmer" and asked == ["balmer"]  # loaded once
     assert model_for_grid(models, get_grid("paper"))[0] == "model-paper" and asked == ["balmer", "paper"]
     assert [m for m, _ in models.loaded()] == ["model-balmer", "model-paper"]

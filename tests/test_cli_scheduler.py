@@ -73,6 +73,42 @@ def test_classify_keeps_the_contract_through_every_corridor(setup, cluster, tmp_
     np.testing.assert_array_equal(library["predicted_label"], model.predict(X))
 
 
+def test_classify_measure_on_the_cluster_measures_in_the_chunks(setup, cluster, tmp_path, monkeypatch):
+    """``classify --measure --scheduler``: the physics measurements are made in each chunk where it
+    runs (the client never reads the store's spectra into memory) and equal those made in this
+    process, which equal the baseline's own measure of the store's spectra."""
+    import agnlens.io.store
+    from agnlens.models.baseline import MEASURE_COLUMNS, measure
+
+    model, model_path, store = setup
+    opened, real_open = [], agnlens.io.store.open_store
+
+    def watched(path, *, lazy=True):
+        opened.append(lazy)
+        return real_open(path, lazy=lazy)
+
+    monkeypatch.setattr(agnlens.io.store, "open_store", watched)
+    outs = {}
+    for scheduler in (cluster, "local"):
+        opened.clear()
+        out = tmp_path / f"{len(outs)}.csv"
+        args = ["classify", "--model", str(model_path), str(store), "--out", str(out), "--measure",
+                "--scheduler", scheduler]
+        assert main(args) == 0
+        outs[scheduler] = read_predictions(out)
+        if scheduler == cluster:
+            assert opened and all(opened), "the client read the store's spectra"
+    measured = measure(real_open(store, lazy=False))  # full precision; the CSVs hold 6 significant digits
+    cols = [c for c in MEASURE_COLUMNS if c not in ("spec_id", "agrees_with_baseline")]
+    numbers = [c for c in cols if measured[c].dtype.kind == "f"]
+    assert numbers and list(outs[cluster].columns[-len(MEASURE_COLUMNS) + 1:]) == list(MEASURE_COLUMNS[1:])
+    for table in outs.values():
+        np.testing.assert_allclose(table[numbers].to_numpy(float), measured[numbers].to_numpy(float), rtol=1e-5,
+                                   equal_nan=True)
+        text = [c for c in cols if c not in numbers]
+        np.testing.assert_array_equal(table[text].fillna("").astype(str), measured[text].fillna("").astype(str))
+
+
 def test_explain_keeps_the_contract_through_every_corridor(setup, cluster, tmp_path):
     import zarr
 

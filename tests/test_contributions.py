@@ -160,8 +160,8 @@ def test_contribution_sentences():
 def test_real_spectra_get_maps_that_differ_within_a_class():
     """Acceptance gate on the in-repository real spectra and the default model: the default maps
     of one predicted class correlate at a median < 0.9; the study's gradient maps at ≥ 0.95."""
-    from agnlens.ingest import read_inputs
     from agnlens.models.default import default_model
+    from agnlens.stages import read_inputs
 
     model, _ = default_model("multiclass", grid="balmer")
     spectra, _ = read_inputs([SPECTRA], grid="balmer", labels=LABELS)

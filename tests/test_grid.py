@@ -14,13 +14,13 @@ from sklearn.datasets import make_classification
 
 from agnlens.errors import ModelFileError, ReadError
 from agnlens.grid import Grid, balmer_grid, get_grid, grid_for, paper_grid
-from agnlens.ingest import ingest
 from agnlens.io import read_catalog, read_spectrum
 from agnlens.io.store import append_store, open_store, read_rows, store_info, write_store
 from agnlens.models import SpectrumSVC
 from agnlens.models.persistence import check_grid, grid_from_metadata, load_model, save_model
 from agnlens.preprocess import preprocess_one
 from agnlens.spectra import Spectrum, SpectrumSet
+from agnlens.stages.reading import read_files as ingest
 
 from realdata import LABELS, SPECTRA
 

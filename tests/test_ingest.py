@@ -7,11 +7,11 @@ import pandas as pd
 import pytest
 
 from agnlens.cli import main
-from agnlens.ingest import ingest
 from agnlens.io import open_store
 from agnlens.io.sdss_write import write_sdss_many
 from agnlens.preprocess import preprocess
 from agnlens.simulate import simulate
+from agnlens.stages.reading import read_files as ingest
 
 import realdata
 from realdata import DR7

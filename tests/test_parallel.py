@@ -247,8 +247,8 @@ def real_inputs(tmp_path: Path) -> list[str]:
 
 @needs_full_set
 def test_ingest_files_on_cluster_matches_serial_ingest(cluster, tmp_path):
-    from agnlens.ingest import ingest
     from agnlens.stages import ingest_files
+    from agnlens.stages.reading import read_files as ingest
 
     inputs = real_inputs(tmp_path)
     labels = str(REAL / "sdss" / "labels.csv")
@@ -273,16 +273,16 @@ def test_ingest_files_on_cluster_matches_serial_ingest(cluster, tmp_path):
 
 _INGEST_SCRIPT = """
 import os, sys
-import agnlens.ingest
+import agnlens.stages.reading
 from agnlens.stages import ingest_files
 calls, die_at = [0], int(sys.argv[3])
-real_one = agnlens.ingest.ingest_one
+real_one = agnlens.stages.reading.read_one
 def counted(*a, **k):
     calls[0] += 1
     if calls[0] == die_at:
         os._exit(9)   # killed in the middle of a batch: no clean-up runs
     return real_one(*a, **k)
-agnlens.ingest.ingest_one = counted   # ingest_batch looks it up at call time
+agnlens.stages.reading.read_one = counted   # ingest_batch looks it up at call time
 if __name__ == "__main__":
     ingest_files(sys.argv[1].split(os.pathsep), sys.argv[2], batch_size=4)
     print(calls[0])
@@ -294,7 +294,7 @@ def test_killed_ingest_leaves_no_store_and_resumes(tmp_path):
     import subprocess
     import sys
 
-    from agnlens.ingest import ingest
+    from agnlens.stages.reading import read_files as ingest
 
     inputs = real_inputs(tmp_path)
     out = tmp_path / "s.zarr"

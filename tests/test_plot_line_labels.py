@@ -35,7 +35,7 @@ def _assert_disjoint(boxes):
 
 @pytest.fixture(scope="module")
 def real():
-    from agnlens.ingest import read_inputs
+    from agnlens.stages import read_inputs
 
     from realdata import LABELS, SPECTRA
 

@@ -186,9 +186,9 @@ def add_real_section(folder: Path, *, seed: int = 0) -> dict:
     """The real-data section made for real: a linear SpectrumSVC trained on simulated spectra
     classifies real SDSS files, the physics baseline measures them (agnlens.study_real)."""
     from agnlens.atomic import jsonable
-    from agnlens.ingest import read_inputs
     from agnlens.models.svm import SpectrumSVC
     from agnlens.simulate import simulate_set
+    from agnlens.stages import read_inputs
     from agnlens.study_real import real_section
 
     train = simulate_set(150, seed=seed, grid="paper")

@@ -23,10 +23,10 @@ import realdata
 def real_on_default():
     """The in-repo real spectra on the default model of their grid, as classify reads them."""
     from agnlens.models.default import resolve_models
-    from agnlens.stages import read_for_models
+    from agnlens.stages import load_groups
 
     models = resolve_models(None)
-    groups, _ = read_for_models(models, sorted(realdata.SPECTRA.glob("spec-*.fits")))
+    groups, _ = load_groups(sorted(realdata.SPECTRA.glob("spec-*.fits")), models)
     return groups
 
 
@@ -36,9 +36,9 @@ def test_delta_method_matches_monte_carlo_on_real_spectra(real_on_default):
     from their ivar, 100 draws, through rest frame, resampling, normalisation and the model) on
     ≥ 90 % of the real spectra whose Monte-Carlo σ exceeds 1e-3; and no systematic bias beyond
     ±25 % in the median ratio (the Monte-Carlo σ itself is uncertain by ~7 % at 100 draws)."""
-    from agnlens.ingest import read_items
     from agnlens.models.persistence import grid_from_metadata
     from agnlens.spectra import Spectrum
+    from agnlens.stages.reading import read_items
 
     ratios = []
     for model, meta, spectra in real_on_default:

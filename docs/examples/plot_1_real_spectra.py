@@ -36,9 +36,9 @@ print(f"{len(files)} {kind} SDSS spectra in {folder.name}/")
 # ``labels.csv`` by ``spec_id``, shift to the rest frame, resample flux-conservingly onto the
 # reference study's grid (3729–5266 Å, 1000 pixels) and normalise by the median flux at
 # 5075–5125 Å. A bad file is named with its reason and the batch goes on.
-from agnlens.ingest import ingest
+from agnlens.stages import read_files
 
-spectra, summary = ingest(files, labels=folder / "labels.csv", grid="paper")
+spectra, summary = read_files(files, labels=folder / "labels.csv", grid="paper")
 print("\n".join(summary.lines()))
 print(spectra)
 

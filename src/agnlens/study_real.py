@@ -189,8 +189,8 @@ def measure_inputs(inputs, predictions: pd.DataFrame, *, grid: str = "balmer") -
         ``spec_id``; NaN / "" for a spectrum the baseline could not read), including
         ``agrees_with_baseline``.
     """
-    from agnlens.ingest import read_inputs
     from agnlens.models.baseline import measure
+    from agnlens.stages import read_inputs
     from agnlens.stages.classify import join_measurements
 
     spectra, _ = read_inputs(inputs, grid=grid)  # rejections were reported by the classify pass

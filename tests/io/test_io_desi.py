@@ -205,7 +205,7 @@ def test_targets_by_id_and_by_rows_through_the_router():
 
 
 def test_a_catalogue_of_targetid_and_z_gives_the_redshift(tmp_path):
-    from agnlens.ingest import read_items, read_labels
+    from agnlens.stages.reading import read_items, read_labels
 
     cat = tmp_path / "z.csv"
     pd.DataFrame({"TARGETID": [39627866878514741], "Z": [0.25]}).to_csv(cat, index=False)
@@ -222,7 +222,7 @@ def test_a_catalogue_of_targetid_and_z_gives_the_redshift(tmp_path):
 
 
 def test_zwarn_rejects_unless_allowed(tmp_path):
-    from agnlens.ingest import read_items
+    from agnlens.stages.reading import read_items
 
     shutil.copy(DESI_SF, tmp_path / DESI_SF.name)
     with fits.open(DESI / "redrock-4-80613-thru20210324.fits.gz") as h:
@@ -236,7 +236,7 @@ def test_zwarn_rejects_unless_allowed(tmp_path):
 
 
 def test_a_bad_file_never_stops_the_batch(tmp_path):
-    from agnlens.ingest import ingest
+    from agnlens.stages.reading import read_files as ingest
 
     for p in (DESI_SF, DESI / "redrock-4-80613-thru20210324.fits.gz", DESI_HEALPIX):
         shutil.copy(p, tmp_path / p.name)
@@ -285,20 +285,20 @@ def test_ingest_store_classify_gives_identical_results(tmp_path):
 
 def test_a_camera_jump_is_flagged_by_classify(tmp_path):
     from agnlens.models.default import resolve_models
-    from agnlens.stages import classify_files
+    from agnlens.stages import classify
 
     shutil.copy(DESI / "redrock-4-80613-thru20210324.fits.gz", tmp_path)
     with fits.open(DESI_SF) as h:
         h["R_FLUX"].data = h["R_FLUX"].data * np.float32(1.5)  # the R camera's calibration off by 50 %
         h.writeto(tmp_path / "coadd-4-80613-thru20210324.fits")
-    table, rejected = classify_files(resolve_models("default", None), [tmp_path])
+    table, rejected = classify(resolve_models("default", None), [tmp_path], return_rejected=True)
     assert not rejected and table["flags"].iloc[0].split(";")[-1] == "camera-jump"
     assert not table["applicable"].iloc[0]
 
 
 def test_a_desi_file_sits_beside_sdss_files(tmp_path):
     """A folder of SDSS and DESI files: one batch, each file read by its own reader."""
-    from agnlens.ingest import ingest
+    from agnlens.stages.reading import read_files as ingest
 
     for p in (DESI_SF, DESI / "redrock-4-80613-thru20210324.fits.gz", realdata.BOSS):
         shutil.copy(p, tmp_path / p.name)

@@ -59,8 +59,7 @@ def run(args) -> int:
     from agnlens.atomic import write_csv
     from agnlens.cli._common import claim_output, report_rejections
     from agnlens.errors import UsageError
-    from agnlens.ingest import read_inputs
-    from agnlens.stages import baseline
+    from agnlens.stages import baseline, read_inputs
 
     claim_output(args, [*args.inputs, args.labels])
     spectra, rejected = read_inputs(args.inputs, grid=args.grid, labels=args.labels)

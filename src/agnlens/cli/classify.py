@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from agnlens.cli._common import (
     add_model_argument,
@@ -54,10 +55,11 @@ def add_parser(sub) -> None:
                    "time at survey scale): no z_offset_kms and no redshift-offset flag")
     p.add_argument("--measure", action="store_true", help="add the physics baseline's measurements beside each "
                    "prediction (broad FWHM of Hβ/Hα, line ratios, BPT class, subtype, baseline label, "
-                   "agrees_with_baseline); FITS inputs are measured on the balmer grid")
+                   "agrees_with_baseline), at the redshift the prediction used; FITS inputs are measured on the "
+                   "balmer grid (on the paper grid, Hβ only, where they do not reach Hα)")
     p.add_argument("--mc", type=nonnegative_int, default=0, metavar="N",
                    help="FITS inputs: also the Monte-Carlo standard error of every probability "
-                   "(p_<class>_mc_err): each file read again, its pixels drawn N times from their "
+                   "(p_<class>_mc_err): each spectrum as read, its pixels drawn N times from their "
                    "inverse variance and sent through the whole preprocessing (N predictions per "
                    "spectrum; 100 is plenty; default 0: off)")
     add_model_sha256_argument(p)
@@ -67,70 +69,25 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    import shutil
-    from pathlib import Path
-
     import pandas as pd
 
-    from agnlens.atomic import write_csv
     from agnlens.cli._common import report_rejections
-    from agnlens.ingest import finite_rows
-    from agnlens.io.store import is_store, open_store
-    from agnlens.models.default import resolve_models
-    from agnlens.models.persistence import check_grid
-    from agnlens.stages import (
-        Executor,
-        classify,
-        classify_files,
-        classify_store,
-        model_for_grid,
-        read_predictions,
-        write_provenance,
-    )
+    from agnlens.errors import UsageError
+    from agnlens.stages import Executor, classify, resolve_models, write_predictions, write_provenance
 
     if args.refine_z and not args.check_redshift:
-        from agnlens.errors import UsageError
-
         raise UsageError("--refine-z needs the redshift check; drop --no-redshift-check")
     if args.mc < 0 or args.mc == 1:
-        from agnlens.errors import UsageError
-
         raise UsageError(f"--mc takes 0 (off) or a number of draws ≥ 2, got {args.mc}")
     args.inputs = unique_inputs("classify", args.inputs)
     out = claim_output(args, [*args.inputs, args.labels, None if args.model == "default" else args.model],
                        companions=[Path(args.out).with_name(Path(args.out).stem + ".provenance.json")])
-    stores = [p for p in args.inputs if is_store(p)]
-    files = [p for p in args.inputs if not is_store(p)]
     models = resolve_models(args.model, args.model_sha256)
-    tables: list[pd.DataFrame] = []
-    rejected: list = []
-    for store in stores:
-        # a store's rows in the store's chunks, here or on the scheduler: the same numbers either way
-        executor = Executor.for_store(store, args.scheduler, progress=args.progress)
-        spectra = open_store(store, lazy=not executor.local)
-        model, meta = model_for_grid(models, spectra.grid)
-        check_grid(meta, spectra)
-        if executor.local:
-            spectra, bad = finite_rows(spectra, store)
-            rejected.extend(bad)
-            tables.append(classify(model, spectra, check_redshift=args.check_redshift, executor=executor))
-            continue
-        # survey scale: chunk by chunk on the scheduler, resumably, into a work folder beside OUT
-        work = out.parent / f".{out.name[:100]}.{Path(store).name[:100]}.work"
-        tables.append(read_predictions(classify_store(model, store, work, executor=executor,
-                                                      check_redshift=args.check_redshift)))
-        shutil.rmtree(work)
-    if files:
-        table, bad = classify_files(models, files, labels=args.labels, refine_z=args.refine_z,
-                                    check_redshift=args.check_redshift, mc_draws=args.mc)
-        rejected.extend(bad)
-        tables.append(table)
-    table = pd.concat(tables, ignore_index=True)
-    if args.measure:  # the physics baseline's measurements beside each prediction
-        from agnlens.study_real import measure_inputs
-
-        table = measure_inputs(args.inputs, table)
-    write_csv(out, table, float_format="%.6g")
+    table, rejected = classify(models, args.inputs, labels=args.labels, refine_z=args.refine_z,
+                               check_redshift=args.check_redshift, measure=args.measure, mc_draws=args.mc,
+                               executor=Executor(args.scheduler, progress=args.progress), work=out,
+                               return_rejected=True)
+    write_predictions(out, table)
     write_provenance(out.with_name(out.stem + ".provenance.json"), models.loaded(), n_classified=len(table),
                      n_rejected=len(rejected))
     report_rejections("classify", rejected)

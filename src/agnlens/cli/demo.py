@@ -64,7 +64,7 @@ def run(args) -> int:
         raise UsageError("--labels goes with --real DIR (the labels of the real spectra)")
     if args.real:
         from agnlens.cli._common import report_rejections
-        from agnlens.ingest import read_inputs
+        from agnlens.stages import read_inputs
 
         real, rejected = read_inputs([args.real], grid=args.grid, labels=args.labels)
         report_rejections("demo", rejected)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 from agnlens.cli import _common
 from agnlens.cli._common import nonnegative_int
@@ -87,12 +86,7 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     from agnlens.cli._common import report_rejections, unique_inputs
     from agnlens.errors import UsageError
-    from agnlens.ingest import finite_rows
-    from agnlens.io.store import is_store, open_store
-    from agnlens.models.default import resolve_models
-    from agnlens.models.persistence import check_grid
-    from agnlens.results import ResultsFolder
-    from agnlens.stages import merge_groups, model_for_grid, read_for_models, write_provenance
+    from agnlens.stages import Executor, explain, resolve_models, write_provenance
 
     if args.max_figures < 0:
         raise UsageError(f"--max-figures must be 0 or more, got {args.max_figures}")
@@ -100,54 +94,33 @@ def run(args) -> int:
     model_file = None if args.model == "default" else args.model
     _common.claim_output(args, [*args.inputs, args.labels, model_file], folder=True)
     models = resolve_models(args.model, args.model_sha256)
+    done = explain(models, args.inputs, args.out, method=args.method, target=args.target, max_figures=args.max_figures,
+                   panels=args.panels, figure_format=args.figure_format, dpi=args.dpi, labels=args.labels,
+                   executor=Executor(args.scheduler, progress=args.progress))
+    write_provenance(done.folder.provenance, models.loaded())
+    for store, out in done.stores.items():  # --scheduler: maps and index of each store
+        print(f"explained {store} with {args.method} saliency: {out['saliency']} (index {out['index']})")
     if args.scheduler != "local":
-        status = _explain_stores(args, models)
-        write_provenance(ResultsFolder(args.out).provenance, models.loaded())
-        return status
-    groups, rejected = [], []
-    for store in (p for p in args.inputs if is_store(p)):
-        spectra, bad = finite_rows(open_store(store, lazy=False), store)
-        rejected.extend(bad)
-        model, meta = model_for_grid(models, spectra.grid)
-        check_grid(meta, spectra)
-        groups.append((model, meta, spectra))
-    files = [p for p in args.inputs if not is_store(p)]
-    if files:
-        found, bad = read_for_models(models, files, labels=args.labels)
-        rejected.extend(bad)
-        groups.extend(found)
-    groups = merge_groups(groups)
-    write_provenance(ResultsFolder(args.out).provenance, models.loaded())
-    report_rejections("explain", rejected)
-    if not groups:
+        return 0
+    report_rejections("explain", done.rejected)
+    if not done.explanations:
         print("agnlens explain: no spectrum could be used; nothing written", file=sys.stderr)
         return 1
-    status = 1 if rejected else 0
-    out = ResultsFolder(args.out)
-    for model, meta, spectra in groups:
-        where = out if len(groups) == 1 else out.grid(spectra.grid.name)
-        status = max(status, _explain(args, model, meta, spectra, where))
-    if rejected:
-        print(f"rejected: {len(rejected)} input(s)")
+    status = 1 if done.rejected else 0
+    for result in done.explanations:
+        status = max(status, _summary(args, result))
+    if done.rejected:
+        print(f"rejected: {len(done.rejected)} input(s)")
     return status
 
 
-def _explain(args, model, meta, spectra, out) -> int:
-    """:func:`agnlens.stages.explain` of ``spectra`` (on ``model``'s grid) into the results folder
-    ``out``, and what it found, on stdout."""
-    import numpy as np
-
-    from agnlens.stages import Executor, explain
-
-    target = _parse_target(args.target, model)
-    result = explain(model, spectra, out, method=args.method, target=target, max_figures=args.max_figures,
-                     panels=args.panels, executor=Executor(progress=args.progress), metadata=meta,
-                     figure_format=args.figure_format, dpi=args.dpi)
-    sal, flags = result.saliency, result.flags
+def _summary(args, result) -> int:
+    """What :func:`agnlens.stages.explain` found for one grid, on stdout (and ``--verify``'s check)."""
+    sal, flags, out = result.saliency, result.flags, result.folder
     n_bad = int((flags != "").sum())
     print(
-        f"explained {len(sal)} spectra on the {spectra.grid} grid with {args.method} saliency of "
-        f"{'the predicted class' if target is None else 'class ' + str(args.target)} → {out.saliency}"
+        f"explained {len(sal)} spectra on the {result.spectra.grid} grid with {args.method} saliency of "
+        f"{'the predicted class' if args.target is None else 'class ' + str(args.target)} → {out.saliency}"
     )
     print(f"not applicable: {n_bad} of {len(sal)} (flags in {out.predictions})")
     print(f"figures: {result.n_figures} in {out.saliency_figures}; line table: {out.line_table}")
@@ -160,58 +133,42 @@ def _explain(args, model, meta, spectra, out) -> int:
                 f"{cw.line} {rec['class']}: centre {rec['centre_mean']:+.3g}, wings {rec['wings_mean']:+.3g}, "
                 f"opposite signs in {100 * rec['contrast']:.0f}% of {rec['n_spectra']} spectra"
             )
-    if args.verify:
-        return _verify(model, np.asarray(spectra.flux, dtype=np.float64), sal, flags)
-    return 0
+    return _verify(result) if args.verify else 0
 
 
 def _print_contributions(result, out) -> None:
     """The largest line contributions of the first :data:`SENTENCES` spectra, one line each."""
-    from agnlens.explain.contributions import describe_contributions
-
-    table, sal = result.contributions, result.saliency
-    if table is None:
+    sal = result.saliency
+    if result.contributions is None:
         print("line contributions: only with --method integrated-gradients (a map that adds up to the decision)")
         return
     print(f"line contributions: {out.line_contributions} (largest three per spectrum; sum = p - p(continuum))")
     for i in range(min(SENTENCES, len(sal))):
-        words = describe_contributions(table, sal.spec_id[i])
-        print(f"  {sal.spec_id[i]} ({sal.predicted[i]}, p={sal.p_target[i]:.2f}): {words}")
+        print(f"  {sal.spec_id[i]} ({sal.predicted[i]}, p={sal.p_target[i]:.2f}): {result.describe(i)}")
     if len(sal) > SENTENCES:
         print(f"  ... {len(sal) - SENTENCES} more in {out.line_contributions.name}")
 
 
-def _verify(model, X, sal, flags) -> int:
-    """Check the exact gradient spectrum by spectrum on the least saturated spectra.
+def _verify(result) -> int:
+    """Print the check of the exact gradient on the least saturated spectra (:meth:`Explanation.verify`).
 
     A spectrum passes when its relative error (against the largest |finite difference| of its own
     map) is ≤ :data:`VERIFY_TOLERANCE` or its absolute error ≤ :data:`VERIFY_ABS_TOLERANCE`: where
     p_target is within ~1e-12 of 0 or 1 the gradient itself is ~1e-13, below the round-off of the
     finite differences, so only the absolute error says something. A collapsed spectrum (flag
-    ``kernel-collapse``, or a map that is zero to round-off) is reported, not failed: its map is
-    the derivative of a constant.
+    ``kernel-collapse``) is reported, not failed: its map is the derivative of a constant.
     """
-    import numpy as np
-
-    from agnlens.explain.gradient import verify
-
-    k = min(VERIFY_SPECTRA, X.shape[0])
-    p = sal.p_target
-    rows = np.sort(np.argsort(-np.minimum(p, 1.0 - p), kind="stable")[:k])
-    failed, collapsed, worst = [], [], (0.0, 0.0)
-    for i in rows:
-        check = verify(model, X[[i]], target=sal.target_index[[i]])
-        rel, err = check["max_rel_error"], check["max_abs_error"]
-        if "kernel-collapse" in str(flags[i]):
-            collapsed.append(f"{sal.spec_id[i]} (relative {rel:.1e}, absolute {err:.1e})")
-            continue
-        worst = (max(worst[0], rel), max(worst[1], err))
-        if not (rel <= VERIFY_TOLERANCE or err <= VERIFY_ABS_TOLERANCE):
-            failed.append(f"{sal.spec_id[i]} (relative {rel:.2e}, absolute {err:.1e})")
-    n_checked = len(rows) - len(collapsed)
+    checks = result.verify(VERIFY_SPECTRA)
+    collapsed = [f"{r.spec_id} (relative {r.max_rel_error:.1e}, absolute {r.max_abs_error:.1e})"
+                 for r in checks.itertuples() if r.collapsed]
+    judged = checks[~checks["collapsed"]]
+    ok = (judged["max_rel_error"] <= VERIFY_TOLERANCE) | (judged["max_abs_error"] <= VERIFY_ABS_TOLERANCE)
+    failed = [f"{r.spec_id} (relative {r.max_rel_error:.2e}, absolute {r.max_abs_error:.1e})"
+              for r in judged[~ok].itertuples()]
+    worst = (max(judged["max_rel_error"], default=0.0), max(judged["max_abs_error"], default=0.0))
     print(
-        f"verify: exact gradient vs finite differences on {n_checked} spectra, each passing at relative "
-        f"error ≤ {VERIFY_TOLERANCE:g} or absolute ≤ {VERIFY_ABS_TOLERANCE:g}: {n_checked - len(failed)} pass, "
+        f"verify: exact gradient vs finite differences on {len(judged)} spectra, each passing at relative "
+        f"error ≤ {VERIFY_TOLERANCE:g} or absolute ≤ {VERIFY_ABS_TOLERANCE:g}: {len(judged) - len(failed)} pass, "
         f"{len(failed)} fail (worst relative {worst[0]:.2e}, worst absolute {worst[1]:.1e}): "
         f"{'ok' if not failed else 'FAILED'}"
     )
@@ -220,43 +177,3 @@ def _verify(model, X, sal, flags) -> int:
     for item in failed:
         print(f"verify: FAILED {item}")
     return 1 if failed else 0
-
-
-def _explain_stores(args, models) -> int:
-    """``--scheduler``: every store input through :func:`agnlens.stages.explain_store`."""
-    from agnlens.errors import UsageError
-    from agnlens.io.store import is_store, open_store
-    from agnlens.models.persistence import check_grid
-    from agnlens.stages import Executor, explain_store, model_for_grid
-
-    not_stores = [p for p in args.inputs if not is_store(p)]
-    if not_stores:
-        raise UsageError(
-            f"--scheduler explains stores only; {not_stores[0]} is not one (make one with agnlens ingest)"
-        )
-    for store in args.inputs:
-        spectra = open_store(store)
-        model, metadata = model_for_grid(models, spectra.grid)
-        check_grid(metadata, spectra)
-        target = _parse_target(args.target, model)
-        out = explain_store(
-            model, store, Path(args.out) / Path(store).name, method=args.method, target=target,
-            executor=Executor(args.scheduler, progress=args.progress),
-        )
-        print(f"explained {store} with {args.method} saliency: {out['saliency']} (index {out['index']})")
-    return 0
-
-
-def _parse_target(text, model):
-    if text is None:
-        return None
-    classes = [str(c) for c in getattr(model, "classes_", [])]
-    if text in classes:
-        return list(model.classes_)[classes.index(text)]
-    if text.isdigit() and int(text) < len(classes):
-        return int(text)
-    from agnlens.errors import UsageError
-
-    raise UsageError(
-        f"--class {text!r} is not a class of the model ({', '.join(classes)}) nor an index 0..{len(classes) - 1}"
-    )

@@ -37,9 +37,9 @@ def run(args) -> int:
     import sys
 
     from agnlens.cli._common import claim_output, report_rejections
-    from agnlens.ingest import read_inputs
     from agnlens.plot.save import save_figure
     from agnlens.realism import REALISM_GRID, realism
+    from agnlens.stages import read_inputs
 
     out = claim_output(args, [*args.inputs, args.labels], folder=True)
     spectra, rejected = read_inputs(args.inputs, grid=REALISM_GRID, labels=args.labels)

@@ -2,41 +2,44 @@
 the Dask path alike, so that a workflow is assembled once.
 
 =================  ==============================================================================
+:func:`load`       files, folders, stores, sets → spectra on each model's grid, each input read once
 :func:`ingest`     spectrum files → a dataset store (batches in parallel, resumable)
-:func:`classify`   spectra on a model's grid → predictions with their applicability
-                   (:func:`classify_files` for files, :func:`classify_store` for a store on Dask)
+:func:`classify`   spectra, files or stores → predictions with their applicability
+                   (:func:`classify_store` for a store on Dask, chunk by chunk)
 :func:`explain`    spectra → saliency maps, line tables and figures in a results folder
                    (:func:`explain_store` for a store on Dask)
 :func:`baseline`   spectra → the physics rule's measurements and labels
 :func:`report`     a results folder → its HTML report
 =================  ==============================================================================
 
-Each takes its spectra (a :class:`~agnlens.spectra.SpectrumSet`, or a store for the ``_store``
-forms), writes through a :class:`~agnlens.results.ResultsFolder` where it writes a folder, and runs
+Each takes its spectra (a :class:`~agnlens.spectra.SpectrumSet`, files, folders or stores: read
+once by :func:`load`), writes through a :class:`~agnlens.results.ResultsFolder` where it writes a folder, and runs
 on an :class:`Executor` (in this process, or chunk by chunk on Dask through :mod:`agnlens.engine`).
 The layer sits above the report and below :mod:`agnlens.pipeline` and :mod:`agnlens.cli`.
 """
 
 from agnlens.stages.baseline import baseline
-from agnlens.stages.classify import (
-    classify,
-    classify_chunk,
-    classify_files,
-    classify_store,
-    merge_groups,
-    model_for_grid,
-    read_for_models,
-    read_predictions,
-)
+from agnlens.stages.classify import classify, classify_chunk, classify_store, read_predictions, write_predictions
 from agnlens.stages.executor import LOCAL, Executor
 from agnlens.stages.explain import Explanation, explain, explain_chunk, explain_saliency, explain_store
 from agnlens.stages.ingest import ingest, ingest_files
+from agnlens.stages.loading import (
+    Batch,
+    Group,
+    load,
+    load_groups,
+    merge_groups,
+    model_for_grid,
+    read_inputs,
+    resolve_models,
+)
 from agnlens.stages.provenance import convention_of, model_provenance, write_provenance
+from agnlens.stages.reading import finite_rows, read_files
 from agnlens.stages.report import report
 
 __all__ = [
-    "LOCAL", "Executor", "Explanation", "baseline", "classify", "classify_chunk", "classify_files", "classify_store",
-    "convention_of", "explain", "explain_chunk", "explain_saliency", "explain_store", "ingest", "ingest_files",
-    "merge_groups", "model_for_grid", "model_provenance", "read_for_models", "read_predictions", "report",
-    "write_provenance",
+    "LOCAL", "Batch", "Executor", "Explanation", "Group", "baseline", "classify", "classify_chunk", "classify_store",
+    "convention_of", "explain", "explain_chunk", "explain_saliency", "explain_store", "finite_rows", "ingest",
+    "ingest_files", "load", "load_groups", "merge_groups", "model_for_grid", "model_provenance", "read_files",
+    "read_inputs", "read_predictions", "report", "resolve_models", "write_predictions", "write_provenance",
 ]

@@ -1,18 +1,20 @@
 """The ``classify`` stage: predicted type, class probabilities and whether to trust them.
 
-:func:`classify` takes spectra already on a model's grid; :func:`classify_files` reads spectrum
-files, sends each to the first model whose grid it covers (the default models: ``balmer`` where the
-spectrum reaches Hα, ``paper`` otherwise), optionally re-measures the redshift of spectra whose
-narrow lines are offset (``refine_z``) and reprocesses them, and calls :func:`classify` per grid.
-Every prediction is kept; the ones that should not be trusted say why in ``flags``.
+:func:`classify` takes spectra of any kind: a set on a model's grid, single spectra, or files,
+folders, glob patterns and stores (:func:`agnlens.stages.load` reads each once and sends each
+spectrum to the first model whose grid it covers: the default models' ``balmer`` where it reaches
+Hα, ``paper`` otherwise). It optionally re-measures the redshift of spectra whose narrow lines are
+offset (``refine_z``) and classifies them again, and puts the physics baseline's measurements
+beside each prediction (``measure``), made once per spectrum at the redshift the prediction used
+and shared with the ``not-agn`` check. A store on a Dask scheduler is classified chunk by chunk
+where it lies (:func:`classify_store`). Every prediction is kept; the ones that should not be
+trusted say why in ``flags``.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -29,60 +31,142 @@ COLUMNS = ("spec_id", "label", "predicted_label", "applicable", "flags", "z_offs
 
 
 def classify(model, spectra, *, check_redshift: bool = True, check_physics: bool = True,
-             measurements: pd.DataFrame | None = None, grid: str | None = None, executor=None) -> pd.DataFrame:
+             measurements: pd.DataFrame | None = None, grid: str | None = None, executor=None,
+             labels=None, refine_z: bool = False, measure: bool = False, mc_draws: int = 0,
+             work: str | Path | None = None, return_rejected: bool = False):
     """Classify spectra and judge every prediction.
 
     Parameters
     ----------
-    model : fitted SpectrumSVC
-        On the grid of ``spectra``.
-    spectra : SpectrumSet, or specutils.Spectrum / agnlens Spectrum (one or a list)
+    model : fitted SpectrumSVC, sequence of (model, metadata), or str
+        A model; or models in order of preference (e.g.
+        :func:`agnlens.models.default.resolve_models`, each metadata recording its grid); or a
+        model file or ``"default"`` (resolved here).
+    spectra : SpectrumSet, spectrum-like, path-like or iterable of path-like
         A SpectrumSet preprocessed onto the model's grid (rest frame); single spectra (observed
         frame, with their redshift) are preprocessed onto it here
-        (:func:`agnlens.io.as_spectrum_set`).
+        (:func:`agnlens.io.as_spectrum_set`); files, folders, glob patterns and stores are read
+        once by :func:`agnlens.stages.load`.
     check_redshift : bool
         Measure the narrow lines' velocity offset (:mod:`agnlens.redshift`) and flag
         ``redshift-offset`` beyond :data:`agnlens.redshift.MAX_OFFSET_KMS`.
     check_physics : bool
-        On grids reaching Hα, fit the lines with the physics baseline
-        (:func:`agnlens.models.baseline.measure`, ~10 ms of CPU per spectrum) and flag ``not-agn``
+        Fit the lines with the physics baseline (:func:`agnlens.models.baseline.measure`, ~10 ms
+        of CPU per spectrum) where the spectrum reaches Hα (on the ``balmer`` grid for files
+        classified on ``paper``) and flag ``not-agn``
         (:func:`agnlens.models.applicability.not_agn`: star-forming on the BPT diagram, no broad line).
     measurements : DataFrame, optional
-        :func:`agnlens.models.baseline.measure` of these spectra, already made (e.g. on the
-        ``balmer`` grid for spectra classified on ``paper``); used instead of fitting again.
+        :func:`agnlens.models.baseline.measure` of these spectra, already made; used instead of
+        fitting again.
     grid : str, optional
         Name written in the ``grid`` column (default ``spectra.grid``).
-    executor : Executor, optional
+    executor : Executor or scheduler name, optional
         Cuts the spectra into chunks (default :data:`agnlens.stages.executor.LOCAL`); a store's
         spectra on Dask go through :func:`classify_store`, chunk by chunk in the same way.
+    labels : path or DataFrame, optional
+        A label catalogue for files (fills ``label``; its ``z`` overrides the file's redshift).
+    refine_z : bool
+        Files: re-measure the redshift of spectra flagged ``redshift-offset`` from their narrow
+        lines, reprocess and classify them again; the corrected redshift goes into ``z_refined``
+        and ``z_offset_kms`` keeps the offset that was found.
+    measure : bool
+        Append the physics baseline's measurements (:data:`agnlens.models.baseline.MEASURE_COLUMNS`,
+        NaN / "" where a spectrum does not reach Hβ) and ``agrees_with_baseline``: files measured
+        on the ``balmer`` grid, a store on its own, each at the redshift its prediction used.
+    mc_draws : int
+        Files: when > 0, also the Monte-Carlo standard error of every probability
+        (:func:`agnlens.explain.uncertainty.monte_carlo_std`: the spectrum's pixels drawn
+        ``mc_draws`` times from their ``ivar`` and sent through the whole preprocessing and the
+        model, seeded by the spectrum's place among the inputs), in columns ``p_<class>_mc_err``.
+    work : path-like, optional
+        Folder for the resumable parts of stores classified on Dask (default: beside each store).
+    return_rejected : bool
+        Also return the inputs that could not be used.
 
     Returns
     -------
-    pandas.DataFrame
-        One row per spectrum, in order: ``spec_id, label, predicted_label, p_<class>...,
-        p_<class>_err...`` (the standard error of each probability from the spectrum's noise,
-        :func:`agnlens.explain.uncertainty.proba_std`), ``applicable, flags, z_offset_kms,
-        z_offset_err_kms, grid, z, source``, then the diagnostics of
+    table : pandas.DataFrame
+        One row per spectrum, in order (for inputs: stores first, then files in input order
+        within each grid, grids in order of preference): ``spec_id, label, predicted_label,
+        p_<class>..., p_<class>_err...`` (the standard error of each probability from the
+        spectrum's noise, :func:`agnlens.explain.uncertainty.proba_std`), ``applicable, flags,
+        z_offset_kms, z_offset_err_kms, grid, z, source``, then the diagnostics of
         :func:`agnlens.models.applicability.applicability` (``max_kernel``, ``intercept_share``,
         ``pca_residual``, ``mahalanobis``, ``masked_share``, ``ood_check``, ``agn_check``).
+    rejected : list of Rejection
+        With ``return_rejected``: inputs no model could use, each with its reason.
     """
-    from agnlens.io.coerce import as_spectrum_set, is_spectrum_like
+    from agnlens.io.coerce import is_spectrum_like
 
-    if not isinstance(spectra, SpectrumSet) and is_spectrum_like(spectra):
+    if isinstance(spectra, SpectrumSet) or is_spectrum_like(spectra):
+        if is_models(model):
+            model = pick_model(models_of(model), spectra)
+        table = _classify_set(model, spectra, check_redshift, check_physics, measurements, grid, executor, measure)
+        return (table, []) if return_rejected else table
+    from agnlens.stages.classify_inputs import classify_inputs
+
+    table, rejected = classify_inputs(
+        models_of(model), spectra, labels=labels, refine_z=refine_z, check_redshift=check_redshift,
+        check_physics=check_physics, measure=measure, mc_draws=mc_draws, executor=executor, work=work,
+    )
+    return (table, rejected) if return_rejected else table
+
+
+def _classify_set(model, spectra, check_redshift, check_physics, measurements, grid, executor, measure):
+    """:func:`classify` of spectra in memory on ``model``'s grid."""
+    from agnlens.io.coerce import as_spectrum_set
+
+    if not isinstance(spectra, SpectrumSet):
         spectra = as_spectrum_set(spectra, n_pixels=getattr(model, "n_features_in_", None))
     if len(spectra) == 0 or measurements is not None:  # measurements made for the whole set: one chunk
-        return classify_chunk(spectra, model, check_redshift, grid, check_physics, measurements)
+        return classify_chunk(spectra, model, check_redshift, grid, check_physics, measurements, measure)
     tables = as_executor(executor).map(classify_chunk, spectra, model, check_redshift, grid, check_physics,
-                                       desc="classify")
+                                       None, measure, desc="classify")
     return tables[0] if len(tables) == 1 else pd.concat(tables, ignore_index=True)
 
 
+def is_models(model) -> bool:
+    """Whether ``model`` names models (a file or ``"default"``) or lists them, rather than being one."""
+    if isinstance(model, (str, Path)):
+        return True
+    return hasattr(model, "__getitem__") and hasattr(model, "__len__") and not hasattr(model, "predict_proba")
+
+
+def pick_model(models, spectra):
+    """The model of ``models`` for spectra in memory: the one on a set's grid, else the first."""
+    from agnlens.stages.loading import model_for_grid
+
+    return model_for_grid(models, spectra.grid)[0] if isinstance(spectra, SpectrumSet) else models[0][0]
+
+
+def models_of(model):
+    """``model`` as models in order of preference: a name or file resolved, one fitted model alone
+    (on the preset grid of its pixel count)."""
+    if isinstance(model, (str, Path)):
+        from agnlens.models.default import resolve_models
+
+        return resolve_models(str(model))
+    if hasattr(model, "predict_proba"):
+        from agnlens.grid import GRIDS
+
+        n = getattr(model, "n_features_in_", None)
+        named = [make() for make in GRIDS.values() if make().wavelength.size == n]
+        if not named:
+            raise ValueError(f"classify: a model of {n} pixels is on no preset grid ({sorted(GRIDS)}); pass it "
+                             "with its metadata, [(model, metadata)], to classify files")
+        return [(model, {"grid": named[0].to_dict()})]
+    return model
+
+
 def classify_chunk(spectra: SpectrumSet, model, check_redshift: bool = True, grid: str | None = None,
-                   check_physics: bool = True, measurements: pd.DataFrame | None = None) -> pd.DataFrame:
-    """:func:`classify` of one chunk (the task the executor runs); same arguments, same table."""
+                   check_physics: bool = True, measurements: pd.DataFrame | None = None,
+                   measure: bool = False) -> pd.DataFrame:
+    """:func:`classify` of one chunk on the model's grid (the task the executor runs); same
+    arguments, same table (with ``measure``, the measurements of the chunk on its own grid beside
+    it, made once and shared with the ``not-agn`` check)."""
     from agnlens.explain.uncertainty import proba_std
     from agnlens.models.applicability import applicability
-    from agnlens.models.baseline import measure
+    from agnlens.models.baseline import measure as measure_lines
     from agnlens.models.linefit import HALPHA, HBETA, covers
     from agnlens.redshift import check_set
 
@@ -106,10 +190,13 @@ def classify_chunk(spectra: SpectrumSet, model, check_redshift: bool = True, gri
     jumps = spectra.meta["camera_jump"].fillna("").astype(str) if "camera_jump" in spectra.meta else None
     if jumps is not None:
         extra = [tuple(e) + (("camera-jump",) if j else ()) for e, j in zip(extra, jumps)]
-    if measurements is None and check_physics and len(spectra) and all(
-            covers(np.asarray(spectra.wavelength, dtype=float), cx) for cx in (HBETA, HALPHA)):
-        measurements = measure(spectra)
-    judged = applicability(model, spectra, extra_flags=extra, measurements=measurements).table
+    wl = np.asarray(spectra.wavelength, dtype=float)
+    reaches_halpha = all(covers(wl, cx) for cx in (HBETA, HALPHA))
+    given = measurements is not None
+    if not given and len(spectra) and ((check_physics and reaches_halpha) or (measure and covers(wl, HBETA))):
+        measurements = measure_lines(spectra)
+    use = measurements if (given or (check_physics and reaches_halpha)) else None
+    judged = applicability(model, spectra, extra_flags=extra, measurements=use).table
     table = pd.DataFrame({
         "spec_id": spectra.spec_id,
         "label": spectra.labels,
@@ -128,7 +215,16 @@ def classify_chunk(spectra: SpectrumSet, model, check_redshift: bool = True, gri
     table["source"] = spectra.meta["source"].to_numpy()
     for col in judged.columns.drop(["applicable", "flags"]):  # diagnostics
         table[col] = judged[col].to_numpy()
+    if measure:
+        table = join_measurements(table, no_measurements() if measurements is None else measurements)
     return table
+
+
+def no_measurements() -> pd.DataFrame:
+    """An empty table of :func:`agnlens.models.baseline.measure`'s columns (nothing measured)."""
+    from agnlens.models.baseline import MEASURE_COLUMNS
+
+    return pd.DataFrame({c: pd.Series(dtype=str if c == "spec_id" else float) for c in MEASURE_COLUMNS})
 
 
 def join_measurements(predictions: pd.DataFrame, measured: pd.DataFrame) -> pd.DataFrame:
@@ -160,7 +256,7 @@ def join_measurements(predictions: pd.DataFrame, measured: pd.DataFrame) -> pd.D
 
 
 def classify_store(model, store: str | Path, out: str | Path, *, executor: Executor | str | None = None,
-                   check_redshift: bool = True) -> Path:
+                   check_redshift: bool = True, measure: bool = False) -> Path:
     """:func:`classify` of every spectrum of a store, chunk by chunk on ``executor``; resumable.
 
     Parameters
@@ -173,8 +269,8 @@ def classify_store(model, store: str | Path, out: str | Path, *, executor: Execu
         Output folder: ``parts/`` while running (a rerun resumes), then ``predictions.csv``.
     executor : Executor or scheduler name, optional
         Where the chunks run (default in this process); its chunk size defaults to the store's.
-    check_redshift : bool
-        See :func:`classify`.
+    check_redshift, measure : bool
+        See :func:`classify` (the measurements made in each chunk, where it runs).
 
     Returns
     -------
@@ -185,24 +281,33 @@ def classify_store(model, store: str | Path, out: str | Path, *, executor: Execu
 
     _check_model(model)
     result = as_executor(executor).map_store(
-        _predictions, store, out, args=(model, bool(check_redshift)),
-        job=f"classify check_redshift={bool(check_redshift)} {fingerprint(model)}",
+        _predictions, store, out, args=(model, bool(check_redshift), bool(measure)),
+        job=f"classify check_redshift={bool(check_redshift)}{' measure=True' * bool(measure)} {fingerprint(model)}",
     )
     return result.outputs["predictions"]
 
 
+def write_predictions(path: str | Path, table: pd.DataFrame) -> Path:
+    """Write a predictions table as ``classify`` and ``explain`` write it: atomically, numbers to 6
+    significant digits, string cells spreadsheet-safe (:func:`agnlens.atomic.write_csv`)."""
+    from agnlens.atomic import write_csv
+
+    return write_csv(path, table, float_format="%.6g")
+
+
 def read_predictions(path: str | Path) -> pd.DataFrame:
     """A predictions table written by :func:`classify_store`, with its numbers bit for bit."""
-    table = pd.read_csv(path, dtype={"spec_id": str, "label": str, "flags": str, "source": str},
+    text = ("label", "flags", "source", "bpt_class", "subtype", "baseline_label", "baseline_flags")
+    table = pd.read_csv(path, dtype={"spec_id": str, **dict.fromkeys(text, str)},
                         keep_default_na=False, na_values=[""])
-    for col in ("label", "flags"):
+    for col in ("label", "flags", "bpt_class", "subtype", "baseline_label", "baseline_flags"):
         if col in table:
             table[col] = table[col].fillna("")
     return table
 
 
-def _predictions(chunk: SpectrumSet, model, check_redshift: bool) -> dict:
-    return {"predictions": classify_chunk(chunk, model, check_redshift)}
+def _predictions(chunk: SpectrumSet, model, check_redshift: bool, measure: bool = False) -> dict:
+    return {"predictions": classify_chunk(chunk, model, check_redshift, measure=measure)}
 
 
 def _check_model(model) -> None:
@@ -213,194 +318,3 @@ def _check_model(model) -> None:
         )
 
 
-def classify_files(
-    models: Sequence[tuple[Any, dict]],
-    inputs: Iterable[str | Path],
-    *,
-    labels=None,
-    refine_z: bool = False,
-    check_redshift: bool = True,
-    mc_draws: int = 0,
-) -> tuple[pd.DataFrame, list]:
-    """Read spectrum files and classify each with the first model whose grid it covers.
-
-    Parameters
-    ----------
-    models : sequence of (model, metadata)
-        In order of preference (e.g. :func:`agnlens.models.default.resolve_models`); each
-        metadata records the model's grid.
-    inputs : iterable of path-like
-        Files, directories or glob patterns.
-    labels : path or DataFrame, optional
-        A label catalogue (fills the ``label`` column; its ``z`` overrides the file's redshift).
-    refine_z : bool
-        Re-measure the redshift of spectra flagged ``redshift-offset`` from their narrow lines,
-        reprocess and classify them again; the corrected redshift goes into ``z_refined`` and
-        ``z_offset_kms`` keeps the offset that was found.
-    check_redshift : bool
-        See :func:`classify`.
-    mc_draws : int
-        When > 0, also the Monte-Carlo standard error of every probability
-        (:func:`agnlens.explain.uncertainty.monte_carlo_std`: each file read again, its pixels drawn
-        ``mc_draws`` times from their ``ivar`` and sent through the whole preprocessing and the
-        model), in columns ``p_<class>_mc_err`` beside the delta method's ``p_<class>_err``.
-
-    Returns
-    -------
-    table : pandas.DataFrame
-        As :func:`classify`, rows in input order within each grid, grids in order of preference.
-    rejected : list of Rejection
-        Files no model could use (the reason given by the last model's grid).
-    """
-    from agnlens.io import expand_inputs, read_catalog
-
-    paths = [str(p) for p in expand_inputs(inputs)]
-    catalog = read_catalog(labels) if isinstance(labels, (str, Path)) else labels
-    groups, rejected = read_for_models(models, paths, labels=catalog)
-    tables = [classify(model, spectra, check_redshift=check_redshift,
-                       measurements=_halpha_measurements(spectra, catalog))
-              for model, _, spectra in groups]
-    table = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=list(COLUMNS))
-    if refine_z and len(table):
-        table = _refine(models, table, catalog)
-    if mc_draws and len(table):
-        table = _monte_carlo(models, table, catalog, int(mc_draws))
-    return table, rejected
-
-
-def _monte_carlo(models, table: pd.DataFrame, catalog, n_draws: int) -> pd.DataFrame:
-    """``p_<class>_mc_err``: the Monte-Carlo standard errors of every row's probabilities, each file
-    read again and redrawn at the redshift its prediction used."""
-    from agnlens.explain.uncertainty import monte_carlo_std
-    from agnlens.ingest import read_items, read_labels
-    from agnlens.models.persistence import grid_from_metadata
-    from agnlens.spectra import Spectrum
-
-    labels = read_labels(catalog)
-    table = table.copy()
-    classes = [c[2:] for c in table.columns if c.startswith("p_") and not c.endswith("_err")]
-    mc = np.full((len(table), len(classes)), np.nan)
-    for row, (source, grid, z) in enumerate(zip(table["source"], table["grid"],
-                                                table.get("z_refined", table["z"]).fillna(table["z"]))):
-        model, meta = model_for_grid(models, grid)
-        spectrum = next(s for s in read_items(source, labels=labels, allow_zwarning=True) if isinstance(s, Spectrum))
-        spectrum.meta["z"] = float(z)
-        _, std = monte_carlo_std(model, spectrum, grid_from_metadata(meta), n_draws=n_draws, seed=row)
-        order = [list(np.asarray(model.classes_).astype(str)).index(c) for c in classes]
-        mc[row] = std[order]
-    for j, c in enumerate(classes):
-        table[f"p_{c}_mc_err"] = mc[:, j]
-    return table
-
-
-def read_for_models(models: Sequence[tuple[Any, dict]], paths: Iterable[str | Path], *, labels=None):
-    """Read spectrum files onto the grid of the first model that can use each.
-
-    Parameters
-    ----------
-    models : sequence of (model, metadata)
-        In order of preference.
-    paths : iterable of path-like
-        Files, directories or glob patterns.
-    labels : path or DataFrame, optional
-        A label catalogue.
-
-    Returns
-    -------
-    groups : list of (model, metadata, SpectrumSet)
-        One per model that received spectra, in order of preference.
-    rejected : list of Rejection
-        Files no model could use, with the reason given by the last model's grid.
-    """
-    from agnlens.ingest import ingest
-
-    groups, todo, rejected = [], [str(p) for p in paths], []
-    for k in range(len(models)):
-        if not todo:
-            break
-        grid = _model_grid(models, k)
-        spectra, summary = ingest(todo, labels=labels, grid=grid)
-        if len(spectra):  # only now is the model needed (a default model is built on first use)
-            model, meta = models[k]
-            groups.append((model, meta, spectra))
-        todo = [r.source for r in summary.rejected]
-        if k == len(models) - 1:
-            rejected = summary.rejected
-        elif todo:
-            log.debug("%d file(s) not usable on the %s grid, trying the next model", len(todo), grid.name)
-    return groups, rejected
-
-
-def model_for_grid(models: Sequence[tuple[Any, dict]], grid) -> tuple[Any, dict]:
-    """The first (model, metadata) trained on the grid named ``grid`` (a name, or a Grid: its name);
-    the first one when none is (the caller's grid check then says what is wrong)."""
-    name = getattr(grid, "name", grid)
-    from agnlens.models.default import ModelList
-
-    for k in range(len(models)):
-        named = models.grid(k).name if isinstance(models, ModelList) else (models[k][1].get("grid") or {}).get("name")
-        if named == name:
-            return models[k]
-    return models[0]
-
-
-def _model_grid(models: Sequence[tuple[Any, dict]], k: int):
-    """The grid of ``models[k]``; a :class:`~agnlens.models.default.ModelList` says it without
-    loading (or building) the model."""
-    from agnlens.models.default import ModelList
-    from agnlens.models.persistence import grid_from_metadata
-
-    return models.grid(k) if isinstance(models, ModelList) else grid_from_metadata(models[k][1])
-
-
-def merge_groups(groups: Sequence[tuple[Any, dict, SpectrumSet]]) -> list[tuple[Any, dict, SpectrumSet]]:
-    """Join the (model, metadata, spectra) groups that share a model, keeping the first's order."""
-    merged: dict[int, tuple[Any, dict, list]] = {}
-    for model, meta, spectra in groups:
-        merged.setdefault(id(model), (model, meta, []))[2].append(spectra)
-    return [(m, md, sets[0] if len(sets) == 1 else SpectrumSet.concat(sets)) for m, md, sets in merged.values()]
-
-
-def _halpha_measurements(spectra: SpectrumSet, catalog) -> pd.DataFrame | None:
-    """For spectra on a grid without Hα (``paper``): the physics baseline's measurements of the same
-    files on the ``balmer`` grid, so that the ``not-agn`` check sees [N II]/Hα wherever the spectrum
-    reaches it (files that do not are left out: their check stays unavailable). None when the grid
-    reaches Hα (:func:`classify` measures the spectra as they are)."""
-    from agnlens.ingest import ingest
-    from agnlens.models.baseline import measure
-    from agnlens.models.linefit import HALPHA, covers
-
-    if not len(spectra) or covers(np.asarray(spectra.wavelength, dtype=float), HALPHA):
-        return None
-    balmer, _ = ingest(list(spectra.meta["source"]), labels=catalog, grid="balmer")
-    return measure(balmer) if len(balmer) else None
-
-
-def _refine(models, table: pd.DataFrame, catalog) -> pd.DataFrame:
-    """Reprocess the ``redshift-offset`` spectra at their measured redshift and classify them again."""
-    from agnlens.redshift import corrected_z
-
-    offset = table["flags"].str.contains("redshift-offset", regex=False)
-    table = table.copy()
-    table["z_refined"] = np.nan
-    if not offset.any():
-        return table
-    rows = table[offset]
-    z_new = [corrected_z(z, v) for z, v in zip(rows["z"], rows["z_offset_kms"])]
-    over = pd.DataFrame({"spec_id": rows["spec_id"], "label": rows["label"], "z_override": z_new})
-    if catalog is not None:
-        over = over.merge(catalog.drop(columns=["label", "z_override"], errors="ignore"), on="spec_id", how="left")
-    groups, _ = read_for_models(models, list(rows["source"]), labels=over)
-    if not groups:
-        return table
-    redo = pd.concat([classify(m, s) for m, _, s in groups], ignore_index=True).set_index("spec_id")
-    for i in rows.index:
-        sid = table.at[i, "spec_id"]
-        if sid not in redo.index:
-            continue
-        new = redo.loc[sid]
-        for col in redo.columns.drop(["z", "z_offset_kms", "z_offset_err_kms"]):
-            if col in table.columns:
-                table.at[i, col] = new[col]
-        table.at[i, "z_refined"] = float(new["z"])  # z_offset_kms keeps the offset that was found
-    return table

@@ -15,7 +15,7 @@ import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -49,6 +49,10 @@ class Explanation:
     contributions : DataFrame or None
         :func:`agnlens.explain.contributions.line_contributions` of the maps (written as
         ``line_contributions.csv``); None for a method whose map does not add up to the decision.
+    model : fitted model, optional
+        The model explained.
+    spectra : SpectrumSet, optional
+        The spectra explained (on the model's grid).
     """
 
     saliency: Saliency
@@ -58,6 +62,8 @@ class Explanation:
     folder: ResultsFolder | None = None
     n_figures: int = 0
     contributions: pd.DataFrame | None = None
+    model: Any = None
+    spectra: SpectrumSet | None = None
 
     @property
     def flags(self) -> np.ndarray:
@@ -65,6 +71,42 @@ class Explanation:
         if self.judged is None:
             return np.full(len(self.saliency.spec_id), "", dtype=object)
         return self.judged["flags"].fillna("").astype(str).to_numpy()
+
+    def describe(self, i: int) -> str:
+        """The largest line contributions of spectrum ``i`` in words
+        (:func:`agnlens.explain.contributions.describe_contributions`; "" without contributions)."""
+        from agnlens.explain.contributions import describe_contributions
+
+        if self.contributions is None:
+            return ""
+        return describe_contributions(self.contributions, self.saliency.spec_id[i])
+
+    def verify(self, n_spectra: int = 10) -> pd.DataFrame:
+        """The exact gradient against central finite differences of the model's own ``predict_proba``
+        (:func:`agnlens.explain.gradient.verify`), spectrum by spectrum on the ``n_spectra`` least
+        saturated spectra (p_target farthest from 0 and 1), in their order.
+
+        Returns
+        -------
+        DataFrame
+            ``spec_id``, ``max_rel_error`` (against the largest |finite difference| of the
+            spectrum's own map), ``max_abs_error`` and ``collapsed`` (flag ``kernel-collapse``: the
+            map is the derivative of a constant, to be reported rather than judged).
+        """
+        from agnlens.explain.gradient import verify
+
+        if self.model is None or self.spectra is None:
+            raise ValueError("verify: the Explanation does not hold its model and spectra")
+        sal, flags, X = self.saliency, self.flags, np.asarray(self.spectra.flux, dtype=np.float64)
+        p = sal.p_target
+        rows = np.sort(np.argsort(-np.minimum(p, 1.0 - p), kind="stable")[:min(n_spectra, X.shape[0])])
+        checks = [verify(self.model, X[[i]], target=sal.target_index[[i]]) for i in rows]
+        return pd.DataFrame({
+            "spec_id": [sal.spec_id[i] for i in rows],
+            "max_rel_error": [c["max_rel_error"] for c in checks],
+            "max_abs_error": [c["max_abs_error"] for c in checks],
+            "collapsed": ["kernel-collapse" in str(flags[i]) for i in rows],
+        })
 
 
 def explain_saliency(model, spectra: SpectrumSet, *, method: str = DEFAULT_METHOD, target=None, executor=None,
@@ -86,7 +128,7 @@ def explain_saliency(model, spectra: SpectrumSet, *, method: str = DEFAULT_METHO
 
 def explain(
     model,
-    spectra: SpectrumSet,
+    spectra,
     folder: ResultsFolder | str | os.PathLike,
     *,
     method: str = DEFAULT_METHOD,
@@ -97,7 +139,8 @@ def explain(
     metadata: dict | None = None,
     figure_format: str = "png",
     dpi: float | None = None,
-) -> Explanation:
+    labels=None,
+):
     """Explain ``model``'s decisions on ``spectra`` and write the results into ``folder``.
 
     Writes ``predictions.csv`` (the table of :func:`agnlens.stages.classify`, as ``agnlens classify``
@@ -114,16 +157,21 @@ def explain(
 
     Parameters
     ----------
-    model : fitted SpectrumSVC
-        On the grid of ``spectra``.
-    spectra : SpectrumSet
-        Preprocessed onto the model's grid.
+    model : fitted SpectrumSVC, or sequence of (model, metadata)
+        On the grid of ``spectra``; or models in order of preference (e.g.
+        :func:`agnlens.models.default.resolve_models`) for inputs.
+    spectra : SpectrumSet, path-like or iterable of path-like
+        Preprocessed onto the model's grid; or files, folders, glob patterns and stores, read once
+        (:func:`agnlens.stages.load`) and explained grid by grid (into ``grid-<name>/`` when several
+        grids are used; on a Dask ``executor`` stores only, chunk by chunk, maps and index only:
+        :func:`explain_store` into ``FOLDER/<store>/``).
     folder : ResultsFolder or path-like
     method : str
         Default ``"integrated-gradients"`` from each spectrum's continuum; see
         :func:`agnlens.explain.saliency.saliency`.
     target : None, class label or index
-        None explains each spectrum's predicted class.
+        None explains each spectrum's predicted class; for inputs also its text (a label, or an
+        index), checked against each model's classes.
     executor : Executor, optional
         Chunks of the maps (default in this process, :data:`~agnlens.stages.executor.CHUNK` rows).
     max_figures : int
@@ -137,14 +185,35 @@ def explain(
         Format of the figures; a vector format is written beside the PNG.
     dpi : float, optional
         Resolution of the PNGs (default :data:`agnlens.plot.saliency.DPI`).
+    labels : path or DataFrame, optional
+        A label catalogue for files (true types in the titles).
 
     Returns
     -------
-    Explanation
+    Explanation, or Explained for inputs
+        :class:`agnlens.stages.explain_inputs.Explained`: an Explanation per grid, the stores
+        explained on Dask, the rejected inputs.
     """
     from agnlens.atomic import write_csv
+    from agnlens.io.coerce import is_spectrum_like
+    from agnlens.stages.classify import is_models, models_of, pick_model
+
+    in_memory = isinstance(spectra, SpectrumSet) or is_spectrum_like(spectra)
+    if in_memory and is_models(model):
+        model = pick_model(models_of(model), spectra)
+    if not in_memory:
+        from agnlens.stages.explain_inputs import explain_inputs
+
+        return explain_inputs(models_of(model), spectra, folder, labels=labels, target=target, executor=executor,
+                              method=method, max_figures=max_figures, panels=panels, figure_format=figure_format,
+                              dpi=dpi)
+    if not isinstance(spectra, SpectrumSet):
+        from agnlens.io.coerce import as_spectrum_set
+
+        spectra = as_spectrum_set(spectra, n_pixels=getattr(model, "n_features_in_", None))
     from agnlens.explain.contributions import line_contributions
     from agnlens.explain.linestats import centre_wings, covered_lines, line_table
+    from agnlens.stages.classify import write_predictions
 
     if isinstance(max_figures, bool) or not isinstance(max_figures, (int, np.integer)) or max_figures < 0:
         raise ValueError(f"max_figures must be 0 or more, got {max_figures!r}")
@@ -153,7 +222,7 @@ def explain(
     executor = as_executor(executor)
     widths, both = _widths(spectra)
     judged = _predictions(model, spectra, executor, widths if both else None)
-    write_csv(folder.predictions, judged, float_format="%.6g")
+    write_predictions(folder.predictions, judged)
     if metadata is not None:
         from agnlens.stages.maps import write_map
 
@@ -168,7 +237,8 @@ def explain(
     cws = [centre_wings(sal, name, widths=widths) for name in covered_lines(sal)]
     if any(len(c.table) for c in cws):
         write_csv(folder.centre_wings, pd.concat([c.table for c in cws], ignore_index=True))
-    result = Explanation(sal, table, cws, judged, folder, min(int(max_figures), len(sal)), contributions)
+    result = Explanation(sal, table, cws, judged, folder, min(int(max_figures), len(sal)), contributions, model,
+                         spectra)
     if result.n_figures:
         shown = spectra[np.arange(result.n_figures)]
         per_class = ({str(c): explain_saliency(model, shown, method=method, target=k, executor=executor)

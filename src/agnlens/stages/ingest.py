@@ -1,11 +1,11 @@
 """The ``ingest`` stage: spectrum files → a dataset store, batches of files in parallel, resumably.
 
 :func:`ingest` is what ``agnlens ingest`` runs: appending to a store (in this process,
-:func:`agnlens.ingest.ingest_append`) or writing one with :func:`ingest_files`, whose batches of
+:func:`ingest_append`) or writing one with :func:`ingest_files`, whose batches of
 files run as tasks on the executor's scheduler (:func:`agnlens.engine.execute`) and resume after a
 killed run under the engine's one protocol (:func:`agnlens.engine.claim`). Either way a file is
-read, labelled, checked and preprocessed by :func:`agnlens.ingest.ingest_one`, the same function
-the in-memory :func:`agnlens.ingest.ingest` calls.
+read, labelled, checked and preprocessed by :func:`agnlens.stages.reading.read_one`, the same function
+the in-memory :func:`agnlens.stages.reading.read_files` calls.
 """
 
 from __future__ import annotations
@@ -14,8 +14,10 @@ import json
 import logging
 import os
 import shutil
-from collections.abc import Sequence
+import warnings
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -26,6 +28,9 @@ from agnlens.engine.resume import atomic_save, check_retries, progress_bar, read
 from agnlens.io.store import _check_replaceable
 from agnlens.spectra import SpectrumSet
 from agnlens.stages.executor import Executor, as_executor
+
+if TYPE_CHECKING:
+    from agnlens.stages.reading import IngestSummary
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +58,7 @@ def ingest(
     out : path-like
         The store.
     grid, labels, allow_zwarning, max_bad_fraction
-        See :func:`agnlens.ingest.ingest_one`.
+        See :func:`agnlens.stages.reading.read_one`.
     executor : Executor or scheduler name, optional
         Where the batches of a new store run (default in this process); appending runs here.
     append : bool
@@ -68,14 +73,12 @@ def ingest(
 
     Returns
     -------
-    summary : agnlens.ingest.IngestSummary
+    summary : agnlens.stages.reading.IngestSummary
         Counts, rejections with reasons, catalogue matching; ``summary.out`` is the store written
         ("" when no spectrum was accepted and no store written).
     """
     options = dict(labels=labels, grid=grid, allow_zwarning=allow_zwarning, max_bad_fraction=max_bad_fraction)
     if append:
-        from agnlens.ingest import ingest_append
-
         return ingest_append(inputs, Path(out), progress=progress, **options)
     executor = as_executor(executor)
     written, summary = ingest_files(
@@ -102,9 +105,10 @@ def ingest_batch(
     atomically. A bad file becomes a rejection with its reason; it never fails the batch.
     """
     from agnlens.errors import AgnlensError
-    from agnlens.ingest import display_name, ingest_one
     from agnlens.io.desi import SkippedFibres
+    from agnlens.io.inputs import display_name
     from agnlens.spectra import Spectrum
+    from agnlens.stages.reading import read_one
 
     parts = Path(parts_dir)
     marker = parts / f"batch-{index:06d}.done"
@@ -115,7 +119,7 @@ def ingest_batch(
     fluxes, ivars, masks, metas, rejected, skipped = [], [], [], [], [], 0
     for path in paths:
         try:  # a file of many targets (DESI) yields them one by one; a bad one is a rejection
-            for spectrum in ingest_one(
+            for spectrum in read_one(
                 path, grid=grid, labels=catalog, allow_zwarning=allow_zwarning, max_bad_fraction=max_bad_fraction
             ):
                 if isinstance(spectrum, SkippedFibres):
@@ -163,7 +167,7 @@ def ingest_files(
 ):
     """Ingest spectrum files into a store, reading and preprocessing batches in parallel.
 
-    Same result as :func:`agnlens.ingest.ingest` followed by
+    Same result as :func:`agnlens.stages.reading.read_files` followed by
     :func:`~agnlens.io.store.write_store`, but batches of files run as tasks on ``scheduler``.
     Finished batches are kept in a hidden work directory beside ``out_store``
     (``.NAME.ingest-work/``), so a rerun of the same command skips them; the store itself is
@@ -186,7 +190,7 @@ def ingest_files(
     batch_size : int, default 256
         Spectra per task: that many files, a DESI file of more targets cut into target ranges.
     allow_zwarning, max_bad_fraction
-        See :func:`agnlens.ingest.ingest_one`.
+        See :func:`agnlens.stages.reading.read_one`.
     chunk_size : int, default 1024
         Spectra per chunk of the store.
     overwrite : bool
@@ -200,7 +204,7 @@ def ingest_files(
     -------
     spectra_path : Path or None
         The store, or None when no spectrum was accepted (no store is written).
-    summary : agnlens.ingest.IngestSummary
+    summary : agnlens.stages.reading.IngestSummary
         Counts, rejections with reasons, catalogue matching.
 
     Raises
@@ -245,11 +249,11 @@ def _ingest_locked(
     import dask
     import dask.array as da
 
-    from agnlens.ingest import IngestSummary, first_of_each_spec_id, ingest_provenance, read_labels
     from agnlens.io import expand_inputs
     from agnlens.io.inputs import split_item, target_ranges
     from agnlens.io.store import write_store
     from agnlens.preprocess import Rejection, get_grid
+    from agnlens.stages.reading import IngestSummary, first_of_each_spec_id, ingest_provenance, read_labels
 
     _check_replaceable(out_store, overwrite)  # again, under the lock
     grid = get_grid(grid)
@@ -376,3 +380,62 @@ def _json_default(o):
     if isinstance(o, np.ndarray):
         return o.tolist()
     return str(o)
+
+
+def ingest_append(
+    inputs: Iterable[str | Path],
+    store: str | Path,
+    *,
+    progress: Callable[[Iterable], Iterable] | None = None,
+    **options,
+) -> IngestSummary:
+    """Ingest files and append them to an existing store, item by item.
+
+    A spectrum whose spec_id the store already holds is a rejection like any other (named, the
+    rest are appended). Metadata columns the store does not have (a DR7 file's extra fields
+    appended to a store built from DR8 files) are dropped with an :class:`AgnlensWarning`.
+
+    Parameters
+    ----------
+    inputs : iterable of path-like
+    store : path-like
+        An existing store on ``options["grid"]``.
+    progress : callable, optional
+    **options
+        ``labels``, ``grid``, ``allow_zwarning``, ``max_bad_fraction`` (see :func:`agnlens.stages.reading.read_files`).
+
+    Returns
+    -------
+    IngestSummary
+        ``accepted`` counts the spectra appended; ``out`` is the store when any was.
+    """
+    from agnlens.errors import AgnlensWarning
+    from agnlens.io.store import append_store, open_store
+    from agnlens.preprocess import Rejection
+    from agnlens.stages.reading import read_files
+
+    spectra, summary = read_files(inputs, progress=progress, **options)
+    held = open_store(store)
+    stored = set(held.spec_id.tolist())
+    dup = np.isin(spectra.spec_id, list(stored))
+    for i in np.flatnonzero(dup):
+        source = str(spectra.meta["source"].iloc[i]) if "source" in spectra.meta else spectra.spec_id[i]
+        summary.rejected.append(
+            Rejection(source, f"spec_id {spectra.spec_id[i]} is already in {store}; not appended again",
+                      spectra.spec_id[i])
+        )
+    spectra = spectra[np.flatnonzero(~dup)]
+    extra = [c for c in spectra.meta.columns if c not in set(held.meta.columns)]
+    if extra:
+        warnings.warn(
+            f"{store}: dropping metadata column(s) {extra} that the store does not hold "
+            f"(its columns: {list(held.meta.columns)}); write a new store to keep them",
+            AgnlensWarning,
+            stacklevel=2,
+        )
+        spectra.meta = spectra.meta.drop(columns=extra)
+    summary.tally(spectra.meta)
+    if len(spectra):
+        append_store(spectra, store)
+        summary.out = str(store)
+    return summary

@@ -1,24 +1,24 @@
-"""Ingest: read spectrum files, attach labels, preprocess onto a grid, write a dataset store.
+"""Reading spectrum files: each spectrum of a file, labelled from a catalogue, judged and put on a grid.
 
-A spectrum's walk from file to store, each step handing on an object that carries its wavelengths::
+A spectrum's walk from file to grid, each step handing on an object that carries its wavelengths::
 
     read_spectra(path)                -> Spectrum per spectrum of the file         agnlens.io
                                          (observed, its own pixels; a DESI file: one per target)
     read_items: label, z, ZWARNING    -> the same Spectrum, labelled              here
     preprocess(spectra, grid)         -> each a Spectrum on the Grid (rest frame,  agnlens.preprocess
                                          normalised), stacked: SpectrumSet on the Grid
-    write_store / append_store        -> the store (wavelengths, Grid.to_dict())  agnlens.io.store
 
-A bad file never stops the batch (a :class:`~agnlens.preprocess.Rejection` with its path and the
-reason, counted), a bad target of a DESI file never stops the file (a rejection named
-``FILE[TARGETID]``); fibres without a target (sky, blank) are skipped and counted.
+:func:`read_files` reads files onto one grid in memory; :func:`agnlens.stages.load` reads each input
+once onto the grids of several models; :func:`agnlens.stages.ingest` writes a store. A bad file never
+stops the batch (a :class:`~agnlens.preprocess.Rejection` with its path and the reason, counted), a
+bad target of a DESI file never stops the file (a rejection named ``FILE[TARGETID]``); fibres
+without a target (sky, blank) are skipped and counted.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from agnlens.errors import AgnlensError, AgnlensWarning, RejectedSpectrum
+from agnlens.errors import AgnlensError, RejectedSpectrum
 from agnlens.grid import Grid, get_grid
 from agnlens.io.desi import SkippedFibres
 from agnlens.io.inputs import display_name
@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class IngestSummary:
-    """What an ingest did: counts, rejections with reasons, catalogue matching."""
+    """What a read of files did: counts, rejections with reasons, catalogue matching."""
 
     n_inputs: int = 0
     accepted: int = 0
@@ -159,7 +159,7 @@ def _label(spectrum: Spectrum, labels: pd.DataFrame | None, allow_zwarning: bool
     return spectrum
 
 
-def ingest_one(
+def read_one(
     path: str | Path,
     *,
     grid: str | Grid = "paper",
@@ -199,7 +199,7 @@ def ingest_one(
             yield Rejection(exc.source, exc.reason, item.spec_id)
 
 
-def ingest(
+def read_files(
     inputs: Iterable[str | Path],
     *,
     labels: str | Path | pd.DataFrame | None = None,
@@ -208,7 +208,7 @@ def ingest(
     max_bad_fraction: float = 0.1,
     progress: Callable[[Iterable], Iterable] | None = None,
 ) -> tuple[SpectrumSet, IngestSummary]:
-    """Ingest spectrum files into a :class:`SpectrumSet` on ``grid``.
+    """Read spectrum files into a :class:`SpectrumSet` on ``grid``, in memory.
 
     Each file is read and labelled here (:func:`read_items`) and handed, as a
     :class:`~agnlens.spectra.Spectrum`, to :func:`agnlens.preprocess.preprocess`, which puts it on
@@ -221,7 +221,7 @@ def ingest(
     labels : path or DataFrame, optional
         A label catalogue (see :func:`agnlens.io.read_catalog`).
     grid, allow_zwarning, max_bad_fraction
-        See :func:`ingest_one`.
+        See :func:`read_one`.
     progress : callable, optional
         Wraps the iterable of paths, e.g. ``tqdm.tqdm``.
 
@@ -361,107 +361,6 @@ def ingest_provenance(
         }
     )
     return provenance
-
-
-def ingest_append(
-    inputs: Iterable[str | Path],
-    store: str | Path,
-    *,
-    progress: Callable[[Iterable], Iterable] | None = None,
-    **options,
-) -> IngestSummary:
-    """Ingest files and append them to an existing store, item by item.
-
-    A spectrum whose spec_id the store already holds is a rejection like any other (named, the
-    rest are appended). Metadata columns the store does not have (a DR7 file's extra fields
-    appended to a store built from DR8 files) are dropped with an :class:`AgnlensWarning`.
-
-    Parameters
-    ----------
-    inputs : iterable of path-like
-    store : path-like
-        An existing store on ``options["grid"]``.
-    progress : callable, optional
-    **options
-        ``labels``, ``grid``, ``allow_zwarning``, ``max_bad_fraction`` (see :func:`ingest`).
-
-    Returns
-    -------
-    IngestSummary
-        ``accepted`` counts the spectra appended; ``out`` is the store when any was.
-    """
-    from agnlens.io.store import append_store, open_store
-
-    spectra, summary = ingest(inputs, progress=progress, **options)
-    held = open_store(store)
-    stored = set(held.spec_id.tolist())
-    dup = np.isin(spectra.spec_id, list(stored))
-    for i in np.flatnonzero(dup):
-        source = str(spectra.meta["source"].iloc[i]) if "source" in spectra.meta else spectra.spec_id[i]
-        summary.rejected.append(
-            Rejection(source, f"spec_id {spectra.spec_id[i]} is already in {store}; not appended again",
-                      spectra.spec_id[i])
-        )
-    spectra = spectra[np.flatnonzero(~dup)]
-    extra = [c for c in spectra.meta.columns if c not in set(held.meta.columns)]
-    if extra:
-        warnings.warn(
-            f"{store}: dropping metadata column(s) {extra} that the store does not hold "
-            f"(its columns: {list(held.meta.columns)}); write a new store to keep them",
-            AgnlensWarning,
-            stacklevel=2,
-        )
-        spectra.meta = spectra.meta.drop(columns=extra)
-    summary.tally(spectra.meta)
-    if len(spectra):
-        append_store(spectra, store)
-        summary.out = str(store)
-    return summary
-
-
-def read_inputs(
-    inputs: Iterable[str | Path],
-    *,
-    grid: str | Grid,
-    labels: str | Path | pd.DataFrame | None = None,
-    check=None,
-) -> tuple[SpectrumSet, list[Rejection]]:
-    """Spectra from files and stores, on ``grid``, as ``classify`` and ``explain`` take them.
-
-    Parameters
-    ----------
-    inputs : iterable of path-like
-        Stores (directories holding a Zarr store) are opened as they are; everything else is read
-        and preprocessed onto ``grid`` (see :func:`ingest`).
-    grid : str or Grid
-    labels : path or DataFrame, optional
-        A label catalogue for the files.
-    check : callable, optional
-        Called with each store's SpectrumSet; raises when it does not fit (e.g. another grid).
-
-    Returns
-    -------
-    spectra : SpectrumSet
-    rejected : list of Rejection
-    """
-    from agnlens.io.store import is_store, open_store
-
-    inputs = [str(p) for p in inputs]
-    sets, rejected = [], []
-    for path in (p for p in inputs if is_store(p)):
-        spectra = open_store(path, lazy=False)
-        if check is not None:
-            check(spectra)
-        spectra, bad = finite_rows(spectra, path)
-        rejected.extend(bad)
-        sets.append(spectra)
-    files = [p for p in inputs if not is_store(p)]
-    if files:
-        spectra, summary = ingest(files, labels=labels, grid=grid)
-        rejected.extend(summary.rejected)
-        sets.append(spectra)
-    full = [s for s in sets if len(s)]
-    return (SpectrumSet.concat(full) if full else sets[0]), rejected
 
 
 def finite_rows(spectra: SpectrumSet, where: str | Path) -> tuple[SpectrumSet, list[Rejection]]:
