@@ -249,9 +249,8 @@ def run_study(
         with timer.stage("real"):
             own = real is None
             metrics["real"] = jsonable(real_section(
-                out, spectra[test] if own else real, model, measure_spectra=None if own else real_measure,
-                predictions=judged.iloc[test] if own else None, seed=seed,
-                source=("the test split of the studied real spectra" if own else real_source),
+                out, spectra[test] if real is None else real, model, measure_spectra=None if own else real_measure,
+                seed=seed, source=("the test split of the studied real spectra" if own else real_source),
                 figure_format=style["format"], dpi=style["dpi"],
             ))
     metrics["versions"] = versions()

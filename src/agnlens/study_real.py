@@ -53,7 +53,6 @@ def real_section(
     model,
     *,
     measure_spectra: SpectrumSet | None = None,
-    predictions: pd.DataFrame | None = None,
     seed: int = 0,
     source: str = "",
     max_figures: int = MAX_FIGURES,
@@ -74,10 +73,6 @@ def real_section(
         The same spectra on a grid reaching Hα (``balmer``), for the Hα measurements and the
         ``not-agn`` check; default: ``spectra`` (Hβ only on the ``paper`` grid). Rows are matched by
         ``spec_id``.
-    predictions : DataFrame, optional
-        :func:`agnlens.stages.classify` of ``spectra``, when already made (the study's own real test
-        split, classified with the rest of the study); default: classified here, its ``not-agn``
-        check reading the measurements of ``measure_spectra``.
     seed : int
         Seed of the null test.
     source : str
@@ -106,11 +101,7 @@ def real_section(
     folder = results.real
     target = spectra if measure_spectra is None else measure_spectra
     measurements = measure(target)  # once: the not-agn check and the measurement columns share it
-    if predictions is None:
-        predictions = classify(model, spectra, measurements=measurements)
-    elif list(predictions["spec_id"]) != list(spectra.spec_id):
-        raise ValueError("real_section: predictions must have one row per spectrum, in the order of spectra")
-    table = join_measurements(predictions.reset_index(drop=True), measurements)
+    table = join_measurements(classify(model, spectra, measurements=measurements), measurements)
     classes = [str(c) for c in model.classes_]
     predicted = table["predicted_label"].to_numpy(dtype=str)
     baseline = table["baseline_label"].fillna("").to_numpy(dtype=str)
