@@ -300,15 +300,24 @@ def _train(spectra: SpectrumSet, folder: ResultsFolder, metrics: dict, timer: _T
 
 def _explain(model, spectra: SpectrumSet, folder: ResultsFolder, reasons: list[str], style: dict):
     """:func:`agnlens.stages.explain` of the explained spectra with the exact gradient (the maps, line
-    table, centre vs wings), their figures titled with why each was picked (misclassified, random)."""
+    table, centre vs wings), their figures titled with why each was picked (misclassified, random).
+
+    The figures are the explain stage's but its gallery (which the study's report does not show and
+    which costs as much as a third of the saliency figures)."""
+    from agnlens.models.applicability import reason
+    from agnlens.plot.saliency import plot_centre_wings, plot_line_table
     from agnlens.stages import explain
-    from agnlens.stages.explain import explain_figures
+    from agnlens.stages.explain import write_saliency_figures
 
     result = explain(model, spectra, folder, method="gradient", max_figures=0, figure_format=style["format"],
                      dpi=style["dpi"])
     result.saliency.save(folder.saliency, reason=reasons)  # the study's reasons, not "input"
-    result.n_figures = len(result.saliency)
-    explain_figures(result, figure_format=style["format"], dpi=style["dpi"])
+    notes = [f"not applicable: {reason(f)}" if f else None for f in result.flags]
+    write_saliency_figures(result.saliency, folder, notes=notes, figure_format=style["format"], dpi=style["dpi"])
+    save_figure(plot_line_table(result.line_table).figure, folder.figure("line_table"), **style)
+    cws = [c for c in result.centre_wings if len(c.table)]  # a line without a broad-line spectrum: no panel
+    if cws:
+        save_figure(plot_centre_wings(cws if len(cws) > 1 else cws[0]).figure, folder.figure("centre_wings"), **style)
     return result
 
 
