@@ -57,6 +57,11 @@ class StudyResult:
                 f"[{lo:.3f}, {hi:.3f}], precision {t['test']['precision']:.3f}, recall "
                 f"{t['test']['recall']:.3f}" + (" (simulated)" if m["dataset"]["simulated"] else "")
             )
+        a = m["multiclass"].get("applicability")
+        if a:
+            flags = ", ".join(f"{k} {v}" for k, v in sorted(a["flags"].items(), key=lambda kv: -kv[1]))
+            lines.append(f"  classify: {a['n_applicable']} of {a['n']} predictions applicable"
+                         + (f" (flags: {flags})" if flags else ""))
         s = m["saliency"]
         lines.append(
             f"  saliency: {s['n_maps']} exact maps ({s['n_misclassified']} misclassified, "
