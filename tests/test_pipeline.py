@@ -99,6 +99,7 @@ def test_the_predictions_are_the_classify_stage_s_on_every_spectrum(two_runs):
     a = m["multiclass"]["applicability"]
     assert a["n"] == len(study) and a["n_applicable"] == int(study["applicable"].sum())
     assert sum(a["flags"].values()) == sum(len(f.split(";")) for f in study["flags"].fillna("") if f)
+    assert f"{a['n_applicable']} of {a['n']} predictions applicable" in "\n".join(two_runs[0].summary_lines())
 
 
 def test_same_seed_gives_bitwise_identical_results(two_runs):
