@@ -71,6 +71,37 @@ def test_results_folder_is_complete(two_runs):
     assert not list(out.rglob("*.part")), "temporary files left behind"
 
 
+def test_the_predictions_are_the_classify_stage_s_on_every_spectrum(two_runs):
+    """One predictions schema: the study's predictions.csv is what ``agnlens classify``'s stage gives
+    for the saved three-class model on the same spectra (every applicability check), plus ``split``."""
+    from agnlens.models.persistence import load_model
+    from agnlens.simulate import simulate_set
+    from agnlens.stages import classify
+
+    out = two_runs[0].out
+    study = pd.read_csv(out / "predictions.csv", dtype={"spec_id": str, "flags": str}, keep_default_na=False,
+                        na_values=[""])
+    model, _ = load_model(out / "models" / "multiclass.skops")
+    spectra = simulate_set(240, seed=3, grid="paper")  # the study's sample (same n, seed, grid)
+    expected = classify(model, spectra)
+    assert list(study.columns) == [*expected.columns, "split"]
+    assert set(study["split"]) == {"train", "validation", "test"}
+    m = json.loads((out / "metrics.json").read_text())
+    assert sorted(study["split"].value_counts().to_dict().items()) == sorted(
+        (k, v) for k, v in m["split"].items() if k != "seed")
+    assert list(study["spec_id"]) == list(expected["spec_id"])
+    assert list(study["predicted_label"]) == list(expected["predicted_label"])
+    assert list(study["flags"].fillna("")) == list(expected["flags"])
+    numbers = [c for c in expected.columns if c.startswith("p_") or c in ("z_offset_kms", "max_kernel")]
+    np.testing.assert_allclose(study[numbers].to_numpy(float), expected[numbers].to_numpy(float), rtol=1e-9,
+                               atol=1e-12)
+    # the applicability verdict is counted in metrics.json
+    a = m["multiclass"]["applicability"]
+    assert a["n"] == len(study) and a["n_applicable"] == int(study["applicable"].sum())
+    assert sum(a["flags"].values()) == sum(len(f.split(";")) for f in study["flags"].fillna("") if f)
+    assert f"{a['n_applicable']} of {a['n']} predictions applicable" in "\n".join(two_runs[0].summary_lines())
+
+
 def test_same_seed_gives_bitwise_identical_results(two_runs):
     a, b = (r.out for r in two_runs)
     ma, mb = (json.loads((x / "metrics.json").read_text()) for x in (a, b))

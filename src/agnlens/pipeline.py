@@ -1,8 +1,12 @@
-"""The reference study end to end — what ``agnlens demo`` runs.
+"""The reference study end to end — what ``agnlens demo`` runs, composed from the stage verbs.
 
-simulate (or load a store) → split → tune and test, two-class and three-class → exact saliency for
-every misclassified test spectrum and a seeded random sample → line table, centre-vs-wings,
-faithfulness → t-SNE → results folder (docs/results-layout.md) → HTML report.
+simulate (or load a store) → split → tune and test, two-class and three-class →
+:func:`agnlens.stages.classify` of every spectrum (the predictions table of ``agnlens classify``,
+with its applicability checks, plus ``split``) → :func:`agnlens.stages.explain` (exact gradient) of
+every misclassified test spectrum and a seeded random sample: maps, line table, centre vs wings,
+figures → measurements, faithfulness → t-SNE → real spectra beside it
+(:func:`agnlens.study_real.real_section`) → :func:`agnlens.stages.report`. Every file is named by
+:class:`~agnlens.results.ResultsFolder` (docs/results-layout.md).
 """
 
 from __future__ import annotations
@@ -20,13 +24,12 @@ import numpy as np
 import pandas as pd
 
 from agnlens.atomic import jsonable, write_csv, write_json
-from agnlens.results import TASKS, ResultsFolder
+from agnlens.classes import CLASSES, TASK_CLASSES
+from agnlens.plot.save import DPI, check_dpi, check_format, save_figure
+from agnlens.results import ResultsFolder
 from agnlens.spectra import SpectrumSet
 
 log = logging.getLogger(__name__)
-
-CLASSES = dict(zip(TASKS, (["type1", "type2"], ["type1", "type2", "intermediate"])))
-
 
 @dataclass
 class StudyResult:
@@ -54,6 +57,11 @@ class StudyResult:
                 f"[{lo:.3f}, {hi:.3f}], precision {t['test']['precision']:.3f}, recall "
                 f"{t['test']['recall']:.3f}" + (" (simulated)" if m["dataset"]["simulated"] else "")
             )
+        a = m["multiclass"].get("applicability")
+        if a:
+            flags = ", ".join(f"{k} {v}" for k, v in sorted(a["flags"].items(), key=lambda kv: -kv[1]))
+            lines.append(f"  classify: {a['n_applicable']} of {a['n']} predictions applicable"
+                         + (f" (flags: {flags})" if flags else ""))
         s = m["saliency"]
         lines.append(
             f"  saliency: {s['n_maps']} exact maps ({s['n_misclassified']} misclassified, "
@@ -126,6 +134,12 @@ def run_study(
 ) -> StudyResult:
     """Run the study and write the results folder ``out``.
 
+    The study is composed of the library's stages: simulate → train (both tasks) →
+    :func:`agnlens.stages.classify` of every spectrum (with every applicability check) →
+    :func:`agnlens.stages.explain` of the misclassified and a random sample of the test spectra →
+    measurements, faithfulness, t-SNE → :func:`agnlens.stages.report`. Every file goes through
+    :class:`~agnlens.results.ResultsFolder`.
+
     Parameters
     ----------
     out : path-like
@@ -157,23 +171,11 @@ def run_study(
     dpi : float, optional
         Resolution of the PNGs (default :data:`agnlens.plot.save.DPI`).
     """
-    from agnlens.embed import tsne
-    from agnlens.explain.faithfulness import faithfulness
-    from agnlens.explain.gradient import verify
-    from agnlens.explain.linestats import centre_wings, covered_lines, line_table
-    from agnlens.explain.wingtest import centre_wings_test
-    from agnlens.models.baseline import measure
-    from agnlens.models.persistence import file_sha256, save_model
-    from agnlens.models.tuning import train
-    from agnlens.plot.save import DPI, check_dpi, check_format
-    from agnlens.stages.explain import explain_saliency, write_saliency_figures
+    from agnlens.stages import classify
 
-    fig_format, fig_dpi = check_format(figure_format), check_dpi(DPI if dpi is None else dpi)
-    style: dict[str, Any] = {"format": fig_format, "dpi": fig_dpi}
+    style: dict[str, Any] = {"format": check_format(figure_format), "dpi": check_dpi(DPI if dpi is None else dpi)}
     out = Path(out)
     folder = ResultsFolder(out)
-    folder.model(TASKS[0]).parent.mkdir(parents=True, exist_ok=True)
-    folder.saliency_figures.mkdir(parents=True, exist_ok=True)
     timer = _Timer(on_stage)
     t_start = time.perf_counter()
 
@@ -182,136 +184,71 @@ def run_study(
             from agnlens.simulate import simulate_set
 
             spectra = simulate_set(n, seed=seed, grid=grid)
-        scored = np.isin(spectra.labels, CLASSES["multiclass"])
+        scored = np.isin(spectra.labels, CLASSES)
         if not np.all(scored):
             log.info("leaving out %d spectra whose label is not a class", int((~scored).sum()))
             spectra = spectra[scored]
-    X = np.asarray(spectra.flux, dtype=np.float64)
     y = spectra.labels
-    simulated = spectra.simulated
-
     metrics: dict = {
         "dataset": {
             "n_spectra": len(spectra),
-            "counts": {c: int((y == c).sum()) for c in CLASSES["multiclass"]},
-            "simulated": simulated,
+            "counts": {c: int((y == c).sum()) for c in CLASSES},
+            "simulated": spectra.simulated,
             "grid": spectra.grid.describe(),
             "seed": seed,
             "data_hash": data_hash(spectra),
         },
     }
-    models, splits = {}, {}
-    for task in CLASSES:
-        with timer.stage(f"tune_{task}"):
-            result = train(spectra, task=task, seed=seed)
-            models[task], splits[task] = result.model, result.split
-            _write_csv(result.tuning.table, folder.tuning(task))
-            metrics[task] = {
-                "classes": list(result.model.classes_),
-                "best_params": jsonable(result.tuning.best_params),
-                "validation": result.validation,
-                "test": result.test,
-                "n": result.metadata["split_sizes"],
-                "tuning_s": result.tuning.tuning_s,
-            }
-            model_path = save_model(result.model, folder.model(task), metadata=result.metadata)
-            metrics[task]["model_sha256"] = file_sha256(model_path)  # provenance: pin it with --model-sha256
-    parts = splits["multiclass"]
-    metrics["split"] = {name: int(len(idx)) for name, idx in parts.items()} | {"seed": seed}
-    predictions = pd.DataFrame({"spec_id": spectra.spec_id, "label": y, "split": ""})
-    for name, idx in parts.items():
-        predictions.loc[idx, "split"] = name
-
+    models, parts = _train(spectra, folder, metrics, timer, seed)
     model = models["multiclass"]
+    test = parts["test"]
+
     with timer.stage("classify"):
-        proba = model.predict_proba(X)
-        predicted = model.classes_[np.argmax(proba, axis=1)]
-        predictions["predicted_label"] = predicted
-        for k, c in enumerate(model.classes_):
-            predictions[f"p_{c}"] = proba[:, k]
-        test = parts["test"]
+        judged = classify(model, spectra)  # the one door: every applicability check, the one schema
+        split = np.full(len(spectra), "", dtype=object)
+        for name, idx in parts.items():
+            split[idx] = name
+        predictions = judged.assign(split=split)
+        predicted = judged["predicted_label"].to_numpy(dtype=str)
+        metrics["multiclass"]["applicability"] = _applicability_counts(judged)
         wrong = test[predicted[test] != y[test]]
-        rng = np.random.default_rng(seed)
         right = np.setdiff1d(test, wrong)
+        rng = np.random.default_rng(seed)
         random_pick = np.sort(rng.choice(right, size=min(n_random_saliency, right.size), replace=False))
         explained = np.concatenate([wrong, random_pick])
         reasons = ["misclassified"] * len(wrong) + ["random"] * len(random_pick)
 
     with timer.stage("saliency"):
-        sal = explain_saliency(model, spectra[explained], method="gradient")
-        p = sal.p_target
-        rows = np.argsort(-np.minimum(p, 1.0 - p), kind="stable")[: min(10, p.size)]
-        check = verify(model, X[explained[rows]], target=sal.target_index[rows])
-        sal.save(folder.saliency, reason=reasons)
-        figure_paths = write_saliency_figures(sal, folder, figure_format=fig_format, dpi=fig_dpi)
+        explanation = _explain(model, spectra[explained], folder, reasons, style)
+        sal = explanation.saliency
+        figure_paths = [folder.saliency_figure_name(s, i) for i, s in enumerate(sal.spec_id)]
 
     with timer.stage("measure"):
-        # the physics beside every explained prediction (its broad widths decide who has wings, below), and centre
-        # vs wings with each object's widths
-        measured = measure(spectra[explained], predicted[explained])
-        _write_csv(measured, folder.measurements)
-        cwt = centre_wings_test(sal, measured, seed=seed)
-        _write_csv(cwt.table, folder.centre_wings_test)
-        from agnlens.plot.spectra import plot_class_saliency
-
-        _save_figure(plot_class_saliency(sal).figure, folder.figure("class_saliency"), style)
+        metrics["saliency"] = _measure(model, spectra[explained], predicted[explained], explanation, folder,
+                                       style, seed)
+        metrics["saliency"] |= {"n_misclassified": int(len(wrong)), "n_random": int(len(random_pick))}
 
     with timer.stage("lines"):
-        type2_mean = X[parts["train"]][y[parts["train"]] == "type2"].mean(axis=0)
-        table = line_table(sal)
-        _write_csv(table, folder.line_table)
-        cws = {name: centre_wings(sal, name, widths=measured) for name in covered_lines(sal)}
-        cw = cws["Hbeta"]
-        _write_csv(pd.concat([c.table for c in cws.values()], ignore_index=True), folder.centre_wings)
+        from agnlens.explain.faithfulness import faithfulness
+        from agnlens.plot.saliency import plot_faithfulness
+
+        train_rows = parts["train"]
+        type2_mean = np.asarray(spectra.flux, dtype=np.float64)[train_rows][y[train_rows] == "type2"].mean(axis=0)
         faith = faithfulness(model, spectra[explained], baseline_spectra=type2_mean, seed=seed)
-        _write_csv(faith.table, folder.faithfulness)
-        _figures_lines(folder, table, cw, faith, style)
+        write_csv(folder.faithfulness, faith.table)
+        save_figure(plot_faithfulness(faith).figure, folder.figure("faithfulness"), **style)
+        metrics["saliency"]["faithfulness_ranking"] = list(faith.ranking)
 
     with timer.stage("embedding"):
-        if perplexity >= (len(y) - 1) / 3:  # openTSNE's limit: a small sample gets a smaller one
-            perplexity = max(1.0, float(np.floor((len(y) - 1) / 3 - 1)))
-            log.info("t-SNE perplexity lowered to %g for %d spectra", perplexity, len(y))
-        emb = tsne(X, perplexity=perplexity, seed=seed)
-        knn = float(emb.knn_accuracy(y))
-        trust = float(emb.trustworthiness(X, 10))
         misclassified = np.zeros(len(y), bool)
         misclassified[wrong] = True
-        has_sal = np.zeros(len(y), bool)
-        has_sal[explained] = True
-        saliency_figure = np.full(len(y), "", dtype=object)
-        saliency_figure[explained] = figure_paths
-        embedding = predictions.assign(
-            x=emb.coords[:, 0], y=emb.coords[:, 1], misclassified=misclassified,
-            has_saliency=has_sal, saliency_figure=saliency_figure,
-        )
-        _write_csv(embedding, folder.embedding)
-        _write_csv(predictions, folder.predictions)
-        _figures_results(folder, metrics, emb, y, predicted, misclassified, has_sal, simulated, style)
-        _figure_tsne_physics(folder, emb.coords, spectra, simulated, style)
+        metrics["embedding"] = _embedding(spectra, predictions, explained, figure_paths, misclassified, folder,
+                                          perplexity, seed, style)
+        write_csv(folder.predictions, predictions)
+        _figures_confusion(folder, metrics, spectra.simulated, style)
 
-    metrics["saliency"] = {
-        "n_maps": int(explained.size),
-        "method": "gradient",
-        "target": "predicted class",
-        "n_misclassified": int(len(wrong)),
-        "n_random": int(len(random_pick)),
-        "max_rel_error_vs_finite_differences": float(check["max_rel_error"]),
-        "mean_rel_error_vs_finite_differences": float(check["mean_rel_error"]),
-        "centre_wings": jsonable(cw.summary),
-        "centre_wings_by_line": {name: jsonable(c.summary) for name, c in cws.items()},
-        "centre_wings_test": jsonable(cwt.summary),
-        "baseline_agreement": _agreement(measured),
-        "faithfulness_ranking": list(faith.ranking),
-    }
-    metrics["embedding"] = {
-        "knn_accuracy": knn,
-        "perplexity": perplexity,
-        "method": emb.method_name,
-        "trustworthiness": trust,
-        "n": int(len(y)),
-    }
     metrics["multiclass"]["intermediate_by_subtype"] = _by_subtype(spectra, test, predicted)
-    if real is not None or not simulated:
+    if real is not None or not spectra.simulated:
         from agnlens.study_real import real_section
 
         with timer.stage("real"):
@@ -319,7 +256,7 @@ def run_study(
             metrics["real"] = jsonable(real_section(
                 out, spectra[test] if real is None else real, model, measure_spectra=None if own else real_measure,
                 seed=seed, source=("the test split of the studied real spectra" if own else real_source),
-                figure_format=fig_format, dpi=fig_dpi,
+                figure_format=style["format"], dpi=style["dpi"],
             ))
     metrics["versions"] = versions()
     metrics["timings_s"] = dict(timer.timings)
@@ -338,37 +275,142 @@ def run_study(
     return StudyResult(out=out, metrics=metrics, report=report_path, timings=metrics["timings_s"])
 
 
-def _figures_lines(folder: ResultsFolder, table, cw, faith, style: dict) -> None:
-    from agnlens.plot.saliency import plot_centre_wings, plot_faithfulness, plot_line_table
+def _train(spectra: SpectrumSet, folder: ResultsFolder, metrics: dict, timer: _Timer,
+           seed: int) -> tuple[dict, dict]:
+    """Tune, test and save the model of each task (``tuning_<task>.csv``, ``models/<task>.skops``);
+    fills ``metrics[task]`` and ``metrics["split"]``. Returns the models and the three-class split."""
+    from agnlens.models.persistence import file_sha256, save_model
+    from agnlens.models.tuning import train
 
-    _save_figure(plot_line_table(table).figure, folder.figure("line_table"), style)
-    _save_figure(plot_centre_wings(cw).figure, folder.figure("centre_wings"), style)
-    _save_figure(plot_faithfulness(faith).figure, folder.figure("faithfulness"), style)
+    models, splits = {}, {}
+    for task in TASK_CLASSES:
+        with timer.stage(f"tune_{task}"):
+            result = train(spectra, task=task, seed=seed)
+            models[task], splits[task] = result.model, result.split
+            write_csv(folder.tuning(task), result.tuning.table)
+            metrics[task] = {
+                "classes": list(result.model.classes_),
+                "best_params": jsonable(result.tuning.best_params),
+                "validation": result.validation,
+                "test": result.test,
+                "n": result.metadata["split_sizes"],
+                "tuning_s": result.tuning.tuning_s,
+            }
+            model_path = save_model(result.model, folder.model(task), metadata=result.metadata)
+            metrics[task]["model_sha256"] = file_sha256(model_path)  # provenance: pin it with --model-sha256
+    parts = splits["multiclass"]
+    metrics["split"] = {name: int(len(idx)) for name, idx in parts.items()} | {"seed": seed}
+    return models, parts
 
 
-def _figures_results(folder: ResultsFolder, metrics, emb, y, predicted, misclassified, has_sal, simulated,
-                     style: dict) -> None:
+def _explain(model, spectra: SpectrumSet, folder: ResultsFolder, reasons: list[str], style: dict):
+    """:func:`agnlens.stages.explain` of the explained spectra with the exact gradient (the maps, line
+    table, centre vs wings), their figures titled with why each was picked (misclassified, random).
+
+    The figures are the explain stage's but its gallery (which the study's report does not show and
+    which costs as much as a third of the saliency figures)."""
+    from agnlens.models.applicability import reason
+    from agnlens.plot.saliency import plot_centre_wings, plot_line_table
+    from agnlens.stages import explain
+    from agnlens.stages.explain import write_saliency_figures
+
+    result = explain(model, spectra, folder, method="gradient", max_figures=0, figure_format=style["format"],
+                     dpi=style["dpi"])
+    result.saliency.save(folder.saliency, reason=reasons)  # the study's reasons, not "input"
+    notes = [f"not applicable: {reason(f)}" if f else None for f in result.flags]
+    write_saliency_figures(result.saliency, folder, notes=notes, figure_format=style["format"], dpi=style["dpi"])
+    save_figure(plot_line_table(result.line_table).figure, folder.figure("line_table"), **style)
+    cws = [c for c in result.centre_wings if len(c.table)]  # a line without a broad-line spectrum: no panel
+    if cws:
+        save_figure(plot_centre_wings(cws if len(cws) > 1 else cws[0]).figure, folder.figure("centre_wings"), **style)
+    return result
+
+
+def _measure(model, spectra: SpectrumSet, predicted: np.ndarray, explanation, folder: ResultsFolder, style: dict,
+             seed: int) -> dict:
+    """The physics baseline beside every explained prediction (``measurements.csv``), centre vs wings
+    with each object's widths and its null test, the class-averaged saliency; the ``saliency`` entry
+    of ``metrics.json``."""
+    from agnlens.explain.gradient import verify
+    from agnlens.explain.wingtest import centre_wings_test
+    from agnlens.models.baseline import measure
+    from agnlens.plot.spectra import plot_class_saliency
+
+    sal = explanation.saliency
+    p = sal.p_target
+    rows = np.argsort(-np.minimum(p, 1.0 - p), kind="stable")[: min(10, p.size)]  # the least certain
+    check = verify(model, np.asarray(spectra.flux, dtype=np.float64)[rows], target=sal.target_index[rows])
+    measured = measure(spectra, predicted)
+    write_csv(folder.measurements, measured)
+    cwt = centre_wings_test(sal, measured, seed=seed)
+    write_csv(folder.centre_wings_test, cwt.table)
+    save_figure(plot_class_saliency(sal).figure, folder.figure("class_saliency"), **style)
+    cws = {c.line: c for c in explanation.centre_wings}
+    known = measured["agrees_with_baseline"].dropna()
+    return {
+        "n_maps": len(sal),
+        "method": sal.method,
+        "target": "predicted class",
+        "max_rel_error_vs_finite_differences": float(check["max_rel_error"]),
+        "mean_rel_error_vs_finite_differences": float(check["mean_rel_error"]),
+        "centre_wings": jsonable(cws["Hbeta"].summary) if "Hbeta" in cws else None,
+        "centre_wings_by_line": {name: jsonable(c.summary) for name, c in cws.items()},
+        "centre_wings_test": jsonable(cwt.summary),
+        "baseline_agreement": {"n": int(len(measured)), "n_compared": int(len(known)), "n_agree": int(known.sum())},
+    }
+
+
+def _applicability_counts(judged: pd.DataFrame) -> dict:
+    """How many predictions :func:`agnlens.stages.classify` judged applicable, and each flag's count."""
+    flags = judged["flags"].fillna("").astype(str)
+    counts: dict[str, int] = {}
+    for f in flags:
+        for name in filter(None, f.split(";")):
+            counts[name] = counts.get(name, 0) + 1
+    return {"n": int(len(judged)), "n_applicable": int(judged["applicable"].astype(bool).sum()),
+            "flags": dict(sorted(counts.items()))}
+
+
+def _embedding(spectra: SpectrumSet, predictions: pd.DataFrame, explained: np.ndarray, figure_paths: list[str],
+               misclassified: np.ndarray, folder: ResultsFolder, perplexity: float, seed: int, style: dict) -> dict:
+    """The t-SNE map of every spectrum (``embedding.csv``, ``figures/tsne.png``, ``figures/tsne_physics.png``);
+    the ``embedding`` entry of ``metrics.json``."""
+    from agnlens.embed import tsne
     from agnlens.plot.embedding import plot_embedding
+
+    X = np.asarray(spectra.flux, dtype=np.float64)
+    y = spectra.labels
+    if perplexity >= (len(y) - 1) / 3:  # openTSNE's limit: a small sample gets a smaller one
+        perplexity = max(1.0, float(np.floor((len(y) - 1) / 3 - 1)))
+        log.info("t-SNE perplexity lowered to %g for %d spectra", perplexity, len(y))
+    emb = tsne(X, perplexity=perplexity, seed=seed)
+    has_sal = np.zeros(len(y), bool)
+    has_sal[explained] = True
+    saliency_figure = np.full(len(y), "", dtype=object)
+    saliency_figure[explained] = figure_paths
+    pcols = [c for c in predictions.columns if c.startswith("p_") and not c.endswith("_err")]
+    embedding = predictions[["spec_id", "label", "split", "predicted_label", *pcols]].assign(
+        x=emb.coords[:, 0], y=emb.coords[:, 1], misclassified=misclassified, has_saliency=has_sal,
+        saliency_figure=saliency_figure,
+    )
+    write_csv(folder.embedding, embedding)
+    predicted = predictions["predicted_label"].to_numpy(dtype=str)
+    ax = plot_embedding(emb.coords, y, predicted=predicted, misclassified=misclassified, explained=has_sal,
+                        simulated=spectra.simulated)
+    save_figure(ax.figure, folder.figure("tsne"), **style)
+    _figure_tsne_physics(folder, emb.coords, spectra, style)
+    return {"knn_accuracy": float(emb.knn_accuracy(y)), "perplexity": perplexity, "method": emb.method_name,
+            "trustworthiness": float(emb.trustworthiness(X, 10)), "n": int(len(y))}
+
+
+def _figures_confusion(folder: ResultsFolder, metrics: dict, simulated: bool, style: dict) -> None:
     from agnlens.plot.metrics import plot_confusion
 
     tag = " (simulated)" if simulated else ""
-    for task in CLASSES:
-        ax = plot_confusion(
-            np.asarray(metrics[task]["test"]["confusion_matrix"]),
-            metrics[task]["classes"],
-            title=f"{task}: test set{tag}",
-        )
-        _save_figure(ax.figure, folder.figure(f"confusion_{task}"), style)
-    ax = plot_embedding(
-        emb.coords, y, predicted=predicted, misclassified=misclassified, explained=has_sal,
-        simulated=simulated,
-    )
-    _save_figure(ax.figure, folder.figure("tsne"), style)
-
-
-def _agreement(measured: pd.DataFrame) -> dict:
-    known = measured["agrees_with_baseline"].dropna()
-    return {"n": int(len(measured)), "n_compared": int(len(known)), "n_agree": int(known.sum())}
+    for task in TASK_CLASSES:
+        ax = plot_confusion(np.asarray(metrics[task]["test"]["confusion_matrix"]), metrics[task]["classes"],
+                            title=f"{task}: test set{tag}")
+        save_figure(ax.figure, folder.figure(f"confusion_{task}"), **style)
 
 
 def _by_subtype(spectra: SpectrumSet, test: np.ndarray, predicted: np.ndarray) -> dict:
@@ -380,7 +422,7 @@ def _by_subtype(spectra: SpectrumSet, test: np.ndarray, predicted: np.ndarray) -
     out = {}
     for st in sorted(set(sub[inter])):
         sel = inter & (sub == st)
-        out[st] = {c: int((predicted[test][sel] == c).sum()) for c in CLASSES["multiclass"]}
+        out[st] = {c: int((predicted[test][sel] == c).sum()) for c in CLASSES}
     return out
 
 
@@ -388,7 +430,7 @@ def _by_subtype(spectra: SpectrumSet, test: np.ndarray, predicted: np.ndarray) -
 TSNE_COLOUR_BY = {"fwhm_broad": "broad FWHM (km/s)", "oiii_hbeta_total": "[O III]/Hβ", "host_fraction": "host fraction"}
 
 
-def _figure_tsne_physics(folder: ResultsFolder, coords, spectra: SpectrumSet, simulated: bool, style: dict) -> None:
+def _figure_tsne_physics(folder: ResultsFolder, coords, spectra: SpectrumSet, style: dict) -> None:
     from agnlens.plot.embedding import plot_embedding_values
 
     values = {name: pd.to_numeric(spectra.meta[col], errors="coerce").to_numpy(float)
@@ -398,16 +440,6 @@ def _figure_tsne_physics(folder: ResultsFolder, coords, spectra: SpectrumSet, si
     if "[O III]/Hβ" in values:
         values["log [O III]/Hβ"] = np.log10(np.clip(values.pop("[O III]/Hβ"), 1e-3, None))
     if values:
-        _save_figure(plot_embedding_values(coords, values, simulated=simulated), folder.figure("tsne_physics"), style)
-
-
-def _save_figure(fig, path: Path, style: dict) -> None:
-    # the figures lay themselves out (constrained layout): a "tight" pass would draw each twice
-    from agnlens.plot.save import save_figure
-
-    save_figure(fig, path, **style)
-
-
-def _write_csv(frame: pd.DataFrame, path: Path) -> None:
-    write_csv(path, frame)
+        save_figure(plot_embedding_values(coords, values, simulated=spectra.simulated), folder.figure("tsne_physics"),
+                    **style)
 

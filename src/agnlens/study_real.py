@@ -1,14 +1,19 @@
 """Real spectra beside the study: SVM and physics baseline side by side, written into a results folder.
 
-:func:`real_section` classifies labelled real spectra with the study's model, measures them with
-the physics baseline (:func:`agnlens.models.baseline.measure`), explains the spectra where the two
-disagree (or where the SVM contradicts the label), tests centre vs wings on the real type 1 with
-their own widths (:func:`agnlens.explain.wingtest.centre_wings_test`), and writes
+:func:`real_section` runs the study's verbs on labelled real spectra: the physics baseline measures
+them (:func:`agnlens.models.baseline.measure`, once), :func:`agnlens.stages.classify` classifies them
+with every applicability check (its ``not-agn`` check reading those measurements, so on a grid
+without Hα it sees [N II]/Hα of the ``balmer`` grid), the explain stage computes every spectrum's map
+(:func:`agnlens.stages.explain_saliency`) and draws the figures of the disagreements
+(:func:`agnlens.stages.explain.write_saliency_figures`), and the type 1 are tested for centre vs
+wings with their own widths (:func:`agnlens.explain.wingtest.centre_wings_test`). It writes, through
+:class:`~agnlens.results.ResultsFolder` (its ``real`` sub-folder):
 
-* ``real/predictions.csv`` — one row per spectrum: ``spec_id, label, predicted_label, p_<class>``, the
-  measurement columns (:data:`agnlens.models.baseline.MEASURE_COLUMNS`) and, when the input table
-  carries them, the applicability columns ``applicable, flags, z_offset_kms``;
-* ``real/figures/<spec_id>.png`` — the saliency figures of the disagreements (at most
+* ``real/predictions.csv`` — the predictions table of ``agnlens classify --measure`` (the columns
+  of :func:`agnlens.stages.classify`, then the measurement columns
+  :data:`agnlens.models.baseline.MEASURE_COLUMNS` and ``agrees_with_baseline``) and
+  ``saliency_figure`` (relative to the results folder, "" when none);
+* ``real/figures/saliency/<spec_id>.png`` — the saliency figures of the disagreements (at most
   :data:`MAX_FIGURES`, label contradictions first);
 * ``real/figures/thumbnails.png`` — small spectra with their probabilities;
 
@@ -24,20 +29,22 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from agnlens.atomic import atomic_path, write_csv
-from agnlens.results import ResultsFolder, safe_name
+from agnlens.classes import CLASSES
+from agnlens.results import ResultsFolder
 from agnlens.spectra import SpectrumSet
 
 log = logging.getLogger(__name__)
 
 __all__ = ["TRUST_COLUMNS", "measure_inputs", "real_section"]
 
-#: Columns of the applicability check (``classify``'s trust stage), copied when present.
+#: Columns of the applicability check (``classify``'s trust stage) the report reads.
 TRUST_COLUMNS = ("applicable", "flags", "z_offset_kms")
 #: Most thumbnails in the one small-multiples figure.
 MAX_THUMBNAILS = 24
 #: Most saliency figures of disagreements (label contradictions first).
 MAX_FIGURES = 12
+#: Why a real spectrum's figure was drawn (its title says it).
+WHY = {"wrong": "SVM contradicts the catalogue", "disagree": "SVM and baseline disagree"}
 
 
 def real_section(
@@ -46,7 +53,6 @@ def real_section(
     model,
     *,
     measure_spectra: SpectrumSet | None = None,
-    trust: pd.DataFrame | None = None,
     seed: int = 0,
     source: str = "",
     max_figures: int = MAX_FIGURES,
@@ -62,13 +68,11 @@ def real_section(
     spectra : SpectrumSet
         Real spectra on the model's grid, with labels (``""`` when unknown).
     model : fitted classifier
-        The study's three-class model (``predict_proba`` on flux arrays, ``classes_``).
+        The study's three-class model (a SpectrumSVC: ``predict_proba``, ``classes_``, exact gradients).
     measure_spectra : SpectrumSet, optional
-        The same spectra on a grid reaching Hα (``balmer``), for the Hα measurements; default:
-        ``spectra`` (Hβ only on the ``paper`` grid). Rows are matched by ``spec_id``.
-    trust : DataFrame, optional
-        ``spec_id`` with ``applicable``, ``flags``, ``z_offset_kms`` (the classify stage's
-        applicability check); default: computed here by :func:`agnlens.stages.classify`.
+        The same spectra on a grid reaching Hα (``balmer``), for the Hα measurements and the
+        ``not-agn`` check; default: ``spectra`` (Hβ only on the ``paper`` grid). Rows are matched by
+        ``spec_id``.
     seed : int
         Seed of the null test.
     source : str
@@ -85,75 +89,62 @@ def real_section(
     dict
         The ``real`` entry of ``metrics.json``: counts, per-label agreement, centre vs wings.
     """
-    from agnlens.explain.saliency import saliency
+    from agnlens.atomic import write_csv
     from agnlens.explain.wingtest import centre_wings_test
+    from agnlens.models.applicability import reason
     from agnlens.models.baseline import measure
+    from agnlens.stages import classify, explain_saliency
+    from agnlens.stages.classify import join_measurements
+    from agnlens.stages.explain import write_saliency_figures
 
     results = ResultsFolder(out)  # absolute once: the names below are joined onto it, never twice
-    folder = results.real.root
-    (folder / "figures").mkdir(parents=True, exist_ok=True)
-    X = np.asarray(spectra.flux, dtype=np.float64)
-    proba = model.predict_proba(X)
-    classes = [str(c) for c in model.classes_]
-    predicted = np.asarray(classes, dtype=object)[np.argmax(proba, axis=1)].astype(str)
-    table = pd.DataFrame({"spec_id": spectra.spec_id, "label": spectra.labels, "predicted_label": predicted})
-    for k, c in enumerate(classes):
-        table[f"p_{c}"] = proba[:, k]
+    folder = results.real
     target = spectra if measure_spectra is None else measure_spectra
-    measurements = measure(target)
-    measured = measurements.set_index("spec_id").reindex(table["spec_id"])
-    table = table.join(measured.reset_index(drop=True))
+    measurements = measure(target)  # once: the not-agn check and the measurement columns share it
+    table = join_measurements(classify(model, spectra, measurements=measurements), measurements)
+    classes = [str(c) for c in model.classes_]
+    predicted = table["predicted_label"].to_numpy(dtype=str)
     baseline = table["baseline_label"].fillna("").to_numpy(dtype=str)
-    agree = pd.array(predicted == baseline, dtype="boolean")
-    agree[baseline == ""] = pd.NA
-    table["agrees_with_baseline"] = agree
-    if trust is None:
-        from agnlens.stages import classify
-
-        trust = classify(model, spectra, measurements=measurements)  # not-agn from the Hα grid too
-    if "spec_id" in trust:
-        cols = [c for c in TRUST_COLUMNS if c in trust]
-        table = table.merge(trust[["spec_id", *cols]].drop_duplicates("spec_id"), on="spec_id", how="left")
 
     # explain where SVM and baseline disagree, or where the SVM contradicts a class label
     labelled = np.isin(table["label"], classes)
     disagree = (baseline != "") & (predicted != baseline)
     wrong = labelled & (predicted != table["label"].to_numpy(dtype=str))
-    # contradictions of the label first, then disagreements with the baseline; at most MAX_FIGURES
+    # contradictions of the label first, then disagreements with the baseline; at most max_figures
     # figures (each costs more than classifying and measuring a spectrum)
-    explain = np.concatenate([np.flatnonzero(wrong), np.flatnonzero(disagree & ~wrong)])[:max_figures]
+    rows = np.concatenate([np.flatnonzero(wrong), np.flatnonzero(disagree & ~wrong)])[:max_figures]
+    sal = explain_saliency(model, spectra, method="gradient")  # every map: cheap (one gradient each)
+    sal.reason = np.where(wrong, WHY["wrong"], np.where(disagree, WHY["disagree"], ""))
     figures = np.full(len(table), "", dtype=object)
-    sal_all = saliency(model, spectra, method="gradient")  # every map: cheap (one gradient each)
-    sal_all.reason = np.where(wrong, "SVM contradicts the catalogue",
-                              np.where(disagree, "SVM and baseline disagree", ""))
-    if explain.size:
-        from agnlens.plot.saliency import attribution_label, shared_limit, shared_scale_note
-        from agnlens.plot.save import DPI, save_figure
-
-        vmax = shared_limit(sal_all.values[explain])
-        for i in explain:
-            rel = f"real/figures/{safe_name(table['spec_id'].iloc[i])}.png"
-            label = f"{attribution_label(sal_all.method, sal_all.target[i])}\n{shared_scale_note(explain.size)}"
-            save_figure(sal_all.plot(int(i), vmax=vmax, colorbar_label=label).figure, results / rel,
-                        format=figure_format, dpi=DPI if dpi is None else dpi)
-            figures[i] = rel
+    if rows.size:
+        flags = table["flags"].fillna("").astype(str)
+        notes = [f"not applicable: {reason(f)}" if f else None for f in flags]
+        names = write_saliency_figures(sal, folder, rows, notes=notes, figure_format=figure_format, dpi=dpi)
+        figures[rows] = [results.relative(folder / name) for name in names]
     table["saliency_figure"] = figures
-    from agnlens.plot.spectra import plot_thumbnails
+    _thumbnails(spectra, table, classes, folder, figure_format)
+    write_csv(folder.predictions, table, float_format="%.6g")
 
-    order = np.argsort(~table["saliency_figure"].astype(bool).to_numpy(), kind="stable")[:MAX_THUMBNAILS]
-    titles = [f"{table['spec_id'].iloc[i]}  {table['label'].iloc[i]} → {table['predicted_label'].iloc[i]}\n"
-              + " ".join(f"p({c}) {table[f'p_{c}'].iloc[i]:.2f}" for c in classes) for i in order]
-    _save(plot_thumbnails(spectra[order], titles), results.real.figure("thumbnails"), dpi=80)
-    write_csv(results.real.predictions, table, float_format="%.6g")
+    type1 = np.flatnonzero(spectra.labels == "type1")
+    cw = (centre_wings_test(sal[type1], table[["spec_id", "hb_fwhm_broad", "hb_fwhm_narrow"]], seed=seed)
+          if type1.size else None)
+    return {
+        "n_spectra": int(len(table)), "source": source, "classes": classes,
+        "per_label": _per_label(table, classes),
+        "n_disagree": int(disagree.sum()), "n_svm_wrong": int(wrong.sum()), "n_figures": int(rows.size),
+        "n_explainable": int((disagree | wrong).sum()),
+        "trust_columns": [c for c in TRUST_COLUMNS if c in table],
+        "measure_grid": str(target.grid), "centre_wings_type1": None if cw is None else cw.summary,
+    }
 
-    type1 = spectra.labels == "type1"
-    cw = centre_wings_test(sal_all[np.flatnonzero(type1)] if type1.any() else sal_all[:0],
-                           table[["spec_id", "hb_fwhm_broad", "hb_fwhm_narrow"]], seed=seed) if type1.any() else None
-    per_label = []
-    for lab in [c for c in ("type1", "type2", "intermediate") if (table["label"] == c).any()] + sorted(
-            set(table["label"]) - {"type1", "type2", "intermediate"}):
-        sub = table[table["label"] == lab]
-        per_label.append({
+
+def _per_label(table: pd.DataFrame, classes: list[str]) -> list[dict]:
+    """SVM and baseline counts per catalogue label (the classes first, then any other label)."""
+    labels = table["label"].fillna("").astype(str)
+    out = []
+    for lab in [c for c in CLASSES if (labels == c).any()] + sorted(set(labels) - set(CLASSES)):
+        sub = table[labels == lab]
+        out.append({
             "label": lab or "unlabelled", "n": int(len(sub)),
             "svm": {c: int((sub["predicted_label"] == c).sum()) for c in classes},
             "baseline": {c: int((sub["baseline_label"] == c).sum()) for c in classes},
@@ -161,13 +152,20 @@ def real_section(
             "baseline_correct": int((sub["baseline_label"] == lab).sum()) if lab in classes else None,
             "agree": int(sub["agrees_with_baseline"].fillna(False).sum()),
         })
-    return {
-        "n_spectra": int(len(table)), "source": source, "classes": classes, "per_label": per_label,
-        "n_disagree": int(disagree.sum()), "n_svm_wrong": int(wrong.sum()), "n_figures": int(explain.size),
-        "n_explainable": int((disagree | wrong).sum()),
-        "trust_columns": [c for c in TRUST_COLUMNS if c in table],
-        "measure_grid": str(target.grid), "centre_wings_type1": None if cw is None else cw.summary,
-    }
+    return out
+
+
+def _thumbnails(spectra: SpectrumSet, table: pd.DataFrame, classes: list[str], folder: ResultsFolder,
+                figure_format: str) -> None:
+    """``figures/thumbnails.png``: the spectra with a saliency figure first, each titled with its
+    label, prediction and probabilities (at most :data:`MAX_THUMBNAILS`)."""
+    from agnlens.plot.save import save_figure
+    from agnlens.plot.spectra import plot_thumbnails
+
+    order = np.argsort(~table["saliency_figure"].astype(bool).to_numpy(), kind="stable")[:MAX_THUMBNAILS]
+    titles = [f"{table['spec_id'].iloc[i]}  {table['label'].iloc[i]} → {table['predicted_label'].iloc[i]}\n"
+              + " ".join(f"p({c}) {table[f'p_{c}'].iloc[i]:.2f}" for c in classes) for i in order]
+    save_figure(plot_thumbnails(spectra[order], titles), folder.figure("thumbnails"), format=figure_format, dpi=80)
 
 
 def measure_inputs(inputs, predictions: pd.DataFrame, *, grid: str = "balmer") -> pd.DataFrame:
@@ -195,11 +193,3 @@ def measure_inputs(inputs, predictions: pd.DataFrame, *, grid: str = "balmer") -
 
     spectra, _ = read_inputs(inputs, grid=grid)  # rejections were reported by the classify pass
     return join_measurements(predictions, measure(spectra))
-
-
-
-
-def _save(fig, path: Path, dpi: int = 90) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=dpi, format="png", bbox_inches="tight")
