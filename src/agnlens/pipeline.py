@@ -312,7 +312,7 @@ def _explain(model, spectra: SpectrumSet, folder: ResultsFolder, reasons: list[s
     from agnlens.models.applicability import reason
     from agnlens.plot.saliency import plot_centre_wings, plot_line_table
     from agnlens.stages import explain
-    from agnlens.stages.explain import write_saliency_figures
+    from agnlens.stages.explanations import write_saliency_figures
 
     result = explain(model, spectra, folder, method="gradient", max_figures=0, figure_format=style["format"],
                      dpi=style["dpi"])

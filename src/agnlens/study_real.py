@@ -5,7 +5,7 @@ them (:func:`agnlens.models.baseline.measure`, once), :func:`agnlens.stages.clas
 with every applicability check (its ``not-agn`` check reading those measurements, so on a grid
 without Hα it sees [N II]/Hα of the ``balmer`` grid), the explain stage computes every spectrum's map
 (:func:`agnlens.stages.explain_saliency`) and draws the figures of the disagreements
-(:func:`agnlens.stages.explain.write_saliency_figures`), and the type 1 are tested for centre vs
+(:func:`agnlens.stages.explanations.write_saliency_figures`), and the type 1 are tested for centre vs
 wings with their own widths (:func:`agnlens.explain.wingtest.centre_wings_test`). It writes, through
 :class:`~agnlens.results.ResultsFolder` (its ``real`` sub-folder):
 
@@ -94,8 +94,8 @@ def real_section(
     from agnlens.models.applicability import reason
     from agnlens.models.baseline import measure
     from agnlens.stages import classify, explain_saliency
-    from agnlens.stages.classify import join_measurements
-    from agnlens.stages.explain import write_saliency_figures
+    from agnlens.stages.explanations import write_saliency_figures
+    from agnlens.stages.predictions import join_measurements
 
     results = ResultsFolder(out)  # absolute once: the names below are joined onto it, never twice
     folder = results.real
@@ -189,7 +189,7 @@ def measure_inputs(inputs, predictions: pd.DataFrame, *, grid: str = "balmer") -
     """
     from agnlens.models.baseline import measure
     from agnlens.stages import read_inputs
-    from agnlens.stages.classify import join_measurements
+    from agnlens.stages.predictions import join_measurements
 
     spectra, _ = read_inputs(inputs, grid=grid)  # rejections were reported by the classify pass
     return join_measurements(predictions, measure(spectra))

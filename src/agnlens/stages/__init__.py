@@ -19,9 +19,8 @@ The layer sits above the report and below :mod:`agnlens.pipeline` and :mod:`agnl
 """
 
 from agnlens.stages.baseline import baseline
-from agnlens.stages.classify import classify, classify_chunk, classify_store, read_predictions, write_predictions
 from agnlens.stages.executor import LOCAL, Executor
-from agnlens.stages.explain import Explanation, explain, explain_chunk, explain_saliency, explain_store
+from agnlens.stages.explanations import Explanation, explain_chunk, explain_saliency, explain_store
 from agnlens.stages.ingest import ingest, ingest_files
 from agnlens.stages.loading import (
     Batch,
@@ -33,9 +32,11 @@ from agnlens.stages.loading import (
     read_inputs,
     resolve_models,
 )
+from agnlens.stages.predictions import classify_chunk, classify_store, read_predictions, write_predictions
 from agnlens.stages.provenance import convention_of, model_provenance, write_provenance
 from agnlens.stages.reading import finite_rows, read_files
 from agnlens.stages.report import report
+from agnlens.stages.verbs import classify, explain
 
 __all__ = [
     "LOCAL", "Batch", "Executor", "Explanation", "Group", "baseline", "classify", "classify_chunk", "classify_store",

@@ -18,16 +18,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from agnlens.stages.classify import (
+from agnlens.stages.executor import Executor, as_executor
+from agnlens.stages.loading import Group, load, model_for_grid, route
+from agnlens.stages.predictions import (
     COLUMNS,
-    _classify_set,
+    classify_set,
     classify_store,
     join_measurements,
     no_measurements,
     read_predictions,
 )
-from agnlens.stages.executor import Executor, as_executor
-from agnlens.stages.loading import Group, load, model_for_grid, route
 
 
 def classify_inputs(models, inputs, *, labels=None, refine_z: bool = False, check_redshift: bool = True,
@@ -80,7 +80,7 @@ def _classify_store(g: Group, executor: Executor, check_redshift: bool, check_ph
     store = Path(str(g.store))
     ex = Executor.for_store(store, executor.scheduler, progress=executor.progress)
     if ex.local:
-        return _classify_set(g.model, g.spectra, check_redshift, check_physics, None, None, ex, measure)
+        return classify_set(g.model, g.spectra, check_redshift, check_physics, None, None, ex, measure)
     # survey scale: chunk by chunk on the scheduler, resumably, into a work folder beside WORK (or the store)
     named = Path(work) if work is not None else store
     folder = named.parent / f".{named.name[:100]}.{store.name[:100]}.work"
@@ -103,7 +103,7 @@ def _classify_group(g: Group, check_redshift: bool, check_physics: bool, measure
     if (check_physics or measure) and len(g.spectra):
         on = g.spectra if covers(wl, HBETA) and covers(wl, HALPHA) else g.on_grid("balmer")
         found = measure_lines(on) if on is not None else None
-    table = _classify_set(g.model, g.spectra, check_redshift, check_physics, found if check_physics else None,
+    table = classify_set(g.model, g.spectra, check_redshift, check_physics, found if check_physics else None,
                           None, None, False)
     if measure and len(g.spectra) and covers(wl, HBETA):
         rest = np.flatnonzero(~np.isin(g.spectra.spec_id, [] if found is None else found["spec_id"]))

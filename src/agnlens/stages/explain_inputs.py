@@ -14,7 +14,7 @@ from pathlib import Path
 
 from agnlens.results import ResultsFolder
 from agnlens.stages.executor import Executor, as_executor
-from agnlens.stages.explain import Explanation
+from agnlens.stages.explanations import Explanation
 
 
 @dataclass
@@ -42,7 +42,7 @@ def explain_inputs(models, inputs, folder, *, labels=None, target=None, executor
     """:func:`agnlens.stages.explain` of inputs (same parameters); ``target`` a class label or index,
     or its text (checked against each model's classes)."""
     from agnlens.explain.saliency import DEFAULT_METHOD
-    from agnlens.stages.explain import explain, explain_store
+    from agnlens.stages.explanations import explain_set, explain_store
     from agnlens.stages.loading import load_groups, merge_groups
 
     executor = as_executor(executor)
@@ -70,7 +70,7 @@ def explain_inputs(models, inputs, folder, *, labels=None, target=None, executor
     merged = merge_groups(groups)
     for model, meta, spectra in merged:
         where = folder if len(merged) == 1 else folder.grid(spectra.grid.name)
-        done.explanations.append(explain(model, spectra, where, target=resolve_target(target, model),
+        done.explanations.append(explain_set(model, spectra, where, target=resolve_target(target, model),
                                          executor=Executor(progress=executor.progress), metadata=meta, **options))
     return done
 

@@ -1,7 +1,8 @@
 """The ``explain`` stage: saliency maps of spectra, the line tables, the predictions with their
 applicability, their place on a t-SNE map and the figures, written into a results folder.
 
-:func:`explain` works on spectra in memory (what ``agnlens explain`` runs); :func:`explain_store`
+:func:`explain_set` works on spectra in memory (what ``agnlens explain`` runs, through the door
+:func:`agnlens.stages.explain` in :mod:`agnlens.stages.verbs`); :func:`explain_store`
 computes the maps of every spectrum of a store chunk by chunk on an executor (survey scale, no
 figures). Both compute a chunk's maps with :func:`explain_chunk`'s call of
 :func:`agnlens.explain.saliency.saliency`, so the maps of a spectrum agree on either path within
@@ -126,7 +127,7 @@ def explain_saliency(model, spectra: SpectrumSet, *, method: str = DEFAULT_METHO
     return Saliency.concat(as_executor(executor).map(one, spectra, desc="explain"))
 
 
-def explain(
+def explain_set(
     model,
     spectra,
     folder: ResultsFolder | str | os.PathLike,
@@ -139,81 +140,17 @@ def explain(
     metadata: dict | None = None,
     figure_format: str = "png",
     dpi: float | None = None,
-    labels=None,
 ):
-    """Explain ``model``'s decisions on ``spectra`` and write the results into ``folder``.
-
-    Writes ``predictions.csv`` (the table of :func:`agnlens.stages.classify`, as ``agnlens classify``
-    writes it, with the physics baseline's measurements where the grid reaches Hα),
-    ``saliency/`` (values, wavelength, flux, index), ``line_table.csv``, ``line_contributions.csv``
-    (Integrated Gradients only), ``centre_wings.csv`` (spectra with a broad line only),
-    ``embedding.csv`` (with ``metadata`` of a built-in model: :func:`agnlens.stages.maps.write_map`)
-    and the figures: one per spectrum for the first
-    ``max_figures`` (``figures/saliency/<spec_id>.png``, saying so when the prediction is not
-    applicable), ``figures/gallery.png``, ``figures/line_table.png`` and
-    ``figures/centre_wings.png``; with ``figure_format="pdf"`` or ``"svg"`` each figure also in
-    that format beside its PNG (the report embeds the PNGs). Every saliency figure and the
-    gallery share one colour scale (:func:`agnlens.plot.saliency.shared_limit` of all the maps).
-
-    Parameters
-    ----------
-    model : fitted SpectrumSVC, or sequence of (model, metadata)
-        On the grid of ``spectra``; or models in order of preference (e.g.
-        :func:`agnlens.models.default.resolve_models`) for inputs.
-    spectra : SpectrumSet, path-like or iterable of path-like
-        Preprocessed onto the model's grid; or files, folders, glob patterns and stores, read once
-        (:func:`agnlens.stages.load`) and explained grid by grid (into ``grid-<name>/`` when several
-        grids are used; on a Dask ``executor`` stores only, chunk by chunk, maps and index only:
-        :func:`explain_store` into ``FOLDER/<store>/``).
-    folder : ResultsFolder or path-like
-    method : str
-        Default ``"integrated-gradients"`` from each spectrum's continuum; see
-        :func:`agnlens.explain.saliency.saliency`.
-    target : None, class label or index
-        None explains each spectrum's predicted class; for inputs also its text (a label, or an
-        index), checked against each model's classes.
-    executor : Executor, optional
-        Chunks of the maps (default in this process, :data:`~agnlens.stages.executor.CHUNK` rows).
-    max_figures : int
-        Spectra with a figure (0: none).
-    panels : bool
-        Figures with one panel per class.
-    metadata : dict, optional
-        The model's metadata; a built-in default model's places the spectra on the t-SNE map of
-        its training sample.
-    figure_format : {"png", "pdf", "svg"}
-        Format of the figures; a vector format is written beside the PNG.
-    dpi : float, optional
-        Resolution of the PNGs (default :data:`agnlens.plot.saliency.DPI`).
-    labels : path or DataFrame, optional
-        A label catalogue for files (true types in the titles).
-
-    Returns
-    -------
-    Explanation, or Explained for inputs
-        :class:`agnlens.stages.explain_inputs.Explained`: an Explanation per grid, the stores
-        explained on Dask, the rejected inputs.
-    """
+    """:func:`agnlens.stages.explain` of spectra in memory on ``model``'s grid (same parameters)."""
     from agnlens.atomic import write_csv
-    from agnlens.io.coerce import is_spectrum_like
-    from agnlens.stages.classify import is_models, models_of, pick_model
 
-    in_memory = isinstance(spectra, SpectrumSet) or is_spectrum_like(spectra)
-    if in_memory and is_models(model):
-        model = pick_model(models_of(model), spectra)
-    if not in_memory:
-        from agnlens.stages.explain_inputs import explain_inputs
-
-        return explain_inputs(models_of(model), spectra, folder, labels=labels, target=target, executor=executor,
-                              method=method, max_figures=max_figures, panels=panels, figure_format=figure_format,
-                              dpi=dpi)
     if not isinstance(spectra, SpectrumSet):
         from agnlens.io.coerce import as_spectrum_set
 
         spectra = as_spectrum_set(spectra, n_pixels=getattr(model, "n_features_in_", None))
     from agnlens.explain.contributions import line_contributions
     from agnlens.explain.linestats import centre_wings, covered_lines, line_table
-    from agnlens.stages.classify import write_predictions
+    from agnlens.stages.predictions import write_predictions
 
     if isinstance(max_figures, bool) or not isinstance(max_figures, (int, np.integer)) or max_figures < 0:
         raise ValueError(f"max_figures must be 0 or more, got {max_figures!r}")
@@ -264,11 +201,10 @@ def _predictions(model, spectra: SpectrumSet, executor: Executor, measured: pd.D
     """:func:`agnlens.stages.classify` of ``spectra``, with the physics baseline's measurements
     ``measured`` (made once, when the grid reaches Hβ and Hα) beside each row, as ``agnlens classify
     --measure`` puts them."""
-    from agnlens.stages.classify import classify, join_measurements
+    from agnlens.stages.predictions import classify_set, join_measurements
 
-    if measured is None:
-        return classify(model, spectra, executor=executor)
-    return join_measurements(classify(model, spectra, executor=executor, measurements=measured), measured)
+    judged = classify_set(model, spectra, executor=executor, measurements=measured)
+    return judged if measured is None else join_measurements(judged, measured)
 
 
 def _figure_options(figure_format: str, dpi: float | None) -> dict:
@@ -435,9 +371,9 @@ def explain_store(
         target_class, p_<class>...``).
     """
     from agnlens.engine import fingerprint
-    from agnlens.stages.classify import _check_model
+    from agnlens.stages.predictions import check_model
 
-    _check_model(model)
+    check_model(model)
     options = dict(method_options)
     res = as_executor(executor).map_store(
         explain_chunk, store, out, args=(model, method, target, options),

@@ -1,13 +1,10 @@
-"""The ``classify`` stage: predicted type, class probabilities and whether to trust them.
+"""Predictions and their judgement on spectra in memory and in stores: the core of the ``classify``
+stage (:func:`agnlens.stages.classify`, the door that takes inputs of every kind, is in
+:mod:`agnlens.stages.verbs`).
 
-:func:`classify` takes spectra of any kind: a set on a model's grid, single spectra, or files,
-folders, glob patterns and stores (:func:`agnlens.stages.load` reads each once and sends each
-spectrum to the first model whose grid it covers: the default models' ``balmer`` where it reaches
-Hα, ``paper`` otherwise). It optionally re-measures the redshift of spectra whose narrow lines are
-offset (``refine_z``) and classifies them again, and puts the physics baseline's measurements
-beside each prediction (``measure``), made once per spectrum at the redshift the prediction used
-and shared with the ``not-agn`` check. A store on a Dask scheduler is classified chunk by chunk
-where it lies (:func:`classify_store`). Every prediction is kept; the ones that should not be
+:func:`classify_set` classifies a set on a model's grid and judges every prediction (applicability,
+redshift offsets, the physics baseline's ``not-agn``); :func:`classify_store` does the same chunk by
+chunk where a store lies, on a Dask scheduler. Every prediction is kept; the ones that should not be
 trusted say why in ``flags``.
 """
 
@@ -30,90 +27,9 @@ COLUMNS = ("spec_id", "label", "predicted_label", "applicable", "flags", "z_offs
            "z_offset_err_kms", "grid")
 
 
-def classify(model, spectra, *, check_redshift: bool = True, check_physics: bool = True,
-             measurements: pd.DataFrame | None = None, grid: str | None = None, executor=None,
-             labels=None, refine_z: bool = False, measure: bool = False, mc_draws: int = 0,
-             work: str | Path | None = None, return_rejected: bool = False):
-    """Classify spectra and judge every prediction.
-
-    Parameters
-    ----------
-    model : fitted SpectrumSVC, sequence of (model, metadata), or str
-        A model; or models in order of preference (e.g.
-        :func:`agnlens.models.default.resolve_models`, each metadata recording its grid); or a
-        model file or ``"default"`` (resolved here).
-    spectra : SpectrumSet, spectrum-like, path-like or iterable of path-like
-        A SpectrumSet preprocessed onto the model's grid (rest frame); single spectra (observed
-        frame, with their redshift) are preprocessed onto it here
-        (:func:`agnlens.io.as_spectrum_set`); files, folders, glob patterns and stores are read
-        once by :func:`agnlens.stages.load`.
-    check_redshift : bool
-        Measure the narrow lines' velocity offset (:mod:`agnlens.redshift`) and flag
-        ``redshift-offset`` beyond :data:`agnlens.redshift.MAX_OFFSET_KMS`.
-    check_physics : bool
-        Fit the lines with the physics baseline (:func:`agnlens.models.baseline.measure`, ~10 ms
-        of CPU per spectrum) where the spectrum reaches Hα (on the ``balmer`` grid for files
-        classified on ``paper``) and flag ``not-agn``
-        (:func:`agnlens.models.applicability.not_agn`: star-forming on the BPT diagram, no broad line).
-    measurements : DataFrame, optional
-        :func:`agnlens.models.baseline.measure` of these spectra, already made; used instead of
-        fitting again.
-    grid : str, optional
-        Name written in the ``grid`` column (default ``spectra.grid``).
-    executor : Executor or scheduler name, optional
-        Cuts the spectra into chunks (default :data:`agnlens.stages.executor.LOCAL`); a store's
-        spectra on Dask go through :func:`classify_store`, chunk by chunk in the same way.
-    labels : path or DataFrame, optional
-        A label catalogue for files (fills ``label``; its ``z`` overrides the file's redshift).
-    refine_z : bool
-        Files: re-measure the redshift of spectra flagged ``redshift-offset`` from their narrow
-        lines, reprocess and classify them again; the corrected redshift goes into ``z_refined``
-        and ``z_offset_kms`` keeps the offset that was found.
-    measure : bool
-        Append the physics baseline's measurements (:data:`agnlens.models.baseline.MEASURE_COLUMNS`,
-        NaN / "" where a spectrum does not reach Hβ) and ``agrees_with_baseline``: files measured
-        on the ``balmer`` grid, a store on its own, each at the redshift its prediction used.
-    mc_draws : int
-        Files: when > 0, also the Monte-Carlo standard error of every probability
-        (:func:`agnlens.explain.uncertainty.monte_carlo_std`: the spectrum's pixels drawn
-        ``mc_draws`` times from their ``ivar`` and sent through the whole preprocessing and the
-        model, seeded by the spectrum's place among the inputs), in columns ``p_<class>_mc_err``.
-    work : path-like, optional
-        Folder for the resumable parts of stores classified on Dask (default: beside each store).
-    return_rejected : bool
-        Also return the inputs that could not be used.
-
-    Returns
-    -------
-    table : pandas.DataFrame
-        One row per spectrum, in order (for inputs: stores first, then files in input order
-        within each grid, grids in order of preference): ``spec_id, label, predicted_label,
-        p_<class>..., p_<class>_err...`` (the standard error of each probability from the
-        spectrum's noise, :func:`agnlens.explain.uncertainty.proba_std`), ``applicable, flags,
-        z_offset_kms, z_offset_err_kms, grid, z, source``, then the diagnostics of
-        :func:`agnlens.models.applicability.applicability` (``max_kernel``, ``intercept_share``,
-        ``pca_residual``, ``mahalanobis``, ``masked_share``, ``ood_check``, ``agn_check``).
-    rejected : list of Rejection
-        With ``return_rejected``: inputs no model could use, each with its reason.
-    """
-    from agnlens.io.coerce import is_spectrum_like
-
-    if isinstance(spectra, SpectrumSet) or is_spectrum_like(spectra):
-        if is_models(model):
-            model = pick_model(models_of(model), spectra)
-        table = _classify_set(model, spectra, check_redshift, check_physics, measurements, grid, executor, measure)
-        return (table, []) if return_rejected else table
-    from agnlens.stages.classify_inputs import classify_inputs
-
-    table, rejected = classify_inputs(
-        models_of(model), spectra, labels=labels, refine_z=refine_z, check_redshift=check_redshift,
-        check_physics=check_physics, measure=measure, mc_draws=mc_draws, executor=executor, work=work,
-    )
-    return (table, rejected) if return_rejected else table
-
-
-def _classify_set(model, spectra, check_redshift, check_physics, measurements, grid, executor, measure):
-    """:func:`classify` of spectra in memory on ``model``'s grid."""
+def classify_set(model, spectra, check_redshift: bool = True, check_physics: bool = True, measurements=None,
+                 grid: str | None = None, executor=None, measure: bool = False) -> pd.DataFrame:
+    """:func:`agnlens.stages.classify` of spectra in memory on ``model``'s grid."""
     from agnlens.io.coerce import as_spectrum_set
 
     if not isinstance(spectra, SpectrumSet):
@@ -279,7 +195,7 @@ def classify_store(model, store: str | Path, out: str | Path, *, executor: Execu
     """
     from agnlens.engine import fingerprint
 
-    _check_model(model)
+    check_model(model)
     result = as_executor(executor).map_store(
         _predictions, store, out, args=(model, bool(check_redshift), bool(measure)),
         job=f"classify check_redshift={bool(check_redshift)}{' measure=True' * bool(measure)} {fingerprint(model)}",
@@ -310,7 +226,7 @@ def _predictions(chunk: SpectrumSet, model, check_redshift: bool, measure: bool 
     return {"predictions": classify_chunk(chunk, model, check_redshift, measure=measure)}
 
 
-def _check_model(model) -> None:
+def check_model(model) -> None:
     if not hasattr(model, "predict_proba") or not hasattr(model, "classes_"):
         raise TypeError(
             f"expected a fitted classifier with predict_proba and classes_ (a SpectrumSVC from "
