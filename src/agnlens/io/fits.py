@@ -469,10 +469,12 @@ def sniff_fits(path: str | os.PathLike | IO[bytes]) -> str:
     return _sniff(data, source)
 
 
-def _sniff(data: bytes, source: str) -> str:
+def _sniff(data: bytes, source: str, f: _Fits | None = None) -> str:
+    """:func:`sniff_fits` of loaded bytes; ``f``, a :class:`_Fits` of them, keeps the headers it
+    parses for the reader that follows."""
     if data[:9] != b"SIMPLE  =":
         return "other"
-    f = _Fits(data, source)
+    f = _Fits(data, source) if f is None else f
     # A damaged structure raises ReadError here, with a better reason than any fallback reader.
     primary = f.primary()
     if primary.has("COEFF0") and primary.get("NAXIS") == 2:

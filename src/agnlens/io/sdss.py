@@ -178,11 +178,12 @@ def read_sdss(path: str | os.PathLike | IO[bytes], *, bad_bits: int = DEFAULT_BA
         If the file is not an SDSS spectrum or is damaged, with the reason.
     """
     data, source = _load(path)
-    kind = _sniff(data, source)
+    f = _Fits(data, source)  # the headers sniffing parses, parsed once
+    kind = _sniff(data, source, f)
     if kind == "spec":
-        return _read_spec(_Fits(data, source), bad_bits)
+        return _read_spec(f, bad_bits)
     if kind == "spSpec":
-        return _read_spspec(_Fits(data, source), bad_bits)
+        return _read_spspec(f, bad_bits)
     if kind == "other":
         raise ReadError(source, "not a FITS file (header could not be parsed)")
     raise ReadError(
