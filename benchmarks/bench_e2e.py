@@ -229,6 +229,10 @@ def run_peer(paths: list[Path], z: dict[str, float], model_file: Path, tmp: Path
     return res
 
 
+def progress(message: str) -> None:
+    print(f"  {message}", file=sys.stderr, flush=True)
+
+
 def run(quick: bool = False, sizes: list[int] | None = None, schedulers=("local", "processes"),
         with_peer: bool = True) -> list[dict]:
     sizes = sizes or [200 if quick else 10_000]
@@ -243,6 +247,7 @@ def run(quick: bool = False, sizes: list[int] | None = None, schedulers=("local"
             peer_rate, peer_note = float("nan"), "peer not run"
             if with_peer:
                 p = run_peer(paths, z, model_file, tmp)
+                progress(f"peer, {n} files: {n / p['wall']:.3g} spectra/s/core, {p['wall']:.1f} s")
                 peer_rate = n / p["wall"]
                 peer_note = (f"peer {p['wall']:.1f} s wall ({n / p['cpu']:.1f} spectra per CPU s, peak "
                              f"{p['peak_main']:.0f} MiB): read {p['times']['read']:.1f} s, preprocess "
@@ -277,6 +282,7 @@ def run(quick: bool = False, sizes: list[int] | None = None, schedulers=("local"
                         memory += " (no worker process started: the command did its work in its own process)"
                     elif cores == 2:
                         worker_peaks.setdefault(command, []).append((n, r["peak_child"]))
+                    progress(f"{name}: {rate:.3g} spectra/s/core, {r['wall']:.1f} s, {memory}")
                     rows.append(dict(
                         benchmark=name, ours=rate, peer=peer_rate, unit="spectra/s/core",
                         peer_name="specutils read + sklearn SVC.predict_proba + curve_fit per line complex (1 core)",
