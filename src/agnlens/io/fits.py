@@ -470,8 +470,7 @@ def sniff_fits(path: str | os.PathLike | IO[bytes]) -> str:
 
 
 def _sniff(data: bytes, source: str, f: _Fits | None = None) -> str:
-    """:func:`sniff_fits` of loaded bytes; ``f``, a :class:`_Fits` of them, keeps the headers it
-    parses for the reader that follows."""
+    """:func:`sniff_fits` of loaded bytes (``f``: their :class:`_Fits`, kept for the reader)."""
     if data[:9] != b"SIMPLE  =":
         return "other"
     f = _Fits(data, source) if f is None else f
