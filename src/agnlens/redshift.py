@@ -379,8 +379,7 @@ def check_batch(wavelength, flux, ivar, mask=None) -> list[RedshiftCheck]:
         One per spectrum, the same offsets as :func:`check_redshift` within their errors.
     """
     wl = np.asarray(wavelength, dtype=np.float64)
-    flux = np.asarray(flux, dtype=np.float64)
-    ivar = np.asarray(ivar, dtype=np.float64)
+    flux, ivar = np.asarray(flux), np.asarray(ivar)  # float64 chunk by chunk: the memory stays bounded
     if wl.ndim != 1 or flux.ndim != 2 or flux.shape != ivar.shape or flux.shape[1] != wl.size:
         raise ValueError(
             f"check_batch needs wavelength of shape (n_pixels,) and flux and ivar of shape "
@@ -390,7 +389,8 @@ def check_batch(wavelength, flux, ivar, mask=None) -> list[RedshiftCheck]:
     out: list[RedshiftCheck] = []
     for start in range(0, flux.shape[0], BATCH):
         part = slice(start, start + BATCH)
-        out.extend(_check_rows(wl, flux[part], ivar[part], mask[part]))
+        out.extend(_check_rows(wl, np.asarray(flux[part], dtype=np.float64), np.asarray(ivar[part], dtype=np.float64),
+                               mask[part]))
     return out
 
 
