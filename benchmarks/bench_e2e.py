@@ -2,6 +2,7 @@
 table, no figures) on N spectrum files, end to end, beside the pipeline a user would assemble.
 
 Usage: python benchmarks/bench_e2e.py [--n N ...] [--quick] [--only local|processes] [--no-peer]
+                                     [--commands classify measure explain]
 
 The files: the real SDSS spectra in ``tests/data`` plus simulated SDSS-format ``spec-*.fits`` files
 written by agnlens's own writer, N in all (default 10,000; ``--quick``: 200). Every command runs
@@ -234,7 +235,7 @@ def progress(message: str) -> None:
 
 
 def run(quick: bool = False, sizes: list[int] | None = None, schedulers=("local", "processes"),
-        with_peer: bool = True) -> list[dict]:
+        with_peer: bool = True, commands=tuple(COMMANDS)) -> list[dict]:
     sizes = sizes or [200 if quick else 10_000]
     rows, worker_peaks = [], {}
     with tempfile.TemporaryDirectory() as tmp_name:
@@ -259,9 +260,9 @@ def run(quick: bool = False, sizes: list[int] | None = None, schedulers=("local"
                 warm.mkdir()
                 for p in paths[:3]:
                     (warm / p.name).symlink_to(p)
-                for command in COMMANDS:
+                for command in commands:
                     run_agnlens(command, warm, warm, "local")
-            for command in COMMANDS:
+            for command in commands:
                 for scheduler in schedulers:
                     out = tmp / "out"
                     subprocess.run(["rm", "-rf", str(out)], check=True)
@@ -302,8 +303,12 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true", help="200 files: a smoke run")
     parser.add_argument("--only", choices=["local", "processes"], help="one scheduler only")
     parser.add_argument("--no-peer", action="store_true", help="skip the peer pipeline")
+    parser.add_argument("--commands", nargs="+", choices=["classify", "measure", "explain"],
+                        help="some of the commands only (default all three)")
     args = parser.parse_args(argv)
-    rows = run(args.quick, args.n, (args.only,) if args.only else ("local", "processes"), not args.no_peer)
+    names = {"classify": "classify", "measure": "classify --measure", "explain": "explain --max-figures 0"}
+    commands = [names[c] for c in args.commands] if args.commands else list(COMMANDS)
+    rows = run(args.quick, args.n, (args.only,) if args.only else ("local", "processes"), not args.no_peer, commands)
     for r in rows:
         ratio = f"{r['ratio']:.3g}x" if np.isfinite(r["ratio"]) else "n/a"
         print(f"| {r['benchmark']} | {r['ours']:.4g} {r['unit']} | {r['peer']:.4g} {r['unit']} | {ratio} |")
