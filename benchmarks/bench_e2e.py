@@ -237,7 +237,7 @@ def progress(message: str) -> None:
 def run(quick: bool = False, sizes: list[int] | None = None, schedulers=("local", "processes"),
         with_peer: bool = True, commands=tuple(COMMANDS)) -> list[dict]:
     sizes = sizes or [200 if quick else 10_000]
-    rows, worker_peaks = [], {}
+    rows, peaks = [], {}  # (command, scheduler) -> [(n, peak of the process doing the work)]
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         model_file = tmp / "svc.pkl"
@@ -281,18 +281,19 @@ def run(quick: bool = False, sizes: list[int] | None = None, schedulers=("local"
                               f"peak {r['peak_main']:.0f} MiB client, {r['peak_child']:.0f} MiB per worker")
                     if cores == 2 and not r["peak_child"]:
                         memory += " (no worker process started: the command did its work in its own process)"
-                    elif cores == 2:
-                        worker_peaks.setdefault(command, []).append((n, r["peak_child"]))
+                    peaks.setdefault((command, scheduler), []).append(
+                        (n, r["peak_child"] if cores == 2 and r["peak_child"] else r["peak_main"]))
                     progress(f"{name}: {rate:.3g} spectra/s/core, {r['wall']:.1f} s, {memory}")
                     rows.append(dict(
                         benchmark=name, ours=rate, peer=peer_rate, unit="spectra/s/core",
                         peer_name="specutils read + sklearn SVC.predict_proba + curve_fit per line complex (1 core)",
                         ratio=rate / peer_rate,
                         note=f"{r['wall']:.1f} s wall, {n / r['cpu']:.1f} spectra per CPU s, {memory}; {peer_note}"))
-    for command, peaks in worker_peaks.items():
-        if len(peaks) > 1:
-            (n0, m0), (n1, m1) = peaks[0], peaks[-1]
-            rows[-1]["note"] += (f"; peak memory per worker, {command}: {m0:.0f} MiB at {n0} files, "
+    for (command, scheduler), sizes_peaks in peaks.items():
+        if len(sizes_peaks) > 1:
+            (n0, m0), (n1, m1) = sizes_peaks[0], sizes_peaks[-1]
+            who = "the process" if scheduler == "local" else "a worker (or the client when none started)"
+            rows[-1]["note"] += (f"; peak memory of {who}, {command}, {scheduler}: {m0:.0f} MiB at {n0} files, "
                                  f"{m1:.0f} MiB at {n1} ({(m1 / m0 - 1) * 100:+.0f}%)")
     return rows
 
