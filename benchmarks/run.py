@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-ORDER = ["ingest", "fits", "desi", "fit", "tuning", "predict", "saliency", "tsne", "flops", "scaling", "demo"]
+ORDER = ["e2e", "ingest", "fits", "desi", "fit", "tuning", "predict", "saliency", "tsne", "flops", "scaling", "demo"]
 
 
 def machine() -> str:

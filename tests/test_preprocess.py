@@ -196,3 +196,23 @@ def test_line_helpers():
     with pytest.raises(KeyError, match="unknown line"):
         line("Hzeta")
     assert format_spec_id(266, 51602, 13) == "0266-51602-0013"
+
+
+def test_preprocess_one_resamples_once_with_the_public_functions_results():
+    """preprocess_one shares one set of overlap sums between the resampling and the pixel
+    correlation: the same numbers as resample and neighbour_correlation called on their own."""
+    from agnlens.preprocess import neighbour_correlation
+
+    spectrum = sdss_like(z=0.08, seed=4)
+    spectrum.ivar[[100, 101, 900, 2500]] = 0.0  # bad pixels inside the grid
+    for name in ("paper", "balmer"):
+        grid = get_grid(name)
+        out = preprocess_one(spectrum, grid)
+        rest = to_rest_frame(spectrum)
+        flux, ivar, coverage = resample(rest.wavelength, rest.flux, rest.ivar, grid.wavelength, rest.good)
+        good = coverage >= 0.5
+        scale = out.meta["norm_flux"]
+        np.testing.assert_array_equal(out.mask, ~good)
+        np.testing.assert_allclose(out.flux[good], flux[good] / scale, rtol=1e-12)
+        np.testing.assert_allclose(out.ivar[good], ivar[good] * scale**2, rtol=1e-12)
+        assert out.meta["pixel_corr"] == neighbour_correlation(rest.wavelength, rest.ivar, grid.wavelength, rest.good)

@@ -96,30 +96,45 @@ def resample(
     if good is None:
         good = (ivar > 0) & np.isfinite(flux)
     good = np.asarray(good, dtype=bool) & np.isfinite(flux) & np.isfinite(ivar)
-    e_in, lo, hi, first, last = _overlaps(wavelength, new_wavelength)
-    n_overlap = int(np.max(last - first)) + 1 if last.size else 0
+    return _resampled(_Sums(wavelength, flux, ivar, np.asarray(new_wavelength, dtype=np.float64), good))
 
-    f_clean = np.where(good, flux, 0.0)
-    var_clean = np.where(good, 1.0 / np.where(good, ivar, 1.0), 0.0)
-    weight_sum = np.zeros(lo.size)
-    flux_sum = np.zeros(lo.size)
-    var_sum = np.zeros(lo.size)
-    # Loop over the (few) overlap slots, vectorised over all output pixels.
-    for k in range(n_overlap):
-        i = np.minimum(first + k, wavelength.size - 1)
-        active = (first + k) <= last
-        w = np.clip(np.minimum(hi, e_in[i + 1]) - np.maximum(lo, e_in[i]), 0.0, None)
-        w = np.where(active & good[i], w, 0.0)
-        weight_sum += w
-        flux_sum += w * f_clean[i]
-        var_sum += w * w * var_clean[i]
 
-    covered = weight_sum > 0
+class _Sums:
+    """The overlap-weighted sums of :func:`resample` over the good input pixels (``good`` already
+    excludes non-finite and ivar ≤ 0 pixels): weights, flux and variance per output pixel, and the
+    overlaps they came from. :func:`resample` and :func:`neighbour_correlation` both start here, so
+    preprocessing computes them once per spectrum."""
+
+    def __init__(self, wavelength, flux, ivar, new_wavelength, good):
+        self.e_in, self.lo, self.hi, self.first, self.last = _overlaps(wavelength, new_wavelength)
+        self.good = good
+        self.var = np.where(good, 1.0 / np.where(good, ivar, 1.0), 0.0)
+        f_clean = np.where(good, flux, 0.0)
+        self.weight = np.zeros(self.lo.size)
+        self.flux = np.zeros(self.lo.size)
+        self.variance = np.zeros(self.lo.size)
+        n_overlap = int(np.max(self.last - self.first)) + 1 if self.last.size else 0
+        # Loop over the (few) overlap slots, vectorised over all output pixels.
+        for k in range(n_overlap):
+            i = np.minimum(self.first + k, wavelength.size - 1)
+            w = np.where((self.first + k) <= self.last, self.weights(self.lo, self.hi, i), 0.0)
+            self.weight += w
+            self.flux += w * f_clean[i]
+            self.variance += w * w * self.var[i]
+
+    def weights(self, j_lo, j_hi, i):
+        """Overlap of output pixel spans [j_lo, j_hi] with input pixels i, where those are good."""
+        w = np.maximum(np.minimum(j_hi, self.e_in[i + 1]) - np.maximum(j_lo, self.e_in[i]), 0.0)
+        return np.where(self.good[i], w, 0.0)
+
+
+def _resampled(sums: _Sums) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    covered = sums.weight > 0
     with np.errstate(invalid="ignore", divide="ignore"):
-        out_flux = np.where(covered, flux_sum / weight_sum, np.nan)
-        out_var = np.where(covered, var_sum / weight_sum**2, np.inf)
+        out_flux = np.where(covered, sums.flux / sums.weight, np.nan)
+        out_var = np.where(covered, sums.variance / sums.weight**2, np.inf)
         out_ivar = np.where(covered & (out_var > 0), 1.0 / out_var, 0.0)
-    coverage = weight_sum / (hi - lo)
+    coverage = sums.weight / (sums.hi - sums.lo)
     return out_flux, out_ivar, coverage
 
 
@@ -164,29 +179,22 @@ def neighbour_correlation(
     wavelength = np.asarray(wavelength, dtype=np.float64)
     ivar = np.asarray(ivar, dtype=np.float64)
     good = np.asarray(good, dtype=bool) & np.isfinite(ivar) & (ivar > 0)
-    e_in, lo, hi, first, last = _overlaps(wavelength, np.asarray(new_wavelength, dtype=np.float64))
-    var = np.where(good, 1.0 / np.where(good, ivar, 1.0), 0.0)
+    return _correlation(_Sums(wavelength, np.zeros_like(ivar), ivar, np.asarray(new_wavelength, dtype=np.float64),
+                              good))
 
-    def weights(j_lo, j_hi, i):  # overlap of output pixels [j_lo, j_hi] with input pixel i, if good
-        w = np.clip(np.minimum(j_hi, e_in[i + 1]) - np.maximum(j_lo, e_in[i]), 0.0, None)
-        return np.where(good[i], w, 0.0)
 
-    # the output variance of every pixel, as resample computes it
-    out_w = np.zeros(lo.size)
-    out_v = np.zeros(lo.size)
-    for k in range(int(np.max(last - first)) + 1 if last.size else 0):
-        i = np.minimum(first + k, wavelength.size - 1)
-        w = np.where((first + k) <= last, weights(lo, hi, i), 0.0)
-        out_w += w
-        out_v += w * w * var[i]
-    shared = last[:-1]
-    pair = (shared == first[1:]) & (out_w[:-1] > 0) & (out_w[1:] > 0)
+def _correlation(sums: _Sums) -> float:
+    """:func:`neighbour_correlation` from the resampling's sums."""
+    out_w, lo, hi = sums.weight, sums.lo, sums.hi
+    shared = sums.last[:-1]
+    pair = (shared == sums.first[1:]) & (out_w[:-1] > 0) & (out_w[1:] > 0)
     if not np.any(pair):
         return 0.0
     j = np.flatnonzero(pair)
     i = shared[j]
-    cov = weights(lo[j], hi[j], i) * weights(lo[j + 1], hi[j + 1], i) * var[i] / (out_w[j] * out_w[j + 1])
-    sd = np.sqrt(out_v[j] * out_v[j + 1]) / (out_w[j] * out_w[j + 1])
+    shared_w = sums.weights(lo[j], hi[j], i) * sums.weights(lo[j + 1], hi[j + 1], i)
+    cov = shared_w * sums.var[i] / (out_w[j] * out_w[j + 1])
+    sd = np.sqrt(sums.variance[j] * sums.variance[j + 1]) / (out_w[j] * out_w[j + 1])
     rho = np.divide(cov, sd, out=np.zeros(j.size), where=sd > 0)
     return float(np.median(rho))
 
@@ -249,7 +257,12 @@ def preprocess_one(
     rest = to_rest_frame(spectrum)
     if rest.wavelength.size < 2:
         raise RejectedSpectrum(source, f"has {rest.wavelength.size} pixel(s); a spectrum needs many for a grid")
-    flux, ivar, coverage = resample(rest.wavelength, rest.flux, rest.ivar, grid.wavelength, rest.good)
+    # resampled once: the flux and ivar on the grid and the noise correlation of neighbouring pixels
+    # (rest.good already excludes ivar <= 0 and non-finite flux; resample and neighbour_correlation
+    # would each add the same finite-ivar condition)
+    sums = _Sums(np.asarray(rest.wavelength, dtype=np.float64), np.asarray(rest.flux, dtype=np.float64),
+                 np.asarray(rest.ivar, dtype=np.float64), grid.wavelength, rest.good & np.isfinite(rest.ivar))
+    flux, ivar, coverage = _resampled(sums)
     good = coverage >= MIN_PIXEL_COVERAGE
     bad_fraction = 1.0 - good.mean()
     if bad_fraction > max_bad_fraction:
@@ -274,7 +287,7 @@ def preprocess_one(
     meta["snr"] = float(np.median(flux[good] * np.sqrt(ivar[good])))
     meta["norm_flux"] = scale
     meta["bad_fraction"] = float(bad_fraction)
-    meta["pixel_corr"] = neighbour_correlation(rest.wavelength, rest.ivar, grid.wavelength, rest.good)
+    meta["pixel_corr"] = _correlation(sums)
     return Spectrum(grid.wavelength, flux, ivar, ~good, meta, frame="rest", grid=grid)
 
 

@@ -225,18 +225,19 @@ def read_spectra(item: str | os.PathLike, **kw) -> Iterator[Spectrum | RejectedS
     """
     path, select = split_item(item)
     data, source = load_bytes(path, kw.pop("max_bytes", MAX_GUNZIP_BYTES))
-    kind = sniff_bytes(data, source)
+    f = FitsFile(data, source)  # parsed once: what sniffing reads, the reader does not read again
+    kind = sniff_bytes(data, source, f)
     if kind == "desi-redshifts":
         log.debug("%s: a DESI redrock file, read with the coadd beside it", source)
         return
     if kind == "desi":
         if kw:
             raise TypeError(f"{source}: is a DESI file; its reader takes no {sorted(kw)}")
-        yield from desi_from_fits(FitsFile(data, source), Path(path), item=source, **select)
+        yield from desi_from_fits(f, Path(path), item=source, **select)
         return
     if select:
         raise ReadError(source, "only a DESI file holds several targets to choose with [TARGETID] or [rows=A:B]")
-    yield _read_one(data, source, kind, kw)
+    yield _read_one(data, source, kind, kw, f)
 
 
 def redshift_problem(meta: dict) -> str | None:
@@ -294,19 +295,19 @@ def read_spectrum(path: str | os.PathLike | IO[bytes], **kw) -> Spectrum:
         If a keyword does not belong to the detected format's reader.
     """
     data, source = load_bytes(path, kw.pop("max_bytes", MAX_GUNZIP_BYTES))
-    kind = sniff_bytes(data, source)
+    f = FitsFile(data, source)
+    kind = sniff_bytes(data, source, f)
     if kind in ("desi", "desi-redshifts"):
         raise ReadError(source, "is a DESI file of many targets (or their redshifts); read it with "
                                 "agnlens.io.read_spectra, which gives one spectrum per target")
-    return _read_one(data, source, kind, kw)
+    return _read_one(data, source, kind, kw, f)
 
 
-def _read_one(data: bytes, source: str, kind: str, kw: dict) -> Spectrum:
+def _read_one(data: bytes, source: str, kind: str, kw: dict, f: FitsFile) -> Spectrum:
     if kind in ("spec", "spSpec"):
         extra = set(kw) - {"bad_bits"}
         if extra:
             raise TypeError(f"{source}: is an SDSS {kind} file; read_sdss takes no {sorted(extra)} (only bad_bits)")
-        f = FitsFile(data, source)
         bad_bits = kw.get("bad_bits", DEFAULT_BAD_BITS)
         return spec_from_fits(f, bad_bits) if kind == "spec" else spspec_from_fits(f, bad_bits)
     if "bad_bits" in kw:
@@ -317,7 +318,7 @@ def _read_one(data: bytes, source: str, kind: str, kw: dict) -> Spectrum:
     if kind == "fits":
         # Our walker checks the structure first, so astropy never meets a truncated file or a
         # header that promises gigabytes.
-        FitsFile(data, source).check_complete()
+        f.check_complete()
     if kind == "fits" or lower.endswith((".csv", ".ecsv")):
         buf = io.BytesIO(data)
         buf.name = source

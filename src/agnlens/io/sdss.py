@@ -178,11 +178,12 @@ def read_sdss(path: str | os.PathLike | IO[bytes], *, bad_bits: int = DEFAULT_BA
         If the file is not an SDSS spectrum or is damaged, with the reason.
     """
     data, source = load_bytes(path)
-    kind = sniff_bytes(data, source)
+    f = FitsFile(data, source)  # the headers sniffing parses, parsed once
+    kind = sniff_bytes(data, source, f)
     if kind == "spec":
-        return spec_from_fits(FitsFile(data, source), bad_bits)
+        return spec_from_fits(f, bad_bits)
     if kind == "spSpec":
-        return spspec_from_fits(FitsFile(data, source), bad_bits)
+        return spspec_from_fits(f, bad_bits)
     if kind == "other":
         raise ReadError(source, "not a FITS file (header could not be parsed)")
     raise ReadError(

@@ -469,10 +469,11 @@ def sniff_fits(path: str | os.PathLike | IO[bytes]) -> str:
     return sniff_bytes(data, source)
 
 
-def sniff_bytes(data: bytes, source: str) -> str:
+def sniff_bytes(data: bytes, source: str, f: FitsFile | None = None) -> str:
+    """:func:`sniff_fits` of loaded bytes (``f``: their :class:`FitsFile`, kept for the reader)."""
     if data[:9] != b"SIMPLE  =":
         return "other"
-    f = FitsFile(data, source)
+    f = FitsFile(data, source) if f is None else f
     # A damaged structure raises ReadError here, with a better reason than any fallback reader.
     primary = f.primary()
     if primary.has("COEFF0") and primary.get("NAXIS") == 2:
