@@ -122,4 +122,4 @@ def test_cli_on_real_spectra(tmp_path, capsys):
 
 def test_cli_usage_errors(tmp_path, capsys):
     assert main(["realism", str(tmp_path), "--out", str(tmp_path / "o"), "--folds", "1"]) == 2
-    assert "--folds must be at least 2" in capsys.readouterr().err
+    assert "--folds: must be at least 2" in capsys.readouterr().err
