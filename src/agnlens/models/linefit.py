@@ -309,19 +309,20 @@ class _ComplexModel:
                 jac[:, -1] += ffe * fe[2]
         return model, jac
 
-    def fit(self, p0: np.ndarray, data: np.ndarray, w: np.ndarray):
-        """Weighted least squares from the physical start ``p0``: (p, χ², 1 σ errors unscaled)."""
+    def fit(self, p0: np.ndarray, data: np.ndarray, w: np.ndarray, spectra: np.ndarray):
+        """Weighted least squares from the physical start ``p0`` of the model's ``spectra`` (indices
+        into its per-spectrum profiles; ``data`` and ``w`` are theirs): (p, χ², 1 σ errors unscaled)."""
         bounds = self.bounds
 
         def evaluate(t, rows):
-            model, jac = self.evaluate(bounds.phys(t), rows)
+            model, jac = self.evaluate(bounds.phys(t), spectra[rows])
             jac *= w[rows][:, None, :]
             jac *= bounds.dphys(t)[:, :, None]
             return w[rows] * (model - data[rows]), jac
 
         t, chi2, _ = levenberg_marquardt(evaluate, bounds.free(p0), max_iter=100, ftol=1e-5)
         p = bounds.phys(t)
-        jac = self.evaluate(p, np.arange(p.shape[0]))[1] * w[:, None, :]
+        jac = self.evaluate(p, spectra)[1] * w[:, None, :]
         var = np.einsum("spp->sp", np.linalg.pinv(np.matmul(jac, jac.transpose(0, 2, 1)), hermitian=True))
         return p, chi2, np.sqrt(np.clip(var, 0.0, None))
 
@@ -359,7 +360,7 @@ def _fit_complex(wl, flux, weight, cx, profile, inst, weighted, rows, res) -> np
     # narrow only: the linear parameters for the narrow lines as [O III] has them, then all refined
     _, a00, r0 = normal(null.narrow(np.zeros(m), np.ones(m), everyone)[0])
     p_null = np.concatenate([solve_normal(a00, r0), np.zeros((m, 1)), np.ones((m, 1))], axis=1)
-    p_null, chi2_null, err_null = null.fit(p_null, d, w)
+    p_null, chi2_null, err_null = null.fit(p_null, d, w, everyone)
     # the broad start: the linear parameters solved at every point of a (velocity, σ) grid of the
     # broad line, for the narrow cores as [O III] has them and as the narrow-only fit left them
     # (which may have widened to swallow a broad line) — the best point over both; so the start is
@@ -389,10 +390,10 @@ def _fit_complex(wl, flux, weight, cx, profile, inst, weighted, rows, res) -> np
             starts[which, better, -2], starts[which, better, -1] = vg[best][better], sg[best][better]
     if fe is not None:  # t = √F has a zero Jacobian column at 0: start a little above it
         starts[:, :, k + 1] = np.maximum(starts[:, :, k + 1], 1e-3 * np.abs(starts[:, :, 0]) + 1e-6)
-    p, chi2_full, err = full.fit(starts[0], d, w)
+    p, chi2_full, err = full.fit(starts[0], d, w, everyone)
     trough = np.flatnonzero(best_chi2[1] < best_chi2[0])
     if trough.size:
-        p1, chi2_1, err1 = full.fit(starts[1, trough], d[trough], w[trough])
+        p1, chi2_1, err1 = full.fit(starts[1, trough], d[trough], w[trough], trough)
         better = chi2_1 < chi2_full[trough]
         idx = trough[better]
         p[idx], chi2_full[idx], err[idx] = p1[better], chi2_1[better], err1[better]
