@@ -102,8 +102,8 @@ def levenberg_marquardt(
     t = np.array(t0, dtype=float)
     n, n_par = t.shape
     rows = np.arange(n)
-    r, jac = evaluate(t, rows)
-    chi2 = np.einsum("sn,sn->s", r, r)
+    # the state of each problem: its normal matrix JᵀJ, gradient Jᵀr and χ² (not the Jacobian itself)
+    a, g, chi2 = _normal(*evaluate(t, rows))
     damping = np.full(n, 1e-3)
     n_iter = np.full(n, max_iter)
     active = np.ones(n, dtype=bool)
@@ -112,21 +112,17 @@ def levenberg_marquardt(
         idx = np.flatnonzero(active)
         if idx.size == 0:
             break
-        j = jac[idx]
-        a = np.matmul(j, j.transpose(0, 2, 1))
-        g = np.einsum("spn,sn->sp", j, r[idx])
-        diag = np.einsum("spp->sp", a)
+        diag = np.einsum("spp->sp", a[idx])
         diag = np.maximum(diag, 1e-12 * np.maximum(diag.max(axis=1, keepdims=True), 1e-300))
-        lhs = a + damping[idx, None, None] * diag[:, :, None] * eye
-        step = -np.linalg.solve(lhs, g[:, :, None])[:, :, 0]
+        lhs = a[idx] + damping[idx, None, None] * diag[:, :, None] * eye
+        step = -np.linalg.solve(lhs, g[idx][:, :, None])[:, :, 0]
         trial = t[idx] + step
-        r_new, jac_new = evaluate(trial, idx)
-        chi2_new = np.einsum("sn,sn->s", r_new, r_new)
+        a_new, g_new, chi2_new = _normal(*evaluate(trial, idx))
         better = chi2_new < chi2[idx]
         acc = idx[better]
         converged = np.zeros(idx.size, dtype=bool)
         converged[better] = chi2[acc] - chi2_new[better] <= ftol * chi2[acc]
-        t[acc], r[acc], jac[acc], chi2[acc] = trial[better], r_new[better], jac_new[better], chi2_new[better]
+        t[acc], a[acc], g[acc], chi2[acc] = trial[better], a_new[better], g_new[better], chi2_new[better]
         damping[acc] *= 0.3
         rej = idx[~better]
         damping[rej] *= 10.0
@@ -136,6 +132,11 @@ def levenberg_marquardt(
         active[done] = False
         n_iter[done] = it + 1
     return t, chi2, n_iter
+
+
+def _normal(r: np.ndarray, jac: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``JᵀJ`` (n, p, p), ``Jᵀr`` (n, p) and ``rᵀr`` (n,) from residuals and a transposed Jacobian."""
+    return np.matmul(jac, jac.transpose(0, 2, 1)), np.einsum("spn,sn->sp", jac, r), np.einsum("sn,sn->s", r, r)
 
 
 def solve_normal(a: np.ndarray, b: np.ndarray) -> np.ndarray:
