@@ -211,7 +211,7 @@ def wing_basis(lam: np.ndarray, cx: LineComplex, profile: np.ndarray) -> np.ndar
     vc, sc, dv, sw, fw = profile.T
     out = np.zeros((profile.shape[0], cx.n_free_flux, lam.size))
     for centre, j, factor in cx.narrow:
-        out[:, j] += factor * fw[:, None] * gaussians(lam, centre, vc + dv, sw)[0]
+        out[:, j] += factor * fw[:, None] * gaussians(lam, centre, vc + dv, sw, False)
     return out
 
 
@@ -248,54 +248,65 @@ class _ComplexModel:
         self.n_par = len(lo)
         self.n_extra = self.n_par - self.n_lin - 2  # the broad line's parameters
 
-    def narrow(self, offset: np.ndarray, ratio: np.ndarray, rows: np.ndarray):
+    def narrow(self, offset: np.ndarray, ratio: np.ndarray, rows: np.ndarray, flux: np.ndarray | None = None):
         """The linear basis (n, n_lin, n_pix) — continuum and narrow lines (core at [O III]'s
-        velocity + ``offset`` with ``ratio`` × its width, plus the fixed wing) — and the narrow
-        part's derivatives with respect to ``offset`` and ``ratio`` (n, k, n_pix)."""
+        velocity + ``offset`` with ``ratio`` × its width, plus the fixed wing) — and, given the
+        free fluxes ``flux`` (n, k), the narrow lines' derivatives with respect to ``offset`` and
+        ``ratio`` (n, n_pix each; else None)."""
         v = self.core[rows, 0] + offset
         s0 = self.core[rows, 1]
         s = s0 * ratio
-        n, k = v.size, self.cx.n_free_flux
+        n = v.size
         basis = np.empty((n, self.n_lin, self.lam.size))
         for order in range(self.n_cont):
             basis[:, order] = self.x**order
         basis[:, self.n_cont :] = self.wing[rows]
-        d_v, d_s = np.zeros((n, k, self.lam.size)), np.zeros((n, k, self.lam.size))
-        share = self.core_share[rows][:, None]
+        d_v = d_s = None
+        if flux is not None:
+            d_v, d_s = np.zeros((n, self.lam.size)), np.zeros((n, self.lam.size))
+        share = self.core_share[rows]
         for centre, j, factor in self.cx.narrow:
+            if flux is None:
+                basis[:, self.n_cont + j] += (factor * share)[:, None] * gaussians(self.lam, centre, v, s, False)
+                continue
             g, g_v, g_s = gaussians(self.lam, centre, v, s)
-            basis[:, self.n_cont + j] += factor * share * g
-            d_v[:, j] += factor * share * g_v
-            d_s[:, j] += factor * share * g_s * s0[:, None]
+            basis[:, self.n_cont + j] += (factor * share)[:, None] * g
+            amp = factor * share * flux[:, j]
+            g_v *= amp[:, None]
+            d_v += g_v
+            g_s *= (amp * s0)[:, None]
+            d_s += g_s
         return basis, d_v, d_s
 
     def components(self, v: np.ndarray, s: np.ndarray):
         """Unit-flux broad line at velocities ``v`` and σ ``s`` (shape (m,)) and Fe II (or None) at
         rest with σ :data:`FEII_WIDTH_RATIO` × ``s``, with their derivatives with respect to ``v``
-        and ``s``: ((g, g_v, g_s), (fe, 0, fe_s) or None), each (m, n_pix)."""
+        and ``s``: ((g, g_v, g_s), (fe, fe_s) or None), each (m, n_pix) (Fe II, at rest, does not
+        depend on ``v``)."""
         assert self.cx.broad_centre is not None  # only complexes with a broad line get here
         broad = gaussians(self.lam, self.cx.broad_centre, v, s)
         if not self.cx.feii:
             return broad, None
         # Fe II at the systemic velocity: tied to a broad line thousands of km/s off, its 4925 Å
         # line would be moved onto Hβ and take its place
-        fe = [np.zeros((v.size, self.lam.size)) for _ in range(3)]
+        fe = np.zeros((v.size, self.lam.size))
+        fe_s = np.zeros((v.size, self.lam.size))
         for centre, strength in self.cx.feii:
             g, _, g_s = gaussians(self.lam, centre, np.zeros_like(v), FEII_WIDTH_RATIO * s)
-            fe[0] += strength * g
-            fe[2] += strength * FEII_WIDTH_RATIO * g_s
-        return broad, fe
+            g *= strength
+            fe += g
+            g_s *= strength * FEII_WIDTH_RATIO
+            fe_s += g_s
+        return broad, (fe, fe_s)
 
     def evaluate(self, p: np.ndarray, rows: np.ndarray):
         """Model (n, n_pix) and transposed Jacobian (n, n_par, n_pix) at physical ``p`` of spectra ``rows``."""
         k, i = self.n_lin, self.i_narrow
-        basis, d_v, d_s = self.narrow(p[:, i], p[:, i + 1], rows)
+        basis, d_v, d_s = self.narrow(p[:, i], p[:, i + 1], rows, p[:, self.n_cont : k])
         model = np.einsum("sl,sln->sn", p[:, :k], basis)
         jac = np.empty((p.shape[0], self.n_par, self.lam.size))
         jac[:, :k] = basis
-        flux = p[:, self.n_cont : k]
-        jac[:, i] = np.einsum("sj,sjn->sn", flux, d_v)
-        jac[:, i + 1] = np.einsum("sj,sjn->sn", flux, d_s)
+        jac[:, i], jac[:, i + 1] = d_v, d_s
         if self.broad:
             (g, g_v, g_s), fe = self.components(p[:, -2], p[:, -1])
             fb = p[:, k, None]
@@ -305,8 +316,7 @@ class _ComplexModel:
                 ffe = p[:, k + 1, None]
                 model += ffe * fe[0]
                 jac[:, k + 1] = fe[0]
-                jac[:, -2] += ffe * fe[1]
-                jac[:, -1] += ffe * fe[2]
+                jac[:, -1] += ffe * fe[1]
         return model, jac
 
     def fit(self, p0: np.ndarray, data: np.ndarray, w: np.ndarray, spectra: np.ndarray):
