@@ -50,7 +50,7 @@ from agnlens.models.linemodel import (
     covers,
     gaussians,
 )
-from agnlens.models.lm import Bounds, grid_solutions, levenberg_marquardt, solve_normal
+from agnlens.models.lm import Bounds, grid_solutions, grid_terms, levenberg_marquardt, solve_normal
 
 __all__ = [
     "BROAD_SIGMA", "COMPLEX_KEYS", "FWHM_PER_SIGMA", "HALPHA", "HBETA", "LineComplex", "MIN_GOOD_FRACTION",
@@ -377,14 +377,14 @@ def _fit_complex(wl, flux, weight, cx, profile, inst, weighted, rows, res) -> np
     # never worse than the narrow-only fit where the best broad line is an emission line
     vg, sg = (a.ravel() for a in np.meshgrid(VELOCITY_GRID, SIGMA_GRID))
     (g, _, _), fe = full.components(vg, sg)
-    cols = np.stack([g] + ([fe[0]] if fe is not None else []))
+    terms = grid_terms(np.stack([g] + ([fe[0]] if fe is not None else [])), W, Wd)
     # two starts: the best emission line, and the best broad component of either sign (a trough:
     # the host's Balmer absorption) where that fits better; the fit from each, the better kept
     starts = np.empty((2, m, full.n_par))
     best_chi2 = np.full((2, m), np.inf)
     for narrow0 in (np.stack([np.zeros(m), np.ones(m)], axis=1), p_null[:, k : k + 2]):
-        sol, chi2_grid = grid_solutions(cols, W, Wd, dwd, *normal(null.narrow(narrow0[:, 0], narrow0[:, 1],
-                                                                               everyone)[0]))
+        basis = null.narrow(narrow0[:, 0], narrow0[:, 1], everyone)[0]
+        sol, chi2_grid = grid_solutions(terms, dwd, *normal(basis))
         # Fe II ≥ 0 in the fit: grid points with negative Fe II are no start
         fe_ok = sol[:, :, k + 1] >= 0 if fe is not None else np.ones(sol.shape[:2], dtype=bool)
         fe_ok |= ~fe_ok.any(axis=1, keepdims=True)

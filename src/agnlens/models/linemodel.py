@@ -307,8 +307,9 @@ class LineModel:
 def _line_fit(x: np.ndarray, d: np.ndarray, m: np.ndarray):
     """Least-squares straight lines ``c0 + c1 x`` through the pixels ``m`` of each row of ``d``."""
     mf = m.astype(float)
-    s0, s1, s2 = mf.sum(axis=1), mf @ x, mf @ (x * x)
-    t0, t1 = (mf * d).sum(axis=1), (mf * d) @ x
+    # sums along each row (not matrix-vector products, whose bits depend on the other rows)
+    s0, s1, s2 = mf.sum(axis=1), (mf * x).sum(axis=1), (mf * (x * x)).sum(axis=1)
+    t0, t1 = (mf * d).sum(axis=1), (mf * d * x).sum(axis=1)
     det = s0 * s2 - s1 * s1
     ok = det > 0
     c1 = np.divide(s0 * t1 - s1 * t0, det, out=np.zeros_like(det), where=ok)
