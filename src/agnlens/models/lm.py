@@ -162,8 +162,10 @@ def grid_terms(cols: np.ndarray, W: np.ndarray, Wd: np.ndarray) -> tuple[np.ndar
     matrices (m, G, c, c), their right sides (m, G, c)), to reuse for several fixed bases."""
     nc, ng, n_pix = cols.shape
     m = W.shape[0]
-    acc = np.stack([np.stack([rowwise(W, cols[i] * cols[j]) for j in range(nc)], axis=-1) for i in range(nc)],
-                   axis=-2)
+    acc = np.empty((m, ng, nc, nc))
+    for i in range(nc):
+        for j in range(i + 1):
+            acc[:, :, i, j] = acc[:, :, j, i] = rowwise(W, cols[i] * cols[j])
     rc = rowwise(Wd, cols.reshape(nc * ng, n_pix)).reshape(m, nc, ng).transpose(0, 2, 1)
     return cols, acc, rc
 
