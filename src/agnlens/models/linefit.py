@@ -67,6 +67,10 @@ SHARED_KEYS = ("narrow_velocity", "narrow_fwhm", "wing_fraction", "wing_fwhm", "
 #: The broad-line search grid: σ (km/s, log-spaced) × velocity (km/s).
 SIGMA_GRID = np.geomspace(430.0, 6000.0, 16)
 VELOCITY_GRID = np.arange(-6000.0, 6001.0, 500.0)
+#: A broad absorption trough (the host galaxy's Balmer absorption) lies within this velocity (km/s)
+#: of the narrow lines; a negative broad component farther off is the shape of a broad emission
+#: line the window cannot hold, not absorption.
+TROUGH_VELOCITY = 1000.0
 #: A complex's narrow core may lie this far (km/s) from [O III]'s velocity ...
 CORE_OFFSET = 200.0
 #: ... and be up to this factor narrower or broader.
@@ -388,7 +392,8 @@ def _fit_complex(wl, flux, weight, cx, profile, inst, weighted, rows, res) -> np
         # Fe II ≥ 0 in the fit: grid points with negative Fe II are no start
         fe_ok = sol[:, :, k + 1] >= 0 if fe is not None else np.ones(sol.shape[:2], dtype=bool)
         fe_ok |= ~fe_ok.any(axis=1, keepdims=True)
-        for which, allowed in enumerate((fe_ok & (sol[:, :, k] > 0), fe_ok)):
+        at_rest = np.abs(vg) <= TROUGH_VELOCITY
+        for which, allowed in enumerate((fe_ok & (sol[:, :, k] > 0), fe_ok & ((sol[:, :, k] > 0) | at_rest))):
             allowed = allowed | ~allowed.any(axis=1, keepdims=True)
             chi2_allowed = np.where(allowed, chi2_grid, np.inf)
             best = np.argmin(chi2_allowed, axis=1)
@@ -404,7 +409,8 @@ def _fit_complex(wl, flux, weight, cx, profile, inst, weighted, rows, res) -> np
     trough = np.flatnonzero(best_chi2[1] < best_chi2[0])
     if trough.size:
         p1, chi2_1, err1 = full.fit(starts[1, trough], d[trough], w[trough], trough)
-        better = chi2_1 < chi2_full[trough]
+        # a trough is the host's absorption, at rest: one the fit moved far off is no answer
+        better = (chi2_1 < chi2_full[trough]) & ((p1[:, k] >= 0) | (np.abs(p1[:, -2]) <= TROUGH_VELOCITY))
         idx = trough[better]
         p[idx], chi2_full[idx], err[idx] = p1[better], chi2_1[better], err1[better]
 
