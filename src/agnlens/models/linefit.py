@@ -16,7 +16,7 @@ spectra together (the model is :mod:`agnlens.models.linemodel`'s):
    (±8,000 km/s) and width (FWHM 1,000–15,070 km/s) are first searched on a grid — the linear
    parameters (continuum, fluxes) solved exactly at every grid point, for every spectrum, through
    Schur complements of one normal matrix per spectrum — and the best emission line (and, where the
-   grid prefers one, the best absorption trough) refined by Levenberg–Marquardt. The grid makes the
+   grid prefers one, the best absorption trough at rest) refined by Levenberg–Marquardt. The grid makes the
    fit nearly global: no local minimum between the [N II] lines for want of a better start.
 
 The evidence for a broad line is ΔBIC = (χ²_narrow − χ²_broad) / s² − k ln n, k its parameters
