@@ -409,8 +409,10 @@ def _fit_complex(wl, flux, weight, cx, profile, inst, weighted, rows, res) -> np
     trough = np.flatnonzero(best_chi2[1] < best_chi2[0])
     if trough.size:
         p1, chi2_1, err1 = full.fit(starts[1, trough], d[trough], w[trough], trough)
-        # a trough is the host's absorption, at rest: one the fit moved far off is no answer
-        better = (chi2_1 < chi2_full[trough]) & ((p1[:, k] >= 0) | (np.abs(p1[:, -2]) <= TROUGH_VELOCITY))
+        # a trough is the host's absorption, at rest: one the fit moved far off is no answer, nor
+        # one pinned at the narrowest width (there it trades depth for the narrow line's flux)
+        absorption = (np.abs(p1[:, -2]) <= TROUGH_VELOCITY) & ~_near(p1[:, -1], BROAD_SIGMA)
+        better = (chi2_1 < chi2_full[trough]) & ((p1[:, k] >= 0) | absorption)
         idx = trough[better]
         p[idx], chi2_full[idx], err[idx] = p1[better], chi2_1[better], err1[better]
 

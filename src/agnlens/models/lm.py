@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-__all__ = ["Bounds", "grid_solutions", "grid_terms", "rowwise", "levenberg_marquardt", "solve_normal"]
+__all__ = ["Bounds", "grid_solutions", "grid_terms", "levenberg_marquardt", "solve_normal"]
 
 
 class Bounds:
@@ -148,7 +148,7 @@ def solve_normal(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.linalg.solve(unit, (b / scale)[..., None])[..., 0] / scale
 
 
-def rowwise(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def _rowwise(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """``a @ b.T`` for ``a`` (..., n) and ``b`` (G, n), computed row by row of ``a`` (one
     matrix–vector product each): every row's result has the same bits whatever the other rows
     and the number of BLAS threads, which a matrix–matrix product does not promise."""
@@ -165,8 +165,8 @@ def grid_terms(cols: np.ndarray, W: np.ndarray, Wd: np.ndarray) -> tuple[np.ndar
     acc = np.empty((m, ng, nc, nc))
     for i in range(nc):
         for j in range(i + 1):
-            acc[:, :, i, j] = acc[:, :, j, i] = rowwise(W, cols[i] * cols[j])
-    rc = rowwise(Wd, cols.reshape(nc * ng, n_pix)).reshape(m, nc, ng).transpose(0, 2, 1)
+            acc[:, :, i, j] = acc[:, :, j, i] = _rowwise(W, cols[i] * cols[j])
+    rc = _rowwise(Wd, cols.reshape(nc * ng, n_pix)).reshape(m, nc, ng).transpose(0, 2, 1)
     return cols, acc, rc
 
 
@@ -178,7 +178,7 @@ def grid_solutions(terms, dwd, bw, a00, r0):
     extra columns, the same for all problems (e.g. a broad line of one velocity and width), given
     by ``terms`` (:func:`grid_terms`). Each point costs only its c × c Schur complement: no matrix
     is factorised per point. ``dwd`` is the weighted data's squared norm (m,). Every problem's
-    answer is computed on its own (:func:`rowwise`): the same bits in any batch.
+    answer is computed on its own (:func:`_rowwise`): the same bits in any batch.
 
     Returns
     -------
@@ -191,7 +191,7 @@ def grid_solutions(terms, dwd, bw, a00, r0):
     cols, acc, rc = terms
     nc, ng, n_pix = cols.shape
     m, k = r0.shape
-    a0c = rowwise(bw, cols.reshape(nc * ng, n_pix)).reshape(m, k, nc, ng).transpose(0, 3, 1, 2)  # (m, G, k, c)
+    a0c = _rowwise(bw, cols.reshape(nc * ng, n_pix)).reshape(m, k, nc, ng).transpose(0, 3, 1, 2)  # (m, G, k, c)
     scale = np.sqrt(np.maximum(np.einsum("sii->si", a00), 1e-300))
     inv00 = np.linalg.inv(a00 / (scale[:, :, None] * scale[:, None, :]) + 1e-10 * np.eye(k))
     inv00 /= scale[:, :, None] * scale[:, None, :]
