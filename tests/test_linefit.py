@@ -5,6 +5,7 @@ spectra in tests/data, and the verdicts the issue asks for on two of them."""
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 from scipy.optimize import least_squares
 
@@ -174,3 +175,43 @@ def test_the_wing_aware_verdicts_on_two_real_spectra(real):
     type2, seyfert19 = table.iloc[0], table.iloc[1]
     assert not type2["hb_broad"] and not type2["ha_broad"] and type2["subtype"] == "2"
     assert seyfert19["ha_broad"] and seyfert19["ha_delta_bic"] > 100 and seyfert19["subtype"] == "1.9"
+
+
+def _same_table(a, b, what):
+    """Every column of two tables equal: floats within 1e-6 relative (the reproducibility
+    tolerance), everything else (labels, flags, bounds hit) identical."""
+    assert list(a.columns) == list(b.columns), what
+    for col in a.columns:
+        x, y = a[col].to_numpy(), b[col].to_numpy()
+        if x.dtype.kind == "f":
+            np.testing.assert_allclose(y, x, rtol=1e-6, atol=1e-12, err_msg=f"{what}: {col}")
+        else:
+            assert [str(v) for v in x] == [str(v) for v in y], f"{what}: {col}"
+
+
+def test_a_spectrum_fits_the_same_alone_and_in_any_batch():
+    """docs/reproducing.md: a spectrum's measurements do not depend on the other spectra fitted with
+    it. The real spectra of tests/data measured one by one, all together, shuffled and split into
+    uneven blocks give every column of ``measure()`` and of the baseline's full table within 1e-6
+    relative, and the same labels and flags."""
+    import warnings
+
+    from agnlens.errors import AgnlensWarning
+    from agnlens.ingest import read_inputs
+    from agnlens.models.baseline import PhysicsBaseline, measure
+
+    spectra, _ = read_inputs([SPECTRA], grid="balmer", labels=LABELS)
+    n = len(spectra)
+    perm = np.random.default_rng(7).permutation(n)
+    back = np.argsort(perm)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", AgnlensWarning)  # a spectrum without Hβ pixels, if any
+        base = PhysicsBaseline().fit(spectra)
+        together = base.measure(spectra)
+        alone = pd.concat([base.measure(spectra[np.array([i])]) for i in range(n)], ignore_index=True)
+        split = pd.concat([base.measure(spectra[b]) for b in (perm[:5], perm[5:])], ignore_index=True).iloc[back]
+        columns = measure(spectra)
+        shuffled = measure(spectra[perm]).iloc[back]
+    _same_table(together, alone, "alone")
+    _same_table(together, split.reset_index(drop=True), "shuffled, split 5 + 14")
+    _same_table(columns, shuffled.reset_index(drop=True), "measure(), shuffled")

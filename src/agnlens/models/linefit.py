@@ -16,7 +16,7 @@ spectra together (the model is :mod:`agnlens.models.linemodel`'s):
    (±8,000 km/s) and width (FWHM 1,000–15,070 km/s) are first searched on a grid — the linear
    parameters (continuum, fluxes) solved exactly at every grid point, for every spectrum, through
    Schur complements of one normal matrix per spectrum — and the best emission line (and, where the
-   grid prefers one, the best absorption trough) refined by Levenberg–Marquardt. The grid makes the
+   grid prefers one, the best absorption trough at rest) refined by Levenberg–Marquardt. The grid makes the
    fit nearly global: no local minimum between the [N II] lines for want of a better start.
 
 The evidence for a broad line is ΔBIC = (χ²_narrow − χ²_broad) / s² − k ln n, k its parameters
@@ -50,7 +50,7 @@ from agnlens.models.linemodel import (
     covers,
     gaussians,
 )
-from agnlens.models.lm import Bounds, grid_solutions, levenberg_marquardt, solve_normal
+from agnlens.models.lm import Bounds, grid_solutions, grid_terms, levenberg_marquardt, solve_normal
 
 __all__ = [
     "BROAD_SIGMA", "COMPLEX_KEYS", "FWHM_PER_SIGMA", "HALPHA", "HBETA", "LineComplex", "MIN_GOOD_FRACTION",
@@ -67,6 +67,10 @@ SHARED_KEYS = ("narrow_velocity", "narrow_fwhm", "wing_fraction", "wing_fwhm", "
 #: The broad-line search grid: σ (km/s, log-spaced) × velocity (km/s).
 SIGMA_GRID = np.geomspace(430.0, 6000.0, 16)
 VELOCITY_GRID = np.arange(-6000.0, 6001.0, 500.0)
+#: A broad absorption trough (the host galaxy's Balmer absorption) lies within this velocity (km/s)
+#: of the narrow lines; a negative broad component farther off is the shape of a broad emission
+#: line the window cannot hold, not absorption.
+TROUGH_VELOCITY = 1000.0
 #: A complex's narrow core may lie this far (km/s) from [O III]'s velocity ...
 CORE_OFFSET = 200.0
 #: ... and be up to this factor narrower or broader.
@@ -211,7 +215,7 @@ def wing_basis(lam: np.ndarray, cx: LineComplex, profile: np.ndarray) -> np.ndar
     vc, sc, dv, sw, fw = profile.T
     out = np.zeros((profile.shape[0], cx.n_free_flux, lam.size))
     for centre, j, factor in cx.narrow:
-        out[:, j] += factor * fw[:, None] * gaussians(lam, centre, vc + dv, sw)[0]
+        out[:, j] += factor * fw[:, None] * gaussians(lam, centre, vc + dv, sw, False)
     return out
 
 
@@ -248,54 +252,65 @@ class _ComplexModel:
         self.n_par = len(lo)
         self.n_extra = self.n_par - self.n_lin - 2  # the broad line's parameters
 
-    def narrow(self, offset: np.ndarray, ratio: np.ndarray, rows: np.ndarray):
+    def narrow(self, offset: np.ndarray, ratio: np.ndarray, rows: np.ndarray, flux: np.ndarray | None = None):
         """The linear basis (n, n_lin, n_pix) — continuum and narrow lines (core at [O III]'s
-        velocity + ``offset`` with ``ratio`` × its width, plus the fixed wing) — and the narrow
-        part's derivatives with respect to ``offset`` and ``ratio`` (n, k, n_pix)."""
+        velocity + ``offset`` with ``ratio`` × its width, plus the fixed wing) — and, given the
+        free fluxes ``flux`` (n, k), the narrow lines' derivatives with respect to ``offset`` and
+        ``ratio`` (n, n_pix each; else None)."""
         v = self.core[rows, 0] + offset
         s0 = self.core[rows, 1]
         s = s0 * ratio
-        n, k = v.size, self.cx.n_free_flux
+        n = v.size
         basis = np.empty((n, self.n_lin, self.lam.size))
         for order in range(self.n_cont):
             basis[:, order] = self.x**order
         basis[:, self.n_cont :] = self.wing[rows]
-        d_v, d_s = np.zeros((n, k, self.lam.size)), np.zeros((n, k, self.lam.size))
-        share = self.core_share[rows][:, None]
+        d_v = d_s = None
+        if flux is not None:
+            d_v, d_s = np.zeros((n, self.lam.size)), np.zeros((n, self.lam.size))
+        share = self.core_share[rows]
         for centre, j, factor in self.cx.narrow:
+            if flux is None:
+                basis[:, self.n_cont + j] += (factor * share)[:, None] * gaussians(self.lam, centre, v, s, False)
+                continue
             g, g_v, g_s = gaussians(self.lam, centre, v, s)
-            basis[:, self.n_cont + j] += factor * share * g
-            d_v[:, j] += factor * share * g_v
-            d_s[:, j] += factor * share * g_s * s0[:, None]
+            basis[:, self.n_cont + j] += (factor * share)[:, None] * g
+            amp = factor * share * flux[:, j]
+            g_v *= amp[:, None]
+            d_v += g_v
+            g_s *= (amp * s0)[:, None]
+            d_s += g_s
         return basis, d_v, d_s
 
     def components(self, v: np.ndarray, s: np.ndarray):
         """Unit-flux broad line at velocities ``v`` and σ ``s`` (shape (m,)) and Fe II (or None) at
         rest with σ :data:`FEII_WIDTH_RATIO` × ``s``, with their derivatives with respect to ``v``
-        and ``s``: ((g, g_v, g_s), (fe, 0, fe_s) or None), each (m, n_pix)."""
+        and ``s``: ((g, g_v, g_s), (fe, fe_s) or None), each (m, n_pix) (Fe II, at rest, does not
+        depend on ``v``)."""
         assert self.cx.broad_centre is not None  # only complexes with a broad line get here
         broad = gaussians(self.lam, self.cx.broad_centre, v, s)
         if not self.cx.feii:
             return broad, None
         # Fe II at the systemic velocity: tied to a broad line thousands of km/s off, its 4925 Å
         # line would be moved onto Hβ and take its place
-        fe = [np.zeros((v.size, self.lam.size)) for _ in range(3)]
+        fe = np.zeros((v.size, self.lam.size))
+        fe_s = np.zeros((v.size, self.lam.size))
         for centre, strength in self.cx.feii:
             g, _, g_s = gaussians(self.lam, centre, np.zeros_like(v), FEII_WIDTH_RATIO * s)
-            fe[0] += strength * g
-            fe[2] += strength * FEII_WIDTH_RATIO * g_s
-        return broad, fe
+            g *= strength
+            fe += g
+            g_s *= strength * FEII_WIDTH_RATIO
+            fe_s += g_s
+        return broad, (fe, fe_s)
 
     def evaluate(self, p: np.ndarray, rows: np.ndarray):
         """Model (n, n_pix) and transposed Jacobian (n, n_par, n_pix) at physical ``p`` of spectra ``rows``."""
         k, i = self.n_lin, self.i_narrow
-        basis, d_v, d_s = self.narrow(p[:, i], p[:, i + 1], rows)
+        basis, d_v, d_s = self.narrow(p[:, i], p[:, i + 1], rows, p[:, self.n_cont : k])
         model = np.einsum("sl,sln->sn", p[:, :k], basis)
         jac = np.empty((p.shape[0], self.n_par, self.lam.size))
         jac[:, :k] = basis
-        flux = p[:, self.n_cont : k]
-        jac[:, i] = np.einsum("sj,sjn->sn", flux, d_v)
-        jac[:, i + 1] = np.einsum("sj,sjn->sn", flux, d_s)
+        jac[:, i], jac[:, i + 1] = d_v, d_s
         if self.broad:
             (g, g_v, g_s), fe = self.components(p[:, -2], p[:, -1])
             fb = p[:, k, None]
@@ -305,23 +320,23 @@ class _ComplexModel:
                 ffe = p[:, k + 1, None]
                 model += ffe * fe[0]
                 jac[:, k + 1] = fe[0]
-                jac[:, -2] += ffe * fe[1]
-                jac[:, -1] += ffe * fe[2]
+                jac[:, -1] += ffe * fe[1]
         return model, jac
 
-    def fit(self, p0: np.ndarray, data: np.ndarray, w: np.ndarray):
-        """Weighted least squares from the physical start ``p0``: (p, χ², 1 σ errors unscaled)."""
+    def fit(self, p0: np.ndarray, data: np.ndarray, w: np.ndarray, spectra: np.ndarray):
+        """Weighted least squares from the physical start ``p0`` of the model's ``spectra`` (indices
+        into its per-spectrum profiles; ``data`` and ``w`` are theirs): (p, χ², 1 σ errors unscaled)."""
         bounds = self.bounds
 
         def evaluate(t, rows):
-            model, jac = self.evaluate(bounds.phys(t), rows)
+            model, jac = self.evaluate(bounds.phys(t), spectra[rows])
             jac *= w[rows][:, None, :]
             jac *= bounds.dphys(t)[:, :, None]
             return w[rows] * (model - data[rows]), jac
 
         t, chi2, _ = levenberg_marquardt(evaluate, bounds.free(p0), max_iter=100, ftol=1e-5)
         p = bounds.phys(t)
-        jac = self.evaluate(p, np.arange(p.shape[0]))[1] * w[:, None, :]
+        jac = self.evaluate(p, spectra)[1] * w[:, None, :]
         var = np.einsum("spp->sp", np.linalg.pinv(np.matmul(jac, jac.transpose(0, 2, 1)), hermitian=True))
         return p, chi2, np.sqrt(np.clip(var, 0.0, None))
 
@@ -359,25 +374,26 @@ def _fit_complex(wl, flux, weight, cx, profile, inst, weighted, rows, res) -> np
     # narrow only: the linear parameters for the narrow lines as [O III] has them, then all refined
     _, a00, r0 = normal(null.narrow(np.zeros(m), np.ones(m), everyone)[0])
     p_null = np.concatenate([solve_normal(a00, r0), np.zeros((m, 1)), np.ones((m, 1))], axis=1)
-    p_null, chi2_null, err_null = null.fit(p_null, d, w)
+    p_null, chi2_null, err_null = null.fit(p_null, d, w, everyone)
     # the broad start: the linear parameters solved at every point of a (velocity, σ) grid of the
     # broad line, for the narrow cores as [O III] has them and as the narrow-only fit left them
     # (which may have widened to swallow a broad line) — the best point over both; so the start is
     # never worse than the narrow-only fit where the best broad line is an emission line
     vg, sg = (a.ravel() for a in np.meshgrid(VELOCITY_GRID, SIGMA_GRID))
     (g, _, _), fe = full.components(vg, sg)
-    cols = np.stack([g] + ([fe[0]] if fe is not None else []))
+    terms = grid_terms(np.stack([g] + ([fe[0]] if fe is not None else [])), W, Wd)
     # two starts: the best emission line, and the best broad component of either sign (a trough:
     # the host's Balmer absorption) where that fits better; the fit from each, the better kept
     starts = np.empty((2, m, full.n_par))
     best_chi2 = np.full((2, m), np.inf)
     for narrow0 in (np.stack([np.zeros(m), np.ones(m)], axis=1), p_null[:, k : k + 2]):
-        sol, chi2_grid = grid_solutions(cols, W, Wd, dwd, *normal(null.narrow(narrow0[:, 0], narrow0[:, 1],
-                                                                               everyone)[0]))
+        basis = null.narrow(narrow0[:, 0], narrow0[:, 1], everyone)[0]
+        sol, chi2_grid = grid_solutions(terms, dwd, *normal(basis))
         # Fe II ≥ 0 in the fit: grid points with negative Fe II are no start
         fe_ok = sol[:, :, k + 1] >= 0 if fe is not None else np.ones(sol.shape[:2], dtype=bool)
         fe_ok |= ~fe_ok.any(axis=1, keepdims=True)
-        for which, allowed in enumerate((fe_ok & (sol[:, :, k] > 0), fe_ok)):
+        at_rest = np.abs(vg) <= TROUGH_VELOCITY
+        for which, allowed in enumerate((fe_ok & (sol[:, :, k] > 0), fe_ok & ((sol[:, :, k] > 0) | at_rest))):
             allowed = allowed | ~allowed.any(axis=1, keepdims=True)
             chi2_allowed = np.where(allowed, chi2_grid, np.inf)
             best = np.argmin(chi2_allowed, axis=1)
@@ -389,11 +405,14 @@ def _fit_complex(wl, flux, weight, cx, profile, inst, weighted, rows, res) -> np
             starts[which, better, -2], starts[which, better, -1] = vg[best][better], sg[best][better]
     if fe is not None:  # t = √F has a zero Jacobian column at 0: start a little above it
         starts[:, :, k + 1] = np.maximum(starts[:, :, k + 1], 1e-3 * np.abs(starts[:, :, 0]) + 1e-6)
-    p, chi2_full, err = full.fit(starts[0], d, w)
+    p, chi2_full, err = full.fit(starts[0], d, w, everyone)
     trough = np.flatnonzero(best_chi2[1] < best_chi2[0])
     if trough.size:
-        p1, chi2_1, err1 = full.fit(starts[1, trough], d[trough], w[trough])
-        better = chi2_1 < chi2_full[trough]
+        p1, chi2_1, err1 = full.fit(starts[1, trough], d[trough], w[trough], trough)
+        # a trough is the host's absorption, at rest: one the fit moved far off is no answer, nor
+        # one pinned at the narrowest width (there it trades depth for the narrow line's flux)
+        absorption = (np.abs(p1[:, -2]) <= TROUGH_VELOCITY) & ~_near(p1[:, -1], BROAD_SIGMA)
+        better = (chi2_1 < chi2_full[trough]) & ((p1[:, k] >= 0) | absorption)
         idx = trough[better]
         p[idx], chi2_full[idx], err[idx] = p1[better], chi2_1[better], err1[better]
 

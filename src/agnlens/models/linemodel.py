@@ -120,15 +120,26 @@ def covers(wl: np.ndarray, cx: LineComplex) -> bool:
     return bool(wl[0] <= cx.lo + step and wl[-1] >= cx.hi - step)
 
 
-def gaussians(lam: np.ndarray, centre: float, v: np.ndarray, sigma: np.ndarray):
+def gaussians(lam: np.ndarray, centre: float, v: np.ndarray, sigma: np.ndarray, derivatives: bool = True):
     """Unit-flux Gaussians (n, n_pix) at ``centre`` shifted by ``v`` km/s with σ ``sigma`` km/s
-    (both shape (n,)), and their derivatives with respect to ``v`` and ``sigma``."""
-    mu = centre * (1.0 + v[:, None] / C_KMS)
-    s = centre * sigma[:, None] / C_KMS
-    u = (lam - mu) / s
-    g = np.exp(-0.5 * u * u) / (np.sqrt(2.0 * np.pi) * s)
-    gs = g / s * (centre / C_KMS)
-    return g, gs * u, gs * (u * u - 1.0)
+    (both shape (n,)), and (``derivatives``) their derivatives with respect to ``v`` and ``sigma``
+    (else the Gaussians alone)."""
+    mu = centre * (1.0 + v / C_KMS)
+    s = centre * sigma / C_KMS
+    u = np.subtract(lam, mu[:, None])
+    u /= s[:, None]
+    g = np.square(u)
+    g *= -0.5
+    np.exp(g, out=g)
+    g *= (1.0 / (np.sqrt(2.0 * np.pi) * s))[:, None]
+    if not derivatives:
+        return g
+    gs = g * ((centre / C_KMS) / s)[:, None]
+    g_v = gs * u
+    np.square(u, out=u)
+    u -= 1.0
+    u *= gs
+    return g, g_v, u
 
 
 class LineModel:
@@ -219,7 +230,7 @@ class LineModel:
             if cx.feii:
                 i = ix[f"{cx.name}_feii_flux"]
                 zero, width = np.zeros(1), np.full(1, FEII_PROFILE_SIGMA)
-                template = sum(strength * gaussians(lam, centre, zero, width)[0][0] for centre, strength in cx.feii)
+                template = sum(strength * gaussians(lam, centre, zero, width, False)[0] for centre, strength in cx.feii)
                 model[:, sl] += p[:, i, None] * template
                 jac[:, i, sl] = template
             for centre, j, factor in cx.narrow:
@@ -296,8 +307,9 @@ class LineModel:
 def _line_fit(x: np.ndarray, d: np.ndarray, m: np.ndarray):
     """Least-squares straight lines ``c0 + c1 x`` through the pixels ``m`` of each row of ``d``."""
     mf = m.astype(float)
-    s0, s1, s2 = mf.sum(axis=1), mf @ x, mf @ (x * x)
-    t0, t1 = (mf * d).sum(axis=1), (mf * d) @ x
+    # sums along each row (not matrix-vector products, whose bits depend on the other rows)
+    s0, s1, s2 = mf.sum(axis=1), (mf * x).sum(axis=1), (mf * (x * x)).sum(axis=1)
+    t0, t1 = (mf * d).sum(axis=1), (mf * d * x).sum(axis=1)
     det = s0 * s2 - s1 * s1
     ok = det > 0
     c1 = np.divide(s0 * t1 - s1 * t0, det, out=np.zeros_like(det), where=ok)

@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-__all__ = ["Bounds", "grid_solutions", "levenberg_marquardt", "solve_normal"]
+__all__ = ["Bounds", "grid_solutions", "grid_terms", "levenberg_marquardt", "solve_normal"]
 
 
 class Bounds:
@@ -102,8 +102,8 @@ def levenberg_marquardt(
     t = np.array(t0, dtype=float)
     n, n_par = t.shape
     rows = np.arange(n)
-    r, jac = evaluate(t, rows)
-    chi2 = np.einsum("sn,sn->s", r, r)
+    # the state of each problem: its normal matrix JᵀJ, gradient Jᵀr and χ² (not the Jacobian itself)
+    a, g, chi2 = _normal(*evaluate(t, rows))
     damping = np.full(n, 1e-3)
     n_iter = np.full(n, max_iter)
     active = np.ones(n, dtype=bool)
@@ -112,21 +112,17 @@ def levenberg_marquardt(
         idx = np.flatnonzero(active)
         if idx.size == 0:
             break
-        j = jac[idx]
-        a = np.matmul(j, j.transpose(0, 2, 1))
-        g = np.einsum("spn,sn->sp", j, r[idx])
-        diag = np.einsum("spp->sp", a)
+        diag = np.einsum("spp->sp", a[idx])
         diag = np.maximum(diag, 1e-12 * np.maximum(diag.max(axis=1, keepdims=True), 1e-300))
-        lhs = a + damping[idx, None, None] * diag[:, :, None] * eye
-        step = -np.linalg.solve(lhs, g[:, :, None])[:, :, 0]
+        lhs = a[idx] + damping[idx, None, None] * diag[:, :, None] * eye
+        step = -np.linalg.solve(lhs, g[idx][:, :, None])[:, :, 0]
         trial = t[idx] + step
-        r_new, jac_new = evaluate(trial, idx)
-        chi2_new = np.einsum("sn,sn->s", r_new, r_new)
+        a_new, g_new, chi2_new = _normal(*evaluate(trial, idx))
         better = chi2_new < chi2[idx]
         acc = idx[better]
         converged = np.zeros(idx.size, dtype=bool)
         converged[better] = chi2[acc] - chi2_new[better] <= ftol * chi2[acc]
-        t[acc], r[acc], jac[acc], chi2[acc] = trial[better], r_new[better], jac_new[better], chi2_new[better]
+        t[acc], a[acc], g[acc], chi2[acc] = trial[better], a_new[better], g_new[better], chi2_new[better]
         damping[acc] *= 0.3
         rej = idx[~better]
         damping[rej] *= 10.0
@@ -138,6 +134,11 @@ def levenberg_marquardt(
     return t, chi2, n_iter
 
 
+def _normal(r: np.ndarray, jac: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``JᵀJ`` (n, p, p), ``Jᵀr`` (n, p) and ``rᵀr`` (n,) from residuals and a transposed Jacobian."""
+    return np.matmul(jac, jac.transpose(0, 2, 1)), np.einsum("spn,sn->sp", jac, r), np.einsum("sn,sn->s", r, r)
+
+
 def solve_normal(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Solve stacked normal equations ``a x = b`` (``a`` symmetric positive semi-definite), scaled
     to unit diagonal and with a tiny ridge, so that nearly degenerate columns (a very broad line and
@@ -147,15 +148,37 @@ def solve_normal(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.linalg.solve(unit, (b / scale)[..., None])[..., 0] / scale
 
 
-def grid_solutions(cols, W, Wd, dwd, bw, a00, r0):
+def _rowwise(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a @ b.T`` for ``a`` (..., n) and ``b`` (G, n), computed row by row of ``a`` (one
+    matrix–vector product each): every row's result has the same bits whatever the other rows
+    and the number of BLAS threads, which a matrix–matrix product does not promise."""
+    shape = a.shape
+    return np.matmul(a.reshape(-1, 1, shape[-1]), b.T).reshape(*shape[:-1], b.shape[0])
+
+
+def grid_terms(cols: np.ndarray, W: np.ndarray, Wd: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The parts of :func:`grid_solutions` that depend only on the extra columns ``cols`` (c, G,
+    n_pix), the weights ``W`` (m, n_pix) and ``Wd`` (``W`` × the data): (cols, their normal
+    matrices (m, G, c, c), their right sides (m, G, c)), to reuse for several fixed bases."""
+    nc, ng, n_pix = cols.shape
+    m = W.shape[0]
+    acc = np.empty((m, ng, nc, nc))
+    for i in range(nc):
+        for j in range(i + 1):
+            acc[:, :, i, j] = acc[:, :, j, i] = _rowwise(W, cols[i] * cols[j])
+    rc = _rowwise(Wd, cols.reshape(nc * ng, n_pix)).reshape(m, nc, ng).transpose(0, 2, 1)
+    return cols, acc, rc
+
+
+def grid_solutions(terms, dwd, bw, a00, r0):
     """Weighted linear least squares of m problems at each of G points of a grid of extra columns.
 
-    Each problem has fixed columns (``bw`` (m, k, n_pix): the columns times the weights ``W`` (m,
-    n_pix); their normal matrix ``a00`` (m, k, k) and right side ``r0`` (m, k)) and, at every
-    grid point, c ≤ 2 extra columns ``cols`` (c, G, n_pix), the same for all problems (e.g. a
-    broad line of one velocity and width). Each point costs only its c × c Schur complement: no
-    matrix is factorised per point. ``Wd`` is ``W`` × the data, ``dwd`` the weighted data's
-    squared norm (m,).
+    Each problem has fixed columns (``bw`` (m, k, n_pix): the columns times the weights; their
+    normal matrix ``a00`` (m, k, k) and right side ``r0`` (m, k)) and, at every grid point, c ≤ 2
+    extra columns, the same for all problems (e.g. a broad line of one velocity and width), given
+    by ``terms`` (:func:`grid_terms`). Each point costs only its c × c Schur complement: no matrix
+    is factorised per point. ``dwd`` is the weighted data's squared norm (m,). Every problem's
+    answer is computed on its own (:func:`_rowwise`): the same bits in any batch.
 
     Returns
     -------
@@ -165,12 +188,10 @@ def grid_solutions(cols, W, Wd, dwd, bw, a00, r0):
         Computed from the solutions themselves: exact whatever their accuracy where an extra
         column and the fixed ones are nearly degenerate.
     """
+    cols, acc, rc = terms
     nc, ng, n_pix = cols.shape
     m, k = r0.shape
-    flat = cols.reshape(nc * ng, n_pix)
-    a0c = (bw.reshape(-1, n_pix) @ flat.T).reshape(m, k, nc, ng).transpose(0, 3, 1, 2)  # (m, G, k, c)
-    acc = np.stack([np.stack([W @ (cols[i] * cols[j]).T for j in range(nc)], axis=-1) for i in range(nc)], axis=-2)
-    rc = (Wd @ flat.T).reshape(m, nc, ng).transpose(0, 2, 1)  # (m, G, c)
+    a0c = _rowwise(bw, cols.reshape(nc * ng, n_pix)).reshape(m, k, nc, ng).transpose(0, 3, 1, 2)  # (m, G, k, c)
     scale = np.sqrt(np.maximum(np.einsum("sii->si", a00), 1e-300))
     inv00 = np.linalg.inv(a00 / (scale[:, :, None] * scale[:, None, :]) + 1e-10 * np.eye(k))
     inv00 /= scale[:, :, None] * scale[:, None, :]
