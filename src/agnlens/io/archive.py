@@ -338,7 +338,7 @@ class _Watchdog:
 
 
 def _watched(base: type, watch: _Watchdog):
-    class Connection(base):  # type: ignore[misc, valid-type]
+    class Connection(base):
         def connect(self) -> None:
             super().connect()
             watch.register(self.sock)
