@@ -153,13 +153,6 @@ def test_no_module_over_the_size_limit(limit):
     assert not big, f"modules over {limit} lines (GUIDE: one job per file): {big}"
 
 
-#: TEMPORARY: private names taken across modules in files that other work owns this round; each
-#: entry goes when its file is next edited (a public name, or the two modules made one package).
-TEMPORARY_PRIVATE_IMPORTS = {
-    ("agnlens.stages.ingest", "agnlens.io.store._check_replaceable"),
-}
-
-
 def _private_imports(module: str, path: Path, modules: dict[str, Path]) -> set[str]:
     """The names ``module`` imports that are private to another module: ``from x import _y`` where
     ``_y`` is not a submodule, or a private module ``p._m`` imported from outside its package ``p``."""
@@ -182,8 +175,7 @@ def _private_imports(module: str, path: Path, modules: dict[str, Path]) -> set[s
 def test_no_module_takes_another_modules_private_name():
     modules = _modules()
     taken = sorted(f"{module} imports {name}" for module, path in modules.items()
-                   for name in _private_imports(module, path, modules)
-                   if (module, name) not in TEMPORARY_PRIVATE_IMPORTS)
+                   for name in _private_imports(module, path, modules))
     assert not taken, ("a private name belongs to its module; make it public, or make the modules one "
                        "package whose private modules share public names:\n" + "\n".join(taken))
 
@@ -222,12 +214,6 @@ def _member_reaches(paths: dict[str, Path]) -> list[str]:
 def test_no_module_reaches_into_another_modules_private_members():
     reaches = _member_reaches(_modules())
     assert not reaches, "use (or add) a documented public member instead:\n" + "\n".join(reaches)
-
-
-def test_the_temporary_allow_list_is_still_needed():
-    modules = _modules()
-    used = {(m, n) for m, p in modules.items() for n in _private_imports(m, p, modules)}
-    assert TEMPORARY_PRIVATE_IMPORTS <= used, f"remove from the allow-list: {TEMPORARY_PRIVATE_IMPORTS - used}"
 
 
 def test_the_rules_catch_what_they_promise(tmp_path):

@@ -25,7 +25,7 @@ import pandas as pd
 from agnlens.atomic import check_output, exclusive_lock, hidden_sibling
 from agnlens.engine import claim, execute
 from agnlens.engine.resume import atomic_save, check_retries, progress_bar, read_json
-from agnlens.io.store import _check_replaceable
+from agnlens.io.store import check_replaceable
 from agnlens.spectra import SpectrumSet
 from agnlens.stages.executor import Executor, as_executor
 
@@ -231,7 +231,7 @@ def ingest_files(
         paths = [paths]
     paths = list(paths)
     check_output(out_store, paths)  # never onto an input or a folder that holds one
-    _check_replaceable(out_store, overwrite)  # only an agnlens store, only with overwrite
+    check_replaceable(out_store, overwrite)  # only an agnlens store, only with overwrite
     with exclusive_lock(out_store):
         return _ingest_locked(
             paths, out_store, grid=grid, labels=labels, scheduler=scheduler, batch_size=batch_size,
@@ -255,7 +255,7 @@ def _ingest_locked(
     from agnlens.preprocess import Rejection, get_grid
     from agnlens.stages.reading import IngestSummary, first_of_each_spec_id, ingest_provenance, read_labels
 
-    _check_replaceable(out_store, overwrite)  # again, under the lock
+    check_replaceable(out_store, overwrite)  # again, under the lock
     grid = get_grid(grid)
     files = [str(p) for p in expand_inputs(paths)]
     catalog = read_labels(labels)

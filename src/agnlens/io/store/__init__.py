@@ -48,10 +48,6 @@ from agnlens.io.store._format import FORMAT_NAME, FORMAT_VERSION, INTEGRITY, che
 from agnlens.io.store._read import is_store, open_store, read_rows, store_chunks, store_grid, store_info
 from agnlens.io.store._write import append_store, check_replaceable, write_store
 
-# TEMPORARY: stages/ingest.py (rewritten in other work this round) still imports the old private
-# name; it goes with the entry in tests/test_layers.py's TEMPORARY_PRIVATE_IMPORTS.
-_check_replaceable = check_replaceable
-
 __all__ = [
     "FORMAT_NAME",
     "FORMAT_VERSION",
