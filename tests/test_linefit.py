@@ -102,7 +102,7 @@ def _reference(lam, flux, ivar, cx, profile, broad):
 
 @pytest.fixture(scope="module")
 def real():
-    from agnlens.ingest import read_inputs
+    from agnlens.stages import read_inputs
 
     spectra, _ = read_inputs([SPECTRA], grid="balmer", labels=LABELS)
     wl = np.asarray(spectra.wavelength, float)
@@ -197,8 +197,8 @@ def test_a_spectrum_fits_the_same_alone_and_in_any_batch():
     import warnings
 
     from agnlens.errors import AgnlensWarning
-    from agnlens.ingest import read_inputs
     from agnlens.models.baseline import PhysicsBaseline, measure
+    from agnlens.stages import read_inputs
 
     spectra, _ = read_inputs([SPECTRA], grid="balmer", labels=LABELS)
     n = len(spectra)

@@ -13,9 +13,9 @@ from realdata import LABELS, SPECTRA
 @pytest.fixture(scope="module")
 def model_and_real():
     """A small linear SpectrumSVC trained on simulated spectra, and the in-repo real SDSS spectra on its grid."""
-    from agnlens.ingest import read_inputs
     from agnlens.models.svm import SpectrumSVC
     from agnlens.simulate import simulate_set
+    from agnlens.stages import read_inputs
 
     train = simulate_set(150, seed=0, grid="paper")
     model = SpectrumSVC(C=0.1, class_weight="balanced", calibration_cv=3, random_state=0)

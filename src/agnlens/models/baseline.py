@@ -473,7 +473,7 @@ def measure(spectra: SpectrumSet, predicted=None, *, baseline: PhysicsBaseline |
     """
     if not isinstance(spectra, SpectrumSet):
         raise TypeError(f"measure: expected a SpectrumSet, got {type(spectra).__name__}; read files with "
-                        "agnlens.ingest.read_inputs or a store with agnlens.io.store.open_store")
+                        "agnlens.stages.read_inputs or a store with agnlens.io.store.open_store")
     base = PhysicsBaseline() if baseline is None else baseline
     full = base.fit(spectra).measure(spectra)
     out = pd.DataFrame({"spec_id": spectra.spec_id})
