@@ -9,12 +9,15 @@ import pytest
 from scipy.optimize import curve_fit
 
 from agnlens.classes import CLASSES, CONVENTIONS, SUBTYPES, class_of_subtype, class_under, winkler_subtype
+from agnlens.grid import get_grid
 from agnlens.lines import C_KMS
 from agnlens.simulate import (
     DEFAULT_COUNTS,
     MAX_SPECTRA,
     REDSHIFT_PRESETS,
     _resolve_counts,
+    grid_z_range,
+    observed_grid,
     relabel,
     simulate,
     simulate_set,
@@ -107,7 +110,11 @@ def test_meta_columns_and_ids():
         assert (m["fwhm_broad_halpha"] > 0) == (m["label"] != "type2")
         assert 150 <= m["fwhm_narrow"] <= 900
         assert m["noise_source"] in noise_library()["source"]
-        assert s.wavelength[0] == pytest.approx(3802, abs=3) and s.wavelength[-1] == pytest.approx(9204, abs=3)
+        # cut to the real spectrum whose noise it took: SDSS Legacy (~3800–9200 Å) or BOSS (~3600–10,400 Å)
+        row = noise_library()["source"].index(m["noise_source"])
+        lo, hi = (observed_grid()[noise_library()[k][row]] for k in ("first", "last"))
+        assert s.wavelength[0] == pytest.approx(lo) and s.wavelength[-1] == pytest.approx(hi)
+        assert 3590 < lo < 3830 and 9150 < hi < 10410
         assert np.allclose(np.diff(np.log10(s.wavelength)), 1e-4, atol=5e-7)  # float32 loglam, as SDSS
 
 
@@ -207,10 +214,12 @@ def test_ivar_matches_the_noise():
     lib = noise_library()
     pulls = []
     for a, b in zip(noisy, clean):
-        sky_lines = lib["sky_lines"][lib["source"].index(a.meta["noise_source"])]
-        good = ~a.mask & (sky_lines < 0.02)
+        row = lib["source"].index(a.meta["noise_source"])
+        cut = slice(lib["first"][row], lib["last"][row] + 1)
+        # and away from the telluric bands, whose correction residuals it does not know either
+        good = ~a.mask & (lib["sky_lines"][row, cut] < 0.02) & (lib["telluric"][cut] == 0)
         pull = (a.flux - b.flux)[good] * np.sqrt(a.ivar[good])
-        assert np.std(pull) == pytest.approx(1.0, abs=0.08)  # 3838 pixels: sd of the sd ~ 0.011
+        assert np.std(pull) == pytest.approx(1.0, abs=0.08)  # ~3,800 pixels: sd of the sd ~ 0.011
         pulls.append(pull)
     assert np.std(np.concatenate(pulls)) == pytest.approx(1.0, abs=0.05)
     assert abs(np.mean(np.concatenate(pulls))) < 0.01
@@ -474,3 +483,37 @@ def test_cli_convention_writes_the_relabelled_store_and_fits_labels(tmp_path, ca
     assert store.provenance["simulator"]["convention"] == "spectroscopic"
     table = pd.read_csv(tmp_path / "fits" / "labels.csv", dtype={"spec_id": str})
     assert list(table["label"]) == expect
+
+
+def test_full_redshift_preset_reaches_boss_range_with_the_grid_covered():
+    # balmer grid to z ≈ 0.55 (BOSS's red end, 10,400 Å), paper grid to ≈ 0.97: each spectrum takes
+    # the noise of a real spectrum that covers the grid at its redshift
+    for grid, z_max in (("balmer", 0.55), ("paper", 0.97)):
+        lo, hi = grid_z_range(grid)
+        assert hi == pytest.approx(z_max, abs=0.01)
+        spectra = simulate(counts={"type1": 20, "type2": 20}, seed=3, redshift="full", grid=grid, noise=False)
+        wl = get_grid(grid).wavelength
+        zs = np.array([s.meta["z"] for s in spectra])
+        assert zs.min() >= 0.025 and zs.max() <= hi and zs.max() > 0.8 * hi
+        for s in spectra:
+            assert s.wavelength[0] <= wl[0] * (1 + s.meta["z"]) and s.wavelength[-1] >= wl[-1] * (1 + s.meta["z"])
+    with pytest.raises(ValueError, match="does not keep the balmer grid"):
+        simulate(5, redshift=(0.5, 0.6), grid="balmer")
+
+
+def test_telluric_residual_follows_the_real_pattern():
+    # the systematic telluric residual is multiplicative: the mean of (noisy − clean) / clean over
+    # many spectra matches the library's pattern in the A band and is zero outside the bands
+    lib = noise_library()
+    noisy = simulate(counts={"type2": 150}, seed=9, snr=80.0)
+    clean = simulate(counts={"type2": 150}, seed=9, snr=80.0, noise=False)
+    wave = observed_grid()
+    band = (wave > 7590) & (wave < 7700)
+    ratios = np.full((len(noisy), wave.size), np.nan)
+    for k, (a, b) in enumerate(zip(noisy, clean)):
+        i0 = int(np.searchsorted(wave, a.wavelength[0] * (1 - 1e-7)))
+        ratios[k, i0 : i0 + a.flux.size] = np.where(a.mask, np.nan, (a.flux - b.flux) / b.flux)
+    t = lib["telluric"]
+    assert np.corrcoef(np.nanmean(ratios[:, band], axis=0), t[band])[0, 1] > 0.7
+    quiet = (wave > 5000) & (wave < 5400)
+    assert abs(np.nanmean(ratios[:, quiet])) < 0.003
