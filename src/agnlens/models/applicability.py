@@ -264,7 +264,8 @@ def applicability(model, spectra, *, extra_flags=None, measurements: pd.DataFram
     flags = []
     for i in range(n):
         checks = (("kernel-collapse", collapse[i]), ("out-of-distribution", ood[i]), ("not-agn", no_agn[i]),
-                  ("z-out-of-range", z_check[i].startswith("outside")), ("low-coverage", low_cov[i]), ("key-line-masked", key_masked[i] > MAX_KEY_LINE_MASKED))
+                  ("z-out-of-range", z_check[i].startswith("outside")), ("low-coverage", low_cov[i]),
+                  ("key-line-masked", key_masked[i] > MAX_KEY_LINE_MASKED))
         codes = set(extra[i]) | {code for code, on in checks if on}
         # known codes in the order of FLAG_CODES, any others after them
         flags.append(";".join([c for c in FLAG_CODES if c in codes] + sorted(codes - set(FLAG_CODES))))
