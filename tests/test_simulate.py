@@ -569,3 +569,13 @@ def test_quasar_broad_profiles_are_population_a_or_b():
         blue = np.sum(f[(v > -6000) & (v < -1500)] - cont)
         red = np.sum(f[(v > 1500) & (v < 6000)] - cont)  # both halves clear of the narrow lines
         assert red > blue
+
+
+def test_cli_simulate_full_redshift_range(tmp_path):
+    from agnlens.cli import main
+    from agnlens.io.store import open_store
+
+    store = tmp_path / "sim.zarr"
+    assert main(["-q", "simulate", "--n", "20", "--grid", "balmer", "--redshift", "full", "--out", str(store)]) == 0
+    z = open_store(store, lazy=False).meta["z"].to_numpy(float)
+    assert z.min() >= 0.025 and z.max() <= grid_z_range("balmer")[1] and z.max() > 0.374  # above SDSS Legacy's Hα limit
