@@ -173,6 +173,10 @@ def draw_parameters(
         # Balmer continuum at the edge per Å, tied to broad Hβ (same gas: Grandi 1982; Dietrich et
         # al. 2002 find it a few tens of per cent of the power law at 3646 Å)
         p["balmer_continuum"] = hb * rng.uniform(0.003, 0.012)
+        if label == "type1":  # quasars: a small blue bump of varying strength (:data:`.quasar.PRIORS`)
+            bump = 10.0 ** rng.normal(*PRIORS["blue_bump"])
+            p["high_balmer_scale"] *= bump
+            p["balmer_continuum"] *= bump
         # broad Hβ shift N(+100, 500) km/s (Shen et al. 2016, ApJ 831, 7); in 60 % a second, wider
         # (×1.2–2.2), redshifted N(+400, 1500) km/s component with 10–50 % of the flux (population B
         # red asymmetries, Sulentic et al. 2000, ARA&A 38, 521)

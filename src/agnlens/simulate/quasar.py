@@ -29,19 +29,22 @@ __all__ = ["PRIORS", "broad_profile", "host_fraction", "log_l5100", "luminosity_
 
 #: Type 1 quasar priors: AGN continuum slope α_λ (mean, sd); log10 [O III] 5008 EW (Å, against the
 #: AGN continuum) at λL_5100 = 10^44.5 erg/s (mean, sd); log10 broad Hβ EW (Å, mean, sd); log10
-#: broad Hα/Hβ (mean, sd); log10 FWHM of the broad Hβ core (km/s, mean, sd). The means are fitted
+#: broad Hα/Hβ (mean, sd); log10 FWHM of the broad Hβ core (km/s, mean, sd); log10 of a factor on
+#: the Balmer continuum and the high-order Balmer lines, the small blue bump (mean, sd; 0: the
+#: start values of :mod:`.parameters`, Case B lines × 0.6–1.2). The means are fitted
 #: to the real type 1 spectra beside the project by ``scripts/fit_quasar_priors.py`` (on half of
-#: the objects, judged on the other half: the KS distance of each measurement falls from 0.23–0.35
-#: to 0.17–0.26), starting from the literature: α_λ = −1.56 (Vanden Berk et al. 2001, AJ 122, 549;
+#: the objects, judged on the other half: the KS distance of each measurement falls from 0.28–0.40
+#: to 0.15–0.27), starting from the literature: α_λ = −1.56 (Vanden Berk et al. 2001, AJ 122, 549;
 #: the optical continuum of quasars in SDSS fibres is redder than that UV slope), [O III] EW 1.2,
 #: broad Hβ EW 1.75 and FWHM 3.66 (Shen et al. 2011), Hα/Hβ log10 3.06 = 0.486 (Dong et al. 2008,
 #: MNRAS 383, 581). The widths are the literature's.
 PRIORS: dict[str, tuple[float, float]] = {
-    "alpha": (-1.145, 0.3),
-    "oiii_ew": (1.412, 0.4),
-    "hbeta_ew": (1.992, 0.2),
-    "halpha_hbeta": (0.535, 0.08),
-    "fwhm_hbeta": (3.710, 0.20),
+    "alpha": (-1.173, 0.3),
+    "oiii_ew": (1.398, 0.4),
+    "hbeta_ew": (1.998, 0.2),
+    "halpha_hbeta": (0.528, 0.08),
+    "fwhm_hbeta": (3.731, 0.20),
+    "blue_bump": (0.406, 0.15),
 }
 #: FWHM (km/s) that separates population A from B (Sulentic et al. 2000, ARA&A 38, 521).
 POP_AB_FWHM = 4000.0
