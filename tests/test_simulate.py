@@ -592,3 +592,12 @@ def test_cli_simulate_full_redshift_range(tmp_path):
     assert main(["-q", "simulate", "--n", "20", "--grid", "balmer", "--redshift", "full", "--out", str(store)]) == 0
     z = open_store(store, lazy=False).meta["z"].to_numpy(float)
     assert z.min() >= 0.025 and z.max() <= grid_z_range("balmer")[1] and z.max() > 0.374  # above SDSS Legacy's Hα limit
+
+
+def test_full_range_never_needs_a_heavily_masked_real_spectrum():
+    # at the top of each grid's range only BOSS files reach far enough, and some mask their red
+    # end: the range stops where one still masks ≤ 5 % of the grid, so preprocessing keeps them all
+    for grid in ("paper", "balmer"):
+        hi = grid_z_range(grid)[1]
+        spectra = simulate_set(counts={"type1": 8, "type2": 8}, seed=1, grid=grid, redshift=(0.97 * hi, hi))
+        assert len(spectra) == 16 and spectra.mask.mean(axis=1).max() <= 0.1

@@ -57,7 +57,7 @@ import numpy as np
 from agnlens.classes import CLASSES, CONVENTIONS, SDSS_CLASS, class_under
 from agnlens.simulate.instrument import observed_grid
 from agnlens.simulate.model import models
-from agnlens.simulate.noise import add_noise, coverage, noise_library
+from agnlens.simulate.noise import add_noise, coverage, noise_library, usable_z_range
 from agnlens.simulate.parameters import (
     DEFAULT_COUNTS,
     MAX_SPECTRA,
@@ -90,7 +90,7 @@ Z_MIN = 0.025
 
 def grid_z_range(grid) -> tuple[float, float]:
     """The redshifts at which a rest-frame grid stays inside some real spectrum of the noise
-    library (the simulated spectra take their coverage from it).
+    library, at most 5 % of it masked (the simulated spectra take their coverage and masks from it).
 
     Parameters
     ----------
@@ -104,8 +104,7 @@ def grid_z_range(grid) -> tuple[float, float]:
     from agnlens.grid import get_grid
 
     g = get_grid(grid)
-    first, last = coverage()
-    return float(_WAVE[first].min() / g.wavelength[0] - 1.0), float(_WAVE[last].max() / g.wavelength[-1] - 1.0)
+    return usable_z_range(_WAVE, float(g.wavelength[0]), float(g.wavelength[-1]))
 
 
 def _full_range(grid) -> tuple[float, float]:

@@ -13,7 +13,7 @@ pixel (O2 and H2O bands) and ``sky_residual`` — the rms of the sky-subtraction
 sky lines, in units of the line.
 
 A simulated spectrum takes one library row (drawn per spectrum among the rows that cover what the
-spectrum needs: its grid at its redshift) and gets
+spectrum needs, its grid at its redshift, and mask at most 5 % of it) and gets
 
     var(λ) = K · c(λ) · [F_model(λ)/F_ref + S(λ)],
 
@@ -37,6 +37,9 @@ from scipy.ndimage import median_filter
 
 __all__ = ["add_noise", "coverage", "noise_library"]
 
+#: A library row is used for a spectrum when it masks at most this share of the observed range the
+#: spectrum needs (its grid), as the library's own selection asks of each whole file.
+MAX_MASKED = 0.05
 #: Per-spectrum sd of the mean sky-line residual (a share of the line).
 _SKY_BIAS_SD = 0.02
 
@@ -55,6 +58,8 @@ def noise_library() -> dict:
             "telluric": d["telluric"].astype(np.float64), "sky_residual": float(d["sky_residual"]),
             "source": [str(s) for s in d["source"]],
         }
+    # masked pixels before each pixel, per row: the masked share of any range in two look-ups
+    out["masked_before"] = np.concatenate([np.zeros((out["mask"].shape[0], 1)), np.cumsum(out["mask"], axis=1)], axis=1)
     out["sky_lines"] = np.clip(out["sky"] - median_filter(out["sky"], size=(1, 51), mode="nearest"), 0.0, None)
     return out
 
@@ -63,6 +68,29 @@ def coverage() -> tuple[np.ndarray, np.ndarray]:
     """The first and last observed pixel each library row covers, shape (n_rows,) each."""
     lib = noise_library()
     return lib["first"], lib["last"]
+
+
+def usable_z_range(wave: np.ndarray, rest_lo: float, rest_hi: float) -> tuple[float, float]:
+    """The lowest and highest redshift (steps of 5e-4) at which some library row covers rest
+    ``rest_lo``–``rest_hi`` Å and masks at most :data:`MAX_MASKED` of it.
+
+    Parameters
+    ----------
+    wave : ndarray of shape (n_pix,)
+        Observed wavelengths (Å), the grid of the library.
+    """
+    lib = noise_library()
+    z = np.arange(-0.2, 2.0, 5e-4)
+    lo, hi = wave[lib["first"]], wave[lib["last"]]
+    i0 = np.searchsorted(wave, rest_lo * (1 + z))
+    i1 = np.minimum(np.searchsorted(wave, rest_hi * (1 + z)) + 1, wave.size)
+    covers = (lo[None, :] <= rest_lo * (1 + z)[:, None]) & (hi[None, :] >= rest_hi * (1 + z)[:, None])
+    masked = (lib["masked_before"][:, i1] - lib["masked_before"][:, i0]).T / np.maximum(i1 - i0, 1)[:, None]
+    ok = np.any(covers & (masked <= MAX_MASKED), axis=1)
+    if not ok.any():
+        raise ValueError(f"simulate: no real spectrum in the noise library covers rest {rest_lo:.0f}–{rest_hi:.0f} Å "
+                         "at any redshift")
+    return float(z[ok].min()), float(z[ok].max())
 
 
 def add_noise(rngs: list[np.random.Generator], model: np.ndarray, wave: np.ndarray, z: np.ndarray,
@@ -100,6 +128,11 @@ def add_noise(rngs: list[np.random.Generator], model: np.ndarray, wave: np.ndarr
         if ok.size == 0:
             raise ValueError(f"simulate: no real spectrum in the noise library covers {need[b, 0]:.0f}–"
                              f"{need[b, 1]:.0f} Å (z = {z[b]:.3f}); use a lower redshift")
+        # among them, those that mask at most MAX_MASKED of that range (else the least masked):
+        # a real spectrum with its red end masked is not used where the grid needs that end
+        i0, i1 = np.searchsorted(wave, need[b]) + np.array([0, 1])
+        share = (lib["masked_before"][ok, min(i1, n_pix)] - lib["masked_before"][ok, i0]) / max(i1 - i0, 1)
+        ok = ok[share <= max(MAX_MASKED, share.min())]
         rows[b] = ok[int(rng.integers(ok.size))]
     ref_sel = (wave > 5400.0) & (wave < 5600.0)
     f_ref = np.median(model[:, ref_sel], axis=1)
