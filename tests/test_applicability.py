@@ -238,3 +238,45 @@ def test_simulated_agn_are_not_flagged_not_agn():
     flagged = not_agn(measure(spectra))
     assert flagged.mean() <= 0.02
     assert (spectra.meta["oiii_ew"].to_numpy()[flagged] < 5).all()
+
+
+# ------------------------------------------------------------------------------ redshift range
+def test_training_range_is_recorded_saved_and_flags_z_out_of_range(trained, tmp_path):
+    from agnlens.models.persistence import load_model, save_model
+
+    spectra, result = trained
+    train_meta = spectra.meta.iloc[result.split["train"]]
+    rng = result.model.training_range_
+    assert rng["z"] == [train_meta["z"].min(), train_meta["z"].max()]
+    assert rng["snr"] == [train_meta["snr"].min(), train_meta["snr"].max()]
+    save_model(result.model, tmp_path / "m.skops", metadata=result.metadata)
+    loaded, meta = load_model(tmp_path / "m.skops")
+    assert loaded.training_range_ == rng and meta["training_range"] == rng
+    # the same spectra, their redshifts moved just outside and just inside the recorded range
+    few = spectra[:4]
+    z = np.array([rng["z"][0] - 1e-3, rng["z"][1] + 1e-3, rng["z"][0], rng["z"][1]])
+    few.meta["z"] = z
+    judged = applicability(loaded, few).table
+    out = judged["flags"].str.contains("z-out-of-range").to_numpy()
+    np.testing.assert_array_equal(out, [True, True, False, False])
+    assert judged["z_check"].iloc[0].startswith("outside") and judged["z_check"].iloc[2] == "inside"
+
+
+def test_models_saved_without_a_training_range_load_and_skip_the_check(trained, tmp_path):
+    from agnlens.models.persistence import load_model, save_model
+
+    spectra, result = trained
+    old = result.model
+    kept = old.__dict__.pop("training_range_")
+    try:
+        save_model(old, tmp_path / "old.skops", metadata={k: v for k, v in result.metadata.items()
+                                                           if k != "training_range"})
+    finally:
+        old.training_range_ = kept
+    loaded, meta = load_model(tmp_path / "old.skops")
+    assert not hasattr(loaded, "training_range_") and "training_range" not in meta
+    few = spectra[:3]
+    few.meta["z"] = 5.0
+    judged = applicability(loaded, few).table
+    assert (judged["z_check"] == "unavailable").all()
+    assert not judged["flags"].str.contains("z-out-of-range").any()

@@ -123,3 +123,33 @@ def test_cli_on_real_spectra(tmp_path, capsys):
 def test_cli_usage_errors(tmp_path, capsys):
     assert main(["realism", str(tmp_path), "--out", str(tmp_path / "o"), "--folds", "1"]) == 2
     assert "--folds: must be at least 2" in capsys.readouterr().err
+
+
+def test_window_pixels_split_the_grid():
+    from agnlens.realism import LINE_WINDOWS, WINDOWS, window_pixels
+
+    wl = np.arange(3700.0, 6800.0, 0.5)
+    cont, lines, blue = (window_pixels(wl, w) for w in ("continuum", "lines", "blue_end"))
+    assert set(WINDOWS) == {"continuum", "lines", "blue_end"}
+    assert not (cont & lines).any() and (cont | lines).all()
+    inside = np.zeros(wl.shape, bool)
+    for lo, hi in LINE_WINDOWS:  # brute force: every pixel against every window
+        inside |= np.array([lo <= w <= hi for w in wl])
+    np.testing.assert_array_equal(lines, inside)
+    np.testing.assert_array_equal(blue, (wl >= 3700) & (wl <= 4400))
+    with pytest.raises(ValueError, match="unknown window"):
+        window_pixels(wl, "red")
+
+
+def test_per_window_tests_find_a_gap_where_it_is(two_draws):
+    # a gap in one line only ([O III] 5008 three times stronger): the lines window sees it, the
+    # continuum window (which holds none of its pixels) does not
+    a, b = two_draws[0], two_draws[1][np.arange(40)]
+    wl = b.wavelength
+    b.flux = (b.flux + 2.0 * np.exp(-0.5 * ((wl - 5008.24) / 3.0) ** 2)).astype(np.float32)
+    result = realism(a, b, n_repeats=2, features=False, discriminators=("pca_logistic",))
+    windows = result.classes["type1"]["auc_windows"]
+    assert set(windows) == {"continuum", "lines", "blue_end"}
+    assert windows["lines"]["pca_logistic"]["mean"] >= 0.9
+    assert windows["continuum"]["pca_logistic"]["mean"] <= 0.7
+    assert any("[lines only]" in line for line in result.lines())

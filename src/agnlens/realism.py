@@ -4,7 +4,9 @@
 (Lopez-Paz & Oquab 2017): discriminators are trained to tell the real spectra of that class from
 simulated ones at matched redshift and S/N, with repeated stratified cross-validation; their
 ROC AUC is the number. 0.5 means the simulator cannot be told apart from the data; 1.0 means every
-real spectrum is recognised. Beside it, a feature table compares real and simulated
+real spectrum is recognised. The same test is repeated on wavelength windows
+(:data:`WINDOWS`: the continuum between the lines, the lines alone, the blue end 3700–4400 Å), so
+that the next gap is visible where it is. Beside it, a feature table compares real and simulated
 distributions of S/N, continuum slope, Dn4000, broad-line widths and line ratios
 (:mod:`agnlens.features`) with a two-sample distance each, and the class median spectra can be
 plotted (:meth:`RealismResult.plot`).
@@ -12,9 +14,10 @@ plotted (:meth:`RealismResult.plot`).
 Matching: each real spectrum gets ``per_real`` simulated twins of its class drawn at its redshift
 and its S/N at 5100 Å (:func:`agnlens.simulate.simulate`), preprocessed onto the real spectra's
 grid. A real spectrum and its twins then share one mask — a pixel bad or uncovered in either is
-bad in both and filled the same way — so the wavelength coverage of the instrument (BOSS reaches
-further than the simulated SDSS Legacy range) and masks cannot give the simulator away; what is
-left is the shape of the spectra and their noise.
+bad in both and filled the same way — so the wavelength coverage of the instrument and masks
+cannot give the simulator away; what is left is the shape of the spectra and their noise. A twin
+takes the noise of a real SDSS or BOSS spectrum that covers the whole grid at its redshift where
+one does.
 
 The simulated set is always labelled as such (``simulated: True`` in the JSON).
 """
@@ -40,7 +43,8 @@ from agnlens.spectra import SpectrumSet
 
 log = logging.getLogger(__name__)
 
-__all__ = ["DISCRIMINATORS", "MIN_REAL", "REALISM_GRID", "RealismResult", "realism", "simulate_matched"]
+__all__ = ["DISCRIMINATORS", "MIN_REAL", "REALISM_GRID", "WINDOWS", "RealismResult", "realism", "simulate_matched",
+           "window_pixels"]
 
 #: The discriminators of the two-sample test (name → what it is).
 DISCRIMINATORS: dict[str, str] = {
@@ -48,6 +52,33 @@ DISCRIMINATORS: dict[str, str] = {
     "pca_forest": "PCA (≤ 20 whitened components) + random forest (100 trees)",
     "pca_knn": "PCA (≤ 20 whitened components) + 5-nearest neighbours",
 }
+
+#: Rest-frame windows (Å) around the emission lines: broad Balmer lines ±4,000–6,000 km/s, the
+#: narrow lines (with [O III] and He II on Hβ's window), Hα with [N II] and [S II].
+LINE_WINDOWS = ((3715.0, 3740.0), (3860.0, 3880.0), (4030.0, 4170.0), (4260.0, 4420.0), (4650.0, 4720.0),
+                (4760.0, 5030.0), (5860.0, 5895.0), (6290.0, 6310.0), (6420.0, 6750.0))
+#: The windows of the per-window two-sample tests (name → what is kept).
+WINDOWS: dict[str, str] = {
+    "continuum": "pixels outside every line window (LINE_WINDOWS)",
+    "lines": "pixels inside the line windows",
+    "blue_end": "rest 3700–4400 Å (Balmer continuum, high-order Balmer lines, 4000 Å break)",
+}
+
+
+def window_pixels(wavelength: np.ndarray, name: str) -> np.ndarray:
+    """The pixels of :data:`WINDOWS` ``name`` on ``wavelength`` (rest Å), a boolean array."""
+    wavelength = np.asarray(wavelength, dtype=float)
+    lines = np.zeros(wavelength.shape, dtype=bool)
+    for lo, hi in LINE_WINDOWS:
+        lines |= (wavelength >= lo) & (wavelength <= hi)
+    if name == "continuum":
+        return ~lines
+    if name == "lines":
+        return lines
+    if name == "blue_end":
+        return (wavelength >= 3700.0) & (wavelength <= 4400.0)
+    raise ValueError(f"realism: unknown window {name!r}; choose from {list(WINDOWS)}")
+
 
 #: Fewest real spectra of a class for the cross-validated test (one per fold at 5 folds).
 MIN_REAL = 5
@@ -71,7 +102,8 @@ class RealismResult:
     ----------
     classes : dict of str to dict
         Per class: ``n_real``, ``n_simulated``, ``tested`` (bool), ``reason`` (why not, or ""),
-        ``auc`` (discriminator → ``mean``, ``std``, ``min``, ``max``, ``n_folds``) and
+        ``auc`` (discriminator → ``mean``, ``std``, ``min``, ``max``, ``n_folds``), ``auc_windows``
+        (window of :data:`WINDOWS` → the same per discriminator, on that window's pixels only) and
         ``features`` (a list of rows: ``feature``, ``n_real``, ``n_simulated``,
         ``median_real``, ``median_simulated``, ``ks``, ``ks_p``, ``wasserstein_rank``: W1
         between the samples mapped through their pooled empirical CDF, 0 to 1).
@@ -120,6 +152,9 @@ class RealismResult:
                 continue
             aucs = ", ".join(f"{k} {v['mean']:.3f} ± {v['std']:.3f}" for k, v in c["auc"].items())
             out.append(f"{head}: ROC AUC {aucs}")
+            for window, auc in c.get("auc_windows", {}).items():
+                aucs = ", ".join(f"{k} {v['mean']:.3f} ± {v['std']:.3f}" for k, v in auc.items())
+                out.append(f"{label} [{window} only]: ROC AUC {aucs}")
         return out
 
 
@@ -217,7 +252,7 @@ def _realism(real, simulated, n_splits, n_repeats, per_real, seed, features, dis
         r_idx = np.flatnonzero(real.labels == label)
         s_idx = np.flatnonzero(simulated.labels == label)
         entry: dict[str, Any] = {"n_real": int(r_idx.size), "n_simulated": int(s_idx.size), "tested": False,
-                                 "reason": "", "auc": {}, "features": []}
+                                 "reason": "", "auc": {}, "auc_windows": {}, "features": []}
         if r_idx.size < MIN_REAL or s_idx.size < MIN_REAL:
             entry["reason"] = (
                 f"{r_idx.size} real and {s_idx.size} simulated spectra; a cross-validated two-sample "
@@ -228,6 +263,10 @@ def _realism(real, simulated, n_splits, n_repeats, per_real, seed, features, dis
             y = np.r_[np.ones(r_idx.size, int), np.zeros(s_idx.size, int)]
             folds = int(min(n_splits, r_idx.size, s_idx.size))
             entry["auc"] = _cv_auc(discriminators, X, y, folds, n_repeats, seed)
+            for window in WINDOWS:
+                cols = window_pixels(real.wavelength, window)
+                if cols.sum() >= 2:
+                    entry["auc_windows"][window] = _cv_auc(discriminators, X[:, cols], y, folds, n_repeats, seed)
             entry["tested"] = True
         if feat_real is not None and feat_sim is not None:  # set exactly when ``features``
             entry["features"] = _compare_features(feat_real.iloc[r_idx], feat_sim.iloc[s_idx])
@@ -238,7 +277,7 @@ def _realism(real, simulated, n_splits, n_repeats, per_real, seed, features, dis
         "grid": real.grid.name, "grid_range": [float(real.wavelength[0]), float(real.wavelength[-1])],
         "n_pixels": int(real.n_pixels), "n_splits": int(n_splits), "n_repeats": int(n_repeats),
         "per_real": int(per_real), "seed": int(seed),
-        "discriminators": {k: DISCRIMINATORS[k] for k in discriminators},
+        "discriminators": {k: DISCRIMINATORS[k] for k in discriminators}, "windows": dict(WINDOWS),
         "simulator": simulated.provenance.get("simulator", "given"),
         "matching": simulated.provenance.get("matching", "none (simulated set given)"),
     }
@@ -303,13 +342,16 @@ def simulate_matched(real: SpectrumSet, *, per_real: int = 1, seed: int = 0) -> 
 
 
 def _twins(real, snr_obs, grid, per_real, seed):
-    from agnlens.simulate import simulate
+    from agnlens.simulate import grid_z_range, simulate
 
+    z_lo, z_hi = grid_z_range(grid)
     rows, owners = [], []
     for i in range(len(real)):
         label, z = real.labels[i], float(real.meta["z"].iloc[i])
+        # where it can, a twin takes the noise of a real spectrum that covers the whole grid
         twins = simulate(
-            counts={label: per_real}, seed=int(seed) + i * per_real, redshift=(z, z), snr=float(snr_obs[i])
+            counts={label: per_real}, seed=int(seed) + i * per_real, redshift=(z, z), snr=float(snr_obs[i]),
+            grid=grid if z_lo <= z <= z_hi else None,
         )
         for k, twin in enumerate(twins):
             row = preprocess_one(twin, grid, max_bad_fraction=1.0)

@@ -35,6 +35,10 @@ def add_parser(sub) -> None:
     p.add_argument("--out", metavar="STORE", help="write a preprocessed Zarr store")
     p.add_argument("--fits-dir", metavar="DIR", help="write SDSS-format spec-*.fits files")
     p.add_argument("--grid", default="paper", choices=["paper", "balmer"], help="grid of the store (default paper)")
+    p.add_argument("--redshift", default="balmer", choices=["balmer", "paper", "full"],
+                   help="redshift preset: balmer U(0.025, 0.30), paper (the study's per-class ranges) or full "
+                        "(the whole range the grid allows in SDSS/BOSS spectra: balmer to z ≈ 0.55, paper to "
+                        "z ≈ 0.97; the default models' training set); default balmer")
     p.add_argument("--convention", default="spectroscopic", choices=["spectroscopic", "study"],
                    help="class convention of the labels: spectroscopic (default, the built-in models' and "
                         "SDSS-style catalogues': broad Hβ with [O III]/Hβ ≤ 4, Winkler 1.0-1.5, is type1; "
@@ -77,7 +81,8 @@ def run(args) -> int:
         from agnlens.io.sdss_write import write_labels, write_sdss_many
 
         progress = bar("simulate")
-        spectra = simulate(args.n, seed=args.seed, grid=args.grid, progress=progress and progress.update,
+        spectra = simulate(args.n, seed=args.seed, grid=args.grid, redshift=args.redshift,
+                           progress=progress and progress.update,
                            convention=args.convention)
         if progress:
             progress.close()
@@ -91,7 +96,8 @@ def run(args) -> int:
         from agnlens.io.store import write_store
 
         progress = bar("simulate + preprocess")
-        spectrum_set = simulate_set(args.n, seed=args.seed, grid=args.grid, progress=progress and progress.update,
+        spectrum_set = simulate_set(args.n, seed=args.seed, grid=args.grid, redshift=args.redshift,
+                                    progress=progress and progress.update,
                                     convention=args.convention)
         if progress:
             progress.close()

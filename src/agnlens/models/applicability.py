@@ -15,6 +15,11 @@ Three checks, each from what the model and its training set leave behind:
 * **coverage** — the share of the grid that was masked (uncovered or bad pixels, filled in by
   interpolation before the model saw them), over the whole grid (``low-coverage``) and over the
   window of each key line the grid covers, Hβ and Hα (``key-line-masked``, more than 30 %).
+* **redshift** — ``z-out-of-range``: the spectrum's redshift lies outside the range of the
+  model's training spectra (``training_range_``, recorded by :func:`agnlens.models.tuning.train`
+  and saved with the model); what the model learnt of the sky and telluric residuals, the
+  observed-frame coverage and the classes' redshift mix does not reach it. Model files that
+  predate the record load without it: the check is then unavailable (``z_check``).
 * **noise** — ``uncertain``: the two most probable classes are within two standard errors of each
   other (:mod:`agnlens.explain.uncertainty`, passed in by the classify stage).
 * **not an AGN** — every default model assumes its input is an AGN (type 1, type 2 or
@@ -65,7 +70,7 @@ OOD_MARGIN = 1.25
 
 #: Flag codes, in the order they are listed in ``flags``.
 FLAG_CODES = ("kernel-collapse", "out-of-distribution", "not-agn", "physics-disagrees", "redshift-offset",
-              "low-coverage", "key-line-masked", "camera-jump", "uncertain")
+              "z-out-of-range", "low-coverage", "key-line-masked", "camera-jump", "uncertain")
 #: What each flag code means, in a sentence (the report shows it beside the flagged prediction).
 FLAG_MEANINGS = {
     "kernel-collapse": "so far from every support vector that the output is the model's constant prior",
@@ -75,6 +80,7 @@ FLAG_MEANINGS = {
     "physics-disagrees": "the line fits contradict the class: type 2 called but a broad Hα at ΔBIC ≥ 20, or type 1 "
                          "called but no broad line at all (ΔBIC < 0 for Hβ and Hα)",
     "redshift-offset": "the narrow lines sit more than 500 km/s from the catalogue redshift",
+    "z-out-of-range": "the redshift lies outside the range of the model's training spectra",
     "low-coverage": "over 10 % of the grid masked",
     "key-line-masked": "over 30 % of the Hβ or Hα window filled in: the line that decides the type was not observed",
     "camera-jump": "a DESI spectrum whose camera arms disagree where they join: the merged continuum has a step",
@@ -92,7 +98,9 @@ class Applicability:
         One row per spectrum: ``applicable``, ``flags`` (``;``-separated codes of
         :data:`FLAG_CODES`), ``max_kernel`` (NaN for non-RBF models), ``intercept_share``,
         ``pca_residual``, ``mahalanobis`` (NaN when the model has no training domain),
-        ``masked_share``, ``ood_check`` (how the distance was judged) and ``agn_check`` (what the
+        ``masked_share``, ``ood_check`` (how the distance was judged), ``z_check`` (``inside``,
+        ``outside LO–HI`` or ``unavailable`` when the model records no training range or the
+        spectrum no redshift) and ``agn_check`` (what the
         physics says: ``"star-forming, no broad line"`` when flagged ``not-agn``, ``"agn or
         unclear"`` otherwise, ``"unavailable"`` without measurements or without an Hα fit).
     """
@@ -288,12 +296,14 @@ def applicability(model, spectra, *, extra_flags=None, measurements: pd.DataFram
             labels = model.predict(X) if predicted is None else predicted
             disagrees = physics_disagrees(measured.reset_index(), labels)
     no_agn = np.isin(agn_check, NOT_AGN_REASONS)
+    z_check = redshift_check(model, spectra)
     extra = list(extra_flags) if extra_flags is not None else [()] * n
     flags = []
     for i in range(n):
         checks = (("kernel-collapse", collapse[i]), ("out-of-distribution", ood[i]), ("not-agn", no_agn[i]),
                   ("physics-disagrees", disagrees[i]),
-                  ("low-coverage", low_cov[i]), ("key-line-masked", key_masked[i] > MAX_KEY_LINE_MASKED))
+                  ("z-out-of-range", z_check[i].startswith("outside")), ("low-coverage", low_cov[i]),
+                  ("key-line-masked", key_masked[i] > MAX_KEY_LINE_MASKED))
         codes = set(extra[i]) | {code for code, on in checks if on}
         # known codes in the order of FLAG_CODES, any others after them
         flags.append(";".join([c for c in FLAG_CODES if c in codes] + sorted(codes - set(FLAG_CODES))))
@@ -307,9 +317,32 @@ def applicability(model, spectra, *, extra_flags=None, measurements: pd.DataFram
         "masked_share": masked,
         "key_line_masked": key_masked,
         "ood_check": how,
+        "z_check": z_check,
         "agn_check": agn_check,
     })
     return Applicability(table)
+
+
+def redshift_check(model, spectra) -> np.ndarray:
+    """Whether each spectrum's redshift lies inside the model's training range.
+
+    Returns
+    -------
+    ndarray of str, shape (n_spectra,)
+        ``"inside"``, ``"outside LO–HI"`` (flags ``z-out-of-range``) or ``"unavailable"`` (a model
+        saved without ``training_range_``, or no redshift).
+    """
+    n = len(spectra)
+    out = np.full(n, "unavailable", dtype=object)
+    zrange = (getattr(model, "training_range_", None) or {}).get("z")
+    if zrange is None or "z" not in spectra.meta.columns:
+        return out
+    lo, hi = zrange
+    z = pd.to_numeric(spectra.meta["z"], errors="coerce").to_numpy(dtype=float)
+    known = np.isfinite(z)
+    out[known] = "inside"
+    out[known & ((z < lo) | (z > hi))] = f"outside {lo:.3f}–{hi:.3f}"
+    return out
 
 
 def key_line_masked(spectra) -> np.ndarray:

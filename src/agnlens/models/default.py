@@ -13,13 +13,14 @@ study's convention.) The convention is in each model's metadata (``convention``)
 They are not shipped as binaries (each file is ~7 MB, and a build from the simulator's own code
 can never disagree with it): the first call of :func:`default_model` builds one (~30 s; a command
 that needs only one grid's model builds only that one, :class:`ModelList`) — simulate the
-reference sample relabelled spectroscopically (:func:`training_set`:
-``simulate_set(3346, seed=0, grid=GRID, convention="spectroscopic")``), then
+reference sample relabelled spectroscopically over the whole redshift range the grid allows in
+SDSS and BOSS spectra (:func:`training_set`: ``simulate_set(3346, seed=0, grid=GRID,
+convention="spectroscopic", redshift="full")``: ``balmer`` z 0.025–0.55, ``paper`` 0.025–0.97), then
 :func:`agnlens.models.tuning.train` with ``seed=0`` — and caches it as a skops model file under
 ``$AGNLENS_CACHE`` (default ``~/.cache/agnlens``), written atomically. Later calls load the cached
 file (checked like any model file). Rebuilding one by hand gives the same model::
 
-    agnlens simulate --n 3346 --seed 0 --grid balmer --convention spectroscopic --out sim.zarr
+    agnlens simulate --n 3346 --seed 0 --grid balmer --convention spectroscopic --redshift full --out sim.zarr
     agnlens train sim.zarr --task multiclass --seed 0 --out default-multiclass-balmer.skops
 """
 
@@ -38,7 +39,7 @@ from agnlens.errors import ModelFileError, ModelPinError
 log = logging.getLogger(__name__)
 
 #: The recipe of the default models (one per grid).
-DEFAULT_RECIPE: dict[str, Any] = {"n": 3346, "seed": 0, "convention": "spectroscopic"}
+DEFAULT_RECIPE: dict[str, Any] = {"n": 3346, "seed": 0, "convention": "spectroscopic", "redshift": "full"}
 #: The default models' grids, in order of preference: a spectrum goes to the first one it covers.
 DEFAULT_GRIDS = ("balmer", "paper")
 #: About how long building one default model takes on a laptop core (said before a build).
@@ -98,12 +99,12 @@ def training_set(grid: str = "paper"):
     Returns
     -------
     SpectrumSet
-        ``simulate_set(3346, seed=0, grid=grid, convention="spectroscopic")`` (SIMULATED).
+        ``simulate_set(3346, seed=0, grid=grid, convention="spectroscopic", redshift="full")`` (SIMULATED).
     """
     from agnlens.simulate import simulate_set
 
     return simulate_set(DEFAULT_RECIPE["n"], seed=DEFAULT_RECIPE["seed"], grid=grid,
-                        convention=DEFAULT_RECIPE["convention"])
+                        convention=DEFAULT_RECIPE["convention"], redshift=DEFAULT_RECIPE["redshift"])
 
 
 def is_default(name: str | None) -> bool:
@@ -233,6 +234,7 @@ def default_model(task: str = "multiclass", *, grid: str = "paper", rebuild: boo
         **DEFAULT_RECIPE,
         "grid": grid,
         "rebuild": f"agnlens simulate --n 3346 --seed 0 --grid {grid} --convention {DEFAULT_RECIPE['convention']} "
+        f"--redshift {DEFAULT_RECIPE['redshift']} "
         f"--out sim.zarr && agnlens train sim.zarr --task {task} --seed 0 --out MODEL",
     }
     save_model(result.model, path, metadata=metadata)

@@ -156,6 +156,33 @@ def package_versions() -> dict[str, str]:
     }
 
 
+def training_range(meta) -> dict[str, list[float]]:
+    """The redshift and S/N range of a model's training spectra, as saved with it.
+
+    Parameters
+    ----------
+    meta : DataFrame
+        The training spectra's metadata (``z``; ``snr`` from preprocessing, if present).
+
+    Returns
+    -------
+    dict
+        ``{"z": [lo, hi], "snr": [lo, hi]}`` over the finite values (a key is left out when its
+        column is absent or has none). :func:`agnlens.models.tuning.train` stores it on the model
+        (``training_range_``, inside the skops payload) and in the metadata (``training_range``);
+        :func:`agnlens.models.applicability.applicability` flags ``z-out-of-range`` with it. Model
+        files written before agnlens recorded it load as before, without the attribute: no check.
+    """
+    out = {}
+    for key in ("z", "snr"):
+        if key in meta.columns:
+            v = np.asarray(meta[key], dtype=np.float64)
+            v = v[np.isfinite(v)]
+            if v.size:
+                out[key] = [float(v.min()), float(v.max())]
+    return out
+
+
 def save_model(model, path, *, metadata: dict) -> Path:
     """Write a fitted model and its metadata to ``path`` atomically.
 

@@ -377,7 +377,7 @@ def train(
     """
     from agnlens.models.domain import TrainingDomain
     from agnlens.models.metrics import evaluate
-    from agnlens.models.persistence import training_data_hash
+    from agnlens.models.persistence import training_data_hash, training_range
 
     if task not in TASK_CLASSES:
         raise ValueError(f"train: task must be one of {sorted(TASK_CLASSES)}, got {task!r}")
@@ -407,6 +407,8 @@ def train(
     model = result.best_estimator
     # what the training spectra look like, for the applicability check (thresholds on validation)
     model.training_domain_ = TrainingDomain().fit(X[parts["train"]], X[parts["validation"]])
+    # the redshifts and S/N it has seen, for the z-out-of-range check
+    model.training_range_ = training_range(spectra.meta.iloc[keep[parts["train"]]])
     scores = {}
     for name in ("validation", "test"):
         idx = parts[name]
@@ -423,6 +425,7 @@ def train(
         "split_fractions": list(fractions),
         "split_sizes": {k: int(len(v)) for k, v in parts.items()},
         "data_hash": training_data_hash(spectra.flux[keep], y),
+        "training_range": model.training_range_,
         "n_spectra": int(keep.size),
         "best_params": result.best_params,
         "tuning": result.table.to_dict(orient="records"),

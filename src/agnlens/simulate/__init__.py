@@ -18,8 +18,10 @@ The ingredients (each module says where its numbers come from):
   and from the intermediate catalogue, reddened (Cardelli et al. 1989), [O III] blue wings,
   coronal lines;
 * :mod:`.model` — the spectrum itself (FFT convolution of lines and populations);
-* :mod:`.noise` — real SDSS noise: error spectra, sky and masks of 40 real SDSS spectra;
-* :mod:`.instrument` — the SDSS Legacy observed grid.
+* :mod:`.noise` — real SDSS noise: error spectra, sky and masks of 60 real SDSS spectra (Legacy
+  and BOSS), telluric and sky-line residuals measured on 95;
+* :mod:`.instrument` — the SDSS observed grid (3600–10,400 Å; each spectrum is cut to the coverage
+  of the real spectrum whose noise it takes).
 
 The shipped data (``agnlens/data``: E-MILES subset, Fe II template, SDSS noise library) are
 described, with their sources, terms and regenerating scripts, in ``agnlens/data/README.md``.
@@ -32,7 +34,10 @@ the study's samples and labels them in the study's convention (``"study"``, the 
 Redshift presets (``redshift=``): ``"balmer"`` (default) z ~ U(0.025, 0.30) for all classes, so
 every spectrum covers both the ``paper`` and ``balmer`` grids and the classes share one redshift
 distribution; ``"paper"``: the reference study's samples (type 1 quasars U(0.40, 0.74), Seyferts
-U(0.025, 0.10)) — the study's continuum shortcut, paper grid only. A ``(lo, hi)`` pair or a
+U(0.025, 0.10)) — the study's continuum shortcut, paper grid only; ``"full"``: U(0.025, z_max) for
+all classes, the whole range over which the grid stays inside a real SDSS or BOSS spectrum of the
+noise library (``balmer`` to z ≈ 0.55, ``paper`` to z ≈ 0.97; the ``balmer`` grid's range when no
+grid is given): the default models are trained on it. A ``(lo, hi)`` pair or a
 ``{label: (lo, hi)}`` dict gives U(lo, hi).
 
 Reproducibility: spectrum ``i`` is drawn from its own streams ``SeedSequence(seed).spawn(n)[i]``
@@ -52,7 +57,7 @@ import numpy as np
 from agnlens.classes import CLASSES, CONVENTIONS, SDSS_CLASS, class_under
 from agnlens.simulate.instrument import observed_grid
 from agnlens.simulate.model import models
-from agnlens.simulate.noise import add_noise, noise_library
+from agnlens.simulate.noise import add_noise, coverage, noise_library, usable_z_range
 from agnlens.simulate.parameters import (
     DEFAULT_COUNTS,
     MAX_SPECTRA,
@@ -65,9 +70,10 @@ from agnlens.spectra import Spectrum, SpectrumSet, format_spec_id
 
 log = logging.getLogger(__name__)
 
-__all__ = ["DEFAULT_COUNTS", "MAX_SPECTRA", "REDSHIFT_PRESETS", "observed_grid", "relabel", "simulate", "simulate_set"]
+__all__ = ["DEFAULT_COUNTS", "MAX_SPECTRA", "REDSHIFT_PRESETS", "grid_z_range", "observed_grid", "relabel", "simulate",
+           "simulate_set"]
 
-#: Redshift ranges (uniform) per class for the named presets.
+#: Redshift ranges (uniform) per class for the named presets (and ``"full"``, see :func:`grid_z_range`).
 REDSHIFT_PRESETS: dict[str, dict[str, tuple[float, float]]] = {
     "balmer": {"type1": (0.025, 0.30), "type2": (0.025, 0.30), "intermediate": (0.025, 0.30)},
     "paper": {"type1": (0.40, 0.74), "type2": (0.025, 0.10), "intermediate": (0.025, 0.10)},
@@ -78,21 +84,45 @@ _BLOCK = 64  # spectra modelled together (vectorised); a row never depends on it
 _resolve_counts = resolve_counts  # kept for the tests and older callers
 
 
-def _grid_z_range(grid) -> tuple[float, float]:
-    """The redshifts at which the observed range covers a rest-frame grid."""
+#: The lowest redshift of the ``"full"`` preset (the study's Seyferts start there).
+Z_MIN = 0.025
+
+
+def grid_z_range(grid) -> tuple[float, float]:
+    """The redshifts at which a rest-frame grid stays inside some real spectrum of the noise
+    library, at most 5 % of it masked (the simulated spectra take their coverage and masks from it).
+
+    Parameters
+    ----------
+    grid : str or Grid
+
+    Returns
+    -------
+    (float, float)
+        Lowest and highest such z (the lowest may be negative).
+    """
     from agnlens.grid import get_grid
 
     g = get_grid(grid)
-    return _WAVE[0] / g.wavelength[0] - 1.0, _WAVE[-1] / g.wavelength[-1] - 1.0
+    return usable_z_range(_WAVE, float(g.wavelength[0]), float(g.wavelength[-1]))
+
+
+def _full_range(grid) -> tuple[float, float]:
+    zlo, zhi = grid_z_range("balmer" if grid is None else grid)
+    if zhi <= Z_MIN:
+        raise ValueError(f"simulate: redshift='full' needs a grid that fits in the observed range above z = {Z_MIN}")
+    return max(zlo, Z_MIN), zhi * (1.0 - 1e-6)
 
 
 def _resolve_redshift(redshift, grid) -> dict[str, tuple[float, float]]:
     if redshift is None:
         ranges = dict(REDSHIFT_PRESETS["balmer"])
+    elif redshift == "full":
+        ranges = {c: _full_range(grid) for c in CLASSES}
     elif isinstance(redshift, str):
         if redshift not in REDSHIFT_PRESETS:
             raise ValueError(
-                f"simulate: unknown redshift preset {redshift!r}; use one of {sorted(REDSHIFT_PRESETS)}, "
+                f"simulate: unknown redshift preset {redshift!r}; use one of {sorted(REDSHIFT_PRESETS) + ['full']}, "
                 f"a (lo, hi) pair or a dict of pairs per class"
             )
         ranges = dict(REDSHIFT_PRESETS[redshift])
@@ -114,14 +144,14 @@ def _resolve_redshift(redshift, grid) -> dict[str, tuple[float, float]]:
             raise ValueError(f"simulate: redshift range for {c} must satisfy 0 <= lo <= hi, got ({lo}, {hi})")
         out[c] = (lo, hi)
     if grid is not None:
-        zlo, zhi = _grid_z_range(grid)
+        zlo, zhi = grid_z_range(grid)
         for c, (lo, hi) in out.items():
             if lo < zlo - 1e-9 or hi > zhi + 1e-9:
                 name = grid if isinstance(grid, str) else getattr(grid, "name", "custom")
                 raise ValueError(
                     f"simulate: redshift range {lo}–{hi} for {c} does not keep the {name} grid inside "
-                    f"the observed 3802–9204 Å; use z within {max(zlo, 0):.3f}–{zhi:.3f} (e.g. "
-                    f"redshift='balmer')"
+                    f"the observed range of a real SDSS or BOSS spectrum; use z within {max(zlo, 0):.3f}–"
+                    f"{zhi:.3f} (e.g. redshift='full')"
                 )
     return out
 
@@ -174,16 +204,19 @@ def simulate(
     seed : int, default 0
         Same seed, same spectra (bitwise). Spectrum ``i`` does not depend on ``n``.
     redshift : str or (float, float) or dict, optional
-        ``"balmer"`` (default: z ~ U(0.025, 0.30) for all classes, covers both preset grids),
-        ``"paper"`` (the reference study's per-class ranges), a ``(lo, hi)`` range for all classes
-        or ``{label: (lo, hi)}``.
+        ``"balmer"`` (default: z ~ U(0.025, 0.30) for all classes, covers both preset grids on
+        SDSS Legacy spectra), ``"paper"`` (the reference study's per-class ranges), ``"full"``
+        (U(0.025, z_max) with z_max the highest redshift at which ``grid`` fits in a real SDSS or
+        BOSS spectrum, :func:`grid_z_range`), a ``(lo, hi)`` range for all classes or
+        ``{label: (lo, hi)}``.
     snr : float or (float, float), optional
         S/N per pixel of the continuum at rest 5100 Å: default log-normal (median 22); a number
         fixes it; ``(median, sigma_dex)`` sets the log-normal.
     noise : bool, default True
         False returns the noise-free model (same parameters, same ivar, nothing masked): for tests.
     grid : str or Grid, optional
-        If given, check that every redshift keeps this rest-frame grid inside the observed range.
+        If given, check that every redshift keeps this rest-frame grid inside the observed range,
+        and give each spectrum the noise of a real spectrum that covers the grid at its redshift.
     progress : callable, optional
         Called with the number of spectra just made, after every block of 64 (a progress bar's
         ``update``).
@@ -193,7 +226,8 @@ def simulate(
     Returns
     -------
     list of Spectrum
-        Observed frame, 3838 log-λ pixels 3802–9204 Å. ``meta`` holds ``spec_id`` (fake but valid
+        Observed frame, SDSS log-λ pixels over the range of the real spectrum whose noise each
+        took (Legacy ~3800–9200 Å, BOSS ~3600–10,400 Å). ``meta`` holds ``spec_id`` (fake but valid
         PLATE-MJD-FIBER, plates from 9000), ``plate``, ``mjd``, ``fiber``, ``z``, ``zwarning`` (0),
         ``label`` (the sample class), ``subtype`` (Winkler, from the spectrum's own R and broad
         lines), ``fwhm_broad`` (broad Hβ, km/s, 0 if none), ``fwhm_broad_halpha`` (broad Hα),
@@ -232,10 +266,17 @@ def _generate(n, counts, seed, redshift, snr, noise, grid, progress=None) -> Ite
     labels = label_sequence(total, DEFAULT_COUNTS if counts is None else cnt)
     zranges = _resolve_redshift(redshift, grid)
     snr_ln = resolve_snr(snr)
-    return _blocks(labels, np.random.SeedSequence(int(seed)).spawn(total), zranges, snr_ln, noise, int(seed), progress)
+    rest = None
+    if grid is not None:
+        from agnlens.grid import get_grid
+
+        wl = get_grid(grid).wavelength
+        rest = (float(wl[0]), float(wl[-1]))
+    return _blocks(labels, np.random.SeedSequence(int(seed)).spawn(total), zranges, snr_ln, noise, int(seed), progress,
+                   rest)
 
 
-def _blocks(labels, children, zranges, snr_ln, noise, seed, progress) -> Iterator[Spectrum]:
+def _blocks(labels, children, zranges, snr_ln, noise, seed, progress, rest=None) -> Iterator[Spectrum]:
     sources = noise_library()["source"]
     total = len(labels)
     for b0 in range(0, total, _BLOCK):
@@ -249,9 +290,12 @@ def _blocks(labels, children, zranges, snr_ln, noise, seed, progress) -> Iterato
         model = models(params)
         z = np.array([p["z"] for p in params])
         snr = np.array([p["snr_target"] for p in params])
-        flux, ivar, mask, rows = add_noise(noise_rngs, model, _WAVE, z, snr, noise)
+        need = None if rest is None else np.outer(1.0 + z, rest)
+        flux, ivar, mask, rows = add_noise(noise_rngs, model, _WAVE, z, snr, noise, need)
+        first, last = coverage()
         for k, (i, p) in enumerate(zip(idx, params)):
-            yield Spectrum(wavelength=_WAVE.copy(), flux=flux[k], ivar=ivar[k], mask=mask[k],
+            cut = slice(first[rows[k]], last[rows[k]] + 1)  # the real spectrum's own range
+            yield Spectrum(wavelength=_WAVE[cut].copy(), flux=flux[k, cut], ivar=ivar[k, cut], mask=mask[k, cut],
                            meta=_meta(i, p, seed, sources[rows[k]]))
         if progress is not None:
             progress(len(idx))

@@ -1,8 +1,10 @@
-"""The simulated instrument: the SDSS Legacy observed pixel grid and its resolution.
+"""The simulated instrument: the SDSS observed pixel grid and its resolution.
 
-All spectra share the grid of the real SDSS Legacy lite files: log10 λ from 3.5802 in steps of
-1e-4 dex, 3838 pixels (3802–9204 Å, 69.03 km/s per pixel). The loglam values are float32 so that
-writing them as float32 (as SDSS does) round-trips exactly.
+Spectra are modelled on the log-λ pixels of the real SDSS files, log10 λ = 3.5562 + 1e-4·i, 4609
+pixels (3600–10,400 Å, BOSS's range; 69.03 km/s per pixel; SDSS Legacy files start at 3.5802,
+pixel 240 of it), then cut to the range of the real spectrum whose noise they take (Legacy
+3800–9200 Å, BOSS 3600–10,400 Å; :mod:`.noise`). The loglam values are float32 so that writing
+them as float32 (as SDSS does) round-trips exactly.
 """
 
 from __future__ import annotations
@@ -13,14 +15,14 @@ from agnlens.lines import C_KMS
 
 __all__ = ["DLOGLAM", "KMS_PER_PIXEL", "LOGLAM0", "N_PIX", "REST_LOGLAM", "observed_grid"]
 
-LOGLAM0 = 3.5802
-N_PIX = 3838
+LOGLAM0 = 3.5562
+N_PIX = 4609
 DLOGLAM = 1e-4
 KMS_PER_PIXEL = C_KMS * np.log(10.0) * DLOGLAM  # 69.03 km/s
 
 
 def observed_grid() -> np.ndarray:
-    """The simulator's observed wavelengths (Å), shape (3838,): SDSS Legacy log-λ pixels."""
+    """The simulator's observed wavelengths (Å), shape (4609,): SDSS log-λ pixels, 3600–10,400 Å."""
     loglam = (LOGLAM0 + DLOGLAM * np.arange(N_PIX)).astype(np.float32)
     return 10.0 ** loglam.astype(np.float64)
 

@@ -32,7 +32,7 @@ from agnlens.simulate.narrow import NARROW_LINES
 __all__ = ["models"]
 
 _PAD = 640  # pixels of margin either side, so that lines just outside the range spill in
-_NFFT = 5120  # >= N_PIX + 2 * _PAD; 2^10·5 is FFT-friendly
+_NFFT = 6144  # >= N_PIX + 2 * _PAD; 2^11·3 is FFT-friendly
 _FWHM = 2.0 * np.sqrt(2.0 * np.log(2.0))
 _N_GROUPS = 8
 _WAVE = observed_grid()
@@ -89,7 +89,7 @@ def _reddening(ebv: np.ndarray, wave: np.ndarray) -> np.ndarray:
 
 
 def models(params: list[dict[str, Any]]) -> np.ndarray:
-    """Noise-free observed flux of a block of spectra, shape (n_block, 3838)."""
+    """Noise-free observed flux of a block of spectra, shape (n_block, N_PIX)."""
     nb = len(params)
     z = _col(params, "z")
     zero = np.zeros(nb)

@@ -21,6 +21,7 @@ import numpy as np
 from agnlens.classes import CLASSES, QUASAR_SUBTYPES, R_THRESHOLDS, class_of_subtype, winkler_subtype
 from agnlens.simulate.host import host_templates
 from agnlens.simulate.narrow import draw_narrow
+from agnlens.simulate.quasar import PRIORS, broad_profile, host_fraction, log_l5100, oiii_ew
 
 __all__ = ["DEFAULT_COUNTS", "MAX_SPECTRA", "draw_parameters"]
 
@@ -49,11 +50,10 @@ BPT_SHARES = {
     "type2": {"seyfert": 0.85, "liner": 0.10, "composite": 0.05},
     "intermediate": {"catalogue": 1.0},
 }
-# Host light fraction at 5100 Å, Beta(a, b): luminous type 1 have 10–50 % host light in the SDSS
-# fibre (Shen et al. 2011, ApJS 194, 45, eq. 1, from Vanden Berk et al. 2006); the featureless
-# continuum of Seyfert 2s is 0–40 % of the light (Cid Fernandes et al. 2004, ApJ 605, 105);
-# intermediates in between.
-HOST_FRACTION = {"type1": (2.0, 5.0), "intermediate": (4.0, 3.5), "type2": (8.0, 2.0)}
+# Host light fraction at 5100 Å, Beta(a, b): the featureless continuum of Seyfert 2s is 0–40 % of
+# the light (Cid Fernandes et al. 2004, ApJ 605, 105); intermediates in between. Type 1: from
+# their luminosity in the fibre (Shen et al. 2011, ApJS 194, 45, eq. 1; :mod:`.quasar`).
+HOST_FRACTION = {"intermediate": (4.0, 3.5), "type2": (8.0, 2.0)}
 # Host metallicity [M/H] shares of the templates (−0.71, −0.40, 0, +0.22): AGN hosts are massive
 # galaxies, near-solar stellar metallicity (Gallazzi et al. 2005, MNRAS 362, 41).
 METALLICITY_SHARES = (0.1, 0.2, 0.4, 0.3)
@@ -83,7 +83,9 @@ def draw_parameters(
     p["host_z_index"] = int(rng.choice(len(t["metallicity"]), p=METALLICITY_SHARES))
     p["host_ages"] = [int(rng.choice(t["bins"][b])) for b in ("young", "intermediate", "old")]
     p["host_weights"] = [float(w) for w in rng.dirichlet(POPULATION_DIRICHLET)]
-    p["host_fraction"] = float(rng.beta(*HOST_FRACTION[label]))
+    p["log_l5100"] = log_l5100(p["z"], p["flux_scale"])
+    p["host_fraction"] = (host_fraction(rng, p["log_l5100"]) if label == "type1"
+                          else float(rng.beta(*HOST_FRACTION[label])))
 
     # narrow lines
     nl = draw_narrow(rng, _choice(rng, BPT_SHARES[label]))
@@ -94,30 +96,31 @@ def draw_parameters(
     p["oiii_wing"] = nl["wing"]
 
     # AGN continuum F_λ ∝ λ^α: quasars α_ν = −0.44 (Vanden Berk et al. 2001, AJ 122, 549), i.e.
-    # α_λ = −1.56, individual scatter ~0.3, and a reddened tail E(B−V) ~ Exp(0.05) (Richards et al.
+    # α_λ = −1.56 (type 1: :data:`.quasar.PRIORS`, fitted to real quasars' optical slopes),
+    # individual scatter ~0.3, and a reddened tail E(B−V) ~ Exp(0.05) (Richards et al.
     # 2003, AJ 126, 1131); intermediates redder, Exp(0.15) (Goodrich 1995: many 1.8/1.9 are reddened
     # type 1s); the featureless continuum of Seyfert 2s F_ν ∝ ν^−1.5, α_λ = −0.5 (Cid Fernandes
     # et al. 2004).
     if label == "type2":
         p["alpha"], p["ebv_agn"] = float(rng.normal(-0.5, 0.3)), 0.0
     else:
-        p["alpha"] = float(rng.normal(-1.56, 0.3))
+        p["alpha"] = float(rng.normal(*PRIORS["alpha"])) if label == "type1" else float(rng.normal(-1.56, 0.3))
         p["ebv_agn"] = float(rng.exponential(0.05 if label == "type1" else 0.15))
     agn_5100 = 1.0 - p["host_fraction"]
 
     broad = {"Hbeta": 0.0, "Halpha": 0.0}
     fwhm_hb = fwhm_ha = 0.0
     if label == "type1":
-        # [O III] 5008 EW ~ LN10(1.2, 0.4) Å (median 16 Å) against the AGN continuum: SDSS quasars
-        # (Shen et al. 2011; Boroson & Green 1992)
-        oiii = agn_5100 * _ln10(rng, 1.2, 0.4)
-        # broad Hβ: FWHM LN10(3.66, 0.20) km/s (median 4,600; SDSS DR7 quasars at z < 0.9, Shen et
-        # al. 2011), EW LN10(1.75, 0.2) Å (median 56 Å; Shen et al. 2011, Vanden Berk et al. 2001)
-        fwhm_hb = _ln10(rng, 3.66, 0.20, 1200.0, 16000.0)
-        broad["Hbeta"] = agn_5100 * _ln10(rng, 1.75, 0.2)
+        # [O III] 5008 EW against the AGN continuum, falling with the AGN's luminosity (Baldwin
+        # effect, :func:`.quasar.oiii_ew`)
+        oiii = agn_5100 * oiii_ew(rng, p["log_l5100"] + np.log10(max(agn_5100, 1e-3)))
+        # broad Hβ FWHM and EW, broad Hα/Hβ: :data:`.quasar.PRIORS` (SDSS quasars, Shen et al. 2011;
+        # Dong et al. 2008; fitted to real quasar spectra)
+        fwhm_hb = _ln10(rng, *PRIORS["fwhm_hbeta"], 1200.0, 16000.0)
+        broad["Hbeta"] = agn_5100 * _ln10(rng, *PRIORS["hbeta_ew"])
         # broad Hα/Hβ = 3.06, 0.03 dex for blue AGN, wider here for the reddened ones (Dong et al.
         # 2008, MNRAS 383, 581)
-        broad["Halpha"] = broad["Hbeta"] * _ln10(rng, np.log10(3.06), 0.08, 2.6, 8.0)
+        broad["Halpha"] = broad["Hbeta"] * _ln10(rng, *PRIORS["halpha_hbeta"], 2.6, 8.0)
         # FWHM(Hβ) = 1.07·10³ (FWHM(Hα)/10³)^1.03 km/s (Greene & Ho 2005, ApJ 630, 122), 0.05 dex
         fwhm_ha = 1e3 * (fwhm_hb / 1.07e3) ** (1 / 1.03) * _ln10(rng, 0.0, 0.05)
         # R_FeII = Fe II(4434–4684)/Hβ_broad: median ~0.4, 0–2 (Boroson & Green 1992; Shen et al. 2011)
@@ -170,12 +173,18 @@ def draw_parameters(
         # Balmer continuum at the edge per Å, tied to broad Hβ (same gas: Grandi 1982; Dietrich et
         # al. 2002 find it a few tens of per cent of the power law at 3646 Å)
         p["balmer_continuum"] = hb * rng.uniform(0.003, 0.012)
+        if label == "type1":  # quasars: a small blue bump of varying strength (:data:`.quasar.PRIORS`)
+            bump = 10.0 ** rng.normal(*PRIORS["blue_bump"])
+            p["high_balmer_scale"] *= bump
+            p["balmer_continuum"] *= bump
         # broad Hβ shift N(+100, 500) km/s (Shen et al. 2016, ApJ 831, 7); in 60 % a second, wider
         # (×1.2–2.2), redshifted N(+400, 1500) km/s component with 10–50 % of the flux (population B
         # red asymmetries, Sulentic et al. 2000, ARA&A 38, 521)
         p["broad_shift"] = float(rng.normal(100.0, 500.0))
         wing = (rng.uniform(0.1, 0.5), rng.uniform(1.2, 2.2), rng.normal(400.0, 1500.0))
         p["broad_wing"] = wing if rng.random() < 0.6 else (0.0, 1.0, 0.0)
+        if label == "type1":  # quasars: population A or B profiles (:func:`.quasar.broad_profile`)
+            p["broad_wing"] = broad_profile(rng, fwhm_hb)
         # Fe II width ~3/4 of broad Hβ (Hu et al. 2008, ApJ 683, L115), at least its template's
         p["feii_fwhm"] = max((fwhm_hb or fwhm_ha) * rng.uniform(0.7, 1.0), 1000.0)
     else:
