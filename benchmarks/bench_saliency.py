@@ -61,8 +61,8 @@ def study_finite_difference(predict_proba, x: np.ndarray, target: int, step: flo
 def run(quick: bool = False) -> list[dict]:
     from bench_predict import best_time, cpu_time, fitted, problem
 
+    from agnlens.explain.attribution import saliency
     from agnlens.explain.gradient import proba_and_gradient, proba_gradient
-    from agnlens.explain.saliency import saliency
 
     X, _, _, wavelength = problem(quick)
     ours, peer = fitted(quick)

@@ -58,7 +58,7 @@ def main(argv=None) -> int:
 
     threadpool_limits(1)
 
-    from agnlens.explain.saliency import DEFAULT_METHOD, saliency
+    from agnlens.explain.attribution import DEFAULT_METHOD, saliency
     from agnlens.models.default import resolve_models
     from agnlens.stages import load_groups, merge_groups
 

@@ -277,7 +277,7 @@ def evaluate_real(args) -> int:
         if len(wrong):
             from matplotlib.figure import Figure
 
-            from agnlens.explain.saliency import saliency
+            from agnlens.explain.attribution import saliency
 
             sal = saliency(model, X[wrong], wavelength=real.wavelength, method="gradient",
                            spec_id=list(np.asarray(real.spec_id)[wrong]), labels=list(labels[wrong]))

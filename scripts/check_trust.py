@@ -106,7 +106,7 @@ def simulated_part() -> list[tuple[str, float, int]]:
 def centre_wings_part(data: Path, n_sim: int) -> None:
     """The README's centre-vs-wings statement on the current default models: real type 1 and the
     default model's held-out SIMULATED test spectra, with the random-window-pair null test."""
-    from agnlens.explain.saliency import saliency
+    from agnlens.explain.attribution import saliency
     from agnlens.explain.wingtest import centre_wings_test
     from agnlens.models.baseline import measure
     from agnlens.models.default import DEFAULT_GRIDS, DEFAULT_RECIPE, resolve_model, training_set

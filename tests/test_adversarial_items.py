@@ -436,7 +436,7 @@ def test_csvs_written_outside_the_safe_writer_are_now_spreadsheet_safe(tmp_path)
     spreadsheet. They now go through the one safe writer (a leading ``'``); a real number stays."""
     import pandas as pd
 
-    from agnlens.explain.saliency import saliency
+    from agnlens.explain.attribution import saliency
     from agnlens.io.sdss_write import write_labels
     from agnlens.models.svm import SpectrumSVC
     from agnlens.simulate import simulate_set

@@ -358,7 +358,7 @@ def test_a_part_on_another_grid_is_refused_on_assembly(tmp_path):
     from agnlens.atomic import hidden_sibling
     from agnlens.grid import get_grid
     from agnlens.stages import ingest_files
-    from agnlens.stages.ingest import ingest_batch
+    from agnlens.stages.storing import ingest_batch
 
     from realdata import BOSS, LEGACY
 

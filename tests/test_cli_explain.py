@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 
 from agnlens.cli import main
+from agnlens.explain.attribution import Saliency
 from agnlens.explain.gradient import proba_gradient
-from agnlens.explain.saliency import Saliency
 from agnlens.models.svm import SpectrumSVC
 from agnlens.simulate import simulate, simulate_set
 
@@ -69,8 +69,8 @@ def test_explain_writes_values_index_figures_and_line_table(model_file, fits_dir
 
 
 def test_explain_by_default_decomposes_each_decision_over_lines(model_file, fits_dir, tmp_path, capsys):
+    from agnlens.explain.attribution import continuum
     from agnlens.explain.contributions import CONTRIBUTION_COLUMNS
-    from agnlens.explain.saliency import continuum
 
     path, model = model_file
     out = tmp_path / "default"

@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 from test_saliency_methods import WL, toy_spectra
 
+from agnlens.explain.attribution import DEFAULT_METHOD, continuum, saliency
 from agnlens.explain.contributions import (
     CONTRIBUTION_COLUMNS,
     contribution_sentence,
     describe_contributions,
     line_contributions,
 )
-from agnlens.explain.saliency import DEFAULT_METHOD, continuum, saliency
 from agnlens.lines import PARTS, line, parts_on, velocity
 from agnlens.models.svm import SpectrumSVC
 from agnlens.plot.saliency import attribution_label

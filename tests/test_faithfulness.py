@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from agnlens.explain.faithfulness import Faithfulness, deletion_curve, faithfulness, insertion_curve
-from agnlens.explain.saliency import continuum, saliency
+from agnlens.explain.attribution import continuum, saliency
+from agnlens.explain.curves import Faithfulness, deletion_curve, faithfulness, insertion_curve
 from agnlens.models.svm import SpectrumSVC
 from agnlens.simulate import simulate_set
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from agnlens.explain.attribution import Saliency
 from agnlens.explain.linestats import centre_wings, covered_lines, line_table
-from agnlens.explain.saliency import Saliency
 from agnlens.lines import velocity
 from agnlens.preprocess import get_grid
 

@@ -62,7 +62,7 @@ def test_labels_of_a_real_spectrum_do_not_overlap(real, dpi):
 
 
 def test_labels_on_a_crowded_gallery_do_not_overlap(real):
-    from agnlens.explain.saliency import Saliency
+    from agnlens.explain.attribution import Saliency
 
     n = 12
     flux = np.asarray(real.flux[:n], dtype=float)

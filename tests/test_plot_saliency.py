@@ -8,9 +8,9 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import to_rgba
 from matplotlib.figure import Figure
 
-from agnlens.explain.faithfulness import Faithfulness
+from agnlens.explain.attribution import Saliency
+from agnlens.explain.curves import Faithfulness
 from agnlens.explain.linestats import centre_wings, line_table
-from agnlens.explain.saliency import Saliency
 from agnlens.lines import velocity
 from agnlens.plot.line_labels import line_label_artists, mark_lines
 from agnlens.plot.saliency import (

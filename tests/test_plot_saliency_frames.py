@@ -9,7 +9,7 @@ import pytest
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from PIL import Image
 
-from agnlens.explain.saliency import Saliency
+from agnlens.explain.attribution import Saliency
 from agnlens.lines import velocity
 from agnlens.plot.saliency import plot_saliency, shared_limit, spectrum_line
 from agnlens.plot.saliency_frames import SaliencyFrames, png_bytes, saliency_images

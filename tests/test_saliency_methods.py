@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 from sklearn.linear_model import LogisticRegression
 
+from agnlens.explain.attribution import METHODS, Saliency, continuum, saliency
 from agnlens.explain.gradient import proba_gradient
-from agnlens.explain.saliency import METHODS, Saliency, continuum, saliency
 from agnlens.lines import velocity
 from agnlens.models.svm import SpectrumSVC
 from agnlens.preprocess import get_grid

@@ -16,7 +16,7 @@ from astropy.nddata import InverseVariance, StdDevUncertainty  # noqa: E402
 from astropy.units import UnitsWarning  # noqa: E402
 
 from agnlens.errors import AgnlensWarning  # noqa: E402
-from agnlens.explain.saliency import saliency  # noqa: E402
+from agnlens.explain.attribution import saliency  # noqa: E402
 from agnlens.io import as_spectrum_set, from_specutils, read_spectrum, to_specutils  # noqa: E402
 from agnlens.io.specutils import SDSS_FLUX_UNIT, specutils_class  # noqa: E402
 from agnlens.models.svm import SpectrumSVC  # noqa: E402

@@ -69,7 +69,7 @@ print(pd.crosstab(label, pd.Series(predicted, name="SVM")))
 # most confident type 1 and the most confident other spectrum.
 import matplotlib.pyplot as plt
 
-from agnlens.explain.saliency import saliency
+from agnlens.explain.attribution import saliency
 
 p_type1 = proba[:, list(model.classes_).index("type1")]
 rows = [int(np.argmax(p_type1)), int(np.argmin(p_type1))]

@@ -42,7 +42,7 @@ print(spec_id, spec.flux.unit, type(spec.uncertainty).__name__, f"z = {float(spe
 # %%
 # The three lines
 # ---------------
-from agnlens.explain.saliency import saliency
+from agnlens.explain.attribution import saliency
 from agnlens.models.svm import SpectrumSVC
 from agnlens.simulate import simulate_set
 

@@ -229,7 +229,7 @@ def run_study(
         metrics["saliency"] |= {"n_misclassified": int(len(wrong)), "n_random": int(len(random_pick))}
 
     with timer.stage("lines"):
-        from agnlens.explain.faithfulness import faithfulness
+        from agnlens.explain.curves import faithfulness
         from agnlens.plot.saliency import plot_faithfulness
 
         train_rows = parts["train"]

@@ -1,10 +1,10 @@
 """Explaining decisions: exact saliency (gradients) and other attribution methods."""
 
+from agnlens.explain.attribution import Saliency, continuum, saliency
 from agnlens.explain.contributions import describe_contributions, line_contributions
-from agnlens.explain.faithfulness import Faithfulness, deletion_curve, faithfulness, insertion_curve
+from agnlens.explain.curves import Faithfulness, deletion_curve, faithfulness, insertion_curve
 from agnlens.explain.gradient import decision_gradient, proba_gradient, verify
 from agnlens.explain.linestats import CentreWings, broad_line_spectra, centre_wings, line_table
-from agnlens.explain.saliency import Saliency, continuum, saliency
 
 __all__ = [
     "CentreWings", "Faithfulness", "Saliency", "broad_line_spectra", "centre_wings", "continuum",

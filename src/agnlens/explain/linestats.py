@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from agnlens.explain.saliency import Saliency
+from agnlens.explain.attribution import Saliency
 from agnlens.lines import BANDS, line as get_line, lines_in, velocity
 
 #: Half widths (km/s) of the windows around lines in :func:`line_table`, by line kind: broad

@@ -1,4 +1,4 @@
-"""The attribution methods behind :func:`agnlens.explain.saliency.saliency` — target resolution,
+"""The attribution methods behind :func:`agnlens.explain.attribution.saliency` — target resolution,
 the continuum and baselines, finite differences, SmoothGrad, Integrated Gradients, occlusion."""
 
 from __future__ import annotations

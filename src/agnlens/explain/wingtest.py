@@ -10,8 +10,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from agnlens.explain.attribution import Saliency
 from agnlens.explain.linestats import bootstrap_ci
-from agnlens.explain.saliency import Saliency
 from agnlens.lines import line as get_line, velocity
 
 UNTESTABLE_NOTE = ("only spectra with a measured broad component are tested: a type 2 (or any spectrum "

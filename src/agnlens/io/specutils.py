@@ -191,7 +191,7 @@ def to_specutils(spectra: Spectrum | SpectrumSet) -> Any:
 
 
 def saliency_to_specutils(result: Any) -> Any:
-    """A :class:`~agnlens.explain.saliency.Saliency` result as a specutils spectrum.
+    """A :class:`~agnlens.explain.attribution.Saliency` result as a specutils spectrum.
 
     Parameters
     ----------

@@ -374,7 +374,7 @@ def plot_faithfulness(curves, *, figsize: tuple[float, float] = (10.0, 3.8)) -> 
     Parameters
     ----------
     curves : Faithfulness or dict
-        The result of :func:`agnlens.explain.faithfulness.faithfulness`, or its ``curves`` dict
+        The result of :func:`agnlens.explain.curves.faithfulness`, or its ``curves`` dict
         ``{"fraction": ..., "deletion": {method: curve}, "insertion": {...}}``.
 
     Returns

@@ -162,7 +162,7 @@ def plot_class_saliency(saliency, *, ax: Axes | None = None, title: str | None =
 
     Parameters
     ----------
-    saliency : agnlens.explain.saliency.Saliency
+    saliency : agnlens.explain.attribution.Saliency
         Maps of shape (n_spectra, n_pixels); grouped by their target class.
     ax : Axes, optional
     title : str, optional

@@ -18,10 +18,8 @@ on an :class:`Executor` (in this process, or chunk by chunk on Dask through :mod
 The layer sits above the report and below :mod:`agnlens.pipeline` and :mod:`agnlens.cli`.
 """
 
-from agnlens.stages.baseline import baseline
 from agnlens.stages.executor import LOCAL, Executor
 from agnlens.stages.explanations import Explanation, explain_chunk, explain_saliency, explain_store
-from agnlens.stages.ingest import ingest, ingest_files
 from agnlens.stages.loading import (
     Batch,
     Group,
@@ -32,10 +30,12 @@ from agnlens.stages.loading import (
     read_inputs,
     resolve_models,
 )
+from agnlens.stages.measuring import baseline
 from agnlens.stages.predictions import classify_chunk, classify_store, read_predictions, write_predictions
 from agnlens.stages.provenance import convention_of, model_provenance, write_provenance
 from agnlens.stages.reading import finite_rows, read_files
-from agnlens.stages.report import report
+from agnlens.stages.reporting import report
+from agnlens.stages.storing import ingest, ingest_files
 from agnlens.stages.verbs import classify, explain
 
 __all__ = [

@@ -41,7 +41,7 @@ class Explained:
 def explain_inputs(models, inputs, folder, *, labels=None, target=None, executor=None, **options) -> Explained:
     """:func:`agnlens.stages.explain` of inputs (same parameters); ``target`` a class label or index,
     or its text (checked against each model's classes)."""
-    from agnlens.explain.saliency import DEFAULT_METHOD
+    from agnlens.explain.attribution import DEFAULT_METHOD
     from agnlens.stages.explanations import explain_set, explain_store
     from agnlens.stages.loading import load_groups, merge_groups
 

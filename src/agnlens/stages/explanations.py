@@ -5,7 +5,7 @@ applicability, their place on a t-SNE map and the figures, written into a result
 :func:`agnlens.stages.explain` in :mod:`agnlens.stages.verbs`); :func:`explain_store`
 computes the maps of every spectrum of a store chunk by chunk on an executor (survey scale, no
 figures). Both compute a chunk's maps with :func:`explain_chunk`'s call of
-:func:`agnlens.explain.saliency.saliency`, so the maps of a spectrum agree on either path within
+:func:`agnlens.explain.attribution.saliency`, so the maps of a spectrum agree on either path within
 the tolerances of the reproducibility contract (docs/reproducing.md; bitwise in one process for the
 same chunk size and BLAS threads).
 """
@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from agnlens.explain.saliency import DEFAULT_METHOD
+from agnlens.explain.attribution import DEFAULT_METHOD
 from agnlens.results import ResultsFolder
 from agnlens.spectra import SpectrumSet
 from agnlens.stages.executor import Executor, as_executor
@@ -119,7 +119,7 @@ def explain_saliency(model, spectra: SpectrumSet, *, method: str = DEFAULT_METHO
     Saliency
         Values of shape (n_spectra, n_pixels).
     """
-    from agnlens.explain.saliency import Saliency, saliency
+    from agnlens.explain.attribution import Saliency, saliency
 
     def one(chunk):
         return saliency(model, chunk, method=method, target=target, **method_options)
@@ -309,7 +309,7 @@ def explain_figures(result: Explanation, *, progress: bool = False, panels: dict
 def explain_chunk(
     chunk: SpectrumSet, model, method: str = DEFAULT_METHOD, target=None, options: dict | None = None
 ) -> dict:
-    """Saliency maps of every spectrum of a chunk (:func:`agnlens.explain.saliency.saliency`).
+    """Saliency maps of every spectrum of a chunk (:func:`agnlens.explain.attribution.saliency`).
 
     Returns
     -------
@@ -317,7 +317,7 @@ def explain_chunk(
         ``saliency``: float32 array of shape (n_chunk, n_pixels); ``index``: DataFrame with
         ``spec_id, label, predicted_label, target_class, p_<class>...``.
     """
-    from agnlens.explain.saliency import saliency
+    from agnlens.explain.attribution import saliency
 
     sal = saliency(model, chunk, method=method, target=target, **(options or {}))
     index = pd.DataFrame(
@@ -348,20 +348,20 @@ def explain_store(
     Parameters
     ----------
     model : fitted SpectrumSVC
-        (Any model :func:`agnlens.explain.saliency.saliency` supports for ``method``.)
+        (Any model :func:`agnlens.explain.attribution.saliency` supports for ``method``.)
     store : path-like
         An agnlens store on the model's grid.
     out : path-like
         Output folder (``parts/`` while running; a rerun resumes).
     method : str, default "integrated-gradients"
         Integrated Gradients of the explained class probability from each spectrum's continuum;
-        see :func:`agnlens.explain.saliency.saliency` for the others.
+        see :func:`agnlens.explain.attribution.saliency` for the others.
     target : None or class label
         None explains each spectrum's predicted class.
     executor : Executor or scheduler name, optional
         Where the chunks run (default in this process); its chunk size defaults to the store's.
     **method_options
-        Passed to :func:`~agnlens.explain.saliency.saliency`.
+        Passed to :func:`~agnlens.explain.attribution.saliency`.
 
     Returns
     -------

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from agnlens.explain.saliency import DEFAULT_METHOD
+from agnlens.explain.attribution import DEFAULT_METHOD
 from agnlens.spectra import SpectrumSet
 from agnlens.stages.explanations import explain_set
 
@@ -144,7 +144,7 @@ def explain(
     folder : ResultsFolder or path-like
     method : str
         Default ``"integrated-gradients"`` from each spectrum's continuum; see
-        :func:`agnlens.explain.saliency.saliency`.
+        :func:`agnlens.explain.attribution.saliency`.
     target : None, class label or index
         None explains each spectrum's predicted class; for inputs also its text (a label, or an
         index), checked against each model's classes.

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from agnlens.explain.saliency import Saliency, make_baseline, predict_target_proba, resolve_target
+from agnlens.explain.attribution import Saliency, make_baseline, predict_target_proba, resolve_target
 from agnlens.spectra import SpectrumSet
 
 log = logging.getLogger(__name__)
@@ -79,7 +79,7 @@ def deletion_curve(
         None = the Saliency's target, or the predicted class for a plain array.
     baseline : "continuum", "zeros" or ndarray of shape (n_pixels,) or (n_spectra, n_pixels)
         What a deleted pixel becomes. "continuum" (the spectrum's own line-free continuum, see
-        :func:`agnlens.explain.saliency.continuum`) removes lines without inventing a 4000 Å
+        :func:`agnlens.explain.attribution.continuum`) removes lines without inventing a 4000 Å
         break or a flux jump, so the model stays near its training distribution.
     steps : int
         Pixels are removed in ``steps`` equal shares.
@@ -173,7 +173,7 @@ def faithfulness(
     methods : dict name → attributions, or sequence of method names, optional
         Attributions are ndarrays (n_spectra, n_pixels) or Saliency objects, all explaining ``X``
         and the same target. Names (default :data:`DEFAULT_METHODS`) are computed here with
-        :func:`agnlens.explain.saliency.saliency` and their default options.
+        :func:`agnlens.explain.attribution.saliency` and their default options.
     target : None, class label, int or array of shape (n_spectra,)
         None: the target of the first Saliency given, else the predicted class.
     baseline, steps, rank, wavelength
@@ -250,7 +250,7 @@ def faithfulness(
 
 
 def _compute_methods(model, X, names, target, wavelength, seed, baseline_spectra) -> dict[str, Saliency]:
-    from agnlens.explain.saliency import METHODS, saliency
+    from agnlens.explain.attribution import METHODS, saliency
 
     unknown = [m for m in names if m not in METHODS]
     if unknown:
