@@ -4,6 +4,7 @@ whatever spelling names it, a model pin cannot be raced, and a bad lock setting 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 
@@ -11,6 +12,26 @@ import pytest
 
 from agnlens.atomic import exclusive_lock, hidden_sibling
 from agnlens.errors import UsageError
+
+
+@contextlib.contextmanager
+def held_elsewhere(path, timeout: float = 1.0):
+    """``path``'s agnlens lock held by another thread for the length of the ``with``."""
+    held, release = threading.Event(), threading.Event()
+
+    def holder():
+        with exclusive_lock(path, timeout=timeout):
+            held.set()
+            release.wait(30)
+
+    thread = threading.Thread(target=holder)
+    thread.start()
+    try:
+        assert held.wait(10)
+        yield
+    finally:
+        release.set()
+        thread.join()
 
 
 def test_a_link_planted_at_the_lock_name_is_not_followed(tmp_path):
@@ -34,24 +55,11 @@ def test_one_store_has_one_lock_whatever_spelling_names_it(tmp_path, monkeypatch
     link = tmp_path / "link.zarr"
     link.symlink_to(real)
     monkeypatch.chdir(tmp_path)
-    held, release = threading.Event(), threading.Event()
-
-    def holder():
-        with exclusive_lock(link, timeout=1):
-            held.set()
-            release.wait(10)
-
-    thread = threading.Thread(target=holder)
-    thread.start()
-    try:
-        assert held.wait(10)
+    with held_elsewhere(link):
         for spelling in (real, "./real.zarr", os.path.abspath("real.zarr")):
             with pytest.raises(BlockingIOError, match="another agnlens process"):
                 with exclusive_lock(spelling, timeout=0.1):
                     pass
-    finally:
-        release.set()
-        thread.join()
 
 
 @pytest.mark.parametrize("value", ["nan", "inf", "-1", "abc"])
@@ -147,25 +155,12 @@ def test_another_users_live_lock_waits_then_names_the_holder(tmp_path, monkeypat
     (not "Permission denied", and not taken over)."""
     store = tmp_path / "data.zarr"
     lock_file = hidden_sibling(store, "lock")
-    held, release = threading.Event(), threading.Event()
-
-    def holder():
-        with exclusive_lock(store, timeout=1):
-            held.set()
-            release.wait(10)
-
-    thread = threading.Thread(target=holder)
-    thread.start()
-    try:
-        assert held.wait(10)
+    with held_elsewhere(store):
         _foreign(monkeypatch, lock_file)
         with pytest.raises(BlockingIOError, match=f"another agnlens process \\(pid {os.getpid()}\\) is writing"):
             with exclusive_lock(store, timeout=0.2):
                 pass
         assert lock_file.exists()
-    finally:
-        release.set()
-        thread.join()
 
 
 def test_a_held_lock_whose_pid_is_gone_is_named_as_stale(tmp_path):

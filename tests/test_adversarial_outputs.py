@@ -181,29 +181,14 @@ def test_a_results_file_being_written_is_locked_like_a_store(tmp_path, capsys, m
     """Two ``classify`` writing one --out both exited 0 and one result was silently gone (CSV and
     provenance could come from different runs). Now the output is locked for the whole run: a
     second writer waits, then is refused in one line, and writes nothing."""
-    import threading
-
-    from agnlens.atomic import exclusive_lock
+    from test_adversarial_locks import held_elsewhere
 
     out = tmp_path / "r.csv"
-    held, release = threading.Event(), threading.Event()
-
-    def first_writer():
-        with exclusive_lock(out):
-            held.set()
-            release.wait(30)
-
-    thread = threading.Thread(target=first_writer)
-    thread.start()
-    try:
-        assert held.wait(10)
+    with held_elsewhere(out):
         monkeypatch.setenv("AGNLENS_LOCK_TIMEOUT", "0.2")
         line = _refusal(["classify", str(SPEC), "--out", str(out)], capsys)
         assert "another agnlens process" in line and "is writing it" in line
         assert not out.exists() and not (tmp_path / "r.provenance.json").exists()
-    finally:
-        release.set()
-        thread.join()
 
 
 @pytest.mark.parametrize("command", ["classify", "train"])
