@@ -168,25 +168,12 @@ def test_a_held_lock_whose_pid_is_gone_is_named_as_stale(tmp_path):
     its process left behind): the refusal says the lock may be stale, and how to clear it."""
     store = tmp_path / "data.zarr"
     lock_file = hidden_sibling(store, "lock")
-    held, release = threading.Event(), threading.Event()
     pid = _dead_pid()
-
-    def holder():
-        with exclusive_lock(store, timeout=1):
-            lock_file.write_text(str(pid))
-            held.set()
-            release.wait(10)
-
-    thread = threading.Thread(target=holder)
-    thread.start()
-    try:
-        assert held.wait(10)
+    with held_elsewhere(store):
+        lock_file.write_text(str(pid))  # as if the holder's pid were one not running here
         with pytest.raises(BlockingIOError, match=f"pid {pid}, which took it, is not running here: a stale lock"):
             with exclusive_lock(store, timeout=0.2):
                 pass
-    finally:
-        release.set()
-        thread.join()
 
 
 # ------------------------------------------------------------------- appends that cannot lie
