@@ -109,6 +109,54 @@ def test_classify_measure_on_the_cluster_measures_in_the_chunks(setup, cluster, 
         np.testing.assert_array_equal(table[text].fillna("").astype(str), measured[text].fillna("").astype(str))
 
 
+def test_files_on_the_cluster_are_read_and_classified_by_the_workers(setup, cluster, tmp_path, monkeypatch):
+    """Files with a Dask scheduler: every worker reads and classifies its own batches of files (the
+    client reads none), and the table is the one made in this process within the contract — rows in
+    input order, a spec_id read twice kept once, an unreadable file rejected by its name, the physics
+    measurements and the Monte-Carlo errors (the same draws: seeded by spec_id) alike."""
+    import shutil
+
+    import agnlens.stages.reading
+    from agnlens.io.inputs import display_name
+    from agnlens.models.persistence import load_model
+
+    from realdata import LABELS, SPECTRA
+
+    _, model_path, _ = setup
+    folder = tmp_path / "in"
+    folder.mkdir()
+    real = sorted(SPECTRA.glob("spec-*.fits"))
+    for p in real:
+        shutil.copy(p, folder / p.name)
+    shutil.copy(real[0], folder / "spec-again.fits")  # the same spectrum under another name: kept once
+    (folder / "spec-broken.fits").write_bytes(b"SIMPLE  =                    T" + b"\0" * 100)
+    files = sorted(str(p) for p in folder.iterdir())
+    options = dict(labels=LABELS, measure=True, mc_draws=5, return_rejected=True)
+    here, lost_here = classify(str(model_path), files, executor=Executor(), **options)
+
+    reads = []
+    real_read = agnlens.stages.reading.read_items
+    monkeypatch.setattr(agnlens.stages.reading, "read_items", lambda *a, **k: reads.append(a) or real_read(*a, **k))
+    there, lost_there = classify(str(model_path), files, executor=Executor(cluster, chunk_size=4), **options)
+    assert reads == [], "the client read files that the workers were to read"
+    model = load_model(model_path)[0]
+    assert_same_predictions(there, here, model)
+    mc = [c for c in here.columns if c.endswith("_mc_err")]
+    assert mc and np.isfinite(here[mc].to_numpy(float)).all()
+    np.testing.assert_allclose(there[mc].to_numpy(float), here[mc].to_numpy(float), rtol=1e-6)
+    assert len(here) == len(real) and here["spec_id"].is_unique
+    assert sorted(map(str, lost_there)) == sorted(map(str, lost_here))
+    reasons = {r.source: r.reason for r in lost_there}
+    assert "duplicate spec_id" in reasons[display_name(folder / "spec-again.fits")]
+    assert display_name(folder / "spec-broken.fits") in reasons
+
+    # the command line on the cluster: the same rows, the rejection named, exit status 1
+    out = tmp_path / "r.csv"
+    assert main(["classify", "--model", str(model_path), str(folder), "--out", str(out), "--scheduler", cluster]) == 1
+    table = read_predictions(out)
+    np.testing.assert_array_equal(table["spec_id"], here["spec_id"])
+
+
 def test_explain_keeps_the_contract_through_every_corridor(setup, cluster, tmp_path):
     import zarr
 

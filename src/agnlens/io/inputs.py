@@ -195,6 +195,20 @@ def target_ranges(items: Iterable[str | os.PathLike], size: int) -> list[tuple[s
     return out
 
 
+def work_batches(items: Iterable[str | os.PathLike], size: int) -> list[list[str]]:
+    """``items`` cut into tasks of at most ``size`` spectra each, in order (a big DESI file in
+    :func:`target_ranges`): what one worker reads and works on at a time."""
+    batches: list[list[str]] = []
+    held = 0
+    for item, n in target_ranges(items, size):
+        if not batches or held + n > size:
+            batches.append([])
+            held = 0
+        batches[-1].append(item)
+        held += n
+    return batches
+
+
 def read_spectra(item: str | os.PathLike, **kw) -> Iterator[Spectrum | RejectedSpectrum | SkippedFibres]:
     """Every spectrum of one file, format detected from the content.
 

@@ -5,7 +5,9 @@ grid in memory, classified, measured once by the physics baseline (the measureme
 check uses are the ones ``measure`` writes), re-classified at its corrected redshift
 (``refine_z``: reprojected from the observed spectrum already in memory) and redrawn for the
 Monte-Carlo errors from the same observed spectrum. Files are worked on in batches of
-:data:`agnlens.stages.executor.CHUNK` spectra; a store on Dask chunk by chunk where it lies.
+:data:`agnlens.stages.executor.CHUNK` spectra, one batch in memory at a time: in this process, or
+on a Dask scheduler by the workers, each reading its own batches; a store on Dask chunk by chunk
+where it lies.
 """
 
 from __future__ import annotations
@@ -14,12 +16,13 @@ import dataclasses
 import os
 import shutil
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from agnlens.stages.executor import Executor, as_executor
-from agnlens.stages.loading import Group, load, model_for_grid, route
+from agnlens.stages.executor import LOCAL, Executor, as_executor
+from agnlens.stages.loading import Group, load, model_for_grid, model_grid, route
 from agnlens.stages.predictions import (
     COLUMNS,
     classify_set,
@@ -33,31 +36,109 @@ from agnlens.stages.predictions import (
 def classify_inputs(models, inputs, *, labels=None, refine_z: bool = False, check_redshift: bool = True,
                     check_physics: bool = True, measure: bool = False, mc_draws: int = 0, executor=None,
                     work=None) -> tuple[pd.DataFrame, list]:
-    """:func:`agnlens.stages.classify` of inputs (same parameters); returns (table, rejected)."""
+    """:func:`agnlens.stages.classify` of inputs (same parameters); returns (table, rejected).
+
+    In this process the files are read and classified batch by batch; on a Dask scheduler each
+    worker reads and classifies its own batches of files (:func:`classify_batch`) and sends back
+    their tables, and a store is classified chunk by chunk where it lies."""
     from agnlens.io.store import is_store
 
     executor = as_executor(executor)
     paths = [os.fspath(inputs)] if isinstance(inputs, (str, os.PathLike)) else [os.fspath(p) for p in inputs]
+    options: dict[str, Any] = dict(refine_z=refine_z, check_redshift=check_redshift, check_physics=check_physics,
+                                   measure=measure, mc_draws=int(mc_draws))
+    files = [p for p in paths if not is_store(p)]
+    if executor.local or not files:
+        return _classify_here(models, paths, labels, executor, work, **options)
+    tables: list[pd.DataFrame] = []
+    rejected: list = []
+    stores = [p for p in paths if is_store(p)]
+    if stores:
+        tables, rejected = [_classify_here(models, stores, None, executor, work, **options)[0]], []
+    table, more = _classify_files_on(executor, models, files, labels, options)
+    return pd.concat([*tables, table], ignore_index=True) if tables else table, rejected + more
+
+
+def classify_batch(paths: list[str], models, labels, options: dict) -> tuple[pd.DataFrame, list]:
+    """Classify a batch of files in this process (the task a Dask worker runs): (table, rejected)."""
+    return _classify_here(models, paths, labels, LOCAL, None, **options)
+
+
+def _classify_files_on(executor: Executor, models, files: list[str], labels, options: dict):
+    """Files on a Dask scheduler: each worker reads and classifies batches of them; the tables come
+    back in input order, a repeated spec_id is kept once (the first), then grids in order of
+    preference, as in this process. A batch that fails on every try is reported by its files."""
+    from agnlens.engine import execute
+    from agnlens.engine.resume import progress_bar
+    from agnlens.io import expand_inputs
+    from agnlens.io.inputs import display_name, work_batches
+    from agnlens.preprocess import Rejection
+    from agnlens.stages.reading import first_of_each_spec_id, read_labels
+
+    expanded = [str(p) for p in expand_inputs(files)]
+    size = executor.chunk_size or FILE_BATCH
+    batches = work_batches(expanded, size)
+    models[0]  # the first model is built (or loaded) once here, not by every worker
+    answers: dict[int, tuple[pd.DataFrame, list]] = {}
+    bar = progress_bar(executor.progress, len(batches), 0)
+    try:
+        failures = dict(execute(executor.scheduler, classify_batch, list(enumerate((b,) for b in batches)),
+                                (models, read_labels(labels), options), executor.retries, bar, results=answers))
+    finally:
+        bar.close()
+    parts, rejected = [], []
+    for i, batch in enumerate(batches):
+        if i in failures:
+            why = " ".join(f"{type(failures[i]).__name__}: {failures[i]}".split())
+            rejected += [Rejection(display_name(p), f"its batch failed on the Dask workers ({why})") for p in batch]
+            continue
+        table, lost = answers[i]
+        parts.append(table)
+        rejected += lost
+    parts = [t for t in parts if len(t)] or parts[:1]
+    if not parts:
+        return pd.DataFrame(columns=list(COLUMNS)), rejected
+    columns = list(dict.fromkeys(c for t in parts for c in t.columns))
+    table = pd.concat(parts, ignore_index=True)[columns]
+    keep, repeats = first_of_each_spec_id(table["spec_id"].astype(str), table["source"].astype(str))
+    rank = {model_grid(models, k).name: k for k in reversed(range(len(models)))}
+    table = table[keep].reset_index(drop=True)
+    table = table.iloc[np.argsort(table["grid"].map(rank).to_numpy(), kind="stable")].reset_index(drop=True)
+    for name in table["grid"].unique():  # the models used, loaded here too: the provenance names them
+        model_for_grid(models, name)
+    return table, rejected + repeats
+
+
+#: Spectra per task of files on Dask (unless the executor says otherwise): what a worker holds at
+#: a time, whatever the number of files, and small enough that two workers share a small run.
+FILE_BATCH = 256
+
+
+def _classify_here(models, paths: list[str], labels, executor: Executor, work, *, refine_z: bool,
+                   check_redshift: bool, check_physics: bool, measure: bool, mc_draws: int):
+    """Inputs read batch by batch in this process (a store on Dask chunk by chunk where it lies)."""
+    from agnlens.io.store import is_store
+
     stores: list[pd.DataFrame] = []
     files: dict[int, list[pd.DataFrame]] = {}
     measured: list[pd.DataFrame] = []
     rejected: list = []
-    position = 0  # of a spectrum among the files' spectra, the seed of its Monte-Carlo draws
     for batch in load(paths, models, labels=labels, executor=executor):
         rejected.extend(batch.rejected)
         for g in batch.groups:
             if g.store is not None:
                 stores.append(_classify_store(g, executor, check_redshift, check_physics, measure, work))
-                continue
-            table, found = _classify_group(g, check_redshift, check_physics, measure)
-            if refine_z and len(table):
-                table, found = _refine(g, table, found, models, check_physics, measure)
-            if mc_draws and len(table):
-                table = _monte_carlo(g, table, models, int(mc_draws), position)
-            position += len(table)
-            files.setdefault(g.rank, []).append(table)
-            if found is not None:
-                measured.append(found)
+            else:
+                table, found = _classify_group(g, check_redshift, check_physics, measure)
+                if refine_z and len(table):
+                    table, found = _refine(g, table, found, models, check_physics, measure)
+                if mc_draws and len(table):
+                    table = _monte_carlo(g, table, models, mc_draws)
+                files.setdefault(g.rank, []).append(table)
+                if found is not None:
+                    measured.append(found)
+            del g  # as each batch ends, its spectra go: one batch in memory at a time
+        del batch
     tables = list(stores)
     if any(not is_store(p) for p in paths):
         parts = [t for k in sorted(files) for t in files[k]]
@@ -118,7 +199,6 @@ def _refine(g: Group, table: pd.DataFrame, found, models, check_physics: bool, m
     from agnlens.preprocess import preprocessing_provenance
     from agnlens.redshift import corrected_z
     from agnlens.spectra import SpectrumSet
-    from agnlens.stages.loading import model_grid
 
     observed = g.observed or []
     table = table.copy()
@@ -154,9 +234,12 @@ def _refine(g: Group, table: pd.DataFrame, found, models, check_physics: bool, m
     return table, found
 
 
-def _monte_carlo(g: Group, table: pd.DataFrame, models, n_draws: int, first: int) -> pd.DataFrame:
+def _monte_carlo(g: Group, table: pd.DataFrame, models, n_draws: int) -> pd.DataFrame:
     """``p_<class>_mc_err``: the Monte-Carlo standard errors of every row's probabilities, each
-    observed spectrum redrawn at the redshift its prediction used."""
+    observed spectrum redrawn at the redshift its prediction used, seeded by its spec_id (the same
+    draws whatever the batch, the order of the inputs or the scheduler)."""
+    import zlib
+
     from agnlens.explain.uncertainty import monte_carlo_std
     from agnlens.models.persistence import grid_from_metadata
 
@@ -168,7 +251,8 @@ def _monte_carlo(g: Group, table: pd.DataFrame, models, n_draws: int, first: int
     for row, (grid, z) in enumerate(zip(table["grid"], used)):
         model, meta = model_for_grid(models, grid)
         spectrum = _at_z(observed[row], float(z))
-        _, std = monte_carlo_std(model, spectrum, grid_from_metadata(meta), n_draws=n_draws, seed=first + row)
+        _, std = monte_carlo_std(model, spectrum, grid_from_metadata(meta), n_draws=n_draws,
+                                seed=zlib.crc32(str(table.at[row, "spec_id"]).encode()))
         order = [list(np.asarray(model.classes_).astype(str)).index(c) for c in classes]
         mc[row] = std[order]
     for j, c in enumerate(classes):

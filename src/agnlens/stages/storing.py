@@ -250,7 +250,7 @@ def _ingest_locked(
     import dask.array as da
 
     from agnlens.io import expand_inputs
-    from agnlens.io.inputs import split_item, target_ranges
+    from agnlens.io.inputs import split_item, work_batches
     from agnlens.io.store import write_store
     from agnlens.preprocess import Rejection, get_grid
     from agnlens.stages.reading import IngestSummary, first_of_each_spec_id, ingest_provenance, read_labels
@@ -260,14 +260,7 @@ def _ingest_locked(
     files = [str(p) for p in expand_inputs(paths)]
     catalog = read_labels(labels)
     summary = IngestSummary.start(len(files), catalog)
-    batches: list[list[str]] = []  # at most batch_size spectra a task: a big DESI file in target ranges
-    size = 0
-    for item, n in target_ranges(files, batch_size):
-        if not batches or size + n > batch_size:
-            batches.append([])
-            size = 0
-        batches[-1].append(item)
-        size += n
+    batches = work_batches(files, batch_size)
 
     work = hidden_sibling(out_store, "ingest-work")
     parts = work / "parts"

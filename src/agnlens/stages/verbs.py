@@ -50,8 +50,9 @@ def classify(model, spectra, *, check_redshift: bool = True, check_physics: bool
     grid : str, optional
         Name written in the ``grid`` column (default ``spectra.grid``).
     executor : Executor or scheduler name, optional
-        Cuts the spectra into chunks (default :data:`agnlens.stages.executor.LOCAL`); a store's
-        spectra on Dask go through :func:`classify_store`, chunk by chunk in the same way.
+        Cuts the spectra into chunks (default :data:`agnlens.stages.executor.LOCAL`); on Dask a
+        store's spectra go through :func:`classify_store`, chunk by chunk in the same way, and
+        files are read and classified by the workers, a batch of files each task.
     labels : path or DataFrame, optional
         A label catalogue for files (fills ``label``; its ``z`` overrides the file's redshift).
     refine_z : bool
@@ -66,7 +67,7 @@ def classify(model, spectra, *, check_redshift: bool = True, check_physics: bool
         Files: when > 0, also the Monte-Carlo standard error of every probability
         (:func:`agnlens.explain.uncertainty.monte_carlo_std`: the spectrum's pixels drawn
         ``mc_draws`` times from their ``ivar`` and sent through the whole preprocessing and the
-        model, seeded by the spectrum's place among the inputs), in columns ``p_<class>_mc_err``.
+        model, seeded by the spectrum's spec_id), in columns ``p_<class>_mc_err``.
     work : path-like, optional
         Folder for the resumable parts of stores classified on Dask (default: beside each store).
     return_rejected : bool
