@@ -244,29 +244,25 @@ class PhysicsBaseline(ClassifierMixin, BaseEstimator):
         """
         wl, flux, ivar = self._unpack(X, fitted=True)
         n = flux.shape[0]
-        if self.n_jobs in (None, 0, 1) or n < 100:
-            rows = _measure_rows(self, wl, flux, ivar)
-        else:
+        parallel = self.n_jobs not in (None, 0, 1) and n >= 100
+        # blocks of at most MEASURE_BLOCK spectra: memory bounded by a block, not by the set
+        blocks = np.array_split(np.arange(n), max(16 if parallel else 1, -(-n // MEASURE_BLOCK)))
+        work = [(self, wl, flux[c], None if ivar is None else ivar[c]) for c in blocks]
+        if parallel:
             from joblib import Parallel, delayed
 
-            chunks = np.array_split(np.arange(n), 16)
-            parts = Parallel(n_jobs=self.n_jobs)(
-                delayed(_measure_rows)(self, wl, flux[c], None if ivar is None else ivar[c]) for c in chunks
-            )
-            rows = [row for part in parts for row in part]
+            parts = Parallel(n_jobs=self.n_jobs)(delayed(_measure_rows)(*block) for block in work)
+        else:
+            parts = [_measure_rows(*block) for block in work]
+        rows = [row for part in parts for row in part]
         table = pd.DataFrame(rows)
         if isinstance(X, SpectrumSet):
             table.insert(0, "spec_id", X.spec_id)
         n_bad = int((table["subtype"] == "?").sum()) if n else 0
         if n_bad:
-            warnings.warn(
-                f"PhysicsBaseline: {n_bad} of {n} spectra have fewer than "
-                f"{100 * MIN_GOOD_FRACTION:.0f}% good pixels in the Hβ window "
-                f"{HBETA.lo:.0f}–{HBETA.hi:.0f} Å; they are unclassified (subtype '?', uniform "
-                f"probabilities)",
-                AgnlensWarning,
-                stacklevel=2,
-            )
+            warnings.warn(f"PhysicsBaseline: {n_bad} of {n} spectra have fewer than {100 * MIN_GOOD_FRACTION:.0f}% "
+                          f"good pixels in the Hβ window {HBETA.lo:.0f}–{HBETA.hi:.0f} Å; they are unclassified "
+                          "(subtype '?', uniform probabilities)", AgnlensWarning, stacklevel=2)
         return table
 
     def predict(self, X: SpectrumSet | np.ndarray) -> np.ndarray:
@@ -407,6 +403,10 @@ class PhysicsBaseline(ClassifierMixin, BaseEstimator):
         offset = abs(m[f"{prefix}_velocity_broad"]) > RARE_BROAD_OFFSET
         least = OFFSET_DELTA_BIC_FACTOR * self.min_delta_bic if offset else self.min_delta_bic
         return bool(dbic >= least and fwhm >= self.min_broad_fwhm and snr >= self.min_broad_snr)
+
+
+#: Spectra fitted together by :meth:`PhysicsBaseline.measure` (a fit is the same in any block).
+MEASURE_BLOCK = 1024
 
 
 def _measure_rows(est: PhysicsBaseline, wl, flux, ivar) -> list[dict]:

@@ -66,8 +66,9 @@ def explain_inputs(models, inputs, folder, *, labels=None, target=None, executor
                 executor=Executor(executor.scheduler, progress=executor.progress),
             )
         return done
-    groups, done.rejected = load_groups(inputs, models, labels=labels)
+    groups, done.rejected = load_groups(inputs, models, labels=labels, observed=False)
     merged = merge_groups(groups)
+    del groups
     for model, meta, spectra in merged:
         where = folder if len(merged) == 1 else folder.grid(spectra.grid.name)
         done.explanations.append(explain_set(model, spectra, where, target=resolve_target(target, model),

@@ -142,8 +142,10 @@ def load(
         yield from _load_files(files, models, labels, chunk_size, allow_zwarning, max_bad_fraction)
 
 
-def load_groups(inputs, models, **options) -> tuple[list[Group], list[Rejection]]:
-    """All of :func:`load` in memory: one group per model (batches joined), and every rejection."""
+def load_groups(inputs, models, *, observed: bool = True, **options) -> tuple[list[Group], list[Rejection]]:
+    """All of :func:`load` in memory: one group per model (batches joined), and every rejection;
+    ``observed=False`` lets each batch's spectra as read go (:attr:`Group.observed` None): a
+    stage that needs only the model's grid holds a fraction of the memory."""
     stores: list[Group] = []
     files: dict[int, list[Group]] = {}
     rejected: list[Rejection] = []
@@ -153,7 +155,10 @@ def load_groups(inputs, models, **options) -> tuple[list[Group], list[Rejection]
             if g.observed is None:  # a store or a set: a group of its own
                 stores.append(g)
             else:
-                files.setdefault(g.rank, []).append(g)
+                kept = g if observed else Group(g.model, g.metadata, g.spectra, None, g.rank)
+                files.setdefault(g.rank, []).append(kept)
+            del g
+        del batch
     return stores + [_join(files[k]) for k in sorted(files)], rejected
 
 

@@ -34,10 +34,10 @@ def classify_set(model, spectra, check_redshift: bool = True, check_physics: boo
 
     if not isinstance(spectra, SpectrumSet):
         spectra = as_spectrum_set(spectra, n_pixels=getattr(model, "n_features_in_", None))
-    if len(spectra) == 0 or measurements is not None:  # measurements made for the whole set: one chunk
+    if len(spectra) == 0:
         return classify_chunk(spectra, model, check_redshift, grid, check_physics, measurements, measure)
     tables = as_executor(executor).map(classify_chunk, spectra, model, check_redshift, grid, check_physics,
-                                       None, measure, desc="classify")
+                                       measurements, measure, desc="classify")
     return tables[0] if len(tables) == 1 else pd.concat(tables, ignore_index=True)
 
 
@@ -79,7 +79,8 @@ def classify_chunk(spectra: SpectrumSet, model, check_redshift: bool = True, gri
                    measure: bool = False) -> pd.DataFrame:
     """:func:`classify` of one chunk on the model's grid (the task the executor runs); same
     arguments, same table (with ``measure``, the measurements of the chunk on its own grid beside
-    it, made once and shared with the ``not-agn`` check)."""
+    it, made once and shared with the ``not-agn`` check; ``measurements`` made for a whole set are
+    matched to the chunk's spectra by ``spec_id``)."""
     from agnlens.explain.uncertainty import proba_std
     from agnlens.models.applicability import applicability
     from agnlens.models.baseline import measure as measure_lines
@@ -109,6 +110,8 @@ def classify_chunk(spectra: SpectrumSet, model, check_redshift: bool = True, gri
     wl = np.asarray(spectra.wavelength, dtype=float)
     reaches_halpha = all(covers(wl, cx) for cx in (HBETA, HALPHA))
     given = measurements is not None
+    if measurements is not None and len(measurements) != len(spectra):
+        measurements = measurements[measurements["spec_id"].isin(spectra.spec_id)]
     if not given and len(spectra) and ((check_physics and reaches_halpha) or (measure and covers(wl, HBETA))):
         measurements = measure_lines(spectra)
     use = measurements if (given or (check_physics and reaches_halpha)) else None
