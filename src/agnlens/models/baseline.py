@@ -64,19 +64,21 @@ def rules(estimator: PhysicsBaseline | None = None) -> list[str]:
         "Fit every narrow line with one shared core + wing (outflow) profile set by [O III] 4960/5008 (the wing "
         "only where [O III]'s ΔBIC asks for it; each complex's core within 200 km/s and a factor 1.5 of [O III]'s), "
         "Hβ + [O III] + Fe II 4668/4925/5020 over 4640–5080 Å and, where the grid covers it, Hα + [N II] 6550/6585 "
-        "over 6400–6690 Å, each with and without a broad Gaussian (velocity within ±8,000 km/s, FWHM "
-        "1,000–15,070 km/s).",
+        "+ [O I] 6302/6365 over 6200–6690 Å, each with and without a broad Gaussian (velocity within ±8,000 km/s, "
+        "FWHM 1,000–20,020 km/s).",
         f"A broad line counts when ΔBIC ≥ {e.min_delta_bic:g}, its intrinsic FWHM ≥ {e.min_broad_fwhm:,.0f} km/s "
         f"and its flux ≥ {e.min_broad_snr:g} × its error; a broad Hβ does not count where Hα is fitted and shows no "
         "broad line at all (ΔBIC < 0: the broad-line region's Hα is always the stronger), nor beside an "
-        f"uncounted broad Hα more than {MAX_BROAD_VELOCITY_DIFFERENCE:,.0f} km/s away in velocity. A broad line "
+        f"uncounted broad Hα more than {MAX_BROAD_VELOCITY_DIFFERENCE:,.0f} km/s away in velocity whose flux is "
+        f"measured (≥ {e.min_broad_snr:g} × its error; a broad Hα wider than its window has no velocity to "
+        "compare). A broad line "
         f"offset by more than {RARE_BROAD_OFFSET:,.0f} km/s (the fit allows ±8,000) needs ΔBIC ≥ "
         f"{OFFSET_DELTA_BIC_FACTOR * e.min_delta_bic:g}.",
         f"Subtype (Winkler 1992, agnlens.classes.winkler_subtype), R = [O III] 5008 / Hβ(narrow + broad): broad Hβ "
         f"and R ≤ {low:g} → 1.0, ≤ {mid:g} → 1.2, ≤ {high:g} → 1.5, above → 1.8; broad Hα only → 1.9; "
         "no broad line → 2.",
         f"Class: {mapping}; 2 → type 2.",
-        "A broad width within 1 % of its bound (1,000 or 15,070 km/s) with ΔBIC above the threshold is flagged "
+        "A broad width within 1 % of its bound (1,000 or 20,020 km/s) with ΔBIC above the threshold is flagged "
         "(flags hb-broad-width-at-bound, ha-broad-width-at-bound): the true width may lie beyond, and the flux and "
         "verdict with it; every fitted parameter at a bound is named in the column at_bound.",
         "On a grid without Hα (paper) a 1.9 cannot be told from a type 2.",
@@ -89,8 +91,9 @@ class PhysicsBaseline(ClassifierMixin, BaseEstimator):
     All spectra are fitted together by :func:`agnlens.models.linefit.fit_lines` (see there): the
     narrow lines' shared core + wing profile from [O III] 4960/5008, then the Hβ + [O III] window
     (4640–5080 Å, linear continuum, Fe II 4668/4925/5020 at rest with 3/4 of the broad width) and,
-    where the grid reaches 6690 Å (the ``balmer`` grid), the Hα + [N II] window (6400–6690 Å), each
-    with and without a broad Gaussian (velocity within ±8,000 km/s, FWHM 1,000–15,070 km/s), the
+    where the grid reaches 6690 Å (the ``balmer`` grid), the Hα + [N II] + [O I] window (6200–6690 Å,
+    quadratic continuum), each with and without a broad Gaussian (velocity within ±8,000 km/s, FWHM
+    1,000–20,020 km/s), the
     broad line started from the best point of a grid of velocities and widths. Pixels are weighted
     by their inverse variance.
 
@@ -150,7 +153,7 @@ class PhysicsBaseline(ClassifierMixin, BaseEstimator):
     n_features_in_ : int
         ``n_pixels``.
     halpha_covered_ : bool
-        Whether the grid covers the Hα window (6400–6690 Å), i.e. whether type 1.9 can be found.
+        Whether the grid covers the Hα window (6200–6690 Å), i.e. whether type 1.9 can be found.
 
     Examples
     --------
@@ -367,13 +370,19 @@ class PhysicsBaseline(ClassifierMixin, BaseEstimator):
         out["ha_flux_narrow"], out["ha_flux_narrow_err"] = out.pop("ha_flux_narrow_0"), out.pop("ha_flux_narrow_err_0")
         out["nii_flux"], out["nii_flux_err"] = out.get("ha_flux_narrow_1", np.nan), out.pop("ha_flux_narrow_err_1")
         out["nii_ha"] = _ratio(out.pop("ha_flux_narrow_1"), out["ha_flux_narrow"])
+        # [O I] 6302 shares the Hα window (so that a very broad Hα's blue wing has continuum beside it)
+        out["oi_flux"] = out.pop("ha_flux_narrow_2", np.nan)
+        out["oi_flux_err"] = out.pop("ha_flux_narrow_err_2", np.nan)
         out["balmer_decrement_narrow"] = _ratio(out["ha_flux_narrow"], out["hb_flux_narrow"])
         for prefix in ("hb", "ha"):
             out[f"{prefix}_broad"] = self._counts(out, prefix)
-        if out["ha_delta_bic"] < 0 or (out["ha_delta_bic"] > 0 and not out["ha_broad"] and abs(
+        if out["ha_delta_bic"] < 0 or (out["ha_delta_bic"] > 0 and not out["ha_broad"]
+                                       and out["ha_broad_snr"] >= self.min_broad_snr and abs(
                 out["hb_velocity_broad"] - out["ha_velocity_broad"]) > MAX_BROAD_VELOCITY_DIFFERENCE):
             # a broad Hβ where Hα shows no broad line at all, or only one at another velocity: Fe II
-            # or the host, not a broad-line region (NaN: Hα not fitted, compares False)
+            # or the host, not a broad-line region (NaN: Hα not fitted, compares False). A broad Hα
+            # whose flux is not measured (S/N below the rule's: a line wider than the window,
+            # trading with the continuum) has no velocity to compare either.
             out["hb_broad"] = False
         flags = []
         if not np.isfinite(out["hb_delta_bic"]):
@@ -437,8 +446,8 @@ def _ratio(num: float, den: float) -> float:
 
 #: The columns of :func:`measure`, in order (``agrees_with_baseline`` only when predictions are given).
 MEASURE_COLUMNS = (
-    "spec_id", "hb_fwhm_broad", "hb_fwhm_broad_err", "ha_fwhm_broad", "ha_fwhm_broad_err", "hb_delta_bic",
-    "ha_delta_bic", "hb_fwhm_narrow",
+    "spec_id", "hb_fwhm_broad", "hb_fwhm_broad_err", "ha_fwhm_broad", "ha_fwhm_broad_err", "hb_velocity_broad",
+    "ha_velocity_broad", "hb_delta_bic", "ha_delta_bic", "hb_fwhm_narrow",
     "ha_fwhm_narrow", "r_oiii_hb", "oiii_hb_narrow", "balmer_decrement_narrow", "nii_ha", "oiii_ew", "oiii_snr",
     "bpt_class", "subtype", "baseline_label", "baseline_confidence", "baseline_flags", "agrees_with_baseline",
 )
@@ -461,7 +470,8 @@ def measure(spectra: SpectrumSet, predicted=None, *, baseline: PhysicsBaseline |
     -------
     pandas.DataFrame
         One row per spectrum, columns :data:`MEASURE_COLUMNS`: broad FWHM of Hβ and Hα (intrinsic,
-        km/s; NaN where the rules find no broad line) with errors, ``hb_delta_bic`` and
+        km/s; NaN where the rules find no broad line) with errors, the broad lines' velocities
+        (``hb_velocity_broad``, ``ha_velocity_broad``, km/s from the narrow lines; NaN likewise), ``hb_delta_bic`` and
         ``ha_delta_bic`` (the evidence for each broad line), the narrow FWHM of Hβ and Hα,
         ``r_oiii_hb`` ([O III] 5008 / Hβ total: Winkler's R), ``oiii_hb_narrow`` and ``nii_ha`` (the BPT ratios),
         ``oiii_ew`` ([O III] 5008 equivalent width, Å) and ``oiii_snr`` (its flux / error),
@@ -481,6 +491,9 @@ def measure(spectra: SpectrumSet, predicted=None, *, baseline: PhysicsBaseline |
         has = full[f"{prefix}_broad"].to_numpy(dtype=bool)
         out[f"{prefix}_fwhm_broad"] = np.where(has, full[f"{prefix}_fwhm_broad"], np.nan)
         out[f"{prefix}_fwhm_broad_err"] = np.where(has, full[f"{prefix}_fwhm_broad_err"], np.nan)
+    for prefix in ("hb", "ha"):
+        has = full[f"{prefix}_broad"].to_numpy(dtype=bool)
+        out[f"{prefix}_velocity_broad"] = np.where(has, full[f"{prefix}_velocity_broad"], np.nan)
     for col in ("hb_delta_bic", "ha_delta_bic", "hb_fwhm_narrow", "ha_fwhm_narrow", "r_oiii_hb", "oiii_hb_narrow",
                 "balmer_decrement_narrow", "nii_ha",
                 "oiii_ew", "oiii_snr"):
