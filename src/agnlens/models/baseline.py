@@ -70,8 +70,7 @@ def rules(estimator: PhysicsBaseline | None = None) -> list[str]:
         f"and its flux ≥ {e.min_broad_snr:g} × its error; a broad Hβ does not count where Hα is fitted and shows no "
         "broad line at all (ΔBIC < 0: the broad-line region's Hα is always the stronger), nor beside an "
         f"uncounted broad Hα more than {MAX_BROAD_VELOCITY_DIFFERENCE:,.0f} km/s away in velocity whose flux is "
-        f"measured (≥ {e.min_broad_snr:g} × its error; a broad Hα wider than its window has no velocity to "
-        "compare). A broad line "
+        f"measured (≥ {e.min_broad_snr:g} × its error: one wider than its window has no velocity). A broad line "
         f"offset by more than {RARE_BROAD_OFFSET:,.0f} km/s (the fit allows ±8,000) needs ΔBIC ≥ "
         f"{OFFSET_DELTA_BIC_FACTOR * e.min_delta_bic:g}.",
         f"Subtype (Winkler 1992, agnlens.classes.winkler_subtype), R = [O III] 5008 / Hβ(narrow + broad): broad Hβ "
@@ -241,7 +240,7 @@ class PhysicsBaseline(ClassifierMixin, BaseEstimator):
             ``ha_``, NaN when not covered) the outputs of :func:`~agnlens.models.linefit.fit_lines`
             (``flux_narrow``: narrow Hβ / Hα) and ``broad`` (counts by the rules), and its shared
             ones (``narrow_velocity``, ``narrow_fwhm``, ``wing_*``, ``at_bound``); ``oiii_flux``,
-            ``nii_flux``, their errors, ``oiii_fwhm``, ``oiii_ew`` ([O III] 5008 equivalent width, Å),
+            ``nii_flux``, ``oi_flux``, their errors, ``oiii_fwhm``, ``oiii_ew`` ([O III] 5008 equivalent width, Å),
             ``oiii_snr``, ``r_oiii_hb`` ([O III] 5008 / Hβ total), ``oiii_hb_narrow``, ``nii_ha``,
             ``balmer_decrement_narrow`` (narrow Hα / Hβ) and ``halpha_covered`` (docs/columns.md).
         """
@@ -253,23 +252,17 @@ class PhysicsBaseline(ClassifierMixin, BaseEstimator):
             from joblib import Parallel, delayed
 
             chunks = np.array_split(np.arange(n), 16)
-            parts = Parallel(n_jobs=self.n_jobs)(
-                delayed(_measure_rows)(self, wl, flux[c], None if ivar is None else ivar[c]) for c in chunks
-            )
+            parts = Parallel(n_jobs=self.n_jobs)(delayed(_measure_rows)(self, wl, flux[c], None if ivar is None
+                                                                        else ivar[c]) for c in chunks)
             rows = [row for part in parts for row in part]
         table = pd.DataFrame(rows)
         if isinstance(X, SpectrumSet):
             table.insert(0, "spec_id", X.spec_id)
         n_bad = int((table["subtype"] == "?").sum()) if n else 0
         if n_bad:
-            warnings.warn(
-                f"PhysicsBaseline: {n_bad} of {n} spectra have fewer than "
-                f"{100 * MIN_GOOD_FRACTION:.0f}% good pixels in the Hβ window "
-                f"{HBETA.lo:.0f}–{HBETA.hi:.0f} Å; they are unclassified (subtype '?', uniform "
-                f"probabilities)",
-                AgnlensWarning,
-                stacklevel=2,
-            )
+            warnings.warn(f"PhysicsBaseline: {n_bad} of {n} spectra have fewer than {100 * MIN_GOOD_FRACTION:.0f}% "
+                          f"good pixels in the Hβ window {HBETA.lo:.0f}–{HBETA.hi:.0f} Å; they are unclassified "
+                          "(subtype '?', uniform probabilities)", AgnlensWarning, stacklevel=2)
         return table
 
     def predict(self, X: SpectrumSet | np.ndarray) -> np.ndarray:
@@ -370,9 +363,7 @@ class PhysicsBaseline(ClassifierMixin, BaseEstimator):
         out["ha_flux_narrow"], out["ha_flux_narrow_err"] = out.pop("ha_flux_narrow_0"), out.pop("ha_flux_narrow_err_0")
         out["nii_flux"], out["nii_flux_err"] = out.get("ha_flux_narrow_1", np.nan), out.pop("ha_flux_narrow_err_1")
         out["nii_ha"] = _ratio(out.pop("ha_flux_narrow_1"), out["ha_flux_narrow"])
-        # [O I] 6302 shares the Hα window (so that a very broad Hα's blue wing has continuum beside it)
-        out["oi_flux"] = out.pop("ha_flux_narrow_2", np.nan)
-        out["oi_flux_err"] = out.pop("ha_flux_narrow_err_2", np.nan)
+        out["oi_flux"], out["oi_flux_err"] = (out.pop(f"ha_flux_narrow{e}_2", np.nan) for e in ("", "_err"))
         out["balmer_decrement_narrow"] = _ratio(out["ha_flux_narrow"], out["hb_flux_narrow"])
         for prefix in ("hb", "ha"):
             out[f"{prefix}_broad"] = self._counts(out, prefix)
@@ -380,9 +371,8 @@ class PhysicsBaseline(ClassifierMixin, BaseEstimator):
                                        and out["ha_broad_snr"] >= self.min_broad_snr and abs(
                 out["hb_velocity_broad"] - out["ha_velocity_broad"]) > MAX_BROAD_VELOCITY_DIFFERENCE):
             # a broad Hβ where Hα shows no broad line at all, or only one at another velocity: Fe II
-            # or the host, not a broad-line region (NaN: Hα not fitted, compares False). A broad Hα
-            # whose flux is not measured (S/N below the rule's: a line wider than the window,
-            # trading with the continuum) has no velocity to compare either.
+            # or the host, not a broad-line region (NaN: Hα not fitted, compares False); an Hα whose
+            # flux is not measured (wider than the window) has no velocity to compare
             out["hb_broad"] = False
         flags = []
         if not np.isfinite(out["hb_delta_bic"]):
@@ -446,7 +436,7 @@ def _ratio(num: float, den: float) -> float:
 
 #: The columns of :func:`measure`, in order (``agrees_with_baseline`` only when predictions are given).
 MEASURE_COLUMNS = (
-    "spec_id", "hb_fwhm_broad", "hb_fwhm_broad_err", "ha_fwhm_broad", "ha_fwhm_broad_err", "hb_velocity_broad",
+    "spec_id", "hb_fwhm_broad", "hb_fwhm_broad_err", "hb_velocity_broad", "ha_fwhm_broad", "ha_fwhm_broad_err",
     "ha_velocity_broad", "hb_delta_bic", "ha_delta_bic", "hb_fwhm_narrow",
     "ha_fwhm_narrow", "r_oiii_hb", "oiii_hb_narrow", "balmer_decrement_narrow", "nii_ha", "oiii_ew", "oiii_snr",
     "bpt_class", "subtype", "baseline_label", "baseline_confidence", "baseline_flags", "agrees_with_baseline",
@@ -470,8 +460,7 @@ def measure(spectra: SpectrumSet, predicted=None, *, baseline: PhysicsBaseline |
     -------
     pandas.DataFrame
         One row per spectrum, columns :data:`MEASURE_COLUMNS`: broad FWHM of Hβ and Hα (intrinsic,
-        km/s; NaN where the rules find no broad line) with errors, the broad lines' velocities
-        (``hb_velocity_broad``, ``ha_velocity_broad``, km/s from the narrow lines; NaN likewise), ``hb_delta_bic`` and
+        km/s; NaN where the rules find no broad line) with errors and velocities, ``hb_delta_bic`` and
         ``ha_delta_bic`` (the evidence for each broad line), the narrow FWHM of Hβ and Hα,
         ``r_oiii_hb`` ([O III] 5008 / Hβ total: Winkler's R), ``oiii_hb_narrow`` and ``nii_ha`` (the BPT ratios),
         ``oiii_ew`` ([O III] 5008 equivalent width, Å) and ``oiii_snr`` (its flux / error),
@@ -491,8 +480,6 @@ def measure(spectra: SpectrumSet, predicted=None, *, baseline: PhysicsBaseline |
         has = full[f"{prefix}_broad"].to_numpy(dtype=bool)
         out[f"{prefix}_fwhm_broad"] = np.where(has, full[f"{prefix}_fwhm_broad"], np.nan)
         out[f"{prefix}_fwhm_broad_err"] = np.where(has, full[f"{prefix}_fwhm_broad_err"], np.nan)
-    for prefix in ("hb", "ha"):
-        has = full[f"{prefix}_broad"].to_numpy(dtype=bool)
         out[f"{prefix}_velocity_broad"] = np.where(has, full[f"{prefix}_velocity_broad"], np.nan)
     for col in ("hb_delta_bic", "ha_delta_bic", "hb_fwhm_narrow", "ha_fwhm_narrow", "r_oiii_hb", "oiii_hb_narrow",
                 "balmer_decrement_narrow", "nii_ha",
