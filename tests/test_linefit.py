@@ -53,8 +53,9 @@ def _reference(lam, flux, ivar, cx, profile, broad):
     """The complex's model written out line by line and fitted by scipy, best of several starts.
 
     ``profile``: [O III]'s core velocity and σ, the wing's velocity offset, σ and share (observed
-    widths, km/s). Parameters: continuum (2), narrow fluxes, (broad flux, Fe II flux), the core's
-    offset from [O III]'s and ratio to its width, (broad velocity and σ). Returns (χ², p, errors).
+    widths, km/s). Parameters: continuum (polynomial of ``cx.continuum_order``), narrow fluxes,
+    (broad flux, Fe II flux), the core's offset from [O III]'s and ratio to its width, (broad
+    velocity and σ). Returns (χ², p, errors).
     """
     v0, s0, dv, sw, fw = profile
     good = ivar > 0
@@ -62,35 +63,36 @@ def _reference(lam, flux, ivar, cx, profile, broad):
     x = (lam - 0.5 * (cx.lo + cx.hi)) / 100.0
     k = cx.n_free_flux
     n_b = (1 + bool(cx.feii)) if broad else 0
+    nc = cx.continuum_order + 1
 
     def model(q):
-        off, ratio = q[2 + k + n_b], q[3 + k + n_b]
-        out = q[0] + q[1] * x
+        off, ratio = q[nc + k + n_b], q[nc + 1 + k + n_b]
+        out = sum(q[i] * x**i for i in range(nc))
         for centre, j, factor in cx.narrow:
-            out = out + q[2 + j] * factor * ((1 - fw) * _gauss(lam, centre, v0 + off, s0 * ratio)
+            out = out + q[nc + j] * factor * ((1 - fw) * _gauss(lam, centre, v0 + off, s0 * ratio)
                                              + (fw * _gauss(lam, centre, v0 + dv, sw) if fw > 0 else 0.0))
         if broad:
             vb, sb = q[-2], q[-1]
-            out = out + q[2 + k] * _gauss(lam, cx.broad_centre, vb, sb)
+            out = out + q[nc + k] * _gauss(lam, cx.broad_centre, vb, sb)
             if cx.feii:
-                out = out + q[3 + k] * sum(st * _gauss(lam, c, 0.0, FEII_WIDTH_RATIO * sb) for c, st in cx.feii)
+                out = out + q[nc + 1 + k] * sum(st * _gauss(lam, c, 0.0, FEII_WIDTH_RATIO * sb) for c, st in cx.feii)
         return out
 
-    lo = [-np.inf] * (2 + k + n_b) + [-200.0, 1 / 1.5] + ([-8000.0, BROAD_SIGMA[0]] if broad else [])
-    hi = [np.inf] * (2 + k + n_b) + [200.0, 1.5] + ([8000.0, BROAD_SIGMA[1]] if broad else [])
+    lo = [-np.inf] * (nc + k + n_b) + [-200.0, 1 / 1.5] + ([-8000.0, BROAD_SIGMA[0]] if broad else [])
+    hi = [np.inf] * (nc + k + n_b) + [200.0, 1.5] + ([8000.0, BROAD_SIGMA[1]] if broad else [])
     if broad and cx.feii:
-        lo[3 + k] = 0.0
+        lo[nc + 1 + k] = 0.0
     best = None
     for sb in (1000.0, 2500.0, 5000.0) if broad else (None,):
         for vb in (-1500.0, 0.0, 1500.0) if broad else (None,):
             q0 = np.zeros(len(lo))
-            q0[0], q0[2 + k + n_b], q0[3 + k + n_b] = np.median(flux), 0.0, 1.0
-            q0[2 : 2 + k] = 1.0
+            q0[0], q0[nc + k + n_b], q0[nc + 1 + k + n_b] = np.median(flux), 0.0, 1.0
+            q0[nc : nc + k] = 1.0
             if broad:
-                q0[2 + k] = 10.0
+                q0[nc + k] = 10.0
                 q0[-2:] = vb, sb
                 if cx.feii:
-                    q0[3 + k] = 0.1
+                    q0[nc + 1 + k] = 0.1
             fit = least_squares(lambda q: w * (model(q) - flux), q0, bounds=(lo, hi), x_scale="jac",
                                 ftol=1e-10, xtol=1e-10, max_nfev=2000)
             if best is None or fit.cost < best.cost:
@@ -142,14 +144,15 @@ def test_batched_fits_agree_with_a_per_spectrum_scipy_reference(real):
             ok = abs(res["delta_bic"][i] - dbic) <= max(3.0, 0.1 * abs(dbic))
             agree += bool(ok)
             k = cx.n_free_flux
-            fb, fb_err = q[2 + k], err[2 + k] * np.sqrt(s2)
+            nc = cx.continuum_order + 1
+            fb, fb_err = q[nc + k], err[nc + k] * np.sqrt(s2)
             if dbic > 10 and res["delta_bic"][i] > 10 and fb > 0 and res["flux_broad"][i] > 0:
                 # a broad emission line both find: the same line, within the errors
                 lines += 1
                 fwhm, fwhm_err = FWHM_PER_SIGMA * q[-1], FWHM_PER_SIGMA * err[-1] * np.sqrt(s2)
                 same = abs(res["flux_broad"][i] - fb) <= 2 * max(fb_err, res["flux_broad_err"][i]) + 0.01 * fb
                 same &= abs(res["fwhm_broad"][i] - fwhm) <= 2 * max(fwhm_err, res["fwhm_broad_err"][i]) + 0.01 * fwhm
-                same &= abs(res["flux_narrow_0"][i] - max(q[2], 0.0)) <= 2 * max(err[2] * np.sqrt(s2),
+                same &= abs(res["flux_narrow_0"][i] - max(q[nc], 0.0)) <= 2 * max(err[nc] * np.sqrt(s2),
                                                                                   res["flux_narrow_err_0"][i])
                 same_line += bool(same)
             if not ok:

@@ -54,6 +54,7 @@ LINES: tuple[Line, ...] = (
     Line("HeI_5877", 5877.25, "broad", "He I"),
     Line("NaD", 5894.57, "absorption", "Na D"),
     Line("OI_6302", 6302.05, "narrow", "[O I]"),
+    Line("OI_6365", 6365.54, "narrow", "[O I]"),
     Line("NII_6550", 6549.86, "narrow", "[N II]"),
     Line("Halpha", 6564.61, "broad", "Hα"),
     Line("NII_6585", 6585.27, "narrow", "[N II]"),

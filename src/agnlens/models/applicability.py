@@ -33,8 +33,8 @@ Three checks, each from what the model and its training set leave behind:
   ([N II]/Hα), so only on grids that reach it;
   composites (between the Kauffmann and Kewley curves) are not flagged, they may host an AGN.
 * **physics disagrees** — the class contradicts a significant verdict of the same line fits: type 2
-  called but a broad Hα at ΔBIC ≥ 20, or type 1 called but no broad line at all
-  (:func:`physics_disagrees`).
+  called but a broad Hα at ΔBIC ≥ 20, or type 1 called but no broad Hβ or Hα that the baseline's
+  rules count within 3,000 km/s of the narrow lines (:func:`physics_disagrees`).
 
 The redshift check, which needs the spectrum's own lines, lives in :mod:`agnlens.redshift`.
 """
@@ -46,6 +46,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from agnlens.models.baseline import RARE_BROAD_OFFSET
 from agnlens.models.domain import TrainingDomain
 from agnlens.models.kernels import pairwise_sq_distances
 
@@ -78,7 +79,8 @@ FLAG_MEANINGS = {
     "not-agn": "no broad line, and star-forming on the BPT diagram or no AGN line at all ([O III] EW < 3 Å "
                "or S/N < 3): the models only know AGN",
     "physics-disagrees": "the line fits contradict the class: type 2 called but a broad Hα at ΔBIC ≥ 20, or type 1 "
-                         "called but no broad line at all (ΔBIC < 0 for Hβ and Hα)",
+                         "called but no broad Hβ or Hα that the baseline's rules count within 3,000 km/s of the "
+                         "narrow lines",
     "redshift-offset": "the narrow lines sit more than 500 km/s from the catalogue redshift",
     "z-out-of-range": "the redshift lies outside the range of the model's training spectra",
     "low-coverage": "over 10 % of the grid masked",
@@ -206,31 +208,49 @@ def not_agn(measurements: pd.DataFrame) -> np.ndarray:
 
 #: ``physics-disagrees``: a type 2 whose broad Hα has at least this ΔBIC (and counts by the rules).
 DISAGREE_DELTA_BIC = 20.0
+#: ``physics-disagrees``: a type 1 needs a broad line the rules count within this velocity (km/s) of
+#: the narrow lines. The broad-line region sits at the systemic velocity to a few hundred km/s (the
+#: simulator, after Shen et al. 2016, draws broad Hβ shifts from N(+100, 500) km/s), so the models
+#: never saw a broad line farther off; the baseline asks more evidence of one too (the same number).
+DISAGREE_BROAD_OFFSET = RARE_BROAD_OFFSET
 
 
 def physics_disagrees(measurements: pd.DataFrame, predicted) -> np.ndarray:
     """Predictions the line fits contradict: ``type2`` with a broad Hα the baseline's rules count at
-    ΔBIC ≥ :data:`DISAGREE_DELTA_BIC`, or ``type1`` with no broad line at all (ΔBIC < 0 for Hβ and,
-    where fitted, Hα: the narrow-only model is preferred everywhere).
+    ΔBIC ≥ :data:`DISAGREE_DELTA_BIC`, or ``type1`` with no broad line the rules count within
+    :data:`DISAGREE_BROAD_OFFSET` km/s of the narrow lines, in Hβ nor (where fitted) Hα — none at
+    all (the baseline's subtype 2: what the SVM reads as broad, the fits find too weak, too narrow
+    or not there), or only a broad line offset farther, of a kind no training spectrum has.
 
     Parameters
     ----------
     measurements : DataFrame
-        From :func:`agnlens.models.baseline.measure` (``hb_delta_bic``, ``ha_delta_bic``,
-        ``ha_fwhm_broad`` — set only where the rules count the broad line), one row per prediction.
+        From :func:`agnlens.models.baseline.measure` (``hb_delta_bic``, ``ha_delta_bic``, and
+        ``hb_fwhm_broad``, ``ha_fwhm_broad``, ``hb_velocity_broad``, ``ha_velocity_broad`` — set
+        only where the rules count the broad line), one row per prediction. Without the velocity
+        columns (tables written before 0.6) every counted broad line is taken as near.
     predicted : array-like of str, shape (n_spectra,)
 
     Returns
     -------
     ndarray of bool, shape (n_spectra,)
+        False where Hβ could not be fitted (no verdict to disagree with).
     """
     predicted = np.asarray(predicted).astype(str)
-    hb = pd.to_numeric(measurements["hb_delta_bic"], errors="coerce").to_numpy(float)
-    ha = pd.to_numeric(measurements["ha_delta_bic"], errors="coerce").to_numpy(float)
-    ha_counts = pd.to_numeric(measurements["ha_fwhm_broad"], errors="coerce").notna().to_numpy()
-    broad_ha = ha_counts & (np.nan_to_num(ha, nan=-np.inf) >= DISAGREE_DELTA_BIC)
-    none = np.isfinite(hb) & (hb < 0) & ~(np.nan_to_num(ha, nan=-np.inf) >= 0)
-    return ((predicted == "type2") & broad_ha) | ((predicted == "type1") & none)
+
+    def column(name: str) -> np.ndarray:
+        if name not in measurements:
+            return np.full(len(measurements), np.nan)
+        return pd.to_numeric(measurements[name], errors="coerce").to_numpy(float)
+
+    hb, ha = column("hb_delta_bic"), column("ha_delta_bic")
+    broad_ha = np.isfinite(column("ha_fwhm_broad")) & (np.nan_to_num(ha, nan=-np.inf) >= DISAGREE_DELTA_BIC)
+    near = np.zeros(len(predicted), dtype=bool)
+    for prefix in ("hb", "ha"):
+        counts = np.isfinite(column(f"{prefix}_fwhm_broad"))
+        velocity = column(f"{prefix}_velocity_broad")
+        near |= counts & ~(np.abs(velocity) > DISAGREE_BROAD_OFFSET)  # NaN velocity: an older table, near
+    return ((predicted == "type2") & broad_ha) | ((predicted == "type1") & np.isfinite(hb) & ~near)
 
 
 def support_vector_domain(model) -> float:
@@ -290,7 +310,10 @@ def applicability(model, spectra, *, extra_flags=None, measurements: pd.DataFram
     disagrees = np.zeros(n, dtype=bool)
     if measurements is not None and n:
         measured = measurements.drop_duplicates("spec_id").set_index("spec_id").reindex(spectra.spec_id)
-        known = measured["nii_ha"].notna().to_numpy()  # NaN: Hα not covered or not fitted
+        # NaN: Hα not covered or not fitted (not [N II]/Hα, which is also NaN where a passive
+        # galaxy shows neither line: that galaxy's Hα was fitted and found empty)
+        fitted = "ha_delta_bic" if "ha_delta_bic" in measured.columns else "nii_ha"
+        known = measured[fitted].notna().to_numpy()
         agn_check[known] = agn_evidence(measured.reset_index())[known]
         if {"hb_delta_bic", "ha_delta_bic"} <= set(measured.columns):
             labels = model.predict(X) if predicted is None else predicted

@@ -39,8 +39,8 @@ __all__ = [
 
 #: The labels the baseline can give, sorted as ``classes_`` (and ``predict_proba`` columns).
 CLASSES = np.array(sorted(["type1", "type2", "intermediate"]))
-
-
+#: Spectra fitted together by :meth:`PhysicsBaseline.measure` (a fit is the same in any block).
+MEASURE_BLOCK = 1024
 #: A broad line centred further than this (km/s) from the narrow lines ...
 RARE_BROAD_OFFSET = 3000.0
 #: ... counts only at this many times ``min_delta_bic``: on the shared real spectra the broad lines
@@ -64,19 +64,20 @@ def rules(estimator: PhysicsBaseline | None = None) -> list[str]:
         "Fit every narrow line with one shared core + wing (outflow) profile set by [O III] 4960/5008 (the wing "
         "only where [O III]'s ΔBIC asks for it; each complex's core within 200 km/s and a factor 1.5 of [O III]'s), "
         "Hβ + [O III] + Fe II 4668/4925/5020 over 4640–5080 Å and, where the grid covers it, Hα + [N II] 6550/6585 "
-        "over 6400–6690 Å, each with and without a broad Gaussian (velocity within ±8,000 km/s, FWHM "
-        "1,000–15,070 km/s).",
+        "+ [O I] 6302/6365 over 6200–6690 Å, each with and without a broad Gaussian (velocity within ±8,000 km/s, "
+        "FWHM 1,000–20,020 km/s).",
         f"A broad line counts when ΔBIC ≥ {e.min_delta_bic:g}, its intrinsic FWHM ≥ {e.min_broad_fwhm:,.0f} km/s "
         f"and its flux ≥ {e.min_broad_snr:g} × its error; a broad Hβ does not count where Hα is fitted and shows no "
         "broad line at all (ΔBIC < 0: the broad-line region's Hα is always the stronger), nor beside an "
-        f"uncounted broad Hα more than {MAX_BROAD_VELOCITY_DIFFERENCE:,.0f} km/s away in velocity. A broad line "
+        f"uncounted broad Hα more than {MAX_BROAD_VELOCITY_DIFFERENCE:,.0f} km/s away in velocity whose flux is "
+        f"measured (≥ {e.min_broad_snr:g} × its error: one wider than its window has no velocity). A broad line "
         f"offset by more than {RARE_BROAD_OFFSET:,.0f} km/s (the fit allows ±8,000) needs ΔBIC ≥ "
         f"{OFFSET_DELTA_BIC_FACTOR * e.min_delta_bic:g}.",
         f"Subtype (Winkler 1992, agnlens.classes.winkler_subtype), R = [O III] 5008 / Hβ(narrow + broad): broad Hβ "
         f"and R ≤ {low:g} → 1.0, ≤ {mid:g} → 1.2, ≤ {high:g} → 1.5, above → 1.8; broad Hα only → 1.9; "
         "no broad line → 2.",
         f"Class: {mapping}; 2 → type 2.",
-        "A broad width within 1 % of its bound (1,000 or 15,070 km/s) with ΔBIC above the threshold is flagged "
+        "A broad width within 1 % of its bound (1,000 or 20,020 km/s) with ΔBIC above the threshold is flagged "
         "(flags hb-broad-width-at-bound, ha-broad-width-at-bound): the true width may lie beyond, and the flux and "
         "verdict with it; every fitted parameter at a bound is named in the column at_bound.",
         "On a grid without Hα (paper) a 1.9 cannot be told from a type 2.",
@@ -89,8 +90,9 @@ class PhysicsBaseline(ClassifierMixin, BaseEstimator):
     All spectra are fitted together by :func:`agnlens.models.linefit.fit_lines` (see there): the
     narrow lines' shared core + wing profile from [O III] 4960/5008, then the Hβ + [O III] window
     (4640–5080 Å, linear continuum, Fe II 4668/4925/5020 at rest with 3/4 of the broad width) and,
-    where the grid reaches 6690 Å (the ``balmer`` grid), the Hα + [N II] window (6400–6690 Å), each
-    with and without a broad Gaussian (velocity within ±8,000 km/s, FWHM 1,000–15,070 km/s), the
+    where the grid reaches 6690 Å (the ``balmer`` grid), the Hα + [N II] + [O I] window (6200–6690 Å,
+    quadratic continuum), each with and without a broad Gaussian (velocity within ±8,000 km/s, FWHM
+    1,000–20,020 km/s), the
     broad line started from the best point of a grid of velocities and widths. Pixels are weighted
     by their inverse variance.
 
@@ -150,7 +152,7 @@ class PhysicsBaseline(ClassifierMixin, BaseEstimator):
     n_features_in_ : int
         ``n_pixels``.
     halpha_covered_ : bool
-        Whether the grid covers the Hα window (6400–6690 Å), i.e. whether type 1.9 can be found.
+        Whether the grid covers the Hα window (6200–6690 Å), i.e. whether type 1.9 can be found.
 
     Examples
     --------
@@ -238,22 +240,19 @@ class PhysicsBaseline(ClassifierMixin, BaseEstimator):
             ``ha_``, NaN when not covered) the outputs of :func:`~agnlens.models.linefit.fit_lines`
             (``flux_narrow``: narrow Hβ / Hα) and ``broad`` (counts by the rules), and its shared
             ones (``narrow_velocity``, ``narrow_fwhm``, ``wing_*``, ``at_bound``); ``oiii_flux``,
-            ``nii_flux``, their errors, ``oiii_fwhm``, ``oiii_ew`` ([O III] 5008 equivalent width, Å),
+            ``nii_flux``, ``oi_flux``, their errors, ``oiii_fwhm``, ``oiii_ew`` ([O III] 5008 equivalent width, Å),
             ``oiii_snr``, ``r_oiii_hb`` ([O III] 5008 / Hβ total), ``oiii_hb_narrow``, ``nii_ha``,
             ``balmer_decrement_narrow`` (narrow Hα / Hβ) and ``halpha_covered`` (docs/columns.md).
         """
         wl, flux, ivar = self._unpack(X, fitted=True)
         n = flux.shape[0]
+        from joblib import Parallel, delayed
+
         parallel = self.n_jobs not in (None, 0, 1) and n >= 100
         # blocks of at most MEASURE_BLOCK spectra: memory bounded by a block, not by the set
         blocks = np.array_split(np.arange(n), max(16 if parallel else 1, -(-n // MEASURE_BLOCK)))
-        work = [(self, wl, flux[c], None if ivar is None else ivar[c]) for c in blocks]
-        if parallel:
-            from joblib import Parallel, delayed
-
-            parts = Parallel(n_jobs=self.n_jobs)(delayed(_measure_rows)(*block) for block in work)
-        else:
-            parts = [_measure_rows(*block) for block in work]
+        parts = Parallel(n_jobs=self.n_jobs if parallel else 1)(
+            delayed(_measure_rows)(self, wl, flux[c], None if ivar is None else ivar[c]) for c in blocks)
         rows = [row for part in parts for row in part]
         table = pd.DataFrame(rows)
         if isinstance(X, SpectrumSet):
@@ -363,13 +362,16 @@ class PhysicsBaseline(ClassifierMixin, BaseEstimator):
         out["ha_flux_narrow"], out["ha_flux_narrow_err"] = out.pop("ha_flux_narrow_0"), out.pop("ha_flux_narrow_err_0")
         out["nii_flux"], out["nii_flux_err"] = out.get("ha_flux_narrow_1", np.nan), out.pop("ha_flux_narrow_err_1")
         out["nii_ha"] = _ratio(out.pop("ha_flux_narrow_1"), out["ha_flux_narrow"])
+        out["oi_flux"], out["oi_flux_err"] = (out.pop(f"ha_flux_narrow{e}_2", np.nan) for e in ("", "_err"))
         out["balmer_decrement_narrow"] = _ratio(out["ha_flux_narrow"], out["hb_flux_narrow"])
         for prefix in ("hb", "ha"):
             out[f"{prefix}_broad"] = self._counts(out, prefix)
-        if out["ha_delta_bic"] < 0 or (out["ha_delta_bic"] > 0 and not out["ha_broad"] and abs(
+        if out["ha_delta_bic"] < 0 or (out["ha_delta_bic"] > 0 and not out["ha_broad"]
+                                       and out["ha_broad_snr"] >= self.min_broad_snr and abs(
                 out["hb_velocity_broad"] - out["ha_velocity_broad"]) > MAX_BROAD_VELOCITY_DIFFERENCE):
             # a broad Hβ where Hα shows no broad line at all, or only one at another velocity: Fe II
-            # or the host, not a broad-line region (NaN: Hα not fitted, compares False)
+            # or the host, not a broad-line region (NaN: Hα not fitted, compares False); an Hα whose
+            # flux is not measured (wider than the window) has no velocity to compare
             out["hb_broad"] = False
         flags = []
         if not np.isfinite(out["hb_delta_bic"]):
@@ -405,10 +407,6 @@ class PhysicsBaseline(ClassifierMixin, BaseEstimator):
         return bool(dbic >= least and fwhm >= self.min_broad_fwhm and snr >= self.min_broad_snr)
 
 
-#: Spectra fitted together by :meth:`PhysicsBaseline.measure` (a fit is the same in any block).
-MEASURE_BLOCK = 1024
-
-
 def _measure_rows(est: PhysicsBaseline, wl, flux, ivar) -> list[dict]:
     """Measure a block of spectra, all fitted at once (module level so that joblib's workers can run it)."""
     fits = fit_lines(wl, flux, ivar, est.instrumental_sigma)
@@ -437,8 +435,8 @@ def _ratio(num: float, den: float) -> float:
 
 #: The columns of :func:`measure`, in order (``agrees_with_baseline`` only when predictions are given).
 MEASURE_COLUMNS = (
-    "spec_id", "hb_fwhm_broad", "hb_fwhm_broad_err", "ha_fwhm_broad", "ha_fwhm_broad_err", "hb_delta_bic",
-    "ha_delta_bic", "hb_fwhm_narrow",
+    "spec_id", "hb_fwhm_broad", "hb_fwhm_broad_err", "hb_velocity_broad", "ha_fwhm_broad", "ha_fwhm_broad_err",
+    "ha_velocity_broad", "hb_delta_bic", "ha_delta_bic", "hb_fwhm_narrow",
     "ha_fwhm_narrow", "r_oiii_hb", "oiii_hb_narrow", "balmer_decrement_narrow", "nii_ha", "oiii_ew", "oiii_snr",
     "bpt_class", "subtype", "baseline_label", "baseline_confidence", "baseline_flags", "agrees_with_baseline",
 )
@@ -461,7 +459,7 @@ def measure(spectra: SpectrumSet, predicted=None, *, baseline: PhysicsBaseline |
     -------
     pandas.DataFrame
         One row per spectrum, columns :data:`MEASURE_COLUMNS`: broad FWHM of Hβ and Hα (intrinsic,
-        km/s; NaN where the rules find no broad line) with errors, ``hb_delta_bic`` and
+        km/s; NaN where the rules find no broad line) with errors and velocities, ``hb_delta_bic`` and
         ``ha_delta_bic`` (the evidence for each broad line), the narrow FWHM of Hβ and Hα,
         ``r_oiii_hb`` ([O III] 5008 / Hβ total: Winkler's R), ``oiii_hb_narrow`` and ``nii_ha`` (the BPT ratios),
         ``oiii_ew`` ([O III] 5008 equivalent width, Å) and ``oiii_snr`` (its flux / error),
@@ -481,6 +479,7 @@ def measure(spectra: SpectrumSet, predicted=None, *, baseline: PhysicsBaseline |
         has = full[f"{prefix}_broad"].to_numpy(dtype=bool)
         out[f"{prefix}_fwhm_broad"] = np.where(has, full[f"{prefix}_fwhm_broad"], np.nan)
         out[f"{prefix}_fwhm_broad_err"] = np.where(has, full[f"{prefix}_fwhm_broad_err"], np.nan)
+        out[f"{prefix}_velocity_broad"] = np.where(has, full[f"{prefix}_velocity_broad"], np.nan)
     for col in ("hb_delta_bic", "ha_delta_bic", "hb_fwhm_narrow", "ha_fwhm_narrow", "r_oiii_hb", "oiii_hb_narrow",
                 "balmer_decrement_narrow", "nii_ha",
                 "oiii_ew", "oiii_snr"):

@@ -12,8 +12,9 @@ spectra together (the model is :mod:`agnlens.models.linemodel`'s):
    :data:`CORE_RATIO`), so a narrow-line wing in Hβ or Hα cannot pass for a broad line.
 2. **Each complex with and without its broad line**: Hβ + [O III] (4640–5080 Å, with Fe II
    4668/4925/5020 at rest with :data:`FEII_WIDTH_RATIO` of the broad width) and, where the grid
-   covers it, Hα + [N II] (6400–6690 Å), over a linear continuum. The broad line's velocity
-   (±8,000 km/s) and width (FWHM 1,000–15,070 km/s) are first searched on a grid — the linear
+   covers it, Hα + [N II] + [O I] 6302/6365 (6200–6690 Å), over a linear continuum (quadratic for
+   Hα, whose window is wide enough for a host continuum to bend in it). The broad line's velocity
+   (±8,000 km/s) and width (FWHM 1,000–20,020 km/s) are first searched on a grid — the linear
    parameters (continuum, fluxes) solved exactly at every grid point, for every spectrum, through
    Schur complements of one normal matrix per spectrum — and the best emission line (and, where the
    grid prefers one, the best absorption trough at rest) refined by Levenberg–Marquardt. The grid makes the
@@ -65,7 +66,7 @@ COMPLEX_KEYS = ("fwhm_broad", "fwhm_broad_err", "velocity_broad", "flux_broad", 
 SHARED_KEYS = ("narrow_velocity", "narrow_fwhm", "wing_fraction", "wing_fwhm", "wing_velocity", "at_bound")
 
 #: The broad-line search grid: σ (km/s, log-spaced) × velocity (km/s).
-SIGMA_GRID = np.geomspace(430.0, 6000.0, 16)
+SIGMA_GRID = np.geomspace(430.0, 8000.0, 17)
 VELOCITY_GRID = np.arange(-6000.0, 6001.0, 500.0)
 #: A broad absorption trough (the host galaxy's Balmer absorption) lies within this velocity (km/s)
 #: of the narrow lines; a negative broad component farther off is the shape of a broad emission
@@ -334,7 +335,7 @@ class _ComplexModel:
             jac *= bounds.dphys(t)[:, :, None]
             return w[rows] * (model - data[rows]), jac
 
-        t, chi2, _ = levenberg_marquardt(evaluate, bounds.free(p0), max_iter=100, ftol=1e-5)
+        t, chi2, _ = levenberg_marquardt(evaluate, bounds.free(p0), max_iter=100, ftol=1e-6)
         p = bounds.phys(t)
         jac = self.evaluate(p, spectra)[1] * w[:, None, :]
         var = np.einsum("spp->sp", np.linalg.pinv(np.matmul(jac, jac.transpose(0, 2, 1)), hermitian=True))
