@@ -49,14 +49,18 @@ def classify_inputs(models, inputs, *, labels=None, refine_z: bool = False, chec
                                    measure=measure, mc_draws=int(mc_draws))
     files = [p for p in paths if not is_store(p)]
     if executor.local or not files:
-        return _classify_here(models, paths, labels, executor, work, **options)
-    tables: list[pd.DataFrame] = []
-    rejected: list = []
-    stores = [p for p in paths if is_store(p)]
-    if stores:
-        tables, rejected = [_classify_here(models, stores, None, executor, work, **options)[0]], []
-    table, more = _classify_files_on(executor, models, files, labels, options)
-    return pd.concat([*tables, table], ignore_index=True) if tables else table, rejected + more
+        table, rejected = _classify_here(models, paths, labels, executor, work, **options)
+    else:
+        stores = [p for p in paths if is_store(p)]
+        done, rejected = _classify_here(models, stores, None, executor, work, **options) if stores else (None, [])
+        table, more = _classify_files_on(executor, models, files, labels, options)
+        table, rejected = (table if done is None else pd.concat([done, table], ignore_index=True)), rejected + more
+    if measure:  # the measurements last, after z_refined and the Monte-Carlo errors
+        from agnlens.models.baseline import MEASURE_COLUMNS
+
+        last = [c for c in MEASURE_COLUMNS[1:] if c in table]
+        table = table[[c for c in table.columns if c not in last] + last]
+    return table, rejected
 
 
 def classify_batch(paths: list[str], models, labels, options: dict) -> tuple[pd.DataFrame, list]:
@@ -146,13 +150,7 @@ def _classify_here(models, paths: list[str], labels, executor: Executor, work, *
         if measure:
             table = join_measurements(table, pd.concat(measured, ignore_index=True) if measured else no_measurements())
         tables.append(table)
-    table = tables[0] if len(tables) == 1 else pd.concat(tables, ignore_index=True)
-    if measure:  # the measurements last, after z_refined and the Monte-Carlo errors
-        from agnlens.models.baseline import MEASURE_COLUMNS
-
-        last = [c for c in MEASURE_COLUMNS[1:] if c in table]
-        table = table[[c for c in table.columns if c not in last] + last]
-    return table, rejected
+    return (tables[0] if len(tables) == 1 else pd.concat(tables, ignore_index=True)), rejected
 
 
 def _classify_store(g: Group, executor: Executor, check_redshift: bool, check_physics: bool, measure: bool,
