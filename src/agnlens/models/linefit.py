@@ -288,7 +288,8 @@ class _ComplexModel:
         rest with σ :data:`FEII_WIDTH_RATIO` × ``s``, with their derivatives with respect to ``v``
         and ``s``: ((g, g_v, g_s), (fe, fe_s) or None), each (m, n_pix) (Fe II, at rest, does not
         depend on ``v``)."""
-        assert self.cx.broad_centre is not None  # only complexes with a broad line get here
+        if self.cx.broad_centre is None:
+            raise ValueError(f"line complex {self.cx.name!r} has no broad line to model")
         broad = gaussians(self.lam, self.cx.broad_centre, v, s)
         if not self.cx.feii:
             return broad, None
