@@ -32,10 +32,10 @@ store (:mod:`agnlens.io.store`) or, for the parallel ingest, batches of files:
 """
 
 from agnlens.engine.chunks import MapResult, assemble, map_chunks, run_chunk
-from agnlens.engine.cluster import ADDRESS_PREFIXES, N_WORKERS, THREADS_PER_WORKER, execute, get_client
+from agnlens.engine.cluster import ADDRESS_PREFIXES, N_WORKERS, THREADS_PER_WORKER, execute, get_client, one_line
 from agnlens.engine.resume import claim, fingerprint
 
 __all__ = [
     "ADDRESS_PREFIXES", "N_WORKERS", "THREADS_PER_WORKER", "MapResult", "assemble", "claim", "execute",
-    "fingerprint", "get_client", "map_chunks", "run_chunk",
+    "fingerprint", "get_client", "map_chunks", "one_line", "run_chunk",
 ]

@@ -166,12 +166,12 @@ def execute(scheduler, fn: Callable, tasks: list[tuple[int, tuple]], shared: Seq
                         break
                     except Exception as exc:
                         if attempt == retries:
-                            log.error("chunk %d failed: %s", i, _one_line(exc))
+                            log.error("chunk %d failed: %s", i, one_line(exc))
                             failures.append((i, exc))
                         else:
                             log.warning(
                                 "chunk %d failed (attempt %d of %d): %s; retrying", i, attempt + 1, retries + 1,
-                                _one_line(exc),
+                                one_line(exc),
                             )
                 bar.update(1)
             return failures
@@ -194,7 +194,7 @@ def execute(scheduler, fn: Callable, tasks: list[tuple[int, tuple]], shared: Seq
             i = futures[fut]
             if fut.status in ("error", "cancelled"):  # incl. KilledWorker (a task that kills workers)
                 error = result[1] if isinstance(result, tuple) else result
-                log.error("chunk %d failed: %s", i, _one_line(error))
+                log.error("chunk %d failed: %s", i, one_line(error))
                 failures.append((i, error))
             elif results is not None:
                 results[i] = result
@@ -203,6 +203,6 @@ def execute(scheduler, fn: Callable, tasks: list[tuple[int, tuple]], shared: Seq
     return failures
 
 
-def _one_line(error) -> str:
+def one_line(error) -> str:
     """A task's error in one line: its type and message, whitespace collapsed (never a traceback)."""
     return f"{type(error).__name__}: {' '.join(str(error).split())}"

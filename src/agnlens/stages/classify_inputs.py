@@ -32,6 +32,10 @@ from agnlens.stages.predictions import (
     read_predictions,
 )
 
+#: Spectra per task of files on Dask (unless the executor says otherwise): what a worker holds at
+#: a time, whatever the number of files, and small enough that two workers share a small run.
+FILE_BATCH = 256
+
 
 def classify_inputs(models, inputs, *, labels=None, refine_z: bool = False, check_redshift: bool = True,
                     check_physics: bool = True, measure: bool = False, mc_draws: int = 0, executor=None,
@@ -72,7 +76,7 @@ def _classify_files_on(executor: Executor, models, files: list[str], labels, opt
     """Files on a Dask scheduler: each worker reads and classifies batches of them; the tables come
     back in input order, a repeated spec_id is kept once (the first), then grids in order of
     preference, as in this process. A batch that fails on every try is reported by its files."""
-    from agnlens.engine import execute
+    from agnlens.engine import execute, one_line
     from agnlens.engine.resume import progress_bar
     from agnlens.io import expand_inputs
     from agnlens.io.inputs import display_name, work_batches
@@ -93,7 +97,7 @@ def _classify_files_on(executor: Executor, models, files: list[str], labels, opt
     parts, rejected = [], []
     for i, batch in enumerate(batches):
         if i in failures:
-            why = " ".join(f"{type(failures[i]).__name__}: {failures[i]}".split())
+            why = one_line(failures[i])
             rejected += [Rejection(display_name(p), f"its batch failed on the Dask workers ({why})") for p in batch]
             continue
         table, lost = answers[i]
@@ -111,11 +115,6 @@ def _classify_files_on(executor: Executor, models, files: list[str], labels, opt
     for name in table["grid"].unique():  # the models used, loaded here too: the provenance names them
         model_for_grid(models, name)
     return table, rejected + repeats
-
-
-#: Spectra per task of files on Dask (unless the executor says otherwise): what a worker holds at
-#: a time, whatever the number of files, and small enough that two workers share a small run.
-FILE_BATCH = 256
 
 
 def _classify_here(models, paths: list[str], labels, executor: Executor, work, *, refine_z: bool,
