@@ -31,12 +31,53 @@ from agnlens.lines import BANDS, line as get_line, lines_in, velocity
 LINE_HALF_WIDTH_KMS = {"broad": 3000.0, "narrow": 600.0, "absorption": 600.0}
 
 
+def line_windows(
+    wavelength: np.ndarray, half_width_kms: float | Mapping[str, float] | None = None, bands: bool = True
+) -> list[tuple[str, str, float, float, np.ndarray]]:
+    """The windows of :func:`line_table` on a grid: ``(name, kind, lo, hi, pixels)`` per line of
+    :data:`agnlens.lines.LINES` inside it (and with ``bands`` per Fe II band and continuum window
+    of :data:`agnlens.lines.BANDS`) that holds at least one pixel; ``pixels`` is a boolean mask."""
+    widths = dict(LINE_HALF_WIDTH_KMS)
+    if isinstance(half_width_kms, Mapping):
+        widths.update(half_width_kms)
+    elif half_width_kms is not None:
+        widths = {kind: float(half_width_kms) for kind in ("broad", "narrow", "absorption")}
+    wl = np.asarray(wavelength, dtype=float)
+    windows = []
+    for item in lines_in(wl):
+        hw = widths.get(item.kind, 600.0)
+        windows.append((item.name, item.kind, item.wavelength * (1 - hw / 299_792.458),
+                        item.wavelength * (1 + hw / 299_792.458)))
+    if bands:
+        windows += [(b.name, b.kind, max(b.lo, wl[0]), min(b.hi, wl[-1])) for b in BANDS
+                    if b.hi > wl[0] and b.lo < wl[-1]]
+    masks = [(name, kind, float(lo), float(hi), (wl >= lo) & (wl <= hi)) for name, kind, lo, hi in windows]
+    return [w for w in masks if w[4].any()]
+
+
+def window_means(values: np.ndarray, windows) -> np.ndarray:
+    """Each map's means over the :func:`line_windows` ``windows``: shape (n_spectra, n_windows, 3),
+    the mean signed value, the mean ``|value|`` and that over the whole map's mean ``|value|`` (NaN
+    for a map of zeros). Row by row, so maps computed chunk by chunk can be reduced as they come."""
+    values = np.asarray(values, dtype=np.float64)
+    absval = np.abs(values)
+    whole = absval.mean(axis=1)
+    out = np.empty((values.shape[0], len(windows), 3))
+    for j, (*_, sel) in enumerate(windows):
+        out[:, j, 0] = values[:, sel].mean(axis=1)
+        out[:, j, 1] = absval[:, sel].mean(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out[:, :, 2] = np.where(whole[:, None] > 0, out[:, :, 1] / whole[:, None], np.nan)
+    return out
+
+
 def line_table(
     saliency: Saliency,
     *,
     half_width_kms: float | Mapping[str, float] | None = None,
     by: str = "target",
     bands: bool = True,
+    means: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """Aggregate saliency in windows around lines and bands, per class.
 
@@ -51,6 +92,9 @@ def line_table(
         with class ``"all"`` pools every spectrum.
     bands : bool
         Include the Fe II bands and continuum windows of :data:`agnlens.lines.BANDS`.
+    means : ndarray, optional
+        :func:`window_means` of the maps over these windows, made beforehand (e.g. chunk by chunk,
+        when the maps are not held in memory); then ``saliency.values`` is not read.
 
     Returns
     -------
@@ -67,46 +111,27 @@ def line_table(
         * ``enrichment``: the window's mean ``|saliency|`` over the whole spectrum's mean ``|saliency|``,
           averaged over spectra (1 = a typical pixel; 5 = five times as salient as average).
     """
-    widths = dict(LINE_HALF_WIDTH_KMS)
-    if isinstance(half_width_kms, Mapping):
-        widths.update(half_width_kms)
-    elif half_width_kms is not None:
-        widths = {kind: float(half_width_kms) for kind in ("broad", "narrow", "absorption")}
-    wl = saliency.wavelength
-    windows = []
-    for item in lines_in(wl):
-        hw = widths.get(item.kind, 600.0)
-        lo = item.wavelength * (1 - hw / 299_792.458)
-        hi = item.wavelength * (1 + hw / 299_792.458)
-        windows.append((item.name, item.kind, lo, hi))
-    if bands:
-        for band in BANDS:
-            if band.hi > wl[0] and band.lo < wl[-1]:
-                windows.append((band.name, band.kind, max(band.lo, wl[0]), min(band.hi, wl[-1])))
-    groups = _groups(saliency, by)
-    values = saliency.values
-    absval = np.abs(values)
-    whole = absval.mean(axis=1)
+    windows = line_windows(saliency.wavelength, half_width_kms, bands)
+    groups = _groups(_keys(saliency, by), saliency.classes)
+    if means is None:
+        means = window_means(saliency.values, windows)
+    if means.shape[:2] != (len(saliency), len(windows)):
+        raise ValueError(f"line_table: means of shape {means.shape} do not fit {len(saliency)} spectra and "
+                         f"{len(windows)} windows")
     rows = []
     for cls, idx in groups.items():
         class_rows: list[dict[str, Any]] = []
-        for name, kind, lo, hi in windows:
-            sel = (wl >= lo) & (wl <= hi)
-            if not np.any(sel):
-                continue
-            sub = values[np.ix_(idx, sel)]
-            per_abs = np.abs(sub).mean(axis=1)
-            with np.errstate(invalid="ignore", divide="ignore"):
-                enrich = np.where(whole[idx] > 0, per_abs / whole[idx], np.nan)
+        for j, (name, kind, lo, hi, sel) in enumerate(windows):
+            enrich = means[idx, j, 2]
             class_rows.append(
                 {
                     "line": name,
                     "kind": kind,
-                    "lo": float(lo),
-                    "hi": float(hi),
+                    "lo": lo,
+                    "hi": hi,
                     "class": cls,
-                    "mean_saliency": float(sub.mean()),
-                    "mean_abs_saliency": float(per_abs.mean()),
+                    "mean_saliency": float(means[idx, j, 0].mean()),
+                    "mean_abs_saliency": float(means[idx, j, 1].mean()),
                     "share_abs": np.nan,
                     "enrichment": float(np.nanmean(enrich)) if np.any(np.isfinite(enrich)) else np.nan,
                     "n_pixels": int(sel.sum()),
@@ -229,6 +254,64 @@ def broad_line_spectra(saliency: Saliency, line: str = "Hbeta",
     return keep, excluded
 
 
+@dataclass
+class LineProfiles:
+    """The maps around one line stacked in velocity space: what :func:`centre_wings` reduces.
+
+    Attributes
+    ----------
+    line : str
+    velocity : ndarray of shape (n_velocities,)
+        km/s from the line centre.
+    keep : ndarray of bool, shape (n_spectra,)
+        The spectra with a broad line (:func:`broad_line_spectra`), the ones stacked.
+    stacked : ndarray of shape (keep.sum(), n_velocities)
+        Their maps interpolated onto ``velocity``.
+    excluded : dict reason → count
+    """
+
+    line: str
+    velocity: np.ndarray
+    keep: np.ndarray
+    stacked: np.ndarray
+    excluded: dict[str, int]
+
+    @classmethod
+    def concat(cls, parts: list[LineProfiles]) -> LineProfiles:
+        """The profiles of spectra stacked chunk by chunk, in order (one line and velocity grid)."""
+        first = parts[0]
+        excluded: dict[str, int] = {}
+        for p in parts:
+            if p.line != first.line or not np.array_equal(p.velocity, first.velocity):
+                raise ValueError("LineProfiles.concat: parts of different lines or velocity grids")
+            for reason, n in p.excluded.items():
+                excluded[reason] = excluded.get(reason, 0) + n
+        return cls(first.line, first.velocity, np.concatenate([p.keep for p in parts]),
+                   np.concatenate([p.stacked for p in parts]), excluded)
+
+
+def line_profiles(saliency: Saliency, line: str = "Hbeta", *, widths: pd.DataFrame | None = None,
+                  reach_kms: float = 4000.0, velocity_step: float = 50.0) -> LineProfiles:
+    """The maps of the spectra with a broad ``line`` stacked in velocity space out to ±``reach_kms``
+    (plus two steps), for :func:`centre_wings`; row by row, so maps computed chunk by chunk can be
+    stacked as they come (:meth:`LineProfiles.concat`)."""
+    item = get_line(line)
+    wl = saliency.wavelength
+    v_pix = velocity(wl, item.wavelength)
+    if v_pix[0] > -reach_kms or v_pix[-1] < reach_kms:
+        raise ValueError(
+            f"line {line} ± {reach_kms:.0f} km/s ({item.wavelength * (1 - reach_kms / 299792.458):.0f}–"
+            f"{item.wavelength * (1 + reach_kms / 299792.458):.0f} Å) is not inside the grid "
+            f"{wl[0]:.0f}–{wl[-1]:.0f} Å; choose a line the grid covers or a smaller wing_kms"
+        )
+    keep, excluded = broad_line_spectra(saliency, line, widths)
+    v_max = reach_kms + 2 * velocity_step
+    vgrid = np.arange(-v_max, v_max + velocity_step / 2, velocity_step)
+    rows = np.flatnonzero(keep)
+    stacked = np.array([np.interp(vgrid, v_pix, saliency.values[i]) for i in rows]).reshape(rows.size, vgrid.size)
+    return LineProfiles(line, vgrid, keep, stacked, excluded)
+
+
 def centre_wings(
     saliency: Saliency,
     line: str = "Hbeta",
@@ -240,6 +323,7 @@ def centre_wings(
     velocity_step: float = 50.0,
     n_boot: int = 1000,
     seed: int = 0,
+    profiles: LineProfiles | None = None,
 ) -> CentreWings:
     """Stack saliency around ``line`` in velocity space; compare its core with its wings.
 
@@ -266,6 +350,9 @@ def centre_wings(
     n_boot : int
         Bootstrap resamples of spectra for the 95 % intervals.
     seed : int
+    profiles : LineProfiles, optional
+        :func:`line_profiles` of the maps (``reach_kms=wing_kms[1]``), made beforehand (e.g. chunk
+        by chunk); then ``saliency.values`` is not read.
 
     Returns
     -------
@@ -277,32 +364,25 @@ def centre_wings(
     [O III] 4960 (+6000 km/s) only beyond the default wing range; the Hα numbers therefore mix the
     broad-line wings with [N II] (recorded in ``caveats``).
     """
-    item = get_line(line)
     lo_v, hi_v = wing_kms
     if not (0 < core_kms <= lo_v < hi_v):
         raise ValueError(f"need 0 < core_kms ≤ wing_kms[0] < wing_kms[1], got {core_kms} and {wing_kms}")
-    wl = saliency.wavelength
-    v_pix = velocity(wl, item.wavelength)
-    if v_pix[0] > -hi_v or v_pix[-1] < hi_v:
-        raise ValueError(
-            f"line {line} ± {hi_v:.0f} km/s ({item.wavelength * (1 - hi_v / 299792.458):.0f}–"
-            f"{item.wavelength * (1 + hi_v / 299792.458):.0f} Å) is not inside the grid "
-            f"{wl[0]:.0f}–{wl[-1]:.0f} Å; choose a line the grid covers or a smaller wing_kms"
-        )
-    keep, excluded = broad_line_spectra(saliency, line, widths)
-    saliency = saliency[keep]
-    v_max = hi_v + 2 * velocity_step
-    vgrid = np.arange(-v_max, v_max + velocity_step / 2, velocity_step)
-    stacked = np.array([np.interp(vgrid, v_pix, row) for row in saliency.values]).reshape(len(saliency), vgrid.size)
+    if profiles is None:
+        profiles = line_profiles(saliency, line, widths=widths, reach_kms=hi_v, velocity_step=velocity_step)
+    if profiles.line != line or profiles.keep.shape != (len(saliency),) or profiles.velocity[-1] < hi_v:
+        raise ValueError(f"centre_wings: the profiles of {profiles.line} ({profiles.keep.size} spectra, to "
+                         f"{profiles.velocity[-1]:.0f} km/s) are not of {line} on these {len(saliency)} spectra")
+    vgrid, stacked = profiles.velocity, profiles.stacked
     core = np.abs(vgrid) < core_kms
     wings = (np.abs(vgrid) >= lo_v) & (np.abs(vgrid) <= hi_v)
     blue = wings & (vgrid < 0)
     red = wings & (vgrid > 0)
     rng = np.random.default_rng(seed)
-    rows, profiles = [], {}
-    for cls, idx in (_groups(saliency, by) if len(saliency) else {}).items():
+    rows, profile_of = [], {}
+    keys = _keys(saliency, by)[profiles.keep]
+    for cls, idx in (_groups(keys, saliency.classes) if keys.size else {}).items():
         prof = stacked[idx]
-        profiles[cls] = prof
+        profile_of[cls] = prof
         c = prof[:, core].mean(axis=1)
         w = prof[:, wings].mean(axis=1)
         opposite = np.sign(c) * np.sign(w) < 0
@@ -331,12 +411,12 @@ def centre_wings(
     return CentreWings(
         line=line,
         velocity=vgrid,
-        profiles=profiles,
+        profiles=profile_of,
         table=pd.DataFrame(rows, columns=CENTRE_WINGS_COLUMNS),
         core_kms=float(core_kms),
         wing_kms=(float(lo_v), float(hi_v)),
         caveats=caveats,
-        excluded=excluded,
+        excluded=dict(profiles.excluded),
     )
 
 
@@ -355,21 +435,21 @@ def covered_lines(saliency: Saliency, candidates=("Hbeta", "Halpha"), wing_kms: 
 # --------------------------------------------------------------------------------------------
 
 
-def _groups(saliency: Saliency, by: str) -> dict[str, np.ndarray]:
-    if by == "target":
-        keys = saliency.target
-    elif by == "label":
-        keys = saliency.labels
-    elif by == "predicted":
-        keys = saliency.predicted
-    else:
+def _keys(saliency: Saliency, by: str) -> np.ndarray:
+    """What :func:`line_table` and :func:`centre_wings` group spectra by."""
+    if by not in ("target", "label", "predicted"):
         raise ValueError(f"by must be 'target', 'label' or 'predicted', got {by!r}")
+    return {"target": saliency.target, "label": saliency.labels, "predicted": saliency.predicted}[by]
+
+
+def _groups(keys: np.ndarray, classes) -> dict[str, np.ndarray]:
+    known = [str(c) for c in classes]
     groups = {}
-    for cls in [str(c) for c in saliency.classes] + sorted(set(keys) - set(saliency.classes.astype(str))):
+    for cls in known + sorted(set(keys) - set(known)):
         idx = np.flatnonzero(keys == cls)
         if idx.size:
             groups[cls or "unlabelled"] = idx
-    groups["all"] = np.arange(len(saliency))
+    groups["all"] = np.arange(len(keys))
     return groups
 
 
@@ -382,4 +462,5 @@ def bootstrap_ci(x: np.ndarray, n_boot: int, rng: np.random.Generator) -> tuple[
     return float(lo), float(hi)
 
 
-__all__ = ["CentreWings", "bootstrap_ci", "broad_line_spectra", "centre_wings", "covered_lines", "line_table"]
+__all__ = ["CentreWings", "LineProfiles", "bootstrap_ci", "broad_line_spectra", "centre_wings", "covered_lines",
+           "line_profiles", "line_table", "line_windows", "window_means"]
