@@ -9,6 +9,7 @@ import shutil
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -24,6 +25,11 @@ from agnlens.classes import CLASS_NAMES
 #: How the reason a spectrum was explained (:attr:`Saliency.reason`) reads in a figure title.
 REASONS = {"misclassified": "misclassified test spectrum", "random": "random test sample",
            "input": "input spectrum"}
+
+
+def _rows_array(a) -> np.ndarray:
+    """Maps or spectra as float64 in memory; a memory map of a saved folder stays on disk."""
+    return a if isinstance(a, np.memmap) else np.asarray(a, dtype=np.float64)
 
 
 def _class_name(label) -> str:
@@ -82,9 +88,9 @@ class Saliency:
         reason: ArrayLike | None = None,
         completeness: np.ndarray | None = None,
     ) -> None:
-        self.values = np.asarray(values, dtype=np.float64)
+        self.values = _rows_array(values)
         self.wavelength = np.asarray(wavelength, dtype=np.float64)
-        self.flux = np.asarray(flux, dtype=np.float64)
+        self.flux = _rows_array(flux)
         n, n_pix = self.values.shape
         if self.wavelength.shape != (n_pix,) or self.flux.shape != (n, n_pix):
             raise ValueError(
@@ -262,7 +268,8 @@ class Saliency:
         ``saliency.json`` (method, options, classes) into ``directory``, atomically.
 
         The files are written into a temporary sibling folder which then replaces ``directory``,
-        so an interrupted save never leaves a half-written folder.
+        so an interrupted save never leaves a half-written folder (:class:`SaliencyWriter`, which
+        writes the same folder from maps that arrive chunk by chunk).
 
         Parameters
         ----------
@@ -273,32 +280,16 @@ class Saliency:
         """
         if reason is not None:
             self.reason = _strings(reason, len(self))
-        directory = Path(directory)
-        directory.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.tmp-", dir=directory.parent))
-        try:
-            tmp.chmod(0o755)  # mkdtemp makes it private; the results folder is meant to be shared
-            np.save(tmp / "values.npy", self.values.astype(np.float32))
-            np.save(tmp / "wavelength.npy", self.wavelength.astype(np.float64))
-            np.save(tmp / "flux.npy", self.flux.astype(np.float32))
-            write_csv(tmp / "index.csv", self.to_frame())  # spreadsheet-safe: spec_ids are the user's
-            info = {
-                "method": self.method,
-                "options": jsonable(self.options),
-                "classes": [jsonable(c) for c in self.classes.tolist()],
-                "n_spectra": len(self),
-                "n_pixels": int(self.wavelength.size),
-            }
-            (tmp / INFO_FILE).write_text(json.dumps(info, indent=2))
-            replace_folder(tmp, directory)  # files of the old folder that are not agnlens's are kept
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        return directory
+        with SaliencyWriter(Path(directory).parent) as writer:
+            writer.add(self)
+            return writer.close(directory)
 
     @classmethod
-    def load(cls, directory: str | os.PathLike) -> Saliency:
-        """Read a folder written by :meth:`save`."""
+    def load(cls, directory: str | os.PathLike, *, mmap: bool = False) -> Saliency:
+        """Read a folder written by :meth:`save`.
+
+        ``mmap=True`` leaves ``values`` and ``flux`` on disk as read-only float32 memory maps (read
+        when used: a subset by rows reads those rows only); by default they are read as float64."""
         directory = Path(directory)
         needed = ["values.npy", "wavelength.npy", "index.csv"]
         missing = [name for name in needed if not (directory / name).is_file()]
@@ -307,13 +298,15 @@ class Saliency:
                 f"{directory}: not a saliency folder, missing {', '.join(missing)} "
                 f"(write one with Saliency.save or `agnlens explain`)"
             )
-        values = np.load(directory / "values.npy", allow_pickle=False)
+        mode: Literal["r"] | None = "r" if mmap else None
+        values = np.load(directory / "values.npy", allow_pickle=False, mmap_mode=mode)
         wavelength = np.load(directory / "wavelength.npy", allow_pickle=False)
         index = pd.read_csv(directory / "index.csv", dtype={"spec_id": str}, keep_default_na=False)
         info_path = directory / INFO_FILE
         info = json.loads(info_path.read_text()) if info_path.is_file() else {}
         flux_path = directory / "flux.npy"
-        flux = np.load(flux_path, allow_pickle=False) if flux_path.is_file() else np.full(values.shape, np.nan)
+        flux = (np.load(flux_path, allow_pickle=False, mmap_mode=mode) if flux_path.is_file()
+                else np.full(values.shape, np.nan))
         pcols = [c for c in index.columns if c.startswith("p_") and c != "p_target"]
         classes = np.asarray(info.get("classes") or [c[2:] for c in pcols])
         probs = (
@@ -350,3 +343,98 @@ def _strings(values, n: int, default=None) -> np.ndarray:
 
 def is_array(value) -> bool:
     return isinstance(value, (np.ndarray, list, tuple))
+
+
+class SaliencyWriter:
+    """Write the folder :meth:`Saliency.save` writes from maps that arrive chunk by chunk, holding
+    none of them: the arrays go to files in a hidden working folder as they come, and
+    :meth:`close` turns it into the saliency folder in one rename.
+
+    Use it as a context manager (the working folder is removed when the block fails or
+    :meth:`close` was not reached)::
+
+        with SaliencyWriter(out) as writer:
+            for chunk in chunks:
+                writer.add(saliency(model, chunk))
+            writer.close(out / "saliency")
+
+    Parameters
+    ----------
+    parent : path-like
+        Where the working folder is made: the folder the saliency folder will be in (a rename
+        across file systems is not atomic).
+    """
+
+    def __init__(self, parent: str | os.PathLike) -> None:
+        Path(parent).mkdir(parents=True, exist_ok=True)
+        self._tmp = Path(tempfile.mkdtemp(prefix=".saliency.tmp-", dir=parent))
+        self._tmp.chmod(0o755)  # mkdtemp makes it private; the results folder is meant to be shared
+        self._arrays = {name: open(self._tmp / f"{name}.raw", "wb") for name in ("values", "flux")}
+        self._index: list[pd.DataFrame] = []
+        self._first: Saliency | None = None
+        self.n_spectra = 0
+
+    @property
+    def folder(self) -> Path:
+        """The hidden working folder (it becomes the saliency folder on :meth:`close`)."""
+        return self._tmp
+
+    def add(self, part: Saliency) -> None:
+        """Append the maps of ``part`` (of the model, method and grid of the first part)."""
+        first = self._first
+        if first is None:
+            self._first = first = part[:0]
+        elif (part.method != first.method or not np.array_equal(part.wavelength, first.wavelength)
+              or [str(c) for c in part.classes] != [str(c) for c in first.classes]):
+            raise ValueError(f"SaliencyWriter: {part!r} is not of the method, grid and classes of {first!r}")
+        for name, fh in self._arrays.items():
+            fh.write(np.ascontiguousarray(getattr(part, name), dtype="<f4").tobytes())
+        frame = part.to_frame()
+        frame["row"] += self.n_spectra
+        self._index.append(frame)
+        self.n_spectra += len(part)
+
+    def close(self, directory: str | os.PathLike) -> Path:
+        """Finish the folder and put it at ``directory`` (files of an old folder there that are not
+        agnlens's are kept)."""
+        if self._first is None:
+            raise ValueError("SaliencyWriter.close: no maps were added")
+        first, tmp, n_pixels = self._first, self._tmp, self._first.wavelength.size
+        header = {"descr": np.lib.format.dtype_to_descr(np.dtype("<f4")), "fortran_order": False,
+                  "shape": (self.n_spectra, n_pixels)}
+        for name, fh in self._arrays.items():
+            fh.close()
+            with open(tmp / f"{name}.npy", "wb") as out, open(tmp / f"{name}.raw", "rb") as raw:
+                np.lib.format.write_array_header_1_0(out, header)
+                shutil.copyfileobj(raw, out, 1 << 22)
+            (tmp / f"{name}.raw").unlink()
+        np.save(tmp / "wavelength.npy", first.wavelength.astype(np.float64))
+        write_csv(tmp / "index.csv", pd.concat(self._index, ignore_index=True))  # spreadsheet-safe
+        info = {"method": first.method, "options": jsonable(first.options),
+                "classes": [jsonable(c) for c in first.classes.tolist()], "n_spectra": self.n_spectra,
+                "n_pixels": int(n_pixels)}
+        (tmp / INFO_FILE).write_text(json.dumps(info, indent=2))
+        replace_folder(tmp, directory)
+        return Path(directory)
+
+    def __enter__(self) -> SaliencyWriter:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for fh in self._arrays.values():
+            fh.close()
+        shutil.rmtree(self._tmp, ignore_errors=True)  # gone already after close()
+
+
+def saved_rows(path: str | os.PathLike, rows: int):
+    """The rows of a saved 2-d ``.npy`` array (``values.npy``, ``flux.npy``), ``rows`` at a time, read
+    from the file without mapping it (memory holds one chunk)."""
+    with open(path, "rb") as fh:
+        version = np.lib.format.read_magic(fh)
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, fortran, dtype = read_header(fh)
+        if len(shape) != 2 or fortran:
+            raise ValueError(f"{path}: not a C-ordered 2-d array (shape {shape})")
+        for start in range(0, shape[0], rows):
+            n = min(rows, shape[0] - start)
+            yield np.fromfile(fh, dtype=dtype, count=n * shape[1]).reshape(n, shape[1])

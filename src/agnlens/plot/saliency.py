@@ -78,18 +78,33 @@ def shared_limit(values, percentile: float = SHARED_PERCENTILE) -> float:
 
     Parameters
     ----------
-    values : array-like of shape (n_spectra, n_pixels)
+    values : array-like of shape (n_spectra, n_pixels), or callable
+        The maps; or a function returning an iterator over chunks of their rows (called twice: maps
+        on disk are read chunk by chunk, never held whole; only the largest values are kept).
 
     Returns
     -------
     float
-        Positive; 1.0 when every value is zero to round-off (:data:`ZERO_SCALE`).
+        Positive; 1.0 when every value is zero to round-off (:data:`ZERO_SCALE`). The percentile
+        interpolates linearly between the two nearest values, as :func:`numpy.percentile` does.
     """
-    a = np.abs(np.asarray(values, dtype=float))
-    a = a[np.isfinite(a)]
-    limit = float(np.percentile(a, percentile)) if a.size else 0.0
+    chunks = values if callable(values) else (lambda: [values])
+    n = sum(int(np.isfinite(np.asarray(c, dtype=float)).sum()) for c in chunks())
+    if not n:
+        return 1.0
+    rank = percentile / 100.0 * (n - 1)
+    need = n - int(np.floor(rank))  # the values of rank floor(rank) and up
+    top = np.empty(0)
+    for c in chunks():
+        a = np.abs(np.asarray(c, dtype=float))
+        top = np.concatenate([top, a[np.isfinite(a)]])
+        if top.size > need:
+            top = np.partition(top, top.size - need)[top.size - need:]
+    top.sort()
+    frac = rank - np.floor(rank)
+    limit = float(top[0] + (top[min(1, top.size - 1)] - top[0]) * frac)
     if not limit >= ZERO_SCALE:  # most pixels exactly zero: the largest value instead
-        limit = float(a.max()) if a.size else 0.0
+        limit = float(top[-1])
     return limit if limit >= ZERO_SCALE else 1.0
 
 
