@@ -28,8 +28,6 @@ METHODS = {
     "smoothgrad": "the mean exact gradient over 50 noisy copies",
     "occlusion": "the probability drop when 20-pixel windows are replaced by the continuum",
 }
-#: Spectra whose largest line contributions ``explain`` prints.
-SENTENCES = 10
 
 
 def add_parser(sub) -> None:
@@ -119,7 +117,7 @@ def _summary(args, result) -> int:
     sal, flags, out = result.saliency, result.flags, result.folder
     n_bad = int((flags != "").sum())
     print(
-        f"explained {len(sal)} spectra on the {result.spectra.grid} grid with {args.method} saliency of "
+        f"explained {len(sal)} spectra on the {result.grid} grid with {args.method} saliency of "
         f"{'the predicted class' if args.target is None else 'class ' + str(args.target)} → {out.saliency}"
     )
     print(f"not applicable: {n_bad} of {len(sal)} (flags in {out.predictions})")
@@ -137,7 +135,10 @@ def _summary(args, result) -> int:
 
 
 def _print_contributions(result, out) -> None:
-    """The largest line contributions of the first :data:`SENTENCES` spectra, one line each."""
+    """The largest line contributions of the first :data:`~agnlens.stages.explanations.DESCRIBED`
+    spectra (those whose contributions an explanation keeps), one line each."""
+    from agnlens.stages.explanations import DESCRIBED as SENTENCES
+
     sal = result.saliency
     if result.contributions is None:
         print("line contributions: only with --method integrated-gradients (a map that adds up to the decision)")

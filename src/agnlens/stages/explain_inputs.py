@@ -1,7 +1,8 @@
 """:func:`agnlens.stages.explain` of what a user hands in: files, folders, glob patterns and stores.
 
 Each input is read once (:func:`agnlens.stages.load`); the spectra of each model's grid are
-explained together into the results folder (into ``grid-<name>/`` when several grids are used). On
+explained batch by batch into the results folder (into ``grid-<name>/`` when several grids are
+used; :class:`agnlens.stages.explain_batches.BatchExplanation`: memory holds one batch). On
 a Dask scheduler every input must be a store, explained chunk by chunk where it lies
 (:func:`agnlens.stages.explain_store`: maps and index, no figures).
 """
@@ -42,8 +43,8 @@ def explain_inputs(models, inputs, folder, *, labels=None, target=None, executor
     """:func:`agnlens.stages.explain` of inputs (same parameters); ``target`` a class label or index,
     or its text (checked against each model's classes)."""
     from agnlens.explain.attribution import DEFAULT_METHOD
-    from agnlens.stages.explanations import explain_set, explain_store
-    from agnlens.stages.loading import load_groups, merge_groups
+    from agnlens.stages.explanations import explain_store
+    from agnlens.stages.loading import load_groups
 
     executor = as_executor(executor)
     base = folder.root if isinstance(folder, ResultsFolder) else Path(folder)
@@ -66,14 +67,53 @@ def explain_inputs(models, inputs, folder, *, labels=None, target=None, executor
                 executor=Executor(executor.scheduler, progress=executor.progress),
             )
         return done
-    groups, done.rejected = load_groups(inputs, models, labels=labels, observed=False)
-    merged = merge_groups(groups)
-    del groups
-    for model, meta, spectra in merged:
-        where = folder if len(merged) == 1 else folder.grid(spectra.grid.name)
-        done.explanations.append(explain_set(model, spectra, where, target=resolve_target(target, model),
-                                         executor=Executor(progress=executor.progress), metadata=meta, **options))
+    _explain_batches(done, models, inputs, labels, target, executor.progress, options)
     return done
+
+
+def _explain_batches(done: Explained, models, inputs, labels, target, progress: bool, options: dict) -> None:
+    """Explain the inputs in this process batch by batch, a :class:`BatchExplanation` per model:
+    memory holds one batch (a store's spectra :data:`~agnlens.stages.executor.CHUNK` at a time)."""
+    import sys
+
+    from agnlens.explain.attribution import DEFAULT_METHOD
+    from agnlens.stages.executor import CHUNK
+    from agnlens.stages.explain_batches import BatchExplanation
+    from agnlens.stages.loading import load
+
+    explainers: dict[int, BatchExplanation] = {}
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(desc="explain", unit="spectrum", file=sys.stderr, leave=False)
+
+    def add(group) -> None:
+        explainer = explainers.get(id(group.model))
+        if explainer is None:
+            explainer = explainers[id(group.model)] = BatchExplanation(
+                group.model, group.metadata, done.folder.root, method=options.get("method", DEFAULT_METHOD),
+                target=resolve_target(target, group.model), progress=progress,
+                **{k: v for k, v in options.items() if k != "method"})
+        for start in range(0, len(group.spectra), CHUNK):
+            explainer.add(group.spectra[start:start + CHUNK])
+            if bar is not None:
+                bar.update(min(CHUNK, len(group.spectra) - start))
+
+    try:
+        for batch in load(inputs, models, labels=labels):
+            done.rejected.extend(batch.rejected)
+            while batch.groups:
+                add(batch.groups.pop(0))
+            del batch  # this batch's spectra go before the next batch is read
+        for explainer in explainers.values():
+            where = done.folder if len(explainers) == 1 else done.folder.grid(getattr(explainer.grid, "name", ""))
+            done.explanations.append(explainer.finish(where))
+    finally:
+        if bar is not None:
+            bar.close()
+        for explainer in explainers.values():
+            explainer.close()
 
 
 def resolve_target(text, model):

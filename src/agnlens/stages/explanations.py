@@ -29,6 +29,10 @@ from agnlens.stages.executor import Executor, as_executor
 if TYPE_CHECKING:
     from agnlens.explain.result import Saliency
 
+#: Spectra whose line contributions an explanation made batch by batch keeps in memory beyond those
+#: with a figure (the ones ``agnlens explain`` puts in words); the whole table is written.
+DESCRIBED = 10
+
 @dataclass
 class Explanation:
     """What :func:`explain` wrote, and the results it wrote them from.
@@ -53,7 +57,14 @@ class Explanation:
     model : fitted model, optional
         The model explained.
     spectra : SpectrumSet, optional
-        The spectra explained (on the model's grid).
+        The spectra explained (on the model's grid); None when they were explained batch by batch
+        (:class:`agnlens.stages.explain_batches.BatchExplanation`: then ``saliency`` holds memory
+        maps of the saliency folder, and ``contributions`` the rows of the first spectra only).
+    grid : Grid, optional
+        The grid of the spectra.
+    colour_limit : float, optional
+        The colour limit the figures share (default :func:`agnlens.plot.saliency.shared_limit` of
+        the maps).
     """
 
     saliency: Saliency
@@ -65,6 +76,21 @@ class Explanation:
     contributions: pd.DataFrame | None = None
     model: Any = None
     spectra: SpectrumSet | None = None
+    grid: Any = None
+    colour_limit: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.grid is None and self.spectra is not None:
+            self.grid = self.spectra.grid
+
+    @property
+    def limit(self) -> float:
+        """The colour limit of the figures: :attr:`colour_limit`, or the shared limit of the maps."""
+        from agnlens.plot.saliency import shared_limit
+
+        if self.colour_limit is None:
+            self.colour_limit = shared_limit(self.saliency.values)
+        return self.colour_limit
 
     @property
     def flags(self) -> np.ndarray:
@@ -85,7 +111,8 @@ class Explanation:
     def verify(self, n_spectra: int = 10) -> pd.DataFrame:
         """The exact gradient against central finite differences of the model's own ``predict_proba``
         (:func:`agnlens.explain.gradient.verify`), spectrum by spectrum on the ``n_spectra`` least
-        saturated spectra (p_target farthest from 0 and 1), in their order.
+        saturated spectra (p_target farthest from 0 and 1), in their order; at the spectra, or at
+        their float32 copies in the saliency folder when they were explained batch by batch.
 
         Returns
         -------
@@ -96,12 +123,14 @@ class Explanation:
         """
         from agnlens.explain.gradient import verify
 
-        if self.model is None or self.spectra is None:
-            raise ValueError("verify: the Explanation does not hold its model and spectra")
-        sal, flags, X = self.saliency, self.flags, np.asarray(self.spectra.flux, dtype=np.float64)
+        if self.model is None:
+            raise ValueError("verify: the Explanation does not hold its model")
+        sal, flags = self.saliency, self.flags
+        flux = sal.flux if self.spectra is None else self.spectra.flux
         p = sal.p_target
-        rows = np.sort(np.argsort(-np.minimum(p, 1.0 - p), kind="stable")[:min(n_spectra, X.shape[0])])
-        checks = [verify(self.model, X[[i]], target=sal.target_index[[i]]) for i in rows]
+        rows = np.sort(np.argsort(-np.minimum(p, 1.0 - p), kind="stable")[:min(n_spectra, len(sal))])
+        checks = [verify(self.model, np.asarray(flux[[i]], dtype=np.float64), target=sal.target_index[[i]])
+                  for i in rows]
         return pd.DataFrame({
             "spec_id": [sal.spec_id[i] for i in rows],
             "max_rel_error": [c["max_rel_error"] for c in checks],
@@ -157,8 +186,7 @@ def explain_set(
     figures = _figure_options(figure_format, dpi)
     folder = folder if isinstance(folder, ResultsFolder) else ResultsFolder(folder)
     executor = as_executor(executor)
-    widths, both = _widths(spectra)
-    judged = _predictions(model, spectra, executor, widths if both else None)
+    judged, widths = judge(model, spectra, executor)
     write_predictions(folder.predictions, judged)
     if metadata is not None:
         from agnlens.stages.maps import write_map
@@ -184,27 +212,28 @@ def explain_set(
     return result
 
 
-def _widths(spectra: SpectrumSet) -> tuple[pd.DataFrame | None, bool]:
-    """:func:`agnlens.models.baseline.measure` of ``spectra`` when their grid covers Hβ (else None),
-    and whether it covers Hα too (then :func:`agnlens.stages.classify` takes these measurements
-    instead of making them again)."""
+def judge(model, spectra: SpectrumSet, executor: Executor) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """:func:`agnlens.stages.classify` of ``spectra`` and the physics baseline's measurements.
+
+    The spectra are measured (:func:`agnlens.models.baseline.measure`) when their grid covers Hβ;
+    when it covers Hα too, classify takes these measurements instead of making them again, and they
+    stand beside each row as ``agnlens classify --measure`` puts them.
+
+    Returns
+    -------
+    judged : DataFrame
+    widths : DataFrame or None
+        The measurements (None when the grid does not reach Hβ).
+    """
     from agnlens.models.baseline import measure
     from agnlens.models.linefit import HALPHA, HBETA, covers
-
-    wl = np.asarray(spectra.wavelength, dtype=float)
-    if not len(spectra) or not covers(wl, HBETA):
-        return None, False
-    return measure(spectra), covers(wl, HALPHA)
-
-
-def _predictions(model, spectra: SpectrumSet, executor: Executor, measured: pd.DataFrame | None) -> pd.DataFrame:
-    """:func:`agnlens.stages.classify` of ``spectra``, with the physics baseline's measurements
-    ``measured`` (made once, when the grid reaches Hβ and Hα) beside each row, as ``agnlens classify
-    --measure`` puts them."""
     from agnlens.stages.predictions import classify_set, join_measurements
 
-    judged = classify_set(model, spectra, executor=executor, measurements=measured)
-    return judged if measured is None else join_measurements(judged, measured)
+    wl = np.asarray(spectra.wavelength, dtype=float)
+    widths = measure(spectra) if len(spectra) and covers(wl, HBETA) else None
+    both = widths is not None and covers(wl, HALPHA)
+    judged = classify_set(model, spectra, executor=executor, measurements=widths if both else None)
+    return (join_measurements(judged, widths) if both else judged), widths
 
 
 def _figure_options(figure_format: str, dpi: float | None) -> dict:
@@ -215,13 +244,15 @@ def _figure_options(figure_format: str, dpi: float | None) -> dict:
 
 
 def write_saliency_figures(sal, folder: ResultsFolder, rows=None, *, notes=None, progress: bool = False,
-                           figure_format: str = "png", dpi: float | None = None) -> list[str]:
+                           figure_format: str = "png", dpi: float | None = None,
+                           vmax: float | None = None) -> list[str]:
     """Write the saliency figure of each row of ``sal`` (default all) into ``folder``; returns the
     PNGs' names relative to the folder.
 
     The PNGs are drawn as frames of one figure (:mod:`agnlens.plot.saliency_frames`; a noted map
     gets a fresh figure); a vector ``figure_format`` is drawn figure by figure beside them. All
-    share one colour scale: :func:`agnlens.plot.saliency.shared_limit` of every map of ``sal``.
+    share one colour scale: ``vmax``, by default :func:`agnlens.plot.saliency.shared_limit` of every
+    map of ``sal``.
     """
     from agnlens.atomic import write_bytes
     from agnlens.plot.saliency import shared_limit
@@ -229,7 +260,7 @@ def write_saliency_figures(sal, folder: ResultsFolder, rows=None, *, notes=None,
 
     opts = _figure_options(figure_format, dpi)
     rows = list(range(len(sal)) if rows is None else rows)
-    vmax = shared_limit(sal.values)
+    vmax = shared_limit(sal.values) if vmax is None else float(vmax)
     images = zip(rows, saliency_images(sal, rows, zoom=True, dpi=opts["dpi"], notes=notes, vmax=vmax,
                                        n_maps=len(sal)))
     if progress:
@@ -270,7 +301,8 @@ def explain_figures(result: Explanation, *, progress: bool = False, panels: dict
         raise ValueError("explain_figures: the Explanation has no results folder to draw into")
     notes = [f"not applicable: {reason(f)}" if f else None for f in flags]
     if not panels:
-        write_saliency_figures(sal, folder, range(result.n_figures), notes=notes, progress=progress, **opts)
+        write_saliency_figures(sal, folder, range(result.n_figures), notes=notes, progress=progress,
+                               vmax=result.limit, **opts)
     else:
         rows = range(result.n_figures)
         if progress:
@@ -296,7 +328,7 @@ def explain_figures(result: Explanation, *, progress: bool = False, panels: dict
             f"{len(picked) - n_wrong} of {len(sal) - n_wrong} input spectra at random"
         why = np.where(why == "misclassified", "catalogue disagrees", "random pick of the inputs")
     gallery = plot_gallery(sal, [int(i) for i in picked], title=title, flags=list(flags), reasons=list(why),
-                           vmax=shared_limit(sal.values), n_maps=len(sal))
+                           vmax=result.limit, n_maps=len(sal))
     save_figure(gallery, folder.figure("gallery"), format=fmt, dpi=dpi)
     save_figure(plot_line_table(result.line_table).figure, folder.figure("line_table"), format=fmt, dpi=dpi)
     cws = [c for c in result.centre_wings if len(c.table)]  # a line whose every spectrum lacks wings: no panel

@@ -83,7 +83,8 @@ def reference_map(meta: dict):
     return emb, spectra.labels.astype(str), np.asarray(spectra.spec_id, dtype=str)
 
 
-def write_map(folder: ResultsFolder, meta: dict, spectra: SpectrumSet, predictions: pd.DataFrame) -> Path | None:
+def write_map(folder: ResultsFolder, meta: dict, spectra: SpectrumSet | None, predictions: pd.DataFrame, *,
+              placed: np.ndarray | None = None) -> Path | None:
     """Place ``spectra`` on their model's reference map and write ``embedding.csv``.
 
     Parameters
@@ -95,6 +96,9 @@ def write_map(folder: ResultsFolder, meta: dict, spectra: SpectrumSet, predictio
         On the model's grid, in the order of ``predictions``.
     predictions : DataFrame
         :func:`agnlens.stages.classify` of ``spectra`` (``spec_id, label, predicted_label, p_<class>``).
+    placed : ndarray of shape (n_spectra, 2), optional
+        The spectra's places on the map made beforehand (:meth:`agnlens.embed.Embedding.transform`
+        of the map's embedding, e.g. batch by batch); then ``spectra`` is not read.
 
     Returns
     -------
@@ -109,7 +113,11 @@ def write_map(folder: ResultsFolder, meta: dict, spectra: SpectrumSet, predictio
     if ref is None:
         return None
     emb, labels, spec_ids = ref
-    xy = emb.transform(np.asarray(spectra.flux, dtype=np.float64))
+    if placed is None:
+        if spectra is None:
+            raise ValueError("write_map: give the spectra or their places on the map")
+        placed = emb.transform(np.asarray(spectra.flux, dtype=np.float64))
+    xy = placed
     reference = pd.DataFrame({"spec_id": spec_ids, "label": labels, "predicted_label": "", "split": REFERENCE_SPLIT,
                               "explained": False, "x": emb.coords[:, 0], "y": emb.coords[:, 1]})
     pcols = [c for c in predictions.columns if c.startswith("p_") and not c.endswith("_err")]
