@@ -17,7 +17,15 @@ from agnlens.io.store import open_store, write_store
 from agnlens.models.persistence import save_model
 from agnlens.models.svm import SpectrumSVC
 from agnlens.simulate import simulate_set
-from agnlens.stages import Executor, classify, classify_store, explain_saliency, explain_store, read_predictions
+from agnlens.stages import (
+    Executor,
+    classify,
+    classify_store,
+    explain,
+    explain_saliency,
+    explain_store,
+    read_predictions,
+)
 
 from contract import assert_same_predictions, assert_same_saliency
 
@@ -185,9 +193,62 @@ def test_explain_keeps_the_contract_through_every_corridor(setup, cluster, tmp_p
     # independent reference: the exact gradient of the predicted class's probability
     expected = proba_gradient(model, np.asarray(spectra.flux, float))
     np.testing.assert_allclose(library, expected, rtol=1e-5, atol=1e-7 * np.abs(expected).max())
-    # a model file is not a store: --scheduler refuses it
-    args = ["explain", "--model", str(model_path), str(model_path), "--out", str(out), "--scheduler", cluster]
-    assert main(args) == 2
+    # a model file is not a spectrum: the workers reject it by name, nothing to explain (exit 1)
+    args = ["explain", "--model", str(model_path), str(model_path), "--out", str(tmp_path / "none"), "--scheduler",
+            cluster]
+    assert main(args) == 1
+
+
+def test_files_on_the_cluster_are_read_and_explained_by_the_workers(setup, cluster, tmp_path, monkeypatch):
+    """``explain`` of files with a Dask scheduler: the workers read and explain batches of them (the
+    client reads none) and this process writes what they send back; the same results folder as in
+    this process within the contract — a spec_id read twice kept once, an unreadable file rejected
+    by its name."""
+    import shutil
+
+    import pandas as pd
+
+    import agnlens.stages.reading
+    from agnlens.explain import Saliency
+    from agnlens.io.inputs import display_name
+
+    from realdata import LABELS, SPECTRA
+
+    model, model_path, _ = setup
+    folder = tmp_path / "in"
+    folder.mkdir()
+    real = sorted(SPECTRA.glob("spec-*.fits"))
+    for p in real:
+        shutil.copy(p, folder / p.name)
+    shutil.copy(real[0], folder / "spec-again.fits")  # the same spectrum under another name: kept once
+    (folder / "spec-broken.fits").write_bytes(b"SIMPLE  =                    T" + b"\0" * 100)
+    here = explain(str(model_path), [str(folder)], tmp_path / "here", labels=LABELS, max_figures=3,
+                   executor=Executor())
+    reads = []
+    real_read = agnlens.stages.reading.read_items
+    monkeypatch.setattr(agnlens.stages.reading, "read_items", lambda *a, **k: reads.append(a) or real_read(*a, **k))
+    there = explain(str(model_path), [str(folder)], tmp_path / "there", labels=LABELS, max_figures=3,
+                    executor=Executor(cluster, chunk_size=4))
+    assert reads == [], "the client read files that the workers were to read"
+    assert len(there.explanations) == len(here.explanations) == 1
+    assert sorted(map(str, there.rejected)) == sorted(map(str, here.rejected))
+    reasons = {r.source: r.reason for r in there.rejected}
+    assert "duplicate spec_id" in reasons[display_name(folder / "spec-again.fits")]
+    assert display_name(folder / "spec-broken.fits") in reasons
+
+    a, b = tmp_path / "here", tmp_path / "there"
+    assert_same_predictions(read_predictions(b / "predictions.csv"), read_predictions(a / "predictions.csv"), model)
+    maps_here, maps_there = Saliency.load(a / "saliency"), Saliency.load(b / "saliency")
+    assert len(maps_here) == len(real) and list(maps_there.spec_id) == list(maps_here.spec_id)
+    assert_same_saliency(maps_there.values, maps_here.values)
+    for name in ("line_table.csv", "line_contributions.csv"):
+        x, y = pd.read_csv(a / name), pd.read_csv(b / name)
+        assert list(x.columns) == list(y.columns) and len(x) == len(y)
+        num = x.select_dtypes("number").columns
+        np.testing.assert_allclose(y[num].to_numpy(float), x[num].to_numpy(float), rtol=1e-4, atol=1e-9,
+                                   equal_nan=True)
+    assert sorted(p.name for p in (b / "figures" / "saliency").iterdir()) == \
+        sorted(p.name for p in (a / "figures" / "saliency").iterdir())
 
 
 def test_in_memory_spectra_on_a_dask_executor_are_refused_not_run_here():

@@ -46,10 +46,11 @@ def add_parser(sub) -> None:
         "placed on a t-SNE map of the model's simulated training sample). `agnlens report DIR` makes a page of it. "
         "Without --model the built-in models are used (balmer grid where Hα is covered, paper "
         "otherwise); when both are used each grid's results go to DIR/grid-<name>/. Rejected inputs "
-        "are reported one line each (exit status 1). Survey scale: with --scheduler processes or "
-        "tcp://HOST:PORT, STORE inputs are explained chunk by chunk on Dask, resumably, into "
-        "DIR/<store>/saliency.zarr and index.csv (no figures or line table in this mode; run without "
-        "--scheduler on a subset for those).",
+        "are reported one line each (exit status 1). Files are explained in batches, one in memory at a "
+        "time. Survey scale: with --scheduler processes or tcp://HOST:PORT the Dask workers read and "
+        "explain batches of the files (everything above is written, by this process); STORE inputs are "
+        "explained chunk by chunk where they lie, resumably, into DIR/<store>/saliency.zarr and index.csv "
+        "(no figures or line table for a store in this mode).",
         epilog="examples:\n"
         "  agnlens explain spectra/*.fits --out explained\n"
         "  agnlens explain --model demo-out/models/multiclass.skops my.zarr --out expl --class type2 --verify\n"
@@ -98,7 +99,7 @@ def run(args) -> int:
     write_provenance(done.folder.provenance, models.loaded())
     for store, out in done.stores.items():  # --scheduler: maps and index of each store
         print(f"explained {store} with {args.method} saliency: {out['saliency']} (index {out['index']})")
-    if args.scheduler != "local":
+    if done.stores and not done.explanations and not done.rejected:
         return 0
     report_rejections("explain", done.rejected)
     if not done.explanations:

@@ -3,8 +3,9 @@
 Each input is read once (:func:`agnlens.stages.load`); the spectra of each model's grid are
 explained batch by batch into the results folder (into ``grid-<name>/`` when several grids are
 used; :class:`agnlens.stages.explain_batches.BatchExplanation`: memory holds one batch). On
-a Dask scheduler every input must be a store, explained chunk by chunk where it lies
-(:func:`agnlens.stages.explain_store`: maps and index, no figures).
+a Dask scheduler the workers read and explain batches of the files (:func:`explain_batch`), this
+process writes what they send back in input order; a store is explained chunk by chunk where it
+lies (:func:`agnlens.stages.explain_store`: maps and index, no figures).
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import numpy as np
 
 from agnlens.results import ResultsFolder
 from agnlens.stages.executor import Executor, as_executor
@@ -51,21 +54,20 @@ def explain_inputs(models, inputs, folder, *, labels=None, target=None, executor
     folder = folder if isinstance(folder, ResultsFolder) else ResultsFolder(folder)
     done = Explained(folder)
     if not executor.local:
-        from agnlens.errors import UsageError
         from agnlens.io.store import is_store
 
         paths = [os.fspath(inputs)] if isinstance(inputs, (str, os.PathLike)) else [os.fspath(p) for p in inputs]
-        not_stores = [p for p in paths if not is_store(p)]
-        if not_stores:
-            raise UsageError(f"on a Dask scheduler explain takes stores only; {not_stores[0]} is not one (make "
-                             "one with agnlens ingest)")
-        for group in load_groups(paths, models, executor=executor)[0]:
+        stores = [p for p in paths if is_store(p)]
+        for group in load_groups(stores, models, executor=executor)[0] if stores else []:
             store = str(group.store)
             done.stores[store] = explain_store(
                 group.model, store, base / Path(store).name, method=options.get("method", DEFAULT_METHOD),
                 target=resolve_target(target, group.model),
                 executor=Executor(executor.scheduler, progress=executor.progress),
             )
+        files = [p for p in paths if not is_store(p)]
+        if files:
+            _explain_files_on(done, executor, models, files, labels, target, options)
         return done
     _explain_batches(done, models, inputs, labels, target, executor.progress, options)
     return done
@@ -114,6 +116,105 @@ def _explain_batches(done: Explained, models, inputs, labels, target, progress: 
             bar.close()
         for explainer in explainers.values():
             explainer.close()
+
+
+def explain_batch(paths: list[str], models, labels, target, options: dict) -> tuple[list, list]:
+    """Read and explain a batch of files in this process (the task a Dask worker runs): the
+    :class:`~agnlens.stages.explain_batches.Part` of each model the spectra went to, with its
+    rank among the models, and the inputs rejected."""
+    from agnlens.stages.explain_batches import explain_part
+    from agnlens.stages.loading import load
+
+    parts, rejected = [], []
+    for batch in load(paths, models, labels=labels):
+        rejected += batch.rejected
+        parts += [(g.rank, explain_part(g.model, g.metadata, g.spectra, target=resolve_target(target, g.model),
+                                        **options)) for g in batch.groups]
+    return parts, rejected
+
+
+def _explain_files_on(done: Explained, executor: Executor, models, files: list[str], labels, target,
+                      options: dict) -> None:
+    """Files on a Dask scheduler: each worker reads and explains batches of them
+    (:func:`explain_batch`); this process takes their parts in input order as they come, writes the
+    maps and reduces the tables (a :class:`~agnlens.stages.explain_batches.BatchExplanation` per
+    model, as in this process), leaving a repeated spec_id out after its first. A batch that fails
+    on every try is reported by its files."""
+    from agnlens.engine import execute, one_line
+    from agnlens.engine.resume import progress_bar
+    from agnlens.explain.attribution import DEFAULT_METHOD
+    from agnlens.io import expand_inputs
+    from agnlens.io.inputs import display_name, work_batches
+    from agnlens.preprocess import Rejection
+    from agnlens.stages.classify_inputs import FILE_BATCH
+    from agnlens.stages.explain_batches import BatchExplanation, kept_spectra, map_embedding
+    from agnlens.stages.explanations import MAX_FIGURES
+    from agnlens.stages.reading import read_labels
+
+    batches = work_batches([str(p) for p in expand_inputs(files)], executor.chunk_size or FILE_BATCH)
+    method = options.get("method", DEFAULT_METHOD)
+    draw = {k: v for k, v in options.items() if k != "method"}
+    explainers: dict[int, BatchExplanation] = {}
+    seen: dict[str, str] = {}
+
+    def take(parts: list, rejected: list) -> None:
+        done.rejected.extend(rejected)
+        for rank, part in parts:
+            first = np.ones(len(part.saliency), dtype=bool)
+            for n, (sid, src) in enumerate(zip(part.saliency.spec_id, part.judged["source"].astype(str))):
+                if sid in seen:
+                    first[n] = False
+                    done.rejected.append(Rejection(src, f"duplicate spec_id {sid} (already read from {seen[sid]})",
+                                                   sid))
+                else:
+                    seen[sid] = src
+            if not first.any():
+                continue
+            if rank not in explainers:
+                model, meta = models[rank]
+                explainers[rank] = BatchExplanation(model, meta, done.folder.root, method=method,
+                                                    target=resolve_target(target, model),
+                                                    progress=executor.progress, **draw)
+            explainers[rank].take(part if first.all() else part.rows(first))
+
+    task = {"method": method, "keep": kept_spectra(draw.get("max_figures", MAX_FIGURES))}
+    map_embedding(models[0][1])  # the first model and its map are made (or read) here, not by every worker
+    answers = _InOrder(take)
+    bar = progress_bar(executor.progress, len(batches), 0)
+    try:
+        failures = dict(execute(executor.scheduler, explain_batch, list(enumerate((b,) for b in batches)),
+                                (models, read_labels(labels), target, task), executor.retries, bar,
+                                results=answers))
+        for i in range(answers.next, len(batches)):  # what waited behind a failed batch
+            if i in failures:
+                why = one_line(failures[i])
+                done.rejected.extend(Rejection(display_name(p), f"its batch failed on the Dask workers ({why})")
+                                     for p in batches[i])
+            elif i in answers:
+                take(*answers.pop(i))
+        for rank in sorted(explainers):
+            explainer = explainers[rank]
+            where = done.folder if len(explainers) == 1 else done.folder.grid(getattr(explainer.grid, "name", ""))
+            done.explanations.append(explainer.finish(where))
+    finally:
+        bar.close()
+        for explainer in explainers.values():
+            explainer.close()
+
+
+class _InOrder(dict):
+    """Answers of tasks (``execute``'s ``results``) handed to ``take`` in task order as they arrive:
+    only those that came before their turn wait here."""
+
+    def __init__(self, take) -> None:
+        super().__init__()
+        self.take, self.next = take, 0
+
+    def __setitem__(self, i: int, answer) -> None:
+        super().__setitem__(i, answer)
+        while self.next in self:
+            self.take(*self.pop(self.next))
+            self.next += 1
 
 
 def resolve_target(text, model):

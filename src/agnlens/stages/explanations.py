@@ -32,6 +32,8 @@ if TYPE_CHECKING:
 #: Spectra whose line contributions an explanation made batch by batch keeps in memory beyond those
 #: with a figure (the ones ``agnlens explain`` puts in words); the whole table is written.
 DESCRIBED = 10
+#: Spectra with a figure unless said otherwise (``max_figures``).
+MAX_FIGURES = 50
 
 @dataclass
 class Explanation:
@@ -164,7 +166,7 @@ def explain_set(
     method: str = DEFAULT_METHOD,
     target=None,
     executor: Executor | None = None,
-    max_figures: int = 50,
+    max_figures: int = MAX_FIGURES,
     panels: bool = False,
     metadata: dict | None = None,
     figure_format: str = "png",

@@ -14,7 +14,7 @@ import pandas as pd
 
 from agnlens.explain.attribution import DEFAULT_METHOD
 from agnlens.spectra import SpectrumSet
-from agnlens.stages.explanations import explain_set
+from agnlens.stages.explanations import MAX_FIGURES, explain_set
 
 __all__ = ["classify", "explain"]
 
@@ -111,7 +111,7 @@ def explain(
     method: str = DEFAULT_METHOD,
     target=None,
     executor=None,
-    max_figures: int = 50,
+    max_figures: int = MAX_FIGURES,
     panels: bool = False,
     metadata: dict | None = None,
     figure_format: str = "png",
@@ -139,9 +139,10 @@ def explain(
         :func:`agnlens.models.default.resolve_models`) for inputs.
     spectra : SpectrumSet, path-like or iterable of path-like
         Preprocessed onto the model's grid; or files, folders, glob patterns and stores, read once
-        (:func:`agnlens.stages.load`) and explained grid by grid (into ``grid-<name>/`` when several
-        grids are used; on a Dask ``executor`` stores only, chunk by chunk, maps and index only:
-        :func:`explain_store` into ``FOLDER/<store>/``).
+        (:func:`agnlens.stages.load`) and explained grid by grid, batch by batch (into
+        ``grid-<name>/`` when several grids are used; on a Dask ``executor`` the workers read and
+        explain batches of the files, and a store is explained chunk by chunk where it lies, maps
+        and index only: :func:`explain_store` into ``FOLDER/<store>/``).
     folder : ResultsFolder or path-like
     method : str
         Default ``"integrated-gradients"`` from each spectrum's continuum; see
