@@ -117,21 +117,13 @@ def test_classify_measure_on_the_cluster_measures_in_the_chunks(setup, cluster, 
         np.testing.assert_array_equal(table[text].fillna("").astype(str), measured[text].fillna("").astype(str))
 
 
-def test_files_on_the_cluster_are_read_and_classified_by_the_workers(setup, cluster, tmp_path, monkeypatch):
-    """Files (and a store) with a Dask scheduler: every worker reads and classifies its own batches
-    of files (the client reads none), and the table is the one made in this process within the
-    contract — the store's rows first, then the files' in input order, a spec_id read twice kept
-    once, an unreadable file rejected by its name, the physics measurements and the Monte-Carlo
-    errors (the same draws: seeded by spec_id) alike."""
+@pytest.fixture
+def mixed_folder(tmp_path):
+    """The real spectra of tests/data, one of them again under another name and a broken file."""
     import shutil
 
-    import agnlens.stages.reading
-    from agnlens.io.inputs import display_name
-    from agnlens.models.persistence import load_model
+    from realdata import SPECTRA
 
-    from realdata import LABELS, SPECTRA
-
-    _, model_path, store = setup
     folder = tmp_path / "in"
     folder.mkdir()
     real = sorted(SPECTRA.glob("spec-*.fits"))
@@ -139,6 +131,25 @@ def test_files_on_the_cluster_are_read_and_classified_by_the_workers(setup, clus
         shutil.copy(p, folder / p.name)
     shutil.copy(real[0], folder / "spec-again.fits")  # the same spectrum under another name: kept once
     (folder / "spec-broken.fits").write_bytes(b"SIMPLE  =                    T" + b"\0" * 100)
+    return folder, real
+
+
+def test_files_on_the_cluster_are_read_and_classified_by_the_workers(setup, cluster, mixed_folder, tmp_path,
+                                                                      monkeypatch):
+    """Files (and a store) with a Dask scheduler: every worker reads and classifies its own batches
+    of files (the client reads none), and the table is the one made in this process within the
+    contract — the store's rows first, then the files' in input order, a spec_id read twice kept
+    once, an unreadable file rejected by its name, the physics measurements and the Monte-Carlo
+    errors (the same draws: seeded by spec_id) alike."""
+
+    import agnlens.stages.reading
+    from agnlens.io.inputs import display_name
+    from agnlens.models.persistence import load_model
+
+    from realdata import LABELS
+
+    _, model_path, store = setup
+    folder, real = mixed_folder
     files = [str(store), *sorted(str(p) for p in folder.iterdir())]  # a store first, as users mix them
     options = dict(labels=LABELS, measure=True, mc_draws=5, return_rejected=True)
     here, lost_here = classify(str(model_path), files, executor=Executor(), **options)
@@ -199,12 +210,12 @@ def test_explain_keeps_the_contract_through_every_corridor(setup, cluster, tmp_p
     assert main(args) == 1
 
 
-def test_files_on_the_cluster_are_read_and_explained_by_the_workers(setup, cluster, tmp_path, monkeypatch):
+def test_files_on_the_cluster_are_read_and_explained_by_the_workers(setup, cluster, mixed_folder, tmp_path,
+                                                                     monkeypatch):
     """``explain`` of files with a Dask scheduler: the workers read and explain batches of them (the
     client reads none) and this process writes what they send back; the same results folder as in
     this process within the contract — a spec_id read twice kept once, an unreadable file rejected
     by its name."""
-    import shutil
 
     import pandas as pd
 
@@ -212,16 +223,10 @@ def test_files_on_the_cluster_are_read_and_explained_by_the_workers(setup, clust
     from agnlens.explain import Saliency
     from agnlens.io.inputs import display_name
 
-    from realdata import LABELS, SPECTRA
+    from realdata import LABELS
 
     model, model_path, _ = setup
-    folder = tmp_path / "in"
-    folder.mkdir()
-    real = sorted(SPECTRA.glob("spec-*.fits"))
-    for p in real:
-        shutil.copy(p, folder / p.name)
-    shutil.copy(real[0], folder / "spec-again.fits")  # the same spectrum under another name: kept once
-    (folder / "spec-broken.fits").write_bytes(b"SIMPLE  =                    T" + b"\0" * 100)
+    folder, real = mixed_folder
     here = explain(str(model_path), [str(folder)], tmp_path / "here", labels=LABELS, max_figures=3,
                    executor=Executor())
     reads = []
