@@ -112,6 +112,30 @@ def test_a_store_row_with_inf_is_rejected_by_explain_not_fatal(model_file, tmp_p
     assert status == 1 and "s.zarr[3]" in err and "infinite" in err and "Traceback" not in err
 
 
+def test_a_store_of_only_bad_rows_beside_good_files_loses_nothing(model_file, sim_fits, tmp_path, capsys):
+    """Every row of a store rejected: the files beside it are explained and written, each bad row
+    named, exit 1 (0.6.0: "No objects to concatenate", nothing written); the spectrum of a file that
+    repeats a store's spec_id is a repeat."""
+    spectra = simulate_set(counts={"type1": 1, "type2": 1, "intermediate": 1}, seed=1, grid="paper")
+    spectra.flux[:, 10] = np.inf
+    write_store(spectra, tmp_path / "bad.zarr")
+    out = tmp_path / "e"
+    # the default models: the store's rows are for the paper grid's, the files go to the balmer one's
+    argv = ["explain", str(tmp_path / "bad.zarr"), *map(str, sim_fits), "--out", str(out),
+            "--max-figures", "0"]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert all(f"bad.zarr[{i}]" in err for i in range(3)) and "Traceback" not in err
+    assert len(pd.read_csv(out / "predictions.csv")) == len(sim_fits)
+    # a spec_id of a store read again from a file: the file's copy is the repeat
+    assert main(["ingest", str(sim_fits[0]), "--out", str(tmp_path / "good.zarr"), "--grid", "paper"]) == 0
+    argv = ["explain", "--model", str(model_file), str(tmp_path / "good.zarr"), *map(str, sim_fits), "--out",
+            str(tmp_path / "d"), "--max-figures", "0"]
+    status, err = main(argv), capsys.readouterr().err
+    assert status == 1 and "duplicate spec_id" in err, err
+    assert pd.read_csv(tmp_path / "d" / "predictions.csv")["spec_id"].is_unique
+
+
 # ------------------------------------------- 3. a file name that is not UTF-8 (v0.1: batch aborted)
 @pytest.mark.parametrize("scheduler", ["local", "processes"])
 def test_non_utf8_file_name_is_one_line_and_the_rest_ingested(sim_fits, tmp_path, capsys, scheduler):

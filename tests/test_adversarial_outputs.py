@@ -210,3 +210,73 @@ def write_tiny_store(tmp_path):
     from agnlens.io.store import write_store
 
     return write_store(make_set(30), tmp_path / "s.zarr")
+
+
+def test_explain_overwrite_leaves_nothing_of_the_last_run_that_this_run_does_not_write(tmp_path, capsys):
+    """A gradient run with no figures ``--overwrite`` an Integrated-Gradients run with figures: no
+    line contributions nor figures of the old run stay to be shown as this run's (the report would
+    show them), the user's files do; two grids' folders go when the next run uses one grid."""
+    out = tmp_path / "ex"
+    assert main(["explain", str(SPEC), "--out", str(out), "--max-figures", "1"]) == 0
+    assert (out / "line_contributions.csv").is_file() and (out / "figures" / "gallery.png").is_file()
+    (out / "figures" / "mine.txt").write_text("mine\n")
+    (out / "grid-paper").mkdir()
+    (out / "grid-paper" / "predictions.csv").write_text("spec_id\n")
+    assert main(["explain", str(SPEC), "--out", str(out), "--max-figures", "0", "--method", "gradient",
+                 "--overwrite"]) == 0
+    assert not (out / "line_contributions.csv").exists() and not (out / "grid-paper").exists()
+    assert sorted(p.name for p in (out / "figures").iterdir()) == ["mine.txt"]
+    assert (out / "provenance.json").is_file() and (out / "saliency" / "values.npy").is_file()
+
+
+def test_a_killed_runs_work_files_are_removed_by_the_next_run(tmp_path, capsys):
+    """``kill -9`` leaves the hidden work files of a run; the next run into the folder takes them
+    away under its lock (a folder holding only those counts as empty), saying so; a user's hidden
+    file stays."""
+    out = tmp_path / "ex"
+    out.mkdir()
+
+    def leave_work_files():
+        (out / ".saliency.tmp-0123abcd").mkdir()
+        (out / ".saliency.tmp-0123abcd" / "values.raw").write_bytes(b"\0" * 64)
+        (out / ".line_contributions.csv.part-89abcdef").write_text("spec_id\n")
+
+    leave_work_files()
+    argv = ["explain", str(SPEC), "--out", str(out), "--max-figures", "0"]
+    assert main(argv) == 0
+    assert "left by a run that was killed" in capsys.readouterr().err
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]
+    leave_work_files()
+    (out / ".mine").write_text("a user's hidden file\n")
+    assert main([*argv, "--overwrite"]) == 0
+    assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == [".mine"]
+
+
+def test_explain_stopped_by_sigterm_removes_its_work_files_and_says_so(tmp_path):
+    """SIGTERM (timeout, Slurm, docker stop) mid-run: exit 143, one line, no work file left."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from agnlens.io.sdss_write import write_sdss_many
+    from agnlens.simulate import simulate
+
+    files = tmp_path / "fits"
+    write_sdss_many(simulate(counts={"type1": 60, "type2": 60, "intermediate": 60}, seed=3, grid="balmer"), files)
+    out = tmp_path / "ex"
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "agnlens.cli", "explain", str(files), "--out", str(out),
+                             "--max-figures", "0"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and proc.poll() is None:
+        if out.is_dir() and any(p.name.startswith(".saliency.tmp-") for p in out.iterdir()):
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, f"the run ended before it could be stopped: {proc.communicate()}"
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert "stopped by SIGTERM" in err and "Traceback" not in err
+    assert not [p.name for p in out.iterdir() if p.name.startswith(".")]

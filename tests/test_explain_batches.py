@@ -49,6 +49,7 @@ def test_files_explained_batch_by_batch_give_what_the_spectra_in_memory_give(bal
     assert len(spectra) == 10 and not rejected
     reference = explain_set(model, spectra, tmp_path / "memory", max_figures=4)
     monkeypatch.setattr("agnlens.stages.executor.CHUNK", 3)  # 10 spectra in 4 batches of at most 3
+    monkeypatch.setattr("agnlens.stages.explain_batches.DESCRIBED", 2)  # the first 4 (with a figure) kept
     done = explain([(model, {"grid": grid})], [files], tmp_path / "batches", max_figures=4)
     (streamed,) = done.explanations
     assert isinstance(streamed.saliency.values, np.memmap) and streamed.spectra is None  # no map held
@@ -71,7 +72,9 @@ def test_files_explained_batch_by_batch_give_what_the_spectra_in_memory_give(bal
     assert (bat / "figures" / "gallery.png").is_file() and (bat / "figures" / "centre_wings.png").is_file()
     assert not [p.name for p in bat.iterdir() if p.name.startswith(".")]  # no working file left
     # words for the first spectra, the exact gradient checked at the saved spectra
-    assert streamed.describe(0) == reference.describe(0) != ""
+    assert len(set(streamed.contributions["spec_id"])) == 4
+    for i in (0, 7):  # kept in memory, and read back from line_contributions.csv
+        assert streamed.describe(i) == reference.describe(i) != ""
     checks = streamed.verify(3)
     assert len(checks) == 3 and (checks["max_rel_error"] < 1e-3).all()
 
@@ -113,3 +116,16 @@ def test_colour_limit_of_chunks_is_numpys_percentile(shape):
     assert shared_limit(lambda: (values[i:i + 2] for i in range(0, len(values), 2))) == pytest.approx(expected,
                                                                                                       rel=1e-15)
     assert shared_limit(np.zeros(shape)) == 1.0
+
+
+@pytest.mark.parametrize("bad", [{"max_figures": -1}, {"max_figures": 2.5}, {"max_figures": True},
+                                 {"figure_format": "jpg"}, {"dpi": 5}])
+def test_figure_options_of_files_are_checked_before_any_work(balmer_model, tmp_path, bad):
+    from agnlens.stages import explain
+
+    from realdata import SPECTRA
+
+    model, grid = balmer_model
+    with pytest.raises(ValueError):
+        explain([(model, {"grid": grid})], [SPECTRA], tmp_path / "out", **bad)
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())

@@ -24,6 +24,7 @@ import fcntl
 import json
 import math
 import os
+import re
 import shutil
 import threading
 import time
@@ -65,6 +66,20 @@ def temp_sibling(path: str | os.PathLike[str], tag: str) -> Path:
     a legal temporary name.
     """
     return hidden_sibling(path, f"{tag}-{uuid.uuid4().hex[:8]}")
+
+
+#: The names :func:`temp_sibling` gives (``.NAME.TAG-xxxxxxxx``).
+_WORK_NAME = re.compile(r"^\..+\.(part|tmp|old)-[0-9a-f]{8}$")
+
+
+def leftovers(folder: str | os.PathLike[str]) -> list[Path]:
+    """The work files and folders a killed run left in ``folder`` (:func:`temp_sibling` names); an
+    interrupted run removes its own, a ``kill -9`` cannot. Remove them only under the folder's
+    lock (:func:`exclusive_lock`): a running command's are found by the same names."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if _WORK_NAME.match(p.name))
 
 
 @contextmanager

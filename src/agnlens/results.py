@@ -178,6 +178,28 @@ class ResultsFolder:
         """``real/``: the real spectra classified and explained beside a simulated study."""
         return ResultsFolder(self.root / "real")
 
+    def clear_explained(self) -> None:
+        """Remove what ``explain`` writes here before a run replaces it — the provenance that marks
+        a run finished first, then the tables, the maps, the figures and each ``grid-*/`` folder's
+        — so that a run cut short never leaves the last run's outputs looking like its own. Files
+        agnlens does not write stay (and the folders that hold them)."""
+        maps = ("values.npy", "flux.npy", "wavelength.npy", "index.csv", "saliency.json")
+        figures = [self.figures, self.saliency_figures]
+        gone = [self.provenance, self.predictions, self.embedding, self.line_table, self.centre_wings,
+                self.line_contributions, *(self.saliency / name for name in maps),
+                *(f for folder in figures if folder.is_dir() for f in folder.iterdir()
+                  if f.is_file() and f.suffix in (".png", ".pdf", ".svg"))]
+        for path in gone:
+            path.unlink(missing_ok=True)
+        for folder in (self.saliency_figures, self.figures, self.saliency):
+            if folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
+        for grid in sorted(self.root.glob("grid-*")):
+            if grid.is_dir() and not grid.is_symlink():
+                ResultsFolder(grid).clear_explained()
+                if not any(grid.iterdir()):
+                    grid.rmdir()
+
     def files(self) -> list[Path]:
         """The study's data files, in the order the report lists them."""
         return [

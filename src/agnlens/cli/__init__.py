@@ -15,6 +15,7 @@ import argparse
 import contextlib
 import importlib
 import logging
+import signal
 import sys
 
 from agnlens._version import __version__
@@ -106,7 +107,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         # what a command holds until it returns (its output's lock: cli._common.claim_output)
         with contextlib.ExitStack() as args.resources:
+            args.resources.enter_context(_terminate_as_interrupt())
             return int(args.run(args))
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (timeout, Slurm, docker stop): work files removed
+        signum = exc.args[0] if exc.args and isinstance(exc.args[0], int) else signal.SIGINT
+        print(f"agnlens {args.command}: stopped by {signal.Signals(signum).name}; finished outputs are kept, "
+              "work files removed", file=sys.stderr)
+        return 128 + int(signum)
     except (AgnlensError, ValueError, TypeError, OSError, RuntimeError) as exc:
         # the library's word on bad input or a failed run: one line; -v adds the traceback
         if args.verbose:
@@ -116,6 +123,26 @@ def main(argv: list[str] | None = None) -> int:
         print(f"agnlens {args.command}: error: {_one_line(exc)}", file=sys.stderr)
         # a run whose parts failed after the retries kept the rest for a resume: "some rejected"
         return 1 if isinstance(exc, RuntimeError) and not isinstance(exc, AgnlensError) else 2
+
+
+@contextlib.contextmanager
+def _terminate_as_interrupt():
+    """SIGTERM raised as KeyboardInterrupt while a command runs (in the main thread), so that its
+    clean-ups run as on Ctrl-C."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum, frame):
+        raise KeyboardInterrupt(signum)
+
+    before = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, before)
 
 
 def _one_line(exc: BaseException) -> str:

@@ -4,10 +4,13 @@ the output contract (:func:`claim_output`) and de-duplication of inputs."""
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 
 def progress_bar(args, desc: str, total: int | None = None):
@@ -191,9 +194,10 @@ def claim_output(args, inputs: Iterable = (), *, folder: bool = False, companion
     -------
     pathlib.Path or None
     """
+    import shutil
     from pathlib import Path
 
-    from agnlens.atomic import check_name_length, exclusive_lock
+    from agnlens.atomic import check_name_length, exclusive_lock, leftovers
     from agnlens.errors import UsageError
 
     out = getattr(args, option.lstrip("-").replace("-", "_"))
@@ -211,6 +215,12 @@ def claim_output(args, inputs: Iterable = (), *, folder: bool = False, companion
     if folder:
         if out.exists() and not out.is_dir():
             raise UsageError(f"{option} {out} exists and is not a folder; give a folder for the results")
+        for stale in leftovers(out):  # under the lock: what a killed run left
+            log.warning("removing %s, left by a run that was killed", stale)
+            if stale.is_dir():
+                shutil.rmtree(stale)
+            else:
+                stale.unlink()
         if not overwrite and out.is_dir() and any(out.iterdir()):
             raise UsageError(f"{option} {out} already exists and is not empty; pass --overwrite to replace "
                              "agnlens's files in it (other files are kept), or choose another name")

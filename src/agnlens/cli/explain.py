@@ -85,6 +85,7 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     from agnlens.cli._common import report_rejections, unique_inputs
     from agnlens.errors import UsageError
+    from agnlens.results import ResultsFolder
     from agnlens.stages import Executor, explain, resolve_models, write_provenance
 
     if args.max_figures < 0:
@@ -92,11 +93,14 @@ def run(args) -> int:
     args.inputs = unique_inputs("explain", args.inputs)
     model_file = None if args.model == "default" else args.model
     _common.claim_output(args, [*args.inputs, args.labels, model_file], folder=True)
+    if args.overwrite:  # a run cut short must not leave the last run's outputs looking finished
+        ResultsFolder(args.out).clear_explained()
     models = resolve_models(args.model, args.model_sha256)
     done = explain(models, args.inputs, args.out, method=args.method, target=args.target, max_figures=args.max_figures,
                    panels=args.panels, figure_format=args.figure_format, dpi=args.dpi, labels=args.labels,
                    executor=Executor(args.scheduler, progress=args.progress))
-    write_provenance(done.folder.provenance, models.loaded())
+    if done.explanations or done.stores:
+        write_provenance(done.folder.provenance, models.loaded())
     for store, out in done.stores.items():  # --scheduler: maps and index of each store
         print(f"explained {store} with {args.method} saliency: {out['saliency']} (index {out['index']})")
     if done.stores and not done.explanations and not done.rejected:
@@ -119,10 +123,11 @@ def _summary(args, result) -> int:
     n_bad = int((flags != "").sum())
     print(
         f"explained {len(sal)} spectra on the {result.grid} grid with {args.method} saliency of "
-        f"{'the predicted class' if args.target is None else 'class ' + str(args.target)} → {out.saliency}"
+        f"{'the predicted class' if args.target is None else 'class ' + str(sal.target[0])} → {out.saliency}"
     )
     print(f"not applicable: {n_bad} of {len(sal)} (flags in {out.predictions})")
-    print(f"figures: {result.n_figures} in {out.saliency_figures}; line table: {out.line_table}")
+    where = f" in {out.saliency_figures}" if result.n_figures else ""
+    print(f"figures: {result.n_figures}{where}; line table: {out.line_table}")
     _print_contributions(result, out)
     for cw in result.centre_wings:
         if cw.n_excluded:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
@@ -15,7 +14,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike
 
-from agnlens.atomic import jsonable, replace_folder, write_csv
+from agnlens.atomic import jsonable, replace_folder, temp_sibling, write_csv
 from agnlens.classes import CLASS_NAMES
 
 # --------------------------------------------------------------------------------------------
@@ -367,8 +366,8 @@ class SaliencyWriter:
 
     def __init__(self, parent: str | os.PathLike) -> None:
         Path(parent).mkdir(parents=True, exist_ok=True)
-        self._tmp = Path(tempfile.mkdtemp(prefix=".saliency.tmp-", dir=parent))
-        self._tmp.chmod(0o755)  # mkdtemp makes it private; the results folder is meant to be shared
+        self._tmp = temp_sibling(Path(parent) / "saliency", "tmp")  # a leftover is found by its name
+        self._tmp.mkdir()
         self._arrays = {name: open(self._tmp / f"{name}.raw", "wb") for name in ("values", "flux")}
         self._index: list[pd.DataFrame] = []
         self._first: Saliency | None = None

@@ -46,9 +46,10 @@ def explain_inputs(models, inputs, folder, *, labels=None, target=None, executor
     """:func:`agnlens.stages.explain` of inputs (same parameters); ``target`` a class label or index,
     or its text (checked against each model's classes)."""
     from agnlens.explain.attribution import DEFAULT_METHOD
-    from agnlens.stages.explanations import explain_store
+    from agnlens.stages.explanations import check_figures, explain_store
     from agnlens.stages.loading import load_groups
 
+    check_figures(options.get("max_figures"), options.get("figure_format", "png"), options.get("dpi"))
     executor = as_executor(executor)
     base = folder.root if isinstance(folder, ResultsFolder) else Path(folder)
     folder = folder if isinstance(folder, ResultsFolder) else ResultsFolder(folder)
@@ -91,6 +92,8 @@ def _explain_batches(done: Explained, models, inputs, labels, target, progress: 
         bar = tqdm(desc="explain", unit="spectrum", file=sys.stderr, leave=False)
 
     def add(group) -> None:
+        if not len(group.spectra):  # a store of rows that were all rejected
+            return
         explainer = explainers.get(id(group.model))
         if explainer is None:
             explainer = explainers[id(group.model)] = BatchExplanation(
@@ -108,7 +111,7 @@ def _explain_batches(done: Explained, models, inputs, labels, target, progress: 
             while batch.groups:
                 add(batch.groups.pop(0))
             del batch  # this batch's spectra go before the next batch is read
-        for explainer in explainers.values():
+        for explainer in explainers.values():  # each received spectra (see add)
             where = done.folder if len(explainers) == 1 else done.folder.grid(getattr(explainer.grid, "name", ""))
             done.explanations.append(explainer.finish(where))
     finally:
@@ -129,7 +132,7 @@ def explain_batch(paths: list[str], models, labels, target, options: dict) -> tu
     for batch in load(paths, models, labels=labels):
         rejected += batch.rejected
         parts += [(g.rank, explain_part(g.model, g.metadata, g.spectra, target=resolve_target(target, g.model),
-                                        **options)) for g in batch.groups]
+                                        **options)) for g in batch.groups if len(g.spectra)]
     return parts, rejected
 
 

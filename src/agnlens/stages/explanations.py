@@ -108,7 +108,12 @@ class Explanation:
 
         if self.contributions is None:
             return ""
-        return describe_contributions(self.contributions, self.saliency.spec_id[i])
+        spec_id = self.saliency.spec_id[i]
+        table = self.contributions
+        written = None if self.folder is None else self.folder.line_contributions
+        if not (table["spec_id"] == spec_id).any() and written is not None and written.is_file():
+            table = _rows_of(written, spec_id)  # explained batch by batch: not kept in memory
+        return describe_contributions(table, spec_id)
 
     def verify(self, n_spectra: int = 10) -> pd.DataFrame:
         """The exact gradient against central finite differences of the model's own ``predict_proba``
@@ -139,6 +144,12 @@ class Explanation:
             "max_abs_error": [c["max_abs_error"] for c in checks],
             "collapsed": ["kernel-collapse" in str(flags[i]) for i in rows],
         })
+
+
+def _rows_of(path: Path, spec_id: str) -> pd.DataFrame:
+    """The rows of one spectrum in a written line-contributions table, read chunk by chunk."""
+    parts = [c[c["spec_id"] == spec_id] for c in pd.read_csv(path, dtype={"spec_id": str}, chunksize=100_000)]
+    return pd.concat(parts, ignore_index=True)
 
 
 def explain_saliency(model, spectra: SpectrumSet, *, method: str = DEFAULT_METHOD, target=None, executor=None,
@@ -183,9 +194,7 @@ def explain_set(
     from agnlens.explain.linestats import centre_wings, covered_lines, line_table
     from agnlens.stages.predictions import write_predictions
 
-    if isinstance(max_figures, bool) or not isinstance(max_figures, (int, np.integer)) or max_figures < 0:
-        raise ValueError(f"max_figures must be 0 or more, got {max_figures!r}")
-    figures = _figure_options(figure_format, dpi)
+    figures = check_figures(max_figures, figure_format, dpi)
     folder = folder if isinstance(folder, ResultsFolder) else ResultsFolder(folder)
     executor = as_executor(executor)
     judged, widths = judge(model, spectra, executor)
@@ -236,6 +245,16 @@ def judge(model, spectra: SpectrumSet, executor: Executor) -> tuple[pd.DataFrame
     both = widths is not None and covers(wl, HALPHA)
     judged = classify_set(model, spectra, executor=executor, measurements=widths if both else None)
     return (join_measurements(judged, widths) if both else judged), widths
+
+
+def check_figures(max_figures, figure_format: str = "png", dpi: float | None = None) -> dict:
+    """The figure options of :func:`agnlens.stages.explain` checked before any work (errors say
+    what is allowed): ``max_figures`` an int ≥ 0 (None: the default); returns
+    :func:`_figure_options`."""
+    if max_figures is not None and (isinstance(max_figures, bool) or not isinstance(max_figures, (int, np.integer))
+                                    or max_figures < 0):
+        raise ValueError(f"max_figures must be 0 or more, got {max_figures!r}")
+    return _figure_options(figure_format, dpi)
 
 
 def _figure_options(figure_format: str, dpi: float | None) -> dict:

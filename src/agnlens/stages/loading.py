@@ -135,11 +135,15 @@ def load(
     paths = [os.fspath(inputs)] if isinstance(inputs, (str, os.PathLike)) else [os.fspath(p) for p in inputs]
     from agnlens.io.store import is_store
 
+    seen: dict[str, str] = {}  # spec_id → where it was first read: a repeat is rejected, a store's too
     for store in (p for p in paths if is_store(p)):
-        yield _load_store(store, models, executor)
+        batch = _load_store(store, models, executor)
+        for g in batch.groups:
+            seen.update((str(sid), store) for sid in g.spectra.spec_id if str(sid) not in seen)
+        yield batch
     files = [p for p in paths if not is_store(p)]
     if files:
-        yield from _load_files(files, models, labels, chunk_size, allow_zwarning, max_bad_fraction)
+        yield from _load_files(files, models, labels, chunk_size, allow_zwarning, max_bad_fraction, seen)
 
 
 def load_groups(inputs, models, *, observed: bool = True, **options) -> tuple[list[Group], list[Rejection]]:
@@ -270,8 +274,10 @@ def _load_store(store: str, models, executor: Executor) -> Batch:
     return Batch([Group(model, meta, spectra, store=store)], bad)
 
 
-def _load_files(paths, models, labels, chunk_size: int, allow_zwarning: bool, max_bad_fraction: float):
-    """:func:`load` of files: read them once, in batches of ``chunk_size`` spectra."""
+def _load_files(paths, models, labels, chunk_size: int, allow_zwarning: bool, max_bad_fraction: float,
+                seen: dict[str, str]):
+    """:func:`load` of files: read them once, in batches of ``chunk_size`` spectra; a spec_id in
+    ``seen`` (spec_id → where it was read) is a repeat."""
     from agnlens.io import expand_inputs
     from agnlens.io.desi import SkippedFibres
     from agnlens.io.inputs import display_name
@@ -281,7 +287,6 @@ def _load_files(paths, models, labels, chunk_size: int, allow_zwarning: bool, ma
     expanded = expand_inputs(paths)
     record = {"allow_zwarning": allow_zwarning, "n_sources": len(expanded), "labels": labels,
               "max_bad_fraction": max_bad_fraction}
-    seen: dict[str, str] = {}
     observed: list[Spectrum] = []
     unread: list[Rejection] = []
     for path in expanded:
