@@ -263,3 +263,86 @@ def test_in_memory_spectra_on_a_dask_executor_are_refused_not_run_here():
         Executor("processes").map(len, spectra)
     with pytest.raises(ValueError, match="classify: in-memory spectra"):  # a stage given a scheduler name
         classify(None, spectra, executor="processes")
+
+
+def test_explain_on_the_cluster_with_stores_and_files(setup, cluster, tmp_path, capsys):
+    """Stores and files together on Dask: a file repeating a store's spec_id is a repeat; two stores
+    of one name each get their own folder; ``--overwrite`` replaces a store's maps made by another
+    method; a class no model has is one line before any work."""
+    import shutil
+
+    import pandas as pd
+
+    from agnlens.models.persistence import load_model
+
+    from realdata import SPECTRA
+
+    _, model_path, _ = setup
+    real = sorted(SPECTRA.glob("spec-*.fits"))[:3]
+    store = tmp_path / "a" / "st.zarr"
+    assert main(["ingest", *map(str, real), "--out", str(store), "--grid", "paper"]) == 0
+    (tmp_path / "b").mkdir()
+    shutil.copytree(store, tmp_path / "b" / "st.zarr")
+    out = tmp_path / "out"
+    argv = ["explain", "--model", str(model_path), str(store), str(tmp_path / "b" / "st.zarr"), *map(str, real),
+            "--out", str(out), "--scheduler", cluster, "--method", "gradient"]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert err.count("duplicate spec_id") == len(real), err
+    assert (out / "st.zarr" / "index.csv").is_file() and (out / "st.zarr-2" / "index.csv").is_file()
+    assert main([*argv[:-2], "--method", "integrated-gradients", "--overwrite"]) == 1
+    assert len(pd.read_csv(out / "st.zarr" / "index.csv")) == len(real)
+    assert (out / "provenance.json").is_file()
+    classes = list(load_model(model_path)[0].classes_)
+    assert main([*argv, "--class", "bogus", "--overwrite"]) == 2
+    err = capsys.readouterr().err
+    assert "bogus" in err and all(str(c) in err for c in classes) and "batch failed" not in err
+
+
+def test_tasks_whose_shared_arguments_were_lost_are_submitted_again(cluster, monkeypatch):
+    """When every worker holding the scattered model dies, the tasks waiting on it are cancelled;
+    ``execute`` sends the shared arguments again and submits those tasks again (here the loss is
+    made by cancelling the first scatter's futures)."""
+    import agnlens.engine.cluster as engine
+    from agnlens.engine.resume import progress_bar
+
+    real_scatter = engine._scatter
+    calls = []
+
+    def losing_scatter(client, shared, attempts=2):
+        futures = real_scatter(client, shared, attempts)
+        calls.append(len(shared))
+        if len(calls) == 1:
+            client.cancel(futures)  # as if every worker holding them had died
+        return futures
+
+    monkeypatch.setattr(engine, "_scatter", losing_scatter)
+    answers = {}
+    failures = engine.execute(cluster, _add, [(i, (i,)) for i in range(6)], (10,), 2, progress_bar(False, 6, 0),
+                              results=answers)
+    assert failures == [] and answers == {i: i + 10 for i in range(6)} and len(calls) == 2
+
+
+def _add(i, shared):
+    return i + shared
+
+
+def test_answers_after_a_failed_task_are_handed_on_not_held(cluster):
+    """``explain`` on Dask takes the batches in input order as they come: a batch that fails is
+    handed on as lost at once (its files rejected), so the later ones do not wait in memory."""
+    from agnlens.engine import execute
+    from agnlens.engine.resume import progress_bar
+    from agnlens.stages.explain_inputs import _InOrder
+
+    seen = []
+    answers = _InOrder(lambda value: seen.append(("took", value)), lambda i, error: seen.append(("lost", i)))
+    failures = execute(cluster, _fail_first, [(i, (i,)) for i in range(5)], (), 0, progress_bar(False, 5, 0),
+                       results=answers)
+    assert [i for i, _ in failures] == [0]
+    assert seen == [("lost", 0), *(("took", i) for i in range(1, 5))] and not answers
+
+
+def _fail_first(i):
+    if i == 0:
+        raise ValueError("the first batch fails")
+    return (i,)

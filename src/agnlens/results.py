@@ -13,6 +13,7 @@ pipeline and the command line (above it) use it.
 from __future__ import annotations
 
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -199,6 +200,14 @@ class ResultsFolder:
                 ResultsFolder(grid).clear_explained()
                 if not any(grid.iterdir()):
                     grid.rmdir()
+        for store in sorted(self.root.iterdir()):  # a store explained on Dask (explain_store), or its work
+            if store.is_dir() and not store.is_symlink() and (store / "job.json").is_file():
+                for name in ("saliency.zarr", "parts"):
+                    shutil.rmtree(store / name, ignore_errors=True)
+                for name in ("index.csv", "complete.json", "job.json"):
+                    (store / name).unlink(missing_ok=True)
+                if not any(store.iterdir()):
+                    store.rmdir()
 
     def files(self) -> list[Path]:
         """The study's data files, in the order the report lists them."""

@@ -106,7 +106,7 @@ def run(args) -> int:
     if done.stores and not done.explanations and not done.rejected:
         return 0
     report_rejections("explain", done.rejected)
-    if not done.explanations:
+    if not done.explanations and not done.stores:
         print("agnlens explain: no spectrum could be used; nothing written", file=sys.stderr)
         return 1
     status = 1 if done.rejected else 0

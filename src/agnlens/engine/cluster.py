@@ -152,7 +152,10 @@ def execute(scheduler, fn: Callable, tasks: list[tuple[int, tuple]], shared: Seq
 
     A failing task never stops the others (their results stay on disk for a resume). With
     ``results``, what each task returns is kept there by its index (tasks that send back a small
-    answer, not data).
+    answer, not data); a ``results`` with a ``fail(index, error)`` method is told of each failure
+    as it happens. The shared arguments go to every worker once; when every worker holding them
+    died (their data is then lost, and the tasks waiting on it cancelled), they are sent again and
+    the cancelled tasks submitted again, up to ``retries`` times.
     """
     failures = []
     with get_client(scheduler, retries=retries) as client:
@@ -168,6 +171,7 @@ def execute(scheduler, fn: Callable, tasks: list[tuple[int, tuple]], shared: Seq
                         if attempt == retries:
                             log.error("chunk %d failed: %s", i, one_line(exc))
                             failures.append((i, exc))
+                            _tell_failure(results, i, exc)
                         else:
                             log.warning(
                                 "chunk %d failed (attempt %d of %d): %s; retrying", i, attempt + 1, retries + 1,
@@ -175,32 +179,59 @@ def execute(scheduler, fn: Callable, tasks: list[tuple[int, tuple]], shared: Seq
                             )
                 bar.update(1)
             return failures
-        if not tasks:
-            return failures
-        import distributed
+        todo = list(tasks)
+        for round_ in range(retries + 1):
+            if not todo:
+                break
+            cancelled = _run_on(client, fn, todo, shared, retries, bar, results, failures,
+                                last=round_ == retries)
+            if cancelled:
+                log.warning("%d chunk(s) lost their shared arguments with the workers that held them; "
+                            "sending them again", len(cancelled))
+                client.wait_for_workers(1, timeout=60)
+            todo = [t for t in todo if t[0] in cancelled]
+    return failures
 
-        # large shared arguments (a model, a catalogue) travel to each worker once, not per task
-        shared_futures = _scatter(client, list(shared)) if shared else []
-        futures = {}
-        for i, task_args in tasks:
-            fut = client.submit(
-                fn, *task_args, *shared_futures, retries=retries, pure=False,
-                key=f"agnlens-{getattr(fn, '__name__', 'task')}-{i:06d}-{uuid.uuid4().hex[:8]}",
-            )
-            futures[fut] = i
-        # results come with the iterator (no blocking fut.result() from this thread, which could
-        # meet an asyncio primitive bound to another event loop after a worker died)
-        for fut, result in distributed.as_completed(futures, with_results=True, raise_errors=False):
-            i = futures[fut]
-            if fut.status in ("error", "cancelled"):  # incl. KilledWorker (a task that kills workers)
-                error = result[1] if isinstance(result, tuple) else result
-                log.error("chunk %d failed: %s", i, one_line(error))
-                failures.append((i, error))
-            elif results is not None:
+
+def _run_on(client, fn: Callable, tasks: list[tuple[int, tuple]], shared: Sequence, retries: int, bar, results,
+            failures: list, last: bool) -> set[int]:
+    """One round of :func:`execute` on a Dask client; returns the tasks cancelled because their shared
+    arguments were lost (to be submitted again, unless this is the ``last`` round)."""
+    import distributed
+
+    # large shared arguments (a model, a catalogue) travel to each worker once, not per task
+    shared_futures = _scatter(client, list(shared)) if shared else []
+    futures = {}
+    for i, task_args in tasks:
+        fut = client.submit(
+            fn, *task_args, *shared_futures, retries=retries, pure=False,
+            key=f"agnlens-{getattr(fn, '__name__', 'task')}-{i:06d}-{uuid.uuid4().hex[:8]}",
+        )
+        futures[fut] = i
+    cancelled: set[int] = set()
+    # results come with the iterator (no blocking fut.result() from this thread, which could
+    # meet an asyncio primitive bound to another event loop after a worker died)
+    for fut, result in distributed.as_completed(futures, with_results=True, raise_errors=False):
+        i = futures[fut]
+        if fut.status == "cancelled" and shared_futures and not last:
+            cancelled.add(i)  # its inputs were forgotten with their workers: submitted again
+        elif fut.status in ("error", "cancelled"):  # incl. KilledWorker (a task that kills workers)
+            error = result[1] if isinstance(result, tuple) else result
+            log.error("chunk %d failed: %s", i, one_line(error))
+            failures.append((i, error))
+            _tell_failure(results, i, error)
+            bar.update(1)
+        else:
+            if results is not None:
                 results[i] = result
             bar.update(1)
-            fut.release()
-    return failures
+        fut.release()
+    return cancelled
+
+
+def _tell_failure(results, i: int, error) -> None:
+    if results is not None and hasattr(results, "fail"):
+        results.fail(i, error)
 
 
 def one_line(error) -> str:

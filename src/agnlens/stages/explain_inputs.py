@@ -11,6 +11,7 @@ lies (:func:`agnlens.stages.explain_store`: maps and index, no figures).
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -59,16 +60,24 @@ def explain_inputs(models, inputs, folder, *, labels=None, target=None, executor
 
         paths = [os.fspath(inputs)] if isinstance(inputs, (str, os.PathLike)) else [os.fspath(p) for p in inputs]
         stores = [p for p in paths if is_store(p)]
+        seen: dict[str, str] = {}  # a spec_id of a store read again from a file is a repeat
+        names: set[str] = set()
         for group in load_groups(stores, models, executor=executor)[0] if stores else []:
             store = str(group.store)
+            seen.update((str(sid), store) for sid in group.spectra.spec_id if str(sid) not in seen)
+            name, k = Path(store).name, 1  # two stores of one name (in two folders) each get their own
+            while name in names:
+                k += 1
+                name = f"{Path(store).name}-{k}"
+            names.add(name)
             done.stores[store] = explain_store(
-                group.model, store, base / Path(store).name, method=options.get("method", DEFAULT_METHOD),
+                group.model, store, base / name, method=options.get("method", DEFAULT_METHOD),
                 target=resolve_target(target, group.model),
                 executor=Executor(executor.scheduler, progress=executor.progress),
             )
         files = [p for p in paths if not is_store(p)]
         if files:
-            _explain_files_on(done, executor, models, files, labels, target, options)
+            _explain_files_on(done, executor, models, files, labels, target, options, seen)
         return done
     _explain_batches(done, models, inputs, labels, target, executor.progress, options)
     return done
@@ -129,15 +138,17 @@ def explain_batch(paths: list[str], models, labels, target, options: dict) -> tu
     from agnlens.stages.loading import load
 
     parts, rejected = [], []
-    for batch in load(paths, models, labels=labels):
-        rejected += batch.rejected
-        parts += [(g.rank, explain_part(g.model, g.metadata, g.spectra, target=resolve_target(target, g.model),
-                                        **options)) for g in batch.groups if len(g.spectra)]
+    with warnings.catch_warnings():  # scikit-learn's note that a Dask worker runs one job at a time
+        warnings.filterwarnings("ignore", message="Inside a Dask worker", category=UserWarning)
+        for batch in load(paths, models, labels=labels):
+            rejected += batch.rejected
+            parts += [(g.rank, explain_part(g.model, g.metadata, g.spectra, target=resolve_target(target, g.model),
+                                            **options)) for g in batch.groups if len(g.spectra)]
     return parts, rejected
 
 
 def _explain_files_on(done: Explained, executor: Executor, models, files: list[str], labels, target,
-                      options: dict) -> None:
+                      options: dict, seen: dict[str, str]) -> None:
     """Files on a Dask scheduler: each worker reads and explains batches of them
     (:func:`explain_batch`); this process takes their parts in input order as they come, writes the
     maps and reduces the tables (a :class:`~agnlens.stages.explain_batches.BatchExplanation` per
@@ -158,7 +169,6 @@ def _explain_files_on(done: Explained, executor: Executor, models, files: list[s
     method = options.get("method", DEFAULT_METHOD)
     draw = {k: v for k, v in options.items() if k != "method"}
     explainers: dict[int, BatchExplanation] = {}
-    seen: dict[str, str] = {}
 
     def take(parts: list, rejected: list) -> None:
         done.rejected.extend(rejected)
@@ -181,20 +191,18 @@ def _explain_files_on(done: Explained, executor: Executor, models, files: list[s
             explainers[rank].take(part if first.all() else part.rows(first))
 
     task = {"method": method, "keep": kept_spectra(draw.get("max_figures", MAX_FIGURES))}
+    resolve_target(target, models[0][0])  # a class no model has: one line here, not a failure per batch
     map_embedding(models[0][1])  # the first model and its map are made (or read) here, not by every worker
-    answers = _InOrder(take)
+    def lost(i: int, error) -> None:
+        why = one_line(error)
+        done.rejected.extend(Rejection(display_name(p), f"its batch failed on the Dask workers ({why})")
+                             for p in batches[i])
+
+    answers = _InOrder(take, lost)
     bar = progress_bar(executor.progress, len(batches), 0)
     try:
-        failures = dict(execute(executor.scheduler, explain_batch, list(enumerate((b,) for b in batches)),
-                                (models, read_labels(labels), target, task), executor.retries, bar,
-                                results=answers))
-        for i in range(answers.next, len(batches)):  # what waited behind a failed batch
-            if i in failures:
-                why = one_line(failures[i])
-                done.rejected.extend(Rejection(display_name(p), f"its batch failed on the Dask workers ({why})")
-                                     for p in batches[i])
-            elif i in answers:
-                take(*answers.pop(i))
+        execute(executor.scheduler, explain_batch, list(enumerate((b,) for b in batches)),
+                (models, read_labels(labels), target, task), executor.retries, bar, results=answers)
         for rank in sorted(explainers):
             explainer = explainers[rank]
             where = done.folder if len(explainers) == 1 else done.folder.grid(getattr(explainer.grid, "name", ""))
@@ -206,17 +214,29 @@ def _explain_files_on(done: Explained, executor: Executor, models, files: list[s
 
 
 class _InOrder(dict):
-    """Answers of tasks (``execute``'s ``results``) handed to ``take`` in task order as they arrive:
-    only those that came before their turn wait here."""
+    """Answers of tasks (``execute``'s ``results``) handed on in task order as they arrive —
+    ``take(*answer)``, or ``lost(index, error)`` for a task that failed: only those that came
+    before their turn wait here."""
 
-    def __init__(self, take) -> None:
+    def __init__(self, take, lost) -> None:
         super().__init__()
-        self.take, self.next = take, 0
+        self.take, self.lost, self.next = take, lost, 0
 
     def __setitem__(self, i: int, answer) -> None:
-        super().__setitem__(i, answer)
+        super().__setitem__(i, (True, answer))
+        self._hand_on()
+
+    def fail(self, i: int, error) -> None:
+        super().__setitem__(i, (False, error))
+        self._hand_on()
+
+    def _hand_on(self) -> None:
         while self.next in self:
-            self.take(*self.pop(self.next))
+            ok, value = self.pop(self.next)
+            if ok:
+                self.take(*value)
+            else:
+                self.lost(self.next, value)
             self.next += 1
 
 
