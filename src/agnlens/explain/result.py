@@ -416,13 +416,17 @@ class SaliencyWriter:
         replace_folder(tmp, directory)
         return Path(directory)
 
+    def discard(self) -> None:
+        """Remove the working folder (gone already after :meth:`close`)."""
+        for fh in self._arrays.values():
+            fh.close()
+        shutil.rmtree(self._tmp, ignore_errors=True)
+
     def __enter__(self) -> SaliencyWriter:
         return self
 
     def __exit__(self, *exc) -> None:
-        for fh in self._arrays.values():
-            fh.close()
-        shutil.rmtree(self._tmp, ignore_errors=True)  # gone already after close()
+        self.discard()
 
 
 def saved_rows(path: str | os.PathLike, rows: int):

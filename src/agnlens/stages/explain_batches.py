@@ -114,8 +114,7 @@ def map_embedding(metadata: dict | None):
     in a process), or None when the model has none."""
     from agnlens.stages.maps import reference_map, reference_map_path
 
-    path = reference_map_path(metadata) if metadata else None
-    if path is None or not metadata:
+    if not metadata or (path := reference_map_path(metadata)) is None:
         return None
     if path not in _MAPS:
         ref = reference_map(metadata)
@@ -240,7 +239,7 @@ class BatchExplanation:
 
     def close(self) -> None:
         """Remove the working folder (after :meth:`finish`, or when the run failed)."""
-        self._writer.__exit__(None, None, None)
+        self._writer.discard()
         self._contributions.unlink(missing_ok=True)
 
 

@@ -15,8 +15,6 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
 from agnlens.results import ResultsFolder
 from agnlens.stages.executor import Executor, as_executor
 from agnlens.stages.explanations import Explanation
@@ -48,7 +46,7 @@ def explain_inputs(models, inputs, folder, *, labels=None, target=None, executor
     or its text (checked against each model's classes)."""
     from agnlens.explain.attribution import DEFAULT_METHOD
     from agnlens.stages.explanations import check_figures, explain_store
-    from agnlens.stages.loading import load_groups
+    from agnlens.stages.loading import load_groups, remember_store
 
     check_figures(options.get("max_figures"), options.get("figure_format", "png"), options.get("dpi"))
     executor = as_executor(executor)
@@ -64,7 +62,7 @@ def explain_inputs(models, inputs, folder, *, labels=None, target=None, executor
         names: set[str] = set()
         for group in load_groups(stores, models, executor=executor)[0] if stores else []:
             store = str(group.store)
-            seen.update((str(sid), store) for sid in group.spectra.spec_id if str(sid) not in seen)
+            remember_store(group, seen)
             name, k = Path(store).name, 1  # two stores of one name (in two folders) each get their own
             while name in names:
                 k += 1
@@ -88,12 +86,10 @@ def _explain_batches(done: Explained, models, inputs, labels, target, progress: 
     memory holds one batch (a store's spectra :data:`~agnlens.stages.executor.CHUNK` at a time)."""
     import sys
 
-    from agnlens.explain.attribution import DEFAULT_METHOD
     from agnlens.stages.executor import CHUNK
-    from agnlens.stages.explain_batches import BatchExplanation
     from agnlens.stages.loading import load
 
-    explainers: dict[int, BatchExplanation] = {}
+    explainers = _Explainers(done, target, progress, options)
     bar = None
     if progress:
         from tqdm.auto import tqdm
@@ -103,12 +99,7 @@ def _explain_batches(done: Explained, models, inputs, labels, target, progress: 
     def add(group) -> None:
         if not len(group.spectra):  # a store of rows that were all rejected
             return
-        explainer = explainers.get(id(group.model))
-        if explainer is None:
-            explainer = explainers[id(group.model)] = BatchExplanation(
-                group.model, group.metadata, done.folder.root, method=options.get("method", DEFAULT_METHOD),
-                target=resolve_target(target, group.model), progress=progress,
-                **{k: v for k, v in options.items() if k != "method"})
+        explainer = explainers.of(id(group.model), group.model, group.metadata)
         for start in range(0, len(group.spectra), CHUNK):
             explainer.add(group.spectra[start:start + CHUNK])
             if bar is not None:
@@ -120,13 +111,41 @@ def _explain_batches(done: Explained, models, inputs, labels, target, progress: 
             while batch.groups:
                 add(batch.groups.pop(0))
             del batch  # this batch's spectra go before the next batch is read
-        for explainer in explainers.values():  # each received spectra (see add)
-            where = done.folder if len(explainers) == 1 else done.folder.grid(getattr(explainer.grid, "name", ""))
-            done.explanations.append(explainer.finish(where))
+        explainers.finish()
     finally:
         if bar is not None:
             bar.close()
-        for explainer in explainers.values():
+        explainers.close()
+
+
+class _Explainers(dict):
+    """A :class:`~agnlens.stages.explain_batches.BatchExplanation` per model, made when the model's
+    first spectra come; :meth:`finish` writes each into the results folder (``grid-<name>/`` when
+    several grids received spectra)."""
+
+    def __init__(self, done: Explained, target, progress: bool, options: dict) -> None:
+        super().__init__()
+        self.done, self.target, self.progress, self.options = done, target, progress, options
+
+    def of(self, key, model, metadata):
+        from agnlens.explain.attribution import DEFAULT_METHOD
+        from agnlens.stages.explain_batches import BatchExplanation
+
+        if key not in self:
+            self[key] = BatchExplanation(
+                model, metadata, self.done.folder.root, method=self.options.get("method", DEFAULT_METHOD),
+                target=resolve_target(self.target, model), progress=self.progress,
+                **{k: v for k, v in self.options.items() if k != "method"})
+        return self[key]
+
+    def finish(self) -> None:
+        folder = self.done.folder
+        for explainer in self.values():  # in the order the models received their first spectra
+            where = folder if len(self) == 1 else folder.grid(getattr(explainer.grid, "name", ""))
+            self.done.explanations.append(explainer.finish(where))
+
+    def close(self) -> None:
+        for explainer in self.values():
             explainer.close()
 
 
@@ -161,56 +180,39 @@ def _explain_files_on(done: Explained, executor: Executor, models, files: list[s
     from agnlens.io.inputs import display_name, work_batches
     from agnlens.preprocess import Rejection
     from agnlens.stages.classify_inputs import FILE_BATCH
-    from agnlens.stages.explain_batches import BatchExplanation, kept_spectra, map_embedding
+    from agnlens.stages.explain_batches import kept_spectra, map_embedding
     from agnlens.stages.explanations import MAX_FIGURES
-    from agnlens.stages.reading import read_labels
+    from agnlens.stages.reading import first_of_each_spec_id, read_labels
 
     batches = work_batches([str(p) for p in expand_inputs(files)], executor.chunk_size or FILE_BATCH)
-    method = options.get("method", DEFAULT_METHOD)
-    draw = {k: v for k, v in options.items() if k != "method"}
-    explainers: dict[int, BatchExplanation] = {}
+    explainers = _Explainers(done, target, executor.progress, options)
 
     def take(parts: list, rejected: list) -> None:
         done.rejected.extend(rejected)
         for rank, part in parts:
-            first = np.ones(len(part.saliency), dtype=bool)
-            for n, (sid, src) in enumerate(zip(part.saliency.spec_id, part.judged["source"].astype(str))):
-                if sid in seen:
-                    first[n] = False
-                    done.rejected.append(Rejection(src, f"duplicate spec_id {sid} (already read from {seen[sid]})",
-                                                   sid))
-                else:
-                    seen[sid] = src
-            if not first.any():
-                continue
-            if rank not in explainers:
-                model, meta = models[rank]
-                explainers[rank] = BatchExplanation(model, meta, done.folder.root, method=method,
-                                                    target=resolve_target(target, model),
-                                                    progress=executor.progress, **draw)
-            explainers[rank].take(part if first.all() else part.rows(first))
+            first, repeats = first_of_each_spec_id(part.saliency.spec_id, part.judged["source"].astype(str), seen)
+            done.rejected.extend(repeats)
+            if first.any():
+                explainer = explainers.of(rank, *models[rank])
+                explainer.take(part if first.all() else part.rows(first))
 
-    task = {"method": method, "keep": kept_spectra(draw.get("max_figures", MAX_FIGURES))}
-    resolve_target(target, models[0][0])  # a class no model has: one line here, not a failure per batch
-    map_embedding(models[0][1])  # the first model and its map are made (or read) here, not by every worker
     def lost(i: int, error) -> None:
         why = one_line(error)
         done.rejected.extend(Rejection(display_name(p), f"its batch failed on the Dask workers ({why})")
                              for p in batches[i])
 
-    answers = _InOrder(take, lost)
+    resolve_target(target, models[0][0])  # a class no model has: one line here, not a failure per batch
+    map_embedding(models[0][1])  # the first model and its map are made (or read) here, not by every worker
+    task = {"method": options.get("method", DEFAULT_METHOD),
+            "keep": kept_spectra(options.get("max_figures", MAX_FIGURES))}
     bar = progress_bar(executor.progress, len(batches), 0)
     try:
         execute(executor.scheduler, explain_batch, list(enumerate((b,) for b in batches)),
-                (models, read_labels(labels), target, task), executor.retries, bar, results=answers)
-        for rank in sorted(explainers):
-            explainer = explainers[rank]
-            where = done.folder if len(explainers) == 1 else done.folder.grid(getattr(explainer.grid, "name", ""))
-            done.explanations.append(explainer.finish(where))
+                (models, read_labels(labels), target, task), executor.retries, bar, results=_InOrder(take, lost))
+        explainers.finish()
     finally:
         bar.close()
-        for explainer in explainers.values():
-            explainer.close()
+        explainers.close()
 
 
 class _InOrder(dict):

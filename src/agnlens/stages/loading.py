@@ -139,7 +139,7 @@ def load(
     for store in (p for p in paths if is_store(p)):
         batch = _load_store(store, models, executor)
         for g in batch.groups:
-            seen.update((str(sid), store) for sid in g.spectra.spec_id if str(sid) not in seen)
+            remember_store(g, seen)
         yield batch
     files = [p for p in paths if not is_store(p)]
     if files:
@@ -164,6 +164,15 @@ def load_groups(inputs, models, *, observed: bool = True, **options) -> tuple[li
             del g
         del batch
     return stores + [_join(files[k]) for k in sorted(files)], rejected
+
+
+def remember_store(group: Group, seen: dict[str, str]) -> None:
+    """Add the spec_ids of a store's group to ``seen`` (spec_id → where it was read): a file read
+    after it that repeats one is a repeat (:func:`agnlens.stages.reading.first_of_each_spec_id`)."""
+    from agnlens.stages.reading import first_of_each_spec_id
+
+    ids = np.asarray(group.spectra.spec_id).astype(str)
+    first_of_each_spec_id(ids, np.full(ids.size, str(group.store)), seen)
 
 
 def read_inputs(inputs, *, grid: str | Grid, labels=None) -> tuple[SpectrumSet, list[Rejection]]:
@@ -312,20 +321,15 @@ def _load_files(paths, models, labels, chunk_size: int, allow_zwarning: bool, ma
 def _batch(observed: list[Spectrum], unread: list[Rejection], models, seen: dict[str, str], record: dict) -> Batch:
     """One batch: the observed spectra routed to their models, repeats of a spec_id rejected; each
     set's provenance says how it was read (``record``: :func:`agnlens.stages.reading.ingest_provenance`)."""
-    from agnlens.stages.reading import ingest_provenance
+    from agnlens.stages.reading import first_of_each_spec_id, ingest_provenance
 
     placed, failed = route(observed, models, record["max_bad_fraction"])
     rejected = list(unread)
     rejected += [Rejection(exc.source, exc.reason, observed[i].spec_id) for i, exc in sorted(failed.items())]
     keep = np.zeros(len(observed), dtype=bool)
-    duplicates = []
-    for i in sorted(j for rows, _ in placed.values() for j in rows):
-        sid, source = str(observed[i].spec_id), str(observed[i].meta.get("source", ""))
-        if sid in seen:
-            duplicates.append(Rejection(source, f"duplicate spec_id {sid} (already read from {seen[sid]})", sid))
-        else:
-            seen[sid] = source
-            keep[i] = True
+    used = sorted(j for rows, _ in placed.values() for j in rows)
+    keep[used], duplicates = first_of_each_spec_id([observed[i].spec_id for i in used],
+                                                   [observed[i].meta.get("source", "") for i in used], seen)
     groups = []
     for k, (rows, on_grid) in sorted(placed.items()):
         pick = [n for n, i in enumerate(rows) if keep[i]]

@@ -291,7 +291,7 @@ def read_labels(labels: str | os.PathLike | pd.DataFrame | None) -> pd.DataFrame
 
 
 def first_of_each_spec_id(
-    spec_ids: Sequence[str] | np.ndarray, sources: Sequence[str] | np.ndarray
+    spec_ids: Sequence[str] | np.ndarray, sources: Sequence[str] | np.ndarray, seen: dict[str, str] | None = None
 ) -> tuple[np.ndarray, list[Rejection]]:
     """Which spectra to keep so that each spec_id appears once (the first in input order), and a
     rejection for each repeat.
@@ -300,6 +300,9 @@ def first_of_each_spec_id(
     ----------
     spec_ids, sources : sequence of str, shape (n,)
         In input order; ``sources`` name the files, for the messages.
+    seen : dict of str to str, optional
+        The spec_ids read before (spec_id → where), across calls: those of earlier batches and
+        stores are repeats too; this call's first ones are added to it.
 
     Returns
     -------
@@ -307,7 +310,7 @@ def first_of_each_spec_id(
     rejected : list of Rejection
         One per repeat, naming the file the spec_id was first read from.
     """
-    first: dict[str, str] = {}
+    first: dict[str, str] = {} if seen is None else seen
     keep = np.ones(len(spec_ids), dtype=bool)
     rejected = []
     for i, (sid, source) in enumerate(zip(spec_ids, sources)):
