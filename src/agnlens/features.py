@@ -2,8 +2,8 @@
 
 :func:`spectral_features` measures, for every spectrum of a rest-frame normalised
 :class:`~agnlens.spectra.SpectrumSet`, its S/N, continuum slope, 4000 Å break, broad Hβ and Hα
-widths, [O III]/Hβ, [N II]/Hα, narrow Balmer decrement, optical Fe II strength and [O III]
-equivalent width. The line quantities come from the Gaussian fits of
+widths, broad/narrow Hα, narrow-line width, [O III]/Hβ, [N II]/Hα, narrow Balmer decrement,
+optical Fe II strength and [O III] equivalent width. The line quantities come from the Gaussian fits of
 :class:`agnlens.models.baseline.PhysicsBaseline` (its public ``measure``); the continuum
 quantities are window measurements over good pixels (``ivar > 0``). A quantity whose windows the
 grid or the spectrum does not cover is NaN — never a guess.
@@ -31,6 +31,8 @@ FEATURES: dict[str, str] = {
     "dn4000": "4000 Å break, <F_ν> 4000–4100 / 3850–3950 Å (Balogh et al. 1999)",
     "fwhm_broad_hbeta": "intrinsic FWHM of broad Hβ (km/s), where a broad component counts",
     "fwhm_broad_halpha": "intrinsic FWHM of broad Hα (km/s), where a broad component counts",
+    "broad_narrow_halpha": "broad Hα / narrow Hα flux, where a broad Hα component counts",
+    "fwhm_narrow": "intrinsic FWHM of the narrow lines (km/s), tied to [O III] 5008 in the Hβ complex",
     "oiii_hbeta": "[O III] 5008 / Hβ (narrow + broad)",
     "nii_halpha": "[N II] 6585 / narrow Hα",
     "narrow_balmer_decrement": "narrow Hα / narrow Hβ",
@@ -96,12 +98,15 @@ def _line_features(spectra, out, blue, red, wl, flux, good) -> None:
     ha_broad = table["ha_broad"].to_numpy(bool)
     out["fwhm_broad_hbeta"] = np.where(hb_broad, table["hb_fwhm_broad"], np.nan)
     out["fwhm_broad_halpha"] = np.where(ha_broad, table["ha_fwhm_broad"], np.nan)
+    out["fwhm_narrow"] = table["hb_fwhm_narrow"].to_numpy(float)
     out["oiii_hbeta"] = table["r_oiii_hb"].to_numpy(float)
     out["nii_halpha"] = table["nii_ha"].to_numpy(float)
     with np.errstate(invalid="ignore", divide="ignore"):
         hbn = table["hb_flux_narrow"].to_numpy(float)
         han = table["ha_flux_narrow"].to_numpy(float)
         out["narrow_balmer_decrement"] = np.where((hbn > 0) & (han > 0), han / hbn, np.nan)
+        hab = table["ha_flux_broad"].to_numpy(float)
+        out["broad_narrow_halpha"] = np.where(ha_broad & (han > 0), hab / han, np.nan)
         # Fe II: the flux above a power-law pseudo-continuum through the two continuum windows.
         slope = np.log(red / blue) / np.log(np.mean(_RED) / np.mean(_BLUE))
         sel = (wl >= _FEII[0]) & (wl <= _FEII[1])

@@ -11,6 +11,11 @@ distributions of S/N, continuum slope, Dn4000, broad-line widths and line ratios
 (:mod:`agnlens.features`) with a two-sample distance each, and the class median spectra can be
 plotted (:meth:`RealismResult.plot`).
 
+Per-class checks (:data:`CHECKS`): for the intermediates, the features that tell a Seyfert 1.8/1.9
+from a type 2 — broad/narrow Hα, broad Hα FWHM, narrow FWHM, [O III] EW — are measured on
+:data:`CHECK_TWINS` simulated 1.8/1.9s at the real spectra's redshifts and S/N; a check passes when
+the real spectra's median lies inside the simulated 16–84 % range.
+
 Matching: each real spectrum gets ``per_real`` simulated twins of its class drawn at its redshift
 and its S/N at 5100 Å (:func:`agnlens.simulate.simulate`), preprocessed onto the real spectra's
 grid. A real spectrum and its twins then share one mask — a pixel bad or uncovered in either is
@@ -43,8 +48,8 @@ from agnlens.spectra import SpectrumSet
 
 log = logging.getLogger(__name__)
 
-__all__ = ["DISCRIMINATORS", "MIN_REAL", "REALISM_GRID", "WINDOWS", "RealismResult", "realism", "simulate_matched",
-           "window_pixels"]
+__all__ = ["CHECKS", "CHECK_TWINS", "DISCRIMINATORS", "MIN_REAL", "REALISM_GRID", "WINDOWS", "RealismResult",
+           "realism", "simulate_matched", "window_pixels"]
 
 #: The discriminators of the two-sample test (name → what it is).
 DISCRIMINATORS: dict[str, str] = {
@@ -83,6 +88,13 @@ def window_pixels(wavelength: np.ndarray, name: str) -> np.ndarray:
 #: Fewest real spectra of a class for the cross-validated test (one per fold at 5 folds).
 MIN_REAL = 5
 
+#: Per-class feature checks: class → (the simulated subtypes compared, the features checked).
+CHECKS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "intermediate": (("1.8", "1.9"), ("broad_narrow_halpha", "fwhm_broad_halpha", "fwhm_narrow", "ew_oiii")),
+}
+#: Simulated spectra drawn for a class's checks (spread over its real spectra's redshifts and S/N).
+CHECK_TWINS = 200
+
 #: The grid ``agnlens realism`` puts files on: 3700–6800 Å rest, log-λ at the SDSS pixel size,
 #: so that the 4000 Å break, Hβ + [O III] and Hα + [N II] are all on it.
 REALISM_GRID = Grid(
@@ -106,7 +118,10 @@ class RealismResult:
         (window of :data:`WINDOWS` → the same per discriminator, on that window's pixels only) and
         ``features`` (a list of rows: ``feature``, ``n_real``, ``n_simulated``,
         ``median_real``, ``median_simulated``, ``ks``, ``ks_p``, ``wasserstein_rank``: W1
-        between the samples mapped through their pooled empirical CDF, 0 to 1).
+        between the samples mapped through their pooled empirical CDF, 0 to 1), and for the classes
+        of :data:`CHECKS` ``checks`` (``subtypes``, ``n_simulated``, ``passed`` and ``rows``: per
+        feature ``feature``, ``real`` (the real values), ``real_median``, ``simulated_p16``,
+        ``simulated_p50``, ``simulated_p84``, ``n_real_inside``, ``passed``).
     wavelength : ndarray of shape (n_pixels,)
         The rest-frame grid of the spectra compared.
     medians : dict of str to (ndarray, ndarray)
@@ -155,6 +170,15 @@ class RealismResult:
             for window, auc in c.get("auc_windows", {}).items():
                 aucs = ", ".join(f"{k} {v['mean']:.3f} ± {v['std']:.3f}" for k, v in auc.items())
                 out.append(f"{label} [{window} only]: ROC AUC {aucs}")
+        for label, c in self.classes.items():
+            if c.get("checks"):
+                ch = c["checks"]
+                rows = "; ".join(
+                    f"{r['feature']} real median {_fmt(r['real_median'])} in [{_fmt(r['simulated_p16'])}, "
+                    f"{_fmt(r['simulated_p84'])}] {'yes' if r['passed'] else 'NO'}" for r in ch["rows"]
+                )
+                out.append(f"{label} checks ({'/'.join(ch['subtypes'])}, {ch['n_simulated']} simulated, 16–84 %): "
+                           f"{'passed' if ch['passed'] else 'FAILED'}: {rows}")
         return out
 
 
@@ -186,7 +210,8 @@ def realism(
     seed : int, default 0
         Simulator and cross-validation seed.
     features : bool, default True
-        Measure and compare :data:`agnlens.features.FEATURES` (line fits: ~10 ms per spectrum).
+        Measure and compare :data:`agnlens.features.FEATURES` (line fits: ~10 ms per spectrum),
+        and, when ``simulated`` is None, run the per-class :data:`CHECKS`.
     discriminators : tuple of str
         Names from :data:`DISCRIMINATORS`.
 
@@ -225,6 +250,7 @@ def _realism(real, simulated, n_splits, n_repeats, per_real, seed, features, dis
             f"{', '.join(found)}); give a labels catalogue (--labels) that names type1, type2 or intermediate"
         )
     real = real[np.isin(labels, present)]
+    own_twins = simulated is None
     if simulated is None:
         z = pd.to_numeric(real.meta["z"], errors="coerce").to_numpy(float)
         unusable = ~(np.isfinite(z) & (z >= 0))
@@ -270,6 +296,8 @@ def _realism(real, simulated, n_splits, n_repeats, per_real, seed, features, dis
             entry["tested"] = True
         if feat_real is not None and feat_sim is not None:  # set exactly when ``features``
             entry["features"] = _compare_features(feat_real.iloc[r_idx], feat_sim.iloc[s_idx])
+            if label in CHECKS and own_twins:
+                entry["checks"] = _class_checks(real[r_idx], feat_real.iloc[r_idx], label, seed)
         medians[label] = (np.median(real.flux[r_idx], axis=0), np.median(simulated.flux[s_idx], axis=0)
                           if s_idx.size else np.full(real.n_pixels, np.nan))
         classes[label] = entry
@@ -409,6 +437,36 @@ def _cv_auc(names, X: np.ndarray, y: np.ndarray, folds: int, repeats: int, seed:
                "max": float(np.max(v)), "n_folds": len(v)}
         for name, v in scores.items()
     }
+
+
+def _fmt(v: float | None) -> str:
+    return "n/a" if v is None else f"{v:.3g}"
+
+
+def _class_checks(real: SpectrumSet, feat_real: pd.DataFrame, label: str, seed: int) -> dict[str, Any]:
+    """The :data:`CHECKS` of ``label``: real values against simulated twins of the checked subtypes."""
+    from agnlens.features import spectral_features
+
+    subtypes, names = CHECKS[label]
+    per_real = int(np.ceil(CHECK_TWINS / len(real)))
+    _, sim = simulate_matched(real, per_real=per_real, seed=int(seed) + 1_000_003)
+    sim = sim[np.flatnonzero(np.isin(sim.meta["subtype"].astype(str), subtypes))]
+    feat_sim = spectral_features(sim) if len(sim) else pd.DataFrame({n: [] for n in names})
+    rows = []
+    for name in names:
+        a = feat_real[name].to_numpy(float)
+        b = feat_sim[name].to_numpy(float)
+        a, b = a[np.isfinite(a)], b[np.isfinite(b)]
+        med = float(np.median(a)) if a.size else np.nan
+        p16, p50, p84 = np.percentile(b, [16, 50, 84]) if b.size >= MIN_REAL else (np.nan,) * 3
+        row: dict[str, Any] = {"feature": name, "real": [float(v) for v in a], "n_simulated": int(b.size)}
+        # JSON-ready: None where there is nothing to compare
+        row.update({k: float(v) if np.isfinite(v) else None for k, v in
+                    (("real_median", med), ("simulated_p16", p16), ("simulated_p50", p50), ("simulated_p84", p84))})
+        row.update(n_real_inside=int(np.sum((a >= p16) & (a <= p84))), passed=bool(p16 <= med <= p84))
+        rows.append(row)
+    return {"subtypes": list(subtypes), "n_simulated": len(sim), "passed": all(r["passed"] for r in rows),
+            "rows": rows}
 
 
 def _compare_features(real: pd.DataFrame, sim: pd.DataFrame) -> list[dict[str, Any]]:
