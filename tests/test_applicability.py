@@ -127,6 +127,36 @@ def test_at_most_one_percent_of_simulated_test_spectra_are_flagged():
     assert not table["flags"].str.contains("redshift-offset").any()
 
 
+
+@pytest.mark.slow
+def test_flags_on_held_out_simulated_spectra_with_the_default_model():
+    """Every flag together, as ``classify --measure`` gives them with the default balmer model, on
+    600 held-out SIMULATED spectra of its own training distribution (a seed it never saw).
+
+    Contract (bounds, measured 3.5–5.0 % any flag and 2.5–3.3 % on correct calls over seeds 12345,
+    777, 2024, 31337, 4242; ``scripts/check_edges.py sim``): at most 7 % of the spectra carry a flag and at
+    most 4 % of the correct calls; a type 2 call flagged ``physics-disagrees`` (a broad Hα the
+    baseline counts) is a wrong call; at least a third of the wrong calls carry a flag. The issue's
+    aim of ≤ 2 % flagged in all is not met (docs/applicability.md, *Measured on held-out simulated
+    spectra*): the model is wrong on 2–3 % of these spectra, and those are the ones to flag."""
+    from agnlens.models.default import resolve_models
+    from agnlens.stages.loading import model_for_grid
+
+    spectra = simulate_set(600, seed=4242, grid="balmer", redshift="full", convention="spectroscopic")
+    model, _ = model_for_grid(resolve_models(None), "balmer")
+    table = classify(model, spectra, measure=True)
+    flagged = table["flags"].fillna("").astype(str) != ""
+    right = table["predicted_label"].to_numpy() == np.asarray(spectra.labels).astype(str)
+    wrong_type2 = (table["predicted_label"] == "type2").to_numpy() & ~right
+    pd_type2 = table["flags"].astype(str).str.contains("physics-disagrees").to_numpy() & (
+        table["predicted_label"] == "type2").to_numpy()
+    assert right.mean() >= 0.95
+    assert flagged.mean() <= 0.07, table.loc[flagged, "flags"].value_counts()
+    assert (flagged & right).mean() <= 0.04, table.loc[flagged & right, "flags"].value_counts()
+    assert not (pd_type2 & ~wrong_type2).any()
+    assert (flagged & ~right).sum() >= (~right).sum() / 3
+
+
 # ------------------------------------------------------------------------------------ not an AGN
 def test_narrow_flux_errors_match_the_scatter_of_repeated_fits():
     """The narrow-line flux errors of :func:`fit_lines` (behind the BPT S/N cut) against the scatter
