@@ -174,7 +174,9 @@ def test_intermediate_checks_pass_on_the_simulators_own_spectra(monkeypatch):
     for r in checks["rows"]:
         assert r["simulated_p16"] <= r["simulated_p50"] <= r["simulated_p84"]
         assert r["passed"], r  # the same generator: its median lies in its own 16–84 % range
-    assert any(line.startswith("intermediate checks (1.8/1.9") and "passed" in line for line in result.lines())
+    n_sim = checks["n_simulated"]
+    line = f"intermediate checks ({len(real)} real against the 16–84 % range of {n_sim} simulated 1.8/1.9)"
+    assert any(text.startswith(line) and "passed" in text for text in result.lines())
 
 
 def test_intermediate_checks_fail_when_the_real_values_lie_outside(monkeypatch):

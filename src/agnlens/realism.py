@@ -177,8 +177,9 @@ class RealismResult:
                     f"{r['feature']} real median {_fmt(r['real_median'])} in [{_fmt(r['simulated_p16'])}, "
                     f"{_fmt(r['simulated_p84'])}] {'yes' if r['passed'] else 'NO'}" for r in ch["rows"]
                 )
-                out.append(f"{label} checks ({'/'.join(ch['subtypes'])}, {ch['n_simulated']} simulated, 16–84 %): "
-                           f"{'passed' if ch['passed'] else 'FAILED'}: {rows}")
+                subtypes = "/".join(ch["subtypes"])
+                out.append(f"{label} checks ({c['n_real']} real against the 16–84 % range of {ch['n_simulated']} "
+                           f"simulated {subtypes}): {'passed' if ch['passed'] else 'FAILED'}: {rows}")
         return out
 
 
