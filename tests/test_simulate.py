@@ -265,9 +265,10 @@ def test_type1_broad_hbeta_width_is_recovered(single_gaussian_quasars):
     # (and Fe II, whose 4924/5018 Å multiplets sit on the wings: weak Fe II only; and the host's
     # stellar Hβ absorption under the line: AGN-dominated ones only; and the blue wings of a strong
     # [O III], which reach past the narrow-line cut: EW < 60 Å)
-    spectra = simulate(counts={"type1": 200}, seed=5, noise=False)
+    spectra = simulate(counts={"type1": 400}, seed=5, noise=False)
     clean = [s for s in spectra if 2000 < s.meta["fwhm_broad"] < 6000 and s.meta["broad_wing_fraction"] < 0.05
-             and s.meta["feii_ratio"] < 0.3 and s.meta["host_fraction"] < 0.6 and s.meta["oiii_ew"] < 60][:12]
+             and s.meta["feii_ratio"] < 0.3 and s.meta["host_fraction"] < 0.6 and s.meta["oiii_ew"] < 60
+             and s.meta["fwhm_narrow"] < s.meta["fwhm_broad"] / 8][:12]
     assert len(clean) >= 8
     for s in clean:
         assert _fit_broad_hbeta(s) == pytest.approx(s.meta["fwhm_broad"], rel=0.15)
@@ -295,8 +296,10 @@ def test_broad_halpha_width_is_recovered_and_follows_greene_ho(single_gaussian_q
     ratio = np.array([s.meta["fwhm_broad_halpha"] / s.meta["fwhm_broad"] for s in spectra])
     # Greene & Ho 2005: FWHM(Hβ) = 1.07·10³ (FWHM(Hα)/10³)^1.03, i.e. Hα ≈ 0.9 × Hβ
     assert 0.82 < np.median(ratio) < 0.98
+    # (narrow lines under 1/8 of the broad width: the fit cuts ±3 narrow FWHM around each narrow
+    # line, and a wider narrow line would cut away the broad core and leave the Gaussian the wings)
     clean = [s for s in spectra if 2500 < s.meta["fwhm_broad_halpha"] < 7000 and s.meta["broad_wing_fraction"] < 0.05
-             and s.meta["host_fraction"] < 0.6]
+             and s.meta["host_fraction"] < 0.6 and s.meta["fwhm_narrow"] < s.meta["fwhm_broad_halpha"] / 8]
     assert len(clean) >= 8
     for s in clean:
         assert _fit_broad_halpha(s) == pytest.approx(s.meta["fwhm_broad_halpha"], rel=0.15)
@@ -401,7 +404,8 @@ def test_oiii_hbeta_ratio_as_drawn():
     # and a narrow Hβ well above the host's Balmer absorption (EW > 6 Å; a Gaussian trough is only
     # a rough model of the stellar populations' absorption)
     spectra = [s for s in simulate(counts={"type2": 100}, seed=13, noise=False)
-               if s.meta["oiii_wing_fraction"] == 0 and s.meta["oiii_ew"] / s.meta["oiii_hbeta"] > 6]
+               if s.meta["oiii_wing_fraction"] == 0 and s.meta["oiii_ew"] / s.meta["oiii_hbeta"] > 6
+               and s.meta["fwhm_narrow"] < 450]  # a wider Hβ blends with the host's absorption trough
     assert len(spectra) >= 6
     for s in spectra[:12]:
         wl, f = _rest(s)

@@ -91,8 +91,9 @@ def draw_parameters(
     nl = draw_narrow(rng, _choice(rng, BPT_SHARES[label]))
     # stellar reddening = 0.44 × that of the gas (Calzetti et al. 2000)
     p["ebv_narrow"], p["ebv_star"] = nl["ebv"], 0.44 * nl["ebv"]
-    # narrow FWHM: catalogue [O III] 5008, log-mean 2.357, sd 0.186 dex
-    p["fwhm_narrow"] = _ln10(rng, 2.357, 0.186, 150.0, 900.0)
+    # narrow FWHM: one narrow-line region for every class (the unified model; no class shortcut),
+    # its log-mean fitted on the real type 1 (:data:`.quasar.PRIORS`), the catalogue's spread
+    p["fwhm_narrow"] = _ln10(rng, *PRIORS["fwhm_narrow"], 150.0, 900.0)
     p["oiii_wing"] = nl["wing"]
 
     # AGN continuum F_λ ∝ λ^α: quasars α_ν = −0.44 (Vanden Berk et al. 2001, AJ 122, 549), i.e.

@@ -31,20 +31,25 @@ __all__ = ["PRIORS", "broad_profile", "host_fraction", "log_l5100", "luminosity_
 #: AGN continuum) at λL_5100 = 10^44.5 erg/s (mean, sd); log10 broad Hβ EW (Å, mean, sd); log10
 #: broad Hα/Hβ (mean, sd); log10 FWHM of the broad Hβ core (km/s, mean, sd); log10 of a factor on
 #: the Balmer continuum and the high-order Balmer lines, the small blue bump (mean, sd; 0: the
-#: start values of :mod:`.parameters`, Case B lines × 0.6–1.2). The means are fitted
+#: start values of :mod:`.parameters`, Case B lines × 0.6–1.2); log10 intrinsic FWHM of the narrow
+#: lines (km/s, mean, sd: one narrow-line region for every class, fitted on the type 1, the class
+#: with real spectra enough). The means are fitted
 #: to the real type 1 spectra beside the project by ``scripts/fit_quasar_priors.py`` (on half of
-#: the objects, judged on the other half: the KS distance of each measurement falls from 0.28–0.40
-#: to 0.15–0.27), starting from the literature: α_λ = −1.56 (Vanden Berk et al. 2001, AJ 122, 549;
+#: the objects, judged on the other half: the KS distance of each measurement falls from 0.28–0.51
+#: to 0.12–0.28; the narrow FWHM's from 0.51 to 0.19), starting from the literature: α_λ = −1.56
+#: (Vanden Berk et al. 2001, AJ 122, 549;
 #: the optical continuum of quasars in SDSS fibres is redder than that UV slope), [O III] EW 1.2,
 #: broad Hβ EW 1.75 and FWHM 3.66 (Shen et al. 2011), Hα/Hβ log10 3.06 = 0.486 (Dong et al. 2008,
-#: MNRAS 383, 581). The widths are the literature's.
+#: MNRAS 383, 581), the narrow FWHM of every class (the intermediate catalogue's [O III] 5008,
+#: 2.357). The widths are the literature's.
 PRIORS: dict[str, tuple[float, float]] = {
-    "alpha": (-1.173, 0.3),
-    "oiii_ew": (1.398, 0.4),
-    "hbeta_ew": (1.998, 0.2),
-    "halpha_hbeta": (0.528, 0.08),
-    "fwhm_hbeta": (3.731, 0.20),
-    "blue_bump": (0.406, 0.15),
+    "alpha": (-1.183, 0.3),
+    "oiii_ew": (1.447, 0.4),
+    "hbeta_ew": (2.026, 0.2),
+    "halpha_hbeta": (0.520, 0.08),
+    "fwhm_hbeta": (3.777, 0.20),
+    "blue_bump": (0.387, 0.15),
+    "fwhm_narrow": (2.538, 0.186),
 }
 #: FWHM (km/s) that separates population A from B (Sulentic et al. 2000, ARA&A 38, 521).
 POP_AB_FWHM = 4000.0
