@@ -188,6 +188,36 @@ def test_readme_simulated_scores_are_the_demos(readme_demo):
     assert "SIMULATED" in results
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(COMMAND_TIMEOUT)
+def test_results_page_figures_are_the_demos(readme_demo):
+    """docs/results.md quotes the demo (scores, explained spectra, t-SNE, faithfulness, centre vs
+    wings): every figure it gives must be the one the README's demo writes now — exactly, but for
+    the t-SNE map's neighbour accuracy, within 0.01: the embedding is not bitwise the same across
+    BLAS kernels (0.832 with OpenBLAS's SkylakeX kernels, 0.834 with its Haswell ones)."""
+    cwd, run = readme_demo
+    assert run.returncode == 0, run.explain()
+    out = cwd / "demo-out"
+    metrics = json.loads((out / "metrics.json").read_text())
+    page = (DOCS / "results.md").read_text("utf-8")
+    test = metrics["multiclass"]["test"]
+    lo, hi = test["f1_ci95"]
+    quoted = [f"{metrics['binary']['test']['f1']:.3f}", f"{test['f1']:.3f} [{lo:.3f}, {hi:.3f}]",
+              f"explains {metrics['saliency']['n_maps']} test spectra"]
+    knn = re.search(r"10-nearest-neighbour\s+accuracy is (\d\.\d+)", page)
+    assert knn and abs(float(knn.group(1)) - metrics["embedding"]["knn_accuracy"]) <= 0.01, (
+        f"docs/results.md's t-SNE accuracy, the demo's is {metrics['embedding']['knn_accuracy']:.3f}")
+    faithfulness = pd.read_csv(out / "faithfulness.csv").set_index("method")["deletion_auc"]
+    quoted += [f"over the {metrics['saliency']['n_maps']} explained spectra",
+               f"occlusion {faithfulness['occlusion']:.3f}", f"exact gradient {faithfulness['gradient']:.3f}"]
+    wings = metrics["saliency"]["centre_wings_test"]
+    quoted += [f"of the {wings['n_tested']} explained test spectra with a measured broad Hβ, {wings['n_opposite']} "
+               f"({100 * wings['opposite_fraction']:.0f} %)", f"p = {wings['p_value']:.2f}"]
+    flat = " ".join(page.split())
+    missing = [q for q in quoted if " ".join(q.split()) not in flat]
+    assert not missing, f"docs/results.md no longer quotes the demo: {missing}; update the page"
+
+
 @pytest.fixture(scope="module")
 def own_spectra(tmp_path_factory):
     """The commands of the README's 'Your own spectra', run in order in a plain-clone working
