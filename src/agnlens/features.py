@@ -2,7 +2,7 @@
 
 :func:`spectral_features` measures, for every spectrum of a rest-frame normalised
 :class:`~agnlens.spectra.SpectrumSet`, its S/N, continuum slope, 4000 Å break, broad Hβ and Hα
-widths, broad/narrow Hα, narrow-line width, [O III]/Hβ, [N II]/Hα, narrow Balmer decrement,
+widths, broad/narrow Hα, narrow-line width, [O III]/Hβ (total and narrow), [N II]/Hα, narrow Balmer decrement,
 optical Fe II strength and [O III] equivalent width. The line quantities come from the Gaussian fits of
 :class:`agnlens.models.baseline.PhysicsBaseline` (its public ``measure``); the continuum
 quantities are window measurements over good pixels (``ivar > 0``). A quantity whose windows the
@@ -34,6 +34,7 @@ FEATURES: dict[str, str] = {
     "broad_narrow_halpha": "broad Hα / narrow Hα flux, where a broad Hα component counts",
     "fwhm_narrow": "intrinsic FWHM of the narrow lines (km/s), tied to [O III] 5008 in the Hβ complex",
     "oiii_hbeta": "[O III] 5008 / Hβ (narrow + broad)",
+    "oiii_hbeta_narrow": "[O III] 5008 / narrow Hβ (the BPT ratio)",
     "nii_halpha": "[N II] 6585 / narrow Hα",
     "narrow_balmer_decrement": "narrow Hα / narrow Hβ",
     "r_feii": "Fe II 4434–4684 Å excess over the continuum / broad Hβ flux",
@@ -100,6 +101,7 @@ def _line_features(spectra, out, blue, red, wl, flux, good) -> None:
     out["fwhm_broad_halpha"] = np.where(ha_broad, table["ha_fwhm_broad"], np.nan)
     out["fwhm_narrow"] = table["hb_fwhm_narrow"].to_numpy(float)
     out["oiii_hbeta"] = table["r_oiii_hb"].to_numpy(float)
+    out["oiii_hbeta_narrow"] = table["oiii_hb_narrow"].to_numpy(float)
     out["nii_halpha"] = table["nii_ha"].to_numpy(float)
     with np.errstate(invalid="ignore", divide="ignore"):
         hbn = table["hb_flux_narrow"].to_numpy(float)

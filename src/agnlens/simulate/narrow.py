@@ -18,6 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from agnlens.simulate.dust import cardelli
+from agnlens.simulate.quasar import PRIORS
 
 __all__ = ["NARROW_LINES", "draw_narrow", "kewley01", "kauffmann03", "schawinski07"]
 
@@ -73,9 +74,12 @@ def _locus(rng: np.random.Generator, kind: str) -> tuple[float, float, float, fl
     (Seyfert branch near x ≈ 0, y ≈ 0.8; LINERs near x ≈ 0.1, y ≈ 0.2; composites between the
     Kauffmann 2003 and Kewley 2001 curves); every point is put on the right side of the curves.
     """
-    if kind == "seyfert":
-        x = _clip(rng.normal(0.0, 0.15), -0.45, 0.40)
-        y = max(rng.normal(0.8, 0.22), kewley01(x) + 0.1, schawinski07(x) + 0.05)
+    if kind in ("seyfert", "type1"):
+        # type 1: the Seyfert branch where the narrow lines of broad-line AGN lie (a centre fitted to
+        # real type 1, :data:`agnlens.simulate.quasar.PRIORS`), the same spreads
+        cx, cy = (PRIORS["nii_halpha"][0], PRIORS["oiii_hbeta_narrow"][0]) if kind == "type1" else (0.0, 0.8)
+        x = _clip(rng.normal(cx, 0.15), -0.45, 0.40)
+        y = max(rng.normal(cy, 0.22), kewley01(x) + 0.1, schawinski07(x) + 0.05)
         y = min(y, 1.35)
         s = min(rng.normal(-0.40, 0.12), (y - 0.76) / 1.89 - 0.02)  # above Kewley 2006 [S II] line
         o = min(rng.normal(-1.15, 0.20), (y - 1.30) / 1.18 - 0.02)  # above Kewley 2006 [O I] line
@@ -101,9 +105,10 @@ def draw_narrow(rng: np.random.Generator, kind: str) -> dict:
     Parameters
     ----------
     rng : numpy.random.Generator
-    kind : {"seyfert", "liner", "composite", "catalogue"}
-        A BPT locus, or ``"catalogue"``: a joint draw of the intermediate catalogue's log-normal
-        ([O III]/Hβn, Hαn/Hβn, [N II]/Hαn), whose Hα/Hβ then sets the reddening.
+    kind : {"seyfert", "type1", "liner", "composite", "catalogue"}
+        A BPT locus (``"type1"``: the Seyfert branch centred where real type 1 lie), or
+        ``"catalogue"``: a joint draw of the intermediate catalogue's log-normal ([O III]/Hβn,
+        Hαn/Hβn, [N II]/Hαn), whose Hα/Hβ then sets the reddening.
 
     Returns
     -------
@@ -129,7 +134,7 @@ def draw_narrow(rng: np.random.Generator, kind: str) -> dict:
     hb = 1.0
     oiii = 10.0**y * hb
     ha = CASE_B["Halpha"] * hb
-    seyfert = kind in ("seyfert", "catalogue")
+    seyfert = kind in ("seyfert", "type1", "catalogue")
     # [O II] 3727+3730 / [O III] 5008: Seyferts ~0.1–0.5, LINERs > 1 (Ho 2005, ApJ 629, 680)
     oii = oiii * 10.0 ** rng.normal(-0.6 if seyfert else 0.1, 0.2)
     oii_ratio = rng.uniform(0.7, 1.3)  # 3727/3730: n_e ~ 10^2–10^3.5 cm^-3 (Osterbrock & Ferland 2006)

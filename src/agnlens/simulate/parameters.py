@@ -46,7 +46,7 @@ def _choice(rng: np.random.Generator, shares: Mapping[str, float]) -> str:
 # lines mostly sit on the Seyfert branch, a minority among composites (Stern & Laor 2013, MNRAS
 # 431, 836); intermediates draw the catalogue's measured ratios.
 BPT_SHARES = {
-    "type1": {"seyfert": 0.7, "composite": 0.3},
+    "type1": {"type1": 1.0},
     "type2": {"seyfert": 0.85, "liner": 0.10, "composite": 0.05},
     "intermediate": {"catalogue": 1.0},
 }

@@ -33,23 +33,29 @@ __all__ = ["PRIORS", "broad_profile", "host_fraction", "log_l5100", "luminosity_
 #: the Balmer continuum and the high-order Balmer lines, the small blue bump (mean, sd; 0: the
 #: start values of :mod:`.parameters`, Case B lines × 0.6–1.2); log10 intrinsic FWHM of the narrow
 #: lines (km/s, mean, sd: one narrow-line region for every class, fitted on the type 1, the class
-#: with real spectra enough). The means are fitted
-#: to the real type 1 spectra beside the project by ``scripts/fit_quasar_priors.py`` (on half of
-#: the objects, judged on the other half: the KS distance of each measurement falls from 0.28–0.51
-#: to 0.12–0.28; the narrow FWHM's from 0.51 to 0.19), starting from the literature: α_λ = −1.56
-#: (Vanden Berk et al. 2001, AJ 122, 549;
+#: with real spectra enough); the centre of the type 1 narrow lines on the BPT diagram, log10
+#: [N II] 6585/Hα and log10 [O III] 5008/Hβ (mean, sd; :func:`.narrow.draw_narrow` kind "type1":
+#: the Seyfert branch's spreads and boundaries around it). The means are fitted to the real type 1
+#: spectra beside the project by ``scripts/fit_quasar_priors.py`` (on half of the objects, judged on
+#: the other half: the KS distance of each fitted measurement falls from 0.27–0.51 to 0.14–0.30,
+#: the narrow [O III]/Hβ's from 0.52 (the earlier 70/30 Seyfert/composite mixture) to 0.20; the
+#: narrow [N II]/Hα's rises from 0.31 to 0.48 — its real medians in the two halves differ by
+#: 0.22 dex), starting from the literature: α_λ = −1.56 (Vanden Berk et al. 2001, AJ 122, 549;
 #: the optical continuum of quasars in SDSS fibres is redder than that UV slope), [O III] EW 1.2,
 #: broad Hβ EW 1.75 and FWHM 3.66 (Shen et al. 2011), Hα/Hβ log10 3.06 = 0.486 (Dong et al. 2008,
 #: MNRAS 383, 581), the narrow FWHM of every class (the intermediate catalogue's [O III] 5008,
-#: 2.357). The widths are the literature's.
+#: 2.357), the Seyfert branch's centre (0.0, 0.8; Kewley et al. 2006). The widths are the
+#: literature's.
 PRIORS: dict[str, tuple[float, float]] = {
-    "alpha": (-1.183, 0.3),
-    "oiii_ew": (1.447, 0.4),
-    "hbeta_ew": (2.026, 0.2),
-    "halpha_hbeta": (0.520, 0.08),
-    "fwhm_hbeta": (3.777, 0.20),
-    "blue_bump": (0.387, 0.15),
-    "fwhm_narrow": (2.538, 0.186),
+    "alpha": (-1.105, 0.3),
+    "oiii_ew": (1.466, 0.4),
+    "hbeta_ew": (2.102, 0.2),
+    "halpha_hbeta": (0.587, 0.08),
+    "fwhm_hbeta": (3.784, 0.20),
+    "blue_bump": (0.369, 0.15),
+    "fwhm_narrow": (2.527, 0.186),
+    "nii_halpha": (-0.501, 0.15),
+    "oiii_hbeta_narrow": (0.924, 0.22),
 }
 #: FWHM (km/s) that separates population A from B (Sulentic et al. 2000, ARA&A 38, 521).
 POP_AB_FWHM = 4000.0
