@@ -63,7 +63,7 @@ def main(argv=None) -> int:
     from agnlens.stages import load_groups, merge_groups
 
     groups, rejected = load_groups([args.spectra], resolve_models(None), labels=args.labels)
-    print(f"{sum(len(g[2]) for g in groups)} spectra from {args.spectra} ({len(rejected)} rejected)\n")
+    print(f"{sum(len(g.spectra) for g in groups)} spectra from {args.spectra} ({len(rejected)} rejected)\n")
     print("| grid | predicted class | n | gradient: median r | default: median r |")
     print("|---|---|---|---|---|")
     costs = []

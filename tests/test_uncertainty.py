@@ -33,9 +33,12 @@ def real_on_default():
 @pytest.mark.slow
 def test_delta_method_matches_monte_carlo_on_real_spectra(real_on_default):
     """The issue's gate: within a factor 1.5 of the Monte-Carlo σ (each file's raw pixels redrawn
-    from their ivar, 100 draws, through rest frame, resampling, normalisation and the model) on
+    from their ivar, 400 draws, through rest frame, resampling, normalisation and the model) on
     ≥ 90 % of the real spectra whose Monte-Carlo σ exceeds 1e-3; and no systematic bias beyond
-    ±25 % in the median ratio (the Monte-Carlo σ itself is uncertain by ~7 % at 100 draws)."""
+    ±25 % in the median ratio. The Monte-Carlo σ itself is uncertain by ~3.5 % at 400 draws, more
+    where p is near 0 or 1 and its draws are skewed (at 100 draws `0565-52225-0263`, p 0.997,
+    came out at 0.65 of it, at 400 draws 0.73–0.76: the delta method's linearisation is weakest
+    there)."""
     from agnlens.models.persistence import grid_from_metadata
     from agnlens.spectra import Spectrum
     from agnlens.stages.reading import read_items
@@ -45,7 +48,7 @@ def test_delta_method_matches_monte_carlo_on_real_spectra(real_on_default):
         delta = proba_std(model, spectra)
         for i, source in enumerate(spectra.meta["source"]):
             raw = next(s for s in read_items(source) if isinstance(s, Spectrum))
-            _, mc = monte_carlo_std(model, raw, grid_from_metadata(meta), n_draws=100, seed=i)
+            _, mc = monte_carlo_std(model, raw, grid_from_metadata(meta), n_draws=400, seed=i)
             top = int(np.argmax(delta.proba[i]))
             if mc[top] > 1e-3:
                 ratios.append(delta.std[i, top] / mc[top])

@@ -9,18 +9,19 @@ Methods (all explain ``p_target``, the probability of the target class):
 ``"integrated-gradients"`` (the default, :data:`DEFAULT_METHOD`)
     (x − x′) × the mean gradient along the straight path from a baseline x′ to x (Sundararajan et
     al. 2017); by default x′ is the spectrum's own line-free :func:`continuum` and the path
-    integral is a 32-node Gauss–Legendre quadrature. The map decomposes the decision: Σ
+    integral is a 32-node Gauss–Legendre quadrature, done again with 64 and 128 nodes for the
+    spectra whose error exceeds 1e-6. The map decomposes the decision: Σ
     attributions = p(x) − p(x′) (completeness, checked and stored in ``Saliency.completeness``;
-    on real spectra an error below 1e-5), so summing it over a line's pixels says how much that line
+    on real spectra an error below 1e-6), so summing it over a line's pixels says how much that line
     moved the probability (:func:`agnlens.explain.contributions.line_contributions`). Other
     baselines: ``"zeros"``, ``"type2-mean"`` or an array; rules ``"trapezoid"`` and
     ``"midpoint"`` with ``n_steps`` intervals. Costs the continuum and ``n_steps`` gradients
-    (for the linear default models ~50–140 times the plain gradient, a few ms per spectrum).
+    (for the linear default models ~25–50 times the plain gradient, about half a ms per spectrum).
 ``"gradient"``
     The exact gradient ∂p_target/∂flux from :func:`agnlens.explain.gradient.proba_gradient`;
     costs about one prediction. It describes the model at x, not the spectrum: for a linear
     kernel it is the class's weight vector times a scalar, so every spectrum of a predicted class
-    gets the same map up to scale (the maps of one class correlate at 0.98–1.00).
+    gets the same map up to scale (the maps of one class correlate at 0.94–1.00).
 ``"finite-difference"``
     The reference study's method (Peruzzi et al. 2021): every pixel nudged by +1 % of its own
     value, the probabilities recomputed, the map is Δp/Δx (a forward difference, so its error is

@@ -237,7 +237,31 @@ def smoothgrad(model, X, t_idx, *, n_samples: int, sigma: float, seed: int, chun
     return out
 
 
+#: Integrated Gradients by Gauss–Legendre: a spectrum whose completeness error exceeds this is
+#: integrated again with twice the nodes, ...
+IG_TOLERANCE = 1e-6
+#: ... up to this many (the error falls geometrically: 32 → 64 nodes took the worst of 95 real
+#: spectra, an out-of-distribution one, from 1.9e-4 to 5e-9).
+IG_MAX_NODES = 128
+
+
 def integrated_gradients(model, X, t_idx, base, *, n_steps: int, rule: str, chunk_size: int):
+    """Integrated Gradients and each row's completeness error; with ``rule="gauss-legendre"`` the
+    rows whose error exceeds :data:`IG_TOLERANCE` are integrated again with twice the nodes, up to
+    :data:`IG_MAX_NODES`."""
+    values, error = _integrated_gradients(model, X, t_idx, base, n_steps=n_steps, rule=rule, chunk_size=chunk_size)
+    steps = n_steps
+    while rule == "gauss-legendre" and 2 * steps <= IG_MAX_NODES:
+        again = np.flatnonzero(np.abs(error) > IG_TOLERANCE)
+        if again.size == 0:
+            break
+        steps *= 2
+        values[again], error[again] = _integrated_gradients(model, X[again], t_idx[again], base[again], n_steps=steps,
+                                                            rule=rule, chunk_size=chunk_size)
+    return values, error
+
+
+def _integrated_gradients(model, X, t_idx, base, *, n_steps: int, rule: str, chunk_size: int):
     if n_steps < 1:
         raise ValueError(f"integrated gradients needs n_steps ≥ 1, got {n_steps}")
     if rule == "trapezoid":
