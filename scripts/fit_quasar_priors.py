@@ -30,6 +30,7 @@ from scipy.stats import ks_2samp
 from agnlens.features import spectral_features
 from agnlens.realism import REALISM_GRID, simulate_matched
 from agnlens.simulate import quasar
+from agnlens.simulate.narrow import SEYFERT_BRANCH
 from agnlens.stages import read_inputs
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,7 +39,7 @@ ROUNDS = 5
 START = {"alpha": (-1.56, 0.3), "oiii_ew": (1.2, 0.4), "hbeta_ew": (1.75, 0.2), "halpha_hbeta": (0.486, 0.08),
          "fwhm_hbeta": (3.66, 0.20), "blue_bump": (0.0, 0.15),
          "fwhm_narrow": (2.357, 0.186),  # the catalogue [O III] width of every class
-         "nii_halpha": (0.0, 0.15), "oiii_hbeta_narrow": (0.8, 0.22)}  # the Seyfert branch's centre
+         **SEYFERT_BRANCH}  # the narrow lines' centre on the BPT diagram
 #: Twins per real spectrum (the same seed every round: common random numbers, so a round's change
 #: is the priors' effect and not new noise).
 PER_REAL = 3

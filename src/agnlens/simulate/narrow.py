@@ -20,7 +20,7 @@ import numpy as np
 from agnlens.simulate.dust import cardelli
 from agnlens.simulate.quasar import PRIORS
 
-__all__ = ["NARROW_LINES", "draw_narrow", "kewley01", "kauffmann03", "schawinski07"]
+__all__ = ["NARROW_LINES", "SEYFERT_BRANCH", "draw_narrow", "kewley01", "kauffmann03", "schawinski07"]
 
 #: Narrow emission lines (vacuum Å). High-order Balmer lines at Case B.
 NARROW_LINES: dict[str, float] = {
@@ -46,6 +46,11 @@ _K_HB_HA = _K["Hbeta"] - _K["Halpha"]  # 1.07 for Cardelli R_V = 3.1
 #: log10 ([O III] 5008/Hβn, Hαn/Hβn, [N II] 6585/Hαn), all as observed (reddened).
 CATALOGUE_MEAN = np.array([0.601, 0.635, -0.132])
 CATALOGUE_COV = np.array([[0.0924, -0.0001, 0.0089], [-0.0001, 0.0095, 0.0005], [0.0089, 0.0005, 0.0413]])
+
+
+#: The Seyfert branch of the [N II] BPT diagram, (mean, sd) of log [N II] 6585/Hα and log
+#: [O III] 5008/Hβ, read off the SDSS loci of Kewley et al. (2006), Fig. 4.
+SEYFERT_BRANCH = {"nii_halpha": (0.0, 0.15), "oiii_hbeta_narrow": (0.8, 0.22)}
 
 
 def kewley01(x):
@@ -75,11 +80,11 @@ def _locus(rng: np.random.Generator, kind: str) -> tuple[float, float, float, fl
     Kauffmann 2003 and Kewley 2001 curves); every point is put on the right side of the curves.
     """
     if kind in ("seyfert", "type1"):
-        # type 1: the Seyfert branch where the narrow lines of broad-line AGN lie (a centre fitted to
-        # real type 1, :data:`agnlens.simulate.quasar.PRIORS`), the same spreads
-        cx, cy = (PRIORS["nii_halpha"][0], PRIORS["oiii_hbeta_narrow"][0]) if kind == "type1" else (0.0, 0.8)
-        x = _clip(rng.normal(cx, 0.15), -0.45, 0.40)
-        y = max(rng.normal(cy, 0.22), kewley01(x) + 0.1, schawinski07(x) + 0.05)
+        # type 1: the Seyfert branch around the centre where the narrow lines of real broad-line AGN
+        # lie (:data:`agnlens.simulate.quasar.PRIORS`, fitted), with the branch's spreads
+        centre = PRIORS if kind == "type1" else SEYFERT_BRANCH
+        x = _clip(rng.normal(*centre["nii_halpha"]), -0.45, 0.40)
+        y = max(rng.normal(*centre["oiii_hbeta_narrow"]), kewley01(x) + 0.1, schawinski07(x) + 0.05)
         y = min(y, 1.35)
         s = min(rng.normal(-0.40, 0.12), (y - 0.76) / 1.89 - 0.02)  # above Kewley 2006 [S II] line
         o = min(rng.normal(-1.15, 0.20), (y - 1.30) / 1.18 - 0.02)  # above Kewley 2006 [O I] line

@@ -41,10 +41,10 @@ def _choice(rng: np.random.Generator, shares: Mapping[str, float]) -> str:
     return str(rng.choice(list(shares), p=np.array(list(shares.values())) / sum(shares.values())))
 
 
-# BPT locus of the narrow lines per class (assumed shares, not measured): the study's type 2 are
-# Seyfert 2s selected on the BPT diagram, with a few LINER/composite contaminants; type 1 narrow
-# lines mostly sit on the Seyfert branch, a minority among composites (Stern & Laor 2013, MNRAS
-# 431, 836); intermediates draw the catalogue's measured ratios.
+# BPT locus of the narrow lines per class: the study's type 2 are Seyfert 2s selected on the BPT
+# diagram, with a few LINER/composite contaminants (assumed shares, not measured); type 1 narrow
+# lines sit on the Seyfert branch around a centre fitted to real type 1 (kind "type1",
+# :func:`.narrow.draw_narrow`); intermediates draw the catalogue's measured ratios.
 BPT_SHARES = {
     "type1": {"type1": 1.0},
     "type2": {"seyfert": 0.85, "liner": 0.10, "composite": 0.05},
