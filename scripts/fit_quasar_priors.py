@@ -34,11 +34,20 @@ from agnlens.simulate.narrow import SEYFERT_BRANCH
 from agnlens.stages import read_inputs
 
 ROOT = Path(__file__).resolve().parents[1]
-ROUNDS = 5
+ROUNDS = 6
 #: Where the fit starts: the literature's values (see the docstring of :data:`quasar.PRIORS`).
 START = {"alpha": (-1.56, 0.3), "oiii_ew": (1.2, 0.4), "hbeta_ew": (1.75, 0.2), "halpha_hbeta": (0.486, 0.08),
-         "fwhm_hbeta": (3.66, 0.20), "blue_bump": (0.0, 0.15),
+         "fwhm_hbeta": (3.66, 0.20), "blue_bump": (0.0, 0.15), "high_balmer": (0.0, 0.15),
          "fwhm_narrow": (2.357, 0.186),  # the catalogue [O III] width of every class
+         "narrow_wing": (-0.52, 0.2),  # Mullaney et al. 2013: wings of 20–50 % of the flux
+         "narrow_shift": (0.0, 100.0),  # km/s
+         "neiii_oiii": (-1.0, 0.15),  # Seyferts (Ho 2005)
+         "fevii_oiii": (-1.6, 0.3),  # Seyferts with coronal lines (Gelbord et al. 2009)
+         "feii_red": (0.0, 0.15),  # the I Zw 1 template as it is
+         "hgamma_hbeta": (-0.37, 0.05),  # broad Hγ/Hβ 0.35–0.5 (Vanden Berk et al. 2001)
+         "oiii_4364": (-1.7, 0.2),  # Seyfert NLR T_e 1.2–1.6·10^4 K (Osterbrock & Ferland 2006)
+         "nii_5756": (-1.8, 0.2),  # [N II] 5756/6585 at the same temperatures
+         "hei_hbeta": (-1.07, 0.15),  # broad He I 5876 / Hβ 0.05–0.12 (Vanden Berk et al. 2001)
          **SEYFERT_BRANCH}  # the narrow lines' centre on the BPT diagram
 #: Twins per real spectrum (the same seed every round: common random numbers, so a round's change
 #: is the priors' effect and not new noise).
@@ -55,9 +64,25 @@ def measure(spectra) -> dict[str, np.ndarray]:
     f = spectral_features(spectra)
     wl, flux = spectra.wavelength, np.asarray(spectra.flux, float)
     out = {name: f[name].to_numpy(float) for name in ("continuum_slope", "ew_oiii", "fwhm_broad_hbeta", "dn4000",
-                                                      "fwhm_narrow", "nii_halpha", "oiii_hbeta_narrow")}
+                                                      "blue_end", "fwhm_narrow", "nii_halpha", "oiii_hbeta_narrow",
+                                                      "oiii_shift", "oiii_wing")}
+    # narrow [Ne III] 3870 / [O III] 5008: each above a straight continuum through two windows beside it
+    neiii, oiii = (_line_flux(wl, flux, *w) for w in (((3850, 3858), (3881, 3886), 3860, 3880),
+                                                     ((4975, 4985), (5035, 5045), 4985, 5035)))
+    out["neiii_oiii"] = np.where((neiii > 0) & (oiii > 0), neiii / oiii, np.nan)
+    o4363 = _line_flux(wl, flux, (4352, 4357), (4372, 4378), 4358, 4370)
+    out["oiii_4364"] = np.where(oiii > 0, o4363 / oiii, np.nan)
+    n5756 = _line_flux(wl, flux, (5730, 5742), (5770, 5782), 5746, 5766)
+    out["nii_5756"] = np.where(oiii > 0, n5756 / oiii, np.nan)
+    fevii = _line_flux(wl, flux, (6050, 6070), (6105, 6125), 6075, 6100)
+    out["fevii_oiii"] = np.where(oiii > 0, fevii / oiii, np.nan)
+    # Hε (with [Ne III] 3968 and Ca II H) over the continuum above the 4000 Å break
+    out["h_epsilon"] = _window(wl, flux, 3950, 3990) / _window(wl, flux, 4000, 4100)
     for name, (c1, c2, lo, hi) in {"hbeta_excess": ((4180, 4240), (5075, 5125), 4800, 4930),
-                                   "halpha_excess": ((6150, 6250), (6740, 6800), 6480, 6650)}.items():
+                                   "halpha_excess": ((6150, 6250), (6740, 6800), 6480, 6650),
+                                   "hgamma_excess": ((4200, 4230), (4440, 4460), 4250, 4420),
+                                   "hei_excess": ((5650, 5700), (6000, 6050), 5780, 5950),
+                                   "feii_red_excess": ((5075, 5125), (5450, 5550), 5150, 5400)}.items():
         a, b = _window(wl, flux, *c1), _window(wl, flux, *c2)
         x1, x2 = np.mean(c1), np.mean(c2)
         slope = np.log(b / a) / np.log(x2 / x1)
@@ -65,6 +90,20 @@ def measure(spectra) -> dict[str, np.ndarray]:
         cont = a[:, None] * (wl[sel][None, :] / x1) ** slope[:, None]
         out[name] = np.mean(flux[:, sel] / cont - 1.0, axis=1)
     return out
+
+
+def _spread_ratio(real: np.ndarray, sim: np.ndarray) -> float:
+    """Interquartile range of the real values over the simulated ones, kept within 0.5–2 a round."""
+    iqr = [np.subtract(*np.nanpercentile(x, [75, 25])) for x in (real, sim)]
+    return float(np.clip(iqr[0] / iqr[1], 0.5, 2.0)) if iqr[1] > 0 else 1.0
+
+
+def _line_flux(wl, flux, c1, c2, lo, hi):
+    a, b = _window(wl, flux, *c1), _window(wl, flux, *c2)
+    sel = (wl >= lo) & (wl <= hi)
+    x1, x2 = np.mean(c1), np.mean(c2)
+    cont = a[:, None] + (b - a)[:, None] * (wl[sel][None, :] - x1) / (x2 - x1)
+    return np.sum((flux[:, sel] - cont) * np.gradient(wl)[sel], axis=1)
 
 
 def compare(real, priors, seed) -> tuple[dict, dict]:
@@ -81,28 +120,46 @@ def main(data: str = str(ROOT / ".." / "shared" / "data" / "sdss")) -> int:
     installed = dict(quasar.PRIORS)
     start = dict(START)
     priors = dict(start)
-    previous = None  # (blue bump, simulated − real Dn4000) of the last round: a secant step
+    previous = None  # per secant-fitted prior, (its mean, its gap) in the last round
     for k in range(ROUNDS):
         real, sim = compare(fit_on, priors, seed=0)
         med = {n: (float(np.nanmedian(real[n])), float(np.nanmedian(sim[n]))) for n in real}
         print(f"round {k}: " + ", ".join(f"{n} real {r:.3f} sim {s:.3f}" for n, (r, s) in med.items()))
-        a, o, h, r, w, b, n, x, y = (priors[k] for k in ("alpha", "oiii_ew", "hbeta_ew", "halpha_hbeta", "fwhm_hbeta",
-                                                         "blue_bump", "fwhm_narrow", "nii_halpha", "oiii_hbeta_narrow"))
-        gap = med["dn4000"][1] - med["dn4000"][0]
-        # a stronger bump lowers Dn4000; a secant step once two rounds are known, 0.2 dex first
-        step = 0.2 if previous is None or gap == previous[1] else -gap * (b[0] - previous[0]) / (gap - previous[1])
-        previous = (b[0], gap)
+        a, o, h, r, w, b, hl, n, x, y, g, v, ne, fe, he, fr, hg, o4, n2 = (priors[k] for k in (
+            "alpha", "oiii_ew", "hbeta_ew", "halpha_hbeta", "fwhm_hbeta", "blue_bump", "high_balmer", "fwhm_narrow",
+            "nii_halpha", "oiii_hbeta_narrow", "narrow_wing", "narrow_shift", "neiii_oiii", "fevii_oiii", "hei_hbeta", "feii_red", "hgamma_hbeta", "oiii_4364", "nii_5756"))
+        # the blend above H14 and the Balmer continuum set the blue end, the lines Hε…H14 the flux
+        # at Hε: secant steps once two rounds are known, 0.2 dex first
+        gaps = (med["blue_end"][1] - med["blue_end"][0], med["h_epsilon"][1] - med["h_epsilon"][0])
+        steps = [-0.2 * np.sign(gap) if previous is None or gap == last[1] else -gap * (now - last[0]) / (gap - last[1])
+                 for gap, now, last in zip(gaps, (b[0], hl[0]), previous or [(0, 0)] * 2)]
+        previous = [(b[0], gaps[0]), (hl[0], gaps[1])]
         d_hb = np.log10(med["hbeta_excess"][0] / med["hbeta_excess"][1])
         priors = {
+            # the slope's and the narrow lines' offset's spreads too: by the ratio of the interquartile ranges
             "alpha": (a[0] + med["continuum_slope"][0] - med["continuum_slope"][1], a[1]),
             "oiii_ew": (o[0] + np.log10(med["ew_oiii"][0] / med["ew_oiii"][1]), o[1]),
             "hbeta_ew": (h[0] + d_hb, h[1]),
             "halpha_hbeta": (r[0] + np.log10(med["halpha_excess"][0] / med["halpha_excess"][1]) - d_hb, r[1]),
             "fwhm_hbeta": (w[0] + np.log10(med["fwhm_broad_hbeta"][0] / med["fwhm_broad_hbeta"][1]), w[1]),
-            "blue_bump": (b[0] + float(np.clip(step, -0.5, 0.5)), b[1]),
+            "blue_bump": (b[0] + float(np.clip(steps[0], -0.5, 0.5)), b[1]),
+            "high_balmer": (hl[0] + float(np.clip(steps[1], -0.5, 0.5)), hl[1]),
             "fwhm_narrow": (n[0] + np.log10(med["fwhm_narrow"][0] / med["fwhm_narrow"][1]), n[1]),
             "nii_halpha": (x[0] + np.log10(med["nii_halpha"][0] / med["nii_halpha"][1]), x[1]),
             "oiii_hbeta_narrow": (y[0] + np.log10(med["oiii_hbeta_narrow"][0] / med["oiii_hbeta_narrow"][1]), y[1]),
+            "narrow_wing": (g[0] + np.log10(max(med["oiii_wing"][0], 1e-3) / max(med["oiii_wing"][1], 1e-3)), g[1]),
+            "neiii_oiii": (ne[0] + np.log10(med["neiii_oiii"][0] / med["neiii_oiii"][1]), ne[1]),
+            "fevii_oiii": (fe[0] + np.log10(max(med["fevii_oiii"][0], 1e-3) / max(med["fevii_oiii"][1], 1e-3)), fe[1]),
+            "hei_hbeta": (he[0] + np.log10(max(med["hei_excess"][0], 1e-3) / max(med["hei_excess"][1], 1e-3)) - d_hb,
+                          he[1]),
+            # the red Fe II's excess over its share of broad Hβ (the 4434–4684 Å Fe II follows R_FeII)
+            "feii_red": (fr[0] + np.log10(max(med["feii_red_excess"][0], 1e-3) / max(med["feii_red_excess"][1], 1e-3))
+                         - d_hb, fr[1]),
+            "hgamma_hbeta": (hg[0] + np.log10(med["hgamma_excess"][0] / med["hgamma_excess"][1]) - d_hb, hg[1]),
+            "oiii_4364": (o4[0] + np.log10(max(med["oiii_4364"][0], 1e-4) / max(med["oiii_4364"][1], 1e-4)), o4[1]),
+            "nii_5756": (n2[0] + np.log10(max(med["nii_5756"][0], 1e-4) / max(med["nii_5756"][1], 1e-4)), n2[1]),
+            "narrow_shift": (v[0] + med["oiii_shift"][0] - med["oiii_shift"][1],
+                             v[1] * _spread_ratio(real["oiii_shift"], sim["oiii_shift"])),
         }
     print(f"fitted on half A ({len(fit_on)} objects):")
     for n, v in priors.items():

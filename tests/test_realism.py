@@ -90,7 +90,10 @@ def test_continuum_features_against_a_brute_force_loop():
         red = [flux[i, j] * wl[j] ** 2 for j in range(wl.size) if 4000 <= wl[j] <= 4100]
         blue = [flux[i, j] * wl[j] ** 2 for j in range(wl.size) if 3850 <= wl[j] <= 3950]
         assert table["dn4000"][i] == pytest.approx(np.mean(red) / np.mean(blue), rel=1e-9)
-    assert table[list(FEATURES)[3:]].isna().all().all()
+        end = [flux[i, j] for j in range(wl.size) if 3700 <= wl[j] <= 3720]
+        red = [flux[i, j] for j in range(wl.size) if 4000 <= wl[j] <= 4100]
+        assert table["blue_end"][i] == pytest.approx(np.mean(end) / np.mean(red), rel=1e-9)
+    assert table[list(FEATURES)[4:]].isna().all().all()
 
 
 def _small_real_set(tmp_path: Path) -> tuple[list[str], Path]:

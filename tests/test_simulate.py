@@ -335,7 +335,7 @@ def test_narrow_lines_sit_on_their_bpt_loci_and_are_reddened():
     # strong-[O III] Seyferts exist: EW above 200 Å in a few per cent
     ew = np.array([m["oiii_ew"] for m in meta])
     assert 0.02 < np.mean(ew > 200) < 0.3
-    assert any(m["coronal"] for m in meta) and any(m["oiii_wing_fraction"] > 0 for m in meta)
+    assert any(m["coronal"] for m in meta) and any(m["narrow_wing_fraction"] > 0 for m in meta)
 
 
 def _dn4000(sp) -> float:
@@ -400,11 +400,11 @@ def _line_flux(wl, f, sig0, centre, lo, hi, absorption):
 
 
 def test_oiii_hbeta_ratio_as_drawn():
-    # single-Gaussian fits: spectra without an [O III] blue wing
+    # single-Gaussian fits: spectra without a narrow-line (outflow) wing
     # and a narrow Hβ well above the host's Balmer absorption (EW > 6 Å; a Gaussian trough is only
     # a rough model of the stellar populations' absorption)
     spectra = [s for s in simulate(counts={"type2": 100}, seed=13, noise=False)
-               if s.meta["oiii_wing_fraction"] == 0 and s.meta["oiii_ew"] / s.meta["oiii_hbeta"] > 6
+               if s.meta["narrow_wing_fraction"] == 0 and s.meta["oiii_ew"] / s.meta["oiii_hbeta"] > 6
                and s.meta["fwhm_narrow"] < 450]  # a wider Hβ blends with the host's absorption trough
     assert len(spectra) >= 6
     for s in spectra[:12]:
@@ -605,3 +605,58 @@ def test_full_range_never_needs_a_heavily_masked_real_spectrum():
         hi = grid_z_range(grid)[1]
         spectra = simulate_set(counts={"type1": 8, "type2": 8}, seed=1, grid=grid, redshift=(0.97 * hi, hi))
         assert len(spectra) == 16 and spectra.mask.mean(axis=1).max() <= 0.1
+
+
+def test_flux_sets_the_luminosity_and_with_it_a_quasars_host_share():
+    faint = simulate(counts={"type1": 40}, seed=5, noise=False, redshift=(0.1, 0.1), flux=3.0)
+    bright = simulate(counts={"type1": 40}, seed=5, noise=False, redshift=(0.1, 0.1), flux=300.0)
+    # the same draws but the luminosity (the flux draw is still made): Shen et al. (2011) eq. 1
+    # gives every faint one at least the host share of its bright twin, most of them more
+    h_faint = np.array([s.meta["host_fraction"] for s in faint])
+    h_bright = np.array([s.meta["host_fraction"] for s in bright])
+    assert np.all(h_faint >= h_bright) and np.median(h_faint - h_bright) > 0.2
+    # preprocessing measures the flux asked for at rest 5100 Å (lines and Fe II add a little there)
+    got = simulate_set(counts={"type1": 20, "type2": 20}, seed=5, grid="balmer", flux=40.0).meta["norm_flux"]
+    assert 0.95 < np.median(got) / 40.0 < 1.15
+    for bad in (-1.0, 0.0, float("nan"), "bright"):
+        with pytest.raises(ValueError, match="flux"):
+            simulate(counts={"type1": 1}, flux=bad)
+
+
+def test_narrow_wing_and_offset_are_recovered_by_the_oiii_profile_features():
+    from agnlens.features import spectral_features
+    from agnlens.realism import REALISM_GRID
+
+    sims = simulate_set(counts={"type1": 60}, seed=9, grid=REALISM_GRID, redshift=(0.1, 0.2), snr=80.0)
+    feats = spectral_features(sims)
+    shift, wing = sims.meta["narrow_shift"].to_numpy(float), sims.meta["narrow_wing_fraction"].to_numpy(float)
+    # the core's centroid follows the drawn offset (the blueshifted wing pulls it a little bluewards)
+    got = feats["oiii_shift"].to_numpy(float)
+    ok = np.isfinite(got)
+    assert ok.mean() > 0.9
+    assert np.corrcoef(got[ok], shift[ok])[0, 1] > 0.9
+    assert np.median(np.abs(got[ok] - shift[ok])) < 40.0
+    # the flux beyond ±600 km/s grows with the wing's share (its width and offset vary too)
+    share = feats["oiii_wing"].to_numpy(float)
+    low, high = ok & (wing < np.quantile(wing, 1 / 3)), ok & (wing > np.quantile(wing, 2 / 3))
+    assert np.median(share[high]) > np.median(share[low]) + 0.05
+
+
+def test_the_outflow_wing_is_shared_by_every_narrow_line():
+    # the same type 2 with and without a wing: the wing moves flux from the core of every narrow
+    # line to its base, and keeps each line's flux
+    from agnlens.simulate.model import models
+    from agnlens.simulate.parameters import draw_parameters
+
+    p = draw_parameters(np.random.default_rng(3), "type2", (0.1, 0.1), (20.0, 0.0))
+    with_wing, without = dict(p, narrow_wing=(0.4, 3.0, -200.0)), dict(p, narrow_wing=(0.0, 3.0, -200.0))
+    diff = np.diff(models([without, with_wing]), axis=0)[0]
+    wave = observed_grid() / 1.1
+    for centre in (3729.88, 4862.68, 5008.24, 6302.05, 6564.61, 6732.67):  # [O II] … [S II]
+        v = C_KMS * (wave / centre - 1)
+        assert diff[np.abs(v) < 150].sum() < 0
+    for centre in (3729.88, 4862.68):  # no other line within ±4,000 km/s
+        v = C_KMS * (wave / centre - 1)
+        moved = np.abs(diff[np.abs(v) < 2500]).sum() / 2
+        assert moved > 0 and diff[(np.abs(v) > 600) & (np.abs(v) < 1500)].sum() > 0
+        assert abs(diff[np.abs(v) < 2500].sum()) < 1e-3 * moved

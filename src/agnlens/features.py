@@ -3,7 +3,7 @@
 :func:`spectral_features` measures, for every spectrum of a rest-frame normalised
 :class:`~agnlens.spectra.SpectrumSet`, its S/N, continuum slope, 4000 Å break, broad Hβ and Hα
 widths, broad/narrow Hα, narrow-line width, [O III]/Hβ (total and narrow), [N II]/Hα, narrow Balmer decrement,
-optical Fe II strength and [O III] equivalent width. The line quantities come from the Gaussian fits of
+optical Fe II strength, [O III] equivalent width, and the [O III] profile (core centroid, wing share). The line quantities come from the Gaussian fits of
 :class:`agnlens.models.baseline.PhysicsBaseline` (its public ``measure``); the continuum
 quantities are window measurements over good pixels (``ivar > 0``). A quantity whose windows the
 grid or the spectrum does not cover is NaN — never a guess.
@@ -19,7 +19,7 @@ import warnings
 import numpy as np
 import pandas as pd
 
-from agnlens.lines import NORM_WINDOW
+from agnlens.lines import NORM_WINDOW, line, velocity
 from agnlens.spectra import SpectrumSet
 
 __all__ = ["FEATURES", "spectral_features"]
@@ -29,6 +29,7 @@ FEATURES: dict[str, str] = {
     "snr_5100": "median S/N per pixel in the rest 5075–5125 Å continuum",
     "continuum_slope": "α_λ of F_λ ∝ λ^α between the 4180–4240 and 5075–5125 Å windows",
     "dn4000": "4000 Å break, <F_ν> 4000–4100 / 3850–3950 Å (Balogh et al. 1999)",
+    "blue_end": "<F_λ> 3700–3720 / 4000–4100 Å (the Balmer continuum's and blended Balmer lines' foot)",
     "fwhm_broad_hbeta": "intrinsic FWHM of broad Hβ (km/s), where a broad component counts",
     "fwhm_broad_halpha": "intrinsic FWHM of broad Hα (km/s), where a broad component counts",
     "broad_narrow_halpha": "broad Hα / narrow Hα flux, where a broad Hα component counts",
@@ -39,6 +40,8 @@ FEATURES: dict[str, str] = {
     "narrow_balmer_decrement": "narrow Hα / narrow Hβ",
     "r_feii": "Fe II 4434–4684 Å excess over the continuum / broad Hβ flux",
     "ew_oiii": "equivalent width of [O III] 5008 (Å) against the 5100 Å continuum",
+    "oiii_shift": "centroid (km/s) of the [O III] 5008 core (above half its peak) from the rest wavelength",
+    "oiii_wing": "share of the [O III] 5008 flux within ±2,000 km/s that lies beyond ±600 km/s",
 }
 
 # Continuum windows (rest Å) for the slope and the Fe II pseudo-continuum: nearly line-free in
@@ -48,6 +51,9 @@ _RED = NORM_WINDOW
 _FEII = (4434.0, 4684.0)
 _DN_BLUE = (3850.0, 3950.0)
 _DN_RED = (4000.0, 4100.0)
+_BLUE_END = (3700.0, 3720.0)
+# [O III] 5008: a straight continuum through two windows beside it, the profile within ±2,000 km/s
+_OIII_CONT = ((4975.0, 4985.0), (5035.0, 5045.0))
 # A window counts as measured when at least this share of its pixels is good.
 _MIN_GOOD = 0.5
 
@@ -84,7 +90,8 @@ def spectral_features(spectra: SpectrumSet, *, lines: bool = True) -> pd.DataFra
         out["continuum_slope"] = np.log10(red / blue) / np.log10(np.mean(_RED) / np.mean(_BLUE))
         fnu = flux * wl**2  # F_ν ∝ λ² F_λ; the constant cancels in the ratio
         out["dn4000"] = _window_mean(wl, fnu, good, _DN_RED) / _window_mean(wl, fnu, good, _DN_BLUE)
-    for name in list(FEATURES)[3:]:
+        out["blue_end"] = _window_mean(wl, flux, good, _BLUE_END) / _window_mean(wl, flux, good, _DN_RED)
+    for name in list(FEATURES)[4:]:
         out[name] = np.nan
     if lines and len(spectra):
         _line_features(spectra, out, blue, red, wl, flux, good)
@@ -120,6 +127,26 @@ def _line_features(spectra, out, blue, red, wl, flux, good) -> None:
         hbb = table["hb_flux_broad"].to_numpy(float)
         out["r_feii"] = np.where(hb_broad & (hbb > 0), feii / hbb, np.nan)
         out["ew_oiii"] = table["oiii_flux"].to_numpy(float) / red
+    out["oiii_shift"], out["oiii_wing"] = _oiii_profile(wl, flux, good)
+
+
+def _oiii_profile(wl, flux, good) -> tuple[np.ndarray, np.ndarray]:
+    """[O III] 5008 core centroid (km/s) and wing share, without a fit; NaN where not measurable."""
+    a, b = (_window_median(wl, flux, good, w) for w in _OIII_CONT)
+    x1, x2 = (np.mean(w) for w in _OIII_CONT)
+    v = velocity(wl, line("OIII_5008").wavelength)
+    sel = np.abs(v) <= 2000.0
+    if not sel.any():
+        return np.full(len(flux), np.nan), np.full(len(flux), np.nan)
+    profile = flux[:, sel] - (a[:, None] + (b - a)[:, None] * (wl[sel][None, :] - x1) / (x2 - x1))
+    vs = v[sel]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        core = profile >= 0.5 * np.max(profile, axis=1, keepdims=True)
+        shift = np.sum(np.where(core, profile * vs, 0.0), axis=1) / np.sum(np.where(core, profile, 0.0), axis=1)
+        wing = np.sum(np.where(np.abs(vs) > 600.0, profile, 0.0), axis=1) / np.sum(profile, axis=1)
+    # bad pixels come filled by interpolation: a few (a sky line) leave the measure usable
+    ok = (good[:, sel].mean(axis=1) >= 0.8) & (np.sum(profile, axis=1) > 0) & np.isfinite(a) & np.isfinite(b)
+    return np.where(ok, shift, np.nan), np.where(ok, wing, np.nan)
 
 
 def _window_values(wl, values, good, window):

@@ -16,9 +16,9 @@ from a type 2 — broad/narrow Hα, broad Hα FWHM, narrow FWHM, [O III] EW — 
 :data:`CHECK_TWINS` simulated 1.8/1.9s at the real spectra's redshifts and S/N; a check passes when
 the real spectra's median lies inside the simulated 16–84 % range.
 
-Matching: each real spectrum gets ``per_real`` simulated twins of its class drawn at its redshift
-and its S/N at 5100 Å (:func:`agnlens.simulate.simulate`), preprocessed onto the real spectra's
-grid. A real spectrum and its twins then share one mask — a pixel bad or uncovered in either is
+Matching: each real spectrum gets ``per_real`` simulated twins of its class drawn at its redshift,
+its S/N at 5100 Å and its flux there (``norm_flux``: the luminosity) (:func:`agnlens.simulate.simulate`),
+preprocessed onto the real spectra's grid. A real spectrum and its twins then share one mask — a pixel bad or uncovered in either is
 bad in both and filled the same way — so the wavelength coverage of the instrument and masks
 cannot give the simulator away; what is left is the shape of the spectra and their noise. A twin
 takes the noise of a real SDSS or BOSS spectrum that covers the whole grid at its redshift where
@@ -314,7 +314,7 @@ def _realism(real, simulated, n_splits, n_repeats, per_real, seed, features, dis
 
 
 def simulate_matched(real: SpectrumSet, *, per_real: int = 1, seed: int = 0) -> tuple[SpectrumSet, SpectrumSet]:
-    """Simulated twins of every real spectrum: same class, redshift and S/N at 5100 Å.
+    """Simulated twins of every real spectrum: same class, redshift, S/N and flux at 5100 Å.
 
     Parameters
     ----------
@@ -365,7 +365,7 @@ def simulate_matched(real: SpectrumSet, *, per_real: int = 1, seed: int = 0) -> 
     sim = SpectrumSet.from_spectra(rows, grid, {
         "simulated": True, "seed": int(seed),
         "simulator": f"agnlens {__version__} simulate, {per_real} twin(s) per real spectrum",
-        "matching": "class, redshift and S/N at 5100 Å of each real spectrum; masks shared",
+        "matching": "class, redshift, S/N and flux at 5100 Å of each real spectrum; masks shared",
     })
     return matched, sim
 
@@ -375,12 +375,14 @@ def _twins(real, snr_obs, grid, per_real, seed):
 
     z_lo, z_hi = grid_z_range(grid)
     rows, owners = [], []
+    fluxes = pd.to_numeric(real.meta.get("norm_flux", pd.Series(np.nan, index=real.meta.index)), errors="coerce")
     for i in range(len(real)):
-        label, z = real.labels[i], float(real.meta["z"].iloc[i])
-        # where it can, a twin takes the noise of a real spectrum that covers the whole grid
+        label, z, flux = real.labels[i], float(real.meta["z"].iloc[i]), float(fluxes.iloc[i])
+        # where it can, a twin takes the noise of a real spectrum that covers the whole grid, and
+        # the real spectrum's flux at 5100 Å (its luminosity)
         twins = simulate(
             counts={label: per_real}, seed=int(seed) + i * per_real, redshift=(z, z), snr=float(snr_obs[i]),
-            grid=grid if z_lo <= z <= z_hi else None,
+            flux=flux if np.isfinite(flux) and flux > 0 else None, grid=grid if z_lo <= z <= z_hi else None,
         )
         for k, twin in enumerate(twins):
             row = preprocess_one(twin, grid, max_bad_fraction=1.0)

@@ -12,11 +12,11 @@ The ingredients (each module says where its numbers come from):
   (:func:`agnlens.classes.winkler_subtype`);
 * :mod:`.host` — host starlight from real E-MILES stellar populations (Vazdekis et al. 2016),
   mixed in age and metallicity, reddened (Calzetti et al. 2000), broadened by σ*;
-* :mod:`.agn` — the Balmer continuum, high-order Balmer lines and the Boroson & Green (1992)
-  Fe II template;
+* :mod:`.agn` — broad lines (Balmer, He I, He II), the Balmer continuum, high-order Balmer lines
+  and the Boroson & Green (1992) Fe II template;
 * :mod:`.narrow` — narrow-line ratios on the BPT loci (Kewley 2001, Kauffmann 2003, Kewley 2006)
-  and from the intermediate catalogue, reddened (Cardelli et al. 1989), [O III] blue wings,
-  coronal lines;
+  and from the intermediate catalogue, reddened (Cardelli et al. 1989), outflow wings shared by
+  every narrow line, coronal and auroral lines;
 * :mod:`.model` — the spectrum itself (FFT convolution of lines and populations);
 * :mod:`.noise` — real SDSS noise: error spectra, sky and masks of 60 real SDSS spectra (Legacy
   and BOSS), telluric and sky-line residuals measured on 95;
@@ -171,7 +171,7 @@ def _meta(i: int, p: dict[str, Any], seed: int, noise_source: str) -> dict[str, 
         "broad_wing_fraction": float(p["broad_wing"][0]), "broad_halpha_hbeta": p["broad_halpha_hbeta"],
         "nii_halpha": p["nii_halpha"], "narrow_balmer_decrement": p["narrow_balmer_decrement"],
         "ebv_narrow": p["ebv_narrow"], "ebv_agn": p["ebv_agn"], "bpt": p["bpt"],
-        "oiii_wing_fraction": float(p["oiii_wing"][0]), "coronal": p["coronal"],
+        "narrow_wing_fraction": float(p["narrow_wing"][0]), "narrow_shift": p["narrow_shift"], "coronal": p["coronal"],
         "host_age_weights": ",".join(f"{w:.3f}" for w in p["host_weights"]),
         "alpha": p["alpha"], "sigma_star": p["sigma_star"], "sigma_inst": p["sigma_inst"],
         "noise_source": noise_source,
@@ -187,6 +187,7 @@ def simulate(
     seed: int = 0,
     redshift: str | tuple[float, float] | Mapping[str, tuple[float, float]] | None = None,
     snr: float | tuple[float, float] | None = None,
+    flux: float | None = None,
     noise: bool = True,
     grid: Any = None,
     progress: Callable[[int], Any] | None = None,
@@ -212,6 +213,10 @@ def simulate(
     snr : float or (float, float), optional
         S/N per pixel of the continuum at rest 5100 Å: default log-normal (median 22); a number
         fixes it; ``(median, sigma_dex)`` sets the log-normal.
+    flux : float, optional
+        Rest-frame continuum flux density at 5100 Å, 1e-17 erg/s/cm²/Å (what preprocessing records
+        as ``norm_flux``): default log-normal, median 30; a number fixes it. With the redshift it
+        sets the luminosity, and through it a type 1's host share in the fibre and its [O III] strength.
     noise : bool, default True
         False returns the noise-free model (same parameters, same ivar, nothing masked): for tests.
     grid : str or Grid, optional
@@ -234,7 +239,8 @@ def simulate(
         ``fwhm_narrow``, ``snr_target``, ``host_fraction``, ``oiii_hbeta`` ([O III] 5008/narrow Hβ,
         observed), ``oiii_hbeta_total``, ``oiii_ew`` (Å), ``feii_ratio``, ``broad_wing_fraction``,
         ``broad_halpha_hbeta``, ``nii_halpha``, ``narrow_balmer_decrement``, ``ebv_narrow``,
-        ``ebv_agn``, ``bpt`` (locus of the narrow lines), ``oiii_wing_fraction``, ``coronal``,
+        ``ebv_agn``, ``bpt`` (locus of the narrow lines), ``narrow_wing_fraction``, ``narrow_shift`` (km/s, the
+        narrow lines' offset from ``z``), ``coronal``,
         ``host_age_weights`` (young, intermediate, old light fractions), ``alpha``,
         ``sigma_star``, ``sigma_inst``, ``noise_source`` (the real SDSS file whose noise, sky and
         mask were used), ``source`` (``"simulated:seed=S:i"``), ``sdss_class``,
@@ -246,7 +252,7 @@ def simulate(
         For impossible counts, redshift ranges or S/N settings.
     """
     _check_convention(convention)
-    spectra = list(_generate(n, counts, seed, redshift, snr, noise, grid, progress))
+    spectra = list(_generate(n, counts, seed, redshift, snr, noise, grid, progress, flux))
     if convention != "study":
         for s in spectra:
             s.meta["label_study"] = s.meta["label"]
@@ -255,7 +261,7 @@ def simulate(
     return spectra
 
 
-def _generate(n, counts, seed, redshift, snr, noise, grid, progress=None) -> Iterator[Spectrum]:
+def _generate(n, counts, seed, redshift, snr, noise, grid, progress=None, flux=None) -> Iterator[Spectrum]:
     """Validate the settings, then yield the spectra block by block (see :func:`simulate`)."""
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"simulate: seed must be a non-negative integer, got {seed!r}")
@@ -266,6 +272,8 @@ def _generate(n, counts, seed, redshift, snr, noise, grid, progress=None) -> Ite
     labels = label_sequence(total, DEFAULT_COUNTS if counts is None else cnt)
     zranges = _resolve_redshift(redshift, grid)
     snr_ln = resolve_snr(snr)
+    if flux is not None and not (isinstance(flux, (int, float, np.floating)) and np.isfinite(flux) and flux > 0):
+        raise ValueError(f"simulate: flux must be a positive number (1e-17 erg/s/cm²/Å), got {flux!r}")
     rest = None
     if grid is not None:
         from agnlens.grid import get_grid
@@ -273,10 +281,10 @@ def _generate(n, counts, seed, redshift, snr, noise, grid, progress=None) -> Ite
         wl = get_grid(grid).wavelength
         rest = (float(wl[0]), float(wl[-1]))
     return _blocks(labels, np.random.SeedSequence(int(seed)).spawn(total), zranges, snr_ln, noise, int(seed), progress,
-                   rest)
+                   rest, flux)
 
 
-def _blocks(labels, children, zranges, snr_ln, noise, seed, progress, rest=None) -> Iterator[Spectrum]:
+def _blocks(labels, children, zranges, snr_ln, noise, seed, progress, rest=None, flux_5100=None) -> Iterator[Spectrum]:
     sources = noise_library()["source"]
     total = len(labels)
     for b0 in range(0, total, _BLOCK):
@@ -285,7 +293,7 @@ def _blocks(labels, children, zranges, snr_ln, noise, seed, progress, rest=None)
         for i in idx:
             param_ss, noise_ss = children[i].spawn(2)
             rng = np.random.Generator(np.random.PCG64(param_ss))
-            params.append(draw_parameters(rng, labels[i], zranges[labels[i]], snr_ln))
+            params.append(draw_parameters(rng, labels[i], zranges[labels[i]], snr_ln, flux_5100))
             noise_rngs.append(np.random.Generator(np.random.PCG64(noise_ss)))
         model = models(params)
         z = np.array([p["z"] for p in params])
@@ -309,6 +317,7 @@ def simulate_set(
     counts: Mapping[str, int] | None = None,
     redshift: str | tuple[float, float] | Mapping[str, tuple[float, float]] | None = None,
     snr: float | tuple[float, float] | None = None,
+    flux: float | None = None,
     progress: Callable[[int], Any] | None = None,
     convention: str = "study",
 ) -> SpectrumSet:
@@ -335,12 +344,13 @@ def simulate_set(
     _check_convention(convention)
     g = get_grid(grid)
     # a generator: preprocessing consumes the spectra block by block, so memory stays small
-    spectra = _generate(n, counts, seed, redshift, snr, True, g, progress)
+    spectra = _generate(n, counts, seed, redshift, snr, True, g, progress, flux)
     settings = {
         "n": sum(resolve_counts(n, counts).values()),
         "counts": resolve_counts(n, counts),
         "redshift": redshift if isinstance(redshift, (str, type(None))) else str(redshift),
         "snr": snr if isinstance(snr, (int, float, type(None))) else list(snr),
+        "flux": flux,
         "convention": convention,
         "version": f"agnlens {__version__}",
     }

@@ -10,7 +10,7 @@ with ``host`` the reddened stellar-population mix (:mod:`.host`), D_AGN the nucl
 laid on a padded log-λ pixel grid (lines as sticks split linearly between the two nearest pixels:
 centroid and flux exact, ≤ 0.25 px² of extra variance) and convolved by FFT with a Gaussian in
 velocity — the stellar dispersion, the line widths, each with the instrumental resolution — in
-eight groups: host, narrow, [O III] wing, Fe II, broad blue core (with the Balmer continuum and
+eight groups: host, narrow, narrow-line wing, Fe II, broad blue core (with the Balmer continuum and
 the high-order Balmer lines), broad blue wing, broad red core, broad red wing. Blocks of 64
 spectra are modelled at once; each row depends only on its own parameters.
 """
@@ -23,7 +23,8 @@ from typing import Any
 import numpy as np
 
 from agnlens.lines import C_KMS
-from agnlens.simulate.agn import BROAD_LINES, BROAD_RED, HIGH_BALMER, balmer_continuum, feii_template
+from agnlens.simulate.agn import (BALMER_BLEND, BROAD_LINES, BROAD_RED, FEII_RED, HIGH_BALMER, balmer_continuum,
+                                  feii_template)
 from agnlens.simulate.dust import cardelli
 from agnlens.simulate.host import TEMPLATE_SIGMA_KMS, mix_hosts
 from agnlens.simulate.instrument import DLOGLAM, KMS_PER_PIXEL, LOGLAM0, N_PIX, REST_LOGLAM, observed_grid
@@ -44,11 +45,11 @@ _N_BROAD_FREQ = int(np.ceil(1.08 / _BROAD_MIN_SIGMA * _NFFT)) + 1
 
 _NARROW_NAMES = tuple(NARROW_LINES)
 _NARROW_WL = np.array(list(NARROW_LINES.values()))
-_OIII = np.array([k in ("OIII_4960", "OIII_5008") for k in _NARROW_NAMES])
 _BLUE = tuple(k for k in BROAD_LINES if k not in BROAD_RED)
 _BLUE_WL = np.array([BROAD_LINES[k] for k in _BLUE] + [w for w, _ in HIGH_BALMER])
 _RED_WL = np.array([BROAD_LINES[k] for k in BROAD_RED])
 _HIGH_I = np.array([i for _, i in HIGH_BALMER])
+_BLEND = np.array([w < BALMER_BLEND for w, _ in HIGH_BALMER])
 _K5100 = float(cardelli(np.array([5100.0]))[0])
 
 
@@ -80,7 +81,9 @@ def _rest_tables() -> dict[str, np.ndarray]:
     wave = 10.0**REST_LOGLAM
     grid, flux, _ = feii_template()
     feii = np.interp(REST_LOGLAM, grid, flux, left=0.0, right=0.0)
-    return {"cardelli": cardelli(wave) - _K5100, "bac": balmer_continuum(wave), "feii": feii}
+    red = wave >= FEII_RED
+    return {"cardelli": cardelli(wave) - _K5100, "bac": balmer_continuum(wave), "feii": np.where(red, 0.0, feii),
+            "feii_red": np.where(red, feii, 0.0)}
 
 
 def _reddening(ebv: np.ndarray, wave: np.ndarray) -> np.ndarray:
@@ -92,7 +95,6 @@ def models(params: list[dict[str, Any]]) -> np.ndarray:
     """Noise-free observed flux of a block of spectra, shape (n_block, N_PIX)."""
     nb = len(params)
     z = _col(params, "z")
-    zero = np.zeros(nb)
     e_agn = _col(params, "ebv_agn")
     # every padded pixel's place on the rest-frame table grid: a constant fractional offset per row
     pos = (LOGLAM0 - REST_LOGLAM[0] - np.log10(1.0 + z)) / DLOGLAM - _PAD
@@ -107,18 +109,19 @@ def models(params: list[dict[str, Any]]) -> np.ndarray:
     red_agn = 10.0 ** (-0.4 * e_agn[:, None] * table("cardelli"))
 
     narrow = np.array([[p["narrow"][k] for k in _NARROW_NAMES] for p in params])
-    wing_share, wing_width, wing_v = (np.array([p["oiii_wing"][j] for p in params]) for j in range(3))
-    w_o3 = np.where(_OIII[None, :], wing_share[:, None], 0.0)
+    wing_share, wing_width, wing_v = (np.array([p["narrow_wing"][j] for p in params]) for j in range(3))
+    n_shift = _col(params, "narrow_shift")
     red_blue = _reddening(e_agn, _BLUE_WL)
     red_red = _reddening(e_agn, _RED_WL)
     blue = np.concatenate([np.array([[p["broad"][k] for k in _BLUE] for p in params]),
-                           _col(params, "high_balmer_scale")[:, None] * _HIGH_I[None, :]], axis=1) * red_blue
+                           _col(params, "high_balmer_scale")[:, None] * _HIGH_I[None, :]
+                           * np.where(_BLEND[None, :], _col(params, "balmer_blend")[:, None], 1.0)], axis=1) * red_blue
     redl = np.array([[p["broad"][k] for k in BROAD_RED] for p in params]) * red_red
     bw_share, bw_width, bw_v = (np.array([p["broad_wing"][j] for p in params]) for j in range(3))
     shift = _col(params, "broad_shift")
     entries = [
-        _sticks(1, _NARROW_WL, narrow * (1.0 - w_o3), z, zero),
-        _sticks(2, _NARROW_WL[_OIII], (narrow * w_o3)[:, _OIII], z, wing_v),
+        _sticks(1, _NARROW_WL, narrow * (1.0 - wing_share[:, None]), z, n_shift),
+        _sticks(2, _NARROW_WL, narrow * wing_share[:, None], z, n_shift + wing_v),
         _sticks(4, _BLUE_WL, blue * (1.0 - bw_share[:, None]), z, shift),
         _sticks(5, _BLUE_WL, blue * bw_share[:, None], z, shift + bw_v),
         _sticks(6, _RED_WL, redl * (1.0 - bw_share[:, None]), z, shift),
@@ -131,7 +134,8 @@ def models(params: list[dict[str, Any]]) -> np.ndarray:
     layers[:, 0] = h[:, None] * mix_hosts(params, index, frac)
     layers[:, 4] += _col(params, "balmer_continuum")[:, None] * table("bac") * red_agn
     hb_b = np.array([p["broad"]["Hbeta"] for p in params])
-    layers[:, 3] = (_col(params, "feii_ratio") * hb_b)[:, None] * table("feii") * red_agn
+    layers[:, 3] = (_col(params, "feii_ratio") * hb_b)[:, None] * red_agn * (
+        table("feii") + _col(params, "feii_red")[:, None] * table("feii_red"))
 
     s_inst = _col(params, "sigma_inst")
     s_n = _col(params, "fwhm_narrow") / _FWHM

@@ -1,4 +1,4 @@
-"""Narrow emission lines: BPT loci, line ratios, reddening, [O III] wings, coronal lines.
+"""Narrow emission lines: BPT loci, line ratios, reddening, outflow wings, coronal lines.
 
 Every ratio is drawn from a published locus or a measured catalogue; the source is written beside
 each number. Fluxes are returned relative to the *observed* (reddened) [O III] 5008, which the
@@ -27,7 +27,7 @@ NARROW_LINES: dict[str, float] = {
     "H12": 3751.22, "H11": 3771.70, "H10": 3798.98, "H9": 3836.47, "H8": 3890.17, "Hepsilon": 3971.20,
     "NeIII_3968": 3968.59, "OII_3727": 3727.09, "OII_3730": 3729.88, "NeIII_3870": 3869.86,
     "Hdelta": 4102.89, "Hgamma": 4341.68, "OIII_4364": 4364.44, "HeII_4687": 4687.02, "Hbeta": 4862.68,
-    "OIII_4960": 4960.30, "OIII_5008": 5008.24, "FeVII_5722": 5722.30, "HeI_5877": 5877.25,
+    "OIII_4960": 4960.30, "OIII_5008": 5008.24, "NI_5200": 5200.53, "FeVII_5722": 5722.30, "NII_5756": 5756.24, "HeI_5877": 5877.25,
     "FeVII_6088": 6087.98, "OI_6302": 6302.05, "OI_6365": 6365.54, "FeX_6376": 6376.27,
     "NII_6550": 6549.86, "Halpha": 6564.61, "NII_6585": 6585.27, "SII_6718": 6718.29, "SII_6733": 6732.67,
 }
@@ -121,7 +121,8 @@ def draw_narrow(rng: np.random.Generator, kind: str) -> dict:
         ``lines`` (name → flux relative to [O III] 5008, reddened), ``ebv`` (E(B−V) of the
         narrow-line gas, Cardelli law), ``oiii_hbeta`` (observed [O III] 5008 / Hβn), ``nii_ha``,
         ``ha_hb`` (observed narrow Balmer decrement), ``bpt`` (``kind``), ``wing`` (share,
-        FWHM factor, velocity in km/s of the [O III] blue wing; share 0 when none), ``coronal``.
+        FWHM factor, velocity in km/s of the outflow wing shared by every narrow line; share 0 when
+        none), ``coronal``.
     """
     # Narrow Balmer decrement: log10 Hα/Hβ ~ N(0.635, 0.097), the catalogue's (median 4.3);
     # E(B−V) = 2.5 / (k(Hβ) − k(Hα)) · log10(D / 3.1), 0 if D < 3.1.
@@ -144,26 +145,36 @@ def draw_narrow(rng: np.random.Generator, kind: str) -> dict:
     oii = oiii * 10.0 ** rng.normal(-0.6 if seyfert else 0.1, 0.2)
     oii_ratio = rng.uniform(0.7, 1.3)  # 3727/3730: n_e ~ 10^2–10^3.5 cm^-3 (Osterbrock & Ferland 2006)
     sii_ratio = rng.uniform(0.8, 1.4)  # 6718/6733, same densities
-    # [Ne III] 3870 / [O III] 5008 ≈ 0.1 in Seyferts (Ho 2005; Osterbrock & Ferland 2006)
-    neiii = oiii * 10.0 ** rng.normal(-1.0, 0.15)
+    # [Ne III] 3870 / [O III] 5008 ≈ 0.1 in Seyferts (Ho 2005; Osterbrock & Ferland 2006); higher in
+    # type 1, where the dense, high-ionisation inner narrow-line region is in view (Nagao, Murayama &
+    # Taniguchi 2001, ApJ 549, 155): fitted (:data:`agnlens.simulate.quasar.PRIORS`)
+    neiii = oiii * 10.0 ** rng.normal(*(PRIORS["neiii_oiii"] if kind == "type1" else (-1.0, 0.15)))
     lines = {
         "OII_3727": oii * oii_ratio / (1 + oii_ratio), "OII_3730": oii / (1 + oii_ratio),
         "NeIII_3870": neiii, "NeIII_3968": neiii / 3.32,  # transition probabilities
         **{k: v * hb for k, v in CASE_B.items()},
         # [O III] 4364/5008: T_e ≈ 1.2–1.6·10^4 K in Seyfert NLRs (Osterbrock & Ferland 2006)
-        "OIII_4364": oiii * 10.0 ** rng.normal(-1.7, 0.2),
+        # (higher in type 1, whose dense inner narrow-line region is in view: fitted)
+        "OIII_4364": oiii * 10.0 ** rng.normal(*(PRIORS["oiii_4364"] if kind == "type1" else (-1.7, 0.2))),
         # He II 4687/Hβ: 0.1–0.35 in Seyferts, below 0.1 otherwise (Shirazi & Brinchmann 2012)
         "HeII_4687": hb * (rng.uniform(0.1, 0.35) if seyfert else rng.uniform(0.02, 0.1)),
         "Hbeta": hb, "OIII_4960": oiii / 2.98, "OIII_5008": oiii,  # 2.98: Storey & Zeippen 2000
         "HeI_5877": hb * rng.uniform(0.08, 0.15),  # Case B ≈ 0.1 (Osterbrock & Ferland 2006)
+        # [N I] 5198+5200 / Hβ ≈ 0.05–0.15 in Seyferts, stronger in LINERs (Ho, Filippenko & Sargent 1997)
+        "NI_5200": hb * 10.0 ** rng.normal(-1.1 if seyfert else -0.7, 0.2),
         "OI_6302": ha * 10.0**o, "OI_6365": ha * 10.0**o / 3.0,
         "NII_6550": ha * 10.0**x / 3.05, "NII_6585": ha * 10.0**x,
+        # [N II] 5756/6585: ~0.01–0.03 at the NLR's T_e (Osterbrock & Ferland 2006); higher in type 1,
+        # whose dense inner narrow-line region is in view (fitted)
+        "NII_5756": ha * 10.0**x * 10.0 ** rng.normal(*(PRIORS["nii_5756"] if kind == "type1" else (-1.8, 0.2))),
         "SII_6718": ha * 10.0**s * sii_ratio / (1 + sii_ratio), "SII_6733": ha * 10.0**s / (1 + sii_ratio),
     }
     # Coronal lines in ~30 % of Seyferts; [Fe VII] 6088/[O III] 5008 ≈ 0.01–0.1 (Murayama &
     # Taniguchi 1998, ApJ 497, L9; Gelbord, Mullaney & Ward 2009, MNRAS 397, 172)
-    coronal = seyfert and rng.random() < 0.3
-    fe7 = oiii * 10.0 ** rng.normal(-1.6, 0.3)
+    # — in every type 1, whose inner narrow-line region is in view (Murayama & Taniguchi 1998: [Fe VII]
+    # is stronger in type 1), at a fitted strength (:data:`agnlens.simulate.quasar.PRIORS`)
+    coronal = kind == "type1" or (seyfert and rng.random() < 0.3)
+    fe7 = oiii * 10.0 ** rng.normal(*(PRIORS["fevii_oiii"] if kind == "type1" else (-1.6, 0.3)))
     fe10 = fe7 * rng.uniform(0.2, 1.0)
     lines.update(FeVII_6088=fe7 if coronal else 0.0, FeVII_5722=0.6 * fe7 if coronal else 0.0,
                  FeX_6376=fe10 if coronal else 0.0)
@@ -171,12 +182,13 @@ def draw_narrow(rng: np.random.Generator, kind: str) -> dict:
     red = {k: v * 10.0 ** (-0.4 * ebv * _K[k]) for k, v in lines.items()}
     o3 = red["OIII_5008"]
     red = {k: v / o3 for k, v in red.items()}
-    # [O III] blue wings: ~40 % of AGN need a second, broader, blueshifted component carrying
-    # 20–50 % of the flux, FWHM ~2–4× the core, −50 to −400 km/s (Mullaney et al. 2013, MNRAS 433, 622)
+    # Outflow wings: ~40 % of AGN need a second, broader, blueshifted component in [O III] carrying
+    # 20–50 % of the flux, FWHM ~2–4× the core, −50 to −400 km/s (Mullaney et al. 2013, MNRAS 433, 622);
+    # the same wing on every narrow line (one narrow-line region)
     wing = (rng.uniform(0.15, 0.45), rng.uniform(2.0, 4.0), -rng.uniform(50.0, 400.0))
     has_wing = rng.random() < 0.4
     return {
         "lines": red, "ebv": float(ebv), "oiii_hbeta": float(1.0 / red["Hbeta"]),
         "nii_ha": float(red["NII_6585"] / red["Halpha"]), "ha_hb": float(red["Halpha"] / red["Hbeta"]),
-        "bpt": kind, "wing": wing if has_wing else (0.0, 1.0, 0.0), "coronal": bool(coronal),
+        "bpt": kind, "wing": wing if has_wing else (0.0, *wing[1:]), "coronal": bool(coronal),
     }

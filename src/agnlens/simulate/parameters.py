@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from agnlens.classes import CLASSES, QUASAR_SUBTYPES, R_THRESHOLDS, class_of_subtype, winkler_subtype
+from agnlens.simulate.agn import HE_I_RATIOS
 from agnlens.simulate.host import host_templates
 from agnlens.simulate.narrow import draw_narrow
 from agnlens.simulate.quasar import PRIORS, broad_profile, host_fraction, log_l5100, oiii_ew
@@ -64,10 +65,11 @@ POPULATION_DIRICHLET = (1.0, 1.2, 3.0)
 
 
 def draw_parameters(
-    rng: np.random.Generator, label: str, zrange: tuple[float, float], snr: tuple[float, float]
+    rng: np.random.Generator, label: str, zrange: tuple[float, float], snr: tuple[float, float],
+    flux: float | None = None,
 ) -> dict[str, Any]:
     """Draw one spectrum's physical parameters (see the module docstring for the sources)."""
-    p: dict[str, Any] = {"label": label}
+    p: dict[str, Any] = {"label": label, "feii_red": 1.0}
     p["z"] = float(rng.uniform(*zrange)) if zrange[1] > zrange[0] else zrange[0]
     p["snr_target"] = _ln10(rng, np.log10(snr[0]), snr[1], 3.0, 100.0) if snr[1] > 0 else float(snr[0])
     # SDSS resolution R ≈ 1,800–2,200 (σ ≈ 60–75 km/s)
@@ -75,6 +77,8 @@ def draw_parameters(
     # stellar velocity dispersion of AGN hosts (Greene & Ho 2006, ApJ 641, L21: 60–300 km/s)
     p["sigma_star"] = float(rng.uniform(100.0, 250.0))
     p["flux_scale"] = _ln10(rng, np.log10(30.0), 0.3)  # 1e-17 erg/s/cm²/Å at 5100 Å, SDSS-like
+    if flux is not None:  # the flux asked for (the draw above keeps the random stream the same)
+        p["flux_scale"] = float(flux)
     # SDSS spectrophotometry good to a few per cent across the range: a tilt (λ/6000 Å)^δ
     p["tilt"] = float(rng.normal(0.0, 0.05))
 
@@ -94,7 +98,15 @@ def draw_parameters(
     # narrow FWHM: one narrow-line region for every class (the unified model; no class shortcut),
     # its log-mean fitted on the real type 1 (:data:`.quasar.PRIORS`), the catalogue's spread
     p["fwhm_narrow"] = _ln10(rng, *PRIORS["fwhm_narrow"], 150.0, 900.0)
-    p["oiii_wing"] = nl["wing"]
+    p["narrow_wing"] = nl["wing"]
+    p["narrow_shift"] = 0.0
+    if label == "type1":
+        # quasars: an outflow wing on every narrow line, its share log-normal (:data:`.quasar.PRIORS`,
+        # fitted; luminous AGN carry wings more often, Mullaney et al. 2013, MNRAS 433, 622), and the
+        # narrow lines' offset from the catalogue redshift, which SDSS measures for quasars with
+        # broad-line templates (Hewett & Wild 2010, MNRAS 405, 2302)
+        p["narrow_wing"] = (_ln10(rng, *PRIORS["narrow_wing"], 0.0, 0.7), *nl["wing"][1:])
+        p["narrow_shift"] = float(rng.normal(*PRIORS["narrow_shift"]))
 
     # AGN continuum F_λ ∝ λ^α: quasars α_ν = −0.44 (Vanden Berk et al. 2001, AJ 122, 549), i.e.
     # α_λ = −1.56 (type 1: :data:`.quasar.PRIORS`, fitted to real quasars' optical slopes),
@@ -126,6 +138,8 @@ def draw_parameters(
         fwhm_ha = 1e3 * (fwhm_hb / 1.07e3) ** (1 / 1.03) * _ln10(rng, 0.0, 0.05)
         # R_FeII = Fe II(4434–4684)/Hβ_broad: median ~0.4, 0–2 (Boroson & Green 1992; Shen et al. 2011)
         p["feii_ratio"] = _ln10(rng, -0.35, 0.25, 0.0, 3.0)
+        # the red Fe II multiplets against the 4434–4684 Å ones (:data:`.quasar.PRIORS`, fitted)
+        p["feii_red"] = 10.0 ** rng.normal(*PRIORS["feii_red"])
     elif label == "intermediate":
         # [O III] EW against the total continuum LN10(1.75, 0.45) Å (median 56, 10 % above 200 Å:
         # the strong-[O III] Seyferts, peaks 10–100× the continuum; Kewley et al. 2006, Fig. 1)
@@ -169,15 +183,23 @@ def draw_parameters(
         hb = broad["Hbeta"]
         # Hγ, Hδ, He lines relative to broad Hβ (Vanden Berk et al. 2001 composite; Case B-like)
         broad.update(Hgamma=hb * rng.uniform(0.35, 0.5), Hdelta=hb * rng.uniform(0.18, 0.3),
-                     HeI_5877=hb * rng.uniform(0.05, 0.12), HeII_4687=hb * rng.uniform(0.02, 0.1))
+                     HeI_5877=hb * (10.0 ** rng.normal(*PRIORS["hei_hbeta"]) if label == "type1" else rng.uniform(0.05, 0.12)),
+                     HeII_4687=hb * rng.uniform(0.02, 0.1))
+        broad.update({k: broad["HeI_5877"] * r for k, r in HE_I_RATIOS.items()})
+        if label == "type1":  # quasars: the Balmer decrement above Hβ fitted (:data:`.quasar.PRIORS`)
+            gamma = 10.0 ** rng.normal(*PRIORS["hgamma_hbeta"])
+            broad["Hdelta"] *= gamma / broad["Hgamma"] * hb
+            broad["Hgamma"] = gamma * hb
         p["high_balmer_scale"] = hb * rng.uniform(0.6, 1.2)  # × Case B, n = 7…50
         # Balmer continuum at the edge per Å, tied to broad Hβ (same gas: Grandi 1982; Dietrich et
         # al. 2002 find it a few tens of per cent of the power law at 3646 Å)
         p["balmer_continuum"] = hb * rng.uniform(0.003, 0.012)
-        if label == "type1":  # quasars: a small blue bump of varying strength (:data:`.quasar.PRIORS`)
-            bump = 10.0 ** rng.normal(*PRIORS["blue_bump"])
-            p["high_balmer_scale"] *= bump
-            p["balmer_continuum"] *= bump
+        p["balmer_blend"] = 1.0
+        if label == "type1":  # quasars: a small blue bump of varying strength (:data:`.quasar.PRIORS`):
+            # the Balmer continuum and the blended lines above H10 (:data:`.agn.BALMER_BLEND`)
+            p["balmer_blend"] = 10.0 ** rng.normal(*PRIORS["blue_bump"])
+            p["balmer_continuum"] *= p["balmer_blend"]
+            p["high_balmer_scale"] *= 10.0 ** rng.normal(*PRIORS["high_balmer"])  # Hε…H10
         # broad Hβ shift N(+100, 500) km/s (Shen et al. 2016, ApJ 831, 7); in 60 % a second, wider
         # (×1.2–2.2), redshifted N(+400, 1500) km/s component with 10–50 % of the flux (population B
         # red asymmetries, Sulentic et al. 2000, ARA&A 38, 521)
@@ -189,9 +211,10 @@ def draw_parameters(
         # Fe II width ~3/4 of broad Hβ (Hu et al. 2008, ApJ 683, L115), at least its template's
         p["feii_fwhm"] = max((fwhm_hb or fwhm_ha) * rng.uniform(0.7, 1.0), 1000.0)
     else:
-        for k in ("Hgamma", "Hdelta", "HeI_5877", "HeII_4687"):
+        for k in ("Hgamma", "Hdelta", "HeI_5877", "HeII_4687", *HE_I_RATIOS):
             broad[k] = 0.0
         p["high_balmer_scale"] = p["balmer_continuum"] = p["broad_shift"] = 0.0
+        p["balmer_blend"] = 1.0
         p["broad_wing"] = (0.0, 1.0, 0.0)
         p["feii_fwhm"] = 0.0
     p["broad"] = broad

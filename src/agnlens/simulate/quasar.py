@@ -47,15 +47,25 @@ __all__ = ["PRIORS", "broad_profile", "host_fraction", "log_l5100", "luminosity_
 #: 2.357), the Seyfert branch's centre (0.0, 0.8; Kewley et al. 2006). The widths are the
 #: literature's.
 PRIORS: dict[str, tuple[float, float]] = {
-    "alpha": (-1.105, 0.3),
-    "oiii_ew": (1.466, 0.4),
-    "hbeta_ew": (2.102, 0.2),
-    "halpha_hbeta": (0.587, 0.08),
-    "fwhm_hbeta": (3.784, 0.20),
-    "blue_bump": (0.369, 0.15),
-    "fwhm_narrow": (2.527, 0.186),
-    "nii_halpha": (-0.501, 0.15),
-    "oiii_hbeta_narrow": (0.924, 0.22),
+    "alpha": (-1.224, 0.3),
+    "oiii_ew": (1.467, 0.4),
+    "hbeta_ew": (2.047, 0.2),
+    "halpha_hbeta": (0.588, 0.08),
+    "fwhm_hbeta": (3.756, 0.2),
+    "blue_bump": (0.522, 0.15),
+    "high_balmer": (0.01, 0.15),
+    "fwhm_narrow": (2.51, 0.186),
+    "nii_halpha": (-0.461, 0.15),
+    "oiii_hbeta_narrow": (0.871, 0.22),
+    "narrow_wing": (-0.453, 0.2),
+    "narrow_shift": (-12.607, 107.308),
+    "neiii_oiii": (-0.799, 0.15),
+    "fevii_oiii": (-1.827, 0.3),
+    "hgamma_hbeta": (-0.407, 0.05),
+    "oiii_4364": (-1.195, 0.2),
+    "nii_5756": (-1.453, 0.2),
+    "feii_red": (-0.044, 0.15),
+    "hei_hbeta": (-0.706, 0.15),
 }
 #: FWHM (km/s) that separates population A from B (Sulentic et al. 2000, ARA&A 38, 521).
 POP_AB_FWHM = 4000.0
