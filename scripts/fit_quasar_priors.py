@@ -2,16 +2,18 @@
 judged on objects the fit never saw.
 
 The real type 1 spectra are split in two halves by a hash of their spec_id (never by content).
-On half A the means of six priors are moved, a few rounds (the same twins' seeds every round),
+On half A the means of the priors are moved, a few rounds (the same twins' seeds every round),
 until the medians of the simulated twins' measurements (:func:`agnlens.realism.simulate_matched`:
-same redshift and S/N) match the real ones: the continuum slope (→ α_λ), the [O III] 5008 EW (→
-its log-mean at 10^44.5 erg/s), the broad Hβ excess over the continuum (→ log broad Hβ EW), the
-Hα excess (→ log broad Hα/Hβ), the measured broad Hβ FWHM (→ log FWHM of the broad core),
-Dn4000 (→ the strength of the small blue bump), the narrow FWHM (→ its log-mean) and the narrow
-[N II]/Hα and [O III]/Hβ (→ the centre of the type 1 narrow lines on the BPT diagram).
-Then, on half B, the two-sample KS statistic of each measurement with the start priors and the
-fitted ones — the figure to report. Prints the fitted priors to copy into
-``src/agnlens/simulate/quasar.py``.
+same redshift, S/N and flux) match the real ones: the continuum slope (→ α_λ), the [O III] 5008
+EW (→ its log-mean at 10^44.5 erg/s), the excesses over the continuum at Hβ, Hα, Hγ and He I 5877
+(→ broad Hβ EW, Hα/Hβ, Hγ/Hβ, He I/Hβ), the measured broad Hβ FWHM (→ the broad core's), the
+blue end 3700–3720 Å (→ the small blue bump), the narrow FWHM, [N II]/Hα and [O III]/Hβ (→ the
+narrow-line width and BPT centre), the [O III] profile's wing share and core offset (→ the
+outflow wing, the narrow lines' offset and its spread), and the narrow [Ne III] 3870, [O III]
+4364, [N II] 5756 and [Fe VII] 6088 over [O III] 5008 (→ those ratios: lines of the dense inner
+narrow-line region, stronger in type 1). Then, on half B, the two-sample KS statistic of each
+measurement with the start priors and the fitted ones — the figure to report. Prints the fitted
+priors to copy into ``src/agnlens/simulate/quasar.py``.
 
 Usage (from the project root; needs the real files)::
 
@@ -37,18 +39,31 @@ ROOT = Path(__file__).resolve().parents[1]
 ROUNDS = 6
 #: Where the fit starts: the literature's values (see the docstring of :data:`quasar.PRIORS`).
 START = {"alpha": (-1.56, 0.3), "oiii_ew": (1.2, 0.4), "hbeta_ew": (1.75, 0.2), "halpha_hbeta": (0.486, 0.08),
-         "fwhm_hbeta": (3.66, 0.20), "blue_bump": (0.0, 0.15), "high_balmer": (0.0, 0.15),
+         "fwhm_hbeta": (3.66, 0.20), "blue_bump": (0.0, 0.15),
          "fwhm_narrow": (2.357, 0.186),  # the catalogue [O III] width of every class
+         **SEYFERT_BRANCH,  # the narrow lines' centre on the BPT diagram
          "narrow_wing": (-0.52, 0.2),  # Mullaney et al. 2013: wings of 20–50 % of the flux
          "narrow_shift": (0.0, 100.0),  # km/s
          "neiii_oiii": (-1.0, 0.15),  # Seyferts (Ho 2005)
          "fevii_oiii": (-1.6, 0.3),  # Seyferts with coronal lines (Gelbord et al. 2009)
-         "feii_red": (0.0, 0.15),  # the I Zw 1 template as it is
          "hgamma_hbeta": (-0.37, 0.05),  # broad Hγ/Hβ 0.35–0.5 (Vanden Berk et al. 2001)
          "oiii_4364": (-1.7, 0.2),  # Seyfert NLR T_e 1.2–1.6·10^4 K (Osterbrock & Ferland 2006)
          "nii_5756": (-1.8, 0.2),  # [N II] 5756/6585 at the same temperatures
-         "hei_hbeta": (-1.07, 0.15),  # broad He I 5876 / Hβ 0.05–0.12 (Vanden Berk et al. 2001)
-         **SEYFERT_BRANCH}  # the narrow lines' centre on the BPT diagram
+         "hei_hbeta": (-1.07, 0.15)}  # broad He I 5877 / Hβ 0.05–0.12 (Vanden Berk et al. 2001)
+#: Priors whose log-mean moves by the log-ratio of the real to the simulated median of a
+#: measurement: prior → (measurement, measured against broad Hβ: then less broad Hβ's own ratio).
+LOG_STEPS = {
+    "oiii_ew": ("ew_oiii", False), "hbeta_ew": ("hbeta_excess", False), "halpha_hbeta": ("halpha_excess", True),
+    "hgamma_hbeta": ("hgamma_excess", True), "hei_hbeta": ("hei_excess", True),
+    "fwhm_hbeta": ("fwhm_broad_hbeta", False), "fwhm_narrow": ("fwhm_narrow", False),
+    "nii_halpha": ("nii_halpha", False), "oiii_hbeta_narrow": ("oiii_hbeta_narrow", False),
+    "narrow_wing": ("oiii_wing", False), "neiii_oiii": ("neiii_oiii", False), "fevii_oiii": ("fevii_oiii", False),
+    "oiii_4364": ("oiii_4364", False), "nii_5756": ("nii_5756", False),
+}
+#: Priors fitted by secant steps on a measurement: prior → (measurement, first step, +1 if the
+#: measurement rises with the prior else −1): the Balmer continuum and the blend above H10 set the
+#: blue end.
+SECANT_STEPS = {"blue_bump": ("blue_end", 0.2, 1)}
 #: Twins per real spectrum (the same seed every round: common random numbers, so a round's change
 #: is the priors' effect and not new noise).
 PER_REAL = 3
@@ -76,13 +91,10 @@ def measure(spectra) -> dict[str, np.ndarray]:
     out["nii_5756"] = np.where(oiii > 0, n5756 / oiii, np.nan)
     fevii = _line_flux(wl, flux, (6050, 6070), (6105, 6125), 6075, 6100)
     out["fevii_oiii"] = np.where(oiii > 0, fevii / oiii, np.nan)
-    # Hε (with [Ne III] 3968 and Ca II H) over the continuum above the 4000 Å break
-    out["h_epsilon"] = _window(wl, flux, 3950, 3990) / _window(wl, flux, 4000, 4100)
     for name, (c1, c2, lo, hi) in {"hbeta_excess": ((4180, 4240), (5075, 5125), 4800, 4930),
                                    "halpha_excess": ((6150, 6250), (6740, 6800), 6480, 6650),
                                    "hgamma_excess": ((4200, 4230), (4440, 4460), 4250, 4420),
-                                   "hei_excess": ((5650, 5700), (6000, 6050), 5780, 5950),
-                                   "feii_red_excess": ((5075, 5125), (5450, 5550), 5150, 5400)}.items():
+                                   "hei_excess": ((5650, 5700), (6000, 6050), 5780, 5950)}.items():
         a, b = _window(wl, flux, *c1), _window(wl, flux, *c2)
         x1, x2 = np.mean(c1), np.mean(c2)
         slope = np.log(b / a) / np.log(x2 / x1)
@@ -90,6 +102,12 @@ def measure(spectra) -> dict[str, np.ndarray]:
         cont = a[:, None] * (wl[sel][None, :] / x1) ** slope[:, None]
         out[name] = np.mean(flux[:, sel] / cont - 1.0, axis=1)
     return out
+
+
+def _log_step(med: dict, name: str) -> float:
+    """log10 of the real over the simulated median of a measurement (floored at 1e-4)."""
+    real, sim = med[name]
+    return float(np.log10(max(real, 1e-4) / max(sim, 1e-4)))
 
 
 def _spread_ratio(real: np.ndarray, sim: np.ndarray) -> float:
@@ -125,42 +143,26 @@ def main(data: str = str(ROOT / ".." / "shared" / "data" / "sdss")) -> int:
         real, sim = compare(fit_on, priors, seed=0)
         med = {n: (float(np.nanmedian(real[n])), float(np.nanmedian(sim[n]))) for n in real}
         print(f"round {k}: " + ", ".join(f"{n} real {r:.3f} sim {s:.3f}" for n, (r, s) in med.items()))
-        a, o, h, r, w, b, hl, n, x, y, g, v, ne, fe, he, fr, hg, o4, n2 = (priors[k] for k in (
-            "alpha", "oiii_ew", "hbeta_ew", "halpha_hbeta", "fwhm_hbeta", "blue_bump", "high_balmer", "fwhm_narrow",
-            "nii_halpha", "oiii_hbeta_narrow", "narrow_wing", "narrow_shift", "neiii_oiii", "fevii_oiii", "hei_hbeta", "feii_red", "hgamma_hbeta", "oiii_4364", "nii_5756"))
-        # the blend above H14 and the Balmer continuum set the blue end, the lines Hε…H14 the flux
-        # at Hε: secant steps once two rounds are known, 0.2 dex first
-        gaps = (med["blue_end"][1] - med["blue_end"][0], med["h_epsilon"][1] - med["h_epsilon"][0])
-        steps = [-0.2 * np.sign(gap) if previous is None or gap == last[1] else -gap * (now - last[0]) / (gap - last[1])
-                 for gap, now, last in zip(gaps, (b[0], hl[0]), previous or [(0, 0)] * 2)]
-        previous = [(b[0], gaps[0]), (hl[0], gaps[1])]
-        d_hb = np.log10(med["hbeta_excess"][0] / med["hbeta_excess"][1])
-        priors = {
-            # the slope's and the narrow lines' offset's spreads too: by the ratio of the interquartile ranges
-            "alpha": (a[0] + med["continuum_slope"][0] - med["continuum_slope"][1], a[1]),
-            "oiii_ew": (o[0] + np.log10(med["ew_oiii"][0] / med["ew_oiii"][1]), o[1]),
-            "hbeta_ew": (h[0] + d_hb, h[1]),
-            "halpha_hbeta": (r[0] + np.log10(med["halpha_excess"][0] / med["halpha_excess"][1]) - d_hb, r[1]),
-            "fwhm_hbeta": (w[0] + np.log10(med["fwhm_broad_hbeta"][0] / med["fwhm_broad_hbeta"][1]), w[1]),
-            "blue_bump": (b[0] + float(np.clip(steps[0], -0.5, 0.5)), b[1]),
-            "high_balmer": (hl[0] + float(np.clip(steps[1], -0.5, 0.5)), hl[1]),
-            "fwhm_narrow": (n[0] + np.log10(med["fwhm_narrow"][0] / med["fwhm_narrow"][1]), n[1]),
-            "nii_halpha": (x[0] + np.log10(med["nii_halpha"][0] / med["nii_halpha"][1]), x[1]),
-            "oiii_hbeta_narrow": (y[0] + np.log10(med["oiii_hbeta_narrow"][0] / med["oiii_hbeta_narrow"][1]), y[1]),
-            "narrow_wing": (g[0] + np.log10(max(med["oiii_wing"][0], 1e-3) / max(med["oiii_wing"][1], 1e-3)), g[1]),
-            "neiii_oiii": (ne[0] + np.log10(med["neiii_oiii"][0] / med["neiii_oiii"][1]), ne[1]),
-            "fevii_oiii": (fe[0] + np.log10(max(med["fevii_oiii"][0], 1e-3) / max(med["fevii_oiii"][1], 1e-3)), fe[1]),
-            "hei_hbeta": (he[0] + np.log10(max(med["hei_excess"][0], 1e-3) / max(med["hei_excess"][1], 1e-3)) - d_hb,
-                          he[1]),
-            # the red Fe II's excess over its share of broad Hβ (the 4434–4684 Å Fe II follows R_FeII)
-            "feii_red": (fr[0] + np.log10(max(med["feii_red_excess"][0], 1e-3) / max(med["feii_red_excess"][1], 1e-3))
-                         - d_hb, fr[1]),
-            "hgamma_hbeta": (hg[0] + np.log10(med["hgamma_excess"][0] / med["hgamma_excess"][1]) - d_hb, hg[1]),
-            "oiii_4364": (o4[0] + np.log10(max(med["oiii_4364"][0], 1e-4) / max(med["oiii_4364"][1], 1e-4)), o4[1]),
-            "nii_5756": (n2[0] + np.log10(max(med["nii_5756"][0], 1e-4) / max(med["nii_5756"][1], 1e-4)), n2[1]),
-            "narrow_shift": (v[0] + med["oiii_shift"][0] - med["oiii_shift"][1],
-                             v[1] * _spread_ratio(real["oiii_shift"], sim["oiii_shift"])),
-        }
+        d_hb = _log_step(med, "hbeta_excess")
+        fitted = {name: (priors[name][0] + _log_step(med, m) - (d_hb if per_hbeta else 0.0), priors[name][1])
+                  for name, (m, per_hbeta) in LOG_STEPS.items()}
+        # secant steps once two rounds are known
+        last = previous or {}
+        previous = {}
+        for name, (m, first, sign) in SECANT_STEPS.items():
+            now, gap = priors[name][0], med[m][1] - med[m][0]
+            step = (-first * sign * np.sign(gap) if name not in last or gap == last[name][1]
+                    else -gap * (now - last[name][0]) / (gap - last[name][1]))
+            previous[name] = (now, gap)
+            fitted[name] = (now + float(np.clip(step, -2.5 * first, 2.5 * first)), priors[name][1])
+        # shifts by the difference of the medians; the narrow lines' offset's spread by the ratio of
+        # the interquartile ranges
+        fitted["alpha"] = (priors["alpha"][0] + med["continuum_slope"][0] - med["continuum_slope"][1],
+                           priors["alpha"][1])
+        shift = priors["narrow_shift"]
+        fitted["narrow_shift"] = (shift[0] + med["oiii_shift"][0] - med["oiii_shift"][1],
+                                  shift[1] * _spread_ratio(real["oiii_shift"], sim["oiii_shift"]))
+        priors = {name: fitted[name] for name in START}
     print(f"fitted on half A ({len(fit_on)} objects):")
     for n, v in priors.items():
         print(f"    {n!r}: ({v[0]:.3f}, {v[1]:.3f}),  # start {start[n][0]:.3f}")

@@ -9,10 +9,7 @@
   emission of gas at T_e = 15,000 K, F(λ) ∝ B_λ(T_e)·(1 − e^{−τ(λ)}), τ = τ_BE·(λ/3646 Å)³,
   τ_BE = 1, for λ ≤ 3646 Å, broadened like the broad lines.
 * Fe II: the Boroson & Green (1992, ApJS 80, 109) template of I Zw 1 (``data/feii_bg92.npz``,
-  see ``data/README.md``), intrinsic FWHM ≈ 900 km/s, normalised to unit flux in 4434–4684 Å; the
-  multiplets red of :data:`FEII_RED` (42, 48, 49: 5018–5400 Å) scaled apart, as their strength
-  relative to the 4434–4684 Å groups differs from quasar to quasar (Kovačević, Popović &
-  Dimitrijević 2010, ApJS 189, 15).
+  see ``data/README.md``), intrinsic FWHM ≈ 900 km/s, normalised to unit flux in 4434–4684 Å.
 """
 
 from __future__ import annotations
@@ -22,7 +19,7 @@ from importlib import resources
 
 import numpy as np
 
-__all__ = ["BALMER_BLEND", "BALMER_EDGE", "BROAD_LINES", "FEII_RED", "HE_I_RATIOS", "HIGH_BALMER", "balmer_continuum", "feii_template"]
+__all__ = ["BALMER_BLEND", "BALMER_EDGE", "BROAD_LINES", "HE_I_RATIOS", "HIGH_BALMER", "balmer_continuum", "feii_template"]
 
 _RYDBERG_H = 109_677.58  # cm^-1, hydrogen (vacuum wavenumbers)
 BALMER_EDGE = 1e8 / (_RYDBERG_H / 4.0)  # 3646 Å
@@ -36,9 +33,6 @@ def _balmer_wavelength(n: int) -> float:
 #: neighbours than 2,000 km/s, less than a broad line's width: they blend with the Balmer continuum
 #: into a pseudo-continuum, scaled with it (the small blue bump); Hε…H10 stay separate lines.
 BALMER_BLEND = 3785.0
-
-#: Rest Å from which the Fe II template is scaled by its own factor (the red multiplets).
-FEII_RED = 4900.0
 
 _CASE_B_LOW = {8: 0.105, 9: 0.0731, 10: 0.0530, 11: 0.0397, 12: 0.0305}
 #: Broad high-order Balmer lines n = 7 (Hε) … 50: (vacuum Å, Case B intensity / Hβ).

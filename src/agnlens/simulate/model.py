@@ -23,8 +23,7 @@ from typing import Any
 import numpy as np
 
 from agnlens.lines import C_KMS
-from agnlens.simulate.agn import (BALMER_BLEND, BROAD_LINES, BROAD_RED, FEII_RED, HIGH_BALMER, balmer_continuum,
-                                  feii_template)
+from agnlens.simulate.agn import BALMER_BLEND, BROAD_LINES, BROAD_RED, HIGH_BALMER, balmer_continuum, feii_template
 from agnlens.simulate.dust import cardelli
 from agnlens.simulate.host import TEMPLATE_SIGMA_KMS, mix_hosts
 from agnlens.simulate.instrument import DLOGLAM, KMS_PER_PIXEL, LOGLAM0, N_PIX, REST_LOGLAM, observed_grid
@@ -81,9 +80,7 @@ def _rest_tables() -> dict[str, np.ndarray]:
     wave = 10.0**REST_LOGLAM
     grid, flux, _ = feii_template()
     feii = np.interp(REST_LOGLAM, grid, flux, left=0.0, right=0.0)
-    red = wave >= FEII_RED
-    return {"cardelli": cardelli(wave) - _K5100, "bac": balmer_continuum(wave), "feii": np.where(red, 0.0, feii),
-            "feii_red": np.where(red, feii, 0.0)}
+    return {"cardelli": cardelli(wave) - _K5100, "bac": balmer_continuum(wave), "feii": feii}
 
 
 def _reddening(ebv: np.ndarray, wave: np.ndarray) -> np.ndarray:
@@ -134,8 +131,7 @@ def models(params: list[dict[str, Any]]) -> np.ndarray:
     layers[:, 0] = h[:, None] * mix_hosts(params, index, frac)
     layers[:, 4] += _col(params, "balmer_continuum")[:, None] * table("bac") * red_agn
     hb_b = np.array([p["broad"]["Hbeta"] for p in params])
-    layers[:, 3] = (_col(params, "feii_ratio") * hb_b)[:, None] * red_agn * (
-        table("feii") + _col(params, "feii_red")[:, None] * table("feii_red"))
+    layers[:, 3] = (_col(params, "feii_ratio") * hb_b)[:, None] * table("feii") * red_agn
 
     s_inst = _col(params, "sigma_inst")
     s_n = _col(params, "fwhm_narrow") / _FWHM

@@ -69,7 +69,7 @@ def draw_parameters(
     flux: float | None = None,
 ) -> dict[str, Any]:
     """Draw one spectrum's physical parameters (see the module docstring for the sources)."""
-    p: dict[str, Any] = {"label": label, "feii_red": 1.0}
+    p: dict[str, Any] = {"label": label}
     p["z"] = float(rng.uniform(*zrange)) if zrange[1] > zrange[0] else zrange[0]
     p["snr_target"] = _ln10(rng, np.log10(snr[0]), snr[1], 3.0, 100.0) if snr[1] > 0 else float(snr[0])
     # SDSS resolution R ≈ 1,800–2,200 (σ ≈ 60–75 km/s)
@@ -138,8 +138,6 @@ def draw_parameters(
         fwhm_ha = 1e3 * (fwhm_hb / 1.07e3) ** (1 / 1.03) * _ln10(rng, 0.0, 0.05)
         # R_FeII = Fe II(4434–4684)/Hβ_broad: median ~0.4, 0–2 (Boroson & Green 1992; Shen et al. 2011)
         p["feii_ratio"] = _ln10(rng, -0.35, 0.25, 0.0, 3.0)
-        # the red Fe II multiplets against the 4434–4684 Å ones (:data:`.quasar.PRIORS`, fitted)
-        p["feii_red"] = 10.0 ** rng.normal(*PRIORS["feii_red"])
     elif label == "intermediate":
         # [O III] EW against the total continuum LN10(1.75, 0.45) Å (median 56, 10 % above 200 Å:
         # the strong-[O III] Seyferts, peaks 10–100× the continuum; Kewley et al. 2006, Fig. 1)
@@ -199,7 +197,6 @@ def draw_parameters(
             # the Balmer continuum and the blended lines above H10 (:data:`.agn.BALMER_BLEND`)
             p["balmer_blend"] = 10.0 ** rng.normal(*PRIORS["blue_bump"])
             p["balmer_continuum"] *= p["balmer_blend"]
-            p["high_balmer_scale"] *= 10.0 ** rng.normal(*PRIORS["high_balmer"])  # Hε…H10
         # broad Hβ shift N(+100, 500) km/s (Shen et al. 2016, ApJ 831, 7); in 60 % a second, wider
         # (×1.2–2.2), redshifted N(+400, 1500) km/s component with 10–50 % of the flux (population B
         # red asymmetries, Sulentic et al. 2000, ARA&A 38, 521)
