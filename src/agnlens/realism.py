@@ -93,7 +93,7 @@ CHECKS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "intermediate": (("1.8", "1.9"), ("broad_narrow_halpha", "fwhm_broad_halpha", "fwhm_narrow", "ew_oiii")),
 }
 #: Simulated spectra drawn for a class's checks (spread over its real spectra's redshifts and S/N).
-CHECK_TWINS = 200
+CHECK_TWINS = 800
 
 #: The grid ``agnlens realism`` puts files on: 3700–6800 Å rest, log-λ at the SDSS pixel size,
 #: so that the 4000 Å break, Hβ + [O III] and Hα + [N II] are all on it.

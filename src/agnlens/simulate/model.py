@@ -37,9 +37,10 @@ _FWHM = 2.0 * np.sqrt(2.0 * np.log(2.0))
 _N_GROUPS = 8
 _WAVE = observed_grid()
 _FREQ2 = np.fft.rfftfreq(_NFFT) ** 2  # (cycles per pixel)²
-# Broad lines are never narrower than σ = 300 km/s (FWHM ≥ 1,200 km/s for type 1, ≥ 900 km/s for
-# intermediate Hβ; clamped anyway); a Gaussian kernel of σ pixels is < 1e-10 above 1.08/σ cycles.
-_BROAD_MIN_SIGMA = 300.0 / KMS_PER_PIXEL
+# Broad lines are never narrower than σ = 250 km/s (FWHM ≥ 1,200 km/s for type 1, ≥ 1,000 km/s for
+# intermediate Hα and ≥ 600 km/s for their Hβ; clamped anyway); a Gaussian kernel of σ pixels is
+# < 1e-10 above 1.08/σ cycles.
+_BROAD_MIN_SIGMA = 250.0 / KMS_PER_PIXEL
 _N_BROAD_FREQ = int(np.ceil(1.08 / _BROAD_MIN_SIGMA * _NFFT)) + 1
 
 _NARROW_NAMES = tuple(NARROW_LINES)
