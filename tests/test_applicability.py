@@ -133,12 +133,15 @@ def test_flags_on_held_out_simulated_spectra_with_the_default_model():
     600 held-out SIMULATED spectra of its own training distribution (a seed it never saw).
 
     Contract (bounds; over seeds 12345, 777, 2024, 31337, 4242 of ``scripts/check_edges.py sim``
-    3.8–5.5 % of the spectra are flagged, 2.5–4.0 % of all spectra are correct calls with a flag,
-    and 25–77 % of the wrong calls are flagged): at most 7 % of the spectra carry a flag and at most
-    5 % are correct calls with a flag; a type 2 call flagged ``physics-disagrees`` (a broad Hα the baseline counts) is a
-    wrong call; at least a fifth of the wrong calls carry a flag. The issue's aim of ≤ 2 % flagged
-    in all is not met (docs/applicability.md, *Measured on held-out simulated
-    spectra*): the model is wrong on 2–3 % of these spectra, and those are the ones to flag."""
+    6.3–8.2 % of the spectra are flagged, 3.2–5.3 % of all spectra are correct calls with a flag,
+    69–90 % of the wrong calls are flagged, and 47–67 % of the type 2 calls flagged
+    ``physics-disagrees`` are wrong): at most 9 % of the spectra carry a flag and at most 6 % are
+    correct calls with a flag; at least 40 % of the type 2 calls flagged ``physics-disagrees`` (a
+    broad Hα the baseline counts) are wrong — the others are type 2 whose narrow lines carry an
+    outflow wing of 2,000–3,500 km/s, which the baseline takes for a weak broad Hα; at least half of
+    the wrong calls carry a flag. The issue's aim of ≤ 2 % flagged in all is not met
+    (docs/applicability.md, *Measured on held-out simulated spectra*): the model is wrong on 3–4 %
+    of these spectra, and those are the ones to flag."""
     from agnlens.models.default import resolve_models
     from agnlens.stages.loading import model_for_grid
 
@@ -151,10 +154,10 @@ def test_flags_on_held_out_simulated_spectra_with_the_default_model():
     pd_type2 = table["flags"].astype(str).str.contains("physics-disagrees").to_numpy() & (
         table["predicted_label"] == "type2").to_numpy()
     assert right.mean() >= 0.95
-    assert flagged.mean() <= 0.07, table.loc[flagged, "flags"].value_counts()
-    assert (flagged & right).mean() <= 0.05, table.loc[flagged & right, "flags"].value_counts()
-    assert not (pd_type2 & ~wrong_type2).any()
-    assert (flagged & ~right).sum() >= (~right).sum() / 5
+    assert flagged.mean() <= 0.09, table.loc[flagged, "flags"].value_counts()
+    assert (flagged & right).mean() <= 0.06, table.loc[flagged & right, "flags"].value_counts()
+    assert pd_type2.sum() >= 5 and (pd_type2 & wrong_type2).sum() >= 0.4 * pd_type2.sum()
+    assert (flagged & ~right).sum() >= (~right).sum() / 2
 
 
 # ------------------------------------------------------------------------------------ not an AGN
@@ -387,8 +390,10 @@ def test_on_the_full_real_sample_physics_disagrees_flags_the_offset_ambiguous_no
 def test_physics_disagrees_rarely_fires_on_right_calls_of_simulated_spectra():
     """Held-out simulated type 1 and type 2 over the whole redshift range, as if the SVM called each
     right: ≤ 5 % of the type 1 flagged (the baseline's misses: broad lines of FWHM ≳ 11,000 km/s,
-    wider than the `balmer` grid's Hα window can hold, docs/applicability.md) and ≤ 1 % of the type 2
-    (a broad Hα the baseline invents). ~5 ms of line fits per spectrum."""
+    wider than the `balmer` grid's Hα window can hold, docs/applicability.md) and ≤ 6 % of the type 2
+    (measured 3.5 %: type 2 whose narrow lines carry an outflow wing of 1,100–3,600 km/s, on Hα as
+    on [O III], which the baseline takes for a weak broad Hα; ≤ 1 % while the simulator put the wing
+    on [O III] alone). ~5 ms of line fits per spectrum."""
     from agnlens.models.applicability import physics_disagrees
     from agnlens.models.baseline import measure
 
@@ -397,4 +402,4 @@ def test_physics_disagrees_rarely_fires_on_right_calls_of_simulated_spectra():
     truth = np.asarray(spectra.labels).astype(str)
     flagged = physics_disagrees(measure(spectra), truth)
     assert flagged[truth == "type1"].mean() <= 0.05
-    assert flagged[truth == "type2"].mean() <= 0.01
+    assert flagged[truth == "type2"].mean() <= 0.06

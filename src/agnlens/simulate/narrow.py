@@ -184,7 +184,9 @@ def draw_narrow(rng: np.random.Generator, kind: str) -> dict:
     red = {k: v / o3 for k, v in red.items()}
     # Outflow wings: ~40 % of AGN need a second, broader, blueshifted component in [O III] carrying
     # 20–50 % of the flux, FWHM ~2–4× the core, −50 to −400 km/s (Mullaney et al. 2013, MNRAS 433, 622);
-    # the same wing on every narrow line (one narrow-line region)
+    # the same wing on every narrow line (one narrow-line region: in type 1.8–2 Seyferts the wings of
+    # Hβ, [O III], Hα, [N II] and [S II] share their widths and shifts, Kovačević-Dojčinović et al.
+    # 2022, A&A 659, A130)
     wing = (rng.uniform(0.15, 0.45), rng.uniform(2.0, 4.0), -rng.uniform(50.0, 400.0))
     has_wing = rng.random() < 0.4
     return {
