@@ -1,11 +1,13 @@
 """Physical features of preprocessed spectra: the numbers an astronomer compares first.
 
 :func:`spectral_features` measures, for every spectrum of a rest-frame normalised
-:class:`~agnlens.spectra.SpectrumSet`, its S/N, continuum slope, 4000 Å break, broad Hβ and Hα
-widths, broad/narrow Hα, narrow-line width, [O III]/Hβ (total and narrow), [N II]/Hα, narrow Balmer decrement,
-optical Fe II strength, [O III] equivalent width, and the [O III] profile (core centroid, wing share). The line quantities come from the Gaussian fits of
-:class:`agnlens.models.baseline.PhysicsBaseline` (its public ``measure``); the continuum
-quantities are window measurements over good pixels (``ivar > 0``). A quantity whose windows the
+:class:`~agnlens.spectra.SpectrumSet`, its S/N, continuum slope, 4000 Å break, blue end, broad
+Hβ and Hα widths, broad/narrow Hα, narrow-line width, [O III]/Hβ (total and narrow), [N II]/Hα,
+narrow Balmer decrement, optical Fe II strength, [O III] equivalent width, and the [O III] profile
+(core centroid, wing share). The line quantities come from the Gaussian fits of
+:class:`agnlens.models.baseline.PhysicsBaseline` (its public ``measure``), the [O III] profile's
+from the flux above a straight continuum; the continuum quantities are window measurements over
+good pixels (``ivar > 0``). A quantity whose windows the
 grid or the spectrum does not cover is NaN — never a guess.
 
 This module sits at the level of ``models`` (it calls the baseline fitter); ``realism``,

@@ -12,17 +12,17 @@ distributions of S/N, continuum slope, Dn4000, broad-line widths and line ratios
 plotted (:meth:`RealismResult.plot`).
 
 Per-class checks (:data:`CHECKS`): for the intermediates, the features that tell a Seyfert 1.8/1.9
-from a type 2 — broad/narrow Hα, broad Hα FWHM, narrow FWHM, [O III] EW — are measured on
-:data:`CHECK_TWINS` simulated 1.8/1.9s at the real spectra's redshifts and S/N; a check passes when
-the real spectra's median lies inside the simulated 16–84 % range.
+from a type 2 — broad/narrow Hα, broad Hα FWHM, narrow FWHM, [O III] EW — are measured on the
+1.8/1.9s among :data:`CHECK_TWINS` simulated twins at the real spectra's redshifts, S/N and flux; a
+check passes when the real spectra's median lies inside the simulated 16–84 % range.
 
 Matching: each real spectrum gets ``per_real`` simulated twins of its class drawn at its redshift,
-its S/N at 5100 Å and its flux there (``norm_flux``: the luminosity) (:func:`agnlens.simulate.simulate`),
-preprocessed onto the real spectra's grid. A real spectrum and its twins then share one mask — a pixel bad or uncovered in either is
-bad in both and filled the same way — so the wavelength coverage of the instrument and masks
-cannot give the simulator away; what is left is the shape of the spectra and their noise. A twin
-takes the noise of a real SDSS or BOSS spectrum that covers the whole grid at its redshift where
-one does.
+its S/N at 5100 Å and its flux there (``norm_flux``: the luminosity; :func:`agnlens.simulate.simulate`),
+preprocessed onto the real spectra's grid. A real spectrum and its twins then share one mask — a
+pixel bad or uncovered in either is bad in both and filled the same way — so the wavelength
+coverage of the instrument and masks cannot give the simulator away; what is left is the shape of
+the spectra and their noise. A twin takes the noise of a real SDSS or BOSS spectrum that covers the
+whole grid at its redshift where one does.
 
 The simulated set is always labelled as such (``simulated: True`` in the JSON).
 """

@@ -19,7 +19,8 @@ from importlib import resources
 
 import numpy as np
 
-__all__ = ["BALMER_BLEND", "BALMER_EDGE", "BROAD_LINES", "HE_I_RATIOS", "HIGH_BALMER", "balmer_continuum", "feii_template"]
+__all__ = ["BALMER_BLEND", "BALMER_EDGE", "BROAD_LINES", "HE_I_RATIOS", "HIGH_BALMER", "balmer_continuum",
+           "feii_template"]
 
 _RYDBERG_H = 109_677.58  # cm^-1, hydrogen (vacuum wavenumbers)
 BALMER_EDGE = 1e8 / (_RYDBERG_H / 4.0)  # 3646 Å

@@ -180,22 +180,23 @@ def draw_parameters(
             oiii, hb_n = oiii * f, hb_n * f
 
     has_broad = broad["Halpha"] > 0
+    p["balmer_blend"] = 1.0  # the small blue bump's factor (quasars, below)
     if has_broad:
         hb = broad["Hbeta"]
-        # Hγ, Hδ, He lines relative to broad Hβ (Vanden Berk et al. 2001 composite; Case B-like)
-        broad.update(Hgamma=hb * rng.uniform(0.35, 0.5), Hdelta=hb * rng.uniform(0.18, 0.3),
-                     HeI_5877=hb * (10.0 ** rng.normal(*PRIORS["hei_hbeta"]) if label == "type1" else rng.uniform(0.05, 0.12)),
-                     HeII_4687=hb * rng.uniform(0.02, 0.1))
+        # Hγ, Hδ, He lines relative to broad Hβ (Vanden Berk et al. 2001 composite; Case B-like); for
+        # quasars He I 5877/Hβ and Hγ/Hβ are fitted (:data:`.quasar.PRIORS`), Hδ keeping its ratio to
+        # Hγ; the other He I lines follow He I 5877 (:data:`.agn.HE_I_RATIOS`)
+        broad.update(Hgamma=hb * rng.uniform(0.35, 0.5), Hdelta=hb * rng.uniform(0.18, 0.3))
+        hei = 10.0 ** rng.normal(*PRIORS["hei_hbeta"]) if label == "type1" else rng.uniform(0.05, 0.12)
+        broad.update(HeI_5877=hb * hei, HeII_4687=hb * rng.uniform(0.02, 0.1))
         broad.update({k: broad["HeI_5877"] * r for k, r in HE_I_RATIOS.items()})
-        if label == "type1":  # quasars: the Balmer decrement above Hβ fitted (:data:`.quasar.PRIORS`)
+        if label == "type1":
             gamma = 10.0 ** rng.normal(*PRIORS["hgamma_hbeta"])
-            broad["Hdelta"] *= gamma / broad["Hgamma"] * hb
-            broad["Hgamma"] = gamma * hb
+            broad.update(Hgamma=gamma * hb, Hdelta=broad["Hdelta"] * (gamma / broad["Hgamma"] * hb))
         p["high_balmer_scale"] = hb * rng.uniform(0.6, 1.2)  # × Case B, n = 7…50
         # Balmer continuum at the edge per Å, tied to broad Hβ (same gas: Grandi 1982; Dietrich et
         # al. 2002 find it a few tens of per cent of the power law at 3646 Å)
         p["balmer_continuum"] = hb * rng.uniform(0.003, 0.012)
-        p["balmer_blend"] = 1.0
         if label == "type1":  # quasars: a small blue bump of varying strength (:data:`.quasar.PRIORS`):
             # the Balmer continuum and the blended lines above H10 (:data:`.agn.BALMER_BLEND`)
             p["balmer_blend"] = 10.0 ** rng.normal(*PRIORS["blue_bump"])
@@ -214,7 +215,6 @@ def draw_parameters(
         for k in ("Hgamma", "Hdelta", "HeI_5877", "HeII_4687", *HE_I_RATIOS):
             broad[k] = 0.0
         p["high_balmer_scale"] = p["balmer_continuum"] = p["broad_shift"] = 0.0
-        p["balmer_blend"] = 1.0
         p["broad_wing"] = (0.0, 1.0, 0.0)
         p["feii_fwhm"] = 0.0
     p["broad"] = broad
