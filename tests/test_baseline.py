@@ -379,7 +379,7 @@ def test_cli_baseline_writes_the_measurement_table(tmp_path, capsys):
 
 
 def test_on_the_project_simulator(monkeypatch):
-    """Spectra of agnlens.simulate (host light, Fe II, [O III] wings): broad FWHM within 10 % for
+    """Spectra of agnlens.simulate (host light, Fe II, outflow wings): broad FWHM within 10 % for
     single-Gaussian broad lines at good S/N, and type 2 stays type 2."""
     import agnlens.simulate.parameters as parameters
     from agnlens.simulate import simulate_set
@@ -390,9 +390,10 @@ def test_on_the_project_simulator(monkeypatch):
     table = PhysicsBaseline().fit(spectra).measure(spectra)
     meta = spectra.meta
     type2 = meta["label"].to_numpy() == "type2"
-    # 0.95, not 0.98, since the simulator's type 2 have real stellar populations and [O III] wings:
-    # at S/N > 40 the rule finds a ~1,300–3,000 km/s "broad Hα" in a few (issue 11)
-    assert (table.loc[type2, "predicted_label"] == "type2").mean() >= 0.95
+    # 0.92, not 0.98, since the simulator's type 2 have real stellar populations and outflow wings
+    # on every narrow line, Hα too: the rule finds a ~1,300–3,600 km/s "broad Hα" in a few (issue 11;
+    # 0.94 here; 0.96 while the wing was on [O III] alone)
+    assert (table.loc[type2, "predicted_label"] == "type2").mean() >= 0.92
     single = (meta["label"] == "type1") & (meta["broad_wing_fraction"] == 0) & (meta["snr"] > 15)
     single &= (meta["fwhm_broad"] > 1500).to_numpy()
     # the Boroson & Green Fe II template's 4924/5018 Å lines sit on Hβ's wings: weaker Fe II only

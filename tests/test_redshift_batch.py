@@ -77,13 +77,14 @@ def test_injected_offsets_batched_and_per_spectrum(grid):
     found = [(c, s, o) for c, s, o in zip(batched, shifts, observed) if c.lines]
     assert len(found) >= 10
     for c, s, o in found:
+        s = s + o.meta["narrow_shift"]  # simulated quasars' narrow lines sit off their redshift too
         assert c.flagged == (abs(s) > 500.0)
-        if c.lines == ["Hbeta"] and o.meta["label"] == "type1":
-            # a quasar with weak [O III]: narrow Hβ alone, on top of a broad Hβ whose peak pulls a
-            # line shifted by thousands of km/s (the flag is right, the offset only roughly)
+        if c.lines in (["Hbeta"], ["Halpha"]) and o.meta["label"] == "type1":
+            # a quasar with weak [O III]: a narrow Balmer line alone, on top of a broad one whose
+            # peak pulls a line shifted by thousands of km/s (the flag is right, the offset only roughly)
             assert abs(c.offset_kms - s) <= 0.3 * abs(s) + 50.0
             continue
-        # 50 km/s: the simulated lines' own asymmetries ([O III] blue wings) move a fit
+        # 50 km/s: the simulated lines' own asymmetries (outflow wings) move a fit
         assert abs(c.offset_kms - s) <= 3 * c.error_kms + 50.0
 
 

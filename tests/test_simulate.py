@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from scipy.optimize import curve_fit
 
@@ -26,6 +28,10 @@ from agnlens.simulate.narrow import kewley01, schawinski07
 from agnlens.simulate.noise import noise_library
 from agnlens.simulate.quasar import PRIORS, broad_profile, host_fraction, log_l5100
 from agnlens.spectra import SpectrumSet
+
+#: The intermediate-Seyfert catalogue the simulator's intermediates are drawn from (its copy in the
+#: package; scripts/catalogue_line_stats.py).
+CATALOGUE = Path(__file__).resolve().parents[1] / "src/agnlens/data/catalogs/peruzzi_intermediate_seyferts.csv"
 
 META_KEYS = {
     "spec_id", "z", "zwarning", "label", "subtype", "fwhm_broad", "fwhm_narrow", "snr_target",
@@ -313,9 +319,11 @@ def test_broad_width_distributions_follow_the_literature():
     assert t1.min() >= 1200 and t1.max() <= 16000
     inter = [m for m in meta if m["label"] == "intermediate"]
     ha = np.array([m["fwhm_broad_halpha"] for m in inter])
-    # catalogue: broad Hα log-mean 3.52 (3,300 km/s); the 1.9s reach down to ~1,500 km/s
-    assert 2800 < np.median(ha) < 3900 and ha.min() >= 1500
-    assert min(m["fwhm_broad_halpha"] for m in inter if m["subtype"] == "1.9") < 2000
+    # the catalogue measures broad Hα above 2,000 km/s only: the simulated widths above 2,000 km/s
+    # have the catalogue's median; below it they reach down to 1,000 km/s (Greene & Ho 2007)
+    catalogue = pd.read_csv(CATALOGUE).replace(-999.0, np.nan)["FWHM_6564"].dropna()
+    assert np.median(ha[ha > 1990]) == pytest.approx(np.median(catalogue[catalogue > 0]), rel=0.1)
+    assert ha.min() >= 1000 and 0.15 < np.mean(ha < 2000) < 0.5
     # catalogue: FWHM(Hβ)/FWHM(Hα) median 0.94 (n = 327) — Hβ is not made wider than Hα
     ratio = np.array([m["fwhm_broad"] / m["fwhm_broad_halpha"] for m in inter if m["fwhm_broad"] > 0])
     assert 0.85 < np.median(ratio) < 1.03
@@ -568,11 +576,11 @@ def test_quasar_broad_profiles_are_population_a_or_b():
     # spectra drawn with and without it, same random draws) puts flux redward of Hβ for B only
     import agnlens.simulate.parameters as parameters
 
-    with_b = simulate(counts={"type1": 60}, seed=3, noise=False)
+    with_b = simulate(counts={"type1": 120}, seed=3, noise=False)
     original = parameters.broad_profile
     try:
         parameters.broad_profile = lambda rng, fwhm: (original(rng, fwhm), (0.0, 1.0, 0.0))[1]
-        without = simulate(counts={"type1": 60}, seed=3, noise=False)
+        without = simulate(counts={"type1": 120}, seed=3, noise=False)
     finally:
         parameters.broad_profile = original
     skew = {"A": [], "B": []}
@@ -584,7 +592,9 @@ def test_quasar_broad_profiles_are_population_a_or_b():
         vv = v[np.abs(v) < 9000]
         skew["B" if s.meta["fwhm_broad"] >= 4000 else "A"].append(np.sum(d[vv > 0]) - np.sum(d[vv < 0]))
     assert len(skew["A"]) >= 5 and len(skew["B"]) >= 5
-    assert np.median(skew["B"]) > 0 and np.mean(np.array(skew["B"]) > 0) >= 0.8
+    # (the core's own shift, N(+100, 500) km/s, can outweigh the very broad component's: 82–91 % of
+    # population B skew redward over seeds 3–5)
+    assert np.median(skew["B"]) > 0 and np.mean(np.array(skew["B"]) > 0) >= 0.75
     assert abs(np.median(skew["A"])) < 0.5 * np.median(np.abs(skew["B"]))
 
 

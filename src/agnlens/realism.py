@@ -22,9 +22,7 @@ preprocessed onto the real spectra's grid. A real spectrum and its twins then sh
 pixel bad or uncovered in either is bad in both and filled the same way — so the wavelength
 coverage of the instrument and masks cannot give the simulator away; what is left is the shape of
 the spectra and their noise. A twin takes the noise of a real SDSS or BOSS spectrum that covers the
-whole grid at its redshift where one does.
-
-The simulated set is always labelled as such (``simulated: True`` in the JSON).
+whole grid at its redshift where one does. The simulated set is labelled so (``simulated: True``).
 """
 
 from __future__ import annotations

@@ -292,7 +292,7 @@ def test_a_camera_jump_is_flagged_by_classify(tmp_path):
         h["R_FLUX"].data = h["R_FLUX"].data * np.float32(1.5)  # the R camera's calibration off by 50 %
         h.writeto(tmp_path / "coadd-4-80613-thru20210324.fits")
     table, rejected = classify(resolve_models("default", None), [tmp_path], return_rejected=True)
-    assert not rejected and table["flags"].iloc[0].split(";")[-1] == "camera-jump"
+    assert not rejected and "camera-jump" in table["flags"].iloc[0].split(";")
     assert not table["applicable"].iloc[0]
 
 
