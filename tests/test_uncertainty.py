@@ -39,9 +39,9 @@ def test_delta_method_matches_monte_carlo_on_real_spectra(real_on_default):
     training distribution the linearisation may fail, which the flag says: `1163-52669-0292`
     (p intermediate 0.95, its PCA residual beyond every validation spectrum) has 0.06 against a
     Monte-Carlo σ of 0.10, at 400 and at 2,000 draws alike. The Monte-Carlo σ itself is uncertain
-    by ~3.5 % at 400 draws, more where p is near 0 or 1 and its draws are skewed (at 100 draws `0565-52225-0263`, p 0.997,
-    came out at 0.65 of it, at 400 draws 0.73–0.76: the delta method's linearisation is weakest
-    there)."""
+    by ~3.5 % at 400 draws, more where p is near 0 or 1 and its draws are skewed (at 100 draws
+    `0565-52225-0263`, p 0.997, came out at 0.65 of it, at 400 draws 0.73–0.76: the delta method's
+    linearisation is weakest there)."""
     from agnlens.models.applicability import applicability
     from agnlens.models.persistence import grid_from_metadata
     from agnlens.spectra import Spectrum
