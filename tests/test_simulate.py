@@ -628,7 +628,7 @@ def test_flux_sets_the_luminosity_and_with_it_a_quasars_host_share():
     # preprocessing measures the flux asked for at rest 5100 Å (lines and Fe II add a little there)
     got = simulate_set(counts={"type1": 20, "type2": 20}, seed=5, grid="balmer", flux=40.0).meta["norm_flux"]
     assert 0.95 < np.median(got) / 40.0 < 1.15
-    for bad in (-1.0, 0.0, float("nan"), "bright"):
+    for bad in (-1.0, 0.0, float("nan"), "bright", True):
         with pytest.raises(ValueError, match="flux"):
             simulate(counts={"type1": 1}, flux=bad)
 

@@ -272,7 +272,8 @@ def _generate(n, counts, seed, redshift, snr, noise, grid, progress=None, flux=N
     labels = label_sequence(total, DEFAULT_COUNTS if counts is None else cnt)
     zranges = _resolve_redshift(redshift, grid)
     snr_ln = resolve_snr(snr)
-    if flux is not None and not (isinstance(flux, (int, float, np.floating)) and np.isfinite(flux) and flux > 0):
+    if flux is not None and (isinstance(flux, bool) or not isinstance(flux, (int, float, np.integer, np.floating))
+                             or not np.isfinite(flux) or flux <= 0):
         raise ValueError(f"simulate: flux must be a positive number (1e-17 erg/s/cm²/Å), got {flux!r}")
     rest = None
     if grid is not None:
