@@ -32,7 +32,7 @@ from scipy.stats import ks_2samp
 from agnlens.features import spectral_features
 from agnlens.realism import REALISM_GRID, simulate_matched
 from agnlens.simulate import quasar
-from agnlens.simulate.narrow import SEYFERT_BRANCH
+from agnlens.simulate.narrow import INNER_NLR, SEYFERT_BRANCH
 from agnlens.stages import read_inputs
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -44,11 +44,8 @@ START = {"alpha": (-1.56, 0.3), "oiii_ew": (1.2, 0.4), "hbeta_ew": (1.75, 0.2), 
          **SEYFERT_BRANCH,  # the narrow lines' centre on the BPT diagram
          "narrow_wing": (-0.52, 0.2),  # Mullaney et al. 2013: wings of 20–50 % of the flux
          "narrow_shift": (0.0, 100.0),  # km/s
-         "neiii_oiii": (-1.0, 0.15),  # Seyferts (Ho 2005)
-         "fevii_oiii": (-1.6, 0.3),  # Seyferts with coronal lines (Gelbord et al. 2009)
+         **INNER_NLR,  # the inner narrow-line region's lines at their Seyfert values
          "hgamma_hbeta": (-0.37, 0.05),  # broad Hγ/Hβ 0.35–0.5 (Vanden Berk et al. 2001)
-         "oiii_4364": (-1.7, 0.2),  # Seyfert NLR T_e 1.2–1.6·10^4 K (Osterbrock & Ferland 2006)
-         "nii_5756": (-1.8, 0.2),  # [N II] 5756/6585 at the same temperatures
          "hei_hbeta": (-1.07, 0.15)}  # broad He I 5877 / Hβ 0.05–0.12 (Vanden Berk et al. 2001)
 #: Priors whose log-mean moves by the log-ratio of the real to the simulated median of a
 #: measurement: prior → (measurement, measured against broad Hβ: then less broad Hβ's own ratio).

@@ -20,7 +20,7 @@ import numpy as np
 from agnlens.simulate.dust import cardelli
 from agnlens.simulate.quasar import PRIORS
 
-__all__ = ["NARROW_LINES", "SEYFERT_BRANCH", "draw_narrow", "kewley01", "kauffmann03", "schawinski07"]
+__all__ = ["INNER_NLR", "NARROW_LINES", "SEYFERT_BRANCH", "draw_narrow", "kewley01", "kauffmann03", "schawinski07"]
 
 #: Narrow emission lines (vacuum Å). High-order Balmer lines at Case B.
 NARROW_LINES: dict[str, float] = {
@@ -52,6 +52,15 @@ CATALOGUE_COV = np.array([[0.0924, -0.0001, 0.0089], [-0.0001, 0.0095, 0.0005], 
 #: The Seyfert branch of the [N II] BPT diagram, (mean, sd) of log [N II] 6585/Hα and log
 #: [O III] 5008/Hβ, read off the SDSS loci of Kewley et al. (2006), Fig. 4.
 SEYFERT_BRANCH = {"nii_halpha": (0.0, 0.15), "oiii_hbeta_narrow": (0.8, 0.22)}
+#: Lines of the dense, high-ionisation inner narrow-line region in Seyferts, (mean, sd) of log10:
+#: [Ne III] 3870/[O III] 5008 ≈ 0.1 (Ho 2005; Osterbrock & Ferland 2006); [O III] 4364/5008 at
+#: T_e ≈ 1.2–1.6·10^4 K and [N II] 5756/6585 ≈ 0.01–0.03 at the same temperatures (Osterbrock &
+#: Ferland 2006); [Fe VII] 6088/[O III] 5008 ≈ 0.01–0.1 where coronal lines show (Murayama &
+#: Taniguchi 1998, ApJ 497, L9; Gelbord, Mullaney & Ward 2009, MNRAS 397, 172). Type 1, whose inner
+#: region is in view (Nagao, Murayama & Taniguchi 2001, ApJ 549, 155), draw the same ratios around
+#: means fitted to real quasars (:data:`agnlens.simulate.quasar.PRIORS`).
+INNER_NLR = {"neiii_oiii": (-1.0, 0.15), "oiii_4364": (-1.7, 0.2), "nii_5756": (-1.8, 0.2),
+             "fevii_oiii": (-1.6, 0.3)}
 
 
 def kewley01(x):
@@ -146,17 +155,13 @@ def draw_narrow(rng: np.random.Generator, kind: str) -> dict:
     oii = oiii * 10.0 ** rng.normal(-0.6 if seyfert else 0.1, 0.2)
     oii_ratio = rng.uniform(0.7, 1.3)  # 3727/3730: n_e ~ 10^2–10^3.5 cm^-3 (Osterbrock & Ferland 2006)
     sii_ratio = rng.uniform(0.8, 1.4)  # 6718/6733, same densities
-    # [Ne III] 3870 / [O III] 5008 ≈ 0.1 in Seyferts (Ho 2005; Osterbrock & Ferland 2006); higher in
-    # type 1, where the dense, high-ionisation inner narrow-line region is in view (Nagao, Murayama &
-    # Taniguchi 2001, ApJ 549, 155): fitted (:data:`agnlens.simulate.quasar.PRIORS`)
-    neiii = oiii * 10.0 ** rng.normal(*(PRIORS["neiii_oiii"] if kind == "type1" else (-1.0, 0.15)))
+    inner = PRIORS if kind == "type1" else INNER_NLR  # the inner narrow-line region's lines
+    neiii = oiii * 10.0 ** rng.normal(*inner["neiii_oiii"])
     lines = {
         "OII_3727": oii * oii_ratio / (1 + oii_ratio), "OII_3730": oii / (1 + oii_ratio),
         "NeIII_3870": neiii, "NeIII_3968": neiii / 3.32,  # transition probabilities
         **{k: v * hb for k, v in CASE_B.items()},
-        # [O III] 4364/5008: T_e ≈ 1.2–1.6·10^4 K in Seyfert NLRs (Osterbrock & Ferland 2006)
-        # (higher in type 1, whose dense inner narrow-line region is in view: fitted)
-        "OIII_4364": oiii * 10.0 ** rng.normal(*(PRIORS["oiii_4364"] if kind == "type1" else (-1.7, 0.2))),
+        "OIII_4364": oiii * 10.0 ** rng.normal(*inner["oiii_4364"]),
         # He II 4687/Hβ: 0.1–0.35 in Seyferts, below 0.1 otherwise (Shirazi & Brinchmann 2012)
         "HeII_4687": hb * (rng.uniform(0.1, 0.35) if seyfert else rng.uniform(0.02, 0.1)),
         "Hbeta": hb, "OIII_4960": oiii / 2.98, "OIII_5008": oiii,  # 2.98: Storey & Zeippen 2000
@@ -165,17 +170,13 @@ def draw_narrow(rng: np.random.Generator, kind: str) -> dict:
         "NI_5200": hb * 10.0 ** rng.normal(-1.1 if seyfert else -0.7, 0.2),
         "OI_6302": ha * 10.0**o, "OI_6365": ha * 10.0**o / 3.0,
         "NII_6550": ha * 10.0**x / 3.05, "NII_6585": ha * 10.0**x,
-        # [N II] 5756/6585: ~0.01–0.03 at the NLR's T_e (Osterbrock & Ferland 2006); higher in type 1,
-        # whose dense inner narrow-line region is in view (fitted)
-        "NII_5756": ha * 10.0**x * 10.0 ** rng.normal(*(PRIORS["nii_5756"] if kind == "type1" else (-1.8, 0.2))),
+        "NII_5756": ha * 10.0**x * 10.0 ** rng.normal(*inner["nii_5756"]),
         "SII_6718": ha * 10.0**s * sii_ratio / (1 + sii_ratio), "SII_6733": ha * 10.0**s / (1 + sii_ratio),
     }
-    # Coronal lines in ~30 % of Seyferts; [Fe VII] 6088/[O III] 5008 ≈ 0.01–0.1 (Murayama &
-    # Taniguchi 1998, ApJ 497, L9; Gelbord, Mullaney & Ward 2009, MNRAS 397, 172)
-    # — in every type 1, whose inner narrow-line region is in view (Murayama & Taniguchi 1998: [Fe VII]
-    # is stronger in type 1), at a fitted strength (:data:`agnlens.simulate.quasar.PRIORS`)
+    # Coronal lines in ~30 % of Seyferts, in every type 1 (Murayama & Taniguchi 1998: [Fe VII] is
+    # stronger in type 1)
     coronal = kind == "type1" or (seyfert and rng.random() < 0.3)
-    fe7 = oiii * 10.0 ** rng.normal(*(PRIORS["fevii_oiii"] if kind == "type1" else (-1.6, 0.3)))
+    fe7 = oiii * 10.0 ** rng.normal(*inner["fevii_oiii"])
     fe10 = fe7 * rng.uniform(0.2, 1.0)
     lines.update(FeVII_6088=fe7 if coronal else 0.0, FeVII_5722=0.6 * fe7 if coronal else 0.0,
                  FeX_6376=fe10 if coronal else 0.0)
