@@ -172,6 +172,7 @@ def _meta(i: int, p: dict[str, Any], seed: int, noise_source: str) -> dict[str, 
         "nii_halpha": p["nii_halpha"], "narrow_balmer_decrement": p["narrow_balmer_decrement"],
         "ebv_narrow": p["ebv_narrow"], "ebv_agn": p["ebv_agn"], "bpt": p["bpt"],
         "narrow_wing_fraction": float(p["narrow_wing"][0]), "narrow_shift": p["narrow_shift"], "coronal": p["coronal"],
+        "scattered_fraction": p["scattered_fraction"],
         "host_age_weights": ",".join(f"{w:.3f}" for w in p["host_weights"]),
         "alpha": p["alpha"], "sigma_star": p["sigma_star"], "sigma_inst": p["sigma_inst"],
         "noise_source": noise_source,
@@ -240,7 +241,8 @@ def simulate(
         observed), ``oiii_hbeta_total``, ``oiii_ew`` (Å), ``feii_ratio``, ``broad_wing_fraction``,
         ``broad_halpha_hbeta``, ``nii_halpha``, ``narrow_balmer_decrement``, ``ebv_narrow``,
         ``ebv_agn``, ``bpt`` (locus of the narrow lines), ``narrow_wing_fraction``, ``narrow_shift`` (km/s, the
-        narrow lines' offset from ``z``), ``coronal``,
+        narrow lines' offset from ``z``), ``coronal``, ``scattered_fraction`` (a 1.9 whose broad Hα is
+        scattered light of a hidden broad-line region: its share of the unobscured broad Hα; else 0),
         ``host_age_weights`` (young, intermediate, old light fractions), ``alpha``,
         ``sigma_star``, ``sigma_inst``, ``noise_source`` (the real SDSS file whose noise, sky and
         mask were used), ``source`` (``"simulated:seed=S:i"``), ``sdss_class``,
