@@ -74,7 +74,9 @@ SEYFERT_OIII_EW = (1.6, 0.45)
 # spectrum's S/N sees (:func:`detectable_flux`: a 1.9 is a spectrum whose broad Hα is seen) to 5 %.
 # Their share of the 1.9s is not measured: the study's catalogue, selected by eye for conspicuous
 # broad wings, holds few; half is assumed (docs/simulator.md).
-HIDDEN_BLR = {"share": 0.5, "scattered": (0.01, 0.05), "broad_narrow": (np.log10(14.1), 0.3)}
+HIDDEN_BLR_SHARE = 0.5
+SCATTERED = (0.01, 0.05)
+UNOBSCURED_BROAD_NARROW = (float(np.log10(14.1)), 0.3)
 #: Matched-filter S/N at which a broad Hα is seen (:func:`detectable_flux`): the project's line fit
 #: counts 1 in 10 scattered broad Hα below S/N 8, 3 in 4 at 8–12 and 9 in 10 above 20 (simulated
 #: hidden-BLR 1.9s, docs/simulator.md).
@@ -176,9 +178,9 @@ def draw_parameters(
             # 1,000 km/s as in low-luminosity broad-line AGN (Greene & Ho 2007, ApJ 667, 131)
             broad["Halpha"] = hb_n * _ln10(rng, 0.977, 0.285)
             fwhm_ha = _ln10(rng, 3.365, 0.229, 1000.0, 9000.0)
-            if rng.random() < HIDDEN_BLR["share"]:  # a hidden broad-line region, seen in scattered light
-                unobscured = _ln10(rng, *HIDDEN_BLR["broad_narrow"]) * oiii * nl["lines"]["Halpha"]
-                lo, hi = HIDDEN_BLR["scattered"]
+            if rng.random() < HIDDEN_BLR_SHARE:  # a hidden broad-line region, seen in scattered light
+                unobscured = _ln10(rng, *UNOBSCURED_BROAD_NARROW) * oiii * nl["lines"]["Halpha"]
+                lo, hi = SCATTERED
                 lo = max(lo, detectable_flux(fwhm_ha, p["snr_target"]) / unobscured)  # a 1.9 is seen
                 if lo < hi:  # else too faint to be seen at this S/N: the catalogue's 1.9 drawn above
                     p["scattered_fraction"] = 10.0 ** rng.uniform(np.log10(lo), np.log10(hi))
