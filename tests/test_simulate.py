@@ -12,7 +12,7 @@ from scipy.optimize import curve_fit
 
 from agnlens.classes import CLASSES, CONVENTIONS, SUBTYPES, class_of_subtype, class_under, winkler_subtype
 from agnlens.grid import get_grid
-from agnlens.lines import C_KMS
+from agnlens.lines import C_KMS, line
 from agnlens.simulate import (
     DEFAULT_COUNTS,
     MAX_SPECTRA,
@@ -26,7 +26,7 @@ from agnlens.simulate import (
 )
 from agnlens.simulate.narrow import kewley01, schawinski07
 from agnlens.simulate.noise import noise_library
-from agnlens.simulate.parameters import DETECT_SNR, HIDDEN_BLR_SHARE, SCATTERED, SEYFERT_OIII_EW, detectable_flux
+from agnlens.simulate.parameters import DETECT_SNR, HIDDEN_BLR_SHARE, SEYFERT_OIII_EW, detectable_flux
 from agnlens.simulate.quasar import PRIORS, broad_profile, host_fraction, log_l5100
 from agnlens.spectra import SpectrumSet
 
@@ -360,40 +360,45 @@ def test_type2_and_intermediates_share_one_oiii_prior():
 
 
 def test_detectable_flux_is_the_matched_filter_snr_of_a_brute_force_fit():
-    """:func:`detectable_flux` against a brute-force reference: a Gaussian broad Hα of that flux on
-    SDSS pixels (10^-4 dex) under white noise of the continuum's S/N, its flux fitted by least squares
-    (shape known) over 4,000 noise draws: the flux over the fits' scatter is :data:`DETECT_SNR`."""
+    """:func:`detectable_flux`'s algebra against a brute-force reference: a Gaussian broad Hα of that
+    flux on SDSS pixels (10^-4 dex) under white noise of the continuum's S/N, its flux fitted by least
+    squares (shape known) over 4,000 noise draws: the flux over the fits' scatter is
+    :data:`DETECT_SNR`. (What the idealisation leaves out is measured in docs/simulator.md.)"""
     rng = np.random.default_rng(3)
     for fwhm, snr in ((1500.0, 10.0), (4000.0, 40.0)):
         flux = detectable_flux(fwhm, snr)
         wl = 10.0 ** np.arange(np.log10(6200.0), np.log10(6950.0), 1e-4)
-        sigma = fwhm / (2.0 * np.sqrt(2.0 * np.log(2.0))) / C_KMS * 6564.61
-        shape = np.exp(-0.5 * ((wl - 6564.61) / sigma) ** 2) / (np.sqrt(2.0 * np.pi) * sigma)  # per Å
+        centre = line("Halpha").wavelength
+        sigma = fwhm / (2.0 * np.sqrt(2.0 * np.log(2.0))) / C_KMS * centre
+        shape = np.exp(-0.5 * ((wl - centre) / sigma) ** 2) / (np.sqrt(2.0 * np.pi) * sigma)  # per Å
         fits = (flux * shape + rng.normal(0.0, 1.0 / snr, (4000, wl.size))) @ shape / (shape @ shape)
         assert np.mean(fits) == pytest.approx(flux, rel=0.02)
         assert flux / np.std(fits) == pytest.approx(DETECT_SNR, rel=0.05)
 
 
-def test_hidden_blr_1_9s_are_faint_seen_and_only_1_9s():
-    """The 1.9s whose broad Hα is scattered light of a hidden broad-line region (:data:`HIDDEN_BLR_SHARE`):
-    only 1.9s, about its share of them, 1–5 % of an unobscured nucleus; the project's line fit sees
-    their broad Hα (measured 85 %; below the detection S/N it saw 1 in 10) and it is weaker than the
-    catalogue's 1.9s' (broad/narrow Hα medians measured 0.35 and ~2.4)."""
+def test_hidden_blr_1_9s_are_faint_seen_seyfert_2s():
+    """The 1.9s whose broad Hα is scattered light of a hidden broad-line region
+    (:data:`HIDDEN_BLR_SHARE` of the draws; fewer are kept at low S/N, 0.44 measured): the project's
+    line fit counts their broad Hα (85 % measured), which is weaker than the catalogue 1.9s'
+    (broad/narrow Hα medians measured 0.35 and ~2.4); in direct light they are Seyfert 2s, with the
+    simulated type 2's host share (two-sample KS)."""
+    from scipy.stats import ks_2samp
+
     from agnlens.features import spectral_features
 
     spectra = simulate_set(counts={"intermediate": 400}, seed=5, grid="balmer")
     m = spectra.meta
     hidden = m["scattered_fraction"].to_numpy() > 0
     seyfert19 = (m["subtype"] == "1.9").to_numpy()
-    assert hidden.any() and (m.loc[hidden, "subtype"] == "1.9").all()
-    assert 0.3 < hidden.sum() / seyfert19.sum() <= HIDDEN_BLR_SHARE + 0.1
-    f = m.loc[hidden, "scattered_fraction"]
-    assert f.min() >= SCATTERED[0] and f.max() <= SCATTERED[1]
+    assert 0.3 < hidden.sum() / seyfert19.sum() <= HIDDEN_BLR_SHARE
     rows = np.flatnonzero(seyfert19)
     ratio = spectral_features(spectra[rows])["broad_narrow_halpha"].to_numpy(float)
     scattered = hidden[rows]
     assert np.isfinite(ratio[scattered]).mean() >= 0.75
     assert np.nanmedian(ratio[scattered]) < 0.6 and np.nanmedian(ratio[~scattered]) > 1.5
+    type2 = [s.meta["host_fraction"] for s in simulate(counts={"type2": 300}, seed=5, noise=False)]
+    assert ks_2samp(m.loc[hidden, "host_fraction"], type2).pvalue > 0.01
+    assert ks_2samp(m.loc[seyfert19 & ~hidden, "host_fraction"], type2).pvalue < 1e-6
 
 
 def _dn4000(sp) -> float:
