@@ -89,6 +89,9 @@ def sim_part(n: int, seed: int, csv: Path | None) -> int:
         on = flags.str.contains(code, regex=False).to_numpy()
         print(f"  {code:20s} {on.mean():6.2%}  correct {(on & right).sum():3d}  wrong {(on & ~right).sum():3d}  "
               f"truth {table.loc[on, 'truth'].value_counts().to_dict()}")
+    pd_type2 = flags.str.contains("physics-disagrees", regex=False).to_numpy() & (
+        table["predicted_label"] == "type2").to_numpy()
+    print(f"  type 2 calls flagged physics-disagrees: {pd_type2.sum()}, wrong {(pd_type2 & ~right).sum()}")
     return 0
 
 
