@@ -3,8 +3,9 @@
 Notation: ``U(a, b)`` uniform, ``N(m, s)`` normal, ``LN10(m, s)`` = 10**N(m, s), ``Exp(m)``
 exponential of mean m. "Catalogue" is the intermediate-Seyfert catalogue of the reference study
 (``agnlens/data/catalogs/peruzzi_intermediate_seyferts.csv``, 521 objects; its statistics are
-printed by ``scripts/catalogue_line_stats.py`` and copied here). Nothing here is fitted to the
-labelled real spectra of the project's reference sample (docs/results.md).
+printed by ``scripts/catalogue_line_stats.py`` and copied here). The type 1 priors are fitted to
+the labelled real spectra of the project's reference sample (:data:`.quasar.PRIORS`); here only the
+unobscured broad/narrow Hα of :data:`UNOBSCURED_BROAD_NARROW` is taken from them (docs/results.md).
 
 Equivalent widths (EW, Å) of the nuclear lines are measured against the AGN continuum at 5100 Å
 (as quasar catalogues do); narrow lines of Seyferts (types 2 and intermediate) against the total
@@ -188,7 +189,8 @@ def draw_parameters(
             # 1,000 km/s as in low-luminosity broad-line AGN (Greene & Ho 2007, ApJ 667, 131)
             broad["Halpha"] = hb_n * _ln10(rng, 0.977, 0.285)
             fwhm_ha = _ln10(rng, 3.365, 0.229, 1000.0, 9000.0)
-            # (drawn either way, so that the draws after it stay the same)
+            # a hidden broad-line region replaces the catalogue draw above (made either way, so
+            # that the draws after it stay the same)
             if rng.random() < HIDDEN_BLR_SHARE:  # a hidden broad-line region, seen in scattered light
                 unobscured = _ln10(rng, *UNOBSCURED_BROAD_NARROW) * oiii * nl["lines"]["Halpha"]
                 lo, hi = SCATTERED_FRACTION
