@@ -11,6 +11,8 @@ from dataclasses import dataclass
 import numpy as np
 
 C_KMS = 299_792.458
+#: FWHM of a Gaussian over its standard deviation, 2·sqrt(2 ln 2).
+FWHM_PER_SIGMA = 2.0 * np.sqrt(2.0 * np.log(2.0))
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from agnlens.lines import C_KMS, line
+from agnlens.lines import C_KMS, FWHM_PER_SIGMA, line
 from agnlens.models.lm import Bounds, levenberg_marquardt
 
 __all__ = [
@@ -23,9 +23,6 @@ __all__ = [
     "HBETA", "LineComplex", "LineModel", "MIN_GOOD_FRACTION", "NARROW_SIGMA", "OIII_PROFILE", "SHARED",
     "WING_SIGMA", "covers", "gaussians",
 ]
-
-#: FWHM = this factor × Gaussian σ.
-FWHM_PER_SIGMA = 2.0 * np.sqrt(2.0 * np.log(2.0))
 
 # Ranges of the non-linear parameters (km/s). Chosen so that no real spectrum of the reference
 # sample ends at one; a fit that does is named in ``at_bound``.

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from agnlens.lines import C_KMS
+from agnlens.lines import C_KMS, FWHM_PER_SIGMA
 from agnlens.simulate.agn import BALMER_BLEND, BROAD_LINES, BROAD_RED, HIGH_BALMER, balmer_continuum, feii_template
 from agnlens.simulate.dust import cardelli
 from agnlens.simulate.host import TEMPLATE_SIGMA_KMS, mix_hosts
@@ -33,7 +33,6 @@ __all__ = ["models"]
 
 _PAD = 640  # pixels of margin either side, so that lines just outside the range spill in
 _NFFT = 6144  # >= N_PIX + 2 * _PAD; 2^11·3 is FFT-friendly
-_FWHM = 2.0 * np.sqrt(2.0 * np.log(2.0))
 _N_GROUPS = 8
 _WAVE = observed_grid()
 _FREQ2 = np.fft.rfftfreq(_NFFT) ** 2  # (cycles per pixel)²
@@ -135,16 +134,17 @@ def models(params: list[dict[str, Any]]) -> np.ndarray:
     layers[:, 3] = (_col(params, "feii_ratio") * hb_b)[:, None] * table("feii") * red_agn
 
     s_inst = _col(params, "sigma_inst")
-    s_n = _col(params, "fwhm_narrow") / _FWHM
-    s_b = _col(params, "fwhm_broad") / _FWHM
-    s_r = _col(params, "fwhm_broad_halpha") / _FWHM
+    s_n = _col(params, "fwhm_narrow") / FWHM_PER_SIGMA
+    s_b = _col(params, "fwhm_broad") / FWHM_PER_SIGMA
+    s_r = _col(params, "fwhm_broad_halpha") / FWHM_PER_SIGMA
     s_b = np.where(s_b > 0, s_b, s_r)  # a type 1.9 has no broad Hβ: its (empty) blue layers follow Hα
     _, _, feii_fwhm = feii_template()
     sig = np.stack([
         np.sqrt(np.maximum(_col(params, "sigma_star") ** 2 + s_inst**2 - TEMPLATE_SIGMA_KMS**2, 1.0)),
         np.hypot(s_n, s_inst),
         np.hypot(s_n * wing_width, s_inst),
-        np.sqrt(np.maximum((_col(params, "feii_fwhm") / _FWHM) ** 2 - (feii_fwhm / _FWHM) ** 2, 0.0) + s_inst**2),
+        np.sqrt(np.maximum((_col(params, "feii_fwhm") / FWHM_PER_SIGMA) ** 2 - (feii_fwhm / FWHM_PER_SIGMA) ** 2, 0.0)
+                + s_inst**2),
         np.hypot(s_b, s_inst),
         np.hypot(s_b * bw_width, s_inst),
         np.hypot(s_r, s_inst),

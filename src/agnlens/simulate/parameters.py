@@ -20,9 +20,10 @@ from typing import Any
 import numpy as np
 
 from agnlens.classes import CLASSES, QUASAR_SUBTYPES, R_THRESHOLDS, class_of_subtype, winkler_subtype
-from agnlens.lines import C_KMS, line
+from agnlens.lines import C_KMS, FWHM_PER_SIGMA, line
 from agnlens.simulate.agn import HE_I_RATIOS
 from agnlens.simulate.host import host_templates
+from agnlens.simulate.instrument import DLOGLAM
 from agnlens.simulate.narrow import draw_narrow
 from agnlens.simulate.quasar import PRIORS, broad_profile, host_fraction, log_l5100, oiii_ew
 
@@ -94,8 +95,8 @@ def detectable_flux(fwhm: float, snr: float, name: str = "Halpha") -> float:
     matched-filter S/N :data:`DETECT_SNR` on SDSS pixels (10^-4 dex) at a continuum S/N ``snr`` per
     pixel, the continuum taken as flat from 5100 Å."""
     centre = line(name).wavelength
-    sigma = fwhm / (2.0 * np.sqrt(2.0 * np.log(2.0))) / C_KMS * centre
-    pixel = centre * np.log(10.0) * 1e-4
+    sigma = fwhm / FWHM_PER_SIGMA / C_KMS * centre
+    pixel = centre * np.log(10.0) * DLOGLAM
     return float(DETECT_SNR * np.sqrt(2.0 * np.sqrt(np.pi) * sigma * pixel) / snr)
 
 
