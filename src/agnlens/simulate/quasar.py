@@ -48,11 +48,11 @@ __all__ = ["PRIORS", "broad_profile", "host_fraction", "log_l5100", "luminosity_
 #: 2001, ApJ 549, 155): log10 [Ne III] 3870/[O III] 5008 (start −1.0, Ho 2005), [Fe VII]
 #: 6088/[O III] 5008 (−1.6, Gelbord et al. 2009), [O III] 4364/5008 (−1.7) and [N II] 5756/6585
 #: (−1.8; Osterbrock & Ferland 2006). On the unseen half the KS distance of most fitted
-#: measurements falls (e.g. the blue end 0.49 → 0.14, broad Hβ 0.45 → 0.16, narrow FWHM
-#: 0.47 → 0.15, He I 0.67 → 0.26); the narrow [N II]/Hα's stays near 0.5 (its real medians in the
-#: two halves differ by 0.22 dex), and [O III] 4364, [Fe VII] and the narrow lines' offset do not
-#: improve there (0.20 → 0.22, 0.17 → 0.28, 0.29 → 0.33: the halves differ; docs/simulator.md
-#: gives the table).
+#: measurements falls (means over three twin seeds: e.g. the blue end 0.51 → 0.17, broad Hβ
+#: 0.45 → 0.16, narrow FWHM 0.40 → 0.11, He I 0.66 → 0.27); the narrow [N II]/Hα's stays near 0.5
+#: (its real medians in the two halves differ by 0.22 dex), and [O III] 4364, [Fe VII] and the
+#: narrow lines' offset do not improve there (0.20 → 0.21, 0.23 → 0.28, 0.29 → 0.31: the halves
+#: differ; docs/simulator.md gives the table).
 PRIORS: dict[str, tuple[float, float]] = {
     "alpha": (-1.32, 0.3),
     "oiii_ew": (1.475, 0.4),
