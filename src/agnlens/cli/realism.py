@@ -15,7 +15,8 @@ def add_parser(sub) -> None:
         "redshift and S/N, train discriminators (PCA + logistic regression, random forest, k-NN) to "
         "tell real from simulated with repeated stratified cross-validation, and report their ROC AUC "
         "(0.5: indistinguishable, 1.0: every real spectrum recognised); compare S/N, continuum slope, "
-        "Dn4000, broad FWHMs and line ratios (KS, Wasserstein); for the intermediates, check that the real "
+        "Dn4000, broad FWHMs and line ratios (KS, Wasserstein; on five twins per real spectrum); for the "
+        "intermediates, check that the real "
         "spectra's median broad/narrow Hα, broad Hα FWHM, narrow FWHM and [O III] EW lie inside the "
         "16–84 % range of simulated Seyfert 1.8/1.9s at their redshifts and S/N. Writes realism.json and realism.png "
         "into DIR. Rejected inputs are named on stderr (exit status 1).",
@@ -29,7 +30,7 @@ def add_parser(sub) -> None:
     p.add_argument("--folds", type=at_least_two, default=5, metavar="K", help="cross-validation folds (default 5)")
     p.add_argument("--repeats", type=positive_int, default=5, metavar="N", help="cross-validation repeats (default 5)")
     p.add_argument("--per-real", type=positive_int, default=1, metavar="N",
-                   help="simulated twins per real spectrum (default 1)")
+                   help="simulated twins per real spectrum in the two-sample test (default 1)")
     p.add_argument("--seed", type=nonnegative_int, default=0, help="simulator and cross-validation seed")
     add_overwrite_argument(p, "--out folder")
     p.set_defaults(run=run)
