@@ -117,9 +117,10 @@ def test_cli_on_real_spectra(tmp_path, capsys):
     assert t1["tested"] and 0.0 <= t1["auc"]["pca_logistic"]["mean"] <= 1.0
     rows = {r["feature"]: r for r in t1["features"]}
     assert rows["snr_5100"]["n_real"] == 10
-    # the feature table draws twins of its own, FEATURE_TWINS per real spectrum; the test keeps one each
-    assert data["settings"]["feature_twins"] == FEATURE_TWINS and t1["n_simulated"] == 10
-    assert rows["snr_5100"]["n_simulated"] == FEATURE_TWINS * 10
+    # the feature table draws twins of its own, FEATURE_TWINS over the 12 real spectra; the test keeps one each
+    per_real = data["settings"]["feature_per_real"]
+    assert per_real == -(-FEATURE_TWINS // 12) and t1["n_simulated"] == 10
+    assert rows["snr_5100"]["n_simulated"] == per_real * 10
     # the twins are matched in S/N: their medians agree within 15 %
     assert rows["snr_5100"]["median_simulated"] == pytest.approx(rows["snr_5100"]["median_real"], rel=0.15)
     assert (out / "realism.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

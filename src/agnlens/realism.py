@@ -8,8 +8,8 @@ real spectrum is recognised. The same test is repeated on wavelength windows
 (:data:`WINDOWS`: the continuum between the lines, the lines alone, the blue end 3700–4400 Å), so
 that the next gap is visible where it is. Beside it, a feature table compares real and simulated
 distributions of S/N, continuum slope, Dn4000, broad-line widths and line ratios
-(:mod:`agnlens.features`; on :data:`FEATURE_TWINS` twins per real spectrum of its own) with a
-two-sample distance each, and the class median spectra can be plotted (:meth:`RealismResult.plot`).
+(:mod:`agnlens.features`; on :data:`FEATURE_TWINS` twins of its own) with a two-sample distance
+each, and the class median spectra can be plotted (:meth:`RealismResult.plot`).
 
 Per-class checks (:data:`CHECKS`): for the intermediates, the features that tell a Seyfert 1.8/1.9
 from a type 2 — broad/narrow Hα, broad Hα FWHM, narrow FWHM, [O III] EW — are measured on the
@@ -92,10 +92,10 @@ CHECKS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
 }
 #: Simulated spectra drawn for a class's checks (spread over its real spectra's redshifts and S/N).
 CHECK_TWINS = 800
-#: Twins per real spectrum of the feature table (drawn apart from the two-sample test's): with one,
-#: the simulated median [O III] EW of 76 type 1 moved between 23.7 and 26.1 Å with the seed; with
-#: five, between 21.0 and 21.9 Å (real 21.1 Å).
-FEATURE_TWINS = 5
+#: Simulated spectra of the feature table, at least one per real spectrum (drawn apart from the
+#: two-sample test's twins): with one twin each, the simulated median [O III] EW of 76 real type 1
+#: moved between 23.7 and 26.1 Å with the seed; with five each, 20.3–20.9 Å (real 21.1 Å).
+FEATURE_TWINS = 400
 
 #: The grid ``agnlens realism`` puts files on: 3700–6800 Å rest, log-λ at the SDSS pixel size,
 #: so that the 4000 Å break, Hβ + [O III] and Hα + [N II] are all on it.
@@ -211,7 +211,7 @@ def realism(
         the smaller side's size when a class is small).
     per_real : int, default 1
         Simulated twins per real spectrum of the two-sample test (when ``simulated`` is None; the
-        feature table draws :data:`FEATURE_TWINS` of its own).
+        feature table draws :data:`FEATURE_TWINS` of its own, at least one per real spectrum).
     seed : int, default 0
         Simulator and cross-validation seed.
     features : bool, default True
@@ -273,12 +273,13 @@ def _realism(real, simulated, n_splits, n_repeats, per_real, seed, features, dis
             f"one on {real.grid!r} ({real.n_pixels} px); preprocess both onto one grid"
         )
     feat_real = feat_sim = None
-    feature_twins = simulated
+    feature_twins, feature_per_real = simulated, None
     if features:
         from agnlens.features import spectral_features
 
         if own_twins:  # the feature table's own twins: one per real spectrum moves a median by several %
-            _, feature_twins = simulate_matched(real, per_real=FEATURE_TWINS, seed=int(seed) + 2_000_003)
+            feature_per_real = int(np.ceil(FEATURE_TWINS / len(real)))
+            _, feature_twins = simulate_matched(real, per_real=feature_per_real, seed=int(seed) + 2_000_003)
         feat_real, feat_sim = spectral_features(real), spectral_features(feature_twins)
     classes: dict[str, dict[str, Any]] = {}
     medians = {}
@@ -313,7 +314,7 @@ def _realism(real, simulated, n_splits, n_repeats, per_real, seed, features, dis
     settings = {
         "grid": real.grid.name, "grid_range": [float(real.wavelength[0]), float(real.wavelength[-1])],
         "n_pixels": int(real.n_pixels), "n_splits": int(n_splits), "n_repeats": int(n_repeats),
-        "per_real": int(per_real), "feature_twins": FEATURE_TWINS if own_twins and features else None,
+        "per_real": int(per_real), "feature_per_real": feature_per_real,
         "seed": int(seed),
         "discriminators": {k: DISCRIMINATORS[k] for k in discriminators}, "windows": dict(WINDOWS),
         "simulator": simulated.provenance.get("simulator", "given"),

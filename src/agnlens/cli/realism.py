@@ -15,11 +15,11 @@ def add_parser(sub) -> None:
         "redshift and S/N, train discriminators (PCA + logistic regression, random forest, k-NN) to "
         "tell real from simulated with repeated stratified cross-validation, and report their ROC AUC "
         "(0.5: indistinguishable, 1.0: every real spectrum recognised); compare S/N, continuum slope, "
-        "Dn4000, broad FWHMs and line ratios (KS, Wasserstein; on five twins per real spectrum); for the "
-        "intermediates, check that the real "
-        "spectra's median broad/narrow Hα, broad Hα FWHM, narrow FWHM and [O III] EW lie inside the "
-        "16–84 % range of simulated Seyfert 1.8/1.9s at their redshifts and S/N. Writes realism.json and realism.png "
-        "into DIR. Rejected inputs are named on stderr (exit status 1).",
+        "Dn4000, broad FWHMs and line ratios (KS, Wasserstein; on 400 twins of their own, at least one "
+        "per real spectrum); for the intermediates, check that the real spectra's median broad/narrow "
+        "Hα, broad Hα FWHM, narrow FWHM and [O III] EW lie inside the 16–84 % range of simulated Seyfert "
+        "1.8/1.9s at their redshifts and S/N. Writes realism.json and realism.png into DIR. Rejected "
+        "inputs are named on stderr (exit status 1).",
         epilog="example, the real spectra shipped with the tests (in a clone of the repository):\n"
         "  agnlens realism tests/data/sdss/spectra --labels tests/data/sdss/labels.csv --out realism/",
         formatter_class=argparse.RawDescriptionHelpFormatter,
