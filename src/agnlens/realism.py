@@ -278,8 +278,7 @@ def _realism(real, simulated, n_splits, n_repeats, per_real, seed, features, dis
         from agnlens.features import spectral_features
 
         if own_twins:  # the feature table's own twins: one per real spectrum moves a median by several %
-            feature_per_real = int(np.ceil(FEATURE_TWINS / len(real)))
-            _, feature_twins = simulate_matched(real, per_real=feature_per_real, seed=int(seed) + 2_000_003)
+            feature_per_real, feature_twins = _more_twins(real, FEATURE_TWINS, int(seed) + 2_000_003)
         feat_real, feat_sim = spectral_features(real), spectral_features(feature_twins)
     classes: dict[str, dict[str, Any]] = {}
     medians = {}
@@ -403,6 +402,12 @@ def _twins(real, snr_obs, grid, per_real, seed):
     return rows, owners
 
 
+def _more_twins(real: SpectrumSet, total: int, seed: int) -> tuple[int, SpectrumSet]:
+    """At least ``total`` twins, the same number of each real spectrum: (that number, the twins)."""
+    per_real = int(np.ceil(total / len(real)))
+    return per_real, simulate_matched(real, per_real=per_real, seed=seed)[1]
+
+
 def _apply_mask(wl, flux, ivar, bad):
     """Bad pixels filled by linear interpolation from the good ones (as preprocessing does), ivar 0."""
     good = ~bad
@@ -461,8 +466,7 @@ def _class_checks(real: SpectrumSet, feat_real: pd.DataFrame, label: str, seed: 
     from agnlens.features import spectral_features
 
     subtypes, names = CHECKS[label]
-    per_real = int(np.ceil(CHECK_TWINS / len(real)))
-    _, sim = simulate_matched(real, per_real=per_real, seed=int(seed) + 1_000_003)
+    _, sim = _more_twins(real, CHECK_TWINS, int(seed) + 1_000_003)
     sim = sim[np.flatnonzero(np.isin(sim.meta["subtype"].astype(str), subtypes))]
     feat_sim = spectral_features(sim) if len(sim) else pd.DataFrame({n: [] for n in names})
     rows = []
