@@ -3,7 +3,7 @@ judged on objects the fit never saw.
 
 The real type 1 spectra are split in two halves by a hash of their spec_id (never by content).
 On half A the means of the priors are moved, a few rounds (the same twins' seeds every round),
-until the medians of the simulated twins' measurements (:func:`agnlens.realism.simulate_matched`:
+until the medians of the simulated twins' measurements (:func:`agnlens.twins.simulate_matched`:
 same redshift, S/N and flux) match the real ones: the continuum slope (→ α_λ), the [O III] 5008
 EW (→ its log-mean at 10^44.5 erg/s), the excesses over the continuum at Hβ, Hα, Hγ and He I 5877
 (→ broad Hβ EW, Hα/Hβ, Hγ/Hβ, He I/Hβ), the measured broad Hβ FWHM (→ the broad core's), the
@@ -36,10 +36,11 @@ import numpy as np
 from scipy.stats import ks_2samp
 
 from agnlens.features import spectral_features
-from agnlens.realism import REALISM_GRID, realism, simulate_matched
+from agnlens.realism import REALISM_GRID, realism
 from agnlens.simulate import quasar
 from agnlens.simulate.narrow import INNER_NLR, SEYFERT_BRANCH
 from agnlens.stages import read_inputs
+from agnlens.twins import simulate_matched
 
 ROOT = Path(__file__).resolve().parents[1]
 ROUNDS = 6

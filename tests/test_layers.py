@@ -22,7 +22,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("agnlens.io",),
     ("agnlens.engine", "agnlens.simulate", "agnlens.ingest", "agnlens.redshift"),
     ("agnlens.models", "agnlens.explain", "agnlens.features"),
-    ("agnlens.embed", "agnlens.realism", "agnlens.robustness"),
+    ("agnlens.embed", "agnlens.realism", "agnlens.robustness", "agnlens.twins"),
     ("agnlens.plot",),
     ("agnlens.report",),
     ("agnlens.stages",),
