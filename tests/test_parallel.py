@@ -344,3 +344,26 @@ def test_cluster_leaves_this_process_environment_as_it_was(monkeypatch):
         worker_env = client.run(lambda: os.environ.get("OMP_NUM_THREADS"))
     assert set(worker_env.values()) == {"1"}  # the workers still get one thread each
     assert "OMP_NUM_THREADS" not in os.environ and os.environ["OPENBLAS_NUM_THREADS"] == "2"
+
+
+class _Count:
+    def update(self, n: int) -> None:
+        pass
+
+
+@pytest.mark.timeout(120)
+def test_tasks_are_waited_for_on_their_own_clients_loop(cluster):
+    """Another client current in this thread (a caller's ``with Client(...)``, or a test fixture's)
+    must not matter: the engine waits for its tasks on the loop of the client that submitted them.
+    The current client here is closed, so its loop runs nothing: waited for there, the tasks would
+    never be seen to finish. (With a live current client on another loop — the module fixture's
+    — ``tests/test_cli_scheduler.py`` hung in one run of three before the fix.)"""
+    import distributed
+
+    from agnlens.engine.cluster import execute
+
+    results: dict = {}
+    with distributed.Client(cluster) as other:  # the current client of this thread
+        other.close()
+        failures = execute(cluster, abs, [(i, (-i,)) for i in range(6)], (), 0, _Count(), results=results)
+    assert failures == [] and results == {i: i for i in range(6)}

@@ -210,8 +210,11 @@ def _run_on(client, fn: Callable, tasks: list[tuple[int, tuple]], shared: Sequen
         futures[fut] = i
     cancelled: set[int] = set()
     # results come with the iterator (no blocking fut.result() from this thread, which could
-    # meet an asyncio primitive bound to another event loop after a worker died)
-    for fut, result in distributed.as_completed(futures, with_results=True, raise_errors=False):
+    # meet an asyncio primitive bound to another event loop after a worker died), and the futures
+    # are tracked on their own client's loop: as_completed's default is the *current* client's,
+    # another one whenever a caller (or a test fixture) is inside `with Client(...)` — there the
+    # wait for a finished task could hang forever
+    for fut, result in distributed.as_completed(futures, loop=client.loop, with_results=True, raise_errors=False):
         i = futures[fut]
         if fut.status == "cancelled" and shared_futures and not last:
             cancelled.add(i)  # its inputs were forgotten with their workers: submitted again
