@@ -346,11 +346,6 @@ def test_cluster_leaves_this_process_environment_as_it_was(monkeypatch):
     assert "OMP_NUM_THREADS" not in os.environ and os.environ["OPENBLAS_NUM_THREADS"] == "2"
 
 
-class _Count:
-    def update(self, n: int) -> None:
-        pass
-
-
 @pytest.mark.timeout(120)
 def test_tasks_are_waited_for_on_their_own_clients_loop(cluster):
     """Another client current in this thread (a caller's ``with Client(...)``, or a test fixture's)
@@ -361,9 +356,11 @@ def test_tasks_are_waited_for_on_their_own_clients_loop(cluster):
     import distributed
 
     from agnlens.engine.cluster import execute
+    from agnlens.engine.resume import progress_bar
 
     results: dict = {}
     with distributed.Client(cluster) as other:  # the current client of this thread
         other.close()
-        failures = execute(cluster, abs, [(i, (-i,)) for i in range(6)], (), 0, _Count(), results=results)
+        failures = execute(cluster, abs, [(i, (-i,)) for i in range(6)], (), 0, progress_bar(False, 6, 0),
+                           results=results)
     assert failures == [] and results == {i: i for i in range(6)}

@@ -35,6 +35,7 @@ import pandas as pd
 from agnlens.classes import CLASSES
 from agnlens.errors import AgnlensWarning
 from agnlens.grid import Grid
+from agnlens.simulate.instrument import DLOGLAM
 from agnlens.spectra import SpectrumSet
 from agnlens.twins import simulate_matched
 
@@ -94,9 +95,8 @@ FEATURE_TWINS = 400
 #: The grid ``agnlens realism`` puts files on: 3700–6800 Å rest, log-λ at the SDSS pixel size,
 #: so that the 4000 Å break, Hβ + [O III] and Hα + [N II] are all on it.
 REALISM_GRID = Grid(
-    "realism", 10.0 ** np.arange(np.log10(3700.0), np.log10(6800.0), 1e-4), spacing="log"
+    "realism", 10.0 ** np.arange(np.log10(3700.0), np.log10(6800.0), DLOGLAM), spacing="log"
 )
-
 
 
 @dataclass

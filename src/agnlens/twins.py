@@ -18,13 +18,14 @@ import pandas as pd
 
 from agnlens.lines import NORM_WINDOW
 from agnlens.preprocess import preprocess_one
+from agnlens.simulate.instrument import DLOGLAM
 from agnlens.spectra import SpectrumSet
 
 __all__ = ["simulate_matched"]
 
-# The rest-frame size (Å) of one SDSS pixel (1e-4 dex) at 5100 Å: the simulator's S/N is per
+# The rest-frame size (Å) of one SDSS pixel (DLOGLAM dex) at 5100 Å: the simulator's S/N is per
 # observed pixel, the measured one per grid pixel.
-_SDSS_PIXEL_5100 = 5100.0 * np.log(10.0) * 1e-4
+_SDSS_PIXEL_5100 = 5100.0 * np.log(10.0) * DLOGLAM
 
 
 def simulate_matched(real: SpectrumSet, *, per_real: int = 1, seed: int = 0) -> tuple[SpectrumSet, SpectrumSet]:
